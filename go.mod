@@ -1,0 +1,3 @@
+module github.com/dpsbatch/dpsbatch
+
+go 1.26.8
