@@ -1,0 +1,85 @@
+// Package events owns the events that drive pipelines: the Event type
+// (topic, run ID, kind, properties), the Broker interface that moves them
+// between producers and the Pipeline, and the brokers themselves. This file
+// holds the types; memory.go holds the in-process broker used by
+// `dpsbatch local` and by tests.
+//
+// Two kinds are reserved: no-more-data, published on a pipeline's trigger
+// topic, tells the Pipeline to finish what is in flight and exit cleanly;
+// shutdown, published on the trigger topic or on TopicControl, tells it to
+// stop at the next visit boundary. Every other event is data.
+//
+// The package imports nothing of the project's.
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Kind says what an event means to the Pipeline.
+type Kind string
+
+// The kinds of event.
+const (
+	KindData       Kind = "data"
+	KindNoMoreData Kind = "no-more-data"
+	KindShutdown   Kind = "shutdown"
+)
+
+// TopicControl is the topic every Pipeline listens on for shutdown, besides
+// its trigger topic.
+const TopicControl = "dpsbatch.control"
+
+// PropVisit is the property of a trigger event that names its visit.
+const PropVisit = "visitId"
+
+// ErrClosed is returned by operations on a closed broker or subscription.
+var ErrClosed = errors.New("events: closed")
+
+// Event is one message on a topic. Properties hold plain values: strings,
+// numbers, booleans and lists or maps of them.
+type Event struct {
+	Topic      string
+	RunID      string
+	Kind       Kind // empty means KindData
+	Properties map[string]any
+}
+
+// IsData reports whether the event carries data (is not a control event).
+func (e Event) IsData() bool { return e.Kind == "" || e.Kind == KindData }
+
+// Visit returns the event's visit ID property as a string.
+func (e Event) Visit() (string, bool) {
+	v, ok := e.Properties[PropVisit]
+	if !ok || v == nil {
+		return "", false
+	}
+	s := fmt.Sprint(v)
+	return s, s != ""
+}
+
+// Broker moves events between producers and subscribers. Implementations
+// are safe for concurrent use.
+type Broker interface {
+	// Publish sends e on e.Topic. It does not wait for subscribers.
+	Publish(ctx context.Context, e Event) error
+	// Subscribe receives the events of one run on one topic; events of
+	// other runs are skipped. Events published on the topic before anyone
+	// subscribed are delivered too (how far back depends on the broker).
+	Subscribe(ctx context.Context, topic, runID string) (Subscription, error)
+	// Close ends every subscription; later calls fail with ErrClosed.
+	Close() error
+}
+
+// Subscription is one subscriber's stream of events. It is used by one
+// goroutine at a time.
+type Subscription interface {
+	// Next blocks until the next event, ctx is done or the subscription or
+	// its broker is closed (ErrClosed).
+	Next(ctx context.Context) (Event, error)
+	// Skipped counts the events of other runs that were dropped.
+	Skipped() int
+	Close() error
+}

@@ -1,0 +1,67 @@
+package harness
+
+// The built-in stage types register here, in one place. Their code is in
+// stage_files.go (input, output, symlink), stage_exec.go and
+// stage_event.go.
+func init() {
+	RegisterStage(Type{
+		Name: "input",
+		Doc:  "reads files named by path templates onto each slice clipboard",
+		Settings: []Setting{
+			{Key: "files", Kind: StringMap, Required: true, Doc: "clipboard key -> path template, such as raw: \"{input}/ccd{ccd}.dat\""},
+			{Key: "format", Kind: String, Default: "auto", Doc: "persistence format: auto (by extension), raw, text, json or a registered one"},
+			{Key: "optional", Kind: Bool, Default: false, Doc: "a missing file leaves its key unset instead of failing the slice"},
+		},
+		New: newInput,
+	})
+	RegisterStage(Type{
+		Name: "output",
+		Doc:  "writes clipboard items to files named by path templates (atomically: a file is whole or absent)",
+		Settings: []Setting{
+			{Key: "files", Kind: StringMap, Required: true, Doc: "clipboard key -> path template, such as calexp: \"{output}/calexp-{ccd}.json\""},
+			{Key: "format", Kind: String, Default: "auto", Doc: "persistence format: auto (by extension), raw, text, json or a registered one"},
+		},
+		New: newOutput,
+	})
+	RegisterStage(Type{
+		Name: "symlink",
+		Doc:  "makes a symbolic link per slice, replacing an older link of the same name",
+		Settings: []Setting{
+			{Key: "from", Kind: String, Required: true, Doc: "path template of the link's target"},
+			{Key: "to", Kind: String, Required: true, Doc: "path template of the link itself"},
+		},
+		New: newSymlink,
+	})
+	RegisterStage(Type{
+		Name: "exec",
+		Doc:  "runs an external program per slice clipboard; a JSON object it prints on stdout merges into the clipboard",
+		Settings: []Setting{
+			{Key: "command", Kind: Strings, Required: true, Doc: "program and arguments, each a template such as \"{input}/ccd{ccd}.dat\""},
+			{Key: "timeout", Kind: Duration, Default: DefaultExecTimeout, Doc: "time allowed per run; the program and its children are killed after it"},
+			{Key: "dir", Kind: String, Doc: "working directory (path template); default: the run directory"},
+			{Key: "env", Kind: StringMap, Doc: "extra environment variables, values are templates"},
+			{Key: "produces", Kind: Strings, Doc: "keys the program prints in its JSON object (each must appear)"},
+			{Key: "shared", Kind: Strings, Doc: "keys of produces that are shared (sent back to the Pipeline)"},
+		},
+		New: newExec,
+	})
+	RegisterStage(Type{
+		Name: "event",
+		Doc:  "publishes an event from the Pipeline after the stage's slices are done",
+		Settings: []Setting{
+			{Key: "topic", Kind: String, Required: true, Doc: "topic to publish on"},
+			{Key: "properties", Kind: StringMap, Doc: "property -> template expanded on the Pipeline's clipboard"},
+			{Key: "keys", Kind: Strings, Doc: "Pipeline clipboard keys copied into the event as they are"},
+		},
+		New: newEvent,
+	})
+	RegisterStage(Type{
+		Name: "noop",
+		Doc:  "does nothing on every slice (for timing the harness itself)",
+		New:  func(Settings) (Stage, error) { return noop{}, nil },
+	})
+}
+
+type noop struct{}
+
+func (noop) Process(*Context, *Clipboard) error { return nil }

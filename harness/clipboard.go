@@ -1,0 +1,137 @@
+package harness
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/dpsbatch/dpsbatch/mapper"
+)
+
+// Well-known clipboard keys the harness fills in for every visit.
+const (
+	// KeyVisit holds the visit ID (a string) on every clipboard.
+	KeyVisit = "visitId"
+	// KeyDataID holds the slice's mapper.DataID on every slice clipboard;
+	// each of the data ID's keys is also put on the clipboard by itself.
+	KeyDataID = "dataId"
+)
+
+// Clipboard holds the named values stages pass to each other during one
+// visit: one clipboard on the Pipeline, and one per data ID on each Slice.
+// Items marked shared travel between the Pipeline and the Slices at each
+// parallel stage (see PutShared). A clipboard is used by one goroutine and
+// released when its visit ends.
+type Clipboard struct {
+	items  map[string]item
+	dataID mapper.DataID
+}
+
+type item struct {
+	v      any
+	shared bool
+	dirty  bool // shared and changed since the last exchange
+}
+
+// NewClipboard returns an empty clipboard.
+func NewClipboard() *Clipboard { return &Clipboard{items: map[string]item{}} }
+
+// Get returns the value under key.
+func (c *Clipboard) Get(key string) (any, bool) {
+	it, ok := c.items[key]
+	return it.v, ok
+}
+
+// Has reports whether key is on the clipboard.
+func (c *Clipboard) Has(key string) bool { _, ok := c.items[key]; return ok }
+
+// Put sets key to v, keeping the key's shared mark if it had one.
+func (c *Clipboard) Put(key string, v any) {
+	it := c.items[key]
+	it.v = v
+	it.dirty = it.shared
+	c.items[key] = it
+}
+
+// PutShared sets key to v and marks it shared. On the Pipeline, shared
+// items set since the last parallel stage are broadcast to every Slice
+// before that stage's Process and put on each slice clipboard. On a Slice,
+// shared items set by a stage go back to the Pipeline after the stage: the
+// Pipeline's clipboard then holds, under the same key, a []any with one
+// value per slice clipboard that set it, in rank and data ID order.
+// Shared values must be encodable with encoding/gob: plain values, lists and
+// maps of them, or types registered with RegisterType.
+func (c *Clipboard) PutShared(key string, v any) {
+	c.items[key] = item{v: v, shared: true, dirty: true}
+}
+
+// Delete removes key.
+func (c *Clipboard) Delete(key string) { delete(c.items, key) }
+
+// Keys returns the keys on the clipboard, sorted.
+func (c *Clipboard) Keys() []string {
+	ks := make([]string, 0, len(c.items))
+	for k := range c.items {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// Len is the number of items.
+func (c *Clipboard) Len() int { return len(c.items) }
+
+// IsShared reports whether key is marked shared.
+func (c *Clipboard) IsShared(key string) bool { return c.items[key].shared }
+
+// DataID is the data ID this clipboard belongs to (nil on the Pipeline).
+func (c *Clipboard) DataID() mapper.DataID { return c.dataID }
+
+// Clone returns a copy of the clipboard (values are not deep-copied), for
+// a stage that emits several clipboards from one (see Context.Emit).
+func (c *Clipboard) Clone() *Clipboard {
+	n := &Clipboard{items: make(map[string]item, len(c.items)), dataID: c.dataID}
+	for k, it := range c.items {
+		n.items[k] = it
+	}
+	return n
+}
+
+// Text returns the value under key formatted for a path or command line:
+// strings as they are, numbers and booleans in their usual form. Lists,
+// maps and byte slices are not text and give an error.
+func (c *Clipboard) Text(key string) (string, error) {
+	v, ok := c.items[key]
+	if !ok {
+		return "", fmt.Errorf("clipboard has no key %q", key)
+	}
+	return scalarText(key, v.v)
+}
+
+func scalarText(key string, v any) (string, error) {
+	switch v := v.(type) {
+	case string:
+		return v, nil
+	case int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, float32, float64, bool:
+		return fmt.Sprint(v), nil
+	case fmt.Stringer:
+		return v.String(), nil
+	}
+	return "", fmt.Errorf("clipboard key %q holds %T, which is not text", key, v)
+}
+
+// takeShared returns the shared items changed since the last call and
+// clears their marks; nil when there are none.
+func (c *Clipboard) takeShared() map[string]any {
+	var out map[string]any
+	for k, it := range c.items {
+		if it.dirty {
+			if out == nil {
+				out = map[string]any{}
+			}
+			out[k] = it.v
+			it.dirty = false
+			c.items[k] = it
+		}
+	}
+	return out
+}

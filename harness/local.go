@@ -1,0 +1,169 @@
+package harness
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dpsbatch/dpsbatch/events"
+	"github.com/dpsbatch/dpsbatch/harness/comm"
+	"github.com/dpsbatch/dpsbatch/mapper"
+)
+
+// ErrVisitsFailed is returned when a run ended but some visits failed.
+// The CLI exits 3 for it.
+var ErrVisitsFailed = errors.New("some visits failed")
+
+// LocalRun describes a run of a whole pipeline in one process: the
+// Pipeline and every Slice are goroutines over a local communicator, and
+// events go through an in-memory broker (or Broker, when set).
+type LocalRun struct {
+	Policy *Policy // loaded and validated
+	Visits []Visit
+	RunID  string
+	RunDir string // created if missing
+	Slices int    // overrides the policy's count when > 0
+	Logger *slog.Logger
+	// Recorder, when set, hears progress besides the returned Summary.
+	Recorder Recorder
+	Broker   events.Broker
+	// Stop, when closed, stops the run at the next visit boundary.
+	Stop <-chan struct{}
+}
+
+// RunLocal runs the visits through the pipeline and returns the summary.
+// The error wraps ErrVisitsFailed when the run ended but visits failed,
+// ErrInterrupted when ctx was cancelled, ErrInvalid for bad input.
+func RunLocal(ctx context.Context, lr LocalRun) (*Summary, error) {
+	start := time.Now()
+	p := lr.Policy
+	n := lr.Slices
+	if n <= 0 {
+		var err error
+		if n, err = p.SliceCount(); err != nil {
+			return nil, err
+		}
+	}
+	runDir, err := filepath.Abs(lr.RunDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		return nil, fmt.Errorf("harness: run directory: %w", err)
+	}
+	broker := lr.Broker
+	if broker == nil {
+		mem := events.NewMemory()
+		defer mem.Close()
+		broker = mem
+	}
+	for _, v := range lr.Visits {
+		if err := broker.Publish(ctx, v.Event(p.Trigger.Topic, lr.RunID)); err != nil {
+			return nil, fmt.Errorf("harness: publishing visit %s: %w", v.ID, err)
+		}
+	}
+	if err := broker.Publish(ctx, events.Event{Topic: p.Trigger.Topic, RunID: lr.RunID, Kind: events.KindNoMoreData}); err != nil {
+		return nil, fmt.Errorf("harness: publishing no-more-data: %w", err)
+	}
+
+	sum := NewSummary()
+	var rec Recorder = sum
+	if lr.Recorder != nil {
+		rec = teeRecorder{sum, lr.Recorder}
+	}
+	host := LocalHost()
+	eps := comm.NewLocal(n + 1)
+	errs := make([]error, n+1)
+	var wg sync.WaitGroup
+	for r, c := range eps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cfg := Config{Policy: p, RunID: lr.RunID, RunDir: runDir, Comm: c, Host: host, Logger: lr.Logger}
+			if r == 0 {
+				cfg.Broker, cfg.Recorder, cfg.Stop = broker, rec, lr.Stop
+			}
+			errs[r] = Run(ctx, cfg)
+		}()
+	}
+	wg.Wait()
+	sum.Elapsed = time.Since(start)
+	// The first error that is not just another rank's abort tells why.
+	var first error
+	for _, err := range errs {
+		if err != nil && (first == nil || errors.Is(first, comm.ErrAborted) && !errors.Is(err, comm.ErrAborted)) {
+			first = err
+		}
+	}
+	switch {
+	case first != nil:
+		return sum, first
+	case sum.Failed > 0:
+		return sum, fmt.Errorf("%w: %d of %d visits", ErrVisitsFailed, sum.Failed, sum.Visits)
+	}
+	return sum, nil
+}
+
+// teeRecorder reports to two recorders, the first one first.
+type teeRecorder struct{ a, b Recorder }
+
+func (t teeRecorder) VisitStarted(v string, at time.Time) error {
+	return errors.Join(t.a.VisitStarted(v, at), t.b.VisitStarted(v, at))
+}
+func (t teeRecorder) StageDone(v, s string, d time.Duration) error {
+	return errors.Join(t.a.StageDone(v, s, d), t.b.StageDone(v, s, d))
+}
+func (t teeRecorder) SliceFailed(f SliceFailure) error {
+	return errors.Join(t.a.SliceFailed(f), t.b.SliceFailed(f))
+}
+func (t teeRecorder) VisitEnded(v string, r VisitResult) error {
+	return errors.Join(t.a.VisitEnded(v, r), t.b.VisitEnded(v, r))
+}
+func (t teeRecorder) EventDropped(topic, why string) {
+	for _, r := range []Recorder{t.a, t.b} {
+		if d, ok := r.(DropRecorder); ok {
+			d.EventDropped(topic, why)
+		}
+	}
+}
+func (t teeRecorder) RunStopped(why string) {
+	for _, r := range []Recorder{t.a, t.b} {
+		if s, ok := r.(StopRecorder); ok {
+			s.RunStopped(why)
+		}
+	}
+}
+
+// LocalHost describes this machine as a mapper.HostInfo: host name, CPUs
+// and total memory. Rank is set by Run.
+func LocalHost() mapper.HostInfo {
+	h, _ := os.Hostname()
+	return mapper.HostInfo{Host: h, Node: h, CPUs: runtime.NumCPU(), MemoryMB: memTotalMB()}
+}
+
+// memTotalMB reads MemTotal from /proc/meminfo, or 0 where there is none.
+func memTotalMB() int64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 2 && fields[0] == "MemTotal:" {
+			kb, _ := strconv.ParseInt(fields[1], 10, 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}

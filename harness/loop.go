@@ -1,0 +1,739 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/dpsbatch/dpsbatch/events"
+	"github.com/dpsbatch/dpsbatch/harness/comm"
+	"github.com/dpsbatch/dpsbatch/mapper"
+)
+
+// ErrInterrupted is returned when the run's context was cancelled (an
+// interrupt): the visit in flight, if any, was recorded as interrupted.
+var ErrInterrupted = errors.New("harness: interrupted")
+
+// Config is what one rank needs to run a pipeline. Every rank of a run
+// gets the same Policy, RunID and RunDir; Broker, Recorder and Stop are
+// used by the Pipeline (rank 0) only.
+type Config struct {
+	Policy *Policy
+	RunID  string
+	RunDir string // absolute; relative locations resolve against it
+	Comm   comm.Comm
+	Host   mapper.HostInfo // this rank's; Rank is set by Run
+	Logger *slog.Logger    // nil discards
+
+	Broker   events.Broker // Pipeline: trigger, waited-for and published events
+	Recorder Recorder      // Pipeline: progress; nil records nothing
+	// Stop, when closed, asks the Pipeline to stop at the next visit
+	// boundary, as a shutdown event does.
+	Stop <-chan struct{}
+}
+
+// DropRecorder is an optional extra of a Recorder: it hears of every
+// malformed trigger event the Pipeline drops (logged either way).
+type DropRecorder interface {
+	EventDropped(topic, why string)
+}
+
+// StopRecorder is an optional extra of a Recorder: it hears why a run
+// stopped before its data ran out (a shutdown event, a stop request).
+type StopRecorder interface {
+	RunStopped(why string)
+}
+
+// Run runs the pipeline on one rank until no-more-data, a shutdown or an
+// error: the Pipeline on rank 0, a Slice on every other. Every rank of the
+// communicator calls it, each on its own goroutine (or process). A fatal
+// error on any rank aborts the communicator so no rank waits forever.
+func Run(ctx context.Context, cfg Config) (err error) {
+	c := cfg.Comm
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Recorder == nil {
+		cfg.Recorder = nopRecorder{}
+	}
+	r := &rank{cfg: cfg, c: c}
+	defer func() {
+		if err != nil && !errors.Is(err, comm.ErrAborted) && !errors.Is(err, ErrInterrupted) {
+			c.Abort(fmt.Errorf("rank %d: %w", c.Rank(), err))
+		}
+	}()
+	stages, errs := cfg.Policy.buildStages()
+	if len(errs) > 0 {
+		return errs
+	}
+	r.stages = stages
+	for _, b := range stages {
+		if b.proc != nil {
+			r.parallel = append(r.parallel, b)
+		}
+	}
+	static := map[string]string{"run": cfg.RunID, "pipeline": cfg.Policy.Name, "pipelinedir": cfg.Policy.Dir}
+	log := cfg.Logger.With(slog.String("run", cfg.RunID))
+	if c.Rank() > 0 {
+		log = log.With(slog.Int("slice", c.Rank()))
+	}
+	r.info = &runInfo{id: cfg.RunID, pipeline: cfg.Policy.Name, static: static,
+		locs: NewLocations(cfg.RunDir, cfg.Policy.Locations, static), log: cfg.Logger.With(slog.String("run", cfg.RunID))}
+	r.log = log
+	if c.Rank() == 0 {
+		r.info.publish = cfg.Broker.Publish
+	}
+
+	inited, err := r.initialize(ctx)
+	defer func() {
+		if serr := r.shutdown(ctx, inited); err == nil {
+			err = serr
+		}
+	}()
+	if err != nil {
+		return err
+	}
+	ids, err := r.assign()
+	if err != nil {
+		return err
+	}
+	if c.Rank() == 0 {
+		return r.pipelineLoop(ctx)
+	}
+	return r.sliceLoop(ctx, ids)
+}
+
+// rank is the state of one rank's loop.
+type rank struct {
+	cfg      Config
+	c        comm.Comm
+	info     *runInfo
+	log      *slog.Logger
+	stages   []*built
+	parallel []*built
+	cx       Context // reused for every stage call on this rank
+	totalIDs int     // Pipeline: data IDs assigned over all slices
+}
+
+type nopRecorder struct{}
+
+func (nopRecorder) VisitStarted(string, time.Time) error          { return nil }
+func (nopRecorder) StageDone(string, string, time.Duration) error { return nil }
+func (nopRecorder) SliceFailed(SliceFailure) error                { return nil }
+func (nopRecorder) VisitEnded(string, VisitResult) error          { return nil }
+
+// context resets the reused Context for one call.
+func (r *rank) context(ctx context.Context, visit, stage string, id mapper.DataID) *Context {
+	cx := &r.cx
+	*cx = Context{ctx: ctx, run: r.info, visit: visit, stage: stage, slice: r.c.Rank(), dataID: id, emitted: cx.emitted[:0]}
+	return cx
+}
+
+// call runs one stage function, turning a panic into an error.
+func (r *rank) call(cx *Context, what string, fn func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			cx.Logger().Error("stage panicked", "part", what, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			err = fmt.Errorf("%s panicked: %v", what, p)
+		}
+	}()
+	return fn()
+}
+
+func (r *rank) initialize(ctx context.Context) (int, error) {
+	for i, b := range r.stages {
+		in, ok := b.stage.(Initializer)
+		if !ok {
+			continue
+		}
+		cx := r.context(ctx, "", b.spec.Name, nil)
+		if err := r.call(cx, "Initialize", func() error { return in.Initialize(cx) }); err != nil {
+			return i, fmt.Errorf("stage %q: initialize: %w", b.spec.Name, err)
+		}
+	}
+	return len(r.stages), nil
+}
+
+// shutdown calls Shutdown on the first n stages, in reverse order.
+func (r *rank) shutdown(ctx context.Context, n int) error {
+	var first error
+	for i := n - 1; i >= 0; i-- {
+		b := r.stages[i]
+		sd, ok := b.stage.(Shutdowner)
+		if !ok {
+			continue
+		}
+		cx := r.context(context.WithoutCancel(ctx), "", b.spec.Name, nil)
+		if err := r.call(cx, "Shutdown", func() error { return sd.Shutdown(cx) }); err != nil {
+			cx.Logger().Error("shutdown failed", "err", err)
+			if first == nil {
+				first = fmt.Errorf("stage %q: shutdown: %w", b.spec.Name, err)
+			}
+		}
+	}
+	return first
+}
+
+// assign gathers every rank's HostInfo on the Pipeline, asks the mapper
+// for an assignment and scatters each Slice's data IDs. It returns this
+// rank's data IDs (the Pipeline's: nil).
+func (r *rank) assign() ([]mapper.DataID, error) {
+	host := r.cfg.Host
+	host.Rank = r.c.Rank()
+	mine, err := encode(host)
+	if err != nil {
+		return nil, err
+	}
+	all, err := r.c.Gather(0, mine)
+	if err != nil {
+		return nil, err
+	}
+	var parts [][]byte
+	var assignErr error
+	if r.c.Rank() == 0 {
+		hosts := make([]mapper.HostInfo, 0, len(all)-1)
+		for i := 1; i < len(all); i++ {
+			var h mapper.HostInfo
+			if err := decode(all[i], &h); err != nil {
+				return nil, err
+			}
+			hosts = append(hosts, h)
+		}
+		parts = make([][]byte, len(all))
+		ids, err := r.mapData(hosts)
+		for i := 1; i < len(all); i++ {
+			m := assignMsg{}
+			if err != nil {
+				m.Err = err.Error()
+			} else {
+				m.IDs = ids[i-1]
+			}
+			if parts[i], err = encode(m); err != nil {
+				return nil, err
+			}
+		}
+		assignErr = err
+		if err == nil {
+			r.totalIDs = countIDs(ids)
+			r.log.Info("data assigned", "slices", len(hosts), "dataIds", countIDs(ids))
+		}
+	}
+	part, err := r.c.Scatter(0, parts)
+	if err != nil {
+		return nil, err
+	}
+	if r.c.Rank() == 0 {
+		return nil, assignErr
+	}
+	var m assignMsg
+	if err := decode(part, &m); err != nil {
+		return nil, err
+	}
+	if m.Err != "" {
+		return nil, fmt.Errorf("the Pipeline could not assign data: %s", m.Err)
+	}
+	return m.IDs, nil
+}
+
+func (r *rank) mapData(hosts []mapper.HostInfo) ([][]mapper.DataID, error) {
+	m, err := r.cfg.Policy.NewMapper()
+	if err != nil {
+		return nil, err
+	}
+	return mapper.Assign(m, hosts)
+}
+
+func countIDs(ids [][]mapper.DataID) int {
+	n := 0
+	for _, s := range ids {
+		n += len(s)
+	}
+	return n
+}
+
+// ---- Pipeline (rank 0) ----
+
+type pipeline struct {
+	*rank
+	trigger events.Subscription
+	waits   map[string]events.Subscription // by topic
+	// early holds events of waited-for topics that name a visit other than
+	// the current one, by topic and visit, until that visit runs.
+	early    map[string]map[string][]events.Event
+	nEarly   int
+	stopOnce sync.Once
+	stopCh   chan struct{}
+}
+
+const maxEarly = 10000
+
+func (r *rank) pipelineLoop(ctx context.Context) error {
+	p := &pipeline{rank: r, waits: map[string]events.Subscription{}, early: map[string]map[string][]events.Event{}, stopCh: make(chan struct{})}
+	b := r.cfg.Broker
+	if b == nil {
+		return errors.New("harness: the Pipeline needs an event broker")
+	}
+	var err error
+	// Subscribe to everything before the first visit, so nothing published
+	// meanwhile is missed.
+	if p.trigger, err = b.Subscribe(ctx, r.cfg.Policy.Trigger.Topic, r.cfg.RunID); err != nil {
+		return fmt.Errorf("harness: subscribe to trigger topic: %w", err)
+	}
+	defer p.trigger.Close()
+	for _, st := range r.stages {
+		if w := st.spec.Event; w != nil && p.waits[w.Topic] == nil {
+			if p.waits[w.Topic], err = b.Subscribe(ctx, w.Topic, r.cfg.RunID); err != nil {
+				return fmt.Errorf("harness: subscribe to %q: %w", w.Topic, err)
+			}
+			defer p.waits[w.Topic].Close()
+		}
+	}
+	control, err := b.Subscribe(ctx, events.TopicControl, r.cfg.RunID)
+	if err != nil {
+		return fmt.Errorf("harness: subscribe to control topic: %w", err)
+	}
+	watchCtx, stopWatching := context.WithCancel(ctx)
+	defer stopWatching()
+	go p.watch(watchCtx, control)
+	defer control.Close()
+
+	// triggerCtx ends when a stop is asked for, so an idle wait for the
+	// next visit ends at once.
+	triggerCtx, cancelTrigger := context.WithCancel(ctx)
+	defer cancelTrigger()
+	go func() {
+		select {
+		case <-p.stopCh:
+			cancelTrigger()
+		case <-triggerCtx.Done():
+		}
+	}()
+
+	if err := p.loop(ctx, triggerCtx); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return ErrInterrupted
+	}
+	return nil
+}
+
+// watch turns shutdown events on the control topic and a closed Stop
+// channel into a stop request. It runs on its own goroutine.
+func (p *pipeline) watch(ctx context.Context, control events.Subscription) {
+	go func() {
+		select {
+		case <-p.cfg.Stop:
+			p.requestStop("stop requested")
+		case <-ctx.Done():
+		}
+	}()
+	for {
+		e, err := control.Next(ctx)
+		if err != nil {
+			return
+		}
+		if e.Kind == events.KindShutdown {
+			p.requestStop("shutdown event")
+		}
+	}
+}
+
+func (p *pipeline) requestStop(why string) {
+	p.stopOnce.Do(func() {
+		p.log.Info("stopping at the next visit boundary", "reason", why)
+		if s, ok := p.cfg.Recorder.(StopRecorder); ok {
+			s.RunStopped(why)
+		}
+		close(p.stopCh)
+	})
+}
+
+func (p *pipeline) stopping() bool {
+	select {
+	case <-p.stopCh:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *pipeline) loop(ctx, triggerCtx context.Context) error {
+	defer p.bcastStop()
+	for !p.stopping() && ctx.Err() == nil {
+		e, err := p.trigger.Next(triggerCtx)
+		if err != nil {
+			if triggerCtx.Err() != nil {
+				return nil // stop asked for, or interrupted
+			}
+			return fmt.Errorf("harness: reading trigger topic: %w", err)
+		}
+		switch e.Kind {
+		case events.KindNoMoreData:
+			p.log.Info("no more data: ending the run")
+			return nil
+		case events.KindShutdown:
+			p.requestStop("shutdown event")
+			return nil
+		case "", events.KindData:
+		default:
+			p.drop(e, fmt.Sprintf("unknown kind %q", e.Kind))
+			continue
+		}
+		visit, ok := e.Visit()
+		if !ok {
+			p.drop(e, "no "+events.PropVisit+" property")
+			continue
+		}
+		if missing := missingProps(e, p.cfg.Policy.Trigger.Properties); missing != "" {
+			p.drop(e, "missing property "+missing)
+			continue
+		}
+		if err := p.visit(ctx, visit, e.Properties); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func missingProps(e events.Event, want []string) string {
+	for _, k := range want {
+		if _, ok := e.Properties[k]; !ok {
+			return k
+		}
+	}
+	return ""
+}
+
+func (p *pipeline) drop(e events.Event, why string) {
+	p.log.Warn("dropped malformed trigger event", "topic", e.Topic, "reason", why)
+	if d, ok := p.cfg.Recorder.(DropRecorder); ok {
+		d.EventDropped(e.Topic, why)
+	}
+}
+
+func (p *pipeline) bcastStop() {
+	if data, err := encode(visitMsg{Stop: true}); err == nil {
+		if _, err := p.c.Bcast(0, data); err != nil {
+			p.log.Error("could not tell the slices to stop", "err", err)
+		}
+	}
+}
+
+// visit runs one visit on the Pipeline. Only errors that must end the run
+// (communication, recording) are returned; stage failures are recorded.
+func (p *pipeline) visit(ctx context.Context, visit string, props map[string]any) error {
+	start := time.Now()
+	rec := p.cfg.Recorder
+	if err := rec.VisitStarted(visit, start); err != nil {
+		return fmt.Errorf("harness: recording visit %s: %w", visit, err)
+	}
+	vlog := p.log.With(slog.String("visit", visit))
+	data, err := encode(visitMsg{Visit: visit, Props: props})
+	if err != nil {
+		return err
+	}
+	if _, err := p.c.Bcast(0, data); err != nil {
+		return err
+	}
+	cb := NewClipboard()
+	cb.Put(KeyVisit, visit)
+	for k, v := range props {
+		if k != events.PropVisit {
+			cb.Put(k, v)
+		}
+	}
+	var (
+		serialErr error
+		pending   map[string]any // event properties not yet sent to the slices
+		failedIDs map[string]bool
+		nFailed   int
+		firstFail string
+	)
+	for _, b := range p.stages {
+		t0 := time.Now()
+		name := b.spec.Name
+		if serialErr == nil && b.spec.Event != nil {
+			evProps, err := p.waitEvent(ctx, b.spec.Event, visit)
+			if err != nil {
+				serialErr = fmt.Errorf("stage %q: %w", name, err)
+			} else {
+				for k, v := range evProps {
+					if k == events.PropVisit {
+						continue
+					}
+					cb.Put(k, v)
+					if pending == nil {
+						pending = map[string]any{}
+					}
+					pending[k] = v
+				}
+			}
+		}
+		if serialErr == nil && b.pre != nil {
+			cx := p.context(ctx, visit, name, nil)
+			if err := p.call(cx, "Preprocess", func() error { return b.pre.Preprocess(cx, cb) }); err != nil {
+				serialErr = fmt.Errorf("stage %q: preprocess: %w", name, err)
+			}
+		}
+		var outcomes []Outcome
+		if b.proc != nil {
+			msg := stageMsg{Skip: serialErr != nil}
+			if !msg.Skip {
+				msg.Props, msg.Shared, pending = pending, cb.takeShared(), nil
+			}
+			var data []byte
+			if !msg.empty() {
+				if data, err = encode(msg); err != nil {
+					return err
+				}
+			}
+			if _, err := p.c.Bcast(0, data); err != nil {
+				return err
+			}
+			if msg.Skip {
+				break
+			}
+			parts, err := p.c.Gather(0, nil)
+			if err != nil {
+				return err
+			}
+			gathered := map[string][]any(nil)
+			for rk := 1; rk < len(parts); rk++ {
+				if len(parts[rk]) == 0 {
+					continue
+				}
+				var rep sliceReport
+				if err := decode(parts[rk], &rep); err != nil {
+					return fmt.Errorf("harness: report of slice %d: %w", rk, err)
+				}
+				for _, f := range rep.Failures {
+					outcomes = append(outcomes, Outcome{Slice: rk, DataID: f.DataID, Err: f.Err})
+					if failedIDs == nil {
+						failedIDs = map[string]bool{}
+					}
+					failedIDs[f.DataID] = true
+					nFailed++
+					if firstFail == "" {
+						firstFail = fmt.Sprintf("stage %q, slice %d, data ID %s: %s", name, rk, f.DataID, f.Err)
+					}
+					if err := p.cfg.Recorder.SliceFailed(SliceFailure{Visit: visit, Stage: name, Slice: rk, DataID: f.DataID, Err: f.Err}); err != nil {
+						return fmt.Errorf("harness: recording a slice failure: %w", err)
+					}
+				}
+				for _, s := range rep.Shared {
+					outcomes = append(outcomes, Outcome{Slice: rk, DataID: s.DataID, Shared: s.Items})
+					for k, v := range s.Items {
+						if gathered == nil {
+							gathered = map[string][]any{}
+						}
+						gathered[k] = append(gathered[k], v)
+					}
+				}
+			}
+			for k, vs := range gathered {
+				cb.Put(k, vs)
+			}
+		}
+		if serialErr == nil && b.post != nil {
+			cx := p.context(ctx, visit, name, nil)
+			cx.outcomes = outcomes
+			if err := p.call(cx, "Postprocess", func() error { return b.post.Postprocess(cx, cb) }); err != nil {
+				serialErr = fmt.Errorf("stage %q: postprocess: %w", name, err)
+			}
+		}
+		if serialErr == nil {
+			if err := rec.StageDone(visit, name, time.Since(t0)); err != nil {
+				return fmt.Errorf("harness: recording stage %s of visit %s: %w", name, visit, err)
+			}
+		}
+	}
+	p.clearEarly(visit)
+
+	res := VisitResult{FailedSlices: nFailed, Took: time.Since(start)}
+	switch {
+	case ctx.Err() != nil:
+		res.Interrupted = true
+		res.Err = "interrupted"
+	case serialErr != nil:
+		res.Failed, res.Err = true, serialErr.Error()
+	case nFailed > 0 && p.sliceRuleFails(len(failedIDs)):
+		res.Failed = true
+		res.Err = fmt.Sprintf("%d of %d data IDs failed (failure rule %s); first: %s", len(failedIDs), p.totalIDs, p.cfg.Policy.Failure, firstFail)
+	}
+	if err := rec.VisitEnded(visit, res); err != nil {
+		return fmt.Errorf("harness: recording the end of visit %s: %w", visit, err)
+	}
+	switch {
+	case res.Interrupted:
+		vlog.Warn("visit interrupted", "took", res.Took)
+	case res.Failed:
+		vlog.Error("visit failed", "err", res.Err, "took", res.Took)
+	default:
+		vlog.Info("visit done", "failedSlices", nFailed, "took", res.Took)
+	}
+	return nil
+}
+
+func (p *pipeline) sliceRuleFails(failed int) bool {
+	switch p.cfg.Policy.Failure {
+	case Never:
+		return false
+	case AllSlices:
+		return failed >= p.totalIDs
+	default:
+		return failed > 0
+	}
+}
+
+// waitEvent waits for the next event on w.Topic for this visit (or naming
+// no visit), up to w.Timeout. Events naming a later visit are kept for it.
+func (p *pipeline) waitEvent(ctx context.Context, w *WaitSpec, visit string) (map[string]any, error) {
+	if q := p.early[w.Topic][visit]; len(q) > 0 {
+		e := q[0]
+		p.early[w.Topic][visit] = q[1:]
+		p.nEarly--
+		return e.Properties, nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, w.Timeout)
+	defer cancel()
+	sub := p.waits[w.Topic]
+	for {
+		e, err := sub.Next(wctx)
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				return nil, fmt.Errorf("no event on topic %q within %s", w.Topic, w.Timeout)
+			}
+			return nil, fmt.Errorf("waiting for topic %q: %w", w.Topic, err)
+		}
+		switch e.Kind {
+		case events.KindShutdown:
+			p.requestStop("shutdown event")
+			continue
+		case events.KindNoMoreData:
+			continue
+		}
+		if v, ok := e.Visit(); ok && v != visit {
+			p.keepEarly(w.Topic, v, e)
+			continue
+		}
+		return e.Properties, nil
+	}
+}
+
+func (p *pipeline) keepEarly(topic, visit string, e events.Event) {
+	if p.nEarly >= maxEarly {
+		p.log.Warn("dropped an event for another visit: too many kept", "topic", topic, "eventVisit", visit)
+		return
+	}
+	if p.early[topic] == nil {
+		p.early[topic] = map[string][]events.Event{}
+	}
+	p.early[topic][visit] = append(p.early[topic][visit], e)
+	p.nEarly++
+}
+
+func (p *pipeline) clearEarly(visit string) {
+	for _, m := range p.early {
+		p.nEarly -= len(m[visit])
+		delete(m, visit)
+	}
+}
+
+// ---- Slice (ranks 1..N) ----
+
+func (r *rank) sliceLoop(ctx context.Context, ids []mapper.DataID) error {
+	var queue, next []*Clipboard
+	for {
+		data, err := r.c.Bcast(0, nil)
+		if err != nil {
+			return err
+		}
+		var vm visitMsg
+		if err := decode(data, &vm); err != nil {
+			return err
+		}
+		if vm.Stop {
+			return nil
+		}
+		queue = queue[:0]
+		for _, id := range ids {
+			cb := NewClipboard()
+			cb.dataID = id
+			cb.Put(KeyVisit, vm.Visit)
+			for k, v := range vm.Props {
+				if k != events.PropVisit {
+					cb.Put(k, v)
+				}
+			}
+			cb.Put(KeyDataID, id)
+			for k, v := range id {
+				cb.Put(k, v)
+			}
+			queue = append(queue, cb)
+		}
+		for _, b := range r.parallel {
+			data, err := r.c.Bcast(0, nil)
+			if err != nil {
+				return err
+			}
+			var sm stageMsg
+			if err := decode(data, &sm); err != nil {
+				return err
+			}
+			if sm.Skip {
+				break
+			}
+			var rep sliceReport
+			next = next[:0]
+			for _, cb := range queue {
+				for k, v := range sm.Props {
+					cb.Put(k, v)
+				}
+				for k, v := range sm.Shared {
+					cb.Put(k, v)
+				}
+				cx := r.context(ctx, vm.Visit, b.spec.Name, cb.dataID)
+				if err := r.call(cx, "Process", func() error { return b.proc.Process(cx, cb) }); err != nil {
+					cx.Logger().Error("slice failed", "err", err)
+					rep.Failures = append(rep.Failures, failureMsg{DataID: cb.dataID.String(), Err: err.Error()})
+					continue
+				}
+				if cx.emitCalled {
+					next = append(next, cx.emitted...)
+				} else {
+					next = append(next, cb)
+				}
+			}
+			for _, cb := range next {
+				if sh := cb.takeShared(); sh != nil {
+					rep.Shared = append(rep.Shared, sharedMsg{DataID: cb.dataID.String(), Items: sh})
+				}
+			}
+			var out []byte
+			if !rep.empty() {
+				if out, err = encode(rep); err != nil {
+					// A value that cannot cross: fail it here rather
+					// than lose the whole run.
+					rep.Shared = nil
+					rep.Failures = append(rep.Failures, failureMsg{DataID: "", Err: err.Error()})
+					if out, err = encode(rep); err != nil {
+						return err
+					}
+				}
+			}
+			if _, err := r.c.Gather(0, out); err != nil {
+				return err
+			}
+			queue, next = next, queue
+		}
+		// Release the visit's clipboards: nothing of it survives.
+		clear(queue[:cap(queue)])
+		clear(next[:cap(next)])
+	}
+}

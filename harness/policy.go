@@ -1,0 +1,292 @@
+package harness
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/dpsbatch/dpsbatch/events"
+	"github.com/dpsbatch/dpsbatch/internal/conf"
+	"github.com/dpsbatch/dpsbatch/mapper"
+)
+
+// ErrInvalid is wrapped (or matched, for conf.Errors) by every error about
+// bad input: a policy, a visit file, a flag. Nothing has run when it is
+// returned. The CLI exits 2 for it.
+var ErrInvalid = conf.ErrInvalid
+
+// VisitRule says when slice failures make a visit count as failed.
+type VisitRule string
+
+// The visit failure rules.
+const (
+	// AnySlice: the visit fails if any data ID failed (the default).
+	AnySlice VisitRule = "any-slice"
+	// AllSlices: the visit fails only if every data ID failed.
+	AllSlices VisitRule = "all-slices"
+	// Never: slice failures are recorded but never fail the visit.
+	Never VisitRule = "never"
+)
+
+// DefaultTrigger is the trigger topic when a policy names none.
+const DefaultTrigger = "visits"
+
+// DefaultEventTimeout is how long a stage waits for its event by default.
+const DefaultEventTimeout = time.Minute
+
+// Policy is a pipeline policy file, parsed and checked. Load fills it;
+// Validate checks what spans several sections.
+type Policy struct {
+	File     string // as given
+	Dir      string // absolute directory of the file
+	Checksum string // sha256 of the file's bytes, hex
+
+	Name      string
+	Slices    int  // number of slices; 0 with PerDataID
+	PerDataID bool // one slice per data ID
+	Mapper    MapperSpec
+	Locations map[string]Template
+	locLines  map[string]int
+	Failure   VisitRule
+	Trigger   TriggerSpec
+	External  []string // topics produced outside the pipeline
+	Stages    []StageSpec
+}
+
+// MapperSpec is the policy's mapper section.
+type MapperSpec struct {
+	Type     string
+	Settings conf.Values
+	Line     int
+}
+
+// TriggerSpec names the trigger topic and the properties every trigger
+// event carries (besides visitId), which go on every clipboard.
+type TriggerSpec struct {
+	Topic      string
+	Properties []string
+	Line       int
+}
+
+// StageSpec is one entry of the policy's stages list.
+type StageSpec struct {
+	Name     string
+	Type     string
+	Settings Settings
+	Event    *WaitSpec // nil when the stage runs without waiting
+	Line     int
+	Path     string // stages[i], for messages
+}
+
+// WaitSpec is an event a stage waits for before it runs.
+type WaitSpec struct {
+	Topic      string
+	Timeout    time.Duration
+	Properties []string // properties the event carries onto the clipboards
+	Line       int
+}
+
+// Load reads and checks a policy file: YAML syntax, known keys, types,
+// required keys, stage types and their settings, duplicate stage names. It
+// reports every problem found, each naming the file, line and key. Checks
+// that span stages (clipboard keys, topics) are Validate's.
+func Load(path string) (*Policy, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: policy: %v", ErrInvalid, err)
+	}
+	return Parse(path, data)
+}
+
+// Parse is Load for a policy already in memory; path names it in messages
+// and anchors {pipelinedir}.
+func Parse(path string, data []byte) (*Policy, error) {
+	d := &conf.Decoder{File: path}
+	root, err := d.Parse(data)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(data)
+	p := &Policy{File: path, Dir: dir, Checksum: hex.EncodeToString(sum[:]), Failure: AnySlice,
+		Trigger: TriggerSpec{Topic: DefaultTrigger}, Locations: map[string]Template{}, locLines: map[string]int{}}
+	d.Map(root, "", map[string]conf.Field{
+		"pipeline": {Required: true, Decode: func(n *yaml.Node, path string) {
+			p.Name = d.NonEmpty(n, path)
+			if p.Name != "" && safeSegment("pipeline", p.Name) != nil {
+				d.Errorf(n, path, "must not contain '/' or be '.' or '..'")
+			}
+		}},
+		"slices": {Required: true, Decode: func(n *yaml.Node, path string) {
+			if n.Kind == yaml.ScalarNode && n.Value == "per-data-id" {
+				p.PerDataID = true
+				return
+			}
+			if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
+				d.Errorf(n, path, "expected a number of slices or per-data-id, got %q", n.Value)
+				return
+			}
+			p.Slices = d.Int(n, path)
+			if p.Slices < 1 {
+				d.Errorf(n, path, "must be at least 1, got %d", p.Slices)
+			}
+		}},
+		"mapper":    {Required: true, Decode: func(n *yaml.Node, path string) { p.Mapper = decodeMapper(d, n, path) }},
+		"locations": {Decode: func(n *yaml.Node, path string) { decodeLocations(d, n, path, p) }},
+		"failure": {Decode: func(n *yaml.Node, path string) {
+			d.Map(n, path, map[string]conf.Field{"visit": {Decode: func(n *yaml.Node, path string) {
+				switch r := VisitRule(d.String(n, path)); r {
+				case AnySlice, AllSlices, Never:
+					p.Failure = r
+				default:
+					d.Errorf(n, path, "expected any-slice, all-slices or never, got %q", r)
+				}
+			}}})
+		}},
+		"events": {Decode: func(n *yaml.Node, path string) {
+			d.Map(n, path, map[string]conf.Field{
+				"trigger": {Decode: func(n *yaml.Node, path string) {
+					p.Trigger.Line = n.Line
+					d.Map(n, path, map[string]conf.Field{
+						"topic":      {Decode: func(n *yaml.Node, path string) { p.Trigger.Topic = topicName(d, n, path) }},
+						"properties": {Decode: func(n *yaml.Node, path string) { p.Trigger.Properties = d.Strings(n, path) }},
+					})
+				}},
+				"external": {Decode: func(n *yaml.Node, path string) {
+					for i, t := range d.List(n, path) {
+						p.External = append(p.External, topicName(d, t, conf.Index(path, i)))
+					}
+				}},
+			})
+		}},
+		"stages": {Required: true, Decode: func(n *yaml.Node, path string) { p.Stages = decodeStages(d, n, path) }},
+	})
+	if err := d.Errs.Err(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func topicName(d *conf.Decoder, n *yaml.Node, path string) string {
+	t := d.NonEmpty(n, path)
+	if t == events.TopicControl {
+		d.Errorf(n, path, "%q is reserved for shutdown events", t)
+	}
+	return t
+}
+
+func decodeMapper(d *conf.Decoder, n *yaml.Node, path string) MapperSpec {
+	m := MapperSpec{Line: n.Line}
+	var settings *yaml.Node
+	d.Map(n, path, map[string]conf.Field{
+		"type":     {Required: true, Decode: func(n *yaml.Node, path string) { m.Type = d.NonEmpty(n, path) }},
+		"settings": {Decode: func(n *yaml.Node, _ string) { settings = n }},
+	})
+	if m.Type == "" {
+		return m
+	}
+	f, err := mapper.Lookup(m.Type)
+	if err != nil {
+		d.Errorf(n, conf.Join(path, "type"), "%v", trimPkg(err))
+		return m
+	}
+	m.Settings = d.Settings(settings, conf.Join(path, "settings"), f.Settings)
+	return m
+}
+
+func decodeLocations(d *conf.Decoder, n *yaml.Node, path string, p *Policy) {
+	fields := map[string]conf.Field{}
+	for _, name := range LocationNames {
+		fields[name] = conf.Field{Decode: func(n *yaml.Node, path string) {
+			s := d.NonEmpty(n, path)
+			t, err := ParseTemplate(s)
+			if err != nil {
+				d.Errorf(n, path, "%v", err)
+				return
+			}
+			for _, ref := range t.Names() {
+				if isLocation(ref) {
+					d.Errorf(n, path, "a location may not refer to another location ({%s})", ref)
+				}
+			}
+			p.Locations[name], p.locLines[name] = t, n.Line
+		}}
+	}
+	d.Map(n, path, fields)
+}
+
+func decodeStages(d *conf.Decoder, n *yaml.Node, path string) []StageSpec {
+	items := d.List(n, path)
+	if items == nil && n.Kind == yaml.SequenceNode {
+		d.Errorf(n, path, "a pipeline needs at least one stage")
+	}
+	var out []StageSpec
+	names := map[string]int{}
+	for i, item := range items {
+		sp := StageSpec{Line: item.Line, Path: conf.Index(path, i)}
+		var settings *yaml.Node
+		ok := d.Map(item, sp.Path, map[string]conf.Field{
+			"name":     {Required: true, Decode: func(n *yaml.Node, path string) { sp.Name = d.NonEmpty(n, path) }},
+			"type":     {Required: true, Decode: func(n *yaml.Node, path string) { sp.Type = d.NonEmpty(n, path) }},
+			"settings": {Decode: func(n *yaml.Node, _ string) { settings = n }},
+			"event":    {Decode: func(n *yaml.Node, path string) { sp.Event = decodeWait(d, n, path) }},
+		})
+		if !ok {
+			continue
+		}
+		if sp.Name != "" {
+			if j, dup := names[sp.Name]; dup {
+				d.Errorf(item, conf.Join(sp.Path, "name"), "duplicate stage name %q (also stages[%d])", sp.Name, j)
+			}
+			names[sp.Name] = i
+		}
+		if sp.Type != "" {
+			t, err := LookupStage(sp.Type)
+			if err != nil {
+				d.Errorf(item, conf.Join(sp.Path, "type"), "%v", trimPkg(err))
+			} else {
+				sp.Settings = d.Settings(settings, conf.Join(sp.Path, "settings"), t.Settings)
+			}
+		}
+		out = append(out, sp)
+	}
+	return out
+}
+
+func decodeWait(d *conf.Decoder, n *yaml.Node, path string) *WaitSpec {
+	w := &WaitSpec{Timeout: DefaultEventTimeout, Line: n.Line}
+	d.Map(n, path, map[string]conf.Field{
+		"topic":      {Required: true, Decode: func(n *yaml.Node, path string) { w.Topic = topicName(d, n, path) }},
+		"timeout":    {Decode: func(n *yaml.Node, path string) { w.Timeout = d.Duration(n, path) }},
+		"properties": {Decode: func(n *yaml.Node, path string) { w.Properties = d.Strings(n, path) }},
+	})
+	if w.Timeout == 0 {
+		w.Timeout = DefaultEventTimeout
+	}
+	return w
+}
+
+// trimPkg drops the "harness: " or "mapper: " prefix of a registry error
+// when it is shown at a position in a file.
+func trimPkg(err error) string {
+	s := err.Error()
+	for _, p := range []string{"harness: ", "mapper: "} {
+		if len(s) > len(p) && s[:len(p)] == p {
+			return s[len(p):]
+		}
+	}
+	return s
+}
+
+// errorAt makes a conf.Error for a stage or section of the policy.
+func (p *Policy) errorAt(line int, path, format string, args ...any) *conf.Error {
+	return &conf.Error{File: p.File, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)}
+}

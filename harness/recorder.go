@@ -1,0 +1,186 @@
+package harness
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Recorder is the progress store the Pipeline reports to: `state`
+// satisfies it for batch runs, Summary for local ones. Only the Pipeline
+// (rank 0) calls it, from its loop goroutine, in this order per visit:
+// VisitStarted, then StageDone and SliceFailed as stages finish, then
+// VisitEnded. An error from a Recorder stops the run: progress that cannot
+// be recorded must not be done.
+type Recorder interface {
+	VisitStarted(visit string, at time.Time) error
+	StageDone(visit, stage string, took time.Duration) error
+	SliceFailed(f SliceFailure) error
+	VisitEnded(visit string, r VisitResult) error
+}
+
+// SliceFailure is one slice clipboard that failed at one stage of a visit.
+type SliceFailure struct {
+	Visit  string
+	Stage  string
+	Slice  int    // rank
+	DataID string // mapper.DataID.String
+	Err    string
+}
+
+// VisitResult is how a visit ended.
+type VisitResult struct {
+	Failed       bool
+	Interrupted  bool   // the run was interrupted during the visit: run it again
+	Err          string // why it failed: a serial stage's error, or a summary of slice failures
+	FailedSlices int    // slice clipboards that failed
+	Took         time.Duration
+}
+
+// Summary is a Recorder that keeps counts and the failures of a run in
+// memory, for `dpsbatch local` and tests. Its memory grows with failures,
+// not with visits. It is safe for concurrent use.
+type Summary struct {
+	mu                sync.Mutex
+	Visits            int
+	Done              int
+	Failed            int
+	Interrupted       int
+	FailedVisits      []string
+	Reasons           map[string]string // by failed visit
+	SliceFailures     []SliceFailure    // at most maxKept
+	SliceFailureCount int               // all slice failures, kept or not
+	StageTime         map[string]time.Duration
+	StageCalls        map[string]int
+	stageOrder        []string
+	Malformed         int // trigger events dropped as malformed
+	Stopped           string
+	Elapsed           time.Duration
+}
+
+const maxKept = 1000
+
+// NewSummary returns an empty Summary.
+func NewSummary() *Summary {
+	return &Summary{Reasons: map[string]string{}, StageTime: map[string]time.Duration{}, StageCalls: map[string]int{}}
+}
+
+func (s *Summary) VisitStarted(string, time.Time) error {
+	s.mu.Lock()
+	s.Visits++
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Summary) StageDone(_, stage string, took time.Duration) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.StageCalls[stage]; !ok {
+		s.stageOrder = append(s.stageOrder, stage)
+	}
+	s.StageTime[stage] += took
+	s.StageCalls[stage]++
+	return nil
+}
+
+func (s *Summary) SliceFailed(f SliceFailure) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.SliceFailureCount++
+	if len(s.SliceFailures) < maxKept {
+		s.SliceFailures = append(s.SliceFailures, f)
+	}
+	return nil
+}
+
+func (s *Summary) VisitEnded(visit string, r VisitResult) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r.Interrupted {
+		s.Interrupted++
+		return nil
+	}
+	if r.Failed {
+		s.Failed++
+		if len(s.FailedVisits) < maxKept {
+			s.FailedVisits = append(s.FailedVisits, visit)
+			s.Reasons[visit] = r.Err
+		}
+	} else {
+		s.Done++
+	}
+	return nil
+}
+
+// Print writes a human summary: counts, per-stage mean times, failures.
+func (s *Summary) Print(w io.Writer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fmt.Fprintf(w, "visits: %d run, %d done, %d failed", s.Visits, s.Done, s.Failed)
+	if s.Interrupted > 0 {
+		fmt.Fprintf(w, ", %d interrupted", s.Interrupted)
+	}
+	if s.SliceFailureCount > 0 {
+		fmt.Fprintf(w, "; %d slice failures", s.SliceFailureCount)
+	}
+	if s.Malformed > 0 {
+		fmt.Fprintf(w, "; %d malformed events dropped", s.Malformed)
+	}
+	fmt.Fprintf(w, " (%s)\n", s.Elapsed.Round(time.Millisecond))
+	if s.Stopped != "" {
+		fmt.Fprintf(w, "stopped early: %s\n", s.Stopped)
+	}
+	if len(s.stageOrder) > 0 {
+		fmt.Fprintln(w, "stages (mean time per visit):")
+		for _, st := range s.stageOrder {
+			fmt.Fprintf(w, "  %-20s %10s\n", st, (s.StageTime[st] / time.Duration(s.StageCalls[st])).Round(time.Microsecond))
+		}
+	}
+	if len(s.FailedVisits) > 0 {
+		fmt.Fprintln(w, "failed visits:")
+		vs := append([]string(nil), s.FailedVisits...)
+		sort.Strings(vs)
+		for _, v := range vs {
+			fmt.Fprintf(w, "  %s: %s\n", v, firstLine(s.Reasons[v]))
+		}
+	}
+	if len(s.SliceFailures) > 0 {
+		fmt.Fprintln(w, "slice failures:")
+		for _, f := range s.SliceFailures {
+			fmt.Fprintf(w, "  visit %s stage %s slice %d %s: %s\n", f.Visit, f.Stage, f.Slice, f.DataID, firstLine(f.Err))
+		}
+		if s.SliceFailureCount > len(s.SliceFailures) {
+			fmt.Fprintf(w, "  ... and %d more\n", s.SliceFailureCount-len(s.SliceFailures))
+		}
+	}
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i] + " ..."
+	}
+	return s
+}
+
+// EventDropped counts a malformed trigger event.
+func (s *Summary) EventDropped(topic, why string) {
+	s.mu.Lock()
+	s.Malformed++
+	s.mu.Unlock()
+}
+
+// RunStopped notes why the run stopped early.
+func (s *Summary) RunStopped(why string) {
+	s.mu.Lock()
+	s.Stopped = why
+	s.mu.Unlock()
+}
+
+var (
+	_ Recorder     = (*Summary)(nil)
+	_ DropRecorder = (*Summary)(nil)
+	_ StopRecorder = (*Summary)(nil)
+)

@@ -1,0 +1,66 @@
+package harness
+
+import (
+	"errors"
+	"fmt"
+)
+
+type eventStage struct {
+	topic string
+	props []propSpec
+	keys  []string
+}
+
+type propSpec struct {
+	name string
+	tmpl Template
+}
+
+func newEvent(s Settings) (Stage, error) {
+	st := &eventStage{topic: s.String("topic"), keys: s.Strings("keys")}
+	if st.topic == "" {
+		return nil, errors.New("topic must not be empty")
+	}
+	for _, p := range s.Pairs("properties") {
+		t, err := ParseTemplate(p.Value)
+		if err != nil {
+			return nil, fmt.Errorf("properties.%s: %w", p.Key, err)
+		}
+		st.props = append(st.props, propSpec{p.Key, t})
+	}
+	return st, nil
+}
+
+func (st *eventStage) Keys() (needs, produces []string) {
+	ts := make([]Template, len(st.props))
+	for i, p := range st.props {
+		ts[i] = p.tmpl
+	}
+	return append(append([]string(nil), st.keys...), templateNeeds(ts...)...), nil
+}
+
+func (st *eventStage) Topics() []string { return []string{st.topic} }
+
+// Postprocess publishes on the Pipeline, once per visit, after the slices.
+func (st *eventStage) Postprocess(cx *Context, cb *Clipboard) error {
+	props := make(map[string]any, len(st.keys)+len(st.props)+1)
+	for _, k := range st.keys {
+		v, ok := cb.Get(k)
+		if !ok {
+			return fmt.Errorf("event %s: the Pipeline's clipboard has no key %q", st.topic, k)
+		}
+		props[k] = v
+	}
+	for _, p := range st.props {
+		v, err := cx.Expand(p.tmpl, cb)
+		if err != nil {
+			return fmt.Errorf("event %s: property %s: %w", st.topic, p.name, err)
+		}
+		props[p.name] = v
+	}
+	if err := cx.Publish(st.topic, props); err != nil {
+		return fmt.Errorf("event %s: %w", st.topic, err)
+	}
+	cx.Logger().Debug("event published", "topic", st.topic)
+	return nil
+}

@@ -1,0 +1,210 @@
+package harness
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+)
+
+// Template is a string with {name} placeholders, as used in location maps
+// and in the built-in stages' paths, commands and event properties. Names
+// are looked up, in this order, among the built-ins (run, visit, slice,
+// stage, pipeline, pipelinedir), the run's locations (input, output,
+// scratch, work), the data ID's keys and the clipboard's scalar values.
+// "{{" and "}}" stand for literal braces.
+type Template struct {
+	raw   string
+	parts []tmplPart
+}
+
+type tmplPart struct {
+	lit  string
+	name string // placeholder when non-empty
+}
+
+// Builtin template names, known on every rank.
+var builtinNames = []string{"run", "visit", "slice", "stage", "pipeline", "pipelinedir"}
+
+// ParseTemplate parses s, rejecting unbalanced braces and bad names.
+func ParseTemplate(s string) (Template, error) {
+	t := Template{raw: s}
+	var lit strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '{' && i+1 < len(s) && s[i+1] == '{':
+			lit.WriteByte('{')
+			i++
+		case c == '}' && i+1 < len(s) && s[i+1] == '}':
+			lit.WriteByte('}')
+			i++
+		case c == '{':
+			end := strings.IndexByte(s[i:], '}')
+			if end < 0 {
+				return Template{}, fmt.Errorf("template %q: '{' at offset %d is never closed", s, i)
+			}
+			name := s[i+1 : i+end]
+			if !validName(name) {
+				return Template{}, fmt.Errorf("template %q: %q is not a valid name (letters, digits, _ . -)", s, name)
+			}
+			if lit.Len() > 0 {
+				t.parts = append(t.parts, tmplPart{lit: lit.String()})
+				lit.Reset()
+			}
+			t.parts = append(t.parts, tmplPart{name: name})
+			i += end
+		case c == '}':
+			return Template{}, fmt.Errorf("template %q: '}' at offset %d has no '{' (write }} for a literal brace)", s, i)
+		default:
+			lit.WriteByte(c)
+		}
+	}
+	if lit.Len() > 0 {
+		t.parts = append(t.parts, tmplPart{lit: lit.String()})
+	}
+	return t, nil
+}
+
+// MustTemplate is ParseTemplate for templates known to be valid.
+func MustTemplate(s string) Template {
+	t, err := ParseTemplate(s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if !(r == '_' || r == '.' || r == '-' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// String returns the template as written.
+func (t Template) String() string { return t.raw }
+
+// Names returns the placeholder names in order of appearance, once each.
+func (t Template) Names() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, p := range t.parts {
+		if p.name != "" && !seen[p.name] {
+			seen[p.name] = true
+			out = append(out, p.name)
+		}
+	}
+	return out
+}
+
+// Expand substitutes every placeholder with lookup's answer.
+func (t Template) Expand(lookup func(name string) (string, error)) (string, error) {
+	if len(t.parts) == 1 && t.parts[0].name == "" {
+		return t.parts[0].lit, nil
+	}
+	var b strings.Builder
+	for _, p := range t.parts {
+		if p.name == "" {
+			b.WriteString(p.lit)
+			continue
+		}
+		v, err := lookup(p.name)
+		if err != nil {
+			return "", fmt.Errorf("template %q: %w", t.raw, err)
+		}
+		b.WriteString(v)
+	}
+	return b.String(), nil
+}
+
+// staticPrefix expands the template up to its first placeholder that is
+// not in static, and returns that prefix.
+func (t Template) staticPrefix(static map[string]string) string {
+	var b strings.Builder
+	for _, p := range t.parts {
+		if p.name == "" {
+			b.WriteString(p.lit)
+			continue
+		}
+		v, ok := static[p.name]
+		if !ok {
+			break
+		}
+		b.WriteString(v)
+	}
+	return b.String()
+}
+
+// LocationNames are the keys of a policy's location map.
+var LocationNames = []string{"input", "output", "scratch", "work"}
+
+// Locations is a run's location map: where its input is read and its
+// output, scratch and work files go. Relative templates resolve against the
+// run directory. Every path a stage builds from a template must stay inside
+// the run directory or one of the locations' fixed parts (the directory
+// before the first per-visit placeholder); a value substituted into a path
+// may not contain '/' or be '..'.
+type Locations struct {
+	runDir string
+	tmpls  map[string]Template
+	bases  []string
+}
+
+// NewLocations builds a location map for a run directory (absolute).
+// static holds the names known for the whole run (run, pipeline,
+// pipelinedir), used to find each location's fixed part.
+func NewLocations(runDir string, tmpls map[string]Template, static map[string]string) *Locations {
+	l := &Locations{runDir: filepath.Clean(runDir), tmpls: tmpls}
+	l.bases = append(l.bases, l.runDir)
+	for _, name := range LocationNames {
+		t, ok := tmpls[name]
+		if !ok {
+			continue
+		}
+		prefix := t.staticPrefix(static)
+		if !strings.HasSuffix(prefix, "/") {
+			prefix = filepath.Dir(prefix)
+		}
+		l.bases = append(l.bases, l.abs(prefix))
+	}
+	return l
+}
+
+// RunDir is the run directory.
+func (l *Locations) RunDir() string { return l.runDir }
+
+func (l *Locations) abs(p string) string {
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(l.runDir, p)
+	}
+	return filepath.Clean(p)
+}
+
+// contain checks that p (absolute, clean) is inside the run directory or a
+// location's fixed part.
+func (l *Locations) contain(p string) error {
+	for _, b := range l.bases {
+		if p == b || strings.HasPrefix(p, b+string(filepath.Separator)) || b == "/" {
+			return nil
+		}
+	}
+	return fmt.Errorf("path %q is outside the run directory and every location (%s)", p, strings.Join(l.bases, ", "))
+}
+
+// safeSegment rejects a substituted value that could move a path
+// somewhere else.
+func safeSegment(name, v string) error {
+	switch {
+	case v == "":
+		return fmt.Errorf("{%s} is empty, which would change the path's shape", name)
+	case v == "." || v == "..":
+		return fmt.Errorf("{%s} is %q, which may not appear in a path", name, v)
+	case strings.ContainsAny(v, "/\x00"):
+		return fmt.Errorf("{%s} is %q, which contains '/' and may not be put into a path", name, v)
+	}
+	return nil
+}

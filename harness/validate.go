@@ -1,0 +1,185 @@
+package harness
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/dpsbatch/dpsbatch/internal/conf"
+	"github.com/dpsbatch/dpsbatch/mapper"
+)
+
+// built is a stage instance with its optional parts resolved once, so the
+// loop does no type assertions per call.
+type built struct {
+	spec     *StageSpec
+	stage    Stage
+	proc     Processor
+	pre      Preprocessor
+	post     Postprocessor
+	needs    []string
+	produces []string
+	topics   []string
+}
+
+// buildStages makes one instance of every stage. Each rank calls it once.
+func (p *Policy) buildStages() ([]*built, conf.Errors) {
+	var errs conf.Errors
+	out := make([]*built, 0, len(p.Stages))
+	for i := range p.Stages {
+		sp := &p.Stages[i]
+		t, err := LookupStage(sp.Type)
+		if err != nil {
+			errs = append(errs, p.errorAt(sp.Line, sp.Path+".type", "%s", trimPkg(err)))
+			continue
+		}
+		st, err := t.New(sp.Settings)
+		if err != nil {
+			errs = append(errs, p.errorAt(sp.Line, sp.Path+".settings", "%v", err))
+			continue
+		}
+		b := &built{spec: sp, stage: st, needs: t.Needs, produces: t.Produces}
+		b.proc, _ = st.(Processor)
+		b.pre, _ = st.(Preprocessor)
+		b.post, _ = st.(Postprocessor)
+		if b.proc == nil && b.pre == nil && b.post == nil {
+			errs = append(errs, p.errorAt(sp.Line, sp.Path+".type", "stage type %q implements none of Process, Preprocess and Postprocess", sp.Type))
+			continue
+		}
+		if kd, ok := st.(KeyDeclarer); ok {
+			b.needs, b.produces = kd.Keys()
+		}
+		if td, ok := st.(TopicDeclarer); ok {
+			b.topics = td.Topics()
+		}
+		out = append(out, b)
+	}
+	return out, errs
+}
+
+// NewMapper builds the policy's data mapper.
+func (p *Policy) NewMapper() (mapper.DataMapper, error) {
+	f, err := mapper.Lookup(p.Mapper.Type)
+	if err != nil {
+		return nil, p.errorAt(p.Mapper.Line, "mapper.type", "%s", trimPkg(err))
+	}
+	m, err := f.New(p.Mapper.Settings)
+	if err != nil {
+		return nil, conf.Errors{p.errorAt(p.Mapper.Line, "mapper.settings", "%v", err)}
+	}
+	return m, nil
+}
+
+// SliceCount is the number of slices a run of this policy has: the
+// policy's number, or one per data ID.
+func (p *Policy) SliceCount() (int, error) {
+	if !p.PerDataID {
+		return p.Slices, nil
+	}
+	m, err := p.NewMapper()
+	if err != nil {
+		return 0, err
+	}
+	e, ok := m.(mapper.Enumerator)
+	if !ok {
+		return 0, conf.Errors{p.errorAt(p.Mapper.Line, "slices", "per-data-id needs a mapper with a fixed list of data IDs; %q has none", p.Mapper.Type)}
+	}
+	n := len(e.DataIDs())
+	if n == 0 {
+		return 0, conf.Errors{p.errorAt(p.Mapper.Line, "slices", "per-data-id: the mapper has no data IDs")}
+	}
+	return n, nil
+}
+
+// Validate checks what spans the policy's sections: every stage builds
+// from its settings; every clipboard key a stage needs is produced earlier
+// (by a stage, the trigger event, a waited-for event or the data ID);
+// every topic waited on is produced by a stage, is the trigger topic or is
+// declared external; per-data-id has a mapper that can count its data IDs.
+// It reports every problem (a conf.Errors), or nil.
+func (p *Policy) Validate() error {
+	stages, errs := p.buildStages()
+	m, err := p.NewMapper()
+	var dataKeys []string
+	knowKeys := false
+	if err != nil {
+		if ce, ok := err.(conf.Errors); ok {
+			errs = append(errs, ce...)
+		} else {
+			errs = append(errs, p.errorAt(p.Mapper.Line, "mapper", "%v", err))
+		}
+	} else if kl, ok := m.(mapper.KeyLister); ok {
+		dataKeys, knowKeys = kl.Keys(), true
+	}
+	if err == nil && p.PerDataID {
+		if _, err := p.SliceCount(); err != nil {
+			errs = append(errs, err.(conf.Errors)...)
+		}
+	}
+
+	// Clipboard keys, in stage order.
+	have := map[string]string{KeyVisit: "the visit", KeyDataID: "the data ID"}
+	for _, k := range dataKeys {
+		have[k] = "the data ID"
+	}
+	for _, k := range p.Trigger.Properties {
+		have[k] = "the trigger event"
+	}
+	checkNames := func(line int, path, what string, names []string) {
+		for _, k := range names {
+			if _, ok := have[k]; ok || !knowKeys {
+				continue
+			}
+			errs = append(errs, p.errorAt(line, path, "%s clipboard key %q, which no earlier stage, trigger event property, waited-for event or data ID key provides%s",
+				what, k, conf.Suggest(k, keysOf(have))))
+		}
+	}
+	for _, name := range LocationNames {
+		if t, ok := p.Locations[name]; ok {
+			checkNames(p.locLines[name], "locations."+name, "uses", templateNeeds(t))
+		}
+	}
+	produced := map[string]bool{p.Trigger.Topic: true}
+	for _, t := range p.External {
+		produced[t] = true
+	}
+	for _, b := range stages {
+		for _, t := range b.topics {
+			produced[t] = true
+		}
+	}
+	for _, b := range stages {
+		if w := b.spec.Event; w != nil {
+			if !produced[w.Topic] {
+				errs = append(errs, p.errorAt(w.Line, b.spec.Path+".event.topic",
+					"waits for topic %q, which no stage publishes and events.external does not declare%s", w.Topic, conf.Suggest(w.Topic, keysOfBool(produced))))
+			}
+			for _, k := range w.Properties {
+				have[k] = "event " + w.Topic
+			}
+		}
+		checkNames(b.spec.Line, b.spec.Path, fmt.Sprintf("stage %q needs", b.spec.Name), b.needs)
+		for _, k := range b.produces {
+			have[k] = "stage " + b.spec.Name
+		}
+	}
+	errs.Sort()
+	return errs.Err()
+}
+
+func keysOf(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func keysOfBool(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,199 @@
+// Package mapper owns the assignment of data to workers: the DataMapper
+// interface, HostInfo (what a Slice reports about where it runs), DataID
+// (the slice-specific properties such as ccd=12 that stages substitute into
+// paths) and the registry of mappers by name.
+//
+// At start the Pipeline gathers one HostInfo per Slice, calls Assign once,
+// checks the result with Check and scatters each Slice's data IDs. Mappers
+// register once, at init, in builtin.go or in a pipeline author's own
+// package; the registry is not meant to change after the first Lookup.
+//
+// The package imports nothing of the project's but internal helpers.
+package mapper
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/dpsbatch/dpsbatch/internal/conf"
+)
+
+// DataID is a set of slice-specific properties naming one unit of data in
+// a visit, such as {"raft": "2,2", "ccd": "12"}. Values are strings, as
+// they end up in paths and command lines.
+type DataID map[string]string
+
+// String formats the data ID as key=value pairs sorted by key, joined by
+// commas: "ccd=12,raft=2". The empty data ID prints as "".
+func (d DataID) String() string {
+	keys := make([]string, 0, len(d))
+	for k := range d {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(d[k])
+	}
+	return b.String()
+}
+
+// HostInfo is what a Slice reports about where it runs.
+type HostInfo struct {
+	Rank      int    // the slice's rank in the communicator (1..N)
+	LocalRank int    // rank among the tasks on the same node
+	Host      string // host name
+	Node      string // Slurm node name (SLURMD_NODENAME), or Host
+	CPUs      int    // CPUs available to this task
+	MemoryMB  int64  // memory available to this task, in MiB
+}
+
+// DataMapper assigns data IDs to slices.
+type DataMapper interface {
+	// Assign returns, for each slice (slices[i] describes slice i, which
+	// runs at rank slices[i].Rank), the data IDs it processes in every
+	// visit. It is called once, on the Pipeline, before the first visit.
+	Assign(slices []HostInfo) ([][]DataID, error)
+}
+
+// Enumerator is implemented by mappers whose data IDs are fixed by their
+// settings. Without it, a pipeline cannot ask for one slice per data ID, and
+// Check cannot tell whether every data ID was placed.
+type Enumerator interface {
+	DataIDs() []DataID
+}
+
+// KeyLister is implemented by mappers that know the keys of the data IDs
+// they produce. Without it, `dpsbatch validate` cannot tell whether a
+// clipboard key a stage needs comes from the data ID.
+type KeyLister interface {
+	Keys() []string
+}
+
+// Setting and Values are the declared settings of a mapper, checked against
+// the policy's mapper.settings before New is called.
+type (
+	Setting = conf.Setting
+	Values  = conf.Values
+)
+
+// Factory makes a mapper from its settings.
+type Factory struct {
+	Doc      string
+	Settings []Setting
+	New      func(Values) (DataMapper, error)
+}
+
+var (
+	mu        sync.RWMutex
+	factories = map[string]Factory{}
+)
+
+// Register makes a mapper available by name. It panics when the name is
+// empty or already taken, or New is nil: these are programming errors.
+func Register(name string, f Factory) {
+	mu.Lock()
+	defer mu.Unlock()
+	if name == "" {
+		panic("mapper: Register with an empty name")
+	}
+	if f.New == nil {
+		panic("mapper: Register " + name + " with a nil New")
+	}
+	if _, dup := factories[name]; dup {
+		panic("mapper: Register called twice for " + name)
+	}
+	factories[name] = f
+}
+
+// Lookup returns the factory registered under name.
+func Lookup(name string) (Factory, error) {
+	mu.RLock()
+	defer mu.RUnlock()
+	f, ok := factories[name]
+	if !ok {
+		return Factory{}, fmt.Errorf("mapper: unknown mapper %q%s %s", name, conf.Suggest(name, namesLocked()), conf.Have(namesLocked()))
+	}
+	return f, nil
+}
+
+// Names lists the registered mappers, sorted.
+func Names() []string {
+	mu.RLock()
+	defer mu.RUnlock()
+	return namesLocked()
+}
+
+func namesLocked() []string {
+	ns := make([]string, 0, len(factories))
+	for n := range factories {
+		ns = append(ns, n)
+	}
+	sort.Strings(ns)
+	return ns
+}
+
+// Assign calls m.Assign and checks its result with Check.
+func Assign(m DataMapper, slices []HostInfo) ([][]DataID, error) {
+	got, err := m.Assign(slices)
+	if err != nil {
+		return nil, fmt.Errorf("mapper: %w", err)
+	}
+	if err := Check(m, slices, got); err != nil {
+		return nil, err
+	}
+	return got, nil
+}
+
+// Check verifies an assignment: one list per slice, no data ID assigned
+// twice, and, for an Enumerator, every data ID placed. The error names the
+// data IDs and slices concerned.
+func Check(m DataMapper, slices []HostInfo, got [][]DataID) error {
+	if len(got) != len(slices) {
+		return fmt.Errorf("mapper: assigned data to %d slices, but there are %d", len(got), len(slices))
+	}
+	where := map[string]int{}
+	for i, ids := range got {
+		for _, id := range ids {
+			s := id.String()
+			if j, dup := where[s]; dup {
+				return fmt.Errorf("mapper: data ID %q assigned twice (to the slices at rank %d and rank %d)", s, slices[j].Rank, slices[i].Rank)
+			}
+			where[s] = i
+		}
+	}
+	if e, ok := m.(Enumerator); ok {
+		var missing []string
+		for _, id := range e.DataIDs() {
+			if _, ok := where[id.String()]; !ok {
+				missing = append(missing, id.String())
+			}
+		}
+		if len(missing) > 0 {
+			more := ""
+			if len(missing) > 5 {
+				more = fmt.Sprintf(" and %d more", len(missing)-5)
+				missing = missing[:5]
+			}
+			return fmt.Errorf("mapper: %d slices could not place data IDs %s%s", len(slices), strings.Join(missing, "; "), more)
+		}
+	}
+	return nil
+}
+
+// blocks splits ids into n contiguous runs whose lengths differ by at most
+// one, the first runs being the longer ones.
+func blocks(ids []DataID, n int) [][]DataID {
+	out := make([][]DataID, n)
+	for i := 0; i < n; i++ {
+		out[i] = ids[i*len(ids)/n : (i+1)*len(ids)/n]
+	}
+	return out
+}
