@@ -1,0 +1,708 @@
+#!/usr/bin/env bash
+# scripts/cluster.sh: a local Slurm cluster for dpsbatch's integration tests and CI.
+#
+# Four simulated nodes n[1-4] (4 CPUs each) on this host, with munge and
+# accounting (slurmdbd on MariaDB), started without systemd. Runs as root.
+#
+#   scripts/cluster.sh install     apt-get install what the cluster needs (skipped when installed)
+#   scripts/cluster.sh start       install if needed, start every missing daemon, wait for 4 idle nodes
+#                                  (a no-op when all is up and the config is unchanged)
+#   scripts/cluster.sh start-rest  start, then slurmrestd as user slurmrest on unix:/run/dpsbatch/slurmrestd.sock
+#   scripts/cluster.sh stop        stop slurmrestd, slurmd's, slurmctld, slurmdbd, MariaDB and munged
+#   scripts/cluster.sh status      print what runs; exit 0 only when the whole cluster is up
+#
+# Environment: CLUSTER_WAIT_SECONDS (default 60) bounds the wait for the nodes.
+# Logs: /var/log/slurm (slurmctld.log, slurmd-nX.log, slurmdbd.log, mariadb.log, slurmrestd.log).
+set -euo pipefail
+
+readonly PACKAGES=(slurmctld slurmd slurm-client slurmrestd munge openmpi-bin libopenmpi-dev
+	slurmdbd mariadb-server curl)
+readonly NODES=(n1 n2 n3 n4)
+readonly CLUSTER_NAME=dps
+readonly ACCOUNT=science
+readonly ETC_DIR=/etc/slurm
+readonly SLURM_CONF=$ETC_DIR/slurm.conf
+readonly DBD_CONF=$ETC_DIR/slurmdbd.conf
+readonly DB_PASS_FILE=$ETC_DIR/dpsbatch-db-password
+readonly JOBID_CONF=$ETC_DIR/dpsbatch-jobid.conf
+readonly DB_NAME=slurm_acct_db
+readonly DB_USER=slurm
+readonly LOG_DIR=/var/log/slurm
+readonly RUN_DIR=/run/slurm
+readonly STATE_DIR=/var/spool/slurmctld
+readonly SPOOL_DIR=/var/spool/slurmd
+readonly MYSQL_RUN_DIR=/run/mysqld
+readonly MYSQL_PID_FILE=$MYSQL_RUN_DIR/mysqld.pid
+readonly MUNGE_PID_FILE=/run/munge/munged.pid
+readonly REST_USER=slurmrest
+readonly REST_DIR=/run/dpsbatch
+readonly REST_SOCK=$REST_DIR/slurmrestd.sock
+readonly REST_PID_FILE=$RUN_DIR/slurmrestd.pid
+readonly REST_API=v0.0.38
+readonly LOCK_FILE=/run/lock/dpsbatch-cluster.lock
+readonly WAIT_SECONDS=${CLUSTER_WAIT_SECONDS:-60}
+# Node states (sinfo %t) that count as "up".
+readonly UP_STATES='^(idle|mix|alloc|comp)$'
+
+log() { printf 'cluster: %s\n' "$*" >&2; }
+die() {
+	printf 'cluster: error: %s\n' "$*" >&2
+	exit 1
+}
+
+# tail_logs FILE...: show the end of each existing log on stderr.
+tail_logs() {
+	local f
+	for f in "$@"; do
+		[[ -s $f ]] || continue
+		printf 'cluster: ---- last lines of %s ----\n' "$f" >&2
+		tail -n 15 "$f" >&2 || true
+	done
+}
+
+all_slurm_logs() {
+	local n
+	echo "$LOG_DIR/slurmdbd.log" "$LOG_DIR/slurmctld.log"
+	for n in "${NODES[@]}"; do echo "$LOG_DIR/slurmd-$n.log"; done
+}
+
+# ---------------------------------------------------------------- processes
+
+# alive PID NAME: PID is a live (non-zombie) process whose command is NAME.
+alive() {
+	local pid=$1 name=$2 comm state
+	[[ $pid =~ ^[0-9]+$ ]] || return 1
+	comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
+	[[ $comm == "$name" ]] || return 1
+	state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
+	[[ $state != Z && $state != X ]]
+}
+
+# is_node_slurmd PID NODE: PID is "slurmd ... -N NODE ...".
+is_node_slurmd() {
+	local args
+	args=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
+	[[ " $args " == *" -N $2 "* || " $args " == *" -N$2 "* ]]
+}
+
+# daemon_pid DAEMON [NODE]: print the pid of the running daemon, or fail.
+# Reads the pid file first, then looks for the exact command name.
+daemon_pid() {
+	local d=$1 node=${2:-} pidfile pid user=""
+	case $d in
+	munged) pidfile=$MUNGE_PID_FILE ;;
+	mariadbd) pidfile=$MYSQL_PID_FILE ;;
+	slurmdbd) pidfile=$RUN_DIR/slurmdbd.pid ;;
+	slurmctld) pidfile=$RUN_DIR/slurmctld.pid ;;
+	slurmd) pidfile=$RUN_DIR/slurmd-$node.pid ;;
+	slurmrestd) pidfile=$REST_PID_FILE user=$REST_USER ;;
+	*) die "unknown daemon $d" ;;
+	esac
+	pid=$(cat "$pidfile" 2>/dev/null || true)
+	if alive "$pid" "$d" && { [[ -z $node ]] || is_node_slurmd "$pid" "$node"; }; then
+		echo "$pid"
+		return 0
+	fi
+	for pid in $(pgrep -x "$d" ${user:+-u "$user"} 2>/dev/null || true); do
+		alive "$pid" "$d" || continue
+		if [[ -n $node ]] && ! is_node_slurmd "$pid" "$node"; then continue; fi
+		echo "$pid"
+		return 0
+	done
+	return 1
+}
+
+# stop_daemons LABEL PID...: SIGTERM, wait until gone (30 s), then SIGKILL.
+stop_daemons() {
+	local label=$1 pid left i
+	shift
+	(($# > 0)) || return 0
+	log "stopping $label (pid $*)"
+	kill -TERM "$@" 2>/dev/null || true
+	for ((i = 0; i < 300; i++)); do
+		left=()
+		for pid in "$@"; do
+			[[ -d /proc/$pid ]] && [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] && left+=("$pid")
+		done
+		((${#left[@]} == 0)) && return 0
+		sleep 0.1
+	done
+	log "$label did not exit in 30 s; killing pid ${left[*]}"
+	kill -KILL "${left[@]}" 2>/dev/null || true
+	for ((i = 0; i < 100; i++)); do
+		left=()
+		for pid in "$@"; do
+			[[ -d /proc/$pid ]] && [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] && left+=("$pid")
+		done
+		((${#left[@]} == 0)) && return 0
+		sleep 0.1
+	done
+	die "$label (pid ${left[*]}) still running after SIGKILL"
+}
+
+# wait_for SECONDS COMMAND...: retry COMMAND every 0.2 s until it succeeds.
+wait_for() {
+	local secs=$1 i
+	shift
+	for ((i = 0; i < secs * 5; i++)); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.2
+	done
+	return 1
+}
+
+# close_fds: in a subshell about to exec a daemon, close every descriptor
+# above 2 (the lock, and whatever pipes the caller, such as a CI runner,
+# passed down), so no daemon keeps them open after this script ends.
+close_fds() {
+	local fd
+	for fd in /proc/$BASHPID/fd/*; do
+		fd=${fd##*/}
+		if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+	done
+}
+
+# spawn LOG COMMAND...: run a (self-daemonizing) command with stdin from
+# /dev/null, stdout and stderr to LOG, and no other descriptor.
+spawn() {
+	local out=$1
+	shift
+	(
+		close_fds
+		exec "$@" </dev/null >>"$out" 2>&1
+	)
+}
+
+# ---------------------------------------------------------------- install
+
+missing_packages() {
+	local installed
+	installed=$(dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' "${PACKAGES[@]}" 2>/dev/null || true)
+	local p
+	for p in "${PACKAGES[@]}"; do
+		grep -q "^$p ii" <<<"$installed" || echo "$p"
+	done
+}
+
+POLICY_CREATED=0
+TMP_FILES=()
+cleanup() {
+	if ((POLICY_CREATED)); then rm -f /usr/sbin/policy-rc.d; fi
+	if ((${#TMP_FILES[@]})); then rm -f "${TMP_FILES[@]}"; fi
+}
+trap cleanup EXIT
+
+cmd_install() {
+	local missing
+	missing=$(missing_packages)
+	if [[ -z $missing ]]; then
+		log "packages already installed"
+		return 0
+	fi
+	log "installing: $(tr '\n' ' ' <<<"$missing")"
+	export DEBIAN_FRONTEND=noninteractive
+	local apt=(apt-get -q -o DPkg::Lock::Timeout=600
+		-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
+	# Keep package scripts from starting daemons (no init system here);
+	# this script starts them itself.
+	if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+		printf '#!/bin/sh\n# temporary, from dpsbatch scripts/cluster.sh install\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 755 /usr/sbin/policy-rc.d
+		POLICY_CREATED=1
+	fi
+	local t0=$SECONDS
+	"${apt[@]}" update >"$(install_log)" 2>&1 || {
+		tail -n 20 "$(install_log)" >&2
+		die "apt-get update failed"
+	}
+	# shellcheck disable=SC2086
+	"${apt[@]}" install -y $missing >>"$(install_log)" 2>&1 9>&- || {
+		tail -n 30 "$(install_log)" >&2
+		die "apt-get install failed (full output: $(install_log))"
+	}
+	if ((POLICY_CREATED)); then
+		rm -f /usr/sbin/policy-rc.d
+		POLICY_CREATED=0
+	fi
+	missing=$(missing_packages)
+	[[ -z $missing ]] || die "still not installed: $missing"
+	log "installed in $((SECONDS - t0)) s"
+}
+
+install_log() {
+	mkdir -p "$LOG_DIR"
+	echo "$LOG_DIR/apt-install.log"
+}
+
+# ---------------------------------------------------------------- configuration
+
+node_host() { hostname 2>/dev/null || uname -n; }
+
+db_password() {
+	if [[ ! -s $DB_PASS_FILE ]]; then
+		mkdir -p "$ETC_DIR"
+		(
+			umask 077
+			od -An -tx1 -N16 /dev/urandom | tr -d ' \n' >"$DB_PASS_FILE.tmp"
+			mv "$DB_PASS_FILE.tmp" "$DB_PASS_FILE"
+		)
+		log "generated accounting database password in $DB_PASS_FILE"
+	fi
+	chmod 600 "$DB_PASS_FILE"
+	cat "$DB_PASS_FILE"
+}
+
+slurm_conf() {
+	local host=$1
+	cat <<EOF
+# Written by dpsbatch scripts/cluster.sh; edits are overwritten by its next start.
+ClusterName=$CLUSTER_NAME
+SlurmctldHost=$host
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+MpiDefault=none
+StateSaveLocation=$STATE_DIR
+SlurmdSpoolDir=$SPOOL_DIR/%n
+SlurmctldPidFile=$RUN_DIR/slurmctld.pid
+SlurmdPidFile=$RUN_DIR/slurmd-%n.pid
+SlurmctldLogFile=$LOG_DIR/slurmctld.log
+SlurmdLogFile=$LOG_DIR/slurmd-%n.log
+JobAcctGatherType=jobacct_gather/linux
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=localhost
+ReturnToService=2
+MinJobAge=600
+SchedulerParameters=batch_sched_delay=0
+MailProg=/bin/true
+SlurmdParameters=config_overrides
+NodeName=n[1-4] NodeHostname=$host Port=17001-17004 CPUs=4 RealMemory=2000 State=UNKNOWN
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+# FirstJobId, kept past the job IDs already in the accounting database.
+Include $JOBID_CONF
+EOF
+}
+
+slurmdbd_conf() {
+	cat <<EOF
+# Written by dpsbatch scripts/cluster.sh; edits are overwritten by its next start.
+AuthType=auth/munge
+DbdHost=localhost
+SlurmUser=root
+StorageType=accounting_storage/mysql
+StorageHost=localhost
+StorageUser=$DB_USER
+StoragePass=$1
+StorageLoc=$DB_NAME
+LogFile=$LOG_DIR/slurmdbd.log
+PidFile=$RUN_DIR/slurmdbd.pid
+EOF
+}
+
+# install_file SRC DEST MODE: move SRC over DEST atomically.
+install_file() {
+	chmod "$3" "$1"
+	mv -f "$1" "$2"
+}
+
+prepare_dirs() {
+	mkdir -p "$ETC_DIR" "$LOG_DIR" "$RUN_DIR" "$STATE_DIR" /run/munge /run/lock
+	local n
+	for n in "${NODES[@]}"; do mkdir -p "$SPOOL_DIR/$n"; done
+}
+
+# ---------------------------------------------------------------- daemons
+
+ensure_munge() {
+	if [[ ! -s /etc/munge/munge.key ]]; then
+		log "creating /etc/munge/munge.key"
+		mungekey --create --keyfile=/etc/munge/munge.key
+		chown munge:munge /etc/munge/munge.key
+		chmod 400 /etc/munge/munge.key
+	fi
+	if daemon_pid munged >/dev/null; then return 0; fi
+	log "starting munged"
+	spawn "$LOG_DIR/munged.out" munged --force ||
+		{ tail_logs /var/log/munge/munged.log "$LOG_DIR/munged.out"; die "munged failed to start"; }
+	munge_ok() { munge -n | unmunge; }
+	wait_for 10 munge_ok ||
+		{ tail_logs /var/log/munge/munged.log "$LOG_DIR/munged.out"; die "munge does not answer"; }
+}
+
+ensure_mariadb() {
+	install -d -o mysql -g mysql "$MYSQL_RUN_DIR"
+	if ! daemon_pid mariadbd >/dev/null; then
+		log "starting MariaDB"
+		touch "$LOG_DIR/mariadb.log"
+		chown mysql:adm "$LOG_DIR/mariadb.log"
+		spawn /dev/null start-stop-daemon --start --oknodo --background \
+			--pidfile "$MYSQL_PID_FILE" --exec /usr/sbin/mariadbd -- \
+			--user=mysql --pid-file="$MYSQL_PID_FILE" --log-error="$LOG_DIR/mariadb.log" \
+			--innodb-buffer-pool-size=512M --innodb-lock-wait-timeout=900
+	fi
+	wait_for 60 mariadb-admin --silent ping ||
+		{ tail_logs "$LOG_DIR/mariadb.log"; die "MariaDB does not answer"; }
+}
+
+ensure_database() {
+	local pass=$1
+	# Through stdin, so the password never shows in a process list.
+	mariadb --batch <<EOF || die "could not create the accounting database"
+CREATE DATABASE IF NOT EXISTS $DB_NAME;
+CREATE USER IF NOT EXISTS '$DB_USER'@'localhost' IDENTIFIED BY '$pass';
+ALTER USER '$DB_USER'@'localhost' IDENTIFIED BY '$pass';
+GRANT ALL ON $DB_NAME.* TO '$DB_USER'@'localhost';
+EOF
+}
+
+dbd_answers() { timeout 10 sacctmgr -n -P list cluster format=cluster; }
+
+ensure_slurmdbd() {
+	if ! daemon_pid slurmdbd >/dev/null; then
+		log "starting slurmdbd"
+		spawn "$LOG_DIR/slurmdbd.log" slurmdbd ||
+			{ tail_logs "$LOG_DIR/slurmdbd.log"; die "slurmdbd failed to start"; }
+	fi
+	wait_for 60 dbd_answers ||
+		{ tail_logs "$LOG_DIR/slurmdbd.log" "$LOG_DIR/mariadb.log"; die "slurmdbd does not answer"; }
+}
+
+ensure_accounts() {
+	if [[ -z $(sacctmgr -n -P list cluster "$CLUSTER_NAME" format=cluster 2>/dev/null) ]]; then
+		sacctmgr -i -Q add cluster "$CLUSTER_NAME" >/dev/null || true
+	fi
+	if [[ -z $(sacctmgr -n -P list account "$ACCOUNT" format=account 2>/dev/null) ]]; then
+		log "adding account $ACCOUNT"
+		sacctmgr -i -Q add account "$ACCOUNT" cluster="$CLUSTER_NAME" description=dpsbatch organization=dpsbatch >/dev/null || true
+	fi
+	if [[ -z $(sacctmgr -n -P list assoc cluster="$CLUSTER_NAME" account="$ACCOUNT" user=root format=user 2>/dev/null) ]]; then
+		log "adding user root to account $ACCOUNT"
+		sacctmgr -i -Q add user root account="$ACCOUNT" cluster="$CLUSTER_NAME" >/dev/null || true
+	fi
+	[[ -n $(sacctmgr -n -P list assoc cluster="$CLUSTER_NAME" account="$ACCOUNT" user=root format=user 2>/dev/null) ]] ||
+		log "warning: user root is not in account $ACCOUNT"
+}
+
+# set_first_job_id: before a slurmctld starts without saved state (first
+# start, or state removed), make its job IDs continue after the ones the
+# accounting database already holds, so sacct never mixes an old job with a
+# new one of the same ID.
+set_first_job_id() {
+	local next=1
+	if [[ ! -e $STATE_DIR/job_state && ! -e $STATE_DIR/job_state.old ]]; then
+		next=$(mariadb -N -B -e "SELECT COALESCE(MAX(id_job), 0) + 1 FROM $DB_NAME.${CLUSTER_NAME}_job_table" 2>/dev/null || echo 1)
+		[[ $next =~ ^[0-9]+$ ]] || next=1
+		((next > 1)) && log "no saved slurmctld state: job IDs start at $next (after the accounting records)"
+	elif [[ -s $JOBID_CONF ]]; then
+		return 0
+	fi
+	printf 'FirstJobId=%s\n' "$next" >"$JOBID_CONF.tmp"
+	install_file "$JOBID_CONF.tmp" "$JOBID_CONF" 644
+}
+
+ensure_slurmctld() {
+	daemon_pid slurmctld >/dev/null && return 0
+	set_first_job_id
+	log "starting slurmctld"
+	spawn "$LOG_DIR/slurmctld.log" slurmctld ||
+		{ tail_logs "$LOG_DIR/slurmctld.log"; die "slurmctld failed to start"; }
+	wait_for 10 daemon_pid slurmctld ||
+		{ tail_logs "$LOG_DIR/slurmctld.log"; die "slurmctld exited"; }
+}
+
+ensure_slurmds() {
+	local n
+	for n in "${NODES[@]}"; do
+		daemon_pid slurmd "$n" >/dev/null && continue
+		log "starting slurmd -N $n"
+		spawn "$LOG_DIR/slurmd-$n.log" slurmd -N "$n" ||
+			{ tail_logs "$LOG_DIR/slurmd-$n.log"; die "slurmd -N $n failed to start"; }
+	done
+	for n in "${NODES[@]}"; do
+		wait_for 10 daemon_pid slurmd "$n" ||
+			{ tail_logs "$LOG_DIR/slurmd-$n.log"; die "slurmd -N $n exited"; }
+	done
+}
+
+# node_states: "NODE STATE" lines from sinfo, or nothing.
+node_states() { timeout 10 sinfo -N -h -o '%N %t' 2>/dev/null || true; }
+
+# nodes_up [STATES]: all of n1..n4 are in an up state.
+nodes_up() {
+	local states n s
+	if (($#)); then states=$1; else states=$(node_states); fi
+	for n in "${NODES[@]}"; do
+		s=$(awk -v n="$n" '$1 == n {print $2; exit}' <<<"$states")
+		[[ $s =~ $UP_STATES ]] || return 1
+	done
+}
+
+wait_nodes() {
+	local deadline=$((SECONDS + WAIT_SECONDS)) resumed=0 states n s
+	while :; do
+		states=$(node_states)
+		nodes_up "$states" && return 0
+		if ! daemon_pid slurmctld >/dev/null; then
+			tail_logs "$LOG_DIR/slurmctld.log"
+			die "slurmctld exited while waiting for the nodes"
+		fi
+		# Nodes left down or drained by an earlier run come back once their slurmd answers.
+		if ((!resumed && SECONDS + WAIT_SECONDS - deadline >= 10)); then
+			resumed=1
+			for n in "${NODES[@]}"; do
+				s=$(awk -v n="$n" '$1 == n {print $2; exit}' <<<"$states")
+				if [[ $s =~ ^(down|drain|drng|fail)$ ]]; then
+					log "resuming node $n (state $s)"
+					scontrol update NodeName="$n" State=RESUME >/dev/null 2>&1 || true
+				fi
+			done
+		fi
+		if ((SECONDS >= deadline)); then
+			printf 'cluster: nodes after %s s:\n%s\n' "$WAIT_SECONDS" "$states" >&2
+			# shellcheck disable=SC2046
+			tail_logs $(all_slurm_logs)
+			die "the nodes did not all become idle within $WAIT_SECONDS s"
+		fi
+		sleep 0.5
+	done
+}
+
+slurm_daemon_pids() {
+	local n
+	daemon_pid slurmrestd || true
+	for n in "${NODES[@]}"; do daemon_pid slurmd "$n" || true; done
+	daemon_pid slurmctld || true
+	daemon_pid slurmdbd || true
+}
+
+stop_slurm() {
+	local n pids=()
+	stop_rest
+	for n in "${NODES[@]}"; do
+		pids+=($(daemon_pid slurmd "$n" || true))
+	done
+	stop_daemons "slurmd's" "${pids[@]}"
+	stop_daemons slurmctld $(daemon_pid slurmctld || true)
+	stop_daemons slurmdbd $(daemon_pid slurmdbd || true)
+}
+
+# all_running: every daemon of the cluster (not slurmrestd) has a live process.
+all_running() {
+	local n
+	daemon_pid munged >/dev/null && daemon_pid mariadbd >/dev/null &&
+		daemon_pid slurmdbd >/dev/null && daemon_pid slurmctld >/dev/null || return 1
+	for n in "${NODES[@]}"; do daemon_pid slurmd "$n" >/dev/null || return 1; done
+}
+
+# ---------------------------------------------------------------- slurmrestd
+
+ensure_rest_user() {
+	id -u "$REST_USER" >/dev/null 2>&1 && return 0
+	log "creating user $REST_USER (for slurmrestd)"
+	useradd -m -s /bin/bash -c "dpsbatch slurmrestd" "$REST_USER"
+}
+
+rest_ping() {
+	timeout 10 curl -sf --unix-socket "$REST_SOCK" "http://localhost/slurm/$REST_API/ping"
+}
+
+stop_rest() {
+	stop_daemons slurmrestd $(daemon_pid slurmrestd || true)
+	rm -f "$REST_PID_FILE" "$REST_SOCK"
+}
+
+start_rest() {
+	ensure_rest_user
+	if daemon_pid slurmrestd >/dev/null && [[ -S $REST_SOCK ]] && rest_ping >/dev/null 2>&1; then
+		log "slurmrestd already answers on $REST_SOCK"
+		return 0
+	fi
+	stop_rest
+	install -d -m 755 -o "$REST_USER" -g "$REST_USER" "$REST_DIR"
+	log "starting slurmrestd as $REST_USER on unix:$REST_SOCK"
+	local home
+	home=$(getent passwd "$REST_USER" | cut -d: -f6)
+	(
+		cd /tmp
+		umask 000
+		close_fds
+		exec setsid setpriv --reuid="$REST_USER" --regid="$REST_USER" --init-groups \
+			env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$home" USER="$REST_USER" LOGNAME="$REST_USER" \
+			slurmrestd -s "openapi/$REST_API" -a rest_auth/local "unix:$REST_SOCK" \
+			</dev/null >>"$LOG_DIR/slurmrestd.log" 2>&1
+	) &
+	echo $! >"$REST_PID_FILE"
+	if ! wait_for 15 test -S "$REST_SOCK"; then
+		tail_logs "$LOG_DIR/slurmrestd.log"
+		die "slurmrestd did not create $REST_SOCK"
+	fi
+	chmod 666 "$REST_SOCK"
+	local out
+	if ! out=$(rest_ping 2>&1); then
+		tail_logs "$LOG_DIR/slurmrestd.log"
+		die "slurmrestd does not answer /slurm/$REST_API/ping on $REST_SOCK"
+	fi
+	log "slurmrestd answers: curl --unix-socket $REST_SOCK http://localhost/slurm/$REST_API/ping"
+}
+
+# ---------------------------------------------------------------- subcommands
+
+# cmd_start: returns 0 when the cluster is up.
+cmd_start() {
+	local t0=$SECONDS host pass tmp_conf tmp_dbd changed=0
+	cmd_install
+	prepare_dirs
+	[[ -s $JOBID_CONF ]] || printf 'FirstJobId=1\n' >"$JOBID_CONF"
+	host=$(node_host)
+	pass=$(db_password)
+	tmp_conf=$(mktemp "$ETC_DIR/.slurm.conf.XXXXXX")
+	tmp_dbd=$(mktemp "$ETC_DIR/.slurmdbd.conf.XXXXXX")
+	TMP_FILES+=("$tmp_conf" "$tmp_dbd")
+	slurm_conf "$host" >"$tmp_conf"
+	slurmdbd_conf "$pass" >"$tmp_dbd"
+	cmp -s "$tmp_conf" "$SLURM_CONF" || changed=1
+	cmp -s "$tmp_dbd" "$DBD_CONF" || changed=1
+	[[ $(stat -c %a "$DBD_CONF" 2>/dev/null) == 600 ]] || changed=1
+
+	if ((!changed)) && all_running && nodes_up; then
+		rm -f "$tmp_conf" "$tmp_dbd"
+		ensure_rest_user
+		log "already running, configuration unchanged"
+		return 0
+	fi
+
+	ensure_munge
+	ensure_mariadb
+	ensure_database "$pass"
+	local rest_was_running=0
+	if ((changed)); then
+		daemon_pid slurmrestd >/dev/null && rest_was_running=1
+		if [[ -n $(slurm_daemon_pids) ]]; then
+			log "configuration changed: restarting the Slurm daemons"
+			stop_slurm
+		fi
+		install_file "$tmp_dbd" "$DBD_CONF" 600
+		install_file "$tmp_conf" "$SLURM_CONF" 644
+		log "wrote $SLURM_CONF and $DBD_CONF"
+	else
+		rm -f "$tmp_conf" "$tmp_dbd"
+	fi
+	ensure_slurmdbd
+	ensure_accounts
+	ensure_slurmctld
+	ensure_slurmds
+	wait_nodes
+	ensure_rest_user
+	((rest_was_running)) && start_rest
+	log "cluster up in $((SECONDS - t0)) s: $(node_states | tr '\n' ' ')"
+}
+
+# cancel_jobs: cancel every job, and wait (bounded) for their step daemons.
+cancel_jobs() {
+	daemon_pid slurmctld >/dev/null || return 0
+	local jobs i pid left
+	jobs=$(timeout 10 squeue -h -t PD,R,S,CG,CF -o %i 2>/dev/null | tr '\n' ' ' || true)
+	[[ -n ${jobs// /} ]] || return 0
+	log "cancelling jobs: $jobs"
+	# shellcheck disable=SC2086
+	timeout 10 scancel $jobs 2>/dev/null || true
+	for ((i = 0; i < 150; i++)); do
+		left=""
+		for pid in $(pgrep -x slurmstepd || true); do alive "$pid" slurmstepd && left+=" $pid"; done
+		[[ -z $left ]] && return 0
+		sleep 0.1
+	done
+	log "warning: slurmstepd still running (pid$left)"
+}
+
+cmd_stop() {
+	cancel_jobs
+	stop_slurm
+	stop_daemons MariaDB $(daemon_pid mariadbd || true)
+	stop_daemons munged $(daemon_pid munged || true)
+	log "stopped"
+}
+
+cmd_status() {
+	local ok=0 pid n states
+	show() { # show LABEL DAEMON [NODE] [optional]
+		if pid=$(daemon_pid "$2" ${3:+"$3"}); then
+			printf '%-12s running (pid %s)\n' "$1" "$pid"
+		else
+			printf '%-12s not running\n' "$1"
+			[[ ${4:-} == optional ]] || ok=1
+		fi
+	}
+	if [[ -n $(missing_packages) ]]; then
+		echo "packages     missing: $(missing_packages | tr '\n' ' ')"
+		return 1
+	fi
+	show munged munged
+	show mariadb mariadbd
+	show slurmdbd slurmdbd
+	show slurmctld slurmctld
+	for n in "${NODES[@]}"; do show "slurmd $n" slurmd "$n"; done
+	show slurmrestd slurmrestd "" optional
+	if daemon_pid slurmrestd >/dev/null; then
+		if rest_ping >/dev/null 2>&1; then
+			echo "rest         answers on $REST_SOCK"
+		else
+			echo "rest         does not answer on $REST_SOCK"
+		fi
+	fi
+	states=""
+	daemon_pid slurmctld >/dev/null && states=$(node_states)
+	if [[ -n $states ]]; then
+		echo "nodes:"
+		sed 's/^/  /' <<<"$states"
+	else
+		echo "nodes        sinfo does not answer"
+	fi
+	nodes_up "$states" || ok=1
+	if daemon_pid slurmdbd >/dev/null && timeout 10 sacct -n -X -o jobid -S now-1minutes >/dev/null 2>&1; then
+		echo "sacct        answers"
+	else
+		echo "sacct        does not answer"
+		ok=1
+	fi
+	if ((ok == 0)); then echo "cluster      up"; else echo "cluster      NOT up"; fi
+	return $ok
+}
+
+usage() {
+	sed -n '2,16s/^# \{0,1\}//p' "$0" >&2
+	exit 2
+}
+
+main() {
+	(($# == 1)) || usage
+	case $1 in
+	install | start | start-rest | stop | status) ;;
+	-h | --help | help) usage ;;
+	*) usage ;;
+	esac
+	((EUID == 0)) || die "must run as root"
+	if [[ $1 == status ]]; then
+		cmd_status
+		return
+	fi
+	mkdir -p "$(dirname "$LOCK_FILE")"
+	exec 9>>"$LOCK_FILE"
+	flock -w 900 9 || die "another scripts/cluster.sh holds $LOCK_FILE"
+	case $1 in
+	install) cmd_install ;;
+	start) cmd_start ;;
+	start-rest)
+		cmd_start
+		start_rest
+		;;
+	stop) cmd_stop ;;
+	esac
+}
+
+main "$@"
