@@ -36,6 +36,9 @@ type LocalRun struct {
 	// Recorder, when set, hears progress besides the returned Summary.
 	Recorder Recorder
 	Broker   events.Broker
+	// Feed says the caller publishes the trigger events, and the
+	// no-more-data that ends the run, on Broker itself; Visits is ignored.
+	Feed bool
 	// Stop, when closed, stops the run at the next visit boundary.
 	Stop <-chan struct{}
 }
@@ -66,13 +69,10 @@ func RunLocal(ctx context.Context, lr LocalRun) (*Summary, error) {
 		defer mem.Close()
 		broker = mem
 	}
-	for _, v := range lr.Visits {
-		if err := broker.Publish(ctx, v.Event(p.Trigger.Topic, lr.RunID)); err != nil {
-			return nil, fmt.Errorf("harness: publishing visit %s: %w", v.ID, err)
+	if !lr.Feed {
+		if err := PublishVisits(ctx, broker, p.Trigger.Topic, lr.RunID, lr.Visits); err != nil {
+			return nil, err
 		}
-	}
-	if err := broker.Publish(ctx, events.Event{Topic: p.Trigger.Topic, RunID: lr.RunID, Kind: events.KindNoMoreData}); err != nil {
-		return nil, fmt.Errorf("harness: publishing no-more-data: %w", err)
 	}
 
 	sum := NewSummary()
@@ -111,6 +111,20 @@ func RunLocal(ctx context.Context, lr LocalRun) (*Summary, error) {
 		return sum, fmt.Errorf("%w: %d of %d visits", ErrVisitsFailed, sum.Failed, sum.Visits)
 	}
 	return sum, nil
+}
+
+// PublishVisits publishes one trigger event per visit on topic, then
+// no-more-data, so that a Pipeline runs them all and ends.
+func PublishVisits(ctx context.Context, b events.Broker, topic, runID string, vs []Visit) error {
+	for _, v := range vs {
+		if err := b.Publish(ctx, v.Event(topic, runID)); err != nil {
+			return fmt.Errorf("harness: publishing visit %s: %w", v.ID, err)
+		}
+	}
+	if err := b.Publish(ctx, events.Event{Topic: topic, RunID: runID, Kind: events.KindNoMoreData}); err != nil {
+		return fmt.Errorf("harness: publishing no-more-data: %w", err)
+	}
+	return nil
 }
 
 // teeRecorder reports to two recorders, the first one first.
