@@ -187,7 +187,9 @@ func decodeMapper(d *conf.Decoder, n *yaml.Node, path string) MapperSpec {
 	m := MapperSpec{Line: n.Line}
 	var settings *yaml.Node
 	d.Map(n, path, map[string]conf.Field{
-		"type":     {Required: true, Decode: func(n *yaml.Node, path string) { m.Type = d.NonEmpty(n, path) }},
+		"type": {Required: true, Decode: func(n *yaml.Node, path string) {
+			m.Type, m.Line = d.NonEmpty(n, path), n.Line
+		}},
 		"settings": {Decode: func(n *yaml.Node, _ string) { settings = n }},
 	})
 	if m.Type == "" {
@@ -195,7 +197,7 @@ func decodeMapper(d *conf.Decoder, n *yaml.Node, path string) MapperSpec {
 	}
 	f, err := mapper.Lookup(m.Type)
 	if err != nil {
-		d.Errorf(n, conf.Join(path, "type"), "%v", trimPkg(err))
+		d.Errorf(&yaml.Node{Line: m.Line}, conf.Join(path, "type"), "%v", trimPkg(err))
 		return m
 	}
 	m.Settings = d.Settings(settings, conf.Join(path, "settings"), f.Settings)
@@ -232,10 +234,10 @@ func decodeStages(d *conf.Decoder, n *yaml.Node, path string) []StageSpec {
 	names := map[string]int{}
 	for i, item := range items {
 		sp := StageSpec{Line: item.Line, Path: conf.Index(path, i)}
-		var settings *yaml.Node
+		var settings, typeNode, nameNode *yaml.Node
 		ok := d.Map(item, sp.Path, map[string]conf.Field{
-			"name":     {Required: true, Decode: func(n *yaml.Node, path string) { sp.Name = d.NonEmpty(n, path) }},
-			"type":     {Required: true, Decode: func(n *yaml.Node, path string) { sp.Type = d.NonEmpty(n, path) }},
+			"name": {Required: true, Decode: func(n *yaml.Node, path string) { sp.Name, nameNode = d.NonEmpty(n, path), n }},
+			"type": {Required: true, Decode: func(n *yaml.Node, path string) { sp.Type, typeNode = d.NonEmpty(n, path), n }},
 			"settings": {Decode: func(n *yaml.Node, _ string) { settings = n }},
 			"event":    {Decode: func(n *yaml.Node, path string) { sp.Event = decodeWait(d, n, path) }},
 		})
@@ -244,14 +246,14 @@ func decodeStages(d *conf.Decoder, n *yaml.Node, path string) []StageSpec {
 		}
 		if sp.Name != "" {
 			if j, dup := names[sp.Name]; dup {
-				d.Errorf(item, conf.Join(sp.Path, "name"), "duplicate stage name %q (also stages[%d])", sp.Name, j)
+				d.Errorf(nameNode, conf.Join(sp.Path, "name"), "duplicate stage name %q (also stages[%d])", sp.Name, j)
 			}
 			names[sp.Name] = i
 		}
 		if sp.Type != "" {
 			t, err := LookupStage(sp.Type)
 			if err != nil {
-				d.Errorf(item, conf.Join(sp.Path, "type"), "%v", trimPkg(err))
+				d.Errorf(typeNode, conf.Join(sp.Path, "type"), "%v", trimPkg(err))
 			} else {
 				sp.Settings = d.Settings(settings, conf.Join(sp.Path, "settings"), t.Settings)
 			}

@@ -84,7 +84,9 @@ func Suggest(got string, have []string) string {
 	best, bestD := "", -1
 	for _, h := range have {
 		d := distance(strings.ToLower(got), strings.ToLower(h))
-		if bestD < 0 || d < bestD {
+		// On a tie, prefer a name of the same length (a transposition
+		// or a changed letter rather than one missing).
+		if bestD < 0 || d < bestD || d == bestD && len(h) == len(got) && len(best) != len(got) {
 			best, bestD = h, d
 		}
 	}
@@ -95,26 +97,32 @@ func Suggest(got string, have []string) string {
 	return fmt.Sprintf(" (did you mean %q?)", best)
 }
 
-// distance is the Levenshtein edit distance of a and b.
+// distance is the optimal string alignment distance of a and b: the
+// Levenshtein distance where swapping two neighbouring letters counts as
+// one edit.
 func distance(a, b string) int {
 	ra, rb := []rune(a), []rune(b)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
+	d := make([][]int, len(ra)+1)
+	for i := range d {
+		d[i] = make([]int, len(rb)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
 	}
 	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
 		for j := 1; j <= len(rb); j++ {
 			cost := 1
 			if ra[i-1] == rb[j-1] {
 				cost = 0
 			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
 	}
-	return prev[len(rb)]
+	return d[len(ra)][len(rb)]
 }
 
 // Have formats a sorted list of names for "unknown x (have: a, b, c)".

@@ -1,0 +1,176 @@
+package harness
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dpsbatch/dpsbatch/internal/conf"
+)
+
+// loadText writes policy text to pipeline.yaml in a temporary directory,
+// loads and validates it, and returns the error (nil when valid).
+func loadText(t *testing.T, text string) error {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "pipeline.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Load(path)
+	if err == nil {
+		err = p.Validate()
+	}
+	return err
+}
+
+const goodPolicy = `pipeline: p
+slices: 2
+mapper:
+  type: range
+  settings: {key: ccd, from: 1, to: 4}
+locations:
+  input: "/data/{visit}"
+  output: "out/{visit}"
+events:
+  trigger: {topic: visits, properties: [filter]}
+  external: [ephem]
+stages:
+  - name: read
+    type: input
+    settings: {files: {raw: "{input}/c{ccd}-{filter}.txt"}}
+  - name: wait
+    type: noop
+    event: {topic: ephem, timeout: 5s, properties: [ra]}
+  - name: measure
+    type: exec
+    settings:
+      command: [echo, "{ra}", "{raw}"]
+      produces: [mean]
+  - name: write
+    type: output
+    settings: {files: {mean: "{output}/{ccd}.json"}}
+  - name: tell
+    type: event
+    settings: {topic: done, keys: [mean]}
+`
+
+func TestGoodPolicyValidates(t *testing.T) {
+	if err := loadText(t, goodPolicy); err != nil {
+		t.Fatalf("valid policy rejected:\n%v", err)
+	}
+}
+
+func TestExamplePolicyValidates(t *testing.T) {
+	p, err := Load("../examples/ccdproc/pipeline.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if p.Name != "ccdproc" || p.Slices != 2 || len(p.Stages) != 5 {
+		t.Errorf("loaded %s with %d slices and %d stages", p.Name, p.Slices, len(p.Stages))
+	}
+}
+
+// TestPolicyErrors checks that each kind of bad input gets one clear error
+// naming the file, the line and the key.
+func TestPolicyErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, from, to string
+		want           []string // substrings of the one error line expected
+	}{
+		{"unknown top-level key", "slices: 2\n", "slices: 2\nslcies: 3\n",
+			[]string{"pipeline.yaml:3: slcies: unknown key", `did you mean "slices"?`}},
+		{"misspelt stage key", "  - name: wait\n    type: noop\n", "  - name: wait\n    type: noop\n    setings: {}\n",
+			[]string{"pipeline.yaml:18: stages[1].setings: unknown key", `did you mean "settings"?`}},
+		{"unknown stage setting", "timeout: 5s, properties", "timeout: 5s, propertys",
+			[]string{"pipeline.yaml:18: stages[1].event.propertys: unknown key", `did you mean "properties"?`}},
+		{"wrong type", "slices: 2\n", "slices: two\n",
+			[]string{"pipeline.yaml:2: slices: expected a number of slices or per-data-id"}},
+		{"zero slices", "slices: 2\n", "slices: 0\n", []string{"pipeline.yaml:2: slices: must be at least 1"}},
+		{"bad duration", "timeout: 5s", "timeout: 5 sec", []string{"pipeline.yaml:18: stages[1].event.timeout: expected a duration"}},
+		{"setting of wrong type", "produces: [mean]", "produces: {a: b}",
+			[]string{"pipeline.yaml:23: stages[2].settings.produces: expected a list"}},
+		{"missing required key", "pipeline: p\n", "", []string{"pipeline.yaml:1: pipeline: required key is missing"}},
+		{"missing required setting", "settings: {topic: done, keys: [mean]}", "settings: {keys: [mean]}",
+			[]string{"stages[4].settings.topic: required key is missing"}},
+		{"unknown stage type", "type: exec", "type: exce",
+			[]string{"pipeline.yaml:20: stages[2].type: unknown stage type \"exce\" (did you mean \"exec\"?)", "(have: "}},
+		{"unknown mapper", "type: range", "type: rnage", []string{`pipeline.yaml:4: mapper.type: unknown mapper "rnage" (did you mean "range"?)`}},
+		{"duplicate stage name", "name: write", "name: read", []string{`stages[3].name: duplicate stage name "read" (also stages[0])`}},
+		{"needed key never produced", `command: [echo, "{ra}", "{raw}"]`, `command: [echo, "{ra}", "{rwa}"]`,
+			[]string{`pipeline.yaml:19: stages[2]: stage "measure" needs clipboard key "rwa"`, `did you mean "raw"?`}},
+		{"key produced only later", "keys: [mean]", "keys: [mean, late]",
+			[]string{`stage "tell" needs clipboard key "late"`}},
+		{"misspelt topic", "event: {topic: ephem,", "event: {topic: ephen,",
+			[]string{`pipeline.yaml:18: stages[1].event.topic: waits for topic "ephen", which no stage publishes`, `did you mean "ephem"?`}},
+		{"bad failure rule", "slices: 2\n", "slices: 2\nfailure: {visit: some}\n",
+			[]string{"failure.visit: expected any-slice, all-slices or never"}},
+		{"bad template", `"out/{visit}"`, `"out/{visit"`, []string{"pipeline.yaml:8: locations.output:", "never closed"}},
+		{"location needs unknown key", `"out/{visit}"`, `"out/{vist}"`, []string{"pipeline.yaml:8: locations.output: uses clipboard key \"vist\""}},
+		{"mapper settings", "{key: ccd, from: 1, to: 4}", "{key: ccd, from: 5, to: 4}", []string{"mapper.settings: range: to (4) is less than from (5)"}},
+		{"reserved topic", "external: [ephem]", "external: [dpsbatch.control]", []string{"events.external[0]: \"dpsbatch.control\" is reserved"}},
+		{"not YAML", "slices: 2\n", "slices: [2\n", []string{"pipeline.yaml", "not valid YAML"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(goodPolicy, tc.from) {
+				t.Fatalf("test case edits %q, which is not in the policy", tc.from)
+			}
+			err := loadText(t, strings.Replace(goodPolicy, tc.from, tc.to, 1))
+			if err == nil {
+				t.Fatal("bad policy accepted")
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("error does not match ErrInvalid: %v", err)
+			}
+			var errs conf.Errors
+			if !errors.As(err, &errs) || len(errs) != 1 {
+				t.Errorf("want exactly one error, got:\n%v", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error\n  %v\ndoes not contain\n  %s", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestPolicyReportsEveryProblem(t *testing.T) {
+	bad := strings.NewReplacer("slices: 2", "slices: -1", "type: exec", "type: exce", "name: write", "name: read").Replace(goodPolicy)
+	err := loadText(t, bad)
+	var errs conf.Errors
+	if !errors.As(err, &errs) || len(errs) != 3 {
+		t.Fatalf("want 3 errors, got:\n%v", err)
+	}
+	// In file order.
+	for i, w := range []string{"slices", "stages[2].type", "stages[3].name"} {
+		if errs[i].Path != w {
+			t.Errorf("error %d is at %q, want %q", i, errs[i].Path, w)
+		}
+	}
+}
+
+func TestPerDataIDSlices(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.yaml")
+	os.WriteFile(path, []byte(strings.Replace(goodPolicy, "slices: 2", "slices: per-data-id", 1)), 0o644)
+	p, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := p.SliceCount(); err != nil || n != 4 {
+		t.Errorf("SliceCount = %d, %v; want 4", n, err)
+	}
+	os.WriteFile(path, []byte(strings.NewReplacer("slices: 2", "slices: per-data-id",
+		"type: range\n  settings: {key: ccd, from: 1, to: 4}", "type: rank\n  settings: {key: ccd}").Replace(goodPolicy)), 0o644)
+	p, err = Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Validate(); err == nil || !strings.Contains(err.Error(), "per-data-id needs a mapper with a fixed list of data IDs") {
+		t.Errorf("rank mapper with per-data-id: %v", err)
+	}
+}
