@@ -236,8 +236,8 @@ func decodeStages(d *conf.Decoder, n *yaml.Node, path string) []StageSpec {
 		sp := StageSpec{Line: item.Line, Path: conf.Index(path, i)}
 		var settings, typeNode, nameNode *yaml.Node
 		ok := d.Map(item, sp.Path, map[string]conf.Field{
-			"name": {Required: true, Decode: func(n *yaml.Node, path string) { sp.Name, nameNode = d.NonEmpty(n, path), n }},
-			"type": {Required: true, Decode: func(n *yaml.Node, path string) { sp.Type, typeNode = d.NonEmpty(n, path), n }},
+			"name":     {Required: true, Decode: func(n *yaml.Node, path string) { sp.Name, nameNode = d.NonEmpty(n, path), n }},
+			"type":     {Required: true, Decode: func(n *yaml.Node, path string) { sp.Type, typeNode = d.NonEmpty(n, path), n }},
 			"settings": {Decode: func(n *yaml.Node, _ string) { settings = n }},
 			"event":    {Decode: func(n *yaml.Node, path string) { sp.Event = decodeWait(d, n, path) }},
 		})
