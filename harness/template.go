@@ -44,7 +44,7 @@ func ParseTemplate(s string) (Template, error) {
 			}
 			name := s[i+1 : i+end]
 			if !validName(name) {
-				return Template{}, fmt.Errorf("template %q: %q is not a valid name (letters, digits, _ . -)", s, name)
+				return Template{}, fmt.Errorf("template %q: %q is not a valid name (letters, digits, _ . -); write {{ and }} for literal braces", s, name)
 			}
 			if lit.Len() > 0 {
 				t.parts = append(t.parts, tmplPart{lit: lit.String()})
