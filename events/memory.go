@@ -135,9 +135,12 @@ func (s *memSub) Next(ctx context.Context) (Event, error) {
 			e := s.queue[s.head]
 			s.queue[s.head] = Event{}
 			s.head++
-			if s.head == len(s.queue) {
-				// Reuse the array from the start: memory stays flat.
-				s.queue, s.head = s.queue[:0], 0
+			// Move what is left to the front once half the array is
+			// spent, so a queue that never empties does not grow.
+			if s.head == len(s.queue) || s.head >= 32 && s.head*2 >= len(s.queue) {
+				n := copy(s.queue, s.queue[s.head:])
+				clear(s.queue[n:])
+				s.queue, s.head = s.queue[:n], 0
 			}
 			s.mu.Unlock()
 			return e, nil
