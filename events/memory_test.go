@@ -1,0 +1,370 @@
+package events_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dpsbatch/dpsbatch/events"
+)
+
+// ev is a data event of run on topic "visits" with visitId v.
+func ev(run string, v any) events.Event {
+	return events.Event{Topic: "visits", RunID: run, Properties: map[string]any{events.PropVisit: v}}
+}
+
+// next reads one event, failing the test when none comes within a second.
+func next(t *testing.T, s events.Subscription) events.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	e, err := s.Next(ctx)
+	if err != nil {
+		t.Fatalf("Next: %v", err)
+	}
+	return e
+}
+
+// visits reads n events and returns their visit IDs.
+func visits(t *testing.T, s events.Subscription, n int) []string {
+	t.Helper()
+	var out []string
+	for i := 0; i < n; i++ {
+		v, _ := next(t, s).Visit()
+		out = append(out, v)
+	}
+	return out
+}
+
+// empty checks that nothing more is waiting on s.
+func empty(t *testing.T, s events.Subscription) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if e, err := s.Next(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Next = %+v, %v; want nothing more", e, err)
+	}
+}
+
+func publish(t *testing.T, b events.Broker, es ...events.Event) {
+	t.Helper()
+	for _, e := range es {
+		if err := b.Publish(context.Background(), e); err != nil {
+			t.Fatalf("Publish: %v", err)
+		}
+	}
+}
+
+func subscribe(t *testing.T, b events.Broker, topic, run string) events.Subscription {
+	t.Helper()
+	s, err := b.Subscribe(context.Background(), topic, run)
+	if err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	return s
+}
+
+func TestMemoryBacklog(t *testing.T) {
+	b := events.NewMemory()
+	defer b.Close()
+	publish(t, b, ev("r1", "v1"), ev("r1", "v2"))
+	s := subscribe(t, b, "visits", "r1")
+	publish(t, b, ev("r1", "v3"))
+	if got, want := visits(t, s, 3), []string{"v1", "v2", "v3"}; !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	e := ev("r1", 42)
+	e.Properties["filter"] = "r"
+	publish(t, b, e)
+	got := next(t, s)
+	if got.Topic != "visits" || got.RunID != "r1" || got.Properties["filter"] != "r" || got.Properties[events.PropVisit] != 42 {
+		t.Errorf("event came through as %+v", got)
+	}
+	empty(t, s)
+	// The backlog went to the first subscription only.
+	s2 := subscribe(t, b, "visits", "r1")
+	empty(t, s2)
+	// From now on every subscription of the run gets every event.
+	publish(t, b, ev("r1", "v5"))
+	if got := visits(t, s, 1); got[0] != "v5" {
+		t.Errorf("first subscription got %q", got)
+	}
+	if got := visits(t, s2, 1); got[0] != "v5" {
+		t.Errorf("second subscription got %q", got)
+	}
+}
+
+func TestMemoryTopics(t *testing.T) {
+	b := events.NewMemory()
+	defer b.Close()
+	publish(t, b, events.Event{Topic: "other", RunID: "r1"}, ev("r1", "v1"))
+	s := subscribe(t, b, "visits", "r1")
+	if got := visits(t, s, 1); got[0] != "v1" {
+		t.Errorf("got %q", got)
+	}
+	empty(t, s)
+	o := subscribe(t, b, "other", "r1")
+	if e := next(t, o); e.Topic != "other" {
+		t.Errorf("got %+v", e)
+	}
+}
+
+func TestMemoryRunFilter(t *testing.T) {
+	b := events.NewMemory()
+	defer b.Close()
+	// Before anyone subscribes: events of r2 wait for r2, and do not count
+	// as skipped for r1.
+	publish(t, b, ev("r2", "a"), ev("r1", "v1"))
+	s1 := subscribe(t, b, "visits", "r1")
+	if n := s1.Skipped(); n != 0 {
+		t.Errorf("Skipped = %d after the backlog, want 0", n)
+	}
+	// While r1 listens: events of r2 are skipped by it and counted.
+	publish(t, b, ev("r2", "b"), ev("r1", "v2"), ev("r2", "c"), ev("", "d"))
+	if got, want := visits(t, s1, 2), []string{"v1", "v2"}; !slices.Equal(got, want) {
+		t.Errorf("r1 got %q, want %q", got, want)
+	}
+	empty(t, s1)
+	if n := s1.Skipped(); n != 3 {
+		t.Errorf("Skipped = %d, want 3", n)
+	}
+	// They stay for a subscriber of their own run, in order.
+	s2 := subscribe(t, b, "visits", "r2")
+	if got, want := visits(t, s2, 3), []string{"a", "b", "c"}; !slices.Equal(got, want) {
+		t.Errorf("r2 got %q, want %q", got, want)
+	}
+	empty(t, s2)
+	if n := s2.Skipped(); n != 0 {
+		t.Errorf("r2 Skipped = %d, want 0", n)
+	}
+	publish(t, b, ev("r1", "v3"))
+	if n := s2.Skipped(); n != 1 {
+		t.Errorf("r2 Skipped = %d, want 1", n)
+	}
+	if n := s1.Skipped(); n != 3 {
+		t.Errorf("r1 Skipped = %d, want still 3", n)
+	}
+	// An empty run ID is a run ID like any other.
+	s3 := subscribe(t, b, "visits", "")
+	if got := visits(t, s3, 1); got[0] != "d" {
+		t.Errorf("run \"\" got %q", got)
+	}
+}
+
+func TestMemoryNextContext(t *testing.T) {
+	b := events.NewMemory()
+	defer b.Close()
+	s := subscribe(t, b, "visits", "r1")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Next(ctx)
+		done <- err
+	}()
+	time.Sleep(10 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Next after cancel = %v, want context.Canceled", err)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("Next did not return after its context was cancelled")
+	}
+
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if _, err := s.Next(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Next past deadline = %v, want DeadlineExceeded", err)
+	}
+
+	// A waiting Next wakes up for an event published later.
+	got := make(chan events.Event, 1)
+	go func() {
+		e, err := s.Next(context.Background())
+		if err == nil {
+			got <- e
+		}
+		close(got)
+	}()
+	time.Sleep(10 * time.Millisecond)
+	publish(t, b, ev("r1", "late"))
+	select {
+	case e := <-got:
+		if v, _ := e.Visit(); v != "late" {
+			t.Errorf("got %+v", e)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("Next did not wake up for a new event")
+	}
+
+	// Publish and Subscribe with a done context fail without effect.
+	dead, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := b.Publish(dead, ev("r1", "never")); !errors.Is(err, context.Canceled) {
+		t.Errorf("Publish with a cancelled context = %v", err)
+	}
+	if _, err := b.Subscribe(dead, "visits", "r1"); !errors.Is(err, context.Canceled) {
+		t.Errorf("Subscribe with a cancelled context = %v", err)
+	}
+	empty(t, s)
+}
+
+func TestMemoryClose(t *testing.T) {
+	b := events.NewMemory()
+	s := subscribe(t, b, "visits", "r1")
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := s.Next(context.Background())
+		waiting <- err
+	}()
+	time.Sleep(10 * time.Millisecond)
+	if err := b.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	select {
+	case err := <-waiting:
+		if !errors.Is(err, events.ErrClosed) {
+			t.Errorf("waiting Next after Close = %v, want ErrClosed", err)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("a waiting Next did not return when the broker closed")
+	}
+	if _, err := s.Next(context.Background()); !errors.Is(err, events.ErrClosed) {
+		t.Errorf("Next after Close = %v, want ErrClosed", err)
+	}
+	if err := b.Publish(context.Background(), ev("r1", "v")); !errors.Is(err, events.ErrClosed) {
+		t.Errorf("Publish after Close = %v, want ErrClosed", err)
+	}
+	if _, err := b.Subscribe(context.Background(), "visits", "r1"); !errors.Is(err, events.ErrClosed) {
+		t.Errorf("Subscribe after Close = %v, want ErrClosed", err)
+	}
+	if err := b.Close(); err != nil {
+		t.Errorf("second Close = %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("subscription Close after broker Close = %v", err)
+	}
+}
+
+func TestMemorySubscriptionClose(t *testing.T) {
+	b := events.NewMemory()
+	defer b.Close()
+	s := subscribe(t, b, "visits", "r1")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Next(context.Background()); !errors.Is(err, events.ErrClosed) {
+		t.Errorf("Next after subscription Close = %v, want ErrClosed", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close = %v", err)
+	}
+	// With its only subscription gone, the topic backlogs again.
+	publish(t, b, ev("r1", "v1"))
+	s2 := subscribe(t, b, "visits", "r1")
+	if got := visits(t, s2, 1); got[0] != "v1" {
+		t.Errorf("got %q", got)
+	}
+}
+
+// Many publishers at once, while the subscription comes and goes: every
+// event arrives exactly once, each publisher's in its order. Run with -race.
+func TestMemoryConcurrentPublishers(t *testing.T) {
+	const (
+		publishers = 8
+		each       = 300
+	)
+	b := events.NewMemory()
+	defer b.Close()
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for p := 0; p < publishers; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for i := 0; i < each; i++ {
+				run := "r1"
+				if p%2 == 1 && i%3 == 0 {
+					run = "r2" // some for another run
+				}
+				e := events.Event{Topic: "visits", RunID: run, Properties: map[string]any{"pub": p, "seq": i}}
+				if err := b.Publish(context.Background(), e); err != nil {
+					t.Errorf("Publish: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	close(start)
+	// Subscribe while the publishers run: the backlog and live events
+	// must join without loss or repeat.
+	s1 := subscribe(t, b, "visits", "r1")
+	wg.Wait()
+
+	want := map[string]int{} // run → expected count
+	for p := 0; p < publishers; p++ {
+		for i := 0; i < each; i++ {
+			if p%2 == 1 && i%3 == 0 {
+				want["r2"]++
+			} else {
+				want["r1"]++
+			}
+		}
+	}
+	check := func(s events.Subscription, run string) {
+		t.Helper()
+		last := map[int]int{}
+		for p := 0; p < publishers; p++ {
+			last[p] = -1
+		}
+		for n := 0; n < want[run]; n++ {
+			e := next(t, s)
+			if e.RunID != run {
+				t.Fatalf("%s got an event of run %q", run, e.RunID)
+			}
+			p, i := e.Properties["pub"].(int), e.Properties["seq"].(int)
+			if i <= last[p] {
+				t.Fatalf("%s: publisher %d event %d came after event %d (repeat or reorder)", run, p, i, last[p])
+			}
+			last[p] = i
+		}
+		empty(t, s)
+	}
+	check(s1, "r1")
+	if n := s1.Skipped(); n > want["r2"] {
+		t.Errorf("Skipped = %d, more than the %d events of r2", n, want["r2"])
+	}
+	check(subscribe(t, b, "visits", "r2"), "r2")
+}
+
+func TestEvent(t *testing.T) {
+	tests := []struct {
+		e        events.Event
+		data     bool
+		visit    string
+		hasVisit bool
+	}{
+		{events.Event{}, true, "", false},
+		{events.Event{Kind: events.KindData, Properties: map[string]any{"visitId": "v1"}}, true, "v1", true},
+		{events.Event{Properties: map[string]any{"visitId": 704}}, true, "704", true},
+		{events.Event{Properties: map[string]any{"visitId": ""}}, true, "", false},
+		{events.Event{Properties: map[string]any{"visitId": nil}}, true, "", false},
+		{events.Event{Kind: events.KindNoMoreData}, false, "", false},
+		{events.Event{Kind: events.KindShutdown}, false, "", false},
+	}
+	for _, tt := range tests {
+		if got := tt.e.IsData(); got != tt.data {
+			t.Errorf("%+v: IsData = %v", tt.e, got)
+		}
+		v, ok := tt.e.Visit()
+		if v != tt.visit || ok != tt.hasVisit {
+			t.Errorf("%+v: Visit = %q, %v; want %q, %v", tt.e, v, ok, tt.visit, tt.hasVisit)
+		}
+	}
+}
