@@ -122,8 +122,9 @@ func (t Template) Expand(lookup func(name string) (string, error)) (string, erro
 }
 
 // staticPrefix expands the template up to its first placeholder that is
-// not in static, and returns that prefix.
-func (t Template) staticPrefix(static map[string]string) string {
+// not in static, and returns that prefix and whether it is the whole
+// template (no placeholder changes per visit).
+func (t Template) staticPrefix(static map[string]string) (string, bool) {
 	var b strings.Builder
 	for _, p := range t.parts {
 		if p.name == "" {
@@ -132,11 +133,11 @@ func (t Template) staticPrefix(static map[string]string) string {
 		}
 		v, ok := static[p.name]
 		if !ok {
-			break
+			return b.String(), false
 		}
 		b.WriteString(v)
 	}
-	return b.String()
+	return b.String(), true
 }
 
 // LocationNames are the keys of a policy's location map.
@@ -160,16 +161,26 @@ type Locations struct {
 func NewLocations(runDir string, tmpls map[string]Template, static map[string]string) *Locations {
 	l := &Locations{runDir: filepath.Clean(runDir), tmpls: tmpls}
 	l.bases = append(l.bases, l.runDir)
+	if d := filepath.Clean(static["pipelinedir"]); d != "." && d != "/" && d != l.runDir {
+		// The pipeline's own directory (scripts, calibration files).
+		l.bases = append(l.bases, filepath.Clean(d))
+	}
 	for _, name := range LocationNames {
 		t, ok := tmpls[name]
 		if !ok {
 			continue
 		}
-		prefix := t.staticPrefix(static)
-		if !strings.HasSuffix(prefix, "/") {
+		prefix, whole := t.staticPrefix(static)
+		if !whole && !strings.HasSuffix(prefix, "/") {
+			// A placeholder cut the last element short ("out/v{visit}"):
+			// only its directory is fixed.
 			prefix = filepath.Dir(prefix)
 		}
-		l.bases = append(l.bases, l.abs(prefix))
+		if base := l.abs(prefix); base != "/" && !contains(l.bases, base) {
+			// A location whose fixed part is the root would allow
+			// every path; its paths must then be in the run directory.
+			l.bases = append(l.bases, base)
+		}
 	}
 	return l
 }
@@ -188,11 +199,11 @@ func (l *Locations) abs(p string) string {
 // location's fixed part.
 func (l *Locations) contain(p string) error {
 	for _, b := range l.bases {
-		if p == b || strings.HasPrefix(p, b+string(filepath.Separator)) || b == "/" {
+		if p == b || strings.HasPrefix(p, b+string(filepath.Separator)) {
 			return nil
 		}
 	}
-	return fmt.Errorf("path %q is outside the run directory and every location (%s)", p, strings.Join(l.bases, ", "))
+	return fmt.Errorf("path %q is outside the run directory, the pipeline directory and every location (%s)", p, strings.Join(l.bases, ", "))
 }
 
 // safeSegment rejects a substituted value that could move a path

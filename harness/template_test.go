@@ -282,9 +282,9 @@ func TestContextPathContainment(t *testing.T) {
 			"{input}/ccd1.txt", filepath.Join(root, "pipe/data/v1/ccd1.txt"),
 		},
 		{
-			"pipelinedir outside every location",
+			"the pipeline directory is allowed (scripts, calibrations)",
 			map[string]string{"input": "{pipelinedir}/data/{visit}"},
-			"{pipelinedir}/bin/x", "outside",
+			"{pipelinedir}/bin/x", filepath.Join(root, "pipe/bin/x"),
 		},
 		{
 			"a location without placeholders: inside",
@@ -292,14 +292,12 @@ func TestContextPathContainment(t *testing.T) {
 			"{output}/f", filepath.Join(data, "out/f"),
 		},
 		{
-			// BUG: NewLocations takes filepath.Dir of a fixed part that has
-			// no placeholder, so the whole parent directory is allowed.
 			"a location without placeholders: beside it",
 			map[string]string{"output": data + "/out"},
 			data + "/elsewhere/f", "outside",
 		},
 		{
-			// BUG: same, and a location one level below / opens the whole
+			// A location one level below / must not open the whole
 			// file system.
 			"a top-level location without placeholders",
 			map[string]string{"scratch": "/dpsbatch-scratch"},
@@ -314,7 +312,7 @@ func TestContextPathContainment(t *testing.T) {
 				if err == nil {
 					t.Fatalf("Path(%q) = %q, want an error: it is outside the run dir and locations %v", tt.tmpl, got, tt.locs)
 				}
-				if !strings.Contains(err.Error(), "is outside the run directory and every location (") {
+				if !strings.Contains(err.Error(), "is outside the run directory, the pipeline directory and every location (") {
 					t.Errorf("Path(%q) error = %v", tt.tmpl, err)
 				}
 				return
@@ -332,7 +330,7 @@ func TestContextPathErrorText(t *testing.T) {
 	run := filepath.Join(root, "run")
 	cx := tmplCtx(run, run, map[string]string{"input": root + "/in/{visit}"}, "v1", nil)
 	_, err := cx.Path(MustTemplate("../x/{visit}"), nil)
-	want := fmt.Sprintf("path %q is outside the run directory and every location (%s, %s)",
+	want := fmt.Sprintf("path %q is outside the run directory, the pipeline directory and every location (%s, %s)",
 		filepath.Join(root, "x/v1"), run, filepath.Join(root, "in"))
 	if err == nil || err.Error() != want {
 		t.Errorf("error = %v\nwant    %s", err, want)

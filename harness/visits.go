@@ -39,6 +39,7 @@ func ReadVisits(path string) ([]Visit, error) {
 
 // ParseVisits is ReadVisits for a file already in memory.
 func ParseVisits(path string, data []byte) ([]Visit, error) {
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // a BOM, as spreadsheets write
 	var (
 		vs   []Visit
 		errs conf.Errors
@@ -153,7 +154,11 @@ func parseJSONLines(path string, data []byte) ([]Visit, conf.Errors) {
 		dec := json.NewDecoder(strings.NewReader(text))
 		dec.UseNumber()
 		var obj map[string]any
-		if err := dec.Decode(&obj); err != nil || obj == nil {
+		err := dec.Decode(&obj)
+		if err == nil && dec.More() {
+			err = errors.New("text follows the object (one visit per line)")
+		}
+		if err != nil || obj == nil {
 			msg := "expected a JSON object"
 			if err != nil {
 				msg += ": " + err.Error()

@@ -254,7 +254,7 @@ func TestParseVisitsErrors(t *testing.T) {
 func TestParseVisitsJSONTrailingData(t *testing.T) {
 	vs, err := ParseVisits("v.jsonl", []byte("{\"visitId\": 1} {\"visitId\": 2}\n{\"visitId\": 3} junk\n"))
 	if err == nil {
-		t.Fatalf("BUG: a line with data after its object is accepted: %+v", vs)
+		t.Fatalf("a line with data after its object is accepted: %+v", vs)
 	}
 	for _, want := range []string{"v.jsonl:1:", "v.jsonl:2:"} {
 		if !strings.Contains(err.Error(), want) {

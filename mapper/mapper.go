@@ -192,8 +192,14 @@ func Check(m DataMapper, slices []HostInfo, got [][]DataID) error {
 // one, the first runs being the longer ones.
 func blocks(ids []DataID, n int) [][]DataID {
 	out := make([][]DataID, n)
+	q, r := len(ids)/n, len(ids)%n
 	for i := 0; i < n; i++ {
-		out[i] = ids[i*len(ids)/n : (i+1)*len(ids)/n]
+		start := i*q + min(i, r)
+		end := start + q
+		if i < r {
+			end++
+		}
+		out[i] = ids[start:end]
 	}
 	return out
 }

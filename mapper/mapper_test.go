@@ -93,8 +93,7 @@ func TestRange(t *testing.T) {
 		want     []string
 	}{
 		{
-			// blocks documents "the first runs being the longer ones";
-			// it currently makes the last ones longer (BUG, see report).
+			// The first blocks are the longer ones.
 			name:     "10 over 3, first blocks longer",
 			settings: "{key: ccd, from: 1, to: 10, format: '%02d'}",
 			slices:   3,

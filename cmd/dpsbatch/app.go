@@ -13,7 +13,7 @@ import (
 )
 
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:  "dpsbatch",
 		Usage: "run data-parallel science pipelines on a laptop or a Slurm cluster",
 		Description: "A pipeline is a list of stages (policy file, YAML) run over visits: for each visit the\n" +
@@ -32,6 +32,10 @@ func newApp() *cli.App {
 		// Errors are printed and mapped to exit codes by main.
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
+	for _, c := range app.Commands {
+		c.OnUsageError = usageError
+	}
+	return app
 }
 
 // usageError turns a flag or argument error into bad input (exit 2).

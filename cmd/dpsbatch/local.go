@@ -111,11 +111,11 @@ func runLocal(c *cli.Context, o localOptions) error {
 		}
 	}()
 
-	fmt.Printf("run %s: %d visits of %s, run directory %s\n", o.runID, len(visits), p.Name, o.runDir)
+	fmt.Fprintf(c.App.Writer, "run %s: %d visits of %s, run directory %s\n", o.runID, len(visits), p.Name, o.runDir)
 	sum, err := harness.RunLocal(ctx, harness.LocalRun{Policy: p, Visits: visits, RunID: o.runID, RunDir: o.runDir,
 		Slices: o.slices, Logger: log, Stop: stop})
 	if sum != nil {
-		sum.Print(os.Stdout)
+		sum.Print(c.App.Writer)
 		if sum.Stopped != "" && err == nil && sum.Done+sum.Failed < len(visits) {
 			err = harness.ErrInterrupted
 		}

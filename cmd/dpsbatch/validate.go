@@ -40,9 +40,9 @@ func validateCommand() *cli.Command {
 				if err := harness.CheckVisits(p, v, visits); err != nil {
 					return err
 				}
-				fmt.Printf("%s: valid (%d visits)\n", v, len(visits))
+				fmt.Fprintf(c.App.Writer, "%s: valid (%d visits)\n", v, len(visits))
 			}
-			fmt.Printf("%s: valid: pipeline %s, %d stages, %d slices, mapper %s\n", path, p.Name, len(p.Stages), n, p.Mapper.Type)
+			fmt.Fprintf(c.App.Writer, "%s: valid: pipeline %s, %d stages, %d slices, mapper %s\n", path, p.Name, len(p.Stages), n, p.Mapper.Type)
 			return nil
 		},
 	}

@@ -366,8 +366,6 @@ func TestReadFile(t *testing.T) {
 }
 
 // A mapping given through a YAML alias is decoded like the mapping itself.
-// (BUG: isMap follows the alias but Map and Pairs then read the alias
-// node's empty Content, so every key looks missing.)
 func TestSettingsThroughAlias(t *testing.T) {
 	src := "defaults: &d\n  name: shared\n  count: 9\nsettings: *d\n"
 	d := &conf.Decoder{File: "p.yaml"}
@@ -473,7 +471,6 @@ func TestSettingDescribe(t *testing.T) {
 }
 
 // A scalar given through a YAML alias is decoded like the scalar itself.
-// (BUG: scalar does not follow aliases: "got something else".)
 func TestScalarThroughAlias(t *testing.T) {
 	_, errs := decodeSettings(t, "name: &n ccd\nfiles: [*n]\n")
 	if len(errs) > 0 {

@@ -84,6 +84,7 @@ func (v Values) Has(k string) bool { return v.set[k] }
 // Settings decodes n (a mapping; nil or null for none) against specs,
 // reporting unknown keys, wrong kinds and missing required keys at path.
 func (d *Decoder) Settings(n *yaml.Node, path string, specs []Setting) Values {
+	n = deref(n)
 	v := Values{vals: map[string]any{}, set: map[string]bool{}}
 	for _, s := range specs {
 		if s.Default != nil {

@@ -85,6 +85,7 @@ func Index(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }
 // unknown, duplicate and missing required keys, and calls each field's
 // Decode on its value. It reports false when n is not a mapping.
 func (d *Decoder) Map(n *yaml.Node, path string, fields map[string]Field) bool {
+	n = deref(n)
 	if !d.isMap(n, path) {
 		return false
 	}
@@ -130,6 +131,7 @@ func sortedKeys(m map[string]Field) []string {
 // Pairs checks that n is a mapping and returns its key and value nodes in
 // order, reporting duplicate keys. It returns nil when n is not a mapping.
 func (d *Decoder) Pairs(n *yaml.Node, path string) [][2]*yaml.Node {
+	n = deref(n)
 	if !d.isMap(n, path) {
 		return nil
 	}
@@ -148,9 +150,7 @@ func (d *Decoder) Pairs(n *yaml.Node, path string) [][2]*yaml.Node {
 }
 
 func (d *Decoder) isMap(n *yaml.Node, path string) bool {
-	if n.Kind == yaml.AliasNode {
-		n = n.Alias
-	}
+	n = deref(n)
 	if n.Kind != yaml.MappingNode {
 		d.Errorf(n, path, "expected a mapping of keys to values, got %s", describe(n))
 		return false
@@ -160,6 +160,7 @@ func (d *Decoder) isMap(n *yaml.Node, path string) bool {
 
 // List checks that n is a sequence and returns its items.
 func (d *Decoder) List(n *yaml.Node, path string) []*yaml.Node {
+	n = deref(n)
 	if n.Kind != yaml.SequenceNode {
 		d.Errorf(n, path, "expected a list, got %s", describe(n))
 		return nil
@@ -183,6 +184,7 @@ func describe(n *yaml.Node) string {
 }
 
 func (d *Decoder) scalar(n *yaml.Node, path, want string) bool {
+	n = deref(n)
 	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
 		d.Errorf(n, path, "expected %s, got %s", want, describe(n))
 		return false
@@ -193,6 +195,7 @@ func (d *Decoder) scalar(n *yaml.Node, path, want string) bool {
 // String decodes a string scalar (numbers and booleans written without
 // quotes are accepted as their text).
 func (d *Decoder) String(n *yaml.Node, path string) string {
+	n = deref(n)
 	if !d.scalar(n, path, "a string") {
 		return ""
 	}
@@ -201,6 +204,7 @@ func (d *Decoder) String(n *yaml.Node, path string) string {
 
 // NonEmpty decodes a string scalar that must not be empty.
 func (d *Decoder) NonEmpty(n *yaml.Node, path string) string {
+	n = deref(n)
 	s := d.String(n, path)
 	if s == "" && n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
 		d.Errorf(n, path, "must not be empty")
@@ -210,6 +214,7 @@ func (d *Decoder) NonEmpty(n *yaml.Node, path string) string {
 
 // Int decodes an integer scalar.
 func (d *Decoder) Int(n *yaml.Node, path string) int {
+	n = deref(n)
 	if !d.scalar(n, path, "an integer") {
 		return 0
 	}
@@ -223,6 +228,7 @@ func (d *Decoder) Int(n *yaml.Node, path string) int {
 
 // Float decodes a number scalar.
 func (d *Decoder) Float(n *yaml.Node, path string) float64 {
+	n = deref(n)
 	if !d.scalar(n, path, "a number") {
 		return 0
 	}
@@ -236,6 +242,7 @@ func (d *Decoder) Float(n *yaml.Node, path string) float64 {
 
 // Bool decodes true or false.
 func (d *Decoder) Bool(n *yaml.Node, path string) bool {
+	n = deref(n)
 	if !d.scalar(n, path, "true or false") {
 		return false
 	}
@@ -248,6 +255,7 @@ func (d *Decoder) Bool(n *yaml.Node, path string) bool {
 
 // Duration decodes a Go duration such as 90s, 5m or 1h30m.
 func (d *Decoder) Duration(n *yaml.Node, path string) time.Duration {
+	n = deref(n)
 	if !d.scalar(n, path, "a duration such as 30s or 5m") {
 		return 0
 	}
@@ -265,6 +273,7 @@ func (d *Decoder) Duration(n *yaml.Node, path string) time.Duration {
 // Strings decodes a list of strings; a single string is accepted as a list
 // of one.
 func (d *Decoder) Strings(n *yaml.Node, path string) []string {
+	n = deref(n)
 	if n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
 		return []string{n.Value}
 	}
@@ -279,6 +288,7 @@ func (d *Decoder) Strings(n *yaml.Node, path string) []string {
 // StringMap decodes a mapping of keys to string values, keeping the order
 // of the file in keys.
 func (d *Decoder) StringMap(n *yaml.Node, path string) (m map[string]string, keys []string) {
+	n = deref(n)
 	m = map[string]string{}
 	for _, p := range d.Pairs(n, path) {
 		k := p[0].Value
@@ -291,10 +301,19 @@ func (d *Decoder) StringMap(n *yaml.Node, path string) (m map[string]string, key
 // Any decodes any YAML value into plain Go values (string, int, float64,
 // bool, []any, map[string]any).
 func (d *Decoder) Any(n *yaml.Node, path string) any {
+	n = deref(n)
 	var v any
 	if err := n.Decode(&v); err != nil {
 		d.Errorf(n, path, "%v", err)
 		return nil
 	}
 	return v
+}
+
+// deref follows YAML aliases (*name) to the node they stand for.
+func deref(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
 }
