@@ -16,7 +16,7 @@
 set -euo pipefail
 
 readonly PACKAGES=(slurmctld slurmd slurm-client slurmrestd munge openmpi-bin libopenmpi-dev
-	slurmdbd mariadb-server curl)
+	slurmdbd mariadb-server curl pkg-config gcc)
 readonly NODES=(n1 n2 n3 n4)
 readonly CLUSTER_NAME=dps
 readonly ACCOUNT=science

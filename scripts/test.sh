@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# scripts/test.sh: run every test of dpsbatch, the way CI does.
+#
+# Installs (apt-get) and starts what the tests need: a local Slurm cluster
+# of four simulated nodes with munge and accounting, Open MPI, and the
+# tools cgo needs (scripts/cluster.sh; idempotent, fast when all is up).
+# Then go vet, and go test with the mpi build tag, with
+# DPSBATCH_TEST_NO_SKIP=1 so that a test needing Slurm or MPI fails instead
+# of skipping. Needs Go and root (for apt-get and the daemons).
+#
+#   bash scripts/test.sh            # everything
+#   bash scripts/test.sh ./harness/ # only some packages (still with the cluster up)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/cluster.sh start
+export DPSBATCH_TEST_NO_SKIP=1
+export OMPI_MCA_mpi_yield_when_idle=1
+
+pkgs=("$@")
+[ ${#pkgs[@]} -gt 0 ] || pkgs=(./...)
+
+echo "test: go vet" >&2
+go vet "${pkgs[@]}"
+go vet -tags mpi "${pkgs[@]}"
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+echo "test: go test -tags mpi -count=1 ${pkgs[*]}" >&2
+status=0
+go test -tags mpi -count=1 -timeout 20m -v "${pkgs[@]}" >"$log" 2>&1 || status=$?
+# The package lines and every failure, not the whole verbose log.
+grep -E '^(ok|FAIL|---|panic:|\?)|^\s+\S+_test\.go:[0-9]+:' "$log" | grep -v -- '--- PASS' || true
+pass=$(grep -cE '^\s*--- PASS' "$log" || true)
+fail=$(grep -cE '^\s*--- FAIL' "$log" || true)
+skip=$(grep -cE '^\s*--- SKIP' "$log" || true)
+if [ "$status" -ne 0 ] && [ "$fail" -eq 0 ]; then
+	tail -50 "$log"   # a build failure or a panic outside a test
+fi
+if [ "$status" -eq 0 ]; then
+	echo "ok: $pass tests passed, $fail failed, $skip skipped"
+else
+	echo "FAIL: $pass tests passed, $fail failed, $skip skipped"
+fi
+exit "$status"
