@@ -35,6 +35,26 @@ func init() {
 		},
 		New: newList,
 	})
+	Register("host-table", Factory{
+		Doc: "data IDs placed by host, for data locality: each entry's data IDs go to the slices whose node or host name matches its pattern, in contiguous blocks",
+		Settings: []Setting{
+			{Key: "hosts", Kind: conf.Any, Required: true, Doc: "list of entries {host: PATTERN, ids: [{ccd: 1}, ...]}; PATTERN is a shell glob (path.Match) matched against the node name and the host name, such as n[1-2] or node0*"},
+			{Key: "fallback", Kind: conf.String, Default: fallbackError, Doc: "for an entry whose pattern matches no slice: error (fail the assignment) or spread (spread its data IDs over all slices)"},
+		},
+		New: newHostTable,
+	})
+	Register("cpu-weighted", Factory{
+		Doc: "a range (key, from, to, step, format) or a list (ids) of data IDs, split into contiguous blocks sized in proportion to each slice's CPUs",
+		Settings: []Setting{
+			{Key: "key", Kind: conf.String, Doc: "range form: name of the data ID key, such as ccd"},
+			{Key: "from", Kind: conf.Int, Doc: "range form: first value"},
+			{Key: "to", Kind: conf.Int, Doc: "range form: last value (inclusive)"},
+			{Key: "step", Kind: conf.Int, Default: 1, Doc: "range form: increment, at least 1"},
+			{Key: "format", Kind: conf.String, Default: "%d", Doc: "range form: Go format of the value, such as %02d"},
+			{Key: "ids", Kind: conf.Any, Doc: "list form, instead of the range: list of data IDs, each a mapping such as {raft: \"2,2\", ccd: 12}"},
+		},
+		New: newCPUWeighted,
+	})
 }
 
 type rankMapper struct{ key string }
@@ -66,25 +86,35 @@ func (m fixed) DataIDs() []DataID { return m.ids }
 func (m fixed) Keys() []string    { return m.keys }
 
 func newRange(v Values) (DataMapper, error) {
+	ids, err := rangeIDs("range", v)
+	if err != nil {
+		return nil, err
+	}
+	return fixed{ids: ids, keys: []string{v.String("key")}}, nil
+}
+
+// rangeIDs makes the data IDs of the range settings key, from, to, step and
+// format. Errors start with "what: ", the mapper's name.
+func rangeIDs(what string, v Values) ([]DataID, error) {
 	key, from, to, step, format := v.String("key"), v.Int("from"), v.Int("to"), v.Int("step"), v.String("format")
 	switch {
 	case key == "":
-		return nil, fmt.Errorf("range: key must not be empty")
+		return nil, fmt.Errorf("%s: key must not be empty", what)
 	case step < 1:
-		return nil, fmt.Errorf("range: step must be at least 1, got %d", step)
+		return nil, fmt.Errorf("%s: step must be at least 1, got %d", what, step)
 	case to < from:
-		return nil, fmt.Errorf("range: to (%d) is less than from (%d)", to, from)
+		return nil, fmt.Errorf("%s: to (%d) is less than from (%d)", what, to, from)
 	case (to-from)/step >= 10_000_000:
-		return nil, fmt.Errorf("range: %d values is more than the 10,000,000 allowed", (to-from)/step+1)
+		return nil, fmt.Errorf("%s: %d values is more than the 10,000,000 allowed", what, (to-from)/step+1)
 	}
 	if s := fmt.Sprintf(format, 1); len(s) == 0 || s[0] == '%' || containsBad(s) {
-		return nil, fmt.Errorf("range: format %q does not format an integer", format)
+		return nil, fmt.Errorf("%s: format %q does not format an integer", what, format)
 	}
-	m := fixed{keys: []string{key}}
+	var ids []DataID
 	for i := from; i <= to; i += step {
-		m.ids = append(m.ids, DataID{key: fmt.Sprintf(format, i)})
+		ids = append(ids, DataID{key: fmt.Sprintf(format, i)})
 	}
-	return m, nil
+	return ids, nil
 }
 
 func containsBad(s string) bool {
@@ -97,17 +127,40 @@ func containsBad(s string) bool {
 }
 
 func newList(v Values) (DataMapper, error) {
-	raw, ok := v.Raw("ids").([]any)
-	if !ok || len(raw) == 0 {
-		return nil, fmt.Errorf("list: ids must be a non-empty list of mappings")
+	s := newIDSet("list")
+	if _, err := s.add("ids", v.Raw("ids")); err != nil {
+		return nil, err
 	}
-	m := fixed{}
-	keys := map[string]bool{}
-	seen := map[string]int{}
-	for i, item := range raw {
+	return fixed{ids: s.ids, keys: s.sortedKeys()}, nil
+}
+
+// idSet gathers data IDs from one or more lists written in settings (plain
+// YAML values), rejecting a data ID that any list already gave.
+type idSet struct {
+	what  string            // the mapper's name, starting every error
+	ids   []DataID          // in the order given
+	keys  map[string]bool   // every key of every data ID
+	where map[string]string // data ID (String) -> where it was given, such as ids[3]
+}
+
+func newIDSet(what string) *idSet {
+	return &idSet{what: what, keys: map[string]bool{}, where: map[string]string{}}
+}
+
+// add appends the data IDs of raw, which must be a non-empty list of
+// non-empty mappings of strings, numbers or booleans. path names raw in
+// errors, such as ids or hosts[2].ids. It returns the new data IDs.
+func (s *idSet) add(path string, raw any) ([]DataID, error) {
+	list, ok := raw.([]any)
+	if !ok || len(list) == 0 {
+		return nil, fmt.Errorf("%s: %s must be a non-empty list of mappings", s.what, path)
+	}
+	start := len(s.ids)
+	for i, item := range list {
+		at := fmt.Sprintf("%s[%d]", path, i)
 		mm, ok := item.(map[string]any)
 		if !ok || len(mm) == 0 {
-			return nil, fmt.Errorf("list: ids[%d] must be a non-empty mapping such as {ccd: 12}, got %v", i, item)
+			return nil, fmt.Errorf("%s: %s must be a non-empty mapping such as {ccd: 12}, got %v", s.what, at, item)
 		}
 		id := DataID{}
 		for k, x := range mm {
@@ -115,21 +168,28 @@ func newList(v Values) (DataMapper, error) {
 			case string, int, float64, bool:
 				id[k] = fmt.Sprint(x)
 			default:
-				return nil, fmt.Errorf("list: ids[%d].%s must be a string or number, got %v", i, k, x)
+				return nil, fmt.Errorf("%s: %s.%s must be a string or number, got %v", s.what, at, k, x)
 			}
-			keys[k] = true
 		}
-		if j, dup := seen[id.String()]; dup {
-			return nil, fmt.Errorf("list: ids[%d] repeats ids[%d] (%s)", i, j, id)
+		if prev, dup := s.where[id.String()]; dup {
+			return nil, fmt.Errorf("%s: %s repeats %s (%s)", s.what, at, prev, id)
 		}
-		seen[id.String()] = i
-		m.ids = append(m.ids, id)
+		s.where[id.String()] = at
+		for k := range id {
+			s.keys[k] = true
+		}
+		s.ids = append(s.ids, id)
 	}
-	for k := range keys {
-		m.keys = append(m.keys, k)
+	return s.ids[start:], nil
+}
+
+func (s *idSet) sortedKeys() []string {
+	keys := make([]string, 0, len(s.keys))
+	for k := range s.keys {
+		keys = append(keys, k)
 	}
-	sort.Strings(m.keys)
-	return m, nil
+	sort.Strings(keys)
+	return keys
 }
 
 var (

@@ -177,15 +177,19 @@ func Check(m DataMapper, slices []HostInfo, got [][]DataID) error {
 			}
 		}
 		if len(missing) > 0 {
-			more := ""
-			if len(missing) > 5 {
-				more = fmt.Sprintf(" and %d more", len(missing)-5)
-				missing = missing[:5]
-			}
-			return fmt.Errorf("mapper: %d slices could not place data IDs %s%s", len(slices), strings.Join(missing, "; "), more)
+			return fmt.Errorf("mapper: %d slices could not place data IDs %s", len(slices), joinIDs(missing))
 		}
 	}
 	return nil
+}
+
+// joinIDs joins formatted data IDs with "; ", naming the first five and
+// counting the rest: "ccd=1; ccd=2; ccd=3; ccd=4; ccd=5 and 2 more".
+func joinIDs(ids []string) string {
+	if len(ids) > 5 {
+		return fmt.Sprintf("%s and %d more", strings.Join(ids[:5], "; "), len(ids)-5)
+	}
+	return strings.Join(ids, "; ")
 }
 
 // blocks splits ids into n contiguous runs whose lengths differ by at most

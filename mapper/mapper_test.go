@@ -358,7 +358,7 @@ func TestLookup(t *testing.T) {
 	if !sort.StringsAreSorted(names) {
 		t.Errorf("Names() = %q, not sorted", names)
 	}
-	for _, want := range []string{"list", "range", "rank"} {
+	for _, want := range []string{"cpu-weighted", "host-table", "list", "range", "rank"} {
 		if i := sort.SearchStrings(names, want); i == len(names) || names[i] != want {
 			t.Errorf("Names() = %q, lacks %q", names, want)
 		}
@@ -367,7 +367,7 @@ func TestLookup(t *testing.T) {
 	if err != nil || f.New == nil || f.Doc == "" || len(f.Settings) != 5 {
 		t.Errorf("Lookup(range) = %+v, %v", f, err)
 	}
-	have := strings.Join(names, ", ") // list, range, rank for the built-ins alone
+	have := strings.Join(names, ", ") // the five built-ins alone, below
 	tests := []struct{ name, want string }{
 		{"rnage", `mapper: unknown mapper "rnage" (did you mean "range"?) (have: ` + have + `)`},
 		{"tract", `mapper: unknown mapper "tract" (have: ` + have + `)`},
@@ -379,9 +379,9 @@ func TestLookup(t *testing.T) {
 			t.Errorf("Lookup(%q) = %v, want %q", tt.name, err, tt.want)
 		}
 	}
-	if len(names) == 3 {
+	if len(names) == 5 {
 		_, err := mapper.Lookup("rnage")
-		if want := `mapper: unknown mapper "rnage" (did you mean "range"?) (have: list, range, rank)`; err.Error() != want {
+		if want := `mapper: unknown mapper "rnage" (did you mean "range"?) (have: cpu-weighted, host-table, list, range, rank)`; err.Error() != want {
 			t.Errorf("Lookup(rnage) = %q, want %q", err, want)
 		}
 	}
