@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/internal/conf"
@@ -198,15 +198,14 @@ func (c *Context) Publish(topic string, props map[string]any) error {
 	if c.run.publish == nil {
 		return fmt.Errorf("publish %q: only the Pipeline (Preprocess, Postprocess) can publish events", topic)
 	}
-	if props == nil {
-		props = map[string]any{}
+	own := make(map[string]any, len(props)+1)
+	for k, v := range props {
+		own[k] = v
 	}
-	if c.visit != "" {
-		if _, ok := props[events.PropVisit]; !ok {
-			props[events.PropVisit] = c.visit
-		}
+	if _, ok := own[events.PropVisit]; !ok && c.visit != "" {
+		own[events.PropVisit] = c.visit
 	}
-	return c.run.publish(c.ctx, events.Event{Topic: topic, RunID: c.run.id, Kind: events.KindData, Properties: props})
+	return c.run.publish(c.ctx, events.Event{Topic: topic, RunID: c.run.id, Kind: events.KindData, Properties: own})
 }
 
 // Expand expands t with the run's names, the locations, the data ID and
@@ -281,18 +280,7 @@ func (c *Context) value(name string, cb *Clipboard, locs bool, look func(string,
 			return cb.Text(name)
 		}
 	}
-	return "", fmt.Errorf("nothing is called {%s}: not a built-in (%s), a location, a data ID key or a clipboard key", name, joinNames(builtinNames))
-}
-
-func joinNames(ns []string) string {
-	s := ""
-	for i, n := range ns {
-		if i > 0 {
-			s += ", "
-		}
-		s += n
-	}
-	return s
+	return "", fmt.Errorf("nothing is called {%s}: not a built-in (%s), a location, a data ID key or a clipboard key", name, strings.Join(builtinNames, ", "))
 }
 
 // templateNeeds returns the clipboard keys the templates refer to: every
@@ -319,12 +307,4 @@ func contains(ss []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// cleanRel is used by tests and stages to show paths relative to the run.
-func (c *Context) cleanRel(p string) string {
-	if r, err := filepath.Rel(c.run.locs.RunDir(), p); err == nil {
-		return r
-	}
-	return p
 }
