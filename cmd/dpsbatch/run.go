@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dpsbatch/dpsbatch/harness"
+)
+
+func runCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "run",
+		Usage: "run one rank of a pipeline (the command srun or mpirun starts on every rank)",
+		Description: "Every rank loads the pipeline from the run directory, which all nodes must see; rank 0 (the\n" +
+			"Pipeline) reads the visit file and runs every visit in it, the other ranks are the Slices.\n" +
+			"  srun -n5 --mpi=none dpsbatch run --run-dir DIR           (tcp: ranks meet in DIR/.rendezvous)\n" +
+			"  srun -n5 --mpi=pmix dpsbatch run --run-dir DIR           (mpi, with a binary built -tags mpi)\n" +
+			"  mpirun -np 5 dpsbatch run --run-dir DIR                  (mpi, inside an allocation)\n" +
+			"  dpsbatch run --comm local --size 5 --run-dir DIR         (every rank in this process)\n\n" +
+			"--comm auto picks mpi when built with MPI and started by mpirun or srun --mpi=pmix, tcp when\n" +
+			"started by srun; without either, pass --comm tcp with --rank and --size, or --comm local.\n\n" +
+			"Rank 0 prints the summary. Exit status: 0 every visit succeeded, 3 some failed, 2 bad input,\n" +
+			"130 interrupted, 1 other errors. SIGINT, SIGTERM or SIGUSR1 stops at the end of the current\n" +
+			"visit; a second one interrupts it.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "run-dir", Required: true, Usage: "run directory, shared by all nodes: holds pipeline.yaml, the visit file and the outputs"},
+			&cli.StringFlag{Name: "pipeline", Usage: "pipeline policy (default: RUN-DIR/pipeline.yaml)"},
+			&cli.StringFlag{Name: "visits", Usage: "visit file, read by rank 0 only (default: RUN-DIR/visits.csv)"},
+			&cli.StringFlag{Name: "run-id", Usage: "run ID carried by every event and log record (default: the run directory's name)"},
+			&cli.StringFlag{Name: "comm", Value: harness.CommAuto, Usage: "communicator: auto, tcp, mpi or local"},
+			&cli.IntFlag{Name: "rank", Value: -1, Usage: "this process's rank, for tcp outside srun (with --size)"},
+			&cli.IntFlag{Name: "size", Usage: "number of ranks, for tcp outside srun (with --rank), or for local"},
+			&cli.StringFlag{Name: "rendezvous", Usage: "directory where tcp ranks find rank 0, shared by all nodes (default: RUN-DIR/.rendezvous)"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return badInput("run takes no arguments, got %q", c.Args().First())
+			}
+			return runRank(c)
+		},
+	}
+}
+
+func runRank(c *cli.Context) error {
+	log, err := newLogger(c, stderr)
+	if err != nil {
+		return err
+	}
+	dir := c.String("run-dir")
+	dr := harness.DistRun{RunDir: dir, PolicyPath: c.String("pipeline"), VisitsPath: c.String("visits"),
+		RunID: c.String("run-id"), Logger: log}
+	if dr.PolicyPath == "" {
+		dr.PolicyPath = filepath.Join(dir, "pipeline.yaml")
+	}
+	if dr.VisitsPath == "" {
+		dr.VisitsPath = filepath.Join(dir, "visits.csv")
+	}
+	if dr.RunID == "" {
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return badInput("--run-dir: %v", err)
+		}
+		dr.RunID = filepath.Base(abs)
+	}
+	o := harness.CommOptions{Kind: c.String("comm"), Rank: c.Int("rank"), Size: c.Int("size"),
+		Rendezvous: c.String("rendezvous"), RunID: dr.RunID, Logger: log}
+	if o.Rendezvous == "" {
+		o.Rendezvous = filepath.Join(dir, ".rendezvous")
+	}
+	switch {
+	case o.Size < 0:
+		return badInput("--size must be at least 2")
+	case o.Kind != harness.CommLocal && (o.Rank >= 0) != (o.Size > 0):
+		return badInput("--rank and --size go together")
+	}
+
+	ctx, cancel := context.WithCancel(c.Context)
+	defer cancel()
+	stop := make(chan struct{})
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGUSR1)
+	defer signal.Stop(sigs)
+	go func() {
+		if _, ok := <-sigs; !ok {
+			return
+		}
+		close(stop) // heard by rank 0; the slices follow it
+		if _, ok := <-sigs; ok {
+			cancel()
+		}
+	}()
+	dr.Stop = stop
+
+	sum, err := harness.RunDist(ctx, dr, o)
+	if sum != nil {
+		sum.Print(c.App.Writer)
+	}
+	return err
+}
