@@ -98,9 +98,20 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
-	ids, err := r.assign()
+	ids, mapped, err := r.assign()
 	if err != nil {
 		return err
+	}
+	if c.Rank() > 0 {
+		for _, b := range r.parallel {
+			switch x := b.spec.Exchange; {
+			case x == nil:
+			case x.Topology == TopologyRing:
+				b.neighbours = ringNeighbours(c.Rank(), c.Size()-1)
+			case x.Topology == TopologyMapper:
+				b.neighbours = mapped
+			}
+		}
 	}
 	if c.Rank() == 0 {
 		return r.pipelineLoop(ctx)
@@ -180,18 +191,21 @@ func (r *rank) shutdown(ctx context.Context, n int) error {
 }
 
 // assign gathers every rank's HostInfo on the Pipeline, asks the mapper
-// for an assignment and scatters each Slice's data IDs. It returns this
-// rank's data IDs (the Pipeline's: nil).
-func (r *rank) assign() ([]mapper.DataID, error) {
+// for an assignment (and, when a stage exchanges over the mapper topology,
+// for each slice's neighbours) and scatters each Slice its data IDs and
+// neighbour ranks. It returns this rank's (the Pipeline's: nil). Every
+// rank calls it once, before the first visit; an error on the Pipeline
+// reaches every Slice, so all of them fail.
+func (r *rank) assign() ([]mapper.DataID, []int, error) {
 	host := r.cfg.Host
 	host.Rank = r.c.Rank()
 	mine, err := encode(host)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	all, err := r.c.Gather(0, mine)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var parts [][]byte
 	var assignErr error
@@ -200,52 +214,56 @@ func (r *rank) assign() ([]mapper.DataID, error) {
 		for i := 1; i < len(all); i++ {
 			var h mapper.HostInfo
 			if err := decode(all[i], &h); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			hosts = append(hosts, h)
 		}
-		parts = make([][]byte, len(all))
-		ids, err := r.mapData(hosts)
-		for i := 1; i < len(all); i++ {
-			m := assignMsg{}
-			if err != nil {
-				m.Err = err.Error()
-			} else {
-				m.IDs = ids[i-1]
-			}
-			if parts[i], err = encode(m); err != nil {
-				return nil, err
-			}
+		var ids [][]mapper.DataID
+		var nbrs [][]int
+		m, err := r.cfg.Policy.NewMapper()
+		if err == nil {
+			ids, err = mapper.Assign(m, hosts)
+		}
+		if err == nil && r.cfg.Policy.usesMapperTopology() {
+			nbrs, err = mapperNeighbours(m, r.cfg.Policy.Mapper.Type, hosts, ids)
 		}
 		assignErr = err
-		if err == nil {
+		parts = make([][]byte, len(all))
+		for i := 1; i < len(all); i++ {
+			msg := assignMsg{}
+			if assignErr != nil {
+				msg.Err = assignErr.Error()
+			} else {
+				msg.IDs = ids[i-1]
+				if nbrs != nil {
+					msg.Neighbours = nbrs[i-1]
+				}
+			}
+			var err error
+			if parts[i], err = encode(msg); err != nil {
+				return nil, nil, err
+			}
+		}
+		if assignErr == nil {
 			r.totalIDs = countIDs(ids)
 			r.log.Info("data assigned", "slices", len(hosts), "dataIds", countIDs(ids))
 		}
 	}
 	part, err := r.c.Scatter(0, parts)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if r.c.Rank() == 0 {
-		return nil, assignErr
+		return nil, nil, assignErr
 	}
 	var m assignMsg
 	if err := decode(part, &m); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if m.Err != "" {
-		return nil, fmt.Errorf("the Pipeline could not assign data: %s", m.Err)
+		return nil, nil, fmt.Errorf("the Pipeline could not assign data: %s", m.Err)
 	}
-	return m.IDs, nil
-}
-
-func (r *rank) mapData(hosts []mapper.HostInfo) ([][]mapper.DataID, error) {
-	m, err := r.cfg.Policy.NewMapper()
-	if err != nil {
-		return nil, err
-	}
-	return mapper.Assign(m, hosts)
+	return m.IDs, m.Neighbours, nil
 }
 
 func countIDs(ids [][]mapper.DataID) int {
@@ -499,6 +517,11 @@ func (p *pipeline) visit(ctx context.Context, visit string, props map[string]any
 			if msg.Skip {
 				break
 			}
+			if b.spec.Exchange != nil {
+				if err := p.pipelineExchange(); err != nil {
+					return err
+				}
+			}
 			parts, err := p.c.Gather(0, nil)
 			if err != nil {
 				return err
@@ -708,6 +731,11 @@ func (r *rank) sliceLoop(ctx context.Context, ids []mapper.DataID) error {
 					next = append(next, cx.emitted...)
 				} else {
 					next = append(next, cb)
+				}
+			}
+			if b.spec.Exchange != nil {
+				if next, err = r.sliceExchange(b, vm.Visit, next, &rep); err != nil {
+					return err
 				}
 			}
 			for _, cb := range next {

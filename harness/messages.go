@@ -42,10 +42,13 @@ type sharedMsg struct {
 	Items  map[string]any
 }
 
-// assignMsg is scattered once: a Slice's data IDs, or why there are none.
+// assignMsg is scattered once: a Slice's data IDs and, when a stage
+// exchanges over the mapper topology, the ranks of its neighbours; or why
+// there are none.
 type assignMsg struct {
-	Err string
-	IDs []mapper.DataID
+	Err        string
+	IDs        []mapper.DataID
+	Neighbours []int
 }
 
 func (m *stageMsg) empty() bool    { return !m.Skip && len(m.Props) == 0 && len(m.Shared) == 0 }

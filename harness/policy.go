@@ -78,7 +78,8 @@ type StageSpec struct {
 	Name     string
 	Type     string
 	Settings Settings
-	Event    *WaitSpec // nil when the stage runs without waiting
+	Event    *WaitSpec     // nil when the stage runs without waiting
+	Exchange *ExchangeSpec // nil when its slices exchange nothing with each other
 	Line     int
 	Path     string // stages[i], for messages
 }
@@ -240,6 +241,7 @@ func decodeStages(d *conf.Decoder, n *yaml.Node, path string) []StageSpec {
 			"type":     {Required: true, Decode: func(n *yaml.Node, path string) { sp.Type, typeNode = d.NonEmpty(n, path), n }},
 			"settings": {Decode: func(n *yaml.Node, _ string) { settings = n }},
 			"event":    {Decode: func(n *yaml.Node, path string) { sp.Event = decodeWait(d, n, path) }},
+			"exchange": {Decode: func(n *yaml.Node, path string) { sp.Exchange = decodeExchange(d, n, path) }},
 		})
 		if !ok {
 			continue
@@ -274,6 +276,69 @@ func decodeWait(d *conf.Decoder, n *yaml.Node, path string) *WaitSpec {
 		w.Timeout = DefaultEventTimeout
 	}
 	return w
+}
+
+// decodeExchange decodes a stage's exchange section:
+//
+//	exchange: {topology: ring, keys: [sources]}
+//
+// Both keys are required; keys lists at least one clipboard key, each once.
+func decodeExchange(d *conf.Decoder, n *yaml.Node, path string) *ExchangeSpec {
+	x := &ExchangeSpec{Line: n.Line}
+	d.Map(n, path, map[string]conf.Field{
+		"topology": {Required: true, Decode: func(n *yaml.Node, path string) {
+			x.TopologyLine = n.Line
+			s := d.NonEmpty(n, path)
+			switch t := Topology(s); t {
+			case TopologyRing, TopologyMapper:
+				x.Topology = t
+			case "":
+				// reported by NonEmpty
+			default:
+				names := []string{string(TopologyMapper), string(TopologyRing)}
+				d.Errorf(n, path, "unknown topology %q%s; expected ring or mapper", s, conf.Suggest(s, names))
+			}
+		}},
+		"keys": {Required: true, Decode: func(n *yaml.Node, path string) {
+			x.KeysLine = n.Line
+			before := len(d.Errs)
+			keys := d.Strings(n, path)
+			if len(d.Errs) > before {
+				return
+			}
+			if len(keys) == 0 {
+				d.Errorf(n, path, "must list at least one clipboard key")
+				return
+			}
+			seq := yamlDeref(n)
+			seen := map[string]bool{}
+			for i, k := range keys {
+				at, kp := n, path
+				if seq.Kind == yaml.SequenceNode {
+					at, kp = seq.Content[i], conf.Index(path, i)
+				}
+				switch {
+				case k == "":
+					d.Errorf(at, kp, "must not be empty")
+				case seen[k]:
+					d.Errorf(at, kp, "clipboard key %q listed twice", k)
+				default:
+					seen[k] = true
+					x.Keys = append(x.Keys, k)
+					x.KeyLines = append(x.KeyLines, at.Line)
+				}
+			}
+		}},
+	})
+	return x
+}
+
+// yamlDeref follows an alias to the node it names.
+func yamlDeref(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
 }
 
 // trimPkg drops the "harness: " or "mapper: " prefix of a registry error

@@ -19,6 +19,9 @@ type built struct {
 	needs    []string
 	produces []string
 	topics   []string
+	// neighbours are the ranks this Slice exchanges with after the stage
+	// (see exchange.go), set by Run once the data is assigned.
+	neighbours []int
 }
 
 // buildStages makes one instance of every stage. Each rank calls it once.
@@ -43,6 +46,10 @@ func (p *Policy) buildStages() ([]*built, conf.Errors) {
 		b.post, _ = st.(Postprocessor)
 		if b.proc == nil && b.pre == nil && b.post == nil {
 			errs = append(errs, p.errorAt(sp.Line, sp.Path+".type", "stage type %q implements none of Process, Preprocess and Postprocess", sp.Type))
+			continue
+		}
+		if x := sp.Exchange; x != nil && b.proc == nil {
+			errs = append(errs, p.errorAt(x.Line, sp.Path+".exchange", "stage type %q has no Process: only a parallel stage can exchange items between slices", sp.Type))
 			continue
 		}
 		if kd, ok := st.(KeyDeclarer); ok {
@@ -94,7 +101,9 @@ func (p *Policy) SliceCount() (int, error) {
 // from its settings; every clipboard key a stage needs is produced earlier
 // (by a stage, the trigger event, a waited-for event or the data ID);
 // every topic waited on is produced by a stage, is the trigger topic or is
-// declared external; per-data-id has a mapper that can count its data IDs.
+// declared external; per-data-id has a mapper that can count its data IDs;
+// every key a stage exchanges is produced by it or earlier, and a stage
+// exchanging over the mapper topology has a mapper that names neighbours.
 // It reports every problem (a conf.Errors), or nil.
 func (p *Policy) Validate() error {
 	stages, errs := p.buildStages()
@@ -160,6 +169,25 @@ func (p *Policy) Validate() error {
 		checkNames(b.spec.Line, b.spec.Path, fmt.Sprintf("stage %q needs", b.spec.Name), b.needs)
 		for _, k := range b.produces {
 			have[k] = "stage " + b.spec.Name
+		}
+		if x := b.spec.Exchange; x != nil {
+			for i, k := range x.Keys {
+				if _, ok := have[k]; ok || !knowKeys {
+					continue
+				}
+				errs = append(errs, p.errorAt(x.KeyLines[i], conf.Index(b.spec.Path+".exchange.keys", i),
+					"stage %q exchanges clipboard key %q, which neither it nor an earlier stage, trigger event property, waited-for event or data ID key provides%s",
+					b.spec.Name, k, conf.Suggest(k, keysOf(have))))
+			}
+			for _, k := range x.Keys {
+				have[NeighboursKey(k)] = "the exchange of stage " + b.spec.Name
+			}
+			if x.Topology == TopologyMapper && m != nil {
+				if _, ok := m.(NeighbourMapper); !ok {
+					errs = append(errs, p.errorAt(x.TopologyLine, b.spec.Path+".exchange.topology",
+						"topology mapper needs a mapper that names each slice's neighbours; mapper %q does not (it does not implement harness.NeighbourMapper)", p.Mapper.Type))
+				}
+			}
 		}
 	}
 	errs.Sort()
