@@ -28,7 +28,7 @@ func runCommand() *cli.Command {
 			"130 interrupted, 1 other errors. SIGINT, SIGTERM or SIGUSR1 stops at the end of the current\n" +
 			"visit; a second one interrupts it.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "run-dir", Required: true, Usage: "run directory, shared by all nodes: holds pipeline.yaml, the visit file and the outputs"},
+			&cli.StringFlag{Name: "run-dir", Usage: "run directory (required), shared by all nodes: holds pipeline.yaml, the visit file and the outputs"},
 			&cli.StringFlag{Name: "pipeline", Usage: "pipeline policy (default: RUN-DIR/pipeline.yaml)"},
 			&cli.StringFlag{Name: "visits", Usage: "visit file, read by rank 0 only (default: RUN-DIR/visits.csv)"},
 			&cli.StringFlag{Name: "run-id", Usage: "run ID carried by every event and log record (default: the run directory's name)"},
@@ -40,6 +40,9 @@ func runCommand() *cli.Command {
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return badInput("run takes no arguments, got %q", c.Args().First())
+			}
+			if c.String("run-dir") == "" {
+				return badInput("--run-dir is required")
 			}
 			return runRank(c)
 		},
