@@ -74,7 +74,20 @@ func needCluster(t *testing.T, nodes int, tools ...string) {
 var (
 	binMu    sync.Mutex
 	binPaths = map[string]string{}
+	// tempDirs are made outside t.TempDir, for every test of the process
+	// to share; TestMain removes them.
+	tempDirs []string
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	binMu.Lock()
+	for _, d := range tempDirs {
+		os.RemoveAll(d)
+	}
+	binMu.Unlock()
+	os.Exit(code)
+}
 
 // buildBinary builds dpsbatch once per test process and set of tags, into a
 // directory every simulated node can read.
@@ -89,6 +102,7 @@ func buildBinary(t *testing.T, tags string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tempDirs = append(tempDirs, dir)
 	os.Chmod(dir, 0o755)
 	bin := filepath.Join(dir, "dpsbatch")
 	args := []string{"build", "-o", bin}
@@ -198,6 +212,9 @@ var localReference = sync.OnceValues(func() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	binMu.Lock()
+	tempDirs = append(tempDirs, parent)
+	binMu.Unlock()
 	dir := filepath.Join(parent, "ref")
 	if _, _, err := examples.Extract(examples.Default, dir); err != nil {
 		return "", err
