@@ -29,8 +29,10 @@ trap 'rm -f "$log"' EXIT
 echo "test: go test -tags mpi -count=1 ${pkgs[*]}" >&2
 status=0
 go test -tags mpi -count=1 -timeout 20m -v "${pkgs[@]}" >"$log" 2>&1 || status=$?
-# The package lines and every failure, not the whole verbose log.
-grep -E '^(ok|FAIL|---|panic:|\?)|^\s+\S+_test\.go:[0-9]+:' "$log" | grep -v -- '--- PASS' || true
+# The package lines and every failed test's output, not the whole log.
+awk '/^[[:space:]]*--- FAIL/ { f = 1 }
+	/^[[:space:]]*--- (PASS|SKIP)|^=== (RUN|CONT|PAUSE|NAME)/ { f = 0 }
+	f || /^(ok|FAIL|panic:)/ || /^[[:space:]]*--- SKIP/ { print }' "$log"
 pass=$(grep -cE '^\s*--- PASS' "$log" || true)
 fail=$(grep -cE '^\s*--- FAIL' "$log" || true)
 skip=$(grep -cE '^\s*--- SKIP' "$log" || true)
