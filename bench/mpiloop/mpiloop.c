@@ -1,0 +1,88 @@
+/*
+ * mpiloop: the floor for the harness's stage loop on MPI.
+ *
+ * It moves exactly the messages the harness's MPI communicator moves for a
+ * pipeline of no-op stages (harness/loop.go over harness/comm/mpi.go):
+ *
+ *   per visit:  one MPI_Bcast of a 256-byte slot (the visit message)
+ *   per stage:  one MPI_Bcast of a 256-byte slot (the empty stage message)
+ *               one MPI_Gather of a 256-byte slot per rank (empty reports)
+ *
+ * The communicator sends fixed 256-byte slots (an 8-byte length and 248
+ * inline bytes) even for empty messages, so every call here is 256 bytes.
+ * Nothing is encoded or decoded: this is MPI alone.
+ *
+ * Usage: mpirun -np R mpiloop [visits [stages [warmup-visits]]]
+ * Rank 0 prints one line:
+ *   mpiloop ranks=R visits=V stages=S ns/stage=X ns/round=Y
+ * where ns/stage = total / (V*S) (the per-visit broadcast amortised over the
+ * visit's stages, as the harness's figure is) and ns/round is the time of one
+ * bcast+gather round alone, measured in a second timed loop without the
+ * per-visit broadcast.
+ */
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SLOT 256
+
+static char sbuf[SLOT];
+static char *rbuf;
+
+static void visits(MPI_Comm c, long v, long s) {
+	for (long i = 0; i < v; i++) {
+		MPI_Bcast(sbuf, SLOT, MPI_BYTE, 0, c);
+		for (long j = 0; j < s; j++) {
+			MPI_Bcast(sbuf, SLOT, MPI_BYTE, 0, c);
+			MPI_Gather(sbuf, SLOT, MPI_BYTE, rbuf, SLOT, MPI_BYTE, 0, c);
+		}
+	}
+}
+
+static void rounds(MPI_Comm c, long n) {
+	for (long j = 0; j < n; j++) {
+		MPI_Bcast(sbuf, SLOT, MPI_BYTE, 0, c);
+		MPI_Gather(sbuf, SLOT, MPI_BYTE, rbuf, SLOT, MPI_BYTE, 0, c);
+	}
+}
+
+int main(int argc, char **argv) {
+	long v = argc > 1 ? atol(argv[1]) : 20000;
+	long s = argc > 2 ? atol(argv[2]) : 10;
+	long warm = argc > 3 ? atol(argv[3]) : v / 100;
+	int rank, size;
+	MPI_Comm c;
+
+	MPI_Init(&argc, &argv);
+	/* A private duplicate of the world, as the harness uses. */
+	MPI_Comm_dup(MPI_COMM_WORLD, &c);
+	MPI_Comm_rank(c, &rank);
+	MPI_Comm_size(c, &size);
+	if (v < 1 || s < 1 || warm < 0) {
+		if (rank == 0) fprintf(stderr, "mpiloop: usage: mpiloop [visits [stages [warmup-visits]]]\n");
+		MPI_Abort(MPI_COMM_WORLD, 2);
+	}
+	rbuf = malloc((size_t)size * SLOT);
+	memset(sbuf, 0, SLOT);
+
+	visits(c, warm, s);
+	MPI_Barrier(c);
+	double t0 = MPI_Wtime();
+	visits(c, v, s);
+	double t1 = MPI_Wtime();
+
+	MPI_Barrier(c);
+	double t2 = MPI_Wtime();
+	rounds(c, v * s);
+	double t3 = MPI_Wtime();
+
+	if (rank == 0) {
+		printf("mpiloop ranks=%d visits=%ld stages=%ld ns/stage=%.0f ns/round=%.0f\n",
+		       size, v, s, (t1 - t0) * 1e9 / ((double)v * s), (t3 - t2) * 1e9 / ((double)v * s));
+	}
+	free(rbuf);
+	MPI_Comm_free(&c);
+	MPI_Finalize();
+	return 0;
+}

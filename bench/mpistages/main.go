@@ -1,0 +1,205 @@
+//go:build mpi
+
+// Command mpistages times the harness's stage loop on the MPI
+// communicator: a pipeline of no-op stages over many visits, every rank
+// running harness.Run on comm.NewMPI. Its C counterpart, bench/mpiloop,
+// moves the same messages with bare MPI calls; bench/run-mpi.sh runs both
+// and compares them.
+//
+// Usage: mpirun -np R mpistages [-visits V] [-stages S] [-warmup W] [-raw] [-log] [-cpuprofile F]
+//
+// Rank 0 (the Pipeline) feeds W+V visits through an in-memory broker and
+// prints one line:
+//
+//	mpistages ranks=R visits=V stages=S ns/stage=X
+//
+// where X is the time from the start of the first timed visit (the one
+// after the W warm-up visits) to the end of the last, divided by V*S. The
+// visit's own broadcast is thereby amortised over its S stages, as in
+// mpiloop's ns/stage. The harness gets a logger disabled at every level
+// (-log restores its default, which formats every line to io.Discard), so
+// the figure is the loop's synchronisation cost, not logging's. With -raw
+// the harness is skipped and the same communicator calls are timed alone.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dpsbatch/dpsbatch/events"
+	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/harness/comm"
+)
+
+// clock is the Recorder: it notes when visit warm+1 starts and when the
+// last visit ends. Only the Pipeline's loop goroutine calls it.
+type clock struct {
+	warm, total int
+	started     int
+	ended       int
+	t0, t1      time.Time
+}
+
+func (c *clock) VisitStarted(string, time.Time) error {
+	c.started++
+	if c.started == c.warm+1 {
+		c.t0 = time.Now()
+	}
+	return nil
+}
+
+func (c *clock) StageDone(string, string, time.Duration) error { return nil }
+func (c *clock) SliceFailed(f harness.SliceFailure) error {
+	return fmt.Errorf("mpistages: slice %d failed: %s", f.Slice, f.Err)
+}
+
+func (c *clock) VisitEnded(v string, r harness.VisitResult) error {
+	if r.Failed || r.Interrupted {
+		return fmt.Errorf("mpistages: visit %s: %s", v, r.Err)
+	}
+	c.ended++
+	if c.ended == c.total {
+		c.t1 = time.Now()
+	}
+	return nil
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	visits := flag.Int("visits", 20000, "timed visits")
+	stages := flag.Int("stages", 10, "no-op stages per visit")
+	warm := flag.Int("warmup", -1, "untimed visits first (default: visits/100)")
+	cpuprof := flag.String("cpuprofile", "", "write a CPU profile of each rank to this file (.rank<N> appended)")
+	raw := flag.Bool("raw", false, "skip the harness: time the same Bcast and Gather calls on the communicator alone")
+	textLog := flag.Bool("log", false, "let the harness log as it does without a Logger (text formatted to io.Discard); default: a logger disabled at every level, so only the loop is timed")
+	flag.Parse()
+	if *warm < 0 {
+		*warm = *visits / 100
+	}
+	if *visits < 1 || *stages < 1 {
+		return errors.New("mpistages: -visits and -stages must be at least 1")
+	}
+
+	// The main goroutine owns the communicator (NewMPI locks it to its
+	// OS thread) and runs the rank's loop.
+	c, err := comm.NewMPI()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	dir, err := os.MkdirTemp("", "mpistages-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	var b strings.Builder
+	fmt.Fprintf(&b, "pipeline: noop\nslices: %d\nmapper: {type: rank}\nstages:\n", max(c.Size()-1, 1))
+	for i := range *stages {
+		fmt.Fprintf(&b, "  - {name: s%d, type: noop}\n", i)
+	}
+	path := filepath.Join(dir, "pipeline.yaml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	p, err := harness.Load(path)
+	if err != nil {
+		return err
+	}
+
+	if *cpuprof != "" {
+		f, err := os.Create(*cpuprof + ".rank" + strconv.Itoa(c.Rank()))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	if *raw {
+		return rawLoop(c, *warm, *visits, *stages)
+	}
+	cfg := harness.Config{Policy: p, RunID: "bench", RunDir: dir, Comm: c, Host: harness.LocalHost()}
+	if !*textLog {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	var clk *clock
+	if c.Rank() == 0 {
+		mem := events.NewMemory()
+		defer mem.Close()
+		vs := make([]harness.Visit, *warm+*visits)
+		for i := range vs {
+			vs[i] = harness.Visit{ID: strconv.Itoa(i + 1)}
+		}
+		if err := harness.PublishVisits(context.Background(), mem, p.Trigger.Topic, cfg.RunID, vs); err != nil {
+			return err
+		}
+		clk = &clock{warm: *warm, total: len(vs)}
+		cfg.Broker, cfg.Recorder = mem, clk
+	}
+	if err := harness.Run(context.Background(), cfg); err != nil {
+		return err
+	}
+	if clk != nil {
+		took := clk.t1.Sub(clk.t0)
+		fmt.Printf("mpistages ranks=%d visits=%d stages=%d ns/stage=%.0f\n",
+			c.Size(), *visits, *stages, float64(took.Nanoseconds())/float64(*visits**stages))
+	}
+	return nil
+}
+
+// rawLoop makes the communicator calls a no-op pipeline makes, with empty
+// messages and nothing else: per visit one Bcast, per stage one Bcast and
+// one Gather. It prints the same line as the harness run, marked raw.
+func rawLoop(c comm.Comm, warm, visits, stages int) error {
+	loop := func(n int) error {
+		for range n {
+			if _, err := c.Bcast(0, nil); err != nil {
+				return err
+			}
+			for range stages {
+				if _, err := c.Bcast(0, nil); err != nil {
+					return err
+				}
+				if _, err := c.Gather(0, nil); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if err := loop(warm); err != nil {
+		return err
+	}
+	if err := c.Barrier(); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if err := loop(visits); err != nil {
+		return err
+	}
+	took := time.Since(t0)
+	if c.Rank() == 0 {
+		fmt.Printf("mpistages-raw ranks=%d visits=%d stages=%d ns/stage=%.0f\n",
+			c.Size(), visits, stages, float64(took.Nanoseconds())/float64(visits*stages))
+	}
+	return nil
+}

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# bench/run-mpi.sh: the harness's stage loop on MPI, next to a bare C loop
+# that moves the same messages with the same ranks, in the same run.
+#
+#   bash bench/run-mpi.sh
+#
+# Builds bench/mpistages (go build -tags mpi) and bench/mpiloop (mpicc),
+# then for each rank count runs, alternately and REPS times each:
+#   C        bench/mpiloop: per visit one MPI_Bcast, per stage one MPI_Bcast
+#            and one MPI_Gather, all of the communicator's 256-byte slots
+#   Go comm  bench/mpistages -raw: the same calls through harness/comm's MPI
+#            communicator, with nothing else
+#   harness  bench/mpistages: harness.Run over VISITS visits of STAGES no-op
+#            stages on every rank, timed on rank 0 by its Recorder
+# Every figure is ns per stage: total time / (VISITS*STAGES), so the one
+# broadcast per visit is amortised over the visit's stages in all three.
+# Each cell is the median of REPS runs with [min-max]; harness/C is the
+# ratio of the medians.
+#
+# Launchers: mpirun --allow-run-as-root --oversubscribe -np R, and also
+# srun -N1 -n R --mpi=pmix when sinfo answers (scripts/cluster.sh start).
+# OMPI_MCA_mpi_yield_when_idle=1 throughout: with more ranks than cores,
+# busy polling starves the working ranks.
+#
+# Environment: VISITS (default 20000), STAGES (10), REPS (3), RANKS ("2 4"),
+# SRUN (auto: when sinfo answers; 0: never; 1: always).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+VISITS=${VISITS:-20000}
+STAGES=${STAGES:-10}
+REPS=${REPS:-3}
+RANKS=${RANKS:-"2 4"}
+SRUN=${SRUN:-auto}
+
+missing=()
+for t in go mpicc mpirun; do
+	command -v "$t" >/dev/null 2>&1 || missing+=("$t")
+done
+if ((${#missing[@]} > 0)); then
+	echo "run-mpi.sh: missing: ${missing[*]} (apt-get install -y openmpi-bin libopenmpi-dev pkg-config gcc)" >&2
+	exit 1
+fi
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+go build -tags mpi -o "$tmp/mpistages" ./bench/mpistages
+mpicc -O2 -Wall -o "$tmp/mpiloop" bench/mpiloop/mpiloop.c
+export OMPI_MCA_mpi_yield_when_idle=1
+
+launchers=(mpirun)
+case $SRUN in
+auto) if command -v sinfo >/dev/null 2>&1 && timeout 5 sinfo -h >/dev/null 2>&1; then launchers+=(srun); fi ;;
+1) launchers+=(srun) ;;
+esac
+
+# launch LAUNCHER RANKS PROGRAM ARGS...: runs one program on RANKS ranks
+# and prints the ns/stage figure of its rank 0.
+launch() {
+	local how=$1 np=$2
+	shift 2
+	local out
+	case $how in
+	mpirun) out=$(mpirun --allow-run-as-root --oversubscribe -np "$np" "$@") ;;
+	srun) out=$(timeout 300 srun -N1 -n "$np" --mpi=pmix "$@") ;;
+	esac
+	local ns
+	ns=$(sed -n 's/.*ns\/stage=\([0-9]*\).*/\1/p' <<<"$out" | head -n 1)
+	if [[ -z $ns ]]; then
+		echo "run-mpi.sh: no figure from $how -np $np $*: $out" >&2
+		return 1
+	fi
+	echo "$ns"
+}
+
+# stats N...: "median [min-max]"
+stats() {
+	printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {
+		m = NR % 2 ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2
+		printf "%d [%d-%d]", m, v[1], v[NR] }'
+}
+
+median() {
+	printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END { print NR % 2 ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2 }'
+}
+
+status=0
+echo "Stage loop on MPI: $VISITS visits x $STAGES no-op stages (+ $((VISITS / 100)) warm-up visits), $REPS runs each, $(nproc) cores"
+echo "ns per stage, median [min-max]; one Bcast per visit amortised over its stages in every column"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-8s %-6s %-22s %-22s %-22s %s\n' launcher ranks "C (bare MPI)" "Go comm alone" harness harness/C
+for how in "${launchers[@]}"; do
+	for np in $RANKS; do
+		c=() raw=() h=() ok=1
+		for ((i = 0; i < REPS && ok; i++)); do
+			if x=$(launch "$how" "$np" "$tmp/mpiloop" "$VISITS" "$STAGES") &&
+				y=$(launch "$how" "$np" "$tmp/mpistages" -raw -visits "$VISITS" -stages "$STAGES") &&
+				z=$(launch "$how" "$np" "$tmp/mpistages" -visits "$VISITS" -stages "$STAGES"); then
+				c+=("$x") raw+=("$y") h+=("$z")
+			else
+				ok=0
+			fi
+		done
+		if ((!ok)); then
+			printf '%-8s %-6s failed (see above)\n' "$how" "$np"
+			status=1
+			continue
+		fi
+		ratio=$(awk -v a="$(median "${h[@]}")" -v b="$(median "${c[@]}")" 'BEGIN { printf "%.1fx", a / b }')
+		printf '%-8s %-6s %-22s %-22s %-22s %s\n' "$how" "$np" "$(stats "${c[@]}")" "$(stats "${raw[@]}")" "$(stats "${h[@]}")" "$ratio"
+	done
+done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+exit "$status"
