@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"runtime/debug"
 	"sync"
@@ -56,7 +55,7 @@ type StopRecorder interface {
 func Run(ctx context.Context, cfg Config) (err error) {
 	c := cfg.Comm
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Recorder == nil {
 		cfg.Recorder = nopRecorder{}
@@ -436,7 +435,7 @@ func (p *pipeline) drop(e events.Event, why string) {
 }
 
 func (p *pipeline) bcastStop() {
-	if data, err := encode(visitMsg{Stop: true}); err == nil {
+	if data, err := encodeVisit(visitMsg{Stop: true}); err == nil {
 		if _, err := p.c.Bcast(0, data); err != nil {
 			p.log.Error("could not tell the slices to stop", "err", err)
 		}
@@ -452,7 +451,7 @@ func (p *pipeline) visit(ctx context.Context, visit string, props map[string]any
 		return fmt.Errorf("harness: recording visit %s: %w", visit, err)
 	}
 	vlog := p.log.With(slog.String("visit", visit))
-	data, err := encode(visitMsg{Visit: visit, Props: props})
+	data, err := encodeVisit(visitMsg{Visit: visit, Props: props})
 	if err != nil {
 		return err
 	}
@@ -678,7 +677,7 @@ func (r *rank) sliceLoop(ctx context.Context, ids []mapper.DataID) error {
 			return err
 		}
 		var vm visitMsg
-		if err := decode(data, &vm); err != nil {
+		if err := decodeVisit(data, &vm); err != nil {
 			return err
 		}
 		if vm.Stop {

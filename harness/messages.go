@@ -2,6 +2,7 @@ package harness
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/gob"
 	"fmt"
 
@@ -74,4 +75,89 @@ func decode(data []byte, v any) error {
 
 func init() {
 	gob.Register(mapper.DataID(nil))
+}
+
+// Visit messages travel once per visit to every Slice. A fresh gob
+// decoder compiles the message's type each time (about 13 µs), so visit
+// messages whose properties are all strings use a plain format instead:
+// a 1 byte, then Stop, Visit and the properties as uvarint-prefixed
+// fields. Anything else is a 0 byte followed by gob.
+func encodeVisit(m visitMsg) ([]byte, error) {
+	b := make([]byte, 0, 64)
+	b = append(b, 1)
+	stop := uint64(0)
+	if m.Stop {
+		stop = 1
+	}
+	b = binary.AppendUvarint(b, stop)
+	b = appendStr(b, m.Visit)
+	b = binary.AppendUvarint(b, uint64(len(m.Props)))
+	for k, v := range m.Props {
+		s, ok := v.(string)
+		if !ok {
+			g, err := encode(m)
+			if err != nil {
+				return nil, err
+			}
+			return append([]byte{0}, g...), nil
+		}
+		b = appendStr(appendStr(b, k), s)
+	}
+	return b, nil
+}
+
+func appendStr(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+func decodeVisit(data []byte, m *visitMsg) error {
+	if len(data) == 0 {
+		return nil
+	}
+	if data[0] == 0 {
+		return decode(data[1:], m)
+	}
+	r := data[1:]
+	bad := fmt.Errorf("harness: decoding %T: malformed", m)
+	u := func() (uint64, bool) {
+		x, n := binary.Uvarint(r)
+		if n <= 0 {
+			return 0, false
+		}
+		r = r[n:]
+		return x, true
+	}
+	str := func() (string, bool) {
+		n, ok := u()
+		if !ok || n > uint64(len(r)) {
+			return "", false
+		}
+		s := string(r[:n])
+		r = r[n:]
+		return s, true
+	}
+	stop, ok := u()
+	if !ok {
+		return bad
+	}
+	m.Stop = stop == 1
+	if m.Visit, ok = str(); !ok {
+		return bad
+	}
+	n, ok := u()
+	if !ok || n > uint64(len(r)) {
+		return bad
+	}
+	if n > 0 {
+		m.Props = make(map[string]any, n)
+	}
+	for range n {
+		k, ok1 := str()
+		v, ok2 := str()
+		if !ok1 || !ok2 {
+			return bad
+		}
+		m.Props[k] = v
+	}
+	return nil
 }

@@ -1,0 +1,34 @@
+package harness
+
+import (
+	"reflect"
+	"testing"
+)
+
+func TestVisitMessageCodec(t *testing.T) {
+	for _, m := range []visitMsg{
+		{Stop: true},
+		{Visit: "1001"},
+		{Visit: "1001", Props: map[string]any{"filter": "r", "exptime": "30", "": ""}},
+		{Visit: "v", Props: map[string]any{"n": 3, "x": 1.5, "s": "a", "l": []any{"a", 2}}}, // not all strings: gob
+	} {
+		data, err := encodeVisit(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got visitMsg
+		if err := decodeVisit(data, &got); err != nil {
+			t.Fatalf("%+v: %v", m, err)
+		}
+		if !reflect.DeepEqual(got, m) {
+			t.Errorf("round trip of %+v gave %+v", m, got)
+		}
+	}
+	good, _ := encodeVisit(visitMsg{Visit: "1001", Props: map[string]any{"filter": "r"}})
+	for i := 1; i < len(good); i++ {
+		var got visitMsg
+		if err := decodeVisit(good[:i], &got); err == nil {
+			t.Errorf("truncated to %d bytes: no error (%+v)", i, got)
+		}
+	}
+}
