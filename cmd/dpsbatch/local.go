@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -94,22 +92,8 @@ func runLocal(c *cli.Context, o localOptions) error {
 		return err
 	}
 
-	ctx, cancel := context.WithCancel(c.Context)
-	defer cancel()
-	stop := make(chan struct{})
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	go func() {
-		if _, ok := <-sigs; !ok {
-			return
-		}
-		fmt.Fprintln(os.Stderr, "dpsbatch: stopping after the current visit (interrupt again to abandon it)")
-		close(stop)
-		if _, ok := <-sigs; ok {
-			cancel()
-		}
-	}()
+	ctx, stop, done := stopOnSignals(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer done()
 
 	fmt.Fprintf(c.App.Writer, "run %s: %d visits of %s, run directory %s\n", o.runID, len(visits), p.Name, o.runDir)
 	sum, err := harness.RunLocal(ctx, harness.LocalRun{Policy: p, Visits: visits, RunID: o.runID, RunDir: o.runDir,

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"syscall"
 
@@ -82,21 +80,9 @@ func runRank(c *cli.Context) error {
 		return badInput("--rank and --size go together")
 	}
 
-	ctx, cancel := context.WithCancel(c.Context)
-	defer cancel()
-	stop := make(chan struct{})
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGUSR1)
-	defer signal.Stop(sigs)
-	go func() {
-		if _, ok := <-sigs; !ok {
-			return
-		}
-		close(stop) // heard by rank 0; the slices follow it
-		if _, ok := <-sigs; ok {
-			cancel()
-		}
-	}()
+	// The stop is heard by rank 0; the slices follow it.
+	ctx, stop, done := stopOnSignals(c.Context, os.Interrupt, syscall.SIGTERM, syscall.SIGUSR1)
+	defer done()
 	dr.Stop = stop
 
 	sum, err := harness.RunDist(ctx, dr, o)
