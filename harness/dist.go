@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/events"
@@ -65,7 +64,6 @@ type DistRun struct {
 // before every visit was run, ErrInvalid for bad input, comm.ErrAborted
 // when another rank failed.
 func RunRank(ctx context.Context, dr DistRun) (*Summary, error) {
-	start := time.Now()
 	c := dr.Comm
 	log := dr.Logger
 	if log == nil {
@@ -91,35 +89,8 @@ func RunRank(ctx context.Context, dr DistRun) (*Summary, error) {
 		log.Warn("the number of slices is the communicator's, not the policy's",
 			"run", dr.RunID, "slices", c.Size()-1, "policySlices", n)
 	}
-	broker := dr.Broker
-	if broker == nil {
-		mem := events.NewMemory()
-		defer mem.Close()
-		broker = mem
-	}
-	if !dr.Feed {
-		if err := PublishVisits(ctx, broker, p.Trigger.Topic, dr.RunID, visits); err != nil {
-			c.Abort(err)
-			return nil, err
-		}
-	}
-	sum := NewSummary()
-	var rec Recorder = sum
-	if dr.Recorder != nil {
-		rec = teeRecorder{sum, dr.Recorder}
-	}
-	cfg.Broker, cfg.Recorder, cfg.Stop = broker, rec, dr.Stop
-	err := Run(ctx, cfg)
-	sum.Elapsed = time.Since(start)
-	switch {
-	case err != nil:
-		return sum, err
-	case sum.Failed > 0:
-		return sum, fmt.Errorf("%w: %d of %d visits", ErrVisitsFailed, sum.Failed, sum.Visits)
-	case !dr.Feed && sum.Stopped != "" && sum.Done+sum.Failed < len(visits):
-		return sum, fmt.Errorf("%w: %s after %d of %d visits", ErrInterrupted, sum.Stopped, sum.Done+sum.Failed, len(visits))
-	}
-	return sum, nil
+	cfg.Broker, cfg.Recorder, cfg.Stop = dr.Broker, dr.Recorder, dr.Stop
+	return runPipeline(ctx, cfg, dr.Feed, visits)
 }
 
 // prepare loads what this rank needs and checks what it can alone.
@@ -250,34 +221,17 @@ func RunRanks(ctx context.Context, dr DistRun, size int) (*Summary, error) {
 	if dr.Host == (mapper.HostInfo{}) {
 		dr.Host = LocalHost()
 	}
-	eps := comm.NewLocal(size)
-	errs := make([]error, size)
 	var sum *Summary
-	var wg sync.WaitGroup
-	for r, c := range eps {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d := dr
-			d.Comm = c
-			s, err := RunRank(ctx, d)
-			if r == 0 {
-				sum = s
-			}
-			errs[r] = err
-			c.Close()
-		}()
-	}
-	wg.Wait()
-	// Rank 0's error tells the outcome (visits failed, interrupted) unless
-	// another rank's is the cause of a failure.
-	first := errs[0]
-	for _, err := range errs[1:] {
-		if err != nil && (first == nil || errors.Is(first, comm.ErrAborted) && !errors.Is(err, comm.ErrAborted)) {
-			first = err
+	err := runWorld(size, func(c comm.Comm) error {
+		d := dr
+		d.Comm = c
+		s, err := RunRank(ctx, d)
+		if c.Rank() == 0 {
+			sum = s
 		}
-	}
-	return sum, first
+		return err
+	})
+	return sum, err
 }
 
 // Communicator kinds for CommOptions.Kind.

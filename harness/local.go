@@ -45,9 +45,9 @@ type LocalRun struct {
 
 // RunLocal runs the visits through the pipeline and returns the summary.
 // The error wraps ErrVisitsFailed when the run ended but visits failed,
-// ErrInterrupted when ctx was cancelled, ErrInvalid for bad input.
+// ErrInterrupted when ctx was cancelled or a stop left visits unrun,
+// ErrInvalid for bad input.
 func RunLocal(ctx context.Context, lr LocalRun) (*Summary, error) {
-	start := time.Now()
 	p := lr.Policy
 	n := lr.Slices
 	if n <= 0 {
@@ -63,54 +63,82 @@ func RunLocal(ctx context.Context, lr LocalRun) (*Summary, error) {
 	if err := os.MkdirAll(runDir, 0o755); err != nil {
 		return nil, fmt.Errorf("harness: run directory: %w", err)
 	}
-	broker := lr.Broker
-	if broker == nil {
+	host := LocalHost()
+	var sum *Summary
+	err = runWorld(n+1, func(c comm.Comm) error {
+		cfg := Config{Policy: p, RunID: lr.RunID, RunDir: runDir, Comm: c, Host: host, Logger: lr.Logger}
+		if c.Rank() > 0 {
+			return Run(ctx, cfg)
+		}
+		cfg.Broker, cfg.Recorder, cfg.Stop = lr.Broker, lr.Recorder, lr.Stop
+		var err error
+		sum, err = runPipeline(ctx, cfg, lr.Feed, lr.Visits)
+		return err
+	})
+	return sum, err
+}
+
+// runPipeline runs rank 0 of a run, for RunLocal and RunRank: it publishes
+// the visits on cfg.Broker (an in-memory broker when nil) unless the caller
+// feeds them, records progress in a Summary (and cfg.Recorder, when set),
+// and turns the outcome into the run's error: ErrVisitsFailed,
+// ErrInterrupted when a stop left visits unrun, or Run's own error.
+func runPipeline(ctx context.Context, cfg Config, feed bool, visits []Visit) (*Summary, error) {
+	start := time.Now()
+	if cfg.Broker == nil {
 		mem := events.NewMemory()
 		defer mem.Close()
-		broker = mem
+		cfg.Broker = mem
 	}
-	if !lr.Feed {
-		if err := PublishVisits(ctx, broker, p.Trigger.Topic, lr.RunID, lr.Visits); err != nil {
+	if !feed {
+		if err := PublishVisits(ctx, cfg.Broker, cfg.Policy.Trigger.Topic, cfg.RunID, visits); err != nil {
+			cfg.Comm.Abort(err) // the slices are waiting for the first visit
 			return nil, err
 		}
 	}
-
 	sum := NewSummary()
-	var rec Recorder = sum
-	if lr.Recorder != nil {
-		rec = teeRecorder{sum, lr.Recorder}
+	if cfg.Recorder != nil {
+		cfg.Recorder = teeRecorder{sum, cfg.Recorder}
+	} else {
+		cfg.Recorder = sum
 	}
-	host := LocalHost()
-	eps := comm.NewLocal(n + 1)
-	errs := make([]error, n+1)
+	err := Run(ctx, cfg)
+	sum.Elapsed = time.Since(start)
+	switch {
+	case err != nil:
+		return sum, err
+	case sum.Failed > 0:
+		return sum, fmt.Errorf("%w: %d of %d visits", ErrVisitsFailed, sum.Failed, sum.Visits)
+	case !feed && sum.Stopped != "" && sum.Done+sum.Failed < len(visits):
+		return sum, fmt.Errorf("%w: %s after %d of %d visits", ErrInterrupted, sum.Stopped, sum.Done+sum.Failed, len(visits))
+	}
+	return sum, nil
+}
+
+// runWorld runs fn on every endpoint of a local communicator of size
+// ranks, each on its own goroutine, closes the endpoints, and returns the
+// error that tells the outcome: rank 0's, unless rank 0 was only aborted
+// and another rank's error is the cause.
+func runWorld(size int, fn func(comm.Comm) error) error {
+	eps := comm.NewLocal(size)
+	errs := make([]error, size)
 	var wg sync.WaitGroup
 	for r, c := range eps {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cfg := Config{Policy: p, RunID: lr.RunID, RunDir: runDir, Comm: c, Host: host, Logger: lr.Logger}
-			if r == 0 {
-				cfg.Broker, cfg.Recorder, cfg.Stop = broker, rec, lr.Stop
-			}
-			errs[r] = Run(ctx, cfg)
+			errs[r] = fn(c)
+			c.Close()
 		}()
 	}
 	wg.Wait()
-	sum.Elapsed = time.Since(start)
-	// The first error that is not just another rank's abort tells why.
-	var first error
-	for _, err := range errs {
+	first := errs[0]
+	for _, err := range errs[1:] {
 		if err != nil && (first == nil || errors.Is(first, comm.ErrAborted) && !errors.Is(err, comm.ErrAborted)) {
 			first = err
 		}
 	}
-	switch {
-	case first != nil:
-		return sum, first
-	case sum.Failed > 0:
-		return sum, fmt.Errorf("%w: %d of %d visits", ErrVisitsFailed, sum.Failed, sum.Visits)
-	}
-	return sum, nil
+	return first
 }
 
 // PublishVisits publishes one trigger event per visit on topic, then

@@ -100,9 +100,6 @@ func runLocal(c *cli.Context, o localOptions) error {
 		Slices: o.slices, Logger: log, Stop: stop})
 	if sum != nil {
 		sum.Print(c.App.Writer)
-		if sum.Stopped != "" && err == nil && sum.Done+sum.Failed < len(visits) {
-			err = harness.ErrInterrupted
-		}
 	}
 	return err
 }
