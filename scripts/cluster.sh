@@ -112,31 +112,33 @@ daemon_pid() {
 	return 1
 }
 
+# gone_within TENTHS PID...: wait up to TENTHS tenths of a second until no
+# PID is alive (zombies count as gone); leaves the living ones in $left.
+gone_within() {
+	local tenths=$1 pid i
+	shift
+	for ((i = 0; i < tenths; i++)); do
+		left=()
+		for pid in "$@"; do
+			[[ -d /proc/$pid ]] && [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] && left+=("$pid")
+		done
+		((${#left[@]} == 0)) && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 # stop_daemons LABEL PID...: SIGTERM, wait until gone (30 s), then SIGKILL.
 stop_daemons() {
-	local label=$1 pid left i
+	local label=$1 left=()
 	shift
 	(($# > 0)) || return 0
 	log "stopping $label (pid $*)"
 	kill -TERM "$@" 2>/dev/null || true
-	for ((i = 0; i < 300; i++)); do
-		left=()
-		for pid in "$@"; do
-			[[ -d /proc/$pid ]] && [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] && left+=("$pid")
-		done
-		((${#left[@]} == 0)) && return 0
-		sleep 0.1
-	done
+	gone_within 300 "$@" && return 0
 	log "$label did not exit in 30 s; killing pid ${left[*]}"
 	kill -KILL "${left[@]}" 2>/dev/null || true
-	for ((i = 0; i < 100; i++)); do
-		left=()
-		for pid in "$@"; do
-			[[ -d /proc/$pid ]] && [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] && left+=("$pid")
-		done
-		((${#left[@]} == 0)) && return 0
-		sleep 0.1
-	done
+	gone_within 100 "$@" && return 0
 	die "$label (pid ${left[*]}) still running after SIGKILL"
 }
 
