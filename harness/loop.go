@@ -450,7 +450,6 @@ func (p *pipeline) visit(ctx context.Context, visit string, props map[string]any
 	if err := rec.VisitStarted(visit, start); err != nil {
 		return fmt.Errorf("harness: recording visit %s: %w", visit, err)
 	}
-	vlog := p.log.With(slog.String("visit", visit))
 	data, err := encodeVisit(visitMsg{Visit: visit, Props: props})
 	if err != nil {
 		return err
@@ -593,11 +592,11 @@ func (p *pipeline) visit(ctx context.Context, visit string, props map[string]any
 	}
 	switch {
 	case res.Interrupted:
-		vlog.Warn("visit interrupted", "took", res.Took)
+		p.log.Warn("visit interrupted", "visit", visit, "took", res.Took)
 	case res.Failed:
-		vlog.Error("visit failed", "err", res.Err, "took", res.Took)
+		p.log.Error("visit failed", "visit", visit, "err", res.Err, "took", res.Took)
 	default:
-		vlog.Info("visit done", "failedSlices", nFailed, "took", res.Took)
+		p.log.Info("visit done", "visit", visit, "failedSlices", nFailed, "took", res.Took)
 	}
 	return nil
 }
