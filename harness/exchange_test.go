@@ -17,7 +17,6 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/harness/comm"
-	"github.com/dpsbatch/dpsbatch/internal/conf"
 	"github.com/dpsbatch/dpsbatch/mapper"
 )
 
@@ -388,21 +387,7 @@ func TestExchangePolicyErrors(t *testing.T) {
 			// exchanged makes no second error.
 			text = strings.Replace(text, "settings: {keys: [obj, odd]}", "settings: {keys: [obj]}", 1)
 			err := loadText(t, text)
-			if err == nil {
-				t.Fatal("bad policy accepted")
-			}
-			if !errors.Is(err, ErrInvalid) {
-				t.Errorf("error does not match ErrInvalid: %v", err)
-			}
-			var errs conf.Errors
-			if !errors.As(err, &errs) || len(errs) != 1 {
-				t.Errorf("want exactly one error, got:\n%v", err)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error\n  %v\ndoes not contain\n  %s", err, w)
-				}
-			}
+			wantOneError(t, err, tc.want...)
 		})
 	}
 }

@@ -25,6 +25,27 @@ func loadText(t *testing.T, text string) error {
 	return err
 }
 
+// wantOneError checks that err is bad input made of exactly one
+// conf.Error whose text contains every want.
+func wantOneError(t *testing.T, err error, want ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("bad policy accepted")
+	}
+	if !errors.Is(err, ErrInvalid) {
+		t.Errorf("error does not match ErrInvalid: %v", err)
+	}
+	var errs conf.Errors
+	if !errors.As(err, &errs) || len(errs) != 1 {
+		t.Errorf("want exactly one error, got:\n%v", err)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error\n  %v\ndoes not contain\n  %s", err, w)
+		}
+	}
+}
+
 const goodPolicy = `pipeline: p
 slices: 2
 mapper:
@@ -120,21 +141,7 @@ func TestPolicyErrors(t *testing.T) {
 				t.Fatalf("test case edits %q, which is not in the policy", tc.from)
 			}
 			err := loadText(t, strings.Replace(goodPolicy, tc.from, tc.to, 1))
-			if err == nil {
-				t.Fatal("bad policy accepted")
-			}
-			if !errors.Is(err, ErrInvalid) {
-				t.Errorf("error does not match ErrInvalid: %v", err)
-			}
-			var errs conf.Errors
-			if !errors.As(err, &errs) || len(errs) != 1 {
-				t.Errorf("want exactly one error, got:\n%v", err)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error\n  %v\ndoes not contain\n  %s", err, w)
-				}
-			}
+			wantOneError(t, err, tc.want...)
 		})
 	}
 }
