@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/examples"
+	"github.com/dpsbatch/dpsbatch/internal/testenv"
 )
 
 // The tests of `dpsbatch run` run the example pipeline (ccdproc) in one
@@ -27,48 +28,14 @@ import (
 // run_mpi_test.go (build tag mpi). Each distributed run's output files must
 // be byte-identical to the local run's.
 
-// slurmSkipOrFail skips the test with a reason, or fails it when
-// DPSBATCH_TEST_NO_SKIP=1 (set by CI, where the cluster must be up).
 func slurmSkipOrFail(t *testing.T, format string, args ...any) {
 	t.Helper()
-	if os.Getenv("DPSBATCH_TEST_NO_SKIP") == "1" {
-		t.Fatalf("not skipping (DPSBATCH_TEST_NO_SKIP=1): "+format, args...)
-	}
-	t.Skipf(format, args...)
+	testenv.SkipOrFail(t, format, args...)
 }
 
-// needCluster checks that the Slurm tools are installed and that sinfo
-// answers with at least nodes nodes, or skips.
 func needCluster(t *testing.T, nodes int, tools ...string) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("runs jobs on the local Slurm cluster")
-	}
-	var missing []string
-	for _, tool := range append([]string{"sinfo", "srun"}, tools...) {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing = append(missing, tool)
-		}
-	}
-	if len(missing) > 0 {
-		slurmSkipOrFail(t, "Slurm tools not found: %s (run scripts/cluster.sh start)", strings.Join(missing, ", "))
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "sinfo", "-h", "-N", "-o", "%N %t").CombinedOutput()
-	if err != nil {
-		slurmSkipOrFail(t, "sinfo does not answer (is the cluster up? scripts/cluster.sh start): %v: %s", err, out)
-	}
-	up := 0
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if f := strings.Fields(line); len(f) == 2 && !strings.ContainsAny(f[1], "*") &&
-			!slices.Contains([]string{"down", "drain", "drng", "fail", "unk", "maint"}, strings.TrimRight(f[1], "~#$@^-!")) {
-			up++
-		}
-	}
-	if up < nodes {
-		slurmSkipOrFail(t, "the cluster has %d usable nodes, the test needs %d:\n%s", up, nodes, out)
-	}
+	testenv.NeedCluster(t, nodes, tools...)
 }
 
 var (

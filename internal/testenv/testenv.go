@@ -1,0 +1,63 @@
+// Package testenv is for tests that need the real things: the local Slurm
+// cluster (scripts/cluster.sh), Open MPI, slurmrestd. A test that needs one
+// calls SkipOrFail, or NeedCluster, which skip with a reason when it is
+// missing, or fail when DPSBATCH_TEST_NO_SKIP=1 (set by .ci/run, where
+// everything must be present).
+package testenv
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// NoSkip reports whether skipping for a missing component is forbidden.
+func NoSkip() bool { return os.Getenv("DPSBATCH_TEST_NO_SKIP") == "1" }
+
+// SkipOrFail skips the test with a reason, or fails it under NoSkip.
+func SkipOrFail(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if NoSkip() {
+		t.Fatalf("not skipping (DPSBATCH_TEST_NO_SKIP=1): "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
+// NeedCluster checks that sinfo, srun and tools are installed and that
+// sinfo answers with at least nodes usable nodes, or skips (or fails). It
+// skips under -short, where no test runs jobs.
+func NeedCluster(t testing.TB, nodes int, tools ...string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs jobs on the local Slurm cluster")
+	}
+	var missing []string
+	for _, tool := range append([]string{"sinfo", "srun"}, tools...) {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	if len(missing) > 0 {
+		SkipOrFail(t, "Slurm tools not found: %s (run scripts/cluster.sh start)", strings.Join(missing, ", "))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "sinfo", "-h", "-N", "-o", "%N %t").CombinedOutput()
+	if err != nil {
+		SkipOrFail(t, "sinfo does not answer (is the cluster up? scripts/cluster.sh start): %v: %s", err, out)
+	}
+	up := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && !strings.ContainsAny(f[1], "*") &&
+			!slices.Contains([]string{"down", "drain", "drng", "fail", "unk", "maint"}, strings.TrimRight(f[1], "~#$@^-!")) {
+			up++
+		}
+	}
+	if up < nodes {
+		SkipOrFail(t, "the cluster has %d usable nodes, the test needs %d:\n%s", up, nodes, out)
+	}
+}
