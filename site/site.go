@@ -1,0 +1,90 @@
+// Package site owns the site file: what a site admin writes once to
+// describe a cluster to dpsbatch — its partitions and their limits, the
+// default account and QoS, extra sbatch options, the launcher, the
+// environment setup lines of every job, the runs root and the event
+// broker. It loads and validates the file (Load), compares it with the
+// live cluster (Check) and writes a starting file from it (Discover). It
+// knows nothing of Slurm's tools: the live description comes from the
+// scheduler package as []Live.
+package site
+
+import "time"
+
+// Site is a loaded and validated site file.
+type Site struct {
+	Path     string // the file it was loaded from ("" when parsed from bytes)
+	Cluster  string // cluster name, optional: checked against the live cluster's when set
+	RunsRoot string // absolute directory under which runs are created by name
+	Account  string // default sbatch --account, optional
+	QoS      string // default sbatch --qos, optional
+	// DefaultPartition is used when a submission names none: the one
+	// marked default, else the only one.
+	DefaultPartition string
+	Partitions       []Partition
+	// Sbatch holds extra sbatch options, each one "--name" or
+	// "--name=value", put on #SBATCH lines of every job.
+	Sbatch   []string
+	Launcher Launcher
+	// Setup holds environment setup lines (module load ..., source ...)
+	// that every job script runs before the launcher, verbatim: the site
+	// admin writes them and they are trusted shell.
+	Setup []string
+	// Template is the path of a replacement sbatch template (absolute, or
+	// made absolute relative to the site file's folder); "" for the
+	// embedded one.
+	Template string
+	// TimeWarning is how long before the time limit Slurm signals the job
+	// so that it stops at a clean visit boundary (default 5m).
+	TimeWarning time.Duration
+	Broker      Broker
+}
+
+// Partition is one Slurm partition as the site describes it. Nodes are
+// homogeneous: every node has CPUsPerNode CPUs and MemoryMB of memory.
+type Partition struct {
+	Name        string
+	Default     bool
+	CPUsPerNode int
+	MemoryMB    int // per node, in megabytes
+	Nodes       int // node count (from NodeList when that is given)
+	// NodeList is Slurm's host list (n[1-4]), optional.
+	NodeList string
+	MaxTime  time.Duration // 0: no limit
+	MaxNodes int           // per job; 0: Nodes
+}
+
+// Launcher says how a job starts the ranks of a pipeline.
+type Launcher struct {
+	Kind  string   // "srun" (default) or "mpirun"
+	Flags []string // extra flags for it, such as --mpi=pmix
+	// Comm is the communicator the ranks use: "tcp", "mpi" or "auto"
+	// (default: mpi when Kind is mpirun or Flags name --mpi=pmix*, else tcp).
+	Comm string
+}
+
+// Broker names the event broker runs use.
+type Broker struct {
+	Kind string // "embedded" (default) or "external"
+	// URLs of an external NATS server or cluster.
+	URLs []string
+	// Credentials: a NATS credentials file, or a token read from a file or
+	// an environment variable. Never logged, never put in job scripts.
+	CredentialsFile string
+	TokenFile       string
+	TokenEnv        string
+}
+
+// Live is one partition as the live cluster reports it (sinfo, or
+// slurmrestd's /partitions), filled in by the scheduler package.
+type Live struct {
+	Name        string
+	Up          bool
+	Default     bool
+	NodeList    string        // Slurm host list as reported
+	Nodes       []string      // node names
+	CPUsPerNode int           // smallest over the partition's nodes
+	MemoryMB    int           // smallest over the partition's nodes
+	MaxTime     time.Duration // 0: unlimited
+	MaxNodes    int           // 0: unlimited
+	Cluster     string
+}
