@@ -46,6 +46,15 @@ type DistRun struct {
 	Feed bool
 	// Stop, when closed, stops the run at the next visit boundary.
 	Stop <-chan struct{}
+	// PipelineDir, when set, is what {pipelinedir} names instead of the
+	// policy file's folder: a batch run keeps a copy of the policy in its
+	// run directory while the scripts it names stay where they were.
+	PipelineDir string
+	// Rank0, when set, is called on rank 0 once the policy is loaded and
+	// valid, before the ranks agree to start: it may set Recorder, Broker
+	// and Feed (a batch run opens its state file and feeds its visits
+	// here). An error from it is every rank's, so no rank is left waiting.
+	Rank0 func(p *Policy, dr *DistRun) error
 }
 
 // RunRank runs this process's rank of a distributed run and returns, on
@@ -114,8 +123,18 @@ func (dr *DistRun) prepare(c comm.Comm) (*Policy, []Visit, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if dr.PipelineDir != "" {
+		if p.Dir, err = filepath.Abs(dr.PipelineDir); err != nil {
+			return nil, nil, fmt.Errorf("%w: pipeline directory: %v", ErrInvalid, err)
+		}
+	}
 	if err := p.Validate(); err != nil {
 		return nil, nil, err
+	}
+	if c.Rank() == 0 && dr.Rank0 != nil {
+		if err := dr.Rank0(p, dr); err != nil {
+			return nil, nil, err
+		}
 	}
 	if c.Rank() != 0 || dr.Feed {
 		return p, nil, nil

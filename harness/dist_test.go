@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/harness/comm"
 )
 
@@ -197,5 +198,39 @@ func TestRunRanksBadInput(t *testing.T) {
 	_, err = RunRanks(context.Background(), DistRun{PolicyPath: policy, RunID: "r", RunDir: dir}, 1)
 	if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "at least 2 ranks") {
 		t.Errorf("one rank: %v", err)
+	}
+}
+
+// The Rank0 hook runs on rank 0 before the ranks agree: it can feed the
+// visits itself, and its error reaches every rank. PipelineDir moves
+// {pipelinedir} away from the policy's folder.
+func TestRunRanksRank0Hook(t *testing.T) {
+	dir := t.TempDir()
+	scripts := filepath.Join(dir, "scripts")
+	os.MkdirAll(filepath.Join(scripts, "data"), 0o755)
+	os.WriteFile(filepath.Join(scripts, "data", "x.txt"), []byte("hello\n"), 0o644)
+	policy := filepath.Join(dir, "copy.yaml") // no data folder beside it
+	os.WriteFile(policy, []byte("pipeline: p\nslices: 2\nmapper: {type: rank}\nevents: {trigger: {topic: v}}\n"+
+		"stages:\n  - {name: read, type: input, settings: {files: {raw: \"{pipelinedir}/data/x.txt\"}, format: text}}\n"), 0o644)
+	feed := func(p *Policy, dr *DistRun) error {
+		b := events.NewMemory()
+		dr.Broker, dr.Feed = b, true
+		return PublishVisits(context.Background(), b, p.Trigger.Topic, dr.RunID, []Visit{{ID: "a"}, {ID: "b"}})
+	}
+	base := DistRun{PolicyPath: policy, RunID: "r", RunDir: dir, PipelineDir: scripts, Rank0: feed}
+	sum, err := RunRanks(context.Background(), base, 3)
+	if err != nil || sum == nil || sum.Done != 2 {
+		t.Fatalf("fed by Rank0: %+v, %v; want 2 visits done", sum, err)
+	}
+	noDir := base
+	noDir.PipelineDir = ""
+	if sum, err := RunRanks(context.Background(), noDir, 3); !errors.Is(err, ErrVisitsFailed) || sum.Failed != 2 {
+		t.Errorf("without PipelineDir the input is missing: %+v, %v; want 2 failed visits", sum, err)
+	}
+	refuse := base
+	refuse.Rank0 = func(*Policy, *DistRun) error { return errors.New("state file locked") }
+	_, err = RunRanks(context.Background(), refuse, 3)
+	if err == nil || !strings.Contains(err.Error(), "state file locked") {
+		t.Errorf("Rank0 error: %v; want it returned", err)
 	}
 }
