@@ -12,13 +12,14 @@ import "time"
 
 // Site is a loaded and validated site file.
 type Site struct {
-	Path     string // the file it was loaded from ("" when parsed from bytes)
+	Path     string // the file it was loaded from by Load ("" when from Parse)
 	Cluster  string // cluster name, optional: checked against the live cluster's when set
 	RunsRoot string // absolute directory under which runs are created by name
 	Account  string // default sbatch --account, optional
 	QoS      string // default sbatch --qos, optional
 	// DefaultPartition is used when a submission names none: the one
-	// marked default, else the only one.
+	// marked default, else the only one; "" when there are several and
+	// none is marked.
 	DefaultPartition string
 	Partitions       []Partition
 	// Sbatch holds extra sbatch options, each one "--name" or
@@ -45,7 +46,7 @@ type Partition struct {
 	Name        string
 	Default     bool
 	CPUsPerNode int
-	MemoryMB    int // per node, in megabytes
+	MemoryMB    int // per node, in megabytes; 0 when the site file gives none
 	Nodes       int // node count (from NodeList when that is given)
 	// NodeList is Slurm's host list (n[1-4]), optional.
 	NodeList string
@@ -59,16 +60,21 @@ type Launcher struct {
 	Flags []string // extra flags for it, such as --mpi=pmix
 	// Comm is the communicator the ranks use: "tcp", "mpi" or "auto"
 	// (default: mpi when Kind is mpirun or Flags name --mpi=pmix*, else tcp).
+	// Load resolves auto: a loaded Site's Comm is tcp or mpi.
 	Comm string
 }
 
 // Broker names the event broker runs use.
 type Broker struct {
 	Kind string // "embedded" (default) or "external"
-	// URLs of an external NATS server or cluster.
+	// URLs of an external NATS server or cluster (nats://, tls://, ws://
+	// or wss://, without user or password).
 	URLs []string
 	// Credentials: a NATS credentials file, or a token read from a file or
-	// an environment variable. Never logged, never put in job scripts.
+	// an environment variable. Never logged, never put in job scripts. At
+	// most one is set, only for an external broker; the files' paths are
+	// absolute (relative ones are taken from the site file's folder) and
+	// are not opened by Load.
 	CredentialsFile string
 	TokenFile       string
 	TokenEnv        string
