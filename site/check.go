@@ -183,13 +183,16 @@ func checkPartition(p Partition, l *Live) []Mismatch {
 		add("max_time", slurmtime.Format(p.MaxTime), slurmtime.Format(l.MaxTime), "shorter than the cluster allows")
 	}
 	// The cluster's limit on nodes per job is its MaxNodes, or the
-	// partition's node count when that is smaller or there is none.
+	// partition's node count when that is smaller or there is none. When
+	// both sides allow every node, a difference in node count is the
+	// nodes mismatch alone.
 	limit := l.MaxNodes
+	liveAll := limit == 0 || names != nil && limit >= len(names)
 	if names != nil && (limit == 0 || limit > len(names)) {
 		limit = len(names)
 	}
 	switch {
-	case limit == 0 || p.MaxNodes == limit:
+	case limit == 0 || p.MaxNodes == limit || liveAll && p.MaxNodes == p.Nodes:
 	case p.MaxNodes > limit:
 		add("max_nodes", strconv.Itoa(p.MaxNodes), strconv.Itoa(limit), "more than the cluster allows: Slurm rejects such jobs")
 	default:

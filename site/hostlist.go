@@ -37,26 +37,31 @@ func ExpandHostList(list string) ([]string, error) {
 		if e == "" {
 			return nil, bad("empty host name")
 		}
+		// Name the expression at fault when there are several.
+		at := ""
+		if len(exprs) > 1 {
+			at = fmt.Sprintf("%q ", e)
+		}
 		names := []string{""}
 		for rest := e; rest != ""; {
 			i := strings.IndexByte(rest, '[')
 			if i < 0 {
 				if strings.ContainsRune(rest, ']') {
-					return nil, bad("%q has ']' without '['", e)
+					return nil, bad("%shas ']' without '['", at)
 				}
 				names = appendEach(names, []string{rest})
 				break
 			}
 			if strings.ContainsRune(rest[:i], ']') {
-				return nil, bad("%q has ']' without '['", e)
+				return nil, bad("%shas ']' without '['", at)
 			}
 			j := strings.IndexByte(rest[i:], ']')
 			if j < 0 {
-				return nil, bad("%q has '[' without ']'", e)
+				return nil, bad("%shas '[' without ']'", at)
 			}
 			nums, err := expandRanges(rest[i+1 : i+j])
 			if err != nil {
-				return nil, bad("%q: %v", e, err)
+				return nil, bad("%s%v", at, err)
 			}
 			if len(names)*len(nums) > MaxHosts {
 				return nil, bad("more than %d hosts", MaxHosts)
