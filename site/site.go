@@ -2,10 +2,12 @@
 // describe a cluster to dpsbatch — its partitions and their limits, the
 // default account and QoS, extra sbatch options, the launcher, the
 // environment setup lines of every job, the runs root and the event
-// broker. It loads and validates the file (Load), compares it with the
-// live cluster (Check) and writes a starting file from it (Discover). It
-// knows nothing of Slurm's tools: the live description comes from the
-// scheduler package as []Live.
+// broker. It loads and validates the file (Load, Parse), finds a
+// partition by name (Site.Partition), compares the file with the live
+// cluster (Check, Unlisted) and writes a starting file from it
+// (Discover); it also reads and writes Slurm host lists such as n[1-4]
+// (ExpandHostList, CompressHostList). It knows nothing of Slurm's tools:
+// the live description comes from the scheduler package as []Live.
 package site
 
 import "time"
