@@ -2,23 +2,26 @@
 // describe a cluster to dpsbatch — its partitions and their limits, the
 // default account and QoS, extra sbatch options, the launcher, the
 // environment setup lines of every job, the runs root and the event
-// broker. It loads and validates the file (Load), compares it with the
-// live cluster (Check) and writes a starting file from it (Discover). It
-// knows nothing of Slurm's tools: the live description comes from the
-// scheduler package as []Live.
+// broker. It loads and validates the file (Load, Parse), finds a
+// partition by name (Site.Partition), compares the file with the live
+// cluster (Check, Unlisted) and writes a starting file from it
+// (Discover); it also reads and writes Slurm host lists such as n[1-4]
+// (ExpandHostList, CompressHostList). It knows nothing of Slurm's tools:
+// the live description comes from the scheduler package as []Live.
 package site
 
 import "time"
 
 // Site is a loaded and validated site file.
 type Site struct {
-	Path     string // the file it was loaded from ("" when parsed from bytes)
+	Path     string // the file it was loaded from by Load ("" when from Parse)
 	Cluster  string // cluster name, optional: checked against the live cluster's when set
 	RunsRoot string // absolute directory under which runs are created by name
 	Account  string // default sbatch --account, optional
 	QoS      string // default sbatch --qos, optional
 	// DefaultPartition is used when a submission names none: the one
-	// marked default, else the only one.
+	// marked default, else the only one; "" when there are several and
+	// none is marked.
 	DefaultPartition string
 	Partitions       []Partition
 	// Sbatch holds extra sbatch options, each one "--name" or
@@ -45,7 +48,7 @@ type Partition struct {
 	Name        string
 	Default     bool
 	CPUsPerNode int
-	MemoryMB    int // per node, in megabytes
+	MemoryMB    int // per node, in megabytes; 0 when the site file gives none
 	Nodes       int // node count (from NodeList when that is given)
 	// NodeList is Slurm's host list (n[1-4]), optional.
 	NodeList string
@@ -59,16 +62,21 @@ type Launcher struct {
 	Flags []string // extra flags for it, such as --mpi=pmix
 	// Comm is the communicator the ranks use: "tcp", "mpi" or "auto"
 	// (default: mpi when Kind is mpirun or Flags name --mpi=pmix*, else tcp).
+	// Load resolves auto: a loaded Site's Comm is tcp or mpi.
 	Comm string
 }
 
 // Broker names the event broker runs use.
 type Broker struct {
 	Kind string // "embedded" (default) or "external"
-	// URLs of an external NATS server or cluster.
+	// URLs of an external NATS server or cluster (nats://, tls://, ws://
+	// or wss://, without user or password).
 	URLs []string
 	// Credentials: a NATS credentials file, or a token read from a file or
-	// an environment variable. Never logged, never put in job scripts.
+	// an environment variable. Never logged, never put in job scripts. At
+	// most one is set, only for an external broker; the files' paths are
+	// absolute (relative ones are taken from the site file's folder) and
+	// are not opened by Load.
 	CredentialsFile string
 	TokenFile       string
 	TokenEnv        string

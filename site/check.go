@@ -1,0 +1,232 @@
+package site
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/dpsbatch/dpsbatch/internal/conf"
+	"github.com/dpsbatch/dpsbatch/internal/slurmtime"
+)
+
+// ErrUnknownPartition is matched (errors.Is) by Partition's error for a
+// name the site file does not describe, and ErrNoDefaultPartition by its
+// error for "" when the site file has no default. Both match
+// conf.ErrInvalid too: they are bad input, such as a misspelt flag.
+var (
+	ErrUnknownPartition   = errors.New("site: unknown partition")
+	ErrNoDefaultPartition = errors.New("site: no default partition")
+)
+
+// Partition returns the partition called name, or the default partition
+// when name is "". An unknown name is an error with a suggestion and the
+// list of partitions; so is "" when the site file has no default.
+func (s *Site) Partition(name string) (*Partition, error) {
+	names := make([]string, len(s.Partitions))
+	for i, p := range s.Partitions {
+		names[i] = p.Name
+	}
+	if name == "" {
+		if s.DefaultPartition == "" {
+			return nil, &inputError{
+				msg: fmt.Sprintf("site: no default partition: name one %s, or mark one default: true in the site file",
+					conf.Have(names)),
+				kinds: []error{ErrNoDefaultPartition, conf.ErrInvalid},
+			}
+		}
+		name = s.DefaultPartition
+	}
+	for i := range s.Partitions {
+		if s.Partitions[i].Name == name {
+			return &s.Partitions[i], nil
+		}
+	}
+	return nil, &inputError{
+		msg:   fmt.Sprintf("site: unknown partition %q%s %s", name, conf.Suggest(name, names), conf.Have(names)),
+		kinds: []error{ErrUnknownPartition, conf.ErrInvalid},
+	}
+}
+
+// Mismatch is one difference between the site file and the live cluster,
+// found by Check.
+type Mismatch struct {
+	// Partition is the site file's partition, "" for a key of the whole
+	// site (cluster).
+	Partition string
+	// Key is the site file key that differs: cluster, or a partition's
+	// name (the cluster has no such partition), state (the partition is
+	// down), cpus_per_node, memory, nodes, node_list, max_time or
+	// max_nodes.
+	Key string
+	// Site and Live are the two values, written as in a site file.
+	Site, Live string
+	// Hint says more, when there is more to say: a suggestion, the nodes
+	// that differ, what the difference means.
+	Hint string
+}
+
+// String reads like
+// "partition debug: cpus_per_node: site file says 8, the cluster has 4".
+func (m Mismatch) String() string {
+	var b strings.Builder
+	if m.Partition != "" {
+		fmt.Fprintf(&b, "partition %s: ", m.Partition)
+	}
+	switch m.Key {
+	case "name":
+		b.WriteString("the cluster has no such partition")
+	case "state":
+		fmt.Fprintf(&b, "the partition is %s in the cluster", m.Live)
+	default:
+		fmt.Fprintf(&b, "%s: site file says %s, the cluster has %s", m.Key, m.Site, m.Live)
+	}
+	if m.Hint != "" {
+		b.WriteString(" (" + m.Hint + ")")
+	}
+	return b.String()
+}
+
+// Check compares the site file with the live cluster and returns every
+// mismatch, site-wide ones first, then partition by partition in the
+// file's order: the cluster name (when both name one), and for each
+// partition of the site file, whether the cluster has it, whether it is
+// up, and its cpus_per_node, memory, node count, node_list, max_time and
+// max_nodes. Values the cluster does not report (zero, empty) and keys
+// the site file leaves out (memory, node_list) are not compared. A
+// max_time or max_nodes differing either way is a mismatch: larger than
+// the cluster allows, Slurm rejects the jobs; smaller, dpsbatch does not
+// use what the cluster offers. Live partitions the site file does not
+// describe are not mismatches: Unlisted names them.
+func Check(s *Site, live []Live) []Mismatch {
+	var out []Mismatch
+	byName := map[string]*Live{}
+	var liveNames []string
+	cluster := ""
+	for i := range live {
+		l := &live[i]
+		if _, dup := byName[l.Name]; !dup {
+			byName[l.Name] = l
+			liveNames = append(liveNames, l.Name)
+		}
+		if cluster == "" {
+			cluster = l.Cluster
+		}
+	}
+	if s.Cluster != "" && cluster != "" && s.Cluster != cluster {
+		out = append(out, Mismatch{Key: "cluster", Site: s.Cluster, Live: cluster})
+	}
+	for _, p := range s.Partitions {
+		l := byName[p.Name]
+		if l == nil {
+			hint := strings.TrimPrefix(conf.Suggest(p.Name, liveNames), " ")
+			hint = strings.TrimSuffix(strings.TrimPrefix(hint, "("), ")")
+			if hint != "" {
+				hint += "; "
+			}
+			out = append(out, Mismatch{Partition: p.Name, Key: "name", Site: p.Name,
+				Hint: hint + strings.TrimSuffix(strings.TrimPrefix(conf.Have(liveNames), "("), ")")})
+			continue
+		}
+		out = append(out, checkPartition(p, l)...)
+	}
+	return out
+}
+
+func checkPartition(p Partition, l *Live) []Mismatch {
+	var out []Mismatch
+	add := func(key, site, live, hint string) {
+		out = append(out, Mismatch{Partition: p.Name, Key: key, Site: site, Live: live, Hint: hint})
+	}
+	if !l.Up {
+		add("state", "up", "down", "")
+	}
+	if l.CPUsPerNode > 0 && p.CPUsPerNode != l.CPUsPerNode {
+		add("cpus_per_node", strconv.Itoa(p.CPUsPerNode), strconv.Itoa(l.CPUsPerNode), "")
+	}
+	if p.MemoryMB > 0 && l.MemoryMB > 0 && p.MemoryMB != l.MemoryMB {
+		add("memory", formatMemory(p.MemoryMB), formatMemory(l.MemoryMB), "")
+	}
+	names := liveNodes(l)
+	if names != nil && p.Nodes != len(names) {
+		add("nodes", strconv.Itoa(p.Nodes), strconv.Itoa(len(names)), "")
+	}
+	if site, err := ExpandHostList(p.NodeList); p.NodeList != "" && err == nil && names != nil {
+		var missing, extra []string
+		for _, n := range site {
+			if !slices.Contains(names, n) {
+				missing = append(missing, n)
+			}
+		}
+		for _, n := range names {
+			if !slices.Contains(site, n) {
+				extra = append(extra, n)
+			}
+		}
+		var hint []string
+		if len(missing) > 0 {
+			hint = append(hint, "not in the cluster's partition: "+CompressHostList(missing))
+		}
+		if len(extra) > 0 {
+			hint = append(hint, "not in the site file: "+CompressHostList(extra))
+		}
+		if len(hint) > 0 {
+			add("node_list", p.NodeList, CompressHostList(names), strings.Join(hint, "; "))
+		}
+	}
+	switch {
+	case p.MaxTime == l.MaxTime:
+	case l.MaxTime > 0 && (p.MaxTime == 0 || p.MaxTime > l.MaxTime):
+		add("max_time", slurmtime.Format(p.MaxTime), slurmtime.Format(l.MaxTime), "longer than the cluster allows: Slurm rejects such jobs")
+	default:
+		add("max_time", slurmtime.Format(p.MaxTime), slurmtime.Format(l.MaxTime), "shorter than the cluster allows")
+	}
+	// The cluster's limit on nodes per job is its MaxNodes, or the
+	// partition's node count when that is smaller or there is none. When
+	// both sides allow every node, a difference in node count is the
+	// nodes mismatch alone.
+	limit := l.MaxNodes
+	liveAll := limit == 0 || names != nil && limit >= len(names)
+	if names != nil && (limit == 0 || limit > len(names)) {
+		limit = len(names)
+	}
+	switch {
+	case limit == 0 || p.MaxNodes == limit || liveAll && p.MaxNodes == p.Nodes:
+	case p.MaxNodes > limit:
+		add("max_nodes", strconv.Itoa(p.MaxNodes), strconv.Itoa(limit), "more than the cluster allows: Slurm rejects such jobs")
+	default:
+		add("max_nodes", strconv.Itoa(p.MaxNodes), strconv.Itoa(limit), "fewer than the cluster allows")
+	}
+	return out
+}
+
+// liveNodes returns the node names of a live partition: Nodes, else
+// NodeList expanded; nil when the cluster reports neither.
+func liveNodes(l *Live) []string {
+	if len(l.Nodes) > 0 {
+		return slices.Compact(slices.Sorted(slices.Values(l.Nodes)))
+	}
+	if l.NodeList == "" {
+		return nil
+	}
+	names, err := ExpandHostList(l.NodeList)
+	if err != nil {
+		return nil
+	}
+	return names
+}
+
+// Unlisted returns the names of the live partitions the site file does not
+// describe, in the cluster's order. They are not mismatches (a site file
+// may leave partitions out on purpose), but `site check` may show them.
+func Unlisted(s *Site, live []Live) []string {
+	var out []string
+	for _, l := range live {
+		known := slices.ContainsFunc(s.Partitions, func(p Partition) bool { return p.Name == l.Name })
+		if !known && !slices.Contains(out, l.Name) {
+			out = append(out, l.Name)
+		}
+	}
+	return out
+}
