@@ -549,30 +549,39 @@ func (r *reader) memory(n *yaml.Node, path string) int {
 	if len(d.Errs) > before {
 		return 0
 	}
-	bad := func() int {
-		d.Errorf(n, path, "expected a size such as 2000M, 16G, 1T or a number of megabytes, got %q", s)
+	if memorySize.FindStringSubmatch(s) == nil && deref(n).Tag != "!!int" {
+		s = "?" + s // a quoted "2000" is a string, not a number of megabytes
+	}
+	mb, err := ParseMemory(strings.TrimPrefix(s, "?"))
+	if strings.HasPrefix(s, "?") && err == nil {
+		err = fmt.Errorf("expected a size such as 2000M, 16G, 1T or a number of megabytes, got %q", s[1:])
+	}
+	if err != nil {
+		d.Errorf(n, path, "%s", err)
 		return 0
 	}
+	return mb
+}
+
+// ParseMemory reads a memory size in megabytes: "2000M", "16G", "1T"
+// (binary multiples, as Slurm counts) or a bare number of megabytes.
+func ParseMemory(s string) (int, error) {
 	num, unit := s, "M"
 	if m := memorySize.FindStringSubmatch(s); m != nil {
 		num, unit = m[1], strings.ToUpper(m[2])
-	} else if deref(n).Tag != "!!int" {
-		return bad()
 	}
 	v, err := strconv.Atoi(num)
 	if err != nil {
-		return bad()
+		return 0, fmt.Errorf("expected a size such as 2000M, 16G, 1T or a number of megabytes, got %q", s)
 	}
 	mult := map[string]int{"M": 1, "G": 1 << 10, "T": 1 << 20}[unit]
 	if v > math.MaxInt32/mult {
-		d.Errorf(n, path, "%q is too large", s)
-		return 0
+		return 0, fmt.Errorf("%q is too large", s)
 	}
 	if v < 1 {
-		d.Errorf(n, path, "must be at least 1M, got %q", s)
-		return 0
+		return 0, fmt.Errorf("must be at least 1M, got %q", s)
 	}
-	return v * mult
+	return v * mult, nil
 }
 
 // formatMemory writes megabytes as the site file does: "16G" when whole
