@@ -7,7 +7,10 @@ import (
 
 // Quote returns s as one POSIX shell word that stands for s exactly: bare
 // when s is made only of letters, digits and _@%+:,./- (and is not
-// empty), else in single quotes, with each single quote written '\” .
+// empty), else in single quotes, where a single quote is closed, escaped
+// and reopened:
+//
+//	it's  ->  'it'\''s'
 //
 // A newline inside s is written as '"<newline>"' (out of the single
 // quotes, into double quotes and back), so that no line of a script

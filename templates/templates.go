@@ -154,8 +154,8 @@ func Parse(name, text string) (*Template, error) {
 		return nil, templateError(name, err)
 	}
 	if !bytes.HasPrefix(out.Bytes(), []byte("#!")) {
-		return nil, fmt.Errorf("templates: %w", &conf.Error{File: name, Line: 1,
-			Msg: "the script must start with #! and an interpreter (sbatch refuses it otherwise); the output starts " + strconv.Quote(firstLine(out.String()))})
+		return nil, fmt.Errorf("templates: %w", conf.Errors{{File: name, Line: 1,
+			Msg: "the script must start with #! and an interpreter (sbatch refuses it otherwise); the output starts " + strconv.Quote(firstLine(out.String()))}})
 	}
 	return t, nil
 }
