@@ -167,9 +167,15 @@ func TestQuote(t *testing.T) {
 		}
 		script.WriteString("printf '%s\\0' " + q + "\n")
 	}
-	out, err := exec.Command("bash", "-c", script.String()).Output()
+	dir := t.TempDir()
+	cmd := exec.Command("bash", "-c", script.String())
+	cmd.Dir = dir
+	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("bash: %v", err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) > 0 {
+		t.Errorf("a value ran a command (it created %s)", left[0].Name())
 	}
 	got := strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00")
 	if len(got) != len(values) {
