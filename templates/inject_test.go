@@ -92,32 +92,36 @@ func hostileValues(marks string) []string {
 }
 
 // setter is one string field of Job, or an element of a list field.
+// Setup is not among them: its lines are the site's trusted shell.
 type setter struct {
 	field     string
 	directive bool // placed on an #SBATCH line: a newline is an error
+	rejected  bool // checked strictly: every hostile value is an error
 	set       func(j *templates.Job, v string, base string)
 }
 
 func setters() []setter {
 	return []setter{
-		{"Name", true, func(j *templates.Job, v, _ string) { j.Name = v }},
-		{"RunID", false, func(j *templates.Job, v, _ string) { j.RunID = v }},
-		{"RunDir", false, func(j *templates.Job, v, base string) { j.RunDir = filepath.Join(base, "rundir") + "/" + v }},
-		{"Partition", true, func(j *templates.Job, v, _ string) { j.Partition = v }},
-		{"Account", true, func(j *templates.Job, v, _ string) { j.Account = v }},
-		{"QoS", true, func(j *templates.Job, v, _ string) { j.QoS = v }},
-		{"Output", true, func(j *templates.Job, v, _ string) { j.Output = v }},
-		{"Signal", true, func(j *templates.Job, v, _ string) { j.Signal = v }},
-		{"Dependency", true, func(j *templates.Job, v, _ string) { j.Dependency = v }},
-		{"Extra[1]", true, func(j *templates.Job, v, _ string) { j.Extra = []string{"--exclusive", "--comment=" + v} }},
-		{"Env[1] value", false, func(j *templates.Job, v, _ string) { j.Env = [][2]string{{"DPS_PLAIN", "plain"}, {"DPS_HOSTILE", v}} }},
-		{"Launch[0]", false, func(j *templates.Job, v, base string) {
+		{"Name", true, false, func(j *templates.Job, v, _ string) { j.Name = v }},
+		{"RunID", false, false, func(j *templates.Job, v, _ string) { j.RunID = v }},
+		{"RunDir", false, false, func(j *templates.Job, v, base string) { j.RunDir = filepath.Join(base, "rundir") + "/" + v }},
+		{"Partition", true, false, func(j *templates.Job, v, _ string) { j.Partition = v }},
+		{"Account", true, false, func(j *templates.Job, v, _ string) { j.Account = v }},
+		{"QoS", true, false, func(j *templates.Job, v, _ string) { j.QoS = v }},
+		{"Output", true, false, func(j *templates.Job, v, _ string) { j.Output = v }},
+		{"Signal", true, false, func(j *templates.Job, v, _ string) { j.Signal = v }},
+		{"Dependency", true, false, func(j *templates.Job, v, _ string) { j.Dependency = v }},
+		{"Extra[1]", true, false, func(j *templates.Job, v, _ string) { j.Extra = []string{"--exclusive", "--comment=" + v} }},
+		{"Env[1] value", false, false, func(j *templates.Job, v, _ string) { j.Env = [][2]string{{"DPS_PLAIN", "plain"}, {"DPS_HOSTILE", v}} }},
+		{"Launch[0]", false, false, func(j *templates.Job, v, base string) {
 			// An absolute path to the fake launcher, through folders
 			// named by the hostile value.
 			j.Launch = []string{filepath.Join(base, "launchers") + "/" + v + "/launcher", "a"}
 		}},
-		{"Launch[2]", false, func(j *templates.Job, v, _ string) { j.Launch = []string{"srun", "--mpi=none", v, "after"} }},
-		{"Launch[3]", false, func(j *templates.Job, v, _ string) { j.Launch = []string{"srun", "before", "", v} }},
+		{"Launch[2]", false, false, func(j *templates.Job, v, _ string) { j.Launch = []string{"srun", "--mpi=none", v, "after"} }},
+		{"Launch[3]", false, false, func(j *templates.Job, v, _ string) { j.Launch = []string{"srun", "before", "", v} }},
+		{"Time", true, true, func(j *templates.Job, v, _ string) { j.Time = v }},
+		{"Env[0] name", false, true, func(j *templates.Job, v, _ string) { j.Env = [][2]string{{v, "x"}} }},
 	}
 }
 
@@ -126,7 +130,8 @@ func setters() []setter {
 // PATH, and checks that no injected command ran, that the launcher got
 // exactly Job.Launch in the run directory with the Env values, and that
 // the script exits with the launcher's status. A newline in a field that
-// goes on an #SBATCH line must be an error naming it.
+// goes on an #SBATCH line, and any hostile Time or Env name, must be an
+// error naming the field.
 func TestInjection(t *testing.T) {
 	if _, err := exec.LookPath("bash"); err != nil {
 		t.Skip("no bash")
@@ -159,7 +164,7 @@ func TestInjection(t *testing.T) {
 
 			var script bytes.Buffer
 			err := templates.Default().Render(&script, j)
-			if s.directive && strings.ContainsAny(v, "\n") {
+			if s.rejected || s.directive && strings.ContainsAny(v, "\n") {
 				var fe *templates.FieldError
 				if !errors.As(err, &fe) || fe.Field != s.field || !errors.Is(err, templates.ErrInvalid) {
 					t.Errorf("%s = %q: want an error naming Job.%s, got %v", name, v, s.field, err)

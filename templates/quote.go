@@ -74,10 +74,10 @@ func quoteArgs(list []string) string {
 // unquoted # ends the line; a line ends at a newline, whatever the
 // quoting. So a value is written bare when it is made of letters, digits
 // and _@%+=:,./- only, else between double quotes with \ and " escaped by
-// a backslash. Older sbatch (before 20.02) also blanked the word
-// "packjob" anywhere on an #SBATCH line, and slurmctld's burst buffer
-// plugins look for "hetjob" and "packjob" on them: the j of either word
-// in a value is written \j, which every sbatch reads as j.
+// a backslash. Older sbatch releases also blanked the word "packjob"
+// anywhere on an #SBATCH line (22.05 does not), and slurmctld's burst
+// buffer plugins look for "hetjob" and "packjob" on them: the j of either
+// word in a value is written \j, which sbatch reads as j.
 //
 // A newline, a carriage return or a NUL cannot be placed on an #SBATCH
 // line: Directive returns a *FieldError for them, never an altered value.
