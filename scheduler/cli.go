@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/dpsbatch/dpsbatch/internal/conf"
 	"github.com/dpsbatch/dpsbatch/site"
@@ -67,6 +68,9 @@ func NewCLI(o CLIOptions) (*CLI, error) {
 // standard error. env, when not nil, replaces the environment.
 func (c *CLI) run(ctx context.Context, stdin []byte, env []string, tool string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, c.paths[tool], args...)
+	// When ctx ends, the tool is killed; a child it left holding the
+	// output pipes must not keep us waiting.
+	cmd.WaitDelay = time.Second
 	if env == nil {
 		env = c.env
 	}
