@@ -81,7 +81,9 @@ type Backend interface {
 	Jobs(ctx context.Context, ids []string) (map[string]Job, error)
 	// History asks job accounting (sacct) about the jobs ids; unknown
 	// jobs are absent. It returns ErrNoAccounting when the cluster keeps
-	// none. Accounting learns of a job's end a few seconds after it.
+	// none. Accounting learns of a job's end a few seconds after it, and
+	// may for a few seconds more hold the end without the start: Slurm
+	// 22.05's sacct then names the job "allocation", with no partition.
 	History(ctx context.Context, ids []string) (map[string]Job, error)
 	// Cancel cancels job id when signal is "", else sends it the signal
 	// (a name such as "USR1" or "TERM") in every job step, the batch
