@@ -78,31 +78,36 @@ type metaJSON struct {
 	} `json:"Slurm"`
 }
 
-// decodeJSON decodes the output of tool's --json into v, saying which
-// format was expected when it does not fit.
-func decodeJSON(tool string, out []byte, v any, errs *[]json.RawMessage) error {
+// decodeJSON decodes JSON of OpenAPI v0.0.38 from what (such as
+// "squeue --json") into v, saying which format was expected when it does
+// not fit.
+func decodeJSON(what string, out []byte, v any, errs *[]json.RawMessage) error {
 	if err := json.Unmarshal(out, v); err != nil {
 		var m struct {
 			Meta metaJSON `json:"meta"`
 		}
 		_ = json.Unmarshal(out, &m)
-		return fmt.Errorf("scheduler: %s --json: cannot read its output (format %q of Slurm %q; want openapi/v0.0.38, Slurm 22.05): %w",
-			tool, m.Meta.Plugin.Type, m.Meta.Slurm.Release, err)
+		return fmt.Errorf("scheduler: %s: cannot read its output (format %q of Slurm %q; want openapi/v0.0.38, Slurm 22.05): %w",
+			what, m.Meta.Plugin.Type, m.Meta.Slurm.Release, err)
 	}
 	if len(*errs) > 0 {
 		msgs := make([]string, len(*errs))
 		for i, e := range *errs {
 			msgs[i] = string(e)
 		}
-		return fmt.Errorf("scheduler: %s --json reports errors: %s", tool, strings.Join(msgs, "; "))
+		return fmt.Errorf("scheduler: %s reports errors: %s", what, strings.Join(msgs, "; "))
 	}
 	return nil
 }
 
 // parseSqueue reads squeue --json.
-func parseSqueue(out []byte) ([]Job, error) {
+func parseSqueue(out []byte) ([]Job, error) { return parseJobsJSON("squeue --json", "squeue", out) }
+
+// parseJobsJSON reads the jobs of squeue --json or slurmrestd's /jobs
+// (the same v0.0.38 format) from what, naming source in every Job.
+func parseJobsJSON(what, source string, out []byte) ([]Job, error) {
 	var q squeueJSON
-	if err := decodeJSON("squeue", out, &q, &q.Errors); err != nil {
+	if err := decodeJSON(what, out, &q, &q.Errors); err != nil {
 		return nil, err
 	}
 	jobs := make([]Job, 0, len(q.Jobs))
@@ -115,7 +120,7 @@ func parseSqueue(out []byte) ([]Job, error) {
 			Submitted: epoch(r.SubmitTime),
 			Nodes:     r.Nodes,
 			Partition: r.Partition,
-			Source:    "squeue",
+			Source:    source,
 		}
 		if r.ArrayTaskID != nil && r.ArrayJobID > 0 {
 			j.ID = fmt.Sprintf("%d_%d", r.ArrayJobID, *r.ArrayTaskID)
@@ -233,11 +238,11 @@ type sinfoJSON struct {
 }
 
 // parsePartitions builds the live partitions from scontrol --oneliner
-// show partition (one partition a line, Key=Value fields) and sinfo
-// --json's nodes.
+// show partition (one partition a line, Key=Value fields) and the nodes of
+// sinfo --json (or slurmrestd's /nodes, the same format).
 func parsePartitions(cluster string, scontrol, sinfo []byte) ([]site.Live, error) {
 	var s sinfoJSON
-	if err := decodeJSON("sinfo", sinfo, &s, &s.Errors); err != nil {
+	if err := decodeJSON("sinfo --json", sinfo, &s, &s.Errors); err != nil {
 		return nil, err
 	}
 	var lives []site.Live
