@@ -97,20 +97,3 @@ func TestPlanOnCluster(t *testing.T) {
 	}
 }
 
-// restSocket is where scripts/cluster.sh start-rest runs slurmrestd.
-const restSocket = "/run/dpsbatch/slurmrestd.sock"
-
-// TestRESTBackend runs the shared backend suite against the local
-// cluster through slurmrestd (v0.0.38, local auth), which serves no
-// accounting here.
-func TestRESTBackend(t *testing.T) {
-	testenv.NeedCluster(t, 4, cliTools...)
-	if fi, err := os.Stat(restSocket); err != nil || fi.Mode()&os.ModeSocket == 0 {
-		testenv.SkipOrFail(t, "no slurmrestd socket at %s (run scripts/cluster.sh start-rest): %v", restSocket, err)
-	}
-	b, err := scheduler.NewREST(scheduler.RESTOptions{Socket: restSocket})
-	if err != nil {
-		t.Fatal(err)
-	}
-	schedtest.Run(t, b, schedtest.Options{NoAccounting: true})
-}

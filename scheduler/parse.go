@@ -103,8 +103,8 @@ func decodeJSON(what string, out []byte, v any, errs *[]json.RawMessage) error {
 // parseSqueue reads squeue --json.
 func parseSqueue(out []byte) ([]Job, error) { return parseJobsJSON("squeue --json", "squeue", out) }
 
-// parseJobsJSON reads the jobs of squeue --json or slurmrestd's /jobs
-// (the same v0.0.38 format) from what, naming source in every Job.
+// parseJobsJSON reads the jobs of squeue --json (or slurmrestd's /jobs,
+// the same v0.0.38 format) from what, naming source in every Job.
 func parseJobsJSON(what, source string, out []byte) ([]Job, error) {
 	var q squeueJSON
 	if err := decodeJSON(what, out, &q, &q.Errors); err != nil {
