@@ -96,4 +96,3 @@ func TestPlanOnCluster(t *testing.T) {
 		})
 	}
 }
-
