@@ -20,8 +20,9 @@ const (
 	// rest.
 	Pack Strategy = "pack"
 	// Spread gives every Slice a node of its own, for data locality; the
-	// Pipeline (rank 0) shares the first node with Slice 1. When a node
-	// cannot hold two tasks, the Pipeline gets a node of its own.
+	// Pipeline (rank 0) shares the first node with Slice 1 (see Plan for
+	// when Slurm may place the shared node elsewhere). When a node cannot
+	// hold two tasks, the Pipeline gets a node of its own.
 	Spread Strategy = "spread"
 )
 
@@ -45,8 +46,13 @@ type Needs struct {
 }
 
 // Plan is an allocation for a run: what sbatch is asked for. Rank 0 is the
-// Pipeline, ranks 1..Tasks-1 the Slices; Slurm's block distribution puts
-// ranks on nodes in order, Layout[0] of them on the first node, and so on.
+// Pipeline, ranks 1..Tasks-1 the Slices. Layout is the layout the plan is
+// sized for, Layout[0] ranks on the first node and so on. Slurm gives
+// exactly it when it is uniform (--ntasks-per-node); otherwise Slurm keeps
+// Nodes and Tasks (at least one task a node) and places the rest by free
+// CPUs: on an idle cluster it gives Layout, on a busy one it may not (a
+// planned [4 1] came out [2 3]). The Pipeline learns the real layout at
+// start from its Slices' host info.
 type Plan struct {
 	Partition    string
 	Strategy     Strategy
