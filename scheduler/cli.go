@@ -1,0 +1,261 @@
+package scheduler
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/dpsbatch/dpsbatch/internal/conf"
+	"github.com/dpsbatch/dpsbatch/site"
+)
+
+// ErrMissingTools is matched by the error of NewCLI when Slurm's command
+// line tools are not all on PATH.
+var ErrMissingTools = errors.New("scheduler: Slurm tools not found")
+
+// cliTools are the commands the CLI backend runs.
+var cliTools = []string{"sbatch", "squeue", "sinfo", "scontrol", "scancel", "sacct"}
+
+// CLIOptions configures the CLI backend.
+type CLIOptions struct {
+	// Env is added to the environment of every tool it runs, such as
+	// SLURM_CONF=/etc/slurm-other/slurm.conf.
+	Env []string
+}
+
+// CLI is the Backend that runs Slurm's command line tools: sbatch, squeue
+// --json, sacct, scancel, and sinfo --json with scontrol for partitions.
+// It keeps no state between calls and is safe for concurrent use.
+type CLI struct {
+	paths map[string]string // tool name -> absolute path
+	env   []string
+}
+
+// NewCLI finds the Slurm tools on PATH (sbatch, squeue, sinfo, scontrol,
+// scancel, sacct) and reports every missing one in one error matching
+// ErrMissingTools. It runs none of them.
+func NewCLI(o CLIOptions) (*CLI, error) {
+	c := &CLI{paths: make(map[string]string, len(cliTools))}
+	var missing []string
+	for _, tool := range cliTools {
+		p, err := exec.LookPath(tool)
+		if err != nil {
+			missing = append(missing, tool)
+			continue
+		}
+		c.paths[tool] = p
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%w on PATH: %s (install Slurm's client tools, or run on a login node)",
+			ErrMissingTools, strings.Join(missing, ", "))
+	}
+	if len(o.Env) > 0 {
+		c.env = append(os.Environ(), o.Env...)
+	}
+	return c, nil
+}
+
+// run runs tool with args, feeding it stdin when not nil, and returns its
+// standard output. A tool that fails gives an error naming it, with its
+// standard error. env, when not nil, replaces the environment.
+func (c *CLI) run(ctx context.Context, stdin []byte, env []string, tool string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, c.paths[tool], args...)
+	// When ctx ends, the tool is killed; a child it left holding the
+	// output pipes must not keep us waiting.
+	cmd.WaitDelay = time.Second
+	if env == nil {
+		env = c.env
+	}
+	cmd.Env = env // nil: the process's environment
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+		}
+		return stdout.Bytes(), &toolError{tool: tool, args: args, err: err, stderr: strings.TrimSpace(stderr.String())}
+	}
+	return stdout.Bytes(), nil
+}
+
+// environ is the environment of the tools plus extra.
+func (c *CLI) environ(extra ...string) []string {
+	base := c.env
+	if base == nil {
+		base = os.Environ()
+	}
+	return append(slices.Clip(base), extra...)
+}
+
+// toolError is a Slurm tool that failed.
+type toolError struct {
+	tool   string
+	args   []string
+	err    error
+	stderr string
+}
+
+func (e *toolError) Error() string {
+	cmd := strings.Join(append([]string{e.tool}, e.args...), " ")
+	if len(cmd) > 200 {
+		cmd = cmd[:200] + "..."
+	}
+	msg := fmt.Sprintf("scheduler: %s: %v", cmd, e.err)
+	if e.stderr != "" {
+		msg += ": " + e.stderr
+	}
+	return msg
+}
+
+func (e *toolError) Unwrap() error { return e.err }
+
+// Submit pipes the script to sbatch --parsable on stdin, with --chdir and
+// --dependency, and returns the job ID it prints.
+func (c *CLI) Submit(ctx context.Context, s Submission) (string, error) {
+	if err := s.check(); err != nil {
+		return "", err
+	}
+	args := []string{"--parsable", "--chdir=" + s.Dir}
+	if s.Dependency != "" {
+		args = append(args, "--dependency="+s.Dependency)
+	}
+	out, err := c.run(ctx, s.Script, nil, "sbatch", args...)
+	if err != nil {
+		return "", err
+	}
+	return parseSbatch(out)
+}
+
+// check reports a submission that cannot be submitted.
+func (s Submission) check() error {
+	switch {
+	case len(bytes.TrimSpace(s.Script)) == 0:
+		return errors.New("scheduler: submit: empty job script")
+	case !filepath.IsAbs(s.Dir):
+		return fmt.Errorf("scheduler: submit: the working directory %q is not absolute", s.Dir)
+	case strings.ContainsAny(s.Dependency, " \t\n"):
+		return fmt.Errorf("scheduler: submit: bad dependency %q", s.Dependency)
+	}
+	return nil
+}
+
+// Jobs runs squeue --json once, for all jobs, and keeps those asked for:
+// Slurm 22.05's squeue --json ignores --jobs and --states (checked on the
+// local cluster), and a newer squeue given an unknown ID fails instead of
+// leaving it out. Finished jobs stay in its answer until MinJobAge.
+func (c *CLI) Jobs(ctx context.Context, ids []string) (map[string]Job, error) {
+	want, err := idSet(ids)
+	if err != nil || len(want) == 0 {
+		return map[string]Job{}, err
+	}
+	out, err := c.run(ctx, nil, nil, "squeue", "--json")
+	if err != nil {
+		return nil, err
+	}
+	jobs, err := parseSqueue(out)
+	if err != nil {
+		return nil, err
+	}
+	got := make(map[string]Job, len(want))
+	for _, j := range jobs {
+		if want[j.ID] {
+			got[j.ID] = j
+		}
+	}
+	return got, nil
+}
+
+// historyChunk bounds the job IDs of one sacct command line.
+const historyChunk = 2000
+
+// History runs sacct -P -X (one line per job, no steps) for ids, in
+// chunks of historyChunk IDs. Slurm 22.05's sacct --json is not used: it
+// reports exit code 0 for jobs that failed (checked on the local cluster).
+func (c *CLI) History(ctx context.Context, ids []string) (map[string]Job, error) {
+	want, err := idSet(ids)
+	if err != nil || len(want) == 0 {
+		return map[string]Job{}, err
+	}
+	list := make([]string, 0, len(want))
+	for id := range want {
+		list = append(list, id)
+	}
+	slices.Sort(list)
+	env := c.environ("SLURM_TIME_FORMAT=%s") // epoch seconds: no time zone to guess
+	got := make(map[string]Job, len(want))
+	for chunk := range slices.Chunk(list, historyChunk) {
+		out, err := c.run(ctx, nil, env, "sacct", "--parsable2", "--noheader", "--allocations",
+			"--format="+sacctFormat, "--jobs="+strings.Join(chunk, ","))
+		if err != nil {
+			var te *toolError
+			if errors.As(err, &te) && strings.Contains(strings.ToLower(te.stderr), "accounting storage is disabled") {
+				return nil, fmt.Errorf("%w (sacct: %s)", ErrNoAccounting, te.stderr)
+			}
+			return nil, err
+		}
+		jobs, err := parseSacct(out)
+		if err != nil {
+			return nil, err
+		}
+		for _, j := range jobs {
+			if want[j.ID] {
+				got[j.ID] = j // a later line (a requeued job's last run) wins
+			}
+		}
+	}
+	return got, nil
+}
+
+// signalName is what Cancel accepts as a signal: a name or a number.
+var signalName = regexp.MustCompile(`^[A-Za-z0-9]+$`)
+
+// Cancel runs scancel, with --signal when signal is not "". scancel
+// signals the job's steps, not its batch script (checked on the local
+// cluster): the script's srun step gets it.
+func (c *CLI) Cancel(ctx context.Context, id string, signal string) error {
+	if !jobID.MatchString(id) {
+		return fmt.Errorf("scheduler: cancel: bad job id %q: %w", id, conf.ErrInvalid)
+	}
+	args := []string{id}
+	if signal != "" {
+		if !signalName.MatchString(signal) {
+			return fmt.Errorf("scheduler: cancel: bad signal %q (want a name such as USR1, or a number): %w", signal, conf.ErrInvalid)
+		}
+		args = []string{"--signal=" + signal, id}
+	}
+	_, err := c.run(ctx, nil, nil, "scancel", args...)
+	return err
+}
+
+// Partitions runs scontrol show config (for the cluster's name), scontrol
+// show partition (limits, state, node list) and sinfo --json (each node's
+// CPUs and memory): Slurm 22.05's sinfo --json lists nodes, not
+// partitions.
+func (c *CLI) Partitions(ctx context.Context) ([]site.Live, error) {
+	cfg, err := c.run(ctx, nil, nil, "scontrol", "show", "config")
+	if err != nil {
+		return nil, err
+	}
+	parts, err := c.run(ctx, nil, nil, "scontrol", "--oneliner", "show", "partition")
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := c.run(ctx, nil, nil, "sinfo", "--json")
+	if err != nil {
+		return nil, err
+	}
+	return parsePartitions(parseClusterName(cfg), parts, nodes)
+}
+
+var _ Backend = (*CLI)(nil)

@@ -1,0 +1,213 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dpsbatch/dpsbatch/internal/conf"
+)
+
+// These tests run the CLI backend against fake tools (shell scripts on
+// PATH) to check what surrounds the tools: arguments, stdin, errors,
+// filtering. The real tools are tested by TestCLIBackend (cluster_test.go).
+
+// fakeTools puts a script for every tool on a fresh PATH: scripts[tool] is
+// its body, others exit 0 silently; the system's folders follow it on PATH
+// for the scripts' own commands. Each script records its arguments in
+// DIR/TOOL.args and its stdin in DIR/TOOL.stdin.
+func fakeTools(t *testing.T, scripts map[string]string) (dir string) {
+	t.Helper()
+	dir = t.TempDir()
+	for _, tool := range cliTools {
+		body := "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"" + dir + "/" + tool + ".args\"\n" +
+			"cat > \"" + dir + "/" + tool + ".stdin\"\n" + scripts[tool] + "\n"
+		if err := os.WriteFile(filepath.Join(dir, tool), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("PATH", dir+":/usr/bin:/bin")
+	return dir
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestNewCLIMissingTools(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	_, err := NewCLI(CLIOptions{})
+	want := "scheduler: Slurm tools not found on PATH: sbatch, squeue, sinfo, scontrol, scancel, sacct"
+	if err == nil || !strings.HasPrefix(err.Error(), want) || !errors.Is(err, ErrMissingTools) {
+		t.Fatalf("NewCLI error %v, want one starting %q matching ErrMissingTools", err, want)
+	}
+
+	dir := fakeTools(t, nil)
+	os.Remove(filepath.Join(dir, "sacct"))
+	os.Remove(filepath.Join(dir, "sinfo"))
+	t.Setenv("PATH", dir)
+	_, err = NewCLI(CLIOptions{})
+	if want := "Slurm tools not found on PATH: sinfo, sacct "; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("NewCLI error %v, want one containing %q", err, want)
+	}
+}
+
+func TestCLISubmitFake(t *testing.T) {
+	dir := fakeTools(t, map[string]string{"sbatch": "echo '77;dps'"})
+	c, err := NewCLI(CLIOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := "#!/bin/bash\n#SBATCH --job-name=x\necho hi\n"
+	id, err := c.Submit(context.Background(), Submission{Script: []byte(script), Dir: "/some/dir", Dependency: "afterany:12"})
+	if err != nil || id != "77" {
+		t.Fatalf("Submit = %q, %v; want 77", id, err)
+	}
+	if got, want := readFile(t, filepath.Join(dir, "sbatch.args")), "--parsable\n--chdir=/some/dir\n--dependency=afterany:12\n"; got != want {
+		t.Errorf("sbatch arguments %q, want %q", got, want)
+	}
+	if got := readFile(t, filepath.Join(dir, "sbatch.stdin")); got != script {
+		t.Errorf("sbatch stdin %q, want the script %q", got, script)
+	}
+
+	for _, s := range []Submission{
+		{Script: nil, Dir: "/d"},
+		{Script: []byte("  \n"), Dir: "/d"},
+		{Script: []byte("true"), Dir: "relative/dir"},
+		{Script: []byte("true"), Dir: "/d", Dependency: "afterok:1 --wrap=x"},
+	} {
+		if id, err := c.Submit(context.Background(), s); err == nil {
+			t.Errorf("Submit(%+v) = %q, want an error", s, id)
+		}
+	}
+}
+
+func TestCLIToolErrorsFake(t *testing.T) {
+	fakeTools(t, map[string]string{
+		"sbatch":  "echo 'sbatch: error: Batch job submission failed: Invalid partition name specified' >&2; exit 1",
+		"scancel": "echo 'scancel: error: Kill job error on job id 5: Invalid job id specified' >&2; exit 1",
+		"sacct":   "echo 'sacct: error: Problem talking to the database: Connection refused' >&2; exit 1",
+		"squeue":  "sleep 5",
+	})
+	c, err := NewCLI(CLIOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	_, err = c.Submit(ctx, Submission{Script: []byte("true"), Dir: "/d"})
+	if want := "scheduler: sbatch --parsable --chdir=/d: exit status 1: sbatch: error: Batch job submission failed: Invalid partition name specified"; err == nil || err.Error() != want {
+		t.Errorf("Submit error\n got %v\nwant %s", err, want)
+	}
+	err = c.Cancel(ctx, "5", "USR1")
+	if want := "scheduler: scancel --signal=USR1 5: exit status 1: scancel: error: Kill job error on job id 5: Invalid job id specified"; err == nil || err.Error() != want {
+		t.Errorf("Cancel error\n got %v\nwant %s", err, want)
+	}
+	_, err = c.History(ctx, []string{"5"})
+	if err == nil || errors.Is(err, ErrNoAccounting) || !strings.Contains(err.Error(), "Connection refused") {
+		t.Errorf("History error %v, want the tool's stderr and not ErrNoAccounting", err)
+	}
+
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = c.Jobs(short, []string{"5"})
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 3*time.Second {
+		t.Errorf("Jobs under a 100ms deadline: %v after %v, want context.DeadlineExceeded at once", err, time.Since(start))
+	}
+
+	for _, bad := range []struct {
+		id, signal string
+	}{{"5;rm", ""}, {"-5", ""}, {"", ""}, {"5", "USR1 6"}, {"5", "--full"}} {
+		if err := c.Cancel(ctx, bad.id, bad.signal); !errors.Is(err, conf.ErrInvalid) {
+			t.Errorf("Cancel(%q, %q) = %v, want a bad input error", bad.id, bad.signal, err)
+		}
+	}
+	if _, err := c.Jobs(ctx, []string{"1,2"}); !errors.Is(err, conf.ErrInvalid) {
+		t.Errorf("Jobs with a bad id: %v, want a bad input error", err)
+	}
+	if _, err := c.History(ctx, []string{"1", "--starttime=now"}); !errors.Is(err, conf.ErrInvalid) {
+		t.Errorf("History with a bad id: %v, want a bad input error", err)
+	}
+}
+
+func TestCLINoAccountingFake(t *testing.T) {
+	fakeTools(t, map[string]string{"sacct": "echo 'Slurm accounting storage is disabled' >&2; exit 1"})
+	c, err := NewCLI(CLIOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.History(context.Background(), []string{"5"}); !errors.Is(err, ErrNoAccounting) {
+		t.Errorf("History = %v, want ErrNoAccounting", err)
+	}
+}
+
+func TestCLIJobsFilterFake(t *testing.T) {
+	data, err := filepath.Abs(filepath.Join("testdata", "squeue.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := fakeTools(t, map[string]string{"squeue": "exec /bin/cat '" + data + "'"})
+	c, err := NewCLI(CLIOptions{Env: []string{"SLURM_CONF=/nowhere"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := c.Jobs(context.Background(), []string{"44", "48", "99999", "44"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 2 || jobs["44"].State != "FAILED" || jobs["48"].State != "PENDING" {
+		t.Errorf("Jobs = %+v, want 44 FAILED and 48 PENDING only", jobs)
+	}
+	if got := readFile(t, filepath.Join(dir, "squeue.args")); got != "--json\n" {
+		t.Errorf("squeue arguments %q, want --json only", got)
+	}
+	// No IDs: no query at all.
+	os.Remove(filepath.Join(dir, "squeue.args"))
+	if jobs, err := c.Jobs(context.Background(), nil); err != nil || len(jobs) != 0 {
+		t.Errorf("Jobs(nil) = %v, %v; want an empty map", jobs, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "squeue.args")); err == nil {
+		t.Error("Jobs(nil) ran squeue")
+	}
+}
+
+func TestCLIHistoryChunksFake(t *testing.T) {
+	// sacct prints one COMPLETED line per ID of its --jobs argument, and
+	// counts its calls and records SLURM_TIME_FORMAT.
+	out := t.TempDir()
+	dir := fakeTools(t, map[string]string{"sacct": `echo "$SLURM_TIME_FORMAT" >> "` + out + `/calls"; ` +
+		`for a in "$@"; do case $a in --jobs=*) echo "${a#--jobs=}" | tr , '\n' | ` +
+		`while read id; do echo "$id|COMPLETED|0:0|None|1795448453|1795448454|1795448455|n1|debug|job $id"; done;; esac; done`})
+	c, err := NewCLI(CLIOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := range historyChunk + 5 {
+		ids = append(ids, strconv.Itoa(1000+i))
+	}
+	jobs, err := c.History(context.Background(), ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j := jobs["1000"]; len(jobs) != len(ids) || j.Name != "job 1000" || j.Source != "sacct" || !j.Ended.Equal(time.Unix(1795448455, 0)) {
+		t.Errorf("History of %d ids: %d jobs, job 1000 %+v", len(ids), len(jobs), j)
+	}
+	if got := readFile(t, filepath.Join(out, "calls")); got != "%s\n%s\n" {
+		t.Errorf("sacct calls (one line each, SLURM_TIME_FORMAT) %q, want two with %%s", got)
+	}
+	args := readFile(t, filepath.Join(dir, "sacct.args"))
+	if !strings.Contains(args, "--format="+sacctFormat+"\n") || !strings.Contains(args, "--allocations\n") {
+		t.Errorf("sacct arguments %q", args)
+	}
+}

@@ -1,0 +1,304 @@
+package scheduler
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dpsbatch/dpsbatch/internal/conf"
+	"github.com/dpsbatch/dpsbatch/internal/slurmtime"
+	"github.com/dpsbatch/dpsbatch/site"
+)
+
+// This file reads what Slurm 22.05's tools print. Each parser is tested on
+// output captured from the local cluster (testdata/).
+
+// jobID is a Slurm job ID: 123, an array task 123_4, a het component 123+1.
+var jobID = regexp.MustCompile(`^[0-9]+(_[0-9]+)?(\+[0-9]+)?$`)
+
+// idSet checks ids and returns them as a set.
+func idSet(ids []string) (map[string]bool, error) {
+	set := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		if !jobID.MatchString(id) {
+			return nil, fmt.Errorf("scheduler: bad job id %q (want digits such as 123, or 123_4): %w", id, conf.ErrInvalid)
+		}
+		set[id] = true
+	}
+	return set, nil
+}
+
+// parseSbatch reads the job ID that sbatch --parsable prints: "123", or
+// "123;cluster" on a multi-cluster setup.
+func parseSbatch(out []byte) (string, error) {
+	line := strings.TrimSpace(string(out))
+	if i := strings.LastIndexByte(line, '\n'); i >= 0 {
+		line = strings.TrimSpace(line[i+1:])
+	}
+	id, _, _ := strings.Cut(line, ";")
+	if !jobID.MatchString(id) {
+		return "", fmt.Errorf("scheduler: sbatch --parsable printed %q, not a job ID", strings.TrimSpace(string(out)))
+	}
+	return id, nil
+}
+
+// squeueJSON is the part of squeue --json's output (OpenAPI v0.0.38) that
+// Jobs reads.
+type squeueJSON struct {
+	Meta   metaJSON          `json:"meta"`
+	Errors []json.RawMessage `json:"errors"`
+	Jobs   []struct {
+		JobID       int64  `json:"job_id"`
+		ArrayJobID  int64  `json:"array_job_id"`
+		ArrayTaskID *int64 `json:"array_task_id"`
+		Name        string `json:"name"`
+		JobState    string `json:"job_state"`
+		StateReason string `json:"state_reason"`
+		// ExitCode is a wait status: exit code << 8 | signal.
+		ExitCode   *int64 `json:"exit_code"`
+		SubmitTime int64  `json:"submit_time"`
+		StartTime  int64  `json:"start_time"`
+		EndTime    int64  `json:"end_time"`
+		Nodes      string `json:"nodes"`
+		Partition  string `json:"partition"`
+	} `json:"jobs"`
+}
+
+type metaJSON struct {
+	Plugin struct {
+		Type string `json:"type"`
+	} `json:"plugin"`
+	Slurm struct {
+		Release string `json:"release"`
+	} `json:"Slurm"`
+}
+
+// decodeJSON decodes JSON of OpenAPI v0.0.38 from what (such as
+// "squeue --json") into v, saying which format was expected when it does
+// not fit.
+func decodeJSON(what string, out []byte, v any, errs *[]json.RawMessage) error {
+	if err := json.Unmarshal(out, v); err != nil {
+		var m struct {
+			Meta metaJSON `json:"meta"`
+		}
+		_ = json.Unmarshal(out, &m)
+		return fmt.Errorf("scheduler: %s: cannot read its output (format %q of Slurm %q; want openapi/v0.0.38, Slurm 22.05): %w",
+			what, m.Meta.Plugin.Type, m.Meta.Slurm.Release, err)
+	}
+	if len(*errs) > 0 {
+		msgs := make([]string, len(*errs))
+		for i, e := range *errs {
+			msgs[i] = string(e)
+		}
+		return fmt.Errorf("scheduler: %s reports errors: %s", what, strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+// parseSqueue reads squeue --json.
+func parseSqueue(out []byte) ([]Job, error) { return parseJobsJSON("squeue --json", "squeue", out) }
+
+// parseJobsJSON reads the jobs of squeue --json (or slurmrestd's /jobs,
+// the same v0.0.38 format) from what, naming source in every Job.
+func parseJobsJSON(what, source string, out []byte) ([]Job, error) {
+	var q squeueJSON
+	if err := decodeJSON(what, out, &q, &q.Errors); err != nil {
+		return nil, err
+	}
+	jobs := make([]Job, 0, len(q.Jobs))
+	for _, r := range q.Jobs {
+		j := Job{
+			ID:        strconv.FormatInt(r.JobID, 10),
+			Name:      r.Name,
+			State:     strings.ToUpper(r.JobState),
+			Reason:    reason(r.StateReason),
+			Submitted: epoch(r.SubmitTime),
+			Nodes:     r.Nodes,
+			Partition: r.Partition,
+			Source:    source,
+		}
+		if r.ArrayTaskID != nil && r.ArrayJobID > 0 {
+			j.ID = fmt.Sprintf("%d_%d", r.ArrayJobID, *r.ArrayTaskID)
+		}
+		if r.ExitCode != nil {
+			j.ExitCode, j.Signal = int(*r.ExitCode>>8&0xff), int(*r.ExitCode&0x7f)
+		}
+		// Slurm fills start and end times with its expectations before
+		// they happen: keep only what did.
+		if j.State != "PENDING" {
+			j.Started = epoch(r.StartTime)
+		}
+		if !j.Live() {
+			j.Ended = epoch(r.EndTime)
+		}
+		jobs = append(jobs, j)
+	}
+	return jobs, nil
+}
+
+// sacctFormat is the --format of History's sacct. JobName comes last: it
+// is the one free text field, and may hold the delimiter.
+const sacctFormat = "JobID,State,ExitCode,Reason,Submit,Start,End,NodeList,Partition,JobName"
+
+// parseSacct reads sacct --parsable2 --noheader --format=sacctFormat, with
+// times as epoch seconds (SLURM_TIME_FORMAT=%s).
+func parseSacct(out []byte) ([]Job, error) {
+	var jobs []Job
+	n := strings.Count(sacctFormat, ",") + 1
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(nil, 1<<20)
+	for line := 1; sc.Scan(); line++ {
+		text := sc.Text()
+		if strings.TrimSpace(text) == "" {
+			continue
+		}
+		f := strings.SplitN(text, "|", n)
+		if len(f) != n {
+			return nil, fmt.Errorf("scheduler: sacct output line %d: want %d fields (%s), got %q", line, n, sacctFormat, text)
+		}
+		state, _, _ := strings.Cut(f[1], " ") // "CANCELLED by 1000"
+		j := Job{
+			ID:        f[0],
+			State:     strings.ToUpper(state),
+			Reason:    reason(f[3]),
+			Submitted: sacctTime(f[4]),
+			Started:   sacctTime(f[5]),
+			Ended:     sacctTime(f[6]),
+			Nodes:     f[7],
+			Partition: f[8],
+			Name:      f[9],
+			Source:    "sacct",
+		}
+		if j.Nodes == "None assigned" {
+			j.Nodes = ""
+		}
+		code, sig, ok := strings.Cut(f[2], ":")
+		var err1, err2 error
+		if ok {
+			j.ExitCode, err1 = strconv.Atoi(code)
+			j.Signal, err2 = strconv.Atoi(sig)
+		}
+		if !ok || err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("scheduler: sacct output line %d: exit code %q is not CODE:SIGNAL", line, f[2])
+		}
+		jobs = append(jobs, j)
+	}
+	return jobs, sc.Err()
+}
+
+// sacctTime reads a time printed as epoch seconds; "Unknown", "None" and
+// 0 are the zero time.
+func sacctTime(s string) time.Time {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return epoch(n)
+}
+
+func epoch(s int64) time.Time {
+	if s <= 0 {
+		return time.Time{}
+	}
+	return time.Unix(s, 0)
+}
+
+func reason(s string) string {
+	if s == "None" || s == "(null)" {
+		return ""
+	}
+	return s
+}
+
+// parseClusterName finds ClusterName in scontrol show config.
+func parseClusterName(out []byte) string {
+	for line := range strings.Lines(string(out)) {
+		if k, v, ok := strings.Cut(line, "="); ok && strings.TrimSpace(k) == "ClusterName" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// sinfoJSON is the part of sinfo --json's output (v0.0.38) Partitions reads.
+type sinfoJSON struct {
+	Meta   metaJSON          `json:"meta"`
+	Errors []json.RawMessage `json:"errors"`
+	Nodes  []struct {
+		Name       string   `json:"name"`
+		CPUs       int      `json:"cpus"`
+		RealMemory int      `json:"real_memory"`
+		Partitions []string `json:"partitions"`
+	} `json:"nodes"`
+}
+
+// parsePartitions builds the live partitions from scontrol --oneliner
+// show partition (one partition a line, Key=Value fields) and the nodes of
+// sinfo --json (or slurmrestd's /nodes, the same format).
+func parsePartitions(cluster string, scontrol, sinfo []byte) ([]site.Live, error) {
+	var s sinfoJSON
+	if err := decodeJSON("sinfo --json", sinfo, &s, &s.Errors); err != nil {
+		return nil, err
+	}
+	var lives []site.Live
+	for line := range strings.Lines(string(scontrol)) {
+		kv := map[string]string{}
+		for _, field := range strings.Fields(line) {
+			if k, v, ok := strings.Cut(field, "="); ok {
+				kv[k] = v
+			}
+		}
+		if len(kv) == 0 {
+			continue
+		}
+		name := kv["PartitionName"]
+		if name == "" {
+			return nil, fmt.Errorf("scheduler: scontrol show partition: no PartitionName in %q", strings.TrimSpace(line))
+		}
+		l := site.Live{
+			Name:     name,
+			Up:       kv["State"] == "UP",
+			Default:  kv["Default"] == "YES",
+			NodeList: kv["Nodes"],
+			Cluster:  cluster,
+		}
+		if l.NodeList == "(null)" {
+			l.NodeList = ""
+		}
+		if v := kv["MaxTime"]; v != "" {
+			d, err := slurmtime.Parse(v)
+			if err != nil {
+				return nil, fmt.Errorf("scheduler: scontrol show partition %s: MaxTime: %w", name, err)
+			}
+			l.MaxTime = d
+		}
+		if v := kv["MaxNodes"]; v != "" && v != "UNLIMITED" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return nil, fmt.Errorf("scheduler: scontrol show partition %s: MaxNodes %q is not a number", name, v)
+			}
+			l.MaxNodes = n
+		}
+		for _, node := range s.Nodes {
+			for _, p := range node.Partitions {
+				if p != name {
+					continue
+				}
+				if len(l.Nodes) == 0 || node.CPUs < l.CPUsPerNode {
+					l.CPUsPerNode = node.CPUs
+				}
+				if len(l.Nodes) == 0 || node.RealMemory < l.MemoryMB {
+					l.MemoryMB = node.RealMemory
+				}
+				l.Nodes = append(l.Nodes, node.Name)
+			}
+		}
+		lives = append(lives, l)
+	}
+	return lives, nil
+}

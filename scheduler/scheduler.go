@@ -1,0 +1,94 @@
+// Package scheduler owns dpsbatch's side of Slurm: planning an allocation
+// from a partition's nodes, CPUs and memory (PlanAllocation), and the
+// Backend that submits an already rendered job script, queries jobs in the
+// queue (Jobs) and in accounting (History), signals and cancels them, and
+// discovers the live partitions. The CLI backend drives Slurm's command
+// line tools (sbatch, squeue, sinfo, scontrol, scancel, sacct); DryRun
+// wraps any backend and only prints what it would change. Every backend
+// passes the shared suite in scheduler/schedtest against a real cluster.
+//
+// Nothing here waits for a job: callers that wait poll Jobs themselves, at
+// an interval of their choosing.
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/dpsbatch/dpsbatch/site"
+)
+
+// ErrNoAccounting is returned by History when the cluster keeps no job
+// accounting (no slurmdbd): only Jobs, until Slurm forgets finished jobs,
+// knows what became of them.
+var ErrNoAccounting = errors.New("scheduler: the cluster has no job accounting")
+
+// Job is what Slurm says about one job.
+type Job struct {
+	ID   string
+	Name string
+	// State is Slurm's base state in upper case: PENDING, CONFIGURING,
+	// RUNNING, COMPLETING, SUSPENDED, REQUEUED, COMPLETED, FAILED,
+	// CANCELLED, TIMEOUT, NODE_FAIL, OUT_OF_MEMORY, PREEMPTED, BOOT_FAIL,
+	// DEADLINE, ...
+	State string
+	// Reason is why the job is pending or how it ended (Dependency,
+	// Resources, NonZeroExitCode, ...); "" for none.
+	Reason string
+	// ExitCode is the exit status of the job's script; Signal the number
+	// of the signal that ended it, 0 if none.
+	ExitCode, Signal int
+	// Submitted, Started and Ended are zero until they happened.
+	Submitted, Started, Ended time.Time
+	Nodes                     string // Slurm host list, "" before the job starts
+	Partition                 string
+	Source                    string // where this came from: "squeue", "sacct", "slurmrestd", ...
+}
+
+// terminal holds the states of a job that has ended for good.
+var terminal = map[string]bool{
+	"COMPLETED": true, "FAILED": true, "CANCELLED": true, "TIMEOUT": true,
+	"NODE_FAIL": true, "OUT_OF_MEMORY": true, "PREEMPTED": true,
+	"BOOT_FAIL": true, "DEADLINE": true, "REVOKED": true,
+}
+
+// Live reports whether the job may still run or is still running:
+// pending, configuring, running, completing, suspended, requeued,
+// held... Every state that is not an ending one counts as live, including
+// states this package does not know, so that a caller never records an
+// outcome for a job that has not ended. A job with no state is not live.
+func (j Job) Live() bool { return j.State != "" && !terminal[j.State] }
+
+// Submission is an already rendered job script and where to run it.
+type Submission struct {
+	Script []byte // the whole script, #SBATCH lines included
+	Dir    string // working directory of the job, absolute
+	// Dependency is an sbatch dependency such as afterany:123, optional.
+	Dependency string
+}
+
+// Backend is how dpsbatch talks to Slurm. Implementations are safe for
+// use by several goroutines. Every method takes a context that bounds it;
+// none of them waits for a job to change state.
+type Backend interface {
+	// Submit queues s and returns the new job's ID.
+	Submit(ctx context.Context, s Submission) (jobID string, err error)
+	// Jobs asks the controller about the jobs ids in one query, however
+	// many there are. Jobs it does not know (never existed, or finished
+	// longer ago than MinJobAge) are absent from the map; that is not an
+	// error.
+	Jobs(ctx context.Context, ids []string) (map[string]Job, error)
+	// History asks job accounting (sacct) about the jobs ids; unknown
+	// jobs are absent. It returns ErrNoAccounting when the cluster keeps
+	// none. Accounting learns of a job's end a few seconds after it, and
+	// may for a few seconds more hold the end without the start: Slurm
+	// 22.05's sacct then names the job "allocation", with no partition.
+	History(ctx context.Context, ids []string) (map[string]Job, error)
+	// Cancel cancels job id when signal is "", else sends it the signal
+	// (a name such as "USR1" or "TERM") in every job step, the batch
+	// script excluded.
+	Cancel(ctx context.Context, id string, signal string) error
+	// Partitions describes the cluster's partitions as they are now.
+	Partitions(ctx context.Context) ([]site.Live, error)
+}
