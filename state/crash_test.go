@@ -1,0 +1,5 @@
+package state
+
+const helperEnv = "DPSBATCH_STATE_TEST_HELPER"
+
+func runHelper(role string) int { return 2 }
