@@ -1,0 +1,201 @@
+package state
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The benchmarks' run: a million visits, of which (by seq modulo 100) 60%
+// are done, 5% failed, 1% interrupted, 34% pending: a large run resumed
+// after a crash.
+const fixtureVisits = 1_000_000
+
+var fixture struct {
+	once sync.Once
+	dir  string // removed by TestMain
+	path string
+	ids  []string
+	err  error
+}
+
+// fixtureIDs returns the visit IDs of the fixture.
+func fixtureIDs() []string {
+	fixture.once.Do(buildFixture)
+	return fixture.ids
+}
+
+// fixturePath builds the fixture file once per process and returns its
+// path. Benchmarks that write copy it.
+func fixturePath(b *testing.B) string {
+	b.Helper()
+	fixture.once.Do(buildFixture)
+	if fixture.err != nil {
+		b.Fatal(fixture.err)
+	}
+	return fixture.path
+}
+
+func buildFixture() {
+	fixture.ids = make([]string, fixtureVisits)
+	for i := range fixture.ids {
+		fixture.ids[i] = fmt.Sprintf("tract=%d,patch=%d,visit=%07d", i%97, i%13, i)
+	}
+	fixture.dir, fixture.err = os.MkdirTemp("", "state-bench-")
+	if fixture.err != nil {
+		return
+	}
+	fixture.path = filepath.Join(fixture.dir, "run.db")
+	s, err := Create(fixture.path, Run{ID: "bench"})
+	if err != nil {
+		fixture.err = err
+		return
+	}
+	defer s.Close()
+	if err := s.AddVisits(fixture.ids); err != nil {
+		fixture.err = err
+		return
+	}
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+	_, fixture.err = s.db.Exec(`UPDATE visits SET
+		state = CASE WHEN seq % 100 < 60 THEN 2 WHEN seq % 100 < 65 THEN 3 WHEN seq % 100 < 66 THEN 4 ELSE 0 END,
+		attempts = CASE WHEN seq % 100 < 66 THEN 1 + seq % 3 ELSE 0 END,
+		job = CASE WHEN seq % 100 < 66 THEN '1234' END,
+		started = CASE WHEN seq % 100 < 66 THEN ? + seq * 1000000 END,
+		ended = CASE WHEN seq % 100 < 66 THEN ? + seq * 1000000 + 500000 END`, t0, t0)
+}
+
+// copyFixture copies the fixture file into dir.
+func copyFixture(b *testing.B, dir string) string {
+	b.Helper()
+	src, err := os.Open(fixturePath(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer src.Close()
+	path := filepath.Join(dir, "run.db")
+	os.Remove(path)
+	dst, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		b.Fatal(err)
+	}
+	if err := dst.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return path
+}
+
+func TestMain(m *testing.M) {
+	if helper := os.Getenv(helperEnv); helper != "" {
+		os.Exit(runHelper(helper))
+	}
+	code := m.Run()
+	if fixture.dir != "" {
+		os.RemoveAll(fixture.dir)
+	}
+	os.Exit(code)
+}
+
+// BenchmarkAddVisits1M adds a million visits to a new file (submit).
+func BenchmarkAddVisits1M(b *testing.B) {
+	ids := fixtureIDs()
+	dir := b.TempDir()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		path := filepath.Join(dir, fmt.Sprintf("run%d.db", i))
+		s, err := Create(path, Run{ID: "bench"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if err := s.AddVisits(ids); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		s.Close()
+		os.Remove(path)
+		b.StartTimer()
+	}
+	reportPerMillion(b)
+}
+
+// BenchmarkCounts1M is status's count of visits by state over a million.
+func BenchmarkCounts1M(b *testing.B) {
+	s, err := OpenReadOnly(fixturePath(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c, err := s.Counts()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if c[Done] != 600_000 {
+			b.Fatalf("done = %d, want 600000", c[Done])
+		}
+	}
+	reportPerMillion(b)
+}
+
+// BenchmarkRunnable1M lists what a resumed job runs: 350,000 of a million.
+func BenchmarkRunnable1M(b *testing.B) {
+	s, err := OpenReadOnly(fixturePath(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		ids, err := s.Runnable()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(ids) != 350_000 {
+			b.Fatalf("runnable = %d, want 350000", len(ids))
+		}
+	}
+	reportPerMillion(b)
+}
+
+// BenchmarkRetry1M is resume's retry of failed and interrupted visits
+// (60,000 of a million, a third of them at the limit of 3 attempts).
+func BenchmarkRetry1M(b *testing.B) {
+	dir := b.TempDir()
+	fixturePath(b)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		s, err := Open(copyFixture(b, dir))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		n, exhausted, err := s.Retry(3)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if n+len(exhausted) != 60_000 {
+			b.Fatalf("retried %d + exhausted %d, want 60000", n, len(exhausted))
+		}
+		s.Close()
+		b.StartTimer()
+	}
+	reportPerMillion(b)
+}
+
+// reportPerMillion reports the time of one operation over the million
+// visits in milliseconds.
+func reportPerMillion(b *testing.B) {
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/op-over-1M")
+}

@@ -1,0 +1,152 @@
+package state
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// applicationID marks a dpsbatch state file (PRAGMA application_id):
+// "DPSB" in ASCII.
+const applicationID = 0x44505342
+
+// migrations are the schema's steps, in order: migrations[i] takes a file
+// from version i to version i+1 (PRAGMA user_version). A step is only ever
+// appended, never edited once released: files in the wild are at every
+// version. Each step runs inside the transaction that also sets the new
+// version, so a file is at one version or the next, never in between.
+var migrations = []string{
+	// 1: the run, its jobs, its visits, stage timings and slice failures.
+	`
+CREATE TABLE runs (
+	id         TEXT PRIMARY KEY NOT NULL,
+	name       TEXT NOT NULL DEFAULT '',
+	dir        TEXT NOT NULL DEFAULT '',
+	pipeline   TEXT NOT NULL DEFAULT '',
+	policy_sum TEXT NOT NULL DEFAULT '',
+	site       TEXT NOT NULL DEFAULT '',
+	partition  TEXT NOT NULL DEFAULT '',
+	created    INTEGER NOT NULL,          -- Unix nanoseconds, as every time here
+	settings   TEXT NOT NULL DEFAULT ''   -- free JSON of the front end
+);
+
+CREATE TABLE jobs (
+	id        TEXT PRIMARY KEY NOT NULL,  -- Slurm job ID
+	attempt   INTEGER NOT NULL,
+	submitted INTEGER,
+	started   INTEGER,
+	ended     INTEGER,
+	state     TEXT NOT NULL DEFAULT '',
+	exit_code INTEGER NOT NULL DEFAULT 0,
+	reason    TEXT NOT NULL DEFAULT '',
+	host      TEXT NOT NULL DEFAULT ''
+);
+
+-- The visit states, by the code visits.state stores, with how many visits
+-- are in each (so that status reads five rows instead of counting the
+-- visit list) and, for done, the earliest start and latest end of a done
+-- visit (for the rate). The triggers below keep them as visits change
+-- state; whatever inserts visits adds them to the count of their state in
+-- the same transaction (a trigger per inserted row doubled the time of
+-- adding a million).
+CREATE TABLE visit_states (
+	code   INTEGER PRIMARY KEY,
+	name   TEXT NOT NULL UNIQUE,
+	visits INTEGER NOT NULL DEFAULT 0,
+	first  INTEGER,
+	last   INTEGER
+);
+INSERT INTO visit_states (code, name) VALUES
+	(0, 'pending'), (1, 'running'), (2, 'done'), (3, 'failed'), (4, 'interrupted');
+
+CREATE TABLE visits (
+	seq      INTEGER PRIMARY KEY,         -- position in the visit list, from 1
+	id       TEXT NOT NULL UNIQUE,
+	state    INTEGER NOT NULL DEFAULT 0,  -- visit_states.code
+	attempts INTEGER NOT NULL DEFAULT 0,
+	job      TEXT,
+	started  INTEGER,
+	ended    INTEGER,
+	err      TEXT
+);
+-- By state, then seq (the rowid every index ends with): what is runnable,
+-- retryable or failed, in visit-list order, without sorting.
+CREATE INDEX visits_by_state ON visits (state);
+
+CREATE TRIGGER visits_moved AFTER UPDATE OF state ON visits WHEN OLD.state <> NEW.state BEGIN
+	UPDATE visit_states SET visits = visits - 1 WHERE code = OLD.state;
+	UPDATE visit_states SET visits = visits + 1 WHERE code = NEW.state;
+END;
+CREATE TRIGGER visits_done AFTER UPDATE OF state ON visits WHEN NEW.state = 2 AND OLD.state <> 2 BEGIN
+	UPDATE visit_states SET
+		first = min(coalesce(first, NEW.started, NEW.ended), coalesce(NEW.started, NEW.ended, first)),
+		last  = max(coalesce(last, NEW.ended), coalesce(NEW.ended, last))
+	WHERE code = 2;
+END;
+
+-- One row per stage per visit attempt that ran it.
+CREATE TABLE stage_times (
+	visit   INTEGER NOT NULL,  -- visits.seq
+	attempt INTEGER NOT NULL,
+	stage   TEXT NOT NULL,
+	took    INTEGER NOT NULL   -- nanoseconds
+);
+-- Per stage sums of stage_times, so that status need not scan it.
+CREATE TABLE stage_totals (
+	stage TEXT PRIMARY KEY NOT NULL,  -- rowid: order first seen, the pipeline's
+	calls INTEGER NOT NULL,
+	took  INTEGER NOT NULL
+);
+
+CREATE TABLE slice_failures (
+	id      INTEGER PRIMARY KEY,
+	visit   INTEGER NOT NULL,  -- visits.seq
+	attempt INTEGER NOT NULL,
+	stage   TEXT NOT NULL,
+	slice   INTEGER NOT NULL,
+	data_id TEXT NOT NULL,
+	err     TEXT NOT NULL
+);
+`,
+	// 2: room for the events the run received and sent (the events issue
+	// adds its methods).
+	`
+CREATE TABLE events (
+	id    INTEGER PRIMARY KEY,
+	at    INTEGER NOT NULL,
+	dir   TEXT NOT NULL CHECK (dir IN ('in', 'out')),
+	topic TEXT NOT NULL,
+	props TEXT NOT NULL DEFAULT '{}'   -- JSON object of the event's properties
+);
+`,
+}
+
+// schemaVersion is the schema version this dpsbatch writes and reads.
+var schemaVersion = len(migrations)
+
+// header reads the file's application ID and schema version.
+func header(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) (app, version int, err error) {
+	if err := q.QueryRowContext(ctx, "PRAGMA application_id").Scan(&app); err != nil {
+		return 0, 0, err
+	}
+	if err := q.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return 0, 0, err
+	}
+	return app, version, nil
+}
+
+// migrate takes the file from version from to version to, in tx.
+func migrate(ctx context.Context, tx *sql.Tx, from, to int) error {
+	for v := from; v < to; v++ {
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			return fmt.Errorf("migrating from schema version %d to %d: %w", v, v+1, err)
+		}
+	}
+	// PRAGMA takes no parameters; both values are ours.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA application_id = %d; PRAGMA user_version = %d", applicationID, to)); err != nil {
+		return fmt.Errorf("setting schema version %d: %w", to, err)
+	}
+	return nil
+}

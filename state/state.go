@@ -1,0 +1,174 @@
+// Package state owns the state file of a run: one SQLite database per run
+// that records the run itself (Run), the Slurm jobs it was run as (Job),
+// every visit of its visit list with its state and attempts (Visit), the
+// time each stage took per visit, the slices that failed, and (room for)
+// the events the run received and sent. It owns the file's schema and its
+// migrations, the choice of journal mode for the file system the file lives
+// on, and the queries that status and resume need.
+//
+// Who writes: one writer at a time. `dpsbatch submit` creates the file
+// (Create) and `dpsbatch resume` opens it (Open) while no job of the run is
+// live; while a job runs, only its Pipeline (rank 0) has it open for
+// writing. Readers (`dpsbatch status`) open it with OpenReadOnly at any
+// time: their queries are short single statements, and every open
+// connection waits for a busy file (busy_timeout) instead of failing.
+//
+// Crash safety: each VisitStarted and each VisitEnded is one committed
+// transaction, so a writer killed at any instant leaves a readable file in
+// which a visit recorded done was done before it was recorded. A visit
+// left running by a dead writer is turned back into interrupted by
+// InterruptRunning, and Runnable hands it out again.
+//
+// The journal mode is chosen from the file system of the file's folder
+// (see JournalMode): WAL with synchronous=NORMAL on local file systems;
+// DELETE with synchronous=FULL on network and cluster file systems (NFS,
+// Lustre, GPFS, CIFS/SMB, BeeGFS, Ceph, 9p, AFS, FUSE, and anything not
+// known to be local), where WAL's shared memory does not work. An admin or
+// a test overrides the choice with the environment variable
+// DPSBATCH_STATE_JOURNAL=wal or DPSBATCH_STATE_JOURNAL=delete.
+//
+// state imports nothing of dpsbatch but internal helpers: package jobs
+// adapts a Store to the harness's Recorder.
+package state
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Sentinel errors, for errors.Is.
+var (
+	// ErrExists: Create found a file (or a leftover journal) at the path,
+	// or AddJob a job with the same ID.
+	ErrExists = errors.New("already exists")
+	// ErrNotFound: Open or OpenReadOnly found no file at the path, or a
+	// job method no job with that ID.
+	ErrNotFound = errors.New("not found")
+	// ErrNewerSchema: the file was written by a newer dpsbatch, whose
+	// schema this one does not know. The error names both versions.
+	ErrNewerSchema = errors.New("state file has a newer schema")
+	// ErrOldSchema: OpenReadOnly found a file at an older schema. Readers
+	// never migrate: opening it once for writing (Open, as resume does)
+	// brings it forward.
+	ErrOldSchema = errors.New("state file has an older schema")
+	// ErrNotStateFile: the file is an SQLite database, but not a dpsbatch
+	// state file.
+	ErrNotStateFile = errors.New("not a dpsbatch state file")
+	// ErrNoSuchVisit: a visit method was given an ID that is not in the
+	// run's visit list.
+	ErrNoSuchVisit = errors.New("no such visit")
+	// ErrAlreadyDone: VisitStarted was called for a visit recorded done.
+	// A finished visit is never run again.
+	ErrAlreadyDone = errors.New("visit already done")
+	// ErrReadOnly: a write method was called on a Store from OpenReadOnly.
+	ErrReadOnly = errors.New("opened read-only")
+)
+
+// VisitState is where a visit is in its life. A visit starts pending;
+// VisitStarted makes it running; VisitEnded makes it done, failed or
+// interrupted; InterruptRunning makes the running visits of a dead job
+// interrupted; Retry makes failed and interrupted visits pending again.
+// Done is final.
+type VisitState string
+
+// The visit states.
+const (
+	Pending     VisitState = "pending"     // not run yet, or to be run again
+	Running     VisitState = "running"     // started by a job and not ended
+	Done        VisitState = "done"        // ran to the end: never run again
+	Failed      VisitState = "failed"      // ran and failed: resume may retry it
+	Interrupted VisitState = "interrupted" // stopped before its end: run again
+)
+
+// visitStates is every state, by the small integer the file stores.
+var visitStates = []VisitState{Pending, Running, Done, Failed, Interrupted}
+
+// code is the integer the file stores for st, or -1.
+func (st VisitState) code() int {
+	for i, s := range visitStates {
+		if s == st {
+			return i
+		}
+	}
+	return -1
+}
+
+// Run is what the state file records about its run, once, at Create.
+type Run struct {
+	ID        string // unique run ID (required)
+	Name      string // the operator's name for the run
+	Dir       string // the run's folder
+	Pipeline  string // path of the pipeline policy
+	PolicySum string // checksum of the policy as submitted
+	Site      string // path of the site file
+	Partition string // Slurm partition
+	Created   time.Time
+	// Settings is free JSON the front end keeps with the run (the plan,
+	// for example); "" or a valid JSON text.
+	Settings string
+}
+
+// Job is one Slurm job of the run. State, ExitCode and Reason are Slurm's
+// words (PENDING, COMPLETED, TIMEOUT, ...), recorded as the front end
+// learns them.
+type Job struct {
+	ID        string // Slurm job ID
+	Attempt   int    // 1 for the first job of the run, 2 for the first resume, ...
+	Submitted time.Time
+	Started   time.Time // zero until the job reports in
+	Ended     time.Time // zero while live
+	State     string
+	ExitCode  int
+	Reason    string
+	Host      string // where rank 0 runs
+}
+
+// Visit is one visit of the run as recorded.
+type Visit struct {
+	ID       string
+	Seq      int // 1-based position in the visit list
+	State    VisitState
+	Attempts int    // how many times it was started
+	Job      string // the job that started it last
+	Started  time.Time
+	Ended    time.Time // zero while running or never ended
+	Err      string    // why it failed or was interrupted
+}
+
+// Failure is one slice of a visit that failed at one stage, as SliceFailed
+// recorded it.
+type Failure struct {
+	Visit   string
+	Attempt int // the visit's attempt it failed in
+	Stage   string
+	Slice   int // rank
+	DataID  string
+	Err     string
+}
+
+// nanos is how times are stored: Unix nanoseconds, NULL for the zero time.
+func nanos(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixNano()
+}
+
+// fromNanos reverses nanos.
+func fromNanos(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return time.Unix(0, n.Int64)
+}
+
+// str reads a nullable text column.
+func str(s sql.NullString) string { return s.String }
+
+// wrap prefixes err with the package and the file's path, keeping it for
+// errors.Is.
+func (s *Store) wrap(what string, err error) error {
+	return fmt.Errorf("state: %s: %s: %w", s.path, what, err)
+}

@@ -1,0 +1,401 @@
+package state
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mattn/go-sqlite3"
+	"golang.org/x/sys/unix"
+
+	"github.com/dpsbatch/dpsbatch/internal/conf"
+)
+
+// How long a connection waits for a busy file before it gives up. The
+// writer waits longer: an error from it stops the run, while a reader can
+// ask again.
+const (
+	writerBusyTimeout = 30 * time.Second
+	readerBusyTimeout = 10 * time.Second
+)
+
+// Store is an open state file. A Store from Create or Open is the run's
+// one writer; one from OpenReadOnly only reads. A Store is safe for
+// concurrent use, but the visit methods are meant to be called by one
+// goroutine (the Pipeline's loop) in the order VisitStarted, StageDone and
+// SliceFailed, VisitEnded.
+type Store struct {
+	db       *sql.DB
+	path     string
+	readOnly bool
+	fs       string // FileSystem
+	journal  string // JournalMode
+
+	mu      sync.Mutex
+	pending map[string]*visitLog // by visit: what VisitEnded writes
+}
+
+// visitLog is what StageDone and SliceFailed keep for VisitEnded.
+type visitLog struct {
+	stages   []stageTime
+	failures []Failure
+}
+
+type stageTime struct {
+	stage string
+	took  time.Duration
+}
+
+// Create makes a new state file at path for run r, at the latest schema,
+// and returns it open for writing. It fails with ErrExists if there is a
+// file (or a leftover SQLite journal) at path, and with an error wrapping
+// conf.ErrInvalid if r has no ID or Settings is not JSON; it leaves no file
+// behind when it fails.
+func Create(path string, r Run) (st *Store, err error) {
+	if r.ID == "" {
+		return nil, fmt.Errorf("state: %s: run ID is empty: %w", path, conf.ErrInvalid)
+	}
+	if r.Settings != "" && !json.Valid([]byte(r.Settings)) {
+		return nil, fmt.Errorf("state: %s: run settings are not valid JSON: %w", path, conf.ErrInvalid)
+	}
+	if r.Created.IsZero() {
+		r.Created = time.Now()
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("state: %s: %w", path, err)
+	}
+	for _, p := range []string{abs, abs + "-wal", abs + "-journal"} {
+		if _, err := os.Lstat(p); err == nil {
+			return nil, fmt.Errorf("state: %s: %w", p, ErrExists)
+		}
+	}
+	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("state: %s: %w", path, ErrExists)
+		}
+		return nil, fmt.Errorf("state: creating %w", err)
+	}
+	f.Close()
+	defer func() {
+		if err != nil {
+			for _, p := range []string{abs, abs + "-wal", abs + "-shm", abs + "-journal"} {
+				os.Remove(p)
+			}
+		}
+	}()
+	s, err := openDB(path, abs, roleCreate)
+	if err != nil {
+		return nil, err
+	}
+	ctx := context.Background()
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		if err := migrate(ctx, tx, 0, schemaVersion); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO runs (id, name, dir, pipeline, policy_sum, site, partition, created, settings)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			r.ID, r.Name, r.Dir, r.Pipeline, r.PolicySum, r.Site, r.Partition, r.Created.UnixNano(), r.Settings)
+		return err
+	})
+	if err != nil {
+		s.db.Close()
+		return nil, s.wrap("creating", err)
+	}
+	return s, nil
+}
+
+// Open opens the state file at path for writing, migrating it forward if
+// it was written at an older schema. It fails with ErrNotFound if there is
+// no file, ErrNotStateFile if it is not a state file, and ErrNewerSchema if
+// a newer dpsbatch wrote it. Only one writer may have a run's file open:
+// the front end while no job is live, else the job's Pipeline.
+func Open(path string) (*Store, error) {
+	abs, err := existing(path)
+	if err != nil {
+		return nil, err
+	}
+	s, err := openDB(path, abs, roleWrite)
+	if err != nil {
+		return nil, err
+	}
+	ctx := context.Background()
+	var headerErr error // already says what it is
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		version, err := s.checkHeader(ctx, tx)
+		if err != nil || version == schemaVersion {
+			headerErr = err
+			return err
+		}
+		return migrate(ctx, tx, version, schemaVersion)
+	})
+	if err != nil {
+		s.db.Close()
+		if headerErr != nil {
+			return nil, headerErr
+		}
+		return nil, s.wrap("opening", err)
+	}
+	return s, nil
+}
+
+// OpenReadOnly opens the state file at path for reading, for status. It
+// never migrates and never changes what the file records (SQLite itself
+// may still roll back the journal of a writer that crashed, or checkpoint
+// its WAL, where the reader may write the folder: every connection must).
+// Besides Open's errors it fails with ErrOldSchema for a file at an older
+// schema. Write methods on the Store return ErrReadOnly.
+func OpenReadOnly(path string) (*Store, error) {
+	abs, err := existing(path)
+	if err != nil {
+		return nil, err
+	}
+	s, err := openDB(path, abs, roleRead)
+	if err != nil {
+		return nil, err
+	}
+	version, err := s.checkHeader(context.Background(), s.db)
+	if errors.Is(err, errEmpty) {
+		err = fmt.Errorf("state: %s: empty file: %w", path, ErrNotStateFile)
+	}
+	if err == nil && version < schemaVersion {
+		err = fmt.Errorf("state: %s is at schema version %d, this dpsbatch reads %d: open it once for writing (dpsbatch resume) to migrate it: %w",
+			path, version, schemaVersion, ErrOldSchema)
+	}
+	if err != nil {
+		s.db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// existing returns the absolute path of the state file at path, or
+// ErrNotFound.
+func existing(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("state: %s: %w", path, err)
+	}
+	fi, err := os.Stat(abs)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return "", fmt.Errorf("state: %s: %w", path, ErrNotFound)
+	case err != nil:
+		return "", fmt.Errorf("state: %w", err)
+	case !fi.Mode().IsRegular():
+		return "", fmt.Errorf("state: %s is not a regular file: %w", path, ErrNotStateFile)
+	}
+	return abs, nil
+}
+
+// role is what a Store is opened for.
+type role int
+
+const (
+	roleCreate role = iota // the writer, of a new empty file
+	roleWrite              // the writer, of an existing state file
+	roleRead               // a reader
+)
+
+// openDB opens one connection to the existing file abs: the writer's, in
+// the journal mode chosen for its file system, or a reader's.
+func openDB(path, abs string, r role) (*Store, error) {
+	readOnly := r == roleRead
+	fs, mode, why, err := journalFor(filepath.Dir(abs))
+	if err != nil {
+		return nil, err
+	}
+	q := url.Values{}
+	if readOnly {
+		q.Set("_busy_timeout", fmt.Sprint(readerBusyTimeout.Milliseconds()))
+		// A reader that may write the file and its folder opens it
+		// read-write with query_only, so that it can roll back a crashed
+		// writer's hot journal or open a WAL file whose -shm is gone; one
+		// that may not opens it read-only.
+		if unix.Access(abs, unix.W_OK) == nil && unix.Access(filepath.Dir(abs), unix.W_OK) == nil {
+			q.Set("mode", "rw")
+			q.Set("_query_only", "1")
+		} else {
+			q.Set("mode", "ro")
+		}
+	} else {
+		q.Set("mode", "rw")
+		q.Set("_busy_timeout", fmt.Sprint(writerBusyTimeout.Milliseconds()))
+		q.Set("_txlock", "immediate") // take the write lock at BEGIN: no deadlock between writers
+		// A larger page cache than the default 2 MiB: adding a million
+		// visits touches the whole ID index.
+		q.Set("_cache_size", "-65536")
+		if mode == journalWAL {
+			q.Set("_sync", "NORMAL")
+		} else {
+			q.Set("_sync", "FULL")
+		}
+	}
+	name := "file:" + strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(abs) + "?" + q.Encode()
+	db, err := sql.Open("sqlite3", name)
+	if err != nil {
+		return nil, fmt.Errorf("state: %s: %w", path, err)
+	}
+	// One connection: PRAGMAs hold for every statement, and the writer's
+	// statements are serialised.
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	s := &Store{db: db, path: path, readOnly: readOnly, fs: fs, pending: map[string]*visitLog{}}
+	ctx := context.Background()
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, s.openError(err)
+	}
+	var actual string
+	if readOnly {
+		err = db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&actual)
+		s.journal = fmt.Sprintf("%s (as the writer set it; the writer here would choose %s: %s)", actual, mode, why)
+		if actual == mode {
+			s.journal = fmt.Sprintf("%s (%s)", actual, why)
+		}
+	} else {
+		// Before changing anything, make sure the file is ours: an empty
+		// file (from Create) or a state file.
+		_, err = s.checkHeader(ctx, db)
+		if r == roleCreate && errors.Is(err, errEmpty) {
+			err = nil
+		}
+		if errors.Is(err, errEmpty) {
+			err = fmt.Errorf("state: %s: empty file: %w", path, ErrNotStateFile)
+		}
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		err = db.QueryRowContext(ctx, "PRAGMA journal_mode = "+mode).Scan(&actual)
+		if err == nil && actual != mode {
+			err = fmt.Errorf("cannot set journal mode %s (%s): it stays %s", mode, why, actual)
+		}
+		s.journal = fmt.Sprintf("%s (%s)", actual, why)
+	}
+	if err != nil {
+		db.Close()
+		return nil, s.openError(err)
+	}
+	return s, nil
+}
+
+// openError wraps an error from opening the file; SQLite's "file is not a
+// database" becomes ErrNotStateFile.
+func (s *Store) openError(err error) error {
+	var se sqlite3.Error
+	if errors.As(err, &se) && se.Code == sqlite3.ErrNotADB {
+		return fmt.Errorf("state: %s: %v: %w", s.path, err, ErrNotStateFile)
+	}
+	return s.wrap("opening", err)
+}
+
+// errEmpty is checkHeader's answer for a file with no schema at all.
+var errEmpty = errors.New("empty file")
+
+// checkHeader reads the file's header and returns its schema version, or
+// errEmpty for a file with no schema, or an error that names the file:
+// ErrNotStateFile for another database, ErrNewerSchema, or SQLite's.
+func (s *Store) checkHeader(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) (int, error) {
+	app, version, err := header(ctx, q)
+	if err != nil {
+		return 0, s.openError(err)
+	}
+	switch {
+	case app == 0 && version == 0:
+		var tables int
+		if err := q.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&tables); err != nil {
+			return 0, s.openError(err)
+		}
+		if tables == 0 {
+			return 0, errEmpty
+		}
+		fallthrough
+	case app != applicationID:
+		return 0, fmt.Errorf("state: %s: SQLite database with application ID 0x%X, schema version %d: %w", s.path, app, version, ErrNotStateFile)
+	case version > schemaVersion:
+		return 0, fmt.Errorf("state: %s is at schema version %d, this dpsbatch knows versions up to %d: use a newer dpsbatch: %w",
+			s.path, version, schemaVersion, ErrNewerSchema)
+	}
+	return version, nil
+}
+
+// write runs f in one write transaction (BEGIN IMMEDIATE) and commits it.
+func (s *Store) write(ctx context.Context, f func(tx *sql.Tx) error) error {
+	if s.readOnly {
+		return ErrReadOnly
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// Close closes the file. Stage times and slice failures of visits that did
+// not end are dropped.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return s.wrap("closing", err)
+	}
+	return nil
+}
+
+// Path returns the path the Store was opened with.
+func (s *Store) Path() string { return s.path }
+
+// JournalMode says which journal mode the file is in and why: "wal (local
+// file system ext4)", "delete (nfs is not known to be a local file system:
+// ...)", or the override of JournalEnv. For a reader it is the mode the
+// writer set.
+func (s *Store) JournalMode() string { return s.journal }
+
+// FileSystem names the file system the file's folder is on, as detected:
+// "ext4", "overlayfs", "nfs", "fuse.sshfs", "unknown (magic 0x1234)".
+func (s *Store) FileSystem() string { return s.fs }
+
+// Run returns the run the file records.
+func (s *Store) Run() (Run, error) {
+	var r Run
+	var created int64
+	err := s.db.QueryRow(`SELECT id, name, dir, pipeline, policy_sum, site, partition, created, settings FROM runs LIMIT 1`).
+		Scan(&r.ID, &r.Name, &r.Dir, &r.Pipeline, &r.PolicySum, &r.Site, &r.Partition, &created, &r.Settings)
+	if err != nil {
+		return Run{}, s.wrap("reading the run", err)
+	}
+	r.Created = time.Unix(0, created)
+	return r, nil
+}
+
+// SetSettings replaces the run's Settings ("" or valid JSON): the front end
+// calls it when a resume plans anew.
+func (s *Store) SetSettings(settings string) error {
+	if settings != "" && !json.Valid([]byte(settings)) {
+		return fmt.Errorf("state: %s: run settings are not valid JSON: %w", s.path, conf.ErrInvalid)
+	}
+	err := s.write(context.Background(), func(tx *sql.Tx) error {
+		_, err := tx.Exec(`UPDATE runs SET settings = ?`, settings)
+		return err
+	})
+	if err != nil {
+		return s.wrap("setting the run's settings", err)
+	}
+	return nil
+}

@@ -1,0 +1,525 @@
+package state
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/mattn/go-sqlite3"
+
+	"github.com/dpsbatch/dpsbatch/internal/conf"
+)
+
+// queryer is a *sql.DB or a *sql.Tx.
+type queryer interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}
+
+// AddVisits appends visits to the run's visit list, pending, in the order
+// given (their Seq follows the last visit's), in one transaction: all or
+// none. An empty ID, an ID that is not UTF-8, or an ID given twice or
+// already in the list is an error (wrapping conf.ErrInvalid) that names
+// it, and nothing is added. The front end calls it at submit.
+func (s *Store) AddVisits(ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	for i, id := range ids {
+		switch {
+		case id == "":
+			return fmt.Errorf("state: visit list: visit %d: empty visit ID: %w", i+1, conf.ErrInvalid)
+		case !utf8.ValidString(id):
+			return fmt.Errorf("state: visit list: visit %d: visit ID %q is not UTF-8: %w", i+1, id, conf.ErrInvalid)
+		}
+	}
+	// The whole list goes to SQLite as one JSON array, inserted by one
+	// statement: no per-visit round trip through database/sql and cgo.
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return s.wrap("adding visits", err)
+	}
+	ctx := context.Background()
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO visits (id) SELECT value FROM json_each(?)`, list)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n != int64(len(ids)) {
+			return fmt.Errorf("inserted %d visits of %d", n, len(ids))
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE visit_states SET visits = visits + ? WHERE code = 0`, n)
+		return err
+	})
+	if isUnique(err) {
+		return s.duplicate(ctx, ids, list)
+	}
+	if err != nil {
+		return s.wrap("adding visits", err)
+	}
+	return nil
+}
+
+// isUnique reports whether err is SQLite's unique or primary key
+// constraint error.
+func isUnique(err error) bool {
+	var se sqlite3.Error
+	return errors.As(err, &se) &&
+		(se.ExtendedCode == sqlite3.ErrConstraintUnique || se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey)
+}
+
+// duplicate explains AddVisits's unique constraint error: the first ID
+// given twice, or already in the list.
+func (s *Store) duplicate(ctx context.Context, ids []string, list []byte) error {
+	seen := make(map[string]int, len(ids))
+	for i, id := range ids {
+		if j, ok := seen[id]; ok {
+			return fmt.Errorf("state: visit list: visit %d: duplicate visit ID %q (also visit %d): %w", i+1, id, j+1, conf.ErrInvalid)
+		}
+		seen[id] = i
+	}
+	var id string
+	var pos, seq int
+	err := s.db.QueryRowContext(ctx, `SELECT j.value, j.key, v.seq FROM json_each(?) j JOIN visits v ON v.id = j.value ORDER BY j.key LIMIT 1`, list).
+		Scan(&id, &pos, &seq)
+	if err != nil {
+		return s.wrap("adding visits: a visit ID is already in the run", err)
+	}
+	return fmt.Errorf("state: visit list: visit %d: visit ID %q is already in the run (seq %d): %w", pos+1, id, seq, conf.ErrInvalid)
+}
+
+// VisitStarted records that job started visit at at: the visit becomes
+// running, its attempts grow by one, and its last error is cleared. It is
+// committed before it returns. ErrNoSuchVisit if the visit is not in the
+// list, ErrAlreadyDone if it is done.
+func (s *Store) VisitStarted(visit, job string, at time.Time) error {
+	if s.readOnly {
+		return s.wrap(fmt.Sprintf("visit %q started", visit), ErrReadOnly)
+	}
+	s.mu.Lock()
+	delete(s.pending, visit) // a new attempt: what an old one kept is stale
+	s.mu.Unlock()
+	ctx := context.Background()
+	res, err := s.db.ExecContext(ctx, `UPDATE visits SET state = 1, attempts = attempts + 1, job = ?, started = ?, ended = NULL, err = NULL
+		WHERE id = ? AND state <> 2`, job, nanos(at), visit)
+	if err != nil {
+		return s.wrap(fmt.Sprintf("visit %q started", visit), err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return s.notRunnable(ctx, visit, err)
+	}
+	return nil
+}
+
+// notRunnable explains why an update of visit changed no row.
+func (s *Store) notRunnable(ctx context.Context, visit string, err error) error {
+	if err != nil {
+		return s.wrap(fmt.Sprintf("visit %q", visit), err)
+	}
+	var code int
+	err = s.db.QueryRowContext(ctx, `SELECT state FROM visits WHERE id = ?`, visit).Scan(&code)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("state: %s: visit %q: %w", s.path, visit, ErrNoSuchVisit)
+	case err != nil:
+		return s.wrap(fmt.Sprintf("visit %q", visit), err)
+	case code == Done.code():
+		return fmt.Errorf("state: %s: visit %q: %w", s.path, visit, ErrAlreadyDone)
+	}
+	return fmt.Errorf("state: %s: visit %q is %s: not changed", s.path, visit, visitStates[code])
+}
+
+// StageDone keeps, in memory, that stage took took in visit; VisitEnded
+// writes it. It does not touch the file.
+func (s *Store) StageDone(visit, stage string, took time.Duration) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.logOf(visit)
+	l.stages = append(l.stages, stageTime{stage, took})
+	return nil
+}
+
+// SliceFailed keeps, in memory, that the slice of rank slice with data ID
+// dataID failed at stage in visit with msg; VisitEnded writes it. It does
+// not touch the file.
+func (s *Store) SliceFailed(visit, stage string, slice int, dataID, msg string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.logOf(visit)
+	l.failures = append(l.failures, Failure{Visit: visit, Stage: stage, Slice: slice, DataID: dataID, Err: msg})
+	return nil
+}
+
+// logOf returns visit's log, making it. s.mu is held.
+func (s *Store) logOf(visit string) *visitLog {
+	l := s.pending[visit]
+	if l == nil {
+		l = &visitLog{}
+		s.pending[visit] = l
+	}
+	return l
+}
+
+// VisitEnded records that visit ended at at in state st (Done, Failed or
+// Interrupted) with msg (why it failed or was interrupted; "" for none),
+// together with the stage times and slice failures kept since
+// VisitStarted, in one transaction: after a crash the file has all of it
+// or none. ErrNoSuchVisit if the visit is not in the list, ErrAlreadyDone
+// if it is done already.
+func (s *Store) VisitEnded(visit string, st VisitState, msg string, at time.Time) error {
+	if st != Done && st != Failed && st != Interrupted {
+		return fmt.Errorf("state: visit %q ended as %q: want done, failed or interrupted", visit, st)
+	}
+	s.mu.Lock()
+	l := s.pending[visit]
+	s.mu.Unlock()
+	if l == nil {
+		l = &visitLog{}
+	}
+	ctx := context.Background()
+	var errMsg any
+	if msg != "" {
+		errMsg = msg
+	}
+	found := true
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var seq, attempt int
+		err := tx.QueryRowContext(ctx, `UPDATE visits SET state = ?, ended = ?, err = ? WHERE id = ? AND state <> 2 RETURNING seq, attempts`,
+			st.code(), nanos(at), errMsg, visit).Scan(&seq, &attempt)
+		if errors.Is(err, sql.ErrNoRows) {
+			found = false
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, t := range l.stages {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO stage_times (visit, attempt, stage, took) VALUES (?, ?, ?, ?)`,
+				seq, attempt, t.stage, int64(t.took)); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO stage_totals (stage, calls, took) VALUES (?, 1, ?)
+				ON CONFLICT (stage) DO UPDATE SET calls = calls + 1, took = took + excluded.took`, t.stage, int64(t.took)); err != nil {
+				return err
+			}
+		}
+		for _, f := range l.failures {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO slice_failures (visit, attempt, stage, slice, data_id, err) VALUES (?, ?, ?, ?, ?, ?)`,
+				seq, attempt, f.Stage, f.Slice, f.DataID, f.Err); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return s.wrap(fmt.Sprintf("visit %q ended", visit), err)
+	}
+	if !found {
+		return s.notRunnable(ctx, visit, nil)
+	}
+	s.mu.Lock()
+	if s.pending[visit] == l {
+		delete(s.pending, visit)
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// Counts returns how many visits are in each state; every state is in the
+// map, with 0 if none. It reads five rows, whatever the size of the run.
+func (s *Store) Counts() (map[VisitState]int, error) {
+	rows, err := s.db.Query(`SELECT code, visits FROM visit_states`)
+	if err != nil {
+		return nil, s.wrap("counting visits", err)
+	}
+	defer rows.Close()
+	counts := make(map[VisitState]int, len(visitStates))
+	for _, st := range visitStates {
+		counts[st] = 0
+	}
+	for rows.Next() {
+		var code, n int
+		if err := rows.Scan(&code, &n); err != nil {
+			return nil, s.wrap("counting visits", err)
+		}
+		if code >= 0 && code < len(visitStates) {
+			counts[visitStates[code]] = n
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap("counting visits", err)
+	}
+	return counts, nil
+}
+
+// Runnable returns the IDs of the visits a starting job runs, pending and
+// interrupted, in Seq order.
+func (s *Store) Runnable() ([]string, error) {
+	ids, err := idsIn(context.Background(), s.db, []VisitState{Pending, Interrupted}, "")
+	if err != nil {
+		return nil, s.wrap("listing runnable visits", err)
+	}
+	return ids, nil
+}
+
+// idsIn returns the IDs of the visits in states that also meet cond (an
+// SQL condition on visits' columns with args, or ""), in Seq order. It
+// reads each state in index order and merges, rather than sort.
+func idsIn(ctx context.Context, q queryer, states []VisitState, cond string, args ...any) ([]string, error) {
+	query := `SELECT seq, id FROM visits WHERE state = ? ORDER BY seq`
+	if cond != "" {
+		query = `SELECT seq, id FROM visits WHERE state = ? AND (` + cond + `) ORDER BY seq`
+	}
+	type row struct {
+		seq int64
+		id  string
+	}
+	lists := make([][]row, len(states))
+	total := 0
+	for i, st := range states {
+		rows, err := q.QueryContext(ctx, query, append([]any{st.code()}, args...)...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var r row
+			if err := rows.Scan(&r.seq, &r.id); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			lists[i] = append(lists[i], r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		total += len(lists[i])
+	}
+	ids := make([]string, 0, total)
+	next := make([]int, len(lists))
+	for len(ids) < total {
+		best := -1
+		for i, l := range lists {
+			if next[i] < len(l) && (best < 0 || l[next[i]].seq < lists[best][next[best]].seq) {
+				best = i
+			}
+		}
+		ids = append(ids, lists[best][next[best]].id)
+		next[best]++
+	}
+	return ids, nil
+}
+
+// InterruptRunning makes every running visit interrupted, with reason as
+// its error, and returns how many there were. The front end calls it when
+// the job that ran them is gone (before Retry, at resume), and a starting
+// job calls it before Runnable: a running visit with no live job is one
+// whose job died.
+func (s *Store) InterruptRunning(reason string) (int, error) {
+	var n int64
+	err := s.write(context.Background(), func(tx *sql.Tx) error {
+		res, err := tx.Exec(`UPDATE visits SET state = 4, err = ? WHERE state = 1`, reason)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, s.wrap("interrupting running visits", err)
+	}
+	return int(n), nil
+}
+
+// Retry prepares a resume: failed and interrupted visits that were started
+// fewer than maxAttempts times (0: no limit) become pending again, and it
+// returns how many. Those started maxAttempts times or more are returned,
+// in Seq order, as exhausted, and stay failed: an exhausted interrupted
+// visit becomes failed, so that Runnable does not hand it out again. One
+// transaction.
+func (s *Store) Retry(maxAttempts int) (retried int, exhausted []string, err error) {
+	if maxAttempts < 0 {
+		return 0, nil, fmt.Errorf("state: retry: attempt limit %d: want 0 (none) or more: %w", maxAttempts, conf.ErrInvalid)
+	}
+	ctx := context.Background()
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		cond := ""
+		if maxAttempts > 0 {
+			var err error
+			exhausted, err = idsIn(ctx, tx, []VisitState{Failed, Interrupted}, `attempts >= ?`, maxAttempts)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE visits SET state = 3,
+				err = 'interrupted at attempt ' || attempts || ' of ' || ? || coalesce(': ' || err, '')
+				WHERE state = 4 AND attempts >= ?`, maxAttempts, maxAttempts); err != nil {
+				return err
+			}
+			cond = fmt.Sprintf(" AND attempts < %d", maxAttempts)
+		}
+		var n int64
+		for _, st := range []VisitState{Failed, Interrupted} {
+			res, err := tx.ExecContext(ctx, `UPDATE visits SET state = 0 WHERE state = ?`+cond, st.code())
+			if err != nil {
+				return err
+			}
+			m, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			n += m
+		}
+		retried = int(n)
+		return nil
+	})
+	if err != nil {
+		return 0, nil, s.wrap("retrying visits", err)
+	}
+	return retried, exhausted, nil
+}
+
+// Visits returns the visits in state st ("" for all), in Seq order, at
+// most limit of them (0 or less: all).
+func (s *Store) Visits(st VisitState, limit int) ([]Visit, error) {
+	var where []string
+	var args []any
+	if st != "" {
+		code := st.code()
+		if code < 0 {
+			return nil, fmt.Errorf("state: unknown visit state %q: %w", st, conf.ErrInvalid)
+		}
+		where = append(where, "state = ?")
+		args = append(args, code)
+	}
+	query := `SELECT seq, id, state, attempts, job, started, ended, err FROM visits`
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY seq"
+	if limit > 0 {
+		query += " LIMIT ?"
+		args = append(args, limit)
+	}
+	rows, err := s.db.Query(query, args...)
+	if err != nil {
+		return nil, s.wrap("listing visits", err)
+	}
+	defer rows.Close()
+	var vs []Visit
+	for rows.Next() {
+		var v Visit
+		var code int
+		var job, msg sql.NullString
+		var started, ended sql.NullInt64
+		if err := rows.Scan(&v.Seq, &v.ID, &code, &v.Attempts, &job, &started, &ended, &msg); err != nil {
+			return nil, s.wrap("listing visits", err)
+		}
+		if code >= 0 && code < len(visitStates) {
+			v.State = visitStates[code]
+		}
+		v.Job, v.Err = str(job), str(msg)
+		v.Started, v.Ended = fromNanos(started), fromNanos(ended)
+		vs = append(vs, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap("listing visits", err)
+	}
+	return vs, nil
+}
+
+// Progress returns how many visits are done, the earliest start and the
+// latest end of a done visit (zero times when none is), for status's rate
+// and estimate. It reads one row.
+func (s *Store) Progress() (done int, first, last time.Time, err error) {
+	var f, l sql.NullInt64
+	err = s.db.QueryRow(`SELECT visits, first, last FROM visit_states WHERE code = 2`).Scan(&done, &f, &l)
+	if err != nil {
+		return 0, time.Time{}, time.Time{}, s.wrap("reading progress", err)
+	}
+	return done, fromNanos(f), fromNanos(l), nil
+}
+
+// StageTime is the time spent in one stage over the run.
+type StageTime struct {
+	Stage string
+	Calls int           // visit attempts that ran it
+	Total time.Duration // over all calls
+	Mean  time.Duration
+}
+
+// Stages returns the time spent in each stage, in the order the stages
+// were first recorded (the pipeline's order). It reads one row per stage.
+func (s *Store) Stages() ([]StageTime, error) {
+	rows, err := s.db.Query(`SELECT stage, calls, took FROM stage_totals ORDER BY rowid`)
+	if err != nil {
+		return nil, s.wrap("reading stage times", err)
+	}
+	defer rows.Close()
+	var ts []StageTime
+	for rows.Next() {
+		var t StageTime
+		var took int64
+		if err := rows.Scan(&t.Stage, &t.Calls, &took); err != nil {
+			return nil, s.wrap("reading stage times", err)
+		}
+		t.Total = time.Duration(took)
+		if t.Calls > 0 {
+			t.Mean = t.Total / time.Duration(t.Calls)
+		}
+		ts = append(ts, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap("reading stage times", err)
+	}
+	return ts, nil
+}
+
+// StageTimes returns the mean time per call of each stage (see Stages).
+func (s *Store) StageTimes() (map[string]time.Duration, error) {
+	ts, err := s.Stages()
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[string]time.Duration, len(ts))
+	for _, t := range ts {
+		m[t.Stage] = t.Mean
+	}
+	return m, nil
+}
+
+// Failures returns the recorded slice failures in the order recorded, at
+// most limit of them (0 or less: all).
+func (s *Store) Failures(limit int) ([]Failure, error) {
+	query := `SELECT v.id, f.attempt, f.stage, f.slice, f.data_id, f.err FROM slice_failures f JOIN visits v ON v.seq = f.visit ORDER BY f.id`
+	var args []any
+	if limit > 0 {
+		query += " LIMIT ?"
+		args = append(args, limit)
+	}
+	rows, err := s.db.Query(query, args...)
+	if err != nil {
+		return nil, s.wrap("listing failures", err)
+	}
+	defer rows.Close()
+	var fs []Failure
+	for rows.Next() {
+		var f Failure
+		if err := rows.Scan(&f.Visit, &f.Attempt, &f.Stage, &f.Slice, &f.DataID, &f.Err); err != nil {
+			return nil, s.wrap("listing failures", err)
+		}
+		fs = append(fs, f)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap("listing failures", err)
+	}
+	return fs, nil
+}
