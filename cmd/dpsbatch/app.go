@@ -28,14 +28,26 @@ func newApp() *cli.App {
 			runCommand(),
 			validateCommand(),
 			stagesCommand(),
+			submitCommand(),
+			statusCommand(),
+			waitCommand(),
+			cancelCommand(),
+			resumeCommand(),
+			runsCommand(),
+			siteCommand(),
 		},
 		OnUsageError: usageError,
 		// Errors are printed and mapped to exit codes by main.
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
-	for _, c := range app.Commands {
-		c.OnUsageError = usageError
+	var setUsage func([]*cli.Command)
+	setUsage = func(cs []*cli.Command) {
+		for _, c := range cs {
+			c.OnUsageError = usageError
+			setUsage(c.Subcommands)
+		}
 	}
+	setUsage(app.Commands)
 	return app
 }
 

@@ -11,6 +11,7 @@ import (
 	"os"
 
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/jobs"
 )
 
 // Exit codes.
@@ -41,7 +42,7 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.Is(err, harness.ErrInvalid):
 		return exitBadInput
-	case errors.Is(err, harness.ErrVisitsFailed):
+	case errors.Is(err, harness.ErrVisitsFailed), errors.Is(err, jobs.ErrVisitsFailed):
 		return exitPartial
 	case errors.Is(err, harness.ErrInterrupted), errors.Is(err, context.Canceled):
 		return exitInterrupted

@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/jobs"
 )
 
 func runCommand() *cli.Command {
@@ -33,6 +34,8 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "comm", Value: harness.CommAuto, Usage: "communicator: auto, tcp, mpi or local"},
 			&cli.IntFlag{Name: "rank", Value: -1, Usage: "this process's rank, for tcp outside srun (with --size)"},
 			&cli.IntFlag{Name: "size", Usage: "number of ranks, for tcp outside srun (with --rank), or for local"},
+			&cli.StringFlag{Name: "state", Usage: "the run's state file (batch jobs): rank 0 runs the visits it lists as unfinished and records progress in it"},
+			&cli.StringFlag{Name: "pipeline-dir", Usage: "what {pipelinedir} names (default: the policy file's folder)"},
 			&cli.StringFlag{Name: "rendezvous", Usage: "directory where tcp ranks find rank 0, shared by all nodes (default: RUN-DIR/.rendezvous)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -54,7 +57,12 @@ func runRank(c *cli.Context) error {
 	}
 	dir := c.String("run-dir")
 	dr := harness.DistRun{RunDir: dir, PolicyPath: c.String("pipeline"), VisitsPath: c.String("visits"),
-		RunID: c.String("run-id"), Logger: log}
+		RunID: c.String("run-id"), Logger: log, PipelineDir: c.String("pipeline-dir")}
+	var job *jobs.InJob
+	if path := c.String("state"); path != "" {
+		job = &jobs.InJob{StatePath: path, JobID: os.Getenv("SLURM_JOB_ID"), Logger: log}
+		dr.Rank0 = job.Hook
+	}
 	if dr.PolicyPath == "" {
 		dr.PolicyPath = filepath.Join(dir, "pipeline.yaml")
 	}
@@ -88,6 +96,14 @@ func runRank(c *cli.Context) error {
 	sum, err := harness.RunDist(ctx, dr, o)
 	if sum != nil {
 		sum.Print(c.App.Writer)
+	}
+	if job != nil {
+		if jerr := job.End(sum, err); jerr != nil {
+			log.Error("recording the job's end in the state file", "err", jerr)
+			if err == nil {
+				err = jerr
+			}
+		}
 	}
 	return err
 }

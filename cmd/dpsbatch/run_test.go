@@ -201,42 +201,53 @@ var localReference = sync.OnceValues(func() (string, error) {
 // number of output files compared.
 func sameOutputs(t *testing.T, want, got string) int {
 	t.Helper()
-	list := func(root string) map[string]string {
-		m := map[string]string{}
-		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+	return sameFiles(t, treeOf(t, want), treeOf(t, got))
+}
+
+// treeOf reads every file under root (by path relative to root), and
+// every link's target, written RUN-DIR/... when it points inside root;
+// the tcp rendezvous directory is left out.
+func treeOf(t *testing.T, root string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		switch {
+		case d.IsDir() && d.Name() == ".rendezvous":
+			return filepath.SkipDir
+		case d.IsDir():
+			return nil
+		case d.Type()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(path)
 			if err != nil {
 				return err
 			}
-			rel, _ := filepath.Rel(root, path)
-			switch {
-			case d.IsDir() && d.Name() == ".rendezvous":
-				return filepath.SkipDir
-			case d.IsDir():
-				return nil
-			case d.Type()&fs.ModeSymlink != 0:
-				target, err := os.Readlink(path)
-				if err != nil {
-					return err
-				}
-				if r, err := filepath.Rel(root, target); err == nil && filepath.IsAbs(target) {
-					target = "RUN-DIR/" + r
-				}
-				m[rel] = "link to " + target
-			default:
-				data, err := os.ReadFile(path)
-				if err != nil {
-					return err
-				}
-				m[rel] = string(data)
+			if r, err := filepath.Rel(root, target); err == nil && filepath.IsAbs(target) {
+				target = "RUN-DIR/" + r
 			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
+			m[rel] = "link to " + target
+		default:
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			m[rel] = string(data)
 		}
-		return m
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	w, g := list(want), list(got)
+	return m
+}
+
+// sameFiles compares two trees read by treeOf and returns the number of
+// output files (under output/ and work/) compared.
+func sameFiles(t *testing.T, w, g map[string]string) int {
+	t.Helper()
 	for name, data := range w {
 		if gd, ok := g[name]; !ok {
 			t.Errorf("%s: missing", name)

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dpsbatch/dpsbatch/jobs"
+	"github.com/dpsbatch/dpsbatch/scheduler"
+	"github.com/dpsbatch/dpsbatch/site"
+)
+
+// The batch commands (submit, status, wait, cancel, resume, runs, site)
+// share the site file flag and the Slurm backend.
+
+func siteFlag() cli.Flag {
+	return &cli.StringFlag{Name: "site", EnvVars: []string{"DPSBATCH_SITE"},
+		Usage: "site file describing the cluster's partitions, launcher and runs root (or $DPSBATCH_SITE)"}
+}
+
+// loadSite loads the site file named by --site; required says whether a
+// command cannot do without one.
+func loadSite(c *cli.Context, required bool) (*site.Site, error) {
+	path := c.String("site")
+	if path == "" {
+		if !required {
+			return nil, nil
+		}
+		return nil, badInput("no site file: pass --site FILE or set DPSBATCH_SITE (`dpsbatch site discover` writes a first one)")
+	}
+	return site.Load(path)
+}
+
+// backend is the Slurm backend the commands use: the command-line tools.
+func backend() (scheduler.Backend, error) {
+	return scheduler.NewCLI(scheduler.CLIOptions{})
+}
+
+// resolveRuns turns RUN arguments into run directories.
+func resolveRuns(c *cli.Context, s *site.Site) ([]string, error) {
+	var dirs []string
+	for _, a := range c.Args().Slice() {
+		d, err := jobs.ResolveRun(s, a)
+		if err != nil {
+			return nil, err
+		}
+		dirs = append(dirs, d)
+	}
+	return dirs, nil
+}
+
+// oneRun resolves the single RUN argument of a command.
+func oneRun(c *cli.Context, s *site.Site) (string, error) {
+	if c.NArg() != 1 {
+		return "", badInput("%s takes one RUN (a run directory, or a run's name under the site's runs root), got %d arguments", c.Command.Name, c.NArg())
+	}
+	dirs, err := resolveRuns(c, s)
+	if err != nil {
+		return "", err
+	}
+	return dirs[0], nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// printStatus writes one run's status for people.
+func printStatus(w io.Writer, rs jobs.RunStatus) {
+	fmt.Fprintf(w, "run %s (%s, partition %s): %s\n", rs.Run, rs.Pipeline, rs.Partition, rs.Outcome)
+	fmt.Fprintf(w, "  visits: %d", rs.Visits)
+	for _, k := range []string{"done", "failed", "running", "interrupted", "pending"} {
+		if n := rs.Counts[k]; n > 0 {
+			fmt.Fprintf(w, ", %d %s", n, k)
+		}
+	}
+	fmt.Fprintln(w)
+	if rs.Rate > 0 {
+		fmt.Fprintf(w, "  rate: %.3g visits/s", rs.Rate)
+		if rs.ETA > 0 {
+			fmt.Fprintf(w, ", about %s left", rs.ETA.Round(time.Second))
+		}
+		fmt.Fprintln(w)
+	}
+	for _, j := range rs.Jobs {
+		fmt.Fprintf(w, "  job %s (attempt %d): %s", j.ID, j.Attempt, strings.ToLower(j.State))
+		if !j.Live && j.Source != "state" {
+			fmt.Fprintf(w, ", exit %d", j.ExitCode)
+		}
+		fmt.Fprintf(w, " [%s]", j.Source)
+		if j.Reason != "" {
+			fmt.Fprintf(w, ": %s", strings.TrimSuffix(j.Reason, "; "))
+		}
+		if j.Died {
+			fmt.Fprintf(w, " — ended without recording why (killed, node failure or out of memory?)")
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "  state file: %s/%s (%s on %s)\n", rs.Dir, jobs.StateFile, rs.Journal, rs.FS)
+}
+
+var stdout io.Writer = os.Stdout

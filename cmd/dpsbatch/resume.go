@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dpsbatch/dpsbatch/jobs"
+)
+
+func resumeCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "resume",
+		Usage:     "submit a new job for what a run left unfinished",
+		ArgsUsage: "RUN",
+		Description: "Runs again the visits that are pending, interrupted (running when a job died, or cut short)\n" +
+			"or failed, leaving out those already tried --max-attempts times. Done visits never run again.\n" +
+			"Refuses while a job of the run is pending or running. The allocation is planned as at submit.\n" +
+			"Exit status: 0 submitted, or nothing left to do; 3 visits are left at --max-attempts; 2 bad input.",
+		Flags: []cli.Flag{
+			siteFlag(),
+			&cli.IntFlag{Name: "max-attempts", Usage: "leave out visits tried this many times already (0: no limit)"},
+			&cli.IntFlag{Name: "auto-resume", Usage: "follow-on jobs to chain after this one (afterany)"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and the job script; change and submit nothing"},
+			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
+		},
+		Action: func(c *cli.Context) error {
+			s, err := loadSite(c, true)
+			if err != nil {
+				return err
+			}
+			dir, err := oneRun(c, s)
+			if err != nil {
+				return err
+			}
+			b, err := backend()
+			if err != nil {
+				return err
+			}
+			res, err := jobs.Resume(c.Context, jobs.ResumeOptions{Site: s, Backend: b, Dir: dir,
+				MaxAttempts: c.Int("max-attempts"), AutoResume: c.Int("auto-resume"), DryRun: c.Bool("dry-run"), Out: c.App.Writer})
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				if err := printJSON(c.App.Writer, res); err != nil {
+					return err
+				}
+			} else if !res.DryRun {
+				w := c.App.Writer
+				if res.Complete {
+					fmt.Fprintf(w, "run %s: nothing left to run\n", res.Run)
+				} else {
+					printSubmitted(c, &res.Submitted)
+					if res.Retried > 0 {
+						fmt.Fprintf(w, "  %d failed or interrupted visits run again\n", res.Retried)
+					}
+				}
+			}
+			if n := len(res.Exhausted); n > 0 {
+				shown := res.Exhausted[:min(n, 10)]
+				return fmt.Errorf("%w: %d visits left out at --max-attempts %d: %s", jobs.ErrVisitsFailed, n,
+					c.Int("max-attempts"), strings.Join(shown, ", "))
+			}
+			return nil
+		},
+	}
+}

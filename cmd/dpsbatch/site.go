@@ -1,0 +1,78 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dpsbatch/dpsbatch/site"
+)
+
+func siteCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "site",
+		Usage: "check a site file against the live cluster, or write a first one from it",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "check",
+				Usage: "compare the site file with the live cluster and report each mismatch",
+				Description: "Loads the site file (every problem in it is reported with its line), then asks Slurm\n" +
+					"(sinfo) for the partitions and compares: partition exists and is up, CPUs and memory per\n" +
+					"node, node count and list, time and node limits.\n" +
+					"Exit status: 0 the file matches the cluster, 2 the file is invalid or does not match.",
+				Flags: []cli.Flag{siteFlag()},
+				Action: func(c *cli.Context) error {
+					if c.NArg() > 0 {
+						return badInput("site check takes no arguments (the file comes from --site)")
+					}
+					s, err := loadSite(c, true)
+					if err != nil {
+						return err
+					}
+					b, err := backend()
+					if err != nil {
+						return err
+					}
+					live, err := b.Partitions(c.Context)
+					if err != nil {
+						return err
+					}
+					ms := site.Check(s, live)
+					for _, m := range ms {
+						fmt.Fprintf(c.App.Writer, "%s: %s\n", s.Path, m)
+					}
+					if len(ms) > 0 {
+						return badInput("%s: %d mismatches with the live cluster", s.Path, len(ms))
+					}
+					fmt.Fprintf(c.App.Writer, "%s: matches the cluster (%d partitions)\n", s.Path, len(s.Partitions))
+					return nil
+				},
+			},
+			{
+				Name:  "discover",
+				Usage: "print a starting site file from the live cluster",
+				Description: "Asks Slurm (sinfo) for its partitions and prints a commented site file describing\n" +
+					"them; edit the launcher, setup lines and runs root, then check it with `site check`.",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "runs-root", Value: "/var/tmp/dpsbatch/runs", Usage: "runs root to write in the file (on a file system every node sees)"},
+				},
+				Action: func(c *cli.Context) error {
+					b, err := backend()
+					if err != nil {
+						return err
+					}
+					live, err := b.Partitions(c.Context)
+					if err != nil {
+						return err
+					}
+					out, err := site.Discover(live, site.DiscoverOptions{RunsRoot: c.String("runs-root")})
+					if err != nil {
+						return err
+					}
+					_, err = c.App.Writer.Write(out)
+					return err
+				},
+			},
+		},
+	}
+}

@@ -1,0 +1,229 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dpsbatch/dpsbatch/jobs"
+)
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "status",
+		Usage:     "show runs' progress and their jobs' states",
+		ArgsUsage: "RUN...",
+		Description: "RUN is a run directory or a run's name under the site's runs root. For each run: visits per\n" +
+			"state (pending, running, done, failed, interrupted), the rate and the time left, and every job\n" +
+			"with its state from Slurm — one squeue call however many runs, then sacct for jobs Slurm has\n" +
+			"forgotten (when the cluster keeps accounting), else what the run recorded itself.\n" +
+			"--watch redraws a progress bar every --interval until the runs' jobs end.",
+		Flags: []cli.Flag{
+			siteFlag(),
+			&cli.BoolFlag{Name: "json", Usage: "print the statuses as JSON"},
+			&cli.BoolFlag{Name: "watch", Usage: "follow the runs with a live progress bar until their jobs end"},
+			&cli.DurationFlag{Name: "interval", Value: 5 * time.Second, Usage: "how often --watch asks Slurm (at least 1s)"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return badInput("status takes one or more RUN (see `dpsbatch runs`)")
+			}
+			if c.Duration("interval") < time.Second {
+				return badInput("--interval must be at least 1s, got %s", c.Duration("interval"))
+			}
+			s, err := loadSite(c, false)
+			if err != nil {
+				return err
+			}
+			dirs, err := resolveRuns(c, s)
+			if err != nil {
+				return err
+			}
+			b, err := backend()
+			if err != nil {
+				return err
+			}
+			for {
+				all, err := jobs.Status(c.Context, b, dirs)
+				if err != nil {
+					return err
+				}
+				live := false
+				for _, rs := range all {
+					live = live || rs.Live
+				}
+				switch {
+				case c.Bool("json"):
+					if err := printJSON(c.App.Writer, all); err != nil {
+						return err
+					}
+				case c.Bool("watch"):
+					for _, rs := range all {
+						fmt.Fprintf(c.App.Writer, "%s\n", progressBar(rs, 40))
+					}
+				default:
+					for _, rs := range all {
+						printStatus(c.App.Writer, rs)
+					}
+				}
+				if !c.Bool("watch") || !live {
+					return nil
+				}
+				select {
+				case <-c.Context.Done():
+					return c.Context.Err()
+				case <-time.After(c.Duration("interval")):
+				}
+			}
+		},
+	}
+}
+
+// progressBar is one line: name, a bar of done (#) and failed (x) visits,
+// counts, rate and time left.
+func progressBar(rs jobs.RunStatus, width int) string {
+	done, failed := rs.Counts["done"], rs.Counts["failed"]
+	bar := make([]byte, width)
+	for i := range bar {
+		bar[i] = '.'
+	}
+	if rs.Visits > 0 {
+		nd := done * width / rs.Visits
+		nf := (done + failed) * width / rs.Visits
+		for i := 0; i < nf && i < width; i++ {
+			bar[i] = 'x'
+		}
+		for i := 0; i < nd && i < width; i++ {
+			bar[i] = '#'
+		}
+	}
+	line := fmt.Sprintf("%s [%s] %d/%d done", rs.Run, bar, done, rs.Visits)
+	if failed > 0 {
+		line += fmt.Sprintf(", %d failed", failed)
+	}
+	if rs.Rate > 0 {
+		line += fmt.Sprintf(", %.3g/s", rs.Rate)
+	}
+	if rs.ETA > 0 {
+		line += fmt.Sprintf(", %s left", rs.ETA.Round(time.Second))
+	}
+	return line + " (" + strings.ToLower(rs.Outcome) + ")"
+}
+
+func waitCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "wait",
+		Usage:     "block until a run's jobs end; the exit status tells the outcome",
+		ArgsUsage: "RUN",
+		Description: "Waits until no job of the run (nor a follow-on of --auto-resume) is pending or running,\n" +
+			"reading the run's state file every second and asking Slurm at most every --interval (at once\n" +
+			"when the state file says a job ended). Then prints the run's status.\n" +
+			"Exit status: 0 every visit done, 3 every visit ran and some failed, 1 the run ended\n" +
+			"unfinished (cancelled, killed, out of time: `dpsbatch resume RUN`), 2 bad input.",
+		Flags: []cli.Flag{
+			siteFlag(),
+			&cli.DurationFlag{Name: "interval", Value: 10 * time.Second, Usage: "how often to ask Slurm, at most (at least 1s)"},
+			&cli.BoolFlag{Name: "json", Usage: "print the final status as JSON"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.Duration("interval") < time.Second {
+				return badInput("--interval must be at least 1s, got %s", c.Duration("interval"))
+			}
+			s, err := loadSite(c, false)
+			if err != nil {
+				return err
+			}
+			dir, err := oneRun(c, s)
+			if err != nil {
+				return err
+			}
+			b, err := backend()
+			if err != nil {
+				return err
+			}
+			rs, err := jobs.Wait(c.Context, b, dir, jobs.WaitOptions{SlurmEvery: c.Duration("interval")})
+			if rs.Run != "" {
+				if c.Bool("json") {
+					printJSON(c.App.Writer, rs)
+				} else {
+					printStatus(c.App.Writer, rs)
+				}
+			}
+			return err
+		},
+	}
+}
+
+func cancelCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "cancel",
+		Usage:     "cancel a run's live jobs (the job and its follow-ons)",
+		ArgsUsage: "RUN",
+		Description: "Cancels every pending or running job of the run. A running job's Pipeline hears SIGTERM\n" +
+			"and stops at the end of the current visit when it can; what is left stays pending, for resume.",
+		Flags: []cli.Flag{siteFlag()},
+		Action: func(c *cli.Context) error {
+			s, err := loadSite(c, false)
+			if err != nil {
+				return err
+			}
+			dir, err := oneRun(c, s)
+			if err != nil {
+				return err
+			}
+			b, err := backend()
+			if err != nil {
+				return err
+			}
+			ids, err := jobs.Cancel(c.Context, b, dir)
+			if len(ids) > 0 {
+				fmt.Fprintf(c.App.Writer, "cancelled jobs %s\n", strings.Join(ids, ", "))
+			} else if err == nil {
+				fmt.Fprintln(c.App.Writer, "no live job to cancel")
+			}
+			return err
+		},
+	}
+}
+
+func runsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "runs",
+		Usage: "list the runs under the site's runs root",
+		Flags: []cli.Flag{siteFlag(), &cli.BoolFlag{Name: "json", Usage: "print the list as JSON"}},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return badInput("runs takes no arguments")
+			}
+			s, err := loadSite(c, true)
+			if err != nil {
+				return err
+			}
+			b, err := backend()
+			if err != nil {
+				return err
+			}
+			all, err := jobs.Runs(c.Context, s, b)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c.App.Writer, all)
+			}
+			if len(all) == 0 {
+				fmt.Fprintf(c.App.Writer, "no runs under %s\n", s.RunsRoot)
+			}
+			for _, rs := range all {
+				last := "-"
+				if n := len(rs.Jobs); n > 0 {
+					last = rs.Jobs[n-1].ID + " " + strings.ToLower(rs.Jobs[n-1].State)
+				}
+				fmt.Fprintf(c.App.Writer, "%-32s %-12s %-10s %6d/%-6d done  job %s\n", rs.Run, rs.Pipeline, rs.Outcome,
+					rs.Counts["done"], rs.Visits, last)
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dpsbatch/dpsbatch/internal/slurmtime"
+	"github.com/dpsbatch/dpsbatch/jobs"
+	"github.com/dpsbatch/dpsbatch/scheduler"
+	"github.com/dpsbatch/dpsbatch/site"
+)
+
+func requestFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "partition", Aliases: []string{"p"}, Usage: "site partition (default: the site's default)"},
+		&cli.IntFlag{Name: "slices", Usage: "number of slices (default: the policy's, or one per data ID)"},
+		&cli.IntFlag{Name: "cpus-per-slice", Value: 1, Usage: "CPUs each slice needs"},
+		&cli.StringFlag{Name: "mem-per-slice", Usage: "memory each slice needs, such as 500M or 2G (default: do not ask)"},
+		&cli.StringFlag{Name: "time", Usage: "time limit, such as 2:00:00 or 90m (default: the partition's)"},
+		&cli.StringFlag{Name: "strategy", Value: string(scheduler.Pack), Usage: "pack (fewest nodes) or spread (one slice per node)"},
+	}
+}
+
+func request(c *cli.Context) (jobs.Request, error) {
+	r := jobs.Request{Partition: c.String("partition"), Slices: c.Int("slices"), CPUsPerSlice: c.Int("cpus-per-slice"),
+		Strategy: scheduler.Strategy(c.String("strategy"))}
+	if r.CPUsPerSlice < 1 {
+		return r, badInput("--cpus-per-slice must be at least 1")
+	}
+	if r.Strategy != scheduler.Pack && r.Strategy != scheduler.Spread {
+		return r, badInput("--strategy: expected pack or spread, got %q", r.Strategy)
+	}
+	if m := c.String("mem-per-slice"); m != "" {
+		mb, err := parseMemMB(m)
+		if err != nil {
+			return r, badInput("--mem-per-slice: %v", err)
+		}
+		r.MemPerSliceMB = mb
+	}
+	if t := c.String("time"); t != "" {
+		d, err := slurmtime.Parse(t)
+		if err != nil || d == 0 {
+			return r, badInput("--time: %s", errOr(err, "a limit is needed, not infinite"))
+		}
+		r.Time = d
+	}
+	return r, nil
+}
+
+func errOr(err error, msg string) string {
+	if err != nil {
+		return err.Error()
+	}
+	return msg
+}
+
+func submitCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "submit",
+		Usage:     "submit a pipeline and its visits as a Slurm job on a site partition",
+		ArgsUsage: "PIPELINE --visits FILE",
+		Description: "Creates a run directory under the site's runs root (a copy of the policy and visit list,\n" +
+			"the job script, Slurm's logs, the state file), sizes the allocation from the partition's nodes\n" +
+			"and CPUs (one task per slice plus one for the Pipeline), renders the job script and submits it.\n" +
+			"It prints the run's name, the job ID and where to look; then use status, wait, cancel, resume.\n\n" +
+			"With --auto-resume N, N follow-on jobs wait for the job before (afterany) and run whatever it\n" +
+			"left unfinished, so a run longer than the time limit finishes without a person: near the\n" +
+			"limit Slurm sends SIGUSR1 and the Pipeline stops at a clean visit boundary.\n\n" +
+			"--dry-run prints the plan and the script and creates and submits nothing.\n" +
+			"Exit status: 0 submitted, 2 bad input (nothing created or submitted), 1 other errors.",
+		Flags: append([]cli.Flag{
+			siteFlag(),
+			&cli.StringFlag{Name: "visits", Usage: "visit file (CSV or JSON lines), required"},
+			&cli.StringFlag{Name: "name", Usage: "run name (default: PIPELINE-DATE-TIME); letters, digits, . _ -"},
+			&cli.IntFlag{Name: "auto-resume", Usage: "follow-on jobs to chain after the first (afterany)"},
+			&cli.StringFlag{Name: "binary", Usage: "dpsbatch executable the job runs on the nodes (default: this one)"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and the job script; create and submit nothing"},
+			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
+		}, requestFlags()...),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return badInput("submit takes one PIPELINE, got %d arguments", c.NArg())
+			}
+			s, err := loadSite(c, true)
+			if err != nil {
+				return err
+			}
+			r, err := request(c)
+			if err != nil {
+				return err
+			}
+			b, err := backend()
+			if err != nil && !c.Bool("dry-run") {
+				return err
+			}
+			sub, err := jobs.Submit(c.Context, jobs.SubmitOptions{Site: s, Backend: b, Policy: c.Args().First(),
+				Visits: c.String("visits"), Name: c.String("name"), Request: r, AutoResume: c.Int("auto-resume"),
+				Binary: c.String("binary"), DryRun: c.Bool("dry-run"), Out: c.App.Writer})
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c.App.Writer, sub)
+			}
+			if !sub.DryRun {
+				printSubmitted(c, sub)
+			}
+			return nil
+		},
+	}
+}
+
+func printSubmitted(c *cli.Context, sub *jobs.Submitted) {
+	w := c.App.Writer
+	fmt.Fprintf(w, "run %s: job %s submitted (attempt %d, %d visits, %d tasks on %d nodes of %s)\n",
+		sub.Run, sub.Jobs[0], sub.Attempt, sub.Visits, sub.Plan.Tasks, sub.Plan.Nodes, sub.Plan.Partition)
+	if len(sub.Jobs) > 1 {
+		fmt.Fprintf(w, "  follow-on jobs: %v\n", sub.Jobs[1:])
+	}
+	fmt.Fprintf(w, "  run directory: %s\n  job script:    %s\n  Slurm log:     %s\n", sub.Dir, sub.Script, sub.Log)
+	fmt.Fprintf(w, "  progress:      dpsbatch status %s   (wait, cancel, resume likewise)\n", sub.Run)
+}
+
+// parseMemMB reads a memory size flag the way the site file does.
+func parseMemMB(s string) (int, error) { return site.ParseMemory(s) }

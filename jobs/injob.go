@@ -1,0 +1,194 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/dpsbatch/dpsbatch/events"
+	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/state"
+)
+
+// InJob is rank 0's side of a batch job: it opens the run's state file,
+// marks visits a dead job left running as interrupted, feeds the visits
+// still to run (pending and interrupted, in order) as trigger events,
+// records every visit's progress, and records how the job ended. The
+// other ranks never touch the state file.
+//
+// `dpsbatch run --state FILE` sets Hook as harness.DistRun.Rank0 and calls
+// End with RunDist's result, on every rank (End does nothing where Hook
+// did not run).
+type InJob struct {
+	StatePath string
+	JobID     string // SLURM_JOB_ID; "" outside Slurm (recorded as "local")
+	Logger    *slog.Logger
+	Now       func() time.Time // nil: time.Now
+
+	st  *state.Store
+	rec *recorder
+}
+
+// Hook opens the state and prepares the feed; harness.DistRun.Rank0.
+func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
+	if j.Now == nil {
+		j.Now = time.Now
+	}
+	if j.JobID == "" {
+		j.JobID = "local"
+	}
+	st, err := state.Open(j.StatePath)
+	if err != nil {
+		return err
+	}
+	j.st = st
+	run, err := st.Run()
+	if err != nil {
+		return err
+	}
+	if run.PolicySum != "" && run.PolicySum != p.Checksum {
+		return fmt.Errorf("%w: %s changed since the run was submitted (checksum %.12s, now %.12s)", harness.ErrInvalid, p.File, run.PolicySum, p.Checksum)
+	}
+	var set settings
+	if run.Settings != "" {
+		if err := json.Unmarshal([]byte(run.Settings), &set); err != nil {
+			return fmt.Errorf("jobs: %s: run settings: %w", j.StatePath, err)
+		}
+	}
+	if n, err := st.InterruptRunning("the job that ran it ended before it finished"); err != nil {
+		return err
+	} else if n > 0 {
+		j.log().Warn("visits left running by an earlier job count as interrupted", "visits", n)
+	}
+	ids, err := st.Runnable()
+	if err != nil {
+		return err
+	}
+	visitsPath := dr.VisitsPath
+	if set.Visits != "" {
+		visitsPath = filepath.Join(filepath.Dir(j.StatePath), set.Visits)
+	}
+	all, err := harness.ReadVisits(visitsPath)
+	if err != nil {
+		return err
+	}
+	byID := make(map[string]harness.Visit, len(all))
+	for _, v := range all {
+		byID[v.ID] = v
+	}
+	feed := make([]harness.Visit, 0, len(ids))
+	for _, id := range ids {
+		v, ok := byID[id]
+		if !ok {
+			return fmt.Errorf("jobs: %s: visit %q of the state file is not in %s", j.StatePath, id, visitsPath)
+		}
+		feed = append(feed, v)
+	}
+	host, _ := os.Hostname()
+	if err := st.JobStarted(j.JobID, host, j.Now()); err != nil && !errors.Is(err, state.ErrNotFound) {
+		return err
+	}
+	b := events.NewMemory()
+	if err := harness.PublishVisits(context.Background(), b, p.Trigger.Topic, dr.RunID, feed); err != nil {
+		return err
+	}
+	j.log().Info("job started", "job", j.JobID, "visits", len(feed), "state", j.StatePath,
+		"journal", st.JournalMode())
+	j.rec = &recorder{st: st, job: j.JobID, now: j.Now}
+	dr.Broker, dr.Feed, dr.Recorder = b, true, j.rec
+	return nil
+}
+
+// End records how the job ended and closes the state file. It is called
+// on every rank with RunDist's result; only rank 0, where Hook ran, does
+// anything.
+func (j *InJob) End(sum *harness.Summary, runErr error) error {
+	if j.st == nil {
+		return nil
+	}
+	defer func() { j.st.Close(); j.st = nil }()
+	st, code, reason := "COMPLETED", 0, ""
+	if j.rec != nil {
+		reason = j.rec.stopped()
+	}
+	switch {
+	case runErr == nil:
+	case errors.Is(runErr, harness.ErrVisitsFailed):
+		st, code = "VISITS_FAILED", 3
+		if sum != nil {
+			reason = fmt.Sprintf("%d visits failed", sum.Failed)
+		}
+	case errors.Is(runErr, harness.ErrInterrupted):
+		st, code = "STOPPED", 130
+		if reason == "" {
+			reason = runErr.Error()
+		}
+	default:
+		st, code, reason = "FAILED", 1, runErr.Error()
+	}
+	if err := j.st.JobEnded(j.JobID, st, code, reason, j.Now()); err != nil && !errors.Is(err, state.ErrNotFound) {
+		return err
+	}
+	return nil
+}
+
+func (j *InJob) log() *slog.Logger {
+	if j.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return j.Logger
+}
+
+// recorder adapts the state file to harness.Recorder: the harness
+// declares the interface, state knows nothing of the harness.
+type recorder struct {
+	st  *state.Store
+	job string
+	now func() time.Time
+
+	mu  sync.Mutex
+	why string
+}
+
+func (r *recorder) VisitStarted(v string, at time.Time) error { return r.st.VisitStarted(v, r.job, at) }
+func (r *recorder) StageDone(v, stage string, took time.Duration) error {
+	return r.st.StageDone(v, stage, took)
+}
+func (r *recorder) SliceFailed(f harness.SliceFailure) error {
+	return r.st.SliceFailed(f.Visit, f.Stage, f.Slice, f.DataID, f.Err)
+}
+
+func (r *recorder) VisitEnded(v string, res harness.VisitResult) error {
+	s := state.Done
+	switch {
+	case res.Interrupted:
+		s = state.Interrupted
+	case res.Failed:
+		s = state.Failed
+	}
+	return r.st.VisitEnded(v, s, res.Err, r.now())
+}
+
+// RunStopped keeps why the run stopped early, for the job's record.
+func (r *recorder) RunStopped(why string) {
+	r.mu.Lock()
+	r.why = why
+	r.mu.Unlock()
+}
+
+func (r *recorder) stopped() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.why
+}
+
+var (
+	_ harness.Recorder     = (*recorder)(nil)
+	_ harness.StopRecorder = (*recorder)(nil)
+)

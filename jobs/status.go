@@ -1,0 +1,331 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/dpsbatch/dpsbatch/scheduler"
+	"github.com/dpsbatch/dpsbatch/state"
+)
+
+// JobStatus is one Slurm job of a run, as best known: from Slurm while it
+// remembers the job (squeue), then from accounting (sacct), else from
+// what rank 0 recorded in the state file.
+type JobStatus struct {
+	ID        string    `json:"id"`
+	Attempt   int       `json:"attempt"`
+	State     string    `json:"state"`            // Slurm's state, or the state file's
+	Source    string    `json:"source"`           // squeue, sacct or state
+	Live      bool      `json:"live"`             // pending or running
+	ExitCode  int       `json:"exitCode"`         // as Slurm or rank 0 saw it
+	Reason    string    `json:"reason,omitempty"` // Slurm's reason, or why rank 0 stopped
+	Recorded  string    `json:"recorded,omitempty"`
+	Submitted time.Time `json:"submitted"`
+	Started   time.Time `json:"started,omitzero"`
+	Ended     time.Time `json:"ended,omitzero"`
+	// Died says the job ended without rank 0 recording how: killed, out
+	// of memory, a node failure, or cancelled before it started.
+	Died bool `json:"died,omitempty"`
+}
+
+// RunStatus is a run's progress.
+type RunStatus struct {
+	Run       string         `json:"run"`
+	Dir       string         `json:"runDir"`
+	Pipeline  string         `json:"pipeline"`
+	Partition string         `json:"partition"`
+	Created   time.Time      `json:"created"`
+	Visits    int            `json:"visits"`
+	Counts    map[string]int `json:"counts"` // by visit state
+	Jobs      []JobStatus    `json:"jobs"`
+	Live      bool           `json:"live"` // a job of the run is pending or running
+	// Outcome: running, pending (queued), done (every visit done),
+	// failed (every visit ran, some failed), unfinished.
+	Outcome string        `json:"outcome"`
+	Rate    float64       `json:"visitsPerSecond,omitempty"` // done visits per second of the run so far
+	ETA     time.Duration `json:"eta,omitempty"`
+	Journal string        `json:"journal"` // the state file's journal mode and why
+	FS      string        `json:"fileSystem"`
+}
+
+// Status reads the runs in dirs and asks Slurm about all their jobs at
+// once: one squeue call however many runs, and one sacct call for the
+// jobs Slurm has forgotten (when the cluster has accounting).
+func Status(ctx context.Context, b scheduler.Backend, dirs []string) ([]RunStatus, error) {
+	out := make([]RunStatus, 0, len(dirs))
+	var ask []string
+	for _, d := range dirs {
+		rs, err := readRun(d)
+		if err != nil {
+			return nil, err
+		}
+		for _, j := range rs.Jobs {
+			if j.Ended.IsZero() || j.Source == "state" {
+				ask = append(ask, j.ID)
+			}
+		}
+		out = append(out, rs)
+	}
+	known, err := slurmJobs(ctx, b, ask)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		settle(&out[i], known)
+	}
+	return out, nil
+}
+
+// slurmJobs asks squeue about ids, then sacct about those squeue no
+// longer knows.
+func slurmJobs(ctx context.Context, b scheduler.Backend, ids []string) (map[string]scheduler.Job, error) {
+	known := map[string]scheduler.Job{}
+	if len(ids) == 0 || b == nil {
+		return known, nil
+	}
+	q, err := b.Jobs(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	var gone []string
+	for _, id := range ids {
+		if j, ok := q[id]; ok {
+			known[id] = j
+		} else {
+			gone = append(gone, id)
+		}
+	}
+	if len(gone) > 0 {
+		h, err := b.History(ctx, gone)
+		if err != nil && !errors.Is(err, scheduler.ErrNoAccounting) {
+			return nil, err
+		}
+		for id, j := range h {
+			known[id] = j
+		}
+	}
+	return known, nil
+}
+
+// readRun reads one run's state file, without asking Slurm.
+func readRun(dir string) (RunStatus, error) {
+	l := Layout{Dir: dir}
+	st, err := state.OpenReadOnly(l.State())
+	if err != nil {
+		return RunStatus{}, err
+	}
+	defer st.Close()
+	run, err := st.Run()
+	if err != nil {
+		return RunStatus{}, err
+	}
+	counts, err := st.Counts()
+	if err != nil {
+		return RunStatus{}, err
+	}
+	jobs, err := st.Jobs()
+	if err != nil {
+		return RunStatus{}, err
+	}
+	rs := RunStatus{Run: run.Name, Dir: dir, Pipeline: run.Pipeline, Partition: run.Partition, Created: run.Created,
+		Counts: map[string]int{}, Journal: st.JournalMode(), FS: st.FileSystem()}
+	for s, n := range counts {
+		rs.Counts[string(s)] = n
+		rs.Visits += n
+	}
+	for _, j := range jobs {
+		rs.Jobs = append(rs.Jobs, JobStatus{ID: j.ID, Attempt: j.Attempt, State: j.State, Source: "state",
+			ExitCode: j.ExitCode, Reason: j.Reason, Recorded: j.State, Submitted: j.Submitted, Started: j.Started, Ended: j.Ended})
+	}
+	sort.Slice(rs.Jobs, func(a, b int) bool { return rs.Jobs[a].Attempt < rs.Jobs[b].Attempt })
+	done, first, last, err := st.Progress()
+	if err != nil {
+		return RunStatus{}, err
+	}
+	if done > 1 && last.After(first) {
+		rs.Rate = float64(done) / last.Sub(first).Seconds()
+	}
+	return rs, nil
+}
+
+// settle merges what Slurm said about the run's jobs and works out the
+// run's outcome.
+func settle(rs *RunStatus, known map[string]scheduler.Job) {
+	for i := range rs.Jobs {
+		j := &rs.Jobs[i]
+		if k, ok := known[j.ID]; ok {
+			j.State, j.Source, j.Live = k.State, k.Source, k.Live()
+			if !j.Live {
+				j.ExitCode = k.ExitCode
+				if k.Reason != "" && k.Reason != "None" {
+					j.Reason = k.Reason + "; " + j.Reason
+				}
+				if j.Ended.IsZero() && !k.Ended.IsZero() {
+					j.Ended = k.Ended
+				}
+			}
+		}
+		// Ended in Slurm's eyes, yet rank 0 recorded no end.
+		j.Died = !j.Live && j.Source != "state" && j.Recorded != "" && !recordedEnd(j.Recorded)
+		if j.Live {
+			rs.Live = true
+		}
+	}
+	c := rs.Counts
+	switch {
+	case rs.Live && anyRunning(rs.Jobs):
+		rs.Outcome = "running"
+	case rs.Live:
+		rs.Outcome = "pending"
+	case c[string(state.Done)] == rs.Visits:
+		rs.Outcome = "done"
+	case c[string(state.Done)]+c[string(state.Failed)] == rs.Visits:
+		rs.Outcome = "failed"
+	default:
+		rs.Outcome = "unfinished"
+	}
+	if rs.Live && rs.Rate > 0 {
+		left := rs.Visits - c[string(state.Done)] - c[string(state.Failed)]
+		rs.ETA = time.Duration(float64(left) / rs.Rate * float64(time.Second))
+	}
+}
+
+// recordedEnd reports whether a job state written by rank 0 is an end.
+func recordedEnd(s string) bool {
+	switch s {
+	case "COMPLETED", "VISITS_FAILED", "STOPPED", "FAILED":
+		return true
+	}
+	return false
+}
+
+func anyRunning(js []JobStatus) bool {
+	for _, j := range js {
+		if j.Live && j.State != "PENDING" {
+			return true
+		}
+	}
+	return false
+}
+
+// Cancel cancels every live job of the run (the job and its pending
+// follow-ons). Rank 0 of a running job hears SIGTERM, stops at the visit
+// boundary and records it. It returns the jobs it cancelled.
+func Cancel(ctx context.Context, b scheduler.Backend, dir string) ([]string, error) {
+	rs, err := Status(ctx, b, []string{dir})
+	if err != nil {
+		return nil, err
+	}
+	var done []string
+	// Follow-ons first, so none starts when the one before ends.
+	for i := len(rs[0].Jobs) - 1; i >= 0; i-- {
+		j := rs[0].Jobs[i]
+		if !j.Live {
+			continue
+		}
+		if err := b.Cancel(ctx, j.ID, ""); err != nil {
+			return done, err
+		}
+		done = append(done, j.ID)
+	}
+	return done, nil
+}
+
+// WaitOptions paces Wait.
+type WaitOptions struct {
+	// Every is how often the state file is read (default 1s); Slurm is
+	// asked at most every SlurmEvery (default 10s, doubling up to a
+	// minute while nothing changes), and at once when the state file
+	// says a job ended.
+	Every, SlurmEvery time.Duration
+	// Progress, when set, hears each new status.
+	Progress func(RunStatus)
+}
+
+// Wait blocks until no job of the run is live and returns its last
+// status, with ErrIncomplete when visits were left unfinished and
+// ErrVisitsFailed when every visit ran but some failed.
+func Wait(ctx context.Context, b scheduler.Backend, dir string, o WaitOptions) (RunStatus, error) {
+	if o.Every <= 0 {
+		o.Every = time.Second
+	}
+	if o.SlurmEvery <= 0 {
+		o.SlurmEvery = 10 * time.Second
+	}
+	every := o.SlurmEvery
+	var asked time.Time
+	lastEnds := -1
+	for {
+		rs, err := readRun(dir)
+		if err != nil {
+			return rs, err
+		}
+		ends := 0
+		for _, j := range rs.Jobs {
+			if recordedEnd(j.Recorded) {
+				ends++
+			}
+		}
+		if ends != lastEnds || time.Since(asked) >= every {
+			if ends == lastEnds {
+				every = min(2*every, time.Minute)
+			} else {
+				every = o.SlurmEvery
+			}
+			lastEnds = ends
+			var ask []string
+			for _, j := range rs.Jobs {
+				ask = append(ask, j.ID)
+			}
+			known, err := slurmJobs(ctx, b, ask)
+			if err != nil {
+				return rs, err
+			}
+			asked = time.Now()
+			settle(&rs, known)
+			if o.Progress != nil {
+				o.Progress(rs)
+			}
+			if !rs.Live {
+				return rs, outcomeErr(rs)
+			}
+			if ends == len(rs.Jobs) {
+				// Every job recorded its end but Slurm still has one
+				// finishing: look again soon.
+				lastEnds = -1
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return rs, ctx.Err()
+		case <-time.After(o.Every):
+		}
+	}
+}
+
+func outcomeErr(rs RunStatus) error {
+	switch rs.Outcome {
+	case "done":
+		return nil
+	case "failed":
+		return fmt.Errorf("%w: run %s: %d of %d visits failed", ErrVisitsFailed, rs.Run, rs.Counts[string(state.Failed)], rs.Visits)
+	}
+	return fmt.Errorf("%w: run %s: %s (dpsbatch resume %s)", ErrIncomplete, rs.Run, countsLine(rs), rs.Run)
+}
+
+// countsLine is "3 done, 2 pending, ..." in a fixed order.
+func countsLine(rs RunStatus) string {
+	s := ""
+	for _, k := range []state.VisitState{state.Done, state.Failed, state.Running, state.Interrupted, state.Pending} {
+		if n := rs.Counts[string(k)]; n > 0 {
+			if s != "" {
+				s += ", "
+			}
+			s += fmt.Sprintf("%d %s", n, k)
+		}
+	}
+	return s
+}

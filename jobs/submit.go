@@ -1,0 +1,353 @@
+package jobs
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/internal/conf"
+	"github.com/dpsbatch/dpsbatch/internal/slurmtime"
+	"github.com/dpsbatch/dpsbatch/scheduler"
+	"github.com/dpsbatch/dpsbatch/site"
+	"github.com/dpsbatch/dpsbatch/state"
+	"github.com/dpsbatch/dpsbatch/templates"
+)
+
+// SubmitOptions is a new run: a pipeline, its visits, a site partition.
+type SubmitOptions struct {
+	Site    *site.Site
+	Backend scheduler.Backend
+	Policy  string // pipeline policy file
+	Visits  string // visit list (CSV or JSON lines)
+	Name    string // run name; "" makes PIPELINE-YYYYMMDD-HHMMSS
+	Request Request
+	// AutoResume chains that many follow-on jobs, each starting when the
+	// one before ends (afterany), to run what it left unfinished.
+	AutoResume int
+	// Binary is the dpsbatch executable the job runs on every node;
+	// "" is this one (os.Executable).
+	Binary string
+	// DryRun plans and renders, prints the plan and the script to Out,
+	// and creates and submits nothing.
+	DryRun bool
+	Out    io.Writer
+	Now    func() time.Time // nil: time.Now
+}
+
+// Submitted says what Submit or Resume did.
+type Submitted struct {
+	Run     string         `json:"run"`
+	Dir     string         `json:"runDir"`
+	Jobs    []string       `json:"jobs"` // the job, then its follow-ons
+	Attempt int            `json:"attempt"`
+	Visits  int            `json:"visits"` // visits the job will run
+	Plan    scheduler.Plan `json:"plan"`
+	Script  string         `json:"script"`
+	Log     string         `json:"log"`   // Slurm's log of the first job
+	State   string         `json:"state"` // the state file
+	DryRun  bool           `json:"dryRun,omitempty"`
+}
+
+// settings is what a run keeps in its state file (Run.Settings) so that
+// resume can plan and render the same way.
+type settings struct {
+	Visits      string  `json:"visits"` // the copy's file name in the run directory
+	PipelineDir string  `json:"pipelineDir"`
+	Binary      string  `json:"binary"`
+	SiteFile    string  `json:"siteFile,omitempty"`
+	Request     Request `json:"request"`
+}
+
+// Submit creates a run and submits its first job (and AutoResume
+// follow-ons). Bad input — policy, visit list, site, request, a run name
+// in use — is reported before anything is created (wrapping
+// conf.ErrInvalid). When sbatch refuses the job, the run directory is
+// removed again.
+func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
+	now := time.Now
+	if o.Now != nil {
+		now = o.Now
+	}
+	p, err := harness.Load(o.Policy)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if o.Visits == "" {
+		return nil, fmt.Errorf("%w: no visit list (--visits)", conf.ErrInvalid)
+	}
+	visits, err := harness.ReadVisits(o.Visits)
+	if err != nil {
+		return nil, err
+	}
+	if err := harness.CheckVisits(p, o.Visits, visits); err != nil {
+		return nil, err
+	}
+	if len(visits) == 0 {
+		return nil, fmt.Errorf("%w: %s: no visits", conf.ErrInvalid, o.Visits)
+	}
+	if o.AutoResume < 0 {
+		return nil, fmt.Errorf("%w: --auto-resume must be 0 or more, got %d", conf.ErrInvalid, o.AutoResume)
+	}
+	planned, err := PlanRun(o.Site, p, o.Request)
+	if err != nil {
+		return nil, err
+	}
+	name := o.Name
+	if name == "" {
+		name = p.Name + "-" + now().Format("20060102-150405")
+	}
+	if err := CheckName(name); err != nil {
+		return nil, err
+	}
+	bin, err := binary(o.Binary)
+	if err != nil {
+		return nil, err
+	}
+	l := Layout{Dir: filepath.Join(o.Site.RunsRoot, name)}
+	if _, err := os.Stat(l.Dir); err == nil {
+		return nil, fmt.Errorf("%w: run %q exists already (%s): choose another --name, or resume it", conf.ErrInvalid, name, l.Dir)
+	}
+	ext := strings.ToLower(filepath.Ext(o.Visits))
+	if ext != ".csv" {
+		ext = ".jsonl"
+	}
+	set := settings{Visits: filepath.Base(l.Visits(ext)), PipelineDir: p.Dir, Binary: bin, SiteFile: o.Site.Path, Request: o.Request}
+	tmpl, err := loadTemplate(o.Site)
+	if err != nil {
+		return nil, err
+	}
+	sub := &Submitted{Run: name, Dir: l.Dir, Attempt: 1, Visits: len(visits), Plan: planned.Plan,
+		Script: l.Script(1), State: l.State(), DryRun: o.DryRun}
+	scripts, err := renderChain(tmpl, o.Site, l, name, set, planned.Plan, 1, o.AutoResume)
+	if err != nil {
+		return nil, err
+	}
+	if o.DryRun {
+		printDry(o.Out, sub, planned, scripts)
+		return sub, nil
+	}
+
+	// Build the run directory beside its final name, then move it in
+	// place: a run directory that exists is complete.
+	if err := os.MkdirAll(o.Site.RunsRoot, 0o755); err != nil {
+		return nil, fmt.Errorf("jobs: runs root: %w", err)
+	}
+	tmp, err := os.MkdirTemp(o.Site.RunsRoot, "."+name+".new-")
+	if err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
+	}
+	defer os.RemoveAll(tmp) // a no-op once renamed
+	tl := Layout{Dir: tmp}
+	if err := populate(tl, o.Policy, o.Visits, ext); err != nil {
+		return nil, err
+	}
+	settingsJSON, _ := json.Marshal(set)
+	st, err := state.Create(tl.State(), state.Run{ID: name, Name: name, Dir: l.Dir, Pipeline: p.Name,
+		PolicySum: p.Checksum, Site: o.Site.Path, Partition: planned.Plan.Partition, Created: now(),
+		Settings: string(settingsJSON)})
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(visits))
+	for i, v := range visits {
+		ids[i] = v.ID
+	}
+	if err := st.AddVisits(ids); err != nil {
+		st.Close()
+		return nil, err
+	}
+	if err := st.Close(); err != nil {
+		return nil, err
+	}
+	if err := writeScripts(tl, scripts, 1); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp, l.Dir); err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
+	}
+	if err := submitChain(ctx, o.Backend, l, scripts, 1, now, sub); err != nil {
+		if len(sub.Jobs) == 0 {
+			os.RemoveAll(l.Dir) // nothing was submitted: leave nothing behind
+		}
+		return nil, err
+	}
+	return sub, nil
+}
+
+// binary finds the dpsbatch executable the job runs.
+func binary(given string) (string, error) {
+	bin := given
+	if bin == "" {
+		var err error
+		if bin, err = os.Executable(); err != nil {
+			return "", fmt.Errorf("jobs: finding this executable (pass --binary): %w", err)
+		}
+		if strings.Contains(bin, string(os.PathSeparator)+"go-build") {
+			return "", fmt.Errorf("%w: this dpsbatch is a temporary `go run` build that vanishes when it exits; build one (go build -o dpsbatch ./cmd/dpsbatch) or pass --binary", conf.ErrInvalid)
+		}
+	}
+	abs, err := filepath.Abs(bin)
+	if err != nil {
+		return "", fmt.Errorf("%w: --binary: %v", conf.ErrInvalid, err)
+	}
+	if fi, err := os.Stat(abs); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return "", fmt.Errorf("%w: --binary %s: not an executable file", conf.ErrInvalid, abs)
+	}
+	return abs, nil
+}
+
+func loadTemplate(s *site.Site) (*templates.Template, error) {
+	if s.Template == "" {
+		return templates.Default(), nil
+	}
+	return templates.Load(s.Template)
+}
+
+// populate copies the policy and the visit list into a new run directory
+// and makes its folders.
+func populate(l Layout, policy, visits, ext string) error {
+	for _, d := range []string{ScriptsDir, LogsDir} {
+		if err := os.MkdirAll(filepath.Join(l.Dir, d), 0o755); err != nil {
+			return fmt.Errorf("jobs: %w", err)
+		}
+	}
+	for src, dst := range map[string]string{policy: l.Policy(), visits: l.Visits(ext)} {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return fmt.Errorf("jobs: %w", err)
+		}
+		if err := os.WriteFile(dst, data, 0o644); err != nil {
+			return fmt.Errorf("jobs: %w", err)
+		}
+	}
+	return nil
+}
+
+// renderChain renders the scripts of attempts first .. first+follow: the
+// job and its follow-ons. Each follow-on's dependency is filled in at
+// submission, once the job before has an ID.
+func renderChain(t *templates.Template, s *site.Site, l Layout, name string, set settings, plan scheduler.Plan, first, follow int) ([][]byte, error) {
+	var out [][]byte
+	for a := first; a <= first+follow; a++ {
+		var b bytes.Buffer
+		if err := t.Render(&b, jobFor(s, l, name, set, plan, a)); err != nil {
+			return nil, err
+		}
+		out = append(out, b.Bytes())
+	}
+	return out, nil
+}
+
+// jobFor is what the template needs for one attempt.
+func jobFor(s *site.Site, l Layout, name string, set settings, plan scheduler.Plan, attempt int) templates.Job {
+	j := templates.Job{Name: name, RunID: name, RunDir: l.Dir, Partition: plan.Partition,
+		Account: s.Account, QoS: s.QoS, Nodes: plan.Nodes, Tasks: plan.Tasks, TasksPerNode: plan.TasksPerNode,
+		CPUsPerTask: plan.CPUsPerTask, MemPerCPUMB: plan.MemPerCPUMB, Time: slurmtime.Format(plan.Time),
+		Output: l.SlurmLog(), Extra: s.Sbatch, Setup: s.Setup, Attempt: attempt,
+		Env:    [][2]string{{"DPSBATCH_RUN", name}, {"DPSBATCH_ATTEMPT", fmt.Sprint(attempt)}},
+		Launch: launch(s, l, set)}
+	if plan.Time > 0 {
+		warn := s.TimeWarning
+		if warn <= 0 || warn > plan.Time/2 {
+			warn = plan.Time / 2
+		}
+		j.Signal = fmt.Sprintf("USR1@%d", int(warn.Seconds()))
+	}
+	return j
+}
+
+// launch is the step's command line: the site's launcher starting
+// `dpsbatch run` on every task.
+func launch(s *site.Site, l Layout, set settings) []string {
+	var a []string
+	if s.Launcher.Kind == "mpirun" {
+		a = append([]string{"mpirun"}, s.Launcher.Flags...)
+	} else {
+		a = append([]string{"srun"}, s.Launcher.Flags...)
+		a = append(a, "--kill-on-bad-exit=1")
+	}
+	comm := s.Launcher.Comm
+	if comm == "" {
+		comm = harness.CommAuto
+	}
+	return append(a, set.Binary, "run", "--run-dir", l.Dir, "--state", l.State(),
+		"--pipeline", l.Policy(), "--visits", filepath.Join(l.Dir, set.Visits),
+		"--pipeline-dir", set.PipelineDir, "--run-id", filepath.Base(l.Dir), "--comm", comm)
+}
+
+// writeScripts writes the rendered scripts of attempts first.. into l.
+func writeScripts(l Layout, scripts [][]byte, first int) error {
+	if err := os.MkdirAll(filepath.Join(l.Dir, ScriptsDir), 0o755); err != nil {
+		return fmt.Errorf("jobs: %w", err)
+	}
+	for i, s := range scripts {
+		if err := os.WriteFile(l.Script(first+i), s, 0o644); err != nil {
+			return fmt.Errorf("jobs: %w", err)
+		}
+	}
+	return nil
+}
+
+// submitChain submits the scripts in order, each follow-on depending on
+// the job before (afterany), and records every job in the state file as
+// soon as Slurm has it. sub.Jobs grows as jobs are submitted. When a
+// follow-on fails, the jobs already submitted stay (they are recorded)
+// and the error says so.
+func submitChain(ctx context.Context, b scheduler.Backend, l Layout, scripts [][]byte, first int, now func() time.Time, sub *Submitted) error {
+	st, err := state.Open(l.State())
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	prev := ""
+	for i, script := range scripts {
+		dep := ""
+		if prev != "" {
+			dep = "afterany:" + prev
+		}
+		id, err := b.Submit(ctx, scheduler.Submission{Script: script, Dir: l.Dir, Dependency: dep})
+		if err != nil {
+			if len(sub.Jobs) > 0 {
+				return fmt.Errorf("jobs: submitted %s, then follow-on attempt %d failed: %w", strings.Join(sub.Jobs, ", "), first+i, err)
+			}
+			return err
+		}
+		if err := st.AddJob(state.Job{ID: id, Attempt: first + i, Submitted: now(), State: "SUBMITTED"}); err != nil {
+			_ = b.Cancel(context.WithoutCancel(ctx), id, "")
+			return fmt.Errorf("jobs: recording job %s (cancelled it): %w", id, err)
+		}
+		sub.Jobs = append(sub.Jobs, id)
+		prev = id
+	}
+	sub.Log = strings.ReplaceAll(l.SlurmLog(), "%j", sub.Jobs[0])
+	return nil
+}
+
+func printDry(w io.Writer, sub *Submitted, pl *Planned, scripts [][]byte) {
+	if w == nil {
+		return
+	}
+	p := pl.Plan
+	fmt.Fprintf(w, "dry run: nothing created, nothing submitted\n")
+	fmt.Fprintf(w, "run %s in %s: %d visits, %d slices\n", sub.Run, sub.Dir, sub.Visits, pl.Slices)
+	fmt.Fprintf(w, "plan (%s): partition %s, %d nodes, %d tasks (layout %v), %d CPUs per task", p.Strategy, p.Partition,
+		p.Nodes, p.Tasks, p.Layout, p.CPUsPerTask)
+	if p.MemPerCPUMB > 0 {
+		fmt.Fprintf(w, ", %d MB per CPU", p.MemPerCPUMB)
+	}
+	fmt.Fprintf(w, ", time %s\n", slurmtime.Format(p.Time))
+	for i, s := range scripts {
+		fmt.Fprintf(w, "\n# ---- %s ----\n", filepath.Base(Layout{Dir: sub.Dir}.Script(sub.Attempt+i)))
+		w.Write(s)
+	}
+}
