@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -120,6 +121,7 @@ func setters() []setter {
 		}},
 		{"Launch[2]", false, false, func(j *templates.Job, v, _ string) { j.Launch = []string{"srun", "--mpi=none", v, "after"} }},
 		{"Launch[3]", false, false, func(j *templates.Job, v, _ string) { j.Launch = []string{"srun", "before", "", v} }},
+		{"StopFile", false, false, func(j *templates.Job, v, base string) { j.StopFile = filepath.Join(base, "stop") + "/" + v }},
 		{"Time", true, true, func(j *templates.Job, v, _ string) { j.Time = v }},
 		{"Env[0] name", false, true, func(j *templates.Job, v, _ string) { j.Env = [][2]string{{v, "x"}} }},
 	}
@@ -327,5 +329,46 @@ func TestSetupHygiene(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "DPS_NEVER_SET: unbound variable") {
 		t.Errorf("set -u is not in force after the setup lines: %v\n%s", err, out)
+	}
+}
+
+// TestStopFile sends SIGUSR1 to the batch shell, as Slurm's B:USR1 warning
+// does: the shell writes the stop file, the launch keeps running (it ends
+// once it sees the file, here) and the script exits with its status.
+func TestStopFile(t *testing.T) {
+	base := t.TempDir()
+	stop := filepath.Join(base, "stop here")
+	j := minimalJob()
+	j.RunDir = base
+	j.StopFile = stop
+	j.Launch = []string{"sh", "-c", `while [ ! -e "$1" ]; do sleep 0.05; done; exit 5`, "sh", stop}
+	var script bytes.Buffer
+	if err := templates.Default().Render(&script, j); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("bash", "-c", script.String())
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // the trap is set before the launch starts
+	if err := cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("the script did not end after SIGUSR1\n%s", &out)
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 5 {
+		t.Errorf("exit status %d, want the launch's 5\n%s", code, &out)
+	}
+	data, err := os.ReadFile(stop)
+	if err != nil || !strings.HasPrefix(string(data), "time limit near: SIGUSR1 from Slurm") {
+		t.Errorf("stop file: %q, %v", data, err)
 	}
 }

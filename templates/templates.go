@@ -64,10 +64,17 @@ type Job struct {
 	// Output is the --output (and --error) pattern of Slurm's log of the
 	// job, such as RUN-DIR/logs/slurm-%j.out.
 	Output string
-	// Signal is an sbatch --signal value such as USR1@300: Slurm signals
-	// the job steps' tasks that long before the time limit, and the
-	// Pipeline rank stops at a clean visit boundary on SIGUSR1.
+	// Signal is an sbatch --signal value such as B:USR1@300: Slurm sends
+	// the signal that long before the time limit (B: to the batch shell
+	// only; without it, to every process of the job steps, including the
+	// programs the stages run).
 	Signal string
+	// StopFile, when set, is where the batch shell turns SIGUSR1 into a
+	// stop request: the shell runs the launch in the background, and on
+	// SIGUSR1 writes why into StopFile, which the Pipeline rank watches
+	// (dpsbatch run --stop-file) to stop at the next visit boundary. Pair
+	// it with a B:USR1 Signal. Must be absolute.
+	StopFile string
 	// Dependency is an sbatch --dependency value such as afterany:123,
 	// optional. It is also given at submit time; the script records it.
 	Dependency string
@@ -203,6 +210,9 @@ func check(j *Job) error {
 	}
 	if j.Name == "" {
 		return bad("Name", "required (the job name)")
+	}
+	if j.StopFile != "" && !strings.HasPrefix(j.StopFile, "/") {
+		return bad("StopFile", "%q is not an absolute path", j.StopFile)
 	}
 	if j.RunDir == "" {
 		return bad("RunDir", "required (the run directory)")

@@ -32,7 +32,7 @@ func fullJob() templates.Job {
 		Partition: "debug", Account: "science", QoS: "normal",
 		Nodes: 2, Tasks: 9, TasksPerNode: 5, CPUsPerTask: 1, MemPerCPUMB: 400,
 		Time: "1-02:00:00", Output: "/scratch/runs/ccdproc-2024/logs/slurm-%j.out",
-		Signal: "USR1@300", Dependency: "afterany:1234",
+		Signal: "B:USR1@300", StopFile: "/scratch/runs/ccd 2024/stop-attempt-2", Dependency: "afterany:1234",
 		Extra: []string{"--exclusive", "--constraint=haswell", "--comment=nightly batch"},
 		Setup: []string{"module load openmpi/4.1", `source "$HOME/venv/bin/activate"`, `[ -n "$UNSET_BY_SITE" ] || true`},
 		Env:   [][2]string{{"OMP_NUM_THREADS", "1"}, {"DPSBATCH_BROKER", "nats://head:4222"}},
@@ -126,7 +126,7 @@ func TestGoldenDirectives(t *testing.T) {
 	want := "--job-name=ccdproc-2024 --partition=debug --account=science --qos=normal --nodes=2 --ntasks=9 " +
 		"--ntasks-per-node=5 --cpus-per-task=1 --mem-per-cpu=400M --time=1-02:00:00 " +
 		"--output=/scratch/runs/ccdproc-2024/logs/slurm-%j.out --error=/scratch/runs/ccdproc-2024/logs/slurm-%j.out " +
-		"--signal=USR1@300 --dependency=afterany:1234 --ignore-pbs --exclusive --constraint=haswell \"--comment=nightly"
+		"--signal=B:USR1@300 --dependency=afterany:1234 --ignore-pbs --exclusive --constraint=haswell \"--comment=nightly"
 	if got != want {
 		t.Errorf("full job directives:\n got %s\nwant %s", got, want)
 	}
