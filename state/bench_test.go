@@ -197,5 +197,41 @@ func BenchmarkRetry1M(b *testing.B) {
 // reportPerMillion reports the time of one operation over the million
 // visits in milliseconds.
 func reportPerMillion(b *testing.B) {
-	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/op-over-1M")
+	b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/op-over-1M")
+}
+
+// BenchmarkVisitCycle is the Pipeline's cost per visit in each journal
+// mode: VisitStarted and VisitEnded(done) with two stage times, each a
+// commit, on a run of a million visits.
+func BenchmarkVisitCycle(b *testing.B) {
+	for _, mode := range []string{"wal", "delete"} {
+		b.Run(mode, func(b *testing.B) {
+			b.Setenv(JournalEnv, mode)
+			s, err := Open(copyFixture(b, b.TempDir()))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			ids, err := s.Runnable()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if b.N > len(ids) {
+				b.Fatalf("b.N = %d: only %d runnable visits", b.N, len(ids))
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				now := time.Now()
+				if err := s.VisitStarted(ids[i], "1", now); err != nil {
+					b.Fatal(err)
+				}
+				s.StageDone(ids[i], "isr", time.Millisecond)
+				s.StageDone(ids[i], "calexp", time.Millisecond)
+				if err := s.VisitEnded(ids[i], Done, "", now); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "visits/s")
+		})
+	}
 }

@@ -151,6 +151,26 @@ func TestVisits(t *testing.T) {
 	if c, _ := s.Counts(); c[Pending] != 5 {
 		t.Fatalf("after failed AddVisits: counts %v, want 5 pending: nothing added", c)
 	}
+	// A large first list takes the path that builds the ID index after.
+	big := make([]string, bulkVisits+1)
+	for i := range big {
+		big[i] = fmt.Sprintf("b%d", i)
+	}
+	big[bulkVisits] = "b17"
+	b, _ := newRun(t)
+	err := b.AddVisits(big)
+	if !errors.Is(err, conf.ErrInvalid) || !strings.Contains(err.Error(), fmt.Sprintf(`visit %d: duplicate visit ID "b17" (also visit 18)`, bulkVisits+1)) {
+		t.Errorf("AddVisits(large list with a duplicate): err = %v", err)
+	}
+	big[bulkVisits] = "last"
+	must(t, b.AddVisits(big))
+	if err := b.AddVisits([]string{"x", "b5"}); err == nil || !strings.Contains(err.Error(), `visit ID "b5" is already in the run (seq 6)`) {
+		t.Errorf("AddVisits after a large list: err = %v, want b5 already in the run", err)
+	}
+	if ids, _ := b.Runnable(); len(ids) != bulkVisits+1 || ids[0] != "b0" || ids[bulkVisits] != "last" {
+		t.Errorf("after a large list: %d runnable, want %d in order", len(ids), bulkVisits+1)
+	}
+	checkCounts(t, b)
 
 	// v1 done with two stages, v2 failed with a slice failure, v3 running.
 	must(t, s.VisitStarted("v1", "100", at(1)))
