@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,11 +29,21 @@ import (
 type InJob struct {
 	StatePath string
 	JobID     string // SLURM_JOB_ID; "" outside Slurm (recorded as "local")
+	// StopFile, when set, is watched: once it exists the run stops at
+	// the next visit boundary, and its first line is the reason recorded
+	// (the job script writes it when Slurm's time-limit warning comes).
+	StopFile string
+	// Every is how often StopFile is looked at (default 1s).
+	Every time.Duration
 	Logger    *slog.Logger
 	Now       func() time.Time // nil: time.Now
 
-	st  *state.Store
-	rec *recorder
+	st   *state.Store
+	rec  *recorder
+	quit chan struct{} // ends the stop-file watcher
+
+	mu  sync.Mutex
+	why string // the stop file's reason
 }
 
 // Hook opens the state and prepares the feed; harness.DistRun.Rank0.
@@ -102,7 +113,50 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 		"journal", st.JournalMode())
 	j.rec = &recorder{st: st, job: j.JobID, now: j.Now}
 	dr.Broker, dr.Feed, dr.Recorder = b, true, j.rec
+	if j.StopFile != "" {
+		dr.Stop = j.watch(dr.Stop)
+	}
 	return nil
+}
+
+// watch returns a stop channel that closes when parent does or when the
+// stop file appears.
+func (j *InJob) watch(parent <-chan struct{}) <-chan struct{} {
+	every := j.Every
+	if every <= 0 {
+		every = time.Second
+	}
+	out := make(chan struct{})
+	j.quit = make(chan struct{})
+	tick := time.NewTicker(every)
+	go func() {
+		defer tick.Stop()
+		for {
+			select {
+			case <-parent:
+				close(out)
+				return
+			case <-j.quit:
+				return
+			case <-tick.C:
+				data, err := os.ReadFile(j.StopFile)
+				if err != nil {
+					continue
+				}
+				why, _, _ := strings.Cut(strings.TrimSpace(string(data)), "\n")
+				if why == "" {
+					why = "stop requested through " + j.StopFile
+				}
+				j.mu.Lock()
+				j.why = why
+				j.mu.Unlock()
+				j.log().Warn("stopping at the next visit boundary", "why", why)
+				close(out)
+				return
+			}
+		}
+	}()
+	return out
 }
 
 // End records how the job ended and closes the state file. It is called
@@ -113,11 +167,26 @@ func (j *InJob) End(sum *harness.Summary, runErr error) error {
 		return nil
 	}
 	defer func() { j.st.Close(); j.st = nil }()
+	if j.quit != nil {
+		close(j.quit)
+		j.quit = nil
+	}
 	st, code, reason := "COMPLETED", 0, ""
 	if j.rec != nil {
 		reason = j.rec.stopped()
 	}
+	j.mu.Lock()
+	if j.why != "" {
+		reason = j.why
+	}
+	j.mu.Unlock()
 	switch {
+	case runErr == nil && reason != "":
+		// Stopped on request (time-limit warning, signal): the visits
+		// fed but not started are still pending.
+		if c, err := j.st.Counts(); err == nil && c[state.Pending]+c[state.Interrupted] > 0 {
+			st = "STOPPED"
+		}
 	case runErr == nil:
 	case errors.Is(runErr, harness.ErrVisitsFailed):
 		st, code = "VISITS_FAILED", 3

@@ -62,6 +62,12 @@ func (l Layout) Script(attempt int) string {
 	return filepath.Join(l.Dir, ScriptsDir, fmt.Sprintf("attempt-%d.sbatch", attempt))
 }
 
+// StopFile is where the batch shell of an attempt writes a stop request
+// when Slurm's time-limit warning arrives; rank 0 watches it.
+func (l Layout) StopFile(attempt int) string {
+	return filepath.Join(l.Dir, fmt.Sprintf(".stop-attempt-%d", attempt))
+}
+
 // SlurmLog is the --output pattern of the run's jobs.
 func (l Layout) SlurmLog() string { return filepath.Join(l.Dir, LogsDir, "slurm-%j.out") }
 

@@ -255,20 +255,24 @@ func jobFor(s *site.Site, l Layout, name string, set settings, plan scheduler.Pl
 		CPUsPerTask: plan.CPUsPerTask, MemPerCPUMB: plan.MemPerCPUMB, Time: slurmtime.Format(plan.Time),
 		Output: l.SlurmLog(), Extra: s.Sbatch, Setup: s.Setup, Attempt: attempt,
 		Env:    [][2]string{{"DPSBATCH_RUN", name}, {"DPSBATCH_ATTEMPT", fmt.Sprint(attempt)}},
-		Launch: launch(s, l, set)}
+		Launch: launch(s, l, set, attempt)}
 	if plan.Time > 0 {
+		// Only the batch shell hears the warning (B:), and passes it on
+		// through the stop file: Slurm would otherwise signal every
+		// process of the step, the stages' programs too.
 		warn := s.TimeWarning
 		if warn <= 0 || warn > plan.Time/2 {
 			warn = plan.Time / 2
 		}
-		j.Signal = fmt.Sprintf("USR1@%d", int(warn.Seconds()))
+		j.Signal = fmt.Sprintf("B:USR1@%d", int(warn.Seconds()))
+		j.StopFile = l.StopFile(attempt)
 	}
 	return j
 }
 
 // launch is the step's command line: the site's launcher starting
 // `dpsbatch run` on every task.
-func launch(s *site.Site, l Layout, set settings) []string {
+func launch(s *site.Site, l Layout, set settings, attempt int) []string {
 	var a []string
 	if s.Launcher.Kind == "mpirun" {
 		a = append([]string{"mpirun"}, s.Launcher.Flags...)
@@ -282,7 +286,8 @@ func launch(s *site.Site, l Layout, set settings) []string {
 	}
 	return append(a, set.Binary, "run", "--run-dir", l.Dir, "--state", l.State(),
 		"--pipeline", l.Policy(), "--visits", filepath.Join(l.Dir, set.Visits),
-		"--pipeline-dir", set.PipelineDir, "--run-id", filepath.Base(l.Dir), "--comm", comm)
+		"--pipeline-dir", set.PipelineDir, "--run-id", filepath.Base(l.Dir), "--comm", comm,
+		"--stop-file", l.StopFile(attempt))
 }
 
 // writeScripts writes the rendered scripts of attempts first.. into l.

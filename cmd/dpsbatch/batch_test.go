@@ -303,7 +303,7 @@ func TestBatchTimeLimitAutoResume(t *testing.T) {
 	if st.Counts["done"] != visits {
 		t.Fatalf("after the chain: %+v", st)
 	}
-	if len(st.Jobs) != 4 || st.Jobs[0].Recorded != "STOPPED" || !strings.Contains(st.Jobs[0].Reason, "stop") {
+	if len(st.Jobs) != 4 || st.Jobs[0].Recorded != "STOPPED" || !strings.Contains(st.Jobs[0].Reason, "time limit near") {
 		t.Errorf("jobs: %+v; want the first stopped by the warning signal, and 3 follow-ons", st.Jobs)
 	}
 	for k, n := range visitLogs(t, st.Dir, visits) {
