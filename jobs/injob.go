@@ -34,9 +34,9 @@ type InJob struct {
 	// (the job script writes it when Slurm's time-limit warning comes).
 	StopFile string
 	// Every is how often StopFile is looked at (default 1s).
-	Every time.Duration
-	Logger    *slog.Logger
-	Now       func() time.Time // nil: time.Now
+	Every  time.Duration
+	Logger *slog.Logger
+	Now    func() time.Time // nil: time.Now
 
 	st   *state.Store
 	rec  *recorder
