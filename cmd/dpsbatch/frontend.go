@@ -103,7 +103,7 @@ func printStatus(w io.Writer, rs jobs.RunStatus) {
 		}
 		fmt.Fprintln(w)
 	}
-	fmt.Fprintf(w, "  state file: %s/%s (%s on %s)\n", rs.Dir, jobs.StateFile, rs.Journal, rs.FS)
+	fmt.Fprintf(w, "  state file: %s/%s (journal %s)\n", rs.Dir, jobs.StateFile, rs.Journal)
 }
 
 var stdout io.Writer = os.Stdout

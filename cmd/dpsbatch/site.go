@@ -44,7 +44,7 @@ func siteCommand() *cli.Command {
 					if len(ms) > 0 {
 						return badInput("%s: %d mismatches with the live cluster", s.Path, len(ms))
 					}
-					fmt.Fprintf(c.App.Writer, "%s: matches the cluster (%d partitions)\n", s.Path, len(s.Partitions))
+					fmt.Fprintf(c.App.Writer, "%s: matches the cluster (%s)\n", s.Path, plural(len(s.Partitions), "partition"))
 					return nil
 				},
 			},

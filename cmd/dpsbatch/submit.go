@@ -113,8 +113,9 @@ func submitCommand() *cli.Command {
 
 func printSubmitted(c *cli.Context, sub *jobs.Submitted) {
 	w := c.App.Writer
-	fmt.Fprintf(w, "run %s: job %s submitted (attempt %d, %d visits, %d tasks on %d nodes of %s)\n",
-		sub.Run, sub.Jobs[0], sub.Attempt, sub.Visits, sub.Plan.Tasks, sub.Plan.Nodes, sub.Plan.Partition)
+	fmt.Fprintf(w, "run %s: job %s submitted (attempt %d, %s, %s on %s of %s)\n",
+		sub.Run, sub.Jobs[0], sub.Attempt, plural(sub.Visits, "visit"), plural(sub.Plan.Tasks, "task"),
+		plural(sub.Plan.Nodes, "node"), sub.Plan.Partition)
 	if len(sub.Jobs) > 1 {
 		fmt.Fprintf(w, "  follow-on jobs: %v\n", sub.Jobs[1:])
 	}
@@ -124,3 +125,11 @@ func printSubmitted(c *cli.Context, sub *jobs.Submitted) {
 
 // parseMemMB reads a memory size flag the way the site file does.
 func parseMemMB(s string) (int, error) { return site.ParseMemory(s) }
+
+// plural is "1 node", "2 nodes".
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
