@@ -129,11 +129,16 @@ stages:
 `
 
 // putScript prints the values a clipboard sends: they name the data ID,
-// the slice and the visit, so a value from the wrong place shows.
+// the slice and the visit, so a value from the wrong place shows. The
+// ring's values carry a padding of objPad x's, so that a slice's message
+// outgrows the MPI communicator's inline slot (248 bytes).
 const putScript = `#!/bin/sh
-printf '{"obj": "obj-%s-slice%s-visit%s", "tag": "tag-%s-visit%s"}\n' \
-  "$DPSBATCH_DATAID" "$DPSBATCH_SLICE" "$DPSBATCH_VISIT" "$DPSBATCH_DATAID" "$DPSBATCH_VISIT"
+pad=$(printf '%*s' 400 '' | tr ' ' x)
+printf '{"obj": "obj-%s-slice%s-visit%s-%s", "tag": "tag-%s-visit%s"}\n' \
+  "$DPSBATCH_DATAID" "$DPSBATCH_SLICE" "$DPSBATCH_VISIT" "$pad" "$DPSBATCH_DATAID" "$DPSBATCH_VISIT"
 `
+
+const objPad = 400
 
 var exchangeVisits = []string{"11", "12"}
 
@@ -224,7 +229,9 @@ func checkExchangeOutputs(t *testing.T, dir string, size int) {
 					nbrs  []int
 					value func(ccd, slice int) string
 				}{
-					{"ring", ring(i), func(ccd, s int) string { return fmt.Sprintf("obj-ccd=%d-slice%d-visit%s", ccd, s+1, v) }},
+					{"ring", ring(i), func(ccd, s int) string {
+						return fmt.Sprintf("obj-ccd=%d-slice%d-visit%s-%s", ccd, s+1, v, strings.Repeat("x", objPad))
+					}},
 					{"line", line(i), func(ccd, _ int) string { return fmt.Sprintf("tag-ccd=%d-visit%s", ccd, v) }},
 				} {
 					want := map[string]string{}
