@@ -23,7 +23,9 @@
 # busy polling starves the working ranks.
 #
 # Environment: VISITS (default 20000), STAGES (10), REPS (3), RANKS ("2 4"),
-# SRUN (auto: when sinfo answers; 0: never; 1: always).
+# SRUN (auto: when sinfo answers; 0: never; 1: always). DPSBATCH_MPI_THREAD
+# (funneled or single; see comm.NewMPI) and GOMAXPROCS, when set, reach
+# every rank.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -48,6 +50,12 @@ go build -tags mpi -o "$tmp/mpistages" ./bench/mpistages
 mpicc -O2 -Wall -o "$tmp/mpiloop" bench/mpiloop/mpiloop.c
 export OMPI_MCA_mpi_yield_when_idle=1
 
+# mpirun passes on only the variables named with -x.
+xenv=()
+for v in DPSBATCH_MPI_THREAD GOMAXPROCS; do
+	if [[ -n ${!v+set} ]]; then xenv+=(-x "$v"); fi
+done
+
 launchers=(mpirun)
 case $SRUN in
 auto) if command -v sinfo >/dev/null 2>&1 && timeout 5 sinfo -h >/dev/null 2>&1; then launchers+=(srun); fi ;;
@@ -61,7 +69,7 @@ launch() {
 	shift 2
 	local out
 	case $how in
-	mpirun) out=$(mpirun --allow-run-as-root --oversubscribe -np "$np" "$@") ;;
+	mpirun) out=$(mpirun --allow-run-as-root --oversubscribe ${xenv[@]+"${xenv[@]}"} -np "$np" "$@") ;;
 	srun) out=$(timeout 300 srun -N1 -n "$np" --mpi=pmix "$@") ;;
 	esac
 	local ns
@@ -87,7 +95,7 @@ median() {
 status=0
 echo "Stage loop on MPI: $VISITS visits x $STAGES no-op stages (+ $((VISITS / 100)) warm-up visits), $REPS runs each, $(nproc) cores"
 echo "ns per stage, median [min-max]; one Bcast per visit amortised over its stages in every column"
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); DPSBATCH_MPI_THREAD=${DPSBATCH_MPI_THREAD-unset} GOMAXPROCS=${GOMAXPROCS-unset}"
 printf '%-8s %-6s %-22s %-22s %-22s %s\n' launcher ranks "C (bare MPI)" "Go comm alone" harness harness/C
 for how in "${launchers[@]}"; do
 	for np in $RANKS; do

@@ -126,6 +126,7 @@ func (st *execStage) Process(cx *Context, cb *Clipboard) error {
 	ctx, cancel := context.WithTimeout(cx.Context(), st.timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	ignoreStopSignals(cmd)
 	cmd.Dir, cmd.Env = dir, env
 	// The program gets its own process group, so a timeout kills its
 	// children too.
@@ -181,6 +182,37 @@ func (st *execStage) Process(cx *Context, cb *Clipboard) error {
 		}
 	}
 	return nil
+}
+
+// stopShell starts a program with the stop signals ignored (see
+// ignoreStopSignals): "$0" is the program's path, "$@" its arguments.
+const (
+	stopShell       = "/bin/sh"
+	stopShellScript = `trap '' INT TERM USR1; exec "$0" "$@"`
+)
+
+// ignoreStopSignals makes cmd start its program with SIGINT, SIGTERM and
+// SIGUSR1 ignored, the signals on which a run stops at the next visit
+// boundary. Slurm delivers a step's signals (scancel --signal, srun's
+// forwarding, the SIGTERM of a time limit) to every process of the step,
+// the exec stage's programs included, whatever their process group: by
+// default they would die of it and fail the visit in flight, which the
+// stop is meant to let finish. Go cannot start a child with a signal
+// ignored while this process handles it, so the program is started
+// through /bin/sh, which ignores them and execs it (the ignored
+// disposition survives exec; a program may still set its own handlers).
+// The timeout and an interrupt (a second signal) kill it with SIGKILL,
+// as before. Without /bin/sh, or when the program was not found (cmd.Err,
+// reported by Run), cmd is left as it is.
+func ignoreStopSignals(cmd *exec.Cmd) {
+	if cmd.Err != nil {
+		return
+	}
+	if _, err := os.Stat(stopShell); err != nil {
+		return
+	}
+	cmd.Args = append([]string{stopShell, "-c", stopShellScript, cmd.Path}, cmd.Args[1:]...)
+	cmd.Path = stopShell
 }
 
 func exitText(ee *exec.ExitError) string {

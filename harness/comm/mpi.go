@@ -31,13 +31,14 @@ static int dps_initialized(int *flag) {
 	return MPI_Initialized(flag);
 }
 
-static int dps_init(int *provided) {
-	int rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, provided);
+static int dps_init(int required, int *provided) {
+	int rc = MPI_Init_thread(NULL, NULL, required, provided);
 	dps_main = pthread_self();
 	return rc;
 }
 
 static int dps_funneled(void) { return MPI_THREAD_FUNNELED; }
+static int dps_single(void) { return MPI_THREAD_SINGLE; }
 
 // dps_setup sets MPI_ERRORS_RETURN on MPI_COMM_WORLD, duplicates it (so the
 // harness's traffic never matches anyone else's) and reports rank and size.
@@ -73,9 +74,26 @@ static int dps_bcast(MPI_Comm c, void *buf, int n, int root) {
 	return MPI_Bcast(dps_buf(buf), n, MPI_BYTE, root, c);
 }
 
-static int dps_gather(MPI_Comm c, void *sbuf, void *rbuf, int n, int root) {
+// The communicator and its slot buffers (C memory), set once by NewMPI:
+// the small-message path passes no pointer (MPI_Comm is one in Open MPI)
+// through cgo, so its calls skip cgo's pointer checks.
+static MPI_Comm dps_comm;
+static void *dps_sslots, *dps_rslots;
+
+static void dps_set_slots(MPI_Comm c, void *s, void *r) {
+	dps_comm = c;
+	dps_sslots = s;
+	dps_rslots = r;
+}
+
+static int dps_bcast_slot(int n, int root) {
 	DPS_CHECK_THREAD();
-	return MPI_Gather(sbuf, n, MPI_BYTE, rbuf, n, MPI_BYTE, root, c);
+	return MPI_Bcast(dps_sslots, n, MPI_BYTE, root, dps_comm);
+}
+
+static int dps_gather_slot(int n, int root) {
+	DPS_CHECK_THREAD();
+	return MPI_Gather(dps_sslots, n, MPI_BYTE, dps_rslots, n, MPI_BYTE, root, dps_comm);
 }
 
 static int dps_scatter(MPI_Comm c, void *sbuf, void *rbuf, int n, int root) {
@@ -176,7 +194,8 @@ var (
 // a private duplicate of MPI_COMM_WORLD. Call it at most once per process.
 //
 // Threading contract: MPI is initialised with MPI_THREAD_FUNNELED, which
-// lets only the initialising OS thread call MPI. NewMPI therefore locks the
+// lets only the initialising OS thread call MPI (DPSBATCH_MPI_THREAD, below,
+// may ask for MPI_THREAD_SINGLE instead; the contract is the same). NewMPI therefore locks the
 // calling goroutine to its OS thread (runtime.LockOSThread) and the caller
 // must make every call on the returned Comm, Close included, from that same
 // goroutine: in practice the goroutine that runs the rank's stage loop,
@@ -190,6 +209,25 @@ var (
 // it waits, and with more ranks than cores (pipelines on few nodes, tests)
 // the polling ranks starve the working ones and throughput collapses. Set
 // the variable to 0 beforehand to keep busy polling on dedicated cores.
+//
+// Thread level: DPSBATCH_MPI_THREAD=single in the environment asks for
+// MPI_THREAD_SINGLE instead of FUNNELED ("funneled", or unset, is the
+// default; any other value is an error). Open MPI 4 turns on its internal
+// locking for any level above SINGLE, which costs about 0.15-0.35 µs per
+// collective pair (BENCHMARKS.md). Only the locked thread ever calls MPI,
+// as for FUNNELED, but a Go process always has other threads, which the
+// letter of MPI_THREAD_SINGLE ("only one thread will execute") excludes:
+// hence opt-in, for MPI libraries known to care only about which threads
+// call MPI (Open MPI, MPICH).
+//
+// GOMAXPROCS: when the process may use one CPU only (mpirun binds each of
+// up to 2 ranks to a core, and Go sizes GOMAXPROCS by the affinity mask)
+// and the GOMAXPROCS environment variable is not set, NewMPI raises
+// GOMAXPROCS to 2. With a single P, the Go scheduler takes the P away
+// from the thread waiting inside MPI at every sysmon tick and wakes
+// another thread to hold it; with an idle second P it leaves the waiting
+// thread alone. That cut the stage loop's cost by about 7-10% on 2 ranks
+// (BENCHMARKS.md).
 //
 // Launch checks: a task that srun started without PMIx (srun --mpi=none)
 // gets an error before MPI_Init, where Open MPI would abort it. When
@@ -227,6 +265,18 @@ func NewMPI() (Comm, error) {
 		return nil, err
 	}
 
+	required := C.dps_funneled()
+	switch v := os.Getenv("DPSBATCH_MPI_THREAD"); v {
+	case "", "funneled":
+	case "single":
+		required = C.dps_single()
+	default:
+		return nil, fmt.Errorf("comm: NewMPI: DPSBATCH_MPI_THREAD=%q: expected funneled or single", v)
+	}
+	if _, ok := os.LookupEnv("GOMAXPROCS"); !ok && runtime.GOMAXPROCS(0) < 2 {
+		runtime.GOMAXPROCS(2)
+	}
+
 	runtime.LockOSThread()
 	mpiStarted = true
 	c := &mpiComm{pin: new(runtime.Pinner)}
@@ -238,12 +288,13 @@ func NewMPI() (Comm, error) {
 	var provided C.int
 	// With the default error handler a failing MPI_Init aborts the process;
 	// the check is for implementations that return.
-	if rc := C.dps_init(&provided); rc != C.MPI_SUCCESS {
+	if rc := C.dps_init(required, &provided); rc != C.MPI_SUCCESS {
 		runtime.UnlockOSThread()
 		return nil, mpiError("init", rc)
 	}
-	if provided < C.dps_funneled() {
-		return fail(fmt.Errorf("comm: MPI provides thread level %d, need MPI_THREAD_FUNNELED (%d)", provided, C.dps_funneled()))
+	if provided < required {
+		return fail(fmt.Errorf("comm: MPI provides thread level %d, need %d (MPI_THREAD_SINGLE %d, MPI_THREAD_FUNNELED %d)",
+			provided, required, C.dps_single(), C.dps_funneled()))
 	}
 	var rank, size C.int
 	if rc := C.dps_setup(&c.comm, &rank, &size); rc != C.MPI_SUCCESS {
@@ -258,6 +309,7 @@ func NewMPI() (Comm, error) {
 
 	c.sbuf = C.malloc(C.size_t(c.size * mpiSlot))
 	c.rbuf = C.malloc(C.size_t(c.size * mpiSlot))
+	C.dps_set_slots(c.comm, c.sbuf, c.rbuf)
 	c.sv = unsafe.Slice((*byte)(c.sbuf), c.size*mpiSlot)
 	c.rv = unsafe.Slice((*byte)(c.rbuf), c.size*mpiSlot)
 	c.growReqs(2*c.size + 8)
@@ -442,7 +494,7 @@ func (c *mpiComm) Bcast(root int, data []byte) ([]byte, error) {
 	if c.rank == root {
 		mpiPutSlot(head, data)
 	}
-	if rc := C.dps_bcast(c.comm, c.sbuf, mpiSlot, C.int(root)); rc != C.MPI_SUCCESS {
+	if rc := C.dps_bcast_slot(mpiSlot, C.int(root)); rc != C.MPI_SUCCESS {
 		return nil, c.fail("bcast", rc)
 	}
 	var out []byte
@@ -468,7 +520,7 @@ func (c *mpiComm) Gather(root int, data []byte) ([][]byte, error) {
 		return nil, err
 	}
 	mpiPutSlot(c.slot(c.sv, 0), data)
-	if rc := C.dps_gather(c.comm, c.sbuf, c.rbuf, mpiSlot, C.int(root)); rc != C.MPI_SUCCESS {
+	if rc := C.dps_gather_slot(mpiSlot, C.int(root)); rc != C.MPI_SUCCESS {
 		return nil, c.fail("gather", rc)
 	}
 	if c.rank != root {
