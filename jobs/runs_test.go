@@ -1,0 +1,64 @@
+package jobs
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dpsbatch/dpsbatch/internal/conf"
+)
+
+func TestResolveRun(t *testing.T) {
+	e := newEnv(t, 2)
+	dir := e.submit("calib-2025")
+	e.submit("science-2025")
+	for _, arg := range []string{dir, dir + "/", "calib-2025"} {
+		got, err := ResolveRun(e.site, arg)
+		if err != nil || got != dir {
+			t.Errorf("ResolveRun(%q) = %q, %v; want %q", arg, got, err, dir)
+		}
+	}
+	// A relative directory, from where the command runs.
+	t.Chdir(e.root)
+	if got, err := ResolveRun(nil, "./calib-2025"); err != nil || got != dir {
+		t.Errorf("ResolveRun(./calib-2025) = %q, %v; want %q", got, err, dir)
+	}
+	// Without a site file, a bare name is a directory of the current one.
+	if got, err := ResolveRun(nil, "calib-2025"); err != nil || got != dir {
+		t.Errorf("ResolveRun(nil, calib-2025) = %q, %v; want %q", got, err, dir)
+	}
+
+	for _, tc := range []struct{ arg, says string }{
+		{"calib-2052", `did you mean "calib-2025"?`},
+		{"nothing-like-it", "is neither a run under " + e.root},
+		{filepath.Join(e.root, "none"), "is not a run directory (no state.db)"},
+		{"", "RUN is empty"},
+	} {
+		_, err := ResolveRun(e.site, tc.arg)
+		if !errors.Is(err, conf.ErrInvalid) || tc.arg != "" && !errors.Is(err, ErrNoRun) || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("ResolveRun(%q): %v; want ErrNoRun saying %q", tc.arg, err, tc.says)
+		}
+	}
+	// A folder without a state file is no run, and is not suggested.
+	if err := os.Mkdir(filepath.Join(e.root, "calib-2026"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ResolveRun(e.site, "calib-2026"); !errors.Is(err, ErrNoRun) || strings.Contains(err.Error(), `"calib-2026"?`) {
+		t.Errorf("ResolveRun(calib-2026): %v; want ErrNoRun", err)
+	}
+}
+
+func TestCheckName(t *testing.T) {
+	for _, ok := range []string{"a", "run-1.2_x", "0abc", strings.Repeat("x", 128)} {
+		if err := CheckName(ok); err != nil {
+			t.Errorf("CheckName(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", ".hidden", "-x", "a b", "a/b", "it's", `a"b`, "a$b", strings.Repeat("x", 129), "é"} {
+		if err := CheckName(bad); !errors.Is(err, conf.ErrInvalid) {
+			t.Errorf("CheckName(%q): %v; want invalid", bad, err)
+		}
+	}
+}
