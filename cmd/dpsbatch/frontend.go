@@ -66,6 +66,28 @@ func oneRun(c *cli.Context, s *site.Site) (string, error) {
 	return dirs[0], nil
 }
 
+// runTarget is what a command acting on one run needs: the site file
+// (when given; required for commands that plan), the run directory and
+// the Slurm backend.
+type runTarget struct {
+	site *site.Site
+	dir  string
+	b    scheduler.Backend
+}
+
+func openRun(c *cli.Context, siteRequired bool) (runTarget, error) {
+	var t runTarget
+	var err error
+	if t.site, err = loadSite(c, siteRequired); err != nil {
+		return t, err
+	}
+	if t.dir, err = oneRun(c, t.site); err != nil {
+		return t, err
+	}
+	t.b, err = backend()
+	return t, err
+}
+
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

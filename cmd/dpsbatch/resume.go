@@ -26,19 +26,11 @@ func resumeCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
 		},
 		Action: func(c *cli.Context) error {
-			s, err := loadSite(c, true)
+			t, err := openRun(c, true)
 			if err != nil {
 				return err
 			}
-			dir, err := oneRun(c, s)
-			if err != nil {
-				return err
-			}
-			b, err := backend()
-			if err != nil {
-				return err
-			}
-			res, err := jobs.Resume(c.Context, jobs.ResumeOptions{Site: s, Backend: b, Dir: dir,
+			res, err := jobs.Resume(c.Context, jobs.ResumeOptions{Site: t.site, Backend: t.b, Dir: t.dir,
 				MaxAttempts: c.Int("max-attempts"), AutoResume: c.Int("auto-resume"), DryRun: c.Bool("dry-run"), Out: c.App.Writer})
 			if err != nil {
 				return err

@@ -131,19 +131,11 @@ func waitCommand() *cli.Command {
 			if c.Duration("interval") < time.Second {
 				return badInput("--interval must be at least 1s, got %s", c.Duration("interval"))
 			}
-			s, err := loadSite(c, false)
+			t, err := openRun(c, false)
 			if err != nil {
 				return err
 			}
-			dir, err := oneRun(c, s)
-			if err != nil {
-				return err
-			}
-			b, err := backend()
-			if err != nil {
-				return err
-			}
-			rs, err := jobs.Wait(c.Context, b, dir, jobs.WaitOptions{SlurmEvery: c.Duration("interval")})
+			rs, err := jobs.Wait(c.Context, t.b, t.dir, jobs.WaitOptions{SlurmEvery: c.Duration("interval")})
 			if rs.Run != "" {
 				if c.Bool("json") {
 					printJSON(c.App.Writer, rs)
@@ -165,19 +157,11 @@ func cancelCommand() *cli.Command {
 			"and stops at the end of the current visit when it can; what is left stays pending, for resume.",
 		Flags: []cli.Flag{siteFlag()},
 		Action: func(c *cli.Context) error {
-			s, err := loadSite(c, false)
+			t, err := openRun(c, false)
 			if err != nil {
 				return err
 			}
-			dir, err := oneRun(c, s)
-			if err != nil {
-				return err
-			}
-			b, err := backend()
-			if err != nil {
-				return err
-			}
-			ids, err := jobs.Cancel(c.Context, b, dir)
+			ids, err := jobs.Cancel(c.Context, t.b, t.dir)
 			if len(ids) > 0 {
 				fmt.Fprintf(c.App.Writer, "cancelled jobs %s\n", strings.Join(ids, ", "))
 			} else if err == nil {
