@@ -321,13 +321,13 @@ func testMalformed(t *testing.T, h Harness) {
 		``,
 		`not json`,
 		`[1,2]`,
-		`{"topic":"visits","run":"r1"}`,                         // no version
-		`{"v":99,"topic":"visits","run":"r1"}`,                  // a version from the future
-		`{"v":1,"topic":"visits","run":"r1","kind":3}`,          // kind of the wrong type
-		`{"v":1,"topic":"visits","run":"r1","kind":"explode"}`,  // unknown kind
-		`{"v":1,"topic":"visits","run":"r1","props":[1]}`,       // properties not an object
+		`{"topic":"visits","run":"r1"}`,        // no version
+		`{"v":99,"topic":"visits","run":"r1"}`, // a version from the future
+		`{"v":1,"topic":"visits","run":"r1","kind":3}`,           // kind of the wrong type
+		`{"v":1,"topic":"visits","run":"r1","kind":"explode"}`,   // unknown kind
+		`{"v":1,"topic":"visits","run":"r1","props":[1]}`,        // properties not an object
 		`{"v":1,"topic":"visits","run":"r1","time":"yesterday"}`, // not a time
-		`{"v":1,"topic":"other","run":"r1"}`,                    // on the wrong subject
+		`{"v":1,"topic":"other","run":"r1"}`,                     // on the wrong subject
 	}
 	for _, p := range bad {
 		h.PublishRaw(t, b, "visits", "r1", []byte(p))
