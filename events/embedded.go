@@ -69,7 +69,11 @@ func StartEmbedded(c EmbeddedConfig) (*Embedded, error) {
 	lg := &serverLog{log: c.Logger, secret: c.Token}
 	srv.SetLoggerV2(lg, false, false, false)
 	srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
+	ready := false
+	for deadline := time.Now().Add(10 * time.Second); !ready && time.Now().Before(deadline) && !lg.fatal(); {
+		ready = srv.ReadyForConnections(50 * time.Millisecond)
+	}
+	if !ready {
 		srv.Shutdown()
 		srv.WaitForShutdown()
 		if why := lg.lastError(); why != "" {
@@ -135,11 +139,16 @@ type serverLog struct {
 	log    *slog.Logger
 	secret string
 
-	mu   sync.Mutex
-	last string
+	mu       sync.Mutex
+	last     string
+	hadFatal bool
 }
 
 func (l *serverLog) emit(level slog.Level, format string, v []any) {
+	l.emitFatal(level, false, format, v)
+}
+
+func (l *serverLog) emitFatal(level slog.Level, fatal bool, format string, v []any) {
 	msg := fmt.Sprintf(format, v...)
 	if l.secret != "" {
 		msg = redactString(msg, l.secret)
@@ -147,11 +156,20 @@ func (l *serverLog) emit(level slog.Level, format string, v []any) {
 	if level >= slog.LevelError {
 		l.mu.Lock()
 		l.last = msg
+		l.hadFatal = l.hadFatal || fatal
 		l.mu.Unlock()
 	}
 	if l.log != nil {
 		l.log.Log(context.Background(), level, "nats-server: "+msg)
 	}
+}
+
+// fatal reports whether the server has given up (a start that cannot
+// succeed, such as a port in use).
+func (l *serverLog) fatal() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.hadFatal
 }
 
 func (l *serverLog) lastError() string {
@@ -162,7 +180,7 @@ func (l *serverLog) lastError() string {
 
 func (l *serverLog) Noticef(format string, v ...any) { l.emit(slog.LevelInfo, format, v) }
 func (l *serverLog) Warnf(format string, v ...any)   { l.emit(slog.LevelWarn, format, v) }
-func (l *serverLog) Fatalf(format string, v ...any)  { l.emit(slog.LevelError, format, v) }
+func (l *serverLog) Fatalf(format string, v ...any)  { l.emitFatal(slog.LevelError, true, format, v) }
 func (l *serverLog) Errorf(format string, v ...any)  { l.emit(slog.LevelError, format, v) }
 func (l *serverLog) Debugf(format string, v ...any)  {}
 func (l *serverLog) Tracef(format string, v ...any)  {}

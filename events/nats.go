@@ -134,7 +134,7 @@ func DialNATS(ctx context.Context, c NATSConfig) (*NATS, error) {
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			n.log.Info("events: reconnected to NATS", "url", nc.ConnectedUrlRedacted())
+			n.log.Info("events: reconnected to NATS", "url", n.redactURL(nc.ConnectedUrl()))
 		}),
 	}
 	set := 0
@@ -227,7 +227,7 @@ func DialNATS(ctx context.Context, c NATSConfig) (*NATS, error) {
 		n.nc.Close()
 		return nil, n.redact(fmt.Errorf("events: stream %s: %w", n.stream, err))
 	}
-	n.log.Debug("events: connected to NATS", "url", n.nc.ConnectedUrlRedacted(), "stream", n.stream)
+	n.log.Debug("events: connected to NATS", "url", n.redactURL(n.nc.ConnectedUrl()), "stream", n.stream)
 	return n, nil
 }
 
@@ -319,7 +319,10 @@ func (n *NATS) Close() error {
 	for _, s := range subs {
 		s.close()
 	}
-	err := n.nc.FlushTimeout(2 * time.Second)
+	var err error
+	if n.nc.IsConnected() {
+		err = n.nc.FlushTimeout(2 * time.Second)
+	}
 	n.nc.Close()
 	if err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		return n.redact(fmt.Errorf("events: close: %w", err))
@@ -344,6 +347,17 @@ func (n *NATS) redact(err error) error {
 		return err
 	}
 	return &redactedError{msg: msg, err: err}
+}
+
+// redactURL drops the user information (a token, or a user and password)
+// from a server URL.
+func (n *NATS) redactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return redactString(u, n.secrets...)
+	}
+	p.User = nil
+	return p.String()
 }
 
 // redactString replaces every secret in s.
@@ -585,7 +599,9 @@ func (s *natsSub) close() {
 	delete(n.subs, s)
 	delete(n.names, s.name)
 	n.mu.Unlock()
-	if !s.durable && !n.nc.IsClosed() {
+	// Without a connection the server removes the consumer itself, once
+	// it has been idle for its InactiveThreshold.
+	if !s.durable && n.nc.IsConnected() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		if err := n.js.DeleteConsumer(ctx, n.stream, s.name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {

@@ -341,10 +341,13 @@ func testMalformed(t *testing.T, h Harness) {
 		t.Errorf("Dropped = %d, want %d", n, len(bad))
 	}
 	empty(t, s)
-	// What was dropped stays dropped for a new subscription's count.
+	// A new subscription meets the same messages and drops them too.
 	s2 := subscribe(t, b, "visits", "r1")
 	if got := visits(t, s2, 2); !slices.Equal(got, []string{"good", "raw"}) {
 		t.Errorf("second subscription got %q", got)
+	}
+	if n := s2.Dropped(); n != len(bad) {
+		t.Errorf("second subscription: Dropped = %d, want %d", n, len(bad))
 	}
 }
 
