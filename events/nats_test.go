@@ -61,7 +61,10 @@ func TestNATSDurableSubscriber(t *testing.T) {
 	publish(t, producer, ev("r1", "v1"), ev("r1", "v2"), ev("r1", "v3"),
 		events.Event{Topic: events.TopicControl, RunID: "r1", Kind: events.KindShutdown})
 
-	first := dial(t, events.NATSConfig{URLs: url, Subscriber: "pipeline"})
+	// A short AckWait: an event received but not acknowledged would come
+	// again within the test.
+	const ackWait = 200 * time.Millisecond
+	first := dial(t, events.NATSConfig{URLs: url, Subscriber: "pipeline", AckWait: ackWait})
 	s := subscribe(t, first, "visits", "r1")
 	c := subscribe(t, first, events.TopicControl, "r1")
 	if got := visits(t, s, 2); !slices.Equal(got, []string{"v1", "v2"}) {
@@ -79,13 +82,19 @@ func TestNATSDurableSubscriber(t *testing.T) {
 	}
 
 	publish(t, producer, ev("r1", "v4"))
-	again := dial(t, events.NATSConfig{URLs: url, Subscriber: "pipeline"})
+	again := dial(t, events.NATSConfig{URLs: url, Subscriber: "pipeline", AckWait: ackWait})
 	s = subscribe(t, again, "visits", "r1")
+	c = subscribe(t, again, events.TopicControl, "r1")
 	if got := visits(t, s, 2); !slices.Equal(got, []string{"v3", "v4"}) {
 		t.Errorf("resumed subscription got %q, want v3 v4", got)
 	}
-	empty(t, s)
-	empty(t, subscribe(t, again, events.TopicControl, "r1"))
+	for _, sub := range []events.Subscription{s, c} {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*ackWait)
+		if e, err := sub.Next(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Next = %+v, %v; want nothing more, not even after AckWait", e, err)
+		}
+		cancel()
+	}
 
 	// Another subscriber, and an ephemeral subscription, start at the
 	// beginning.
