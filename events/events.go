@@ -101,11 +101,15 @@ func (e Event) Visit() (string, bool) {
 // Broker moves events between producers and subscribers. Implementations
 // are safe for concurrent use.
 type Broker interface {
-	// Publish sends e on e.Topic. It does not wait for subscribers.
+	// Publish sends e on e.Topic. It does not wait for subscribers. It
+	// fills e.Time and e.Sender when they are empty.
 	Publish(ctx context.Context, e Event) error
 	// Subscribe receives the events of one run on one topic; events of
 	// other runs are skipped. Events published on the topic before anyone
-	// subscribed are delivered too (how far back depends on the broker).
+	// subscribed are delivered too; how far back depends on the broker:
+	// Memory gives the backlog to the first subscription of the run,
+	// NATS gives every subscription every event the stream still holds
+	// (a durable one, those its predecessor did not receive).
 	Subscribe(ctx context.Context, topic, runID string) (Subscription, error)
 	// Close ends every subscription; later calls fail with ErrClosed.
 	Close() error
