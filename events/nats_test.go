@@ -248,31 +248,9 @@ func TestNATSExternalToken(t *testing.T) {
 func externalServer(t *testing.T, token string) string {
 	t.Helper()
 	if path, err := exec.LookPath("nats-server"); err == nil {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		ctx, cancel := context.WithCancel(context.Background())
-		cmd := exec.CommandContext(ctx, path, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", t.TempDir(), "--auth", token)
-		var out syncBuffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			cancel()
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cancel(); cmd.Wait() })
-		url := "nats://127.0.0.1:" + strconv.Itoa(port)
-		for i := 0; i < 100; i++ {
-			if c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
-				c.Close()
-				t.Logf("external server: %s at %s", path, url)
-				return url
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		t.Fatalf("nats-server did not start:\n%s", out.String())
+		url := startBinary(t, path, token)
+		t.Logf("external server: %s at %s", path, url)
+		return url
 	}
 	var logs syncBuffer
 	srv, err := events.StartEmbedded(events.EmbeddedConfig{Dir: t.TempDir(), Host: "127.0.0.1", Token: token,
@@ -291,6 +269,73 @@ func externalServer(t *testing.T, token string) string {
 	})
 	t.Logf("external server: a second embedded server at %s (nats-server is not installed)", srv.URL())
 	return srv.URL()
+}
+
+// startBinary runs the nats-server program at path with JetStream, a
+// store in a temporary directory and token (if any), until the test ends.
+func startBinary(t *testing.T, path, token string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	args := []string{"-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", t.TempDir()}
+	if token != "" {
+		args = append(args, "--auth", token)
+	}
+	cmd := exec.CommandContext(ctx, path, args...)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); cmd.Wait() })
+	for i := 0; i < 200; i++ {
+		if c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
+			c.Close()
+			return "nats://127.0.0.1:" + strconv.Itoa(port)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("%s did not start:\n%s", path, out.String())
+	return ""
+}
+
+// The suite against Debian's nats-server program, a separate process, when
+// it is installed (apt package nats-server; not needed otherwise: the
+// suite runs against the embedded server in TestNATSSuite).
+func TestNATSSuiteExternalBinary(t *testing.T) {
+	path, err := exec.LookPath("nats-server")
+	if err != nil {
+		t.Skip("nats-server is not installed (apt package nats-server); TestNATSSuite covers the embedded server")
+	}
+	var mu sync.Mutex
+	urls := map[events.Broker]string{}
+	natstest.Run(t, natstest.Harness{
+		New: func(t *testing.T) events.Broker {
+			url := startBinary(t, path, "")
+			b := natstest.Dial(t, url)
+			mu.Lock()
+			urls[b] = url
+			mu.Unlock()
+			return b
+		},
+		Peer: func(t *testing.T, b events.Broker) events.Broker {
+			mu.Lock()
+			defer mu.Unlock()
+			return natstest.Dial(t, urls[b])
+		},
+		PublishRaw: func(t *testing.T, b events.Broker, topic, runID string, data []byte) {
+			mu.Lock()
+			url := urls[b]
+			mu.Unlock()
+			publishRaw(t, url, "", events.Subject(topic, runID), data)
+		},
+	})
 }
 
 func TestDialNATSErrors(t *testing.T) {
