@@ -80,6 +80,7 @@ type NATS struct {
 	stream     string
 	subscriber string
 	ackWait    time.Duration
+	maxAge     time.Duration
 	log        *slog.Logger
 	secrets    []string
 
@@ -96,7 +97,7 @@ func DialNATS(ctx context.Context, c NATSConfig) (*NATS, error) {
 	if len(c.URLs) == 0 {
 		return nil, errors.New("events: NATS: no server URLs")
 	}
-	n := &NATS{stream: c.Stream, subscriber: c.Subscriber, ackWait: c.AckWait, log: c.Logger,
+	n := &NATS{stream: c.Stream, subscriber: c.Subscriber, ackWait: c.AckWait, maxAge: or(c.MaxAge, DefaultMaxAge), log: c.Logger,
 		subs: map[*natsSub]bool{}, names: map[string]bool{}}
 	if n.stream == "" {
 		n.stream = DefaultStream
@@ -211,7 +212,7 @@ func DialNATS(ctx context.Context, c NATSConfig) (*NATS, error) {
 			Storage:     jetstream.FileStorage,
 			Retention:   jetstream.LimitsPolicy,
 			Discard:     jetstream.DiscardOld,
-			MaxAge:      or(c.MaxAge, DefaultMaxAge),
+			MaxAge:      n.maxAge,
 			MaxBytes:    or(c.MaxBytes, DefaultMaxBytes),
 			Replicas:    or(c.Replicas, 1),
 		}
@@ -431,7 +432,7 @@ func (s *natsSub) ensureConsumer(ctx context.Context) error {
 	if s.durable {
 		cfg.Durable = s.name
 		cfg.Description = fmt.Sprintf("dpsbatch subscriber %s", n.subscriber)
-		cfg.InactiveThreshold = DefaultMaxAge
+		cfg.InactiveThreshold = n.maxAge // gone when its events are
 	} else {
 		cfg.InactiveThreshold = time.Hour
 	}
