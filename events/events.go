@@ -1,8 +1,11 @@
 // Package events owns the events that drive pipelines: the Event type
-// (topic, run ID, kind, properties), the Broker interface that moves them
-// between producers and the Pipeline, and the brokers themselves. This file
-// holds the types; memory.go holds the in-process broker used by
-// `dpsbatch local` and by tests.
+// (topic, run ID, kind, properties, and who sent it when), the Broker
+// interface that moves them between producers and the Pipeline, their wire
+// encoding, and the brokers themselves. This file holds the types;
+// memory.go holds the in-process broker used by `dpsbatch local` and by
+// unit tests; wire.go the JSON encoding; nats.go the broker over NATS
+// JetStream (an external server or cluster, or the one embedded.go starts
+// in-process, which is the default for batch runs).
 //
 // Two kinds are reserved: no-more-data, published on a pipeline's trigger
 // topic, tells the Pipeline to finish what is in flight and exit cleanly;
@@ -16,6 +19,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"sync"
+	"time"
 )
 
 // Kind says what an event means to the Pipeline.
@@ -39,12 +45,44 @@ const PropVisit = "visitId"
 var ErrClosed = errors.New("events: closed")
 
 // Event is one message on a topic. Properties hold plain values: strings,
-// numbers, booleans and lists or maps of them.
+// numbers, booleans and lists or maps of them (after a trip through a
+// broker that encodes events: string, bool, int, float64, nil, []any and
+// map[string]any; see Decode).
+//
+// Publish fills Time (now) and Sender (this host's name) when they are
+// empty, on every broker; Pipeline is the publisher's to set (the name of
+// the pipeline that sent it, empty for external producers).
 type Event struct {
 	Topic      string
 	RunID      string
 	Kind       Kind // empty means KindData
 	Properties map[string]any
+	Pipeline   string    // the sending pipeline, if a pipeline sent it
+	Time       time.Time // when it was published
+	Sender     string    // the host it was published from
+}
+
+// now and hostname are what Publish stamps events with; tests replace now.
+var (
+	now      = time.Now
+	hostname = sync.OnceValue(func() string {
+		h, err := os.Hostname()
+		if err != nil {
+			return ""
+		}
+		return h
+	})
+)
+
+// stamp fills the fields Publish fills when they are empty.
+func stamp(e Event) Event {
+	if e.Time.IsZero() {
+		e.Time = now()
+	}
+	if e.Sender == "" {
+		e.Sender = hostname()
+	}
+	return e
 }
 
 // IsData reports whether the event carries data (is not a control event).
@@ -63,11 +101,15 @@ func (e Event) Visit() (string, bool) {
 // Broker moves events between producers and subscribers. Implementations
 // are safe for concurrent use.
 type Broker interface {
-	// Publish sends e on e.Topic. It does not wait for subscribers.
+	// Publish sends e on e.Topic. It does not wait for subscribers. It
+	// fills e.Time and e.Sender when they are empty.
 	Publish(ctx context.Context, e Event) error
 	// Subscribe receives the events of one run on one topic; events of
 	// other runs are skipped. Events published on the topic before anyone
-	// subscribed are delivered too (how far back depends on the broker).
+	// subscribed are delivered too; how far back depends on the broker:
+	// Memory gives the backlog to the first subscription of the run,
+	// NATS gives every subscription every event the stream still holds
+	// (a durable one, those its predecessor did not receive).
 	Subscribe(ctx context.Context, topic, runID string) (Subscription, error)
 	// Close ends every subscription; later calls fail with ErrClosed.
 	Close() error
@@ -81,5 +123,11 @@ type Subscription interface {
 	Next(ctx context.Context) (Event, error)
 	// Skipped counts the events of other runs that were dropped.
 	Skipped() int
+	// Dropped counts the messages that were dropped because they could
+	// not be decoded as an event (see Decode). They are logged by the
+	// broker, never returned by Next.
+	Dropped() int
+	// Close ends the subscription; Next then fails with ErrClosed. It may
+	// be called from any goroutine, more than once.
 	Close() error
 }

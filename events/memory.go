@@ -10,6 +10,11 @@ import (
 // such subscription; after that every matching subscription receives every
 // event. Publish never blocks: each subscription queues without bound, so a
 // slow subscriber costs memory, not progress.
+//
+// Events travel as Go values: nothing is encoded, so Dropped is always 0
+// and an event of an unknown kind reaches the subscriber (whose business it
+// is to drop it). Properties maps are shared with the publisher, who must
+// not change them after Publish.
 type Memory struct {
 	mu      sync.Mutex
 	closed  bool
@@ -26,6 +31,7 @@ func (m *Memory) Publish(ctx context.Context, e Event) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	e = stamp(e)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -163,6 +169,8 @@ func (s *memSub) Skipped() int {
 	defer s.mu.Unlock()
 	return s.skipped
 }
+
+func (s *memSub) Dropped() int { return 0 }
 
 func (s *memSub) close() {
 	s.mu.Lock()
