@@ -205,7 +205,7 @@ func (c *Context) Publish(topic string, props map[string]any) error {
 	if _, ok := own[events.PropVisit]; !ok && c.visit != "" {
 		own[events.PropVisit] = c.visit
 	}
-	return c.run.publish(c.ctx, events.Event{Topic: topic, RunID: c.run.id, Kind: events.KindData, Properties: own})
+	return c.run.publish(c.ctx, events.Event{Topic: topic, RunID: c.run.id, Pipeline: c.run.pipeline, Kind: events.KindData, Properties: own})
 }
 
 // Expand expands t with the run's names, the locations, the data ID and

@@ -254,7 +254,8 @@ stages:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.RunID != "test-run" || e.Properties["visitId"] != "3" || e.Properties["label"] != "t-3-r3" {
+	if e.RunID != "test-run" || e.Pipeline != "t" || e.Sender == "" || e.Time.IsZero() ||
+		e.Properties["visitId"] != "3" || e.Properties["label"] != "t-3-r3" {
 		t.Errorf("event %+v", e)
 	}
 	if seen, _ := e.Properties["seen"].([]any); len(seen) != 6 {
