@@ -118,7 +118,7 @@ func runNames(root string) ([]string, error) {
 	}
 	var names []string
 	for _, e := range ents {
-		if e.IsDir() {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") { // not a submission's .NAME.new-* folder
 			if _, err := os.Stat(filepath.Join(root, e.Name(), StateFile)); err == nil {
 				names = append(names, e.Name())
 			}

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -60,5 +61,30 @@ func TestCheckName(t *testing.T) {
 		if err := CheckName(bad); !errors.Is(err, conf.ErrInvalid) {
 			t.Errorf("CheckName(%q): %v; want invalid", bad, err)
 		}
+	}
+}
+
+// A submission killed before it moved its run directory in place leaves
+// a hidden .NAME.new-* folder holding a state file: it is no run.
+func TestRunsSkipsUnfinishedSubmissions(t *testing.T) {
+	e := newEnv(t, 2)
+	dir := e.submit("run1")
+	left := filepath.Join(e.root, ".run2.new-123")
+	if err := os.Mkdir(left, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(left, StateFile), readAll(t, Layout{Dir: dir}.State()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	list, err := Runs(context.Background(), e.site, e.fake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Dir != dir {
+		var dirs []string
+		for _, r := range list {
+			dirs = append(dirs, r.Dir)
+		}
+		t.Errorf("Runs lists %v; want only %s", dirs, dir)
 	}
 }

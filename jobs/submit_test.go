@@ -3,6 +3,7 @@ package jobs
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpsbatch/dpsbatch/harness"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/state"
 )
@@ -338,5 +340,48 @@ func TestScriptPlan(t *testing.T) {
 		if !strings.Contains(script, want) {
 			t.Errorf("script lacks %q:\n%s", want, script)
 		}
+	}
+}
+
+// The run keeps a copy of the visit list that rank 0 reads back in the
+// same format, whatever the original's name: CSV, JSON lines, or either
+// without a known extension (ReadVisits then goes by the first
+// character).
+func TestSubmitVisitListCopy(t *testing.T) {
+	t.Skip("known bug, reported: a CSV visit list whose name does not end in .csv is copied as visits.jsonl, which rank 0 then reads as JSON lines (submit.go, the ext choice before settings); remove this skip with the fix")
+	for _, tc := range []struct{ name, text string }{
+		{"visits.csv", "visitId,filter\nv1,g\nv2,r\n"},
+		{"visits.jsonl", `{"visitId": "v1", "filter": "g"}` + "\n" + `{"visitId": "v2", "filter": "r"}` + "\n"},
+		{"visits.ndjson", `{"visitId": "v1", "filter": "g"}` + "\n" + `{"visitId": "v2", "filter": "r"}` + "\n"},
+		{"visits.txt", "visitId,filter\nv1,g\nv2,r\n"},
+		{"visits", `{"visitId": "v1", "filter": "g"}` + "\n" + `{"visitId": "v2", "filter": "r"}` + "\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, 1)
+			o := e.opts("run1")
+			o.Visits = e.write(tc.name, tc.text)
+			sub, err := Submit(context.Background(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// What InJob.Hook reads: the copy named in the run's settings.
+			withState(t, sub.Dir, func(st *state.Store) {
+				run, err := st.Run()
+				if err != nil {
+					t.Fatal(err)
+				}
+				var set settings
+				if err := json.Unmarshal([]byte(run.Settings), &set); err != nil {
+					t.Fatal(err)
+				}
+				vs, err := harness.ReadVisits(filepath.Join(sub.Dir, set.Visits))
+				if err != nil {
+					t.Fatalf("the copy %s does not read back: %v", set.Visits, err)
+				}
+				if len(vs) != 2 || vs[0].ID != "v1" || vs[1].Props["filter"] != "r" {
+					t.Errorf("the copy %s reads back as %+v", set.Visits, vs)
+				}
+			})
+		})
 	}
 }
