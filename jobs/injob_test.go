@@ -257,7 +257,12 @@ func TestInJobStopFile(t *testing.T) {
 					}
 				}
 			}
-			if err := os.WriteFile(l.StopFile(2), []byte("time limit near: SIGUSR1 from Slurm\nsecond line\n"), 0o644); err != nil {
+			// Written whole, then moved in place: the watcher may look
+			// between the creation of a file and its first write.
+			if err := os.WriteFile(l.StopFile(2)+".new", []byte("time limit near: SIGUSR1 from Slurm\nsecond line\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(l.StopFile(2)+".new", l.StopFile(2)); err != nil {
 				t.Fatal(err)
 			}
 			select {
