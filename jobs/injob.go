@@ -63,8 +63,8 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 	if err != nil {
 		return err
 	}
-	if run.PolicySum != "" && run.PolicySum != p.Checksum {
-		return fmt.Errorf("%w: %s changed since the run was submitted (checksum %.12s, now %.12s)", harness.ErrInvalid, p.File, run.PolicySum, p.Checksum)
+	if err := samePolicy(run, p); err != nil {
+		return err
 	}
 	var set settings
 	if run.Settings != "" {
@@ -119,6 +119,15 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 	return nil
 }
 
+// samePolicy refuses a policy copy that changed since the run was
+// submitted: its visits done so far ran under the old one.
+func samePolicy(run state.Run, p *harness.Policy) error {
+	if run.PolicySum != "" && run.PolicySum != p.Checksum {
+		return fmt.Errorf("%w: %s changed since the run was submitted (checksum %.12s, now %.12s)", harness.ErrInvalid, p.File, run.PolicySum, p.Checksum)
+	}
+	return nil
+}
+
 // watch returns a stop channel that closes when parent does or when the
 // stop file appears.
 func (j *InJob) watch(parent <-chan struct{}) <-chan struct{} {
@@ -131,6 +140,7 @@ func (j *InJob) watch(parent <-chan struct{}) <-chan struct{} {
 	tick := time.NewTicker(every)
 	go func() {
 		defer tick.Stop()
+		seenEmpty := false
 		for {
 			select {
 			case <-parent:
@@ -144,6 +154,10 @@ func (j *InJob) watch(parent <-chan struct{}) <-chan struct{} {
 					continue
 				}
 				why, _, _ := strings.Cut(strings.TrimSpace(string(data)), "\n")
+				if why == "" && !seenEmpty {
+					seenEmpty = true // being written: read it again next tick
+					continue
+				}
 				if why == "" {
 					why = "stop requested through " + j.StopFile
 				}

@@ -87,6 +87,9 @@ func Resume(ctx context.Context, o ResumeOptions) (*ResumeResult, error) {
 		return nil, err
 	}
 	p.Dir = set.PipelineDir
+	if err := samePolicy(run, p); err != nil {
+		return nil, err
+	}
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
@@ -120,6 +123,9 @@ func Resume(ctx context.Context, o ResumeOptions) (*ResumeResult, error) {
 			return nil, err
 		}
 		res.Visits = counts[state.Pending] + counts[state.Interrupted] + counts[state.Running] + counts[state.Failed]
+		if o.MaxAttempts > 0 { // at most: some failed ones may be at the limit
+			fmt.Fprintf(o.Out, "at most %d visits would run (--max-attempts %d may leave some out)\n", res.Visits, o.MaxAttempts)
+		}
 		printDry(o.Out, &res.Submitted, planned, scripts)
 		return res, nil
 	}

@@ -229,7 +229,6 @@ func TestResumeBadInput(t *testing.T) {
 // the new job would refuse it (InJob.Hook compares checksums), so resume
 // must refuse it before submitting a job bound to fail.
 func TestResumePolicyChanged(t *testing.T) {
-	t.Skip("known bug, reported: Resume does not compare the policy's checksum with the run's (resume.go, after harness.Load), so it submits a job whose rank 0 refuses to start; remove this skip with the fix")
 	e := newEnv(t, 3)
 	dir := e.submit("run1")
 	e.fake.forget("1001", "TIMEOUT")

@@ -62,10 +62,8 @@ func Status(ctx context.Context, b scheduler.Backend, dirs []string) ([]RunStatu
 		if err != nil {
 			return nil, err
 		}
-		for _, j := range rs.Jobs {
-			if j.Ended.IsZero() || j.Source == "state" {
-				ask = append(ask, j.ID)
-			}
+		for _, j := range rs.Jobs { // ended ones too: Slurm or sacct knows how
+			ask = append(ask, j.ID)
 		}
 		out = append(out, rs)
 	}
@@ -258,10 +256,11 @@ func Wait(ctx context.Context, b scheduler.Backend, dir string, o WaitOptions) (
 	every := o.SlurmEvery
 	var asked time.Time
 	lastEnds := -1
+	var merged RunStatus // the last status merged with Slurm's answer
 	for {
 		rs, err := readRun(dir)
 		if err != nil {
-			return rs, err
+			return merged, err
 		}
 		ends := 0
 		for _, j := range rs.Jobs {
@@ -286,6 +285,7 @@ func Wait(ctx context.Context, b scheduler.Backend, dir string, o WaitOptions) (
 			}
 			asked = time.Now()
 			settle(&rs, known)
+			merged = rs
 			if o.Progress != nil {
 				o.Progress(rs)
 			}
@@ -300,7 +300,7 @@ func Wait(ctx context.Context, b scheduler.Backend, dir string, o WaitOptions) (
 		}
 		select {
 		case <-ctx.Done():
-			return rs, ctx.Err()
+			return merged, ctx.Err()
 		case <-time.After(o.Every):
 		}
 	}

@@ -83,7 +83,7 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 		return nil, err
 	}
 	if o.Visits == "" {
-		return nil, fmt.Errorf("%w: no visit list (--visits)", conf.ErrInvalid)
+		return nil, fmt.Errorf("%w: jobs: no visit list (--visits)", conf.ErrInvalid)
 	}
 	visits, err := harness.ReadVisits(o.Visits)
 	if err != nil {
@@ -117,9 +117,13 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 	if _, err := os.Stat(l.Dir); err == nil {
 		return nil, fmt.Errorf("%w: run %q exists already (%s): choose another --name, or resume it", conf.ErrInvalid, name, l.Dir)
 	}
+	// The copy keeps a format-telling extension; with any other, none, so
+	// that ReadVisits tells the format from the content as it did here.
 	ext := strings.ToLower(filepath.Ext(o.Visits))
-	if ext != ".csv" {
-		ext = ".jsonl"
+	switch ext {
+	case ".csv", ".jsonl", ".ndjson", ".json":
+	default:
+		ext = ""
 	}
 	set := settings{Visits: filepath.Base(l.Visits(ext)), PipelineDir: p.Dir, Binary: bin, SiteFile: o.Site.Path, Request: o.Request}
 	tmpl, err := loadTemplate(o.Site)

@@ -348,7 +348,6 @@ func TestScriptPlan(t *testing.T) {
 // without a known extension (ReadVisits then goes by the first
 // character).
 func TestSubmitVisitListCopy(t *testing.T) {
-	t.Skip("known bug, reported: a CSV visit list whose name does not end in .csv is copied as visits.jsonl, which rank 0 then reads as JSON lines (submit.go, the ext choice before settings); remove this skip with the fix")
 	for _, tc := range []struct{ name, text string }{
 		{"visits.csv", "visitId,filter\nv1,g\nv2,r\n"},
 		{"visits.jsonl", `{"visitId": "v1", "filter": "g"}` + "\n" + `{"visitId": "v2", "filter": "r"}` + "\n"},

@@ -159,7 +159,11 @@ func Check(m DataMapper, slices []HostInfo, got [][]DataID) error {
 	if len(got) != len(slices) {
 		return fmt.Errorf("mapper: assigned data to %d slices, but there are %d", len(got), len(slices))
 	}
-	where := map[string]int{}
+	n := 0
+	for _, ids := range got {
+		n += len(ids)
+	}
+	where := make(map[string]int, n)
 	for i, ids := range got {
 		for _, id := range ids {
 			s := id.String()
