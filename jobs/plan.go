@@ -47,8 +47,17 @@ func PlanRun(s *site.Site, p *harness.Policy, r Request) (*Planned, error) {
 	if n < 0 {
 		return nil, fmt.Errorf("%w: --slices must be positive, got %d", conf.ErrInvalid, n)
 	}
+	// One mapper serves the count and the dry assignment: building one
+	// over a million data IDs costs a good part of a second.
+	m, err := p.NewMapper()
+	if err != nil {
+		return nil, err
+	}
 	if n == 0 {
-		if n, err = p.SliceCount(); err != nil {
+		n = p.Slices
+		if e, ok := m.(mapper.Enumerator); ok && p.PerDataID {
+			n = len(e.DataIDs())
+		} else if n, err = p.SliceCount(); err != nil {
 			return nil, err
 		}
 	}
@@ -58,7 +67,7 @@ func PlanRun(s *site.Site, p *harness.Policy, r Request) (*Planned, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := dryAssign(p, plan, n); err != nil {
+	if err := dryAssign(p, m, plan, n); err != nil {
 		return nil, err
 	}
 	return &Planned{Partition: part, Needs: needs, Plan: plan, Slices: n}, nil
@@ -66,13 +75,9 @@ func PlanRun(s *site.Site, p *harness.Policy, r Request) (*Planned, error) {
 
 // dryAssign runs the policy's mapper over hosts laid out as the plan
 // places the slices (rank 0 is the first task of the first node).
-func dryAssign(p *harness.Policy, plan scheduler.Plan, slices int) error {
+func dryAssign(p *harness.Policy, m mapper.DataMapper, plan scheduler.Plan, slices int) error {
 	if p.Mapper.Type == "host-table" {
 		return nil
-	}
-	m, err := p.NewMapper()
-	if err != nil {
-		return err
 	}
 	hosts := make([]mapper.HostInfo, 0, slices)
 	rank := 0

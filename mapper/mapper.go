@@ -28,6 +28,11 @@ type DataID map[string]string
 // String formats the data ID as key=value pairs sorted by key, joined by
 // commas: "ccd=12,raft=2". The empty data ID prints as "".
 func (d DataID) String() string {
+	if len(d) == 1 { // the common case: no sorting, one allocation
+		for k, v := range d {
+			return k + "=" + v
+		}
+	}
 	keys := make([]string, 0, len(d))
 	for k := range d {
 		keys = append(keys, k)
