@@ -18,7 +18,7 @@ func init() {
 		New: func(v Values) (DataMapper, error) { return rankMapper{key: v.String("key")}, nil },
 	})
 	Register("range", Factory{
-		Doc: "integers from..to (inclusive) under one key, split into contiguous blocks over the slices",
+		Doc: "integers from..to (inclusive) under one key, split into contiguous blocks over the slices; for the exchange topology mapper, a slice's neighbours hold the blocks before and after its own",
 		Settings: []Setting{
 			{Key: "key", Kind: conf.String, Required: true, Doc: "name of the data ID key, such as ccd"},
 			{Key: "from", Kind: conf.Int, Required: true, Doc: "first value"},
@@ -80,6 +80,23 @@ func (m fixed) Assign(slices []HostInfo) ([][]DataID, error) {
 		return nil, fmt.Errorf("no slices to assign %d data IDs to", len(m.ids))
 	}
 	return blocks(m.ids, len(slices)), nil
+}
+
+// Neighbours names, for each slice, the slices holding the blocks just
+// before and after its own (no wrap-around): the "mapper" exchange
+// topology of a pipeline over ordered data, such as strips of sky. It
+// satisfies harness.NeighbourMapper.
+func (m fixed) Neighbours(slices []HostInfo, assigned [][]DataID) ([][]int, error) {
+	out := make([][]int, len(assigned))
+	for i := range assigned {
+		if i > 0 {
+			out[i] = append(out[i], i-1)
+		}
+		if i+1 < len(assigned) {
+			out[i] = append(out[i], i+1)
+		}
+	}
+	return out, nil
 }
 
 func (m fixed) DataIDs() []DataID { return m.ids }

@@ -437,3 +437,27 @@ func TestDataIDString(t *testing.T) {
 		}
 	}
 }
+
+// The range mapper names as neighbours the slices holding the adjacent
+// blocks, symmetric and without wrap-around.
+func TestRangeNeighbours(t *testing.T) {
+	m, err := newMapper(t, "range", "{key: ccd, from: 1, to: 6}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nm, ok := m.(interface {
+		Neighbours([]mapper.HostInfo, [][]mapper.DataID) ([][]int, error)
+	})
+	if !ok {
+		t.Fatal("the range mapper names no neighbours")
+	}
+	hosts := []mapper.HostInfo{{Rank: 1}, {Rank: 2}, {Rank: 3}}
+	got, err := mapper.Assign(m, hosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nb, err := nm.Neighbours(hosts, got)
+	if err != nil || fmt.Sprint(nb) != "[[1] [0 2] [1]]" {
+		t.Errorf("neighbours %v, %v; want [[1] [0 2] [1]]", nb, err)
+	}
+}
