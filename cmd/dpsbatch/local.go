@@ -92,7 +92,7 @@ func runLocal(c *cli.Context, o localOptions) error {
 		return err
 	}
 
-	ctx, stop, done := stopOnSignals(c.Context, os.Interrupt, syscall.SIGTERM)
+	ctx, stop, done := stopOnSignals(c.Context, nil, os.Interrupt, syscall.SIGTERM)
 	defer done()
 
 	fmt.Fprintf(c.App.Writer, "run %s: %d visits of %s, run directory %s\n", o.runID, len(visits), p.Name, o.runDir)

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -89,8 +90,18 @@ func runRank(c *cli.Context) error {
 		return badInput("--rank and --size go together")
 	}
 
-	// The stop is heard by rank 0; the slices follow it.
-	ctx, stop, done := stopOnSignals(c.Context, os.Interrupt, syscall.SIGTERM, syscall.SIGUSR1)
+	// The stop is heard by rank 0; the slices follow it. Only rank 0 heeds the signals: it learns it is rank 0 in the Rank0
+	// hook, once the ranks have met.
+	var rank0 atomic.Bool
+	hook := dr.Rank0
+	dr.Rank0 = func(p *harness.Policy, d *harness.DistRun) error {
+		rank0.Store(true)
+		if hook != nil {
+			return hook(p, d)
+		}
+		return nil
+	}
+	ctx, stop, done := stopOnSignals(c.Context, rank0.Load, os.Interrupt, syscall.SIGTERM, syscall.SIGUSR1)
 	defer done()
 	dr.Stop = stop
 

@@ -10,23 +10,41 @@ import (
 // stopOnSignals turns the first of sigs into a stop at the next visit
 // boundary (the returned channel closes) and a second into an interrupt
 // (the returned context is cancelled). Call done when the run is over.
-func stopOnSignals(parent context.Context, sigs ...os.Signal) (ctx context.Context, stop <-chan struct{}, done func()) {
+//
+// heed, when not nil, says whether this process acts on signals at all:
+// `dpsbatch run` heeds them on rank 0 only, because Slurm signals every
+// task of a step, sometimes more than once, and a slice that took two
+// deliveries for a second signal would abandon its visit; the slices
+// follow rank 0's stop through the communicator instead.
+func stopOnSignals(parent context.Context, heed func() bool, sigs ...os.Signal) (ctx context.Context, stop <-chan struct{}, done func()) {
 	ctx, cancel := context.WithCancel(parent)
 	stopCh := make(chan struct{})
 	ch := make(chan os.Signal, 2)
 	signal.Notify(ch, sigs...)
+	first := true
+	next := func() bool { // the next signal to heed; false when ctx ends
+		for {
+			select {
+			case s := <-ch:
+				if heed == nil || heed() {
+					if first {
+						fmt.Fprintf(os.Stderr, "dpsbatch: %v: stopping after the current visit (again to abandon it)\n", s)
+					}
+					return true
+				}
+			case <-ctx.Done():
+				return false
+			}
+		}
+	}
 	go func() {
-		select {
-		case s := <-ch:
-			fmt.Fprintf(os.Stderr, "dpsbatch: %v: stopping after the current visit (again to abandon it)\n", s)
-			close(stopCh)
-		case <-ctx.Done():
+		if !next() {
 			return
 		}
-		select {
-		case <-ch:
+		close(stopCh)
+		first = false
+		if next() {
 			cancel()
-		case <-ctx.Done():
 		}
 	}()
 	return ctx, stopCh, func() { signal.Stop(ch); cancel() }
