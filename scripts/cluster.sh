@@ -16,7 +16,7 @@
 set -euo pipefail
 
 readonly PACKAGES=(slurmctld slurmd slurm-client slurmrestd munge openmpi-bin libopenmpi-dev
-	slurmdbd mariadb-server curl pkg-config gcc)
+	slurmdbd mariadb-server curl pkg-config gcc nats-server)
 readonly NODES=(n1 n2 n3 n4)
 readonly CLUSTER_NAME=dps
 readonly ACCOUNT=science
