@@ -9,63 +9,19 @@ import (
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/events"
+	"github.com/dpsbatch/dpsbatch/events/natstest"
 )
 
 // ev is a data event of run on topic "visits" with visitId v.
-func ev(run string, v any) events.Event {
-	return events.Event{Topic: "visits", RunID: run, Properties: map[string]any{events.PropVisit: v}}
-}
-
-// next reads one event, failing the test when none comes within a second.
-func next(t *testing.T, s events.Subscription) events.Event {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	e, err := s.Next(ctx)
-	if err != nil {
-		t.Fatalf("Next: %v", err)
-	}
-	return e
-}
-
-// visits reads n events and returns their visit IDs.
-func visits(t *testing.T, s events.Subscription, n int) []string {
-	t.Helper()
-	var out []string
-	for i := 0; i < n; i++ {
-		v, _ := next(t, s).Visit()
-		out = append(out, v)
-	}
-	return out
-}
-
-// empty checks that nothing more is waiting on s.
-func empty(t *testing.T, s events.Subscription) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	defer cancel()
-	if e, err := s.Next(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Next = %+v, %v; want nothing more", e, err)
-	}
-}
-
-func publish(t *testing.T, b events.Broker, es ...events.Event) {
-	t.Helper()
-	for _, e := range es {
-		if err := b.Publish(context.Background(), e); err != nil {
-			t.Fatalf("Publish: %v", err)
-		}
-	}
-}
-
-func subscribe(t *testing.T, b events.Broker, topic, run string) events.Subscription {
-	t.Helper()
-	s, err := b.Subscribe(context.Background(), topic, run)
-	if err != nil {
-		t.Fatalf("Subscribe: %v", err)
-	}
-	return s
-}
+// The helpers of the shared broker suite.
+var (
+	ev        = natstest.Event
+	next      = natstest.Next
+	visits    = natstest.Visits
+	empty     = natstest.Empty
+	publish   = natstest.Publish
+	subscribe = natstest.Subscribe
+)
 
 func TestMemoryBacklog(t *testing.T) {
 	b := events.NewMemory()

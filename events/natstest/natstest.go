@@ -92,12 +92,13 @@ func newBroker(t *testing.T, h Harness) events.Broker {
 }
 
 // ev is a data event of run on topic "visits" with visitId v.
-func ev(run string, v any) events.Event {
+// Event is a trigger event of run for visit v on topic "visits".
+func Event(run string, v any) events.Event {
 	return events.Event{Topic: "visits", RunID: run, Properties: map[string]any{events.PropVisit: v}}
 }
 
-// next reads one event, failing the test when none comes within 5 s.
-func next(t *testing.T, s events.Subscription) events.Event {
+// Next reads one event, failing the test when none comes within 5 s.
+func Next(t *testing.T, s events.Subscription) events.Event {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -108,19 +109,19 @@ func next(t *testing.T, s events.Subscription) events.Event {
 	return e
 }
 
-// visits reads n events and returns their visit IDs.
-func visits(t *testing.T, s events.Subscription, n int) []string {
+// Visits reads n events and returns their visit IDs.
+func Visits(t *testing.T, s events.Subscription, n int) []string {
 	t.Helper()
 	var out []string
 	for i := 0; i < n; i++ {
-		v, _ := next(t, s).Visit()
+		v, _ := Next(t, s).Visit()
 		out = append(out, v)
 	}
 	return out
 }
 
-// empty checks that nothing more is waiting on s.
-func empty(t *testing.T, s events.Subscription) {
+// Empty checks that nothing more is waiting on s.
+func Empty(t *testing.T, s events.Subscription) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -129,7 +130,8 @@ func empty(t *testing.T, s events.Subscription) {
 	}
 }
 
-func publish(t *testing.T, b events.Broker, es ...events.Event) {
+// Publish publishes es, failing the test on an error.
+func Publish(t *testing.T, b events.Broker, es ...events.Event) {
 	t.Helper()
 	for _, e := range es {
 		if err := b.Publish(context.Background(), e); err != nil {
@@ -138,7 +140,9 @@ func publish(t *testing.T, b events.Broker, es ...events.Event) {
 	}
 }
 
-func subscribe(t *testing.T, b events.Broker, topic, run string) events.Subscription {
+// Subscribe subscribes, failing the test on an error, and closes the
+// subscription when the test ends.
+func Subscribe(t *testing.T, b events.Broker, topic, run string) events.Subscription {
 	t.Helper()
 	s, err := b.Subscribe(context.Background(), topic, run)
 	if err != nil {
@@ -150,7 +154,7 @@ func subscribe(t *testing.T, b events.Broker, topic, run string) events.Subscrip
 
 func testPublishSubscribe(t *testing.T, h Harness) {
 	b := newBroker(t, h)
-	s := subscribe(t, b, "visits", "r1")
+	s := Subscribe(t, b, "visits", "r1")
 	props := map[string]any{
 		events.PropVisit: "704",
 		"filter":         "r",
@@ -162,8 +166,8 @@ func testPublishSubscribe(t *testing.T, h Harness) {
 		"map":            map[string]any{"k": 1, "deep": []any{true}},
 	}
 	sent := events.Event{Topic: "visits", RunID: "r1", Kind: events.KindData, Pipeline: "isr", Properties: props}
-	publish(t, b, sent)
-	got := next(t, s)
+	Publish(t, b, sent)
+	got := Next(t, s)
 	if got.Topic != "visits" || got.RunID != "r1" || got.Kind != events.KindData || got.Pipeline != "isr" {
 		t.Errorf("event came through as %+v", got)
 	}
@@ -176,28 +180,28 @@ func testPublishSubscribe(t *testing.T, h Harness) {
 	if n := s.Dropped(); n != 0 {
 		t.Errorf("Dropped = %d", n)
 	}
-	empty(t, s)
+	Empty(t, s)
 }
 
 func testStamp(t *testing.T, h Harness) {
 	b := newBroker(t, h)
-	s := subscribe(t, b, "visits", "r1")
+	s := Subscribe(t, b, "visits", "r1")
 	before := time.Now()
-	publish(t, b, ev("r1", "v1"))
+	Publish(t, b, Event("r1", "v1"))
 	after := time.Now()
 	at := time.Date(2024, 5, 6, 7, 8, 9, 123456789, time.UTC)
-	e := ev("r1", "v2")
+	e := Event("r1", "v2")
 	e.Time, e.Sender = at, "elsewhere"
-	publish(t, b, e)
+	Publish(t, b, e)
 
-	got := next(t, s)
+	got := Next(t, s)
 	if got.Time.Before(before.Truncate(time.Microsecond)) || got.Time.After(after) {
 		t.Errorf("Time = %v, want between %v and %v", got.Time, before, after)
 	}
 	if got.Sender == "" {
 		t.Errorf("Sender is empty, want this host's name")
 	}
-	got = next(t, s)
+	got = Next(t, s)
 	if !got.Time.Equal(at) || got.Sender != "elsewhere" {
 		t.Errorf("Time, Sender = %v, %q; want the publisher's %v, elsewhere", got.Time, got.Sender, at)
 	}
@@ -206,35 +210,35 @@ func testStamp(t *testing.T, h Harness) {
 func testBacklog(t *testing.T, h Harness) {
 	b := newBroker(t, h)
 	producer := h.Peer(t, b)
-	publish(t, producer, ev("r1", "v1"), ev("r1", "v2"))
-	s := subscribe(t, b, "visits", "r1")
-	publish(t, producer, ev("r1", "v3"))
-	if got, want := visits(t, s, 3), []string{"v1", "v2", "v3"}; !slices.Equal(got, want) {
+	Publish(t, producer, Event("r1", "v1"), Event("r1", "v2"))
+	s := Subscribe(t, b, "visits", "r1")
+	Publish(t, producer, Event("r1", "v3"))
+	if got, want := Visits(t, s, 3), []string{"v1", "v2", "v3"}; !slices.Equal(got, want) {
 		t.Errorf("got %q, want %q", got, want)
 	}
-	empty(t, s)
+	Empty(t, s)
 }
 
 func testRunFilter(t *testing.T, h Harness) {
 	b := newBroker(t, h)
-	publish(t, b, ev("r2", "a"), ev("r1", "v1"))
-	s1 := subscribe(t, b, "visits", "r1")
-	publish(t, b, ev("r2", "b"), ev("r1", "v2"), ev("r2", "c"), ev("", "d"))
-	if got, want := visits(t, s1, 2), []string{"v1", "v2"}; !slices.Equal(got, want) {
+	Publish(t, b, Event("r2", "a"), Event("r1", "v1"))
+	s1 := Subscribe(t, b, "visits", "r1")
+	Publish(t, b, Event("r2", "b"), Event("r1", "v2"), Event("r2", "c"), Event("", "d"))
+	if got, want := Visits(t, s1, 2), []string{"v1", "v2"}; !slices.Equal(got, want) {
 		t.Errorf("r1 got %q, want %q", got, want)
 	}
-	empty(t, s1)
-	s2 := subscribe(t, b, "visits", "r2")
-	if got, want := visits(t, s2, 3), []string{"a", "b", "c"}; !slices.Equal(got, want) {
+	Empty(t, s1)
+	s2 := Subscribe(t, b, "visits", "r2")
+	if got, want := Visits(t, s2, 3), []string{"a", "b", "c"}; !slices.Equal(got, want) {
 		t.Errorf("r2 got %q, want %q", got, want)
 	}
-	empty(t, s2)
+	Empty(t, s2)
 	// An empty run ID is a run ID like any other.
-	s3 := subscribe(t, b, "visits", "")
-	if got := visits(t, s3, 1); got[0] != "d" {
+	s3 := Subscribe(t, b, "visits", "")
+	if got := Visits(t, s3, 1); got[0] != "d" {
 		t.Errorf("run \"\" got %q", got)
 	}
-	empty(t, s3)
+	Empty(t, s3)
 	if n := s1.Skipped(); n > 3 {
 		t.Errorf("r1 Skipped = %d, more than the 3 events of other runs published while it listened", n)
 	}
@@ -248,19 +252,19 @@ func testSpecialNames(t *testing.T, h Harness) {
 	var subs []events.Subscription
 	for i, topic := range names {
 		run := names[len(names)-1-i]
-		publish(t, b, events.Event{Topic: topic, RunID: run, Properties: map[string]any{"i": i}})
+		Publish(t, b, events.Event{Topic: topic, RunID: run, Properties: map[string]any{"i": i}})
 	}
 	for i, topic := range names {
 		run := names[len(names)-1-i]
-		s := subscribe(t, b, topic, run)
+		s := Subscribe(t, b, topic, run)
 		subs = append(subs, s)
-		e := next(t, s)
+		e := Next(t, s)
 		if e.Topic != topic || e.RunID != run || e.Properties["i"] != i {
 			t.Errorf("topic %q run %q got %+v", topic, run, e)
 		}
 	}
 	for _, s := range subs {
-		empty(t, s)
+		Empty(t, s)
 	}
 }
 
@@ -269,54 +273,54 @@ func testOrder(t *testing.T, h Harness) {
 	b := newBroker(t, h)
 	producer := h.Peer(t, b)
 	for i := 0; i < n/2; i++ {
-		publish(t, producer, ev("r1", i))
+		Publish(t, producer, Event("r1", i))
 	}
-	s := subscribe(t, b, "visits", "r1")
+	s := Subscribe(t, b, "visits", "r1")
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for i := n / 2; i < n; i++ {
-			if err := producer.Publish(context.Background(), ev("r1", i)); err != nil {
+			if err := producer.Publish(context.Background(), Event("r1", i)); err != nil {
 				t.Errorf("Publish: %v", err)
 				return
 			}
 		}
 	}()
 	for i := 0; i < n; i++ {
-		e := next(t, s)
+		e := Next(t, s)
 		if e.Properties[events.PropVisit] != i {
 			t.Fatalf("event %d has visitId %v", i, e.Properties[events.PropVisit])
 		}
 	}
 	<-done
-	empty(t, s)
+	Empty(t, s)
 }
 
 func testKinds(t *testing.T, h Harness) {
 	b := newBroker(t, h)
-	publish(t, b,
-		ev("r1", "v1"),
+	Publish(t, b,
+		Event("r1", "v1"),
 		events.Event{Topic: "visits", RunID: "r1", Kind: events.KindNoMoreData},
 		events.Event{Topic: events.TopicControl, RunID: "r1", Kind: events.KindShutdown},
 	)
-	s := subscribe(t, b, "visits", "r1")
-	if e := next(t, s); !e.IsData() {
+	s := Subscribe(t, b, "visits", "r1")
+	if e := Next(t, s); !e.IsData() {
 		t.Errorf("first event %+v is not data", e)
 	}
-	if e := next(t, s); e.Kind != events.KindNoMoreData || e.IsData() {
+	if e := Next(t, s); e.Kind != events.KindNoMoreData || e.IsData() {
 		t.Errorf("second event %+v, want no-more-data", e)
 	}
-	c := subscribe(t, b, events.TopicControl, "r1")
-	if e := next(t, c); e.Kind != events.KindShutdown || e.Topic != events.TopicControl {
+	c := Subscribe(t, b, events.TopicControl, "r1")
+	if e := Next(t, c); e.Kind != events.KindShutdown || e.Topic != events.TopicControl {
 		t.Errorf("control event %+v, want shutdown", e)
 	}
-	empty(t, s)
-	empty(t, c)
+	Empty(t, s)
+	Empty(t, c)
 }
 
 func testMalformed(t *testing.T, h Harness) {
 	b := newBroker(t, h)
-	s := subscribe(t, b, "visits", "r1")
+	s := Subscribe(t, b, "visits", "r1")
 	bad := []string{
 		``,
 		`not json`,
@@ -332,18 +336,18 @@ func testMalformed(t *testing.T, h Harness) {
 	for _, p := range bad {
 		h.PublishRaw(t, b, "visits", "r1", []byte(p))
 	}
-	publish(t, b, ev("r1", "good"))
+	Publish(t, b, Event("r1", "good"))
 	h.PublishRaw(t, b, "visits", "r1", []byte(`{"v":1,"topic":"visits","run":"r1","props":{"visitId":"raw"}}`))
-	if got, want := visits(t, s, 2), []string{"good", "raw"}; !slices.Equal(got, want) {
+	if got, want := Visits(t, s, 2), []string{"good", "raw"}; !slices.Equal(got, want) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 	if n := s.Dropped(); n != len(bad) {
 		t.Errorf("Dropped = %d, want %d", n, len(bad))
 	}
-	empty(t, s)
+	Empty(t, s)
 	// A new subscription meets the same messages and drops them too.
-	s2 := subscribe(t, b, "visits", "r1")
-	if got := visits(t, s2, 2); !slices.Equal(got, []string{"good", "raw"}) {
+	s2 := Subscribe(t, b, "visits", "r1")
+	if got := Visits(t, s2, 2); !slices.Equal(got, []string{"good", "raw"}) {
 		t.Errorf("second subscription got %q", got)
 	}
 	if n := s2.Dropped(); n != len(bad) {
@@ -353,7 +357,7 @@ func testMalformed(t *testing.T, h Harness) {
 
 func testNextContext(t *testing.T, h Harness) {
 	b := newBroker(t, h)
-	s := subscribe(t, b, "visits", "r1")
+	s := Subscribe(t, b, "visits", "r1")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -391,7 +395,7 @@ func testNextContext(t *testing.T, h Harness) {
 		close(got)
 	}()
 	time.Sleep(20 * time.Millisecond)
-	publish(t, b, ev("r1", "late"))
+	Publish(t, b, Event("r1", "late"))
 	select {
 	case e := <-got:
 		if v, _ := e.Visit(); v != "late" {
@@ -403,13 +407,13 @@ func testNextContext(t *testing.T, h Harness) {
 
 	dead, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := b.Publish(dead, ev("r1", "never")); !errors.Is(err, context.Canceled) {
+	if err := b.Publish(dead, Event("r1", "never")); !errors.Is(err, context.Canceled) {
 		t.Errorf("Publish with a cancelled context = %v", err)
 	}
 	if _, err := b.Subscribe(dead, "visits", "r1"); !errors.Is(err, context.Canceled) {
 		t.Errorf("Subscribe with a cancelled context = %v", err)
 	}
-	empty(t, s)
+	Empty(t, s)
 }
 
 func testClose(t *testing.T, h Harness) {
@@ -438,7 +442,7 @@ func testClose(t *testing.T, h Harness) {
 	if _, err := s.Next(context.Background()); !errors.Is(err, events.ErrClosed) {
 		t.Errorf("Next after Close = %v, want ErrClosed", err)
 	}
-	if err := b.Publish(context.Background(), ev("r1", "v")); !errors.Is(err, events.ErrClosed) {
+	if err := b.Publish(context.Background(), Event("r1", "v")); !errors.Is(err, events.ErrClosed) {
 		t.Errorf("Publish after Close = %v, want ErrClosed", err)
 	}
 	if _, err := b.Subscribe(context.Background(), "visits", "r1"); !errors.Is(err, events.ErrClosed) {
@@ -454,7 +458,7 @@ func testClose(t *testing.T, h Harness) {
 
 func testSubscriptionClose(t *testing.T, h Harness) {
 	b := newBroker(t, h)
-	s := subscribe(t, b, "visits", "r1")
+	s := Subscribe(t, b, "visits", "r1")
 	waiting := make(chan error, 1)
 	go func() {
 		_, err := s.Next(context.Background())
@@ -479,9 +483,9 @@ func testSubscriptionClose(t *testing.T, h Harness) {
 		t.Errorf("second Close = %v", err)
 	}
 	// The broker goes on.
-	publish(t, b, ev("r1", "v1"))
-	s2 := subscribe(t, b, "visits", "r1")
-	if got := visits(t, s2, 1); got[0] != "v1" {
+	Publish(t, b, Event("r1", "v1"))
+	s2 := Subscribe(t, b, "visits", "r1")
+	if got := Visits(t, s2, 1); got[0] != "v1" {
 		t.Errorf("got %q", got)
 	}
 }
@@ -521,7 +525,7 @@ func testConcurrent(t *testing.T, h Harness) {
 		}()
 	}
 	close(start)
-	s1 := subscribe(t, b, "visits", "r1")
+	s1 := Subscribe(t, b, "visits", "r1")
 	want := map[string]int{}
 	for p := 0; p < publishers; p++ {
 		for i := 0; i < each; i++ {
@@ -539,7 +543,7 @@ func testConcurrent(t *testing.T, h Harness) {
 			last[p] = -1
 		}
 		for n := 0; n < want[run]; n++ {
-			e := next(t, s)
+			e := Next(t, s)
 			if e.RunID != run {
 				t.Fatalf("%s got an event of run %q", run, e.RunID)
 			}
@@ -549,9 +553,9 @@ func testConcurrent(t *testing.T, h Harness) {
 			}
 			last[p] = i
 		}
-		empty(t, s)
+		Empty(t, s)
 	}
 	check(s1, "r1")
 	wg.Wait()
-	check(subscribe(t, b, "visits", "r2"), "r2")
+	check(Subscribe(t, b, "visits", "r2"), "r2")
 }
