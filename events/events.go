@@ -38,6 +38,12 @@ const (
 // its trigger topic.
 const TopicControl = "dpsbatch.control"
 
+// TopicHeartbeat is where a running Pipeline publishes its heartbeat: a
+// data event every few seconds whose properties say which visit is in
+// flight ("visit", "" between visits) and how many visits it has ended
+// ("visits").
+const TopicHeartbeat = "dpsbatch.heartbeat"
+
 // PropVisit is the property of a trigger event that names its visit.
 const PropVisit = "visitId"
 

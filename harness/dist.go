@@ -46,6 +46,8 @@ type DistRun struct {
 	Feed bool
 	// Stop, when closed, stops the run at the next visit boundary.
 	Stop <-chan struct{}
+	// Heartbeat: rank 0 publishes a heartbeat this often (Config.Heartbeat).
+	Heartbeat time.Duration
 	// PipelineDir, when set, is what {pipelinedir} names instead of the
 	// policy file's folder: a batch run keeps a copy of the policy in its
 	// run directory while the scripts it names stay where they were.
@@ -98,7 +100,7 @@ func RunRank(ctx context.Context, dr DistRun) (*Summary, error) {
 		log.Warn("the number of slices is the communicator's, not the policy's",
 			"run", dr.RunID, "slices", c.Size()-1, "policySlices", n)
 	}
-	cfg.Broker, cfg.Recorder, cfg.Stop = dr.Broker, dr.Recorder, dr.Stop
+	cfg.Broker, cfg.Recorder, cfg.Stop, cfg.Heartbeat = dr.Broker, dr.Recorder, dr.Stop, dr.Heartbeat
 	return runPipeline(ctx, cfg, dr.Feed, visits)
 }
 

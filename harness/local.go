@@ -41,6 +41,9 @@ type LocalRun struct {
 	Feed bool
 	// Stop, when closed, stops the run at the next visit boundary.
 	Stop <-chan struct{}
+	// Heartbeat: the Pipeline publishes a heartbeat this often
+	// (Config.Heartbeat); 0 publishes none.
+	Heartbeat time.Duration
 }
 
 // RunLocal runs the visits through the pipeline and returns the summary.
@@ -70,7 +73,7 @@ func RunLocal(ctx context.Context, lr LocalRun) (*Summary, error) {
 		if c.Rank() > 0 {
 			return Run(ctx, cfg)
 		}
-		cfg.Broker, cfg.Recorder, cfg.Stop = lr.Broker, lr.Recorder, lr.Stop
+		cfg.Broker, cfg.Recorder, cfg.Stop, cfg.Heartbeat = lr.Broker, lr.Recorder, lr.Stop, lr.Heartbeat
 		var err error
 		sum, err = runPipeline(ctx, cfg, lr.Feed, lr.Visits)
 		return err
@@ -177,6 +180,35 @@ func (t teeRecorder) EventDropped(topic, why string) {
 		}
 	}
 }
+func (t teeRecorder) EventSkipped(topic, visit, why string) {
+	for _, r := range []Recorder{t.a, t.b} {
+		if s, ok := r.(SkipRecorder); ok {
+			s.EventSkipped(topic, visit, why)
+		}
+	}
+}
+
+// AdmitVisit asks the recorders that are VisitAdmitters, in order; the
+// first no wins.
+func (t teeRecorder) AdmitVisit(visit string) (bool, string, error) {
+	for _, r := range []Recorder{t.a, t.b} {
+		if a, ok := r.(VisitAdmitter); ok {
+			if run, why, err := a.AdmitVisit(visit); err != nil || !run {
+				return run, why, err
+			}
+		}
+	}
+	return true, "", nil
+}
+
+func (t teeRecorder) Heartbeat(at time.Time, visit string) {
+	for _, r := range []Recorder{t.a, t.b} {
+		if h, ok := r.(HeartbeatRecorder); ok {
+			h.Heartbeat(at, visit)
+		}
+	}
+}
+
 func (t teeRecorder) RunStopped(why string) {
 	for _, r := range []Recorder{t.a, t.b} {
 		if s, ok := r.(StopRecorder); ok {

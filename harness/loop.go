@@ -34,12 +34,41 @@ type Config struct {
 	// Stop, when closed, asks the Pipeline to stop at the next visit
 	// boundary, as a shutdown event does.
 	Stop <-chan struct{}
+	// Heartbeat, when positive, is how often the Pipeline publishes a
+	// heartbeat on events.TopicHeartbeat (and tells a HeartbeatRecorder),
+	// from the start of its loop to its end.
+	Heartbeat time.Duration
 }
 
 // DropRecorder is an optional extra of a Recorder: it hears of every
 // malformed trigger event the Pipeline drops (logged either way).
 type DropRecorder interface {
 	EventDropped(topic, why string)
+}
+
+// VisitAdmitter is an optional extra of a Recorder: before the Pipeline
+// runs a visit a trigger event names, it asks whether to. A batch run's
+// recorder says no for a visit its state file records done (a trigger
+// delivered again after a restart: the state, not the broker, says what
+// is done) and adds a visit it has not heard of to the file. Without it,
+// every trigger runs.
+type VisitAdmitter interface {
+	AdmitVisit(visit string) (run bool, why string, err error)
+}
+
+// SkipRecorder is an optional extra of a Recorder: it hears of every
+// well-formed event the Pipeline passes over, with why: not selected by
+// the policy, or (visit set) a trigger the VisitAdmitter refused.
+type SkipRecorder interface {
+	EventSkipped(topic, visit, why string)
+}
+
+// HeartbeatRecorder is an optional extra of a Recorder: with
+// Config.Heartbeat set, it hears the Pipeline's heartbeat, with the visit
+// in flight ("" between visits). It is called on the heartbeat's own
+// goroutine, concurrently with the other methods.
+type HeartbeatRecorder interface {
+	Heartbeat(at time.Time, visit string)
 }
 
 // StopRecorder is an optional extra of a Recorder: it hears why a run
@@ -285,6 +314,10 @@ type pipeline struct {
 	nEarly   int
 	stopOnce sync.Once
 	stopCh   chan struct{}
+
+	mu      sync.Mutex // guards current and ended, read by the heartbeat
+	current string     // the visit in flight, "" between visits
+	ended   int        // visits ended
 }
 
 const maxEarly = 10000
@@ -318,6 +351,14 @@ func (r *rank) pipelineLoop(ctx context.Context) error {
 	defer stopWatching()
 	go p.watch(watchCtx, control)
 	defer control.Close()
+	if r.cfg.Heartbeat > 0 {
+		beating := make(chan struct{})
+		go func() {
+			defer close(beating)
+			p.beat(watchCtx, r.cfg.Heartbeat)
+		}()
+		defer func() { stopWatching(); <-beating }()
+	}
 
 	// triggerCtx ends when a stop is asked for, so an idle wait for the
 	// next visit ends at once.
@@ -361,6 +402,52 @@ func (p *pipeline) watch(ctx context.Context, control events.Subscription) {
 	}
 }
 
+// beat publishes a heartbeat at once and then every interval until ctx
+// ends. It runs on its own goroutine. A heartbeat that cannot be
+// published is logged; the next one is tried all the same.
+func (p *pipeline) beat(ctx context.Context, every time.Duration) {
+	hr, _ := p.cfg.Recorder.(HeartbeatRecorder)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	failing := false
+	for {
+		p.mu.Lock()
+		visit, ended := p.current, p.ended
+		p.mu.Unlock()
+		at := time.Now()
+		if hr != nil {
+			hr.Heartbeat(at, visit)
+		}
+		pctx, cancel := context.WithTimeout(ctx, every)
+		err := p.cfg.Broker.Publish(pctx, events.Event{Topic: events.TopicHeartbeat, RunID: p.cfg.RunID, Pipeline: p.cfg.Policy.Name,
+			Time: at, Properties: map[string]any{"visit": visit, "visits": ended}})
+		cancel()
+		switch {
+		case err != nil && ctx.Err() == nil && !failing:
+			p.log.Warn("could not publish the heartbeat", "err", err)
+			failing = true
+		case err == nil && failing:
+			p.log.Info("heartbeat published again")
+			failing = false
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// setCurrent records the visit in flight for the heartbeat; "" ends it.
+func (p *pipeline) setCurrent(visit string) {
+	p.mu.Lock()
+	if visit == "" && p.current != "" {
+		p.ended++
+	}
+	p.current = visit
+	p.mu.Unlock()
+}
+
 func (p *pipeline) requestStop(why string) {
 	p.stopOnce.Do(func() {
 		p.log.Info("stopping at the next visit boundary", "reason", why)
@@ -390,6 +477,11 @@ func (p *pipeline) loop(ctx, triggerCtx context.Context) error {
 			}
 			return fmt.Errorf("harness: reading trigger topic: %w", err)
 		}
+		trig := &p.cfg.Policy.Trigger
+		if !trig.selects(e) {
+			p.skip(e, "", "not selected by events.trigger.select")
+			continue
+		}
 		switch e.Kind {
 		case events.KindNoMoreData:
 			p.log.Info("no more data: ending the run")
@@ -407,9 +499,19 @@ func (p *pipeline) loop(ctx, triggerCtx context.Context) error {
 			p.drop(e, "no "+events.PropVisit+" property")
 			continue
 		}
-		if missing := missingProps(e, p.cfg.Policy.Trigger.Properties); missing != "" {
-			p.drop(e, "missing property "+missing)
+		if why := trig.malformed(e.Properties); why != "" {
+			p.drop(e, why)
 			continue
+		}
+		if a, ok := p.cfg.Recorder.(VisitAdmitter); ok {
+			run, why, err := a.AdmitVisit(visit)
+			if err != nil {
+				return fmt.Errorf("harness: admitting visit %s: %w", visit, err)
+			}
+			if !run {
+				p.skip(e, visit, why)
+				continue
+			}
 		}
 		if err := p.visit(ctx, visit, e.Properties); err != nil {
 			return err
@@ -418,17 +520,22 @@ func (p *pipeline) loop(ctx, triggerCtx context.Context) error {
 	return nil
 }
 
-func missingProps(e events.Event, want []string) string {
-	for _, k := range want {
-		if _, ok := e.Properties[k]; !ok {
-			return k
-		}
+// skip passes over an event that is well formed but not to be run: not
+// selected by the policy, or (visit set) for a visit the recorder says
+// not to run again.
+func (p *pipeline) skip(e events.Event, visit, why string) {
+	if visit != "" {
+		p.log.Info("skipped a trigger event", "visit", visit, "reason", why)
+	} else {
+		p.log.Debug("skipped an event", "topic", e.Topic, "reason", why)
 	}
-	return ""
+	if s, ok := p.cfg.Recorder.(SkipRecorder); ok {
+		s.EventSkipped(e.Topic, visit, why)
+	}
 }
 
 func (p *pipeline) drop(e events.Event, why string) {
-	p.log.Warn("dropped malformed trigger event", "topic", e.Topic, "reason", why)
+	p.log.Warn("dropped malformed event", "topic", e.Topic, "reason", why)
 	if d, ok := p.cfg.Recorder.(DropRecorder); ok {
 		d.EventDropped(e.Topic, why)
 	}
@@ -445,6 +552,8 @@ func (p *pipeline) bcastStop() {
 // visit runs one visit on the Pipeline. Only errors that must end the run
 // (communication, recording) are returned; stage failures are recorded.
 func (p *pipeline) visit(ctx context.Context, visit string, props map[string]any) error {
+	p.setCurrent(visit)
+	defer p.setCurrent("")
 	start := time.Now()
 	rec := p.cfg.Recorder
 	if err := rec.VisitStarted(visit, start); err != nil {
@@ -632,11 +741,23 @@ func (p *pipeline) waitEvent(ctx context.Context, w *WaitSpec, visit string) (ma
 			}
 			return nil, fmt.Errorf("waiting for topic %q: %w", w.Topic, err)
 		}
+		if !w.selects(e) {
+			p.skip(e, "", "not selected by the stage's event.select")
+			continue
+		}
 		switch e.Kind {
 		case events.KindShutdown:
 			p.requestStop("shutdown event")
 			continue
 		case events.KindNoMoreData:
+			continue
+		case "", events.KindData:
+		default:
+			p.drop(e, fmt.Sprintf("unknown kind %q", e.Kind))
+			continue
+		}
+		if why := w.malformed(e.Properties); why != "" {
+			p.drop(e, why)
 			continue
 		}
 		if v, ok := e.Visit(); ok && v != visit {

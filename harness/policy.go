@@ -68,9 +68,9 @@ type MapperSpec struct {
 // TriggerSpec names the trigger topic and the properties every trigger
 // event carries (besides visitId), which go on every clipboard.
 type TriggerSpec struct {
-	Topic      string
-	Properties []string
-	Line       int
+	Topic string
+	EventFilter
+	Line int
 }
 
 // StageSpec is one entry of the policy's stages list.
@@ -86,10 +86,12 @@ type StageSpec struct {
 
 // WaitSpec is an event a stage waits for before it runs.
 type WaitSpec struct {
-	Topic      string
-	Timeout    time.Duration
-	Properties []string // properties the event carries onto the clipboards
-	Line       int
+	Topic   string
+	Timeout time.Duration
+	// EventFilter: the properties the event carries onto the clipboards
+	// and the values it must have.
+	EventFilter
+	Line int
 }
 
 // Load reads and checks a policy file: YAML syntax, known keys, types,
@@ -158,7 +160,8 @@ func Parse(path string, data []byte) (*Policy, error) {
 					p.Trigger.Line = n.Line
 					d.Map(n, path, map[string]conf.Field{
 						"topic":      {Decode: func(n *yaml.Node, path string) { p.Trigger.Topic = topicName(d, n, path) }},
-						"properties": {Decode: func(n *yaml.Node, path string) { p.Trigger.Properties = d.Strings(n, path) }},
+						"properties": {Decode: func(n *yaml.Node, path string) { p.Trigger.decodeProperties(d, n, path) }},
+						"select":     {Decode: func(n *yaml.Node, path string) { p.Trigger.decodeSelect(d, n, path) }},
 					})
 				}},
 				"external": {Decode: func(n *yaml.Node, path string) {
@@ -270,7 +273,8 @@ func decodeWait(d *conf.Decoder, n *yaml.Node, path string) *WaitSpec {
 	d.Map(n, path, map[string]conf.Field{
 		"topic":      {Required: true, Decode: func(n *yaml.Node, path string) { w.Topic = topicName(d, n, path) }},
 		"timeout":    {Decode: func(n *yaml.Node, path string) { w.Timeout = d.Duration(n, path) }},
-		"properties": {Decode: func(n *yaml.Node, path string) { w.Properties = d.Strings(n, path) }},
+		"properties": {Decode: func(n *yaml.Node, path string) { w.decodeProperties(d, n, path) }},
+		"select":     {Decode: func(n *yaml.Node, path string) { w.decodeSelect(d, n, path) }},
 	})
 	if w.Timeout == 0 {
 		w.Timeout = DefaultEventTimeout

@@ -56,7 +56,8 @@ type Summary struct {
 	StageTime         map[string]time.Duration
 	StageCalls        map[string]int
 	stageOrder        []string
-	Malformed         int // trigger events dropped as malformed
+	Malformed         int // events dropped as malformed
+	Skipped           int // well-formed events passed over (not selected; visit already done)
 	Stopped           string
 	Elapsed           time.Duration
 }
@@ -129,6 +130,9 @@ func (s *Summary) Print(w io.Writer) {
 	if s.Malformed > 0 {
 		fmt.Fprintf(w, "; %d malformed events dropped", s.Malformed)
 	}
+	if s.Skipped > 0 {
+		fmt.Fprintf(w, "; %d events skipped", s.Skipped)
+	}
 	fmt.Fprintf(w, " (%s)\n", s.Elapsed.Round(time.Millisecond))
 	if s.Stopped != "" {
 		fmt.Fprintf(w, "stopped early: %s\n", s.Stopped)
@@ -172,6 +176,13 @@ func (s *Summary) EventDropped(topic, why string) {
 	s.mu.Unlock()
 }
 
+// EventSkipped counts an event passed over.
+func (s *Summary) EventSkipped(topic, visit, why string) {
+	s.mu.Lock()
+	s.Skipped++
+	s.mu.Unlock()
+}
+
 // RunStopped notes why the run stopped early.
 func (s *Summary) RunStopped(why string) {
 	s.mu.Lock()
@@ -183,4 +194,5 @@ var (
 	_ Recorder     = (*Summary)(nil)
 	_ DropRecorder = (*Summary)(nil)
 	_ StopRecorder = (*Summary)(nil)
+	_ SkipRecorder = (*Summary)(nil)
 )

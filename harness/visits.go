@@ -199,14 +199,21 @@ func parseJSONLines(path string, data []byte) ([]Visit, conf.Errors) {
 }
 
 // CheckVisits reports every visit that lacks a property the policy's
-// trigger declares (events.trigger.properties).
+// trigger declares (events.trigger.properties) or has one of the wrong
+// type. A text value that reads as the declared type (every CSV cell is
+// text) is replaced by the value it reads as.
 func CheckVisits(p *Policy, path string, vs []Visit) error {
 	var errs conf.Errors
 	for _, v := range vs {
-		for _, k := range p.Trigger.Properties {
-			if _, ok := v.Props[k]; !ok {
-				errs = append(errs, &conf.Error{File: path, Line: v.Line, Msg: fmt.Sprintf("visit %q has no property %q, which %s declares in events.trigger.properties", v.ID, k, p.File)})
+		for _, pr := range p.Trigger.problems(v.Props, -1) {
+			msg := fmt.Sprintf("visit %q has no property %q, which %s declares in events.trigger.properties", v.ID, pr.key, p.File)
+			if pr.want != PropAny {
+				msg = fmt.Sprintf("visit %q: %s, as %s declares in events.trigger.properties", v.ID, pr, p.File)
 			}
+			errs = append(errs, &conf.Error{File: path, Line: v.Line, Msg: msg})
+		}
+		if len(errs) > 50 {
+			break
 		}
 	}
 	return errs.Err()

@@ -280,7 +280,7 @@ func TestReadVisits(t *testing.T) {
 }
 
 func TestCheckVisits(t *testing.T) {
-	p := &Policy{File: "pipe.yaml", Trigger: TriggerSpec{Topic: "visits", Properties: []string{"filter", "exptime"}}}
+	p := &Policy{File: "pipe.yaml", Trigger: TriggerSpec{Topic: "visits", EventFilter: EventFilter{Properties: []string{"filter", "exptime"}}}}
 	vs, err := ParseVisits("v.jsonl", []byte(
 		`{"visitId": 1, "filter": "r", "exptime": 30}`+"\n"+
 			`{"visitId": 2, "filter": "g"}`+"\n"+
