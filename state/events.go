@@ -99,23 +99,7 @@ func (s *Store) Events(q EventQuery) ([]EventRecord, error) {
 	if q.Limit < 0 {
 		return nil, fmt.Errorf("state: %s: listing events: limit %d: want 0 (all) or more: %w", s.path, q.Limit, conf.ErrInvalid)
 	}
-	where := []string{"id > ?"}
-	args := []any{q.After}
-	if q.Dir != "" {
-		where = append(where, "dir = ?")
-		args = append(args, q.Dir)
-	}
-	if q.Topic != "" {
-		where = append(where, "topic = ?")
-		args = append(args, q.Topic)
-	}
-	query := eventsQuery + " WHERE " + strings.Join(where, " AND ")
-	if q.Limit > 0 {
-		query += " ORDER BY id DESC LIMIT ?"
-		args = append(args, q.Limit)
-	} else {
-		query += " ORDER BY id"
-	}
+	query, args := eventsSQL(q)
 	rows, err := s.db.Query(query, args...)
 	if err != nil {
 		return nil, s.wrap("listing events", err)
@@ -145,8 +129,28 @@ func (s *Store) Events(q EventQuery) ([]EventRecord, error) {
 	return es, nil
 }
 
-// eventsQuery is the select list of Events.
-const eventsQuery = `SELECT id, at, dir, topic, kind, pipeline, sender, job, event_time, props FROM events`
+// eventsSQL is Events' query for q, with its arguments. With a Limit it
+// reads the events backwards from the last, which Events reverses.
+func eventsSQL(q EventQuery) (string, []any) {
+	where := []string{"id > ?"}
+	args := []any{q.After}
+	if q.Dir != "" {
+		where = append(where, "dir = ?")
+		args = append(args, q.Dir)
+	}
+	if q.Topic != "" {
+		where = append(where, "topic = ?")
+		args = append(args, q.Topic)
+	}
+	query := `SELECT id, at, dir, topic, kind, pipeline, sender, job, event_time, props FROM events WHERE ` + strings.Join(where, " AND ")
+	if q.Limit > 0 {
+		query += " ORDER BY id DESC LIMIT ?"
+		args = append(args, q.Limit)
+	} else {
+		query += " ORDER BY id"
+	}
+	return query, args
+}
 
 // decodeProps reads a stored JSON object of properties: integers as int,
 // other numbers as float64 (as the events package decodes them).
