@@ -94,7 +94,11 @@ func checkBroker(raw string) error {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("broker URL %q: %s: %w", raw, want, conf.ErrInvalid)
+		shown := raw // a query may hold a token: never quote it
+		if i := strings.IndexAny(shown, "?#"); i >= 0 {
+			shown = shown[:i] + "?***"
+		}
+		return fmt.Errorf("broker URL %q: %s: %w", shown, want, conf.ErrInvalid)
 	}
 	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
 		// A query may hold a token too.

@@ -71,6 +71,7 @@ func TestJobBroker(t *testing.T) {
 		{"n1:4222", `scheme "n1"`},
 		{"nats://n1:4222/sub", "has a path"},
 		{"nats://n1:4222\x7f", "want nats://host:port"},
+		{"nats://n1:4222\x7f?token=s3cret", `broker URL "nats://n1:4222\x7f?***": want nats://host:port`},
 	} {
 		err := s.SetJobBroker("100", c.url)
 		if !errors.Is(err, conf.ErrInvalid) || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "job 100") {
