@@ -235,3 +235,84 @@ func BenchmarkVisitCycle(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAddVisitOneByOne is the Pipeline adding the visits that arrive
+// by trigger event, one AddVisit (one commit) each, to a run of a million
+// visits, in each journal mode.
+func BenchmarkAddVisitOneByOne(b *testing.B) {
+	for _, mode := range []string{"wal", "delete"} {
+		b.Run(mode, func(b *testing.B) {
+			b.Setenv(JournalEnv, mode)
+			s, err := Open(copyFixture(b, b.TempDir()))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			ids := make([]string, b.N)
+			for i := range ids {
+				ids[i] = fmt.Sprintf("tract=%d,patch=%d,visit=%07d", i%97, i%13, fixtureVisits+i)
+			}
+			b.ResetTimer()
+			for _, id := range ids {
+				added, err := s.AddVisit(id)
+				if err != nil || !added {
+					b.Fatalf("AddVisit(%s) = %v, %v", id, added, err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "visits/s")
+			if c, err := s.Counts(); err != nil || c[Pending] != 340_000+b.N {
+				b.Fatalf("Counts() = %v, %v; want %d pending", c, err, 340_000+b.N)
+			}
+		})
+	}
+}
+
+// BenchmarkEventsFollow is `dpsbatch events --follow` on a run that
+// recorded 200,000 events over 20 topics: one Events call after the last
+// ID seen, which finds the 10 newest, for all topics and for one.
+func BenchmarkEventsFollow(b *testing.B) {
+	const events = 200_000
+	s, path := benchRun(b)
+	if _, err := s.db.Exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+		INSERT INTO events (at, dir, topic, props) SELECT i, CASE WHEN i % 2 = 0 THEN 'in' ELSE 'out' END, 'topic' || (i % 20), '{"visit":"v' || i || '"}' FROM n`,
+		events); err != nil {
+		b.Fatal(err)
+	}
+	s.Close()
+	r, err := OpenReadOnly(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	for _, c := range []struct {
+		name string
+		q    EventQuery
+		want int
+	}{
+		{"all", EventQuery{After: events - 10}, 10},
+		{"topic", EventQuery{Topic: "topic7", After: events - 200}, 10},
+		{"last", EventQuery{Topic: "topic7", Limit: 10}, 10},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				es, err := r.Events(c.q)
+				if err != nil || len(es) != c.want {
+					b.Fatalf("Events(%+v) = %d events, %v; want %d", c.q, len(es), err, c.want)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/call")
+		})
+	}
+}
+
+// benchRun creates an empty run in a temporary folder.
+func benchRun(b *testing.B) (*Store, string) {
+	b.Helper()
+	path := filepath.Join(b.TempDir(), "run.db")
+	s, err := Create(path, Run{ID: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s, path
+}

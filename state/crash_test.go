@@ -17,7 +17,7 @@ import (
 // The crash test re-executes the test binary as a writer (TestMain runs
 // runHelper when helperEnv is set) and kills it with SIGKILL.
 const (
-	helperEnv  = "DPSBATCH_STATE_TEST_HELPER" // the role: "writer"
+	helperEnv  = "DPSBATCH_STATE_TEST_HELPER" // the role: "writer" or "adder"
 	helperDB   = "DPSBATCH_STATE_TEST_DB"     // the state file
 	helperOut  = "DPSBATCH_STATE_TEST_OUT"    // the folder of the visits' outputs
 	helperJob  = "DPSBATCH_STATE_TEST_JOB"    // the job ID it records
@@ -31,6 +31,9 @@ const (
 // written (temporary file, fsync, rename, fsync of the folder), a stage
 // time, VisitEnded(done). It returns the exit code.
 func runHelper(role string) int {
+	if role == "adder" {
+		return runAdder()
+	}
 	if role != "writer" {
 		fmt.Fprintf(os.Stderr, "unknown helper role %q\n", role)
 		return 2

@@ -123,6 +123,29 @@ CREATE TABLE events (
 	props TEXT NOT NULL DEFAULT '{}'   -- JSON object of the event's properties
 );
 `,
+	// 3: what the events issue needs. A job's broker address and
+	// heartbeat; when the run's input was closed (no-more-data); the
+	// events' own fields. Columns added with ALTER TABLE ADD COLUMN and a
+	// constant default: SQLite does not rewrite the tables, so migrating a
+	// file of a million visits is instant.
+	`
+ALTER TABLE jobs ADD COLUMN broker TEXT NOT NULL DEFAULT '';         -- nats://host:port, never with user info
+ALTER TABLE jobs ADD COLUMN heartbeat INTEGER;                       -- rank 0's last heartbeat
+ALTER TABLE jobs ADD COLUMN heartbeat_visit TEXT NOT NULL DEFAULT ''; -- the visit in flight then, '' when idle
+
+ALTER TABLE runs ADD COLUMN input_closed INTEGER;                     -- when a no-more-data event reached the run
+ALTER TABLE runs ADD COLUMN input_closed_why TEXT NOT NULL DEFAULT '';
+
+ALTER TABLE events ADD COLUMN kind TEXT NOT NULL DEFAULT '';          -- '' (data), no-more-data, shutdown, ...
+ALTER TABLE events ADD COLUMN pipeline TEXT NOT NULL DEFAULT '';      -- the sending pipeline
+ALTER TABLE events ADD COLUMN sender TEXT NOT NULL DEFAULT '';        -- the host it was published from
+ALTER TABLE events ADD COLUMN event_time INTEGER;                     -- the event's own time (at: when recorded)
+ALTER TABLE events ADD COLUMN job TEXT NOT NULL DEFAULT '';           -- the job that recorded it
+-- id is the rowid: Events' After (id > ?) is a range of the table itself.
+-- By topic (then id, as every index ends with the rowid): Events of one
+-- topic after an ID, or the last N of a topic, is a range of this index.
+CREATE INDEX events_by_topic ON events (topic);
+`,
 }
 
 // schemaVersion is the schema version this dpsbatch writes and reads.

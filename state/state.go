@@ -1,10 +1,10 @@
 // Package state owns the state file of a run: one SQLite database per run
 // that records the run itself (Run), the Slurm jobs it was run as (Job),
 // every visit of its visit list with its state and attempts (Visit), the
-// time each stage took per visit, the slices that failed, and (room for)
-// the events the run received and sent. It owns the file's schema and its
-// migrations, the choice of journal mode for the file system the file lives
-// on, and the queries that status and resume need.
+// time each stage took per visit, the slices that failed, and the events
+// the run received and sent (EventRecord). It owns the file's schema and
+// its migrations, the choice of journal mode for the file system the file
+// lives on, and the queries that status and resume need.
 //
 // Who writes: one writer at a time. `dpsbatch submit` creates the file
 // (Create) and `dpsbatch resume` opens it (Open) while no job of the run is
@@ -17,7 +17,18 @@
 // transaction, so a writer killed at any instant leaves a readable file in
 // which a visit recorded done was done before it was recorded. A visit
 // left running by a dead writer is turned back into interrupted by
-// InterruptRunning, and Runnable hands it out again.
+// InterruptRunning, and Runnable hands it out again. Every other write
+// (AddVisit, Heartbeat, RecordEvent, CloseInput, ...) is one transaction
+// too.
+//
+// Growth: the visit list, the stage times (one row per stage per visit
+// attempt), the slice failures and the events (one row per event recorded,
+// never pruned) grow the file; a job's heartbeat and broker address
+// overwrite its row and do not.
+//
+// Secrets: nothing here is a secret, and nothing secret may be stored. A
+// broker address is refused if it carries user information (a token, a
+// user and password): see SetJobBroker.
 //
 // The journal mode is chosen from the file system of the file's folder
 // (see JournalMode): WAL with synchronous=NORMAL on local file systems;
@@ -95,7 +106,8 @@ func (st VisitState) code() int {
 	return -1
 }
 
-// Run is what the state file records about its run, once, at Create.
+// Run is what the state file records about its run, at Create; Settings
+// (SetSettings) and InputClosed (CloseInput, ReopenInput) change later.
 type Run struct {
 	ID        string // unique run ID (required)
 	Name      string // the operator's name for the run
@@ -108,6 +120,10 @@ type Run struct {
 	// Settings is free JSON the front end keeps with the run (the plan,
 	// for example); "" or a valid JSON text.
 	Settings string
+	// InputClosed is when a no-more-data event reached the run (zero while
+	// its input is open), InputClosedWhy what closed it: see CloseInput.
+	InputClosed    time.Time
+	InputClosedWhy string
 }
 
 // Job is one Slurm job of the run. State, ExitCode and Reason are Slurm's
@@ -123,6 +139,15 @@ type Job struct {
 	ExitCode  int
 	Reason    string
 	Host      string // where rank 0 runs
+	// Broker is the URL (nats://host:port) where the job's broker listens,
+	// "" if it has none or it is not known yet: see SetJobBroker. It never
+	// holds user information.
+	Broker string
+	// Heartbeat is rank 0's last heartbeat (zero if none yet) and
+	// HeartbeatVisit the visit it was running then ("" when idle): see
+	// Heartbeat.
+	Heartbeat      time.Time
+	HeartbeatVisit string
 }
 
 // Visit is one visit of the run as recorded.

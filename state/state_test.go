@@ -400,6 +400,12 @@ func TestReadOnly(t *testing.T) {
 		"SetSettings":      r.SetSettings("{}"),
 		"InterruptRunning": func() error { _, err := r.InterruptRunning("x"); return err }(),
 		"Retry":            func() error { _, _, err := r.Retry(0); return err }(),
+		"SetJobBroker":     r.SetJobBroker("1", "nats://n1:4222"),
+		"Heartbeat":        r.Heartbeat("1", at(1), "a"),
+		"AddVisit":         func() error { _, err := r.AddVisit("c"); return err }(),
+		"CloseInput":       r.CloseInput(at(1), "x"),
+		"ReopenInput":      r.ReopenInput(),
+		"RecordEvent":      r.RecordEvent(EventRecord{Dir: DirIn, Topic: "t"}),
 	} {
 		if !errors.Is(err, ErrReadOnly) {
 			t.Errorf("%s on a reader: err = %v, want ErrReadOnly", name, err)

@@ -102,9 +102,10 @@ func Create(path string, r Run) (st *Store, err error) {
 		if err := migrate(ctx, tx, 0, schemaVersion); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO runs (id, name, dir, pipeline, policy_sum, site, partition, created, settings)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			r.ID, r.Name, r.Dir, r.Pipeline, r.PolicySum, r.Site, r.Partition, r.Created.UnixNano(), r.Settings)
+		_, err := tx.ExecContext(ctx, `INSERT INTO runs (id, name, dir, pipeline, policy_sum, site, partition, created, settings, input_closed, input_closed_why)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			r.ID, r.Name, r.Dir, r.Pipeline, r.PolicySum, r.Site, r.Partition, r.Created.UnixNano(), r.Settings,
+			nanos(r.InputClosed), r.InputClosedWhy)
 		return err
 	})
 	if err != nil {
@@ -375,13 +376,52 @@ func (s *Store) FileSystem() string { return s.fs }
 func (s *Store) Run() (Run, error) {
 	var r Run
 	var created int64
-	err := s.db.QueryRow(`SELECT id, name, dir, pipeline, policy_sum, site, partition, created, settings FROM runs LIMIT 1`).
-		Scan(&r.ID, &r.Name, &r.Dir, &r.Pipeline, &r.PolicySum, &r.Site, &r.Partition, &created, &r.Settings)
+	var closed sql.NullInt64
+	err := s.db.QueryRow(`SELECT id, name, dir, pipeline, policy_sum, site, partition, created, settings, input_closed, input_closed_why
+		FROM runs LIMIT 1`).
+		Scan(&r.ID, &r.Name, &r.Dir, &r.Pipeline, &r.PolicySum, &r.Site, &r.Partition, &created, &r.Settings, &closed, &r.InputClosedWhy)
 	if err != nil {
 		return Run{}, s.wrap("reading the run", err)
 	}
 	r.Created = time.Unix(0, created)
+	r.InputClosed = fromNanos(closed)
 	return r, nil
+}
+
+// CloseInput records that the run's input was closed at at: a no-more-data
+// event reached it, for why (the event's topic and sender, say). The
+// Pipeline calls it when it receives no-more-data, before it drains; a
+// later job of the run (resume) reads Run().InputClosed and runs what is
+// left without waiting for more trigger events. If the input is closed
+// already, the first closing stands and CloseInput changes nothing: a
+// redelivered no-more-data is not news. at must not be zero (a zero
+// InputClosed means open): that is an error wrapping conf.ErrInvalid.
+func (s *Store) CloseInput(at time.Time, why string) error {
+	if at.IsZero() {
+		return fmt.Errorf("state: %s: closing the run's input: zero time: %w", s.path, conf.ErrInvalid)
+	}
+	err := s.write(context.Background(), func(tx *sql.Tx) error {
+		_, err := tx.Exec(`UPDATE runs SET input_closed = ?, input_closed_why = ? WHERE input_closed IS NULL`, nanos(at), why)
+		return err
+	})
+	if err != nil {
+		return s.wrap("closing the run's input", err)
+	}
+	return nil
+}
+
+// ReopenInput forgets CloseInput: the next job of the run waits for
+// trigger events again. The front end calls it when the operator resumes a
+// run with more input to come. Reopening an open input does nothing.
+func (s *Store) ReopenInput() error {
+	err := s.write(context.Background(), func(tx *sql.Tx) error {
+		_, err := tx.Exec(`UPDATE runs SET input_closed = NULL, input_closed_why = ''`)
+		return err
+	})
+	if err != nil {
+		return s.wrap("reopening the run's input", err)
+	}
+	return nil
 }
 
 // SetSettings replaces the run's Settings ("" or valid JSON): the front end

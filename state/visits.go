@@ -93,6 +93,58 @@ func (s *Store) AddVisits(ids []string) error {
 	return nil
 }
 
+// AddVisit appends one visit to the run's visit list, pending, after the
+// last (its Seq is the largest so far plus one), unless a visit with that
+// ID is in the run already, in whatever state: then it changes nothing and
+// returns added false and no error, so that an event delivered twice adds
+// its visit once. The Pipeline calls it for each trigger event that names
+// a visit, before it runs it. One transaction, which also counts the visit
+// as pending. An empty ID or one that is not UTF-8 is an error wrapping
+// conf.ErrInvalid.
+func (s *Store) AddVisit(id string) (added bool, err error) {
+	switch {
+	case id == "":
+		return false, fmt.Errorf("state: %s: adding a visit: empty visit ID: %w", s.path, conf.ErrInvalid)
+	case !utf8.ValidString(id):
+		return false, fmt.Errorf("state: %s: adding a visit: visit ID %q is not UTF-8: %w", s.path, id, conf.ErrInvalid)
+	}
+	ctx := context.Background()
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		// seq is the rowid: SQLite gives a new row the largest plus one.
+		res, err := tx.ExecContext(ctx, `INSERT INTO visits (id) VALUES (?) ON CONFLICT (id) DO NOTHING`, id)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil || n == 0 {
+			return err
+		}
+		added = true
+		_, err = tx.ExecContext(ctx, `UPDATE visit_states SET visits = visits + 1 WHERE code = 0`)
+		return err
+	})
+	if err != nil {
+		return false, s.wrap(fmt.Sprintf("adding visit %q", id), err)
+	}
+	return added, nil
+}
+
+// VisitState returns the state of the visit with ID id, ErrNoSuchVisit if
+// it is not in the run. One indexed read.
+func (s *Store) VisitState(id string) (VisitState, error) {
+	var code int
+	err := s.db.QueryRow(`SELECT state FROM visits WHERE id = ?`, id).Scan(&code)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return "", fmt.Errorf("state: %s: visit %q: %w", s.path, id, ErrNoSuchVisit)
+	case err != nil:
+		return "", s.wrap(fmt.Sprintf("reading visit %q", id), err)
+	case code < 0 || code >= len(visitStates):
+		return "", fmt.Errorf("state: %s: visit %q has unknown state code %d", s.path, id, code)
+	}
+	return visitStates[code], nil
+}
+
 // isUnique reports whether err is SQLite's unique or primary key
 // constraint error.
 func isUnique(err error) bool {
