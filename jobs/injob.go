@@ -38,9 +38,10 @@ type InJob struct {
 	Logger *slog.Logger
 	Now    func() time.Time // nil: time.Now
 
-	st   *state.Store
-	rec  *recorder
-	quit chan struct{} // ends the stop-file watcher
+	st     *state.Store
+	rec    *recorder
+	broker *served
+	quit   chan struct{} // ends the stop-file watcher
 
 	mu  sync.Mutex
 	why string // the stop file's reason
@@ -81,42 +82,131 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 	if err != nil {
 		return err
 	}
-	visitsPath := dr.VisitsPath
+	feed, err := j.feed(set, dr.VisitsPath, p.Trigger.Topic, ids)
+	if err != nil {
+		return err
+	}
+	host, _ := os.Hostname()
+	if err := st.JobStarted(j.JobID, host, j.Now()); err != nil && !errors.Is(err, state.ErrNotFound) {
+		return err
+	}
+	b, err := j.openBroker(set, p.Name)
+	if err != nil {
+		return err
+	}
+	j.broker = b
+	listen := set.Listen && run.InputClosed.IsZero()
+	if set.Listen && !listen {
+		j.log().Info("the run's input was closed by an earlier job: no more trigger events are awaited", "why", run.InputClosedWhy)
+	}
+	j.log().Info("job started", "job", j.JobID, "visits", len(feed), "listen", listen, "broker", b.URL,
+		"state", j.StatePath, "journal", st.JournalMode())
+	j.rec = &recorder{st: st, job: j.JobID, now: j.Now, log: j.log()}
+	dr.Broker = &jobBroker{Broker: b, st: st, job: j.JobID, trigger: p.Trigger.Topic, feed: feed, listen: listen, log: j.log(), now: j.Now}
+	dr.Feed, dr.Recorder = true, j.rec
+	dr.Heartbeat = set.Heartbeat
+	if dr.Heartbeat <= 0 {
+		dr.Heartbeat = DefaultHeartbeat
+	}
+	if j.StopFile != "" {
+		dr.Stop = j.watch(dr.Stop)
+	}
+	return nil
+}
+
+// feed finds the visits ids names, in order: in the run's visit list, or,
+// for visits that arrived as trigger events, in the state file's record of
+// the last such event.
+func (j *InJob) feed(set settings, visitsPath, trigger string, ids []string) ([]harness.Visit, error) {
 	if set.Visits != "" {
 		visitsPath = filepath.Join(filepath.Dir(j.StatePath), set.Visits)
 	}
-	all, err := harness.ReadVisits(visitsPath)
-	if err != nil {
-		return err
+	var all []harness.Visit
+	if visitsPath != "" && (set.Visits != "" || !set.Listen) {
+		var err error
+		if all, err = harness.ReadVisits(visitsPath); err != nil {
+			return nil, err
+		}
 	}
 	byID := make(map[string]harness.Visit, len(all))
 	for _, v := range all {
 		byID[v.ID] = v
 	}
 	feed := make([]harness.Visit, 0, len(ids))
+	var sent map[string]harness.Visit // from the events table, read once if needed
 	for _, id := range ids {
 		v, ok := byID[id]
 		if !ok {
-			return fmt.Errorf("jobs: %s: visit %q of the state file is not in %s", j.StatePath, id, visitsPath)
+			if sent == nil {
+				var err error
+				if sent, err = j.triggered(trigger); err != nil {
+					return nil, err
+				}
+			}
+			if v, ok = sent[id]; !ok {
+				return nil, fmt.Errorf("jobs: %s: visit %q of the state file is neither in the visit list nor among the trigger events received", j.StatePath, id)
+			}
 		}
 		feed = append(feed, v)
 	}
-	host, _ := os.Hostname()
-	if err := st.JobStarted(j.JobID, host, j.Now()); err != nil && !errors.Is(err, state.ErrNotFound) {
-		return err
+	return feed, nil
+}
+
+// triggered reads the trigger events the run received, by visit (the
+// last one of each visit wins).
+func (j *InJob) triggered(topic string) (map[string]harness.Visit, error) {
+	recs, err := j.st.Events(state.EventQuery{Dir: "in", Topic: topic})
+	if err != nil {
+		return nil, err
 	}
-	b := events.NewMemory()
-	if err := harness.PublishVisits(context.Background(), b, p.Trigger.Topic, dr.RunID, feed); err != nil {
-		return err
+	out := map[string]harness.Visit{}
+	for _, r := range recs {
+		e := events.Event{Topic: r.Topic, Kind: events.Kind(r.Kind), Properties: r.Props}
+		if id, ok := e.Visit(); ok && e.IsData() {
+			props := map[string]any{}
+			for k, v := range r.Props {
+				if k != events.PropVisit {
+					props[k] = v
+				}
+			}
+			out[id] = harness.Visit{ID: id, Props: props}
+		}
 	}
-	j.log().Info("job started", "job", j.JobID, "visits", len(feed), "state", j.StatePath,
-		"journal", st.JournalMode())
-	j.rec = &recorder{st: st, job: j.JobID, now: j.Now}
-	dr.Broker, dr.Feed, dr.Recorder = b, true, j.rec
-	if j.StopFile != "" {
-		dr.Stop = j.watch(dr.Stop)
+	return out, nil
+}
+
+// DefaultHeartbeat is how often a batch job's Pipeline says it is alive
+// (submit --heartbeat).
+const DefaultHeartbeat = 30 * time.Second
+
+// openBroker starts the run's embedded broker, or connects to the site's
+// external one, and records where it listens in the state file.
+func (j *InJob) openBroker(set settings, pipeline string) (*served, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	name := "dpsbatch pipeline " + pipeline
+	sub := "pipeline." + pipeline
+	var b *served
+	if set.Broker.external() {
+		n, err := events.DialNATS(ctx, set.Broker.natsConfig(name, sub, j.log()))
+		if err != nil {
+			return nil, err
+		}
+		b = &served{NATS: n, URL: strings.Join(set.Broker.URLs, ",")}
+	} else {
+		l := Layout{Dir: filepath.Dir(j.StatePath)}
+		var err error
+		// A relay command may hold the store for a moment (storing an
+		// event while the job was pending): wait for it.
+		if b, err = serve(ctx, l, "", 30*time.Second, name, sub, j.log()); err != nil {
+			return nil, err
+		}
 	}
-	return nil
+	if err := j.st.SetJobBroker(j.JobID, b.URL); err != nil && !errors.Is(err, state.ErrNotFound) {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
 }
 
 // samePolicy refuses a policy copy that changed since the run was
@@ -218,6 +308,12 @@ func (j *InJob) End(sum *harness.Summary, runErr error) error {
 	if err := j.st.JobEnded(j.JobID, st, code, reason, j.Now()); err != nil && !errors.Is(err, state.ErrNotFound) {
 		return err
 	}
+	if j.broker != nil {
+		if err := j.broker.Close(); err != nil {
+			j.log().Warn("closing the run's broker", "err", err)
+		}
+		j.broker = nil
+	}
 	return nil
 }
 
@@ -234,6 +330,7 @@ type recorder struct {
 	st  *state.Store
 	job string
 	now func() time.Time
+	log *slog.Logger
 
 	mu  sync.Mutex
 	why string
@@ -258,6 +355,30 @@ func (r *recorder) VisitEnded(v string, res harness.VisitResult) error {
 	return r.st.VisitEnded(v, s, res.Err, r.now())
 }
 
+// AdmitVisit runs a trigger's visit unless the state file records it
+// done; a visit it has not heard of (sent by a producer, not in the visit
+// list) is added to it first.
+func (r *recorder) AdmitVisit(v string) (bool, string, error) {
+	s, err := r.st.VisitState(v)
+	switch {
+	case errors.Is(err, state.ErrNoSuchVisit):
+		_, err := r.st.AddVisit(v)
+		return err == nil, "", err
+	case err != nil:
+		return false, "", err
+	case s == state.Done:
+		return false, "already done (state file)", nil
+	}
+	return true, "", nil
+}
+
+// Heartbeat records the Pipeline's heartbeat in the job's row.
+func (r *recorder) Heartbeat(at time.Time, visit string) {
+	if err := r.st.Heartbeat(r.job, at, visit); err != nil && !errors.Is(err, state.ErrNotFound) {
+		r.log.Warn("could not record the heartbeat", "err", err)
+	}
+}
+
 // RunStopped keeps why the run stopped early, for the job's record.
 func (r *recorder) RunStopped(why string) {
 	r.mu.Lock()
@@ -272,6 +393,8 @@ func (r *recorder) stopped() string {
 }
 
 var (
-	_ harness.Recorder     = (*recorder)(nil)
-	_ harness.StopRecorder = (*recorder)(nil)
+	_ harness.Recorder          = (*recorder)(nil)
+	_ harness.StopRecorder      = (*recorder)(nil)
+	_ harness.VisitAdmitter     = (*recorder)(nil)
+	_ harness.HeartbeatRecorder = (*recorder)(nil)
 )

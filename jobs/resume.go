@@ -140,7 +140,7 @@ func Resume(ctx context.Context, o ResumeOptions) (*ResumeResult, error) {
 		return nil, err
 	}
 	res.Visits = len(ids)
-	if len(ids) == 0 {
+	if len(ids) == 0 && !(set.Listen && run.InputClosed.IsZero()) {
 		res.Complete = true
 		return res, nil
 	}

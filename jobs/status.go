@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -29,6 +30,16 @@ type JobStatus struct {
 	// Died says the job ended without rank 0 recording how: killed, out
 	// of memory, a node failure, or cancelled before it started.
 	Died bool `json:"died,omitempty"`
+	// Broker is where the job's broker listens (relay commands use it).
+	Broker string `json:"broker,omitempty"`
+	// Heartbeat is the Pipeline's last heartbeat, with the visit then in
+	// flight.
+	Heartbeat      time.Time `json:"heartbeat,omitzero"`
+	HeartbeatVisit string    `json:"heartbeatVisit,omitempty"`
+	// Silent says Slurm has the job running but its Pipeline has not
+	// said it is alive for more than three heartbeats (or not once since
+	// the job started): it may be hung, stopped or cut off.
+	Silent bool `json:"silent,omitempty"`
 }
 
 // RunStatus is a run's progress.
@@ -49,6 +60,12 @@ type RunStatus struct {
 	ETA     time.Duration `json:"eta,omitempty"`
 	Journal string        `json:"journal"` // the state file's journal mode and why
 	FS      string        `json:"fileSystem"`
+	// Listen: the run reads trigger events after its visit list, until
+	// a no-more-data closes its input (InputClosed, with why).
+	Listen         bool          `json:"listen,omitempty"`
+	InputClosed    time.Time     `json:"inputClosed,omitzero"`
+	InputClosedWhy string        `json:"inputClosedWhy,omitempty"`
+	Heartbeat      time.Duration `json:"heartbeatInterval"`
 }
 
 // Status reads the runs in dirs and asks Slurm about all their jobs at
@@ -129,14 +146,23 @@ func readRun(dir string) (RunStatus, error) {
 		return RunStatus{}, err
 	}
 	rs := RunStatus{Run: run.Name, Dir: dir, Pipeline: run.Pipeline, Partition: run.Partition, Created: run.Created,
-		Counts: map[string]int{}, Journal: st.JournalMode(), FS: st.FileSystem()}
+		Counts: map[string]int{}, Journal: st.JournalMode(), FS: st.FileSystem(),
+		InputClosed: run.InputClosed, InputClosedWhy: run.InputClosedWhy, Heartbeat: DefaultHeartbeat}
+	var set settings
+	if run.Settings != "" && json.Unmarshal([]byte(run.Settings), &set) == nil {
+		rs.Listen = set.Listen
+		if set.Heartbeat > 0 {
+			rs.Heartbeat = set.Heartbeat
+		}
+	}
 	for s, n := range counts {
 		rs.Counts[string(s)] = n
 		rs.Visits += n
 	}
 	for _, j := range jobs {
 		rs.Jobs = append(rs.Jobs, JobStatus{ID: j.ID, Attempt: j.Attempt, State: j.State, Source: "state",
-			ExitCode: j.ExitCode, Reason: j.Reason, Recorded: j.State, Submitted: j.Submitted, Started: j.Started, Ended: j.Ended})
+			ExitCode: j.ExitCode, Reason: j.Reason, Recorded: j.State, Submitted: j.Submitted, Started: j.Started, Ended: j.Ended,
+			Broker: j.Broker, Heartbeat: j.Heartbeat, HeartbeatVisit: j.HeartbeatVisit})
 	}
 	sort.Slice(rs.Jobs, func(a, b int) bool { return rs.Jobs[a].Attempt < rs.Jobs[b].Attempt })
 	done, first, last, err := st.Progress()
@@ -168,6 +194,7 @@ func settle(rs *RunStatus, known map[string]scheduler.Job) {
 		}
 		// Ended in Slurm's eyes, yet rank 0 recorded no end.
 		j.Died = !j.Live && j.Source != "state" && j.Recorded != "" && !recordedEnd(j.Recorded)
+		j.Silent = j.Live && j.State == "RUNNING" && silent(*j, known[j.ID], rs.Heartbeat, clock())
 		if j.Live {
 			rs.Live = true
 		}
@@ -189,6 +216,24 @@ func settle(rs *RunStatus, known map[string]scheduler.Job) {
 		left := rs.Visits - c[string(state.Done)] - c[string(state.Failed)]
 		rs.ETA = time.Duration(float64(left) / rs.Rate * float64(time.Second))
 	}
+}
+
+// clock is what status judges heartbeats by; tests replace it.
+var clock = time.Now
+
+// silent reports whether a running job's Pipeline has missed more than
+// three heartbeats: since its last one, or (none yet) since the later of
+// Slurm's start and rank 0's, with a minute's grace for starting up.
+func silent(j JobStatus, k scheduler.Job, every time.Duration, at time.Time) bool {
+	limit := 3 * every
+	if !j.Heartbeat.IsZero() {
+		return at.Sub(j.Heartbeat) > limit
+	}
+	started := j.Started
+	if k.Started.After(started) {
+		started = k.Started
+	}
+	return !started.IsZero() && at.Sub(started) > limit+time.Minute
 }
 
 // recordedEnd reports whether a job state written by rank 0 is an end.

@@ -25,7 +25,14 @@ type SubmitOptions struct {
 	Site    *site.Site
 	Backend scheduler.Backend
 	Policy  string // pipeline policy file
-	Visits  string // visit list (CSV or JSON lines)
+	Visits  string // visit list (CSV or JSON lines); "" with Listen
+	// Listen: after its visit list (if any), the run reads trigger events
+	// from its broker until a no-more-data (dpsbatch finish), a stop or
+	// its time limit.
+	Listen bool
+	// Heartbeat: how often the Pipeline says it is alive; 0 is
+	// DefaultHeartbeat.
+	Heartbeat time.Duration
 	Name    string // run name; "" makes PIPELINE-YYYYMMDD-HHMMSS
 	Request Request
 	// AutoResume chains that many follow-on jobs, each starting when the
@@ -63,6 +70,13 @@ type settings struct {
 	Binary      string  `json:"binary"`
 	SiteFile    string  `json:"siteFile,omitempty"`
 	Request     Request `json:"request"`
+	// Broker: the site's broker when the run was submitted.
+	Broker brokerSettings `json:"broker,omitzero"`
+	// Listen: after its visit list, the run reads trigger events from
+	// its broker until a no-more-data (dpsbatch finish).
+	Listen bool `json:"listen,omitempty"`
+	// Heartbeat: how often the Pipeline says it is alive (0: the default).
+	Heartbeat time.Duration `json:"heartbeat,omitempty"`
 }
 
 // Submit creates a run and submits its first job (and AutoResume
@@ -82,18 +96,23 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	if o.Visits == "" {
-		return nil, fmt.Errorf("%w: jobs: no visit list (--visits)", conf.ErrInvalid)
+	var visits []harness.Visit
+	switch {
+	case o.Visits == "" && !o.Listen:
+		return nil, fmt.Errorf("%w: jobs: no visit list (--visits), and the run does not --listen for trigger events", conf.ErrInvalid)
+	case o.Visits != "":
+		if visits, err = harness.ReadVisits(o.Visits); err != nil {
+			return nil, err
+		}
+		if err := harness.CheckVisits(p, o.Visits, visits); err != nil {
+			return nil, err
+		}
+		if len(visits) == 0 {
+			return nil, fmt.Errorf("%w: %s: no visits", conf.ErrInvalid, o.Visits)
+		}
 	}
-	visits, err := harness.ReadVisits(o.Visits)
-	if err != nil {
-		return nil, err
-	}
-	if err := harness.CheckVisits(p, o.Visits, visits); err != nil {
-		return nil, err
-	}
-	if len(visits) == 0 {
-		return nil, fmt.Errorf("%w: %s: no visits", conf.ErrInvalid, o.Visits)
+	if o.Heartbeat < 0 || o.Heartbeat > 0 && o.Heartbeat < 100*time.Millisecond {
+		return nil, fmt.Errorf("%w: --heartbeat must be at least 100ms, got %s", conf.ErrInvalid, o.Heartbeat)
 	}
 	if o.AutoResume < 0 {
 		return nil, fmt.Errorf("%w: --auto-resume must be 0 or more, got %d", conf.ErrInvalid, o.AutoResume)
@@ -125,7 +144,11 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 	default:
 		ext = ""
 	}
-	set := settings{Visits: filepath.Base(l.Visits(ext)), PipelineDir: p.Dir, Binary: bin, SiteFile: o.Site.Path, Request: o.Request}
+	set := settings{PipelineDir: p.Dir, Binary: bin, SiteFile: o.Site.Path, Request: o.Request,
+		Broker: brokerOf(o.Site), Listen: o.Listen, Heartbeat: o.Heartbeat}
+	if o.Visits != "" {
+		set.Visits = filepath.Base(l.Visits(ext))
+	}
 	tmpl, err := loadTemplate(o.Site)
 	if err != nil {
 		return nil, err
@@ -152,7 +175,7 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 	}
 	defer os.RemoveAll(tmp) // a no-op once renamed
 	tl := Layout{Dir: tmp}
-	if err := populate(tl, o.Policy, o.Visits, ext); err != nil {
+	if err := populate(tl, o.Policy, o.Visits, set.Visits); err != nil {
 		return nil, err
 	}
 	settingsJSON, _ := json.Marshal(set)
@@ -166,9 +189,11 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 	for i, v := range visits {
 		ids[i] = v.ID
 	}
-	if err := st.AddVisits(ids); err != nil {
-		st.Close()
-		return nil, err
+	if len(ids) > 0 {
+		if err := st.AddVisits(ids); err != nil {
+			st.Close()
+			return nil, err
+		}
 	}
 	if err := st.Close(); err != nil {
 		return nil, err
@@ -217,15 +242,19 @@ func loadTemplate(s *site.Site) (*templates.Template, error) {
 	return templates.Load(s.Template)
 }
 
-// populate copies the policy and the visit list into a new run directory
-// and makes its folders.
-func populate(l Layout, policy, visits, ext string) error {
+// populate copies the policy and the visit list (if any) into a new run
+// directory, the list under the name copy, and makes its folders.
+func populate(l Layout, policy, visits, copy string) error {
 	for _, d := range []string{ScriptsDir, LogsDir} {
 		if err := os.MkdirAll(filepath.Join(l.Dir, d), 0o755); err != nil {
 			return fmt.Errorf("jobs: %w", err)
 		}
 	}
-	for src, dst := range map[string]string{policy: l.Policy(), visits: l.Visits(ext)} {
+	files := map[string]string{policy: l.Policy()}
+	if visits != "" {
+		files[visits] = filepath.Join(l.Dir, copy)
+	}
+	for src, dst := range files {
 		data, err := os.ReadFile(src)
 		if err != nil {
 			return fmt.Errorf("jobs: %w", err)
@@ -288,9 +317,11 @@ func launch(s *site.Site, l Layout, set settings, attempt int) []string {
 	if comm == "" {
 		comm = harness.CommAuto
 	}
-	return append(a, set.Binary, "run", "--run-dir", l.Dir, "--state", l.State(),
-		"--pipeline", l.Policy(), "--visits", filepath.Join(l.Dir, set.Visits),
-		"--pipeline-dir", set.PipelineDir, "--run-id", filepath.Base(l.Dir), "--comm", comm,
+	a = append(a, set.Binary, "run", "--run-dir", l.Dir, "--state", l.State(), "--pipeline", l.Policy())
+	if set.Visits != "" {
+		a = append(a, "--visits", filepath.Join(l.Dir, set.Visits))
+	}
+	return append(a, "--pipeline-dir", set.PipelineDir, "--run-id", filepath.Base(l.Dir), "--comm", comm,
 		"--stop-file", l.StopFile(attempt))
 }
 

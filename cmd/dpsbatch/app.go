@@ -35,6 +35,10 @@ func newApp() *cli.App {
 			resumeCommand(),
 			runsCommand(),
 			siteCommand(),
+			stopCommand(),
+			finishCommand(),
+			eventCommand(),
+			eventsCommand(),
 		},
 		OnUsageError: usageError,
 		// Errors are printed and mapped to exit codes by main.

@@ -124,6 +124,25 @@ func printStatus(w io.Writer, rs jobs.RunStatus) {
 			fmt.Fprintf(w, " — ended without recording why (killed, node failure or out of memory?)")
 		}
 		fmt.Fprintln(w)
+		if j.Live && !j.Heartbeat.IsZero() {
+			fmt.Fprintf(w, "    heartbeat %s ago", time.Since(j.Heartbeat).Round(time.Second))
+			if j.HeartbeatVisit != "" {
+				fmt.Fprintf(w, ", in visit %s", j.HeartbeatVisit)
+			}
+			fmt.Fprintln(w)
+		}
+		if j.Silent {
+			fmt.Fprintf(w, "    SILENT: Slurm says running, but the Pipeline has not said it is alive for over 3 heartbeats (%s each): hung, stopped or cut off? (dpsbatch cancel, then resume)\n", rs.Heartbeat)
+		}
+		if j.Live && j.Broker != "" {
+			fmt.Fprintf(w, "    broker: %s\n", j.Broker)
+		}
+	}
+	switch {
+	case !rs.InputClosed.IsZero():
+		fmt.Fprintf(w, "  input closed %s: %s\n", rs.InputClosed.Local().Format("2006-01-02 15:04:05"), rs.InputClosedWhy)
+	case rs.Listen:
+		fmt.Fprintf(w, "  listening for trigger events after its visit list (dpsbatch finish %s ends it)\n", rs.Run)
 	}
 	fmt.Fprintf(w, "  state file: %s/%s (journal %s)\n", rs.Dir, jobs.StateFile, rs.Journal)
 }

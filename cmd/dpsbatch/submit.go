@@ -59,7 +59,7 @@ func submitCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "submit",
 		Usage:     "submit a pipeline and its visits as a Slurm job on a site partition",
-		ArgsUsage: "PIPELINE --visits FILE",
+		ArgsUsage: "PIPELINE --visits FILE | --listen",
 		Description: "Creates a run directory under the site's runs root (a copy of the policy and visit list,\n" +
 			"the job script, Slurm's logs, the state file), sizes the allocation from the partition's nodes\n" +
 			"and CPUs (one task per slice plus one for the Pipeline), renders the job script and submits it.\n" +
@@ -67,11 +67,18 @@ func submitCommand() *cli.Command {
 			"With --auto-resume N, N follow-on jobs wait for the job before (afterany) and run whatever it\n" +
 			"left unfinished, so a run longer than the time limit finishes without a person: near the\n" +
 			"limit Slurm sends SIGUSR1 and the Pipeline stops at a clean visit boundary.\n\n" +
+			"Events: each job starts the run's event broker (embedded NATS, or the site's own) and records\n" +
+			"its address in the state file. `dpsbatch stop RUN` stops the run at the next visit boundary;\n" +
+			"with --listen the run reads trigger events (dpsbatch event send, or another pipeline) after its\n" +
+			"visit list — which may then be left out — until `dpsbatch finish RUN`. The Pipeline publishes\n" +
+			"a heartbeat every --heartbeat; status flags a running job that has missed three.\n\n" +
 			"--dry-run prints the plan and the script and creates and submits nothing.\n" +
 			"Exit status: 0 submitted, 2 bad input (nothing created or submitted), 1 other errors.",
 		Flags: append([]cli.Flag{
 			siteFlag(),
-			&cli.StringFlag{Name: "visits", Usage: "visit file (CSV or JSON lines), required"},
+			&cli.StringFlag{Name: "visits", Usage: "visit file (CSV or JSON lines); required unless --listen"},
+			&cli.BoolFlag{Name: "listen", Usage: "after the visit list, read trigger events from the run's broker until dpsbatch finish"},
+			&cli.DurationFlag{Name: "heartbeat", Value: jobs.DefaultHeartbeat, Usage: "how often the Pipeline says it is alive (at least 100ms)"},
 			&cli.StringFlag{Name: "name", Usage: "run name (default: PIPELINE-DATE-TIME); letters, digits, . _ -"},
 			&cli.IntFlag{Name: "auto-resume", Usage: "follow-on jobs to chain after the first (afterany)"},
 			&cli.StringFlag{Name: "binary", Usage: "dpsbatch executable the job runs on the nodes (default: this one)"},
@@ -95,7 +102,8 @@ func submitCommand() *cli.Command {
 				return err
 			}
 			sub, err := jobs.Submit(c.Context, jobs.SubmitOptions{Site: s, Backend: b, Policy: c.Args().First(),
-				Visits: c.String("visits"), Name: c.String("name"), Request: r, AutoResume: c.Int("auto-resume"),
+				Visits: c.String("visits"), Listen: c.Bool("listen"), Heartbeat: c.Duration("heartbeat"),
+				Name: c.String("name"), Request: r, AutoResume: c.Int("auto-resume"),
 				Binary: c.String("binary"), DryRun: c.Bool("dry-run"), Out: c.App.Writer})
 			if err != nil {
 				return err

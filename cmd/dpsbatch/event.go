@@ -1,0 +1,145 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dpsbatch/dpsbatch/events"
+	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/jobs"
+	"github.com/dpsbatch/dpsbatch/state"
+)
+
+func eventCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "event",
+		Usage: "send an event to a run",
+		Subcommands: []*cli.Command{{
+			Name:      "send",
+			Usage:     "publish an event on one of the topics a run's Pipeline reads",
+			ArgsUsage: "RUN key=value...",
+			Description: "The event carries the run's ID, this host as its sender and the time; its properties are\n" +
+				"the key=value arguments (text; a pipeline that declares a property's type converts it) and\n" +
+				"--props's object. The topic must be one the run's pipeline reads: its trigger topic (for a run\n" +
+				"submitted with --listen; the event needs visitId), a topic a stage waits for, or the control\n" +
+				"topic. A running job hears it at once, a pending one when it starts; with --keep and no live\n" +
+				"job it waits in the run's broker for the next job.\n" +
+				"  dpsbatch event send RUN --topic visits visitId=42 filter=r\n" +
+				"  dpsbatch event send RUN --topic ephem --props '{\"visitId\": \"42\", \"ra\": 10.5}'",
+			Flags: append(relayFlags(),
+				&cli.StringFlag{Name: "topic", Required: true, Usage: "the topic (see `dpsbatch validate` for a pipeline's topics)"},
+				&cli.StringFlag{Name: "kind", Value: string(events.KindData), Usage: "data, no-more-data or shutdown"},
+				&cli.StringFlag{Name: "props", Usage: "properties as a JSON object, for typed values (key=value arguments are added to it)"},
+				&cli.BoolFlag{Name: "keep", Usage: "when no job is live, store the event for the run's next job (dpsbatch resume)"},
+			),
+			Action: func(c *cli.Context) error {
+				if c.NArg() < 1 {
+					return badInput("event send takes RUN and key=value properties")
+				}
+				props, err := parseProps(c.Args().Tail(), c.String("props"))
+				if err != nil {
+					return err
+				}
+				kind := events.Kind(c.String("kind"))
+				switch kind {
+				case events.KindData, events.KindNoMoreData, events.KindShutdown:
+				default:
+					return badInput("--kind: expected data, no-more-data or shutdown, got %q", kind)
+				}
+				args := c.Args().Slice()
+				return withRunArgs(c, args[:1], func(*harness.Policy) (events.Event, error) {
+					return events.Event{Topic: c.String("topic"), Kind: kind, Properties: props}, nil
+				})
+			},
+		}},
+	}
+}
+
+func eventsCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "events",
+		Usage:     "list the events a run received and sent",
+		ArgsUsage: "RUN",
+		Description: "From the run's state file, where its Pipeline records every event it receives from its\n" +
+			"broker (trigger events, waited-for events, stop and finish) and every event its stages\n" +
+			"publish; heartbeats are not listed (dpsbatch status shows the last one). The visits of the\n" +
+			"visit list are not events. --follow keeps printing new ones until interrupted.",
+		Flags: []cli.Flag{
+			siteFlag(),
+			&cli.StringFlag{Name: "dir", Usage: "only received (in) or sent (out) events"},
+			&cli.StringFlag{Name: "topic", Usage: "only events on this topic"},
+			&cli.IntFlag{Name: "last", Usage: "only the last N events"},
+			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing new events"},
+			&cli.BoolFlag{Name: "json", Usage: "one JSON object per event"},
+		},
+		Action: func(c *cli.Context) error {
+			s, err := loadSite(c, false)
+			if err != nil {
+				return err
+			}
+			dir, err := oneRun(c, s)
+			if err != nil {
+				return err
+			}
+			q := state.EventQuery{Dir: c.String("dir"), Topic: c.String("topic"), Limit: c.Int("last")}
+			switch {
+			case q.Dir != "" && q.Dir != "in" && q.Dir != "out":
+				return badInput("--dir: expected in or out, got %q", q.Dir)
+			case q.Limit < 0:
+				return badInput("--last must be 0 or more")
+			}
+			for {
+				recs, err := jobs.Events(dir, q)
+				if err != nil {
+					return err
+				}
+				for _, r := range recs {
+					if c.Bool("json") {
+						if err := json.NewEncoder(c.App.Writer).Encode(r); err != nil {
+							return err
+						}
+					} else {
+						printEvent(c, r)
+					}
+					q.After = r.ID
+				}
+				q.Limit = 0
+				if !c.Bool("follow") {
+					return nil
+				}
+				select {
+				case <-c.Context.Done():
+					return nil
+				case <-time.After(time.Second):
+				}
+			}
+		},
+	}
+}
+
+func printEvent(c *cli.Context, r state.EventRecord) {
+	kind := r.Kind
+	if kind == "" {
+		kind = string(events.KindData)
+	}
+	from := r.Sender
+	if r.Pipeline != "" {
+		from = r.Pipeline + "@" + r.Sender
+	}
+	keys := make([]string, 0, len(r.Props))
+	for k := range r.Props {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var props []string
+	for _, k := range keys {
+		props = append(props, fmt.Sprintf("%s=%v", k, r.Props[k]))
+	}
+	fmt.Fprintf(c.App.Writer, "%s %-3s %-20s %-12s from %-24s job %-8s %s\n", r.At.Local().Format("2006-01-02 15:04:05.000"),
+		r.Dir, r.Topic, kind, from, r.Job, strings.Join(props, " "))
+}

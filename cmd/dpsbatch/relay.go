@@ -1,0 +1,156 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dpsbatch/dpsbatch/events"
+	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/jobs"
+)
+
+// The relay commands (stop, finish, event send) publish one event to a
+// run's broker on the login node; the run's Pipeline hears it.
+
+func relayFlags() []cli.Flag {
+	return []cli.Flag{
+		siteFlag(),
+		&cli.BoolFlag{Name: "json", Usage: "print what was sent, and where, as JSON"},
+		&cli.DurationFlag{Name: "wait", Value: 30 * time.Second, Usage: "how long to wait for the broker of a job that is just starting"},
+	}
+}
+
+func stopCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "stop",
+		Usage:     "ask a running run to stop at the next visit boundary (a shutdown event)",
+		ArgsUsage: "RUN",
+		Description: "The Pipeline finishes the visit in flight, starts no other, and the job ends with the run\n" +
+			"recorded STOPPED; `dpsbatch resume RUN` runs what is left. Only a running job can be stopped:\n" +
+			"a pending one is removed with `dpsbatch cancel`. Compare `dpsbatch finish` (run what is\n" +
+			"queued, then end) and `dpsbatch cancel` (Slurm ends the job now).",
+		Flags: relayFlags(),
+		Action: func(c *cli.Context) error {
+			return relay(c, events.Event{Topic: events.TopicControl, Kind: events.KindShutdown,
+				Properties: map[string]any{"reason": "dpsbatch stop"}}, jobs.WhenRunning)
+		},
+	}
+}
+
+func finishCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "finish",
+		Usage:     "tell a listening run that no more data will come (a no-more-data event)",
+		ArgsUsage: "RUN",
+		Description: "The Pipeline runs the visits still queued and in flight, then ends cleanly: its job is\n" +
+			"recorded COMPLETED and the run's input closed, so a later resume does not wait for more.\n" +
+			"It matters for runs submitted with --listen, which read trigger events after their visit\n" +
+			"list; a run without --listen ends after its list anyway, and nothing is sent. For a pending\n" +
+			"job the event is stored and read when it starts.",
+		Flags: append(relayFlags(), &cli.BoolFlag{Name: "keep", Usage: "when no job is live, store the event for the run's next job (dpsbatch resume)"}),
+		Action: func(c *cli.Context) error {
+			return withRun(c, func(p *harness.Policy) (events.Event, error) {
+				return events.Event{Topic: p.Trigger.Topic, Kind: events.KindNoMoreData}, nil
+			})
+		},
+	}
+}
+
+// relay sends e to the run named by the one argument.
+func relay(c *cli.Context, e events.Event, when int) error {
+	t, err := openRun(c, false)
+	if err != nil {
+		return err
+	}
+	res, err := jobs.Relay(c.Context, jobs.RelayOptions{Backend: t.b, Dir: t.dir, Event: e, When: when, Wait: c.Duration("wait")})
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, res)
+	}
+	printRelayed(c, res)
+	return nil
+}
+
+// withRun loads the run's pipeline, builds the event from it, and relays
+// it (WhenLive, or WhenAny with --keep).
+func withRun(c *cli.Context, build func(*harness.Policy) (events.Event, error)) error {
+	return withRunArgs(c, c.Args().Slice(), build)
+}
+
+// withRunArgs is withRun with the RUN among args (which must be one).
+func withRunArgs(c *cli.Context, args []string, build func(*harness.Policy) (events.Event, error)) error {
+	if len(args) != 1 {
+		return badInput("%s takes one RUN (a run directory, or a run's name under the site's runs root), got %d arguments", c.Command.Name, len(args))
+	}
+	s, err := loadSite(c, false)
+	if err != nil {
+		return err
+	}
+	var t runTarget
+	if t.dir, err = jobs.ResolveRun(s, args[0]); err != nil {
+		return err
+	}
+	if t.b, err = backend(); err != nil {
+		return err
+	}
+	p, err := harness.Load(jobs.Layout{Dir: t.dir}.Policy())
+	if err != nil {
+		return err
+	}
+	e, err := build(p)
+	if err != nil {
+		return err
+	}
+	when := jobs.WhenLive
+	if c.Bool("keep") {
+		when = jobs.WhenAny
+	}
+	res, err := jobs.Relay(c.Context, jobs.RelayOptions{Backend: t.b, Dir: t.dir, Event: e, When: when, Wait: c.Duration("wait")})
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, res)
+	}
+	printRelayed(c, res)
+	return nil
+}
+
+func printRelayed(c *cli.Context, r *jobs.Relayed) {
+	w := c.App.Writer
+	switch {
+	case r.Note != "":
+		fmt.Fprintf(w, "run %s: %s\n", r.Run, r.Note)
+	case r.Stored && r.Job != "":
+		fmt.Fprintf(w, "run %s: %s event on %s stored; job %s (%s) reads it when it starts\n", r.Run, r.Kind, r.Topic, r.Job, strings.ToLower(r.JobState))
+	case r.Stored:
+		fmt.Fprintf(w, "run %s: %s event on %s stored; the run's next job reads it (dpsbatch resume %s)\n", r.Run, r.Kind, r.Topic, r.Run)
+	default:
+		fmt.Fprintf(w, "run %s: %s event on %s sent to job %s (broker %s)\n", r.Run, r.Kind, r.Topic, r.Job, r.Broker)
+	}
+}
+
+// parseProps reads key=value arguments (values are text; a pipeline that
+// declares a property's type converts it) and a --json object.
+func parseProps(args []string, jsonObj string) (map[string]any, error) {
+	props := map[string]any{}
+	if jsonObj != "" {
+		if err := json.Unmarshal([]byte(jsonObj), &props); err != nil {
+			return nil, badInput("--props: expected a JSON object of properties: %v", err)
+		}
+	}
+	for _, a := range args {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, badInput("property %q: expected key=value", a)
+		}
+		props[strings.TrimSpace(k)] = v
+	}
+	return props, nil
+}

@@ -1,0 +1,165 @@
+package jobs
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/dpsbatch/dpsbatch/events"
+	"github.com/dpsbatch/dpsbatch/site"
+)
+
+// brokerSettings is the site's broker section as a run keeps it in its
+// settings, so that its jobs and the relay commands reach the same broker
+// whatever the site file says later. It holds no secret: a token file's
+// path and a variable's name, never their contents.
+type brokerSettings struct {
+	Kind            string   `json:"kind,omitempty"` // "embedded" (or "") or "external"
+	URLs            []string `json:"urls,omitempty"`
+	CredentialsFile string   `json:"credentialsFile,omitempty"`
+	TokenFile       string   `json:"tokenFile,omitempty"`
+	TokenEnv        string   `json:"tokenEnv,omitempty"`
+}
+
+func brokerOf(s *site.Site) brokerSettings {
+	b := s.Broker
+	return brokerSettings{Kind: b.Kind, URLs: b.URLs, CredentialsFile: b.CredentialsFile, TokenFile: b.TokenFile, TokenEnv: b.TokenEnv}
+}
+
+func (b brokerSettings) external() bool { return b.Kind == "external" }
+
+// natsConfig is how to dial the site's external broker.
+func (b brokerSettings) natsConfig(name, subscriber string, log *slog.Logger) events.NATSConfig {
+	return events.NATSConfig{URLs: b.URLs, CredentialsFile: b.CredentialsFile, TokenFile: b.TokenFile, TokenEnv: b.TokenEnv,
+		Name: name, Subscriber: subscriber, Logger: log, ConnectTimeout: 5 * time.Second}
+}
+
+// BrokerDir is where the embedded broker of the run's jobs keeps its
+// events (JetStream's store), its token and its lock.
+func (l Layout) BrokerDir() string { return filepath.Join(l.Dir, "broker") }
+
+// BrokerToken is the file holding the token of the run's embedded broker
+// (mode 0600): only the run's owner can talk to it.
+func (l Layout) BrokerToken() string { return filepath.Join(l.BrokerDir(), "token") }
+
+func (l Layout) brokerLock() string { return filepath.Join(l.BrokerDir(), "lock") }
+
+// ErrBrokerBusy: another process has the run's embedded broker store open.
+var errBrokerBusy = errors.New("the run's broker store is in use")
+
+// lockBroker takes the run's broker lock, which whoever serves the
+// embedded broker's store holds for as long as it does (two servers on one
+// store would corrupt it): the job's rank 0, or a relay command storing an
+// event while no job runs. With wait 0 it fails at once with errBrokerBusy
+// when the lock is held; else it tries until wait has passed.
+func lockBroker(l Layout, wait time.Duration) (unlock func(), err error) {
+	if err := os.MkdirAll(l.BrokerDir(), 0o700); err != nil {
+		return nil, fmt.Errorf("jobs: broker directory: %w", err)
+	}
+	f, err := os.OpenFile(l.brokerLock(), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: broker lock: %w", err)
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("jobs: broker lock %s: %w", l.brokerLock(), err)
+		}
+		if !time.Now().Before(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("jobs: %s: %w", l.BrokerDir(), errBrokerBusy)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// newToken writes a fresh random token to the run's token file (0600,
+// replaced atomically) and returns it.
+func newToken(l Layout) (string, error) {
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	tok := hex.EncodeToString(b[:])
+	tmp := l.BrokerToken() + ".tmp"
+	if err := os.WriteFile(tmp, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("jobs: broker token: %w", err)
+	}
+	if err := os.Rename(tmp, l.BrokerToken()); err != nil {
+		return "", fmt.Errorf("jobs: broker token: %w", err)
+	}
+	return tok, nil
+}
+
+// served is a broker connection and what must be closed with it: the
+// embedded server this process started and the store's lock.
+type served struct {
+	*events.NATS
+	srv    *events.Embedded // nil for an external broker
+	unlock func()
+	URL    string // where it listens: recorded for the relay commands
+}
+
+// Close closes the connection, then the server and the lock.
+func (s *served) Close() error {
+	err := s.NATS.Close()
+	if s.srv != nil {
+		s.srv.Close()
+	}
+	if s.unlock != nil {
+		s.unlock()
+	}
+	return err
+}
+
+// serve starts the run's embedded broker on this host (host "" listens on
+// every address, for a job; "127.0.0.1" for a relay command storing an
+// event while no job runs), with a fresh token, and connects to it. It
+// holds the store's lock until Close, waiting up to lockWait for it.
+func serve(ctx context.Context, l Layout, host string, lockWait time.Duration, name, subscriber string, log *slog.Logger) (*served, error) {
+	unlock, err := lockBroker(l, lockWait)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := newToken(l)
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	srv, err := events.StartEmbedded(events.EmbeddedConfig{Dir: l.BrokerDir(), Host: host, Token: tok,
+		Logger: slog.New(warnOnly{log.Handler()})})
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	n, err := events.DialNATS(ctx, events.NATSConfig{URLs: []string{srv.URL()}, TokenFile: l.BrokerToken(),
+		Name: name, Subscriber: subscriber, Logger: log})
+	if err != nil {
+		srv.Close()
+		unlock()
+		return nil, err
+	}
+	return &served{NATS: n, srv: srv, unlock: unlock, URL: srv.URL()}, nil
+}
+
+// warnOnly passes on records at slog.LevelWarn and above: the embedded
+// server's start-up notices stay out of the job's log.
+type warnOnly struct{ slog.Handler }
+
+func (w warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && w.Handler.Enabled(ctx, l)
+}
+func (w warnOnly) WithAttrs(as []slog.Attr) slog.Handler { return warnOnly{w.Handler.WithAttrs(as)} }
+func (w warnOnly) WithGroup(g string) slog.Handler       { return warnOnly{w.Handler.WithGroup(g)} }

@@ -1,0 +1,138 @@
+package jobs
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/dpsbatch/dpsbatch/events"
+	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/state"
+)
+
+// jobBroker is the broker rank 0 of a batch job hands the harness: the
+// run's NATS broker (embedded or external), with the visits the state
+// file lists as runnable fed first on the trigger topic, and every event
+// received from or published to NATS recorded in the state file (but for
+// heartbeats). Slices never see it: only the Pipeline talks to brokers.
+type jobBroker struct {
+	events.Broker // the NATS broker
+	st            *state.Store
+	job           string
+	trigger       string
+	feed          []harness.Visit
+	// listen: after the feed, read trigger events from NATS until a
+	// no-more-data; else the feed ends the run.
+	listen bool
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+// Publish sends e through NATS and records it as sent.
+func (b *jobBroker) Publish(ctx context.Context, e events.Event) error {
+	if err := b.Broker.Publish(ctx, e); err != nil {
+		return err
+	}
+	if e.Topic != events.TopicHeartbeat {
+		b.record("out", e)
+	}
+	return nil
+}
+
+// Subscribe subscribes through NATS; on the trigger topic the state
+// file's feed comes first.
+func (b *jobBroker) Subscribe(ctx context.Context, topic, runID string) (events.Subscription, error) {
+	sub, err := b.Broker.Subscribe(ctx, topic, runID)
+	if err != nil {
+		return nil, err
+	}
+	rs := &recordingSub{Subscription: sub, b: b, trigger: topic == b.trigger}
+	if topic != b.trigger {
+		return rs, nil
+	}
+	return &feedSub{recordingSub: rs, visits: b.feed, topic: topic, runID: runID, listen: b.listen}, nil
+}
+
+// record keeps e in the state file; a failure is logged, never fatal: the
+// record is for people, the visits' states are what matter.
+func (b *jobBroker) record(dir string, e events.Event) {
+	at := b.now()
+	t := e.Time
+	if t.IsZero() {
+		t = at
+	}
+	err := b.st.RecordEvent(state.EventRecord{At: at, Dir: dir, Topic: e.Topic, Kind: string(e.Kind), Pipeline: e.Pipeline,
+		Sender: e.Sender, Job: b.job, Time: t, Props: e.Properties})
+	if err != nil {
+		b.log.Warn("could not record an event in the state file", "topic", e.Topic, "err", err)
+	}
+}
+
+// recordingSub records every event it returns; a no-more-data on the
+// trigger topic also closes the run's input in the state file, so that a
+// later job of the run does not wait for trigger events.
+type recordingSub struct {
+	events.Subscription
+	b       *jobBroker
+	trigger bool
+}
+
+func (s *recordingSub) Next(ctx context.Context) (events.Event, error) {
+	e, err := s.Subscription.Next(ctx)
+	if err != nil {
+		return e, err
+	}
+	s.b.record("in", e)
+	if s.trigger && e.Kind == events.KindNoMoreData {
+		why := "no-more-data"
+		if e.Sender != "" {
+			why += " from " + e.Sender
+		}
+		if err := s.b.st.CloseInput(s.b.now(), why); err != nil {
+			s.b.log.Warn("could not record the end of the run's input", "err", err)
+		}
+	}
+	return e, nil
+}
+
+// feedSub is the trigger subscription of a batch job: the visits of the
+// state file first, then (listening) NATS's trigger events, or (not
+// listening) one no-more-data.
+type feedSub struct {
+	*recordingSub
+	visits       []harness.Visit
+	topic, runID string
+	listen       bool
+
+	mu   sync.Mutex
+	next int
+}
+
+func (s *feedSub) Next(ctx context.Context) (events.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return events.Event{}, err
+	}
+	s.mu.Lock()
+	i := s.next
+	if i <= len(s.visits) {
+		s.next++
+	}
+	s.mu.Unlock()
+	switch {
+	case i < len(s.visits):
+		v := s.visits[i]
+		s.visits[i] = harness.Visit{} // let it go: a feed may hold a million
+		return v.Event(s.topic, s.runID), nil
+	case !s.listen && i == len(s.visits):
+		return events.Event{Topic: s.topic, RunID: s.runID, Kind: events.KindNoMoreData}, nil
+	case !s.listen:
+		return events.Event{}, events.ErrClosed
+	}
+	return s.recordingSub.Next(ctx)
+}
+
+var (
+	_ events.Broker       = (*jobBroker)(nil)
+	_ events.Subscription = (*feedSub)(nil)
+)

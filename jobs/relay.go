@@ -1,0 +1,296 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/dpsbatch/dpsbatch/events"
+	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/internal/conf"
+	"github.com/dpsbatch/dpsbatch/scheduler"
+	"github.com/dpsbatch/dpsbatch/state"
+)
+
+// Errors of the relay commands.
+var (
+	// ErrNotRunning: no job of the run is running (or, where that is
+	// enough, pending) to hear the event.
+	ErrNotRunning = errors.New("not running")
+	// ErrBrokerUnreachable: the run's broker did not answer.
+	ErrBrokerUnreachable = errors.New("broker cannot be reached")
+)
+
+// When a relayed event may be sent.
+const (
+	// WhenRunning: only to a running job (dpsbatch stop).
+	WhenRunning = iota
+	// WhenLive: to a running job, or stored for a pending one (finish,
+	// event send).
+	WhenLive
+	// WhenAny: also stored for the run's next job when none is live
+	// (--keep): it is read when the run is resumed.
+	WhenAny
+)
+
+// RelayOptions is one event for a run's Pipeline: from `dpsbatch stop`,
+// `finish` and `event send` on the login node.
+type RelayOptions struct {
+	Backend scheduler.Backend
+	Dir     string       // the run directory
+	Event   events.Event // Topic, Kind, Properties; Relay sets RunID
+	When    int          // WhenRunning, WhenLive or WhenAny
+	// Wait is how long to wait for the broker of a job that has just
+	// started (it records its address once it listens); default 30 s.
+	Wait   time.Duration
+	Logger *slog.Logger // the NATS client's notices; nil discards
+}
+
+// Relayed says where an event went.
+type Relayed struct {
+	Run      string `json:"run"`
+	Topic    string `json:"topic"`
+	Kind     string `json:"kind"`
+	Job      string `json:"job,omitempty"`      // the live job, if any
+	JobState string `json:"jobState,omitempty"` // RUNNING, PENDING, ...
+	Broker   string `json:"broker"`             // the broker's address
+	// Stored: no job was running; the event waits in the run's broker
+	// for the next job (a pending one, or the one resume submits).
+	Stored bool `json:"stored,omitempty"`
+	// Note says why nothing was sent, when nothing needed to be.
+	Note string `json:"note,omitempty"`
+}
+
+// Relay publishes o.Event to the run's broker: the embedded broker of its
+// running job, or (storing it for a later job) the run's broker store
+// opened for a moment on this host, or the site's external broker. It
+// checks the event against the run's pipeline first: a topic the
+// pipeline never reads, or a trigger for a run that does not listen for
+// triggers, is refused (conf.ErrInvalid) with nothing sent.
+func Relay(ctx context.Context, o RelayOptions) (*Relayed, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	wait := o.Wait
+	if wait <= 0 {
+		wait = 30 * time.Second
+	}
+	l := Layout{Dir: o.Dir}
+	run, set, err := readSettings(l)
+	if err != nil {
+		return nil, err
+	}
+	p, err := harness.Load(l.Policy())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkRelayed(p, set, o.Event); err != nil {
+		return nil, fmt.Errorf("%w: run %s: %v", conf.ErrInvalid, run.Name, err)
+	}
+	rs, err := Status(ctx, o.Backend, []string{o.Dir})
+	if err != nil {
+		return nil, err
+	}
+	out := &Relayed{Run: run.Name, Topic: o.Event.Topic, Kind: string(o.Event.Kind)}
+	if out.Kind == "" {
+		out.Kind = string(events.KindData)
+	}
+	var live *JobStatus
+	for i := range rs[0].Jobs {
+		j := &rs[0].Jobs[i]
+		if j.Live && (live == nil || live.State == "PENDING" && j.State != "PENDING") {
+			live = j
+		}
+	}
+	if live != nil {
+		out.Job, out.JobState = live.ID, live.State
+	}
+	running := live != nil && live.State != "PENDING"
+	switch {
+	case running:
+	case live != nil && o.When >= WhenLive:
+	case live == nil && o.When >= WhenAny:
+	case live != nil:
+		return nil, fmt.Errorf("jobs: run %s: %w: its job %s is pending (dpsbatch cancel %s removes it)", run.Name, ErrNotRunning, live.ID, run.Name)
+	default:
+		return nil, fmt.Errorf("jobs: run %s: %w (%s)%s", run.Name, ErrNotRunning, lastJob(rs[0]), keepHint(o.When))
+	}
+
+	if o.Event.Topic == p.Trigger.Topic && o.Event.Kind == events.KindNoMoreData && !set.Listen {
+		out.Note = "nothing sent: the run ends after its visit list anyway (it was submitted without --listen)"
+		return out, nil
+	}
+	e := o.Event
+	e.RunID = run.Name
+	name := "dpsbatch relay " + run.Name
+	var b events.Broker
+	switch {
+	case set.Broker.external():
+		n, err := events.DialNATS(ctx, set.Broker.natsConfig(name, "", log))
+		if err != nil {
+			return nil, fmt.Errorf("jobs: run %s: the site's %w: %v", run.Name, ErrBrokerUnreachable, err)
+		}
+		b, out.Broker, out.Stored = n, strings.Join(set.Broker.URLs, ","), !running
+	case running:
+		url, err := brokerURL(ctx, l, live.ID, wait)
+		if err != nil {
+			return nil, fmt.Errorf("jobs: run %s: job %s: %w", run.Name, live.ID, err)
+		}
+		n, err := events.DialNATS(ctx, events.NATSConfig{URLs: []string{url}, TokenFile: l.BrokerToken(), Name: name, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("jobs: run %s: job %s's %w at %s: %v", run.Name, live.ID, ErrBrokerUnreachable, url, err)
+		}
+		b, out.Broker = n, url
+	default:
+		// No job serves the store: open it here for a moment. If the
+		// lock is taken, the pending job has just started: use its.
+		s, err := serve(ctx, l, "127.0.0.1", 0, name, "", log)
+		if errors.Is(err, errBrokerBusy) && live != nil {
+			url, uerr := brokerURL(ctx, l, live.ID, wait)
+			if uerr != nil {
+				return nil, fmt.Errorf("jobs: run %s: job %s: %w", run.Name, live.ID, uerr)
+			}
+			n, derr := events.DialNATS(ctx, events.NATSConfig{URLs: []string{url}, TokenFile: l.BrokerToken(), Name: name, Logger: log})
+			if derr != nil {
+				return nil, fmt.Errorf("jobs: run %s: job %s's %w at %s: %v", run.Name, live.ID, ErrBrokerUnreachable, url, derr)
+			}
+			b, out.Broker = n, url
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("jobs: run %s: opening its broker store: %w", run.Name, err)
+		}
+		b, out.Broker, out.Stored = s, l.BrokerDir(), true
+	}
+	defer b.Close()
+	if err := b.Publish(ctx, e); err != nil {
+		return nil, fmt.Errorf("jobs: run %s: publishing on %q: %w", run.Name, e.Topic, err)
+	}
+	return out, nil
+}
+
+func keepHint(when int) string {
+	if when == WhenLive {
+		return "; --keep stores the event for the run's next job (dpsbatch resume)"
+	}
+	return ""
+}
+
+// lastJob describes how the run's last job ended, for "not running".
+func lastJob(rs RunStatus) string {
+	if len(rs.Jobs) == 0 {
+		return "it has no job"
+	}
+	j := rs.Jobs[len(rs.Jobs)-1]
+	s := fmt.Sprintf("its last job %s is %s", j.ID, strings.ToLower(j.State))
+	if !j.Ended.IsZero() {
+		s += " since " + j.Ended.Local().Format("2006-01-02 15:04:05")
+	}
+	return s
+}
+
+// brokerURL waits until the state file says where job's broker listens.
+func brokerURL(ctx context.Context, l Layout, job string, wait time.Duration) (string, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		url, err := recordedBroker(l, job)
+		if err != nil || url != "" {
+			return url, err
+		}
+		if !time.Now().Before(deadline) {
+			return "", fmt.Errorf("%w: the job is running but has not recorded its broker's address within %s (is it still starting? see its log)", ErrBrokerUnreachable, wait)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// recordedBroker reads the broker address job recorded, "" if none yet.
+func recordedBroker(l Layout, job string) (string, error) {
+	st, err := state.OpenReadOnly(l.State())
+	if err != nil {
+		return "", err
+	}
+	defer st.Close()
+	js, err := st.Jobs()
+	if err != nil {
+		return "", err
+	}
+	for _, j := range js {
+		if j.ID == job {
+			return j.Broker, nil
+		}
+	}
+	return "", nil
+}
+
+// readSettings reads the run and its settings from the state file.
+func readSettings(l Layout) (state.Run, settings, error) {
+	st, err := state.OpenReadOnly(l.State())
+	if err != nil {
+		return state.Run{}, settings{}, err
+	}
+	defer st.Close()
+	run, err := st.Run()
+	if err != nil {
+		return run, settings{}, err
+	}
+	var set settings
+	if run.Settings != "" {
+		if err := json.Unmarshal([]byte(run.Settings), &set); err != nil {
+			return run, set, fmt.Errorf("jobs: %s: run settings: %w", l.State(), err)
+		}
+	}
+	return run, set, nil
+}
+
+// Topics lists the topics a run's Pipeline reads: its trigger topic, the
+// control topic, and the topics its stages wait for.
+func Topics(p *harness.Policy) []string {
+	ts := []string{p.Trigger.Topic, events.TopicControl}
+	for _, s := range p.Stages {
+		if s.Event != nil && !slices.Contains(ts, s.Event.Topic) {
+			ts = append(ts, s.Event.Topic)
+		}
+	}
+	return ts
+}
+
+// checkRelayed refuses an event the run's Pipeline would never read.
+func checkRelayed(p *harness.Policy, set settings, e events.Event) error {
+	ts := Topics(p)
+	if !slices.Contains(ts, e.Topic) {
+		return fmt.Errorf("pipeline %s never reads topic %q%s (it reads: %s)", p.Name, e.Topic, conf.Suggest(e.Topic, ts), strings.Join(ts, ", "))
+	}
+	if e.Topic == p.Trigger.Topic && !set.Listen && e.IsData() {
+		return fmt.Errorf("the run reads no trigger events besides its visit list (it was submitted without --listen)")
+	}
+	if e.Topic == p.Trigger.Topic && e.IsData() {
+		if _, ok := e.Visit(); !ok {
+			return fmt.Errorf("a trigger event needs a %s property", events.PropVisit)
+		}
+	}
+	if e.Topic == events.TopicControl && e.Kind != events.KindShutdown {
+		return fmt.Errorf("only shutdown events go on %s (dpsbatch stop)", events.TopicControl)
+	}
+	return nil
+}
+
+// Events reads the events the run in dir recorded (see state.EventQuery).
+func Events(dir string, q state.EventQuery) ([]state.EventRecord, error) {
+	st, err := state.OpenReadOnly(Layout{Dir: dir}.State())
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	return st.Events(q)
+}
