@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,6 +34,9 @@ type SubmitOptions struct {
 	// Heartbeat: how often the Pipeline says it is alive; 0 is
 	// DefaultHeartbeat.
 	Heartbeat time.Duration
+	// Hold submits the first job held: it stays pending until released
+	// (scontrol release JOBID), e.g. to send it events first.
+	Hold bool
 	Name    string // run name; "" makes PIPELINE-YYYYMMDD-HHMMSS
 	Request Request
 	// AutoResume chains that many follow-on jobs, each starting when the
@@ -77,6 +81,8 @@ type settings struct {
 	Listen bool `json:"listen,omitempty"`
 	// Heartbeat: how often the Pipeline says it is alive (0: the default).
 	Heartbeat time.Duration `json:"heartbeat,omitempty"`
+	// hold submits the first job held (submit --hold); not kept.
+	hold bool
 }
 
 // Submit creates a run and submits its first job (and AutoResume
@@ -145,7 +151,7 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 		ext = ""
 	}
 	set := settings{PipelineDir: p.Dir, Binary: bin, SiteFile: o.Site.Path, Request: o.Request,
-		Broker: brokerOf(o.Site), Listen: o.Listen, Heartbeat: o.Heartbeat}
+		Broker: brokerOf(o.Site), Listen: o.Listen, Heartbeat: o.Heartbeat, hold: o.Hold}
 	if o.Visits != "" {
 		set.Visits = filepath.Base(l.Visits(ext))
 	}
@@ -286,9 +292,12 @@ func jobFor(s *site.Site, l Layout, name string, set settings, plan scheduler.Pl
 	j := templates.Job{Name: name, RunID: name, RunDir: l.Dir, Partition: plan.Partition,
 		Account: s.Account, QoS: s.QoS, Nodes: plan.Nodes, Tasks: plan.Tasks, TasksPerNode: plan.TasksPerNode,
 		CPUsPerTask: plan.CPUsPerTask, MemPerCPUMB: plan.MemPerCPUMB, Time: slurmtime.Format(plan.Time),
-		Output: l.SlurmLog(), Extra: s.Sbatch, Setup: s.Setup, Attempt: attempt,
+		Output: l.SlurmLog(), Extra: slices.Clip(s.Sbatch), Setup: s.Setup, Attempt: attempt,
 		Env:    [][2]string{{"DPSBATCH_RUN", name}, {"DPSBATCH_ATTEMPT", fmt.Sprint(attempt)}},
 		Launch: launch(s, l, set, attempt)}
+	if set.hold && attempt == 1 {
+		j.Extra = append(j.Extra, "--hold")
+	}
 	if plan.Time > 0 {
 		// Only the batch shell hears the warning (B:), and passes it on
 		// through the stop file: Slurm would otherwise signal every

@@ -78,6 +78,7 @@ func submitCommand() *cli.Command {
 			siteFlag(),
 			&cli.StringFlag{Name: "visits", Usage: "visit file (CSV or JSON lines); required unless --listen"},
 			&cli.BoolFlag{Name: "listen", Usage: "after the visit list, read trigger events from the run's broker until dpsbatch finish"},
+			&cli.BoolFlag{Name: "hold", Usage: "submit the job held: it waits until `scontrol release JOBID` (e.g. to send it events first)"},
 			&cli.DurationFlag{Name: "heartbeat", Value: jobs.DefaultHeartbeat, Usage: "how often the Pipeline says it is alive (at least 100ms)"},
 			&cli.StringFlag{Name: "name", Usage: "run name (default: PIPELINE-DATE-TIME); letters, digits, . _ -"},
 			&cli.IntFlag{Name: "auto-resume", Usage: "follow-on jobs to chain after the first (afterany)"},
@@ -102,7 +103,7 @@ func submitCommand() *cli.Command {
 				return err
 			}
 			sub, err := jobs.Submit(c.Context, jobs.SubmitOptions{Site: s, Backend: b, Policy: c.Args().First(),
-				Visits: c.String("visits"), Listen: c.Bool("listen"), Heartbeat: c.Duration("heartbeat"),
+				Visits: c.String("visits"), Listen: c.Bool("listen"), Heartbeat: c.Duration("heartbeat"), Hold: c.Bool("hold"),
 				Name: c.String("name"), Request: r, AutoResume: c.Int("auto-resume"),
 				Binary: c.String("binary"), DryRun: c.Bool("dry-run"), Out: c.App.Writer})
 			if err != nil {
