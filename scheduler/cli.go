@@ -159,7 +159,7 @@ const maxJobsArg = 100_000
 // until MinJobAge) --jobs=IDS, printing only the fields Job needs
 // (squeueFields) between separators drawn for the call, with times as
 // epoch seconds. squeue --json is not used: Slurm 22.05's ignores --jobs
-// and prints every remembered job, 4 KB each (see squeue.go).
+// and prints every remembered job, 3 KB each (see squeue.go).
 //
 // Slurm 22.05's squeue (checked on the local cluster) leaves forgotten
 // IDs out when given several, known or not, and exits 0; given one
@@ -167,8 +167,9 @@ const maxJobsArg = 100_000
 // job id specified", which Jobs reads as no job. Should a squeue fail so
 // when given several IDs (later Slurm releases may), Jobs asks again
 // without --jobs, for every remembered job, and keeps those asked for: one
-// unknown ID must not hide the others. It asks so at once when the IDs do
-// not fit in one argument (maxJobsArg).
+// unknown ID must not hide the others, and this text of every job is still
+// small (24 ms and 200 KB for 2,500 jobs here, where --json took 0.34 s).
+// It asks so at once when the IDs do not fit in one argument (maxJobsArg).
 func (c *CLI) Jobs(ctx context.Context, ids []string) (map[string]Job, error) {
 	want, err := idSet(ids)
 	if err != nil || len(want) == 0 {
