@@ -151,33 +151,149 @@ func TestCLINoAccountingFake(t *testing.T) {
 	}
 }
 
-func TestCLIJobsFilterFake(t *testing.T) {
-	data, err := filepath.Abs(filepath.Join("testdata", "squeue.json"))
+// fakeSqueue puts a fake squeue on PATH that prints the jobs of
+// testdata/squeue-text.txt with the separator of its --Format argument,
+// all of them whatever its --jobs (Jobs must keep only those asked for),
+// and records each call as "SLURM_TIME_FORMAT sep=SEP jobs=IDS" in the
+// returned file. Job IDs starting with 99999 are unknown to it: given one
+// alone, it fails as Slurm 22.05's squeue does; when strict, given any
+// (as later releases may). down makes every call fail.
+func fakeSqueue(t *testing.T, strict, down bool) (dir, calls string) {
+	t.Helper()
+	data, err := filepath.Abs(filepath.Join("testdata", "squeue-text.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := fakeTools(t, map[string]string{"squeue": "exec /bin/cat '" + data + "'"})
-	c, err := NewCLI(CLIOptions{Env: []string{"SLURM_CONF=/nowhere"}})
+	calls = filepath.Join(t.TempDir(), "calls")
+	script := `sep=; jobs=
+for a in "$@"; do case $a in --Format=JobID:0*) f=${a#--Format=JobID:0}; sep=${f%%,*};; --jobs=*) jobs=${a#--jobs=};; esac; done
+echo "$SLURM_TIME_FORMAT sep=$sep jobs=$jobs" >> '` + calls + `'
+`
+	switch {
+	case down:
+		script += "echo 'slurm_load_jobs error: Unable to contact slurm controller (connect failure)' >&2; exit 1\n"
+	case strict:
+		script += "case $jobs in 99999*|*,99999*) echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1;; esac\n"
+	default:
+		script += "case $jobs in 99999*,*|*,*) ;; 99999*) echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1;; esac\n"
+	}
+	script += `exec sed "s/` + testSeparator + `/$sep/g" '` + data + `'`
+	return fakeTools(t, map[string]string{"squeue": script}), calls
+}
+
+// callLines reads the calls fakeSqueue recorded, and removes the file.
+func callLines(t *testing.T, calls string) []string {
+	t.Helper()
+	b, err := os.ReadFile(calls)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	os.Remove(calls)
+	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+}
+
+func TestCLIJobsFake(t *testing.T) {
+	dir, calls := fakeSqueue(t, false, false)
+	c, err := NewCLI(CLIOptions{Env: []string{"SLURM_CONF=/nowhere", "SLURM_TIME_FORMAT=standard"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	jobs, err := c.Jobs(context.Background(), []string{"44", "48", "99999", "44"})
+	ctx := context.Background()
+	jobs, err := c.Jobs(ctx, []string{"6388", "6384", "99999", "6384", "6391_2"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(jobs) != 2 || jobs["44"].State != "FAILED" || jobs["48"].State != "PENDING" {
-		t.Errorf("Jobs = %+v, want 44 FAILED and 48 PENDING only", jobs)
+	if len(jobs) != 3 || jobs["6384"].State != "FAILED" || jobs["6388"].Name != "cap|pending" || jobs["6391_2"].ID != "6391_2" {
+		t.Errorf("Jobs = %+v, want 6384 FAILED, 6388 cap|pending and 6391_2 only", jobs)
 	}
-	if got := readFile(t, filepath.Join(dir, "squeue.args")); got != "--json\n" {
-		t.Errorf("squeue arguments %q, want --json only", got)
+	args := strings.Split(readFile(t, filepath.Join(dir, "squeue.args")), "\n")
+	if len(args) != 5 || args[0] != "--noheader" || args[1] != "--states=all" || args[2] != "--jobs=6384,6388,6391_2,99999" ||
+		!strings.HasPrefix(args[3], "--Format=JobID:0~") || !strings.HasSuffix(args[3], ",Name:0"+args[3][len("--Format=JobID:0"):][:17]) {
+		t.Errorf("squeue arguments %q, want --noheader --states=all --jobs=IDS (sorted, once each) --Format=...", args)
 	}
-	// No IDs: no query at all.
-	os.Remove(filepath.Join(dir, "squeue.args"))
-	if jobs, err := c.Jobs(context.Background(), nil); err != nil || len(jobs) != 0 {
+	first := callLines(t, calls)
+	if len(first) != 1 || !strings.HasPrefix(first[0], "%s sep=~") {
+		t.Errorf("squeue calls %q, want one with SLURM_TIME_FORMAT=%%s", first)
+	}
+
+	// One forgotten ID: squeue fails, Jobs finds nothing, and says so
+	// without an error. One known ID: found. Each in one call, with a
+	// new separator.
+	if jobs, err := c.Jobs(ctx, []string{"99999"}); err != nil || len(jobs) != 0 {
+		t.Errorf("Jobs(99999) = %v, %v; want no job and no error", jobs, err)
+	}
+	if jobs, err := c.Jobs(ctx, []string{"6390"}); err != nil || len(jobs) != 1 || jobs["6390"].Reason != "JobHeldUser" {
+		t.Errorf("Jobs(6390) = %v, %v; want the held job", jobs, err)
+	}
+	next := callLines(t, calls)
+	if len(next) != 2 || next[0] == first[0] || next[1] == first[0] || !strings.HasSuffix(next[0], " jobs=99999") {
+		t.Errorf("squeue calls %q after %q, want two, each with its own separator", next, first)
+	}
+
+	// More IDs than fit in one argument: all jobs, in one call.
+	var many []string
+	for i := range 20000 {
+		many = append(many, strconv.Itoa(100000+i))
+	}
+	jobs, err = c.Jobs(ctx, append(many, "6393"))
+	if err != nil || len(jobs) != 1 || jobs["6393"].Name != "ünïcødé 🙂" {
+		t.Errorf("Jobs of 20,001 IDs = %v, %v; want job 6393 only", jobs, err)
+	}
+	if got := callLines(t, calls); len(got) != 1 || !strings.HasSuffix(got[0], " jobs=") {
+		t.Errorf("squeue calls %q for 20,001 IDs, want one without --jobs", got)
+	}
+
+	// No IDs: no call at all.
+	if jobs, err := c.Jobs(ctx, nil); err != nil || len(jobs) != 0 {
 		t.Errorf("Jobs(nil) = %v, %v; want an empty map", jobs, err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "squeue.args")); err == nil {
-		t.Error("Jobs(nil) ran squeue")
+	if got := callLines(t, calls); len(got) != 1 || got[0] != "" {
+		t.Errorf("Jobs(nil) ran squeue: %q", got)
+	}
+}
+
+// TestCLIJobsStrictFake checks the fallback for a squeue that fails when
+// any of several IDs is unknown: one more call, for all jobs.
+func TestCLIJobsStrictFake(t *testing.T) {
+	_, calls := fakeSqueue(t, true, false)
+	c, err := NewCLI(CLIOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := c.Jobs(context.Background(), []string{"6384", "99999", "6397"})
+	if err != nil || len(jobs) != 2 || jobs["6384"].ExitCode != 3 || jobs["6397"].Name != "trailing-newline\n" {
+		t.Errorf("Jobs = %v, %v; want 6384 and 6397", jobs, err)
+	}
+	got := callLines(t, calls)
+	if len(got) != 2 || !strings.HasSuffix(got[0], " jobs=6384,6397,99999") || !strings.HasSuffix(got[1], " jobs=") {
+		t.Errorf("squeue calls %q, want one with the IDs, then one without", got)
+	}
+	jobs, err = c.Jobs(context.Background(), []string{"6384", "6397"})
+	if err != nil || len(jobs) != 2 {
+		t.Errorf("Jobs of known IDs = %v, %v; want both", jobs, err)
+	}
+	if got := callLines(t, calls); len(got) != 1 {
+		t.Errorf("squeue calls %q for known IDs, want one", got)
+	}
+}
+
+// TestCLIJobsDownFake checks that squeue failing for another reason is an
+// error, with squeue's message, after one call.
+func TestCLIJobsDownFake(t *testing.T) {
+	_, calls := fakeSqueue(t, false, true)
+	c, err := NewCLI(CLIOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ids := range [][]string{{"6384"}, {"6384", "99999"}} {
+		jobs, err := c.Jobs(context.Background(), ids)
+		if err == nil || !strings.Contains(err.Error(), "scheduler: squeue --noheader --states=all --jobs=") ||
+			!strings.HasSuffix(err.Error(), "exit status 1: slurm_load_jobs error: Unable to contact slurm controller (connect failure)") {
+			t.Errorf("Jobs(%v) = %v, %v; want squeue's error", ids, jobs, err)
+		}
+		if got := callLines(t, calls); len(got) != 1 {
+			t.Errorf("Jobs(%v): squeue calls %q, want one", ids, got)
+		}
 	}
 }
 
