@@ -44,6 +44,12 @@ const TopicControl = "dpsbatch.control"
 // ("visits").
 const TopicHeartbeat = "dpsbatch.heartbeat"
 
+// TopicPipeline is where the pipelines of a batch run say when they start
+// and end: data events with properties "pipeline", "state" ("started" or
+// "ended") and, when ended, "outcome". A pipeline of a production that
+// runs after others closes its input once they have all ended.
+const TopicPipeline = "dpsbatch.pipeline"
+
 // PropVisit is the property of a trigger event that names its visit.
 const PropVisit = "visitId"
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/site"
+	"github.com/dpsbatch/dpsbatch/state"
 )
 
 // brokerSettings is the site's broker section as a run keeps it in its
@@ -163,3 +164,38 @@ func (w warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
 }
 func (w warnOnly) WithAttrs(as []slog.Attr) slog.Handler { return warnOnly{w.Handler.WithAttrs(as)} }
 func (w warnOnly) WithGroup(g string) slog.Handler       { return warnOnly{w.Handler.WithGroup(g)} }
+
+// ServeBroker serves the embedded broker of the run in dir for job until
+// ctx ends: the job script of a production starts it (`dpsbatch broker`)
+// in the background on the batch host before the pipelines' steps, whose
+// Pipelines dial it, and stops it once they have ended. It records where
+// it listens in the run's state file (the job's row), as a single
+// pipeline's rank 0 does. ready, when not nil, is called once it serves.
+func ServeBroker(ctx context.Context, dir, job string, log *slog.Logger, ready func(url string)) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	l := Layout{Dir: dir}
+	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	s, err := serve(sctx, l, "", 30*time.Second, "dpsbatch broker", "", log)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	st, err := state.Open(l.State())
+	if err != nil {
+		return err
+	}
+	err = st.SetJobBroker(job, s.URL)
+	st.Close()
+	if err != nil && !errors.Is(err, state.ErrNotFound) {
+		return err
+	}
+	log.Info("broker serving", "url", s.URL, "store", l.BrokerDir())
+	if ready != nil {
+		ready(s.URL)
+	}
+	<-ctx.Done()
+	return nil
+}

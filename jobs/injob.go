@@ -38,10 +38,12 @@ type InJob struct {
 	Logger *slog.Logger
 	Now    func() time.Time // nil: time.Now
 
-	st     *state.Store
-	rec    *recorder
-	broker *served
-	quit   chan struct{} // ends the stop-file watcher
+	st        *state.Store
+	rec       *recorder
+	broker    *served
+	announce  func(state string, props map[string]any) // on TopicPipeline
+	stopAfter func()                                   // ends closeAfter
+	quit      chan struct{}                            // ends the stop-file watcher
 
 	mu  sync.Mutex
 	why string // the stop file's reason
@@ -102,7 +104,22 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 	j.log().Info("job started", "job", j.JobID, "visits", len(feed), "listen", listen, "broker", b.URL,
 		"state", j.StatePath, "journal", st.JournalMode())
 	j.rec = &recorder{st: st, job: j.JobID, now: j.Now, log: j.log()}
-	dr.Broker = &jobBroker{Broker: b, st: st, job: j.JobID, trigger: p.Trigger.Topic, feed: feed, listen: listen, log: j.log(), now: j.Now}
+	jb := &jobBroker{Broker: b, st: st, job: j.JobID, trigger: p.Trigger.Topic, feed: feed, listen: listen, log: j.log(), now: j.Now}
+	j.announce = func(state string, props map[string]any) {
+		props["pipeline"], props["state"] = p.Name, state
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := jb.Publish(ctx, events.Event{Topic: events.TopicPipeline, RunID: dr.RunID, Pipeline: p.Name, Properties: props}); err != nil {
+			j.log().Warn("could not announce the pipeline's "+state, "err", err)
+		}
+	}
+	j.announce("started", map[string]any{"job": j.JobID})
+	if listen && len(set.After) > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		j.stopAfter = cancel
+		go j.closeAfter(ctx, jb, p, dr.RunID, set.After)
+	}
+	dr.Broker = jb
 	dr.Feed, dr.Recorder = true, j.rec
 	dr.Heartbeat = set.Heartbeat
 	if dr.Heartbeat <= 0 {
@@ -112,6 +129,39 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 		dr.Stop = j.watch(dr.Stop)
 	}
 	return nil
+}
+
+// closeAfter waits until every pipeline of after has announced its end on
+// TopicPipeline, then closes this pipeline's input: a no-more-data on its
+// trigger topic, behind every trigger those pipelines sent (one stream
+// keeps the run's events in order). It runs on its own goroutine until ctx
+// ends.
+func (j *InJob) closeAfter(ctx context.Context, b events.Broker, p *harness.Policy, runID string, after []string) {
+	sub, err := b.Subscribe(ctx, events.TopicPipeline, runID)
+	if err != nil {
+		j.log().Error("cannot follow the pipelines this one runs after: its input stays open (dpsbatch finish closes it)", "err", err)
+		return
+	}
+	defer sub.Close()
+	left := map[string]bool{}
+	for _, a := range after {
+		left[a] = true
+	}
+	for len(left) > 0 {
+		e, err := sub.Next(ctx)
+		if err != nil {
+			return
+		}
+		if name, _ := e.Properties["pipeline"].(string); e.Properties["state"] == "ended" && left[name] {
+			delete(left, name)
+			j.log().Info("a pipeline this one runs after has ended", "pipeline", name, "left", len(left))
+		}
+	}
+	err = b.Publish(ctx, events.Event{Topic: p.Trigger.Topic, RunID: runID, Pipeline: p.Name, Kind: events.KindNoMoreData,
+		Properties: map[string]any{"after": strings.Join(after, ",")}})
+	if err != nil && ctx.Err() == nil {
+		j.log().Error("could not close the input after the pipelines it runs after", "err", err)
+	}
 }
 
 // feed finds the visits ids names, in order: in the run's visit list, or,
@@ -187,13 +237,27 @@ func (j *InJob) openBroker(set settings, pipeline string) (*served, error) {
 	name := "dpsbatch pipeline " + pipeline
 	sub := "pipeline." + pipeline
 	var b *served
-	if set.Broker.external() {
+	switch {
+	case set.Production != "":
+		// The production's job script serves the broker for all of its
+		// pipelines: dial it once it has recorded where it listens.
+		l := Layout{Dir: set.Production}
+		url, err := brokerURL(ctx, l, j.JobID, 50*time.Second)
+		if err != nil {
+			return nil, fmt.Errorf("jobs: the production's broker: %w", err)
+		}
+		n, err := events.DialNATS(ctx, events.NATSConfig{URLs: []string{url}, TokenFile: l.BrokerToken(), Name: name, Subscriber: sub, Logger: j.log()})
+		if err != nil {
+			return nil, fmt.Errorf("jobs: the production's broker at %s: %w", url, err)
+		}
+		b = &served{NATS: n, URL: url}
+	case set.Broker.external():
 		n, err := events.DialNATS(ctx, set.Broker.natsConfig(name, sub, j.log()))
 		if err != nil {
 			return nil, err
 		}
 		b = &served{NATS: n, URL: strings.Join(set.Broker.URLs, ",")}
-	} else {
+	default:
 		l := Layout{Dir: filepath.Dir(j.StatePath)}
 		var err error
 		// A relay command may hold the store for a moment (storing an
@@ -307,6 +371,12 @@ func (j *InJob) End(sum *harness.Summary, runErr error) error {
 	}
 	if err := j.st.JobEnded(j.JobID, st, code, reason, j.Now()); err != nil && !errors.Is(err, state.ErrNotFound) {
 		return err
+	}
+	if j.stopAfter != nil {
+		j.stopAfter()
+	}
+	if j.announce != nil {
+		j.announce("ended", map[string]any{"job": j.JobID, "outcome": st})
 	}
 	if j.broker != nil {
 		if err := j.broker.Close(); err != nil {

@@ -81,6 +81,13 @@ type settings struct {
 	Listen bool `json:"listen,omitempty"`
 	// Heartbeat: how often the Pipeline says it is alive (0: the default).
 	Heartbeat time.Duration `json:"heartbeat,omitempty"`
+	// Production, for a pipeline of a production: the production's run
+	// directory, whose broker (started by the job script) it dials
+	// instead of starting its own, and whose jobs it is part of.
+	Production string `json:"production,omitempty"`
+	// After: the pipelines of the production whose end closes this one's
+	// input (a no-more-data on its trigger topic).
+	After []string `json:"after,omitempty"`
 	// hold submits the first job held (submit --hold); not kept.
 	hold bool
 }

@@ -39,6 +39,7 @@ func newApp() *cli.App {
 			finishCommand(),
 			eventCommand(),
 			eventsCommand(),
+			brokerCommand(),
 		},
 		OnUsageError: usageError,
 		// Errors are printed and mapped to exit codes by main.

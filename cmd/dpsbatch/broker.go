@@ -1,0 +1,42 @@
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dpsbatch/dpsbatch/jobs"
+)
+
+func brokerCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "broker",
+		Usage: "serve a run's embedded event broker (the job script of a production starts it)",
+		Description: "Serves the run's embedded NATS broker (store and token in RUN-DIR/broker) on every address\n" +
+			"of this host until SIGTERM or SIGINT, and records its address in the run's state file for the\n" +
+			"job (--job, default $SLURM_JOB_ID). A production's pipelines run as several steps of one job\n" +
+			"and share it; a single pipeline's Pipeline serves its run's broker itself.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "run-dir", Usage: "the run directory (required)"},
+			&cli.StringFlag{Name: "job", EnvVars: []string{"SLURM_JOB_ID"}, Usage: "the job whose broker this is"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.String("run-dir") == "" || c.NArg() > 0 {
+				return badInput("broker takes --run-dir DIR and no arguments")
+			}
+			log, err := newLogger(c, stderr)
+			if err != nil {
+				return err
+			}
+			ctx, done := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+			defer done()
+			err = jobs.ServeBroker(ctx, c.String("run-dir"), c.String("job"), log, nil)
+			if err == nil || ctx.Err() != nil {
+				return nil
+			}
+			return err
+		},
+	}
+}
