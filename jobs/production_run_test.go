@@ -1,0 +1,99 @@
+package jobs
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/dpsbatch/dpsbatch/events"
+	"github.com/dpsbatch/dpsbatch/harness"
+)
+
+// TestServeBrokerAndCloseAfter serves a run's broker as a production's
+// job script does, checks that its address lands in the job's row, and
+// that a pipeline running after two others closes its input (no-more-data
+// on its trigger topic, behind the triggers they sent) only once both
+// have announced their end.
+func TestServeBrokerAndCloseAfter(t *testing.T) {
+	e := newEnv(t, 2)
+	dir := e.submit("prod1")
+	jobs := jobsOf(t, dir)
+	ctx, cancel := context.WithCancel(context.Background())
+	urls := make(chan string, 1)
+	served := make(chan error, 1)
+	go func() { served <- ServeBroker(ctx, dir, jobs[0].ID, nil, func(u string) { urls <- u }) }()
+	var url string
+	select {
+	case url = <-urls:
+	case err := <-served:
+		t.Fatalf("ServeBroker: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the broker did not serve within 30s")
+	}
+	if got := jobsOf(t, dir)[0].Broker; got != url {
+		t.Errorf("the job's row records broker %q, want %q", got, url)
+	}
+	l := Layout{Dir: dir}
+	dial := func(sub string) *events.NATS {
+		n, err := events.DialNATS(context.Background(), events.NATSConfig{URLs: []string{url}, TokenFile: l.BrokerToken(), Subscriber: sub})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		return n
+	}
+	b := dial("pipeline.assoc")
+	p := &harness.Policy{Name: "assoc", Trigger: harness.TriggerSpec{Topic: "diasources"}}
+	j := &InJob{}
+	actx, stopAfter := context.WithCancel(context.Background())
+	defer stopAfter()
+	go j.closeAfter(actx, b, p, "prod1", []string{"detect", "mops"})
+
+	up := dial("")
+	pub := func(e events.Event) {
+		t.Helper()
+		e.RunID = "prod1"
+		if err := up.Publish(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub(events.Event{Topic: "diasources", Pipeline: "detect", Properties: map[string]any{"visitId": "v1"}})
+	pub(events.Event{Topic: events.TopicPipeline, Properties: map[string]any{"pipeline": "detect", "state": "ended", "outcome": "COMPLETED"}})
+	pub(events.Event{Topic: events.TopicPipeline, Properties: map[string]any{"pipeline": "other", "state": "ended"}})
+	sub, err := b.Subscribe(context.Background(), "diasources", "prod1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func(wait time.Duration) (events.Event, error) {
+		c, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		return sub.Next(c)
+	}
+	if e, err := next(5 * time.Second); err != nil || e.Properties["visitId"] != "v1" {
+		t.Fatalf("first trigger: %+v %v", e, err)
+	}
+	if e, err := next(time.Second); err == nil {
+		t.Fatalf("input closed before mops ended: %+v", e)
+	}
+	pub(events.Event{Topic: events.TopicPipeline, Properties: map[string]any{"pipeline": "mops", "state": "ended"}})
+	e2, err := next(10 * time.Second)
+	if err != nil || e2.Kind != events.KindNoMoreData || e2.Pipeline != "assoc" {
+		t.Fatalf("after both ended: %+v %v; want assoc's no-more-data", e2, err)
+	}
+
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Errorf("ServeBroker: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("ServeBroker did not return once its context ended")
+	}
+	// The store is free again.
+	unlock, err := lockBroker(l, 0)
+	if err != nil {
+		t.Fatalf("the broker's lock is still held: %v", err)
+	}
+	unlock()
+}
