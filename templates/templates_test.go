@@ -294,11 +294,15 @@ func TestRenderRejects(t *testing.T) {
 			j.Launch, j.Steps = nil, []templates.Step{{Name: "a", Launch: []string{"true"}}, {Launch: []string{"true"}}}
 		}},
 		{"Steps[0].Launch", func(j *templates.Job) { j.Launch, j.Steps = nil, []templates.Step{{Name: "a"}} }},
-		{"Steps[0].Launch", func(j *templates.Job) { j.Launch, j.Steps = nil, []templates.Step{{Name: "a", Launch: []string{"", "x"}}} }},
+		{"Steps[0].Launch", func(j *templates.Job) {
+			j.Launch, j.Steps = nil, []templates.Step{{Name: "a", Launch: []string{"", "x"}}}
+		}},
 		{"Steps[1].Launch[2]", func(j *templates.Job) {
 			j.Launch, j.Steps = nil, []templates.Step{{Name: "a", Launch: []string{"true"}}, {Name: "b", Launch: []string{"srun", "x", "a\x00b"}}}
 		}},
-		{"Steps[0].Name", func(j *templates.Job) { j.Launch, j.Steps = nil, []templates.Step{{Name: "a\rb", Launch: []string{"true"}}} }},
+		{"Steps[0].Name", func(j *templates.Job) {
+			j.Launch, j.Steps = nil, []templates.Step{{Name: "a\rb", Launch: []string{"true"}}}
+		}},
 		{"Broker", func(j *templates.Job) { j.Broker = []string{"", "x"} }},
 		{"Broker[1]", func(j *templates.Job) { j.Broker = []string{"nats-server", "a\x00"} }},
 	} {
