@@ -37,6 +37,7 @@ import (
 	"strings"
 	"sync"
 	"text/template"
+	"text/template/parse"
 
 	"github.com/dpsbatch/dpsbatch/internal/conf"
 	"github.com/dpsbatch/dpsbatch/internal/slurmtime"
@@ -89,11 +90,33 @@ type Job struct {
 	Env [][2]string
 	// Launch is the full argv of the job step, such as srun --mpi=none
 	// --kill-on-bad-exit=1 /abs/dpsbatch run --run-dir D ... The script
-	// exits with its status.
+	// exits with its status. Exactly one of Launch and Steps is set.
 	Launch []string
+	// Steps, instead of Launch, are several launches (a production's
+	// pipelines) that run at once, each in the background: one that fails
+	// does not stop the others (srun's --kill-on-bad-exit is per step).
+	// The log says when each starts and ends, with its status ("dpsbatch:
+	// step NAME exited 3"); the script waits for all of them and exits
+	// with the first non-zero status in step order, else 0. With
+	// StopFile, the shell writes the stop file once and every step's
+	// Pipeline rank watches it.
+	Steps []Step
+	// Broker, optional, is a command (such as the run's event broker)
+	// the batch shell starts in the background before the launch or the
+	// steps, its output going to the job's log, and stops once they have
+	// ended: SIGTERM, then waiting for it (SIGKILL if it is still there
+	// after 30 seconds). It is stopped however the script ends, on
+	// SIGTERM or SIGINT too.
+	Broker []string
 	// Attempt counts the run's jobs: 1 for the first submission, then one
 	// more at each resume. It appears in the script's log line.
 	Attempt int
+}
+
+// Step is one of a Job's concurrent launches.
+type Step struct {
+	Name   string   // required; names the step in the job's log
+	Launch []string // required; its full argv, as Job.Launch
 }
 
 // FieldError is a Job field that Render cannot place in a script, or a
@@ -113,6 +136,9 @@ func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
 type Template struct {
 	name string
 	tmpl *template.Template
+	// uses holds the Job fields the template refers to: Render refuses a
+	// Job with Steps or a Broker for a template that would drop them.
+	uses map[string]bool
 }
 
 // Name returns the file name the template was loaded from, or the name
@@ -155,9 +181,12 @@ func Parse(name, text string) (*Template, error) {
 	if err != nil {
 		return nil, templateError(name, err)
 	}
-	t := &Template{name: name, tmpl: tmpl}
+	t := &Template{name: name, tmpl: tmpl, uses: fieldsUsed(tmpl)}
 	var out bytes.Buffer
 	if err := t.tmpl.Execute(&out, sampleJob()); err != nil {
+		return nil, templateError(name, err)
+	}
+	if err := t.tmpl.Execute(io.Discard, sampleStepsJob()); err != nil {
 		return nil, templateError(name, err)
 	}
 	if !bytes.HasPrefix(out.Bytes(), []byte("#!")) {
@@ -173,6 +202,15 @@ func Parse(name, text string) (*Template, error) {
 func (t *Template) Render(w io.Writer, j Job) error {
 	if err := check(&j); err != nil {
 		return err
+	}
+	for _, f := range []struct {
+		name, what string
+		set        bool
+	}{{"Steps", "several concurrent steps", len(j.Steps) > 0}, {"Broker", "a broker", len(j.Broker) > 0}} {
+		if f.set && !t.uses[f.name] {
+			return &FieldError{Field: f.name, Msg: fmt.Sprintf("the template %s never uses .%s, so its script would not run %s: start a site template from the default one (templates/sbatch.tmpl)",
+				t.name, f.name, f.what)}
+		}
 	}
 	if strings.EqualFold(j.Time, "infinite") || strings.EqualFold(j.Time, "unlimited") {
 		j.Time = ""
@@ -237,8 +275,22 @@ func check(j *Job) error {
 			return bad("Time", "%q is not a Slurm time limit: want MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS or infinite", t)
 		}
 	}
-	if len(j.Launch) == 0 || j.Launch[0] == "" {
+	switch {
+	case len(j.Steps) > 0 && len(j.Launch) > 0:
+		return bad("Steps", "set together with Launch: give one launch or several steps, not both")
+	case len(j.Steps) == 0 && (len(j.Launch) == 0 || j.Launch[0] == ""):
 		return bad("Launch", "required (the job step's argv, such as srun ... dpsbatch run ...)")
+	}
+	for i, st := range j.Steps {
+		if st.Name == "" {
+			return bad(fmt.Sprintf("Steps[%d].Name", i), "required (names the step in the job's log)")
+		}
+		if len(st.Launch) == 0 || st.Launch[0] == "" {
+			return bad(fmt.Sprintf("Steps[%d].Launch", i), "required (the step's argv, such as srun ... dpsbatch run ...)")
+		}
+	}
+	if len(j.Broker) > 0 && j.Broker[0] == "" {
+		return bad("Broker", "the command is empty (leave Broker out for no broker)")
 	}
 	for i, opt := range j.Extra {
 		if !extraOpt.MatchString(opt) {
@@ -280,6 +332,12 @@ func eachString(j *Job, f func(field, s string)) {
 				case reflect.Array:
 					f(fmt.Sprintf("%s[%d] name", name, k), e.Index(0).String())
 					f(fmt.Sprintf("%s[%d] value", name, k), e.Index(1).String())
+				case reflect.Struct: // Steps
+					st := e.Interface().(Step)
+					f(fmt.Sprintf("%s[%d].Name", name, k), st.Name)
+					for a, s := range st.Launch {
+						f(fmt.Sprintf("%s[%d].Launch[%d]", name, k, a), s)
+					}
 				}
 			}
 		}
@@ -301,6 +359,74 @@ func sampleJob() Job {
 		Launch:  []string{"srun", "--mpi=none", "/usr/bin/dpsbatch", "run"},
 		Attempt: 1,
 	}
+}
+
+// sampleStepsJob is sampleJob with a broker and steps in place of the
+// launch.
+func sampleStepsJob() Job {
+	j := sampleJob()
+	j.Launch = nil
+	j.StopFile = "/runs/sample/.stop"
+	j.Broker = []string{"/usr/bin/dpsbatch", "broker"}
+	j.Steps = []Step{{Name: "one", Launch: []string{"srun", "-n2", "true"}}, {Name: "two", Launch: []string{"srun", "-n3", "true"}}}
+	return j
+}
+
+// fieldsUsed lists the Job fields that the templates of t refer to, as
+// .Field or $.Field, anywhere.
+func fieldsUsed(t *template.Template) map[string]bool {
+	used := map[string]bool{}
+	var walk func(n parse.Node)
+	walk = func(n parse.Node) {
+		switch n := n.(type) {
+		case *parse.ListNode:
+			if n != nil {
+				for _, c := range n.Nodes {
+					walk(c)
+				}
+			}
+		case *parse.ActionNode:
+			walk(n.Pipe)
+		case *parse.PipeNode:
+			if n != nil {
+				for _, c := range n.Cmds {
+					walk(c)
+				}
+			}
+		case *parse.CommandNode:
+			for _, a := range n.Args {
+				walk(a)
+			}
+		case *parse.ChainNode:
+			walk(n.Node)
+		case *parse.FieldNode:
+			used[n.Ident[0]] = true
+		case *parse.VariableNode:
+			if len(n.Ident) > 1 && n.Ident[0] == "$" {
+				used[n.Ident[1]] = true
+			}
+		case *parse.IfNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.RangeNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.WithNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.TemplateNode:
+			walk(n.Pipe)
+		}
+	}
+	for _, tt := range t.Templates() {
+		if tt.Tree != nil {
+			walk(tt.Tree.Root)
+		}
+	}
+	return used
 }
 
 var (

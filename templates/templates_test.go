@@ -60,6 +60,32 @@ func hostileJob(marks string) templates.Job {
 	}
 }
 
+// stepsBrokerJob is a production's job: two steps and a broker.
+func stepsBrokerJob() templates.Job {
+	j := minimalJob()
+	j.Name, j.RunID, j.RunDir, j.Tasks, j.Attempt = "nightly", "nightly", "/runs/nightly", 8, 1
+	j.Launch = nil
+	j.Broker = []string{"/opt/dpsbatch/bin/dpsbatch", "broker", "--run-dir", "/runs/nightly"}
+	j.Steps = []templates.Step{
+		{Name: "detect", Launch: []string{"srun", "--mpi=none", "--ntasks=5", "--exact", "/opt/dpsbatch/bin/dpsbatch", "run", "--pipeline", "detect"}},
+		{Name: "association", Launch: []string{"srun", "--mpi=none", "--ntasks=3", "--exact", "/opt/dpsbatch/bin/dpsbatch", "run", "--pipeline", "association"}},
+	}
+	return j
+}
+
+// stepsStopJob is a production's job of three steps with a stop file and
+// no broker.
+func stepsStopJob() templates.Job {
+	j := fullJob()
+	j.Launch = nil
+	j.Steps = []templates.Step{
+		{Name: "detect", Launch: []string{"srun", "--ntasks=3", "/opt/dpsbatch/bin/dpsbatch", "run", "--stop-file", j.StopFile}},
+		{Name: "association", Launch: []string{"srun", "--ntasks=2", "/opt/dpsbatch/bin/dpsbatch", "run", "--stop-file", j.StopFile}},
+		{Name: "moving objects", Launch: []string{"srun", "--ntasks=4", "/opt/dpsbatch/bin/dpsbatch", "run", "--stop-file", j.StopFile}},
+	}
+	return j
+}
+
 func TestGolden(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -68,6 +94,8 @@ func TestGolden(t *testing.T) {
 		{"minimal", minimalJob()},
 		{"full", fullJob()},
 		{"hostile", hostileJob("/tmp/marks")},
+		{"steps-broker", stepsBrokerJob()},
+		{"steps-stopfile", stepsStopJob()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
@@ -260,6 +288,23 @@ func TestRenderRejects(t *testing.T) {
 		{"RunID", func(j *templates.Job) { j.RunID = "r\r\n1" }},
 		{"Launch[2]", func(j *templates.Job) { j.Launch = []string{"srun", "x", "a\x00b"} }},
 		{"Setup[0]", func(j *templates.Job) { j.Setup = []string{"module load x\r"} }},
+		{"Steps", func(j *templates.Job) { j.Steps = stepsBrokerJob().Steps }},
+		{"Launch", func(j *templates.Job) { j.Launch, j.Steps = nil, []templates.Step{} }},
+		{"Steps[1].Name", func(j *templates.Job) {
+			j.Launch, j.Steps = nil, []templates.Step{{Name: "a", Launch: []string{"true"}}, {Launch: []string{"true"}}}
+		}},
+		{"Steps[0].Launch", func(j *templates.Job) { j.Launch, j.Steps = nil, []templates.Step{{Name: "a"}} }},
+		{"Steps[0].Launch", func(j *templates.Job) {
+			j.Launch, j.Steps = nil, []templates.Step{{Name: "a", Launch: []string{"", "x"}}}
+		}},
+		{"Steps[1].Launch[2]", func(j *templates.Job) {
+			j.Launch, j.Steps = nil, []templates.Step{{Name: "a", Launch: []string{"true"}}, {Name: "b", Launch: []string{"srun", "x", "a\x00b"}}}
+		}},
+		{"Steps[0].Name", func(j *templates.Job) {
+			j.Launch, j.Steps = nil, []templates.Step{{Name: "a\rb", Launch: []string{"true"}}}
+		}},
+		{"Broker", func(j *templates.Job) { j.Broker = []string{"", "x"} }},
+		{"Broker[1]", func(j *templates.Job) { j.Broker = []string{"nats-server", "a\x00"} }},
 	} {
 		j := fullJob()
 		tc.edit(&j)
