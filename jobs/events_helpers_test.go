@@ -46,8 +46,8 @@ func (e *env) eventRun(name string, listen, withVisits bool) string {
 	return sub.Dir
 }
 
-// rank0 plays rank 0 of job in the run in dir, as `dpsbatch run --state`
-// does: InJob.Hook opens the state file, starts the run's embedded broker
+// rank0 plays rank 0 of job in the run in dir (named run1, as every run
+// of these tests is), as `dpsbatch run --state` does: InJob.Hook opens the state file, starts the run's embedded broker
 // (holding its store) and records its address. End runs at cleanup.
 func rank0(t *testing.T, dir, job string) (*InJob, *harness.DistRun) {
 	t.Helper()
@@ -92,7 +92,7 @@ func dialJob(t *testing.T, dir, job string) *events.NATS {
 	return n
 }
 
-// readAllOn reads every event b holds for run1 on topic, from the first
+// readAllOn reads every event b holds for run run1 on topic, from the first
 // stored, until none comes for idle.
 func readAllOn(t *testing.T, b events.Broker, topic string, idle time.Duration) []events.Event {
 	t.Helper()
