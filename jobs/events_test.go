@@ -1,0 +1,866 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dpsbatch/dpsbatch/events"
+	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/scheduler"
+	"github.com/dpsbatch/dpsbatch/state"
+)
+
+// The events of batch runs around Slurm: Relay (dpsbatch stop, finish,
+// event send), the broker lock, the feed rank 0 hands the harness, the
+// recorder's admission of triggered visits, the end of a run's input, and
+// status's silent Pipeline. The brokers are real (the run's embedded NATS
+// server, or the in-process Memory broker where only the feed's logic is
+// tested), the state files are real, Slurm is the fake backend.
+
+// Relay refuses an event the run's Pipeline would never read, and
+// publishes nothing: the job's broker, read afterwards, holds only the
+// one good event sent last.
+func TestRelayRefusals(t *testing.T) {
+	e := newEnv(t, 3)
+	listening := e.eventRun("run1", true, false)
+	e2 := newEnv(t, 3)
+	notListening := e2.eventRun("run1", false, true)
+	// Both jobs run, their rank 0 serving the run's broker: a refusal
+	// that slipped through would reach it.
+	e.fake.set("1001", "RUNNING")
+	e2.fake.set("1001", "RUNNING")
+	rank0(t, listening, "1001")
+	rank0(t, notListening, "1001")
+
+	for _, tc := range []struct {
+		name string
+		e    *env
+		dir  string
+		ev   events.Event
+		says []string
+	}{
+		{"misspelt topic", e, listening, events.Event{Topic: "visit", Properties: map[string]any{events.PropVisit: "v9"}},
+			[]string{`never reads topic "visit"`, `did you mean "visits"`, "it reads: visits, dpsbatch.control, ephem", "run run1"}},
+		{"unknown topic", e, listening, events.Event{Topic: "calib"},
+			[]string{`never reads topic "calib"`, "it reads: visits, dpsbatch.control, ephem"}},
+		{"trigger without visitId", e, listening, events.Event{Topic: "visits", Properties: map[string]any{"visit": "v9"}},
+			[]string{"a trigger event needs a visitId property"}},
+		{"data on the control topic", e, listening, events.Event{Topic: events.TopicControl, Properties: map[string]any{"why": "x"}},
+			[]string{"only shutdown events go on dpsbatch.control"}},
+		{"no-more-data on the control topic", e, listening, events.Event{Topic: events.TopicControl, Kind: events.KindNoMoreData},
+			[]string{"only shutdown events go on dpsbatch.control"}},
+		{"trigger to a run without --listen", e2, notListening, events.Event{Topic: "visits", Properties: map[string]any{events.PropVisit: "v9"}},
+			[]string{"submitted without --listen"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, when := range []int{WhenRunning, WhenLive, WhenAny} {
+				res, err := tc.e.relay(tc.dir, tc.ev, when, time.Second)
+				if res != nil {
+					t.Errorf("Relayed %+v; want nil", res)
+				}
+				wantInvalid(t, tc.name, err, "")
+				for _, s := range tc.says {
+					if !strings.Contains(err.Error(), s) {
+						t.Errorf("error %q does not say %q", err, s)
+					}
+				}
+			}
+		})
+	}
+
+	// A good trigger goes through, so the reader below can see one.
+	if _, err := e.relay(listening, events.Event{Topic: "visits", Properties: map[string]any{events.PropVisit: "v9"}}, WhenRunning, 5*time.Second); err != nil {
+		t.Fatalf("a good trigger: %v", err)
+	}
+	for _, r := range []struct {
+		name  string
+		dir   string
+		wants []string // the visits on the trigger topic
+	}{{"listening run", listening, []string{"v9"}}, {"run without --listen", notListening, nil}} {
+		n := dialJob(t, r.dir, "1001")
+		var got []string
+		for _, topic := range []string{"visits", "visit", "calib", events.TopicControl, "ephem"} {
+			for _, ev := range readAllOn(t, n, topic, 300*time.Millisecond) {
+				got = append(got, topic+":"+visitOf(ev))
+			}
+		}
+		var want []string
+		for _, v := range r.wants {
+			want = append(want, "visits:"+v)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: the job's broker holds %v; want %v", r.name, got, want)
+		}
+		if recs := recorded(t, r.dir, state.EventQuery{}); len(recs) != 0 {
+			t.Errorf("the state file recorded %+v; want no event", recs)
+		}
+	}
+}
+
+// A no-more-data for a run that does not listen is not refused, nor sent:
+// the run ends after its visit list anyway.
+func TestRelayFinishWithoutListen(t *testing.T) {
+	e := newEnv(t, 3)
+	dir := e.eventRun("run1", false, true)
+	e.fake.set("1001", "RUNNING")
+	res, err := e.relay(dir, events.Event{Topic: "visits", Kind: events.KindNoMoreData}, WhenLive, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(res.Note, "without --listen") || res.Broker != "" || res.Stored || res.Job != "1001" || res.Kind != "no-more-data" {
+		t.Errorf("Relayed %+v; want a note that nothing was sent", res)
+	}
+	if _, err := os.Stat(Layout{Dir: dir}.BrokerDir()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the run's broker directory: %v; want none (nothing opened)", err)
+	}
+}
+
+// Relay to a running job reaches its Pipeline through the embedded
+// broker rank 0 started: a trigger, an event a stage waits for, a stop.
+// Each arrives with the run's ID, the sender's host and the time.
+func TestRelayToRunningJob(t *testing.T) {
+	e := newEnv(t, 3)
+	dir := e.eventRun("run1", true, false)
+	e.fake.set("1001", "RUNNING")
+	_, dr := rank0(t, dir, "1001")
+	url := brokerOfJob(t, dir, "1001")
+	ctx := context.Background()
+	trig, err := dr.Broker.Subscribe(ctx, "visits", "run1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer trig.Close()
+	host, _ := os.Hostname()
+	before := time.Now().Add(-time.Second)
+
+	for _, tc := range []struct {
+		ev   events.Event
+		when int
+	}{
+		{events.Event{Topic: "visits", Properties: map[string]any{events.PropVisit: "e1", "band": "r", "n": 3}}, WhenRunning},
+		{events.Event{Topic: "ephem", Properties: map[string]any{"ra": 12.5}}, WhenLive},
+		{events.Event{Topic: events.TopicControl, Kind: events.KindShutdown, Properties: map[string]any{"why": "operator"}}, WhenRunning},
+	} {
+		var sub events.Subscription = trig
+		if tc.ev.Topic != "visits" {
+			if sub, err = dr.Broker.Subscribe(ctx, tc.ev.Topic, "run1"); err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Close()
+		}
+		res, err := e.relay(dir, tc.ev, tc.when, 5*time.Second)
+		if err != nil {
+			t.Fatalf("Relay on %s: %v", tc.ev.Topic, err)
+		}
+		kind := string(tc.ev.Kind)
+		if kind == "" {
+			kind = "data"
+		}
+		want := Relayed{Run: "run1", Topic: tc.ev.Topic, Kind: kind, Job: "1001", JobState: "RUNNING", Broker: url}
+		if *res != want {
+			t.Errorf("Relayed %+v; want %+v", *res, want)
+		}
+		got := next(t, sub)
+		if got.Topic != tc.ev.Topic || got.RunID != "run1" || got.Sender != host || got.Time.Before(before) ||
+			got.Time.After(time.Now()) || !maps.Equal(got.Properties, tc.ev.Properties) || got.Kind != tc.ev.Kind && !(tc.ev.Kind == "" && got.IsData()) {
+			t.Errorf("received %+v; want %+v with run1, sender %s and the time", got, tc.ev, host)
+		}
+	}
+	// The Pipeline's broker recorded what it received, with the job.
+	recs := recorded(t, dir, state.EventQuery{Dir: "in"})
+	var topics []string
+	for _, r := range recs {
+		topics = append(topics, r.Topic)
+		if r.Job != "1001" || r.Sender != host || r.Time.IsZero() {
+			t.Errorf("recorded %+v; want job 1001, sender %s, a time", r, host)
+		}
+	}
+	if want := []string{"visits", "ephem", events.TopicControl}; !slices.Equal(topics, want) {
+		t.Errorf("recorded topics %v; want %v", topics, want)
+	}
+}
+
+// A running job that has not recorded its broker's address yet: Relay
+// waits for it, then says the broker cannot be reached, and why.
+func TestRelayRunningWithoutBroker(t *testing.T) {
+	e := newEnv(t, 3)
+	dir := e.eventRun("run1", true, false)
+	e.fake.set("1001", "RUNNING")
+	start := time.Now()
+	res, err := e.relay(dir, events.Event{Topic: events.TopicControl, Kind: events.KindShutdown}, WhenRunning, 600*time.Millisecond)
+	took := time.Since(start)
+	if res != nil || !errors.Is(err, ErrBrokerUnreachable) {
+		t.Fatalf("Relay: %+v, %v; want ErrBrokerUnreachable", res, err)
+	}
+	for _, s := range []string{"run run1", "job 1001", "has not recorded its broker's address within 600ms", "see its log"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q does not say %q", err, s)
+		}
+	}
+	if took < 600*time.Millisecond {
+		t.Errorf("Relay gave up after %s; want it to wait 600ms for the address", took)
+	}
+	if _, err := os.Stat(Layout{Dir: dir}.BrokerDir()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("broker directory: %v; want none: a running job's store is its own", err)
+	}
+}
+
+// Only a running job hears `dpsbatch stop`; a pending one is named.
+func TestRelayPendingWhenRunning(t *testing.T) {
+	e := newEnv(t, 3)
+	dir := e.eventRun("run1", true, false) // 1001 PENDING
+	res, err := e.relay(dir, events.Event{Topic: events.TopicControl, Kind: events.KindShutdown}, WhenRunning, time.Second)
+	if res != nil || !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("Relay: %+v, %v; want ErrNotRunning", res, err)
+	}
+	for _, s := range []string{"run run1", "its job 1001 is pending", "dpsbatch cancel run1"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q does not say %q", err, s)
+		}
+	}
+	if _, err := os.Stat(Layout{Dir: dir}.BrokerDir()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("broker directory: %v; want none (nothing stored)", err)
+	}
+}
+
+// With no live job, Relay says how the last one ended, unless the event
+// may be kept (WhenAny): then it is stored in the run's broker, and the
+// next job's rank 0 receives it — published before the job started.
+func TestRelayNoLiveJob(t *testing.T) {
+	e := newEnv(t, 3)
+	dir := e.eventRun("run1", true, false)
+	e.fake.forget("1001", "TIMEOUT")
+	trigger := events.Event{Topic: "visits", Properties: map[string]any{events.PropVisit: "late1", "band": "i"}}
+	for _, tc := range []struct {
+		when int
+		says []string
+		not  string
+	}{
+		{WhenRunning, []string{"run run1", "not running", "its last job 1001 is timeout since "}, "--keep"},
+		{WhenLive, []string{"its last job 1001 is timeout since ", "--keep stores the event"}, ""},
+	} {
+		res, err := e.relay(dir, trigger, tc.when, time.Second)
+		if res != nil || !errors.Is(err, ErrNotRunning) {
+			t.Fatalf("Relay when %d: %+v, %v; want ErrNotRunning", tc.when, res, err)
+		}
+		for _, s := range tc.says {
+			if !strings.Contains(err.Error(), s) {
+				t.Errorf("error %q does not say %q", err, s)
+			}
+		}
+		if tc.not != "" && strings.Contains(err.Error(), tc.not) {
+			t.Errorf("error %q says %q", err, tc.not)
+		}
+	}
+	if _, err := os.Stat(Layout{Dir: dir}.BrokerDir()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("broker directory: %v; want none before an event is kept", err)
+	}
+
+	res, err := e.relay(dir, trigger, WhenAny, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := Layout{Dir: dir}
+	if want := (Relayed{Run: "run1", Topic: "visits", Kind: "data", Broker: l.BrokerDir(), Stored: true}); *res != want {
+		t.Errorf("Relayed %+v; want %+v", *res, want)
+	}
+	// Relay let the store go: a resumed run's job takes it and its
+	// Pipeline receives the event.
+	withState(t, dir, func(st *state.Store) {
+		if err := st.AddJob(state.Job{ID: "1002", Attempt: 2, Submitted: fixedNow(), State: "SUBMITTED"}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	_, dr := rank0(t, dir, "1002")
+	sub, err := dr.Broker.Subscribe(context.Background(), "visits", "run1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	got := next(t, sub)
+	if visitOf(got) != "late1" || got.Properties["band"] != "i" || got.RunID != "run1" || got.Time.IsZero() {
+		t.Errorf("the job received %+v; want late1 of run1", got)
+	}
+	quiet(t, sub, 300*time.Millisecond)
+	if recs := recorded(t, dir, state.EventQuery{Dir: "in", Topic: "visits"}); len(recs) != 1 || recs[0].Job != "1002" {
+		t.Errorf("recorded %+v; want the one trigger, by job 1002", recs)
+	}
+}
+
+// A pending job may be sent an event (WhenLive): it is stored for it.
+// Once the job has started (Slurm may still say PENDING), its rank 0
+// holds the store, and Relay sends to its broker instead.
+func TestRelayPendingJob(t *testing.T) {
+	e := newEnv(t, 3)
+	dir := e.eventRun("run1", true, false) // 1001 PENDING
+	l := Layout{Dir: dir}
+	ev := func(id string) events.Event {
+		return events.Event{Topic: "visits", Properties: map[string]any{events.PropVisit: id}}
+	}
+	res, err := e.relay(dir, ev("p1"), WhenLive, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Relayed{Run: "run1", Topic: "visits", Kind: "data", Job: "1001", JobState: "PENDING", Broker: l.BrokerDir(), Stored: true}); *res != want {
+		t.Errorf("Relayed %+v; want %+v", *res, want)
+	}
+	_, dr := rank0(t, dir, "1001")
+	res, err = e.relay(dir, ev("p2"), WhenLive, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Stored || res.Broker != brokerOfJob(t, dir, "1001") || res.JobState != "PENDING" {
+		t.Errorf("Relayed %+v; want sent to the job's broker %s", res, brokerOfJob(t, dir, "1001"))
+	}
+	sub, err := dr.Broker.Subscribe(context.Background(), "visits", "run1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if a, b := visitOf(next(t, sub)), visitOf(next(t, sub)); a != "p1" || b != "p2" {
+		t.Errorf("the job received %s, %s; want p1, p2", a, b)
+	}
+}
+
+// Whoever serves the run's broker store holds its lock; the token is the
+// owner's alone and new with every server.
+func TestBrokerLock(t *testing.T) {
+	e := newEnv(t, 1)
+	dir := e.eventRun("run1", true, false)
+	l := Layout{Dir: dir}
+	log := slog.New(slog.DiscardHandler)
+	ctx := context.Background()
+	s1, err := serve(ctx, l, "127.0.0.1", 0, "first", "", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok1 := string(readAll(t, l.BrokerToken()))
+	if fi, err := os.Stat(l.BrokerToken()); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("token file: %v, %v; want mode 0600", fi.Mode(), err)
+	}
+	if len(strings.TrimSpace(tok1)) < 32 {
+		t.Errorf("token %q; want a long random one", tok1)
+	}
+	start := time.Now()
+	if _, err := lockBroker(l, 0); !errors.Is(err, errBrokerBusy) || !strings.Contains(err.Error(), l.BrokerDir()) {
+		t.Fatalf("lockBroker while served: %v; want errBrokerBusy naming %s", err, l.BrokerDir())
+	}
+	if took := time.Since(start); took > 500*time.Millisecond {
+		t.Errorf("lockBroker with wait 0 took %s; want at once", took)
+	}
+	start = time.Now()
+	if _, err := lockBroker(l, 300*time.Millisecond); !errors.Is(err, errBrokerBusy) || time.Since(start) < 300*time.Millisecond {
+		t.Fatalf("lockBroker waiting 300ms: %v after %s; want errBrokerBusy after 300ms", err, time.Since(start))
+	}
+	if _, err := serve(ctx, l, "127.0.0.1", 0, "second", "", log); !errors.Is(err, errBrokerBusy) {
+		t.Fatalf("a second serve: %v; want errBrokerBusy", err)
+	}
+	if got := string(readAll(t, l.BrokerToken())); got != tok1 {
+		t.Error("a refused serve replaced the token")
+	}
+	if err := s1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := lockBroker(l, 0)
+	if err != nil {
+		t.Fatalf("lockBroker after Close: %v", err)
+	}
+	unlock()
+
+	// A waiting lockBroker gets the lock once it is let go.
+	s2, err := serve(ctx, l, "127.0.0.1", 0, "third", "", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok2 := string(readAll(t, l.BrokerToken()))
+	if tok2 == tok1 {
+		t.Error("the token is the same for two servers")
+	}
+	if fi, err := os.Stat(l.BrokerToken()); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("token file after the second serve: %v, %v; want mode 0600", fi.Mode(), err)
+	}
+	go func() { time.Sleep(200 * time.Millisecond); s2.Close() }()
+	unlock, err = lockBroker(l, 10*time.Second)
+	if err != nil {
+		t.Fatalf("lockBroker waiting for the server to close: %v", err)
+	}
+	unlock()
+}
+
+// feedBroker is rank 0's broker over an in-process Memory broker, on the
+// state file of a submitted run (job 1001), feeding feed.
+func feedBroker(t *testing.T, feed []harness.Visit, listen bool) (*jobBroker, *events.Memory, string) {
+	t.Helper()
+	e := newEnv(t, 2)
+	dir := e.eventRun("run1", listen, true)
+	st, err := state.Open(Layout{Dir: dir}.State())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	m := events.NewMemory()
+	t.Cleanup(func() { m.Close() })
+	return &jobBroker{Broker: m, st: st, job: "1001", trigger: "visits", feed: feed, listen: listen,
+		log: slog.New(slog.DiscardHandler), now: fixedNow}, m, dir
+}
+
+// Not listening, the trigger subscription gives the feed, one
+// no-more-data, then ErrClosed; the broker's own trigger events are not
+// read. Each visit's slot is let go once returned.
+func TestFeedNotListening(t *testing.T) {
+	feed := []harness.Visit{{ID: "a", Props: map[string]any{"band": "r"}}, {ID: "b"}}
+	b, m, dir := feedBroker(t, feed, false)
+	ctx := context.Background()
+	if err := m.Publish(ctx, events.Event{Topic: "visits", RunID: "run1", Properties: map[string]any{events.PropVisit: "x"}}); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := b.Subscribe(ctx, "visits", "run1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	for i, want := range []string{"a", "b"} {
+		got := next(t, sub)
+		if got.Topic != "visits" || got.RunID != "run1" || !got.IsData() || visitOf(got) != want {
+			t.Fatalf("event %d: %+v; want visit %s of run1 on visits", i, got, want)
+		}
+		if i == 0 && got.Properties["band"] != "r" {
+			t.Errorf("visit a's properties %v; want band r", got.Properties)
+		}
+		if feed[i].ID != "" || feed[i].Props != nil {
+			t.Errorf("feed slot %d still holds %+v after it was returned", i, feed[i])
+		}
+	}
+	end := next(t, sub)
+	if end.Kind != events.KindNoMoreData || end.Topic != "visits" || end.RunID != "run1" {
+		t.Errorf("after the feed: %+v; want no-more-data on visits for run1", end)
+	}
+	for range 2 {
+		if e, err := sub.Next(ctx); !errors.Is(err, events.ErrClosed) {
+			t.Fatalf("after no-more-data: %+v, %v; want ErrClosed", e, err)
+		}
+	}
+	// A done context is an error before anything else.
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := sub.Next(done); !errors.Is(err, context.Canceled) {
+		t.Errorf("Next with a done context: %v", err)
+	}
+	if recs := recorded(t, dir, state.EventQuery{}); len(recs) != 0 {
+		t.Errorf("recorded %+v; want nothing (the broker was not read)", recs)
+	}
+	if r := runOf(t, dir); !r.InputClosed.IsZero() {
+		t.Errorf("input closed %v by the feed's own end; want open", r.InputClosed)
+	}
+}
+
+// Listening, the feed comes first, then the broker's trigger events
+// (recorded as received), with no end of their own; a no-more-data from
+// the broker closes the run's input. Other topics get no feed.
+func TestFeedListening(t *testing.T) {
+	feed := []harness.Visit{{ID: "a"}}
+	b, m, dir := feedBroker(t, feed, true)
+	ctx := context.Background()
+	pub := func(e events.Event) {
+		t.Helper()
+		e.RunID = "run1"
+		if err := m.Publish(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub(events.Event{Topic: "visits", Sender: "login1", Properties: map[string]any{events.PropVisit: "e1", "band": "g"}})
+	sub, err := b.Subscribe(ctx, "visits", "run1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	other, err := b.Subscribe(ctx, "ephem", "run1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+
+	if got := visitOf(next(t, sub)); got != "a" {
+		t.Fatalf("first %q; want the feed's a", got)
+	}
+	if feed[0].ID != "" {
+		t.Errorf("feed slot still holds %+v", feed[0])
+	}
+	if got := next(t, sub); visitOf(got) != "e1" || got.Properties["band"] != "g" {
+		t.Fatalf("second %+v; want e1 from the broker", got)
+	}
+	quiet(t, sub, 200*time.Millisecond) // no no-more-data of its own
+	quiet(t, other, 100*time.Millisecond)
+	if r := runOf(t, dir); !r.InputClosed.IsZero() {
+		t.Fatalf("input closed before any no-more-data: %+v", r)
+	}
+
+	// A no-more-data elsewhere is not the end of the input.
+	pub(events.Event{Topic: "ephem", Kind: events.KindNoMoreData})
+	if got := next(t, other); got.Kind != events.KindNoMoreData {
+		t.Fatalf("on ephem: %+v", got)
+	}
+	if r := runOf(t, dir); !r.InputClosed.IsZero() {
+		t.Fatalf("a no-more-data on ephem closed the input: %+v", r)
+	}
+	pub(events.Event{Topic: "visits", Kind: events.KindNoMoreData, Sender: "login1"})
+	if got := next(t, sub); got.Kind != events.KindNoMoreData {
+		t.Fatalf("third %+v; want the broker's no-more-data", got)
+	}
+	r := runOf(t, dir)
+	if !r.InputClosed.Equal(fixedNow()) || r.InputClosedWhy != "no-more-data from login1" {
+		t.Errorf("input closed at %v for %q; want %v, no-more-data from login1", r.InputClosed, r.InputClosedWhy, fixedNow())
+	}
+	quiet(t, sub, 100*time.Millisecond)
+
+	// What came from the broker is recorded, the feed is not.
+	var got []string
+	for _, rec := range recorded(t, dir, state.EventQuery{}) {
+		id, _ := rec.Props[events.PropVisit].(string)
+		got = append(got, rec.Dir+" "+rec.Topic+" "+rec.Kind+" "+id+" "+rec.Job)
+	}
+	want := []string{"in visits  e1 1001", "in ephem no-more-data  1001", "in visits no-more-data  1001"}
+	if !slices.Equal(got, want) {
+		t.Errorf("recorded\n%q\nwant\n%q", got, want)
+	}
+
+	// Publish records what is sent, but heartbeats.
+	if err := b.Publish(ctx, events.Event{Topic: events.TopicHeartbeat, RunID: "run1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(ctx, events.Event{Topic: "done", RunID: "run1", Pipeline: "tiny"}); err != nil {
+		t.Fatal(err)
+	}
+	if out := recorded(t, dir, state.EventQuery{Dir: "out"}); len(out) != 1 || out[0].Topic != "done" || out[0].Pipeline != "tiny" {
+		t.Errorf("recorded as sent %+v; want the one on done", out)
+	}
+}
+
+// A trigger's visit runs unless the state file records it done; one the
+// run has not heard of is added first.
+func TestAdmitVisit(t *testing.T) {
+	e := newEnv(t, 5)
+	dir := e.submit("run1")
+	st, err := state.Open(Layout{Dir: dir}.State())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	visitAs(t, st, "1001", "v001", state.Done)
+	visitAs(t, st, "1001", "v002", state.Failed)
+	visitAs(t, st, "1001", "v003", state.Interrupted)
+	r := &recorder{st: st, job: "1001", now: fixedNow, log: slog.New(slog.DiscardHandler)}
+	for _, tc := range []struct {
+		visit  string
+		run    bool
+		reason string
+	}{
+		{"v001", false, "already done (state file)"},
+		{"v002", true, ""},
+		{"v003", true, ""},
+		{"v004", true, ""},
+		{"new1", true, ""},
+		{"new1", true, ""}, // delivered twice: still one visit
+	} {
+		run, reason, err := r.AdmitVisit(tc.visit)
+		if err != nil || run != tc.run || reason != tc.reason {
+			t.Errorf("AdmitVisit(%s) = %v, %q, %v; want %v, %q", tc.visit, run, reason, err, tc.run, tc.reason)
+		}
+	}
+	vs, err := st.Visits("", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, v := range vs {
+		got = append(got, v.ID+" "+string(v.State))
+	}
+	want := []string{"v001 done", "v002 failed", "v003 interrupted", "v004 pending", "v005 pending", "new1 pending"}
+	if !slices.Equal(got, want) {
+		t.Errorf("visits %v; want %v", got, want)
+	}
+	// An empty visit ID is the state file's error, and nothing is run.
+	if run, _, err := r.AdmitVisit(""); err == nil || run {
+		t.Errorf("AdmitVisit(\"\") = %v, %v; want an error", run, err)
+	}
+}
+
+// `dpsbatch finish` reaches the running job's Pipeline, whose broker
+// closes the run's input in the state file; a resume then finds the run
+// complete, where a listening run whose input is open gets a new job.
+func TestFinishThenResume(t *testing.T) {
+	e := newEnv(t, 3)
+	dir := e.eventRun("run1", true, false)
+	e.fake.set("1001", "RUNNING")
+	j, dr := rank0(t, dir, "1001")
+	sub, err := dr.Broker.Subscribe(context.Background(), "visits", "run1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if _, err := e.relay(dir, events.Event{Topic: "visits", Kind: events.KindNoMoreData}, WhenLive, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := next(t, sub); got.Kind != events.KindNoMoreData {
+		t.Fatalf("received %+v; want no-more-data", got)
+	}
+	host, _ := os.Hostname()
+	r := runOf(t, dir)
+	if r.InputClosed.IsZero() || r.InputClosedWhy != "no-more-data from "+host {
+		t.Errorf("input closed %v, %q; want closed by no-more-data from %s", r.InputClosed, r.InputClosedWhy, host)
+	}
+	if err := j.End(&harness.Summary{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.fake.forget("1001", "COMPLETED")
+	res, err := Resume(context.Background(), e.resumeOpts(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, n := e.fake.calls(); !res.Complete || len(res.Jobs) != 0 || n != 1 {
+		t.Errorf("resume of a finished run: %+v, %d submissions; want complete, nothing submitted", res, n)
+	}
+	if rs := status(t, e, dir); !rs.Listen || rs.InputClosed.IsZero() {
+		t.Errorf("status %+v; want listening, input closed", rs)
+	}
+
+	// The same run, its input open: resume submits a job to listen.
+	e2 := newEnv(t, 3)
+	dir2 := e2.eventRun("run1", true, false)
+	e2.fake.forget("1001", "TIMEOUT")
+	res, err = Resume(context.Background(), e2.resumeOpts(dir2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, n := e2.fake.calls(); res.Complete || !slices.Equal(res.Jobs, []string{"1002"}) || res.Visits != 0 || n != 2 {
+		t.Errorf("resume of a listening run: %+v, %d submissions; want job 1002 for no visits yet", res, n)
+	}
+	// Open input but a visit list all done: still not complete.
+	e3 := newEnv(t, 2)
+	dir3 := e3.eventRun("run1", true, true)
+	withState(t, dir3, func(st *state.Store) {
+		visitAs(t, st, "1001", "v001", state.Done)
+		visitAs(t, st, "1001", "v002", state.Done)
+	})
+	e3.fake.forget("1001", "COMPLETED")
+	if res, err := Resume(context.Background(), e3.resumeOpts(dir3)); err != nil || res.Complete || len(res.Jobs) != 1 {
+		t.Errorf("resume of a listening run with its visits done: %+v, %v; want a job", res, err)
+	}
+}
+
+// silent: a running job's Pipeline is silent past three heartbeats since
+// its last one, or, with none yet, past three heartbeats and a minute
+// since it started (by Slurm or by rank 0, the later).
+func TestSilent(t *testing.T) {
+	at := fixedNow()
+	every := 10 * time.Second
+	ago := func(d time.Duration) time.Time { return at.Add(-d) }
+	for _, tc := range []struct {
+		name   string
+		hb     time.Time
+		start  time.Time // rank 0's
+		slurm  time.Time // Slurm's
+		silent bool
+	}{
+		{"fresh heartbeat", ago(5 * time.Second), ago(time.Hour), ago(time.Hour), false},
+		{"heartbeat three beats old", ago(30 * time.Second), ago(time.Hour), ago(time.Hour), false},
+		{"stale heartbeat", ago(31 * time.Second), ago(time.Hour), ago(time.Hour), true},
+		{"none, started long ago", time.Time{}, ago(time.Hour), time.Time{}, true},
+		{"none, Slurm started it long ago", time.Time{}, time.Time{}, ago(time.Hour), true},
+		{"none, just started", time.Time{}, ago(10 * time.Second), ago(20 * time.Second), false},
+		{"none, within the minute's grace", time.Time{}, ago(80 * time.Second), time.Time{}, false},
+		{"none, past the grace", time.Time{}, ago(91 * time.Second), time.Time{}, true},
+		{"none, rank 0 started long ago, Slurm just now", time.Time{}, ago(time.Hour), ago(5 * time.Second), false},
+		{"none, no start known", time.Time{}, time.Time{}, time.Time{}, false},
+	} {
+		j := JobStatus{ID: "1001", State: "RUNNING", Live: true, Heartbeat: tc.hb, Started: tc.start}
+		k := scheduler.Job{ID: "1001", State: "RUNNING", Started: tc.slurm}
+		if got := silent(j, k, every, at); got != tc.silent {
+			t.Errorf("%s: silent = %v; want %v", tc.name, got, tc.silent)
+		}
+	}
+}
+
+// Status flags a running job whose Pipeline's heartbeat is stale, by the
+// run's heartbeat interval; not one that beats, nor one Slurm has not
+// started.
+func TestStatusSilent(t *testing.T) {
+	defer func(c func() time.Time) { clock = c }(clock)
+	e := newEnv(t, 3)
+	o := e.opts("run1")
+	o.Heartbeat = 10 * time.Second
+	sub, err := Submit(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := sub.Dir
+	withState(t, dir, func(st *state.Store) {
+		if err := st.JobStarted("1001", "n1", fixedNow()); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Heartbeat("1001", fixedNow().Add(time.Minute), "v002"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	for _, tc := range []struct {
+		name   string
+		slurm  string
+		now    time.Duration // after the heartbeat
+		silent bool
+	}{
+		{"beating", "RUNNING", 25 * time.Second, false},
+		{"silent", "RUNNING", 31 * time.Second, true},
+		{"long silent", "RUNNING", time.Hour, true},
+		{"pending in Slurm", "PENDING", time.Hour, false},
+		{"completing", "COMPLETING", time.Hour, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e.fake.set("1001", tc.slurm)
+			clock = func() time.Time { return fixedNow().Add(time.Minute + tc.now) }
+			rs := status(t, e, dir)
+			j := rs.Jobs[0]
+			if j.Silent != tc.silent {
+				t.Errorf("Silent = %v; want %v (%+v)", j.Silent, tc.silent, j)
+			}
+			if !j.Heartbeat.Equal(fixedNow().Add(time.Minute)) || j.HeartbeatVisit != "v002" || rs.Heartbeat != 10*time.Second {
+				t.Errorf("heartbeat %v on %q every %s; want the one recorded, every 10s", j.Heartbeat, j.HeartbeatVisit, rs.Heartbeat)
+			}
+		})
+	}
+	// Gone from Slurm, it is no longer silent: it ended.
+	e.fake.forget("1001", "CANCELLED")
+	if rs := status(t, e, dir); rs.Jobs[0].Silent {
+		t.Errorf("an ended job is silent: %+v", rs.Jobs[0])
+	}
+}
+
+// A resumed listening run feeds again the visits that arrived by event
+// and are still to run, with the properties their (last) trigger event
+// carried, in the state file's order among the visit list's; a runnable
+// visit found neither in the list nor among the trigger events received
+// is an error that names it.
+func TestInJobFeedOfTriggeredVisits(t *testing.T) {
+	record := func(t *testing.T, st *state.Store, dir, topic, id string, kind events.Kind, props map[string]any) {
+		t.Helper()
+		p := map[string]any{events.PropVisit: id}
+		maps.Copy(p, props)
+		if err := st.RecordEvent(state.EventRecord{Dir: dir, Topic: topic, Kind: string(kind), Job: "1001", Props: p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setup := func(t *testing.T, withVisits bool) (*env, string) {
+		e := newEnv(t, 2)
+		dir := e.eventRun("run1", true, withVisits)
+		withState(t, dir, func(st *state.Store) {
+			for _, id := range []string{"e1", "e2", "e3"} {
+				if _, err := st.AddVisit(id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			record(t, st, "in", "visits", "e1", "", map[string]any{"band": "r"})
+			record(t, st, "in", "visits", "e2", "", map[string]any{"band": "g", "n": 1})
+			record(t, st, "in", "visits", "e3", "", nil)
+			record(t, st, "in", "visits", "e1", "", map[string]any{"band": "z"}) // redelivered, later word
+			record(t, st, "in", "visits", "e2", events.KindShutdown, map[string]any{"band": "no"})
+			record(t, st, "out", "visits", "e2", "", map[string]any{"band": "out"})
+			record(t, st, "in", "ephem", "e2", "", map[string]any{"band": "ephem"})
+			visitAs(t, st, "1001", "e3", state.Done)
+		})
+		e.fake.forget("1001", "TIMEOUT")
+		return e, dir
+	}
+	// fedVisits starts job 1002 of the run and reads its feed.
+	fedVisits := func(t *testing.T, dir string, n int) []harness.Visit {
+		withState(t, dir, func(st *state.Store) {
+			if err := st.AddJob(state.Job{ID: "1002", Attempt: 2, Submitted: fixedNow(), State: "SUBMITTED"}); err != nil {
+				t.Fatal(err)
+			}
+		})
+		_, dr := rank0(t, dir, "1002")
+		sub, err := dr.Broker.Subscribe(context.Background(), "visits", "run1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		var out []harness.Visit
+		for range n {
+			ev := next(t, sub)
+			props := maps.Clone(ev.Properties)
+			delete(props, events.PropVisit)
+			out = append(out, harness.Visit{ID: visitOf(ev), Props: props})
+		}
+		quiet(t, sub, 300*time.Millisecond) // listening: no end of the feed's own
+		return out
+	}
+	check := func(t *testing.T, got []harness.Visit, want []string) {
+		t.Helper()
+		var s []string
+		for _, v := range got {
+			s = append(s, v.ID+" "+fmtProps(v.Props))
+		}
+		if !slices.Equal(s, want) {
+			t.Errorf("fed\n%q\nwant\n%q", s, want)
+		}
+	}
+
+	t.Run("no visit list", func(t *testing.T) {
+		_, dir := setup(t, false)
+		check(t, fedVisits(t, dir, 2), []string{"e1 band=z", "e2 band=g n=1"})
+	})
+	t.Run("with a visit list", func(t *testing.T) {
+		_, dir := setup(t, true)
+		withState(t, dir, func(st *state.Store) { visitAs(t, st, "1001", "v002", state.Done) })
+		check(t, fedVisits(t, dir, 3), []string{"v001 ", "e1 band=z", "e2 band=g n=1"})
+	})
+	t.Run("a visit from nowhere", func(t *testing.T) {
+		_, dir := setup(t, false)
+		withState(t, dir, func(st *state.Store) {
+			for _, id := range []string{"ghost", "sent"} {
+				if _, err := st.AddVisit(id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Sent by the run, not received: not where a visit comes from.
+			record(t, st, "out", "visits", "sent", "", nil)
+		})
+		for _, ghost := range []string{"ghost", "sent"} {
+			if ghost == "sent" {
+				withState(t, dir, func(st *state.Store) {
+					visitAs(t, st, "1001", "ghost", state.Done)
+				})
+			}
+			j := &InJob{StatePath: Layout{Dir: dir}.State(), JobID: "1001"}
+			dr := &harness.DistRun{RunID: "run1", RunDir: dir}
+			err := j.Hook(loadRunPolicy(t, dir), dr)
+			j.End(nil, err)
+			if err == nil || !strings.Contains(err.Error(), `visit "`+ghost+`"`) ||
+				!strings.Contains(err.Error(), "neither in the visit list nor among the trigger events received") ||
+				!strings.Contains(err.Error(), Layout{Dir: dir}.State()) {
+				t.Errorf("Hook: %v; want an error naming visit %s and the state file", err, ghost)
+			}
+			if dr.Broker != nil {
+				t.Errorf("Hook set a broker up anyway")
+			}
+		}
+		if _, err := os.Stat(Layout{Dir: dir}.BrokerDir()); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("broker directory: %v; want none (refused before the broker starts)", err)
+		}
+	})
+}
+
+// fmtProps is "k=v k=v" in key order.
+func fmtProps(p map[string]any) string {
+	var s []string
+	for _, k := range slices.Sorted(maps.Keys(p)) {
+		s = append(s, fmt.Sprintf("%s=%v", k, p[k]))
+	}
+	return strings.Join(s, " ")
+}
