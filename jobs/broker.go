@@ -52,7 +52,7 @@ func (l Layout) BrokerToken() string { return filepath.Join(l.BrokerDir(), "toke
 
 func (l Layout) brokerLock() string { return filepath.Join(l.BrokerDir(), "lock") }
 
-// ErrBrokerBusy: another process has the run's embedded broker store open.
+// errBrokerBusy: another process has the run's embedded broker store open.
 var errBrokerBusy = errors.New("the run's broker store is in use")
 
 // lockBroker takes the run's broker lock, which whoever serves the

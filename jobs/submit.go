@@ -36,7 +36,7 @@ type SubmitOptions struct {
 	Heartbeat time.Duration
 	// Hold submits the first job held: it stays pending until released
 	// (scontrol release JOBID), e.g. to send it events first.
-	Hold bool
+	Hold    bool
 	Name    string // run name; "" makes PIPELINE-YYYYMMDD-HHMMSS
 	Request Request
 	// AutoResume chains that many follow-on jobs, each starting when the
