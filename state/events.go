@@ -42,8 +42,9 @@ const (
 
 // RecordEvent adds r to the run's events, in its own transaction; r.ID is
 // ignored (the file gives the next). The job's Pipeline calls it for each
-// event it receives or publishes; the front end for those it sends
-// (dpsbatch stop, finish). Dir must be "in" or "out" and Topic not empty,
+// event it receives or publishes; the relay commands (dpsbatch stop,
+// finish, event send) do not, since only rank 0 writes while a job runs:
+// what they send is recorded by the job that receives it. Dir must be "in" or "out" and Topic not empty,
 // and Props must marshal to JSON (nil is stored as {}); otherwise it is an
 // error wrapping conf.ErrInvalid and nothing is written. A zero At is the
 // time of the call.
