@@ -66,15 +66,7 @@ func relay(c *cli.Context, e events.Event, when int) error {
 	if err != nil {
 		return err
 	}
-	res, err := jobs.Relay(c.Context, jobs.RelayOptions{Backend: t.b, Dir: t.dir, Event: e, When: when, Wait: c.Duration("wait")})
-	if err != nil {
-		return err
-	}
-	if c.Bool("json") {
-		return printJSON(c.App.Writer, res)
-	}
-	printRelayed(c, res)
-	return nil
+	return send(c, t, e, when)
 }
 
 // withRun loads the run's pipeline, builds the event from it, and relays
@@ -111,6 +103,11 @@ func withRunArgs(c *cli.Context, args []string, build func(*harness.Policy) (eve
 	if c.Bool("keep") {
 		when = jobs.WhenAny
 	}
+	return send(c, t, e, when)
+}
+
+// send relays e to the run of t and says where it went.
+func send(c *cli.Context, t runTarget, e events.Event, when int) error {
 	res, err := jobs.Relay(c.Context, jobs.RelayOptions{Backend: t.b, Dir: t.dir, Event: e, When: when, Wait: c.Duration("wait")})
 	if err != nil {
 		return err
