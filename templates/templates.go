@@ -96,7 +96,8 @@ type Job struct {
 	// pipelines) that run at once, each in the background: one that fails
 	// does not stop the others (srun's --kill-on-bad-exit is per step).
 	// The log says when each starts and ends, with its status ("dpsbatch:
-	// step NAME exited 3"); the script waits for all of them and exits
+	// step NAME exited 3", NAME as bash's printf %q quotes it: as it is
+	// when made of letters, digits and -._/:,=@+%); the script waits for all of them and exits
 	// with the first non-zero status in step order, else 0. With
 	// StopFile, the shell writes the stop file once and every step's
 	// Pipeline rank watches it.
