@@ -20,6 +20,10 @@
 // without values may appear, since sbatch reads options up to it. The
 // comment block at the top of sbatch.tmpl says the same for site authors.
 //
+// A job script runs one launch (Job.Launch), or several steps at once
+// (Job.Steps, a production's pipelines) and optionally a background
+// command beside them (Job.Broker, the run's event broker).
+//
 // jobs calls Render once per submission (submit and resume), then hands
 // the script to the scheduler. Nothing here runs Slurm.
 package templates
