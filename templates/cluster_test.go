@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -205,5 +206,75 @@ func TestClusterDirectives(t *testing.T) {
 		case got.Comment != comment:
 			t.Errorf("comment %q came back as %q", comment, got.Comment)
 		}
+	}
+}
+
+// TestClusterSteps submits a rendered script of two concurrent steps and
+// a broker (sleep 300) to the local cluster: the first step waits for the
+// second to have run (so they ran at once) and exits 3, the second runs
+// two tasks and exits 0. The job must end with exit code 3, its log must
+// name each step's end and the broker's stop before the last line, and
+// the broker must be gone.
+//
+// Each srun has --exact: in Slurm 22.05 a step without it takes every
+// CPU of its nodes, and the next step waits ("step creation temporarily
+// disabled") until it ends.
+func TestClusterSteps(t *testing.T) {
+	testenv.NeedCluster(t, 1, "sbatch", "scontrol", "scancel")
+	base := t.TempDir()
+	run := filepath.Join(base, "run dir")
+	if err := os.MkdirAll(run, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	j := templates.Job{
+		Name: "dps-steps", RunID: "steps", RunDir: run, Partition: "debug",
+		Nodes: 1, Tasks: 3, CPUsPerTask: 1, Time: "00:05:00",
+		Output:  filepath.Join(base, "slurm-%j.out"),
+		Broker:  []string{"sleep", "300"},
+		Attempt: 1,
+		Steps: []templates.Step{
+			{Name: "one", Launch: []string{"srun", "--exact", "-n1", "sh", "-c",
+				`for i in $(seq 300); do [ -e two.ran.1 ] && { echo one ran; exit 3; }; sleep 0.1; done; echo one ran alone; exit 4`}},
+			{Name: "two", Launch: []string{"srun", "--exact", "-n2", "sh", "-c", `echo "two ran $SLURM_PROCID"; touch "two.ran.$SLURM_PROCID"`}},
+		},
+	}
+	var script bytes.Buffer
+	if err := templates.Default().Render(&script, j); err != nil {
+		t.Fatal(err)
+	}
+	id := sbatchScript(t, base, script.Bytes())
+	state := waitJob(t, id, 2*time.Minute)
+	logb, err := os.ReadFile(strings.ReplaceAll(j.Output, "%j", id))
+	if err != nil {
+		t.Fatalf("the job's output: %v (state %s)", err, state)
+	}
+	log := string(logb)
+	t.Logf("job %s log:\n%s", id, log)
+	out, err := exec.Command("scontrol", "-o", "show", "job", id).Output()
+	if err != nil {
+		t.Fatalf("scontrol show job %s: %v", id, err)
+	}
+	if !strings.Contains(" "+string(out), " ExitCode=3:0 ") || state != "FAILED" {
+		t.Errorf("job %s ended %s, %s; want FAILED with ExitCode=3:0 (step one's)\nlog:\n%s", id, state, out, log)
+	}
+	for _, want := range []string{"one ran\n", "two ran 0\n", "two ran 1\n",
+		"dpsbatch: step one starting (", "dpsbatch: step two starting (",
+		"dpsbatch: step one exited 3 (", "dpsbatch: step two exited 0 (",
+		"dpsbatch: broker stopped, status 143 (", "the steps exited with status 3\n"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the job's log does not say %q:\n%s", want, log)
+		}
+	}
+	if a, b := strings.Index(log, "broker stopped"), strings.Index(log, "the steps exited"); a < 0 || a > b {
+		t.Errorf("the broker is not stopped before the last line:\n%s", log)
+	}
+	m := regexp.MustCompile(`dpsbatch: broker started, pid (\d+) `).FindStringSubmatch(log)
+	if m == nil {
+		t.Fatalf("the log does not give the broker's pid:\n%s", log)
+	}
+	// The nodes run on this host: the broker's pid is ours to look at. A
+	// pid taken again since would not be a sleep 300.
+	if cmdline, err := os.ReadFile("/proc/" + m[1] + "/cmdline"); err == nil && string(cmdline) == "sleep\x00300\x00" {
+		t.Errorf("the broker (pid %s) is still running after the job", m[1])
 	}
 }

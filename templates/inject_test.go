@@ -21,10 +21,12 @@ import (
 
 // The test binary doubles as the fake launcher: started with
 // FAKE_LAUNCHER_OUT set (through a link named srun, or any other name),
-// it writes what it received there and exits with FAKE_LAUNCHER_STATUS.
+// it appends what it received there, one JSON line per start (a job's
+// steps and broker each start one), and exits with FAKE_LAUNCHER_STATUS.
 const (
 	fakeOutEnv    = "FAKE_LAUNCHER_OUT"
 	fakeStatusEnv = "FAKE_LAUNCHER_STATUS"
+	fakeAwaitEnv  = "FAKE_AWAIT_BROKER"
 )
 
 // launched is what the fake launcher received.
@@ -51,11 +53,32 @@ func fakeLauncher(out string) int {
 	}
 	b, err := json.Marshal(l)
 	if err == nil {
-		err = os.WriteFile(out, b, 0o644)
+		var f *os.File
+		if f, err = os.OpenFile(out, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644); err == nil {
+			_, err = f.Write(append(b, '\n')) // one write: whole lines
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fake launcher:", err)
 		return 99
+	}
+	// A broker says it has started (its record is written); with
+	// FAKE_AWAIT_BROKER set, the other launches wait for that before they
+	// end, so that the shell does not stop the broker before it wrote.
+	if strings.HasPrefix(filepath.Base(os.Args[0]), "broker") {
+		if err := os.WriteFile(out+".broker", nil, 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "fake launcher:", err)
+			return 99
+		}
+	} else if os.Getenv(fakeAwaitEnv) != "" {
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if _, err := os.Stat(out + ".broker"); err == nil {
+				break
+			}
+		}
 	}
 	status, _ := strconv.Atoi(os.Getenv(fakeStatusEnv))
 	return status
@@ -122,8 +145,31 @@ func setters() []setter {
 		{"Launch[2]", false, false, func(j *templates.Job, v, _ string) { j.Launch = []string{"srun", "--mpi=none", v, "after"} }},
 		{"Launch[3]", false, false, func(j *templates.Job, v, _ string) { j.Launch = []string{"srun", "before", "", v} }},
 		{"StopFile", false, false, func(j *templates.Job, v, base string) { j.StopFile = filepath.Join(base, "stop") + "/" + v }},
+		// A production's job: steps (Launch unset) and a broker.
+		{"Steps[1].Name", false, false, func(j *templates.Job, v, _ string) { j.Launch, j.Steps = nil, hostileSteps(v, "x") }},
+		{"Steps[1].Launch[2]", false, false, func(j *templates.Job, v, _ string) { j.Launch, j.Steps = nil, hostileSteps("two", v) }},
+		{"Steps[0].Launch[0]", false, false, func(j *templates.Job, v, base string) {
+			j.Launch, j.Steps = nil, hostileSteps("two", "x")
+			j.Steps[0].Launch = []string{filepath.Join(base, "launchers") + "/" + v + "/step", "a"}
+		}},
+		{"Broker[2]", false, false, func(j *templates.Job, v, _ string) {
+			j.Launch, j.Steps = nil, hostileSteps("two", "x")
+			j.Broker = []string{"broker", "--run", v}
+		}},
+		{"Broker[0]", false, false, func(j *templates.Job, v, base string) {
+			j.Broker = []string{filepath.Join(base, "launchers") + "/" + v + "/broker", "--run", v}
+		}},
 		{"Time", true, true, func(j *templates.Job, v, _ string) { j.Time = v }},
 		{"Env[0] name", false, true, func(j *templates.Job, v, _ string) { j.Env = [][2]string{{v, "x"}} }},
+	}
+}
+
+// hostileSteps are two steps, the second named name with v among its
+// arguments.
+func hostileSteps(name, v string) []templates.Step {
+	return []templates.Step{
+		{Name: "one", Launch: []string{"srun", "--mpi=none", "first"}},
+		{Name: name, Launch: []string{"srun", "--mpi=none", v, "after"}},
 	}
 }
 
@@ -150,8 +196,10 @@ func TestInjection(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := os.Symlink(self, filepath.Join(bin, "srun")); err != nil {
-		t.Fatal(err)
+	for _, name := range []string{"srun", "broker"} {
+		if err := os.Symlink(self, filepath.Join(bin, name)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	runs := 0
 	for _, s := range setters() {
@@ -192,25 +240,38 @@ func TestInjection(t *testing.T) {
 }
 
 // runFake runs script with bash, with the fake launcher first on the PATH,
-// and checks what the launcher got against j. It reports whether all was
-// well.
+// and checks what the launchers (Launch, or each of Steps, and Broker)
+// got against j. It reports whether all was well.
 func runFake(t *testing.T, name, base string, script []byte, j templates.Job) bool {
 	t.Helper()
 	if err := os.MkdirAll(j.RunDir, 0o755); err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
-	if strings.HasPrefix(j.Launch[0], "/") {
-		if err := os.MkdirAll(filepath.Dir(j.Launch[0]), 0o755); err != nil {
-			t.Fatalf("%s: %v", name, err)
+	want := [][]string{j.Launch}
+	if len(j.Steps) > 0 {
+		want = nil
+		for _, st := range j.Steps {
+			want = append(want, st.Launch)
 		}
-		self, _ := os.Executable()
-		if err := os.Symlink(self, j.Launch[0]); err != nil && !os.IsExist(err) {
-			t.Fatalf("%s: %v", name, err)
+	}
+	if len(j.Broker) > 0 {
+		want = append(want, j.Broker)
+	}
+	self, _ := os.Executable()
+	for _, argv := range want {
+		if strings.HasPrefix(argv[0], "/") {
+			if err := os.MkdirAll(filepath.Dir(argv[0]), 0o755); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if err := os.Symlink(self, argv[0]); err != nil && !os.IsExist(err) {
+				t.Fatalf("%s: %v", name, err)
+			}
 		}
 	}
 	path := filepath.Join(base, "job.sh")
 	out := filepath.Join(base, "launched.json")
 	os.Remove(out)
+	os.Remove(out + ".broker")
 	if err := os.WriteFile(path, script, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -220,6 +281,9 @@ func runFake(t *testing.T, name, base string, script []byte, j templates.Job) bo
 	cmd.Dir = filepath.Join(base, "cwd")
 	cmd.Env = []string{"PATH=" + filepath.Join(base, "bin") + ":/usr/bin:/bin", "HOME=" + base,
 		fakeOutEnv + "=" + out, fakeStatusEnv + "=7"}
+	if len(j.Broker) > 0 {
+		cmd.Env = append(cmd.Env, fakeAwaitEnv+"=1")
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -237,28 +301,72 @@ func runFake(t *testing.T, name, base string, script []byte, j templates.Job) bo
 		fail("the launcher did not run: %v; stderr:\n%s", err, stderr.Bytes())
 		return false
 	}
-	var got launched
-	if err := json.Unmarshal(b, &got); err != nil {
-		t.Fatal(err)
+	var got []launched
+	for _, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		var l launched
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			t.Fatalf("%s: %v in %q", name, err, line)
+		}
+		got = append(got, l)
 	}
-	if !slices.Equal(got.Argv, j.Launch) {
-		fail("the launcher got argv\n%q\nwant\n%q", got.Argv, j.Launch)
+	// Every launch ran once, with its argv exactly (steps in any order).
+	if len(got) != len(want) {
+		fail("%d launches ran, want %d: %q", len(got), len(want), got)
 	}
-	if got.Dir != j.RunDir {
-		fail("the launcher ran in %q, want %q", got.Dir, j.RunDir)
-	}
-	for _, kv := range j.Env {
-		if got.Env[kv[0]] != kv[1] {
-			fail("the launcher got %s=%q, want %q", kv[0], got.Env[kv[0]], kv[1])
+	for _, w := range want {
+		i := slices.IndexFunc(got, func(l launched) bool { return slices.Equal(l.Argv, w) })
+		if i < 0 {
+			fail("no launcher got argv\n%q\namong\n%q", w, got)
+			continue
+		}
+		l := got[i]
+		got = slices.Delete(got, i, i+1)
+		if l.Dir != j.RunDir {
+			fail("the launcher %q ran in %q, want %q", w[0], l.Dir, j.RunDir)
+		}
+		for _, kv := range j.Env {
+			if l.Env[kv[0]] != kv[1] {
+				fail("the launcher %q got %s=%q, want %q", w[0], kv[0], l.Env[kv[0]], kv[1])
+			}
 		}
 	}
 	if want := fmt.Sprintf("run %s, attempt %d: launching\n", j.RunID, j.Attempt); !strings.Contains(stdout.String(), want) {
 		fail("the log line does not say %q:\n%s", want, stdout.Bytes())
 	}
-	if want := "the launch exited with status 7\n"; !strings.Contains(stdout.String(), want) {
-		fail("the log does not say %q:\n%s", want, stdout.Bytes())
+	ends := []string{"the launch exited with status 7\n"}
+	if len(j.Steps) > 0 {
+		ends = []string{"the steps exited with status 7\n"}
+		for _, st := range j.Steps {
+			q := bashQ(t, st.Name)
+			if strings.Contains(q, "\n") {
+				fail("the step name %q is logged on several lines: %q", st.Name, q)
+			}
+			ends = append(ends, "dpsbatch: step "+q+" starting (", "dpsbatch: step "+q+" exited 7 (")
+		}
+	}
+	if len(j.Broker) > 0 {
+		// 7 when the broker ended before the shell stopped it.
+		ends = append(ends, "dpsbatch: broker stopped, status ")
+	}
+	for _, want := range ends {
+		if !strings.Contains(stdout.String(), want) {
+			fail("the log does not say %q:\n%s", want, stdout.Bytes())
+		}
 	}
 	return ok
+}
+
+// bashQ is s as bash's printf %q writes it in runFake's environment (%q
+// depends on the locale, which is none there).
+func bashQ(t *testing.T, s string) string {
+	t.Helper()
+	cmd := exec.Command("bash", "-c", `printf %q "$1"`, "bash", s)
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("bash printf %%q: %v", err)
+	}
+	return string(out)
 }
 
 // TestHostileJobRuns runs the golden hostile job, every field hostile at

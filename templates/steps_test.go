@@ -99,8 +99,8 @@ func TestStepsRun(t *testing.T) {
 	}
 	log := out.String()
 	for _, want := range []string{
-		"dpsbatch: step first starting (", "dpsbatch: step second starting (", "dpsbatch: step third one starting (",
-		"dpsbatch: step first exited 0 (", "dpsbatch: step second exited 3 (", "dpsbatch: step third one exited 4 (",
+		"dpsbatch: step first starting (", "dpsbatch: step second starting (", `dpsbatch: step third\ one starting (`,
+		"dpsbatch: step first exited 0 (", "dpsbatch: step second exited 3 (", `dpsbatch: step third\ one exited 4 (`,
 		"the steps exited with status 3\n",
 	} {
 		if !strings.Contains(log, want) {

@@ -20,6 +20,10 @@
 // without values may appear, since sbatch reads options up to it. The
 // comment block at the top of sbatch.tmpl says the same for site authors.
 //
+// A job script runs one launch (Job.Launch), or several steps at once
+// (Job.Steps, a production's pipelines) and optionally a background
+// command beside them (Job.Broker, the run's event broker).
+//
 // jobs calls Render once per submission (submit and resume), then hands
 // the script to the scheduler. Nothing here runs Slurm.
 package templates
@@ -96,7 +100,8 @@ type Job struct {
 	// pipelines) that run at once, each in the background: one that fails
 	// does not stop the others (srun's --kill-on-bad-exit is per step).
 	// The log says when each starts and ends, with its status ("dpsbatch:
-	// step NAME exited 3"); the script waits for all of them and exits
+	// step NAME exited 3", NAME as bash's printf %q quotes it: as it is
+	// when made of letters, digits and -._/:,=@+%); the script waits for all of them and exits
 	// with the first non-zero status in step order, else 0. With
 	// StopFile, the shell writes the stop file once and every step's
 	// Pipeline rank watches it.
