@@ -116,7 +116,7 @@ func (f *EventFilter) selects(e events.Event) bool {
 			}
 			continue
 		}
-		if !sameValue(got, want) {
+		if !SameValue(got, want) {
 			return false
 		}
 	}
@@ -244,10 +244,12 @@ func number(v any) (float64, bool) {
 	return 0, false
 }
 
-// sameValue compares a property's value with a selected one: numbers by
-// value (1 and 1.0 are the same), strings and bools exactly, and a number
-// against a string by its text (select: {ccd: "12"} takes ccd=12).
-func sameValue(got, want any) bool {
+// SameValue compares an event property's value with a selected one, as
+// selection does (events.trigger.select, a stage's event.select): numbers
+// by value (1 and 1.0 are the same), strings and bools exactly, and a
+// number against a string by its text (select: {ccd: "12"} takes ccd=12).
+// Lists and mappings never equal a selected value.
+func SameValue(got, want any) bool {
 	gn, gok := number(got)
 	wn, wok := number(want)
 	switch {
@@ -258,7 +260,10 @@ func sameValue(got, want any) bool {
 	}
 	switch g := got.(type) {
 	case string, bool:
-		return g == want // want is a string, number or bool (decodeSelect)
+		switch want.(type) {
+		case string, bool:
+			return g == want
+		}
 	}
 	return false // lists and mappings never equal a selected value
 }

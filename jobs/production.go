@@ -630,7 +630,7 @@ func selectClash(a, b map[string]any) string {
 	var both []string
 	for k, va := range a {
 		if vb, ok := b[k]; ok {
-			if !sameSelected(va, vb) {
+			if !harness.SameValue(va, vb) {
 				return ""
 			}
 			both = append(both, k)
@@ -641,33 +641,6 @@ func selectClash(a, b map[string]any) string {
 	}
 	sort.Strings(both)
 	return fmt.Sprintf("their events.trigger.select give the same values to %s; select different values", strings.Join(both, ", "))
-}
-
-// sameSelected reports whether one event property value could match two
-// selected values, as the harness compares them: numbers by value, a
-// number and anything else by text, others exactly.
-func sameSelected(a, b any) bool {
-	na, aok := selNumber(a)
-	nb, bok := selNumber(b)
-	switch {
-	case aok && bok:
-		return na == nb
-	case aok || bok:
-		return strings.TrimSpace(fmt.Sprint(a)) == strings.TrimSpace(fmt.Sprint(b))
-	}
-	return a == b
-}
-
-func selNumber(v any) (float64, bool) {
-	switch x := v.(type) {
-	case int:
-		return float64(x), true
-	case int64:
-		return float64(x), true
-	case float64:
-		return x, true
-	}
-	return 0, false
 }
 
 // PlanProduction sizes the one allocation of production prod on site s,
