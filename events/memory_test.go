@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -231,72 +230,9 @@ func TestMemorySubscriptionClose(t *testing.T) {
 // Many publishers at once, while the subscription comes and goes: every
 // event arrives exactly once, each publisher's in its order. Run with -race.
 func TestMemoryConcurrentPublishers(t *testing.T) {
-	const (
-		publishers = 8
-		each       = 300
-	)
 	b := events.NewMemory()
 	defer b.Close()
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for p := 0; p < publishers; p++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			for i := 0; i < each; i++ {
-				run := "r1"
-				if p%2 == 1 && i%3 == 0 {
-					run = "r2" // some for another run
-				}
-				e := events.Event{Topic: "visits", RunID: run, Properties: map[string]any{"pub": p, "seq": i}}
-				if err := b.Publish(context.Background(), e); err != nil {
-					t.Errorf("Publish: %v", err)
-					return
-				}
-			}
-		}()
-	}
-	close(start)
-	// Subscribe while the publishers run: the backlog and live events
-	// must join without loss or repeat.
-	s1 := subscribe(t, b, "visits", "r1")
-	wg.Wait()
-
-	want := map[string]int{} // run → expected count
-	for p := 0; p < publishers; p++ {
-		for i := 0; i < each; i++ {
-			if p%2 == 1 && i%3 == 0 {
-				want["r2"]++
-			} else {
-				want["r1"]++
-			}
-		}
-	}
-	check := func(s events.Subscription, run string) {
-		t.Helper()
-		last := map[int]int{}
-		for p := 0; p < publishers; p++ {
-			last[p] = -1
-		}
-		for n := 0; n < want[run]; n++ {
-			e := next(t, s)
-			if e.RunID != run {
-				t.Fatalf("%s got an event of run %q", run, e.RunID)
-			}
-			p, i := e.Properties["pub"].(int), e.Properties["seq"].(int)
-			if i <= last[p] {
-				t.Fatalf("%s: publisher %d event %d came after event %d (repeat or reorder)", run, p, i, last[p])
-			}
-			last[p] = i
-		}
-		empty(t, s)
-	}
-	check(s1, "r1")
-	if n := s1.Skipped(); n > want["r2"] {
-		t.Errorf("Skipped = %d, more than the %d events of r2", n, want["r2"])
-	}
-	check(subscribe(t, b, "visits", "r2"), "r2")
+	natstest.Concurrent(t, b, b, 8, 300)
 }
 
 func TestEvent(t *testing.T) {

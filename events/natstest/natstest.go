@@ -494,15 +494,26 @@ func testSubscriptionClose(t *testing.T, h Harness) {
 // opens: every event arrives exactly once, each publisher's in its order.
 // Run with -race.
 func testConcurrent(t *testing.T, h Harness) {
-	const (
-		publishers = 8
-		each       = 100
-	)
 	b := newBroker(t, h)
-	peer := h.Peer(t, b)
+	Concurrent(t, b, h.Peer(t, b), 8, 100)
+}
+
+// Concurrent publishes each events from each of publishers goroutines at
+// once, the even ones through b and the odd ones through peer (which may
+// be b), every third event of the odd ones for run r2 and the rest for r1.
+// It subscribes to r1 while they publish, then, once they are done, to
+// r2, and checks that each subscription gets its run's events exactly
+// once, each publisher's in order, and nothing more. Any broker's tests
+// may run it.
+func Concurrent(t *testing.T, b, peer events.Broker, publishers, each int) {
+	t.Helper()
 	start := make(chan struct{})
 	var wg sync.WaitGroup
+	want := map[string]int{} // run → expected count
 	for p := 0; p < publishers; p++ {
+		for i := 0; i < each; i++ {
+			want[concurrentRun(p, i)]++
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -512,11 +523,7 @@ func testConcurrent(t *testing.T, h Harness) {
 				via = peer
 			}
 			for i := 0; i < each; i++ {
-				run := "r1"
-				if p%2 == 1 && i%3 == 0 {
-					run = "r2"
-				}
-				e := events.Event{Topic: "visits", RunID: run, Properties: map[string]any{"pub": p, "seq": i}}
+				e := events.Event{Topic: "visits", RunID: concurrentRun(p, i), Properties: map[string]any{"pub": p, "seq": i}}
 				if err := via.Publish(context.Background(), e); err != nil {
 					t.Errorf("Publish: %v", err)
 					return
@@ -525,17 +532,9 @@ func testConcurrent(t *testing.T, h Harness) {
 		}()
 	}
 	close(start)
+	// Subscribe while the publishers run: the backlog and live events
+	// must join without loss or repeat.
 	s1 := Subscribe(t, b, "visits", "r1")
-	want := map[string]int{}
-	for p := 0; p < publishers; p++ {
-		for i := 0; i < each; i++ {
-			if p%2 == 1 && i%3 == 0 {
-				want["r2"]++
-			} else {
-				want["r1"]++
-			}
-		}
-	}
 	check := func(s events.Subscription, run string) {
 		t.Helper()
 		last := map[int]int{}
@@ -557,5 +556,15 @@ func testConcurrent(t *testing.T, h Harness) {
 	}
 	check(s1, "r1")
 	wg.Wait()
+	if n := s1.Skipped(); n > want["r2"] {
+		t.Errorf("Skipped = %d, more than the %d events of r2", n, want["r2"])
+	}
 	check(Subscribe(t, b, "visits", "r2"), "r2")
+}
+
+func concurrentRun(p, i int) string {
+	if p%2 == 1 && i%3 == 0 {
+		return "r2"
+	}
+	return "r1"
 }
