@@ -155,6 +155,20 @@ func serve(ctx context.Context, l Layout, host string, lockWait time.Duration, n
 	return &served{NATS: n, srv: srv, unlock: unlock, URL: srv.URL()}, nil
 }
 
+// dialJobBroker connects to the embedded broker job serves for the run of l,
+// waiting up to wait for the job to record where it listens.
+func dialJobBroker(ctx context.Context, l Layout, job string, wait time.Duration, name, subscriber string, log *slog.Logger) (*served, error) {
+	url, err := brokerURL(ctx, l, job, wait)
+	if err != nil {
+		return nil, fmt.Errorf("job %s: %w", job, err)
+	}
+	n, err := events.DialNATS(ctx, events.NATSConfig{URLs: []string{url}, TokenFile: l.BrokerToken(), Name: name, Subscriber: subscriber, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("job %s's %w at %s: %v", job, ErrBrokerUnreachable, url, err)
+	}
+	return &served{NATS: n, URL: url}, nil
+}
+
 // warnOnly passes on records at slog.LevelWarn and above: the embedded
 // server's start-up notices stay out of the job's log.
 type warnOnly struct{ slog.Handler }

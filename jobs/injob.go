@@ -241,16 +241,10 @@ func (j *InJob) openBroker(set settings, pipeline string) (*served, error) {
 	case set.Production != "":
 		// The production's job script serves the broker for all of its
 		// pipelines: dial it once it has recorded where it listens.
-		l := Layout{Dir: set.Production}
-		url, err := brokerURL(ctx, l, j.JobID, 50*time.Second)
-		if err != nil {
+		var err error
+		if b, err = dialJobBroker(ctx, Layout{Dir: set.Production}, j.JobID, 50*time.Second, name, sub, j.log()); err != nil {
 			return nil, fmt.Errorf("jobs: the production's broker: %w", err)
 		}
-		n, err := events.DialNATS(ctx, events.NATSConfig{URLs: []string{url}, TokenFile: l.BrokerToken(), Name: name, Subscriber: sub, Logger: j.log()})
-		if err != nil {
-			return nil, fmt.Errorf("jobs: the production's broker at %s: %w", url, err)
-		}
-		b = &served{NATS: n, URL: url}
 	case set.Broker.external():
 		n, err := events.DialNATS(ctx, set.Broker.natsConfig(name, sub, j.log()))
 		if err != nil {

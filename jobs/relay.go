@@ -138,35 +138,27 @@ func Relay(ctx context.Context, o RelayOptions) (*Relayed, error) {
 		}
 		b, out.Broker, out.Stored = n, strings.Join(set.Broker.URLs, ","), !running
 	case running:
-		url, err := brokerURL(ctx, l, live.ID, wait)
+		j, err := dialJobBroker(ctx, l, live.ID, wait, name, "", log)
 		if err != nil {
-			return nil, fmt.Errorf("jobs: run %s: job %s: %w", run.Name, live.ID, err)
+			return nil, fmt.Errorf("jobs: run %s: %w", run.Name, err)
 		}
-		n, err := events.DialNATS(ctx, events.NATSConfig{URLs: []string{url}, TokenFile: l.BrokerToken(), Name: name, Logger: log})
-		if err != nil {
-			return nil, fmt.Errorf("jobs: run %s: job %s's %w at %s: %v", run.Name, live.ID, ErrBrokerUnreachable, url, err)
-		}
-		b, out.Broker = n, url
+		b, out.Broker = j, j.URL
 	default:
 		// No job serves the store: open it here for a moment. If the
 		// lock is taken, the pending job has just started: use its.
 		s, err := serve(ctx, l, "127.0.0.1", 0, name, "", log)
-		if errors.Is(err, errBrokerBusy) && live != nil {
-			url, uerr := brokerURL(ctx, l, live.ID, wait)
-			if uerr != nil {
-				return nil, fmt.Errorf("jobs: run %s: job %s: %w", run.Name, live.ID, uerr)
+		switch {
+		case errors.Is(err, errBrokerBusy) && live != nil:
+			j, err := dialJobBroker(ctx, l, live.ID, wait, name, "", log)
+			if err != nil {
+				return nil, fmt.Errorf("jobs: run %s: %w", run.Name, err)
 			}
-			n, derr := events.DialNATS(ctx, events.NATSConfig{URLs: []string{url}, TokenFile: l.BrokerToken(), Name: name, Logger: log})
-			if derr != nil {
-				return nil, fmt.Errorf("jobs: run %s: job %s's %w at %s: %v", run.Name, live.ID, ErrBrokerUnreachable, url, derr)
-			}
-			b, out.Broker = n, url
-			break
-		}
-		if err != nil {
+			b, out.Broker = j, j.URL
+		case err != nil:
 			return nil, fmt.Errorf("jobs: run %s: opening its broker store: %w", run.Name, err)
+		default:
+			b, out.Broker, out.Stored = s, l.BrokerDir(), true
 		}
-		b, out.Broker, out.Stored = s, l.BrokerDir(), true
 	}
 	defer b.Close()
 	if err := b.Publish(ctx, e); err != nil {
