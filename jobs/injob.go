@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/events"
@@ -103,8 +104,8 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 	}
 	j.log().Info("job started", "job", j.JobID, "visits", len(feed), "listen", listen, "broker", b.URL,
 		"state", j.StatePath, "journal", st.JournalMode())
-	j.rec = &recorder{st: st, job: j.JobID, now: j.Now, log: j.log()}
 	jb := &jobBroker{Broker: b, st: st, job: j.JobID, trigger: p.Trigger.Topic, feed: feed, listen: listen, log: j.log(), now: j.Now}
+	j.rec = &recorder{st: st, job: j.JobID, now: j.Now, log: j.log(), fed: &jb.fed}
 	j.announce = func(state string, props map[string]any) {
 		props["pipeline"], props["state"] = p.Name, state
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -395,6 +396,9 @@ type recorder struct {
 	job string
 	now func() time.Time
 	log *slog.Logger
+	// fed is the visit the feed handed out last: runnable by the state
+	// file when it was read, so admitted without asking it again.
+	fed *atomic.Pointer[string]
 
 	mu  sync.Mutex
 	why string
@@ -423,6 +427,11 @@ func (r *recorder) VisitEnded(v string, res harness.VisitResult) error {
 // done; a visit it has not heard of (sent by a producer, not in the visit
 // list) is added to it first.
 func (r *recorder) AdmitVisit(v string) (bool, string, error) {
+	if r.fed != nil {
+		if f := r.fed.Load(); f != nil && *f == v {
+			return true, "", nil
+		}
+	}
 	s, err := r.st.VisitState(v)
 	switch {
 	case errors.Is(err, state.ErrNoSuchVisit):

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/events"
@@ -27,6 +28,10 @@ type jobBroker struct {
 	listen bool
 	log    *slog.Logger
 	now    func() time.Time
+	// fed is the ID of the visit the feed handed out last; the recorder
+	// admits it without a query (the Pipeline admits each trigger right
+	// after receiving it, on the same goroutine).
+	fed atomic.Pointer[string]
 }
 
 // Publish sends e through NATS and records it as sent.
@@ -51,7 +56,7 @@ func (b *jobBroker) Subscribe(ctx context.Context, topic, runID string) (events.
 	if topic != b.trigger {
 		return rs, nil
 	}
-	return &feedSub{recordingSub: rs, visits: b.feed, topic: topic, runID: runID, listen: b.listen}, nil
+	return &feedSub{recordingSub: rs, visits: b.feed, topic: topic, runID: runID, listen: b.listen, fed: &b.fed}, nil
 }
 
 // record keeps e in the state file; a failure is logged, never fatal: the
@@ -104,6 +109,7 @@ type feedSub struct {
 	visits       []harness.Visit
 	topic, runID string
 	listen       bool
+	fed          *atomic.Pointer[string]
 
 	mu   sync.Mutex
 	next int
@@ -123,12 +129,14 @@ func (s *feedSub) Next(ctx context.Context) (events.Event, error) {
 	case i < len(s.visits):
 		v := s.visits[i]
 		s.visits[i] = harness.Visit{} // let it go: a feed may hold a million
+		s.fed.Store(&v.ID)
 		return v.Event(s.topic, s.runID), nil
 	case !s.listen && i == len(s.visits):
 		return events.Event{Topic: s.topic, RunID: s.runID, Kind: events.KindNoMoreData}, nil
 	case !s.listen:
 		return events.Event{}, events.ErrClosed
 	}
+	s.fed.Store(nil) // from the broker: the state file decides
 	return s.recordingSub.Next(ctx)
 }
 
