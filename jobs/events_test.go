@@ -511,9 +511,18 @@ func TestFeedListening(t *testing.T) {
 	if r := runOf(t, dir); !r.InputClosed.IsZero() {
 		t.Fatalf("a no-more-data on ephem closed the input: %+v", r)
 	}
+	// Nor is one selected for another pipeline sharing the topic.
+	b.selects = (&harness.EventFilter{Select: map[string]any{"band": "g"}}).Selects
+	pub(events.Event{Topic: "visits", Kind: events.KindNoMoreData, Properties: map[string]any{"band": "r"}})
+	if got := next(t, sub); got.Kind != events.KindNoMoreData || got.Properties["band"] != "r" {
+		t.Fatalf("third %+v; want the no-more-data for band r", got)
+	}
+	if r := runOf(t, dir); !r.InputClosed.IsZero() {
+		t.Fatalf("a no-more-data selected for another pipeline closed the input: %+v", r)
+	}
 	pub(events.Event{Topic: "visits", Kind: events.KindNoMoreData, Sender: "login1"})
 	if got := next(t, sub); got.Kind != events.KindNoMoreData {
-		t.Fatalf("third %+v; want the broker's no-more-data", got)
+		t.Fatalf("fourth %+v; want the broker's no-more-data", got)
 	}
 	r := runOf(t, dir)
 	if !r.InputClosed.Equal(fixedNow()) || r.InputClosedWhy != "no-more-data from login1" {
@@ -527,7 +536,7 @@ func TestFeedListening(t *testing.T) {
 		id, _ := rec.Props[events.PropVisit].(string)
 		got = append(got, rec.Dir+" "+rec.Topic+" "+rec.Kind+" "+id+" "+rec.Job)
 	}
-	want := []string{"in visits  e1 1001", "in ephem no-more-data  1001", "in visits no-more-data  1001"}
+	want := []string{"in visits  e1 1001", "in ephem no-more-data  1001", "in visits no-more-data  1001", "in visits no-more-data  1001"}
 	if !slices.Equal(got, want) {
 		t.Errorf("recorded\n%q\nwant\n%q", got, want)
 	}

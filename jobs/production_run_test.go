@@ -30,8 +30,8 @@ func TestServeBrokerAndCloseAfter(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the broker did not serve within 30s")
 	}
-	if got := jobsOf(t, dir)[0].Broker; got != url {
-		t.Errorf("the job's row records broker %q, want %q", got, url)
+	if got := jobsOf(t, dir)[0]; got.Broker != url || got.Started.IsZero() {
+		t.Errorf("the job's row records broker %q, started %v; want %q and the broker's start", got.Broker, got.Started, url)
 	}
 	l := Layout{Dir: dir}
 	dial := func(sub string) *events.NATS {
@@ -43,8 +43,9 @@ func TestServeBrokerAndCloseAfter(t *testing.T) {
 		return n
 	}
 	b := dial("pipeline.assoc")
-	p := &harness.Policy{Name: "assoc", Trigger: harness.TriggerSpec{Topic: "diasources"}}
-	j := &InJob{}
+	p := &harness.Policy{Name: "assoc", Trigger: harness.TriggerSpec{Topic: "diasources",
+		EventFilter: harness.EventFilter{Select: map[string]any{"filter": "r"}}}}
+	j := &InJob{JobID: jobs[0].ID}
 	actx, stopAfter := context.WithCancel(context.Background())
 	defer stopAfter()
 	go j.closeAfter(actx, b, p, "prod1", []string{"detect", "mops"})
@@ -57,9 +58,12 @@ func TestServeBrokerAndCloseAfter(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	job := jobs[0].ID
+	// An end announced by an earlier job of the run does not count.
+	pub(events.Event{Topic: events.TopicPipeline, Properties: map[string]any{"pipeline": "mops", "state": "ended", "job": "999"}})
 	pub(events.Event{Topic: "diasources", Pipeline: "detect", Properties: map[string]any{"visitId": "v1"}})
-	pub(events.Event{Topic: events.TopicPipeline, Properties: map[string]any{"pipeline": "detect", "state": "ended", "outcome": "COMPLETED"}})
-	pub(events.Event{Topic: events.TopicPipeline, Properties: map[string]any{"pipeline": "other", "state": "ended"}})
+	pub(events.Event{Topic: events.TopicPipeline, Properties: map[string]any{"pipeline": "detect", "state": "ended", "outcome": "COMPLETED", "job": job}})
+	pub(events.Event{Topic: events.TopicPipeline, Properties: map[string]any{"pipeline": "other", "state": "ended", "job": job}})
 	sub, err := b.Subscribe(context.Background(), "diasources", "prod1")
 	if err != nil {
 		t.Fatal(err)
@@ -75,10 +79,15 @@ func TestServeBrokerAndCloseAfter(t *testing.T) {
 	if e, err := next(time.Second); err == nil {
 		t.Fatalf("input closed before mops ended: %+v", e)
 	}
-	pub(events.Event{Topic: events.TopicPipeline, Properties: map[string]any{"pipeline": "mops", "state": "ended"}})
+	pub(events.Event{Topic: events.TopicPipeline, Properties: map[string]any{"pipeline": "mops", "state": "ended", "job": job}})
 	e2, err := next(10 * time.Second)
 	if err != nil || e2.Kind != events.KindNoMoreData || e2.Pipeline != "assoc" {
 		t.Fatalf("after both ended: %+v %v; want assoc's no-more-data", e2, err)
+	}
+	// It carries what assoc selects, so a pipeline sharing the topic with
+	// another filter is not closed by it.
+	if e2.Properties["filter"] != "r" || e2.Properties["after"] != "detect,mops" {
+		t.Errorf("no-more-data properties %v; want filter=r after=detect,mops", e2.Properties)
 	}
 
 	cancel()
