@@ -3,10 +3,12 @@ package jobs
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/state"
 )
 
 // TestFedVisitAdmittedWithoutQuery checks the feed's shortcut: the visit
@@ -41,5 +43,43 @@ func TestFedVisitAdmittedWithoutQuery(t *testing.T) {
 	}
 	if _, _, err := r.AdmitVisit("v001"); err == nil {
 		t.Error("a visit from the broker was admitted without asking the state file")
+	}
+}
+
+// A no-more-data the after-rule of an earlier job sent, which that job
+// stopped before reading, does not end this job's input: it is skipped
+// (and recorded), and this job's own ends it.
+func TestStaleAfterNoMoreDataSkipped(t *testing.T) {
+	b, m, dir := feedBroker(t, nil, true)
+	ctx := context.Background()
+	sub, err := b.Subscribe(ctx, "visits", "run1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	for _, e := range []events.Event{
+		{Topic: "visits", Kind: events.KindNoMoreData, Properties: map[string]any{"after": "detect", "job": "999"}},
+		{Topic: "visits", Properties: map[string]any{events.PropVisit: "late"}},
+		{Topic: "visits", Kind: events.KindNoMoreData, Properties: map[string]any{"after": "detect", "job": "1001"}},
+	} {
+		e.RunID = "run1"
+		if err := m.Publish(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if e := next(t, sub); visitOf(e) != "late" {
+		t.Fatalf("first %+v; want the trigger behind the stale no-more-data", e)
+	}
+	if r := runOf(t, dir); !r.InputClosed.IsZero() {
+		t.Fatalf("the stale no-more-data closed the input: %+v", r)
+	}
+	if e := next(t, sub); e.Kind != events.KindNoMoreData || e.Properties["job"] != "1001" {
+		t.Fatalf("second %+v; want this job's no-more-data", e)
+	}
+	if r := runOf(t, dir); r.InputClosed.IsZero() || !strings.HasSuffix(r.InputClosedWhy, "once detect ended") {
+		t.Errorf("input closed %v for %q; want closed once detect ended", r.InputClosed, r.InputClosedWhy)
+	}
+	if n := len(recorded(t, dir, state.EventQuery{Dir: "in"})); n != 3 {
+		t.Errorf("%d events recorded; want all 3", n)
 	}
 }

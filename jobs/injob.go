@@ -139,7 +139,9 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 // sent (one stream keeps the run's events in order). The no-more-data
 // carries the values the pipeline's trigger selects, so that another
 // pipeline sharing the topic (which selects other values) is not closed
-// with it. Ends announced by an earlier job of the run are not counted.
+// with it, and the job, so that a later job of the run ignores it if this
+// one stopped before reading it. Ends announced by an earlier job of the
+// run are not counted.
 // It runs on its own goroutine until ctx ends.
 func (j *InJob) closeAfter(ctx context.Context, b events.Broker, p *harness.Policy, runID string, after []string) {
 	sub, err := b.Subscribe(ctx, events.TopicPipeline, runID)
@@ -170,7 +172,7 @@ func (j *InJob) closeAfter(ctx context.Context, b events.Broker, p *harness.Poli
 	for k, v := range p.Trigger.Select {
 		props[k] = v
 	}
-	props["after"] = strings.Join(after, ",")
+	props["after"], props["job"] = strings.Join(after, ","), j.JobID
 	err = b.Publish(ctx, events.Event{Topic: p.Trigger.Topic, RunID: runID, Pipeline: p.Name, Kind: events.KindNoMoreData,
 		Properties: props})
 	if err != nil && ctx.Err() == nil {

@@ -94,6 +94,15 @@ func (s *recordingSub) Next(ctx context.Context) (events.Event, error) {
 		return e, err
 	}
 	s.b.record("in", e)
+	for s.trigger && e.Kind == events.KindNoMoreData && staleAfter(e, s.b.job) {
+		// The after-rule's end of an earlier job, which stopped before
+		// reading it: this job's pipelines send their own.
+		s.b.log.Info("ignored the no-more-data an earlier job's after-rule sent", "job", e.Properties["job"])
+		if e, err = s.Subscription.Next(ctx); err != nil {
+			return e, err
+		}
+		s.b.record("in", e)
+	}
 	if s.trigger && e.Kind == events.KindNoMoreData && (s.b.selects == nil || s.b.selects(e)) {
 		why := "no-more-data"
 		if e.Sender != "" {
@@ -152,3 +161,11 @@ var (
 	_ events.Broker       = (*jobBroker)(nil)
 	_ events.Subscription = (*feedSub)(nil)
 )
+
+// staleAfter reports whether e is a no-more-data the after-rule
+// (InJob.closeAfter) sent in another job than job.
+func staleAfter(e events.Event, job string) bool {
+	sent, _ := e.Properties["job"].(string)
+	_, after := e.Properties["after"]
+	return after && sent != "" && sent != job
+}

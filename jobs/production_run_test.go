@@ -86,8 +86,8 @@ func TestServeBrokerAndCloseAfter(t *testing.T) {
 	}
 	// It carries what assoc selects, so a pipeline sharing the topic with
 	// another filter is not closed by it.
-	if e2.Properties["filter"] != "r" || e2.Properties["after"] != "detect,mops" {
-		t.Errorf("no-more-data properties %v; want filter=r after=detect,mops", e2.Properties)
+	if e2.Properties["filter"] != "r" || e2.Properties["after"] != "detect,mops" || e2.Properties["job"] != job {
+		t.Errorf("no-more-data properties %v; want filter=r after=detect,mops job=%s", e2.Properties, job)
 	}
 
 	cancel()
