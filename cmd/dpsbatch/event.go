@@ -67,7 +67,9 @@ func eventsCommand() *cli.Command {
 		Description: "From the run's state file, where its Pipeline records every event it receives from its\n" +
 			"broker (trigger events, waited-for events, stop and finish) and every event its stages\n" +
 			"publish; heartbeats are not listed (dpsbatch status shows the last one). The visits of the\n" +
-			"visit list are not events. --follow keeps printing new ones until interrupted.",
+			"visit list are not events. --follow keeps printing new ones until interrupted. For a\n" +
+			"production, every pipeline's events are listed in time order, each with the pipeline that\n" +
+			"received or sent it (Receiver in --json).",
 		Flags: []cli.Flag{
 			siteFlag(),
 			&cli.StringFlag{Name: "dir", Usage: "only received (in) or sent (out) events"},
