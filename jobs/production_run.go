@@ -396,3 +396,14 @@ func visitsExt(path string) string {
 	}
 	return ""
 }
+
+// notAPart refuses the run of one pipeline of a production where a
+// command (resume, the relay commands) takes the production's run as a
+// whole.
+func notAPart(l Layout, set settings) error {
+	if set.Production == "" {
+		return nil
+	}
+	return fmt.Errorf("%w: %s is one pipeline of the production run %s (%s): give the command that run",
+		conf.ErrInvalid, l.Dir, filepath.Base(set.Production), set.Production)
+}

@@ -264,6 +264,15 @@ func TestResumeProduction(t *testing.T) {
 		t.Fatalf("resume of a complete production: %+v, %v, %d submits; want complete, none", res, err, len(e.fake.submits)-n)
 	}
 
+	// One pipeline's directory is not a run to resume on its own.
+	if _, err := Resume(context.Background(), ResumeOptions{Site: e.site, Backend: e.fake, Dir: l.Pipeline("moving").Dir}); err == nil ||
+		!strings.Contains(err.Error(), "one pipeline of the production run night3") {
+		t.Errorf("resume of one pipeline: %v; want it refused, naming the production's run", err)
+	}
+	_, err = Relay(context.Background(), RelayOptions{Backend: e.fake, Dir: l.Pipeline("moving").Dir, When: WhenAny,
+		Event: events.Event{Topic: events.TopicControl, Kind: events.KindShutdown}})
+	wantInvalid(t, "relay to one pipeline", err, "one pipeline of the production run night3")
+
 	// A policy changed since submit is refused.
 	os.WriteFile(l.Pipeline("moving").Policy(), []byte(strings.Replace(movingPolicy, "slices: 3", "slices: 2", 1)), 0o644)
 	if _, err := Resume(context.Background(), ro); err == nil || !strings.Contains(err.Error(), "changed since the run was submitted") {

@@ -86,6 +86,9 @@ func Relay(ctx context.Context, o RelayOptions) (*Relayed, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := notAPart(l, set); err != nil {
+		return nil, err
+	}
 	pipes, err := runPipelines(l, set)
 	if err != nil {
 		return nil, err

@@ -82,6 +82,9 @@ func Resume(ctx context.Context, o ResumeOptions) (*ResumeResult, error) {
 	if err := json.Unmarshal([]byte(run.Settings), &set); err != nil {
 		return nil, fmt.Errorf("jobs: %s: run settings: %w", l.State(), err)
 	}
+	if err := notAPart(l, set); err != nil {
+		return nil, err
+	}
 	if len(set.Pipelines) > 0 {
 		st.Close()
 		st = nil
