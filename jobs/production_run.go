@@ -96,20 +96,9 @@ func submitProduction(ctx context.Context, o SubmitOptions, now func() time.Time
 	if err != nil {
 		return nil, err
 	}
-	name := o.Name
-	if name == "" {
-		name = prod.Name + "-" + now().Format("20060102-150405")
-	}
-	if err := CheckName(name); err != nil {
-		return nil, err
-	}
-	bin, err := binary(o.Binary)
+	name, bin, l, err := newRun(o, prod.Name, now)
 	if err != nil {
 		return nil, err
-	}
-	l := Layout{Dir: filepath.Join(o.Site.RunsRoot, name)}
-	if _, err := os.Stat(l.Dir); err == nil {
-		return nil, fmt.Errorf("%w: run %q exists already (%s): choose another --name, or resume it", conf.ErrInvalid, name, l.Dir)
 	}
 	set := settings{Binary: bin, SiteFile: o.Site.Path, Request: o.Request, Broker: brokerOf(o.Site),
 		Heartbeat: o.Heartbeat, hold: o.Hold}
@@ -143,55 +132,42 @@ func submitProduction(ctx context.Context, o SubmitOptions, now func() time.Time
 		return sub, nil
 	}
 
-	// As for one pipeline: build beside the final name, then move in place.
-	if err := os.MkdirAll(o.Site.RunsRoot, 0o755); err != nil {
-		return nil, fmt.Errorf("jobs: runs root: %w", err)
-	}
-	tmp, err := os.MkdirTemp(o.Site.RunsRoot, "."+name+".new-")
-	if err != nil {
-		return nil, fmt.Errorf("jobs: %w", err)
-	}
-	defer os.RemoveAll(tmp) // a no-op once renamed
-	tl := Layout{Dir: tmp}
-	if err := populate(tl, "", "", ""); err != nil {
-		return nil, err
-	}
-	if err := copyFile(o.Policy, tl.Production()); err != nil {
-		return nil, err
-	}
 	created := now()
-	settingsJSON, _ := json.Marshal(set)
-	if err := createState(tl, state.Run{ID: name, Name: name, Dir: l.Dir, Pipeline: prod.Name, Site: o.Site.Path,
-		Partition: planned.Plan.Partition, Created: created, Settings: string(settingsJSON)}, nil); err != nil {
+	err = createRun(o.Site.RunsRoot, name, func(tl Layout) error {
+		if err := populate(tl, "", "", ""); err != nil {
+			return err
+		}
+		if err := copyFile(o.Policy, tl.Production()); err != nil {
+			return err
+		}
+		settingsJSON, _ := json.Marshal(set)
+		if err := createState(tl, state.Run{ID: name, Name: name, Dir: l.Dir, Pipeline: prod.Name, Site: o.Site.Path,
+			Partition: planned.Plan.Partition, Created: created, Settings: string(settingsJSON)}, nil); err != nil {
+			return err
+		}
+		for i, pp := range prod.Pipelines {
+			st := rj.steps[i]
+			pl := tl.Pipeline(pp.Name)
+			if err := populate(pl, pp.PolicyPath, pp.VisitsPath, st.set.Visits); err != nil {
+				return err
+			}
+			js, _ := json.Marshal(st.set)
+			ids := make([]string, len(pp.Visits))
+			for k, v := range pp.Visits {
+				ids[k] = v.ID
+			}
+			if err := createState(pl, state.Run{ID: name, Name: name, Dir: st.l.Dir, Pipeline: pp.Policy.Name,
+				PolicySum: pp.Policy.Checksum, Site: o.Site.Path, Partition: planned.Plan.Partition, Created: created,
+				Settings: string(js)}, ids); err != nil {
+				return err
+			}
+		}
+		return writeScripts(tl, scripts, 1)
+	})
+	if err != nil {
 		return nil, err
 	}
-	for i, pp := range prod.Pipelines {
-		st := rj.steps[i]
-		pl := tl.Pipeline(pp.Name)
-		if err := populate(pl, pp.PolicyPath, pp.VisitsPath, st.set.Visits); err != nil {
-			return nil, err
-		}
-		js, _ := json.Marshal(st.set)
-		ids := make([]string, len(pp.Visits))
-		for k, v := range pp.Visits {
-			ids[k] = v.ID
-		}
-		if err := createState(pl, state.Run{ID: name, Name: name, Dir: st.l.Dir, Pipeline: pp.Policy.Name,
-			PolicySum: pp.Policy.Checksum, Site: o.Site.Path, Partition: planned.Plan.Partition, Created: created,
-			Settings: string(js)}, ids); err != nil {
-			return nil, err
-		}
-	}
-	if err := writeScripts(tl, scripts, 1); err != nil {
-		return nil, err
-	}
-	if err := os.Rename(tmp, l.Dir); err != nil {
-		return nil, fmt.Errorf("jobs: %w", err)
-	}
-	if err := submitChain(ctx, o.Backend, l, records(l, set), scripts, 1, now, sub); err != nil {
-		if len(sub.Jobs) == 0 {
-			os.RemoveAll(l.Dir)
-		}
+	if err := submitNew(ctx, o.Backend, l, records(l, set), scripts, now, sub); err != nil {
 		return nil, err
 	}
 	return sub, nil

@@ -145,20 +145,9 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 	if err != nil {
 		return nil, err
 	}
-	name := o.Name
-	if name == "" {
-		name = p.Name + "-" + now().Format("20060102-150405")
-	}
-	if err := CheckName(name); err != nil {
-		return nil, err
-	}
-	bin, err := binary(o.Binary)
+	name, bin, l, err := newRun(o, p.Name, now)
 	if err != nil {
 		return nil, err
-	}
-	l := Layout{Dir: filepath.Join(o.Site.RunsRoot, name)}
-	if _, err := os.Stat(l.Dir); err == nil {
-		return nil, fmt.Errorf("%w: run %q exists already (%s): choose another --name, or resume it", conf.ErrInvalid, name, l.Dir)
 	}
 	set := settings{PipelineDir: p.Dir, Binary: bin, SiteFile: o.Site.Path, Request: o.Request,
 		Broker: brokerOf(o.Site), Listen: o.Listen, Heartbeat: o.Heartbeat, hold: o.Hold}
@@ -180,53 +169,82 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 		return sub, nil
 	}
 
-	// Build the run directory beside its final name, then move it in
-	// place: a run directory that exists is complete.
-	if err := os.MkdirAll(o.Site.RunsRoot, 0o755); err != nil {
-		return nil, fmt.Errorf("jobs: runs root: %w", err)
-	}
-	tmp, err := os.MkdirTemp(o.Site.RunsRoot, "."+name+".new-")
-	if err != nil {
-		return nil, fmt.Errorf("jobs: %w", err)
-	}
-	defer os.RemoveAll(tmp) // a no-op once renamed
-	tl := Layout{Dir: tmp}
-	if err := populate(tl, o.Policy, o.Visits, set.Visits); err != nil {
-		return nil, err
-	}
-	settingsJSON, _ := json.Marshal(set)
-	st, err := state.Create(tl.State(), state.Run{ID: name, Name: name, Dir: l.Dir, Pipeline: p.Name,
-		PolicySum: p.Checksum, Site: o.Site.Path, Partition: planned.Plan.Partition, Created: now(),
-		Settings: string(settingsJSON)})
+	err = createRun(o.Site.RunsRoot, name, func(tl Layout) error {
+		if err := populate(tl, o.Policy, o.Visits, set.Visits); err != nil {
+			return err
+		}
+		ids := make([]string, len(visits))
+		for i, v := range visits {
+			ids[i] = v.ID
+		}
+		settingsJSON, _ := json.Marshal(set)
+		if err := createState(tl, state.Run{ID: name, Name: name, Dir: l.Dir, Pipeline: p.Name,
+			PolicySum: p.Checksum, Site: o.Site.Path, Partition: planned.Plan.Partition, Created: now(),
+			Settings: string(settingsJSON)}, ids); err != nil {
+			return err
+		}
+		return writeScripts(tl, scripts, 1)
+	})
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]string, len(visits))
-	for i, v := range visits {
-		ids[i] = v.ID
-	}
-	if len(ids) > 0 {
-		if err := st.AddVisits(ids); err != nil {
-			st.Close()
-			return nil, err
-		}
-	}
-	if err := st.Close(); err != nil {
-		return nil, err
-	}
-	if err := writeScripts(tl, scripts, 1); err != nil {
-		return nil, err
-	}
-	if err := os.Rename(tmp, l.Dir); err != nil {
-		return nil, fmt.Errorf("jobs: %w", err)
-	}
-	if err := submitChain(ctx, o.Backend, l, []Layout{l}, scripts, 1, now, sub); err != nil {
-		if len(sub.Jobs) == 0 {
-			os.RemoveAll(l.Dir) // nothing was submitted: leave nothing behind
-		}
+	if err := submitNew(ctx, o.Backend, l, []Layout{l}, scripts, now, sub); err != nil {
 		return nil, err
 	}
 	return sub, nil
+}
+
+// newRun settles a new run's name (o.Name, else base-YYYYMMDD-HHMMSS),
+// the binary its jobs run, and its directory, refusing a name in use.
+func newRun(o SubmitOptions, base string, now func() time.Time) (name, bin string, l Layout, err error) {
+	name = o.Name
+	if name == "" {
+		name = base + "-" + now().Format("20060102-150405")
+	}
+	if err := CheckName(name); err != nil {
+		return "", "", l, err
+	}
+	if bin, err = binary(o.Binary); err != nil {
+		return "", "", l, err
+	}
+	l = Layout{Dir: filepath.Join(o.Site.RunsRoot, name)}
+	if _, err := os.Stat(l.Dir); err == nil {
+		return "", "", l, fmt.Errorf("%w: run %q exists already (%s): choose another --name, or resume it", conf.ErrInvalid, name, l.Dir)
+	}
+	return name, bin, l, nil
+}
+
+// createRun builds the directory of run name under root with fill, in a
+// folder beside its final name that is then moved in place: a run
+// directory that exists is complete.
+func createRun(root, name string, fill func(tmp Layout) error) error {
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return fmt.Errorf("jobs: runs root: %w", err)
+	}
+	tmp, err := os.MkdirTemp(root, "."+name+".new-")
+	if err != nil {
+		return fmt.Errorf("jobs: %w", err)
+	}
+	defer os.RemoveAll(tmp) // a no-op once renamed
+	if err := fill(Layout{Dir: tmp}); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(root, name)); err != nil {
+		return fmt.Errorf("jobs: %w", err)
+	}
+	return nil
+}
+
+// submitNew submits the first job (and follow-ons) of a new run in l;
+// when Slurm took none, the run directory goes again.
+func submitNew(ctx context.Context, b scheduler.Backend, l Layout, record []Layout, scripts [][]byte, now func() time.Time, sub *Submitted) error {
+	if err := submitChain(ctx, b, l, record, scripts, 1, now, sub); err != nil {
+		if len(sub.Jobs) == 0 {
+			os.RemoveAll(l.Dir) // nothing was submitted: leave nothing behind
+		}
+		return err
+	}
+	return nil
 }
 
 // checkCommon checks the options a pipeline's and a production's
