@@ -104,10 +104,10 @@ func describeValue(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
-// selects reports whether e carries the selected values. A control event
+// Selects reports whether e carries the selected values. A control event
 // (no-more-data, shutdown) is selected unless it carries a selected
 // property with another value: one without them is for every receiver.
-func (f *EventFilter) selects(e events.Event) bool {
+func (f *EventFilter) Selects(e events.Event) bool {
 	for k, want := range f.Select {
 		got, ok := e.Properties[k]
 		if !ok {

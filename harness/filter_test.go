@@ -87,7 +87,7 @@ func TestEventFilterChecks(t *testing.T) {
 		}
 	}
 	sel := func(kind events.Kind, props map[string]any) bool {
-		return f.selects(events.Event{Kind: kind, Properties: props})
+		return f.Selects(events.Event{Kind: kind, Properties: props})
 	}
 	switch {
 	case !sel("", map[string]any{"s": "r", "i": 3.0}):

@@ -478,7 +478,7 @@ func (p *pipeline) loop(ctx, triggerCtx context.Context) error {
 			return fmt.Errorf("harness: reading trigger topic: %w", err)
 		}
 		trig := &p.cfg.Policy.Trigger
-		if !trig.selects(e) {
+		if !trig.Selects(e) {
 			p.skip(e, "", "not selected by events.trigger.select")
 			continue
 		}
@@ -741,7 +741,7 @@ func (p *pipeline) waitEvent(ctx context.Context, w *WaitSpec, visit string) (ma
 			}
 			return nil, fmt.Errorf("waiting for topic %q: %w", w.Topic, err)
 		}
-		if !w.selects(e) {
+		if !w.Selects(e) {
 			p.skip(e, "", "not selected by the stage's event.select")
 			continue
 		}

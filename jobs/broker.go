@@ -184,7 +184,8 @@ func (w warnOnly) WithGroup(g string) slog.Handler       { return warnOnly{w.Han
 // in the background on the batch host before the pipelines' steps, whose
 // Pipelines dial it, and stops it once they have ended. It records where
 // it listens in the run's state file (the job's row), as a single
-// pipeline's rank 0 does. ready, when not nil, is called once it serves.
+// pipeline's rank 0 does, with the job's start. ready, when not nil, is
+// called once it serves.
 func ServeBroker(ctx context.Context, dir, job string, log *slog.Logger, ready func(url string)) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -201,7 +202,11 @@ func ServeBroker(ctx context.Context, dir, job string, log *slog.Logger, ready f
 	if err != nil {
 		return err
 	}
-	err = st.SetJobBroker(job, s.URL)
+	host, _ := os.Hostname()
+	err = st.JobStarted(job, host, time.Now())
+	if err == nil || errors.Is(err, state.ErrNotFound) {
+		err = st.SetJobBroker(job, s.URL)
+	}
 	st.Close()
 	if err != nil && !errors.Is(err, state.ErrNotFound) {
 		return err

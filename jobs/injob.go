@@ -104,7 +104,8 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 	}
 	j.log().Info("job started", "job", j.JobID, "visits", len(feed), "listen", listen, "broker", b.URL,
 		"state", j.StatePath, "journal", st.JournalMode())
-	jb := &jobBroker{Broker: b, st: st, job: j.JobID, trigger: p.Trigger.Topic, feed: feed, listen: listen, log: j.log(), now: j.Now}
+	jb := &jobBroker{Broker: b, st: st, job: j.JobID, trigger: p.Trigger.Topic, selects: p.Trigger.Selects,
+		feed: feed, listen: listen, log: j.log(), now: j.Now}
 	j.rec = &recorder{st: st, job: j.JobID, now: j.Now, log: j.log(), fed: &jb.fed}
 	j.announce = func(state string, props map[string]any) {
 		props["pipeline"], props["state"] = p.Name, state
@@ -132,11 +133,14 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 	return nil
 }
 
-// closeAfter waits until every pipeline of after has announced its end on
-// TopicPipeline, then closes this pipeline's input: a no-more-data on its
-// trigger topic, behind every trigger those pipelines sent (one stream
-// keeps the run's events in order). It runs on its own goroutine until ctx
-// ends.
+// closeAfter waits until every pipeline of after has announced its end in
+// this job on TopicPipeline, then closes this pipeline's input: a
+// no-more-data on its trigger topic, behind every trigger those pipelines
+// sent (one stream keeps the run's events in order). The no-more-data
+// carries the values the pipeline's trigger selects, so that another
+// pipeline sharing the topic (which selects other values) is not closed
+// with it. Ends announced by an earlier job of the run are not counted.
+// It runs on its own goroutine until ctx ends.
 func (j *InJob) closeAfter(ctx context.Context, b events.Broker, p *harness.Policy, runID string, after []string) {
 	sub, err := b.Subscribe(ctx, events.TopicPipeline, runID)
 	if err != nil {
@@ -153,13 +157,22 @@ func (j *InJob) closeAfter(ctx context.Context, b events.Broker, p *harness.Poli
 		if err != nil {
 			return
 		}
-		if name, _ := e.Properties["pipeline"].(string); e.Properties["state"] == "ended" && left[name] {
+		name, _ := e.Properties["pipeline"].(string)
+		if job, _ := e.Properties["job"].(string); job != j.JobID {
+			continue
+		}
+		if e.Properties["state"] == "ended" && left[name] {
 			delete(left, name)
 			j.log().Info("a pipeline this one runs after has ended", "pipeline", name, "left", len(left))
 		}
 	}
+	props := map[string]any{}
+	for k, v := range p.Trigger.Select {
+		props[k] = v
+	}
+	props["after"] = strings.Join(after, ",")
 	err = b.Publish(ctx, events.Event{Topic: p.Trigger.Topic, RunID: runID, Pipeline: p.Name, Kind: events.KindNoMoreData,
-		Properties: map[string]any{"after": strings.Join(after, ",")}})
+		Properties: props})
 	if err != nil && ctx.Err() == nil {
 		j.log().Error("could not close the input after the pipelines it runs after", "err", err)
 	}

@@ -22,7 +22,11 @@ type jobBroker struct {
 	st            *state.Store
 	job           string
 	trigger       string
-	feed          []harness.Visit
+	// selects tells the trigger events meant for this pipeline (its
+	// events.trigger.select; nil: all): only a no-more-data it selects
+	// closes the run's input, as only such a one ends the Pipeline.
+	selects func(events.Event) bool
+	feed    []harness.Visit
 	// listen: after the feed, read trigger events from NATS until a
 	// no-more-data; else the feed ends the run.
 	listen bool
@@ -75,8 +79,9 @@ func (b *jobBroker) record(dir string, e events.Event) {
 }
 
 // recordingSub records every event it returns; a no-more-data on the
-// trigger topic also closes the run's input in the state file, so that a
-// later job of the run does not wait for trigger events.
+// trigger topic, selected for this pipeline, also closes the run's input
+// in the state file, so that a later job of the run does not wait for
+// trigger events.
 type recordingSub struct {
 	events.Subscription
 	b       *jobBroker
@@ -89,10 +94,13 @@ func (s *recordingSub) Next(ctx context.Context) (events.Event, error) {
 		return e, err
 	}
 	s.b.record("in", e)
-	if s.trigger && e.Kind == events.KindNoMoreData {
+	if s.trigger && e.Kind == events.KindNoMoreData && (s.b.selects == nil || s.b.selects(e)) {
 		why := "no-more-data"
 		if e.Sender != "" {
 			why += " from " + e.Sender
+		}
+		if after, _ := e.Properties["after"].(string); after != "" {
+			why += " once " + after + " ended"
 		}
 		if err := s.b.st.CloseInput(s.b.now(), why); err != nil {
 			s.b.log.Warn("could not record the end of the run's input", "err", err)

@@ -86,11 +86,11 @@ func Relay(ctx context.Context, o RelayOptions) (*Relayed, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := harness.Load(l.Policy())
+	pipes, err := runPipelines(l, set)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkRelayed(p, set, o.Event); err != nil {
+	if err := checkRelayedAll(pipes, o.Event); err != nil {
 		return nil, fmt.Errorf("%w: run %s: %v", conf.ErrInvalid, run.Name, err)
 	}
 	rs, err := Status(ctx, o.Backend, []string{o.Dir})
@@ -122,8 +122,11 @@ func Relay(ctx context.Context, o RelayOptions) (*Relayed, error) {
 		return nil, fmt.Errorf("jobs: run %s: %w (%s)%s", run.Name, ErrNotRunning, lastJob(rs[0]), keepHint(o.When))
 	}
 
-	if o.Event.Topic == p.Trigger.Topic && o.Event.Kind == events.KindNoMoreData && !set.Listen {
+	if o.Event.Kind == events.KindNoMoreData && !listensOn(pipes, o.Event.Topic) {
 		out.Note = "nothing sent: the run ends after its visit list anyway (it was submitted without --listen)"
+		if len(set.Pipelines) > 0 {
+			out.Note = fmt.Sprintf("nothing sent: no pipeline of the production listens for trigger events on %s", o.Event.Topic)
+		}
 		return out, nil
 	}
 	e := o.Event
@@ -255,6 +258,138 @@ func Topics(p *harness.Policy) []string {
 		}
 	}
 	return ts
+}
+
+// runPipeline is a pipeline of a run, as the relay commands see it.
+type runPipeline struct {
+	name string // the production's name for it; "" for a single pipeline's run
+	dir  string
+	p    *harness.Policy
+	set  settings
+}
+
+// runPipelines loads the policy of the run in l, whose settings are set,
+// or of each of a production's pipelines.
+func runPipelines(l Layout, set settings) ([]runPipeline, error) {
+	if len(set.Pipelines) == 0 {
+		p, err := harness.Load(l.Policy())
+		if err != nil {
+			return nil, err
+		}
+		return []runPipeline{{dir: l.Dir, p: p, set: set}}, nil
+	}
+	var out []runPipeline
+	for _, e := range set.Pipelines {
+		pl := l.Pipeline(e.Name)
+		_, ps, err := readSettings(pl)
+		if err != nil {
+			return nil, err
+		}
+		p, err := harness.Load(pl.Policy())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, runPipeline{name: e.Name, dir: pl.Dir, p: p, set: ps})
+	}
+	return out, nil
+}
+
+// listensOn reports whether some pipeline reads trigger events on topic
+// from the broker.
+func listensOn(pipes []runPipeline, topic string) bool {
+	for _, rp := range pipes {
+		if rp.set.Listen && rp.p.Trigger.Topic == topic {
+			return true
+		}
+	}
+	return false
+}
+
+// checkRelayedAll refuses an event that no pipeline of the run would
+// read: for a production, one that every pipeline refuses, with the
+// reason of the first that reads its topic.
+func checkRelayedAll(pipes []runPipeline, e events.Event) error {
+	if len(pipes) == 1 && pipes[0].name == "" {
+		return checkRelayed(pipes[0].p, pipes[0].set, e)
+	}
+	var all []string
+	var first error
+	for _, rp := range pipes {
+		err := checkRelayed(rp.p, rp.set, e)
+		if err == nil {
+			return nil
+		}
+		ts := Topics(rp.p)
+		if first == nil && slices.Contains(ts, e.Topic) {
+			first = fmt.Errorf("pipeline %s: %w", rp.name, err)
+		}
+		for _, t := range ts {
+			if !slices.Contains(all, t) {
+				all = append(all, t)
+			}
+		}
+	}
+	if first != nil {
+		return first
+	}
+	return fmt.Errorf("no pipeline of the production reads topic %q%s (they read: %s)", e.Topic, conf.Suggest(e.Topic, all), strings.Join(all, ", "))
+}
+
+// FinishEvents are the no-more-data events `dpsbatch finish` relays to the
+// run in dir: one on its trigger topic; for a production, one for each
+// pipeline that listens and runs after no other (those that do close
+// their input once the pipelines they run after have ended), carrying
+// the values its trigger selects, so that a pipeline sharing the topic is
+// not closed with it. A production with none gets no event.
+func FinishEvents(dir string) ([]events.Event, error) {
+	l := Layout{Dir: dir}
+	_, set, err := readSettings(l)
+	if err != nil {
+		return nil, err
+	}
+	pipes, err := runPipelines(l, set)
+	if err != nil {
+		return nil, err
+	}
+	if len(set.Pipelines) == 0 {
+		return []events.Event{{Topic: pipes[0].p.Trigger.Topic, Kind: events.KindNoMoreData}}, nil
+	}
+	var out []events.Event
+	for _, rp := range pipes {
+		if !rp.set.Listen || len(rp.set.After) > 0 {
+			continue
+		}
+		props := map[string]any{}
+		for k, v := range rp.p.Trigger.Select {
+			props[k] = v
+		}
+		out = append(out, events.Event{Topic: rp.p.Trigger.Topic, Kind: events.KindNoMoreData, Properties: props})
+	}
+	return out, nil
+}
+
+// EventSource is a state file recording a run's events: the run's own,
+// or one per pipeline of a production.
+type EventSource struct {
+	Pipeline string // the production's name for the pipeline; "" for a single pipeline's run
+	Dir      string // the directory of the state file
+}
+
+// EventSources lists where the run in dir records its events.
+func EventSources(dir string) ([]EventSource, error) {
+	l := Layout{Dir: dir}
+	_, set, err := readSettings(l)
+	if err != nil {
+		return nil, err
+	}
+	if len(set.Pipelines) == 0 {
+		return []EventSource{{Dir: dir}}, nil
+	}
+	var out []EventSource
+	for _, e := range set.Pipelines {
+		out = append(out, EventSource{Pipeline: e.Name, Dir: l.Pipeline(e.Name).Dir})
+	}
+	return out, nil
 }
 
 // checkRelayed refuses an event the run's Pipeline would never read.

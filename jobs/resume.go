@@ -82,6 +82,11 @@ func Resume(ctx context.Context, o ResumeOptions) (*ResumeResult, error) {
 	if err := json.Unmarshal([]byte(run.Settings), &set); err != nil {
 		return nil, fmt.Errorf("jobs: %s: run settings: %w", l.State(), err)
 	}
+	if len(set.Pipelines) > 0 {
+		st.Close()
+		st = nil
+		return resumeProduction(ctx, o, run, set, now)
+	}
 	p, err := harness.Load(l.Policy())
 	if err != nil {
 		return nil, err
@@ -109,7 +114,7 @@ func Resume(ctx context.Context, o ResumeOptions) (*ResumeResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	scripts, err := renderChain(tmpl, o.Site, l, run.Name, set, planned.Plan, attempt, o.AutoResume)
+	scripts, err := renderChain(tmpl, o.Site, l, runJob{name: run.Name, set: set, plan: planned.Plan}, attempt, o.AutoResume)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +154,7 @@ func Resume(ctx context.Context, o ResumeOptions) (*ResumeResult, error) {
 	}
 	st.Close()
 	st = nil
-	if err := submitChain(ctx, o.Backend, l, scripts, attempt, now, &res.Submitted); err != nil {
+	if err := submitChain(ctx, o.Backend, l, []Layout{l}, scripts, attempt, now, &res.Submitted); err != nil {
 		return nil, err
 	}
 	return res, nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/scheduler"
@@ -66,6 +67,13 @@ type RunStatus struct {
 	InputClosed    time.Time     `json:"inputClosed,omitzero"`
 	InputClosedWhy string        `json:"inputClosedWhy,omitempty"`
 	Heartbeat      time.Duration `json:"heartbeatInterval"`
+	// Pipelines, for a production's run: each pipeline's own status (its
+	// Pipeline is the production's name for it), in the production's
+	// order. The run's Visits, Counts and Rate are their sums; its Jobs
+	// are the production's, each recorded as ended once every pipeline
+	// recorded its end in it (the first that did not complete tells
+	// how), silent when one of the pipelines is.
+	Pipelines []RunStatus `json:"pipelines,omitempty"`
 }
 
 // Status reads the runs in dirs and asks Slurm about all their jobs at
@@ -155,6 +163,14 @@ func readRun(dir string) (RunStatus, error) {
 			rs.Heartbeat = set.Heartbeat
 		}
 	}
+	for _, e := range set.Pipelines {
+		ps, err := readRun(l.Pipeline(e.Name).Dir)
+		if err != nil {
+			return RunStatus{}, fmt.Errorf("jobs: production %s: pipeline %s: %w", run.Name, e.Name, err)
+		}
+		ps.Pipeline = e.Name
+		rs.Pipelines = append(rs.Pipelines, ps)
+	}
 	for s, n := range counts {
 		rs.Counts[string(s)] = n
 		rs.Visits += n
@@ -165,6 +181,10 @@ func readRun(dir string) (RunStatus, error) {
 			Broker: j.Broker, Heartbeat: j.Heartbeat, HeartbeatVisit: j.HeartbeatVisit})
 	}
 	sort.Slice(rs.Jobs, func(a, b int) bool { return rs.Jobs[a].Attempt < rs.Jobs[b].Attempt })
+	if len(rs.Pipelines) > 0 {
+		sumPipelines(&rs)
+		return rs, nil
+	}
 	done, first, last, err := st.Progress()
 	if err != nil {
 		return RunStatus{}, err
@@ -175,9 +195,83 @@ func readRun(dir string) (RunStatus, error) {
 	return rs, nil
 }
 
+// sumPipelines makes a production's status from its pipelines': visits,
+// counts and rates summed (the pipelines run at once), and each job
+// recorded as its pipelines recorded it.
+func sumPipelines(rs *RunStatus) {
+	for _, ps := range rs.Pipelines {
+		for k, n := range ps.Counts {
+			rs.Counts[k] += n
+		}
+		rs.Visits += ps.Visits
+		rs.Rate += ps.Rate
+		rs.Listen = rs.Listen || ps.Listen
+	}
+	for i := range rs.Jobs {
+		j := &rs.Jobs[i]
+		var ends, why []string
+		worst := ""
+		for _, ps := range rs.Pipelines {
+			pj := jobByID(ps.Jobs, j.ID)
+			if pj == nil || !recordedEnd(pj.Recorded) {
+				continue
+			}
+			ends = append(ends, ps.Pipeline)
+			if endRank(pj.Recorded) > endRank(worst) {
+				worst = pj.Recorded
+				j.ExitCode = pj.ExitCode
+			}
+			if pj.Recorded != "COMPLETED" {
+				why = append(why, fmt.Sprintf("%s %s", ps.Pipeline, strings.ToLower(pj.Recorded)))
+				if pj.Reason != "" {
+					why[len(why)-1] += ": " + pj.Reason
+				}
+			}
+			if pj.Ended.After(j.Ended) {
+				j.Ended = pj.Ended
+			}
+			if pj.Heartbeat.After(j.Heartbeat) {
+				j.Heartbeat, j.HeartbeatVisit = pj.Heartbeat, ps.Pipeline+" "+pj.HeartbeatVisit
+			}
+		}
+		if len(ends) == len(rs.Pipelines) {
+			j.State, j.Recorded, j.Reason = worst, worst, strings.Join(why, "; ")
+		} else if len(ends) > 0 && j.Reason == "" {
+			j.Reason = "ended: " + strings.Join(ends, ", ")
+		}
+	}
+}
+
+// endRank orders the ends rank 0 records, the worst highest.
+func endRank(s string) int {
+	switch s {
+	case "COMPLETED":
+		return 1
+	case "VISITS_FAILED":
+		return 2
+	case "STOPPED":
+		return 3
+	case "FAILED":
+		return 4
+	}
+	return 0
+}
+
+func jobByID(js []JobStatus, id string) *JobStatus {
+	for i := range js {
+		if js[i].ID == id {
+			return &js[i]
+		}
+	}
+	return nil
+}
+
 // settle merges what Slurm said about the run's jobs and works out the
-// run's outcome.
+// run's outcome; a production's pipelines first, each on its own.
 func settle(rs *RunStatus, known map[string]scheduler.Job) {
+	for i := range rs.Pipelines {
+		settle(&rs.Pipelines[i], known)
+	}
 	for i := range rs.Jobs {
 		j := &rs.Jobs[i]
 		if k, ok := known[j.ID]; ok {
@@ -194,7 +288,15 @@ func settle(rs *RunStatus, known map[string]scheduler.Job) {
 		}
 		// Ended in Slurm's eyes, yet rank 0 recorded no end.
 		j.Died = !j.Live && j.Source != "state" && j.Recorded != "" && !recordedEnd(j.Recorded)
-		j.Silent = j.Live && j.State == "RUNNING" && silent(*j, known[j.ID], rs.Heartbeat, clock())
+		if len(rs.Pipelines) == 0 {
+			j.Silent = j.Live && j.State == "RUNNING" && !recordedEnd(j.Recorded) && silent(*j, known[j.ID], rs.Heartbeat, clock())
+		}
+		for _, ps := range rs.Pipelines {
+			if pj := jobByID(ps.Jobs, j.ID); pj != nil {
+				j.Silent = j.Silent || pj.Silent
+				j.Died = j.Died || pj.Died
+			}
+		}
 		if j.Live {
 			rs.Live = true
 		}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -60,10 +61,12 @@ type Submitted struct {
 	Attempt int            `json:"attempt"`
 	Visits  int            `json:"visits"` // visits the job will run
 	Plan    scheduler.Plan `json:"plan"`
-	Script  string         `json:"script"`
-	Log     string         `json:"log"`   // Slurm's log of the first job
-	State   string         `json:"state"` // the state file
-	DryRun  bool           `json:"dryRun,omitempty"`
+	// Steps, for a production: each pipeline's step in the job.
+	Steps  []StepPlan `json:"steps,omitempty"`
+	Script string     `json:"script"`
+	Log    string     `json:"log"`   // Slurm's log of the first job
+	State  string     `json:"state"` // the state file
+	DryRun bool       `json:"dryRun,omitempty"`
 }
 
 // settings is what a run keeps in its state file (Run.Settings) so that
@@ -88,6 +91,10 @@ type settings struct {
 	// After: the pipelines of the production whose end closes this one's
 	// input (a no-more-data on its trigger topic).
 	After []string `json:"after,omitempty"`
+	// Pipelines, for a production's run (its top-level state file): its
+	// pipelines in the production's order, each in
+	// RUN-DIR/pipelines/NAME with its own state file and settings.
+	Pipelines []prodEntry `json:"pipelines,omitempty"`
 	// hold submits the first job held (submit --hold); not kept.
 	hold bool
 }
@@ -101,6 +108,13 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 	now := time.Now
 	if o.Now != nil {
 		now = o.Now
+	}
+	isProd, err := IsProduction(o.Policy)
+	if err != nil {
+		return nil, err
+	}
+	if isProd {
+		return submitProduction(ctx, o, now)
 	}
 	p, err := harness.Load(o.Policy)
 	if err != nil {
@@ -124,11 +138,8 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 			return nil, fmt.Errorf("%w: %s: no visits", conf.ErrInvalid, o.Visits)
 		}
 	}
-	if o.Heartbeat < 0 || o.Heartbeat > 0 && o.Heartbeat < 100*time.Millisecond {
-		return nil, fmt.Errorf("%w: --heartbeat must be at least 100ms, got %s", conf.ErrInvalid, o.Heartbeat)
-	}
-	if o.AutoResume < 0 {
-		return nil, fmt.Errorf("%w: --auto-resume must be 0 or more, got %d", conf.ErrInvalid, o.AutoResume)
+	if err := checkCommon(o); err != nil {
+		return nil, err
 	}
 	planned, err := PlanRun(o.Site, p, o.Request)
 	if err != nil {
@@ -149,18 +160,10 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 	if _, err := os.Stat(l.Dir); err == nil {
 		return nil, fmt.Errorf("%w: run %q exists already (%s): choose another --name, or resume it", conf.ErrInvalid, name, l.Dir)
 	}
-	// The copy keeps a format-telling extension; with any other, none, so
-	// that ReadVisits tells the format from the content as it did here.
-	ext := strings.ToLower(filepath.Ext(o.Visits))
-	switch ext {
-	case ".csv", ".jsonl", ".ndjson", ".json":
-	default:
-		ext = ""
-	}
 	set := settings{PipelineDir: p.Dir, Binary: bin, SiteFile: o.Site.Path, Request: o.Request,
 		Broker: brokerOf(o.Site), Listen: o.Listen, Heartbeat: o.Heartbeat, hold: o.Hold}
 	if o.Visits != "" {
-		set.Visits = filepath.Base(l.Visits(ext))
+		set.Visits = filepath.Base(l.Visits(visitsExt(o.Visits)))
 	}
 	tmpl, err := loadTemplate(o.Site)
 	if err != nil {
@@ -168,7 +171,7 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 	}
 	sub := &Submitted{Run: name, Dir: l.Dir, Attempt: 1, Visits: len(visits), Plan: planned.Plan,
 		Script: l.Script(1), State: l.State(), DryRun: o.DryRun}
-	scripts, err := renderChain(tmpl, o.Site, l, name, set, planned.Plan, 1, o.AutoResume)
+	scripts, err := renderChain(tmpl, o.Site, l, runJob{name: name, set: set, plan: planned.Plan}, 1, o.AutoResume)
 	if err != nil {
 		return nil, err
 	}
@@ -217,13 +220,25 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 	if err := os.Rename(tmp, l.Dir); err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
-	if err := submitChain(ctx, o.Backend, l, scripts, 1, now, sub); err != nil {
+	if err := submitChain(ctx, o.Backend, l, []Layout{l}, scripts, 1, now, sub); err != nil {
 		if len(sub.Jobs) == 0 {
 			os.RemoveAll(l.Dir) // nothing was submitted: leave nothing behind
 		}
 		return nil, err
 	}
 	return sub, nil
+}
+
+// checkCommon checks the options a pipeline's and a production's
+// submission share.
+func checkCommon(o SubmitOptions) error {
+	if o.Heartbeat < 0 || o.Heartbeat > 0 && o.Heartbeat < 100*time.Millisecond {
+		return fmt.Errorf("%w: --heartbeat must be at least 100ms, got %s", conf.ErrInvalid, o.Heartbeat)
+	}
+	if o.AutoResume < 0 {
+		return fmt.Errorf("%w: --auto-resume must be 0 or more, got %d", conf.ErrInvalid, o.AutoResume)
+	}
+	return nil
 }
 
 // binary finds the dpsbatch executable the job runs.
@@ -255,15 +270,19 @@ func loadTemplate(s *site.Site) (*templates.Template, error) {
 	return templates.Load(s.Template)
 }
 
-// populate copies the policy and the visit list (if any) into a new run
-// directory, the list under the name copy, and makes its folders.
+// populate makes the folders of a new run directory and copies the
+// policy and the visit list into it (each when not ""), the list under
+// the name copy.
 func populate(l Layout, policy, visits, copy string) error {
 	for _, d := range []string{ScriptsDir, LogsDir} {
 		if err := os.MkdirAll(filepath.Join(l.Dir, d), 0o755); err != nil {
 			return fmt.Errorf("jobs: %w", err)
 		}
 	}
-	files := map[string]string{policy: l.Policy()}
+	files := map[string]string{}
+	if policy != "" {
+		files[policy] = l.Policy()
+	}
 	if visits != "" {
 		files[visits] = filepath.Join(l.Dir, copy)
 	}
@@ -279,14 +298,31 @@ func populate(l Layout, policy, visits, copy string) error {
 	return nil
 }
 
+// runJob is what the scripts of a run's attempts are rendered from: one
+// pipeline's launch, or a production's steps.
+type runJob struct {
+	name  string   // the run's name, also its run ID
+	set   settings // the run's settings (a production's: its top-level ones)
+	plan  scheduler.Plan
+	steps []runStep // a production's pipelines, in its order; nil for one pipeline
+}
+
+// runStep is one pipeline of a production: an srun step of the job.
+type runStep struct {
+	name  string
+	l     Layout   // RUN-DIR/pipelines/NAME
+	set   settings // its own settings
+	tasks int      // its Pipeline rank and its slices
+}
+
 // renderChain renders the scripts of attempts first .. first+follow: the
 // job and its follow-ons. Each follow-on's dependency is filled in at
 // submission, once the job before has an ID.
-func renderChain(t *templates.Template, s *site.Site, l Layout, name string, set settings, plan scheduler.Plan, first, follow int) ([][]byte, error) {
+func renderChain(t *templates.Template, s *site.Site, l Layout, rj runJob, first, follow int) ([][]byte, error) {
 	var out [][]byte
 	for a := first; a <= first+follow; a++ {
 		var b bytes.Buffer
-		if err := t.Render(&b, jobFor(s, l, name, set, plan, a)); err != nil {
+		if err := t.Render(&b, jobFor(s, l, rj, a)); err != nil {
 			return nil, err
 		}
 		out = append(out, b.Bytes())
@@ -295,14 +331,25 @@ func renderChain(t *templates.Template, s *site.Site, l Layout, name string, set
 }
 
 // jobFor is what the template needs for one attempt.
-func jobFor(s *site.Site, l Layout, name string, set settings, plan scheduler.Plan, attempt int) templates.Job {
+func jobFor(s *site.Site, l Layout, rj runJob, attempt int) templates.Job {
+	name, plan := rj.name, rj.plan
 	j := templates.Job{Name: name, RunID: name, RunDir: l.Dir, Partition: plan.Partition,
 		Account: s.Account, QoS: s.QoS, Nodes: plan.Nodes, Tasks: plan.Tasks, TasksPerNode: plan.TasksPerNode,
 		CPUsPerTask: plan.CPUsPerTask, MemPerCPUMB: plan.MemPerCPUMB, Time: slurmtime.Format(plan.Time),
 		Output: l.SlurmLog(), Extra: slices.Clip(s.Sbatch), Setup: s.Setup, Attempt: attempt,
-		Env:    [][2]string{{"DPSBATCH_RUN", name}, {"DPSBATCH_ATTEMPT", fmt.Sprint(attempt)}},
-		Launch: launch(s, l, set, attempt)}
-	if set.hold && attempt == 1 {
+		Env: [][2]string{{"DPSBATCH_RUN", name}, {"DPSBATCH_ATTEMPT", fmt.Sprint(attempt)}}}
+	if len(rj.steps) == 0 {
+		j.Launch = launch(s, l, rj.set, name, l.StopFile(attempt), 0)
+	} else {
+		// A production: the run's broker beside one step per pipeline,
+		// all sharing the run ID (so their topics) and the stop file.
+		j.Broker = []string{rj.set.Binary, "broker", "--run-dir", l.Dir}
+		for _, st := range rj.steps {
+			j.Steps = append(j.Steps, templates.Step{Name: st.name,
+				Launch: launch(s, st.l, st.set, name, l.StopFile(attempt), st.tasks)})
+		}
+	}
+	if rj.set.hold && attempt == 1 {
 		j.Extra = append(j.Extra, "--hold")
 	}
 	if plan.Time > 0 {
@@ -319,14 +366,21 @@ func jobFor(s *site.Site, l Layout, name string, set settings, plan scheduler.Pl
 	return j
 }
 
-// launch is the step's command line: the site's launcher starting
-// `dpsbatch run` on every task.
-func launch(s *site.Site, l Layout, set settings, attempt int) []string {
+// launch is a step's command line: the site's launcher starting `dpsbatch
+// run` on every task of the pipeline in l, under run ID runID, watching
+// stop. tasks > 0 makes it one of several concurrent srun steps of a
+// production: it takes exactly that many tasks of the allocation
+// (--exact, else Slurm 22.05 gives the first step every CPU and the
+// others wait for it).
+func launch(s *site.Site, l Layout, set settings, runID, stop string, tasks int) []string {
 	var a []string
 	if s.Launcher.Kind == "mpirun" {
 		a = append([]string{"mpirun"}, s.Launcher.Flags...)
 	} else {
 		a = append([]string{"srun"}, s.Launcher.Flags...)
+		if tasks > 0 {
+			a = append(a, "--exact", "--ntasks="+strconv.Itoa(tasks))
+		}
 		a = append(a, "--kill-on-bad-exit=1")
 	}
 	comm := s.Launcher.Comm
@@ -337,8 +391,8 @@ func launch(s *site.Site, l Layout, set settings, attempt int) []string {
 	if set.Visits != "" {
 		a = append(a, "--visits", filepath.Join(l.Dir, set.Visits))
 	}
-	return append(a, "--pipeline-dir", set.PipelineDir, "--run-id", filepath.Base(l.Dir), "--comm", comm,
-		"--stop-file", l.StopFile(attempt))
+	return append(a, "--pipeline-dir", set.PipelineDir, "--run-id", runID, "--comm", comm,
+		"--stop-file", stop)
 }
 
 // writeScripts writes the rendered scripts of attempts first.. into l.
@@ -355,16 +409,25 @@ func writeScripts(l Layout, scripts [][]byte, first int) error {
 }
 
 // submitChain submits the scripts in order, each follow-on depending on
-// the job before (afterany), and records every job in the state file as
-// soon as Slurm has it. sub.Jobs grows as jobs are submitted. When a
-// follow-on fails, the jobs already submitted stay (they are recorded)
-// and the error says so.
-func submitChain(ctx context.Context, b scheduler.Backend, l Layout, scripts [][]byte, first int, now func() time.Time, sub *Submitted) error {
-	st, err := state.Open(l.State())
-	if err != nil {
-		return err
+// the job before (afterany), and records every job in the state files of
+// record (the run's; a production's and each of its pipelines') as soon
+// as Slurm has it. sub.Jobs grows as jobs are submitted. When a follow-on
+// fails, the jobs already submitted stay (they are recorded) and the
+// error says so.
+func submitChain(ctx context.Context, b scheduler.Backend, l Layout, record []Layout, scripts [][]byte, first int, now func() time.Time, sub *Submitted) error {
+	var sts []*state.Store
+	defer func() {
+		for _, st := range sts {
+			st.Close()
+		}
+	}()
+	for _, r := range record {
+		st, err := state.Open(r.State())
+		if err != nil {
+			return err
+		}
+		sts = append(sts, st)
 	}
-	defer st.Close()
 	prev := ""
 	for i, script := range scripts {
 		dep := ""
@@ -378,9 +441,11 @@ func submitChain(ctx context.Context, b scheduler.Backend, l Layout, scripts [][
 			}
 			return err
 		}
-		if err := st.AddJob(state.Job{ID: id, Attempt: first + i, Submitted: now(), State: "SUBMITTED"}); err != nil {
-			_ = b.Cancel(context.WithoutCancel(ctx), id, "")
-			return fmt.Errorf("jobs: recording job %s (cancelled it): %w", id, err)
+		for _, st := range sts {
+			if err := st.AddJob(state.Job{ID: id, Attempt: first + i, Submitted: now(), State: "SUBMITTED"}); err != nil {
+				_ = b.Cancel(context.WithoutCancel(ctx), id, "")
+				return fmt.Errorf("jobs: recording job %s in %s (cancelled it): %w", id, st.Path(), err)
+			}
 		}
 		sub.Jobs = append(sub.Jobs, id)
 		prev = id
@@ -402,6 +467,9 @@ func printDry(w io.Writer, sub *Submitted, pl *Planned, scripts [][]byte) {
 		fmt.Fprintf(w, ", %d MB per CPU", p.MemPerCPUMB)
 	}
 	fmt.Fprintf(w, ", time %s\n", slurmtime.Format(p.Time))
+	for _, st := range sub.Steps {
+		fmt.Fprintf(w, "step %s: %d slices + its Pipeline = %d tasks\n", st.Pipeline, st.Slices, st.Tasks)
+	}
 	for i, s := range scripts {
 		fmt.Fprintf(w, "\n# ---- %s ----\n", filepath.Base(Layout{Dir: sub.Dir}.Script(sub.Attempt+i)))
 		w.Write(s)

@@ -10,7 +10,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dpsbatch/dpsbatch/events"
-	"github.com/dpsbatch/dpsbatch/harness"
 	"github.com/dpsbatch/dpsbatch/jobs"
 	"github.com/dpsbatch/dpsbatch/state"
 )
@@ -52,8 +51,8 @@ func eventCommand() *cli.Command {
 					return badInput("--kind: expected data, no-more-data or shutdown, got %q", kind)
 				}
 				args := c.Args().Slice()
-				return withRunArgs(c, args[:1], func(*harness.Policy) (events.Event, error) {
-					return events.Event{Topic: c.String("topic"), Kind: kind, Properties: props}, nil
+				return withRunArgs(c, args[:1], func(string) ([]events.Event, error) {
+					return []events.Event{{Topic: c.String("topic"), Kind: kind, Properties: props}}, nil
 				})
 			},
 		}},
@@ -93,10 +92,29 @@ func eventsCommand() *cli.Command {
 			case q.Limit < 0:
 				return badInput("--last must be 0 or more")
 			}
+			srcs, err := jobs.EventSources(dir)
+			if err != nil {
+				return err
+			}
+			after := make([]int64, len(srcs)) // each state file's last event printed
 			for {
-				recs, err := jobs.Events(dir, q)
-				if err != nil {
-					return err
+				var recs []received
+				for i, src := range srcs {
+					sq := q
+					sq.After = after[i]
+					rs, err := jobs.Events(src.Dir, sq)
+					if err != nil {
+						return err
+					}
+					for _, r := range rs {
+						recs = append(recs, received{EventRecord: r, Receiver: src.Pipeline})
+						after[i] = r.ID
+					}
+				}
+				// A production's pipelines, merged in time.
+				sort.SliceStable(recs, func(a, b int) bool { return recs[a].At.Before(recs[b].At) })
+				if q.Limit > 0 && len(recs) > q.Limit {
+					recs = recs[len(recs)-q.Limit:]
 				}
 				for _, r := range recs {
 					if c.Bool("json") {
@@ -106,7 +124,6 @@ func eventsCommand() *cli.Command {
 					} else {
 						printEvent(c, r)
 					}
-					q.After = r.ID
 				}
 				q.Limit = 0
 				if !c.Bool("follow") {
@@ -122,7 +139,14 @@ func eventsCommand() *cli.Command {
 	}
 }
 
-func printEvent(c *cli.Context, r state.EventRecord) {
+// received is an event record with the pipeline of a production that
+// recorded it ("" for a single pipeline's run).
+type received struct {
+	state.EventRecord
+	Receiver string `json:",omitempty"`
+}
+
+func printEvent(c *cli.Context, r received) {
 	kind := r.Kind
 	if kind == "" {
 		kind = string(events.KindData)
@@ -140,6 +164,10 @@ func printEvent(c *cli.Context, r state.EventRecord) {
 	for _, k := range keys {
 		props = append(props, fmt.Sprintf("%s=%v", k, r.Props[k]))
 	}
-	fmt.Fprintf(c.App.Writer, "%s %-3s %-20s %-12s from %-24s job %-8s %s\n", r.At.Local().Format("2006-01-02 15:04:05.000"),
-		r.Dir, r.Topic, kind, from, r.Job, strings.Join(props, " "))
+	at := ""
+	if r.Receiver != "" {
+		at = fmt.Sprintf("%-12s ", r.Receiver)
+	}
+	fmt.Fprintf(c.App.Writer, "%s %s%-3s %-20s %-12s from %-24s job %-8s %s\n", r.At.Local().Format("2006-01-02 15:04:05.000"),
+		at, r.Dir, r.Topic, kind, from, r.Job, strings.Join(props, " "))
 }

@@ -96,14 +96,30 @@ func printJSON(w io.Writer, v any) error {
 
 // printStatus writes one run's status for people.
 func printStatus(w io.Writer, rs jobs.RunStatus) {
-	fmt.Fprintf(w, "run %s (%s, partition %s): %s\n", rs.Run, rs.Pipeline, rs.Partition, rs.Outcome)
-	fmt.Fprintf(w, "  visits: %d", rs.Visits)
-	for _, k := range []string{"done", "failed", "running", "interrupted", "pending"} {
-		if n := rs.Counts[k]; n > 0 {
-			fmt.Fprintf(w, ", %d %s", n, k)
-		}
+	what := rs.Pipeline
+	if len(rs.Pipelines) > 0 {
+		what = fmt.Sprintf("production %s of %d pipelines", rs.Pipeline, len(rs.Pipelines))
 	}
-	fmt.Fprintln(w)
+	fmt.Fprintf(w, "run %s (%s, partition %s): %s\n", rs.Run, what, rs.Partition, rs.Outcome)
+	fmt.Fprintf(w, "  visits: %s\n", visitCounts(rs))
+	for _, ps := range rs.Pipelines {
+		fmt.Fprintf(w, "  pipeline %s: %s", ps.Pipeline, visitCounts(ps))
+		for _, j := range ps.Jobs {
+			if j.Live && j.Recorded != "" {
+				fmt.Fprintf(w, "; job %s %s", j.ID, strings.ToLower(j.Recorded))
+			}
+			if j.Silent {
+				fmt.Fprintf(w, "; SILENT")
+			}
+		}
+		switch {
+		case !ps.InputClosed.IsZero():
+			fmt.Fprintf(w, "; input closed (%s)", ps.InputClosedWhy)
+		case ps.Listen:
+			fmt.Fprintf(w, "; listening")
+		}
+		fmt.Fprintln(w)
+	}
 	if rs.Rate > 0 {
 		fmt.Fprintf(w, "  rate: %.3g visits/s", rs.Rate)
 		if rs.ETA > 0 {
@@ -139,12 +155,27 @@ func printStatus(w io.Writer, rs jobs.RunStatus) {
 		}
 	}
 	switch {
+	case len(rs.Pipelines) > 0:
 	case !rs.InputClosed.IsZero():
 		fmt.Fprintf(w, "  input closed %s: %s\n", rs.InputClosed.Local().Format("2006-01-02 15:04:05"), rs.InputClosedWhy)
 	case rs.Listen:
 		fmt.Fprintf(w, "  listening for trigger events after its visit list (dpsbatch finish %s ends it)\n", rs.Run)
 	}
 	fmt.Fprintf(w, "  state file: %s/%s (journal %s)\n", rs.Dir, jobs.StateFile, rs.Journal)
+}
+
+// visitCounts is "12 (10 done, 2 pending)".
+func visitCounts(rs jobs.RunStatus) string {
+	var parts []string
+	for _, k := range []string{"done", "failed", "running", "interrupted", "pending"} {
+		if n := rs.Counts[k]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, k))
+		}
+	}
+	if len(parts) == 0 {
+		return fmt.Sprint(rs.Visits)
+	}
+	return fmt.Sprintf("%d (%s)", rs.Visits, strings.Join(parts, ", "))
 }
 
 var stdout io.Writer = os.Stdout

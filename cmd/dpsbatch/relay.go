@@ -3,13 +3,13 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/dpsbatch/dpsbatch/events"
-	"github.com/dpsbatch/dpsbatch/harness"
 	"github.com/dpsbatch/dpsbatch/jobs"
 )
 
@@ -50,11 +50,16 @@ func finishCommand() *cli.Command {
 			"recorded COMPLETED and the run's input closed, so a later resume does not wait for more.\n" +
 			"It matters for runs submitted with --listen, which read trigger events after their visit\n" +
 			"list; a run without --listen ends after its list anyway, and nothing is sent. For a pending\n" +
-			"job the event is stored and read when it starts.",
+			"job the event is stored and read when it starts. For a production it goes to each pipeline\n" +
+			"that listens and runs after no other; those that run after others finish once they have.",
 		Flags: append(relayFlags(), &cli.BoolFlag{Name: "keep", Usage: "when no job is live, store the event for the run's next job (dpsbatch resume)"}),
 		Action: func(c *cli.Context) error {
-			return withRun(c, func(p *harness.Policy) (events.Event, error) {
-				return events.Event{Topic: p.Trigger.Topic, Kind: events.KindNoMoreData}, nil
+			return withRun(c, func(dir string) ([]events.Event, error) {
+				es, err := jobs.FinishEvents(dir)
+				if err == nil && len(es) == 0 {
+					fmt.Fprintf(c.App.Writer, "run %s: nothing sent: each pipeline of the production ends by itself, after its visit list or once the pipelines it runs after have ended\n", filepath.Base(dir))
+				}
+				return es, err
 			})
 		},
 	}
@@ -69,14 +74,14 @@ func relay(c *cli.Context, e events.Event, when int) error {
 	return send(c, t, e, when)
 }
 
-// withRun loads the run's pipeline, builds the event from it, and relays
-// it (WhenLive, or WhenAny with --keep).
-func withRun(c *cli.Context, build func(*harness.Policy) (events.Event, error)) error {
+// withRun builds the events for the run's directory and relays them, in
+// order (WhenLive, or WhenAny with --keep).
+func withRun(c *cli.Context, build func(dir string) ([]events.Event, error)) error {
 	return withRunArgs(c, c.Args().Slice(), build)
 }
 
 // withRunArgs is withRun with the RUN among args (which must be one).
-func withRunArgs(c *cli.Context, args []string, build func(*harness.Policy) (events.Event, error)) error {
+func withRunArgs(c *cli.Context, args []string, build func(dir string) ([]events.Event, error)) error {
 	if len(args) != 1 {
 		return badInput("%s takes one RUN (a run directory, or a run's name under the site's runs root), got %d arguments", c.Command.Name, len(args))
 	}
@@ -91,11 +96,7 @@ func withRunArgs(c *cli.Context, args []string, build func(*harness.Policy) (eve
 	if t.b, err = backend(); err != nil {
 		return err
 	}
-	p, err := harness.Load(jobs.Layout{Dir: t.dir}.Policy())
-	if err != nil {
-		return err
-	}
-	e, err := build(p)
+	es, err := build(t.dir)
 	if err != nil {
 		return err
 	}
@@ -103,7 +104,12 @@ func withRunArgs(c *cli.Context, args []string, build func(*harness.Policy) (eve
 	if c.Bool("keep") {
 		when = jobs.WhenAny
 	}
-	return send(c, t, e, when)
+	for _, e := range es {
+		if err := send(c, t, e, when); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // send relays e to the run of t and says where it went.

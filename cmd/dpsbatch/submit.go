@@ -58,8 +58,8 @@ func errOr(err error, msg string) string {
 func submitCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "submit",
-		Usage:     "submit a pipeline and its visits as a Slurm job on a site partition",
-		ArgsUsage: "PIPELINE --visits FILE | --listen",
+		Usage:     "submit a pipeline and its visits, or a production, as a Slurm job on a site partition",
+		ArgsUsage: "PIPELINE --visits FILE | PIPELINE --listen | PRODUCTION",
 		Description: "Creates a run directory under the site's runs root (a copy of the policy and visit list,\n" +
 			"the job script, Slurm's logs, the state file), sizes the allocation from the partition's nodes\n" +
 			"and CPUs (one task per slice plus one for the Pipeline), renders the job script and submits it.\n" +
@@ -72,6 +72,11 @@ func submitCommand() *cli.Command {
 			"with --listen the run reads trigger events (dpsbatch event send, or another pipeline) after its\n" +
 			"visit list — which may then be left out — until `dpsbatch finish RUN`. The Pipeline publishes\n" +
 			"a heartbeat every --heartbeat; status flags a running job that has missed three.\n\n" +
+			"A production file (top-level key production; see the README) lists several pipelines, each\n" +
+			"with its policy, visits and slices: they run as concurrent srun steps of ONE job, sized for\n" +
+			"all of them, and share the run's broker, so that one pipeline's event stage triggers the\n" +
+			"next. --visits, --listen and --slices are set per pipeline in the file; status, wait, stop,\n" +
+			"finish, events, cancel and resume take the production's run as a whole.\n\n" +
 			"--dry-run prints the plan and the script and creates and submits nothing.\n" +
 			"Exit status: 0 submitted, 2 bad input (nothing created or submitted), 1 other errors.",
 		Flags: append([]cli.Flag{
@@ -88,7 +93,7 @@ func submitCommand() *cli.Command {
 		}, requestFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
-				return badInput("submit takes one PIPELINE, got %d arguments", c.NArg())
+				return badInput("submit takes one PIPELINE or PRODUCTION file, got %d arguments", c.NArg())
 			}
 			s, err := loadSite(c, true)
 			if err != nil {
@@ -125,6 +130,9 @@ func printSubmitted(c *cli.Context, sub *jobs.Submitted) {
 	fmt.Fprintf(w, "run %s: job %s submitted (attempt %d, %s, %s on %s of %s)\n",
 		sub.Run, sub.Jobs[0], sub.Attempt, plural(sub.Visits, "visit"), plural(sub.Plan.Tasks, "task"),
 		plural(sub.Plan.Nodes, "node"), sub.Plan.Partition)
+	for _, st := range sub.Steps {
+		fmt.Fprintf(w, "  pipeline %s: %s and its Pipeline\n", st.Pipeline, plural(st.Slices, "slice"))
+	}
 	if len(sub.Jobs) > 1 {
 		fmt.Fprintf(w, "  follow-on jobs: %v\n", sub.Jobs[1:])
 	}

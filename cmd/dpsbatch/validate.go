@@ -2,20 +2,24 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/jobs"
 )
 
 func validateCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "validate",
-		Usage:     "check a pipeline policy (and a visit file) without running anything",
-		ArgsUsage: "PIPELINE",
+		Usage:     "check a pipeline policy (and a visit file), or a production, without running anything",
+		ArgsUsage: "PIPELINE | PRODUCTION",
 		Description: "Reports every problem, each with file, line and key: unknown or misspelt keys, wrong types,\n" +
 			"missing settings, unknown stage types or mappers, duplicate stage names, clipboard keys a stage\n" +
-			"needs that nothing earlier produces, and event topics nothing publishes. Prints \"valid\" otherwise.",
+			"needs that nothing earlier produces, and event topics nothing publishes. Prints \"valid\" otherwise.\n" +
+			"A production file (top-level key production) is checked with every policy and visit list it\n" +
+			"names, and what spans them: names, after, and who publishes each listening pipeline's trigger.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "visits", Usage: "also check this visit file against the policy"},
 		},
@@ -24,6 +28,12 @@ func validateCommand() *cli.Command {
 				return badInput("validate takes one PIPELINE argument, got %d", c.NArg())
 			}
 			path := c.Args().First()
+			if isProd, err := jobs.IsProduction(path); err == nil && isProd {
+				if c.String("visits") != "" {
+					return badInput("--visits does not apply to a production: its file names each pipeline's visits")
+				}
+				return validateProduction(c, path)
+			}
 			p, err := loadValid(path)
 			if err != nil {
 				return err
@@ -46,4 +56,37 @@ func validateCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// validateProduction checks a production file and says what it runs.
+func validateProduction(c *cli.Context, path string) error {
+	prod, err := jobs.LoadProduction(path)
+	if err != nil {
+		return err
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "%s: valid: production %s, %d pipelines\n", path, prod.Name, len(prod.Pipelines))
+	for _, pp := range prod.Pipelines {
+		slices := pp.Slices
+		if slices == 0 {
+			if slices, err = pp.Policy.SliceCount(); err != nil {
+				return err
+			}
+		}
+		input := fmt.Sprintf("%d visits", len(pp.Visits))
+		if prod.Listening(pp.Name) {
+			input += fmt.Sprintf(", then trigger events on %s", pp.Policy.Trigger.Topic)
+			if pp.VisitsPath == "" {
+				input = "trigger events on " + pp.Policy.Trigger.Topic
+			}
+		}
+		if len(pp.After) > 0 {
+			input += " until " + strings.Join(pp.After, ", ") + " ended"
+		}
+		fmt.Fprintf(w, "  %s: pipeline %s, %s, %s\n", pp.Name, pp.Policy.Name, plural(slices, "slice"), input)
+	}
+	if ext := prod.ExternalTopics(); len(ext) > 0 {
+		fmt.Fprintf(w, "  topics from outside the production: %s\n", strings.Join(ext, ", "))
+	}
+	return nil
 }
