@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -197,6 +198,19 @@ func TestBatchProductionChain(t *testing.T) {
 	}
 
 	out = e.must(0, time.Minute, "submit", prodFile, "--name", "nightly-1")
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		// Leave no job behind on the shared cluster (t.Context, which
+		// e.dps uses, has ended by now).
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, e.bin, "cancel", "nightly-1")
+		cmd.Env = cleanEnv("DPSBATCH_SITE=" + e.site)
+		out, err := cmd.CombinedOutput()
+		t.Logf("cancel after the failure: %v\n%s", err, out)
+	})
 	if !strings.Contains(out, "run nightly-1: job ") {
 		t.Errorf("submit output:\n%s", out)
 	}
@@ -299,17 +313,22 @@ func TestBatchProductionChain(t *testing.T) {
 	}
 	for _, v := range visits {
 		for _, w := range []key{
-			{"mops", "in", "pointings", "", v.ID},
-			{"association", "in", "diasources", "", v.ID},
-			{"association", "in", "predictions", "", v.ID},
-			{"detect", "out", "diasources", "", v.ID},
-			{"detect", "out", "pointings", "", v.ID},
-			{"mops", "out", "predictions", "", v.ID},
-			{"association", "out", "associated", "", v.ID},
+			{"mops", "in", "pointings", "data", v.ID},
+			{"association", "in", "diasources", "data", v.ID},
+			{"association", "in", "predictions", "data", v.ID},
+			{"detect", "out", "diasources", "data", v.ID},
+			{"detect", "out", "pointings", "data", v.ID},
+			{"mops", "out", "predictions", "data", v.ID},
+			{"association", "out", "associated", "data", v.ID},
 		} {
 			if n := count[w]; n != 1 {
 				t.Errorf("%s recorded %d events %q %s for visit %s, want 1", w.receiver, n, w.topic, w.dir, v.ID)
 			}
+		}
+	}
+	if t.Failed() {
+		for _, ev := range evs {
+			t.Logf("event: %s %s %s %q %v", ev.Receiver, ev.Dir, ev.Topic, ev.Kind, ev.Props)
 		}
 	}
 	trigger := map[string]string{"mops": "pointings", "association": "diasources"}
@@ -328,8 +347,10 @@ func TestBatchProductionChain(t *testing.T) {
 		}
 	}
 
-	// At once: the listening pipelines started before detect ended, and
-	// the job's three steps ran in that one job.
+	// At once: the listening pipelines started before detect ended (its
+	// six visits take 3 s and more: detect.sh's 0.5 s per CCD, while the
+	// steps start within a fraction of a second of each other), and the
+	// job's three steps ran in that one job.
 	end, ok := announced["detect ended"]
 	for _, name := range names {
 		start, started := announced[name+" started"]

@@ -16,7 +16,7 @@ case "$visit:$ccd" in
 	exit 1
 	;;
 esac
-sleep 0.2 # the image processing this stands in for
+sleep 0.5 # the image processing this stands in for
 awk -v visit="$visit" -v ccd="$ccd" -v ra="$ra" -v dec="$dec" 'BEGIN {
 	n = (visit + 2 * ccd) % 4 + 2
 	printf "{\"nsrc\": %d, \"sources\": [", n
