@@ -1,0 +1,12 @@
+#!/bin/sh
+# count.sh CATALOGUE
+# Prints {"ndia": N}: the number of sources in a catalogue detect wrote
+# (a JSON list of objects, each with an "id").
+set -eu
+cat=$1
+if [ ! -r "$cat" ]; then
+	echo "count.sh: cannot read $cat" >&2
+	exit 1
+fi
+n=$(grep -o '"id"' "$cat" | wc -l)
+printf '{"ndia": %d}\n' "$n"
