@@ -95,7 +95,7 @@ func TestSubmitProduction(t *testing.T) {
 	if !strings.Contains(script, e.bin+" broker --run-dir "+l.Dir+" &") {
 		t.Errorf("script starts no broker:\n%s", script)
 	}
-	steps := regexp.MustCompile(`srun '--mpi=none' --exact '--ntasks=(\d+)' '--kill-on-bad-exit=1' \S+ run --run-dir (\S+) .* --run-id night1 `).FindAllStringSubmatch(script, -1)
+	steps := regexp.MustCompile(`srun '--mpi=none' --exact '--ntasks=(\d+)' '--nodes=1-3' '--kill-on-bad-exit=1' \S+ run --run-dir (\S+) .* --run-id night1 `).FindAllStringSubmatch(script, -1)
 	if len(steps) != 3 {
 		t.Fatalf("%d steps in the script; want 3:\n%s", len(steps), script)
 	}

@@ -357,14 +357,14 @@ func jobFor(s *site.Site, l Layout, rj runJob, attempt int) templates.Job {
 		Output: l.SlurmLog(), Extra: slices.Clip(s.Sbatch), Setup: s.Setup, Attempt: attempt,
 		Env: [][2]string{{"DPSBATCH_RUN", name}, {"DPSBATCH_ATTEMPT", fmt.Sprint(attempt)}}}
 	if len(rj.steps) == 0 {
-		j.Launch = launch(s, l, rj.set, name, l.StopFile(attempt), 0)
+		j.Launch = launch(s, l, rj.set, name, l.StopFile(attempt), 0, 0)
 	} else {
 		// A production: the run's broker beside one step per pipeline,
 		// all sharing the run ID (so their topics) and the stop file.
 		j.Broker = []string{rj.set.Binary, "broker", "--run-dir", l.Dir}
 		for _, st := range rj.steps {
 			j.Steps = append(j.Steps, templates.Step{Name: st.name,
-				Launch: launch(s, st.l, st.set, name, l.StopFile(attempt), st.tasks)})
+				Launch: launch(s, st.l, st.set, name, l.StopFile(attempt), st.tasks, plan.Nodes)})
 		}
 	}
 	if rj.set.hold && attempt == 1 {
@@ -389,15 +389,19 @@ func jobFor(s *site.Site, l Layout, rj runJob, attempt int) templates.Job {
 // stop. tasks > 0 makes it one of several concurrent srun steps of a
 // production: it takes exactly that many tasks of the allocation
 // (--exact, else Slurm 22.05 gives the first step every CPU and the
-// others wait for it).
-func launch(s *site.Site, l Layout, set settings, runID, stop string, tasks int) []string {
+// others wait for it) on as many of its nodes (at most nodes) as Slurm
+// finds free CPUs on.
+func launch(s *site.Site, l Layout, set settings, runID, stop string, tasks, nodes int) []string {
 	var a []string
 	if s.Launcher.Kind == "mpirun" {
 		a = append([]string{"mpirun"}, s.Launcher.Flags...)
 	} else {
 		a = append([]string{"srun"}, s.Launcher.Flags...)
 		if tasks > 0 {
-			a = append(a, "--exact", "--ntasks="+strconv.Itoa(tasks))
+			// Any number of the job's nodes: without a range srun
+			// spreads the step over all of them, and a step that
+			// then finds one node full waits for a CPU there.
+			a = append(a, "--exact", "--ntasks="+strconv.Itoa(tasks), "--nodes=1-"+strconv.Itoa(max(nodes, 1)))
 		}
 		a = append(a, "--kill-on-bad-exit=1")
 	}
