@@ -124,6 +124,32 @@ func (p *Production) ExternalTopics() []string {
 	return out
 }
 
+// ExternalNote says which topics the production's pipelines read from
+// outside it (ExternalTopics), each with the name of a topic one of its
+// pipelines publishes when that is close (a misspelling would leave the
+// readers waiting for their timeout); "" when there are none.
+func (p *Production) ExternalNote() string {
+	ext := p.ExternalTopics()
+	if len(ext) == 0 {
+		return ""
+	}
+	published := p.published()
+	have := make([]string, 0, len(published))
+	for t := range published {
+		have = append(have, t)
+	}
+	sort.Strings(have)
+	parts := make([]string, len(ext))
+	for i, t := range ext {
+		parts[i] = t
+		if s := conf.Suggest(t, have); s != "" {
+			best := strings.TrimSuffix(strings.TrimPrefix(s, ` (did you mean "`), `"?)`)
+			parts[i] += fmt.Sprintf(" (did you mean %q, which %s publishes?)", best, strings.Join(published[best], ", "))
+		}
+	}
+	return "topics the production's pipelines read from outside it (dpsbatch event send, or another program): " + strings.Join(parts, ", ")
+}
+
 // published maps every topic the production's stages publish to the
 // pipelines whose stages publish it, in the production's order.
 func (p *Production) published() map[string][]string {

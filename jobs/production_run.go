@@ -122,7 +122,7 @@ func submitProduction(ctx context.Context, o SubmitOptions, now func() time.Time
 		return nil, err
 	}
 	sub := &Submitted{Run: name, Dir: l.Dir, Attempt: 1, Visits: visits, Plan: planned.Plan,
-		Script: l.Script(1), State: l.State(), DryRun: o.DryRun, Steps: planned.Steps}
+		Script: l.Script(1), State: l.State(), DryRun: o.DryRun, Steps: planned.Steps, Note: prod.ExternalNote()}
 	scripts, err := renderChain(tmpl, o.Site, l, rj, 1, o.AutoResume)
 	if err != nil {
 		return nil, err

@@ -534,3 +534,34 @@ func TestStepPlan(t *testing.T) {
 		}
 	}
 }
+
+// ExternalNote names the topics read from outside the production, and
+// suggests a published one with a close name.
+func TestProductionExternalNote(t *testing.T) {
+	dir := prodDir(t, chainFiles(chainProduction))
+	prod, err := LoadProduction(filepath.Join(dir, "prod.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := prod.ExternalNote(); !strings.HasSuffix(got, "another program): calib") {
+		t.Errorf("note %q; want it to end naming calib alone", got)
+	}
+	files := chainFiles(chainProduction)
+	files["moving/pipeline.yaml"] = strings.ReplaceAll(movingPolicy, "calib", "detectd")
+	dir = prodDir(t, files)
+	if prod, err = LoadProduction(filepath.Join(dir, "prod.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if got := prod.ExternalNote(); !strings.Contains(got, `detectd (did you mean "detected", which detect publishes?)`) {
+		t.Errorf("note %q; want a suggestion of detected", got)
+	}
+	files["moving/pipeline.yaml"] = strings.Replace(movingPolicy, "    event: {topic: calib}\n", "", 1)
+	files["moving/pipeline.yaml"] = strings.Replace(files["moving/pipeline.yaml"], "  external: [calib]\n", "", 1)
+	dir = prodDir(t, files)
+	if prod, err = LoadProduction(filepath.Join(dir, "prod.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if got := prod.ExternalNote(); got != "" {
+		t.Errorf("note %q with no external topic; want none", got)
+	}
+}

@@ -62,11 +62,14 @@ type Submitted struct {
 	Visits  int            `json:"visits"` // visits the job will run
 	Plan    scheduler.Plan `json:"plan"`
 	// Steps, for a production: each pipeline's step in the job.
-	Steps  []StepPlan `json:"steps,omitempty"`
-	Script string     `json:"script"`
-	Log    string     `json:"log"`   // Slurm's log of the first job
-	State  string     `json:"state"` // the state file
-	DryRun bool       `json:"dryRun,omitempty"`
+	Steps []StepPlan `json:"steps,omitempty"`
+	// Note, for a production, names the topics its pipelines read from
+	// outside it (Production.ExternalNote).
+	Note   string `json:"note,omitempty"`
+	Script string `json:"script"`
+	Log    string `json:"log"`   // Slurm's log of the first job
+	State  string `json:"state"` // the state file
+	DryRun bool   `json:"dryRun,omitempty"`
 }
 
 // settings is what a run keeps in its state file (Run.Settings) so that
@@ -491,6 +494,9 @@ func printDry(w io.Writer, sub *Submitted, pl *Planned, scripts [][]byte) {
 	fmt.Fprintf(w, ", time %s\n", slurmtime.Format(p.Time))
 	for _, st := range sub.Steps {
 		fmt.Fprintf(w, "step %s: %d slices + its Pipeline = %d tasks\n", st.Pipeline, st.Slices, st.Tasks)
+	}
+	if sub.Note != "" {
+		fmt.Fprintf(w, "note: %s\n", sub.Note)
 	}
 	for i, s := range scripts {
 		fmt.Fprintf(w, "\n# ---- %s ----\n", filepath.Base(Layout{Dir: sub.Dir}.Script(sub.Attempt+i)))

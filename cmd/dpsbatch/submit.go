@@ -136,6 +136,9 @@ func printSubmitted(c *cli.Context, sub *jobs.Submitted) {
 	if len(sub.Jobs) > 1 {
 		fmt.Fprintf(w, "  follow-on jobs: %v\n", sub.Jobs[1:])
 	}
+	if sub.Note != "" {
+		fmt.Fprintf(w, "  note: %s\n", sub.Note)
+	}
 	fmt.Fprintf(w, "  run directory: %s\n  job script:    %s\n  Slurm log:     %s\n", sub.Dir, sub.Script, sub.Log)
 	fmt.Fprintf(w, "  progress:      dpsbatch status %s   (wait, cancel, resume likewise)\n", sub.Run)
 }

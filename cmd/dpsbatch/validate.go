@@ -85,8 +85,8 @@ func validateProduction(c *cli.Context, path string) error {
 		}
 		fmt.Fprintf(w, "  %s: pipeline %s, %s, %s\n", pp.Name, pp.Policy.Name, plural(slices, "slice"), input)
 	}
-	if ext := prod.ExternalTopics(); len(ext) > 0 {
-		fmt.Fprintf(w, "  topics from outside the production: %s\n", strings.Join(ext, ", "))
+	if note := prod.ExternalNote(); note != "" {
+		fmt.Fprintf(w, "  note: %s\n", note)
 	}
 	return nil
 }
