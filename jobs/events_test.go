@@ -744,6 +744,17 @@ func TestStatusSilent(t *testing.T) {
 			}
 		})
 	}
+	// Its Pipeline recorded its end while Slurm still runs the job (its
+	// step or script finishing): it ended, it is not silent.
+	e.fake.set("1001", "RUNNING")
+	withState(t, dir, func(st *state.Store) {
+		if err := st.JobEnded("1001", "COMPLETED", 0, "", fixedNow().Add(2*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if rs := status(t, e, dir); rs.Jobs[0].Silent {
+		t.Errorf("a job whose Pipeline recorded its end is silent: %+v", rs.Jobs[0])
+	}
 	// Gone from Slurm, it is no longer silent: it ended.
 	e.fake.forget("1001", "CANCELLED")
 	if rs := status(t, e, dir); rs.Jobs[0].Silent {

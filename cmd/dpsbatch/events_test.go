@@ -235,12 +235,17 @@ func TestBatchSilentPipeline(t *testing.T) {
 	e.must(0, 3*time.Minute, "wait", "silent-1", "--interval", "1s")
 }
 
-// rank0PID finds the process of rank 0 of the run's step.
+// rank0PID finds the process of rank 0 of the run's step (not srun).
 func rank0PID(t *testing.T, runDir string) int {
 	t.Helper()
 	out, _ := exec.Command("pgrep", "-f", "run --run-dir "+runDir+" ").Output()
 	for _, f := range strings.Fields(string(out)) {
 		pid, _ := strconv.Atoi(f)
+		// srun itself has the same command line, and the batch shell's
+		// SLURM_PROCID=0: only the task is the Pipeline.
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == "srun" {
+			continue
+		}
 		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
 		if err == nil && strings.Contains("\x00"+string(env)+"\x00", "\x00SLURM_PROCID=0\x00") {
 			return pid
