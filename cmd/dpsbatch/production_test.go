@@ -460,3 +460,84 @@ func TestBatchProductionBadInput(t *testing.T) {
 		t.Errorf("bad input left %d entries in the runs root (%v)", len(ents), err)
 	}
 }
+
+// TestBatchProductionStopResume stops examples/nightly (with a longer
+// visit list) while detect is half way: every pipeline stops at a visit
+// boundary, the job ends unfinished; resume runs what is left in a new
+// job, the listening pipelines get the triggers they had not read, and
+// every visit of every pipeline runs exactly once across the two jobs.
+func TestBatchProductionStopResume(t *testing.T) {
+	e := newBatchEnv(t)
+	prodFile := e.nightly("nightly-stop")
+	const visits = 16
+	var csv strings.Builder
+	csv.WriteString("visitId,filter,ra,dec\n")
+	for i := range visits {
+		fmt.Fprintf(&csv, "%d,r,%.2f,2.5\n", 4001+i, 150+0.5*float64(i))
+	}
+	writeFile(t, filepath.Join(filepath.Dir(prodFile), "detect", "visits.csv"), csv.String())
+
+	e.must(0, time.Minute, "submit", prodFile, "--name", "stop-prod")
+	t.Cleanup(func() { exec.Command("scancel", "--name", "stop-prod").Run() })
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		st := e.prodStatus("stop-prod")
+		if len(st.Pipelines) == 3 && st.Pipelines[0].Counts["done"] >= 3 {
+			break
+		}
+		if time.Now().After(deadline) || !st.Live && len(st.Jobs) > 0 && st.Outcome != "pending" {
+			t.Fatalf("detect did not get going: %+v", st)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if out := e.must(0, time.Minute, "stop", "stop-prod"); !strings.Contains(out, "shutdown event on dpsbatch.control sent to job") {
+		t.Fatalf("stop:\n%s", out)
+	}
+	e.must(1, 3*time.Minute, "wait", "stop-prod", "--interval", "1s")
+	st := e.prodStatus("stop-prod")
+	det := st.Pipelines[0]
+	if det.Counts["done"] == visits || det.Counts["pending"] == 0 || len(st.Jobs) != 1 || st.Outcome != "unfinished" {
+		t.Fatalf("after stop: detect %v, outcome %s, %d jobs; want detect stopped half way, unfinished", det.Counts, st.Outcome, len(st.Jobs))
+	}
+	if j := st.Jobs[0]; j.Died || !strings.Contains(j.Reason, "detect stopped: shutdown event") {
+		t.Errorf("the stopped job: %+v; want it recorded as detect stopped by the shutdown event", j)
+	}
+
+	out := e.must(0, time.Minute, "resume", "stop-prod")
+	if !strings.Contains(out, "attempt 2") {
+		t.Fatalf("resume:\n%s", out)
+	}
+	e.must(0, 3*time.Minute, "wait", "stop-prod", "--interval", "1s")
+	st = e.prodStatus("stop-prod")
+	if len(st.Jobs) != 2 || st.Outcome != "done" || st.Visits != 3*visits || st.Counts["done"] != 3*visits {
+		t.Fatalf("after resume: %d jobs, %s, %d visits %v; want 2 jobs, done, %d visits done", len(st.Jobs), st.Outcome, st.Visits, st.Counts, 3*visits)
+	}
+	// Each pipeline published its event once per visit, across both jobs:
+	// no visit ran twice, none was lost.
+	published := map[string]map[string]int{}
+	jobsOf := map[string]map[string]bool{}
+	for _, ev := range e.prodEvents("stop-prod") {
+		if ev.Dir != "out" || ev.Kind != "data" || ev.Topic == "dpsbatch.pipeline" {
+			continue
+		}
+		v := fmt.Sprint(ev.Props["visitId"])
+		if published[ev.Topic] == nil {
+			published[ev.Topic], jobsOf[ev.Topic] = map[string]int{}, map[string]bool{}
+		}
+		published[ev.Topic][v]++
+		jobsOf[ev.Topic][ev.Job] = true
+	}
+	for _, topic := range []string{"diasources", "pointings", "predictions", "associated"} {
+		if n := len(published[topic]); n != visits {
+			t.Errorf("%s published for %d visits, want %d", topic, n, visits)
+		}
+		for v, n := range published[topic] {
+			if n != 1 {
+				t.Errorf("%s published %d times for visit %s, want once", topic, n, v)
+			}
+		}
+	}
+	if len(jobsOf["diasources"]) != 2 {
+		t.Errorf("detect published in jobs %v; want both jobs", jobsOf["diasources"])
+	}
+}
