@@ -19,13 +19,17 @@ import (
 // The events issue's integration tests: relay commands reaching a
 // running job through its broker, on the local Slurm cluster.
 
-// eventJSON is one line of `dpsbatch events --json`.
+// eventJSON is one line of `dpsbatch events --json`; Receiver is the
+// pipeline of a production whose state file recorded it.
 type eventJSON struct {
-	Dir   string         `json:"Dir"`
-	Topic string         `json:"Topic"`
-	Kind  string         `json:"Kind"`
-	Job   string         `json:"Job"`
-	Props map[string]any `json:"Props"`
+	Receiver string
+	At       time.Time
+	Dir      string
+	Topic    string
+	Kind     string
+	Pipeline string
+	Job      string
+	Props    map[string]any
 }
 
 func (e *batchEnv) events(run string) []eventJSON {

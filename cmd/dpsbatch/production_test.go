@@ -48,36 +48,6 @@ func (e *batchEnv) prodStatus(run string) prodStatusJSON {
 	return all[0]
 }
 
-// prodEvent is one line of `dpsbatch events --json` of a production:
-// Receiver is the pipeline whose state file recorded it.
-type prodEvent struct {
-	Receiver string
-	At       time.Time
-	Dir      string
-	Topic    string
-	Kind     string
-	Pipeline string
-	Job      string
-	Props    map[string]any
-}
-
-func (e *batchEnv) prodEvents(run string) []prodEvent {
-	e.t.Helper()
-	out := e.must(0, time.Minute, "events", "--json", run)
-	var evs []prodEvent
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		if line == "" {
-			continue
-		}
-		var ev prodEvent
-		if err := json.Unmarshal([]byte(line), &ev); err != nil {
-			e.t.Fatalf("events --json: %v\n%s", err, line)
-		}
-		evs = append(evs, ev)
-	}
-	return evs
-}
-
 // nightly copies examples/nightly next to the env's pipelines (a folder
 // every simulated node can read) and returns the copy's production file.
 func (e *batchEnv) nightly(name string) string {
@@ -293,10 +263,10 @@ func TestBatchProductionChain(t *testing.T) {
 	}
 
 	// The events each pipeline recorded.
-	evs := e.prodEvents("nightly-1")
+	evs := e.events("nightly-1")
 	type key struct{ receiver, dir, topic, kind, visit string }
 	count := map[key]int{}
-	closed := map[string][]prodEvent{} // no-more-data received on its trigger, by pipeline
+	closed := map[string][]eventJSON{} // no-more-data received on its trigger, by pipeline
 	announced := map[string]time.Time{}
 	for _, ev := range evs {
 		if ev.Job != job {
@@ -516,7 +486,7 @@ func TestBatchProductionStopResume(t *testing.T) {
 	// no visit ran twice, none was lost.
 	published := map[string]map[string]int{}
 	jobsOf := map[string]map[string]bool{}
-	for _, ev := range e.prodEvents("stop-prod") {
+	for _, ev := range e.events("stop-prod") {
 		if ev.Dir != "out" || ev.Kind != "data" || ev.Topic == "dpsbatch.pipeline" {
 			continue
 		}
