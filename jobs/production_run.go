@@ -250,51 +250,7 @@ func resumeProduction(ctx context.Context, o ResumeOptions, run state.Run, set s
 	for i, pp := range prod.Pipelines {
 		rj.steps = append(rj.steps, runStep{name: pp.Name, l: l.Pipeline(pp.Name), set: sets[i], tasks: planned.Steps[i].Tasks})
 	}
-	attempt, err := nextAttempt(l)
-	if err != nil {
-		return nil, err
-	}
-	tmpl, err := loadTemplate(o.Site)
-	if err != nil {
-		return nil, err
-	}
-	scripts, err := renderChain(tmpl, o.Site, l, rj, attempt, o.AutoResume)
-	if err != nil {
-		return nil, err
-	}
-	res := &ResumeResult{Submitted: Submitted{Run: run.Name, Dir: o.Dir, Attempt: attempt, Plan: planned.Plan,
-		Script: l.Script(attempt), State: l.State(), DryRun: o.DryRun, Steps: planned.Steps}}
-	open := false // some listening pipeline's input is still open
-	for i, st := range rj.steps {
-		r, err := resumePipeline(st.l, o.MaxAttempts, o.DryRun)
-		if err != nil {
-			return nil, err
-		}
-		res.Visits += r.visits
-		res.Retried += r.retried
-		for _, v := range r.exhausted {
-			res.Exhausted = append(res.Exhausted, prod.Pipelines[i].Name+":"+v)
-		}
-		open = open || sets[i].Listen && r.inputOpen
-	}
-	if o.DryRun {
-		if o.MaxAttempts > 0 {
-			fmt.Fprintf(o.Out, "at most %d visits would run (--max-attempts %d may leave some out)\n", res.Visits, o.MaxAttempts)
-		}
-		printDry(o.Out, &res.Submitted, &Planned{Plan: planned.Plan, Slices: planned.Plan.Tasks - len(planned.Steps)}, scripts)
-		return res, nil
-	}
-	if res.Visits == 0 && !open {
-		res.Complete = true
-		return res, nil
-	}
-	if err := writeScripts(l, scripts, attempt); err != nil {
-		return nil, err
-	}
-	if err := submitChain(ctx, o.Backend, l, records(l, set), scripts, attempt, now, &res.Submitted); err != nil {
-		return nil, err
-	}
-	return res, nil
+	return resumeJob(ctx, o, rj, &Planned{Plan: planned.Plan, Slices: planned.Plan.Tasks - len(planned.Steps)}, rj.steps, now)
 }
 
 // pipelineResume is what resume found in one state file.

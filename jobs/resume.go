@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -12,7 +11,6 @@ import (
 	"github.com/dpsbatch/dpsbatch/internal/conf"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/site"
-	"github.com/dpsbatch/dpsbatch/state"
 )
 
 // ResumeOptions is a new job for what a run left unfinished.
@@ -65,29 +63,14 @@ func Resume(ctx context.Context, o ResumeOptions) (*ResumeResult, error) {
 		return nil, fmt.Errorf("%w: run %s: job %s (dpsbatch cancel %s, or wait for it)", ErrRunLive, rs[0].Run, strings.Join(live, ", "), rs[0].Run)
 	}
 	l := Layout{Dir: o.Dir}
-	st, err := state.Open(l.State())
+	run, set, err := readSettings(l)
 	if err != nil {
 		return nil, err
-	}
-	defer func() {
-		if st != nil {
-			st.Close()
-		}
-	}()
-	run, err := st.Run()
-	if err != nil {
-		return nil, err
-	}
-	var set settings
-	if err := json.Unmarshal([]byte(run.Settings), &set); err != nil {
-		return nil, fmt.Errorf("jobs: %s: run settings: %w", l.State(), err)
 	}
 	if err := notAPart(l, set); err != nil {
 		return nil, err
 	}
 	if len(set.Pipelines) > 0 {
-		st.Close()
-		st = nil
 		return resumeProduction(ctx, o, run, set, now)
 	}
 	p, err := harness.Load(l.Policy())
@@ -105,59 +88,64 @@ func Resume(ctx context.Context, o ResumeOptions) (*ResumeResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	jobs, err := st.Jobs()
+	return resumeJob(ctx, o, runJob{name: run.Name, set: set, plan: planned.Plan}, planned, []runStep{{l: l, set: set}}, now)
+}
+
+// resumeJob readies the state files of parts (the run itself, or each
+// pipeline of a production) for a new job of rj, and submits it (and
+// AutoResume follow-ons) unless nothing is left: no visit to run, and no
+// listening part whose input is still open. With DryRun it changes
+// nothing and prints what would run.
+func resumeJob(ctx context.Context, o ResumeOptions, rj runJob, planned *Planned, parts []runStep, now func() time.Time) (*ResumeResult, error) {
+	l := Layout{Dir: o.Dir}
+	attempt, err := nextAttempt(l)
 	if err != nil {
 		return nil, err
-	}
-	attempt := 1
-	for _, j := range jobs {
-		attempt = max(attempt, j.Attempt+1)
 	}
 	tmpl, err := loadTemplate(o.Site)
 	if err != nil {
 		return nil, err
 	}
-	scripts, err := renderChain(tmpl, o.Site, l, runJob{name: run.Name, set: set, plan: planned.Plan}, attempt, o.AutoResume)
+	scripts, err := renderChain(tmpl, o.Site, l, rj, attempt, o.AutoResume)
 	if err != nil {
 		return nil, err
 	}
-	res := &ResumeResult{Submitted: Submitted{Run: run.Name, Dir: o.Dir, Attempt: attempt, Plan: planned.Plan,
+	res := &ResumeResult{Submitted: Submitted{Run: rj.name, Dir: o.Dir, Attempt: attempt, Plan: rj.plan,
 		Script: l.Script(attempt), State: l.State(), DryRun: o.DryRun}}
-
-	if o.DryRun {
-		// What would run, without changing the state file.
-		counts, err := st.Counts()
+	open := false // some listening part's input is still open
+	for _, part := range parts {
+		r, err := resumePipeline(part.l, o.MaxAttempts, o.DryRun)
 		if err != nil {
 			return nil, err
 		}
-		res.Visits = counts[state.Pending] + counts[state.Interrupted] + counts[state.Running] + counts[state.Failed]
+		res.Visits += r.visits
+		res.Retried += r.retried
+		for _, v := range r.exhausted {
+			if part.name != "" {
+				v = part.name + ":" + v
+			}
+			res.Exhausted = append(res.Exhausted, v)
+		}
+		open = open || part.set.Listen && r.inputOpen
+	}
+	for _, st := range rj.steps {
+		res.Steps = append(res.Steps, StepPlan{Pipeline: st.name, Slices: st.tasks - 1, Tasks: st.tasks})
+	}
+	if o.DryRun {
 		if o.MaxAttempts > 0 { // at most: some failed ones may be at the limit
 			fmt.Fprintf(o.Out, "at most %d visits would run (--max-attempts %d may leave some out)\n", res.Visits, o.MaxAttempts)
 		}
 		printDry(o.Out, &res.Submitted, planned, scripts)
 		return res, nil
 	}
-	if _, err := st.InterruptRunning("the job that ran it ended before it finished"); err != nil {
-		return nil, err
-	}
-	if res.Retried, res.Exhausted, err = st.Retry(o.MaxAttempts); err != nil {
-		return nil, err
-	}
-	ids, err := st.Runnable()
-	if err != nil {
-		return nil, err
-	}
-	res.Visits = len(ids)
-	if len(ids) == 0 && !(set.Listen && run.InputClosed.IsZero()) {
+	if res.Visits == 0 && !open {
 		res.Complete = true
 		return res, nil
 	}
 	if err := writeScripts(l, scripts, attempt); err != nil {
 		return nil, err
 	}
-	st.Close()
-	st = nil
-	if err := submitChain(ctx, o.Backend, l, []Layout{l}, scripts, attempt, now, &res.Submitted); err != nil {
+	if err := submitChain(ctx, o.Backend, l, records(l, rj.set), scripts, attempt, now, &res.Submitted); err != nil {
 		return nil, err
 	}
 	return res, nil
