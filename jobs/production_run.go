@@ -22,7 +22,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dpsbatch/dpsbatch/harness"
 	"github.com/dpsbatch/dpsbatch/internal/conf"
 	"github.com/dpsbatch/dpsbatch/state"
 )
@@ -204,28 +203,23 @@ func copyFile(src, dst string) error {
 // resume: each pipeline's policy copy (checked unchanged since submit,
 // and validated) and its settings, in the production's order.
 func loadRunProduction(l Layout, run state.Run, set settings) (*Production, []settings, error) {
+	pipes, err := runPipelines(l, set)
+	if err != nil {
+		return nil, nil, err
+	}
 	prod := &Production{File: l.Production(), Dir: l.Dir, Name: run.Pipeline}
-	var sets []settings
-	for _, e := range set.Pipelines {
-		pl := l.Pipeline(e.Name)
-		prun, ps, err := readSettings(pl)
-		if err != nil {
+	sets := make([]settings, len(pipes))
+	for i, rp := range pipes {
+		rp.p.Dir = rp.set.PipelineDir
+		if err := samePolicy(rp.run, rp.p); err != nil {
 			return nil, nil, err
 		}
-		p, err := harness.Load(pl.Policy())
-		if err != nil {
+		if err := rp.p.Validate(); err != nil {
 			return nil, nil, err
 		}
-		p.Dir = ps.PipelineDir
-		if err := samePolicy(prun, p); err != nil {
-			return nil, nil, err
-		}
-		if err := p.Validate(); err != nil {
-			return nil, nil, err
-		}
-		prod.Pipelines = append(prod.Pipelines, ProductionPipeline{Name: e.Name, PolicyPath: pl.Policy(),
-			Slices: e.Slices, After: ps.After, Policy: p})
-		sets = append(sets, ps)
+		prod.Pipelines = append(prod.Pipelines, ProductionPipeline{Name: rp.name, PolicyPath: rp.p.File,
+			Slices: set.Pipelines[i].Slices, After: rp.set.After, Policy: rp.p})
+		sets[i] = rp.set
 	}
 	return prod, sets, nil
 }

@@ -267,6 +267,7 @@ func Topics(p *harness.Policy) []string {
 type runPipeline struct {
 	name string // the production's name for it; "" for a single pipeline's run
 	dir  string
+	run  state.Run // as its state file records it
 	p    *harness.Policy
 	set  settings
 }
@@ -284,7 +285,7 @@ func runPipelines(l Layout, set settings) ([]runPipeline, error) {
 	var out []runPipeline
 	for _, e := range set.Pipelines {
 		pl := l.Pipeline(e.Name)
-		_, ps, err := readSettings(pl)
+		run, ps, err := readSettings(pl)
 		if err != nil {
 			return nil, err
 		}
@@ -292,7 +293,7 @@ func runPipelines(l Layout, set settings) ([]runPipeline, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, runPipeline{name: e.Name, dir: pl.Dir, p: p, set: ps})
+		out = append(out, runPipeline{name: e.Name, dir: pl.Dir, run: run, p: p, set: ps})
 	}
 	return out, nil
 }
