@@ -314,8 +314,8 @@ func TestProductionFinishAndEvents(t *testing.T) {
 	_, err = Relay(context.Background(), RelayOptions{Backend: e2.fake, Dir: sub2.Dir, When: WhenLive,
 		Event: events.Event{Topic: "calibs", Properties: map[string]any{"visitId": "v1"}}})
 	wantInvalid(t, "relay on an unread topic", err, `no pipeline of the production reads topic "calibs"`)
-	if !strings.Contains(err.Error(), `did you mean "calib"`) && !strings.Contains(err.Error(), "calib") {
-		t.Errorf("the refusal does not list calib: %v", err)
+	if !strings.Contains(err.Error(), `(did you mean "calib"?)`) || !regexp.MustCompile(`they read: .*\bcalib\b`).MatchString(err.Error()) {
+		t.Errorf("the refusal does not suggest calib and list it among the topics read: %v", err)
 	}
 	// A trigger for detect, which reads its visit list only, is refused
 	// with detect's reason.
