@@ -410,6 +410,24 @@ func (c *mpiComm) Size() int { return c.size }
 
 func (c *mpiComm) slot(v []byte, r int) []byte { return v[r*mpiSlot : (r+1)*mpiSlot] }
 
+// takeSlot cuts rank r's message out of buf at *off (advancing it): its
+// first mpiInline bytes are copied from r's slot of c.rv, and the rest,
+// if any, is received (non-blocking, tag) into place; the caller waits
+// for it (waitall) before reading past mpiInline.
+func (c *mpiComm) takeSlot(buf []byte, off *int, r, tag int) ([]byte, C.int) {
+	s := c.slot(c.rv, r)
+	n := int(mpiSlotLen(s))
+	p := buf[*off : *off+n : *off+n]
+	*off += n
+	copy(p, s[8:])
+	if n > mpiInline {
+		if rc := c.irecv(p[mpiInline:], r, tag); rc != C.MPI_SUCCESS {
+			return nil, rc
+		}
+	}
+	return p, C.MPI_SUCCESS
+}
+
 // mpiPutSlot writes data's length and inline part into s.
 func mpiPutSlot(s, data []byte) {
 	binary.LittleEndian.PutUint64(s, uint64(len(data)))
@@ -552,17 +570,11 @@ func (c *mpiComm) Gather(root int, data []byte) ([][]byte, error) {
 		if r == root {
 			continue
 		}
-		s := c.slot(c.rv, r)
-		n := int(mpiSlotLen(s))
-		p := buf[off : off+n : off+n]
-		off += n
-		copy(p, s[8:])
-		out[r] = p
-		if n > mpiInline {
-			if rc := c.irecv(p[mpiInline:], r, mpiTagGather); rc != C.MPI_SUCCESS {
-				return nil, c.fail("gather", rc)
-			}
+		p, rc := c.takeSlot(buf, &off, r, mpiTagGather)
+		if rc != C.MPI_SUCCESS {
+			return nil, c.fail("gather", rc)
 		}
+		out[r] = p
 	}
 	if rc := c.waitall(0); rc != C.MPI_SUCCESS {
 		return nil, c.fail("gather", rc)
@@ -696,17 +708,11 @@ func (c *mpiComm) Exchange(send map[int][]byte, from []int) (map[int][]byte, err
 	out := make(map[int][]byte, len(from))
 	off := 0
 	for _, r := range from {
-		s := c.slot(c.rv, r)
-		n := int(mpiSlotLen(s))
-		p := buf[off : off+n : off+n]
-		off += n
-		copy(p, s[8:])
-		out[r] = p
-		if n > mpiInline {
-			if rc := c.irecv(p[mpiInline:], r, mpiTagExchangeRest); rc != C.MPI_SUCCESS {
-				return nil, c.fail("exchange", rc)
-			}
+		p, rc := c.takeSlot(buf, &off, r, mpiTagExchangeRest)
+		if rc != C.MPI_SUCCESS {
+			return nil, c.fail("exchange", rc)
 		}
+		out[r] = p
 	}
 	// Completed slot receives are MPI_REQUEST_NULL now: waiting on them
 	// again is free.
