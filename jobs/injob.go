@@ -141,8 +141,7 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 // pipeline sharing the topic (which selects other values) is not closed
 // with it, and the job, so that a later job of the run ignores it if this
 // one stopped before reading it. Ends announced by an earlier job of the
-// run are not counted.
-// It runs on its own goroutine until ctx ends.
+// run are not counted. It runs on its own goroutine until ctx ends.
 func (j *InJob) closeAfter(ctx context.Context, b events.Broker, p *harness.Policy, runID string, after []string) {
 	sub, err := b.Subscribe(ctx, events.TopicPipeline, runID)
 	if err != nil {
@@ -159,11 +158,10 @@ func (j *InJob) closeAfter(ctx context.Context, b events.Broker, p *harness.Poli
 		if err != nil {
 			return
 		}
-		name, _ := e.Properties["pipeline"].(string)
 		if job, _ := e.Properties["job"].(string); job != j.JobID {
 			continue
 		}
-		if e.Properties["state"] == "ended" && left[name] {
+		if name, _ := e.Properties["pipeline"].(string); e.Properties["state"] == "ended" && left[name] {
 			delete(left, name)
 			j.log().Info("a pipeline this one runs after has ended", "pipeline", name, "left", len(left))
 		}
