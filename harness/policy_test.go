@@ -132,9 +132,17 @@ func TestPolicyErrors(t *testing.T) {
 			[]string{"failure.visit: expected any-slice, all-slices or never"}},
 		{"bad template", `"out/{visit}"`, `"out/{visit"`, []string{"pipeline.yaml:8: locations.output:", "never closed"}},
 		{"location needs unknown key", `"out/{visit}"`, `"out/{vist}"`, []string{"pipeline.yaml:8: locations.output: uses clipboard key \"vist\""}},
-		{"mapper settings", "{key: ccd, from: 1, to: 4}", "{key: ccd, from: 5, to: 4}", []string{"mapper.settings: range: to (4) is less than from (5)"}},
+		{"mapper settings", "{key: ccd, from: 1, to: 4}", "{key: ccd, from: 5, to: 4}", []string{"pipeline.yaml:5: mapper.settings.to: to (4) is less than from (5)"}},
 		{"reserved topic", "external: [ephem]", "external: [dpsbatch.control]", []string{"events.external[0]: \"dpsbatch.control\" is reserved"}},
 		{"not YAML", "slices: 2\n", "slices: [2\n", []string{"pipeline.yaml", "not valid YAML"}},
+		// The line of the offending text, not the one before it.
+		{"not YAML: a key dedented", "    type: noop\n", "   type: noop\n", []string{"pipeline.yaml:17: not valid YAML:"}},
+		{"not YAML: a tab", "  external: [ephem]\n", "  external: [ephem]\n\tstages: x\n", []string{"pipeline.yaml:12: not valid YAML:"}},
+		// One error for a misspelt required key, not a second one saying
+		// that the key is missing.
+		{"misspelt required key", "pipeline: p\n", "pipline: p\n", []string{`pipeline.yaml:1: pipline: unknown key (did you mean "pipeline"?)`}},
+		{"misspelt required setting", "settings: {topic: done, keys: [mean]}", "settings: {topc: done, keys: [mean]}",
+			[]string{`pipeline.yaml:29: stages[4].settings.topc: unknown key (did you mean "topic"?)`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !strings.Contains(goodPolicy, tc.from) {
@@ -142,6 +150,39 @@ func TestPolicyErrors(t *testing.T) {
 			}
 			err := loadText(t, strings.Replace(goodPolicy, tc.from, tc.to, 1))
 			wantOneError(t, err, tc.want...)
+		})
+	}
+}
+
+// An error a stage's constructor raises about one of its settings is
+// placed at that setting's line (the list item, the mapping value), not at
+// the stage's.
+func TestStageSettingErrorLines(t *testing.T) {
+	for _, tc := range []struct {
+		name, from, to string
+		want           string // the first error line
+	}{
+		{"list item", `command: [echo, "{ra}", "{raw}"]`, `command: [echo, "{ra}", "{raw"]`,
+			`pipeline.yaml:22: stages[2].settings.command[2]: template "{raw": '{' at offset 0 is never closed`},
+		{"key on its own line", "      produces: [mean]\n", "      produces: [mean]\n      timeout: 0s\n",
+			`pipeline.yaml:24: stages[2].settings.timeout: timeout must be positive`},
+		{"list item on its own line", `command: [echo, "{ra}", "{raw}"]`, "command:\n        - echo\n        - \"{ra}\"\n        - \"{raw\"",
+			`pipeline.yaml:25: stages[2].settings.command[2]: template "{raw"`},
+		{"mapping value", `settings: {files: {mean: "{output}/{ccd}.json"}}`, "settings:\n      files:\n        mean: \"{output}/{ccd.json\"",
+			`pipeline.yaml:28: stages[3].settings.files.mean: template`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(goodPolicy, tc.from) {
+				t.Fatalf("test case edits %q, which is not in the policy", tc.from)
+			}
+			err := loadText(t, strings.Replace(goodPolicy, tc.from, tc.to, 1))
+			var errs conf.Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("error = %v, want conf.Errors", err)
+			}
+			if first := errs[0].Error(); !strings.Contains(first, tc.want) {
+				t.Errorf("first error\n  %s\ndoes not contain\n  %s", first, tc.want)
+			}
 		})
 	}
 }

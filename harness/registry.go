@@ -22,7 +22,10 @@ type Type struct {
 	Needs, Produces []string
 	// New builds an instance from checked settings (defaults filled in).
 	// It must not have side effects: validate calls it too. Work that
-	// touches the world belongs in Initialize.
+	// touches the world belongs in Initialize. An error that starts with
+	// the settings key it is about ("timeout must be positive",
+	// "command[1]: ...", "env.HOME: ...") is reported at that key's line
+	// of the policy; any other at the stage's.
 	New func(s Settings) (Stage, error)
 }
 

@@ -3,6 +3,7 @@ package harness
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/dpsbatch/dpsbatch/internal/conf"
 	"github.com/dpsbatch/dpsbatch/mapper"
@@ -37,7 +38,7 @@ func (p *Policy) buildStages() ([]*built, conf.Errors) {
 		}
 		st, err := t.New(sp.Settings)
 		if err != nil {
-			errs = append(errs, p.errorAt(sp.Line, sp.Path+".settings", "%v", err))
+			errs = append(errs, p.settingError(sp.Settings, sp.Line, sp.Path+".settings", err.Error()))
 			continue
 		}
 		b := &built{spec: sp, stage: st, needs: t.Needs, produces: t.Produces}
@@ -71,9 +72,23 @@ func (p *Policy) NewMapper() (mapper.DataMapper, error) {
 	}
 	m, err := f.New(p.Mapper.Settings)
 	if err != nil {
-		return nil, conf.Errors{p.errorAt(p.Mapper.Line, "mapper.settings", "%v", err)}
+		// A mapper's errors start with its name ("range: step must be
+		// at least 1"); the position says which mapper it is.
+		msg := strings.TrimPrefix(err.Error(), p.Mapper.Type+": ")
+		return nil, conf.Errors{p.settingError(p.Mapper.Settings, p.Mapper.Line, "mapper.settings", msg)}
 	}
 	return m, nil
+}
+
+// settingError places an error from a stage's or mapper's constructor at
+// the line of the setting it is about, when its message starts with a
+// settings key (see conf.Values.Locate), and at line and path (the stage
+// or the mapper) otherwise.
+func (p *Policy) settingError(v conf.Values, line int, path, msg string) *conf.Error {
+	if key, at, rest, ok := v.Locate(msg); ok {
+		return p.errorAt(at, path+"."+key, "%s", rest)
+	}
+	return p.errorAt(line, path, "%s", msg)
 }
 
 // SliceCount is the number of slices a run of this policy has: the

@@ -203,7 +203,7 @@ func TestLoadProductionErrors(t *testing.T) {
 		{name: "unknown key", prod: "production: p\npipelines:\n  - {policy: assoc/pipeline.yaml, visit: x.csv}\n",
 			want: []string{`prod.yaml:3: pipelines[0].visit: unknown key (did you mean "visits"?)`}},
 		{name: "unknown top key", prod: "production: p\npipeline:\n  - {policy: assoc/pipeline.yaml}\n",
-			want: []string{`prod.yaml:2: pipeline: unknown key (did you mean "pipelines"?)`, `prod.yaml:1: pipelines: required key is missing`}},
+			want: []string{`prod.yaml:2: pipeline: unknown key (did you mean "pipelines"?)`}},
 		{name: "missing production", prod: "pipelines:\n  - {policy: assoc/pipeline.yaml}\n",
 			want: []string{`prod.yaml:1: production: required key is missing`}},
 		{name: "bad production name", prod: "production: my run\npipelines:\n  - {policy: detect/pipeline.yaml, visits: detect/visits.csv}\n",
@@ -276,7 +276,7 @@ pipelines:
 			want:  []string{`their events.trigger.select name no property in common`}},
 		{name: "every problem at once", prod: "production: p q\npipelines:\n  - {policy: detect/pipeline.yaml, visits: detect/visits.csv, slices: -1}\n  - {policy: nope.yaml, after: [x]}\n  - {polcy: a}\n",
 			want: []string{`prod.yaml:1: production:`, `prod.yaml:3: pipelines[0].slices:`, `prod.yaml:4: pipelines[1].policy: no such policy file`,
-				`prod.yaml:4: pipelines[1].after[0]: no pipeline "x"`, `prod.yaml:5: pipelines[2].polcy: unknown key (did you mean "policy"?)`, `prod.yaml:5: pipelines[2].policy: required key is missing`}},
+				`prod.yaml:4: pipelines[1].after[0]: no pipeline "x"`, `prod.yaml:5: pipelines[2].polcy: unknown key (did you mean "policy"?)`}},
 		{name: "not YAML", prod: "production: [\n", want: []string{`prod.yaml:`, `not valid YAML`}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -200,6 +200,10 @@ func TestSiteErrors(t *testing.T) {
 			[]string{"site.yaml:33: broker.credentials_file: give only one of credentials_file, token_file and token_env (token_env is given too)"}},
 		{"bad token_env", []string{"NATS_TOKEN", "NATS-TOKEN"}, []string{`site.yaml:32: broker.token_env: expected the name of an environment variable (letters, digits, _), got "NATS-TOKEN"`}},
 		{"not YAML", []string{"qos: normal\n", "qos: [normal\n"}, []string{"site.yaml", "not valid YAML"}},
+		// The line of the offending text, not the one before it.
+		{"not YAML: a list item among keys", []string{"account: science\n", "account: science\n- x\n"}, []string{"site.yaml:4: not valid YAML: did not find expected key"}},
+		{"not YAML: a partition key dedented", []string{"    default: true\n", "   default: true\n"}, []string{"site.yaml:7: not valid YAML:"}},
+		{"misspelt required key", []string{"runs_root: runs\n", "runs_rot: runs\n"}, []string{`site.yaml:2: runs_rot: unknown key (did you mean "runs_root"?)`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			text := goodSite

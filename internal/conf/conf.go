@@ -81,6 +81,16 @@ func (es Errors) Sort() {
 // Suggest returns ` (did you mean "x"?)` when one of have is close to got,
 // else "". It is meant to be appended to an "unknown ..." message.
 func Suggest(got string, have []string) string {
+	best := Closest(got, have)
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// Closest returns the one of have that is close to got, as Suggest
+// proposes it, or "" when none is.
+func Closest(got string, have []string) string {
 	best, bestD := "", -1
 	for _, h := range have {
 		d := distance(strings.ToLower(got), strings.ToLower(h))
@@ -94,7 +104,7 @@ func Suggest(got string, have []string) string {
 	if best == "" || bestD > max(1, len([]rune(got))/3) {
 		return ""
 	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
+	return best
 }
 
 // distance is the optimal string alignment distance of a and b: the

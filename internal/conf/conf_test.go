@@ -60,6 +60,13 @@ func TestSettingsErrors(t *testing.T) {
 			want: []string{`p.yaml:3: settings.name: duplicate key`},
 		},
 		{
+			// The misspelling is the one error: the key it stands for
+			// is not reported missing as well.
+			name: "misspelt required key",
+			src:  "nmae: a\n",
+			want: []string{`p.yaml:1: settings.nmae: unknown key (did you mean "name"?); expected one of: count, env, extra, files, name, ratio, timeout, verbose`},
+		},
+		{
 			name: "missing required key",
 			src:  "count: 1\n",
 			want: []string{`p.yaml:1: settings.name: required key is missing`},
@@ -304,6 +311,16 @@ func TestParseErrors(t *testing.T) {
 		{"only comments", "# nothing here\n\n", "p.yaml: the file is empty"},
 		{"bad indentation", "a: 1\nb: c: d\n", "p.yaml:2: not valid YAML: mapping values are not allowed in this context"},
 		{"tab", "a: 1\nb:\n\t- x\n", "p.yaml:3: not valid YAML: found character that cannot start any token"},
+		// yaml.v3 itself names the line before the offending one (or
+		// none for the first line) in each of these.
+		{"list item among keys", "a: 1\nb: 2\n- c\nd: 4\n", "p.yaml:3: not valid YAML: did not find expected key"},
+		{"item dedented out of its list", "a: 1\nb:\n  - x\n - y\nd: 4\n", "p.yaml:4: not valid YAML: did not find expected key"},
+		{"tab after a scalar", "a: 1\nb: 2\nc: 3\n\td: 4\n", "p.yaml:4: not valid YAML: found a tab character that violates indentation"},
+		{"error on the first line", "- a\nb: 2\n", "p.yaml:2: not valid YAML: did not find expected '-' indicator"},
+		{"first line", "a: [\n", "p.yaml:1: not valid YAML: did not find expected node content"},
+		{"deep in a stage list", "pipeline: p\nstages:\n  - name: a\n    type: b\n  - name: c\n   type: d\n", "p.yaml:6: not valid YAML: did not find expected '-' indicator"},
+		{"unclosed flow list", "a: 1\nb: 2\nc: [1, 2\nd: 4\n", "p.yaml:3: not valid YAML: did not find expected ',' or ']'"},
+		{"unknown alias", "a: 1\nb: 2\nc: *nope\n", "p.yaml:3: not valid YAML: unknown anchor 'nope' referenced"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

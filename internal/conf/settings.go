@@ -2,6 +2,7 @@ package conf
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -52,8 +53,9 @@ func (s Setting) Describe() string {
 // Values holds decoded settings with defaults filled in. Its getters return
 // the zero value for a key that was not declared.
 type Values struct {
-	vals map[string]any
-	set  map[string]bool
+	vals  map[string]any
+	set   map[string]bool
+	nodes map[string]*yaml.Node // each given key's value, for Locate
 }
 
 // NewValues builds Values from plain values, for tests and for code that
@@ -85,7 +87,7 @@ func (v Values) Has(k string) bool { return v.set[k] }
 // reporting unknown keys, wrong kinds and missing required keys at path.
 func (d *Decoder) Settings(n *yaml.Node, path string, specs []Setting) Values {
 	n = deref(n)
-	v := Values{vals: map[string]any{}, set: map[string]bool{}}
+	v := Values{vals: map[string]any{}, set: map[string]bool{}, nodes: map[string]*yaml.Node{}}
 	for _, s := range specs {
 		if s.Default != nil {
 			v.vals[s.Key] = s.Default
@@ -102,6 +104,7 @@ func (d *Decoder) Settings(n *yaml.Node, path string, specs []Setting) Values {
 	fields := map[string]Field{}
 	for _, s := range specs {
 		fields[s.Key] = Field{Required: s.Required, Decode: func(n *yaml.Node, p string) {
+			v.nodes[s.Key] = n
 			if x, ok := d.kind(n, p, s.Kind); ok {
 				v.vals[s.Key], v.set[s.Key] = x, true
 			}
@@ -138,4 +141,78 @@ func (d *Decoder) kind(n *yaml.Node, path string, k Kind) (any, bool) {
 		v = d.Any(n, path)
 	}
 	return v, len(d.Errs) == before
+}
+
+// Locate finds the setting that an error message from a component's
+// constructor is about. Constructors start such a message with the key
+// path within the settings, followed by ": " or a space: "timeout must
+// be positive", "command[1]: ...", "env.HOME: ...", "ids[3].ccd ...".
+// Locate returns that path, the line of the value it names (the deepest
+// list item or mapping value of the file that the path reaches), and the
+// message without the path when ": " followed it. ok is false when the
+// message starts with no key the settings were given.
+func (v Values) Locate(msg string) (path string, line int, rest string, ok bool) {
+	end := strings.IndexAny(msg, " :")
+	if end <= 0 {
+		return "", 0, msg, false
+	}
+	path, rest = msg[:end], msg[end:]
+	key := path
+	if i := strings.IndexAny(key, ".["); i >= 0 {
+		key = key[:i]
+	}
+	n, given := v.nodes[key]
+	if !given {
+		return "", 0, msg, false
+	}
+	line = valueLine(deref(n), path[len(key):])
+	if r, cut := strings.CutPrefix(rest, ": "); cut {
+		rest = r
+	} else {
+		rest = msg
+	}
+	return path, line, rest, true
+}
+
+// valueLine follows sub, a path such as "[2].name" or ".HOME", from n as
+// far as the file's nodes go, and returns the line of the last node
+// reached.
+func valueLine(n *yaml.Node, sub string) int {
+	for sub != "" && n != nil {
+		var next *yaml.Node
+		switch {
+		case sub[0] == '[':
+			j := strings.IndexByte(sub, ']')
+			if j < 0 {
+				return n.Line
+			}
+			i, err := strconv.Atoi(sub[1:j])
+			if err == nil && n.Kind == yaml.SequenceNode && i >= 0 && i < len(n.Content) {
+				next = n.Content[i]
+			}
+			sub = sub[j+1:]
+		case sub[0] == '.':
+			sub = sub[1:]
+			j := strings.IndexAny(sub, ".[")
+			if j < 0 {
+				j = len(sub)
+			}
+			key := sub[:j]
+			if n.Kind == yaml.MappingNode {
+				for k := 0; k+1 < len(n.Content); k += 2 {
+					if n.Content[k].Value == key {
+						next = n.Content[k+1]
+					}
+				}
+			}
+			sub = sub[j:]
+		default:
+			return n.Line
+		}
+		if next == nil {
+			return n.Line
+		}
+		n = deref(next)
+	}
+	return n.Line
 }

@@ -1,6 +1,7 @@
 package conf
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"sort"
@@ -32,26 +33,64 @@ func ReadFile(path string) (*Decoder, *yaml.Node, error) {
 }
 
 // Parse parses data as a single YAML document and returns its root node (a
-// document's content, never the document node itself).
+// document's content, never the document node itself). A syntax error
+// names the line that holds the offending text (see syntaxLine).
 func (d *Decoder) Parse(data []byte) (*yaml.Node, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		line := 0
-		if strings.HasPrefix(msg, "line ") {
-			rest := strings.TrimPrefix(msg, "line ")
-			if i := strings.Index(rest, ":"); i > 0 {
-				if n, err := strconv.Atoi(rest[:i]); err == nil {
-					line, msg = n, strings.TrimSpace(rest[i+1:])
-				}
-			}
-		}
+		line, msg := syntaxLine(data, err)
 		return nil, Errors{{File: d.File, Line: line, Msg: "not valid YAML: " + msg}}
 	}
 	if len(doc.Content) == 0 {
 		return nil, Errors{{File: d.File, Msg: "the file is empty"}}
 	}
 	return doc.Content[0], nil
+}
+
+// maxSyntaxProbes bounds the prefixes syntaxLine parses, so that a huge
+// file costs a bounded time; past it the line yaml.v3 gave is kept.
+const maxSyntaxProbes = 5000
+
+// syntaxLine finds the line of a YAML syntax error, and returns it with the
+// error's message (without yaml.v3's "yaml: line N: " prefix).
+//
+// yaml.v3 does not report where the offending text is: it names the line
+// where the enclosing construct began, counted from 0 for parser errors
+// and from 1 for scanner errors, or no line at all when that is the first
+// one, so a message usually points at the line before the mistake. The
+// offending line is found instead as the first line at which the file
+// stops parsing the same way: the shortest prefix of whole lines whose
+// parse fails with the very same error as the whole file's. Shorter
+// prefixes either parse or fail differently (they end early), since the
+// parser has not yet read the text that fails.
+func syntaxLine(data []byte, err error) (int, string) {
+	full := err.Error()
+	line, msg := 0, strings.TrimPrefix(full, "yaml: ")
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if i := strings.Index(rest, ":"); i > 0 {
+			if n, err := strconv.Atoi(rest[:i]); err == nil {
+				line, msg = n, strings.TrimSpace(rest[i+1:])
+			}
+		}
+	}
+	end, probes := 0, 0
+	for n := 1; end < len(data) && probes < maxSyntaxProbes; n++ {
+		nl := bytes.IndexByte(data[end:], '\n')
+		if nl < 0 {
+			end = len(data)
+		} else {
+			end += nl + 1
+		}
+		if n < line {
+			continue // yaml.v3's line is never after the offending one
+		}
+		probes++
+		var doc yaml.Node
+		if perr := yaml.Unmarshal(data[:end], &doc); perr != nil && perr.Error() == full {
+			return n, msg
+		}
+	}
+	return line, msg
 }
 
 // Errorf records a problem at node n (which may be nil) and path.
@@ -82,7 +121,8 @@ func Join(path, key string) string {
 func Index(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }
 
 // Map checks that n is a mapping whose keys are all in fields, reports
-// unknown, duplicate and missing required keys, and calls each field's
+// unknown, duplicate and missing required keys (a missing one only when no
+// unknown key was close enough to be taken for it), and calls each field's
 // Decode on its value. It reports false when n is not a mapping.
 func (d *Decoder) Map(n *yaml.Node, path string, fields map[string]Field) bool {
 	n = deref(n)
@@ -93,15 +133,19 @@ func (d *Decoder) Map(n *yaml.Node, path string, fields map[string]Field) bool {
 	for k := range fields {
 		names = append(names, k)
 	}
+	sort.Strings(names)
 	seen := map[string]bool{}
+	suggested := map[string]bool{} // keys an unknown key was taken for
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		kn, vn := n.Content[i], n.Content[i+1]
 		key := kn.Value
 		f, ok := fields[key]
 		switch {
 		case !ok:
-			sort.Strings(names)
 			d.Errorf(kn, Join(path, key), "unknown key%s; expected one of: %s", Suggest(key, names), strings.Join(names, ", "))
+			if c := Closest(key, names); c != "" {
+				suggested[c] = true
+			}
 		case seen[key]:
 			d.Errorf(kn, Join(path, key), "duplicate key")
 		default:
@@ -112,7 +156,9 @@ func (d *Decoder) Map(n *yaml.Node, path string, fields map[string]Field) bool {
 		}
 	}
 	for _, k := range sortedKeys(fields) {
-		if fields[k].Required && !seen[k] {
+		// A required key that a misspelt one was taken for is reported
+		// once, by the "did you mean" above.
+		if fields[k].Required && !seen[k] && !suggested[k] {
 			d.Errorf(n, Join(path, k), "required key is missing")
 		}
 	}
