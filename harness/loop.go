@@ -499,6 +499,10 @@ func (p *pipeline) loop(ctx, triggerCtx context.Context) error {
 			p.drop(e, "no "+events.PropVisit+" property")
 			continue
 		}
+		if err := CheckVisitID(visit); err != nil {
+			p.drop(e, err.Error()) // it would go into paths and commands
+			continue
+		}
 		if why := trig.malformed(e.Properties); why != "" {
 			p.drop(e, why)
 			continue

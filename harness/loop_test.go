@@ -625,3 +625,37 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	return w.b.Write(p)
 }
+
+// A visit ID that arrives by event and could leave the run directory
+// through a location, or read as an option, is refused: logged, counted
+// as malformed, never run.
+func TestUnsafeVisitIDsFromEventsDropped(t *testing.T) {
+	b := events.NewMemory()
+	ctx := context.Background()
+	bad := []string{"../../..", "a/b", "..", "-rf", "v\x00x"}
+	for _, id := range bad {
+		if err := b.Publish(ctx, events.Event{Topic: "visits", RunID: "test-run", Properties: map[string]any{"visitId": id, "filter": "r"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var log bytes.Buffer
+	policy := testHead + "locations: {output: \"out/{visit}\"}\nstages:\n  - {name: r, type: test-record}\n"
+	sum, end, err := runYAML(t, policy, []string{"1"}, func(lr *LocalRun) {
+		lr.Broker = b
+		lr.Logger = slog.New(slog.NewTextHandler(&log, nil))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(end.order, ",") != "1" {
+		t.Errorf("visits run: %q, want only 1", end.order)
+	}
+	if sum.Malformed != len(bad) {
+		t.Errorf("malformed = %d, want %d", sum.Malformed, len(bad))
+	}
+	for _, want := range []string{`visit ID \"../../..\" contains '/'`, `visit ID \"-rf\" starts with '-'`} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("the log does not say %s:\n%s", want, log.String())
+		}
+	}
+}

@@ -266,11 +266,22 @@ func (c *Context) value(name string, cb *Clipboard, locs bool, look func(string,
 		return v, nil
 	}
 	if t, ok := c.run.locs.tmpls[name]; ok && locs {
-		p, err := t.Expand(func(n string) (string, error) { return look(n, false) })
+		// A location is a path wherever it is used: every value put
+		// into it is one path element, and it stays under its root.
+		p, err := t.Expand(func(n string) (string, error) {
+			v, err := look(n, false)
+			if err == nil && n != "pipelinedir" {
+				err = safeSegment(n, v)
+			}
+			return v, err
+		})
+		if err == nil {
+			p, err = c.run.locs.location(name, p)
+		}
 		if err != nil {
 			return "", fmt.Errorf("location %s: %w", name, err)
 		}
-		return c.run.locs.abs(p), nil
+		return p, nil
 	}
 	if v, ok := c.dataID[name]; ok {
 		return v, nil

@@ -148,18 +148,22 @@ var LocationNames = []string{"input", "output", "scratch", "work"}
 // run directory. Every path a stage builds from a template must stay inside
 // the run directory or one of the locations' fixed parts (the directory
 // before the first per-visit placeholder); a value substituted into a path
-// may not contain '/' or be '..'.
+// may not contain '/' or be '..'. A location itself, wherever it is
+// expanded (a path, or a value such as an exec stage's argument), stays
+// under its own root: its fixed part, or the run directory when that is
+// "/".
 type Locations struct {
 	runDir string
 	tmpls  map[string]Template
 	bases  []string
+	roots  map[string]string // location name -> its root
 }
 
 // NewLocations builds a location map for a run directory (absolute).
 // static holds the names known for the whole run (run, pipeline,
 // pipelinedir), used to find each location's fixed part.
 func NewLocations(runDir string, tmpls map[string]Template, static map[string]string) *Locations {
-	l := &Locations{runDir: filepath.Clean(runDir), tmpls: tmpls}
+	l := &Locations{runDir: filepath.Clean(runDir), tmpls: tmpls, roots: map[string]string{}}
 	l.bases = append(l.bases, l.runDir)
 	if d := filepath.Clean(static["pipelinedir"]); d != "." && d != "/" && d != l.runDir {
 		// The pipeline's own directory (scripts, calibration files).
@@ -176,13 +180,32 @@ func NewLocations(runDir string, tmpls map[string]Template, static map[string]st
 			// only its directory is fixed.
 			prefix = filepath.Dir(prefix)
 		}
-		if base := l.abs(prefix); base != "/" && !contains(l.bases, base) {
+		base := l.abs(prefix)
+		if base == "/" {
 			// A location whose fixed part is the root would allow
 			// every path; its paths must then be in the run directory.
+			base = l.runDir
+		}
+		l.roots[name] = base
+		if !contains(l.bases, base) {
 			l.bases = append(l.bases, base)
 		}
 	}
 	return l
+}
+
+// location checks p, the expansion of location name, and returns it
+// absolute and clean: it must be its root or under it.
+func (l *Locations) location(name, p string) (string, error) {
+	p = l.abs(p)
+	root := l.roots[name]
+	if root == "" {
+		root = l.runDir
+	}
+	if p != root && !strings.HasPrefix(p, strings.TrimSuffix(root, "/")+"/") {
+		return "", fmt.Errorf("%q is outside its root %s", p, root)
+	}
+	return p, nil
 }
 
 // RunDir is the run directory.

@@ -343,3 +343,46 @@ func TestTemplateNeeds(t *testing.T) {
 		t.Errorf("templateNeeds = %q, want %q", got, want)
 	}
 }
+
+// A location expands under its declared root wherever it is used: in a
+// path, and also as a value (an exec stage's argument or environment
+// variable), whatever the visit, data ID or clipboard put into it.
+func TestLocationStaysUnderItsRoot(t *testing.T) {
+	root := t.TempDir()
+	run := filepath.Join(root, "runs", "r1")
+	data := filepath.Join(root, "data")
+	for _, tt := range []struct {
+		name  string
+		loc   string
+		visit string
+		id    mapper.DataID
+		x     string // the clipboard's x
+		want  string // the expansion of {output}, or an error's text
+	}{
+		{"fine", "out/{visit}/{ccd}", "v1", mapper.DataID{"ccd": "1"}, "", filepath.Join(run, "out/v1/1")},
+		{"visit climbing out", "out/{visit}", "../../..", nil, "", `{visit} is "../../..", which contains '/'`},
+		{"visit of dots", "out/{visit}", "..", nil, "", `{visit} is ".."`},
+		{"data ID climbing out", "out/{ccd}", "v1", mapper.DataID{"ccd": "../../etc"}, "", `{ccd} is "../../etc"`},
+		{"clipboard value climbing out", "out/{x}", "v1", nil, "../x", `{x} is "../x"`},
+		{"empty value", "out/{x}/f", "v1", nil, "", `{x} is empty`},
+		{"literal .. after a placeholder", "out/{visit}/../../..", "v1", nil, "", "is outside its root " + filepath.Join(run, "out")},
+		{"absolute, fine", data + "/raw/{visit}", "v1", nil, "", filepath.Join(data, "raw/v1")},
+		{"absolute, climbing out", data + "/raw/{visit}/../../x", "v1", nil, "", "is outside its root " + filepath.Join(data, "raw")},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cx := tmplCtx(run, run, map[string]string{"output": tt.loc}, tt.visit, tt.id)
+			cb := NewClipboard()
+			cb.Put("x", tt.x)
+			got, err := cx.Expand(MustTemplate("{output}"), cb)
+			if strings.HasPrefix(tt.want, "/") {
+				if err != nil || got != tt.want {
+					t.Errorf("Expand({output}) = %q, %v; want %q", got, err, tt.want)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "location output: ") {
+				t.Errorf("Expand({output}) = %q, %v; want an error about location output containing %q", got, err, tt.want)
+			}
+		})
+	}
+}

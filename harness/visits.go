@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/internal/conf"
@@ -24,36 +25,105 @@ type Visit struct {
 	Line  int
 }
 
-// ReadVisits reads a visit file: CSV with a header row, or JSON lines (one
-// object per line), chosen by extension (.csv; .jsonl, .ndjson, .json) or,
-// failing that, by the first character. A visitId column or key is
-// required; a missing, empty or repeated visit ID is an error naming the
-// line. Every problem is reported (a conf.Errors).
+// ReadVisits reads a new visit file: CSV with a header row, or JSON lines
+// (one object per line), chosen by extension (.csv; .jsonl, .ndjson,
+// .json) or, failing that, by the first character. In both formats a
+// line whose first non-blank character is '#' is a comment and blank
+// lines are ignored (in CSV, not inside a quoted field). The file must be
+// UTF-8. A visitId column or key is required, and a header column or an
+// object key may appear only once. White space around a visit ID is not
+// part of it; a missing, empty, repeated or unusable visit ID (see
+// CheckVisitID) is an error naming the line. Every problem is reported (a
+// conf.Errors).
 func ReadVisits(path string) ([]Visit, error) {
+	l, err := ReadVisitList(path)
+	if err != nil {
+		return nil, err
+	}
+	return l.Visits, nil
+}
+
+// VisitList is a visit file as read: its visits and how many comment
+// lines it has.
+type VisitList struct {
+	Visits   []Visit
+	Comments int
+}
+
+// ReadVisitList is ReadVisits, also counting the file's comment lines.
+func ReadVisitList(path string) (*VisitList, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: visits: %v", ErrInvalid, err)
 	}
-	return ParseVisits(path, data)
+	return parseVisits(path, data, true)
 }
 
 // ParseVisits is ReadVisits for a file already in memory.
 func ParseVisits(path string, data []byte) ([]Visit, error) {
+	l, err := parseVisits(path, data, true)
+	if err != nil {
+		return nil, err
+	}
+	return l.Visits, nil
+}
+
+// ReadRunVisits reads the visit list of a run that exists, as the run
+// was accepted when it was created: without the checks that new visit
+// files have had since (UTF-8, the visit ID rules, repeated columns and
+// keys, indented comments, white space around a JSON line's visit ID), so
+// that a run created before them still resumes with the visits its state
+// file names. Visits arriving at the Pipeline are still checked
+// (CheckVisitID).
+func ReadRunVisits(path string) ([]Visit, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: visits: %v", ErrInvalid, err)
+	}
+	l, err := parseVisits(path, data, false)
+	if err != nil {
+		return nil, err
+	}
+	return l.Visits, nil
+}
+
+// CheckVisitID says why id cannot be a visit ID, or returns nil: visit IDs
+// go into paths ({visit} in a location) and command lines, so they follow
+// conf.CheckElement (no '/', not "." or "..", no control characters such
+// as NUL, no leading '-'). Visit files are checked when they are read;
+// visits arriving as trigger events are checked by the Pipeline, which
+// drops and counts one it refuses as malformed.
+func CheckVisitID(id string) error {
+	if err := conf.CheckElement(id); err != nil {
+		return fmt.Errorf("visit ID %q %w", id, err)
+	}
+	return nil
+}
+
+// parseVisits parses a visit file; strict applies the checks of new
+// input (see ReadRunVisits for what lenient leaves out).
+func parseVisits(path string, data []byte, strict bool) (*VisitList, error) {
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // a BOM, as spreadsheets write
 	var (
-		vs   []Visit
+		l    VisitList
 		errs conf.Errors
 	)
+	if strict {
+		if errs = checkUTF8(path, data); len(errs) > 0 {
+			return nil, errs
+		}
+	}
 	switch ext := strings.ToLower(filepath.Ext(path)); {
 	case ext == ".jsonl" || ext == ".ndjson" || ext == ".json":
-		vs, errs = parseJSONLines(path, data)
+		l, errs = parseJSONLines(path, data, strict)
 	case ext == ".csv":
-		vs, errs = parseCSV(path, data)
+		l, errs = parseCSV(path, data, strict)
 	case strings.HasPrefix(strings.TrimSpace(string(data)), "{"):
-		vs, errs = parseJSONLines(path, data)
+		l, errs = parseJSONLines(path, data, strict)
 	default:
-		vs, errs = parseCSV(path, data)
+		l, errs = parseCSV(path, data, strict)
 	}
+	vs := l.Visits
 	seen := map[string]int{}
 	for _, v := range vs {
 		if v.ID == "" {
@@ -72,35 +142,82 @@ func ParseVisits(path string, data []byte) ([]Visit, error) {
 		errs.Sort()
 		return nil, errs
 	}
-	return vs, nil
+	return &l, nil
 }
 
-func parseCSV(path string, data []byte) ([]Visit, conf.Errors) {
+// checkUTF8 reports the lines that are not valid UTF-8 (such as a file
+// saved as Latin-1), the first few of them.
+func checkUTF8(path string, data []byte) conf.Errors {
+	if utf8.Valid(data) {
+		return nil
+	}
+	var errs conf.Errors
+	for i, line := range bytes.Split(data, []byte("\n")) {
+		if utf8.Valid(line) {
+			continue
+		}
+		if len(errs) == 5 {
+			errs = append(errs, &conf.Error{File: path, Msg: "more lines are not valid UTF-8"})
+			break
+		}
+		errs = append(errs, &conf.Error{File: path, Line: i + 1,
+			Msg: "not valid UTF-8 (a visit file must be UTF-8: convert a Latin-1 file with iconv -f latin1 -t utf-8)"})
+	}
+	return errs
+}
+
+// visitID checks the visit ID raw of the visit on line, as strict reading
+// does: white space around it is dropped, then it must be one the
+// Pipeline takes (CheckVisitID). Lenient reading takes raw as it is.
+func visitID(path string, line int, raw string, strict bool) (string, *conf.Error) {
+	if !strict {
+		return raw, nil
+	}
+	id := strings.TrimSpace(raw)
+	if id == "" {
+		return "", &conf.Error{File: path, Line: line, Path: events.PropVisit, Msg: "is empty"}
+	}
+	if err := CheckVisitID(id); err != nil {
+		return "", &conf.Error{File: path, Line: line, Path: events.PropVisit, Msg: err.Error()}
+	}
+	return id, nil
+}
+
+func parseCSV(path string, data []byte, strict bool) (VisitList, conf.Errors) {
+	var l VisitList
 	r := csv.NewReader(bytes.NewReader(data))
-	r.Comment = '#'
 	r.TrimLeadingSpace = true
+	if strict {
+		data, l.Comments = blankComments(data)
+		r = csv.NewReader(bytes.NewReader(data))
+		r.TrimLeadingSpace = true
+	} else {
+		r.Comment = '#' // as before: only a '#' in the line's first column
+	}
 	header, err := r.Read()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, conf.Errors{{File: path, Msg: "no visits (the file is empty)"}}
+			return l, conf.Errors{{File: path, Msg: "no visits (the file is empty)"}}
 		}
-		return nil, conf.Errors{csvError(path, err)}
+		return l, conf.Errors{csvError(path, err)}
 	}
+	line, _ := r.FieldPos(0)
 	col := -1
+	named := map[string]int{}
 	for i, h := range header {
 		header[i] = strings.TrimSpace(h)
+		if j, dup := named[header[i]]; dup && strict {
+			return l, conf.Errors{{File: path, Line: line, Msg: fmt.Sprintf("the header names column %d %q, like column %d: each column must have its own name", i+1, header[i], j+1)}}
+		}
+		named[header[i]] = i
 		if header[i] == events.PropVisit {
 			col = i
 		}
 	}
-	line, _ := r.FieldPos(0)
 	if col < 0 {
-		return nil, conf.Errors{{File: path, Line: line, Msg: fmt.Sprintf("the header has no %s column (it has: %s)", events.PropVisit, strings.Join(header, ", "))}}
+		return l, conf.Errors{{File: path, Line: line, Msg: fmt.Sprintf("the header has no %s column (it has: %s)", events.PropVisit, strings.Join(header, ", "))}}
 	}
-	var (
-		vs   []Visit
-		errs conf.Errors
-	)
+	var errs conf.Errors
 	for {
 		rec, err := r.Read()
 		if errors.Is(err, io.EOF) {
@@ -119,27 +236,74 @@ func parseCSV(path string, data []byte) ([]Visit, conf.Errors) {
 			errs = append(errs, &conf.Error{File: path, Line: line, Path: events.PropVisit, Msg: "is empty"})
 			continue
 		}
+		if _, e := visitID(path, line, v.ID, strict); e != nil {
+			errs = append(errs, e)
+			continue
+		}
 		for i, f := range rec {
 			if i != col {
 				v.Props[header[i]] = f
 			}
 		}
-		vs = append(vs, v)
+		l.Visits = append(l.Visits, v)
 	}
-	return vs, errs
+	return l, errs
 }
 
+// blankComments empties the comment lines of CSV data (those whose first
+// non-blank character is '#', outside a quoted field) and the lines of
+// white space only, keeping every line's number, and counts the comments.
+// A quoted field is open after a line when the quotes so far are odd in
+// number (a quote inside one is written twice).
+func blankComments(data []byte) ([]byte, int) {
+	var (
+		out      = make([]byte, 0, len(data))
+		comments int
+		inQuote  bool
+	)
+	for len(data) > 0 {
+		line := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line = data[:i+1]
+		}
+		data = data[len(line):]
+		body := bytes.TrimRight(line, "\r\n")
+		if !inQuote {
+			t := bytes.TrimSpace(body)
+			if len(t) == 0 || t[0] == '#' {
+				if len(t) > 0 {
+					comments++
+				}
+				out = append(out, line[len(body):]...) // the line's end only
+				continue
+			}
+		}
+		if bytes.Count(body, []byte{'"'})%2 == 1 {
+			inQuote = !inQuote
+		}
+		out = append(out, line...)
+	}
+	return out, comments
+}
+
+// csvError places a CSV syntax error at the line where its record starts:
+// a quote left open runs on to the end of the file, where the reader
+// notices it.
 func csvError(path string, err error) *conf.Error {
 	var pe *csv.ParseError
-	if errors.As(err, &pe) {
-		return &conf.Error{File: path, Line: pe.Line, Msg: pe.Err.Error()}
+	if !errors.As(err, &pe) {
+		return &conf.Error{File: path, Msg: err.Error()}
 	}
-	return &conf.Error{File: path, Msg: err.Error()}
+	if pe.StartLine > 0 && pe.StartLine != pe.Line {
+		return &conf.Error{File: path, Line: pe.StartLine,
+			Msg: fmt.Sprintf("%v: the record starting on this line runs on to line %d (is a quote not closed?)", pe.Err, pe.Line)}
+	}
+	return &conf.Error{File: path, Line: pe.Line, Msg: pe.Err.Error()}
 }
 
-func parseJSONLines(path string, data []byte) ([]Visit, conf.Errors) {
+func parseJSONLines(path string, data []byte, strict bool) (VisitList, conf.Errors) {
 	var (
-		vs   []Visit
+		l    VisitList
 		errs conf.Errors
 	)
 	sc := bufio.NewScanner(bytes.NewReader(data))
@@ -149,6 +313,9 @@ func parseJSONLines(path string, data []byte) ([]Visit, conf.Errors) {
 		line++
 		text := strings.TrimSpace(sc.Text())
 		if text == "" || strings.HasPrefix(text, "#") {
+			if text != "" {
+				l.Comments++
+			}
 			continue
 		}
 		dec := json.NewDecoder(strings.NewReader(text))
@@ -165,6 +332,12 @@ func parseJSONLines(path string, data []byte) ([]Visit, conf.Errors) {
 			}
 			errs = append(errs, &conf.Error{File: path, Line: line, Msg: msg})
 			continue
+		}
+		if strict {
+			if k := repeatedKey(text); k != "" {
+				errs = append(errs, &conf.Error{File: path, Line: line, Path: k, Msg: "appears twice in the object: each key must appear once"})
+				continue
+			}
 		}
 		raw, ok := obj[events.PropVisit]
 		delete(obj, events.PropVisit)
@@ -187,15 +360,46 @@ func parseJSONLines(path string, data []byte) ([]Visit, conf.Errors) {
 			errs = append(errs, &conf.Error{File: path, Line: line, Path: events.PropVisit, Msg: "is empty"})
 			continue
 		}
+		id, e := visitID(path, line, id, strict)
+		if e != nil {
+			errs = append(errs, e)
+			continue
+		}
 		for k, v := range obj {
 			obj[k] = plainJSON(v)
 		}
-		vs = append(vs, Visit{ID: id, Props: obj, Line: line})
+		l.Visits = append(l.Visits, Visit{ID: id, Props: obj, Line: line})
 	}
 	if err := sc.Err(); err != nil {
 		errs = append(errs, &conf.Error{File: path, Line: line + 1, Msg: err.Error()})
 	}
-	return vs, errs
+	return l, errs
+}
+
+// repeatedKey returns the first key that appears twice among the
+// top-level keys of text, a JSON object known to be valid, or "".
+func repeatedKey(text string) string {
+	dec := json.NewDecoder(strings.NewReader(text))
+	if _, err := dec.Token(); err != nil { // {
+		return ""
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		k, _ := t.(string)
+		if seen[k] {
+			return k
+		}
+		seen[k] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return ""
+		}
+	}
+	return ""
 }
 
 // CheckVisits reports every visit that lacks a property the policy's

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -318,5 +319,204 @@ func TestVisitEvent(t *testing.T) {
 	}
 	if _, ok := v.Props[events.PropVisit]; ok {
 		t.Error("Event changed the visit's properties")
+	}
+}
+
+// Hostile and careless visit files (issue: hostile and malformed input).
+// Each is refused with the line, or read the same way in both formats.
+func TestParseVisitsRefused(t *testing.T) {
+	long := strings.Repeat("x", 256)
+	tests := []struct {
+		name string
+		path string
+		data string
+		want []string // every error, exactly, in line order
+	}{
+		{
+			name: "csv visit IDs that would leave the run directory or read as options",
+			path: "v.csv",
+			data: "visitId,filter\n../../..,r\na/b,g\n-rf,i\n..,z\nv\x00x,y\nok,r\n" + long + ",r\n",
+			want: []string{
+				`v.csv:2: visitId: visit ID "../../.." contains '/', which would make it a path of several folders`,
+				`v.csv:3: visitId: visit ID "a/b" contains '/', which would make it a path of several folders`,
+				`v.csv:4: visitId: visit ID "-rf" starts with '-', which would read as an option on a command line`,
+				`v.csv:5: visitId: visit ID ".." is "..", which names a folder in a path`,
+				`v.csv:6: visitId: visit ID "v\x00x" contains the control character U+0000 at byte 1`,
+				`v.csv:8: visitId: visit ID "` + long + `" is 256 bytes long, more than the 255 a file name may have`,
+			},
+		},
+		{
+			name: "json visit IDs that would leave the run directory or read as options",
+			path: "v.jsonl",
+			data: `{"visitId": "../../.."}` + "\n" + `{"visitId": "/etc"}` + "\n" + `{"visitId": -5}` + "\n" + `{"visitId": "a\u0000b"}` + "\n" + `{"visitId": "."}` + "\n",
+			want: []string{
+				`v.jsonl:1: visitId: visit ID "../../.." contains '/', which would make it a path of several folders`,
+				`v.jsonl:2: visitId: visit ID "/etc" contains '/', which would make it a path of several folders`,
+				`v.jsonl:3: visitId: visit ID "-5" starts with '-', which would read as an option on a command line`,
+				`v.jsonl:4: visitId: visit ID "a\x00b" contains the control character U+0000 at byte 1`,
+				`v.jsonl:5: visitId: visit ID "." is ".", which names a folder in a path`,
+			},
+		},
+		{
+			name: "csv header naming a column twice",
+			path: "v.csv",
+			data: "# visits\nvisitId,filter, filter\n1,r,g\n",
+			want: []string{`v.csv:2: the header names column 3 "filter", like column 2: each column must have its own name`},
+		},
+		{
+			name: "csv header naming visitId twice",
+			path: "v.csv",
+			data: "visitId,filter,visitId\n1,r,2\n",
+			want: []string{`v.csv:1: the header names column 3 "visitId", like column 1: each column must have its own name`},
+		},
+		{
+			name: "json object with a key twice",
+			path: "v.jsonl",
+			data: `{"visitId": "a"}` + "\n" + `{"visitId": "b", "filter": "r", "visitId": "c"}` + "\n",
+			want: []string{`v.jsonl:2: visitId: appears twice in the object: each key must appear once`},
+		},
+		{
+			// " v1" and "v1" are one visit in both formats.
+			name: "json visit IDs differing by white space",
+			path: "v.jsonl",
+			data: `{"visitId": "v1"}` + "\n" + `{"visitId": " v1"}` + "\n",
+			want: []string{`v.jsonl:2: visit "v1" repeats line 1`},
+		},
+		{
+			name: "csv visit IDs differing by white space",
+			path: "v.csv",
+			data: "visitId\nv1\n\" v1\"\n",
+			want: []string{`v.csv:3: visit "v1" repeats line 2`},
+		},
+		{
+			name: "latin-1 csv",
+			path: "v.csv",
+			data: "visitId,target\nv1,caf\xe9\nv2,ok\nv3,na\xefve\n",
+			want: []string{
+				"v.csv:2: not valid UTF-8 (a visit file must be UTF-8: convert a Latin-1 file with iconv -f latin1 -t utf-8)",
+				"v.csv:4: not valid UTF-8 (a visit file must be UTF-8: convert a Latin-1 file with iconv -f latin1 -t utf-8)",
+			},
+		},
+		{
+			name: "latin-1 json lines",
+			path: "v.jsonl",
+			data: "{\"visitId\": \"v1\"}\n{\"visitId\": \"caf\xe9\"}\n",
+			want: []string{"v.jsonl:2: not valid UTF-8 (a visit file must be UTF-8: convert a Latin-1 file with iconv -f latin1 -t utf-8)"},
+		},
+		{
+			// The reader notices the open quote at the end of the file;
+			// the error names the line where the record starts.
+			name: "csv quote never closed",
+			path: "v.csv",
+			data: "visitId,filter\nv1,r\nv2,\"g\nv3,r\nv4,r\nv5,r\n",
+			want: []string{`v.csv:3: extraneous or missing " in quoted-field: the record starting on this line runs on to line 6 (is a quote not closed?)`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			vs, err := ParseVisits(tt.path, []byte(tt.data))
+			if err == nil {
+				t.Fatalf("ParseVisits = %+v, want errors %q", vs, tt.want)
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("errors.Is(err, ErrInvalid) = false for %v", err)
+			}
+			var es conf.Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("error %T is not a conf.Errors", err)
+			}
+			var got []string
+			for _, e := range es {
+				got = append(got, e.Error())
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("errors:\n got %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// A comment is a line whose first non-blank character is '#', in both
+// formats, and validate counts them; in CSV a '#' inside a quoted field
+// is data.
+func TestVisitComments(t *testing.T) {
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		name, data string
+		ids        []string
+		comments   int
+	}{
+		{"visits.csv", "# made by hand\nvisitId,note\n  # indented: a comment too\nv1,\"two\n# lines\"\n\t# tab\nv2,x\n", []string{"v1", "v2"}, 3},
+		{"visits.jsonl", "# made by hand\n  # indented\n{\"visitId\": \"v1\"}\n\n{\"visitId\": \"v2\"}\n", []string{"v1", "v2"}, 2},
+	} {
+		path := filepath.Join(dir, tt.name)
+		if err := os.WriteFile(path, []byte(tt.data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		l, err := ReadVisitList(path)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		var ids []string
+		for _, v := range l.Visits {
+			ids = append(ids, v.ID)
+		}
+		if !reflect.DeepEqual(ids, tt.ids) || l.Comments != tt.comments {
+			t.Errorf("%s: visits %q, %d comments; want %q, %d", tt.name, ids, l.Comments, tt.ids, tt.comments)
+		}
+		if tt.name == "visits.csv" && l.Visits[0].Props["note"] != "two\n# lines" {
+			t.Errorf("the quoted field holding a '#' line = %q", l.Visits[0].Props["note"])
+		}
+	}
+}
+
+// A quote opened early in a long file is reported where its record
+// starts, not at the file's last line.
+func TestCSVOpenQuoteLine(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("visitId,filter\n")
+	for i := 2; i <= 5000; i++ {
+		if i == 100 {
+			fmt.Fprintf(&b, "v%d,\"r\n", i)
+			continue
+		}
+		fmt.Fprintf(&b, "v%d,r\n", i)
+	}
+	_, err := ParseVisits("v.csv", []byte(b.String()))
+	var es conf.Errors
+	if !errors.As(err, &es) || len(es) != 1 || es[0].Line != 100 {
+		t.Fatalf("ParseVisits = %v, want one error at line 100", err)
+	}
+}
+
+// The visit list of a run that exists is read as it was accepted, so that
+// a run created before the checks of new visit files still resumes.
+func TestReadRunVisitsKeepsOldRuns(t *testing.T) {
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		name, data string
+		ids        []string
+	}{
+		{"visits.csv", "visitId,f,f\n../x,r,g\n  # old,r,g\n", []string{"../x", "# old"}},
+		{"visits.jsonl", "{\"visitId\": \" v1\"}\n{\"visitId\": \"v1\", \"visitId\": \"-v2\"}\n", []string{" v1", "-v2"}},
+	} {
+		path := filepath.Join(dir, tt.name)
+		if err := os.WriteFile(path, []byte(tt.data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ReadVisits(path); err == nil {
+			t.Errorf("%s: ReadVisits accepts it as new input", tt.name)
+		}
+		vs, err := ReadRunVisits(path)
+		if err != nil {
+			t.Fatalf("%s: ReadRunVisits: %v", tt.name, err)
+		}
+		var ids []string
+		for _, v := range vs {
+			ids = append(ids, v.ID)
+		}
+		if !reflect.DeepEqual(ids, tt.ids) {
+			t.Errorf("%s: ReadRunVisits IDs %q, want %q", tt.name, ids, tt.ids)
+		}
 	}
 }

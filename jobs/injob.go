@@ -188,7 +188,9 @@ func (j *InJob) feed(set settings, visitsPath, trigger string, ids []string) ([]
 	var all []harness.Visit
 	if visitsPath != "" && (set.Visits != "" || !set.Listen) {
 		var err error
-		if all, err = harness.ReadVisits(visitsPath); err != nil {
+		// The run's own list, checked when the run was created: read
+		// as it was then, so that older runs still resume.
+		if all, err = harness.ReadRunVisits(visitsPath); err != nil {
 			return nil, err
 		}
 	}

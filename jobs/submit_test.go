@@ -34,6 +34,15 @@ func TestSubmitBadInput(t *testing.T) {
 		{"missing visit list", func(e *env, o *SubmitOptions) { o.Visits = filepath.Join(e.dir, "none.csv") }, "none.csv"},
 		{"empty visit list", func(e *env, o *SubmitOptions) { o.Visits = e.write("empty.csv", "visitId\n") }, "no visits"},
 		{"visit list without visitId", func(e *env, o *SubmitOptions) { o.Visits = e.write("bad.csv", "id\nv1\n") }, "bad.csv"},
+		{"visit ID leaving the run directory", func(e *env, o *SubmitOptions) {
+			o.Visits = e.write("up.csv", "visitId\nv1\n../../..\n")
+		}, `up.csv:3: visitId: visit ID "../../.." contains '/'`},
+		{"visit ID read as an option", func(e *env, o *SubmitOptions) {
+			o.Visits = e.write("opt.jsonl", "{\"visitId\": \"-rf\"}\n")
+		}, `opt.jsonl:1: visitId: visit ID "-rf" starts with '-'`},
+		{"latin-1 visit list", func(e *env, o *SubmitOptions) {
+			o.Visits = e.write("latin1.csv", "visitId,target\nv1,caf\xe9\n")
+		}, `latin1.csv:2: not valid UTF-8`},
 		{"unknown partition", func(e *env, o *SubmitOptions) { o.Request.Partition = "debgu" }, `did you mean "debug"`},
 		{"run name with a quote", func(e *env, o *SubmitOptions) { o.Name = "it's" }, "run name"},
 		{"run name with a slash", func(e *env, o *SubmitOptions) { o.Name = "../up" }, "run name"},

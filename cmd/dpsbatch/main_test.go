@@ -183,3 +183,31 @@ func TestBinaryExitStatus(t *testing.T) {
 		t.Errorf("missing policy: status %d, output %s", cmd.ProcessState.ExitCode(), out)
 	}
 }
+
+// validate counts a visit file's comment lines, and refuses visit IDs
+// that could leave the run directory, naming the line (exit 2).
+func TestValidateVisitFile(t *testing.T) {
+	dir := t.TempDir()
+	policy := "../../examples/ccdproc/pipeline.yaml"
+	good := filepath.Join(dir, "good.csv")
+	os.WriteFile(good, []byte("# tonight's visits\nvisitId,filter,exptime\n1001,r,30\n  # 1002 later\n1003,i,15\n"), 0o644)
+	out, err := run(t, "validate", policy, "--visits", good)
+	if want := good + ": valid (2 visits; 2 comment lines skipped)"; err != nil || !strings.Contains(out, want) {
+		t.Errorf("validate = %q, %v; want %q", out, err, want)
+	}
+	for name, text := range map[string]string{
+		"bad.csv":   "visitId,filter,exptime\n1001,r,30\n../../..,g,30\n",
+		"bad.jsonl": `{"visitId": 1001, "filter": "r", "exptime": 30}` + "\n" + `{"visitId": "../../..", "filter": "g", "exptime": 30}` + "\n",
+	} {
+		bad := filepath.Join(dir, name)
+		os.WriteFile(bad, []byte(text), 0o644)
+		out, err := run(t, "validate", policy, "--visits", bad)
+		want := bad + `:3: visitId: visit ID "../../.." contains '/'`
+		if name == "bad.jsonl" {
+			want = bad + `:2: visitId: visit ID "../../.." contains '/'`
+		}
+		if exitCode(err) != 2 || !strings.Contains(err.Error(), want) {
+			t.Errorf("validate %s = %q, %v (exit %d); want exit 2 and %q", name, out, err, exitCode(err), want)
+		}
+	}
+}

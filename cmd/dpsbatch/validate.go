@@ -19,7 +19,9 @@ func validateCommand() *cli.Command {
 			"missing settings, unknown stage types or mappers, duplicate stage names, clipboard keys a stage\n" +
 			"needs that nothing earlier produces, and event topics nothing publishes. Prints \"valid\" otherwise.\n" +
 			"A production file (top-level key production) is checked with every policy and visit list it\n" +
-			"names, and what spans them: names, after, and who publishes each listening pipeline's trigger.",
+			"names, and what spans them: names, after, and who publishes each listening pipeline's trigger.\n" +
+			"A visit file's lines starting with # are comments (counted in the output), and its visit IDs\n" +
+			"may not contain '/' or control characters, be . or .., or start with '-'.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "visits", Usage: "also check this visit file against the policy"},
 		},
@@ -43,14 +45,14 @@ func validateCommand() *cli.Command {
 				return err
 			}
 			if v := c.String("visits"); v != "" {
-				visits, err := harness.ReadVisits(v)
+				l, err := harness.ReadVisitList(v)
 				if err != nil {
 					return err
 				}
-				if err := harness.CheckVisits(p, v, visits); err != nil {
+				if err := harness.CheckVisits(p, v, l.Visits); err != nil {
 					return err
 				}
-				fmt.Fprintf(c.App.Writer, "%s: valid (%d visits)\n", v, len(visits))
+				fmt.Fprintf(c.App.Writer, "%s: valid (%s)\n", v, visitCount(l))
 			}
 			fmt.Fprintf(c.App.Writer, "%s: valid: pipeline %s, %d stages, %d slices, mapper %s\n", path, p.Name, len(p.Stages), n, p.Mapper.Type)
 			return nil
@@ -89,4 +91,14 @@ func validateProduction(c *cli.Context, path string) error {
 		fmt.Fprintf(w, "  note: %s\n", note)
 	}
 	return nil
+}
+
+// visitCount says how many visits a visit file has, and how many comment
+// lines (lines starting with '#') were skipped.
+func visitCount(l *harness.VisitList) string {
+	s := plural(len(l.Visits), "visit")
+	if l.Comments > 0 {
+		s += fmt.Sprintf("; %s skipped", plural(l.Comments, "comment line"))
+	}
+	return s
 }
