@@ -222,3 +222,46 @@ func TestPerDataIDSlices(t *testing.T) {
 		t.Errorf("rank mapper with per-data-id: %v", err)
 	}
 }
+
+// Data ID values that a mapper's settings define go into paths and
+// command lines like visit IDs: one that could leave the run directory or
+// read as an option is refused at its line of the policy.
+func TestMapperDataIDValuesRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name, mapper string
+		want         string
+	}{
+		{"list", "mapper:\n  type: list\n  settings:\n    ids:\n      - {ccd: 1}\n      - {ccd: ../../etc}\n",
+			`pipeline.yaml:8: mapper.settings.ids[1].ccd: data ID value "../../etc" contains '/'`},
+		{"list, value on its own line", "mapper:\n  type: list\n  settings:\n    ids:\n      - ccd: 1\n      - raft: 2\n        ccd: -rf\n",
+			`pipeline.yaml:9: mapper.settings.ids[1].ccd: data ID value "-rf" starts with '-'`},
+		{"list, dots", "mapper:\n  type: list\n  settings:\n    ids: [{ccd: ..}]\n",
+			`pipeline.yaml:6: mapper.settings.ids[0].ccd: data ID value ".." is ".."`},
+		{"host table", "mapper:\n  type: host-table\n  settings:\n    hosts:\n      - host: 'n*'\n        ids: [{ccd: 1}, {ccd: \"a/b\"}]\n",
+			`pipeline.yaml:8: mapper.settings.hosts[0].ids[1].ccd: data ID value "a/b" contains '/'`},
+		{"cpu-weighted list", "mapper:\n  type: cpu-weighted\n  settings:\n    ids:\n      - {ccd: \"x\\u0000\"}\n",
+			`pipeline.yaml:7: mapper.settings.ids[0].ccd: data ID value "x\x00" contains the control character U+0000`},
+		{"range format", "mapper:\n  type: range\n  settings:\n    key: ccd\n    from: 1\n    to: 4\n    format: ../%d\n",
+			`pipeline.yaml:9: mapper.settings.format: data ID ccd="../1": the value contains '/'`},
+		{"negative range", "mapper:\n  type: range\n  settings:\n    key: ccd\n    from: -2\n    to: 4\n",
+			`pipeline.yaml:7: mapper.settings.from: data ID ccd="-2": the value starts with '-'`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			text := "pipeline: p\nslices: 2\n" + tc.mapper + "stages:\n  - {name: n, type: noop}\n"
+			path := filepath.Join(t.TempDir(), "pipeline.yaml")
+			if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			p, err := Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A run created before the check still validates (and so
+			// resumes); new input is refused.
+			if err := p.Validate(); err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			wantOneError(t, p.CheckDataIDValues(), tc.want)
+		})
+	}
+}

@@ -80,6 +80,27 @@ func (p *Policy) NewMapper() (mapper.DataMapper, error) {
 	return m, nil
 }
 
+// CheckDataIDValues checks, for new input (validate, submit, local), that
+// every data ID value the mapper's settings define can go into a path
+// and a command line (see mapper.ValueChecker), naming its line of the
+// policy. It is not part of Validate, so that a run created before the
+// check still resumes.
+func (p *Policy) CheckDataIDValues() error {
+	m, err := p.NewMapper()
+	if err != nil {
+		return err
+	}
+	vc, ok := m.(mapper.ValueChecker)
+	if !ok {
+		return nil
+	}
+	if err := vc.CheckValues(); err != nil {
+		msg := strings.TrimPrefix(err.Error(), p.Mapper.Type+": ")
+		return conf.Errors{p.settingError(p.Mapper.Settings, p.Mapper.Line, "mapper.settings", msg)}
+	}
+	return nil
+}
+
 // settingError places an error from a stage's or mapper's constructor at
 // the line of the setting it is about, when its message starts with a
 // settings key (see conf.Values.Locate), and at line and path (the stage

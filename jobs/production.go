@@ -418,6 +418,9 @@ func (r *prodReader) loadPolicy(n *yaml.Node, at, p string) *harness.Policy {
 	if err == nil {
 		err = pol.Validate()
 	}
+	if err == nil {
+		err = pol.CheckDataIDValues() // a production file is new input
+	}
 	if err != nil {
 		r.addErr(n, at, err)
 		return nil

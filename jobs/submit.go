@@ -126,6 +126,9 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
+	if err := p.CheckDataIDValues(); err != nil {
+		return nil, err
+	}
 	var visits []harness.Visit
 	switch {
 	case o.Visits == "" && !o.Listen:

@@ -40,6 +40,9 @@ func TestSubmitBadInput(t *testing.T) {
 		{"visit ID read as an option", func(e *env, o *SubmitOptions) {
 			o.Visits = e.write("opt.jsonl", "{\"visitId\": \"-rf\"}\n")
 		}, `opt.jsonl:1: visitId: visit ID "-rf" starts with '-'`},
+		{"data ID value leaving the run directory", func(e *env, o *SubmitOptions) {
+			o.Policy = e.write("ids.yaml", "pipeline: tiny\nslices: 2\nmapper:\n  type: list\n  settings: {ids: [{ccd: 1}, {ccd: ../x}]}\nstages:\n  - {name: w, type: noop}\n")
+		}, `ids.yaml:5: mapper.settings.ids[1].ccd: data ID value "../x" contains '/'`},
 		{"latin-1 visit list", func(e *env, o *SubmitOptions) {
 			o.Visits = e.write("latin1.csv", "visitId,target\nv1,caf\xe9\n")
 		}, `latin1.csv:2: not valid UTF-8`},

@@ -73,6 +73,7 @@ func (m rankMapper) Keys() []string { return []string{m.key} }
 type fixed struct {
 	ids  []DataID
 	keys []string
+	origins
 }
 
 func (m fixed) Assign(slices []HostInfo) ([][]DataID, error) {
@@ -99,15 +100,54 @@ func (m fixed) Neighbours(slices []HostInfo, assigned [][]DataID) ([][]int, erro
 	return out, nil
 }
 
-func (m fixed) DataIDs() []DataID { return m.ids }
-func (m fixed) Keys() []string    { return m.keys }
+func (m fixed) DataIDs() []DataID  { return m.ids }
+func (m fixed) Keys() []string     { return m.keys }
+func (m fixed) CheckValues() error { return m.origins.check(m.ids) }
+
+// origins says where a mapper's settings define its data IDs, for the
+// errors of CheckValues.
+type origins struct {
+	what   string   // the mapper's name, starting every error
+	at     []string // per data ID, the setting that gives it (ids[3]); nil for a range
+	format string   // a range's format
+}
+
+// check reports the first data ID value that cannot go into a path or a
+// command line (conf.CheckElement), naming the setting that defines it.
+func (o origins) check(ids []DataID) error {
+	for i, id := range ids {
+		for _, k := range sortedIDKeys(id) {
+			err := conf.CheckElement(id[k])
+			switch {
+			case err == nil:
+				continue
+			case o.at != nil:
+				return fmt.Errorf("%s: %s.%s: data ID value %q %v", o.what, o.at[i], k, id[k], err)
+			case conf.CheckElement(fmt.Sprintf(o.format, 1)) != nil:
+				return fmt.Errorf("%s: format: data ID %s=%q: the value %v", o.what, k, id[k], err)
+			default: // a negative number
+				return fmt.Errorf("%s: from: data ID %s=%q: the value %v (give a format that starts with a letter, such as n%%d)", o.what, k, id[k], err)
+			}
+		}
+	}
+	return nil
+}
+
+func sortedIDKeys(id DataID) []string {
+	keys := make([]string, 0, len(id))
+	for k := range id {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
 
 func newRange(v Values) (DataMapper, error) {
 	ids, err := rangeIDs("range", v)
 	if err != nil {
 		return nil, err
 	}
-	return fixed{ids: ids, keys: []string{v.String("key")}}, nil
+	return fixed{ids: ids, keys: []string{v.String("key")}, origins: origins{what: "range", format: v.String("format")}}, nil
 }
 
 // rangeIDs makes the data IDs of the range settings key, from, to, step and
@@ -148,7 +188,7 @@ func newList(v Values) (DataMapper, error) {
 	if _, err := s.add("ids", v.Raw("ids")); err != nil {
 		return nil, err
 	}
-	return fixed{ids: s.ids, keys: s.sortedKeys()}, nil
+	return fixed{ids: s.ids, keys: s.sortedKeys(), origins: s.origins()}, nil
 }
 
 // idSet gathers data IDs from one or more lists written in settings (plain
@@ -156,6 +196,7 @@ func newList(v Values) (DataMapper, error) {
 type idSet struct {
 	what  string            // the mapper's name, starting every error
 	ids   []DataID          // in the order given
+	at    []string          // where each was given, such as ids[3]
 	keys  map[string]bool   // every key of every data ID
 	where map[string]string // data ID (String) -> where it was given, such as ids[3]
 }
@@ -195,10 +236,12 @@ func (s *idSet) add(path string, raw any) ([]DataID, error) {
 		for k := range id {
 			s.keys[k] = true
 		}
-		s.ids = append(s.ids, id)
+		s.ids, s.at = append(s.ids, id), append(s.at, at)
 	}
 	return s.ids[start:], nil
 }
+
+func (s *idSet) origins() origins { return origins{what: s.what, at: s.at} }
 
 func (s *idSet) sortedKeys() []string {
 	keys := make([]string, 0, len(s.keys))
@@ -210,7 +253,8 @@ func (s *idSet) sortedKeys() []string {
 }
 
 var (
-	_ Enumerator = fixed{}
-	_ KeyLister  = fixed{}
-	_ KeyLister  = rankMapper{}
+	_ Enumerator   = fixed{}
+	_ ValueChecker = fixed{}
+	_ KeyLister    = fixed{}
+	_ KeyLister    = rankMapper{}
 )

@@ -44,6 +44,7 @@ type hostTable struct {
 	spread  bool
 	ids     []DataID // every entry's, in entry order
 	keys    []string
+	origins
 }
 
 func newHostTable(v Values) (DataMapper, error) {
@@ -91,7 +92,7 @@ func newHostTable(v Values) (DataMapper, error) {
 		}
 		m.entries = append(m.entries, hostEntry{pattern: pattern, ids: ids})
 	}
-	m.ids, m.keys = s.ids, s.sortedKeys()
+	m.ids, m.keys, m.origins = s.ids, s.sortedKeys(), s.origins()
 	return m, nil
 }
 
@@ -183,7 +184,7 @@ func newCPUWeighted(v Values) (DataMapper, error) {
 		if _, err := s.add("ids", v.Raw("ids")); err != nil {
 			return nil, err
 		}
-		return cpuWeighted{fixed{ids: s.ids, keys: s.sortedKeys()}}, nil
+		return cpuWeighted{fixed{ids: s.ids, keys: s.sortedKeys(), origins: s.origins()}}, nil
 	case len(given) == 0:
 		return nil, fmt.Errorf("cpu-weighted: give either ids (a list of data IDs) or a range (key, from, to)")
 	}
@@ -200,7 +201,7 @@ func newCPUWeighted(v Values) (DataMapper, error) {
 	if err != nil {
 		return nil, err
 	}
-	return cpuWeighted{fixed{ids: ids, keys: []string{v.String("key")}}}, nil
+	return cpuWeighted{fixed{ids: ids, keys: []string{v.String("key")}, origins: origins{what: "cpu-weighted", format: v.String("format")}}}, nil
 }
 
 func (m cpuWeighted) Assign(slices []HostInfo) ([][]DataID, error) {
@@ -248,9 +249,13 @@ func weightedCounts(n int, slices []HostInfo) []int {
 	return counts
 }
 
+func (m *hostTable) CheckValues() error { return m.origins.check(m.ids) }
+
 var (
-	_ Enumerator = (*hostTable)(nil)
-	_ KeyLister  = (*hostTable)(nil)
-	_ Enumerator = cpuWeighted{}
-	_ KeyLister  = cpuWeighted{}
+	_ ValueChecker = (*hostTable)(nil)
+	_ ValueChecker = cpuWeighted{}
+	_ Enumerator   = (*hostTable)(nil)
+	_ KeyLister    = (*hostTable)(nil)
+	_ Enumerator   = cpuWeighted{}
+	_ KeyLister    = cpuWeighted{}
 )

@@ -82,6 +82,18 @@ type KeyLister interface {
 	Keys() []string
 }
 
+// ValueChecker is implemented by mappers whose settings define their data
+// ID values. Stages put those values into paths and command lines, so
+// CheckValues reports the first that conf.CheckElement refuses (one with
+// '/', a control character, a leading '-', or "." or ".."), its error
+// starting with the mapper's name and the setting that defines it:
+// "list: ids[3].ccd: ...". The pipeline asks it of new input only, so
+// that a run created before still resumes; without it, a mapper's values
+// are not checked.
+type ValueChecker interface {
+	CheckValues() error
+}
+
 // Setting and Values are the declared settings of a mapper, checked against
 // the policy's mapper.settings before New is called.
 type (
@@ -93,7 +105,11 @@ type (
 type Factory struct {
 	Doc      string
 	Settings []Setting
-	New      func(Values) (DataMapper, error)
+	// New builds the mapper. Its errors start with the mapper's name,
+	// then the settings key they are about ("range: step must be at
+	// least 1", "list: ids[3].ccd: ..."), which places them at that
+	// key's line of the policy.
+	New func(Values) (DataMapper, error)
 }
 
 var (

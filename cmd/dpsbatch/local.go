@@ -104,13 +104,16 @@ func runLocal(c *cli.Context, o localOptions) error {
 	return err
 }
 
-// loadValid loads a policy and validates it.
+// loadValid loads a policy and validates it as new input.
 func loadValid(path string) (*harness.Policy, error) {
 	p, err := harness.Load(path)
 	if err != nil {
 		return nil, err
 	}
 	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if err := p.CheckDataIDValues(); err != nil {
 		return nil, err
 	}
 	return p, nil
