@@ -4,12 +4,14 @@
 # Installs (apt-get) and starts what the tests need: a local Slurm cluster
 # of four simulated nodes with munge and accounting, Open MPI, and the
 # tools cgo needs (scripts/cluster.sh; idempotent, fast when all is up).
-# Then go vet, and go test with the mpi build tag, with
-# DPSBATCH_TEST_NO_SKIP=1 so that a test needing Slurm or MPI fails instead
-# of skipping. Needs Go and root (for apt-get and the daemons).
+# Then go vet, each fuzz target for a few seconds (scripts/fuzz.sh; a
+# failing target counts as a failed test), and go test with the mpi build
+# tag, with DPSBATCH_TEST_NO_SKIP=1 so that a test needing Slurm or MPI
+# fails instead of skipping. Needs Go and root (for apt-get and the
+# daemons).
 #
 #   bash scripts/test.sh            # everything
-#   bash scripts/test.sh ./harness/ # only some packages (still with the cluster up)
+#   bash scripts/test.sh ./harness/ # only some packages (still with the cluster up; no fuzzing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +25,12 @@ pkgs=("$@")
 echo "test: go vet" >&2
 go vet "${pkgs[@]}"
 go vet -tags mpi "${pkgs[@]}"
+
+fuzzed=0
+if [ $# -eq 0 ]; then
+	echo "test: scripts/fuzz.sh" >&2
+	bash scripts/fuzz.sh || fuzzed=1
+fi
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
@@ -38,6 +46,11 @@ fail=$(grep -cE '^\s*--- FAIL' "$log" || true)
 skip=$(grep -cE '^\s*--- SKIP' "$log" || true)
 if [ "$status" -ne 0 ] && [ "$fail" -eq 0 ]; then
 	tail -50 "$log"   # a build failure or a panic outside a test
+fi
+if [ "$fuzzed" -ne 0 ]; then
+	echo "--- FAIL: scripts/fuzz.sh (a fuzz target failed: see above)"
+	fail=$((fail + 1))
+	status=1
 fi
 if [ "$status" -eq 0 ]; then
 	echo "ok: $pass tests passed, $fail failed, $skip skipped"
