@@ -185,15 +185,14 @@ func visitID(path string, line int, raw string, strict bool) (string, *conf.Erro
 
 func parseCSV(path string, data []byte, strict bool) (VisitList, conf.Errors) {
 	var l VisitList
-	r := csv.NewReader(bytes.NewReader(data))
-	r.TrimLeadingSpace = true
+	comment := '#' // lenient, as before: only a '#' in the line's first column
 	if strict {
 		data, l.Comments = blankComments(data)
-		r = csv.NewReader(bytes.NewReader(data))
-		r.TrimLeadingSpace = true
-	} else {
-		r.Comment = '#' // as before: only a '#' in the line's first column
+		comment = 0
 	}
+	r := csv.NewReader(bytes.NewReader(data))
+	r.Comment = comment
+	r.TrimLeadingSpace = true
 	header, err := r.Read()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
