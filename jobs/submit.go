@@ -365,9 +365,12 @@ func jobFor(s *site.Site, l Layout, rj runJob, attempt int) templates.Job {
 		// A production: the run's broker beside one step per pipeline,
 		// all sharing the run ID (so their topics) and the stop file.
 		j.Broker = []string{rj.set.Binary, "broker", "--run-dir", l.Dir}
+		// Each step runs under its entry's name, whatever its policy
+		// calls it: the after rule, the subscriptions and the senders
+		// all know a pipeline by that one name.
 		for _, st := range rj.steps {
-			j.Steps = append(j.Steps, templates.Step{Name: st.name,
-				Launch: launch(s, st.l, st.set, name, l.StopFile(attempt), st.tasks, plan.Nodes)})
+			launch := append(launch(s, st.l, st.set, name, l.StopFile(attempt), st.tasks, plan.Nodes), "--name", st.name)
+			j.Steps = append(j.Steps, templates.Step{Name: st.name, Launch: launch})
 		}
 	}
 	if rj.set.hold && attempt == 1 {
