@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -407,4 +408,61 @@ func TestExampleLocal(t *testing.T) {
 func localLive() site.Live {
 	return site.Live{Name: "debug", Up: true, Default: true, NodeList: "n[1-4]", Nodes: []string{"n1", "n2", "n3", "n4"},
 		CPUsPerNode: 4, MemoryMB: 2000, Cluster: "dps"}
+}
+
+// TestLauncherAndSbatchOptionsRefused checks that every spelling of an
+// option that would redirect a job's output or set what dpsbatch sets is
+// refused, in sbatch_options and in launcher.flags: abbreviations of long
+// options (sbatch and srun take any unambiguous prefix), short options
+// with attached values and in bundles, and mpirun's own names; and that
+// ordinary flags pass.
+func TestLauncherAndSbatchOptionsRefused(t *testing.T) {
+	siteFile := func(kind, key string, items ...string) string {
+		quoted := make([]string, len(items))
+		for i, s := range items {
+			quoted[i] = strconv.Quote(s)
+		}
+		list := "[" + strings.Join(quoted, ", ") + "]"
+		text := "runs_root: /r\npartitions: [{name: a, cpus_per_node: 4, nodes: 2}]\n"
+		if key == "sbatch" {
+			return text + "sbatch_options: " + list + "\n"
+		}
+		return text + "launcher: {kind: " + kind + ", flags: " + list + "}\n"
+	}
+	for _, tc := range []struct {
+		kind, key string
+		items     []string
+		want      string // "" when the items are accepted
+	}{
+		{"srun", "sbatch", []string{"--exclusive", "--outp=/tmp/x"}, `sbatch_options[1]: --outp abbreviates --output for sbatch, which dpsbatch sets itself: the job's output goes to its log`},
+		{"srun", "sbatch", []string{"--part=debug"}, "sbatch_options[0]: --part abbreviates --partition for sbatch"},
+		{"srun", "sbatch", []string{"--e=/tmp/x"}, "sbatch_options[0]: --e abbreviates --error for sbatch"},
+		{"srun", "sbatch", []string{"--chd /tmp"}, "sbatch_options[0]: --chd abbreviates --chdir"},
+		{"srun", "sbatch", []string{"--input=/etc/passwd"}, "sbatch_options[0]: --input is set by dpsbatch itself"},
+		{"srun", "sbatch", []string{"--exclusive", "--mem-per-cpu=2G", "--time-min=10", "--ntasks-per-core=1", "--exclude=n1"}, ""},
+		{"srun", "flags", []string{"--mpi=pmix", "-o/tmp/x"}, `launcher.flags[1]: "-o/tmp/x": -o is srun's --output, which dpsbatch sets itself`},
+		{"srun", "flags", []string{"-o", "/tmp/x"}, `launcher.flags[0]: "-o": -o is srun's --output`},
+		{"srun", "flags", []string{"-lo/tmp/x"}, `launcher.flags[0]: "-lo/tmp/x": -o is srun's --output`},
+		{"srun", "flags", []string{"-e/tmp/x"}, `"-e/tmp/x": -e is srun's --error`},
+		{"srun", "flags", []string{"-D/tmp"}, `"-D/tmp": -D is srun's --chdir`},
+		{"srun", "flags", []string{"-n4"}, `"-n4": -n is srun's --ntasks`},
+		{"srun", "flags", []string{"--outp=/tmp/x"}, `launcher.flags[0]: "--outp=/tmp/x": --outp abbreviates --output for srun`},
+		{"srun", "flags", []string{"--output", "/tmp/x"}, `launcher.flags[0]: "--output": --output is set by dpsbatch itself`},
+		{"srun", "flags", []string{"--err=/tmp/x"}, `--err abbreviates --error for srun`},
+		{"srun", "flags", []string{"--kill-on=0"}, `--kill-on abbreviates --kill-on-bad-exit for srun`},
+		{"srun", "flags", []string{"--mpi=pmix", "-l", "-u", "--label", "--cpu-bind=cores", "-mblock", "-Q", "--exclusive", "--overlap"}, ""},
+		{"mpirun", "flags", []string{"--output-filename", "/tmp/x"}, `launcher.flags[0]: "--output-filename": --output-filename is set by dpsbatch itself: the job's output goes to its log`},
+		{"mpirun", "flags", []string{"-output-filename=/tmp/x"}, `"-output-filename=/tmp/x": -output-filename is set by dpsbatch itself`},
+		{"mpirun", "flags", []string{"-wdir", "/tmp"}, `"-wdir": -wdir is set by dpsbatch itself: jobs run in the run's folder`},
+		{"mpirun", "flags", []string{"-np", "4"}, `"-np": -np is set by dpsbatch itself`},
+		{"mpirun", "flags", []string{"--mca", "btl", "self,tcp", "--bind-to", "none", "-x", "OMPI_MCA_mpi_yield_when_idle=1", "--oversubscribe"}, ""},
+	} {
+		_, err := site.Parse("s.yaml", []byte(siteFile(tc.kind, tc.key, tc.items...)))
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s %q: %v", tc.kind, tc.items, err)
+		case tc.want != "":
+			wantOneError(t, err, "s.yaml:", tc.want)
+		}
+	}
 }
