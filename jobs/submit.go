@@ -3,9 +3,13 @@ package jobs
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -217,14 +221,21 @@ func newRun(o SubmitOptions, base string, now func() time.Time) (name, bin strin
 	return name, bin, l, nil
 }
 
+// runDirMode is the mode, before the umask, of a run directory and of
+// every folder in it (and of a runs root dpsbatch creates): as readable
+// as the runs root, so that the project's group can read a run's outputs,
+// logs and state. Only the secrets are private: the broker folder (0700)
+// with its token (0600), and the TCP communicator's rendezvous file.
+const runDirMode os.FileMode = 0o755
+
 // createRun builds the directory of run name under root with fill, in a
 // folder beside its final name that is then moved in place: a run
 // directory that exists is complete.
 func createRun(root, name string, fill func(tmp Layout) error) error {
-	if err := os.MkdirAll(root, 0o755); err != nil {
+	if err := os.MkdirAll(root, runDirMode); err != nil {
 		return fmt.Errorf("jobs: runs root: %w", err)
 	}
-	tmp, err := os.MkdirTemp(root, "."+name+".new-")
+	tmp, err := mkdirTemp(root, "."+name+".new-")
 	if err != nil {
 		return fmt.Errorf("jobs: %w", err)
 	}
@@ -236,6 +247,23 @@ func createRun(root, name string, fill func(tmp Layout) error) error {
 		return fmt.Errorf("jobs: %w", err)
 	}
 	return nil
+}
+
+// mkdirTemp is os.MkdirTemp with runDirMode in place of its 0700: the
+// folder becomes the run directory.
+func mkdirTemp(dir, prefix string) (string, error) {
+	for try := 0; ; try++ {
+		var b [6]byte
+		rand.Read(b[:])
+		name := filepath.Join(dir, prefix+hex.EncodeToString(b[:]))
+		err := os.Mkdir(name, runDirMode)
+		switch {
+		case err == nil:
+			return name, nil
+		case !errors.Is(err, fs.ErrExist) || try == 100:
+			return "", err
+		}
+	}
 }
 
 // submitNew submits the first job (and follow-ons) of a new run in l;
@@ -296,7 +324,7 @@ func loadTemplate(s *site.Site) (*templates.Template, error) {
 // the name copy.
 func populate(l Layout, policy, visits, copy string) error {
 	for _, d := range []string{ScriptsDir, LogsDir} {
-		if err := os.MkdirAll(filepath.Join(l.Dir, d), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(l.Dir, d), runDirMode); err != nil {
 			return fmt.Errorf("jobs: %w", err)
 		}
 	}
@@ -422,7 +450,7 @@ func launch(s *site.Site, l Layout, set settings, runID, stop string, tasks, nod
 
 // writeScripts writes the rendered scripts of attempts first.. into l.
 func writeScripts(l Layout, scripts [][]byte, first int) error {
-	if err := os.MkdirAll(filepath.Join(l.Dir, ScriptsDir), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(l.Dir, ScriptsDir), runDirMode); err != nil {
 		return fmt.Errorf("jobs: %w", err)
 	}
 	for i, s := range scripts {
