@@ -385,7 +385,7 @@ func jobFor(s *site.Site, l Layout, rj runJob, attempt int) templates.Job {
 	j := templates.Job{Name: name, RunID: name, RunDir: l.Dir, Partition: plan.Partition,
 		Account: s.Account, QoS: s.QoS, Nodes: plan.Nodes, Tasks: plan.Tasks, TasksPerNode: plan.TasksPerNode,
 		CPUsPerTask: plan.CPUsPerTask, MemPerCPUMB: plan.MemPerCPUMB, Time: slurmtime.Format(plan.Time),
-		Output: l.SlurmLog(), Extra: slices.Clip(s.Sbatch), Setup: s.Setup, Attempt: attempt,
+		Output: l.slurmLogPattern(), Extra: slices.Clip(s.Sbatch), Setup: s.Setup, Attempt: attempt,
 		Env: [][2]string{{"DPSBATCH_RUN", name}, {"DPSBATCH_ATTEMPT", fmt.Sprint(attempt)}}}
 	if len(rj.steps) == 0 {
 		j.Launch = launch(s, l, rj.set, name, l.StopFile(attempt), 0, 0)
@@ -503,7 +503,7 @@ func submitChain(ctx context.Context, b scheduler.Backend, l Layout, record []La
 		sub.Jobs = append(sub.Jobs, id)
 		prev = id
 	}
-	sub.Log = strings.ReplaceAll(l.SlurmLog(), "%j", sub.Jobs[0])
+	sub.Log = l.SlurmLog(sub.Jobs[0])
 	return nil
 }
 

@@ -101,6 +101,11 @@ func (r *reader) site(root *yaml.Node) {
 	ok := d.Map(root, "", map[string]conf.Field{
 		"cluster": {Decode: func(n *yaml.Node, path string) { s.Cluster = r.word(n, path) }},
 		"runs_root": {Required: true, Decode: func(n *yaml.Node, path string) {
+			if strings.ContainsRune(d.String(n, path), '\\') {
+				// Slurm's log file patterns cannot hold one.
+				d.Errorf(n, path, "must not contain a backslash: Slurm cannot write a job's log under such a folder")
+				return
+			}
 			s.RunsRoot = r.path(n, path)
 		}},
 		"account":        {Decode: func(n *yaml.Node, path string) { s.Account = r.word(n, path) }},

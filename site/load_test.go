@@ -131,6 +131,7 @@ func TestSiteErrors(t *testing.T) {
 			[]string{"site.yaml:9: partitions[0].memroy: unknown key", `did you mean "memory"?`}},
 		{"missing runs_root", []string{"runs_root: runs\n", ""}, []string{"site.yaml:1: runs_root: required key is missing"}},
 		{"empty runs_root", []string{"runs_root: runs", `runs_root: ""`}, []string{"site.yaml:2: runs_root: must not be empty"}},
+		{"runs_root with a backslash", []string{"runs_root: runs", `runs_root: 'runs\x'`}, []string{"site.yaml:2: runs_root: must not contain a backslash"}},
 		{"missing partitions", []string{goodSite[strings.Index(goodSite, "partitions:"):strings.Index(goodSite, "sbatch_options:")], ""},
 			[]string{"site.yaml:1: partitions: required key is missing"}},
 		{"no partitions", []string{goodSite[strings.Index(goodSite, "partitions:"):strings.Index(goodSite, "sbatch_options:")], "partitions: []\n"},
