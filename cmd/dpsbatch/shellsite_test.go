@@ -3,10 +3,15 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
+	"os/user"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dpsbatch/dpsbatch/internal/testenv"
 )
 
 // TestBatchRunsRootWithPercent runs a job whose runs root holds a space,
@@ -36,5 +41,87 @@ time_warning: 50s
 	}
 	if !strings.Contains(string(data), "launching") {
 		t.Errorf("%s:\n%s", log, data)
+	}
+}
+
+// testUser is the ordinary user scripts/cluster.sh creates, associated
+// with Slurm account physics only.
+const testUser = "dpsuser"
+
+// needEnforcement skips (or fails, in CI) unless the local cluster
+// enforces associations and has the ordinary test user, as
+// scripts/cluster.sh sets it up.
+func needEnforcement(t *testing.T) {
+	t.Helper()
+	out, err := exec.Command("scontrol", "show", "config").Output()
+	if err != nil || !regexp.MustCompile(`AccountingStorageEnforce\s*=\s*\S*associations`).Match(out) {
+		testenv.SkipOrFail(t, "the cluster does not enforce associations (AccountingStorageEnforce): run scripts/cluster.sh start")
+	}
+	if _, err := user.Lookup(testUser); err != nil {
+		testenv.SkipOrFail(t, "no user %s: run scripts/cluster.sh start", testUser)
+	}
+}
+
+// TestSiteCheckAccounting checks that site check verifies the account
+// and QoS in Slurm's accounting: an account that does not exist (a'b,
+// which must also reach sbatch intact), a QoS that does not exist, and,
+// as an ordinary user, an account the user is not associated with, are
+// mismatches (exit 2); the user's own account and an existing QoS match.
+// And a submission with the unknown account is refused by Slurm, not run
+// under the user's default account.
+func TestSiteCheckAccounting(t *testing.T) {
+	e := newBatchEnv(t)
+	needEnforcement(t)
+	base, err := os.ReadFile(e.site)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withKeys := func(name, keys string) string {
+		p := filepath.Join(filepath.Dir(e.site), name)
+		writeFile(t, p, string(base)+keys)
+		return p
+	}
+	check := func(asUser bool, file string) (string, int) {
+		t.Helper()
+		args := []string{"site", "check", "--site", file}
+		name := e.bin
+		if asUser {
+			args = append([]string{"--reuid=" + testUser, "--regid=" + testUser, "--init-groups", e.bin}, args...)
+			name = "setpriv"
+		}
+		out, errOut, code := runCmd(t, time.Minute, cleanEnv(), name, args...)
+		return out + errOut, code
+	}
+	for _, tc := range []struct {
+		name   string
+		asUser bool
+		keys   string
+		want   string // "" for a match
+	}{
+		{"quote in the account", false, "account: \"a'b\"\n", "account: site file says a'b, the cluster has no such account"},
+		{"unknown qos", false, "account: science\nqos: nosuchqos\n", "qos: site file says nosuchqos, the cluster has no such QoS"},
+		{"root in science", false, "account: science\nqos: normal\n", ""},
+		{"user not in science", true, "account: science\n", "account: site file says science, the cluster has no association of user " + testUser + " with it"},
+		{"user in physics", true, "account: physics\nqos: normal\n", ""},
+	} {
+		out, code := check(tc.asUser, withKeys(strings.ReplaceAll(tc.name, " ", "-")+".yaml", tc.keys))
+		switch {
+		case tc.want == "" && (code != 0 || !strings.Contains(out, "matches the cluster")):
+			t.Errorf("%s: exit %d, want a match:\n%s", tc.name, code, out)
+		case tc.want != "" && (code != exitBadInput || !strings.Contains(out, tc.want)):
+			t.Errorf("%s: exit %d, want %d and %q:\n%s", tc.name, code, exitBadInput, tc.want, out)
+		}
+	}
+
+	// Submitting under the unknown account: Slurm refuses the job, with
+	// the account as written.
+	bad := withKeys("bad-account.yaml", "account: \"a'b\"\n")
+	out, errOut, code := runCmd(t, time.Minute, cleanEnv("DPSBATCH_SITE="+bad), e.bin, "submit",
+		filepath.Join(e.dir, "pipeline.yaml"), "--visits", filepath.Join(e.dir, "visits.csv"), "--name", "acct-1")
+	if code == 0 || !strings.Contains(errOut, "Invalid account") {
+		t.Errorf("submit with account a'b: exit %d, want a refusal by sbatch:\n%s%s", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(e.root, "acct-1")); err == nil {
+		t.Errorf("a refused submission left its run directory")
 	}
 }
