@@ -202,7 +202,8 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 }
 
 // newRun settles a new run's name (o.Name, else base-YYYYMMDD-HHMMSS),
-// the binary its jobs run, and its directory, refusing a name in use.
+// the binary its jobs run, and its directory, refusing a name in use and
+// a runs root without room for the run's events.
 func newRun(o SubmitOptions, base string, now func() time.Time) (name, bin string, l Layout, err error) {
 	name = o.Name
 	if name == "" {
@@ -217,6 +218,9 @@ func newRun(o SubmitOptions, base string, now func() time.Time) (name, bin strin
 	l = Layout{Dir: filepath.Join(o.Site.RunsRoot, name)}
 	if _, err := os.Stat(l.Dir); err == nil {
 		return "", "", l, fmt.Errorf("%w: run %q exists already (%s): choose another --name, or resume it", conf.ErrInvalid, name, l.Dir)
+	}
+	if err := checkBrokerSpace(l.Dir, brokerOf(o.Site)); err != nil {
+		return "", "", l, err
 	}
 	return name, bin, l, nil
 }

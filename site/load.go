@@ -68,7 +68,7 @@ func Parse(name string, data []byte) (*Site, error) {
 	r := &reader{d: d, dir: dir, s: &Site{
 		TimeWarning: DefaultTimeWarning,
 		Launcher:    Launcher{Kind: LauncherSrun, Comm: CommAuto},
-		Broker:      Broker{Kind: BrokerEmbedded},
+		Broker:      Broker{Kind: BrokerEmbedded, StreamSizeMB: DefaultStreamSizeMB},
 	}}
 	r.site(root)
 	if err := d.Errs.Err(); err != nil {
@@ -433,6 +433,7 @@ func (r *reader) broker(n *yaml.Node, path string) {
 		"token": {Decode: func(n *yaml.Node, path string) {
 			d.Errorf(n, path, "a token is never written in the site file: use token_file or token_env")
 		}},
+		"stream_size": {Decode: func(n *yaml.Node, path string) { b.StreamSizeMB = r.memory(n, path) }},
 	})
 	if !ok || !kindOK {
 		return

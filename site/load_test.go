@@ -109,7 +109,7 @@ func TestGoodSite(t *testing.T) {
 		Setup:       []string{"module load openmpi"},
 		Template:    filepath.Join(dir, "sbatch.tmpl"),
 		TimeWarning: 2 * time.Minute,
-		Broker: site.Broker{Kind: "external", TokenEnv: "NATS_TOKEN",
+		Broker: site.Broker{Kind: "external", TokenEnv: "NATS_TOKEN", StreamSizeMB: site.DefaultStreamSizeMB,
 			URLs: []string{"nats://nats.example.org:4222", "tls://nats2.example.org:4443"}},
 	}
 	if !reflect.DeepEqual(s, want) {
@@ -201,6 +201,8 @@ func TestSiteErrors(t *testing.T) {
 		{"two credentials", []string{"  token_env: NATS_TOKEN\n", "  token_env: NATS_TOKEN\n  credentials_file: nats.creds\n"},
 			[]string{"site.yaml:33: broker.credentials_file: give only one of credentials_file, token_file and token_env (token_env is given too)"}},
 		{"bad token_env", []string{"NATS_TOKEN", "NATS-TOKEN"}, []string{`site.yaml:32: broker.token_env: expected the name of an environment variable (letters, digits, _), got "NATS-TOKEN"`}},
+		{"bad stream_size", []string{"  token_env: NATS_TOKEN\n", "  token_env: NATS_TOKEN\n  stream_size: 2GB\n"},
+			[]string{`site.yaml:33: broker.stream_size: expected a size such as 2000M, 16G, 1T or a number of megabytes, got "2GB"`}},
 		{"not YAML", []string{"qos: normal\n", "qos: [normal\n"}, []string{"site.yaml", "not valid YAML"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -264,7 +266,7 @@ func TestDefaults(t *testing.T) {
 		Partitions:       []site.Partition{{Name: "debug", CPUsPerNode: 4, Nodes: 2, MaxNodes: 2}},
 		Launcher:         site.Launcher{Kind: "srun", Comm: "tcp"},
 		TimeWarning:      5 * time.Minute,
-		Broker:           site.Broker{Kind: "embedded"},
+		Broker:           site.Broker{Kind: "embedded", StreamSizeMB: site.DefaultStreamSizeMB},
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("parsed\n %+v\nwant\n %+v", s, want)
@@ -464,6 +466,18 @@ func TestLauncherAndSbatchOptionsRefused(t *testing.T) {
 			t.Errorf("%s %q: %v", tc.kind, tc.items, err)
 		case tc.want != "":
 			wantOneError(t, err, "s.yaml:", tc.want)
+		}
+	}
+}
+
+func TestStreamSize(t *testing.T) {
+	for text, want := range map[string]int{"": site.DefaultStreamSizeMB, "broker: {stream_size: 32M}\n": 32, "broker: {stream_size: 2G}\n": 2048} {
+		s, err := site.Parse("s.yaml", []byte("runs_root: /r\npartitions: [{name: a, cpus_per_node: 4, nodes: 2}]\n"+text))
+		if err != nil {
+			t.Fatalf("%q: %v", text, err)
+		}
+		if s.Broker.StreamSizeMB != want {
+			t.Errorf("%q: stream size %d MB, want %d", text, s.Broker.StreamSizeMB, want)
 		}
 	}
 }

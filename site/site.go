@@ -80,7 +80,20 @@ type Broker struct {
 	CredentialsFile string
 	TokenFile       string
 	TokenEnv        string
+	// StreamSize is the most a run's events may take, in megabytes: the
+	// limit of the JetStream stream that keeps them, and of the embedded
+	// broker's store (default DefaultStreamSizeMB). At the limit a new
+	// event is refused with an error; no stored event is dropped for it.
+	// An embedded broker needs this much free space in the run directory
+	// (submit and resume check). For an external broker it applies only
+	// when dpsbatch creates the shared stream (the first run to use the
+	// server): a stream that exists keeps the limits it was given.
+	StreamSizeMB int
 }
+
+// DefaultStreamSizeMB is broker.stream_size when the site file gives none:
+// 256 MiB, some 500,000 events of half a kilobyte.
+const DefaultStreamSizeMB = 256
 
 // Live is one partition as the live cluster reports it (sinfo, or
 // slurmrestd's /partitions), filled in by the scheduler package.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -124,4 +125,85 @@ func TestSiteCheckAccounting(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(e.root, "acct-1")); err == nil {
 		t.Errorf("a refused submission left its run directory")
 	}
+}
+
+// mountTmpfs mounts a tmpfs of size (such as "300m") on a new folder;
+// the suite runs as root.
+func mountTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		testenv.SkipOrFail(t, "mounting a small file system needs root")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0755", "tmpfs", dir).CombinedOutput(); err != nil {
+		testenv.SkipOrFail(t, "mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	return dir
+}
+
+// TestBatchSmallFilesystem runs jobs whose runs root is a small file
+// system: the embedded broker starts where its events fit (a 300 MiB
+// file system with the default stream size, where nats-server's own
+// default of 75% of the free space refused the 1 GiB stream at every job
+// start), a runs root without room for the stream is refused by submit,
+// naming the folder, the space free and needed, a smaller
+// broker.stream_size runs there, and resume checks the space again.
+func TestBatchSmallFilesystem(t *testing.T) {
+	e := newBatchEnv(t)
+	siteOn := func(root, broker string) {
+		writeFile(t, e.site, fmt.Sprintf(`runs_root: %s
+partitions:
+  - {name: debug, default: true, cpus_per_node: 4, memory: 2000M, node_list: "n[1-4]", max_time: infinite}
+launcher: {kind: srun, flags: [--mpi=none], comm: tcp}
+time_warning: 50s
+%s`, root, broker))
+	}
+	policy, vf := e.slowPipeline("small", 2, "0.1")
+	submit := func(name string, extra ...string) (string, string, int) {
+		return e.dps(time.Minute, append([]string{"submit", policy, "--visits", vf, "--name", name}, extra...)...)
+	}
+
+	medium := mountTmpfs(t, "300m")
+	siteOn(medium, "")
+	e.must(0, time.Minute, "submit", policy, "--visits", vf, "--name", "small-1")
+	e.must(0, 3*time.Minute, "wait", "small-1", "--interval", "1s")
+
+	tiny := mountTmpfs(t, "100m")
+	siteOn(tiny, "")
+	out, errOut, code := submit("small-2")
+	if code == 0 || code == exitBadInput {
+		t.Fatalf("submit on a 100 MiB runs root: exit %d, want 1\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{filepath.Join(tiny, "small-2", "broker"), "free on its file system", "256 MiB needed", "broker.stream_size"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("submit's error lacks %q:\n%s", want, errOut)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(tiny, "small-2")); err == nil {
+		t.Errorf("the refused submission left a run directory")
+	}
+
+	siteOn(tiny, "broker: {stream_size: 32M}\n")
+	e.must(0, time.Minute, "submit", policy, "--visits", vf, "--name", "small-3", "--hold")
+	e.must(0, time.Minute, "cancel", "small-3")
+	e.dps(time.Minute, "wait", "small-3", "--interval", "1s")
+	// Leave about 16 MiB free: the resume is refused, then runs once
+	// the space is back.
+	ballast := filepath.Join(tiny, "ballast")
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(tiny, &st); err != nil {
+		t.Fatal(err)
+	}
+	free := int64(st.Bavail) * int64(st.Bsize)
+	if out, err := exec.Command("fallocate", "-l", fmt.Sprint(free-16<<20), ballast).CombinedOutput(); err != nil {
+		t.Fatalf("fallocate: %v: %s", err, out)
+	}
+	out, errOut, code = e.dps(time.Minute, "resume", "small-3")
+	if code == 0 || !strings.Contains(errOut, filepath.Join(tiny, "small-3", "broker")) || !strings.Contains(errOut, "free on its file system") {
+		t.Errorf("resume with 16 MiB free for a 32 MiB stream: exit %d\n%s%s", code, out, errOut)
+	}
+	os.Remove(ballast)
+	e.must(0, time.Minute, "resume", "small-3")
+	e.must(0, 3*time.Minute, "wait", "small-3", "--interval", "1s")
 }
