@@ -114,9 +114,23 @@ func TestSiteCheckAccounting(t *testing.T) {
 		}
 	}
 
-	// Submitting under the unknown account: Slurm refuses the job, with
-	// the account as written.
+	// The job script carries the account as written: sbatch reads a'b
+	// back from it.
 	bad := withKeys("bad-account.yaml", "account: \"a'b\"\n")
+	script := filepath.Join(filepath.Dir(e.site), "dry.sbatch")
+	dry, _, _ := runCmd(t, time.Minute, cleanEnv("DPSBATCH_SITE="+bad), e.bin, "submit",
+		filepath.Join(e.dir, "pipeline.yaml"), "--visits", filepath.Join(e.dir, "visits.csv"), "--name", "acct-0", "--dry-run")
+	if i := strings.Index(dry, "#!/bin/bash"); i < 0 {
+		t.Fatalf("submit --dry-run prints no script:\n%s", dry)
+	} else {
+		writeFile(t, script, dry[i:])
+	}
+	if v, _ := exec.Command("sbatch", "-v", "--test-only", script).CombinedOutput(); !regexp.MustCompile(`account\s*: a'b\n`).Match(v) {
+		t.Errorf("sbatch does not read the account a'b from the script:\n%s", v)
+	}
+
+	// Submitting under the unknown account: Slurm refuses the job, not
+	// run under the user's default account.
 	out, errOut, code := runCmd(t, time.Minute, cleanEnv("DPSBATCH_SITE="+bad), e.bin, "submit",
 		filepath.Join(e.dir, "pipeline.yaml"), "--visits", filepath.Join(e.dir, "visits.csv"), "--name", "acct-1")
 	if code == 0 || !strings.Contains(errOut, "Invalid account") {
