@@ -203,7 +203,7 @@ func ServeBroker(ctx context.Context, dir, job string, log *slog.Logger, ready f
 		return err
 	}
 	host, _ := os.Hostname()
-	err = st.JobStarted(job, host, time.Now())
+	err = st.StartJob(job, RestartCount(), host, time.Now())
 	if err == nil || errors.Is(err, state.ErrNotFound) {
 		err = st.SetJobBroker(job, s.URL)
 	}
