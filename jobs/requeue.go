@@ -31,7 +31,8 @@ func RestartCount() int {
 }
 
 // recordRequeues asks Slurm's accounting, when j.Slurm is set, how the
-// job's earlier starts ended, and records its words in their records.
+// job's earlier starts ended, and records its word (NODE_FAIL, ...) as
+// their states, keeping their reasons (what each start recorded).
 // Hook calls it on a restart, after recording the start. Accounting that
 // cannot answer leaves the starts recorded as requeued, with a warning.
 func (j *InJob) recordRequeues() {
@@ -52,7 +53,7 @@ func (j *InJob) recordRequeues() {
 		return
 	}
 	for restart, k := range endedStarts(all[j.JobID], j.Restart) {
-		if err := j.st.SetStartEnd(j.JobID, restart, k.State, requeueWords(k.State), k.Ended); err != nil && !errors.Is(err, state.ErrNotFound) {
+		if err := j.st.SetStartEnd(j.JobID, restart, k.State, "", k.Ended); err != nil && !errors.Is(err, state.ErrNotFound) {
 			j.log().Warn("could not record how an earlier start ended", "restart", restart, "err", err)
 		}
 	}
@@ -92,15 +93,13 @@ func startEnded(k scheduler.Job) bool { return k.State == "REQUEUED" || !k.Live(
 func requeueWords(slurmState string) string {
 	switch slurmState {
 	case "NODE_FAIL":
-		return "node failure: Slurm requeued the job"
+		return "node failure"
 	case "PREEMPTED":
-		return "preempted: Slurm requeued the job"
+		return "preempted"
 	case "REQUEUED":
-		return "requeued (scontrol requeue, or by Slurm)"
-	case "":
-		return ""
+		return "requeued (scontrol requeue, or Slurm itself)"
 	}
-	return strings.ToLower(slurmState) + ": Slurm requeued the job"
+	return strings.ToLower(slurmState)
 }
 
 // StartStatus is one start of a job, as the state file recorded it.

@@ -166,7 +166,7 @@ func TestInJobRestart(t *testing.T) {
 	defer st.Close()
 	starts, err := st.JobStarts()
 	must(t, err)
-	if len(starts) != 2 || starts[0].State != "REQUEUED" || !strings.Contains(starts[0].Reason, "scontrol requeue") ||
+	if len(starts) != 2 || starts[0].State != "REQUEUED" || !strings.Contains(starts[0].Reason, "stop requested: terminated") ||
 		!starts[0].Ended.Equal(fixedNow().Add(4*time.Second)) || starts[1].Restart != 1 {
 		t.Errorf("starts %+v; want the first ended by Slurm's requeue, the second started", starts)
 	}
