@@ -152,22 +152,22 @@ var pendingStates = map[string]bool{"PENDING": true, "REQUEUED": true, "REQUEUE_
 
 // settleRequeue reads a requeue in what Slurm says of a job (k) against
 // what the run recorded (j), before settle judges the job: a job waiting
-// to start after it started (recorded) was requeued; a job whose recorded
-// end came before Slurm's start of it started again and has not reported
-// yet. Either way what the run recorded is an earlier start's, and is set
-// aside: its end, reason, heartbeat and broker.
+// to start after it started (recorded) was requeued; a job that Slurm
+// started after its recorded end started again, and has not reported
+// (running, or ended before its Pipeline did). Either way what the run
+// recorded is an earlier start's and is set aside (its end, reason,
+// heartbeat and broker), and the job's Recorded is state.Requeued: no
+// end of this start, so a running one may be silent and an ended one
+// died.
 func settleRequeue(j *JobStatus, k scheduler.Job) {
-	if !k.Live() {
-		return
-	}
 	switch {
-	case pendingStates[k.State] && !j.Started.IsZero():
-		why := j.Reason
-		if why == "" {
-			why = "ended without recording why"
-		}
+	case k.Live() && pendingStates[k.State] && !j.Started.IsZero():
+		why := "no end"
 		if recordedEnd(j.Recorded) {
-			why = strings.ToLower(j.Recorded) + ": " + why
+			why = j.Recorded
+			if j.Reason != "" {
+				why += ": " + j.Reason
+			}
 		}
 		j.Requeued = &Requeue{Why: "Slurm requeued the job (the start recorded " + why + ")", Earliest: k.Expected,
 			Starts: max(1, len(j.Starts)), Waiting: k.Reason}
@@ -176,7 +176,7 @@ func settleRequeue(j *JobStatus, k scheduler.Job) {
 	default:
 		return
 	}
-	j.Recorded, j.Reason, j.Ended = "", "", time.Time{}
+	j.Recorded, j.Reason, j.Ended = state.Requeued, "", time.Time{}
 	j.Heartbeat, j.HeartbeatVisit, j.Broker = time.Time{}, "", ""
 }
 

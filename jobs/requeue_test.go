@@ -59,7 +59,7 @@ func TestStatusRequeued(t *testing.T) {
 		q.Waiting != "BeginTime" || q.Starts != 1 {
 		t.Errorf("requeue %+v; want NODE_FAIL (node failure), earliest %v, waiting BeginTime, 1 start", q, begin)
 	}
-	if !j.Live || j.State != "PENDING" || j.Died || j.Silent || !j.Heartbeat.IsZero() || j.Reason != "" || j.Recorded != "" {
+	if !j.Live || j.State != "PENDING" || j.Died || j.Silent || !j.Heartbeat.IsZero() || j.Reason != "" || j.Recorded != state.Requeued {
 		t.Errorf("job %+v; want live, pending, without the earlier start's heartbeat or stop", j)
 	}
 	if rs.Outcome != "pending" || rs.ETA != 0 || !rs.Live {
@@ -103,9 +103,15 @@ func TestStatusAfterRequeue(t *testing.T) {
 	// Slurm runs it again; its Pipeline has not reported in an hour.
 	e.fake.queue["1001"] = scheduler.Job{ID: "1001", State: "RUNNING", Started: restart, Source: "squeue"}
 	j := status(t, e, dir).Jobs[0]
-	if !j.Silent || j.Recorded != "" || !j.Started.Equal(restart) {
+	if !j.Silent || j.Recorded != state.Requeued || !j.Started.Equal(restart) {
 		t.Errorf("running again, never reported: %+v; want silent, the earlier start's end set aside", j)
 	}
+	// Ended so, before its Pipeline reported: it died.
+	e.fake.queue["1001"] = scheduler.Job{ID: "1001", State: "FAILED", Started: restart, Ended: restart.Add(time.Second), Source: "squeue"}
+	if j := status(t, e, dir).Jobs[0]; !j.Died || j.Reason == "stop requested: terminated" {
+		t.Errorf("restarted, then ended before reporting: %+v; want died, not the earlier start's stop", j)
+	}
+	e.fake.queue["1001"] = scheduler.Job{ID: "1001", State: "RUNNING", Started: restart, Source: "squeue"}
 
 	withState(t, dir, func(st *state.Store) {
 		must(t, st.StartJob("1001", 1, "n2", restart))
