@@ -177,3 +177,30 @@ func TestInJobRestart(t *testing.T) {
 		t.Errorf("starts %+v; want the first ended by Slurm's requeue, the second started", starts)
 	}
 }
+
+// A run's rate is over the time its job ran: the wait between a requeued
+// job's starts does not count.
+func TestStatusRateOverRunningTime(t *testing.T) {
+	e := newEnv(t, 4)
+	dir := e.submit("run1")
+	t0 := fixedNow()
+	sec := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Second) }
+	withState(t, dir, func(st *state.Store) {
+		must(t, st.JobStarted("1001", "n1", sec(0)))
+		for i, v := range []string{"v001", "v002"} {
+			must(t, st.VisitStarted(v, "1001", sec(i)))
+			must(t, st.VisitEnded(v, state.Done, "", sec(i+1)))
+		}
+		must(t, st.JobEnded("1001", "STOPPED", 0, "stop requested", sec(2)))
+		must(t, st.StartJob("1001", 1, "n2", sec(1000)))
+		for i, v := range []string{"v003", "v004"} {
+			must(t, st.VisitStarted(v, "1001", sec(1000+i)))
+			must(t, st.VisitEnded(v, state.Done, "", sec(1001+i)))
+		}
+		must(t, st.JobEnded("1001", "COMPLETED", 0, "", sec(1002)))
+	})
+	e.fake.forget("1001", "COMPLETED")
+	if rs := status(t, e, dir); math.Abs(rs.Rate-1) > 1e-9 {
+		t.Errorf("rate %g visits/s; want 1 (4 visits in the 4 s the job ran, not over the 1002 s since the first)", rs.Rate)
+	}
+}

@@ -97,13 +97,14 @@ func (s *Store) StartJob(id string, restart int, host string, at time.Time) erro
 
 // SetStartEnd records Slurm's own word for how the restart-th start of job
 // id ended (NODE_FAIL, REQUEUED, PREEMPTED, ... from its accounting), with
-// when, if known (a zero at keeps the recorded end). A later start of the
-// job calls it once it has asked Slurm. ErrNotFound if the start has no
-// record.
+// a reason and when, if known (an empty reason or a zero at keeps the
+// recorded one). A later start of the job calls it once it has asked
+// Slurm. ErrNotFound if the start has no record.
 func (s *Store) SetStartEnd(id string, restart int, state, reason string, at time.Time) error {
 	var n int64
 	err := s.write(context.Background(), func(tx *sql.Tx) error {
-		res, err := tx.Exec(`UPDATE job_starts SET state = ?, reason = ?, ended = coalesce(?, ended) WHERE job = ? AND restart = ?`,
+		res, err := tx.Exec(`UPDATE job_starts SET state = ?1, reason = CASE WHEN ?2 = '' THEN reason ELSE ?2 END, ended = coalesce(?3, ended)
+			WHERE job = ?4 AND restart = ?5`,
 			state, reason, nanos(at), id, restart)
 		if err != nil {
 			return err
