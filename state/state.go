@@ -1,9 +1,9 @@
 // Package state owns the state file of a run: one SQLite database per run
 // that records the run itself (Run), the Slurm jobs it was run as (Job)
 // and each start of them (JobStart: Slurm runs a requeued job again under
-// the same ID), every visit of its visit list with its state and attempts (Visit), the
-// time each stage took per visit, the slices that failed, and the events
-// the run received and sent (EventRecord). It owns the file's schema and
+// the same ID), every visit of its visit list with its state and attempts
+// (Visit), the time each stage took per visit, the slices that failed, and
+// the events the run received and sent (EventRecord). It owns the file's schema and
 // its migrations, the choice of journal mode for the file system the file
 // lives on, and the queries that status and resume need.
 //
