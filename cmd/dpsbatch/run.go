@@ -63,7 +63,14 @@ func runRank(c *cli.Context) error {
 		RunID: c.String("run-id"), Logger: log, PipelineDir: c.String("pipeline-dir"), Name: c.String("name")}
 	var job *jobs.InJob
 	if path := c.String("state"); path != "" {
-		job = &jobs.InJob{StatePath: path, JobID: os.Getenv("SLURM_JOB_ID"), Logger: log, StopFile: c.String("stop-file")}
+		job = &jobs.InJob{StatePath: path, JobID: os.Getenv("SLURM_JOB_ID"), Logger: log, StopFile: c.String("stop-file"),
+			Restart: jobs.RestartCount()}
+		if job.Restart > 0 {
+			// A requeued job: Slurm's accounting says why.
+			if b, err := backend(); err == nil {
+				job.Slurm = b
+			}
+		}
 		dr.Rank0 = job.Hook
 	}
 	if dr.PolicyPath == "" {
