@@ -494,3 +494,47 @@ func TestScalarThroughAlias(t *testing.T) {
 		t.Errorf("unexpected errors: %v", errs)
 	}
 }
+
+// Locate finds the setting a constructor's message starts with, and the
+// line of the deepest value of the file the path reaches.
+func TestValuesLocate(t *testing.T) {
+	src := "name: a\nfiles:\n  - x\n  - y\nenv:\n  HOME: /h\n  PATH: /p\nextra: {ids: [{ccd: 1}, {ccd: 2}]}\n"
+	v, errs := decodeSettings(t, src)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	for _, tt := range []struct {
+		msg, path string
+		line      int
+		rest      string
+		ok        bool
+	}{
+		{"files[1]: bad file", "files[1]", 4, "bad file", true},
+		{"files must list something", "files", 3, "files must list something", true},
+		{"env.PATH: not absolute", "env.PATH", 7, "not absolute", true},
+		{"extra.ids[1].ccd: bad", "extra.ids[1].ccd", 8, "bad", true},
+		{"files[9]: past the end", "files[9]", 3, "past the end", true},
+		{"env.NOPE: not given", "env.NOPE", 6, "not given", true},
+		{"count must be positive", "", 0, "count must be positive", false}, // defaulted, not in the file
+		{"something else went wrong", "", 0, "something else went wrong", false},
+	} {
+		path, line, rest, ok := v.Locate(tt.msg)
+		if path != tt.path || line != tt.line || rest != tt.rest || ok != tt.ok {
+			t.Errorf("Locate(%q) = %q, %d, %q, %v; want %q, %d, %q, %v", tt.msg, path, line, rest, ok, tt.path, tt.line, tt.rest, tt.ok)
+		}
+	}
+}
+
+// CheckElement refuses what could leave a folder or read as an option.
+func TestCheckElement(t *testing.T) {
+	for _, ok := range []string{"v1", "704", "a.b", "..12", "a b", "é", "x-1", strings.Repeat("a", 255)} {
+		if err := conf.CheckElement(ok); err != nil {
+			t.Errorf("CheckElement(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", ".", "..", "a/b", "/", "-x", "a\x00b", "a\nb", "\x7f", "\xe9", strings.Repeat("a", 256)} {
+		if err := conf.CheckElement(bad); err == nil {
+			t.Errorf("CheckElement(%q) accepts it", bad)
+		}
+	}
+}
