@@ -56,35 +56,49 @@ func ReadVisitList(path string) (*VisitList, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: visits: %v", ErrInvalid, err)
 	}
-	return parseVisits(path, data, true)
+	return parseVisits(path, data, newFileRules)
 }
 
 // ParseVisits is ReadVisits for a file already in memory.
 func ParseVisits(path string, data []byte) ([]Visit, error) {
-	l, err := parseVisits(path, data, true)
+	l, err := parseVisits(path, data, newFileRules)
 	if err != nil {
 		return nil, err
 	}
 	return l.Visits, nil
 }
 
-// ReadRunVisits reads the visit list of a run that exists, as the run
-// was accepted when it was created: without the checks that new visit
-// files have had since (UTF-8, the visit ID rules, repeated columns and
-// keys, indented comments, white space around a JSON line's visit ID), so
-// that a run created before them still resumes with the visits its state
-// file names. Visits arriving at the Pipeline are still checked
-// (CheckVisitID).
-func ReadRunVisits(path string) ([]Visit, error) {
+// ReadRunVisits reads the visit list of a run that exists and indexes it
+// by the visit IDs the run's state file may name. The list was checked
+// when the run was created, by the rules of that time: it is read without
+// refusing what new visit files may not have (not UTF-8, unusable visit
+// IDs, repeated columns and keys), and under both the comment and white
+// space rules of today (ReadVisits) and those before them (only a '#' in
+// a CSV line's first column began a comment; a JSON line's visit ID kept
+// its white space), so that runs created before and since both resume.
+// Visits arriving at the Pipeline are still checked (CheckVisitID).
+func ReadRunVisits(path string) (map[string]Visit, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: visits: %v", ErrInvalid, err)
 	}
-	l, err := parseVisits(path, data, false)
-	if err != nil {
-		return nil, err
+	now, errNow := parseVisits(path, data, runFileRules)
+	before, errBefore := parseVisits(path, data, oldFileRules)
+	if errNow != nil && errBefore != nil {
+		return nil, errNow
 	}
-	return l.Visits, nil
+	byID := map[string]Visit{}
+	for _, l := range []*VisitList{now, before} {
+		if l == nil {
+			continue
+		}
+		for _, v := range l.Visits {
+			if _, taken := byID[v.ID]; !taken {
+				byID[v.ID] = v
+			}
+		}
+	}
+	return byID, nil
 }
 
 // CheckVisitID says why id cannot be a visit ID, or returns nil: visit IDs
@@ -100,28 +114,40 @@ func CheckVisitID(id string) error {
 	return nil
 }
 
-// parseVisits parses a visit file; strict applies the checks of new
-// input (see ReadRunVisits for what lenient leaves out).
-func parseVisits(path string, data []byte, strict bool) (*VisitList, error) {
+// readRules are the rules a visit file is read by.
+type readRules struct {
+	comments bool // a comment is a line whose first non-blank character is '#', not only a '#' in the first column (CSV)
+	trim     bool // white space around a visit ID is not part of it (JSON lines; CSV always trimmed)
+	refuse   bool // refuse lines not UTF-8, unusable visit IDs, repeated columns and keys
+}
+
+var (
+	newFileRules = readRules{comments: true, trim: true, refuse: true}
+	runFileRules = readRules{comments: true, trim: true} // a run's list, read back by today's rules
+	oldFileRules = readRules{}                           // by the rules before them
+)
+
+// parseVisits parses a visit file by rules.
+func parseVisits(path string, data []byte, rules readRules) (*VisitList, error) {
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // a BOM, as spreadsheets write
 	var (
 		l    VisitList
 		errs conf.Errors
 	)
-	if strict {
+	if rules.refuse {
 		if errs = checkUTF8(path, data); len(errs) > 0 {
 			return nil, errs
 		}
 	}
 	switch ext := strings.ToLower(filepath.Ext(path)); {
 	case ext == ".jsonl" || ext == ".ndjson" || ext == ".json":
-		l, errs = parseJSONLines(path, data, strict)
+		l, errs = parseJSONLines(path, data, rules)
 	case ext == ".csv":
-		l, errs = parseCSV(path, data, strict)
+		l, errs = parseCSV(path, data, rules)
 	case strings.HasPrefix(strings.TrimSpace(string(data)), "{"):
-		l, errs = parseJSONLines(path, data, strict)
+		l, errs = parseJSONLines(path, data, rules)
 	default:
-		l, errs = parseCSV(path, data, strict)
+		l, errs = parseCSV(path, data, rules)
 	}
 	vs := l.Visits
 	seen := map[string]int{}
@@ -166,14 +192,17 @@ func checkUTF8(path string, data []byte) conf.Errors {
 	return errs
 }
 
-// visitID checks the visit ID raw of the visit on line, as strict reading
-// does: white space around it is dropped, then it must be one the
-// Pipeline takes (CheckVisitID). Lenient reading takes raw as it is.
-func visitID(path string, line int, raw string, strict bool) (string, *conf.Error) {
-	if !strict {
-		return raw, nil
+// visitID checks the visit ID raw of the visit on line: by rules.trim,
+// white space around it is dropped; by rules.refuse, it must be one the
+// Pipeline takes (CheckVisitID).
+func visitID(path string, line int, raw string, rules readRules) (string, *conf.Error) {
+	id := raw
+	if rules.trim {
+		id = strings.TrimSpace(raw)
 	}
-	id := strings.TrimSpace(raw)
+	if !rules.refuse {
+		return id, nil
+	}
 	if id == "" {
 		return "", &conf.Error{File: path, Line: line, Path: events.PropVisit, Msg: "is empty"}
 	}
@@ -183,10 +212,10 @@ func visitID(path string, line int, raw string, strict bool) (string, *conf.Erro
 	return id, nil
 }
 
-func parseCSV(path string, data []byte, strict bool) (VisitList, conf.Errors) {
+func parseCSV(path string, data []byte, rules readRules) (VisitList, conf.Errors) {
 	var l VisitList
-	comment := '#' // lenient, as before: only a '#' in the line's first column
-	if strict {
+	comment := '#' // only a '#' in the line's first column
+	if rules.comments {
 		data, l.Comments = blankComments(data)
 		comment = 0
 	}
@@ -205,7 +234,7 @@ func parseCSV(path string, data []byte, strict bool) (VisitList, conf.Errors) {
 	named := map[string]int{}
 	for i, h := range header {
 		header[i] = strings.TrimSpace(h)
-		if j, dup := named[header[i]]; dup && strict {
+		if j, dup := named[header[i]]; dup && rules.refuse {
 			return l, conf.Errors{{File: path, Line: line, Msg: fmt.Sprintf("the header names column %d %q, like column %d: each column must have its own name", i+1, header[i], j+1)}}
 		}
 		named[header[i]] = i
@@ -235,7 +264,7 @@ func parseCSV(path string, data []byte, strict bool) (VisitList, conf.Errors) {
 			errs = append(errs, &conf.Error{File: path, Line: line, Path: events.PropVisit, Msg: "is empty"})
 			continue
 		}
-		if _, e := visitID(path, line, v.ID, strict); e != nil {
+		if _, e := visitID(path, line, v.ID, rules); e != nil {
 			errs = append(errs, e)
 			continue
 		}
@@ -300,7 +329,7 @@ func csvError(path string, err error) *conf.Error {
 	return &conf.Error{File: path, Line: pe.Line, Msg: pe.Err.Error()}
 }
 
-func parseJSONLines(path string, data []byte, strict bool) (VisitList, conf.Errors) {
+func parseJSONLines(path string, data []byte, rules readRules) (VisitList, conf.Errors) {
 	var (
 		l    VisitList
 		errs conf.Errors
@@ -332,7 +361,7 @@ func parseJSONLines(path string, data []byte, strict bool) (VisitList, conf.Erro
 			errs = append(errs, &conf.Error{File: path, Line: line, Msg: msg})
 			continue
 		}
-		if strict {
+		if rules.refuse {
 			if k := repeatedKey(text); k != "" {
 				errs = append(errs, &conf.Error{File: path, Line: line, Path: k, Msg: "appears twice in the object: each key must appear once"})
 				continue
@@ -359,7 +388,7 @@ func parseJSONLines(path string, data []byte, strict bool) (VisitList, conf.Erro
 			errs = append(errs, &conf.Error{File: path, Line: line, Path: events.PropVisit, Msg: "is empty"})
 			continue
 		}
-		id, e := visitID(path, line, id, strict)
+		id, e := visitID(path, line, id, rules)
 		if e != nil {
 			errs = append(errs, e)
 			continue

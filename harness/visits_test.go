@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"testing"
 
@@ -490,15 +491,17 @@ func TestCSVOpenQuoteLine(t *testing.T) {
 }
 
 // The visit list of a run that exists is read as it was accepted, so that
-// a run created before the checks of new visit files still resumes.
+// a run created before the checks of new visit files still resumes, and
+// indexed by the IDs a state file may name: a run created before holds a
+// JSON visit ID with its white space, one created since without.
 func TestReadRunVisitsKeepsOldRuns(t *testing.T) {
 	dir := t.TempDir()
 	for _, tt := range []struct {
 		name, data string
 		ids        []string
 	}{
-		{"visits.csv", "visitId,f,f\n../x,r,g\n  # old,r,g\n", []string{"../x", "# old"}},
-		{"visits.jsonl", "{\"visitId\": \" v1\"}\n{\"visitId\": \"v1\", \"visitId\": \"-v2\"}\n", []string{" v1", "-v2"}},
+		{"visits.csv", "visitId,f,f\n../x,r,g\n  # old,r,g\n", []string{"# old", "../x"}},
+		{"visits.jsonl", "{\"visitId\": \" v1\"}\n{\"visitId\": \"v2\", \"visitId\": \"-v2\"}\n", []string{" v1", "-v2", "v1"}},
 	} {
 		path := filepath.Join(dir, tt.name)
 		if err := os.WriteFile(path, []byte(tt.data), 0o644); err != nil {
@@ -507,16 +510,49 @@ func TestReadRunVisitsKeepsOldRuns(t *testing.T) {
 		if _, err := ReadVisits(path); err == nil {
 			t.Errorf("%s: ReadVisits accepts it as new input", tt.name)
 		}
-		vs, err := ReadRunVisits(path)
+		byID, err := ReadRunVisits(path)
 		if err != nil {
 			t.Fatalf("%s: ReadRunVisits: %v", tt.name, err)
 		}
 		var ids []string
-		for _, v := range vs {
-			ids = append(ids, v.ID)
+		for id, v := range byID {
+			ids = append(ids, id)
+			if v.ID != id {
+				t.Errorf("%s: the visit under %q has ID %q", tt.name, id, v.ID)
+			}
 		}
+		sort.Strings(ids)
 		if !reflect.DeepEqual(ids, tt.ids) {
 			t.Errorf("%s: ReadRunVisits IDs %q, want %q", tt.name, ids, tt.ids)
+		}
+	}
+}
+
+// A run created since reads its own list back with the IDs submit put in
+// its state file.
+func TestReadRunVisitsMatchesNewRuns(t *testing.T) {
+	dir := t.TempDir()
+	for name, data := range map[string]string{
+		"visits.csv":   "# tonight\nvisitId,filter\n  # later\n v1 ,r\n\"v2 \",g\n",
+		"visits.jsonl": "# tonight\n  # later\n{\"visitId\": \" v1\", \"filter\": \"r\"}\n{\"visitId\": \"v2 \", \"filter\": \"g\"}\n",
+	} {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		vs, err := ReadVisits(path)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		byID, err := ReadRunVisits(path)
+		if err != nil {
+			t.Fatalf("%s: ReadRunVisits: %v", name, err)
+		}
+		for _, v := range vs {
+			got, ok := byID[v.ID]
+			if !ok || got.ID != v.ID || !reflect.DeepEqual(got.Props, v.Props) {
+				t.Errorf("%s: visit %q read back as %+v, %v", name, v.ID, got, ok)
+			}
 		}
 	}
 }

@@ -197,18 +197,14 @@ func (j *InJob) feed(set settings, visitsPath, trigger string, ids []string) ([]
 	if set.Visits != "" {
 		visitsPath = filepath.Join(filepath.Dir(j.StatePath), set.Visits)
 	}
-	var all []harness.Visit
+	var byID map[string]harness.Visit
 	if visitsPath != "" && (set.Visits != "" || !set.Listen) {
 		var err error
 		// The run's own list, checked when the run was created: read
 		// as it was then, so that older runs still resume.
-		if all, err = harness.ReadRunVisits(visitsPath); err != nil {
+		if byID, err = harness.ReadRunVisits(visitsPath); err != nil {
 			return nil, err
 		}
-	}
-	byID := make(map[string]harness.Visit, len(all))
-	for _, v := range all {
-		byID[v.ID] = v
 	}
 	feed := make([]harness.Visit, 0, len(ids))
 	var sent map[string]harness.Visit // from the events table, read once if needed
