@@ -100,13 +100,20 @@ func stamp(e Event) Event {
 // IsData reports whether the event carries data (is not a control event).
 func (e Event) IsData() bool { return e.Kind == "" || e.Kind == KindData }
 
-// Visit returns the event's visit ID property as a string.
+// Visit returns the event's visit ID property as a string. Only a string
+// or a number names a visit: a visitId of another type (an object, a
+// list, a bool) is no visit ID, and ok is false, as it is for a missing
+// or empty one.
 func (e Event) Visit() (string, bool) {
-	v, ok := e.Properties[PropVisit]
-	if !ok || v == nil {
+	var s string
+	switch v := e.Properties[PropVisit].(type) {
+	case string:
+		s = v
+	case int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, float32, float64:
+		s = fmt.Sprint(v)
+	default:
 		return "", false
 	}
-	s := fmt.Sprint(v)
 	return s, s != ""
 }
 

@@ -494,13 +494,13 @@ func (p *pipeline) loop(ctx, triggerCtx context.Context) error {
 			p.drop(e, fmt.Sprintf("unknown kind %q", e.Kind))
 			continue
 		}
+		if why := trig.malformed(e.Properties); why != "" {
+			p.drop(e, why)
+			continue
+		}
 		visit, ok := e.Visit()
 		if !ok {
 			p.drop(e, "no "+events.PropVisit+" property")
-			continue
-		}
-		if why := trig.malformed(e.Properties); why != "" {
-			p.drop(e, why)
 			continue
 		}
 		if a, ok := p.cfg.Recorder.(VisitAdmitter); ok {
@@ -535,7 +535,8 @@ func (p *pipeline) skip(e events.Event, visit, why string) {
 }
 
 func (p *pipeline) drop(e events.Event, why string) {
-	p.log.Warn("dropped malformed event", "topic", e.Topic, "reason", why)
+	p.log.Warn("dropped malformed event", "topic", e.Topic, "reason", why, "kind", e.Kind, "sender", e.Sender,
+		"pipeline", e.Pipeline, "properties", e.Properties)
 	if d, ok := p.cfg.Recorder.(DropRecorder); ok {
 		d.EventDropped(e.Topic, why)
 	}
