@@ -23,15 +23,16 @@ func eventCommand() *cli.Command {
 			Usage:     "publish an event on one of the topics a run's Pipeline reads",
 			ArgsUsage: "RUN key=value...",
 			Description: "The event carries the run's ID, this host as its sender and the time; its properties are\n" +
-				"the key=value arguments (text; a pipeline that declares a property's type converts it) and\n" +
-				"--props's object. The topic must be one the run's pipeline reads: its trigger topic (for a run\n" +
+				"the key=value arguments (text, read as the type the run's pipeline declares) and --props's\n" +
+				"object; a property the receiving trigger or stage lacks, or whose value is not of its declared\n" +
+				"type (a visitId must be a string or number), is bad input (exit 2), nothing sent. The topic must be one the run's pipeline reads: its trigger topic (for a run\n" +
 				"submitted with --listen; the event needs visitId), a topic a stage waits for, or the control\n" +
 				"topic. A running job hears it at once, a pending one when it starts; with --keep and no live\n" +
 				"job it waits in the run's broker for the next job.\n" +
 				"  dpsbatch event send RUN --topic visits visitId=42 filter=r\n" +
 				"  dpsbatch event send RUN --topic ephem --props '{\"visitId\": \"42\", \"ra\": 10.5}'",
 			Flags: append(relayFlags(),
-				&cli.StringFlag{Name: "topic", Required: true, Usage: "the topic (see `dpsbatch validate` for a pipeline's topics)"},
+				&cli.StringFlag{Name: "topic", Usage: "the topic (required): the run's trigger topic, a topic a stage waits for, or dpsbatch.control"},
 				&cli.StringFlag{Name: "kind", Value: string(events.KindData), Usage: "data, no-more-data or shutdown"},
 				&cli.StringFlag{Name: "props", Usage: "properties as a JSON object, for typed values (key=value arguments are added to it)"},
 				&cli.BoolFlag{Name: "keep", Usage: "when no job is live, store the event for the run's next job (dpsbatch resume)"},
@@ -39,6 +40,9 @@ func eventCommand() *cli.Command {
 			Action: func(c *cli.Context) error {
 				if c.NArg() < 1 {
 					return badInput("event send takes RUN and key=value properties")
+				}
+				if c.String("topic") == "" {
+					return badInput("event send needs --topic: the run's trigger topic, a topic a stage waits for, or %s", events.TopicControl)
 				}
 				props, err := parseProps(c.Args().Tail(), c.String("props"))
 				if err != nil {

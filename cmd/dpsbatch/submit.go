@@ -6,6 +6,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dpsbatch/dpsbatch/internal/slurmtime"
+	"github.com/dpsbatch/dpsbatch/internal/version"
 	"github.com/dpsbatch/dpsbatch/jobs"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/site"
@@ -83,7 +84,7 @@ func submitCommand() *cli.Command {
 			siteFlag(),
 			&cli.StringFlag{Name: "visits", Usage: "visit file (CSV or JSON lines); required unless --listen"},
 			&cli.BoolFlag{Name: "listen", Usage: "after the visit list, read trigger events from the run's broker until dpsbatch finish"},
-			&cli.BoolFlag{Name: "hold", Usage: "submit the job held: it waits until `scontrol release JOBID` (e.g. to send it events first)"},
+			&cli.BoolFlag{Name: "hold", Usage: "submit the job held: it waits until scontrol release JOBID (e.g. to send it events first)"},
 			&cli.DurationFlag{Name: "heartbeat", Value: jobs.DefaultHeartbeat, Usage: "how often the Pipeline says it is alive (at least 100ms)"},
 			&cli.StringFlag{Name: "name", Usage: "run name (default: PIPELINE-DATE-TIME); letters, digits, . _ -"},
 			&cli.IntFlag{Name: "auto-resume", Usage: "follow-on jobs to chain after the first (afterany)"},
@@ -102,6 +103,11 @@ func submitCommand() *cli.Command {
 			r, err := request(c)
 			if err != nil {
 				return err
+			}
+			if bin := c.String("binary"); bin != "" {
+				if err := version.Check(c.Context, bin); err != nil {
+					return badInput("--binary %s: %v (the job's binary must be the same dpsbatch as the one that submits: dpsbatch --version)", bin, err)
+				}
 			}
 			b, err := backend()
 			if err != nil && !c.Bool("dry-run") {
