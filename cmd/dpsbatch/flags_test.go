@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -193,5 +194,67 @@ launcher: {kind: srun, flags: [--mpi=none], comm: tcp}
 	}
 	if out, err := run(t, "submit", "--site", siteFile, "--visits", visits, "--binary", buildBinary(t, ""), "--dry-run", policy); err != nil {
 		t.Errorf("a dpsbatch of this version: %v\n%s", err, out)
+	}
+}
+
+// local --run-id follows the run-name rules before anything is printed
+// or made: a 300-character ID is bad input, not "file name too long"
+// after the banner with an empty runs folder left behind.
+func TestLocalRunIDRules(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for _, id := range []string{strings.Repeat("a", 300), "../up", "-dash", "a/b"} {
+		out, err := run(t, "local", "--run-id", id)
+		if exitCode(err) != exitBadInput || !strings.Contains(err.Error(), "--run-id") || !strings.Contains(err.Error(), "at most 128") {
+			t.Errorf("--run-id %.20s...: %v; want bad input naming the run-name rules", id, err)
+		}
+		if out != "" {
+			t.Errorf("--run-id %.20s...: printed %q before refusing", id, out)
+		}
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) > 0 {
+		t.Errorf("refused run IDs left %v behind", ents)
+	}
+}
+
+// submit --dry-run --json prints one JSON object, with the plan and the
+// job scripts in it, and nothing else on stdout.
+func TestSubmitDryRunJSON(t *testing.T) {
+	dir := t.TempDir()
+	siteFile := filepath.Join(dir, "site.yaml")
+	writeFile(t, siteFile, "runs_root: "+filepath.Join(dir, "runs")+`
+partitions:
+  - {name: debug, default: true, cpus_per_node: 4, memory: 2000M, node_list: "n[1-4]", max_time: infinite}
+launcher: {kind: srun, flags: [--mpi=none], comm: tcp}
+`)
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	out, err := run(t, "submit", "--site", siteFile, "--binary", buildBinary(t, ""), "--visits", "../../examples/ccdproc/visits.csv", "--dry-run", "--json",
+		"--auto-resume", "1", "--name", "dry-json", "../../examples/ccdproc/pipeline.yaml")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var got struct {
+		Run    string `json:"run"`
+		DryRun bool   `json:"dryRun"`
+		Plan   struct {
+			Partition string `json:"partition"`
+			Tasks     int    `json:"tasks"`
+		} `json:"plan"`
+		Scripts []struct{ File, Text string } `json:"scripts"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("stdout is not one JSON object: %v\n%s", err, out)
+	}
+	if got.Run != "dry-json" || !got.DryRun || got.Plan.Partition != "debug" || got.Plan.Tasks != 3 {
+		t.Errorf("got %+v; want run dry-json, a dry run on debug of 3 tasks", got)
+	}
+	if len(got.Scripts) != 2 || !strings.HasPrefix(got.Scripts[0].Text, "#!") || !strings.Contains(got.Scripts[0].Text, "#SBATCH") ||
+		!strings.HasSuffix(got.Scripts[1].File, "attempt-2.sbatch") {
+		t.Errorf("scripts %+v; want the job's and its follow-on's", got.Scripts)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "runs")); !os.IsNotExist(err) {
+		t.Errorf("a dry run made the runs root: %v", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/examples"
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/jobs"
 )
 
 type localOptions struct {
@@ -72,6 +73,11 @@ func runLocal(c *cli.Context, o localOptions) error {
 			name = p.Name
 		}
 		o.runID = name + "-" + stamp
+	}
+	// The run ID names the run directory: the run-name rules apply
+	// before anything is made or printed.
+	if err := jobs.CheckName(o.runID); err != nil {
+		return fmt.Errorf("--run-id: %w", err)
 	}
 	if o.runDir == "" {
 		o.runDir = filepath.Join("runs", o.runID)

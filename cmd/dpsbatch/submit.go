@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/urfave/cli/v2"
 
@@ -78,7 +79,8 @@ func submitCommand() *cli.Command {
 			"all of them, and share the run's broker, so that one pipeline's event stage triggers the\n" +
 			"next. --visits, --listen and --slices are set per pipeline in the file; status, wait, stop,\n" +
 			"finish, events, cancel and resume take the production's run as a whole.\n\n" +
-			"--dry-run prints the plan and the script and creates and submits nothing.\n" +
+			"--dry-run prints the plan and the script and creates and submits nothing; with --json, one JSON\n" +
+			"object carries both (plan, scripts).\n" +
 			"Exit status: 0 submitted, 2 bad input (nothing created or submitted), 1 other errors.",
 		Flags: append([]cli.Flag{
 			siteFlag(),
@@ -116,7 +118,7 @@ func submitCommand() *cli.Command {
 			sub, err := jobs.Submit(c.Context, jobs.SubmitOptions{Site: s, Backend: b, Policy: c.Args().First(),
 				Visits: c.String("visits"), Listen: c.Bool("listen"), Heartbeat: c.Duration("heartbeat"), Hold: c.Bool("hold"),
 				Name: c.String("name"), Request: r, AutoResume: c.Int("auto-resume"),
-				Binary: c.String("binary"), DryRun: c.Bool("dry-run"), Out: c.App.Writer})
+				Binary: c.String("binary"), DryRun: c.Bool("dry-run"), Out: dryRunOut(c)})
 			if err != nil {
 				return err
 			}
@@ -129,6 +131,15 @@ func submitCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// dryRunOut is where a dry run prints its plan and scripts: stdout, or
+// nowhere with --json, whose object carries them (plan, scripts).
+func dryRunOut(c *cli.Context) io.Writer {
+	if c.Bool("json") {
+		return nil
+	}
+	return c.App.Writer
 }
 
 func printSubmitted(c *cli.Context, sub *jobs.Submitted) {
