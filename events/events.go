@@ -150,3 +150,24 @@ type Subscription interface {
 	// be called from any goroutine, more than once.
 	Close() error
 }
+
+// Drop is a message a subscription dropped because it could not be
+// decoded as an event (see Subscription.Dropped).
+type Drop struct {
+	Topic string // the subscription's topic
+	Seq   uint64 // the message's sequence in the broker's stream; 0 if unknown
+	Err   error  // why it could not be decoded (wraps ErrMalformed when Decode refused it)
+}
+
+// DropReporter is an optional extra of a Subscription whose broker
+// decodes messages (NATS; Memory passes Go values and drops nothing): it
+// says why each message it dropped was dropped, for a caller that keeps a
+// record of them. TakeDrops returns the drops since its last call, at most
+// the last maxDrops of them (Dropped counts them all). It may be called
+// from any goroutine.
+type DropReporter interface {
+	TakeDrops() []Drop
+}
+
+// maxDrops is how many drops a DropReporter keeps between two TakeDrops.
+const maxDrops = 100

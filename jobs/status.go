@@ -67,6 +67,10 @@ type RunStatus struct {
 	InputClosed    time.Time     `json:"inputClosed,omitzero"`
 	InputClosedWhy string        `json:"inputClosedWhy,omitempty"`
 	Heartbeat      time.Duration `json:"heartbeatInterval"`
+	// DroppedEvents counts the events the run's Pipeline dropped:
+	// messages that did not decode as events, and events malformed for
+	// their receiver (dpsbatch events lists each, with why).
+	DroppedEvents int `json:"droppedEvents"`
 	// Pipelines, for a production's run: each pipeline's own status (its
 	// Pipeline is the production's name for it), in the production's
 	// order. The run's Visits, Counts and Rate are their sums; its Jobs
@@ -153,7 +157,11 @@ func readRun(dir string) (RunStatus, error) {
 	if err != nil {
 		return RunStatus{}, err
 	}
-	rs := RunStatus{Run: run.Name, Dir: dir, Pipeline: run.Pipeline, Partition: run.Partition, Created: run.Created,
+	dropped, err := st.DroppedEvents()
+	if err != nil {
+		return RunStatus{}, err
+	}
+	rs := RunStatus{DroppedEvents: dropped, Run: run.Name, Dir: dir, Pipeline: run.Pipeline, Partition: run.Partition, Created: run.Created,
 		Counts: map[string]int{}, Journal: st.JournalMode(), FS: st.FileSystem(),
 		InputClosed: run.InputClosed, InputClosedWhy: run.InputClosedWhy, Heartbeat: DefaultHeartbeat}
 	var set settings
@@ -204,6 +212,7 @@ func sumPipelines(rs *RunStatus) {
 			rs.Counts[k] += n
 		}
 		rs.Visits += ps.Visits
+		rs.DroppedEvents += ps.DroppedEvents
 		rs.Rate += ps.Rate
 		rs.Listen = rs.Listen || ps.Listen
 	}

@@ -146,6 +146,15 @@ ALTER TABLE events ADD COLUMN job TEXT NOT NULL DEFAULT '';           -- the job
 -- topic after an ID, or the last N of a topic, is a range of this index.
 CREATE INDEX events_by_topic ON events (topic);
 `,
+	// 4: events the Pipeline dropped, with why: a message that did not
+	// decode as an event, or an event malformed for its receiver (a
+	// property missing or of the wrong type). '' for every event taken.
+	// The partial index holds only the dropped ones, so counting them
+	// does not read the table.
+	`
+ALTER TABLE events ADD COLUMN dropped TEXT NOT NULL DEFAULT '';
+CREATE INDEX events_dropped ON events (id) WHERE dropped != '';
+`,
 }
 
 // schemaVersion is the schema version this dpsbatch writes and reads.

@@ -70,7 +70,9 @@ func eventsCommand() *cli.Command {
 		ArgsUsage: "RUN",
 		Description: "From the run's state file, where its Pipeline records every event it receives from its\n" +
 			"broker (trigger events, waited-for events, stop and finish) and every event its stages\n" +
-			"publish; heartbeats are not listed (dpsbatch status shows the last one). The visits of the\n" +
+			"publish; heartbeats are not listed (dpsbatch status shows the last one). An event the Pipeline\n" +
+			"dropped (a message that did not decode as an event, or one malformed for its receiver) is\n" +
+			"listed as DROPPED with why (Dropped in --json). The visits of the\n" +
 			"visit list are not events. --follow keeps printing new ones until interrupted. For a\n" +
 			"production, every pipeline's events are listed in time order, each with the pipeline that\n" +
 			"received or sent it (Receiver in --json).",
@@ -169,6 +171,10 @@ func printEvent(c *cli.Context, r received) {
 	var props []string
 	for _, k := range keys {
 		props = append(props, fmt.Sprintf("%s=%v", k, r.Props[k]))
+	}
+	if r.Dropped != "" {
+		kind = "DROPPED"
+		props = append(props, "("+r.Dropped+")")
 	}
 	at := ""
 	if r.Receiver != "" {
