@@ -12,6 +12,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dpsbatch/dpsbatch/internal/version"
+	"github.com/dpsbatch/dpsbatch/jobs"
+	"github.com/dpsbatch/dpsbatch/state"
 )
 
 // commandPaths lists every command of the app with the words that name
@@ -256,5 +258,40 @@ launcher: {kind: srun, flags: [--mpi=none], comm: tcp}
 	}
 	if _, err := os.Stat(filepath.Join(dir, "runs")); !os.IsNotExist(err) {
 		t.Errorf("a dry run made the runs root: %v", err)
+	}
+}
+
+// dpsbatch events lists the events the Pipeline dropped, with why, and
+// status counts them.
+func TestEventsListsDropped(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "r1")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	st, err := state.Create(filepath.Join(dir, jobs.StateFile), state.Run{ID: "r1", Name: "r1", Dir: dir, Pipeline: "p", Created: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []state.EventRecord{
+		{Dir: state.DirIn, Topic: "visits", Props: map[string]any{"visitId": "v1"}},
+		{Dir: state.DirIn, Topic: "visits", Dropped: "undecodable: events: malformed event: not a JSON object (oops)"},
+	} {
+		if err := st.RecordEvent(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+	out, err := run(t, "events", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || strings.Contains(lines[0], "DROPPED") || !strings.Contains(lines[1], "DROPPED") ||
+		!strings.Contains(lines[1], "(undecodable: events: malformed event: not a JSON object (oops))") {
+		t.Errorf("events:\n%s\nwant the second listed as DROPPED with why", out)
+	}
+	out, err = run(t, "events", "--json", dir)
+	if err != nil || !strings.Contains(out, `"Dropped":"undecodable: events`) {
+		t.Errorf("events --json: %v\n%s", err, out)
 	}
 }
