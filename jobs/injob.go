@@ -15,6 +15,7 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/state"
 )
 
@@ -34,6 +35,14 @@ type InJob struct {
 	// the next visit boundary, and its first line is the reason recorded
 	// (the job script writes it when Slurm's time-limit warning comes).
 	StopFile string
+	// Restart is Slurm's SLURM_RESTART_COUNT (RestartCount): 0 on the
+	// job's first start, n once Slurm has requeued it n times and runs it
+	// again under the same ID. Each start is recorded on its own.
+	Restart int
+	// Slurm, when set and offering scheduler.StartHistory, is asked at a
+	// restart how the job's earlier starts ended (REQUEUED, NODE_FAIL,
+	// PREEMPTED), for their records.
+	Slurm scheduler.Backend
 	// Every is how often StopFile is looked at (default 1s).
 	Every  time.Duration
 	Logger *slog.Logger
@@ -90,8 +99,11 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 		return err
 	}
 	host, _ := os.Hostname()
-	if err := st.JobStarted(j.JobID, host, j.Now()); err != nil && !errors.Is(err, state.ErrNotFound) {
+	if err := st.StartJob(j.JobID, j.Restart, host, j.Now()); err != nil && !errors.Is(err, state.ErrNotFound) {
 		return err
+	}
+	if j.Restart > 0 {
+		j.recordRequeues()
 	}
 	b, err := j.openBroker(set, p.Name)
 	if err != nil {
@@ -270,7 +282,7 @@ func (j *InJob) openBroker(set settings, pipeline string) (*served, error) {
 		var err error
 		// A relay command may hold the store for a moment (storing an
 		// event while the job was pending): wait for it.
-		if b, err = serve(ctx, l, "", 30*time.Second, name, sub, j.log()); err != nil {
+		if b, err = serve(ctx, l, set.Broker, "", 30*time.Second, name, sub, j.log()); err != nil {
 			return nil, err
 		}
 	}
