@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
@@ -107,7 +108,12 @@ func submitCommand() *cli.Command {
 				return err
 			}
 			if bin := c.String("binary"); bin != "" {
-				if err := version.Check(c.Context, bin); err != nil {
+				// As the job will run it: a path, not a name looked up in $PATH.
+				abs, err := filepath.Abs(bin)
+				if err != nil {
+					return badInput("--binary %s: %v", bin, err)
+				}
+				if err := version.Check(c.Context, abs); err != nil {
 					return badInput("--binary %s: %v (the job's binary must be the same dpsbatch as the one that submits: dpsbatch --version)", bin, err)
 				}
 			}
