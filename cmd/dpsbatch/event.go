@@ -25,10 +25,11 @@ func eventCommand() *cli.Command {
 			Description: "The event carries the run's ID, this host as its sender and the time; its properties are\n" +
 				"the key=value arguments (text, read as the type the run's pipeline declares) and --props's\n" +
 				"object; a property the receiving trigger or stage lacks, or whose value is not of its declared\n" +
-				"type (a visitId must be a string or number), is bad input (exit 2), nothing sent. The topic must be one the run's pipeline reads: its trigger topic (for a run\n" +
-				"submitted with --listen; the event needs visitId), a topic a stage waits for, or the control\n" +
-				"topic. A running job hears it at once, a pending one when it starts; with --keep and no live\n" +
-				"job it waits in the run's broker for the next job.\n" +
+				"type (a visitId must be a string or number), is bad input (exit 2), nothing sent. The topic\n" +
+				"must be one the run's pipeline reads: its trigger topic (for a run submitted with --listen;\n" +
+				"the event needs visitId), a topic a stage waits for, or the control topic. A running job hears\n" +
+				"it at once, a pending one when it starts; with --keep and no live job it waits in the run's\n" +
+				"broker for the next job.\n" +
 				"  dpsbatch event send RUN --topic visits visitId=42 filter=r\n" +
 				"  dpsbatch event send RUN --topic ephem --props '{\"visitId\": \"42\", \"ra\": 10.5}'",
 			Flags: append(relayFlags(),

@@ -18,8 +18,10 @@ var mustBePositive = map[string]bool{"slices": true, "size": true, "last": true,
 // a count of 0 (`--slices 0`), a negative number, a duration of 0 or
 // less. Without this, such a value quietly became the default. An empty
 // value of a flag that an environment variable may give counts as not
-// given (see fromEmptyEnv). Every command runs it before its action (newApp sets it as the
-// command's Before).
+// given (see fromEmptyEnv). Every command runs it before its action
+// (newApp sets it as the command's Before); a flag whose 0 means
+// something of its own must be kept out of mustBePositive, and a
+// duration flag whose 0 does would need an exception here.
 func checkFlagValues(c *cli.Context, flags []cli.Flag) error {
 	for _, f := range flags {
 		name := f.Names()[0]
