@@ -95,11 +95,8 @@ func eventsCommand() *cli.Command {
 				return err
 			}
 			q := state.EventQuery{Dir: c.String("dir"), Topic: c.String("topic"), Limit: c.Int("last")}
-			switch {
-			case q.Dir != "" && q.Dir != "in" && q.Dir != "out":
+			if q.Dir != "" && q.Dir != "in" && q.Dir != "out" {
 				return badInput("--dir: expected in or out, got %q", q.Dir)
-			case q.Limit < 0:
-				return badInput("--last must be 0 or more")
 			}
 			srcs, err := jobs.EventSources(dir)
 			if err != nil {

@@ -42,9 +42,6 @@ func localCommand() *cli.Command {
 			if c.NArg() > 1 {
 				return badInput("local takes at most one PIPELINE argument, got %d", c.NArg())
 			}
-			if c.Int("slices") < 0 {
-				return badInput("--slices must be at least 1")
-			}
 			return runLocal(c, localOptions{policy: c.Args().First(), visits: c.String("visits"),
 				runDir: c.String("run-dir"), runID: c.String("run-id"), slices: c.Int("slices")})
 		},

@@ -28,9 +28,6 @@ func requestFlags() []cli.Flag {
 func request(c *cli.Context) (jobs.Request, error) {
 	r := jobs.Request{Partition: c.String("partition"), Slices: c.Int("slices"), CPUsPerSlice: c.Int("cpus-per-slice"),
 		Strategy: scheduler.Strategy(c.String("strategy"))}
-	if r.CPUsPerSlice < 1 {
-		return r, badInput("--cpus-per-slice must be at least 1")
-	}
 	if r.Strategy != scheduler.Pack && r.Strategy != scheduler.Spread {
 		return r, badInput("--strategy: expected pack or spread, got %q", r.Strategy)
 	}
