@@ -38,6 +38,10 @@ type InJob struct {
 	Every  time.Duration
 	Logger *slog.Logger
 	Now    func() time.Time // nil: time.Now
+	// BusyTimeout is how long one write of the state file waits for a
+	// lock another process holds before it tries again (0: the state
+	// package's default). Rank 0 never gives a write up while it lives.
+	BusyTimeout time.Duration
 
 	st        *state.Store
 	rec       *recorder
@@ -48,6 +52,8 @@ type InJob struct {
 
 	mu  sync.Mutex
 	why string // the stop file's reason
+
+	started time.Time // when Hook ran: the visits since are this job's
 }
 
 // Hook opens the state and prepares the feed; harness.DistRun.Rank0.
@@ -58,7 +64,10 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 	if j.JobID == "" {
 		j.JobID = "local"
 	}
-	st, err := state.Open(j.StatePath)
+	j.started = j.Now()
+	// Persistent: a reader's lock (rollback-journal mode) holds a write
+	// back, never fails it; a visit's result is never lost to it.
+	st, err := state.OpenWith(j.StatePath, state.Options{BusyTimeout: j.BusyTimeout, Persist: true, Log: j.log()})
 	if err != nil {
 		return err
 	}
@@ -333,6 +342,32 @@ func (j *InJob) watch(parent <-chan struct{}) <-chan struct{} {
 		}
 	}()
 	return out
+}
+
+// Summarize replaces sum's visit counts (run, done, failed, interrupted)
+// by what the state file records of the visits this job started: the
+// summary says what the file holds, not what the job meant to write. A
+// visit whose end could not be recorded (a full disk) counts as run but
+// not done, with a warning. `dpsbatch run` calls it on rank 0 before it
+// prints sum, and before End; elsewhere it does nothing. If the file
+// cannot be read, sum keeps its own counts and the log says so.
+func (j *InJob) Summarize(sum *harness.Summary) {
+	if j.st == nil || sum == nil {
+		return
+	}
+	c, err := j.st.JobCounts(j.JobID, j.started)
+	if err != nil {
+		j.log().Warn("the summary's visit counts are this process's: the state file cannot be read", "err", err)
+		return
+	}
+	run := 0
+	for _, n := range c {
+		run += n
+	}
+	if n := c[state.Running]; n > 0 {
+		j.log().Warn("visits this job started have no recorded end in the state file: they are run again by the next job", "visits", n)
+	}
+	sum.Visits, sum.Done, sum.Failed, sum.Interrupted = run, c[state.Done], c[state.Failed], c[state.Interrupted]
 }
 
 // End records how the job ended and closes the state file. It is called

@@ -10,8 +10,13 @@
 // (Create) and `dpsbatch resume` opens it (Open) while no job of the run is
 // live; while a job runs, only its Pipeline (rank 0) has it open for
 // writing. Readers (`dpsbatch status`) open it with OpenReadOnly at any
-// time: their queries are short single statements, and every open
-// connection waits for a busy file (busy_timeout) instead of failing.
+// time: their queries are short single statements, each its own read
+// transaction (no reader holds a lock across two queries), and every open
+// connection waits for a busy file (busy_timeout) instead of failing. The
+// job's Pipeline opens the file persistent (OpenWith, Options.Persist): in
+// rollback-journal mode a reader's shared lock holds its commit back, and
+// it then tries again, with a warning in the job's log, for as long as
+// it lives, so that no visit's result is lost to a lock.
 //
 // Crash safety: each VisitStarted and each VisitEnded is one committed
 // transaction, so a writer killed at any instant leaves a readable file in

@@ -110,6 +110,7 @@ func (s *Store) AddVisit(id string) (added bool, err error) {
 	}
 	ctx := context.Background()
 	err = s.write(ctx, func(tx *sql.Tx) error {
+		added = false
 		// seq is the rowid: SQLite gives a new row the largest plus one.
 		res, err := tx.ExecContext(ctx, `INSERT INTO visits (id) VALUES (?) ON CONFLICT (id) DO NOTHING`, id)
 		if err != nil {
@@ -185,13 +186,21 @@ func (s *Store) VisitStarted(visit, job string, at time.Time) error {
 	delete(s.pending, visit) // a new attempt: what an old one kept is stale
 	s.mu.Unlock()
 	ctx := context.Background()
-	res, err := s.db.ExecContext(ctx, `UPDATE visits SET state = 1, attempts = attempts + 1, job = ?, started = ?, ended = NULL, err = NULL
-		WHERE id = ? AND state <> 2`, job, nanos(at), visit)
+	var n int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE visits SET state = 1, attempts = attempts + 1, job = ?, started = ?, ended = NULL, err = NULL
+			WHERE id = ? AND state <> 2`, job, nanos(at), visit)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
 	if err != nil {
 		return s.wrap(fmt.Sprintf("visit %q started", visit), err)
 	}
-	if n, err := res.RowsAffected(); err != nil || n == 0 {
-		return s.notRunnable(ctx, visit, err)
+	if n == 0 {
+		return s.notRunnable(ctx, visit, nil)
 	}
 	return nil
 }
@@ -268,6 +277,7 @@ func (s *Store) VisitEnded(visit string, st VisitState, msg string, at time.Time
 	}
 	found := true
 	err := s.write(ctx, func(tx *sql.Tx) error {
+		found = true
 		var seq, attempt int
 		err := tx.QueryRowContext(ctx, `UPDATE visits SET state = ?, ended = ?, err = ? WHERE id = ? AND state <> 2 RETURNING seq, attempts`,
 			st.code(), nanos(at), errMsg, visit).Scan(&seq, &attempt)
@@ -333,6 +343,37 @@ func (s *Store) Counts() (map[VisitState]int, error) {
 	}
 	if err := rows.Err(); err != nil {
 		return nil, s.wrap("counting visits", err)
+	}
+	return counts, nil
+}
+
+// JobCounts returns how many of the visits that job started at or after
+// since (and that no later job started again) are in each state; every
+// state is in the map, with 0 if none. A job's rank 0 calls it at its end,
+// so that its summary says what the file records, not what it meant to
+// record: a visit whose end could not be written (a full disk) still
+// reads running. It reads the whole visit list.
+func (s *Store) JobCounts(job string, since time.Time) (map[VisitState]int, error) {
+	rows, err := s.db.Query(`SELECT state, count(*) FROM visits WHERE job = ? AND started >= ? GROUP BY state`, job, since.UnixNano())
+	if err != nil {
+		return nil, s.wrap("counting the visits of job "+job, err)
+	}
+	defer rows.Close()
+	counts := make(map[VisitState]int, len(visitStates))
+	for _, st := range visitStates {
+		counts[st] = 0
+	}
+	for rows.Next() {
+		var code, n int
+		if err := rows.Scan(&code, &n); err != nil {
+			return nil, s.wrap("counting the visits of job "+job, err)
+		}
+		if code >= 0 && code < len(visitStates) {
+			counts[visitStates[code]] = n
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap("counting the visits of job "+job, err)
 	}
 	return counts, nil
 }

@@ -106,6 +106,9 @@ func runRank(c *cli.Context) error {
 	dr.Stop = stop
 
 	sum, err := harness.RunDist(ctx, dr, o)
+	if job != nil {
+		job.Summarize(sum) // the counts the state file holds
+	}
 	if sum != nil {
 		sum.Print(c.App.Writer)
 	}

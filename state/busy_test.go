@@ -1,0 +1,121 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// holdShared takes a shared lock on the state file at path, as a reader
+// in the middle of a read transaction holds it, and keeps it for hold;
+// held is closed once the lock is taken.
+func holdShared(t *testing.T, path string, hold time.Duration, held chan<- struct{}) {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Error(err)
+		close(held)
+		return
+	}
+	defer db.Close()
+	tx, err := db.BeginTx(context.Background(), &sql.TxOptions{ReadOnly: true})
+	if err == nil {
+		err = tx.QueryRow(`SELECT count(*) FROM visits`).Scan(new(int))
+	}
+	close(held)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	time.Sleep(hold)
+	tx.Rollback()
+}
+
+// In rollback-journal mode a reader's shared lock holds the writer's
+// commit back. A persistent writer (the job's Pipeline) waits it out,
+// however long it lasts, warning in the log, and loses nothing; a plain
+// one fails after its busy timeout, as SQLite says.
+func TestPersistentWriterOutlastsReader(t *testing.T) {
+	t.Setenv(JournalEnv, "delete")
+	const timeout = 200 * time.Millisecond
+	for _, persist := range []bool{true, false} {
+		t.Run(map[bool]string{true: "persistent", false: "plain"}[persist], func(t *testing.T) {
+			s, path := newRun(t, "v1", "v2")
+			must(t, s.Close())
+			var log bytes.Buffer
+			var mu sync.Mutex
+			w, err := OpenWith(path, Options{BusyTimeout: timeout, Persist: persist,
+				Log: slog.New(slog.NewTextHandler(&lockedWriter{w: &log, mu: &mu}, nil))})
+			must(t, err)
+			defer w.Close()
+			must(t, w.VisitStarted("v1", "1001", at(1)))
+
+			held := make(chan struct{})
+			go holdShared(t, path, 2*timeout, held)
+			<-held
+			t0 := time.Now()
+			err = w.VisitEnded("v1", Done, "", at(2))
+			took := time.Since(t0)
+			if !persist {
+				if !isBusy(err) || !strings.Contains(err.Error(), "database is locked") {
+					t.Fatalf("plain writer: VisitEnded = %v; want SQLite's busy error", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("persistent writer: VisitEnded = %v after %s; want it to wait for the reader", err, took)
+			}
+			if took < timeout {
+				t.Errorf("VisitEnded took %s; the reader held the file for %s", took, 2*timeout)
+			}
+			if st, err := w.VisitState("v1"); err != nil || st != Done {
+				t.Errorf("v1 is %v, %v; want done", st, err)
+			}
+			vs, err := w.Visits(Done, 0)
+			if err != nil || len(vs) != 1 || vs[0].Attempts != 1 {
+				t.Errorf("done visits %+v, %v; want v1, started once", vs, err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if !strings.Contains(log.String(), "state file busy") || !strings.Contains(log.String(), "written after waiting") {
+				t.Errorf("log lacks the warning and the note:\n%s", log.String())
+			}
+		})
+	}
+}
+
+// A persistent writer gives up only when its context ends.
+func TestPersistentWriterContext(t *testing.T) {
+	t.Setenv(JournalEnv, "delete")
+	s, path := newRun(t, "v1")
+	must(t, s.Close())
+	ctx, cancel := context.WithCancel(context.Background())
+	w, err := OpenWith(path, Options{BusyTimeout: 50 * time.Millisecond, Persist: true, Context: ctx})
+	must(t, err)
+	defer w.Close()
+	held := make(chan struct{})
+	go holdShared(t, path, time.Second, held)
+	<-held
+	time.AfterFunc(300*time.Millisecond, cancel)
+	err = w.VisitStarted("v1", "1001", at(1))
+	if !isBusy(err) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("VisitStarted after the context ended = %v; want the busy error and context.Canceled", err)
+	}
+}
+
+type lockedWriter struct {
+	w  *bytes.Buffer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
