@@ -15,6 +15,7 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/state"
 )
 
@@ -38,6 +39,10 @@ type InJob struct {
 	Every  time.Duration
 	Logger *slog.Logger
 	Now    func() time.Time // nil: time.Now
+	// Slurm tells which jobs of the run are still running, so that a
+	// starting job leaves their running visits to them; nil (outside
+	// Slurm): every running visit counts as left by a dead job.
+	Slurm scheduler.Backend
 	// BusyTimeout is how long one write of the state file waits for a
 	// lock another process holds before it tries again (0: the state
 	// package's default). Rank 0 never gives a write up while it lives.
@@ -85,10 +90,8 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 			return fmt.Errorf("jobs: %s: run settings: %w", j.StatePath, err)
 		}
 	}
-	if n, err := st.InterruptRunning("the job that ran it ended before it finished"); err != nil {
+	if err := j.interruptDead(st); err != nil {
 		return err
-	} else if n > 0 {
-		j.log().Warn("visits left running by an earlier job count as interrupted", "visits", n)
 	}
 	ids, err := st.Runnable()
 	if err != nil {
@@ -140,6 +143,51 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 		dr.Stop = j.watch(dr.Stop)
 	}
 	return nil
+}
+
+// interruptDead makes the visits that dead jobs left running interrupted,
+// so that Runnable hands them out again: those of this job's own earlier
+// start (Slurm requeued it) and those of every job Slurm does not have
+// RUNNING (ended, or pending again). A running visit of a job Slurm still
+// runs is that job's, and stays running. Without an answer from Slurm
+// every running visit counts as a dead job's, as when no Slurm is asked.
+func (j *InJob) interruptDead(st *state.Store) error {
+	by, err := st.RunningByJob()
+	if err != nil || len(by) == 0 {
+		return err
+	}
+	var dead, others []string
+	for job := range by {
+		if job == j.JobID {
+			dead = append(dead, job)
+		} else {
+			others = append(others, job)
+		}
+	}
+	running := map[string]bool{}
+	if j.Slurm != nil && len(others) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		known, err := j.Slurm.Jobs(ctx, others)
+		cancel()
+		if err != nil {
+			j.log().Warn("cannot ask Slurm which jobs still run: every visit recorded running counts as interrupted", "err", err)
+		}
+		for id, k := range known {
+			running[id] = err == nil && k.State == "RUNNING"
+		}
+	}
+	for _, job := range others {
+		if running[job] {
+			j.log().Warn("another job of the run is running: its running visits are left to it", "job", job, "visits", by[job])
+		} else {
+			dead = append(dead, job)
+		}
+	}
+	n, err := st.InterruptRunningOf(dead, "the job that ran it ended before it finished")
+	if n > 0 {
+		j.log().Warn("visits left running by a job that has ended count as interrupted", "visits", n, "jobs", strings.Join(dead, ","))
+	}
+	return err
 }
 
 // closeAfter waits until every pipeline of after has announced its end in

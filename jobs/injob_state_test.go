@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -181,6 +182,47 @@ stages:
 	for i, want := range []state.VisitState{state.Done, state.Done, state.Done, state.Running, state.Pending, state.Pending} {
 		if vs[i].State != want {
 			t.Errorf("%s is %s; want %s", vs[i].ID, vs[i].State, want)
+		}
+	}
+}
+
+// A starting job interrupts only the running visits of jobs that no
+// longer run: its own earlier start (a requeue) and those Slurm has ended
+// or queued again; a visit of a job Slurm still runs stays running and is
+// not fed again.
+func TestInJobHookInterruptsDeadJobsOnly(t *testing.T) {
+	e := newEnv(t, 6)
+	dir := e.submit("run1") // job 1001
+	withState(t, dir, func(st *state.Store) {
+		for _, id := range []string{"1002", "1003", "1004"} {
+			if err := st.AddJob(state.Job{ID: id, Attempt: 2, Submitted: fixedNow(), State: "SUBMITTED"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		visitAs(t, st, "1001", "v001", state.Running) // 1001 ended
+		visitAs(t, st, "1002", "v002", state.Running) // 1002 still runs
+		visitAs(t, st, "1003", "v003", state.Running) // 1003 requeued: pending again
+		visitAs(t, st, "1004", "v004", state.Running) // 1004 is the starting job, requeued
+	})
+	e.fake.forget("1001", "FAILED")
+	e.fake.set("1002", "RUNNING")
+	e.fake.set("1003", "PENDING")
+	e.fake.set("1004", "RUNNING")
+	l := Layout{Dir: dir}
+	p := loadRunPolicy(t, dir)
+	j := &InJob{StatePath: l.State(), JobID: "1004", Slurm: e.fake, Now: fixedNow}
+	dr := &harness.DistRun{RunID: "run1", RunDir: dir}
+	if err := j.Hook(p, dr); err != nil {
+		t.Fatal(err)
+	}
+	defer j.End(nil, nil)
+	if got, want := fed(t, dr.Broker, p.Trigger.Topic, "run1"), []string{"v001", "v003", "v004", "v005", "v006"}; !slices.Equal(got, want) {
+		t.Errorf("fed %v; want %v (v002 is job 1002's, still running)", got, want)
+	}
+	vs := visitStates(t, dir)
+	for i, want := range []state.VisitState{state.Interrupted, state.Running, state.Interrupted, state.Interrupted} {
+		if vs[i].State != want {
+			t.Errorf("%s (job %s) is %s; want %s", vs[i].ID, vs[i].Job, vs[i].State, want)
 		}
 	}
 }

@@ -119,3 +119,33 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// A starting job interrupts the running visits of the jobs it names only:
+// another job's running visit stays running. RunningByJob counts them.
+func TestInterruptRunningOf(t *testing.T) {
+	s, _ := newRun(t, "a", "b", "c", "d")
+	must(t, s.VisitStarted("a", "1001", at(1)))
+	must(t, s.VisitStarted("b", "1002", at(1)))
+	must(t, s.VisitStarted("c", "1002", at(1)))
+	must(t, s.VisitStarted("d", "1003", at(1)))
+	must(t, s.VisitEnded("d", Done, "", at(2)))
+	by, err := s.RunningByJob()
+	must(t, err)
+	if len(by) != 2 || by["1001"] != 1 || by["1002"] != 2 {
+		t.Errorf("RunningByJob() = %v; want 1001: 1, 1002: 2", by)
+	}
+	n, err := s.InterruptRunningOf([]string{"1001", "1003", "9999"}, "job 1001 ended")
+	must(t, err)
+	if n != 1 {
+		t.Errorf("InterruptRunningOf = %d; want 1 (a)", n)
+	}
+	for id, want := range map[string]VisitState{"a": Interrupted, "b": Running, "c": Running, "d": Done} {
+		if st, err := s.VisitState(id); err != nil || st != want {
+			t.Errorf("%s is %s, %v; want %s", id, st, err, want)
+		}
+	}
+	if n, err := s.InterruptRunningOf(nil, "nothing"); n != 0 || err != nil {
+		t.Errorf("InterruptRunningOf(nil) = %d, %v; want 0", n, err)
+	}
+	checkCounts(t, s)
+}

@@ -438,13 +438,59 @@ func idsIn(ctx context.Context, q queryer, states []VisitState, cond string, arg
 
 // InterruptRunning makes every running visit interrupted, with reason as
 // its error, and returns how many there were. The front end calls it when
-// the job that ran them is gone (before Retry, at resume), and a starting
-// job calls it before Runnable: a running visit with no live job is one
-// whose job died.
+// the job that ran them is gone (before Retry, at resume, when no job of
+// the run is live): a running visit with no live job is one whose job
+// died. A starting job calls InterruptRunningOf instead.
 func (s *Store) InterruptRunning(reason string) (int, error) {
+	return s.interrupt(reason, `state = 1`)
+}
+
+// InterruptRunningOf makes the running visits that one of jobs started
+// interrupted, with reason as their error, and returns how many there
+// were; running visits of other jobs stay running. A starting job calls
+// it, before Runnable, with the jobs that are no longer running: its own
+// earlier start (a requeue) and the jobs Slurm has ended or queued again.
+func (s *Store) InterruptRunningOf(jobs []string, reason string) (int, error) {
+	if len(jobs) == 0 {
+		return 0, nil
+	}
+	list, err := json.Marshal(jobs)
+	if err != nil {
+		return 0, s.wrap("interrupting running visits", err)
+	}
+	return s.interrupt(reason, `state = 1 AND job IN (SELECT value FROM json_each(?))`, string(list))
+}
+
+// RunningByJob returns how many visits are recorded running, by the job
+// that started them ("" for none recorded). Readers call it to show the
+// visits of a job that is no longer running as interrupted. It reads the
+// running visits only.
+func (s *Store) RunningByJob() (map[string]int, error) {
+	rows, err := s.db.Query(`SELECT coalesce(job, ''), count(*) FROM visits WHERE state = 1 GROUP BY 1`)
+	if err != nil {
+		return nil, s.wrap("counting running visits", err)
+	}
+	defer rows.Close()
+	by := map[string]int{}
+	for rows.Next() {
+		var job string
+		var n int
+		if err := rows.Scan(&job, &n); err != nil {
+			return nil, s.wrap("counting running visits", err)
+		}
+		by[job] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap("counting running visits", err)
+	}
+	return by, nil
+}
+
+// interrupt makes the visits that meet cond (with args) interrupted.
+func (s *Store) interrupt(reason, cond string, args ...any) (int, error) {
 	var n int64
 	err := s.write(context.Background(), func(tx *sql.Tx) error {
-		res, err := tx.Exec(`UPDATE visits SET state = 4, err = ? WHERE state = 1`, reason)
+		res, err := tx.Exec(`UPDATE visits SET state = 4, err = ? WHERE `+cond, append([]any{reason}, args...)...)
 		if err != nil {
 			return err
 		}

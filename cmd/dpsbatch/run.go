@@ -63,6 +63,9 @@ func runRank(c *cli.Context) error {
 	var job *jobs.InJob
 	if path := c.String("state"); path != "" {
 		job = &jobs.InJob{StatePath: path, JobID: os.Getenv("SLURM_JOB_ID"), Logger: log, StopFile: c.String("stop-file")}
+		if b, err := backend(); err == nil && job.JobID != "" {
+			job.Slurm = b // without Slurm's tools: every running visit is a dead job's
+		}
 		dr.Rank0 = job.Hook
 	}
 	if dr.PolicyPath == "" {
