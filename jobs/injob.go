@@ -58,7 +58,8 @@ type InJob struct {
 	mu  sync.Mutex
 	why string // the stop file's reason
 
-	started time.Time // when Hook ran: the visits since are this job's
+	started      time.Time // when Hook ran: the visits since are this job's
+	releaseRank0 func()    // the rank-0 lock's release
 }
 
 // Hook opens the state and prepares the feed; harness.DistRun.Rank0.
@@ -70,6 +71,13 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 		j.JobID = "local"
 	}
 	j.started = j.Now()
+	// Held until End or death: readers tell from it that this pipeline's
+	// rank 0 is alive (a production's job outlives one that died).
+	if release, err := holdRank0(Layout{Dir: filepath.Dir(j.StatePath)}, j.JobID, 5*time.Second); err != nil {
+		j.log().Warn("another rank 0 of this pipeline is alive", "err", err)
+	} else {
+		j.releaseRank0 = release
+	}
 	// Persistent: a reader's lock (rollback-journal mode) holds a write
 	// back, never fails it; a visit's result is never lost to it.
 	st, err := state.OpenWith(j.StatePath, state.Options{BusyTimeout: j.BusyTimeout, Persist: true, Log: j.log()})
@@ -426,6 +434,10 @@ func (j *InJob) End(sum *harness.Summary, runErr error) error {
 		return nil
 	}
 	defer func() { j.st.Close(); j.st = nil }()
+	if j.releaseRank0 != nil {
+		defer j.releaseRank0()
+		j.releaseRank0 = nil
+	}
 	if j.quit != nil {
 		close(j.quit)
 		j.quit = nil
