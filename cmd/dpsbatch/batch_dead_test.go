@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -177,4 +178,81 @@ func TestBatchSliceKilledVisitInterrupted(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.endedThenInterrupted("slkill", st.Jobs[0].ID)
+}
+
+// slowProduction writes a production of two pipelines, a and b, each of
+// two slices whose one stage sleeps, with their own visits and trigger
+// topics, and returns the production file.
+func (e *batchEnv) slowProduction(name string, visits int, sleep string) string {
+	e.t.Helper()
+	dir := filepath.Join(e.dir, name)
+	for _, p := range []string{"a", "b"} {
+		writeFile(e.t, filepath.Join(dir, p, "pipeline.yaml"), fmt.Sprintf(`pipeline: %s
+slices: 2
+mapper: {type: range, settings: {key: ccd, from: 1, to: 2}}
+locations: {output: "output/{visit}"}
+events: {trigger: {topic: %svisits}}
+stages:
+  - name: work
+    type: exec
+    settings:
+      command: [sh, -c, 'sleep "$1" && mkdir -p "$2" && echo "$3" >> "$2/ccd$4.log"', sh, "%s", "{output}", "{visit}", "{ccd}"]
+      timeout: 120s
+`, p, p, sleep))
+		var b strings.Builder
+		b.WriteString("visitId\n")
+		for i := range visits {
+			fmt.Fprintf(&b, "%s%03d\n", p, i+1)
+		}
+		writeFile(e.t, filepath.Join(dir, p, "visits.csv"), b.String())
+	}
+	prod := filepath.Join(dir, "production.yaml")
+	writeFile(e.t, prod, `production: `+name+`
+pipelines:
+  - {name: a, policy: a/pipeline.yaml, visits: a/visits.csv, slices: 2}
+  - {name: b, policy: b/pipeline.yaml, visits: b/visits.csv, slices: 2}
+`)
+	return prod
+}
+
+// One pipeline's rank 0 of a production dies while the job runs the
+// other: its visit in flight reads interrupted at once, the other's
+// running.
+func TestBatchProductionRank0KilledVisitInterrupted(t *testing.T) {
+	e := newBatchEnv(t)
+	prod := e.slowProduction("twin", 6, "4")
+	e.must(0, time.Minute, "submit", prod, "--name", "twin-1")
+	t.Cleanup(func() { exec.Command("scancel", "--name", "twin-1").Run() })
+	deadline := time.Now().Add(3 * time.Minute)
+	var st prodStatusJSON
+	for {
+		st = e.prodStatus("twin-1")
+		if len(st.Pipelines) == 2 && st.Pipelines[0].Counts["done"] >= 1 && st.Pipelines[0].Counts["running"] == 1 &&
+			st.Pipelines[1].Counts["running"] == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no visit in flight in both pipelines: %+v", st)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	rank0, _ := rankPIDs(t, st.Pipelines[0].Dir)
+	if err := syscall.Kill(rank0, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	for {
+		st = e.prodStatus("twin-1")
+		a, b := st.Pipelines[0].Counts, st.Pipelines[1].Counts
+		if a["running"] == 0 && a["interrupted"] == 1 {
+			if !st.Live || b["interrupted"] != 0 {
+				t.Errorf("after a's rank 0 died: job live %v, b %v; want the job running on, b not interrupted", st.Live, b)
+			}
+			return
+		}
+		if time.Since(killed) > 2*time.Second {
+			t.Fatalf("2 s after a's rank 0 died: a %v, b %v; want a's visit interrupted", a, b)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
