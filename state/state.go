@@ -21,8 +21,11 @@
 // Crash safety: each VisitStarted and each VisitEnded is one committed
 // transaction, so a writer killed at any instant leaves a readable file in
 // which a visit recorded done was done before it was recorded. A visit
-// left running by a dead writer is turned back into interrupted by
-// InterruptRunning, and Runnable hands it out again. Every other write
+// left running by a dead writer is turned back into interrupted by the
+// next job's InterruptRunningOf (scoped to the jobs that no longer run),
+// or by InterruptRunning at a resume, and Runnable hands it out again;
+// until then readers present it as interrupted themselves (RunningByJob
+// tells them whose it is). Every other write
 // (AddVisit, Heartbeat, RecordEvent, CloseInput, ...) is one transaction
 // too.
 //
@@ -84,8 +87,8 @@ var (
 
 // VisitState is where a visit is in its life. A visit starts pending;
 // VisitStarted makes it running; VisitEnded makes it done, failed or
-// interrupted; InterruptRunning makes the running visits of a dead job
-// interrupted; Retry makes failed and interrupted visits pending again.
+// interrupted; InterruptRunningOf (or InterruptRunning) makes the running
+// visits of a dead job interrupted; Retry makes failed and interrupted visits pending again.
 // Done is final.
 type VisitState string
 
