@@ -156,8 +156,8 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 // interruptDead makes the visits that dead jobs left running interrupted,
 // so that Runnable hands them out again: those of this job's own earlier
 // start (Slurm requeued it) and those of every job Slurm does not have
-// RUNNING (ended, or pending again). A running visit of a job Slurm still
-// runs is that job's, and stays running. Without an answer from Slurm
+// running (ended, or pending again: see holdsVisits). A running visit of
+// a job Slurm still runs is that job's, and stays running. Without an answer from Slurm
 // every running visit counts as a dead job's, as when no Slurm is asked.
 func (j *InJob) interruptDead(st *state.Store) error {
 	by, err := st.RunningByJob()
@@ -181,7 +181,7 @@ func (j *InJob) interruptDead(st *state.Store) error {
 			j.log().Warn("cannot ask Slurm which jobs still run: every visit recorded running counts as interrupted", "err", err)
 		}
 		for id, k := range known {
-			running[id] = err == nil && k.State == "RUNNING"
+			running[id] = err == nil && holdsVisits(JobStatus{Live: k.Live(), State: k.State})
 		}
 	}
 	for _, job := range others {
