@@ -430,14 +430,14 @@ func (j *InJob) Summarize(sum *harness.Summary) {
 // on every rank with RunDist's result; only rank 0, where Hook ran, does
 // anything.
 func (j *InJob) End(sum *harness.Summary, runErr error) error {
+	if j.releaseRank0 != nil {
+		defer j.releaseRank0() // after the job's end is recorded
+		j.releaseRank0 = nil
+	}
 	if j.st == nil {
 		return nil
 	}
 	defer func() { j.st.Close(); j.st = nil }()
-	if j.releaseRank0 != nil {
-		defer j.releaseRank0()
-		j.releaseRank0 = nil
-	}
 	if j.quit != nil {
 		close(j.quit)
 		j.quit = nil
