@@ -338,7 +338,7 @@ func TestBrokerLock(t *testing.T) {
 	l := Layout{Dir: dir}
 	log := slog.New(slog.DiscardHandler)
 	ctx := context.Background()
-	s1, err := serve(ctx, l, "127.0.0.1", 0, "first", "", log)
+	s1, err := serve(ctx, l, brokerSettings{}, "127.0.0.1", 0, "first", "", log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +360,7 @@ func TestBrokerLock(t *testing.T) {
 	if _, err := lockBroker(l, 300*time.Millisecond); !errors.Is(err, errBrokerBusy) || time.Since(start) < 300*time.Millisecond {
 		t.Fatalf("lockBroker waiting 300ms: %v after %s; want errBrokerBusy after 300ms", err, time.Since(start))
 	}
-	if _, err := serve(ctx, l, "127.0.0.1", 0, "second", "", log); !errors.Is(err, errBrokerBusy) {
+	if _, err := serve(ctx, l, brokerSettings{}, "127.0.0.1", 0, "second", "", log); !errors.Is(err, errBrokerBusy) {
 		t.Fatalf("a second serve: %v; want errBrokerBusy", err)
 	}
 	if got := string(readAll(t, l.BrokerToken())); got != tok1 {
@@ -376,7 +376,7 @@ func TestBrokerLock(t *testing.T) {
 	unlock()
 
 	// A waiting lockBroker gets the lock once it is let go.
-	s2, err := serve(ctx, l, "127.0.0.1", 0, "third", "", log)
+	s2, err := serve(ctx, l, brokerSettings{}, "127.0.0.1", 0, "third", "", log)
 	if err != nil {
 		t.Fatal(err)
 	}

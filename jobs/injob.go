@@ -335,7 +335,7 @@ func (j *InJob) openBroker(set settings, pipeline string) (*served, error) {
 		var err error
 		// A relay command may hold the store for a moment (storing an
 		// event while the job was pending): wait for it.
-		if b, err = serve(ctx, l, "", 30*time.Second, name, sub, j.log()); err != nil {
+		if b, err = serve(ctx, l, set.Broker, "", 30*time.Second, name, sub, j.log()); err != nil {
 			return nil, err
 		}
 	}

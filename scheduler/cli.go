@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -308,3 +309,77 @@ func (c *CLI) Partitions(ctx context.Context) ([]site.Live, error) {
 }
 
 var _ Backend = (*CLI)(nil)
+
+// AccountingReader is a Backend that can read Slurm's accounting
+// associations: site check compares the site file's account and QoS
+// with them. Without it, they are not checked.
+type AccountingReader interface {
+	// Accounting lists every account and QoS, and the associations of
+	// the user this process runs as.
+	Accounting(ctx context.Context) (site.Accounting, error)
+}
+
+// userName is a user name sacctmgr may be given as is.
+var userName = regexp.MustCompile(`^[A-Za-z0-9._][A-Za-z0-9._-]*$`)
+
+// Accounting runs sacctmgr three times: list account, list qos, and list
+// assoc for this process's user. It returns an error matching
+// ErrNoAccounting when sacctmgr is not installed.
+func (c *CLI) Accounting(ctx context.Context) (site.Accounting, error) {
+	var a site.Accounting
+	u, err := user.Current()
+	if err != nil {
+		return a, fmt.Errorf("scheduler: accounting: who am I: %w", err)
+	}
+	if !userName.MatchString(u.Username) {
+		return a, fmt.Errorf("scheduler: accounting: unexpected user name %q", u.Username)
+	}
+	a.User = u.Username
+	path, err := exec.LookPath("sacctmgr")
+	if err != nil {
+		return a, fmt.Errorf("%w (no sacctmgr on PATH)", ErrNoAccounting)
+	}
+	list := func(args ...string) ([][]string, error) {
+		cc := &CLI{paths: map[string]string{"sacctmgr": path}, env: c.env}
+		out, err := cc.run(ctx, nil, nil, "sacctmgr", append([]string{"--noheader", "--parsable2", "list"}, args...)...)
+		if err != nil {
+			return nil, err
+		}
+		var rows [][]string
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if line != "" {
+				rows = append(rows, strings.Split(line, "|"))
+			}
+		}
+		return rows, nil
+	}
+	rows, err := list("account", "format=account")
+	if err != nil {
+		return a, err
+	}
+	for _, r := range rows {
+		a.Accounts = append(a.Accounts, r[0])
+	}
+	if rows, err = list("qos", "format=name"); err != nil {
+		return a, err
+	}
+	for _, r := range rows {
+		a.QoS = append(a.QoS, r[0])
+	}
+	if rows, err = list("assoc", "user="+a.User, "format=cluster,account,partition,qos"); err != nil {
+		return a, err
+	}
+	for _, r := range rows {
+		if len(r) < 4 {
+			return a, fmt.Errorf("scheduler: sacctmgr list assoc: unexpected line %q", strings.Join(r, "|"))
+		}
+		as := site.Assoc{Cluster: r[0], Account: r[1], Partition: r[2]}
+		if r[3] != "" {
+			as.QoS = strings.Split(r[3], ",")
+		}
+		a.Assocs = append(a.Assocs, as)
+	}
+	return a, nil
+}
+
+var _ AccountingReader = (*CLI)(nil)

@@ -3,7 +3,8 @@
 // Backend that submits an already rendered job script, queries jobs in the
 // queue (Jobs) and in accounting (History), signals and cancels them, and
 // discovers the live partitions. The CLI backend drives Slurm's command
-// line tools (sbatch, squeue, sinfo, scontrol, scancel, sacct); DryRun
+// line tools (sbatch, squeue, sinfo, scontrol, scancel, sacct, and
+// sacctmgr for the accounts and QoS a user may use: AccountingReader); DryRun
 // wraps any backend and only prints what it would change. Every backend
 // passes the shared suite in scheduler/schedtest against a real cluster.
 //

@@ -67,7 +67,9 @@ type Job struct {
 	// applies).
 	Time string
 	// Output is the --output (and --error) pattern of Slurm's log of the
-	// job, such as RUN-DIR/logs/slurm-%j.out.
+	// job, such as RUN-DIR/logs/slurm-%j.out: Slurm expands its %
+	// patterns, so a literal % in it is written %% (EscapePattern). It may
+	// not hold a backslash.
 	Output string
 	// Signal is an sbatch --signal value such as B:USR1@300: Slurm sends
 	// the signal that long before the time limit (B: to the batch shell
@@ -296,6 +298,9 @@ func check(j *Job) error {
 	}
 	if len(j.Broker) > 0 && j.Broker[0] == "" {
 		return bad("Broker", "the command is empty (leave Broker out for no broker)")
+	}
+	if strings.ContainsRune(j.Output, '\\') {
+		return bad("Output", "%q holds a backslash: Slurm then expands none of its %%-patterns and drops every backslash, so the log cannot be written there", j.Output)
 	}
 	for i, opt := range j.Extra {
 		if !extraOpt.MatchString(opt) {

@@ -3,6 +3,7 @@ package templates_test
 import (
 	"bytes"
 	"errors"
+	"io"
 	"flag"
 	"os"
 	"os/exec"
@@ -51,7 +52,8 @@ func hostileJob(marks string) templates.Job {
 		Name: "name " + sh + " # hetjob PackJob", RunID: "run " + multi, RunDir: "/runs/" + multi,
 		Partition: "part " + sh, Account: "acct " + sh, QoS: "qos " + sh,
 		Nodes: 1, Tasks: 1,
-		Time: "infinite", Output: "/runs/out " + sh + " %j.out",
+		// Output holds no backslash: Render refuses one (TestOutputPattern).
+		Time: "infinite", Output: "/runs/out " + strings.ReplaceAll(sh, `\`, "") + " %j.out",
 		Signal: "USR1@300 " + sh, Dependency: "afterany:1 " + sh,
 		Extra:  []string{"--comment=" + sh, "--exclusive"},
 		Setup:  []string{"# the site's lines are trusted and placed verbatim"},
@@ -396,5 +398,20 @@ cd /runs/ccd-run && exec srun '--mpi=none' /opt/dpsbatch/bin/dpsbatch run --run-
 	}
 	if _, err := templates.Parse("inline", "#!/bin/sh\n{{.Name}\n"); err == nil || !strings.HasPrefix(err.Error(), "templates: inline:2: ") {
 		t.Errorf("Parse with a bad action: %v", err)
+	}
+}
+
+// TestOutputPattern checks that a path with % reaches Slurm's --output
+// pattern as %%, and that an Output with a backslash (which turns off
+// Slurm's patterns) is refused naming the field.
+func TestOutputPattern(t *testing.T) {
+	if got, want := templates.EscapePattern("/runs/100% done/%j"), "/runs/100%% done/%%j"; got != want {
+		t.Errorf("EscapePattern: %q, want %q", got, want)
+	}
+	j := templates.Job{Name: "n", RunDir: "/r", Tasks: 1, Launch: []string{"true"}, Output: `/runs/a\b/slurm-%j.out`}
+	err := templates.Default().Render(io.Discard, j)
+	var fe *templates.FieldError
+	if !errors.As(err, &fe) || fe.Field != "Output" || !strings.Contains(err.Error(), "backslash") {
+		t.Errorf("Output with a backslash: %v", err)
 	}
 }
