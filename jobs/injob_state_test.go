@@ -136,6 +136,7 @@ func mountTmpfs(t *testing.T, dir string, size int) {
 // file holds, 4 run and 3 done, not what the job meant to record.
 func TestInJobSummaryFromStateDiskFull(t *testing.T) {
 	e := newEnv(t, 6)
+	e.site.Broker.StreamSizeMB = 1 // the run's events fit in the tmpfs
 	mountTmpfs(t, e.root, 4<<20)
 	filler := filepath.Join(e.root, "filler")
 	e.policy = e.write("pipeline.yaml", fmt.Sprintf(`pipeline: tiny
@@ -150,10 +151,9 @@ stages:
 `, filler))
 	dir := e.submit("run1")
 	l := Layout{Dir: dir}
-	// The embedded broker asks for far more free space than the test's
-	// file system has: give it a file system of its own (a tmpfs takes
-	// memory only for what is written to it).
-	mountTmpfs(t, l.BrokerDir(), 2<<30)
+	// The broker's store gets a file system of its own, so that only the
+	// state file meets the full disk.
+	mountTmpfs(t, l.BrokerDir(), 64<<20)
 	var log syncBuffer
 	j := &InJob{StatePath: l.State(), JobID: "1001", Logger: slog.New(slog.NewTextHandler(&log, nil))}
 	dr := harness.DistRun{PolicyPath: l.Policy(), VisitsPath: l.Visits(".csv"), RunID: "run1", RunDir: dir, Rank0: j.Hook}

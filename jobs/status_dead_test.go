@@ -171,6 +171,7 @@ func TestProductionStatusPipelineRank0Gone(t *testing.T) {
 // status says how much space is left.
 func TestStatusDiedOnFullDisk(t *testing.T) {
 	e := newEnv(t, 4)
+	e.site.Broker.StreamSizeMB = 1 // the run's events fit in the tmpfs
 	mountTmpfs(t, e.root, 32<<20)
 	dir := e.submit("run1")
 	withState(t, dir, func(st *state.Store) {
