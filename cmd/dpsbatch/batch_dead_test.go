@@ -130,6 +130,15 @@ func TestBatchRank0KilledVisitInterrupted(t *testing.T) {
 	if st.Outcome != "unfinished" || st.ETA != 0 {
 		t.Errorf("after the kill: %+v; want unfinished, no time left", st)
 	}
+	// Every reader says so: the text, the list of runs.
+	if out := e.must(0, time.Minute, "status", "r0kill"); !strings.Contains(out, "1 interrupted") || strings.Contains(out, "running") {
+		t.Errorf("status:\n%s\nwant the visit in flight interrupted", out)
+	}
+	var runs []deadStatus
+	if out := e.must(0, time.Minute, "runs", "--json"); json.Unmarshal([]byte(out), &runs) != nil || len(runs) != 1 ||
+		runs[0].Counts["running"] != 0 || runs[0].Counts["interrupted"] != 1 {
+		t.Errorf("runs --json:\n%s\nwant the visit in flight interrupted", out)
+	}
 	_, errOut, code := e.dps(time.Minute, "wait", "r0kill", "--interval", "1s")
 	if code != exitFailure || !strings.Contains(errOut, "1 interrupted") || strings.Contains(errOut, "running") {
 		t.Errorf("wait: exit %d\n%s\nwant 1, the visit in flight interrupted", code, errOut)
