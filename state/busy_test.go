@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -87,25 +86,6 @@ func TestPersistentWriterOutlastsReader(t *testing.T) {
 				t.Errorf("log lacks the warning and the note:\n%s", log.String())
 			}
 		})
-	}
-}
-
-// A persistent writer gives up only when its context ends.
-func TestPersistentWriterContext(t *testing.T) {
-	t.Setenv(JournalEnv, "delete")
-	s, path := newRun(t, "v1")
-	must(t, s.Close())
-	ctx, cancel := context.WithCancel(context.Background())
-	w, err := OpenWith(path, Options{BusyTimeout: 50 * time.Millisecond, Persist: true, Context: ctx})
-	must(t, err)
-	defer w.Close()
-	held := make(chan struct{})
-	go holdShared(t, path, time.Second, held)
-	<-held
-	time.AfterFunc(300*time.Millisecond, cancel)
-	err = w.VisitStarted("v1", "1001", at(1))
-	if !isBusy(err) || !errors.Is(err, context.Canceled) {
-		t.Fatalf("VisitStarted after the context ended = %v; want the busy error and context.Canceled", err)
 	}
 }
 

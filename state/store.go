@@ -37,15 +37,13 @@ type Options struct {
 	// process holds a lock on it) before SQLite gives up; 0 is 30 s.
 	BusyTimeout time.Duration
 	// Persist makes a write that found the file busy or locked try
-	// again, after a pause that grows to 5 s, until Context ends,
-	// instead of failing. The writer that must never lose a result, the
+	// again, after a pause that grows to 5 s, for as long as the process
+	// lives, instead of failing. The writer that must never lose a result, the
 	// Pipeline of a job, sets it: in rollback-journal mode (network file
 	// systems) a reader's shared lock holds the writer back, however
 	// long the reader keeps it. Any other error (a full disk, say)
 	// still fails the write at once.
 	Persist bool
-	// Context ends a persistent writer's tries; nil never ends them.
-	Context context.Context
 	// Log hears a warning each time a persistent write found the file
 	// busy and waits to try again, and a note once it got through; nil
 	// hears nothing.
@@ -244,9 +242,6 @@ func openDB(path, abs string, r role, o Options) (*Store, error) {
 	if o.BusyTimeout <= 0 {
 		o.BusyTimeout = writerBusyTimeout
 	}
-	if o.Context == nil {
-		o.Context = context.Background()
-	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -393,12 +388,7 @@ func (s *Store) write(ctx context.Context, f func(tx *sql.Tx) error) error {
 		}
 		s.opt.Log.Warn("state file busy: another process holds a lock on it; trying again, nothing is lost",
 			"state", s.path, "tries", tries, "waited", time.Since(start).Round(time.Millisecond), "pause", pause, "err", err)
-		select {
-		case <-s.opt.Context.Done():
-			return fmt.Errorf("%w (gave up after %d tries over %s: %w)", err, tries, time.Since(start).Round(time.Millisecond),
-				context.Cause(s.opt.Context))
-		case <-time.After(pause):
-		}
+		time.Sleep(pause)
 		pause = min(2*pause, maxBusyPause)
 	}
 }
