@@ -223,6 +223,12 @@ func ServeBroker(ctx context.Context, dir, job string, log *slog.Logger, ready f
 	if err != nil {
 		return err
 	}
+	// The start first: a requeued job's record then forgets its earlier
+	// start's broker, which its pipelines must not dial.
+	host, _ := os.Hostname()
+	if err := withJob(l, func(st *state.Store) error { return st.StartJob(job, RestartCount(), host, time.Now()) }); err != nil {
+		return err
+	}
 	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	s, err := serve(sctx, l, set.Broker, "", 30*time.Second, "dpsbatch broker", "", log)
 	cancel()
@@ -230,17 +236,7 @@ func ServeBroker(ctx context.Context, dir, job string, log *slog.Logger, ready f
 		return err
 	}
 	defer s.Close()
-	st, err := state.Open(l.State())
-	if err != nil {
-		return err
-	}
-	host, _ := os.Hostname()
-	err = st.JobStarted(job, host, time.Now())
-	if err == nil || errors.Is(err, state.ErrNotFound) {
-		err = st.SetJobBroker(job, s.URL)
-	}
-	st.Close()
-	if err != nil && !errors.Is(err, state.ErrNotFound) {
+	if err := withJob(l, func(st *state.Store) error { return st.SetJobBroker(job, s.URL) }); err != nil {
 		return err
 	}
 	log.Info("broker serving", "url", s.URL, "store", l.BrokerDir())
@@ -249,4 +245,21 @@ func ServeBroker(ctx context.Context, dir, job string, log *slog.Logger, ready f
 	}
 	<-ctx.Done()
 	return nil
+}
+
+// withJob runs f on the run's state file, opened for it alone; a job
+// the file does not know (ErrNotFound) is no error.
+func withJob(l Layout, f func(st *state.Store) error) error {
+	st, err := state.Open(l.State())
+	if err != nil {
+		return err
+	}
+	err = f(st)
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if errors.Is(err, state.ErrNotFound) {
+		return nil
+	}
+	return err
 }

@@ -739,6 +739,14 @@ func TestStatusSilent(t *testing.T) {
 			if j.Silent != tc.silent {
 				t.Errorf("Silent = %v; want %v (%+v)", j.Silent, tc.silent, j)
 			}
+			if tc.slurm == "PENDING" {
+				// Pending after it started: Slurm requeued it, and the
+				// heartbeat is an earlier start's.
+				if j.Requeued == nil || !j.Heartbeat.IsZero() {
+					t.Errorf("a started job pending again: %+v; want it requeued, without the earlier start's heartbeat", j)
+				}
+				return
+			}
 			if !j.Heartbeat.Equal(fixedNow().Add(time.Minute)) || j.HeartbeatVisit != "v002" || rs.Heartbeat != 10*time.Second {
 				t.Errorf("heartbeat %v on %q every %s; want the one recorded, every 10s", j.Heartbeat, j.HeartbeatVisit, rs.Heartbeat)
 			}

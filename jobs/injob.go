@@ -35,14 +35,20 @@ type InJob struct {
 	// the next visit boundary, and its first line is the reason recorded
 	// (the job script writes it when Slurm's time-limit warning comes).
 	StopFile string
+	// Restart is Slurm's SLURM_RESTART_COUNT (RestartCount): 0 on the
+	// job's first start, n once Slurm has requeued it n times and runs it
+	// again under the same ID. Each start is recorded on its own.
+	Restart int
+	// Slurm tells which jobs of the run are still running, so that a
+	// starting job leaves their running visits to them; and, offering
+	// scheduler.StartHistory, how a restarted job's earlier starts ended
+	// (REQUEUED, NODE_FAIL, PREEMPTED), for their records. nil (outside
+	// Slurm): every running visit counts as left by a dead job.
+	Slurm scheduler.Backend
 	// Every is how often StopFile is looked at (default 1s).
 	Every  time.Duration
 	Logger *slog.Logger
 	Now    func() time.Time // nil: time.Now
-	// Slurm tells which jobs of the run are still running, so that a
-	// starting job leaves their running visits to them; nil (outside
-	// Slurm): every running visit counts as left by a dead job.
-	Slurm scheduler.Backend
 	// BusyTimeout is how long one write of the state file waits for a
 	// lock another process holds before it tries again (0: the state
 	// package's default). Rank 0 never gives a write up while it lives.
@@ -110,8 +116,11 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 		return err
 	}
 	host, _ := os.Hostname()
-	if err := st.JobStarted(j.JobID, host, j.Now()); err != nil && !errors.Is(err, state.ErrNotFound) {
+	if err := st.StartJob(j.JobID, j.Restart, host, j.Now()); err != nil && !errors.Is(err, state.ErrNotFound) {
 		return err
+	}
+	if j.Restart > 0 {
+		j.recordRequeues()
 	}
 	b, err := j.openBroker(set, p.Name)
 	if err != nil {

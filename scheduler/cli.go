@@ -233,9 +233,30 @@ const historyChunk = 2000
 // chunks of historyChunk IDs. Slurm 22.05's sacct --json is not used: it
 // reports exit code 0 for jobs that failed (checked on the local cluster).
 func (c *CLI) History(ctx context.Context, ids []string) (map[string]Job, error) {
+	starts, err := c.sacct(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	got := make(map[string]Job, len(starts))
+	for id, js := range starts {
+		got[id] = js[len(js)-1] // a requeued job's last run
+	}
+	return got, nil
+}
+
+// Starts runs sacct as History does, with --duplicates: one line for each
+// start of a job Slurm requeued, oldest first (checked on the local
+// cluster: REQUEUED or NODE_FAIL lines, then the last start's).
+func (c *CLI) Starts(ctx context.Context, ids []string) (map[string][]Job, error) {
+	return c.sacct(ctx, ids, "--duplicates")
+}
+
+// sacct runs sacct -P -X for ids in chunks of historyChunk IDs, with
+// extra arguments, and returns each job's lines in sacct's order.
+func (c *CLI) sacct(ctx context.Context, ids []string, extra ...string) (map[string][]Job, error) {
 	want, err := idSet(ids)
 	if err != nil || len(want) == 0 {
-		return map[string]Job{}, err
+		return map[string][]Job{}, err
 	}
 	list := make([]string, 0, len(want))
 	for id := range want {
@@ -243,10 +264,10 @@ func (c *CLI) History(ctx context.Context, ids []string) (map[string]Job, error)
 	}
 	slices.Sort(list)
 	env := c.environ("SLURM_TIME_FORMAT=%s") // epoch seconds: no time zone to guess
-	got := make(map[string]Job, len(want))
+	got := make(map[string][]Job, len(want))
 	for chunk := range slices.Chunk(list, historyChunk) {
-		out, err := c.run(ctx, nil, env, "sacct", "--parsable2", "--noheader", "--allocations",
-			"--format="+sacctFormat, "--jobs="+strings.Join(chunk, ","))
+		args := append([]string{"--parsable2", "--noheader", "--allocations"}, extra...)
+		out, err := c.run(ctx, nil, env, "sacct", append(args, "--format="+sacctFormat, "--jobs="+strings.Join(chunk, ","))...)
 		if err != nil {
 			var te *toolError
 			if errors.As(err, &te) && strings.Contains(strings.ToLower(te.stderr), "accounting storage is disabled") {
@@ -260,7 +281,7 @@ func (c *CLI) History(ctx context.Context, ids []string) (map[string]Job, error)
 		}
 		for _, j := range jobs {
 			if want[j.ID] {
-				got[j.ID] = j // a later line (a requeued job's last run) wins
+				got[j.ID] = append(got[j.ID], j)
 			}
 		}
 	}
@@ -308,7 +329,10 @@ func (c *CLI) Partitions(ctx context.Context) ([]site.Live, error) {
 	return parsePartitions(parseClusterName(cfg), parts, nodes)
 }
 
-var _ Backend = (*CLI)(nil)
+var (
+	_ Backend      = (*CLI)(nil)
+	_ StartHistory = (*CLI)(nil)
+)
 
 // AccountingReader is a Backend that can read Slurm's accounting
 // associations: site check compares the site file's account and QoS

@@ -149,14 +149,14 @@ func TestGoldenDirectives(t *testing.T) {
 		return ds
 	}
 	got := strings.Join(directives(minimalJob()), " ")
-	if want := "--job-name=ccd-run --ntasks=5 --ignore-pbs"; got != want {
+	if want := "--job-name=ccd-run --ntasks=5 --ignore-pbs --open-mode=append"; got != want {
 		t.Errorf("minimal job directives:\n got %s\nwant %s", got, want)
 	}
 	got = strings.Join(directives(fullJob()), " ")
 	want := "--job-name=ccdproc-2024 --partition=debug --account=science --qos=normal --nodes=2 --ntasks=9 " +
 		"--ntasks-per-node=5 --cpus-per-task=1 --mem-per-cpu=400M --time=1-02:00:00 " +
 		"--output=/scratch/runs/ccdproc-2024/logs/slurm-%j.out --error=/scratch/runs/ccdproc-2024/logs/slurm-%j.out " +
-		"--signal=B:USR1@300 --dependency=afterany:1234 --ignore-pbs --exclusive --constraint=haswell \"--comment=nightly"
+		"--signal=B:USR1@300 --dependency=afterany:1234 --ignore-pbs --open-mode=append --exclusive --constraint=haswell \"--comment=nightly"
 	if got != want {
 		t.Errorf("full job directives:\n got %s\nwant %s", got, want)
 	}
@@ -342,6 +342,7 @@ func TestLoad(t *testing.T) {
 #SBATCH --job-name={{directive "Name" .Name}}
 #SBATCH --ntasks={{.Tasks}}
 #SBATCH --gres=gpu:1
+#SBATCH --open-mode=append
 {{range .Setup}}{{.}}
 {{end -}}
 cd {{q .RunDir}} && exec {{args .Launch}}
@@ -364,6 +365,7 @@ cd {{q .RunDir}} && exec {{args .Launch}}
 #SBATCH --job-name="gpu job"
 #SBATCH --ntasks=5
 #SBATCH --gres=gpu:1
+#SBATCH --open-mode=append
 module load cuda
 cd /runs/ccd-run && exec srun '--mpi=none' /opt/dpsbatch/bin/dpsbatch run --run-dir /runs/ccd-run
 `
@@ -385,6 +387,11 @@ cd /runs/ccd-run && exec srun '--mpi=none' /opt/dpsbatch/bin/dpsbatch run --run-
 		{"field.tmpl", "#!/bin/bash\n#SBATCH --ntasks={{.Tasks}}\n{{q .Nmae}}\n", `field.tmpl:3: unknown Job field Nmae (did you mean "Name"?)`},
 		{"shebang.tmpl", "#SBATCH --ntasks={{.Tasks}}\n", "shebang.tmpl:1: the script must start with #!"},
 		{"args.tmpl", "#!/bin/bash\n{{args .Name}}\n", "args.tmpl:2:"},
+		// Slurm would truncate the log of a requeued job's earlier start.
+		{"truncate.tmpl", "#!/bin/bash\n#SBATCH --ntasks={{.Tasks}}\n#SBATCH --open-mode=truncate\n{{args .Launch}}\n",
+			`truncate.tmpl: no "#SBATCH --open-mode=append" line: without it Slurm truncates the job's log`},
+		{"noappend.tmpl", "#!/bin/bash\n#SBATCH --ntasks={{.Tasks}}\n# --open-mode=append\n{{args .Launch}}\n",
+			`noappend.tmpl: no "#SBATCH --open-mode=append" line`},
 	} {
 		path := write(tc.name, tc.text)
 		_, err := templates.Load(path)

@@ -63,9 +63,12 @@ func runRank(c *cli.Context) error {
 		RunID: c.String("run-id"), Logger: log, PipelineDir: c.String("pipeline-dir"), Name: c.String("name")}
 	var job *jobs.InJob
 	if path := c.String("state"); path != "" {
-		job = &jobs.InJob{StatePath: path, JobID: os.Getenv("SLURM_JOB_ID"), Logger: log, StopFile: c.String("stop-file")}
+		job = &jobs.InJob{StatePath: path, JobID: os.Getenv("SLURM_JOB_ID"), Logger: log, StopFile: c.String("stop-file"),
+			Restart: jobs.RestartCount()}
 		if b, err := backend(); err == nil && job.JobID != "" {
-			job.Slurm = b // without Slurm's tools: every running visit is a dead job's
+			// Which jobs still run, and why a requeued job's earlier start ended.
+			// Without Slurm's tools: every running visit is a dead job's.
+			job.Slurm = b
 		}
 		dr.Rank0 = job.Hook
 	}
