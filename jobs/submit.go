@@ -463,8 +463,10 @@ func launch(s *site.Site, l Layout, set settings, runID, stop string, tasks, nod
 	if set.Visits != "" {
 		a = append(a, "--visits", filepath.Join(l.Dir, set.Visits))
 	}
-	return append(a, "--pipeline-dir", set.PipelineDir, "--run-id", runID, "--comm", comm,
-		"--stop-file", stop)
+	if set.PipelineDir != "" { // dpsbatch run refuses an empty value
+		a = append(a, "--pipeline-dir", set.PipelineDir)
+	}
+	return append(a, "--run-id", runID, "--comm", comm, "--stop-file", stop)
 }
 
 // writeScripts writes the rendered scripts of attempts first.. into l.
