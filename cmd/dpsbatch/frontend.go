@@ -127,6 +127,9 @@ func printStatus(w io.Writer, rs jobs.RunStatus) {
 		}
 		fmt.Fprintln(w)
 	}
+	if rs.DroppedEvents > 0 {
+		fmt.Fprintf(w, "  events dropped: %d, undecodable or malformed (dpsbatch events %s lists them)\n", rs.DroppedEvents, rs.Run)
+	}
 	for _, j := range rs.Jobs {
 		shown := strings.ToLower(j.State)
 		if j.Requeued != nil {
@@ -140,7 +143,11 @@ func printStatus(w io.Writer, rs jobs.RunStatus) {
 		if j.Reason != "" {
 			fmt.Fprintf(w, ": %s", strings.TrimSuffix(j.Reason, "; "))
 		}
-		if j.Died {
+		switch {
+		case j.Died && rs.DiskFull != nil:
+			fmt.Fprintf(w, " — ended without recording why, and the run directory's file system is full (%s free of %s): out of disk space?",
+				bytesText(rs.DiskFull.Free), bytesText(rs.DiskFull.Size))
+		case j.Died:
 			fmt.Fprintf(w, " — ended without recording why (killed, node failure or out of memory?)")
 		}
 		fmt.Fprintln(w)
@@ -167,6 +174,20 @@ func printStatus(w io.Writer, rs jobs.RunStatus) {
 		fmt.Fprintf(w, "  listening for trigger events after its visit list (dpsbatch finish %s ends it)\n", rs.Run)
 	}
 	fmt.Fprintf(w, "  state file: %s/%s (journal %s)\n", rs.Dir, jobs.StateFile, rs.Journal)
+}
+
+// bytesText is n in B, KiB, MiB, GiB or TiB.
+func bytesText(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, i := float64(n)/unit, 0
+	for v >= unit && i < 3 {
+		v /= unit
+		i++
+	}
+	return fmt.Sprintf("%.1f %ciB", v, "KMGT"[i])
 }
 
 // printStarts writes, for a job Slurm requeued, why and when it starts

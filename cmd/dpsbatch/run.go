@@ -65,11 +65,10 @@ func runRank(c *cli.Context) error {
 	if path := c.String("state"); path != "" {
 		job = &jobs.InJob{StatePath: path, JobID: os.Getenv("SLURM_JOB_ID"), Logger: log, StopFile: c.String("stop-file"),
 			Restart: jobs.RestartCount()}
-		if job.Restart > 0 {
-			// A requeued job: Slurm's accounting says why.
-			if b, err := backend(); err == nil {
-				job.Slurm = b
-			}
+		if b, err := backend(); err == nil && job.JobID != "" {
+			// Which jobs still run, and why a requeued job's earlier start ended.
+			// Without Slurm's tools: every running visit is a dead job's.
+			job.Slurm = b
 		}
 		dr.Rank0 = job.Hook
 	}
@@ -114,6 +113,9 @@ func runRank(c *cli.Context) error {
 	dr.Stop = stop
 
 	sum, err := harness.RunDist(ctx, dr, o)
+	if job != nil {
+		job.Summarize(sum) // the counts the state file holds
+	}
 	if sum != nil {
 		sum.Print(c.App.Writer)
 	}
