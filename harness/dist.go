@@ -149,6 +149,11 @@ func (dr *DistRun) prepare(c comm.Comm) (*Policy, []Visit, error) {
 	if c.Rank() != 0 || dr.Feed {
 		return p, nil, nil
 	}
+	// A run of its own visit file is new input (a batch job's run, fed
+	// by the job, may be one created before these checks).
+	if err := p.CheckDataIDValues(); err != nil {
+		return nil, nil, err
+	}
 	visits, err := ReadVisits(dr.VisitsPath)
 	if err != nil {
 		return nil, nil, err

@@ -199,6 +199,23 @@ func TestRunRanksBadInput(t *testing.T) {
 	if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "at least 2 ranks") {
 		t.Errorf("one rank: %v", err)
 	}
+	// A run of its own visit file is new input: data ID values and visit
+	// IDs that could leave the run directory are refused.
+	ids := filepath.Join(dir, "ids.yaml")
+	os.WriteFile(ids, []byte("pipeline: p\nslices: 1\nmapper: {type: list, settings: {ids: [{ccd: ../x}]}}\nstages:\n  - {name: a, type: noop}\n"), 0o644)
+	visits := filepath.Join(dir, "v.csv")
+	os.WriteFile(visits, []byte("visitId\nv1\n"), 0o644)
+	_, err = RunRanks(context.Background(), DistRun{PolicyPath: ids, VisitsPath: visits, RunID: "r", RunDir: dir}, 2)
+	if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `ids.yaml:3: mapper.settings.ids[0].ccd: data ID value "../x" contains '/'`) {
+		t.Errorf("data ID value climbing out: %v", err)
+	}
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte("pipeline: p\nslices: 1\nmapper: {type: rank}\nstages:\n  - {name: a, type: noop}\n"), 0o644)
+	os.WriteFile(visits, []byte("visitId\nv1\n../../..\n"), 0o644)
+	_, err = RunRanks(context.Background(), DistRun{PolicyPath: good, VisitsPath: visits, RunID: "r", RunDir: dir}, 2)
+	if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `v.csv:3: visitId: visit ID "../../.." contains '/'`) {
+		t.Errorf("visit ID climbing out: %v", err)
+	}
 }
 
 // The Rank0 hook runs on rank 0 before the ranks agree: it can feed the
