@@ -1,9 +1,12 @@
 // Package conf holds what every strict configuration reader of the project
 // shares: errors that carry file, line and key path; a YAML walker that
 // rejects unknown keys and wrong types and collects every problem instead
-// of stopping at the first; and declared settings (key, kind, default,
-// required, doc) checked against a YAML mapping. The pipeline policy, the
-// mappers' and stages' settings and the site file are all read through it.
+// of stopping at the first; declared settings (key, kind, default,
+// required, doc) checked against a YAML mapping, which can place a
+// component's own error at the setting it names; and the rule for names
+// that go into paths and command lines (CheckElement). The pipeline
+// policy, the mappers' and stages' settings and the site file are all read
+// through it.
 package conf
 
 import (
