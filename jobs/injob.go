@@ -90,7 +90,14 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 		return err
 	}
 	host, _ := os.Hostname()
-	if err := st.JobStarted(j.JobID, host, j.Now()); err != nil && !errors.Is(err, state.ErrNotFound) {
+	if err := st.JobStarted(j.JobID, host, j.Now()); errors.Is(err, state.ErrNotFound) {
+		// No row for this job: its submitter died before recording it.
+		if added, err := recordSelf(st, j.JobID, host, j.Now()); err != nil {
+			return err
+		} else if added {
+			j.log().Warn("this job was not recorded by whoever submitted it (killed mid-submission?): it recorded itself", "job", j.JobID)
+		}
+	} else if err != nil {
 		return err
 	}
 	b, err := j.openBroker(set, p.Name)

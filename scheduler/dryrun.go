@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/dpsbatch/dpsbatch/site"
 )
@@ -90,6 +91,14 @@ func (d *DryRun) History(ctx context.Context, ids []string) (map[string]Job, err
 		return map[string]Job{}, nil
 	}
 	return d.b.History(ctx, real)
+}
+
+// Named asks the wrapped backend.
+func (d *DryRun) Named(ctx context.Context, name string, since time.Time) ([]Job, error) {
+	if d.b == nil {
+		return nil, nil
+	}
+	return d.b.Named(ctx, name, since)
 }
 
 // Partitions asks the wrapped backend.
