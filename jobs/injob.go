@@ -15,6 +15,7 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/state"
 )
 
@@ -34,8 +35,14 @@ type InJob struct {
 	// the next visit boundary, and its first line is the reason recorded
 	// (the job script writes it when Slurm's time-limit warning comes).
 	StopFile string
-	// Every is how often StopFile is looked at (default 1s).
-	Every  time.Duration
+	// Every is how often StopFile is looked at (default 1s), and how
+	// often a job waiting for another job of the run to end looks again
+	// (default 2s; see claimRun).
+	Every time.Duration
+	// Slurm, when set, is asked whether another job of the run that
+	// seems to be running visits has ended (nil: its heartbeat alone
+	// tells).
+	Slurm  scheduler.Backend
 	Logger *slog.Logger
 	Now    func() time.Time // nil: time.Now
 
@@ -76,6 +83,10 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 			return fmt.Errorf("jobs: %s: run settings: %w", j.StatePath, err)
 		}
 	}
+	host, _ := os.Hostname()
+	if err := j.claimRun(st, set, host, dr.Stop); err != nil {
+		return err
+	}
 	if n, err := st.InterruptRunning("the job that ran it ended before it finished"); err != nil {
 		return err
 	} else if n > 0 {
@@ -87,17 +98,6 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 	}
 	feed, err := j.feed(set, dr.VisitsPath, p.Trigger.Topic, ids)
 	if err != nil {
-		return err
-	}
-	host, _ := os.Hostname()
-	if err := st.JobStarted(j.JobID, host, j.Now()); errors.Is(err, state.ErrNotFound) {
-		// No row for this job: its submitter died before recording it.
-		if added, err := recordSelf(st, j.JobID, host, j.Now()); err != nil {
-			return err
-		} else if added {
-			j.log().Warn("this job was not recorded by whoever submitted it (killed mid-submission?): it recorded itself", "job", j.JobID)
-		}
-	} else if err != nil {
 		return err
 	}
 	b, err := j.openBroker(set, p.Name)

@@ -13,7 +13,6 @@ package jobs
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -143,13 +142,11 @@ func submitOne(ctx context.Context, b scheduler.Backend, lk *runLock, sts []*sta
 // recordSelf records job id in st when it finds no row of its own (its
 // submitter died before recording it, and no command has adopted it
 // since): under the submission its Slurm name carries (SLURM_JOB_NAME),
-// else as the attempt the job script says (DPSBATCH_ATTEMPT).
+// else as the attempt the job script says (DPSBATCH_ATTEMPT); an error
+// wrapping state.ErrNotFound when it has neither (a job run by hand). Its
+// start is the caller's to record (state.ClaimRun).
 func recordSelf(st *state.Store, id, host string, at time.Time) (bool, error) {
 	attempt, _ := strconv.Atoi(os.Getenv("DPSBATCH_ATTEMPT"))
-	added, err := st.AdoptJob(tokenOf(os.Getenv("SLURM_JOB_NAME")), state.Job{ID: id, Attempt: attempt, Submitted: at,
-		Started: at, Host: host, State: "SUBMITTED"})
-	if errors.Is(err, state.ErrNotFound) {
-		return false, nil // neither a submission nor an attempt: a job run by hand
-	}
-	return added, err
+	return st.AdoptJob(tokenOf(os.Getenv("SLURM_JOB_NAME")), state.Job{ID: id, Attempt: attempt, Submitted: at,
+		Host: host, State: "SUBMITTED"})
 }

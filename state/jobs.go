@@ -364,3 +364,57 @@ func (s *Store) ReleaseLock(token string) error {
 	}
 	return nil
 }
+
+// ClaimRun records that job started running the run's visits at at, its
+// rank 0 on host (as JobStarted does), unless another job is running
+// them: one whose start is recorded and whose end is not, whose last sign
+// of life (its heartbeat, else its start) is later than at less fresh,
+// and that is not among ended (jobs Slurm says have ended). Then it
+// returns that job and false, and writes nothing. It is one immediate
+// transaction: of two jobs of the run claiming at once, the second sees
+// the first. ErrNotFound if job has no row.
+func (s *Store) ClaimRun(job, host string, at time.Time, fresh time.Duration, ended []string) (Job, bool, error) {
+	var other Job
+	found := false
+	var n int64
+	err := s.write(context.Background(), func(tx *sql.Tx) error {
+		rows, err := tx.Query(`SELECT id, attempt, started, heartbeat, heartbeat_visit, host FROM jobs
+			WHERE id <> ? AND started IS NOT NULL AND ended IS NULL AND max(started, coalesce(heartbeat, 0)) >= ?
+			ORDER BY attempt, rowid`, job, at.Add(-fresh).UnixNano())
+		if err != nil {
+			return err
+		}
+		for rows.Next() && !found {
+			var j Job
+			var start, beat sql.NullInt64
+			if err := rows.Scan(&j.ID, &j.Attempt, &start, &beat, &j.HeartbeatVisit, &j.Host); err != nil {
+				rows.Close()
+				return err
+			}
+			j.Started, j.Heartbeat = fromNanos(start), fromNanos(beat)
+			if !slices.Contains(ended, j.ID) {
+				other, found = j, true
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil || found {
+			return err
+		}
+		res, err := tx.Exec(`UPDATE jobs SET started = ?, host = ? WHERE id = ?`, nanos(at), host, job)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return Job{}, false, s.wrap("claiming the run for job "+job, err)
+	}
+	if found {
+		return other, false, nil
+	}
+	if n == 0 {
+		return Job{}, false, fmt.Errorf("state: %s: job %s: %w", s.path, job, ErrNotFound)
+	}
+	return Job{}, true, nil
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/harness"
 	"github.com/dpsbatch/dpsbatch/jobs"
+	"github.com/dpsbatch/dpsbatch/scheduler"
 )
 
 func runCommand() *cli.Command {
@@ -63,6 +64,9 @@ func runRank(c *cli.Context) error {
 	var job *jobs.InJob
 	if path := c.String("state"); path != "" {
 		job = &jobs.InJob{StatePath: path, JobID: os.Getenv("SLURM_JOB_ID"), Logger: log, StopFile: c.String("stop-file")}
+		if b, err := scheduler.NewCLI(scheduler.CLIOptions{}); err == nil {
+			job.Slurm = b // to tell whether another job of the run still runs
+		}
 		dr.Rank0 = job.Hook
 	}
 	if dr.PolicyPath == "" {
