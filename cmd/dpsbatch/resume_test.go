@@ -210,3 +210,66 @@ func TestBatchResumeKilledMidSubmit(t *testing.T) {
 		})
 	}
 }
+
+// Two jobs of one run started together (the run's held job and a copy of
+// it submitted by hand, released at once): one runs the visits, the
+// other waits for it to end and says so in its log; every visit runs
+// once, and both jobs are recorded.
+func TestBatchTwoJobsOfARunStartedTogether(t *testing.T) {
+	e := newBatchEnv(t)
+	const visits = 6
+	name := fmt.Sprintf("twin-%d", time.Now().UnixNano())
+	policy, vf := e.slowPipeline(name, visits, "1")
+	e.must(0, time.Minute, "submit", policy, "--visits", vf, "--name", name, "--hold")
+	st := e.status(name)
+	first := st.Jobs[0].ID
+	out, err := exec.Command("sbatch", "--hold", "--parsable", "--chdir="+st.Dir, filepath.Join(st.Dir, "scripts", "attempt-1.sbatch")).Output()
+	if err != nil {
+		t.Fatalf("sbatch: %v", err)
+	}
+	second := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command("scancel", first, second).Run() })
+	if out, err := exec.Command("scontrol", "release", first+","+second).CombinedOutput(); err != nil {
+		t.Fatalf("scontrol release: %v %s", err, out)
+	}
+	// wait follows the recorded jobs; the second records itself when it
+	// starts. Wait until Slurm has both ended.
+	for deadline := time.Now().Add(4 * time.Minute); ; time.Sleep(time.Second) {
+		live := 0
+		for _, j := range slurmNamed(t, name) {
+			if f := strings.Fields(j); f[1] == "PENDING" || f[1] == "RUNNING" || f[1] == "COMPLETING" {
+				live++
+			}
+		}
+		if live == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the jobs of the run did not end: %v", slurmNamed(t, name))
+		}
+	}
+	st = e.status(name)
+	if st.Counts["done"] != visits || len(st.Jobs) != 2 {
+		t.Errorf("after both jobs: %+v; want every visit done, both jobs recorded", st)
+	}
+	for _, j := range st.Jobs {
+		if j.Recorded != "COMPLETED" {
+			t.Errorf("job %s recorded %s (%s); want completed, the waiting one having found nothing left", j.ID, j.Recorded, j.Reason)
+		}
+	}
+	waited := 0
+	for _, id := range []string{first, second} {
+		log, _ := os.ReadFile(filepath.Join(st.Dir, "logs", "slurm-"+id+".out"))
+		if strings.Contains(string(log), "another job of the run is running its visits") {
+			waited++
+		}
+	}
+	if waited != 1 {
+		t.Errorf("%d jobs logged that they waited for the other; want 1", waited)
+	}
+	for k, runs := range visitLogs(t, st.Dir, visits) {
+		if runs != 1 {
+			t.Errorf("%s ran %d times, want once", k, runs)
+		}
+	}
+}
