@@ -14,7 +14,10 @@ package jobs
 // has no flock (ENOLCK, EOPNOTSUPP, ENOSYS), the lock is a row of the
 // state file taken in one immediate transaction (state.TakeLock), freed
 // by its holder, by its process's death on the same host, or at the end
-// of its lease.
+// of its lease; sbatch does not hold that one, so a command killed while
+// its sbatch runs frees it at once (a job that sbatch then makes is
+// still adopted if it is found by name, and a job that starts while
+// another runs visits waits for it: see claimRun).
 
 import (
 	"context"

@@ -81,6 +81,11 @@ func (j *InJob) claimRun(st *state.Store, set settings, host string, stop <-chan
 				"other", other.ID, "attempt", other.Attempt, "host", other.Host, "lastHeard", j.Now().Sub(last).Round(time.Second).String(),
 				"visit", other.HeartbeatVisit)
 		}
+		// Alive while it waits (status would call it silent otherwise);
+		// with no start recorded it does not count as running visits.
+		if err := st.Heartbeat(j.JobID, j.Now(), ""); err != nil {
+			j.log().Warn("could not record the heartbeat", "err", err)
+		}
 		select {
 		case <-stop:
 			return j.gaveUp(other)

@@ -46,6 +46,9 @@ func (d *DryRun) Submit(ctx context.Context, s Submission) (string, error) {
 	if s.Dependency != "" {
 		fmt.Fprintf(&b, " --dependency=%s", s.Dependency)
 	}
+	if s.Name != "" {
+		fmt.Fprintf(&b, " --job-name=%s", s.Name)
+	}
 	b.WriteString(" with this script on stdin:\n")
 	b.Write(s.Script)
 	if !strings.HasSuffix(b.String(), "\n") {

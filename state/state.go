@@ -12,6 +12,10 @@
 // writing. Readers (`dpsbatch status`) open it with OpenReadOnly at any
 // time: their queries are short single statements, and every open
 // connection waits for a busy file (busy_timeout) instead of failing.
+// The front end records a Submission before each sbatch and its job once
+// known (AdoptJob); a job's rank 0 claims the run (ClaimRun) before it
+// runs a visit, so that two jobs of a run never run visits at once; where
+// flock is missing, the run's lock is a row taken by TakeLock.
 //
 // Crash safety: each VisitStarted and each VisitEnded is one committed
 // transaction, so a writer killed at any instant leaves a readable file in
