@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -240,5 +241,46 @@ func TestInJobRecordsItself(t *testing.T) {
 	}
 	if slices.Contains(e.fake.named, sub.Name) {
 		t.Errorf("asked Slurm about %s, which the job recorded", sub.Name)
+	}
+}
+
+// A program started while the lock is shared (sbatch) holds it on after
+// this process lets go, as it would after this process was killed; the
+// lock is free once the program ends.
+func TestLockSharedWithSbatch(t *testing.T) {
+	e := newEnv(t, 2)
+	dir := e.submit("run1")
+	l := Layout{Dir: dir}
+	lk, err := lockRun(context.Background(), l, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = lk.sharing(func() error {
+		return exec.Command("sh", "-c", "sleep 2 </dev/null >/dev/null 2>&1 &").Run()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk.f.Close() // as if killed: no unlock
+	if _, err := lockRun(context.Background(), l, 300*time.Millisecond); !errors.Is(err, ErrRunLocked) ||
+		!strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Fatalf("lock while the program holds it: %v; want ErrRunLocked naming this process", err)
+	}
+	lk2, err := lockRun(context.Background(), l, 20*time.Second)
+	if err != nil {
+		t.Fatalf("lock once the program ended: %v", err)
+	}
+	lk2.unlock()
+	// Programs started outside sharing do not hold it.
+	lk3, err := lockRun(context.Background(), l, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec.Command("sh", "-c", "sleep 2 </dev/null >/dev/null 2>&1 &").Run()
+	lk3.unlock()
+	if lk4, err := lockRun(context.Background(), l, 300*time.Millisecond); err != nil {
+		t.Errorf("lock after an unshared program: %v", err)
+	} else {
+		lk4.unlock()
 	}
 }
