@@ -104,15 +104,18 @@ func TestBatchConcurrentResumes(t *testing.T) {
 // (sbatch, wrapped, sleeps after submitting): the next resume finds the
 // job by its name and adopts it, whether it is still queued (the run is
 // then live) or has ended already; status lists it as the attempt's one
-// job, and no second job is submitted for the attempt.
+// job, and no second job is submitted for the attempt. Killed alone, the
+// resume leaves its sbatch holding the run's lock: the next resume says
+// so, and with --wait-lock waits for sbatch, then adopts the job.
 func TestBatchResumeKilledMidSubmit(t *testing.T) {
 	e := newBatchEnv(t)
 	const visits = 3
-	for _, ended := range []bool{false, true} {
+	for _, mode := range []string{"queued", "ended", "sbatch-outlives"} {
+		ended, alone := mode == "ended", mode == "sbatch-outlives"
 		// Slurm remembers the jobs of earlier test runs by name: a name
 		// of this run's own.
-		name := fmt.Sprintf("killed-sub-%v-%d", ended, time.Now().UnixNano())
-		t.Run(fmt.Sprintf("ended=%v", ended), func(t *testing.T) {
+		name := fmt.Sprintf("killed-sub-%s-%d", mode, time.Now().UnixNano())
+		t.Run(mode, func(t *testing.T) {
 			e.t = t
 			e.stoppedRun(name, visits)
 			wrap := t.TempDir()
@@ -122,13 +125,14 @@ func TestBatchResumeKilledMidSubmit(t *testing.T) {
 				t.Fatal(err)
 			}
 			// The job is held, so that it stays queued until released.
-			writeFile(t, filepath.Join(wrap, "sbatch"), fmt.Sprintf("#!/bin/sh\n%s --hold \"$@\"\ns=$?\ntouch %s\nsleep 60\nexit $s\n", real, mark))
+			writeFile(t, filepath.Join(wrap, "sbatch"), fmt.Sprintf("#!/bin/sh\n%s --hold \"$@\"\ns=$?\ntouch %s\nsleep 8\nexit $s\n", real, mark))
 			os.Chmod(filepath.Join(wrap, "sbatch"), 0o755)
 			c := exec.Command(e.bin, "resume", name)
 			c.Env = cleanEnv("DPSBATCH_SITE="+e.site, "PATH="+wrap+":"+os.Getenv("PATH"))
 			c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 			var out bytes.Buffer
 			c.Stdout, c.Stderr = &out, &out
+			c.WaitDelay = time.Second // the wrapper, killed or not, holds the output pipes
 			if err := c.Start(); err != nil {
 				t.Fatal(err)
 			}
@@ -142,8 +146,13 @@ func TestBatchResumeKilledMidSubmit(t *testing.T) {
 					t.Fatalf("the wrapped sbatch never submitted\n%s", &out)
 				}
 			}
-			syscall.Kill(-c.Process.Pid, syscall.SIGKILL) // the resume, the wrapper and its sleep
+			if alone {
+				c.Process.Kill() // the resume only: its sbatch lives on
+			} else {
+				syscall.Kill(-c.Process.Pid, syscall.SIGKILL) // the resume, the wrapper and its sleep
+			}
 			c.Wait()
+			t.Cleanup(func() { syscall.Kill(-c.Process.Pid, syscall.SIGKILL) })
 			first := e.status(name).Jobs
 			all := slurmNamed(t, name)
 			if len(first) != 1 || len(all) != 2 {
@@ -176,7 +185,15 @@ func TestBatchResumeKilledMidSubmit(t *testing.T) {
 					t.Errorf("second resume:\n%s\nwant attempt 3 submitted", out)
 				}
 			} else {
-				_, errOut, code := e.dps(time.Minute, "resume", name)
+				args := []string{"resume", name}
+				if alone {
+					_, errOut, code := e.dps(time.Minute, args...)
+					if code != exitFailure || !strings.Contains(errOut, "locked by another command") || !strings.Contains(errOut, "that process is gone") {
+						t.Errorf("resume while the killed resume's sbatch runs: exit %d\n%s\nwant 1, locked by a program the gone resume started", code, errOut)
+					}
+					args = append(args, "--wait-lock", "2m")
+				}
+				_, errOut, code := e.dps(3*time.Minute, args...)
 				if code != exitFailure || !strings.Contains(errOut, id+" pending") {
 					t.Errorf("second resume: exit %d\n%s\nwant 1, the run live with job %s", code, errOut, id)
 				}
