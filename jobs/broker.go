@@ -204,6 +204,13 @@ func ServeBroker(ctx context.Context, dir, job string, log *slog.Logger, ready f
 	}
 	host, _ := os.Hostname()
 	err = st.JobStarted(job, host, time.Now())
+	if errors.Is(err, state.ErrNotFound) {
+		// No row for the job: its submitter died before recording it.
+		// Its pipelines find the broker through the row: record it.
+		if _, err = recordSelf(st, job, host, time.Now()); err == nil {
+			err = st.JobStarted(job, host, time.Now())
+		}
+	}
 	if err == nil || errors.Is(err, state.ErrNotFound) {
 		err = st.SetJobBroker(job, s.URL)
 	}

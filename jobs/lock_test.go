@@ -284,3 +284,35 @@ func TestLockSharedWithSbatch(t *testing.T) {
 		lk4.unlock()
 	}
 }
+
+// A production's broker, started by a job its submitter never recorded,
+// records the job (its pipelines find the broker through the job's row).
+func TestServeBrokerRecordsItsUnrecordedJob(t *testing.T) {
+	e := newEnv(t, 2)
+	dir := e.submit("prod1")
+	sub := newSubmission("prod1", 2, fixedNow())
+	withState(t, dir, func(st *state.Store) {
+		if err := st.RecordSubmission(sub); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Setenv("SLURM_JOB_NAME", sub.Name)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	urls := make(chan string, 1)
+	served := make(chan error, 1)
+	go func() { served <- ServeBroker(ctx, dir, "3003", nil, func(u string) { urls <- u }) }()
+	select {
+	case url := <-urls:
+		js := jobsOf(t, dir)
+		if len(js) != 2 || js[1].ID != "3003" || js[1].Attempt != 2 || js[1].Broker != url || js[1].Started.IsZero() {
+			t.Errorf("jobs %+v; want 3003 as attempt 2, started, at %s", js, url)
+		}
+	case err := <-served:
+		t.Fatalf("ServeBroker: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the broker did not serve within 30s")
+	}
+	cancel()
+	<-served
+}
