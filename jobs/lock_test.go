@@ -316,3 +316,19 @@ func TestServeBrokerRecordsItsUnrecordedJob(t *testing.T) {
 	cancel()
 	<-served
 }
+
+// cancel also cancels a job its submitter died before recording.
+func TestCancelFindsAnUnrecordedJob(t *testing.T) {
+	e := newEnv(t, 6)
+	dir := deadRun(t, e)
+	e.fake.afterSubmit = func(id string) { panic("killed after sbatch accepted " + id) }
+	func() {
+		defer func() { recover() }()
+		Resume(context.Background(), e.resumeOpts(dir))
+	}()
+	e.fake.afterSubmit = nil
+	got, err := Cancel(context.Background(), e.fake, dir)
+	if err != nil || !slices.Equal(got, []string{"1002"}) || !slices.Equal(e.fake.cancels, []string{"1002"}) {
+		t.Errorf("Cancel = %v, %v (cancels %v); want the unrecorded 1002", got, err, e.fake.cancels)
+	}
+}

@@ -72,6 +72,37 @@ func settleSubmissions(ctx context.Context, b scheduler.Backend, l Layout, recor
 	return nil
 }
 
+// unrecordedJobs lists the live jobs of the run's submissions that have
+// no job recorded, asking Slurm by name; it changes nothing (Cancel
+// cancels them without taking the run lock).
+func unrecordedJobs(ctx context.Context, b scheduler.Backend, l Layout) ([]string, error) {
+	st, err := state.OpenReadOnly(l.State())
+	if err != nil {
+		return nil, err
+	}
+	subs, err := st.Submissions()
+	st.Close()
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, sub := range subs {
+		if sub.Job != "" || sub.Void != "" {
+			continue
+		}
+		found, err := b.Named(ctx, sub.Name, sub.Recorded)
+		if err != nil {
+			return ids, err
+		}
+		for _, j := range found {
+			if j.Live() {
+				ids = append(ids, j.ID)
+			}
+		}
+	}
+	return ids, nil
+}
+
 // settleOne records in r's state file what Slurm said of sub: its job
 // (the earliest, should there be several), or that it has none.
 func settleOne(r Layout, sub state.Submission, found []scheduler.Job) error {
