@@ -52,6 +52,11 @@ type DistRun struct {
 	// policy file's folder: a batch run keeps a copy of the policy in its
 	// run directory while the scripts it names stay where they were.
 	PipelineDir string
+	// Name, when set, is the pipeline's name in this run instead of the
+	// policy's (a production entry's name): every rank uses it for
+	// {pipeline}, and the Pipeline in every event it publishes, so one
+	// pipeline has one name throughout a production's run.
+	Name string
 	// Rank0, when set, is called on rank 0 once the policy is loaded and
 	// valid, before the ranks agree to start: it may set Recorder, Broker
 	// and Feed (a batch run opens its state file and feeds its visits
@@ -124,6 +129,9 @@ func (dr *DistRun) prepare(c comm.Comm) (*Policy, []Visit, error) {
 	p, err := Load(dr.PolicyPath)
 	if err != nil {
 		return nil, nil, err
+	}
+	if dr.Name != "" {
+		p.Name = dr.Name
 	}
 	if dr.PipelineDir != "" {
 		if p.Dir, err = filepath.Abs(dr.PipelineDir); err != nil {

@@ -338,7 +338,7 @@ func TestBrokerLock(t *testing.T) {
 	l := Layout{Dir: dir}
 	log := slog.New(slog.DiscardHandler)
 	ctx := context.Background()
-	s1, err := serve(ctx, l, "127.0.0.1", 0, "first", "", log)
+	s1, err := serve(ctx, l, brokerSettings{}, "127.0.0.1", 0, "first", "", log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +360,7 @@ func TestBrokerLock(t *testing.T) {
 	if _, err := lockBroker(l, 300*time.Millisecond); !errors.Is(err, errBrokerBusy) || time.Since(start) < 300*time.Millisecond {
 		t.Fatalf("lockBroker waiting 300ms: %v after %s; want errBrokerBusy after 300ms", err, time.Since(start))
 	}
-	if _, err := serve(ctx, l, "127.0.0.1", 0, "second", "", log); !errors.Is(err, errBrokerBusy) {
+	if _, err := serve(ctx, l, brokerSettings{}, "127.0.0.1", 0, "second", "", log); !errors.Is(err, errBrokerBusy) {
 		t.Fatalf("a second serve: %v; want errBrokerBusy", err)
 	}
 	if got := string(readAll(t, l.BrokerToken())); got != tok1 {
@@ -376,7 +376,7 @@ func TestBrokerLock(t *testing.T) {
 	unlock()
 
 	// A waiting lockBroker gets the lock once it is let go.
-	s2, err := serve(ctx, l, "127.0.0.1", 0, "third", "", log)
+	s2, err := serve(ctx, l, brokerSettings{}, "127.0.0.1", 0, "third", "", log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -738,6 +738,14 @@ func TestStatusSilent(t *testing.T) {
 			j := rs.Jobs[0]
 			if j.Silent != tc.silent {
 				t.Errorf("Silent = %v; want %v (%+v)", j.Silent, tc.silent, j)
+			}
+			if tc.slurm == "PENDING" {
+				// Pending after it started: Slurm requeued it, and the
+				// heartbeat is an earlier start's.
+				if j.Requeued == nil || !j.Heartbeat.IsZero() {
+					t.Errorf("a started job pending again: %+v; want it requeued, without the earlier start's heartbeat", j)
+				}
+				return
 			}
 			if !j.Heartbeat.Equal(fixedNow().Add(time.Minute)) || j.HeartbeatVisit != "v002" || rs.Heartbeat != 10*time.Second {
 				t.Errorf("heartbeat %v on %q every %s; want the one recorded, every 10s", j.Heartbeat, j.HeartbeatVisit, rs.Heartbeat)

@@ -35,14 +35,20 @@ type InJob struct {
 	// the next visit boundary, and its first line is the reason recorded
 	// (the job script writes it when Slurm's time-limit warning comes).
 	StopFile string
+	// Restart is Slurm's SLURM_RESTART_COUNT (RestartCount): 0 on the
+	// job's first start, n once Slurm has requeued it n times and runs it
+	// again under the same ID. Each start is recorded on its own.
+	Restart int
+	// Slurm, when set, is asked whether another job of the run that
+	// seems to be running visits has ended (nil: its heartbeat alone
+	// tells; see claimRun), and, when it offers scheduler.StartHistory,
+	// at a restart how the job's earlier starts ended (REQUEUED,
+	// NODE_FAIL, PREEMPTED), for their records.
+	Slurm scheduler.Backend
 	// Every is how often StopFile is looked at (default 1s), and how
 	// often a job waiting for another job of the run to end looks again
 	// (default 2s; see claimRun).
-	Every time.Duration
-	// Slurm, when set, is asked whether another job of the run that
-	// seems to be running visits has ended (nil: its heartbeat alone
-	// tells).
-	Slurm  scheduler.Backend
+	Every  time.Duration
 	Logger *slog.Logger
 	Now    func() time.Time // nil: time.Now
 
@@ -99,6 +105,9 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 	feed, err := j.feed(set, dr.VisitsPath, p.Trigger.Topic, ids)
 	if err != nil {
 		return err
+	}
+	if j.Restart > 0 {
+		j.recordRequeues()
 	}
 	b, err := j.openBroker(set, p.Name)
 	if err != nil {
@@ -277,7 +286,7 @@ func (j *InJob) openBroker(set settings, pipeline string) (*served, error) {
 		var err error
 		// A relay command may hold the store for a moment (storing an
 		// event while the job was pending): wait for it.
-		if b, err = serve(ctx, l, "", 30*time.Second, name, sub, j.log()); err != nil {
+		if b, err = serve(ctx, l, set.Broker, "", 30*time.Second, name, sub, j.log()); err != nil {
 			return nil, err
 		}
 	}

@@ -43,7 +43,7 @@ func (j *InJob) claimRun(st *state.Store, set settings, host string, stop <-chan
 	}
 	waiting := ""
 	for {
-		other, ok, err := st.ClaimRun(j.JobID, host, j.Now(), fresh, ended)
+		other, ok, err := st.ClaimRun(j.JobID, j.Restart, host, j.Now(), fresh, ended)
 		if errors.Is(err, state.ErrNotFound) {
 			// No row for this job: its submitter died before recording it.
 			var added bool

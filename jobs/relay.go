@@ -152,7 +152,7 @@ func Relay(ctx context.Context, o RelayOptions) (*Relayed, error) {
 	default:
 		// No job serves the store: open it here for a moment. If the
 		// lock is taken, the pending job has just started: use its.
-		s, err := serve(ctx, l, "127.0.0.1", 0, name, "", log)
+		s, err := serve(ctx, l, set.Broker, "127.0.0.1", 0, name, "", log)
 		switch {
 		case errors.Is(err, errBrokerBusy) && live != nil:
 			j, err := dialJobBroker(ctx, l, live.ID, wait, name, "", log)

@@ -171,6 +171,9 @@ func resumeJob(ctx context.Context, o ResumeOptions, rj runJob, planned *Planned
 		res.Complete = true
 		return res, nil
 	}
+	if err := checkBrokerSpace(l.Dir, rj.set.Broker); err != nil {
+		return nil, err
+	}
 	if err := writeScripts(l, scripts, attempt); err != nil {
 		return nil, err
 	}

@@ -41,6 +41,12 @@ type JobStatus struct {
 	// said it is alive for more than three heartbeats (or not once since
 	// the job started): it may be hung, stopped or cut off.
 	Silent bool `json:"silent,omitempty"`
+	// Starts is every start of the job, oldest first, when Slurm
+	// requeued it (ran it again under the same ID); the job's own fields
+	// are its latest start's.
+	Starts []StartStatus `json:"starts,omitempty"`
+	// Requeued is set while a job Slurm requeued waits to start again.
+	Requeued *Requeue `json:"requeued,omitempty"`
 }
 
 // RunStatus is a run's progress.
@@ -99,6 +105,7 @@ func Status(ctx context.Context, b scheduler.Backend, dirs []string) ([]RunStatu
 	for i := range out {
 		settle(&out[i], known)
 	}
+	requeueReasons(ctx, b, out)
 	return out, nil
 }
 
@@ -153,6 +160,10 @@ func readRun(dir string) (RunStatus, error) {
 	if err != nil {
 		return RunStatus{}, err
 	}
+	starts, err := st.JobStarts()
+	if err != nil {
+		return RunStatus{}, err
+	}
 	rs := RunStatus{Run: run.Name, Dir: dir, Pipeline: run.Pipeline, Partition: run.Partition, Created: run.Created,
 		Counts: map[string]int{}, Journal: st.JournalMode(), FS: st.FileSystem(),
 		InputClosed: run.InputClosed, InputClosedWhy: run.InputClosedWhy, Heartbeat: DefaultHeartbeat}
@@ -181,6 +192,7 @@ func readRun(dir string) (RunStatus, error) {
 			Broker: j.Broker, Heartbeat: j.Heartbeat, HeartbeatVisit: j.HeartbeatVisit})
 	}
 	sort.Slice(rs.Jobs, func(a, b int) bool { return rs.Jobs[a].Attempt < rs.Jobs[b].Attempt })
+	attachStarts(&rs, starts)
 	if len(rs.Pipelines) > 0 {
 		sumPipelines(&rs)
 		return rs, nil
@@ -189,9 +201,7 @@ func readRun(dir string) (RunStatus, error) {
 	if err != nil {
 		return RunStatus{}, err
 	}
-	if done > 1 && last.After(first) {
-		rs.Rate = float64(done) / last.Sub(first).Seconds()
-	}
+	rs.Rate = runningRate(done, first, last, starts)
 	return rs, nil
 }
 
@@ -275,6 +285,7 @@ func settle(rs *RunStatus, known map[string]scheduler.Job) {
 	for i := range rs.Jobs {
 		j := &rs.Jobs[i]
 		if k, ok := known[j.ID]; ok {
+			settleRequeue(j, k)
 			j.State, j.Source, j.Live = k.State, k.Source, k.Live()
 			if !j.Live {
 				j.ExitCode = k.ExitCode
@@ -314,7 +325,7 @@ func settle(rs *RunStatus, known map[string]scheduler.Job) {
 	default:
 		rs.Outcome = "unfinished"
 	}
-	if rs.Live && rs.Rate > 0 {
+	if rs.Live && rs.Rate > 0 && anyRunning(rs.Jobs) {
 		left := rs.Visits - c[string(state.Done)] - c[string(state.Failed)]
 		rs.ETA = time.Duration(float64(left) / rs.Rate * float64(time.Second))
 	}
@@ -349,7 +360,7 @@ func recordedEnd(s string) bool {
 
 func anyRunning(js []JobStatus) bool {
 	for _, j := range js {
-		if j.Live && j.State != "PENDING" {
+		if j.Live && j.State != "PENDING" && j.Requeued == nil {
 			return true
 		}
 	}
@@ -447,9 +458,10 @@ func Wait(ctx context.Context, b scheduler.Backend, dir string, o WaitOptions) (
 			if !rs.Live {
 				return rs, outcomeErr(rs)
 			}
-			if ends == len(rs.Jobs) {
+			if ends == len(rs.Jobs) && !anyRequeued(rs.Jobs) {
 				// Every job recorded its end but Slurm still has one
-				// finishing: look again soon.
+				// finishing: look again soon. (A requeued job's end
+				// is its earlier start's: it waits to start again.)
 				lastEnds = -1
 			}
 		}

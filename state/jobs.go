@@ -40,17 +40,36 @@ func (s *Store) AddJob(j Job) error {
 	return nil
 }
 
-// JobStarted records that job id started at at, its rank 0 on host. The
-// job's Pipeline calls it when it opens the file.
+// JobStarted records that job id started at at, its rank 0 on host: its
+// first start (StartJob with restart 0). The job's Pipeline calls it when
+// it opens the file.
 func (s *Store) JobStarted(id, host string, at time.Time) error {
-	return s.updateJob(id, `UPDATE jobs SET started = ?, host = ? WHERE id = ?`, nanos(at), host, id)
+	return s.StartJob(id, 0, host, at)
 }
 
 // JobEnded records how job id ended: Slurm's state (COMPLETED, FAILED,
-// TIMEOUT, ...), its exit code, a reason, and when.
+// TIMEOUT, ...), its exit code, a reason, and when; in the job's record
+// and in its latest start's.
 func (s *Store) JobEnded(id, state string, exitCode int, reason string, at time.Time) error {
-	return s.updateJob(id, `UPDATE jobs SET ended = ?, state = ?, exit_code = ?, reason = ? WHERE id = ?`,
-		nanos(at), state, exitCode, reason, id)
+	var n int64
+	err := s.write(context.Background(), func(tx *sql.Tx) error {
+		res, err := tx.Exec(`UPDATE jobs SET ended = ?, state = ?, exit_code = ?, reason = ? WHERE id = ?`,
+			nanos(at), state, exitCode, reason, id)
+		if err != nil {
+			return err
+		}
+		if n, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		return endStart(tx, id, state, exitCode, reason, at)
+	})
+	if err != nil {
+		return s.wrap("updating job "+id, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("state: %s: job %s: %w", s.path, id, ErrNotFound)
+	}
+	return nil
 }
 
 // SetJobBroker records url as the address where job's broker listens
@@ -366,17 +385,18 @@ func (s *Store) ReleaseLock(token string) error {
 }
 
 // ClaimRun records that job started running the run's visits at at, its
-// rank 0 on host (as JobStarted does), unless another job is running
+// rank 0 on host, as its restart-th start (as StartJob does), unless
+// another job is running
 // them: one whose start is recorded and whose end is not, whose last sign
 // of life (its heartbeat, else its start) is later than at less fresh,
 // and that is not among ended (jobs Slurm says have ended). Then it
 // returns that job and false, and writes nothing. It is one immediate
 // transaction: of two jobs of the run claiming at once, the second sees
 // the first. ErrNotFound if job has no row.
-func (s *Store) ClaimRun(job, host string, at time.Time, fresh time.Duration, ended []string) (Job, bool, error) {
+func (s *Store) ClaimRun(job string, restart int, host string, at time.Time, fresh time.Duration, ended []string) (Job, bool, error) {
 	var other Job
 	found := false
-	var n int64
+	started := false
 	err := s.write(context.Background(), func(tx *sql.Tx) error {
 		rows, err := tx.Query(`SELECT id, attempt, started, heartbeat, heartbeat_visit, host FROM jobs
 			WHERE id <> ? AND started IS NOT NULL AND ended IS NULL AND max(started, coalesce(heartbeat, 0)) >= ?
@@ -400,11 +420,7 @@ func (s *Store) ClaimRun(job, host string, at time.Time, fresh time.Duration, en
 		if err := rows.Err(); err != nil || found {
 			return err
 		}
-		res, err := tx.Exec(`UPDATE jobs SET started = ?, host = ? WHERE id = ?`, nanos(at), host, job)
-		if err != nil {
-			return err
-		}
-		n, err = res.RowsAffected()
+		started, err = startJob(tx, job, restart, host, at)
 		return err
 	})
 	if err != nil {
@@ -413,7 +429,7 @@ func (s *Store) ClaimRun(job, host string, at time.Time, fresh time.Duration, en
 	if found {
 		return other, false, nil
 	}
-	if n == 0 {
+	if !started {
 		return Job{}, false, fmt.Errorf("state: %s: job %s: %w", s.path, job, ErrNotFound)
 	}
 	return Job{}, true, nil

@@ -146,7 +146,27 @@ ALTER TABLE events ADD COLUMN job TEXT NOT NULL DEFAULT '';           -- the job
 -- topic after an ID, or the last N of a topic, is a range of this index.
 CREATE INDEX events_by_topic ON events (topic);
 `,
-	// 4: submissions, recorded before sbatch is called, so that a job
+	// Each start of a job on its own: Slurm runs a requeued job (a node
+	// failure, scontrol requeue, preemption) again under the same ID, and
+	// the jobs row then describes its latest start. A job that started
+	// before this migration keeps that start as its first.
+	`
+CREATE TABLE job_starts (
+	job       TEXT NOT NULL,              -- jobs.id
+	restart   INTEGER NOT NULL,           -- Slurm's SLURM_RESTART_COUNT: 0 on the first start
+	host      TEXT NOT NULL DEFAULT '',   -- where rank 0 ran
+	started   INTEGER,
+	ended     INTEGER,
+	state     TEXT NOT NULL DEFAULT '',   -- how it ended: rank 0's record, or Slurm's (REQUEUED, NODE_FAIL, PREEMPTED)
+	exit_code INTEGER NOT NULL DEFAULT 0,
+	reason    TEXT NOT NULL DEFAULT '',
+	PRIMARY KEY (job, restart)
+) WITHOUT ROWID;
+INSERT INTO job_starts (job, restart, host, started, ended, state, exit_code, reason)
+	SELECT id, 0, host, started, ended, CASE WHEN ended IS NULL THEN '' ELSE state END, exit_code, reason
+	FROM jobs WHERE started IS NOT NULL;
+`,
+	// 5: submissions, recorded before sbatch is called, so that a job
 	// whose submitter died before recording it is found (by the name it
 	// carries) and adopted; and the run's lock on file systems without
 	// flock. The jobs table stays keyed by Slurm's job ID: a submission

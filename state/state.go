@@ -1,8 +1,9 @@
 // Package state owns the state file of a run: one SQLite database per run
-// that records the run itself (Run), the Slurm jobs it was run as (Job),
-// every visit of its visit list with its state and attempts (Visit), the
-// time each stage took per visit, the slices that failed, and the events
-// the run received and sent (EventRecord). It owns the file's schema and
+// that records the run itself (Run), the Slurm jobs it was run as (Job)
+// and each start of them (JobStart: Slurm runs a requeued job again under
+// the same ID), every visit of its visit list with its state and attempts
+// (Visit), the time each stage took per visit, the slices that failed, and
+// the events the run received and sent (EventRecord). It owns the file's schema and
 // its migrations, the choice of journal mode for the file system the file
 // lives on, and the queries that status and resume need.
 //
@@ -27,8 +28,8 @@
 //
 // Growth: the visit list, the stage times (one row per stage per visit
 // attempt), the slice failures and the events (one row per event recorded,
-// never pruned) grow the file; a job's heartbeat and broker address
-// overwrite its row and do not.
+// never pruned) grow the file, as do the job starts (one row per start);
+// a job's heartbeat and broker address overwrite its row and do not.
 //
 // Secrets: nothing here is a secret, and nothing secret may be stored. A
 // broker address is refused if it carries user information (a token, a

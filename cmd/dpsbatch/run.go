@@ -10,7 +10,6 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/harness"
 	"github.com/dpsbatch/dpsbatch/jobs"
-	"github.com/dpsbatch/dpsbatch/scheduler"
 )
 
 func runCommand() *cli.Command {
@@ -38,6 +37,7 @@ func runCommand() *cli.Command {
 			&cli.IntFlag{Name: "size", Usage: "number of ranks, for tcp outside srun (with --rank), or for local"},
 			&cli.StringFlag{Name: "state", Usage: "the run's state file (batch jobs): rank 0 runs the visits it lists as unfinished and records progress in it"},
 			&cli.StringFlag{Name: "stop-file", Usage: "with --state: stop at the next visit boundary once this file exists (the job script writes it on Slurm's time-limit warning)"},
+			&cli.StringFlag{Name: "name", Usage: "the pipeline's name in this run, in its events and {pipeline} (a production's entry name; default: the policy's)"},
 			&cli.StringFlag{Name: "pipeline-dir", Usage: "what {pipelinedir} names (default: the policy file's folder)"},
 			&cli.StringFlag{Name: "rendezvous", Usage: "directory where tcp ranks find rank 0, shared by all nodes (default: RUN-DIR/.rendezvous)"},
 		},
@@ -60,12 +60,15 @@ func runRank(c *cli.Context) error {
 	}
 	dir := c.String("run-dir")
 	dr := harness.DistRun{RunDir: dir, PolicyPath: c.String("pipeline"), VisitsPath: c.String("visits"),
-		RunID: c.String("run-id"), Logger: log, PipelineDir: c.String("pipeline-dir")}
+		RunID: c.String("run-id"), Logger: log, PipelineDir: c.String("pipeline-dir"), Name: c.String("name")}
 	var job *jobs.InJob
 	if path := c.String("state"); path != "" {
-		job = &jobs.InJob{StatePath: path, JobID: os.Getenv("SLURM_JOB_ID"), Logger: log, StopFile: c.String("stop-file")}
-		if b, err := scheduler.NewCLI(scheduler.CLIOptions{}); err == nil {
-			job.Slurm = b // to tell whether another job of the run still runs
+		job = &jobs.InJob{StatePath: path, JobID: os.Getenv("SLURM_JOB_ID"), Logger: log, StopFile: c.String("stop-file"),
+			Restart: jobs.RestartCount()}
+		// Slurm tells whether another job of the run still runs and, for
+		// a requeued job, why its earlier starts ended.
+		if b, err := backend(); err == nil {
+			job.Slurm = b
 		}
 		dr.Rank0 = job.Hook
 	}
