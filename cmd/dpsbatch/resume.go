@@ -31,12 +31,12 @@ func resumeCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
 		},
 		Action: func(c *cli.Context) error {
+			if c.Duration("wait-lock") < 0 {
+				return badInput("--wait-lock must not be negative, got %s", c.Duration("wait-lock"))
+			}
 			t, err := openRun(c, true)
 			if err != nil {
 				return err
-			}
-			if c.Duration("wait-lock") < 0 {
-				return badInput("--wait-lock must not be negative, got %s", c.Duration("wait-lock"))
 			}
 			res, err := jobs.Resume(c.Context, jobs.ResumeOptions{Site: t.site, Backend: t.b, Dir: t.dir,
 				MaxAttempts: c.Int("max-attempts"), AutoResume: c.Int("auto-resume"), DryRun: c.Bool("dry-run"),

@@ -55,6 +55,9 @@ func TestBatchConcurrentResumes(t *testing.T) {
 	const visits, n = 4, 4
 	name := fmt.Sprintf("conc-%d", time.Now().UnixNano()) // Slurm remembers earlier test runs' jobs by name
 	e.stoppedRun(name, visits)
+	if _, errOut, code := e.dps(time.Minute, "resume", name, "--wait-lock", "-1s"); code != exitBadInput || !strings.Contains(errOut, "--wait-lock") {
+		t.Errorf("resume --wait-lock -1s: exit %d, %s; want %d naming the flag", code, errOut, exitBadInput)
+	}
 	cmds := make([]*exec.Cmd, n)
 	outs := make([]*bytes.Buffer, n)
 	for i := range cmds {
