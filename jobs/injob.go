@@ -39,11 +39,13 @@ type InJob struct {
 	// job's first start, n once Slurm has requeued it n times and runs it
 	// again under the same ID. Each start is recorded on its own.
 	Restart int
-	// Slurm, when set, is asked whether another job of the run that
-	// seems to be running visits has ended (nil: its heartbeat alone
-	// tells; see claimRun), and, when it offers scheduler.StartHistory,
-	// at a restart how the job's earlier starts ended (REQUEUED,
-	// NODE_FAIL, PREEMPTED), for their records.
+	// Slurm tells which jobs of the run are still running, so that a
+	// starting job leaves their running visits to them and waits for one
+	// running visits (claimRun); and, offering scheduler.StartHistory,
+	// how a restarted job's earlier starts ended (REQUEUED, NODE_FAIL,
+	// PREEMPTED), for their records. nil (outside Slurm): every running
+	// visit counts as left by a dead job, and heartbeats alone tell
+	// whether another job runs visits.
 	Slurm scheduler.Backend
 	// Every is how often StopFile is looked at (default 1s), and how
 	// often a job waiting for another job of the run to end looks again
@@ -51,6 +53,10 @@ type InJob struct {
 	Every  time.Duration
 	Logger *slog.Logger
 	Now    func() time.Time // nil: time.Now
+	// BusyTimeout is how long one write of the state file waits for a
+	// lock another process holds before it tries again (0: the state
+	// package's default). Rank 0 never gives a write up while it lives.
+	BusyTimeout time.Duration
 
 	st        *state.Store
 	rec       *recorder
@@ -61,6 +67,9 @@ type InJob struct {
 
 	mu  sync.Mutex
 	why string // the stop file's reason
+
+	started      time.Time // when Hook ran: the visits since are this job's
+	releaseRank0 func()    // the rank-0 lock's release
 }
 
 // Hook opens the state and prepares the feed; harness.DistRun.Rank0.
@@ -71,7 +80,17 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 	if j.JobID == "" {
 		j.JobID = "local"
 	}
-	st, err := state.Open(j.StatePath)
+	j.started = j.Now()
+	// Held until End or death: readers tell from it that this pipeline's
+	// rank 0 is alive (a production's job outlives one that died).
+	if release, err := holdRank0(Layout{Dir: filepath.Dir(j.StatePath)}, j.JobID, 5*time.Second); err != nil {
+		j.log().Warn("another rank 0 of this pipeline is alive", "err", err)
+	} else {
+		j.releaseRank0 = release
+	}
+	// Persistent: a reader's lock (rollback-journal mode) holds a write
+	// back, never fails it; a visit's result is never lost to it.
+	st, err := state.OpenWith(j.StatePath, state.Options{BusyTimeout: j.BusyTimeout, Persist: true, Log: j.log()})
 	if err != nil {
 		return err
 	}
@@ -93,10 +112,8 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 	if err := j.claimRun(st, set, host, dr.Stop); err != nil {
 		return err
 	}
-	if n, err := st.InterruptRunning("the job that ran it ended before it finished"); err != nil {
+	if err := j.interruptDead(st); err != nil {
 		return err
-	} else if n > 0 {
-		j.log().Warn("visits left running by an earlier job count as interrupted", "visits", n)
 	}
 	ids, err := st.Runnable()
 	if err != nil {
@@ -147,6 +164,51 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 		dr.Stop = j.watch(dr.Stop)
 	}
 	return nil
+}
+
+// interruptDead makes the visits that dead jobs left running interrupted,
+// so that Runnable hands them out again: those of this job's own earlier
+// start (Slurm requeued it) and those of every job Slurm does not have
+// running (ended, or pending again: see holdsVisits). A running visit of
+// a job Slurm still runs is that job's, and stays running. Without an answer from Slurm
+// every running visit counts as a dead job's, as when no Slurm is asked.
+func (j *InJob) interruptDead(st *state.Store) error {
+	by, err := st.RunningByJob()
+	if err != nil || len(by) == 0 {
+		return err
+	}
+	var dead, others []string
+	for job := range by {
+		if job == j.JobID {
+			dead = append(dead, job)
+		} else {
+			others = append(others, job)
+		}
+	}
+	running := map[string]bool{}
+	if j.Slurm != nil && len(others) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		known, err := j.Slurm.Jobs(ctx, others)
+		cancel()
+		if err != nil {
+			j.log().Warn("cannot ask Slurm which jobs still run: every visit recorded running counts as interrupted", "err", err)
+		}
+		for id, k := range known {
+			running[id] = err == nil && holdsVisits(JobStatus{Live: k.Live(), State: k.State})
+		}
+	}
+	for _, job := range others {
+		if running[job] {
+			j.log().Warn("another job of the run is running: its running visits are left to it", "job", job, "visits", by[job])
+		} else {
+			dead = append(dead, job)
+		}
+	}
+	n, err := st.InterruptRunningOf(dead, "the job that ran it ended before it finished")
+	if n > 0 {
+		j.log().Warn("visits left running by a job that has ended count as interrupted", "visits", n, "jobs", strings.Join(dead, ","))
+	}
+	return err
 }
 
 // closeAfter waits until every pipeline of after has announced its end in
@@ -351,10 +413,40 @@ func (j *InJob) watch(parent <-chan struct{}) <-chan struct{} {
 	return out
 }
 
+// Summarize replaces sum's visit counts (run, done, failed, interrupted)
+// by what the state file records of the visits this job started: the
+// summary says what the file holds, not what the job meant to write. A
+// visit whose end could not be recorded (a full disk) counts as run but
+// not done, with a warning. `dpsbatch run` calls it on rank 0 before it
+// prints sum, and before End; elsewhere it does nothing. If the file
+// cannot be read, sum keeps its own counts and the log says so.
+func (j *InJob) Summarize(sum *harness.Summary) {
+	if j.st == nil || sum == nil {
+		return
+	}
+	c, err := j.st.JobCounts(j.JobID, j.started)
+	if err != nil {
+		j.log().Warn("the summary's visit counts are this process's: the state file cannot be read", "err", err)
+		return
+	}
+	run := 0
+	for _, n := range c {
+		run += n
+	}
+	if n := c[state.Running]; n > 0 {
+		j.log().Warn("visits this job started have no recorded end in the state file: they are run again by the next job", "visits", n)
+	}
+	sum.Visits, sum.Done, sum.Failed, sum.Interrupted = run, c[state.Done], c[state.Failed], c[state.Interrupted]
+}
+
 // End records how the job ended and closes the state file. It is called
 // on every rank with RunDist's result; only rank 0, where Hook ran, does
 // anything.
 func (j *InJob) End(sum *harness.Summary, runErr error) error {
+	if j.releaseRank0 != nil {
+		defer j.releaseRank0() // after the job's end is recorded
+		j.releaseRank0 = nil
+	}
 	if j.st == nil {
 		return nil
 	}

@@ -106,8 +106,9 @@ func (j *InJob) gaveUp(other state.Job) error {
 	return err
 }
 
-// slurmEnded reports whether Slurm (when j.Slurm is set) says job id has
-// ended; false when it cannot tell.
+// slurmEnded reports whether Slurm (when j.Slurm is set) says job id
+// runs no visits: ended, completing, or pending again after a requeue
+// (holdsVisits); false when it cannot tell.
 func (j *InJob) slurmEnded(id string) bool {
 	if j.Slurm == nil {
 		return false
@@ -120,5 +121,5 @@ func (j *InJob) slurmEnded(id string) bool {
 		return false
 	}
 	sj, ok := known[id]
-	return ok && !sj.Live()
+	return ok && !holdsVisits(JobStatus{Live: sj.Live(), State: sj.State})
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/state"
 )
@@ -73,6 +75,9 @@ type RunStatus struct {
 	InputClosed    time.Time     `json:"inputClosed,omitzero"`
 	InputClosedWhy string        `json:"inputClosedWhy,omitempty"`
 	Heartbeat      time.Duration `json:"heartbeatInterval"`
+	// DiskFull is set when a job died without recording why and the
+	// run directory's file system is full, or nearly: a likely cause.
+	DiskFull *DiskSpace `json:"diskFull,omitempty"`
 	// Pipelines, for a production's run: each pipeline's own status (its
 	// Pipeline is the production's name for it), in the production's
 	// order. The run's Visits, Counts and Rate are their sums; its Jobs
@@ -80,6 +85,17 @@ type RunStatus struct {
 	// recorded its end in it (the first that did not complete tells
 	// how), silent when one of the pipelines is.
 	Pipelines []RunStatus `json:"pipelines,omitempty"`
+
+	// runningBy is how many visits the state file records running, by
+	// the job that started them: see showDeadRunning.
+	runningBy map[string]int
+}
+
+// DiskSpace is the space of the file system that holds a run directory.
+type DiskSpace struct {
+	Dir  string `json:"dir"`
+	Free uint64 `json:"freeBytes"` // available to an ordinary user
+	Size uint64 `json:"sizeBytes"`
 }
 
 // Status reads the runs in dirs and asks Slurm about all their jobs at
@@ -110,10 +126,13 @@ func Status(ctx context.Context, b scheduler.Backend, dirs []string) ([]RunStatu
 }
 
 // slurmJobs asks squeue about ids, then sacct about those squeue no
-// longer knows.
+// longer knows. Without a backend it answers nil: Slurm was not asked.
 func slurmJobs(ctx context.Context, b scheduler.Backend, ids []string) (map[string]scheduler.Job, error) {
+	if b == nil {
+		return nil, nil // not asked: nothing known of any job
+	}
 	known := map[string]scheduler.Job{}
-	if len(ids) == 0 || b == nil {
+	if len(ids) == 0 {
 		return known, nil
 	}
 	q, err := b.Jobs(ctx, ids)
@@ -164,7 +183,11 @@ func readRun(dir string) (RunStatus, error) {
 	if err != nil {
 		return RunStatus{}, err
 	}
-	rs := RunStatus{Run: run.Name, Dir: dir, Pipeline: run.Pipeline, Partition: run.Partition, Created: run.Created,
+	runningBy, err := st.RunningByJob()
+	if err != nil {
+		return RunStatus{}, err
+	}
+	rs := RunStatus{runningBy: runningBy, Run: run.Name, Dir: dir, Pipeline: run.Pipeline, Partition: run.Partition, Created: run.Created,
 		Counts: map[string]int{}, Journal: st.JournalMode(), FS: st.FileSystem(),
 		InputClosed: run.InputClosed, InputClosedWhy: run.InputClosedWhy, Heartbeat: DefaultHeartbeat}
 	var set settings
@@ -312,6 +335,18 @@ func settle(rs *RunStatus, known map[string]scheduler.Job) {
 			rs.Live = true
 		}
 	}
+	showDeadRunning(rs, known != nil)
+	if len(rs.Pipelines) > 0 {
+		rs.Counts = map[string]int{}
+		for _, ps := range rs.Pipelines {
+			for k, n := range ps.Counts {
+				rs.Counts[k] += n
+			}
+		}
+	}
+	if rs.DiskFull == nil && anyDied(rs) {
+		rs.DiskFull = fullDisk(rs.Dir)
+	}
 	c := rs.Counts
 	switch {
 	case rs.Live && anyRunning(rs.Jobs):
@@ -325,10 +360,85 @@ func settle(rs *RunStatus, known map[string]scheduler.Job) {
 	default:
 		rs.Outcome = "unfinished"
 	}
-	if rs.Live && rs.Rate > 0 && anyRunning(rs.Jobs) {
+	// A time left only while a job runs: a queued run's would count the
+	// time it waits as if it were working.
+	if anyHoldsVisits(rs.Jobs) && rs.Rate > 0 {
 		left := rs.Visits - c[string(state.Done)] - c[string(state.Failed)]
 		rs.ETA = time.Duration(float64(left) / rs.Rate * float64(time.Second))
 	}
+}
+
+// holdsVisits reports whether a job, as Slurm has it, may have visits in
+// flight: it is RUNNING (or SUSPENDED, its processes stopped mid-visit).
+// A job pending again after a requeue, completing or ended holds none.
+func holdsVisits(j JobStatus) bool {
+	return j.Live && (j.State == "RUNNING" || j.State == "SUSPENDED")
+}
+
+func anyHoldsVisits(js []JobStatus) bool {
+	for _, j := range js {
+		if holdsVisits(j) {
+			return true
+		}
+	}
+	return false
+}
+
+// showDeadRunning shows the visits recorded running by a job that no
+// longer runs them as interrupted, as the next job of the run will record
+// them: their job is not running in Slurm (ended, or pending again after
+// a requeue), or it is but the pipeline's rank 0 is gone (rank0Gone: a
+// production's job runs on while one pipeline's rank 0 has died). A job
+// Slurm was not asked about (asked false) counts as ended only once it
+// recorded its end. A visit of a job the run does not list stays as
+// recorded. The state file is not changed: readers never write it.
+func showDeadRunning(rs *RunStatus, asked bool) {
+	gone, looked := false, false
+	for job, n := range rs.runningBy {
+		j := jobByID(rs.Jobs, job)
+		if j == nil || n == 0 {
+			continue
+		}
+		dead := false
+		switch {
+		case holdsVisits(*j):
+			if !looked {
+				gone, looked = rank0Gone(Layout{Dir: rs.Dir}), true
+			}
+			dead = gone
+		case j.Live, asked, recordedEnd(j.Recorded):
+			dead = true
+		}
+		if dead {
+			rs.Counts[string(state.Running)] -= n
+			rs.Counts[string(state.Interrupted)] += n
+		}
+	}
+}
+
+// anyDied reports whether a job of the run, or of one of its pipelines,
+// ended without recording why.
+func anyDied(rs *RunStatus) bool {
+	for _, j := range rs.Jobs {
+		if j.Died {
+			return true
+		}
+	}
+	return false
+}
+
+// fullDisk returns the space of dir's file system when it is full or
+// nearly (less than 4 MiB or 1% of it free to an ordinary user), else nil.
+func fullDisk(dir string) *DiskSpace {
+	var fs unix.Statfs_t
+	if dir == "" || unix.Statfs(dir, &fs) != nil {
+		return nil
+	}
+	free, size := fs.Bavail*uint64(fs.Bsize), fs.Blocks*uint64(fs.Bsize)
+	if free >= 4<<20 && free >= size/100 {
+		return nil
+	}
+	return &DiskSpace{Dir: dir, Free: free, Size: size}
 }
 
 // clock is what status judges heartbeats by; tests replace it.

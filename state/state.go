@@ -11,8 +11,13 @@
 // (Create) and `dpsbatch resume` opens it (Open) while no job of the run is
 // live; while a job runs, only its Pipeline (rank 0) has it open for
 // writing. Readers (`dpsbatch status`) open it with OpenReadOnly at any
-// time: their queries are short single statements, and every open
-// connection waits for a busy file (busy_timeout) instead of failing.
+// time: their queries are short single statements, each its own read
+// transaction (no reader holds a lock across two queries), and every open
+// connection waits for a busy file (busy_timeout) instead of failing. The
+// job's Pipeline opens the file persistent (OpenWith, Options.Persist): in
+// rollback-journal mode a reader's shared lock holds its commit back, and
+// it then tries again, with a warning in the job's log, for as long as
+// it lives, so that no visit's result is lost to a lock.
 // The front end records a Submission before each sbatch and its job once
 // known (AdoptJob); a job's rank 0 claims the run (ClaimRun) before it
 // runs a visit, so that two jobs of a run never run visits at once; where
@@ -21,8 +26,11 @@
 // Crash safety: each VisitStarted and each VisitEnded is one committed
 // transaction, so a writer killed at any instant leaves a readable file in
 // which a visit recorded done was done before it was recorded. A visit
-// left running by a dead writer is turned back into interrupted by
-// InterruptRunning, and Runnable hands it out again. Every other write
+// left running by a dead writer is turned back into interrupted by the
+// next job's InterruptRunningOf (scoped to the jobs that no longer run),
+// or by InterruptRunning at a resume, and Runnable hands it out again;
+// until then readers present it as interrupted themselves (RunningByJob
+// tells them whose it is). Every other write
 // (AddVisit, Heartbeat, RecordEvent, CloseInput, ...) is one transaction
 // too.
 //
@@ -84,8 +92,8 @@ var (
 
 // VisitState is where a visit is in its life. A visit starts pending;
 // VisitStarted makes it running; VisitEnded makes it done, failed or
-// interrupted; InterruptRunning makes the running visits of a dead job
-// interrupted; Retry makes failed and interrupted visits pending again.
+// interrupted; InterruptRunningOf (or InterruptRunning) makes the running
+// visits of a dead job interrupted; Retry makes failed and interrupted visits pending again.
 // Done is final.
 type VisitState string
 

@@ -140,7 +140,11 @@ func printStatus(w io.Writer, rs jobs.RunStatus) {
 		if j.Reason != "" {
 			fmt.Fprintf(w, ": %s", strings.TrimSuffix(j.Reason, "; "))
 		}
-		if j.Died {
+		switch {
+		case j.Died && rs.DiskFull != nil:
+			fmt.Fprintf(w, " — ended without recording why, and the run directory's file system is full (%s free of %s): out of disk space?",
+				bytesText(rs.DiskFull.Free), bytesText(rs.DiskFull.Size))
+		case j.Died:
 			fmt.Fprintf(w, " — ended without recording why (killed, node failure or out of memory?)")
 		}
 		fmt.Fprintln(w)
@@ -167,6 +171,20 @@ func printStatus(w io.Writer, rs jobs.RunStatus) {
 		fmt.Fprintf(w, "  listening for trigger events after its visit list (dpsbatch finish %s ends it)\n", rs.Run)
 	}
 	fmt.Fprintf(w, "  state file: %s/%s (journal %s)\n", rs.Dir, jobs.StateFile, rs.Journal)
+}
+
+// bytesText is n in B, KiB, MiB, GiB or TiB.
+func bytesText(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, i := float64(n)/unit, 0
+	for v >= unit && i < 3 {
+		v /= unit
+		i++
+	}
+	return fmt.Sprintf("%.1f %ciB", v, "KMGT"[i])
 }
 
 // printStarts writes, for a job Slurm requeued, why and when it starts

@@ -65,9 +65,11 @@ func runRank(c *cli.Context) error {
 	if path := c.String("state"); path != "" {
 		job = &jobs.InJob{StatePath: path, JobID: os.Getenv("SLURM_JOB_ID"), Logger: log, StopFile: c.String("stop-file"),
 			Restart: jobs.RestartCount()}
-		// Slurm tells whether another job of the run still runs and, for
-		// a requeued job, why its earlier starts ended.
-		if b, err := backend(); err == nil {
+		if b, err := backend(); err == nil && job.JobID != "" {
+			// Which jobs still run (another job's running visits are
+			// its own; a job running visits is waited for), and why a
+			// requeued job's earlier start ended. Without Slurm's tools:
+			// every running visit is a dead job's, and heartbeats tell.
 			job.Slurm = b
 		}
 		dr.Rank0 = job.Hook
@@ -113,6 +115,9 @@ func runRank(c *cli.Context) error {
 	dr.Stop = stop
 
 	sum, err := harness.RunDist(ctx, dr, o)
+	if job != nil {
+		job.Summarize(sum) // the counts the state file holds
+	}
 	if sum != nil {
 		sum.Print(c.App.Writer)
 	}
