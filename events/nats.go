@@ -419,6 +419,7 @@ type natsSub struct {
 	closed  bool
 	skipped int
 	dropped int
+	drops   []Drop // since the last TakeDrops, at most maxDrops
 }
 
 // ensureConsumer looks the consumer up, or creates it: from the start of
@@ -554,6 +555,10 @@ func (s *natsSub) take(m jetstream.Msg) (Event, bool) {
 func (s *natsSub) drop(m jetstream.Msg, seq uint64, err error) {
 	s.mu.Lock()
 	s.dropped++
+	if len(s.drops) == maxDrops {
+		s.drops = s.drops[1:]
+	}
+	s.drops = append(s.drops, Drop{Topic: s.topic, Seq: seq, Err: err})
 	s.mu.Unlock()
 	s.n.log.Warn("events: dropped a malformed message", "topic", s.topic, "run", s.runID, "seq", seq, "err", err)
 	m.Term()
@@ -589,6 +594,15 @@ func (s *natsSub) Dropped() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.dropped
+}
+
+// TakeDrops returns the messages dropped since the last call.
+func (s *natsSub) TakeDrops() []Drop {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.drops
+	s.drops = nil
+	return d
 }
 
 func (s *natsSub) isClosed() bool {
@@ -632,5 +646,6 @@ func (s *natsSub) close() {
 var (
 	_ Broker       = (*NATS)(nil)
 	_ Subscription = (*natsSub)(nil)
+	_ DropReporter = (*natsSub)(nil)
 	_ io.Closer    = (*NATS)(nil)
 )

@@ -105,6 +105,61 @@ func TestRelayRefusals(t *testing.T) {
 	}
 }
 
+// Relay checks a data event's properties against the types the run's
+// pipeline declares for the trigger or the stage that would take it, as
+// the Pipeline would (text that reads as the type is converted): an event
+// the Pipeline would drop as malformed is refused, naming the key and the
+// type expected, with nothing sent.
+func TestRelayChecksDeclaredTypes(t *testing.T) {
+	e := newEnv(t, 3)
+	e.policy = e.write("pipeline.yaml", `pipeline: typed
+slices: 2
+mapper: {type: range, settings: {key: ccd, from: 1, to: 2}}
+events: {trigger: {topic: visits, properties: {exposure: number, filter: string}}, external: [ephem]}
+stages:
+  - {name: work, type: noop}
+  - {name: wait, type: noop, event: {topic: ephem, timeout: 5s, properties: {ra: number, fresh: bool}}}
+`)
+	o := e.opts("run1")
+	o.Listen, o.Visits = true, ""
+	sub, err := Submit(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trigger := func(props map[string]any) events.Event {
+		props[events.PropVisit] = "v9"
+		return events.Event{Topic: "visits", Properties: props}
+	}
+	for _, tc := range []struct {
+		name string
+		ev   events.Event
+		says string
+	}{
+		{"text that is no number", trigger(map[string]any{"exposure": "long", "filter": "r"}), `property exposure: expected number, got string "long"`},
+		{"a list for a string", trigger(map[string]any{"exposure": 30, "filter": []any{"r"}}), "property filter: expected string, got a list"},
+		{"a missing property", trigger(map[string]any{"exposure": 30}), "missing property filter"},
+		{"an object visitId", events.Event{Topic: "visits", Properties: map[string]any{events.PropVisit: map[string]any{"a": 1}, "exposure": 1, "filter": "r"}},
+			"property visitId: expected string or number, got a mapping"},
+		{"a waited-for event", events.Event{Topic: "ephem", Properties: map[string]any{"ra": 1.5, "fresh": "perhaps"}}, `property fresh: expected bool, got string "perhaps"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := e.relay(sub.Dir, tc.ev, WhenAny, time.Second)
+			if res != nil {
+				t.Errorf("Relayed %+v; want nil", res)
+			}
+			wantInvalid(t, tc.name, err, tc.says)
+		})
+	}
+	// Text that reads as the declared types goes, converted.
+	ev := trigger(map[string]any{"exposure": "30.5", "filter": "r"})
+	if _, err := e.relay(sub.Dir, ev, WhenAny, 5*time.Second); err != nil {
+		t.Fatalf("a good trigger in text: %v", err)
+	}
+	if ev.Properties["exposure"] != 30.5 {
+		t.Errorf("exposure sent as %#v, want the number 30.5", ev.Properties["exposure"])
+	}
+}
+
 // A no-more-data for a run that does not listen is not refused, nor sent:
 // the run ends after its visit list anyway.
 func TestRelayFinishWithoutListen(t *testing.T) {

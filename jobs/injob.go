@@ -566,6 +566,12 @@ func (r *recorder) AdmitVisit(v string) (bool, string, error) {
 	return true, "", nil
 }
 
+// EventDropped records that the Pipeline dropped an event on topic as
+// malformed (the event itself was recorded as received, before).
+func (r *recorder) EventDropped(topic, why string) {
+	recordEvent(r.st, r.log, state.EventRecord{At: r.now(), Dir: state.DirIn, Topic: topic, Job: r.job, Dropped: why})
+}
+
 // Heartbeat records the Pipeline's heartbeat in the job's row.
 func (r *recorder) Heartbeat(at time.Time, visit string) {
 	if err := r.st.Heartbeat(r.job, at, visit); err != nil && !errors.Is(err, state.ErrNotFound) {
@@ -589,6 +595,7 @@ func (r *recorder) stopped() string {
 var (
 	_ harness.Recorder          = (*recorder)(nil)
 	_ harness.StopRecorder      = (*recorder)(nil)
+	_ harness.DropRecorder      = (*recorder)(nil)
 	_ harness.VisitAdmitter     = (*recorder)(nil)
 	_ harness.HeartbeatRecorder = (*recorder)(nil)
 )

@@ -75,6 +75,10 @@ type RunStatus struct {
 	InputClosed    time.Time     `json:"inputClosed,omitzero"`
 	InputClosedWhy string        `json:"inputClosedWhy,omitempty"`
 	Heartbeat      time.Duration `json:"heartbeatInterval"`
+	// DroppedEvents counts the events the run's Pipeline dropped:
+	// messages that did not decode as events, and events malformed for
+	// their receiver (dpsbatch events lists each, with why).
+	DroppedEvents int `json:"droppedEvents"`
 	// DiskFull is set when a job died without recording why and the
 	// run directory's file system is full, or nearly: a likely cause.
 	DiskFull *DiskSpace `json:"diskFull,omitempty"`
@@ -179,6 +183,10 @@ func readRun(dir string) (RunStatus, error) {
 	if err != nil {
 		return RunStatus{}, err
 	}
+	dropped, err := st.DroppedEvents()
+	if err != nil {
+		return RunStatus{}, err
+	}
 	starts, err := st.JobStarts()
 	if err != nil {
 		return RunStatus{}, err
@@ -187,7 +195,7 @@ func readRun(dir string) (RunStatus, error) {
 	if err != nil {
 		return RunStatus{}, err
 	}
-	rs := RunStatus{runningBy: runningBy, Run: run.Name, Dir: dir, Pipeline: run.Pipeline, Partition: run.Partition, Created: run.Created,
+	rs := RunStatus{DroppedEvents: dropped, runningBy: runningBy, Run: run.Name, Dir: dir, Pipeline: run.Pipeline, Partition: run.Partition, Created: run.Created,
 		Counts: map[string]int{}, Journal: st.JournalMode(), FS: st.FileSystem(),
 		InputClosed: run.InputClosed, InputClosedWhy: run.InputClosedWhy, Heartbeat: DefaultHeartbeat}
 	var set settings
@@ -237,6 +245,7 @@ func sumPipelines(rs *RunStatus) {
 			rs.Counts[k] += n
 		}
 		rs.Visits += ps.Visits
+		rs.DroppedEvents += ps.DroppedEvents
 		rs.Rate += ps.Rate
 		rs.Listen = rs.Listen || ps.Listen
 	}

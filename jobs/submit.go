@@ -74,6 +74,15 @@ type Submitted struct {
 	Log    string `json:"log"`   // Slurm's log of the first job
 	State  string `json:"state"` // the state file
 	DryRun bool   `json:"dryRun,omitempty"`
+	// Scripts, for a dry run: the job scripts that would be written,
+	// the job's and then its follow-ons', for --json to carry.
+	Scripts []RenderedScript `json:"scripts,omitempty"`
+}
+
+// RenderedScript is a job script a dry run renders and does not write.
+type RenderedScript struct {
+	File string `json:"file"` // where it would be written
+	Text string `json:"text"`
 }
 
 // settings is what a run keeps in its state file (Run.Settings) so that
@@ -210,6 +219,9 @@ func newRun(o SubmitOptions, base string, now func() time.Time) (name, bin strin
 		name = base + "-" + now().Format("20060102-150405")
 	}
 	if err := CheckName(name); err != nil {
+		return "", "", l, err
+	}
+	if err := checkRunsRoot(o.Site.Path, o.Site.RunsRoot); err != nil {
 		return "", "", l, err
 	}
 	if bin, err = binary(o.Binary); err != nil {
@@ -463,8 +475,10 @@ func launch(s *site.Site, l Layout, set settings, runID, stop string, tasks, nod
 	if set.Visits != "" {
 		a = append(a, "--visits", filepath.Join(l.Dir, set.Visits))
 	}
-	return append(a, "--pipeline-dir", set.PipelineDir, "--run-id", runID, "--comm", comm,
-		"--stop-file", stop)
+	if set.PipelineDir != "" { // dpsbatch run refuses an empty value
+		a = append(a, "--pipeline-dir", set.PipelineDir)
+	}
+	return append(a, "--run-id", runID, "--comm", comm, "--stop-file", stop)
 }
 
 // writeScripts writes the rendered scripts of attempts first.. into l.
@@ -526,7 +540,12 @@ func submitChain(ctx context.Context, b scheduler.Backend, lk *runLock, l Layout
 	return nil
 }
 
+// printDry keeps a dry run's scripts in sub and prints the plan and the
+// scripts to w (nil: prints nothing).
 func printDry(w io.Writer, sub *Submitted, pl *Planned, scripts [][]byte) {
+	for i, s := range scripts {
+		sub.Scripts = append(sub.Scripts, RenderedScript{File: Layout{Dir: sub.Dir}.Script(sub.Attempt + i), Text: string(s)})
+	}
 	if w == nil {
 		return
 	}

@@ -166,7 +166,16 @@ INSERT INTO job_starts (job, restart, host, started, ended, state, exit_code, re
 	SELECT id, 0, host, started, ended, CASE WHEN ended IS NULL THEN '' ELSE state END, exit_code, reason
 	FROM jobs WHERE started IS NOT NULL;
 `,
-	// 5: submissions, recorded before sbatch is called, so that a job
+	// 5: events the Pipeline dropped, with why: a message that did not
+	// decode as an event, or an event malformed for its receiver (a
+	// property missing or of the wrong type). '' for every event taken.
+	// The partial index holds only the dropped ones, so counting them
+	// does not read the table.
+	`
+ALTER TABLE events ADD COLUMN dropped TEXT NOT NULL DEFAULT '';
+CREATE INDEX events_dropped ON events (id) WHERE dropped != '';
+`,
+	// 6: submissions, recorded before sbatch is called, so that a job
 	// whose submitter died before recording it is found (by the name it
 	// carries) and adopted; and the run's lock on file systems without
 	// flock. The jobs table stays keyed by Slurm's job ID: a submission

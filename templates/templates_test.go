@@ -3,8 +3,8 @@ package templates_test
 import (
 	"bytes"
 	"errors"
-	"io"
 	"flag"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"

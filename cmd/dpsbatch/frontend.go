@@ -127,6 +127,9 @@ func printStatus(w io.Writer, rs jobs.RunStatus) {
 		}
 		fmt.Fprintln(w)
 	}
+	if rs.DroppedEvents > 0 {
+		fmt.Fprintf(w, "  events dropped: %d, undecodable or malformed (dpsbatch events %s lists them)\n", rs.DroppedEvents, rs.Run)
+	}
 	for _, j := range rs.Jobs {
 		shown := strings.ToLower(j.State)
 		if j.Requeued != nil {

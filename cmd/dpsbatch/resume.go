@@ -40,7 +40,7 @@ func resumeCommand() *cli.Command {
 			}
 			res, err := jobs.Resume(c.Context, jobs.ResumeOptions{Site: t.site, Backend: t.b, Dir: t.dir,
 				MaxAttempts: c.Int("max-attempts"), AutoResume: c.Int("auto-resume"), DryRun: c.Bool("dry-run"),
-				WaitLock: c.Duration("wait-lock"), Out: c.App.Writer})
+				WaitLock: c.Duration("wait-lock"), Out: dryRunOut(c)})
 			if err != nil {
 				return err
 			}
