@@ -66,8 +66,10 @@ func runRank(c *cli.Context) error {
 		job = &jobs.InJob{StatePath: path, JobID: os.Getenv("SLURM_JOB_ID"), Logger: log, StopFile: c.String("stop-file"),
 			Restart: jobs.RestartCount()}
 		if b, err := backend(); err == nil && job.JobID != "" {
-			// Which jobs still run, and why a requeued job's earlier start ended.
-			// Without Slurm's tools: every running visit is a dead job's.
+			// Which jobs still run (another job's running visits are
+			// its own; a job running visits is waited for), and why a
+			// requeued job's earlier start ended. Without Slurm's tools:
+			// every running visit is a dead job's, and heartbeats tell.
 			job.Slurm = b
 		}
 		dr.Rank0 = job.Hook
