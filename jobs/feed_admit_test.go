@@ -48,7 +48,8 @@ func TestFedVisitAdmittedWithoutQuery(t *testing.T) {
 
 // A no-more-data the after-rule of an earlier job sent, which that job
 // stopped before reading, does not end this job's input: it is skipped
-// (and recorded), and this job's own ends it.
+// (and recorded), and this job's own ends it. So is one an earlier start
+// of this very job sent (a requeued job starts again under its ID).
 func TestStaleAfterNoMoreDataSkipped(t *testing.T) {
 	b, m, dir := feedBroker(t, nil, true)
 	ctx := context.Background()
@@ -59,6 +60,7 @@ func TestStaleAfterNoMoreDataSkipped(t *testing.T) {
 	defer sub.Close()
 	for _, e := range []events.Event{
 		{Topic: "visits", Kind: events.KindNoMoreData, Properties: map[string]any{"after": "detect", "job": "999"}},
+		{Topic: "visits", Kind: events.KindNoMoreData, Properties: map[string]any{"after": "detect", "job": "1001", "start": 1}},
 		{Topic: "visits", Properties: map[string]any{events.PropVisit: "late"}},
 		{Topic: "visits", Kind: events.KindNoMoreData, Properties: map[string]any{"after": "detect", "job": "1001"}},
 	} {
@@ -79,7 +81,7 @@ func TestStaleAfterNoMoreDataSkipped(t *testing.T) {
 	if r := runOf(t, dir); r.InputClosed.IsZero() || !strings.HasSuffix(r.InputClosedWhy, "once detect ended") {
 		t.Errorf("input closed %v for %q; want closed once detect ended", r.InputClosed, r.InputClosedWhy)
 	}
-	if n := len(recorded(t, dir, state.EventQuery{Dir: "in"})); n != 3 {
-		t.Errorf("%d events recorded; want all 3", n)
+	if n := len(recorded(t, dir, state.EventQuery{Dir: "in"})); n != 4 {
+		t.Errorf("%d events recorded; want all 4", n)
 	}
 }

@@ -137,7 +137,7 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 	}
 	j.log().Info("job started", "job", j.JobID, "visits", len(feed), "listen", listen, "broker", b.URL,
 		"state", j.StatePath, "journal", st.JournalMode())
-	jb := &jobBroker{Broker: b, st: st, job: j.JobID, trigger: p.Trigger.Topic, selects: p.Trigger.Selects,
+	jb := &jobBroker{Broker: b, st: st, job: j.JobID, start: j.Restart, trigger: p.Trigger.Topic, selects: p.Trigger.Selects,
 		feed: feed, listen: listen, log: j.log(), now: j.Now}
 	j.rec = &recorder{st: st, job: j.JobID, now: j.Now, log: j.log(), fed: &jb.fed}
 	j.announce = func(state string, props map[string]any) {
@@ -148,7 +148,7 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 			j.log().Warn("could not announce the pipeline's "+state, "err", err)
 		}
 	}
-	j.announce("started", map[string]any{"job": j.JobID})
+	j.announce("started", map[string]any{"job": j.JobID, "start": j.Restart})
 	if listen && len(set.After) > 0 {
 		ctx, cancel := context.WithCancel(context.Background())
 		j.stopAfter = cancel
@@ -219,7 +219,8 @@ func (j *InJob) interruptDead(st *state.Store) error {
 // pipeline sharing the topic (which selects other values) is not closed
 // with it, and the job, so that a later job of the run ignores it if this
 // one stopped before reading it. Ends announced by an earlier job of the
-// run are not counted. It runs on its own goroutine until ctx ends.
+// run, or by an earlier start of this job (Slurm requeues a job under its
+// ID), are not counted: announcements carry the job and its start. It runs on its own goroutine until ctx ends.
 func (j *InJob) closeAfter(ctx context.Context, b events.Broker, p *harness.Policy, runID string, after []string) {
 	sub, err := b.Subscribe(ctx, events.TopicPipeline, runID)
 	if err != nil {
@@ -236,7 +237,7 @@ func (j *InJob) closeAfter(ctx context.Context, b events.Broker, p *harness.Poli
 		if err != nil {
 			return
 		}
-		if job, _ := e.Properties["job"].(string); job != j.JobID {
+		if !sameStart(e, j.JobID, j.Restart) {
 			continue
 		}
 		if name, _ := e.Properties["pipeline"].(string); e.Properties["state"] == "ended" && left[name] {
@@ -248,7 +249,7 @@ func (j *InJob) closeAfter(ctx context.Context, b events.Broker, p *harness.Poli
 	for k, v := range p.Trigger.Select {
 		props[k] = v
 	}
-	props["after"], props["job"] = strings.Join(after, ","), j.JobID
+	props["after"], props["job"], props["start"] = strings.Join(after, ","), j.JobID, j.Restart
 	err = b.Publish(ctx, events.Event{Topic: p.Trigger.Topic, RunID: runID, Pipeline: p.Name, Kind: events.KindNoMoreData,
 		Properties: props})
 	if err != nil && ctx.Err() == nil {
@@ -490,7 +491,7 @@ func (j *InJob) End(sum *harness.Summary, runErr error) error {
 		j.stopAfter()
 	}
 	if j.announce != nil {
-		j.announce("ended", map[string]any{"job": j.JobID, "outcome": st})
+		j.announce("ended", map[string]any{"job": j.JobID, "start": j.Restart, "outcome": st})
 	}
 	if j.broker != nil {
 		if err := j.broker.Close(); err != nil {

@@ -21,6 +21,7 @@ type jobBroker struct {
 	events.Broker // the NATS broker
 	st            *state.Store
 	job           string
+	start         int // the job's start (Slurm's restart count)
 	trigger       string
 	// selects tells the trigger events meant for this pipeline (its
 	// events.trigger.select; nil: all): only a no-more-data it selects
@@ -115,7 +116,7 @@ func (s *recordingSub) Next(ctx context.Context) (events.Event, error) {
 		return e, err
 	}
 	s.b.record("in", e)
-	for s.trigger && e.Kind == events.KindNoMoreData && staleAfter(e, s.b.job) {
+	for s.trigger && e.Kind == events.KindNoMoreData && staleAfter(e, s.b.job, s.b.start) {
 		// The after-rule's end of an earlier job, which stopped before
 		// reading it: this job's pipelines send their own.
 		s.b.log.Info("ignored the no-more-data an earlier job's after-rule sent", "job", e.Properties["job"])
@@ -191,9 +192,26 @@ var (
 )
 
 // staleAfter reports whether e is a no-more-data the after-rule
-// (InJob.closeAfter) sent in another job than job.
-func staleAfter(e events.Event, job string) bool {
+// (InJob.closeAfter) sent in another job than job, or in another start
+// of it.
+func staleAfter(e events.Event, job string, start int) bool {
 	sent, _ := e.Properties["job"].(string)
 	_, after := e.Properties["after"]
-	return after && sent != "" && sent != job
+	return after && sent != "" && !sameStart(e, job, start)
+}
+
+// sameStart reports whether e was sent by this start of job: its job and
+// start properties (a missing start is a first start, 0) are this one's.
+// A requeued job starts again under its ID, so the job alone does not
+// tell an earlier start's announcements from this one's.
+func sameStart(e events.Event, job string, start int) bool {
+	sent, _ := e.Properties["job"].(string)
+	n := 0
+	switch v := e.Properties["start"].(type) {
+	case float64: // from JSON decoded without UseNumber
+		n = int(v)
+	case int:
+		n = v
+	}
+	return sent == job && n == start
 }

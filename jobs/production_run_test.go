@@ -45,7 +45,7 @@ func TestServeBrokerAndCloseAfter(t *testing.T) {
 	b := dial("pipeline.assoc")
 	p := &harness.Policy{Name: "assoc", Trigger: harness.TriggerSpec{Topic: "diasources",
 		EventFilter: harness.EventFilter{Select: map[string]any{"filter": "r"}}}}
-	j := &InJob{JobID: jobs[0].ID}
+	j := &InJob{JobID: jobs[0].ID, Restart: 1} // Slurm's second start of the job
 	actx, stopAfter := context.WithCancel(context.Background())
 	defer stopAfter()
 	go j.closeAfter(actx, b, p, "prod1", []string{"detect", "mops"})
@@ -61,9 +61,11 @@ func TestServeBrokerAndCloseAfter(t *testing.T) {
 	job := jobs[0].ID
 	// An end announced by an earlier job of the run does not count.
 	pub(events.Event{Topic: events.TopicPipeline, Properties: map[string]any{"pipeline": "mops", "state": "ended", "job": "999"}})
+	// Nor one announced by this job's first start, before Slurm requeued it.
+	pub(events.Event{Topic: events.TopicPipeline, Properties: map[string]any{"pipeline": "mops", "state": "ended", "job": job}})
 	pub(events.Event{Topic: "diasources", Pipeline: "detect", Properties: map[string]any{"visitId": "v1"}})
-	pub(events.Event{Topic: events.TopicPipeline, Properties: map[string]any{"pipeline": "detect", "state": "ended", "outcome": "COMPLETED", "job": job}})
-	pub(events.Event{Topic: events.TopicPipeline, Properties: map[string]any{"pipeline": "other", "state": "ended", "job": job}})
+	pub(events.Event{Topic: events.TopicPipeline, Properties: map[string]any{"pipeline": "detect", "state": "ended", "outcome": "COMPLETED", "job": job, "start": 1}})
+	pub(events.Event{Topic: events.TopicPipeline, Properties: map[string]any{"pipeline": "other", "state": "ended", "job": job, "start": 1}})
 	sub, err := b.Subscribe(context.Background(), "diasources", "prod1")
 	if err != nil {
 		t.Fatal(err)
@@ -79,15 +81,15 @@ func TestServeBrokerAndCloseAfter(t *testing.T) {
 	if e, err := next(time.Second); err == nil {
 		t.Fatalf("input closed before mops ended: %+v", e)
 	}
-	pub(events.Event{Topic: events.TopicPipeline, Properties: map[string]any{"pipeline": "mops", "state": "ended", "job": job}})
+	pub(events.Event{Topic: events.TopicPipeline, Properties: map[string]any{"pipeline": "mops", "state": "ended", "job": job, "start": 1}})
 	e2, err := next(10 * time.Second)
 	if err != nil || e2.Kind != events.KindNoMoreData || e2.Pipeline != "assoc" {
 		t.Fatalf("after both ended: %+v %v; want assoc's no-more-data", e2, err)
 	}
 	// It carries what assoc selects, so a pipeline sharing the topic with
 	// another filter is not closed by it.
-	if e2.Properties["filter"] != "r" || e2.Properties["after"] != "detect,mops" || e2.Properties["job"] != job {
-		t.Errorf("no-more-data properties %v; want filter=r after=detect,mops job=%s", e2.Properties, job)
+	if e2.Properties["filter"] != "r" || e2.Properties["after"] != "detect,mops" || e2.Properties["job"] != job || e2.Properties["start"] != 1 {
+		t.Errorf("no-more-data properties %v; want filter=r after=detect,mops job=%s start=1", e2.Properties, job)
 	}
 
 	cancel()
