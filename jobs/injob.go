@@ -123,6 +123,7 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 	}
 	dr.Broker = jb
 	dr.Feed, dr.Recorder = true, j.rec
+	dr.Slices, dr.SlicesFrom = askedSlices(set)
 	dr.Heartbeat = set.Heartbeat
 	if dr.Heartbeat <= 0 {
 		dr.Heartbeat = DefaultHeartbeat
@@ -131,6 +132,20 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 		dr.Stop = j.watch(dr.Stop)
 	}
 	return nil
+}
+
+// askedSlices is the number of slices the run was asked to have, and who
+// asked; 0 for the policy's count.
+func askedSlices(set settings) (int, string) {
+	switch {
+	case set.Production != "" && set.SlicesFrom != "":
+		return set.Request.Slices, set.SlicesFrom
+	case set.Production != "":
+		return set.Request.Slices, "the policy's slices"
+	case set.Request.Slices > 0:
+		return set.Request.Slices, "submit --slices"
+	}
+	return 0, ""
 }
 
 // closeAfter waits until every pipeline of after has announced its end in
