@@ -217,6 +217,17 @@ func (t teeRecorder) RunStopped(why string) {
 	}
 }
 
+func (t teeRecorder) TimeForVisit(visit string) string {
+	for _, r := range []Recorder{t.a, t.b} {
+		if b, ok := r.(VisitBudget); ok {
+			if why := b.TimeForVisit(visit); why != "" {
+				return why
+			}
+		}
+	}
+	return ""
+}
+
 // LocalHost describes this machine as a mapper.HostInfo: host name, CPUs
 // and total memory. Rank is set by Run.
 func LocalHost() mapper.HostInfo {

@@ -56,6 +56,16 @@ type VisitAdmitter interface {
 	AdmitVisit(visit string) (run bool, why string, err error)
 }
 
+// VisitBudget is an optional extra of a Recorder: before the Pipeline
+// starts a visit (once it is admitted), it asks whether there is time for
+// it. A non-empty why stops the run at this visit boundary, as a stop
+// request does, with why as the reason: the visit stays to be run by a
+// later job. A batch job's recorder answers from the job's end time and
+// the time visits take. Without it, every visit starts.
+type VisitBudget interface {
+	TimeForVisit(visit string) (why string)
+}
+
 // SkipRecorder is an optional extra of a Recorder: it hears of every
 // well-formed event the Pipeline passes over, with why: not selected by
 // the policy, or (visit set) a trigger the VisitAdmitter refused.
@@ -511,6 +521,12 @@ func (p *pipeline) loop(ctx, triggerCtx context.Context) error {
 			if !run {
 				p.skip(e, visit, why)
 				continue
+			}
+		}
+		if b, ok := p.cfg.Recorder.(VisitBudget); ok {
+			if why := b.TimeForVisit(visit); why != "" {
+				p.requestStop(why)
+				return nil
 			}
 		}
 		if err := p.visit(ctx, visit, e.Properties); err != nil {

@@ -35,12 +35,21 @@ type InJob struct {
 	// (the job script writes it when Slurm's time-limit warning comes).
 	StopFile string
 	// Every is how often StopFile is looked at (default 1s).
-	Every  time.Duration
+	Every time.Duration
+	// Deadline, when set, reads the job's end by its time limit (zero
+	// for none): from Slurm (SlurmDeadline), when the job starts and
+	// again when the stop file appears. With it, the job starts a visit
+	// only while it has time for one (see budget), and the stop file
+	// stops the run only when the time left is short. Without it, every
+	// visit starts and the stop file stops the run at once.
+	Deadline func(context.Context) (time.Time, error)
+
 	Logger *slog.Logger
 	Now    func() time.Time // nil: time.Now
 
 	st        *state.Store
 	rec       *recorder
+	budget    *budget
 	broker    *served
 	announce  func(state string, props map[string]any) // on TopicPipeline
 	stopAfter func()                                   // ends closeAfter
@@ -85,6 +94,9 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 	if err != nil {
 		return err
 	}
+	if j.budget, err = j.openBudget(st, p.VisitTime); err != nil {
+		return err
+	}
 	feed, err := j.feed(set, dr.VisitsPath, p.Trigger.Topic, ids)
 	if err != nil {
 		return err
@@ -106,7 +118,7 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 		"state", j.StatePath, "journal", st.JournalMode())
 	jb := &jobBroker{Broker: b, st: st, job: j.JobID, trigger: p.Trigger.Topic, selects: p.Trigger.Selects,
 		feed: feed, listen: listen, log: j.log(), now: j.Now}
-	j.rec = &recorder{st: st, job: j.JobID, now: j.Now, log: j.log(), fed: &jb.fed}
+	j.rec = &recorder{st: st, job: j.JobID, now: j.Now, log: j.log(), fed: &jb.fed, budget: j.budget}
 	j.announce = func(state string, props map[string]any) {
 		props["pipeline"], props["state"] = p.Name, state
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -318,6 +330,7 @@ func (j *InJob) watch(parent <-chan struct{}) <-chan struct{} {
 	go func() {
 		defer tick.Stop()
 		seenEmpty := false
+		seen := "" // a warning the budget let pass
 		for {
 			select {
 			case <-parent:
@@ -337,6 +350,13 @@ func (j *InJob) watch(parent <-chan struct{}) <-chan struct{} {
 				}
 				if why == "" {
 					why = "stop requested through " + j.StopFile
+				}
+				if why == seen {
+					continue
+				}
+				if !j.timeWarning(why) {
+					seen = why
+					continue
 				}
 				j.mu.Lock()
 				j.why = why
@@ -427,6 +447,9 @@ type recorder struct {
 	// fed is the visit the feed handed out last: runnable by the state
 	// file when it was read, so admitted without asking it again.
 	fed *atomic.Pointer[string]
+	// budget, when not nil, hears how long visits take and says whether
+	// there is time for the next.
+	budget *budget
 
 	mu  sync.Mutex
 	why string
@@ -447,6 +470,9 @@ func (r *recorder) VisitEnded(v string, res harness.VisitResult) error {
 		s = state.Interrupted
 	case res.Failed:
 		s = state.Failed
+	}
+	if r.budget != nil && !res.Interrupted {
+		r.budget.visitTook(res.Took)
 	}
 	return r.st.VisitEnded(v, s, res.Err, r.now())
 }
@@ -498,4 +524,5 @@ var (
 	_ harness.StopRecorder      = (*recorder)(nil)
 	_ harness.VisitAdmitter     = (*recorder)(nil)
 	_ harness.HeartbeatRecorder = (*recorder)(nil)
+	_ harness.VisitBudget       = (*recorder)(nil)
 )

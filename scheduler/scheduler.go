@@ -41,6 +41,10 @@ type Job struct {
 	ExitCode, Signal int
 	// Submitted, Started and Ended are zero until they happened.
 	Submitted, Started, Ended time.Time
+	// Deadline is when a started job that has not ended reaches its time
+	// limit (its start plus the limit, as scontrol update moves it);
+	// zero for a job with no limit, or not started, or ended.
+	Deadline time.Time
 	Nodes                     string // Slurm host list, "" before the job starts
 	Partition                 string
 	Source                    string // where this came from: "squeue", "sacct", "slurmrestd", ...

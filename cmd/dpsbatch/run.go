@@ -63,6 +63,9 @@ func runRank(c *cli.Context) error {
 	var job *jobs.InJob
 	if path := c.String("state"); path != "" {
 		job = &jobs.InJob{StatePath: path, JobID: os.Getenv("SLURM_JOB_ID"), Logger: log, StopFile: c.String("stop-file")}
+		if job.JobID != "" {
+			job.Deadline = jobs.SlurmDeadline(job.JobID)
+		}
 		dr.Rank0 = job.Hook
 	}
 	if dr.PolicyPath == "" {
