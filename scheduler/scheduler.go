@@ -44,10 +44,10 @@ type Job struct {
 	// Deadline is when a started job that has not ended reaches its time
 	// limit (its start plus the limit, as scontrol update moves it);
 	// zero for a job with no limit, or not started, or ended.
-	Deadline time.Time
-	Nodes                     string // Slurm host list, "" before the job starts
-	Partition                 string
-	Source                    string // where this came from: "squeue", "sacct", "slurmrestd", ...
+	Deadline  time.Time
+	Nodes     string // Slurm host list, "" before the job starts
+	Partition string
+	Source    string // where this came from: "squeue", "sacct", "slurmrestd", ...
 }
 
 // terminal holds the states of a job that has ended for good.
