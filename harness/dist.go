@@ -46,6 +46,9 @@ type DistRun struct {
 	Feed bool
 	// Stop, when closed, stops the run at the next visit boundary.
 	Stop <-chan struct{}
+	// StopSignals, on every rank, hears of the stop signals this
+	// process received (Config.StopSignals); nil hears of none.
+	StopSignals *StopSignals
 	// Heartbeat: rank 0 publishes a heartbeat this often (Config.Heartbeat).
 	Heartbeat time.Duration
 	// PipelineDir, when set, is what {pipelinedir} names instead of the
@@ -98,7 +101,7 @@ func RunRank(ctx context.Context, dr DistRun) (*Summary, error) {
 	}
 	log.Info("rank started", "run", dr.RunID, "rank", c.Rank(), "size", c.Size(), "node", host.Node,
 		"host", host.Host, "localRank", host.LocalRank, "cpus", host.CPUs, "memoryMB", host.MemoryMB)
-	cfg := Config{Policy: p, RunID: dr.RunID, RunDir: runDir, Comm: c, Host: host, Logger: log}
+	cfg := Config{Policy: p, RunID: dr.RunID, RunDir: runDir, Comm: c, Host: host, Logger: log, StopSignals: dr.StopSignals}
 	if c.Rank() > 0 {
 		return nil, Run(ctx, cfg)
 	}

@@ -104,7 +104,10 @@ func runRank(c *cli.Context) error {
 		}
 		return nil
 	}
-	ctx, stop, done := stopOnSignals(c.Context, rank0.Load, os.Interrupt, syscall.SIGTERM, syscall.SIGUSR1)
+	// Every rank notes them: a slice's program that dies of the same
+	// signal leaves its visit interrupted, not failed.
+	dr.StopSignals = harness.NewStopSignals()
+	ctx, stop, done := stopOnSignals(c.Context, dr.StopSignals, rank0.Load, os.Interrupt, syscall.SIGTERM, syscall.SIGUSR1)
 	defer done()
 	dr.Stop = stop
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+
+	"github.com/dpsbatch/dpsbatch/harness"
 )
 
 // stopOnSignals turns the first of sigs into a stop at the next visit
@@ -16,7 +18,11 @@ import (
 // task of a step, sometimes more than once, and a slice that took two
 // deliveries for a second signal would abandon its visit; the slices
 // follow rank 0's stop through the communicator instead.
-func stopOnSignals(parent context.Context, heed func() bool, sigs ...os.Signal) (ctx context.Context, stop <-chan struct{}, done func()) {
+//
+// noted, when not nil, hears of every signal of sigs, heeded or not: a
+// slice's program that dies of the same signal was stopped, not failed
+// (see harness.StopSignals).
+func stopOnSignals(parent context.Context, noted *harness.StopSignals, heed func() bool, sigs ...os.Signal) (ctx context.Context, stop <-chan struct{}, done func()) {
 	ctx, cancel := context.WithCancel(parent)
 	stopCh := make(chan struct{})
 	ch := make(chan os.Signal, 2)
@@ -26,6 +32,7 @@ func stopOnSignals(parent context.Context, heed func() bool, sigs ...os.Signal) 
 		for {
 			select {
 			case s := <-ch:
+				noted.Note()
 				if heed == nil || heed() {
 					if first {
 						fmt.Fprintf(os.Stderr, "dpsbatch: %v: stopping after the current visit (again to abandon it)\n", s)
