@@ -43,7 +43,7 @@ stages:
   - name: work
     type: exec
     settings:
-      command: [python3, "{pipelinedir}/prog.py", "{output}", "{visit}", "{ccd}"]
+      command: [python3, -S, "{pipelinedir}/prog.py", "{output}", "{visit}", "{ccd}"]
       timeout: 60s
 `, name))
 	var b strings.Builder
@@ -143,38 +143,61 @@ func TestBatchStopSignalInterrupts(t *testing.T) {
 	}
 }
 
-// TestBatchStopSignalSoak stops one run's jobs by scancel twenty times, at
-// random points of visits whose program takes 50 ms, resuming after each:
-// no visit ever fails, the visit in flight ends done or interrupted (none
-// is left running), and no visit is done twice.
+// TestBatchStopSignalSoak stops jobs by scancel twenty times, at random
+// points of visits whose program takes 50 ms: four runs at once, five
+// stops each, resuming after each stop. No visit ever fails, the visit in
+// flight ends done or interrupted (none is left running), and no visit is
+// done twice.
 func TestBatchStopSignalSoak(t *testing.T) {
 	e := newBatchEnv(t)
-	const visits, rounds = 2000, 20
-	policy, vf := e.termPipeline("soak", visits, "0.05")
-	e.must(0, time.Minute, "submit", policy, "--visits", vf, "--name", "soak")
+	const runs, rounds, visits = 4, 5, 2000
 	start := time.Now()
+	t.Run("runs", func(t *testing.T) {
+		for i := range runs {
+			t.Run(fmt.Sprint(i), func(t *testing.T) {
+				t.Parallel()
+				re := *e
+				re.t = t
+				re.soak(fmt.Sprintf("soak-%d", i), visits, rounds)
+			})
+		}
+	})
+	t.Logf("%d stops in %v", runs*rounds, time.Since(start).Round(time.Second))
+}
+
+// soak submits run and stops its job rounds times (see
+// TestBatchStopSignalSoak).
+func (e *batchEnv) soak(run string, visits, rounds int) {
+	t := e.t
+	policy, vf := e.termPipeline(run, visits, "0.05")
+	e.must(0, time.Minute, "submit", policy, "--visits", vf, "--name", run)
 	for round := 1; round <= rounds; round++ {
 		if round > 1 {
-			e.must(0, time.Minute, "resume", "soak")
+			e.must(0, time.Minute, "resume", run)
 		}
-		st := e.status("soak")
+		st := e.status(run)
 		job := st.Jobs[len(st.Jobs)-1].ID
-		before := st.Counts["done"]
-		// Stop once the job runs visits: at a random point of one.
-		deadline := time.Now().Add(time.Minute)
-		for e.status("soak").Counts["done"] <= before {
-			if time.Now().After(deadline) {
-				t.Fatalf("round %d: job %s ran no visit within a minute", round, job)
-			}
-			time.Sleep(100 * time.Millisecond)
+		t.Cleanup(func() { exec.Command("scancel", job).Run() })
+		// Stop once the job runs programs: at a random point of a visit.
+		started := func() int {
+			names, _ := filepath.Glob(filepath.Join(e.root, run, "output", "*", "started-*"))
+			return len(names)
 		}
-		time.Sleep(time.Duration(rand.IntN(500)) * time.Millisecond)
+		before := started()
+		deadline := time.Now().Add(time.Minute)
+		for started() <= before {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: job %s started no program within a minute", round, job)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		// The program's 50 ms, and as long after.
+		time.Sleep(time.Duration(rand.IntN(100)) * time.Millisecond)
 		if out, err := exec.Command("scancel", job).CombinedOutput(); err != nil {
 			t.Fatalf("round %d: scancel %s: %v %s", round, job, err, out)
 		}
 		waitJobGone(t, job, 2*time.Minute)
-		e.dps(time.Minute, "wait", "soak", "--interval", "1s")
-		st = e.status("soak")
+		st = e.status(run)
 		if st.Counts["failed"] != 0 || st.Counts["running"] != 0 {
 			for _, v := range runVisits(t, st.Dir) {
 				if v.State == state.Failed || v.State == state.Running {
@@ -185,12 +208,11 @@ func TestBatchStopSignalSoak(t *testing.T) {
 		}
 		t.Logf("round %d: job %s: %v", round, job, st.Counts)
 	}
-	t.Logf("%d stops in %v", rounds, time.Since(start).Round(time.Second))
 
 	// A visit done ran its program to the end once per CCD, unless an
 	// earlier attempt was interrupted after one CCD's program finished.
 	interrupted := 0
-	for _, v := range runVisits(t, e.status("soak").Dir) {
+	for _, v := range runVisits(t, e.status(run).Dir) {
 		if v.State == state.Interrupted || v.Attempts > 1 {
 			interrupted++
 		}
@@ -198,7 +220,7 @@ func TestBatchStopSignalSoak(t *testing.T) {
 			continue
 		}
 		for ccd := 1; ccd <= 2; ccd++ {
-			data, _ := os.ReadFile(filepath.Join(e.root, "soak", "output", v.ID, fmt.Sprintf("done-%d", ccd)))
+			data, _ := os.ReadFile(filepath.Join(e.root, run, "output", v.ID, fmt.Sprintf("done-%d", ccd)))
 			if n := strings.Count(string(data), "\n"); n == 0 || n > 1 && v.Attempts == 1 {
 				t.Errorf("visit %s (done, %d attempts): ccd %d's program finished %d times", v.ID, v.Attempts, ccd, n)
 			}
