@@ -31,8 +31,9 @@ type InJob struct {
 	StatePath string
 	JobID     string // SLURM_JOB_ID; "" outside Slurm (recorded as "local")
 	// StopFile, when set, is watched: once it exists the run stops at
-	// the next visit boundary, and its first line is the reason recorded
-	// (the job script writes it when Slurm's time-limit warning comes).
+	// the next visit boundary (with Deadline: only if little time is
+	// left), and its first line is the reason recorded (the job script
+	// writes it when Slurm's time-limit warning comes).
 	StopFile string
 	// Every is how often StopFile is looked at (default 1s).
 	Every time.Duration

@@ -36,7 +36,7 @@ func runCommand() *cli.Command {
 			&cli.IntFlag{Name: "rank", Value: -1, Usage: "this process's rank, for tcp outside srun (with --size)"},
 			&cli.IntFlag{Name: "size", Usage: "number of ranks, for tcp outside srun (with --rank), or for local"},
 			&cli.StringFlag{Name: "state", Usage: "the run's state file (batch jobs): rank 0 runs the visits it lists as unfinished and records progress in it"},
-			&cli.StringFlag{Name: "stop-file", Usage: "with --state: stop at the next visit boundary once this file exists (the job script writes it on Slurm's time-limit warning)"},
+			&cli.StringFlag{Name: "stop-file", Usage: "with --state: once this file exists (the job script writes it on Slurm's time-limit warning), read the job's end time again and stop at the next visit boundary if little time is left"},
 			&cli.StringFlag{Name: "pipeline-dir", Usage: "what {pipelinedir} names (default: the policy file's folder)"},
 			&cli.StringFlag{Name: "rendezvous", Usage: "directory where tcp ranks find rank 0, shared by all nodes (default: RUN-DIR/.rendezvous)"},
 		},
