@@ -21,6 +21,12 @@ type EmbeddedConfig struct {
 	Port   int          // 0 picks a free port
 	Token  string       // if set, clients must present it; never logged
 	Logger *slog.Logger // the server's notices, warnings and errors; nil for none
+	// MaxStore is the most the server's JetStream stores, in bytes;
+	// default DefaultMaxBytes. Give the stream the same MaxBytes
+	// (NATSConfig). Without it the server takes 75% of the free space and
+	// refuses a stream larger than that, whatever the events need: it
+	// reserves a stream's MaxBytes, but only takes what the events take.
+	MaxStore int64
 }
 
 // Embedded is a NATS server with JetStream running in this process: the
@@ -39,10 +45,17 @@ type Embedded struct {
 }
 
 // StartEmbedded starts a server and returns once it accepts connections
-// with JetStream enabled. Close stops it.
+// with JetStream enabled. Close stops it. It first checks that the
+// store's file system has room for MaxStore less what the store holds
+// (CheckStoreSpace): an error matching ErrNoSpace names the folder, the
+// space free and the space needed.
 func StartEmbedded(c EmbeddedConfig) (*Embedded, error) {
 	if c.Dir == "" {
 		return nil, errors.New("events: embedded NATS server: no store directory")
+	}
+	maxStore := or(c.MaxStore, DefaultMaxBytes)
+	if err := CheckStoreSpace(c.Dir, maxStore); err != nil {
+		return nil, err
 	}
 	host := c.Host
 	if host == "" {
@@ -53,13 +66,14 @@ func StartEmbedded(c EmbeddedConfig) (*Embedded, error) {
 		port = server.RANDOM_PORT
 	}
 	opts := &server.Options{
-		ServerName:    "dpsbatch",
-		Host:          host,
-		Port:          port,
-		JetStream:     true,
-		StoreDir:      c.Dir,
-		Authorization: c.Token,
-		NoSigs:        true,
+		ServerName:        "dpsbatch",
+		Host:              host,
+		Port:              port,
+		JetStream:         true,
+		StoreDir:          c.Dir,
+		JetStreamMaxStore: maxStore,
+		Authorization:     c.Token,
+		NoSigs:            true,
 		// No HTTP monitoring, no cluster, no leaf nodes: clients only.
 	}
 	srv, err := server.NewServer(opts)

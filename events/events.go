@@ -100,13 +100,20 @@ func stamp(e Event) Event {
 // IsData reports whether the event carries data (is not a control event).
 func (e Event) IsData() bool { return e.Kind == "" || e.Kind == KindData }
 
-// Visit returns the event's visit ID property as a string.
+// Visit returns the event's visit ID property as a string. Only a string
+// or a number names a visit: a visitId of another type (an object, a
+// list, a bool) is no visit ID, and ok is false, as it is for a missing
+// or empty one.
 func (e Event) Visit() (string, bool) {
-	v, ok := e.Properties[PropVisit]
-	if !ok || v == nil {
+	var s string
+	switch v := e.Properties[PropVisit].(type) {
+	case string:
+		s = v
+	case int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, float32, float64:
+		s = fmt.Sprint(v)
+	default:
 		return "", false
 	}
-	s := fmt.Sprint(v)
 	return s, s != ""
 }
 
@@ -143,3 +150,24 @@ type Subscription interface {
 	// be called from any goroutine, more than once.
 	Close() error
 }
+
+// Drop is a message a subscription dropped because it could not be
+// decoded as an event (see Subscription.Dropped).
+type Drop struct {
+	Topic string // the subscription's topic
+	Seq   uint64 // the message's sequence in the broker's stream; 0 if unknown
+	Err   error  // why it could not be decoded (wraps ErrMalformed when Decode refused it)
+}
+
+// DropReporter is an optional extra of a Subscription whose broker
+// decodes messages (NATS; Memory passes Go values and drops nothing): it
+// says why each message it dropped was dropped, for a caller that keeps a
+// record of them. TakeDrops returns the drops since its last call, at most
+// the last maxDrops of them (Dropped counts them all). It may be called
+// from any goroutine.
+type DropReporter interface {
+	TakeDrops() []Drop
+}
+
+// maxDrops is how many drops a DropReporter keeps between two TakeDrops.
+const maxDrops = 100

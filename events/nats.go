@@ -42,10 +42,14 @@ type NATSConfig struct {
 	// refuses to open a second one itself.
 	Subscriber string
 
-	Stream   string        // the JetStream stream, default "DPSBATCH"; it captures SubjectPrefix.>
-	MaxAge   time.Duration // how long the stream keeps an event, default 7 days
-	MaxBytes int64         // the most the stream keeps, default 1 GiB; the oldest events go first
-	Replicas int           // copies of the stream in a cluster, default 1
+	Stream string        // the JetStream stream, default "DPSBATCH"; it captures SubjectPrefix.>
+	MaxAge time.Duration // how long the stream keeps an event, default 7 days
+	// MaxBytes is the most the stream keeps, default DefaultMaxBytes. At
+	// the limit a new event is refused (Publish fails with ErrStreamFull):
+	// no stored event, read or not, is dropped to make room. Only events
+	// older than MaxAge go by themselves.
+	MaxBytes int64
+	Replicas int // copies of the stream in a cluster, default 1
 
 	// AckWait is how long the server waits, after handing an event to a
 	// subscription that stopped before returning it, to hand it out again;
@@ -60,8 +64,12 @@ type NATSConfig struct {
 const (
 	DefaultStream   = "DPSBATCH"
 	DefaultMaxAge   = 7 * 24 * time.Hour
-	DefaultMaxBytes = 1 << 30
+	DefaultMaxBytes = 256 << 20
 )
+
+// ErrStreamFull is matched by the error of Publish when the stream holds
+// MaxBytes of events already: the event is not stored.
+var ErrStreamFull = errors.New("events: the event stream is full")
 
 // fetchWait is how long one pull request waits for an event on the server.
 const fetchWait = 10 * time.Second
@@ -211,7 +219,7 @@ func DialNATS(ctx context.Context, c NATSConfig) (*NATS, error) {
 			Subjects:    []string{SubjectPrefix + ".>"},
 			Storage:     jetstream.FileStorage,
 			Retention:   jetstream.LimitsPolicy,
-			Discard:     jetstream.DiscardOld,
+			Discard:     jetstream.DiscardNew,
 			MaxAge:      n.maxAge,
 			MaxBytes:    or(c.MaxBytes, DefaultMaxBytes),
 			Replicas:    or(c.Replicas, 1),
@@ -258,9 +266,19 @@ func (n *NATS) Publish(ctx context.Context, e Event) error {
 		if n.isClosed() || errors.Is(err, nats.ErrConnectionClosed) {
 			return ErrClosed
 		}
+		if full(err) {
+			err = fmt.Errorf("%w (stream %s): %w", ErrStreamFull, n.stream, err)
+		}
 		return n.redact(fmt.Errorf("events: publish on %q: %w", e.Topic, err))
 	}
 	return nil
+}
+
+// full reports whether err is the server refusing an event because the
+// stream holds its MaxBytes (with discard new).
+func full(err error) bool {
+	var ae *jetstream.APIError
+	return errors.As(err, &ae) && strings.Contains(ae.Description, "maximum bytes exceeded")
 }
 
 // Subscribe opens a pull consumer of the run's subject for topic, from the
@@ -401,6 +419,7 @@ type natsSub struct {
 	closed  bool
 	skipped int
 	dropped int
+	drops   []Drop // since the last TakeDrops, at most maxDrops
 }
 
 // ensureConsumer looks the consumer up, or creates it: from the start of
@@ -536,6 +555,10 @@ func (s *natsSub) take(m jetstream.Msg) (Event, bool) {
 func (s *natsSub) drop(m jetstream.Msg, seq uint64, err error) {
 	s.mu.Lock()
 	s.dropped++
+	if len(s.drops) == maxDrops {
+		s.drops = s.drops[1:]
+	}
+	s.drops = append(s.drops, Drop{Topic: s.topic, Seq: seq, Err: err})
 	s.mu.Unlock()
 	s.n.log.Warn("events: dropped a malformed message", "topic", s.topic, "run", s.runID, "seq", seq, "err", err)
 	m.Term()
@@ -571,6 +594,15 @@ func (s *natsSub) Dropped() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.dropped
+}
+
+// TakeDrops returns the messages dropped since the last call.
+func (s *natsSub) TakeDrops() []Drop {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.drops
+	s.drops = nil
+	return d
 }
 
 func (s *natsSub) isClosed() bool {
@@ -614,5 +646,6 @@ func (s *natsSub) close() {
 var (
 	_ Broker       = (*NATS)(nil)
 	_ Subscription = (*natsSub)(nil)
+	_ DropReporter = (*natsSub)(nil)
 	_ io.Closer    = (*NATS)(nil)
 )

@@ -62,6 +62,11 @@ type DistRun struct {
 	// rank 0 warns when that differs from what was asked.
 	Slices     int
 	SlicesFrom string
+	// Name, when set, is the pipeline's name in this run instead of the
+	// policy's (a production entry's name): every rank uses it for
+	// {pipeline}, and the Pipeline in every event it publishes, so one
+	// pipeline has one name throughout a production's run.
+	Name string
 	// Rank0, when set, is called on rank 0 once the policy is loaded and
 	// valid, before the ranks agree to start: it may set Recorder, Broker
 	// and Feed (a batch run opens its state file and feeds its visits
@@ -151,6 +156,9 @@ func (dr *DistRun) prepare(c comm.Comm) (*Policy, []Visit, error) {
 	p, err := Load(dr.PolicyPath)
 	if err != nil {
 		return nil, nil, err
+	}
+	if dr.Name != "" {
+		p.Name = dr.Name
 	}
 	if dr.PipelineDir != "" {
 		if p.Dir, err = filepath.Abs(dr.PipelineDir); err != nil {

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -147,9 +148,27 @@ func (p propProblem) String() string {
 	return fmt.Sprintf("property %s: expected %s, got %s", p.key, p.want, describeProp(p.got))
 }
 
+// Check says what is wrong with a data event's properties for this
+// receiver, naming the first property it lacks or has of the wrong type
+// and the type expected; nil when nothing is. Like the Pipeline, it
+// replaces a string that reads as the declared type by the value it reads
+// as, in props itself. `dpsbatch event send` checks an event with it
+// before sending it.
+func (f *EventFilter) Check(props map[string]any) error {
+	if why := f.malformed(props); why != "" {
+		return errors.New(why)
+	}
+	return nil
+}
+
 // problems checks props as malformed does, and returns up to max problems.
+// A visitId, when there is one, must be a string or a number whatever the
+// policy declares: it names the visit.
 func (f *EventFilter) problems(props map[string]any, max int) []propProblem {
 	var out []propProblem
+	if v, ok := props[events.PropVisit]; ok && !visitScalar(v) {
+		out = append(out, propProblem{key: events.PropVisit, want: propVisitID, got: v})
+	}
 	for _, k := range f.Properties {
 		if len(out) == max {
 			break
@@ -172,6 +191,20 @@ func (f *EventFilter) problems(props map[string]any, max int) []propProblem {
 		out = append(out, propProblem{key: k, want: t, got: v})
 	}
 	return out
+}
+
+// propVisitID is the type of visitId: a string or a number (never declared
+// in a policy; for messages).
+const propVisitID PropType = "string or number"
+
+// visitScalar reports whether v can name a visit: a string or a number,
+// as events decode them (a JSON object or list cannot).
+func visitScalar(v any) bool {
+	if _, ok := v.(string); ok {
+		return true
+	}
+	_, ok := number(v)
+	return ok
 }
 
 // parseAs reads s as a value of type t.

@@ -1,8 +1,10 @@
 package harness
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -225,5 +227,72 @@ func TestHeartbeat(t *testing.T) {
 	defer a.mu.Unlock()
 	if len(a.beats) < 5 || !strings.Contains(strings.Join(a.beats, ","), "v1") {
 		t.Errorf("recorder heard %v", a.beats)
+	}
+}
+
+// TestNonScalarVisitIDDropped sends trigger and waited-for events whose
+// visitId is a JSON object or list, as they come off the wire: each is
+// refused (no visit "map[a:1]" runs, none is taken as a stage's event),
+// logged with the event, and counted.
+func TestNonScalarVisitIDDropped(t *testing.T) {
+	b := events.NewMemory()
+	ctx := context.Background()
+	wire := func(raw string) events.Event {
+		t.Helper()
+		e, err := events.Decode([]byte(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	for _, e := range []events.Event{
+		wire(`{"v":1,"topic":"visits","run":"test-run","props":{"visitId":{"a":1}}}`),
+		wire(`{"v":1,"topic":"visits","run":"test-run","props":{"visitId":["x","y"]}}`),
+		wire(`{"v":1,"topic":"visits","run":"test-run","props":{"visitId":true}}`),
+		wire(`{"v":1,"topic":"visits","run":"test-run","props":{"visitId":"1"}}`),
+		wire(`{"v":1,"topic":"visits","run":"test-run","props":{"visitId":2}}`),
+		wire(`{"v":1,"topic":"ephem","run":"test-run","props":{"visitId":{"a":1},"ra":1}}`),
+		wire(`{"v":1,"topic":"ephem","run":"test-run","props":{"visitId":"1","ra":2}}`),
+		wire(`{"v":1,"topic":"ephem","run":"test-run","props":{"visitId":2,"ra":3}}`),
+		{Topic: "visits", RunID: "test-run", Kind: events.KindNoMoreData},
+	} {
+		if err := b.Publish(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var logged bytes.Buffer
+	lw := lockedWriter{b: &logged, mu: new(sync.Mutex)}
+	sum, end, err := runYAML(t, testHead+`events:
+  external: [ephem]
+stages:
+  - name: w
+    type: test-record
+    settings: {keys: [ra]}
+    event: {topic: ephem, properties: {ra: number}, timeout: 5s}
+`, nil, func(lr *LocalRun) {
+		lr.Broker, lr.Feed = b, true
+		lr.Logger = slog.New(slog.NewTextHandler(lw, nil))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(end.order, ","); got != "1,2" {
+		t.Errorf("visits run: %s, want 1,2", got)
+	}
+	if sum.Malformed != 4 {
+		t.Errorf("malformed %d, want 4 (three triggers, one waited-for event)", sum.Malformed)
+	}
+	for _, s := range sink.sorted("1") {
+		if !strings.HasSuffix(s, "ra=2") {
+			t.Errorf("visit 1's clipboard: %s, want ra=2 (the event with an object visitId is not its)", s)
+		}
+	}
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	for _, want := range []string{`reason="property visitId: expected string or number, got a mapping"`, "properties=map[visitId:map[a:1]]",
+		`reason="property visitId: expected string or number, got a list"`, `got bool true`} {
+		if !strings.Contains(logged.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, logged.String())
+		}
 	}
 }

@@ -183,6 +183,13 @@ func (t teeRecorder) EventDropped(topic, why string) {
 		}
 	}
 }
+func (t teeRecorder) EventsUndecodable(n int) {
+	for _, r := range []Recorder{t.a, t.b} {
+		if u, ok := r.(UndecodableRecorder); ok {
+			u.EventsUndecodable(n)
+		}
+	}
+}
 func (t teeRecorder) EventSkipped(topic, visit, why string) {
 	for _, r := range []Recorder{t.a, t.b} {
 		if s, ok := r.(SkipRecorder); ok {

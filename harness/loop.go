@@ -52,6 +52,14 @@ type DropRecorder interface {
 	EventDropped(topic, why string)
 }
 
+// UndecodableRecorder is an optional extra of a Recorder: when the
+// Pipeline ends it hears how many messages its subscriptions dropped
+// because they could not be decoded as events (events.Subscription's
+// Dropped; the broker logs each), unless there were none.
+type UndecodableRecorder interface {
+	EventsUndecodable(n int)
+}
+
 // VisitAdmitter is an optional extra of a Recorder: before the Pipeline
 // runs a visit a trigger event names, it asks whether to. A batch run's
 // recorder says no for a visit its state file records done (a trigger
@@ -367,6 +375,7 @@ func (r *rank) pipelineLoop(ctx context.Context) error {
 	defer stopWatching()
 	go p.watch(watchCtx, control)
 	defer control.Close()
+	defer p.countUndecodable(control) // before the subscriptions close
 	if r.cfg.Heartbeat > 0 {
 		beating := make(chan struct{})
 		go func() {
@@ -395,6 +404,22 @@ func (r *rank) pipelineLoop(ctx context.Context) error {
 		return ErrInterrupted
 	}
 	return nil
+}
+
+// countUndecodable tells the recorder how many messages the Pipeline's
+// subscriptions dropped as undecodable.
+func (p *pipeline) countUndecodable(control events.Subscription) {
+	n := p.trigger.Dropped() + control.Dropped()
+	for _, w := range p.waits {
+		n += w.Dropped()
+	}
+	if n == 0 {
+		return
+	}
+	p.log.Warn("messages that were not events were dropped (the broker logged each)", "messages", n)
+	if u, ok := p.cfg.Recorder.(UndecodableRecorder); ok {
+		u.EventsUndecodable(n)
+	}
 }
 
 // watch turns shutdown events on the control topic and a closed Stop
@@ -510,13 +535,13 @@ func (p *pipeline) loop(ctx, triggerCtx context.Context) error {
 			p.drop(e, fmt.Sprintf("unknown kind %q", e.Kind))
 			continue
 		}
+		if why := trig.malformed(e.Properties); why != "" {
+			p.drop(e, why)
+			continue
+		}
 		visit, ok := e.Visit()
 		if !ok {
 			p.drop(e, "no "+events.PropVisit+" property")
-			continue
-		}
-		if why := trig.malformed(e.Properties); why != "" {
-			p.drop(e, why)
 			continue
 		}
 		if a, ok := p.cfg.Recorder.(VisitAdmitter); ok {
@@ -557,7 +582,8 @@ func (p *pipeline) skip(e events.Event, visit, why string) {
 }
 
 func (p *pipeline) drop(e events.Event, why string) {
-	p.log.Warn("dropped malformed event", "topic", e.Topic, "reason", why)
+	p.log.Warn("dropped malformed event", "topic", e.Topic, "reason", why, "kind", e.Kind, "sender", e.Sender,
+		"pipeline", e.Pipeline, "properties", e.Properties)
 	if d, ok := p.cfg.Recorder.(DropRecorder); ok {
 		d.EventDropped(e.Topic, why)
 	}

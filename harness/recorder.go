@@ -57,6 +57,7 @@ type Summary struct {
 	StageCalls        map[string]int
 	stageOrder        []string
 	Malformed         int // events dropped as malformed
+	Undecodable       int // messages dropped because they were not events (did not decode)
 	Skipped           int // well-formed events passed over (not selected; visit already done)
 	Stopped           string
 	Elapsed           time.Duration
@@ -130,6 +131,9 @@ func (s *Summary) Print(w io.Writer) {
 	if s.Malformed > 0 {
 		fmt.Fprintf(w, "; %d malformed events dropped", s.Malformed)
 	}
+	if s.Undecodable > 0 {
+		fmt.Fprintf(w, "; %d undecodable messages dropped", s.Undecodable)
+	}
 	if s.Skipped > 0 {
 		fmt.Fprintf(w, "; %d events skipped", s.Skipped)
 	}
@@ -176,6 +180,13 @@ func (s *Summary) EventDropped(topic, why string) {
 	s.mu.Unlock()
 }
 
+// EventsUndecodable counts the messages dropped as undecodable.
+func (s *Summary) EventsUndecodable(n int) {
+	s.mu.Lock()
+	s.Undecodable += n
+	s.mu.Unlock()
+}
+
 // EventSkipped counts an event passed over.
 func (s *Summary) EventSkipped(topic, visit, why string) {
 	s.mu.Lock()
@@ -191,8 +202,9 @@ func (s *Summary) RunStopped(why string) {
 }
 
 var (
-	_ Recorder     = (*Summary)(nil)
-	_ DropRecorder = (*Summary)(nil)
-	_ StopRecorder = (*Summary)(nil)
-	_ SkipRecorder = (*Summary)(nil)
+	_ Recorder            = (*Summary)(nil)
+	_ DropRecorder        = (*Summary)(nil)
+	_ UndecodableRecorder = (*Summary)(nil)
+	_ StopRecorder        = (*Summary)(nil)
+	_ SkipRecorder        = (*Summary)(nil)
 )

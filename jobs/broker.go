@@ -27,19 +27,46 @@ type brokerSettings struct {
 	CredentialsFile string   `json:"credentialsFile,omitempty"`
 	TokenFile       string   `json:"tokenFile,omitempty"`
 	TokenEnv        string   `json:"tokenEnv,omitempty"`
+	// StreamSize is the limit of the run's events in bytes (the site's
+	// broker.stream_size); 0, in runs created before it existed, is
+	// events.DefaultMaxBytes.
+	StreamSize int64 `json:"streamSize,omitempty"`
 }
 
 func brokerOf(s *site.Site) brokerSettings {
 	b := s.Broker
-	return brokerSettings{Kind: b.Kind, URLs: b.URLs, CredentialsFile: b.CredentialsFile, TokenFile: b.TokenFile, TokenEnv: b.TokenEnv}
+	return brokerSettings{Kind: b.Kind, URLs: b.URLs, CredentialsFile: b.CredentialsFile, TokenFile: b.TokenFile, TokenEnv: b.TokenEnv,
+		StreamSize: int64(b.StreamSizeMB) << 20}
 }
 
+// maxBytes is the limit of the run's events: the stream's and the
+// embedded broker's store.
+func (b brokerSettings) maxBytes() int64 {
+	if b.StreamSize > 0 {
+		return b.StreamSize
+	}
+	return events.DefaultMaxBytes
+}
+
+// checkBrokerSpace checks, for a run with an embedded broker whose
+// directory is (or will be) dir, that dir's file system has room for the
+// broker's store: submit and resume call it before submitting, and the
+// job's broker checks again when it starts (events.StartEmbedded).
+func checkBrokerSpace(dir string, b brokerSettings) error {
+	if b.external() {
+		return nil
+	}
+	if err := events.CheckStoreSpace(Layout{Dir: dir}.BrokerDir(), b.maxBytes()); err != nil {
+		return fmt.Errorf("jobs: the run's events do not fit: %w; free space there, or lower broker.stream_size in the site file", err)
+	}
+	return nil
+}
 func (b brokerSettings) external() bool { return b.Kind == "external" }
 
 // natsConfig is how to dial the site's external broker.
 func (b brokerSettings) natsConfig(name, subscriber string, log *slog.Logger) events.NATSConfig {
 	return events.NATSConfig{URLs: b.URLs, CredentialsFile: b.CredentialsFile, TokenFile: b.TokenFile, TokenEnv: b.TokenEnv,
-		Name: name, Subscriber: subscriber, Logger: log, ConnectTimeout: 5 * time.Second}
+		Name: name, Subscriber: subscriber, Logger: log, ConnectTimeout: 5 * time.Second, MaxBytes: b.maxBytes()}
 }
 
 // BrokerDir is where the embedded broker of the run's jobs keeps its
@@ -127,9 +154,10 @@ func (s *served) Close() error {
 
 // serve starts the run's embedded broker on this host (host "" listens on
 // every address, for a job; "127.0.0.1" for a relay command storing an
-// event while no job runs), with a fresh token, and connects to it. It
-// holds the store's lock until Close, waiting up to lockWait for it.
-func serve(ctx context.Context, l Layout, host string, lockWait time.Duration, name, subscriber string, log *slog.Logger) (*served, error) {
+// event while no job runs), with a fresh token and the store limit of b,
+// and connects to it. It holds the store's lock until Close, waiting up
+// to lockWait for it.
+func serve(ctx context.Context, l Layout, b brokerSettings, host string, lockWait time.Duration, name, subscriber string, log *slog.Logger) (*served, error) {
 	unlock, err := lockBroker(l, lockWait)
 	if err != nil {
 		return nil, err
@@ -140,13 +168,13 @@ func serve(ctx context.Context, l Layout, host string, lockWait time.Duration, n
 		return nil, err
 	}
 	srv, err := events.StartEmbedded(events.EmbeddedConfig{Dir: l.BrokerDir(), Host: host, Token: tok,
-		Logger: slog.New(warnOnly{log.Handler()})})
+		MaxStore: b.maxBytes(), Logger: slog.New(warnOnly{log.Handler()})})
 	if err != nil {
 		unlock()
 		return nil, err
 	}
 	n, err := events.DialNATS(ctx, events.NATSConfig{URLs: []string{srv.URL()}, TokenFile: l.BrokerToken(),
-		Name: name, Subscriber: subscriber, Logger: log})
+		Name: name, Subscriber: subscriber, Logger: log, MaxBytes: b.maxBytes()})
 	if err != nil {
 		srv.Close()
 		unlock()
@@ -191,24 +219,24 @@ func ServeBroker(ctx context.Context, dir, job string, log *slog.Logger, ready f
 		log = slog.New(slog.DiscardHandler)
 	}
 	l := Layout{Dir: dir}
+	_, set, err := readSettings(l)
+	if err != nil {
+		return err
+	}
+	// The start first: a requeued job's record then forgets its earlier
+	// start's broker, which its pipelines must not dial.
+	host, _ := os.Hostname()
+	if err := withJob(l, func(st *state.Store) error { return st.StartJob(job, RestartCount(), host, time.Now()) }); err != nil {
+		return err
+	}
 	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	s, err := serve(sctx, l, "", 30*time.Second, "dpsbatch broker", "", log)
+	s, err := serve(sctx, l, set.Broker, "", 30*time.Second, "dpsbatch broker", "", log)
 	cancel()
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	st, err := state.Open(l.State())
-	if err != nil {
-		return err
-	}
-	host, _ := os.Hostname()
-	err = st.JobStarted(job, host, time.Now())
-	if err == nil || errors.Is(err, state.ErrNotFound) {
-		err = st.SetJobBroker(job, s.URL)
-	}
-	st.Close()
-	if err != nil && !errors.Is(err, state.ErrNotFound) {
+	if err := withJob(l, func(st *state.Store) error { return st.SetJobBroker(job, s.URL) }); err != nil {
 		return err
 	}
 	log.Info("broker serving", "url", s.URL, "store", l.BrokerDir())
@@ -217,4 +245,21 @@ func ServeBroker(ctx context.Context, dir, job string, log *slog.Logger, ready f
 	}
 	<-ctx.Done()
 	return nil
+}
+
+// withJob runs f on the run's state file, opened for it alone; a job
+// the file does not know (ErrNotFound) is no error.
+func withJob(l Layout, f func(st *state.Store) error) error {
+	st, err := state.Open(l.State())
+	if err != nil {
+		return err
+	}
+	err = f(st)
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if errors.Is(err, state.ErrNotFound) {
+		return nil
+	}
+	return err
 }

@@ -137,16 +137,12 @@ func (b *budget) left() (left time.Duration, end time.Time, ok bool) {
 	return b.end.Sub(b.now()), b.end, true
 }
 
-// SlurmDeadline returns how a job reads its end by its time limit from
-// Slurm (squeue): the zero time when the job has no limit. `dpsbatch run`
-// gives it to InJob.Deadline inside a Slurm job.
-func SlurmDeadline(jobID string) func(context.Context) (time.Time, error) {
+// SlurmDeadline returns how job jobID reads its end by its time limit
+// from Slurm (b.Jobs: squeue): the zero time when the job has no limit.
+// `dpsbatch run` gives it to InJob.Deadline inside a Slurm job.
+func SlurmDeadline(b scheduler.Backend, jobID string) func(context.Context) (time.Time, error) {
 	return func(ctx context.Context) (time.Time, error) {
-		cli, err := scheduler.NewCLI(scheduler.CLIOptions{})
-		if err != nil {
-			return time.Time{}, err
-		}
-		js, err := cli.Jobs(ctx, []string{jobID})
+		js, err := b.Jobs(ctx, []string{jobID})
 		if err != nil {
 			return time.Time{}, err
 		}

@@ -120,7 +120,7 @@ func readAllOn(t *testing.T, b events.Broker, topic string, idle time.Duration) 
 // serves it: the store is opened here for a moment, as Relay does.
 func storedOn(t *testing.T, dir, topic string) []events.Event {
 	t.Helper()
-	s, err := serve(context.Background(), Layout{Dir: dir}, "127.0.0.1", 5*time.Second, "test reader", "",
+	s, err := serve(context.Background(), Layout{Dir: dir}, brokerSettings{}, "127.0.0.1", 5*time.Second, "test reader", "",
 		slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("opening the run's broker store: %v", err)

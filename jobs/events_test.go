@@ -105,6 +105,61 @@ func TestRelayRefusals(t *testing.T) {
 	}
 }
 
+// Relay checks a data event's properties against the types the run's
+// pipeline declares for the trigger or the stage that would take it, as
+// the Pipeline would (text that reads as the type is converted): an event
+// the Pipeline would drop as malformed is refused, naming the key and the
+// type expected, with nothing sent.
+func TestRelayChecksDeclaredTypes(t *testing.T) {
+	e := newEnv(t, 3)
+	e.policy = e.write("pipeline.yaml", `pipeline: typed
+slices: 2
+mapper: {type: range, settings: {key: ccd, from: 1, to: 2}}
+events: {trigger: {topic: visits, properties: {exposure: number, filter: string}}, external: [ephem]}
+stages:
+  - {name: work, type: noop}
+  - {name: wait, type: noop, event: {topic: ephem, timeout: 5s, properties: {ra: number, fresh: bool}}}
+`)
+	o := e.opts("run1")
+	o.Listen, o.Visits = true, ""
+	sub, err := Submit(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trigger := func(props map[string]any) events.Event {
+		props[events.PropVisit] = "v9"
+		return events.Event{Topic: "visits", Properties: props}
+	}
+	for _, tc := range []struct {
+		name string
+		ev   events.Event
+		says string
+	}{
+		{"text that is no number", trigger(map[string]any{"exposure": "long", "filter": "r"}), `property exposure: expected number, got string "long"`},
+		{"a list for a string", trigger(map[string]any{"exposure": 30, "filter": []any{"r"}}), "property filter: expected string, got a list"},
+		{"a missing property", trigger(map[string]any{"exposure": 30}), "missing property filter"},
+		{"an object visitId", events.Event{Topic: "visits", Properties: map[string]any{events.PropVisit: map[string]any{"a": 1}, "exposure": 1, "filter": "r"}},
+			"property visitId: expected string or number, got a mapping"},
+		{"a waited-for event", events.Event{Topic: "ephem", Properties: map[string]any{"ra": 1.5, "fresh": "perhaps"}}, `property fresh: expected bool, got string "perhaps"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := e.relay(sub.Dir, tc.ev, WhenAny, time.Second)
+			if res != nil {
+				t.Errorf("Relayed %+v; want nil", res)
+			}
+			wantInvalid(t, tc.name, err, tc.says)
+		})
+	}
+	// Text that reads as the declared types goes, converted.
+	ev := trigger(map[string]any{"exposure": "30.5", "filter": "r"})
+	if _, err := e.relay(sub.Dir, ev, WhenAny, 5*time.Second); err != nil {
+		t.Fatalf("a good trigger in text: %v", err)
+	}
+	if ev.Properties["exposure"] != 30.5 {
+		t.Errorf("exposure sent as %#v, want the number 30.5", ev.Properties["exposure"])
+	}
+}
+
 // A no-more-data for a run that does not listen is not refused, nor sent:
 // the run ends after its visit list anyway.
 func TestRelayFinishWithoutListen(t *testing.T) {
@@ -338,7 +393,7 @@ func TestBrokerLock(t *testing.T) {
 	l := Layout{Dir: dir}
 	log := slog.New(slog.DiscardHandler)
 	ctx := context.Background()
-	s1, err := serve(ctx, l, "127.0.0.1", 0, "first", "", log)
+	s1, err := serve(ctx, l, brokerSettings{}, "127.0.0.1", 0, "first", "", log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +415,7 @@ func TestBrokerLock(t *testing.T) {
 	if _, err := lockBroker(l, 300*time.Millisecond); !errors.Is(err, errBrokerBusy) || time.Since(start) < 300*time.Millisecond {
 		t.Fatalf("lockBroker waiting 300ms: %v after %s; want errBrokerBusy after 300ms", err, time.Since(start))
 	}
-	if _, err := serve(ctx, l, "127.0.0.1", 0, "second", "", log); !errors.Is(err, errBrokerBusy) {
+	if _, err := serve(ctx, l, brokerSettings{}, "127.0.0.1", 0, "second", "", log); !errors.Is(err, errBrokerBusy) {
 		t.Fatalf("a second serve: %v; want errBrokerBusy", err)
 	}
 	if got := string(readAll(t, l.BrokerToken())); got != tok1 {
@@ -376,7 +431,7 @@ func TestBrokerLock(t *testing.T) {
 	unlock()
 
 	// A waiting lockBroker gets the lock once it is let go.
-	s2, err := serve(ctx, l, "127.0.0.1", 0, "third", "", log)
+	s2, err := serve(ctx, l, brokerSettings{}, "127.0.0.1", 0, "third", "", log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -738,6 +793,14 @@ func TestStatusSilent(t *testing.T) {
 			j := rs.Jobs[0]
 			if j.Silent != tc.silent {
 				t.Errorf("Silent = %v; want %v (%+v)", j.Silent, tc.silent, j)
+			}
+			if tc.slurm == "PENDING" {
+				// Pending after it started: Slurm requeued it, and the
+				// heartbeat is an earlier start's.
+				if j.Requeued == nil || !j.Heartbeat.IsZero() {
+					t.Errorf("a started job pending again: %+v; want it requeued, without the earlier start's heartbeat", j)
+				}
+				return
 			}
 			if !j.Heartbeat.Equal(fixedNow().Add(time.Minute)) || j.HeartbeatVisit != "v002" || rs.Heartbeat != 10*time.Second {
 				t.Errorf("heartbeat %v on %q every %s; want the one recorded, every 10s", j.Heartbeat, j.HeartbeatVisit, rs.Heartbeat)

@@ -47,6 +47,9 @@ type fakeBackend struct {
 	onJobs      func(call int, f *fakeBackend) // called (locked) before Jobs answers
 	partitions  []site.Live
 	partitionsN int
+	// starts answers Starts (sacct --duplicates): each start of a job.
+	starts     map[string][]scheduler.Job
+	startCalls int
 }
 
 func newFake() *fakeBackend {
@@ -101,6 +104,22 @@ func (f *fakeBackend) History(ctx context.Context, ids []string) (map[string]sch
 	return out, nil
 }
 
+func (f *fakeBackend) Starts(ctx context.Context, ids []string) (map[string][]scheduler.Job, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.startCalls++
+	if f.noAccounting {
+		return nil, scheduler.ErrNoAccounting
+	}
+	out := map[string][]scheduler.Job{}
+	for _, id := range ids {
+		if js, ok := f.starts[id]; ok {
+			out[id] = js
+		}
+	}
+	return out, nil
+}
+
 func (f *fakeBackend) Cancel(ctx context.Context, id, signal string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -140,7 +159,10 @@ func (f *fakeBackend) calls() (jobs, hist, submits int) {
 	return f.jobsCalls, f.histCalls, len(f.submits)
 }
 
-var _ scheduler.Backend = (*fakeBackend)(nil)
+var (
+	_ scheduler.Backend      = (*fakeBackend)(nil)
+	_ scheduler.StartHistory = (*fakeBackend)(nil)
+)
 
 // env is one test's site, runs root, pipeline and visit list.
 type env struct {

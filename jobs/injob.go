@@ -15,6 +15,7 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/state"
 )
 
@@ -35,6 +36,16 @@ type InJob struct {
 	// left), and its first line is the reason recorded (the job script
 	// writes it when Slurm's time-limit warning comes).
 	StopFile string
+	// Restart is Slurm's SLURM_RESTART_COUNT (RestartCount): 0 on the
+	// job's first start, n once Slurm has requeued it n times and runs it
+	// again under the same ID. Each start is recorded on its own.
+	Restart int
+	// Slurm tells which jobs of the run are still running, so that a
+	// starting job leaves their running visits to them; and, offering
+	// scheduler.StartHistory, how a restarted job's earlier starts ended
+	// (REQUEUED, NODE_FAIL, PREEMPTED), for their records. nil (outside
+	// Slurm): every running visit counts as left by a dead job.
+	Slurm scheduler.Backend
 	// Every is how often StopFile is looked at (default 1s).
 	Every time.Duration
 	// Deadline, when set, reads the job's end by its time limit (zero
@@ -47,6 +58,10 @@ type InJob struct {
 
 	Logger *slog.Logger
 	Now    func() time.Time // nil: time.Now
+	// BusyTimeout is how long one write of the state file waits for a
+	// lock another process holds before it tries again (0: the state
+	// package's default). Rank 0 never gives a write up while it lives.
+	BusyTimeout time.Duration
 
 	st        *state.Store
 	rec       *recorder
@@ -58,6 +73,9 @@ type InJob struct {
 
 	mu  sync.Mutex
 	why string // the stop file's reason
+
+	started      time.Time // when Hook ran: the visits since are this job's
+	releaseRank0 func()    // the rank-0 lock's release
 }
 
 // Hook opens the state and prepares the feed; harness.DistRun.Rank0.
@@ -68,7 +86,17 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 	if j.JobID == "" {
 		j.JobID = "local"
 	}
-	st, err := state.Open(j.StatePath)
+	j.started = j.Now()
+	// Held until End or death: readers tell from it that this pipeline's
+	// rank 0 is alive (a production's job outlives one that died).
+	if release, err := holdRank0(Layout{Dir: filepath.Dir(j.StatePath)}, j.JobID, 5*time.Second); err != nil {
+		j.log().Warn("another rank 0 of this pipeline is alive", "err", err)
+	} else {
+		j.releaseRank0 = release
+	}
+	// Persistent: a reader's lock (rollback-journal mode) holds a write
+	// back, never fails it; a visit's result is never lost to it.
+	st, err := state.OpenWith(j.StatePath, state.Options{BusyTimeout: j.BusyTimeout, Persist: true, Log: j.log()})
 	if err != nil {
 		return err
 	}
@@ -86,10 +114,8 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 			return fmt.Errorf("jobs: %s: run settings: %w", j.StatePath, err)
 		}
 	}
-	if n, err := st.InterruptRunning("the job that ran it ended before it finished"); err != nil {
+	if err := j.interruptDead(st); err != nil {
 		return err
-	} else if n > 0 {
-		j.log().Warn("visits left running by an earlier job count as interrupted", "visits", n)
 	}
 	ids, err := st.Runnable()
 	if err != nil {
@@ -103,8 +129,11 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 		return err
 	}
 	host, _ := os.Hostname()
-	if err := st.JobStarted(j.JobID, host, j.Now()); err != nil && !errors.Is(err, state.ErrNotFound) {
+	if err := st.StartJob(j.JobID, j.Restart, host, j.Now()); err != nil && !errors.Is(err, state.ErrNotFound) {
 		return err
+	}
+	if j.Restart > 0 {
+		j.recordRequeues()
 	}
 	b, err := j.openBroker(set, p.Name)
 	if err != nil {
@@ -159,6 +188,51 @@ func askedSlices(set settings) (int, string) {
 		return set.Request.Slices, "submit --slices"
 	}
 	return 0, ""
+}
+
+// interruptDead makes the visits that dead jobs left running interrupted,
+// so that Runnable hands them out again: those of this job's own earlier
+// start (Slurm requeued it) and those of every job Slurm does not have
+// running (ended, or pending again: see holdsVisits). A running visit of
+// a job Slurm still runs is that job's, and stays running. Without an answer from Slurm
+// every running visit counts as a dead job's, as when no Slurm is asked.
+func (j *InJob) interruptDead(st *state.Store) error {
+	by, err := st.RunningByJob()
+	if err != nil || len(by) == 0 {
+		return err
+	}
+	var dead, others []string
+	for job := range by {
+		if job == j.JobID {
+			dead = append(dead, job)
+		} else {
+			others = append(others, job)
+		}
+	}
+	running := map[string]bool{}
+	if j.Slurm != nil && len(others) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		known, err := j.Slurm.Jobs(ctx, others)
+		cancel()
+		if err != nil {
+			j.log().Warn("cannot ask Slurm which jobs still run: every visit recorded running counts as interrupted", "err", err)
+		}
+		for id, k := range known {
+			running[id] = err == nil && holdsVisits(JobStatus{Live: k.Live(), State: k.State})
+		}
+	}
+	for _, job := range others {
+		if running[job] {
+			j.log().Warn("another job of the run is running: its running visits are left to it", "job", job, "visits", by[job])
+		} else {
+			dead = append(dead, job)
+		}
+	}
+	n, err := st.InterruptRunningOf(dead, "the job that ran it ended before it finished")
+	if n > 0 {
+		j.log().Warn("visits left running by a job that has ended count as interrupted", "visits", n, "jobs", strings.Join(dead, ","))
+	}
+	return err
 }
 
 // closeAfter waits until every pipeline of after has announced its end in
@@ -298,7 +372,7 @@ func (j *InJob) openBroker(set settings, pipeline string) (*served, error) {
 		var err error
 		// A relay command may hold the store for a moment (storing an
 		// event while the job was pending): wait for it.
-		if b, err = serve(ctx, l, "", 30*time.Second, name, sub, j.log()); err != nil {
+		if b, err = serve(ctx, l, set.Broker, "", 30*time.Second, name, sub, j.log()); err != nil {
 			return nil, err
 		}
 	}
@@ -371,10 +445,40 @@ func (j *InJob) watch(parent <-chan struct{}) <-chan struct{} {
 	return out
 }
 
+// Summarize replaces sum's visit counts (run, done, failed, interrupted)
+// by what the state file records of the visits this job started: the
+// summary says what the file holds, not what the job meant to write. A
+// visit whose end could not be recorded (a full disk) counts as run but
+// not done, with a warning. `dpsbatch run` calls it on rank 0 before it
+// prints sum, and before End; elsewhere it does nothing. If the file
+// cannot be read, sum keeps its own counts and the log says so.
+func (j *InJob) Summarize(sum *harness.Summary) {
+	if j.st == nil || sum == nil {
+		return
+	}
+	c, err := j.st.JobCounts(j.JobID, j.started)
+	if err != nil {
+		j.log().Warn("the summary's visit counts are this process's: the state file cannot be read", "err", err)
+		return
+	}
+	run := 0
+	for _, n := range c {
+		run += n
+	}
+	if n := c[state.Running]; n > 0 {
+		j.log().Warn("visits this job started have no recorded end in the state file: they are run again by the next job", "visits", n)
+	}
+	sum.Visits, sum.Done, sum.Failed, sum.Interrupted = run, c[state.Done], c[state.Failed], c[state.Interrupted]
+}
+
 // End records how the job ended and closes the state file. It is called
 // on every rank with RunDist's result; only rank 0, where Hook ran, does
 // anything.
 func (j *InJob) End(sum *harness.Summary, runErr error) error {
+	if j.releaseRank0 != nil {
+		defer j.releaseRank0() // after the job's end is recorded
+		j.releaseRank0 = nil
+	}
 	if j.st == nil {
 		return nil
 	}
@@ -500,6 +604,12 @@ func (r *recorder) AdmitVisit(v string) (bool, string, error) {
 	return true, "", nil
 }
 
+// EventDropped records that the Pipeline dropped an event on topic as
+// malformed (the event itself was recorded as received, before).
+func (r *recorder) EventDropped(topic, why string) {
+	recordEvent(r.st, r.log, state.EventRecord{At: r.now(), Dir: state.DirIn, Topic: topic, Job: r.job, Dropped: why})
+}
+
 // Heartbeat records the Pipeline's heartbeat in the job's row.
 func (r *recorder) Heartbeat(at time.Time, visit string) {
 	if err := r.st.Heartbeat(r.job, at, visit); err != nil && !errors.Is(err, state.ErrNotFound) {
@@ -523,6 +633,7 @@ func (r *recorder) stopped() string {
 var (
 	_ harness.Recorder          = (*recorder)(nil)
 	_ harness.StopRecorder      = (*recorder)(nil)
+	_ harness.DropRecorder      = (*recorder)(nil)
 	_ harness.VisitAdmitter     = (*recorder)(nil)
 	_ harness.HeartbeatRecorder = (*recorder)(nil)
 	_ harness.VisitBudget       = (*recorder)(nil)

@@ -71,10 +71,30 @@ func (b *jobBroker) record(dir string, e events.Event) {
 	if t.IsZero() {
 		t = at
 	}
-	err := b.st.RecordEvent(state.EventRecord{At: at, Dir: dir, Topic: e.Topic, Kind: string(e.Kind), Pipeline: e.Pipeline,
+	recordEvent(b.st, b.log, state.EventRecord{At: at, Dir: dir, Topic: e.Topic, Kind: string(e.Kind), Pipeline: e.Pipeline,
 		Sender: e.Sender, Job: b.job, Time: t, Props: e.Properties})
-	if err != nil {
-		b.log.Warn("could not record an event in the state file", "topic", e.Topic, "err", err)
+}
+
+// recordEvent keeps r in the state file, logging a failure.
+func recordEvent(st *state.Store, log *slog.Logger, r state.EventRecord) {
+	if err := st.RecordEvent(r); err != nil {
+		log.Warn("could not record an event in the state file", "topic", r.Topic, "err", err)
+	}
+}
+
+// recordDrops keeps in the state file the messages sub dropped as
+// undecodable since the last call, each with why.
+func (b *jobBroker) recordDrops(sub events.Subscription) {
+	dr, ok := sub.(events.DropReporter)
+	if !ok {
+		return
+	}
+	for _, d := range dr.TakeDrops() {
+		why := "undecodable"
+		if d.Err != nil {
+			why += ": " + d.Err.Error()
+		}
+		recordEvent(b.st, b.log, state.EventRecord{At: b.now(), Dir: state.DirIn, Topic: d.Topic, Job: b.job, Dropped: why})
 	}
 }
 
@@ -90,6 +110,7 @@ type recordingSub struct {
 
 func (s *recordingSub) Next(ctx context.Context) (events.Event, error) {
 	e, err := s.Subscription.Next(ctx)
+	s.b.recordDrops(s.Subscription)
 	if err != nil {
 		return e, err
 	}
@@ -116,6 +137,13 @@ func (s *recordingSub) Next(ctx context.Context) (events.Event, error) {
 		}
 	}
 	return e, nil
+}
+
+// Close records the drops Next has not recorded yet, and closes the
+// subscription.
+func (s *recordingSub) Close() error {
+	s.b.recordDrops(s.Subscription)
+	return s.Subscription.Close()
 }
 
 // feedSub is the trigger subscription of a batch job: the visits of the

@@ -23,6 +23,7 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/internal/conf"
 	"github.com/dpsbatch/dpsbatch/site"
+	"github.com/dpsbatch/dpsbatch/templates"
 )
 
 var (
@@ -68,8 +69,17 @@ func (l Layout) StopFile(attempt int) string {
 	return filepath.Join(l.Dir, fmt.Sprintf(".stop-attempt-%d", attempt))
 }
 
-// SlurmLog is the --output pattern of the run's jobs.
-func (l Layout) SlurmLog() string { return filepath.Join(l.Dir, LogsDir, "slurm-%j.out") }
+// SlurmLog is the Slurm log of the run's job id.
+func (l Layout) SlurmLog(id string) string {
+	return filepath.Join(l.Dir, LogsDir, "slurm-"+id+".out")
+}
+
+// slurmLogPattern is the --output pattern of the run's jobs: SlurmLog
+// with Slurm's %j for the job ID, every % of the run directory's path
+// written %% so that Slurm does not expand it.
+func (l Layout) slurmLogPattern() string {
+	return templates.EscapePattern(filepath.Join(l.Dir, LogsDir)) + "/slurm-%j.out"
+}
 
 var runName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 

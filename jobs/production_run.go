@@ -158,7 +158,7 @@ func submitProduction(ctx context.Context, o SubmitOptions, now func() time.Time
 			for k, v := range pp.Visits {
 				ids[k] = v.ID
 			}
-			if err := createState(pl, state.Run{ID: name, Name: name, Dir: st.l.Dir, Pipeline: pp.Policy.Name,
+			if err := createState(pl, state.Run{ID: name, Name: name, Dir: st.l.Dir, Pipeline: pp.Name,
 				PolicySum: pp.Policy.Checksum, Site: o.Site.Path, Partition: planned.Plan.Partition, Created: created,
 				Settings: string(js)}, ids); err != nil {
 				return err

@@ -152,7 +152,7 @@ func Relay(ctx context.Context, o RelayOptions) (*Relayed, error) {
 	default:
 		// No job serves the store: open it here for a moment. If the
 		// lock is taken, the pending job has just started: use its.
-		s, err := serve(ctx, l, "127.0.0.1", 0, name, "", log)
+		s, err := serve(ctx, l, set.Broker, "127.0.0.1", 0, name, "", log)
 		switch {
 		case errors.Is(err, errBrokerBusy) && live != nil:
 			j, err := dialJobBroker(ctx, l, live.ID, wait, name, "", log)
@@ -405,6 +405,11 @@ func checkRelayed(p *harness.Policy, set settings, e events.Event) error {
 	if e.Topic == p.Trigger.Topic && !set.Listen && e.IsData() {
 		return fmt.Errorf("the run reads no trigger events besides its visit list (it was submitted without --listen)")
 	}
+	if e.IsData() {
+		if err := checkTypes(p, e); err != nil {
+			return err
+		}
+	}
 	if e.Topic == p.Trigger.Topic && e.IsData() {
 		if _, ok := e.Visit(); !ok {
 			return fmt.Errorf("a trigger event needs a %s property", events.PropVisit)
@@ -414,6 +419,38 @@ func checkRelayed(p *harness.Policy, set settings, e events.Event) error {
 		return fmt.Errorf("only shutdown events go on %s (dpsbatch stop)", events.TopicControl)
 	}
 	return nil
+}
+
+// checkTypes refuses a data event whose properties the receivers that
+// would take it refuse: the trigger, or the stages waiting on its topic,
+// that select it. Their check converts text that reads as a declared type
+// (key=value arguments are text) in e.Properties. An event none of them
+// selects is left alone: another pipeline sharing the topic may take it.
+func checkTypes(p *harness.Policy, e events.Event) error {
+	var receivers []*harness.EventFilter
+	var names []string
+	if e.Topic == p.Trigger.Topic {
+		receivers, names = append(receivers, &p.Trigger.EventFilter), append(names, "events.trigger")
+	}
+	for _, s := range p.Stages {
+		if s.Event != nil && s.Event.Topic == e.Topic {
+			receivers, names = append(receivers, &s.Event.EventFilter), append(names, s.Path+".event")
+		}
+	}
+	var first error
+	for i, f := range receivers {
+		if !f.Selects(e) {
+			continue
+		}
+		err := f.Check(e.Properties)
+		if err == nil {
+			return nil
+		}
+		if first == nil {
+			first = fmt.Errorf("pipeline %s would drop it as malformed: %v (as %s of %s declares)", p.Name, err, names[i], p.File)
+		}
+	}
+	return first
 }
 
 // Events reads the events the run in dir recorded (see state.EventQuery).

@@ -132,7 +132,7 @@ func resumeJob(ctx context.Context, o ResumeOptions, rj runJob, planned *Planned
 		res.Steps = append(res.Steps, StepPlan{Pipeline: st.name, Slices: st.tasks - 1, Tasks: st.tasks})
 	}
 	if o.DryRun {
-		if o.MaxAttempts > 0 { // at most: some failed ones may be at the limit
+		if o.MaxAttempts > 0 && o.Out != nil { // at most: some failed ones may be at the limit
 			fmt.Fprintf(o.Out, "at most %d visits would run (--max-attempts %d may leave some out)\n", res.Visits, o.MaxAttempts)
 		}
 		printDry(o.Out, &res.Submitted, planned, scripts)
@@ -141,6 +141,9 @@ func resumeJob(ctx context.Context, o ResumeOptions, rj runJob, planned *Planned
 	if res.Visits == 0 && !open {
 		res.Complete = true
 		return res, nil
+	}
+	if err := checkBrokerSpace(l.Dir, rj.set.Broker); err != nil {
+		return nil, err
 	}
 	if err := writeScripts(l, scripts, attempt); err != nil {
 		return nil, err

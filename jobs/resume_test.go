@@ -204,6 +204,16 @@ func TestResumeDryRun(t *testing.T) {
 	if _, _, n := e.fake.calls(); n != 1 {
 		t.Errorf("%d submissions; want only the first job's", n)
 	}
+	// For --json: nothing printed, the scripts carried in the result,
+	// even with --max-attempts (whose note is printed otherwise).
+	o.Out, o.MaxAttempts = nil, 3
+	res, err = Resume(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Scripts) != 1 || !strings.HasSuffix(res.Scripts[0].File, "attempt-2.sbatch") || !strings.Contains(res.Scripts[0].Text, "#SBATCH") {
+		t.Errorf("dry resume's scripts %+v; want attempt 2's", res.Scripts)
+	}
 }
 
 func TestResumeBadInput(t *testing.T) {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/state"
 )
@@ -41,6 +43,12 @@ type JobStatus struct {
 	// said it is alive for more than three heartbeats (or not once since
 	// the job started): it may be hung, stopped or cut off.
 	Silent bool `json:"silent,omitempty"`
+	// Starts is every start of the job, oldest first, when Slurm
+	// requeued it (ran it again under the same ID); the job's own fields
+	// are its latest start's.
+	Starts []StartStatus `json:"starts,omitempty"`
+	// Requeued is set while a job Slurm requeued waits to start again.
+	Requeued *Requeue `json:"requeued,omitempty"`
 }
 
 // RunStatus is a run's progress.
@@ -67,6 +75,13 @@ type RunStatus struct {
 	InputClosed    time.Time     `json:"inputClosed,omitzero"`
 	InputClosedWhy string        `json:"inputClosedWhy,omitempty"`
 	Heartbeat      time.Duration `json:"heartbeatInterval"`
+	// DroppedEvents counts the events the run's Pipeline dropped:
+	// messages that did not decode as events, and events malformed for
+	// their receiver (dpsbatch events lists each, with why).
+	DroppedEvents int `json:"droppedEvents"`
+	// DiskFull is set when a job died without recording why and the
+	// run directory's file system is full, or nearly: a likely cause.
+	DiskFull *DiskSpace `json:"diskFull,omitempty"`
 	// Pipelines, for a production's run: each pipeline's own status (its
 	// Pipeline is the production's name for it), in the production's
 	// order. The run's Visits, Counts and Rate are their sums; its Jobs
@@ -74,6 +89,17 @@ type RunStatus struct {
 	// recorded its end in it (the first that did not complete tells
 	// how), silent when one of the pipelines is.
 	Pipelines []RunStatus `json:"pipelines,omitempty"`
+
+	// runningBy is how many visits the state file records running, by
+	// the job that started them: see showDeadRunning.
+	runningBy map[string]int
+}
+
+// DiskSpace is the space of the file system that holds a run directory.
+type DiskSpace struct {
+	Dir  string `json:"dir"`
+	Free uint64 `json:"freeBytes"` // available to an ordinary user
+	Size uint64 `json:"sizeBytes"`
 }
 
 // Status reads the runs in dirs and asks Slurm about all their jobs at
@@ -99,14 +125,18 @@ func Status(ctx context.Context, b scheduler.Backend, dirs []string) ([]RunStatu
 	for i := range out {
 		settle(&out[i], known)
 	}
+	requeueReasons(ctx, b, out)
 	return out, nil
 }
 
 // slurmJobs asks squeue about ids, then sacct about those squeue no
-// longer knows.
+// longer knows. Without a backend it answers nil: Slurm was not asked.
 func slurmJobs(ctx context.Context, b scheduler.Backend, ids []string) (map[string]scheduler.Job, error) {
+	if b == nil {
+		return nil, nil // not asked: nothing known of any job
+	}
 	known := map[string]scheduler.Job{}
-	if len(ids) == 0 || b == nil {
+	if len(ids) == 0 {
 		return known, nil
 	}
 	q, err := b.Jobs(ctx, ids)
@@ -153,7 +183,19 @@ func readRun(dir string) (RunStatus, error) {
 	if err != nil {
 		return RunStatus{}, err
 	}
-	rs := RunStatus{Run: run.Name, Dir: dir, Pipeline: run.Pipeline, Partition: run.Partition, Created: run.Created,
+	dropped, err := st.DroppedEvents()
+	if err != nil {
+		return RunStatus{}, err
+	}
+	starts, err := st.JobStarts()
+	if err != nil {
+		return RunStatus{}, err
+	}
+	runningBy, err := st.RunningByJob()
+	if err != nil {
+		return RunStatus{}, err
+	}
+	rs := RunStatus{DroppedEvents: dropped, runningBy: runningBy, Run: run.Name, Dir: dir, Pipeline: run.Pipeline, Partition: run.Partition, Created: run.Created,
 		Counts: map[string]int{}, Journal: st.JournalMode(), FS: st.FileSystem(),
 		InputClosed: run.InputClosed, InputClosedWhy: run.InputClosedWhy, Heartbeat: DefaultHeartbeat}
 	var set settings
@@ -181,6 +223,7 @@ func readRun(dir string) (RunStatus, error) {
 			Broker: j.Broker, Heartbeat: j.Heartbeat, HeartbeatVisit: j.HeartbeatVisit})
 	}
 	sort.Slice(rs.Jobs, func(a, b int) bool { return rs.Jobs[a].Attempt < rs.Jobs[b].Attempt })
+	attachStarts(&rs, starts)
 	if len(rs.Pipelines) > 0 {
 		sumPipelines(&rs)
 		return rs, nil
@@ -189,9 +232,7 @@ func readRun(dir string) (RunStatus, error) {
 	if err != nil {
 		return RunStatus{}, err
 	}
-	if done > 1 && last.After(first) {
-		rs.Rate = float64(done) / last.Sub(first).Seconds()
-	}
+	rs.Rate = runningRate(done, first, last, starts)
 	return rs, nil
 }
 
@@ -204,6 +245,7 @@ func sumPipelines(rs *RunStatus) {
 			rs.Counts[k] += n
 		}
 		rs.Visits += ps.Visits
+		rs.DroppedEvents += ps.DroppedEvents
 		rs.Rate += ps.Rate
 		rs.Listen = rs.Listen || ps.Listen
 	}
@@ -275,6 +317,7 @@ func settle(rs *RunStatus, known map[string]scheduler.Job) {
 	for i := range rs.Jobs {
 		j := &rs.Jobs[i]
 		if k, ok := known[j.ID]; ok {
+			settleRequeue(j, k)
 			j.State, j.Source, j.Live = k.State, k.Source, k.Live()
 			if !j.Live {
 				j.ExitCode = k.ExitCode
@@ -301,6 +344,18 @@ func settle(rs *RunStatus, known map[string]scheduler.Job) {
 			rs.Live = true
 		}
 	}
+	showDeadRunning(rs, known != nil)
+	if len(rs.Pipelines) > 0 {
+		rs.Counts = map[string]int{}
+		for _, ps := range rs.Pipelines {
+			for k, n := range ps.Counts {
+				rs.Counts[k] += n
+			}
+		}
+	}
+	if rs.DiskFull == nil && anyDied(rs) {
+		rs.DiskFull = fullDisk(rs.Dir)
+	}
 	c := rs.Counts
 	switch {
 	case rs.Live && anyRunning(rs.Jobs):
@@ -314,10 +369,85 @@ func settle(rs *RunStatus, known map[string]scheduler.Job) {
 	default:
 		rs.Outcome = "unfinished"
 	}
-	if rs.Live && rs.Rate > 0 {
+	// A time left only while a job runs: a queued run's would count the
+	// time it waits as if it were working.
+	if anyHoldsVisits(rs.Jobs) && rs.Rate > 0 {
 		left := rs.Visits - c[string(state.Done)] - c[string(state.Failed)]
 		rs.ETA = time.Duration(float64(left) / rs.Rate * float64(time.Second))
 	}
+}
+
+// holdsVisits reports whether a job, as Slurm has it, may have visits in
+// flight: it is RUNNING (or SUSPENDED, its processes stopped mid-visit).
+// A job pending again after a requeue, completing or ended holds none.
+func holdsVisits(j JobStatus) bool {
+	return j.Live && (j.State == "RUNNING" || j.State == "SUSPENDED")
+}
+
+func anyHoldsVisits(js []JobStatus) bool {
+	for _, j := range js {
+		if holdsVisits(j) {
+			return true
+		}
+	}
+	return false
+}
+
+// showDeadRunning shows the visits recorded running by a job that no
+// longer runs them as interrupted, as the next job of the run will record
+// them: their job is not running in Slurm (ended, or pending again after
+// a requeue), or it is but the pipeline's rank 0 is gone (rank0Gone: a
+// production's job runs on while one pipeline's rank 0 has died). A job
+// Slurm was not asked about (asked false) counts as ended only once it
+// recorded its end. A visit of a job the run does not list stays as
+// recorded. The state file is not changed: readers never write it.
+func showDeadRunning(rs *RunStatus, asked bool) {
+	gone, looked := false, false
+	for job, n := range rs.runningBy {
+		j := jobByID(rs.Jobs, job)
+		if j == nil || n == 0 {
+			continue
+		}
+		dead := false
+		switch {
+		case holdsVisits(*j):
+			if !looked {
+				gone, looked = rank0Gone(Layout{Dir: rs.Dir}), true
+			}
+			dead = gone
+		case j.Live, asked, recordedEnd(j.Recorded):
+			dead = true
+		}
+		if dead {
+			rs.Counts[string(state.Running)] -= n
+			rs.Counts[string(state.Interrupted)] += n
+		}
+	}
+}
+
+// anyDied reports whether a job of the run, or of one of its pipelines,
+// ended without recording why.
+func anyDied(rs *RunStatus) bool {
+	for _, j := range rs.Jobs {
+		if j.Died {
+			return true
+		}
+	}
+	return false
+}
+
+// fullDisk returns the space of dir's file system when it is full or
+// nearly (less than 4 MiB or 1% of it free to an ordinary user), else nil.
+func fullDisk(dir string) *DiskSpace {
+	var fs unix.Statfs_t
+	if dir == "" || unix.Statfs(dir, &fs) != nil {
+		return nil
+	}
+	free, size := fs.Bavail*uint64(fs.Bsize), fs.Blocks*uint64(fs.Bsize)
+	if free >= 4<<20 && free >= size/100 {
+		return nil
+	}
+	return &DiskSpace{Dir: dir, Free: free, Size: size}
 }
 
 // clock is what status judges heartbeats by; tests replace it.
@@ -349,7 +479,7 @@ func recordedEnd(s string) bool {
 
 func anyRunning(js []JobStatus) bool {
 	for _, j := range js {
-		if j.Live && j.State != "PENDING" {
+		if j.Live && j.State != "PENDING" && j.Requeued == nil {
 			return true
 		}
 	}
@@ -439,9 +569,10 @@ func Wait(ctx context.Context, b scheduler.Backend, dir string, o WaitOptions) (
 			if !rs.Live {
 				return rs, outcomeErr(rs)
 			}
-			if ends == len(rs.Jobs) {
+			if ends == len(rs.Jobs) && !anyRequeued(rs.Jobs) {
 				// Every job recorded its end but Slurm still has one
-				// finishing: look again soon.
+				// finishing: look again soon. (A requeued job's end
+				// is its earlier start's: it waits to start again.)
 				lastEnds = -1
 			}
 		}

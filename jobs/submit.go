@@ -3,9 +3,13 @@ package jobs
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -70,6 +74,15 @@ type Submitted struct {
 	Log    string `json:"log"`   // Slurm's log of the first job
 	State  string `json:"state"` // the state file
 	DryRun bool   `json:"dryRun,omitempty"`
+	// Scripts, for a dry run: the job scripts that would be written,
+	// the job's and then its follow-ons', for --json to carry.
+	Scripts []RenderedScript `json:"scripts,omitempty"`
+}
+
+// RenderedScript is a job script a dry run renders and does not write.
+type RenderedScript struct {
+	File string `json:"file"` // where it would be written
+	Text string `json:"text"`
 }
 
 // settings is what a run keeps in its state file (Run.Settings) so that
@@ -201,13 +214,17 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 }
 
 // newRun settles a new run's name (o.Name, else base-YYYYMMDD-HHMMSS),
-// the binary its jobs run, and its directory, refusing a name in use.
+// the binary its jobs run, and its directory, refusing a name in use and
+// a runs root without room for the run's events.
 func newRun(o SubmitOptions, base string, now func() time.Time) (name, bin string, l Layout, err error) {
 	name = o.Name
 	if name == "" {
 		name = base + "-" + now().Format("20060102-150405")
 	}
 	if err := CheckName(name); err != nil {
+		return "", "", l, err
+	}
+	if err := checkRunsRoot(o.Site.Path, o.Site.RunsRoot); err != nil {
 		return "", "", l, err
 	}
 	if bin, err = binary(o.Binary); err != nil {
@@ -217,17 +234,27 @@ func newRun(o SubmitOptions, base string, now func() time.Time) (name, bin strin
 	if _, err := os.Stat(l.Dir); err == nil {
 		return "", "", l, fmt.Errorf("%w: run %q exists already (%s): choose another --name, or resume it", conf.ErrInvalid, name, l.Dir)
 	}
+	if err := checkBrokerSpace(l.Dir, brokerOf(o.Site)); err != nil {
+		return "", "", l, err
+	}
 	return name, bin, l, nil
 }
+
+// runDirMode is the mode, before the umask, of a run directory and of
+// every folder in it (and of a runs root dpsbatch creates): as readable
+// as the runs root, so that the project's group can read a run's outputs,
+// logs and state. Only the secrets are private: the broker folder (0700)
+// with its token (0600), and the TCP communicator's rendezvous file.
+const runDirMode os.FileMode = 0o755
 
 // createRun builds the directory of run name under root with fill, in a
 // folder beside its final name that is then moved in place: a run
 // directory that exists is complete.
 func createRun(root, name string, fill func(tmp Layout) error) error {
-	if err := os.MkdirAll(root, 0o755); err != nil {
+	if err := os.MkdirAll(root, runDirMode); err != nil {
 		return fmt.Errorf("jobs: runs root: %w", err)
 	}
-	tmp, err := os.MkdirTemp(root, "."+name+".new-")
+	tmp, err := mkdirTemp(root, "."+name+".new-")
 	if err != nil {
 		return fmt.Errorf("jobs: %w", err)
 	}
@@ -239,6 +266,23 @@ func createRun(root, name string, fill func(tmp Layout) error) error {
 		return fmt.Errorf("jobs: %w", err)
 	}
 	return nil
+}
+
+// mkdirTemp is os.MkdirTemp with runDirMode in place of its 0700: the
+// folder becomes the run directory.
+func mkdirTemp(dir, prefix string) (string, error) {
+	for try := 0; ; try++ {
+		var b [6]byte
+		rand.Read(b[:])
+		name := filepath.Join(dir, prefix+hex.EncodeToString(b[:]))
+		err := os.Mkdir(name, runDirMode)
+		switch {
+		case err == nil:
+			return name, nil
+		case !errors.Is(err, fs.ErrExist) || try == 100:
+			return "", err
+		}
+	}
 }
 
 // submitNew submits the first job (and follow-ons) of a new run in l;
@@ -299,7 +343,7 @@ func loadTemplate(s *site.Site) (*templates.Template, error) {
 // the name copy.
 func populate(l Layout, policy, visits, copy string) error {
 	for _, d := range []string{ScriptsDir, LogsDir} {
-		if err := os.MkdirAll(filepath.Join(l.Dir, d), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(l.Dir, d), runDirMode); err != nil {
 			return fmt.Errorf("jobs: %w", err)
 		}
 	}
@@ -360,7 +404,7 @@ func jobFor(s *site.Site, l Layout, rj runJob, attempt int) templates.Job {
 	j := templates.Job{Name: name, RunID: name, RunDir: l.Dir, Partition: plan.Partition,
 		Account: s.Account, QoS: s.QoS, Nodes: plan.Nodes, Tasks: plan.Tasks, TasksPerNode: plan.TasksPerNode,
 		CPUsPerTask: plan.CPUsPerTask, MemPerCPUMB: plan.MemPerCPUMB, Time: slurmtime.Format(plan.Time),
-		Output: l.SlurmLog(), Extra: slices.Clip(s.Sbatch), Setup: s.Setup, Attempt: attempt,
+		Output: l.slurmLogPattern(), Extra: slices.Clip(s.Sbatch), Setup: s.Setup, Attempt: attempt,
 		Env: [][2]string{{"DPSBATCH_RUN", name}, {"DPSBATCH_ATTEMPT", fmt.Sprint(attempt)}}}
 	if len(rj.steps) == 0 {
 		j.Launch = launch(s, l, rj.set, name, l.StopFile(attempt), 0, 0)
@@ -368,9 +412,12 @@ func jobFor(s *site.Site, l Layout, rj runJob, attempt int) templates.Job {
 		// A production: the run's broker beside one step per pipeline,
 		// all sharing the run ID (so their topics) and the stop file.
 		j.Broker = []string{rj.set.Binary, "broker", "--run-dir", l.Dir}
+		// Each step runs under its entry's name, whatever its policy
+		// calls it: the after rule, the subscriptions and the senders
+		// all know a pipeline by that one name.
 		for _, st := range rj.steps {
-			j.Steps = append(j.Steps, templates.Step{Name: st.name,
-				Launch: launch(s, st.l, st.set, name, l.StopFile(attempt), st.tasks, plan.Nodes)})
+			launch := append(launch(s, st.l, st.set, name, l.StopFile(attempt), st.tasks, plan.Nodes), "--name", st.name)
+			j.Steps = append(j.Steps, templates.Step{Name: st.name, Launch: launch})
 		}
 	}
 	if rj.set.hold && attempt == 1 {
@@ -419,13 +466,15 @@ func launch(s *site.Site, l Layout, set settings, runID, stop string, tasks, nod
 	if set.Visits != "" {
 		a = append(a, "--visits", filepath.Join(l.Dir, set.Visits))
 	}
-	return append(a, "--pipeline-dir", set.PipelineDir, "--run-id", runID, "--comm", comm,
-		"--stop-file", stop)
+	if set.PipelineDir != "" { // dpsbatch run refuses an empty value
+		a = append(a, "--pipeline-dir", set.PipelineDir)
+	}
+	return append(a, "--run-id", runID, "--comm", comm, "--stop-file", stop)
 }
 
 // writeScripts writes the rendered scripts of attempts first.. into l.
 func writeScripts(l Layout, scripts [][]byte, first int) error {
-	if err := os.MkdirAll(filepath.Join(l.Dir, ScriptsDir), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(l.Dir, ScriptsDir), runDirMode); err != nil {
 		return fmt.Errorf("jobs: %w", err)
 	}
 	for i, s := range scripts {
@@ -478,11 +527,16 @@ func submitChain(ctx context.Context, b scheduler.Backend, l Layout, record []La
 		sub.Jobs = append(sub.Jobs, id)
 		prev = id
 	}
-	sub.Log = strings.ReplaceAll(l.SlurmLog(), "%j", sub.Jobs[0])
+	sub.Log = l.SlurmLog(sub.Jobs[0])
 	return nil
 }
 
+// printDry keeps a dry run's scripts in sub and prints the plan and the
+// scripts to w (nil: prints nothing).
 func printDry(w io.Writer, sub *Submitted, pl *Planned, scripts [][]byte) {
+	for i, s := range scripts {
+		sub.Scripts = append(sub.Scripts, RenderedScript{File: Layout{Dir: sub.Dir}.Script(sub.Attempt + i), Text: string(s)})
+	}
 	if w == nil {
 		return
 	}

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/internal/conf"
+	"github.com/dpsbatch/dpsbatch/site"
 )
 
 // These tests run the CLI backend against fake tools (shell scripts on
@@ -325,5 +327,36 @@ func TestCLIHistoryChunksFake(t *testing.T) {
 	args := readFile(t, filepath.Join(dir, "sacct.args"))
 	if !strings.Contains(args, "--format="+sacctFormat+"\n") || !strings.Contains(args, "--allocations\n") {
 		t.Errorf("sacct arguments %q", args)
+	}
+}
+
+// TestAccountingParse runs Accounting against a fake sacctmgr.
+func TestAccountingParse(t *testing.T) {
+	dir := fakeTools(t, nil)
+	fake := `#!/bin/sh
+case "$4" in
+account) printf 'root\nscience\nphysics\n' ;;
+qos) printf 'normal\nhigh\n' ;;
+assoc) printf '%s\n' "$5" > "` + dir + `/assoc.user"; printf 'dps|science||normal,high\ndps|physics|debug|\n' ;;
+esac
+`
+	if err := os.WriteFile(filepath.Join(dir, "sacctmgr"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewCLI(CLIOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := c.Accounting(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := site.Accounting{User: a.User, Accounts: []string{"root", "science", "physics"}, QoS: []string{"normal", "high"},
+		Assocs: []site.Assoc{{Cluster: "dps", Account: "science", QoS: []string{"normal", "high"}}, {Cluster: "dps", Account: "physics", Partition: "debug"}}}
+	if !reflect.DeepEqual(a, want) {
+		t.Errorf("Accounting:\n%+v\nwant\n%+v", a, want)
+	}
+	if got := strings.TrimSpace(readFile(t, filepath.Join(dir, "assoc.user"))); got != "user="+a.User || a.User == "" {
+		t.Errorf("sacctmgr list assoc was given %q, user %q", got, a.User)
 	}
 }

@@ -132,6 +132,8 @@ func parseJobsJSON(what, source string, out []byte) ([]Job, error) {
 		// they happen: keep only what did.
 		if j.State != "PENDING" {
 			j.Started = epoch(r.StartTime)
+		} else {
+			j.Expected = epoch(r.StartTime)
 		}
 		if !j.Live() {
 			j.Ended = epoch(r.EndTime)

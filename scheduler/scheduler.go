@@ -3,7 +3,8 @@
 // Backend that submits an already rendered job script, queries jobs in the
 // queue (Jobs) and in accounting (History), signals and cancels them, and
 // discovers the live partitions. The CLI backend drives Slurm's command
-// line tools (sbatch, squeue, sinfo, scontrol, scancel, sacct); DryRun
+// line tools (sbatch, squeue, sinfo, scontrol, scancel, sacct, and
+// sacctmgr for the accounts and QoS a user may use: AccountingReader); DryRun
 // wraps any backend and only prints what it would change. Every backend
 // passes the shared suite in scheduler/schedtest against a real cluster.
 //
@@ -44,7 +45,11 @@ type Job struct {
 	// Deadline is when a started job that has not ended reaches its time
 	// limit (its start plus the limit, as scontrol update moves it);
 	// zero for a job with no limit, or not started, or ended.
-	Deadline  time.Time
+	Deadline time.Time
+	// Expected is, for a pending job, the earliest Slurm expects it to
+	// start (a requeued job's begin time, or the backfill estimate);
+	// zero when it has none or the job is not pending.
+	Expected  time.Time
 	Nodes     string // Slurm host list, "" before the job starts
 	Partition string
 	Source    string // where this came from: "squeue", "sacct", "slurmrestd", ...
@@ -63,6 +68,17 @@ var terminal = map[string]bool{
 // states this package does not know, so that a caller never records an
 // outcome for a job that has not ended. A job with no state is not live.
 func (j Job) Live() bool { return j.State != "" && !terminal[j.State] }
+
+// StartHistory is what a Backend may also offer: every start of each of
+// the jobs ids, from accounting, oldest first. Slurm runs a job it
+// requeues (a node failure, `scontrol requeue`, preemption) again under
+// the same ID; each ended start's State says why it ended (REQUEUED,
+// NODE_FAIL, PREEMPTED, ...), and the last is the job as History gives
+// it. Without it, or without accounting (ErrNoAccounting), only the
+// latest start is known.
+type StartHistory interface {
+	Starts(ctx context.Context, ids []string) (map[string][]Job, error)
+}
 
 // Submission is an already rendered job script and where to run it.
 type Submission struct {

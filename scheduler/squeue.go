@@ -145,6 +145,9 @@ func squeueJob(id string, r []string, loc *time.Location) (Job, error) {
 		if t.keep {
 			*t.to = v
 		}
+		if t.to == &j.Started && j.State == "PENDING" {
+			j.Expected = v
+		}
 	}
 	return j, nil
 }

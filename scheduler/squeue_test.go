@@ -102,7 +102,9 @@ func TestParseSqueueTextCases(t *testing.T) {
 	out := "CLUSTER: dps\n" +
 		rec("7", "7", "COMPLETING", "None", "4294967294", "2026-11-23T16:43:11", "2026-11-23T16:43:12", "2026-11-23T16:43:13", "(null)", "debug", "a") +
 		"CLUSTER: other\n" +
-		rec("8", "8", "TIMEOUT", "TimeLimit", "N/A", "1795452191", "Unknown", "None", "n[1-2]", "debug,long", "b")
+		rec("8", "8", "TIMEOUT", "TimeLimit", "N/A", "1795452191", "Unknown", "None", "n[1-2]", "debug,long", "b") +
+		// A requeued job waits for its begin time: its start is expected.
+		rec("9", "9", "PENDING", "BeginTime", "0", "1795452191", "1795452311", "Unknown", "", "debug", "c")
 	jobs, err = parseSqueueText([]byte(out), sep, paris)
 	if err != nil {
 		t.Fatal(err)
@@ -112,6 +114,8 @@ func TestParseSqueueTextCases(t *testing.T) {
 			Started: time.Date(2026, 11, 23, 16, 43, 12, 0, paris), Partition: "debug", Source: "squeue"},
 		{ID: "8", Name: "b", State: "TIMEOUT", Reason: "TimeLimit", Submitted: at(1795452191), Nodes: "n[1-2]",
 			Partition: "debug,long", Source: "squeue"},
+		{ID: "9", Name: "c", State: "PENDING", Reason: "BeginTime", Submitted: at(1795452191), Expected: at(1795452311),
+			Partition: "debug", Source: "squeue"},
 	}
 	checkJobs(t, jobs, want)
 	if jobs[0].Submitted.Unix() != time.Date(2026, 11, 23, 15, 43, 11, 0, time.UTC).Unix() {

@@ -3,6 +3,10 @@
 #
 # Four simulated nodes n[1-4] (4 CPUs each) on this host, with munge and
 # accounting (slurmdbd on MariaDB), started without systemd. Runs as root.
+# Associations are enforced (AccountingStorageEnforce=associations): a job
+# needs an account its user is associated with. root and slurmrest are in
+# account science; the ordinary user dpsuser (for tests that must not run
+# as root) is in account physics only.
 #
 #   scripts/cluster.sh install     apt-get install what the cluster needs (skipped when installed)
 #   scripts/cluster.sh start       install if needed, start every missing daemon, wait for 4 idle nodes
@@ -20,6 +24,10 @@ readonly PACKAGES=(slurmctld slurmd slurm-client slurmrestd munge openmpi-bin li
 readonly NODES=(n1 n2 n3 n4)
 readonly CLUSTER_NAME=dps
 readonly ACCOUNT=science
+# An ordinary user and its own account, for tests of what a user who is
+# not in $ACCOUNT sees.
+readonly TEST_USER=dpsuser
+readonly TEST_ACCOUNT=physics
 readonly ETC_DIR=/etc/slurm
 readonly SLURM_CONF=$ETC_DIR/slurm.conf
 readonly DBD_CONF=$ETC_DIR/slurmdbd.conf
@@ -278,6 +286,7 @@ SlurmdLogFile=$LOG_DIR/slurmd-%n.log
 JobAcctGatherType=jobacct_gather/linux
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
+AccountingStorageEnforce=associations
 ReturnToService=2
 MinJobAge=600
 SchedulerParameters=batch_sched_delay=0
@@ -374,20 +383,45 @@ ensure_slurmdbd() {
 		{ tail_logs "$LOG_DIR/slurmdbd.log" "$LOG_DIR/mariadb.log"; die "slurmdbd does not answer"; }
 }
 
+# ensure_account NAME: the Slurm account NAME exists in the cluster.
+ensure_account() {
+	[[ -n $(sacctmgr -n -P list account "$1" format=account 2>/dev/null) ]] && return 0
+	log "adding account $1"
+	sacctmgr -i -Q add account "$1" cluster="$CLUSTER_NAME" description=dpsbatch organization=dpsbatch >/dev/null || true
+}
+
+# ensure_assoc USER ACCOUNT: USER is associated with ACCOUNT (the first
+# account a user is added to is its default).
+ensure_assoc() {
+	local user=$1 account=$2
+	assoc() { sacctmgr -n -P list assoc cluster="$CLUSTER_NAME" account="$account" user="$user" format=user 2>/dev/null; }
+	[[ -n $(assoc) ]] && return 0
+	log "adding user $user to account $account"
+	sacctmgr -i -Q add user "$user" account="$account" cluster="$CLUSTER_NAME" >/dev/null || true
+	[[ -n $(assoc) ]] || log "warning: user $user is not in account $account"
+}
+
+# ensure_test_user: the ordinary Unix user TEST_USER exists.
+ensure_test_user() {
+	id -u "$TEST_USER" >/dev/null 2>&1 && return 0
+	log "creating user $TEST_USER (an ordinary user, for tests)"
+	useradd -m -s /bin/bash -c "dpsbatch tests" "$TEST_USER"
+}
+
+# ensure_accounts: the accounts and associations the tests use. Every job
+# needs one (associations are enforced): root and slurmrest (whose jobs
+# slurmrestd runs) are in ACCOUNT, TEST_USER in TEST_ACCOUNT alone.
 ensure_accounts() {
 	if [[ -z $(sacctmgr -n -P list cluster "$CLUSTER_NAME" format=cluster 2>/dev/null) ]]; then
 		sacctmgr -i -Q add cluster "$CLUSTER_NAME" >/dev/null || true
 	fi
-	if [[ -z $(sacctmgr -n -P list account "$ACCOUNT" format=account 2>/dev/null) ]]; then
-		log "adding account $ACCOUNT"
-		sacctmgr -i -Q add account "$ACCOUNT" cluster="$CLUSTER_NAME" description=dpsbatch organization=dpsbatch >/dev/null || true
-	fi
-	if [[ -z $(sacctmgr -n -P list assoc cluster="$CLUSTER_NAME" account="$ACCOUNT" user=root format=user 2>/dev/null) ]]; then
-		log "adding user root to account $ACCOUNT"
-		sacctmgr -i -Q add user root account="$ACCOUNT" cluster="$CLUSTER_NAME" >/dev/null || true
-	fi
-	[[ -n $(sacctmgr -n -P list assoc cluster="$CLUSTER_NAME" account="$ACCOUNT" user=root format=user 2>/dev/null) ]] ||
-		log "warning: user root is not in account $ACCOUNT"
+	ensure_rest_user
+	ensure_test_user
+	ensure_account "$ACCOUNT"
+	ensure_account "$TEST_ACCOUNT"
+	ensure_assoc root "$ACCOUNT"
+	ensure_assoc "$REST_USER" "$ACCOUNT"
+	ensure_assoc "$TEST_USER" "$TEST_ACCOUNT"
 }
 
 # set_first_job_id: before a slurmctld starts without saved state (first
@@ -573,7 +607,7 @@ cmd_start() {
 
 	if ((!changed)) && all_running && nodes_up; then
 		rm -f "$tmp_conf" "$tmp_dbd"
-		ensure_rest_user
+		ensure_accounts
 		log "already running, configuration unchanged"
 		return 0
 	fi

@@ -58,7 +58,7 @@ type Mismatch struct {
 	// Key is the site file key that differs: cluster, or a partition's
 	// name (the cluster has no such partition), state (the partition is
 	// down), cpus_per_node, memory, nodes, node_list, max_time or
-	// max_nodes.
+	// max_nodes; or account or qos (CheckAccounting).
 	Key string
 	// Site and Live are the two values, written as in a site file.
 	Site, Live string

@@ -34,24 +34,6 @@ const (
 	BrokerExternal = "external"
 )
 
-// reservedSbatch maps the sbatch options dpsbatch sets itself to where
-// their value comes from; a site file may not set them in sbatch_options.
-var reservedSbatch = map[string]string{
-	"--nodes":           "dpsbatch sizes the allocation from the pipeline's slices and the partition's cpus_per_node",
-	"--ntasks":          "dpsbatch sizes the allocation from the pipeline's slices and the partition's cpus_per_node",
-	"--ntasks-per-node": "dpsbatch sizes the allocation from the pipeline's slices and the partition's cpus_per_node",
-	"--partition":       "the partition comes from the submission, else the site file's default partition",
-	"--time":            "the time limit comes from the submission, else the partition's max_time",
-	"--job-name":        "the job name comes from the run's name",
-	"--output":          "job output goes to the run's folder under runs_root",
-	"--error":           "job output goes to the run's folder under runs_root",
-	"--chdir":           "jobs run in the run's folder under runs_root",
-	"--signal":          "the warning signal is sent time_warning before the time limit",
-	"--dependency":      "dpsbatch orders the jobs of a run itself",
-	"--account":         "use the site file's account key",
-	"--qos":             "use the site file's qos key",
-}
-
 // Load reads and validates the site file at path. Relative paths in it
 // (runs_root, template, broker files) are taken from the file's folder.
 // Every problem is reported, each naming the file, line and key, as
@@ -86,7 +68,7 @@ func Parse(name string, data []byte) (*Site, error) {
 	r := &reader{d: d, dir: dir, s: &Site{
 		TimeWarning: DefaultTimeWarning,
 		Launcher:    Launcher{Kind: LauncherSrun, Comm: CommAuto},
-		Broker:      Broker{Kind: BrokerEmbedded},
+		Broker:      Broker{Kind: BrokerEmbedded, StreamSizeMB: DefaultStreamSizeMB},
 	}}
 	r.site(root)
 	if err := d.Errs.Err(); err != nil {
@@ -119,6 +101,11 @@ func (r *reader) site(root *yaml.Node) {
 	ok := d.Map(root, "", map[string]conf.Field{
 		"cluster": {Decode: func(n *yaml.Node, path string) { s.Cluster = r.word(n, path) }},
 		"runs_root": {Required: true, Decode: func(n *yaml.Node, path string) {
+			if strings.ContainsRune(d.String(n, path), '\\') {
+				// Slurm's log file patterns cannot hold one.
+				d.Errorf(n, path, "must not contain a backslash: Slurm cannot write a job's log under such a folder")
+				return
+			}
 			s.RunsRoot = r.path(n, path)
 		}},
 		"account":        {Decode: func(n *yaml.Node, path string) { s.Account = r.word(n, path) }},
@@ -346,16 +333,13 @@ func (r *reader) sbatchOptions(n *yaml.Node, path string) {
 			continue
 		}
 		name, _, _ := strings.Cut(o, "=")
-		if f := strings.Fields(name); len(f) > 0 {
-			name = f[0]
-		}
 		switch {
 		case strings.ContainsAny(o, "\n\r"):
 			d.Errorf(item, ip, "must not contain a newline")
-		case !strings.HasPrefix(o, "--") || len(name) < 3:
+		case !strings.HasPrefix(o, "--") || len(strings.TrimSpace(name)) < 3:
 			d.Errorf(item, ip, "%q: expected a long sbatch option such as --mem-per-cpu=2G or --exclusive", o)
-		case reservedSbatch[name] != "":
-			d.Errorf(item, ip, "%s is set by dpsbatch itself: %s", name, reservedSbatch[name])
+		case sbatchRules.refused(o) != "":
+			d.Errorf(item, ip, "%s", sbatchRules.refused(o))
 		default:
 			r.s.Sbatch = append(r.s.Sbatch, o)
 		}
@@ -364,15 +348,42 @@ func (r *reader) sbatchOptions(n *yaml.Node, path string) {
 
 func (r *reader) launcher(n *yaml.Node, path string) {
 	d, l := r.d, &r.s.Launcher
+	var flags *yaml.Node
 	d.Map(n, path, map[string]conf.Field{
 		"kind": {Decode: func(n *yaml.Node, path string) {
 			l.Kind = r.oneOf(n, path, l.Kind, LauncherSrun, LauncherMpirun)
 		}},
-		"flags": {Decode: func(n *yaml.Node, path string) { l.Flags = r.lines(n, path) }},
+		"flags": {Decode: func(n *yaml.Node, path string) {
+			flags = n
+			l.Flags = r.lines(n, path)
+		}},
 		"comm": {Decode: func(n *yaml.Node, path string) {
 			l.Comm = r.oneOf(n, path, l.Comm, CommAuto, CommTCP, CommMPI)
 		}},
 	})
+	if flags != nil {
+		r.launcherFlags(flags, conf.Join(path, "flags"))
+	}
+}
+
+// launcherFlags refuses the flags of the launcher (decoded already, each
+// one argument word) that redirect the ranks' output or set what dpsbatch
+// sets, however the launcher would read them (see optionRules).
+func (r *reader) launcherFlags(n *yaml.Node, path string) {
+	if deref(n).Kind != yaml.SequenceNode || len(deref(n).Content) != len(r.s.Launcher.Flags) {
+		return // a flag was refused already (or flags is not a list)
+	}
+	rules := launcherRules(r.s.Launcher.Kind)
+	var kept []string
+	for i, f := range r.s.Launcher.Flags {
+		why := rules.refused(f)
+		if why == "" {
+			kept = append(kept, f)
+			continue
+		}
+		r.d.Errorf(deref(n).Content[i], conf.Index(path, i), "%q: %s", f, why)
+	}
+	r.s.Launcher.Flags = kept
 }
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -422,6 +433,7 @@ func (r *reader) broker(n *yaml.Node, path string) {
 		"token": {Decode: func(n *yaml.Node, path string) {
 			d.Errorf(n, path, "a token is never written in the site file: use token_file or token_env")
 		}},
+		"stream_size": {Decode: func(n *yaml.Node, path string) { b.StreamSizeMB = r.memory(n, path) }},
 	})
 	if !ok || !kindOK {
 		return

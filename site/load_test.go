@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -108,7 +109,7 @@ func TestGoodSite(t *testing.T) {
 		Setup:       []string{"module load openmpi"},
 		Template:    filepath.Join(dir, "sbatch.tmpl"),
 		TimeWarning: 2 * time.Minute,
-		Broker: site.Broker{Kind: "external", TokenEnv: "NATS_TOKEN",
+		Broker: site.Broker{Kind: "external", TokenEnv: "NATS_TOKEN", StreamSizeMB: site.DefaultStreamSizeMB,
 			URLs: []string{"nats://nats.example.org:4222", "tls://nats2.example.org:4443"}},
 	}
 	if !reflect.DeepEqual(s, want) {
@@ -130,6 +131,7 @@ func TestSiteErrors(t *testing.T) {
 			[]string{"site.yaml:9: partitions[0].memroy: unknown key", `did you mean "memory"?`}},
 		{"missing runs_root", []string{"runs_root: runs\n", ""}, []string{"site.yaml:1: runs_root: required key is missing"}},
 		{"empty runs_root", []string{"runs_root: runs", `runs_root: ""`}, []string{"site.yaml:2: runs_root: must not be empty"}},
+		{"runs_root with a backslash", []string{"runs_root: runs", `runs_root: 'runs\x'`}, []string{"site.yaml:2: runs_root: must not contain a backslash"}},
 		{"missing partitions", []string{goodSite[strings.Index(goodSite, "partitions:"):strings.Index(goodSite, "sbatch_options:")], ""},
 			[]string{"site.yaml:1: partitions: required key is missing"}},
 		{"no partitions", []string{goodSite[strings.Index(goodSite, "partitions:"):strings.Index(goodSite, "sbatch_options:")], "partitions: []\n"},
@@ -199,6 +201,8 @@ func TestSiteErrors(t *testing.T) {
 		{"two credentials", []string{"  token_env: NATS_TOKEN\n", "  token_env: NATS_TOKEN\n  credentials_file: nats.creds\n"},
 			[]string{"site.yaml:33: broker.credentials_file: give only one of credentials_file, token_file and token_env (token_env is given too)"}},
 		{"bad token_env", []string{"NATS_TOKEN", "NATS-TOKEN"}, []string{`site.yaml:32: broker.token_env: expected the name of an environment variable (letters, digits, _), got "NATS-TOKEN"`}},
+		{"bad stream_size", []string{"  token_env: NATS_TOKEN\n", "  token_env: NATS_TOKEN\n  stream_size: 2GB\n"},
+			[]string{`site.yaml:33: broker.stream_size: expected a size such as 2000M, 16G, 1T or a number of megabytes, got "2GB"`}},
 		{"not YAML", []string{"qos: normal\n", "qos: [normal\n"}, []string{"site.yaml", "not valid YAML"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -262,7 +266,7 @@ func TestDefaults(t *testing.T) {
 		Partitions:       []site.Partition{{Name: "debug", CPUsPerNode: 4, Nodes: 2, MaxNodes: 2}},
 		Launcher:         site.Launcher{Kind: "srun", Comm: "tcp"},
 		TimeWarning:      5 * time.Minute,
-		Broker:           site.Broker{Kind: "embedded"},
+		Broker:           site.Broker{Kind: "embedded", StreamSizeMB: site.DefaultStreamSizeMB},
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("parsed\n %+v\nwant\n %+v", s, want)
@@ -407,4 +411,73 @@ func TestExampleLocal(t *testing.T) {
 func localLive() site.Live {
 	return site.Live{Name: "debug", Up: true, Default: true, NodeList: "n[1-4]", Nodes: []string{"n1", "n2", "n3", "n4"},
 		CPUsPerNode: 4, MemoryMB: 2000, Cluster: "dps"}
+}
+
+// TestLauncherAndSbatchOptionsRefused checks that every spelling of an
+// option that would redirect a job's output or set what dpsbatch sets is
+// refused, in sbatch_options and in launcher.flags: abbreviations of long
+// options (sbatch and srun take any unambiguous prefix), short options
+// with attached values and in bundles, and mpirun's own names; and that
+// ordinary flags pass.
+func TestLauncherAndSbatchOptionsRefused(t *testing.T) {
+	siteFile := func(kind, key string, items ...string) string {
+		quoted := make([]string, len(items))
+		for i, s := range items {
+			quoted[i] = strconv.Quote(s)
+		}
+		list := "[" + strings.Join(quoted, ", ") + "]"
+		text := "runs_root: /r\npartitions: [{name: a, cpus_per_node: 4, nodes: 2}]\n"
+		if key == "sbatch" {
+			return text + "sbatch_options: " + list + "\n"
+		}
+		return text + "launcher: {kind: " + kind + ", flags: " + list + "}\n"
+	}
+	for _, tc := range []struct {
+		kind, key string
+		items     []string
+		want      string // "" when the items are accepted
+	}{
+		{"srun", "sbatch", []string{"--exclusive", "--outp=/tmp/x"}, `sbatch_options[1]: --outp abbreviates --output for sbatch, which dpsbatch sets itself: the job's output goes to its log`},
+		{"srun", "sbatch", []string{"--part=debug"}, "sbatch_options[0]: --part abbreviates --partition for sbatch"},
+		{"srun", "sbatch", []string{"--e=/tmp/x"}, "sbatch_options[0]: --e abbreviates --error for sbatch"},
+		{"srun", "sbatch", []string{"--chd /tmp"}, "sbatch_options[0]: --chd abbreviates --chdir"},
+		{"srun", "sbatch", []string{"--input=/etc/passwd"}, "sbatch_options[0]: --input is set by dpsbatch itself"},
+		{"srun", "sbatch", []string{"--exclusive", "--mem-per-cpu=2G", "--time-min=10", "--ntasks-per-core=1", "--exclude=n1"}, ""},
+		{"srun", "flags", []string{"--mpi=pmix", "-o/tmp/x"}, `launcher.flags[1]: "-o/tmp/x": -o is srun's --output, which dpsbatch sets itself`},
+		{"srun", "flags", []string{"-o", "/tmp/x"}, `launcher.flags[0]: "-o": -o is srun's --output`},
+		{"srun", "flags", []string{"-lo/tmp/x"}, `launcher.flags[0]: "-lo/tmp/x": -o is srun's --output`},
+		{"srun", "flags", []string{"-e/tmp/x"}, `"-e/tmp/x": -e is srun's --error`},
+		{"srun", "flags", []string{"-D/tmp"}, `"-D/tmp": -D is srun's --chdir`},
+		{"srun", "flags", []string{"-n4"}, `"-n4": -n is srun's --ntasks`},
+		{"srun", "flags", []string{"--outp=/tmp/x"}, `launcher.flags[0]: "--outp=/tmp/x": --outp abbreviates --output for srun`},
+		{"srun", "flags", []string{"--output", "/tmp/x"}, `launcher.flags[0]: "--output": --output is set by dpsbatch itself`},
+		{"srun", "flags", []string{"--err=/tmp/x"}, `--err abbreviates --error for srun`},
+		{"srun", "flags", []string{"--kill-on=0"}, `--kill-on abbreviates --kill-on-bad-exit for srun`},
+		{"srun", "flags", []string{"--mpi=pmix", "-l", "-u", "--label", "--cpu-bind=cores", "-mblock", "-Q", "--exclusive", "--overlap"}, ""},
+		{"mpirun", "flags", []string{"--output-filename", "/tmp/x"}, `launcher.flags[0]: "--output-filename": --output-filename is set by dpsbatch itself: the job's output goes to its log`},
+		{"mpirun", "flags", []string{"-output-filename=/tmp/x"}, `"-output-filename=/tmp/x": -output-filename is set by dpsbatch itself`},
+		{"mpirun", "flags", []string{"-wdir", "/tmp"}, `"-wdir": -wdir is set by dpsbatch itself: jobs run in the run's folder`},
+		{"mpirun", "flags", []string{"-np", "4"}, `"-np": -np is set by dpsbatch itself`},
+		{"mpirun", "flags", []string{"--mca", "btl", "self,tcp", "--bind-to", "none", "-x", "OMPI_MCA_mpi_yield_when_idle=1", "--oversubscribe"}, ""},
+	} {
+		_, err := site.Parse("s.yaml", []byte(siteFile(tc.kind, tc.key, tc.items...)))
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s %q: %v", tc.kind, tc.items, err)
+		case tc.want != "":
+			wantOneError(t, err, "s.yaml:", tc.want)
+		}
+	}
+}
+
+func TestStreamSize(t *testing.T) {
+	for text, want := range map[string]int{"": site.DefaultStreamSizeMB, "broker: {stream_size: 32M}\n": 32, "broker: {stream_size: 2G}\n": 2048} {
+		s, err := site.Parse("s.yaml", []byte("runs_root: /r\npartitions: [{name: a, cpus_per_node: 4, nodes: 2}]\n"+text))
+		if err != nil {
+			t.Fatalf("%q: %v", text, err)
+		}
+		if s.Broker.StreamSizeMB != want {
+			t.Errorf("%q: stream size %d MB, want %d", text, s.Broker.StreamSizeMB, want)
+		}
+	}
 }

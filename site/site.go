@@ -4,10 +4,13 @@
 // environment setup lines of every job, the runs root and the event
 // broker. It loads and validates the file (Load, Parse), finds a
 // partition by name (Site.Partition), compares the file with the live
-// cluster (Check, Unlisted) and writes a starting file from it
+// cluster (Check, Unlisted) and its account and QoS with the cluster's
+// accounting (CheckAccounting), and writes a starting file from it
 // (Discover); it also reads and writes Slurm host lists such as n[1-4]
 // (ExpandHostList, CompressHostList). It knows nothing of Slurm's tools:
-// the live description comes from the scheduler package as []Live.
+// the live description comes from the scheduler package as []Live and
+// Accounting. It also refuses, in sbatch_options and launcher.flags, every
+// spelling of the options dpsbatch sets itself (optionRules).
 package site
 
 import "time"
@@ -80,7 +83,20 @@ type Broker struct {
 	CredentialsFile string
 	TokenFile       string
 	TokenEnv        string
+	// StreamSizeMB is the most a run's events may take, in megabytes: the
+	// limit of the JetStream stream that keeps them, and of the embedded
+	// broker's store (default DefaultStreamSizeMB). At the limit a new
+	// event is refused with an error; no stored event is dropped for it.
+	// An embedded broker needs this much free space in the run directory
+	// (submit and resume check). For an external broker it applies only
+	// when dpsbatch creates the shared stream (the first run to use the
+	// server): a stream that exists keeps the limits it was given.
+	StreamSizeMB int
 }
+
+// DefaultStreamSizeMB is broker.stream_size when the site file gives none:
+// 256 MiB, some 500,000 events of half a kilobyte.
+const DefaultStreamSizeMB = 256
 
 // Live is one partition as the live cluster reports it (sinfo, or
 // slurmrestd's /partitions), filled in by the scheduler package.

@@ -12,7 +12,8 @@ import (
 // readers, each with its own connection, at once, in both journal modes:
 // no reader and no writer call may fail (a busy file is waited for, never
 // an error), readers always see consistent counts, and no writer call is
-// held up for long.
+// held up for long. It counts work, not time: the writer records a fixed
+// number of visits while the readers read (the machine may be busy).
 func TestReadersAndWriter(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs for seconds")
@@ -30,7 +31,7 @@ func TestReadersAndWriter(t *testing.T) {
 
 			var stop atomic.Bool
 			var wg sync.WaitGroup
-			reads := make([]int, readers)
+			reads := make([]atomic.Int64, readers)
 			var slowestRead atomic.Int64
 			for r := 0; r < readers; r++ {
 				s, err := OpenReadOnly(path)
@@ -70,18 +71,15 @@ func TestReadersAndWriter(t *testing.T) {
 						if d := int64(time.Since(t0)); d > slowestRead.Load() {
 							slowestRead.Store(d)
 						}
-						reads[r]++
+						reads[r].Add(1)
 					}
 				}()
 			}
 
-			deadline := time.Now().Add(2 * time.Second)
+			const toWrite = 100
 			var slowestWrite time.Duration
 			written := 0
-			for i, id := range ids {
-				if time.Now().After(deadline) {
-					break
-				}
+			for i, id := range ids[:toWrite] {
 				t0 := time.Now()
 				if err := w.VisitStarted(id, "1", time.Now()); err != nil {
 					t.Fatalf("writer: %v", err)
@@ -98,20 +96,18 @@ func TestReadersAndWriter(t *testing.T) {
 				slowestWrite = max(slowestWrite, time.Since(t0))
 				written++
 			}
+			// Each reader reads a few times more, seeing the writer's end.
+			for r := range reads {
+				for n := reads[r].Load(); reads[r].Load() < n+3 && !t.Failed(); {
+					time.Sleep(time.Millisecond)
+				}
+			}
 			stop.Store(true)
 			wg.Wait()
 			checkCounts(t, w)
 			t.Logf("%s: %d visits written (slowest start+end %v), reads %v (slowest %v)",
-				w.JournalMode(), written, slowestWrite, reads, time.Duration(slowestRead.Load()))
-			if written < 50 {
-				t.Errorf("the writer recorded only %d visits in 2 s", written)
-			}
-			for r, n := range reads {
-				if n < 10 {
-					t.Errorf("reader %d read only %d times in 2 s", r, n)
-				}
-			}
-			if slowestWrite > 2*time.Second {
+				w.JournalMode(), written, slowestWrite, []int64{reads[0].Load(), reads[1].Load(), reads[2].Load()}, time.Duration(slowestRead.Load()))
+			if slowestWrite > 10*time.Second {
 				t.Errorf("a visit's start and end took %v: readers held the writer up", slowestWrite)
 			}
 		})

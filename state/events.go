@@ -32,6 +32,10 @@ type EventRecord struct {
 	// as float64, objects as map[string]any, arrays as []any. Never nil
 	// when read.
 	Props map[string]any
+	// Dropped says why the run dropped the event: it did not decode as
+	// an event (Topic is then the subscription's, and Props empty), or
+	// it was malformed for its receiver. "" for an event it took.
+	Dropped string
 }
 
 // The directions of an event.
@@ -66,9 +70,9 @@ func (s *Store) RecordEvent(r EventRecord) error {
 		r.At = time.Now()
 	}
 	err := s.write(context.Background(), func(tx *sql.Tx) error {
-		_, err := tx.Exec(`INSERT INTO events (at, dir, topic, props, kind, pipeline, sender, event_time, job)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			r.At.UnixNano(), r.Dir, r.Topic, string(props), r.Kind, r.Pipeline, r.Sender, nanos(r.Time), r.Job)
+		_, err := tx.Exec(`INSERT INTO events (at, dir, topic, props, kind, pipeline, sender, event_time, job, dropped)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			r.At.UnixNano(), r.Dir, r.Topic, string(props), r.Kind, r.Pipeline, r.Sender, nanos(r.Time), r.Job, r.Dropped)
 		return err
 	})
 	if err != nil {
@@ -112,7 +116,7 @@ func (s *Store) Events(q EventQuery) ([]EventRecord, error) {
 		var recorded int64
 		var own sql.NullInt64
 		var props []byte
-		if err := rows.Scan(&e.ID, &recorded, &e.Dir, &e.Topic, &e.Kind, &e.Pipeline, &e.Sender, &e.Job, &own, &props); err != nil {
+		if err := rows.Scan(&e.ID, &recorded, &e.Dir, &e.Topic, &e.Kind, &e.Pipeline, &e.Sender, &e.Job, &own, &props, &e.Dropped); err != nil {
 			return nil, s.wrap("listing events", err)
 		}
 		e.At, e.Time = time.Unix(0, recorded), fromNanos(own)
@@ -130,6 +134,16 @@ func (s *Store) Events(q EventQuery) ([]EventRecord, error) {
 	return es, nil
 }
 
+// DroppedEvents counts the events the run dropped (EventRecord.Dropped).
+// A reader (OpenReadOnly) may call it at any time.
+func (s *Store) DroppedEvents() (int, error) {
+	var n int
+	if err := s.db.QueryRow(`SELECT COUNT(*) FROM events WHERE dropped != ''`).Scan(&n); err != nil {
+		return 0, s.wrap("counting dropped events", err)
+	}
+	return n, nil
+}
+
 // eventsSQL is Events' query for q, with its arguments. With a Limit it
 // reads the events backwards from the last, which Events reverses.
 func eventsSQL(q EventQuery) (string, []any) {
@@ -143,7 +157,7 @@ func eventsSQL(q EventQuery) (string, []any) {
 		where = append(where, "topic = ?")
 		args = append(args, q.Topic)
 	}
-	query := `SELECT id, at, dir, topic, kind, pipeline, sender, job, event_time, props FROM events WHERE ` + strings.Join(where, " AND ")
+	query := `SELECT id, at, dir, topic, kind, pipeline, sender, job, event_time, props, dropped FROM events WHERE ` + strings.Join(where, " AND ")
 	if q.Limit > 0 {
 		query += " ORDER BY id DESC LIMIT ?"
 		args = append(args, q.Limit)

@@ -39,17 +39,36 @@ func (s *Store) AddJob(j Job) error {
 	return nil
 }
 
-// JobStarted records that job id started at at, its rank 0 on host. The
-// job's Pipeline calls it when it opens the file.
+// JobStarted records that job id started at at, its rank 0 on host: its
+// first start (StartJob with restart 0). The job's Pipeline calls it when
+// it opens the file.
 func (s *Store) JobStarted(id, host string, at time.Time) error {
-	return s.updateJob(id, `UPDATE jobs SET started = ?, host = ? WHERE id = ?`, nanos(at), host, id)
+	return s.StartJob(id, 0, host, at)
 }
 
 // JobEnded records how job id ended: Slurm's state (COMPLETED, FAILED,
-// TIMEOUT, ...), its exit code, a reason, and when.
+// TIMEOUT, ...), its exit code, a reason, and when; in the job's record
+// and in its latest start's.
 func (s *Store) JobEnded(id, state string, exitCode int, reason string, at time.Time) error {
-	return s.updateJob(id, `UPDATE jobs SET ended = ?, state = ?, exit_code = ?, reason = ? WHERE id = ?`,
-		nanos(at), state, exitCode, reason, id)
+	var n int64
+	err := s.write(context.Background(), func(tx *sql.Tx) error {
+		res, err := tx.Exec(`UPDATE jobs SET ended = ?, state = ?, exit_code = ?, reason = ? WHERE id = ?`,
+			nanos(at), state, exitCode, reason, id)
+		if err != nil {
+			return err
+		}
+		if n, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		return endStart(tx, id, state, exitCode, reason, at)
+	})
+	if err != nil {
+		return s.wrap("updating job "+id, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("state: %s: job %s: %w", s.path, id, ErrNotFound)
+	}
+	return nil
 }
 
 // SetJobBroker records url as the address where job's broker listens

@@ -146,6 +146,35 @@ ALTER TABLE events ADD COLUMN job TEXT NOT NULL DEFAULT '';           -- the job
 -- topic after an ID, or the last N of a topic, is a range of this index.
 CREATE INDEX events_by_topic ON events (topic);
 `,
+	// Each start of a job on its own: Slurm runs a requeued job (a node
+	// failure, scontrol requeue, preemption) again under the same ID, and
+	// the jobs row then describes its latest start. A job that started
+	// before this migration keeps that start as its first.
+	`
+CREATE TABLE job_starts (
+	job       TEXT NOT NULL,              -- jobs.id
+	restart   INTEGER NOT NULL,           -- Slurm's SLURM_RESTART_COUNT: 0 on the first start
+	host      TEXT NOT NULL DEFAULT '',   -- where rank 0 ran
+	started   INTEGER,
+	ended     INTEGER,
+	state     TEXT NOT NULL DEFAULT '',   -- how it ended: rank 0's record, or Slurm's (REQUEUED, NODE_FAIL, PREEMPTED)
+	exit_code INTEGER NOT NULL DEFAULT 0,
+	reason    TEXT NOT NULL DEFAULT '',
+	PRIMARY KEY (job, restart)
+) WITHOUT ROWID;
+INSERT INTO job_starts (job, restart, host, started, ended, state, exit_code, reason)
+	SELECT id, 0, host, started, ended, CASE WHEN ended IS NULL THEN '' ELSE state END, exit_code, reason
+	FROM jobs WHERE started IS NOT NULL;
+`,
+	// 5: events the Pipeline dropped, with why: a message that did not
+	// decode as an event, or an event malformed for its receiver (a
+	// property missing or of the wrong type). '' for every event taken.
+	// The partial index holds only the dropped ones, so counting them
+	// does not read the table.
+	`
+ALTER TABLE events ADD COLUMN dropped TEXT NOT NULL DEFAULT '';
+CREATE INDEX events_dropped ON events (id) WHERE dropped != '';
+`,
 }
 
 // schemaVersion is the schema version this dpsbatch writes and reads.

@@ -1,8 +1,9 @@
 // Package state owns the state file of a run: one SQLite database per run
-// that records the run itself (Run), the Slurm jobs it was run as (Job),
-// every visit of its visit list with its state and attempts (Visit), the
-// time each stage took per visit, the slices that failed, and the events
-// the run received and sent (EventRecord). It owns the file's schema and
+// that records the run itself (Run), the Slurm jobs it was run as (Job)
+// and each start of them (JobStart: Slurm runs a requeued job again under
+// the same ID), every visit of its visit list with its state and attempts
+// (Visit), the time each stage took per visit, the slices that failed, and
+// the events the run received and sent (EventRecord). It owns the file's schema and
 // its migrations, the choice of journal mode for the file system the file
 // lives on, and the queries that status and resume need.
 //
@@ -10,21 +11,29 @@
 // (Create) and `dpsbatch resume` opens it (Open) while no job of the run is
 // live; while a job runs, only its Pipeline (rank 0) has it open for
 // writing. Readers (`dpsbatch status`) open it with OpenReadOnly at any
-// time: their queries are short single statements, and every open
-// connection waits for a busy file (busy_timeout) instead of failing.
+// time: their queries are short single statements, each its own read
+// transaction (no reader holds a lock across two queries), and every open
+// connection waits for a busy file (busy_timeout) instead of failing. The
+// job's Pipeline opens the file persistent (OpenWith, Options.Persist): in
+// rollback-journal mode a reader's shared lock holds its commit back, and
+// it then tries again, with a warning in the job's log, for as long as
+// it lives, so that no visit's result is lost to a lock.
 //
 // Crash safety: each VisitStarted and each VisitEnded is one committed
 // transaction, so a writer killed at any instant leaves a readable file in
 // which a visit recorded done was done before it was recorded. A visit
-// left running by a dead writer is turned back into interrupted by
-// InterruptRunning, and Runnable hands it out again. Every other write
+// left running by a dead writer is turned back into interrupted by the
+// next job's InterruptRunningOf (scoped to the jobs that no longer run),
+// or by InterruptRunning at a resume, and Runnable hands it out again;
+// until then readers present it as interrupted themselves (RunningByJob
+// tells them whose it is). Every other write
 // (AddVisit, Heartbeat, RecordEvent, CloseInput, ...) is one transaction
 // too.
 //
 // Growth: the visit list, the stage times (one row per stage per visit
 // attempt), the slice failures and the events (one row per event recorded,
-// never pruned) grow the file; a job's heartbeat and broker address
-// overwrite its row and do not.
+// never pruned) grow the file, as do the job starts (one row per start);
+// a job's heartbeat and broker address overwrite its row and do not.
 //
 // Secrets: nothing here is a secret, and nothing secret may be stored. A
 // broker address is refused if it carries user information (a token, a
@@ -79,8 +88,8 @@ var (
 
 // VisitState is where a visit is in its life. A visit starts pending;
 // VisitStarted makes it running; VisitEnded makes it done, failed or
-// interrupted; InterruptRunning makes the running visits of a dead job
-// interrupted; Retry makes failed and interrupted visits pending again.
+// interrupted; InterruptRunningOf (or InterruptRunning) makes the running
+// visits of a dead job interrupted; Retry makes failed and interrupted visits pending again.
 // Done is final.
 type VisitState string
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -21,11 +22,33 @@ import (
 
 // How long a connection waits for a busy file before it gives up. The
 // writer waits longer: an error from it stops the run, while a reader can
-// ask again.
+// ask again. A persistent writer (Options.Persist) then tries again,
+// pausing between tries from firstBusyPause, doubling up to maxBusyPause.
 const (
 	writerBusyTimeout = 30 * time.Second
 	readerBusyTimeout = 10 * time.Second
+	firstBusyPause    = 100 * time.Millisecond
+	maxBusyPause      = 5 * time.Second
 )
+
+// Options tunes a writer's Store: see OpenWith. The zero value is Open's.
+type Options struct {
+	// BusyTimeout is how long one write waits for a busy file (another
+	// process holds a lock on it) before SQLite gives up; 0 is 30 s.
+	BusyTimeout time.Duration
+	// Persist makes a write that found the file busy or locked try
+	// again, after a pause that grows to 5 s, for as long as the process
+	// lives, instead of failing. The writer that must never lose a result, the
+	// Pipeline of a job, sets it: in rollback-journal mode (network file
+	// systems) a reader's shared lock holds the writer back, however
+	// long the reader keeps it. Any other error (a full disk, say)
+	// still fails the write at once.
+	Persist bool
+	// Log hears a warning each time a persistent write found the file
+	// busy and waits to try again, and a note once it got through; nil
+	// hears nothing.
+	Log *slog.Logger
+}
 
 // Store is an open state file. A Store from Create or Open is the run's
 // one writer; one from OpenReadOnly only reads. A Store is safe for
@@ -38,6 +61,7 @@ type Store struct {
 	readOnly bool
 	fs       string // FileSystem
 	journal  string // JournalMode
+	opt      Options
 
 	mu      sync.Mutex
 	pending map[string]*visitLog // by visit: what VisitEnded writes
@@ -93,7 +117,7 @@ func Create(path string, r Run) (st *Store, err error) {
 			}
 		}
 	}()
-	s, err := openDB(path, abs, roleCreate)
+	s, err := openDB(path, abs, roleCreate, Options{})
 	if err != nil {
 		return nil, err
 	}
@@ -120,18 +144,23 @@ func Create(path string, r Run) (st *Store, err error) {
 // no file, ErrNotStateFile if it is not a state file, and ErrNewerSchema if
 // a newer dpsbatch wrote it. Only one writer may have a run's file open:
 // the front end while no job is live, else the job's Pipeline.
-func Open(path string) (*Store, error) {
+func Open(path string) (*Store, error) { return OpenWith(path, Options{}) }
+
+// OpenWith is Open with options: the job's Pipeline opens the file
+// persistent (Options.Persist).
+func OpenWith(path string, o Options) (*Store, error) {
 	abs, err := existing(path)
 	if err != nil {
 		return nil, err
 	}
-	s, err := openDB(path, abs, roleWrite)
+	s, err := openDB(path, abs, roleWrite, o)
 	if err != nil {
 		return nil, err
 	}
 	ctx := context.Background()
 	var headerErr error // already says what it is
 	err = s.write(ctx, func(tx *sql.Tx) error {
+		headerErr = nil
 		version, err := s.checkHeader(ctx, tx)
 		if err != nil || version == schemaVersion {
 			headerErr = err
@@ -160,7 +189,7 @@ func OpenReadOnly(path string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := openDB(path, abs, roleRead)
+	s, err := openDB(path, abs, roleRead, Options{})
 	if err != nil {
 		return nil, err
 	}
@@ -208,8 +237,14 @@ const (
 )
 
 // openDB opens one connection to the existing file abs: the writer's, in
-// the journal mode chosen for its file system, or a reader's.
-func openDB(path, abs string, r role) (*Store, error) {
+// the journal mode chosen for its file system, with o, or a reader's.
+func openDB(path, abs string, r role, o Options) (*Store, error) {
+	if o.BusyTimeout <= 0 {
+		o.BusyTimeout = writerBusyTimeout
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
 	readOnly := r == roleRead
 	fs, mode, why, err := journalFor(filepath.Dir(abs))
 	if err != nil {
@@ -230,7 +265,7 @@ func openDB(path, abs string, r role) (*Store, error) {
 		}
 	} else {
 		q.Set("mode", "rw")
-		q.Set("_busy_timeout", fmt.Sprint(writerBusyTimeout.Milliseconds()))
+		q.Set("_busy_timeout", fmt.Sprint(o.BusyTimeout.Milliseconds()))
 		q.Set("_txlock", "immediate") // take the write lock at BEGIN: no deadlock between writers
 		// A larger page cache than the default 2 MiB: adding a million
 		// visits touches the whole ID index.
@@ -252,7 +287,7 @@ func openDB(path, abs string, r role) (*Store, error) {
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
-	s := &Store{db: db, path: path, readOnly: readOnly, fs: fs, pending: map[string]*visitLog{}}
+	s := &Store{db: db, path: path, readOnly: readOnly, fs: fs, opt: o, pending: map[string]*visitLog{}}
 	ctx := context.Background()
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
@@ -335,10 +370,38 @@ func (s *Store) checkHeader(ctx context.Context, q interface {
 }
 
 // write runs f in one write transaction (BEGIN IMMEDIATE) and commits it.
+// A persistent Store (Options.Persist) runs f again in a new transaction
+// while the file is busy: f must set what it reports from scratch.
 func (s *Store) write(ctx context.Context, f func(tx *sql.Tx) error) error {
 	if s.readOnly {
 		return ErrReadOnly
 	}
+	pause, start := firstBusyPause, time.Now()
+	for tries := 1; ; tries++ {
+		err := s.writeOnce(ctx, f)
+		if !s.opt.Persist || !isBusy(err) {
+			if err == nil && tries > 1 {
+				s.opt.Log.Info("state file written after waiting for the lock", "state", s.path, "tries", tries,
+					"waited", time.Since(start).Round(time.Millisecond))
+			}
+			return err
+		}
+		s.opt.Log.Warn("state file busy: another process holds a lock on it; trying again, nothing is lost",
+			"state", s.path, "tries", tries, "waited", time.Since(start).Round(time.Millisecond), "pause", pause, "err", err)
+		time.Sleep(pause)
+		pause = min(2*pause, maxBusyPause)
+	}
+}
+
+// isBusy reports whether err is SQLite's "database is locked" (busy) or
+// "database table is locked".
+func isBusy(err error) bool {
+	var se sqlite3.Error
+	return errors.As(err, &se) && (se.Code == sqlite3.ErrBusy || se.Code == sqlite3.ErrLocked)
+}
+
+// writeOnce is one try of write.
+func (s *Store) writeOnce(ctx context.Context, f func(tx *sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err

@@ -110,6 +110,7 @@ func (s *Store) AddVisit(id string) (added bool, err error) {
 	}
 	ctx := context.Background()
 	err = s.write(ctx, func(tx *sql.Tx) error {
+		added = false
 		// seq is the rowid: SQLite gives a new row the largest plus one.
 		res, err := tx.ExecContext(ctx, `INSERT INTO visits (id) VALUES (?) ON CONFLICT (id) DO NOTHING`, id)
 		if err != nil {
@@ -185,13 +186,21 @@ func (s *Store) VisitStarted(visit, job string, at time.Time) error {
 	delete(s.pending, visit) // a new attempt: what an old one kept is stale
 	s.mu.Unlock()
 	ctx := context.Background()
-	res, err := s.db.ExecContext(ctx, `UPDATE visits SET state = 1, attempts = attempts + 1, job = ?, started = ?, ended = NULL, err = NULL
-		WHERE id = ? AND state <> 2`, job, nanos(at), visit)
+	var n int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE visits SET state = 1, attempts = attempts + 1, job = ?, started = ?, ended = NULL, err = NULL
+			WHERE id = ? AND state <> 2`, job, nanos(at), visit)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
 	if err != nil {
 		return s.wrap(fmt.Sprintf("visit %q started", visit), err)
 	}
-	if n, err := res.RowsAffected(); err != nil || n == 0 {
-		return s.notRunnable(ctx, visit, err)
+	if n == 0 {
+		return s.notRunnable(ctx, visit, nil)
 	}
 	return nil
 }
@@ -268,6 +277,7 @@ func (s *Store) VisitEnded(visit string, st VisitState, msg string, at time.Time
 	}
 	found := true
 	err := s.write(ctx, func(tx *sql.Tx) error {
+		found = true
 		var seq, attempt int
 		err := tx.QueryRowContext(ctx, `UPDATE visits SET state = ?, ended = ?, err = ? WHERE id = ? AND state <> 2 RETURNING seq, attempts`,
 			st.code(), nanos(at), errMsg, visit).Scan(&seq, &attempt)
@@ -337,6 +347,37 @@ func (s *Store) Counts() (map[VisitState]int, error) {
 	return counts, nil
 }
 
+// JobCounts returns how many of the visits that job started at or after
+// since (and that no later job started again) are in each state; every
+// state is in the map, with 0 if none. A job's rank 0 calls it at its end,
+// so that its summary says what the file records, not what it meant to
+// record: a visit whose end could not be written (a full disk) still
+// reads running. It reads the whole visit list.
+func (s *Store) JobCounts(job string, since time.Time) (map[VisitState]int, error) {
+	rows, err := s.db.Query(`SELECT state, count(*) FROM visits WHERE job = ? AND started >= ? GROUP BY state`, job, since.UnixNano())
+	if err != nil {
+		return nil, s.wrap("counting the visits of job "+job, err)
+	}
+	defer rows.Close()
+	counts := make(map[VisitState]int, len(visitStates))
+	for _, st := range visitStates {
+		counts[st] = 0
+	}
+	for rows.Next() {
+		var code, n int
+		if err := rows.Scan(&code, &n); err != nil {
+			return nil, s.wrap("counting the visits of job "+job, err)
+		}
+		if code >= 0 && code < len(visitStates) {
+			counts[visitStates[code]] = n
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap("counting the visits of job "+job, err)
+	}
+	return counts, nil
+}
+
 // Runnable returns the IDs of the visits a starting job runs, pending and
 // interrupted, in Seq order.
 func (s *Store) Runnable() ([]string, error) {
@@ -397,13 +438,59 @@ func idsIn(ctx context.Context, q queryer, states []VisitState, cond string, arg
 
 // InterruptRunning makes every running visit interrupted, with reason as
 // its error, and returns how many there were. The front end calls it when
-// the job that ran them is gone (before Retry, at resume), and a starting
-// job calls it before Runnable: a running visit with no live job is one
-// whose job died.
+// the job that ran them is gone (before Retry, at resume, when no job of
+// the run is live): a running visit with no live job is one whose job
+// died. A starting job calls InterruptRunningOf instead.
 func (s *Store) InterruptRunning(reason string) (int, error) {
+	return s.interrupt(reason, `state = 1`)
+}
+
+// InterruptRunningOf makes the running visits that one of jobs started
+// interrupted, with reason as their error, and returns how many there
+// were; running visits of other jobs stay running. A starting job calls
+// it, before Runnable, with the jobs that are no longer running: its own
+// earlier start (a requeue) and the jobs Slurm has ended or queued again.
+func (s *Store) InterruptRunningOf(jobs []string, reason string) (int, error) {
+	if len(jobs) == 0 {
+		return 0, nil
+	}
+	list, err := json.Marshal(jobs)
+	if err != nil {
+		return 0, s.wrap("interrupting running visits", err)
+	}
+	return s.interrupt(reason, `state = 1 AND job IN (SELECT value FROM json_each(?))`, string(list))
+}
+
+// RunningByJob returns how many visits are recorded running, by the job
+// that started them ("" for none recorded). Readers call it to show the
+// visits of a job that is no longer running as interrupted. It reads the
+// running visits only.
+func (s *Store) RunningByJob() (map[string]int, error) {
+	rows, err := s.db.Query(`SELECT coalesce(job, ''), count(*) FROM visits WHERE state = 1 GROUP BY 1`)
+	if err != nil {
+		return nil, s.wrap("counting running visits", err)
+	}
+	defer rows.Close()
+	by := map[string]int{}
+	for rows.Next() {
+		var job string
+		var n int
+		if err := rows.Scan(&job, &n); err != nil {
+			return nil, s.wrap("counting running visits", err)
+		}
+		by[job] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap("counting running visits", err)
+	}
+	return by, nil
+}
+
+// interrupt makes the visits that meet cond (with args) interrupted.
+func (s *Store) interrupt(reason, cond string, args ...any) (int, error) {
 	var n int64
 	err := s.write(context.Background(), func(tx *sql.Tx) error {
-		res, err := tx.Exec(`UPDATE visits SET state = 4, err = ? WHERE state = 1`, reason)
+		res, err := tx.Exec(`UPDATE visits SET state = 4, err = ? WHERE `+cond, append([]any{reason}, args...)...)
 		if err != nil {
 			return err
 		}

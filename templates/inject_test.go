@@ -132,7 +132,8 @@ func setters() []setter {
 		{"Partition", true, false, func(j *templates.Job, v, _ string) { j.Partition = v }},
 		{"Account", true, false, func(j *templates.Job, v, _ string) { j.Account = v }},
 		{"QoS", true, false, func(j *templates.Job, v, _ string) { j.QoS = v }},
-		{"Output", true, false, func(j *templates.Job, v, _ string) { j.Output = v }},
+		// Render refuses a backslash in Output (TestOutputPattern).
+		{"Output", true, false, func(j *templates.Job, v, _ string) { j.Output = strings.ReplaceAll(v, `\`, "") }},
 		{"Signal", true, false, func(j *templates.Job, v, _ string) { j.Signal = v }},
 		{"Dependency", true, false, func(j *templates.Job, v, _ string) { j.Dependency = v }},
 		{"Extra[1]", true, false, func(j *templates.Job, v, _ string) { j.Extra = []string{"--exclusive", "--comment=" + v} }},

@@ -132,3 +132,11 @@ func splitWords(value string) []int {
 	}
 	return at
 }
+
+// EscapePattern returns path for a Slurm filename pattern (sbatch and
+// srun --output, --error, --input) standing for path exactly: every %
+// written %%, so that Slurm expands only the patterns the caller adds
+// after it (such as /slurm-%j.out). A backslash cannot be escaped: Slurm
+// then expands nothing and drops every backslash, so Render refuses an
+// Output holding one.
+func EscapePattern(path string) string { return strings.ReplaceAll(path, "%", "%%") }

@@ -67,7 +67,9 @@ type Job struct {
 	// applies).
 	Time string
 	// Output is the --output (and --error) pattern of Slurm's log of the
-	// job, such as RUN-DIR/logs/slurm-%j.out.
+	// job, such as RUN-DIR/logs/slurm-%j.out: Slurm expands its %
+	// patterns, so a literal % in it is written %% (EscapePattern). It may
+	// not hold a backslash.
 	Output string
 	// Signal is an sbatch --signal value such as B:USR1@300: Slurm sends
 	// the signal that long before the time limit (B: to the batch shell
@@ -167,13 +169,40 @@ var defaultTemplate = sync.OnceValue(func() *Template {
 func Default() *Template { return defaultTemplate() }
 
 // Load reads a site's replacement template from path. Errors name the
-// file, and the line where there is one.
+// file, and the line where there is one. Besides what Parse checks, the
+// script must ask Slurm to append to the job's log (#SBATCH
+// --open-mode=append): Slurm runs a requeued job again under the same ID
+// and log, and would otherwise truncate the earlier start's output.
 func Load(path string) (*Template, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("templates: %w", err)
 	}
-	return Parse(path, string(b))
+	t, err := Parse(path, string(b))
+	if err != nil {
+		return nil, err
+	}
+	if err := t.appendsLog(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// openAppend is the #SBATCH line that keeps every start's log.
+var openAppend = regexp.MustCompile(`(?m)^#SBATCH[ \t]+--open-mode(=|[ \t]+)a`)
+
+// appendsLog checks that t's script, rendered for a sample job, asks
+// Slurm to append to the job's log among its #SBATCH lines.
+func (t *Template) appendsLog() error {
+	var out bytes.Buffer
+	if err := t.tmpl.Execute(&out, sampleJob()); err != nil {
+		return templateError(t.name, err)
+	}
+	if !openAppend.Match(out.Bytes()) {
+		return fmt.Errorf("templates: %w", conf.Errors{{File: t.name,
+			Msg: "no \"#SBATCH --open-mode=append\" line: without it Slurm truncates the job's log when it starts a requeued job again (node failure, scontrol requeue, preemption), and the earlier start's output is lost; add it beside the other #SBATCH lines (see templates/sbatch.tmpl)"}})
+	}
+	return nil
 }
 
 // Parse parses text as a template called name (a file name, for errors).
@@ -297,6 +326,9 @@ func check(j *Job) error {
 	}
 	if len(j.Broker) > 0 && j.Broker[0] == "" {
 		return bad("Broker", "the command is empty (leave Broker out for no broker)")
+	}
+	if strings.ContainsRune(j.Output, '\\') {
+		return bad("Output", "%q holds a backslash: Slurm then expands none of its %%-patterns and drops every backslash, so the log cannot be written there", j.Output)
 	}
 	for i, opt := range j.Extra {
 		if !extraOpt.MatchString(opt) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,7 +52,8 @@ func hostileJob(marks string) templates.Job {
 		Name: "name " + sh + " # hetjob PackJob", RunID: "run " + multi, RunDir: "/runs/" + multi,
 		Partition: "part " + sh, Account: "acct " + sh, QoS: "qos " + sh,
 		Nodes: 1, Tasks: 1,
-		Time: "infinite", Output: "/runs/out " + sh + " %j.out",
+		// Output holds no backslash: Render refuses one (TestOutputPattern).
+		Time: "infinite", Output: "/runs/out " + strings.ReplaceAll(sh, `\`, "") + " %j.out",
 		Signal: "USR1@300 " + sh, Dependency: "afterany:1 " + sh,
 		Extra:  []string{"--comment=" + sh, "--exclusive"},
 		Setup:  []string{"# the site's lines are trusted and placed verbatim"},
@@ -147,14 +149,14 @@ func TestGoldenDirectives(t *testing.T) {
 		return ds
 	}
 	got := strings.Join(directives(minimalJob()), " ")
-	if want := "--job-name=ccd-run --ntasks=5 --ignore-pbs"; got != want {
+	if want := "--job-name=ccd-run --ntasks=5 --ignore-pbs --open-mode=append"; got != want {
 		t.Errorf("minimal job directives:\n got %s\nwant %s", got, want)
 	}
 	got = strings.Join(directives(fullJob()), " ")
 	want := "--job-name=ccdproc-2024 --partition=debug --account=science --qos=normal --nodes=2 --ntasks=9 " +
 		"--ntasks-per-node=5 --cpus-per-task=1 --mem-per-cpu=400M --time=1-02:00:00 " +
 		"--output=/scratch/runs/ccdproc-2024/logs/slurm-%j.out --error=/scratch/runs/ccdproc-2024/logs/slurm-%j.out " +
-		"--signal=B:USR1@300 --dependency=afterany:1234 --ignore-pbs --exclusive --constraint=haswell \"--comment=nightly"
+		"--signal=B:USR1@300 --dependency=afterany:1234 --ignore-pbs --open-mode=append --exclusive --constraint=haswell \"--comment=nightly"
 	if got != want {
 		t.Errorf("full job directives:\n got %s\nwant %s", got, want)
 	}
@@ -340,6 +342,7 @@ func TestLoad(t *testing.T) {
 #SBATCH --job-name={{directive "Name" .Name}}
 #SBATCH --ntasks={{.Tasks}}
 #SBATCH --gres=gpu:1
+#SBATCH --open-mode=append
 {{range .Setup}}{{.}}
 {{end -}}
 cd {{q .RunDir}} && exec {{args .Launch}}
@@ -362,6 +365,7 @@ cd {{q .RunDir}} && exec {{args .Launch}}
 #SBATCH --job-name="gpu job"
 #SBATCH --ntasks=5
 #SBATCH --gres=gpu:1
+#SBATCH --open-mode=append
 module load cuda
 cd /runs/ccd-run && exec srun '--mpi=none' /opt/dpsbatch/bin/dpsbatch run --run-dir /runs/ccd-run
 `
@@ -383,6 +387,11 @@ cd /runs/ccd-run && exec srun '--mpi=none' /opt/dpsbatch/bin/dpsbatch run --run-
 		{"field.tmpl", "#!/bin/bash\n#SBATCH --ntasks={{.Tasks}}\n{{q .Nmae}}\n", `field.tmpl:3: unknown Job field Nmae (did you mean "Name"?)`},
 		{"shebang.tmpl", "#SBATCH --ntasks={{.Tasks}}\n", "shebang.tmpl:1: the script must start with #!"},
 		{"args.tmpl", "#!/bin/bash\n{{args .Name}}\n", "args.tmpl:2:"},
+		// Slurm would truncate the log of a requeued job's earlier start.
+		{"truncate.tmpl", "#!/bin/bash\n#SBATCH --ntasks={{.Tasks}}\n#SBATCH --open-mode=truncate\n{{args .Launch}}\n",
+			`truncate.tmpl: no "#SBATCH --open-mode=append" line: without it Slurm truncates the job's log`},
+		{"noappend.tmpl", "#!/bin/bash\n#SBATCH --ntasks={{.Tasks}}\n# --open-mode=append\n{{args .Launch}}\n",
+			`noappend.tmpl: no "#SBATCH --open-mode=append" line`},
 	} {
 		path := write(tc.name, tc.text)
 		_, err := templates.Load(path)
@@ -396,5 +405,20 @@ cd /runs/ccd-run && exec srun '--mpi=none' /opt/dpsbatch/bin/dpsbatch run --run-
 	}
 	if _, err := templates.Parse("inline", "#!/bin/sh\n{{.Name}\n"); err == nil || !strings.HasPrefix(err.Error(), "templates: inline:2: ") {
 		t.Errorf("Parse with a bad action: %v", err)
+	}
+}
+
+// TestOutputPattern checks that a path with % reaches Slurm's --output
+// pattern as %%, and that an Output with a backslash (which turns off
+// Slurm's patterns) is refused naming the field.
+func TestOutputPattern(t *testing.T) {
+	if got, want := templates.EscapePattern("/runs/100% done/%j"), "/runs/100%% done/%%j"; got != want {
+		t.Errorf("EscapePattern: %q, want %q", got, want)
+	}
+	j := templates.Job{Name: "n", RunDir: "/r", Tasks: 1, Launch: []string{"true"}, Output: `/runs/a\b/slurm-%j.out`}
+	err := templates.Default().Render(io.Discard, j)
+	var fe *templates.FieldError
+	if !errors.As(err, &fe) || fe.Field != "Output" || !strings.Contains(err.Error(), "backslash") {
+		t.Errorf("Output with a backslash: %v", err)
 	}
 }

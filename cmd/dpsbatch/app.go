@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/internal/version"
 )
 
 func newApp() *cli.App {
@@ -41,6 +42,15 @@ func newApp() *cli.App {
 			eventsCommand(),
 			brokerCommand(),
 		},
+		Version: version.Get().String(),
+		// Global flags are checked for every command, whether it logs or not.
+		Before: func(c *cli.Context) error {
+			if err := checkFlagValues(c, c.App.Flags); err != nil {
+				return err
+			}
+			_, err := newLogger(c, io.Discard)
+			return err
+		},
 		OnUsageError: usageError,
 		// Errors are printed and mapped to exit codes by main.
 		ExitErrHandler: func(*cli.Context, error) {},
@@ -49,11 +59,19 @@ func newApp() *cli.App {
 	setUsage = func(cs []*cli.Command) {
 		for _, c := range cs {
 			c.OnUsageError = usageError
+			flags := c.Flags
+			c.Before = func(ctx *cli.Context) error { return checkFlagValues(ctx, flags) }
 			setUsage(c.Subcommands)
 		}
 	}
 	setUsage(app.Commands)
 	return app
+}
+
+func init() {
+	// dpsbatch --version (or -v): the version and the commit, the line
+	// submit --binary checks (package version).
+	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintln(c.App.Writer, c.App.Version) }
 }
 
 // usageError turns a flag or argument error into bad input (exit 2).

@@ -329,6 +329,15 @@ func TestBatchDryRunAndBadInput(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(e.root, "dry-1")); !os.IsNotExist(err) {
 		t.Errorf("dry run created the run directory: %v", err)
 	}
+	out = e.must(0, time.Minute, "submit", "--dry-run", "--json", policy, "--visits", vf, "--name", "dry-1")
+	var plan struct {
+		Plan    struct{ Partition string }
+		Scripts []struct{ Text string }
+	}
+	if err := json.Unmarshal([]byte(out), &plan); err != nil || plan.Plan.Partition != "debug" || len(plan.Scripts) != 1 ||
+		!strings.Contains(plan.Scripts[0].Text, "#SBATCH") {
+		t.Errorf("dry run --json: %v, %+v:\n%s", err, plan, out)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -339,6 +348,10 @@ func TestBatchDryRunAndBadInput(t *testing.T) {
 		{[]string{"submit", policy, "--visits", vf + ".missing"}, "missing"},
 		{[]string{"submit", policy}, "--visits"},
 		{[]string{"status", "no-such-run"}, "no-such-run"},
+		{[]string{"submit", policy, "--visits", vf, "--slices", "0"}, "--slices must be at least 1"},
+		{[]string{"submit", policy, "--visits", vf, "--name", ""}, "--name: empty value"},
+		{[]string{"submit", policy, "--visits", vf, "--binary", "/bin/true"}, "not a compatible dpsbatch"},
+		{[]string{"event", "send", "no-such-run", "visitId=1"}, "needs --topic"},
 	} {
 		_, errOut, code := e.dps(time.Minute, tc.args...)
 		if code != exitBadInput || !strings.Contains(errOut, tc.want) {

@@ -23,15 +23,17 @@ func eventCommand() *cli.Command {
 			Usage:     "publish an event on one of the topics a run's Pipeline reads",
 			ArgsUsage: "RUN key=value...",
 			Description: "The event carries the run's ID, this host as its sender and the time; its properties are\n" +
-				"the key=value arguments (text; a pipeline that declares a property's type converts it) and\n" +
-				"--props's object. The topic must be one the run's pipeline reads: its trigger topic (for a run\n" +
-				"submitted with --listen; the event needs visitId), a topic a stage waits for, or the control\n" +
-				"topic. A running job hears it at once, a pending one when it starts; with --keep and no live\n" +
-				"job it waits in the run's broker for the next job.\n" +
+				"the key=value arguments (text, read as the type the run's pipeline declares) and --props's\n" +
+				"object; a property the receiving trigger or stage lacks, or whose value is not of its declared\n" +
+				"type (a visitId must be a string or number), is bad input (exit 2), nothing sent. The topic\n" +
+				"must be one the run's pipeline reads: its trigger topic (for a run submitted with --listen;\n" +
+				"the event needs visitId), a topic a stage waits for, or the control topic. A running job hears\n" +
+				"it at once, a pending one when it starts; with --keep and no live job it waits in the run's\n" +
+				"broker for the next job.\n" +
 				"  dpsbatch event send RUN --topic visits visitId=42 filter=r\n" +
 				"  dpsbatch event send RUN --topic ephem --props '{\"visitId\": \"42\", \"ra\": 10.5}'",
 			Flags: append(relayFlags(),
-				&cli.StringFlag{Name: "topic", Required: true, Usage: "the topic (see `dpsbatch validate` for a pipeline's topics)"},
+				&cli.StringFlag{Name: "topic", Usage: "the topic (required): the run's trigger topic, a topic a stage waits for, or dpsbatch.control"},
 				&cli.StringFlag{Name: "kind", Value: string(events.KindData), Usage: "data, no-more-data or shutdown"},
 				&cli.StringFlag{Name: "props", Usage: "properties as a JSON object, for typed values (key=value arguments are added to it)"},
 				&cli.BoolFlag{Name: "keep", Usage: "when no job is live, store the event for the run's next job (dpsbatch resume)"},
@@ -39,6 +41,9 @@ func eventCommand() *cli.Command {
 			Action: func(c *cli.Context) error {
 				if c.NArg() < 1 {
 					return badInput("event send takes RUN and key=value properties")
+				}
+				if c.String("topic") == "" {
+					return badInput("event send needs --topic: the run's trigger topic, a topic a stage waits for, or %s", events.TopicControl)
 				}
 				props, err := parseProps(c.Args().Tail(), c.String("props"))
 				if err != nil {
@@ -66,7 +71,9 @@ func eventsCommand() *cli.Command {
 		ArgsUsage: "RUN",
 		Description: "From the run's state file, where its Pipeline records every event it receives from its\n" +
 			"broker (trigger events, waited-for events, stop and finish) and every event its stages\n" +
-			"publish; heartbeats are not listed (dpsbatch status shows the last one). The visits of the\n" +
+			"publish; heartbeats are not listed (dpsbatch status shows the last one). An event the Pipeline\n" +
+			"dropped (a message that did not decode as an event, or one malformed for its receiver) is\n" +
+			"listed as DROPPED with why (Dropped in --json). The visits of the\n" +
 			"visit list are not events. --follow keeps printing new ones until interrupted. For a\n" +
 			"production, every pipeline's events are listed in time order, each with the pipeline that\n" +
 			"received or sent it (Receiver in --json).",
@@ -88,11 +95,8 @@ func eventsCommand() *cli.Command {
 				return err
 			}
 			q := state.EventQuery{Dir: c.String("dir"), Topic: c.String("topic"), Limit: c.Int("last")}
-			switch {
-			case q.Dir != "" && q.Dir != "in" && q.Dir != "out":
+			if q.Dir != "" && q.Dir != "in" && q.Dir != "out" {
 				return badInput("--dir: expected in or out, got %q", q.Dir)
-			case q.Limit < 0:
-				return badInput("--last must be 0 or more")
 			}
 			srcs, err := jobs.EventSources(dir)
 			if err != nil {
@@ -165,6 +169,10 @@ func printEvent(c *cli.Context, r received) {
 	var props []string
 	for _, k := range keys {
 		props = append(props, fmt.Sprintf("%s=%v", k, r.Props[k]))
+	}
+	if r.Dropped != "" {
+		kind = "DROPPED"
+		props = append(props, "("+r.Dropped+")")
 	}
 	at := ""
 	if r.Receiver != "" {

@@ -127,8 +127,15 @@ func printStatus(w io.Writer, rs jobs.RunStatus) {
 		}
 		fmt.Fprintln(w)
 	}
+	if rs.DroppedEvents > 0 {
+		fmt.Fprintf(w, "  events dropped: %d, undecodable or malformed (dpsbatch events %s lists them)\n", rs.DroppedEvents, rs.Run)
+	}
 	for _, j := range rs.Jobs {
-		fmt.Fprintf(w, "  job %s (attempt %d): %s", j.ID, j.Attempt, strings.ToLower(j.State))
+		shown := strings.ToLower(j.State)
+		if j.Requeued != nil {
+			shown = "requeued, " + shown
+		}
+		fmt.Fprintf(w, "  job %s (attempt %d): %s", j.ID, j.Attempt, shown)
 		if !j.Live && j.Source != "state" {
 			fmt.Fprintf(w, ", exit %d", j.ExitCode)
 		}
@@ -136,10 +143,15 @@ func printStatus(w io.Writer, rs jobs.RunStatus) {
 		if j.Reason != "" {
 			fmt.Fprintf(w, ": %s", strings.TrimSuffix(j.Reason, "; "))
 		}
-		if j.Died {
+		switch {
+		case j.Died && rs.DiskFull != nil:
+			fmt.Fprintf(w, " — ended without recording why, and the run directory's file system is full (%s free of %s): out of disk space?",
+				bytesText(rs.DiskFull.Free), bytesText(rs.DiskFull.Size))
+		case j.Died:
 			fmt.Fprintf(w, " — ended without recording why (killed, node failure or out of memory?)")
 		}
 		fmt.Fprintln(w)
+		printStarts(w, j)
 		if j.Live && !j.Heartbeat.IsZero() {
 			fmt.Fprintf(w, "    heartbeat %s ago", time.Since(j.Heartbeat).Round(time.Second))
 			if j.HeartbeatVisit != "" {
@@ -162,6 +174,63 @@ func printStatus(w io.Writer, rs jobs.RunStatus) {
 		fmt.Fprintf(w, "  listening for trigger events after its visit list (dpsbatch finish %s ends it)\n", rs.Run)
 	}
 	fmt.Fprintf(w, "  state file: %s/%s (journal %s)\n", rs.Dir, jobs.StateFile, rs.Journal)
+}
+
+// bytesText is n in B, KiB, MiB, GiB or TiB.
+func bytesText(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, i := float64(n)/unit, 0
+	for v >= unit && i < 3 {
+		v /= unit
+		i++
+	}
+	return fmt.Sprintf("%.1f %ciB", v, "KMGT"[i])
+}
+
+// printStarts writes, for a job Slurm requeued, why and when it starts
+// again, and each of its starts.
+func printStarts(w io.Writer, j jobs.JobStatus) {
+	const when = "2006-01-02 15:04:05"
+	if q := j.Requeued; q != nil {
+		fmt.Fprintf(w, "    Slurm requeued it after start %d: %s", q.Starts, q.Why)
+		if q.SlurmState != "" {
+			fmt.Fprintf(w, " [%s]", q.SlurmState)
+		}
+		fmt.Fprintln(w)
+		if !q.Earliest.IsZero() {
+			fmt.Fprintf(w, "    starts again at the earliest %s", q.Earliest.Local().Format(when))
+			if q.Waiting != "" {
+				fmt.Fprintf(w, " (%s)", q.Waiting)
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	for i, s := range j.Starts {
+		fmt.Fprintf(w, "    start %d", s.Restart+1)
+		if s.Host != "" {
+			fmt.Fprintf(w, " on %s", s.Host)
+		}
+		if !s.Started.IsZero() {
+			fmt.Fprintf(w, ", %s", s.Started.Local().Format(when))
+		}
+		if !s.Ended.IsZero() {
+			fmt.Fprintf(w, " to %s", s.Ended.Local().Format(when))
+		}
+		switch {
+		case s.State != "" && s.Reason != "":
+			fmt.Fprintf(w, ": %s, %s", s.State, s.Reason)
+		case s.State != "":
+			fmt.Fprintf(w, ": %s", s.State)
+		case i == len(j.Starts)-1 && j.Live:
+			fmt.Fprintf(w, ": running")
+		case s.Ended.IsZero():
+			fmt.Fprintf(w, ": no end recorded")
+		}
+		fmt.Fprintln(w)
+	}
 }
 
 // visitCounts is "12 (10 done, 2 pending)".

@@ -11,6 +11,7 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/examples"
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/jobs"
 )
 
 type localOptions struct {
@@ -41,9 +42,6 @@ func localCommand() *cli.Command {
 			if c.NArg() > 1 {
 				return badInput("local takes at most one PIPELINE argument, got %d", c.NArg())
 			}
-			if c.Int("slices") < 0 {
-				return badInput("--slices must be at least 1")
-			}
 			return runLocal(c, localOptions{policy: c.Args().First(), visits: c.String("visits"),
 				runDir: c.String("run-dir"), runID: c.String("run-id"), slices: c.Int("slices")})
 		},
@@ -72,6 +70,11 @@ func runLocal(c *cli.Context, o localOptions) error {
 			name = p.Name
 		}
 		o.runID = name + "-" + stamp
+	}
+	// The run ID names the run directory: the run-name rules apply
+	// before anything is made or printed.
+	if err := jobs.CheckName(o.runID); err != nil {
+		return fmt.Errorf("--run-id: %w", err)
 	}
 	if o.runDir == "" {
 		o.runDir = filepath.Join("runs", o.runID)

@@ -511,3 +511,85 @@ func TestBatchProductionStopResume(t *testing.T) {
 		t.Errorf("detect published in jobs %v; want both jobs", jobsOf["diasources"])
 	}
 }
+
+// TestBatchProductionEntryNames runs a production whose entries are named
+// apart from their policies' pipeline names: source (policy src) feeds
+// wa and wb, whose two policies are both named worker and select apart on
+// one trigger topic, and which run after source. One name per pipeline,
+// the entry's, holds throughout the run: the after rule hears source's
+// end, so both inputs close and the job completes, and wa and wb keep
+// their own subscriptions, so each runs its own ten visits, once.
+func TestBatchProductionEntryNames(t *testing.T) {
+	e := newBatchEnv(t)
+	dir := filepath.Join(filepath.Dir(e.dir), "entry-names")
+	writeFile(t, filepath.Join(dir, "src.yaml"), `pipeline: src
+slices: 1
+mapper: {type: rank}
+events: {trigger: {topic: visits, properties: {band: string}}}
+stages:
+  - name: announce
+    type: event
+    settings: {topic: work, properties: {band: "{band}"}}
+`)
+	for _, band := range []string{"a", "b"} {
+		writeFile(t, filepath.Join(dir, "worker-"+band+".yaml"), fmt.Sprintf(`pipeline: worker
+slices: 1
+mapper: {type: rank}
+locations: {output: "output/{visit}"}
+events: {trigger: {topic: work, properties: {band: string}, select: {band: %s}}}
+stages:
+  - name: work
+    type: exec
+    settings:
+      command: [sh, -c, 'mkdir -p "$1" && echo "$2" >> "$1/ran.log"', sh, "{output}", "{visit}"]
+`, band))
+	}
+	const visits = 20
+	var csv strings.Builder
+	csv.WriteString("visitId,band\n")
+	for i := range visits {
+		fmt.Fprintf(&csv, "v%02d,%s\n", i, []string{"a", "b"}[i%2])
+	}
+	writeFile(t, filepath.Join(dir, "visits.csv"), csv.String())
+	prodFile := filepath.Join(dir, "production.yaml")
+	writeFile(t, prodFile, `production: entries
+pipelines:
+  - {name: source, policy: src.yaml, visits: visits.csv, slices: 1}
+  - {name: wa, policy: worker-a.yaml, slices: 1, after: [source]}
+  - {name: wb, policy: worker-b.yaml, slices: 1, after: [source]}
+`)
+
+	e.must(0, time.Minute, "submit", prodFile, "--name", "entry-names")
+	t.Cleanup(func() { exec.Command("scancel", "--name", "entry-names").Run() })
+	if out, errOut, code := e.dps(2*time.Minute, "wait", "entry-names", "--interval", "1s"); code != 0 {
+		t.Fatalf("wait: exit %d, want 0 (every input closed, every visit done)\n%s%s\nstatus: %+v", code, out, errOut, e.prodStatus("entry-names"))
+	}
+	st := e.prodStatus("entry-names")
+	want := map[string]int{"source": visits, "wa": visits / 2, "wb": visits / 2}
+	for _, ps := range st.Pipelines {
+		if ps.Counts["done"] != want[ps.Pipeline] || ps.Visits != want[ps.Pipeline] {
+			t.Errorf("pipeline %s: %d visits %v, want %d done", ps.Pipeline, ps.Visits, ps.Counts, want[ps.Pipeline])
+		}
+		if ps.Pipeline != "source" && !strings.Contains(ps.InputClosedWhy, "source") {
+			t.Errorf("pipeline %s: input closed %q; want it closed after source", ps.Pipeline, ps.InputClosedWhy)
+		}
+	}
+	// Each worker ran each of its visits once, on its own band only.
+	runDir := filepath.Join(e.root, "entry-names")
+	for i := range visits {
+		v, band := fmt.Sprintf("v%02d", i), []string{"a", "b"}[i%2]
+		for _, w := range []string{"a", "b"} {
+			data, _ := os.ReadFile(filepath.Join(runDir, "pipelines", "w"+w, "output", v, "ran.log"))
+			n := strings.Count(string(data), v)
+			if (w == band) != (n == 1) || n > 1 {
+				t.Errorf("visit %s (band %s) ran %d times in w%s", v, band, n, w)
+			}
+		}
+	}
+	// Every event of a pipeline carries its entry's name.
+	for _, ev := range e.events("entry-names") {
+		if ev.Dir == "out" && ev.Topic == "dpsbatch.pipeline" && !slices.Contains([]string{"source", "wa", "wb"}, ev.Pipeline) {
+			t.Errorf("announcement from pipeline %q: want an entry's name", ev.Pipeline)
+		}
+	}
+}

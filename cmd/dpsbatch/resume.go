@@ -31,7 +31,7 @@ func resumeCommand() *cli.Command {
 				return err
 			}
 			res, err := jobs.Resume(c.Context, jobs.ResumeOptions{Site: t.site, Backend: t.b, Dir: t.dir,
-				MaxAttempts: c.Int("max-attempts"), AutoResume: c.Int("auto-resume"), DryRun: c.Bool("dry-run"), Out: c.App.Writer})
+				MaxAttempts: c.Int("max-attempts"), AutoResume: c.Int("auto-resume"), DryRun: c.Bool("dry-run"), Out: dryRunOut(c)})
 			if err != nil {
 				return err
 			}

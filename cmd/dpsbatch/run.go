@@ -37,6 +37,7 @@ func runCommand() *cli.Command {
 			&cli.IntFlag{Name: "size", Usage: "number of ranks, for tcp outside srun (with --rank), or for local"},
 			&cli.StringFlag{Name: "state", Usage: "the run's state file (batch jobs): rank 0 runs the visits it lists as unfinished and records progress in it"},
 			&cli.StringFlag{Name: "stop-file", Usage: "with --state: once this file exists (the job script writes it on Slurm's time-limit warning), read the job's end time again and stop at the next visit boundary if little time is left"},
+			&cli.StringFlag{Name: "name", Usage: "the pipeline's name in this run, in its events and {pipeline} (a production's entry name; default: the policy's)"},
 			&cli.StringFlag{Name: "pipeline-dir", Usage: "what {pipelinedir} names (default: the policy file's folder)"},
 			&cli.StringFlag{Name: "rendezvous", Usage: "directory where tcp ranks find rank 0, shared by all nodes (default: RUN-DIR/.rendezvous)"},
 		},
@@ -59,12 +60,19 @@ func runRank(c *cli.Context) error {
 	}
 	dir := c.String("run-dir")
 	dr := harness.DistRun{RunDir: dir, PolicyPath: c.String("pipeline"), VisitsPath: c.String("visits"),
-		RunID: c.String("run-id"), Logger: log, PipelineDir: c.String("pipeline-dir")}
+		RunID: c.String("run-id"), Logger: log, PipelineDir: c.String("pipeline-dir"), Name: c.String("name")}
 	var job *jobs.InJob
 	if path := c.String("state"); path != "" {
-		job = &jobs.InJob{StatePath: path, JobID: os.Getenv("SLURM_JOB_ID"), Logger: log, StopFile: c.String("stop-file")}
-		if job.JobID != "" {
-			job.Deadline = jobs.SlurmDeadline(job.JobID)
+		job = &jobs.InJob{StatePath: path, JobID: os.Getenv("SLURM_JOB_ID"), Logger: log, StopFile: c.String("stop-file"),
+			Restart: jobs.RestartCount()}
+		if b, err := backend(); err == nil && job.JobID != "" {
+			// Which jobs still run (another job's running visits are
+			// its own; a job running visits is waited for), and why a
+			// requeued job's earlier start ended. Without Slurm's tools:
+			// every running visit is a dead job's, and heartbeats tell.
+			job.Slurm = b
+			// The job's end by its time limit, for its time budget.
+			job.Deadline = jobs.SlurmDeadline(b, job.JobID)
 		}
 		dr.Rank0 = job.Hook
 	}
@@ -112,6 +120,9 @@ func runRank(c *cli.Context) error {
 	dr.Stop = stop
 
 	sum, err := harness.RunDist(ctx, dr, o)
+	if job != nil {
+		job.Summarize(sum) // the counts the state file holds
+	}
 	if sum != nil {
 		sum.Print(c.App.Writer)
 	}

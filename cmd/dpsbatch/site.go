@@ -5,6 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/site"
 )
 
@@ -18,7 +19,8 @@ func siteCommand() *cli.Command {
 				Usage: "compare the site file with the live cluster and report each mismatch",
 				Description: "Loads the site file (every problem in it is reported with its line), then asks Slurm\n" +
 					"(sinfo) for the partitions and compares: partition exists and is up, CPUs and memory per\n" +
-					"node, node count and list, time and node limits.\n" +
+					"node, node count and list, time and node limits; and asks Slurm's accounting (sacctmgr)\n" +
+					"whether the account and QoS exist and you are associated with them.\n" +
 					"Exit status: 0 the file matches the cluster, 2 the file is invalid or does not match.",
 				Flags: []cli.Flag{siteFlag()},
 				Action: func(c *cli.Context) error {
@@ -38,6 +40,7 @@ func siteCommand() *cli.Command {
 						return err
 					}
 					ms := site.Check(s, live)
+					ms = append(ms, checkAccounting(c, b, s, live)...)
 					for _, m := range ms {
 						fmt.Fprintf(c.App.Writer, "%s: %s\n", s.Path, m)
 					}
@@ -75,4 +78,27 @@ func siteCommand() *cli.Command {
 			},
 		},
 	}
+}
+
+// checkAccounting compares the site file's account and QoS with Slurm's
+// accounting, when the site names one and the backend can read it; when
+// it cannot, it says so on stderr and finds no mismatch.
+func checkAccounting(c *cli.Context, b scheduler.Backend, s *site.Site, live []site.Live) []site.Mismatch {
+	if s.Account == "" && s.QoS == "" {
+		return nil
+	}
+	r, ok := b.(scheduler.AccountingReader)
+	if !ok {
+		fmt.Fprintf(c.App.ErrWriter, "%s: account and qos not checked: the backend cannot read Slurm's accounting\n", s.Path)
+		return nil
+	}
+	a, err := r.Accounting(c.Context)
+	if err != nil {
+		fmt.Fprintf(c.App.ErrWriter, "%s: account and qos not checked: %v\n", s.Path, err)
+		return nil
+	}
+	if len(live) > 0 {
+		a.Cluster = live[0].Cluster
+	}
+	return site.CheckAccounting(s, a)
 }

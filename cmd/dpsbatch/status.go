@@ -16,9 +16,12 @@ func statusCommand() *cli.Command {
 		Usage:     "show runs' progress and their jobs' states",
 		ArgsUsage: "RUN...",
 		Description: "RUN is a run directory or a run's name under the site's runs root. For each run: visits per\n" +
-			"state (pending, running, done, failed, interrupted), the rate and the time left, and every job\n" +
+			"state (pending, running, done, failed, interrupted: a visit whose job no longer runs it reads\n" +
+			"interrupted), the rate and, while a job runs, the time left, and every job\n" +
 			"with its state from Slurm — one squeue call however many runs, then sacct for jobs Slurm has\n" +
-			"forgotten (when the cluster keeps accounting), else what the run recorded itself.\n" +
+			"forgotten (when the cluster keeps accounting), else what the run recorded itself. A job that\n" +
+			"Slurm requeued (node failure, scontrol requeue, preemption) shows as requeued while it waits to\n" +
+			"start again under the same ID, with Slurm's reason and its earliest start, then each of its starts.\n" +
 			"--watch redraws a progress bar every --interval until the runs' jobs end.",
 		Flags: []cli.Flag{
 			siteFlag(),

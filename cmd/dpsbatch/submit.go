@@ -2,10 +2,13 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/dpsbatch/dpsbatch/internal/slurmtime"
+	"github.com/dpsbatch/dpsbatch/internal/version"
 	"github.com/dpsbatch/dpsbatch/jobs"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/site"
@@ -25,9 +28,6 @@ func requestFlags() []cli.Flag {
 func request(c *cli.Context) (jobs.Request, error) {
 	r := jobs.Request{Partition: c.String("partition"), Slices: c.Int("slices"), CPUsPerSlice: c.Int("cpus-per-slice"),
 		Strategy: scheduler.Strategy(c.String("strategy"))}
-	if r.CPUsPerSlice < 1 {
-		return r, badInput("--cpus-per-slice must be at least 1")
-	}
 	if r.Strategy != scheduler.Pack && r.Strategy != scheduler.Spread {
 		return r, badInput("--strategy: expected pack or spread, got %q", r.Strategy)
 	}
@@ -77,13 +77,14 @@ func submitCommand() *cli.Command {
 			"all of them, and share the run's broker, so that one pipeline's event stage triggers the\n" +
 			"next. --visits, --listen and --slices are set per pipeline in the file; status, wait, stop,\n" +
 			"finish, events, cancel and resume take the production's run as a whole.\n\n" +
-			"--dry-run prints the plan and the script and creates and submits nothing.\n" +
+			"--dry-run prints the plan and the script and creates and submits nothing; with --json, one JSON\n" +
+			"object carries both (plan, scripts).\n" +
 			"Exit status: 0 submitted, 2 bad input (nothing created or submitted), 1 other errors.",
 		Flags: append([]cli.Flag{
 			siteFlag(),
 			&cli.StringFlag{Name: "visits", Usage: "visit file (CSV or JSON lines); required unless --listen"},
 			&cli.BoolFlag{Name: "listen", Usage: "after the visit list, read trigger events from the run's broker until dpsbatch finish"},
-			&cli.BoolFlag{Name: "hold", Usage: "submit the job held: it waits until `scontrol release JOBID` (e.g. to send it events first)"},
+			&cli.BoolFlag{Name: "hold", Usage: "submit the job held: it waits until scontrol release JOBID (e.g. to send it events first)"},
 			&cli.DurationFlag{Name: "heartbeat", Value: jobs.DefaultHeartbeat, Usage: "how often the Pipeline says it is alive (at least 100ms)"},
 			&cli.StringFlag{Name: "name", Usage: "run name (default: PIPELINE-DATE-TIME); letters, digits, . _ -"},
 			&cli.IntFlag{Name: "auto-resume", Usage: "follow-on jobs to chain after the first (afterany)"},
@@ -103,6 +104,16 @@ func submitCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			if bin := c.String("binary"); bin != "" {
+				// As the job will run it: a path, not a name looked up in $PATH.
+				abs, err := filepath.Abs(bin)
+				if err != nil {
+					return badInput("--binary %s: %v", bin, err)
+				}
+				if err := version.Check(c.Context, abs); err != nil {
+					return badInput("--binary %s: %v (the job's binary must be the same dpsbatch as the one that submits: dpsbatch --version)", bin, err)
+				}
+			}
 			b, err := backend()
 			if err != nil && !c.Bool("dry-run") {
 				return err
@@ -110,7 +121,7 @@ func submitCommand() *cli.Command {
 			sub, err := jobs.Submit(c.Context, jobs.SubmitOptions{Site: s, Backend: b, Policy: c.Args().First(),
 				Visits: c.String("visits"), Listen: c.Bool("listen"), Heartbeat: c.Duration("heartbeat"), Hold: c.Bool("hold"),
 				Name: c.String("name"), Request: r, AutoResume: c.Int("auto-resume"),
-				Binary: c.String("binary"), DryRun: c.Bool("dry-run"), Out: c.App.Writer})
+				Binary: c.String("binary"), DryRun: c.Bool("dry-run"), Out: dryRunOut(c)})
 			if err != nil {
 				return err
 			}
@@ -123,6 +134,15 @@ func submitCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// dryRunOut is where a dry run prints its plan and scripts: stdout, or
+// nowhere with --json, whose object carries them (plan, scripts).
+func dryRunOut(c *cli.Context) io.Writer {
+	if c.Bool("json") {
+		return nil
+	}
+	return c.App.Writer
 }
 
 func printSubmitted(c *cli.Context, sub *jobs.Submitted) {

@@ -344,6 +344,20 @@ func testMalformed(t *testing.T, h Harness) {
 	if n := s.Dropped(); n != len(bad) {
 		t.Errorf("Dropped = %d, want %d", n, len(bad))
 	}
+	if dr, ok := s.(events.DropReporter); ok {
+		drops := dr.TakeDrops()
+		if len(drops) != len(bad) {
+			t.Errorf("TakeDrops gave %d drops, want %d", len(drops), len(bad))
+		}
+		for _, d := range drops {
+			if d.Topic != "visits" || !errors.Is(d.Err, events.ErrMalformed) {
+				t.Errorf("drop %+v: want topic visits and a malformed-event error", d)
+			}
+		}
+		if again := dr.TakeDrops(); len(again) != 0 {
+			t.Errorf("TakeDrops again gave %v, want none", again)
+		}
+	}
 	Empty(t, s)
 	// A new subscription meets the same messages and drops them too.
 	s2 := Subscribe(t, b, "visits", "r1")

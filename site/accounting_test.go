@@ -1,0 +1,42 @@
+package site_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/dpsbatch/dpsbatch/site"
+)
+
+func TestCheckAccounting(t *testing.T) {
+	acct := site.Accounting{User: "ann", Cluster: "dps", Accounts: []string{"root", "science", "physics"}, QoS: []string{"normal", "high"},
+		Assocs: []site.Assoc{
+			{Cluster: "dps", Account: "physics", QoS: []string{"normal"}},
+			{Cluster: "other", Account: "science", QoS: []string{"normal", "high"}},
+		}}
+	for _, tc := range []struct {
+		account, qos string
+		want         []string // one substring per mismatch
+	}{
+		{"", "", nil},
+		{"physics", "normal", nil},
+		{"physics", "", nil},
+		{"", "high", nil},
+		{"a'b", "", []string{"account: site file says a'b, the cluster has no such account (user ann is in physics, science)"}},
+		{"science", "", []string{"account: site file says science, the cluster has no association of user ann with it"}},
+		{"physics", "urgent", []string{"qos: site file says urgent, the cluster has no such QoS (have: high, normal)"}},
+		{"physics", "high", []string{"qos: site file says high, the cluster has no QoS high for user ann in account physics (the association allows normal)"}},
+		{"nope", "nope", []string{"account: site file says nope", "qos: site file says nope"}},
+	} {
+		s := &site.Site{Account: tc.account, QoS: tc.qos}
+		ms := site.CheckAccounting(s, acct)
+		if len(ms) != len(tc.want) {
+			t.Errorf("account %q qos %q: %d mismatches %v, want %d", tc.account, tc.qos, len(ms), ms, len(tc.want))
+			continue
+		}
+		for i, m := range ms {
+			if !strings.Contains(m.String(), tc.want[i]) {
+				t.Errorf("account %q qos %q: %q, want %q", tc.account, tc.qos, m.String(), tc.want[i])
+			}
+		}
+	}
+}
