@@ -226,7 +226,18 @@ func ServeBroker(ctx context.Context, dir, job string, log *slog.Logger, ready f
 	// The start first: a requeued job's record then forgets its earlier
 	// start's broker, which its pipelines must not dial.
 	host, _ := os.Hostname()
-	if err := withJob(l, func(st *state.Store) error { return st.StartJob(job, RestartCount(), host, time.Now()) }); err != nil {
+	start := func(st *state.Store) error {
+		err := st.StartJob(job, RestartCount(), host, time.Now())
+		if errors.Is(err, state.ErrNotFound) {
+			// No row for the job: its submitter died before recording
+			// it. Its pipelines find the broker through the row.
+			if _, err = recordSelf(st, job, host, time.Now()); err == nil {
+				err = st.StartJob(job, RestartCount(), host, time.Now())
+			}
+		}
+		return err
+	}
+	if err := withJob(l, start); err != nil {
 		return err
 	}
 	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)

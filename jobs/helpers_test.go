@@ -50,6 +50,10 @@ type fakeBackend struct {
 	// starts answers Starts (sacct --duplicates): each start of a job.
 	starts     map[string][]scheduler.Job
 	startCalls int
+	// afterSubmit, when set, is called (unlocked) once a job is queued,
+	// before Submit returns: as sbatch having accepted it.
+	afterSubmit func(id string)
+	named       []string // the names Named was asked about
 }
 
 func newFake() *fakeBackend {
@@ -66,8 +70,28 @@ func (f *fakeBackend) Submit(ctx context.Context, s scheduler.Submission) (strin
 	id := strconv.Itoa(f.next)
 	f.next++
 	f.ids = append(f.ids, id)
-	f.queue[id] = scheduler.Job{ID: id, State: "PENDING", Source: "squeue"}
+	f.queue[id] = scheduler.Job{ID: id, Name: s.Name, State: "PENDING", Source: "squeue"}
+	if after := f.afterSubmit; after != nil {
+		f.mu.Unlock()
+		defer f.mu.Lock()
+		after(id)
+	}
 	return id, nil
+}
+
+func (f *fakeBackend) Named(ctx context.Context, name string, since time.Time) ([]scheduler.Job, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.named = append(f.named, name)
+	var out []scheduler.Job
+	for _, m := range []map[string]scheduler.Job{f.queue, f.history} {
+		for _, j := range m {
+			if j.Name == name && !slices.ContainsFunc(out, func(o scheduler.Job) bool { return o.ID == j.ID }) {
+				out = append(out, j)
+			}
+		}
+	}
+	return out, nil
 }
 
 func (f *fakeBackend) Jobs(ctx context.Context, ids []string) (map[string]scheduler.Job, error) {
@@ -138,7 +162,7 @@ func (f *fakeBackend) Partitions(ctx context.Context) ([]site.Live, error) {
 func (f *fakeBackend) set(id, st string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.queue[id] = scheduler.Job{ID: id, State: st, Source: "squeue"}
+	f.queue[id] = scheduler.Job{ID: id, Name: f.queue[id].Name, State: st, Source: "squeue"}
 }
 
 // forget drops job id from the queue and, unless st is "", keeps it in
@@ -146,9 +170,10 @@ func (f *fakeBackend) set(id, st string) {
 func (f *fakeBackend) forget(id, st string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	name := f.queue[id].Name
 	delete(f.queue, id)
 	if st != "" {
-		f.history[id] = scheduler.Job{ID: id, State: st, Source: "sacct", ExitCode: 1, Reason: "None",
+		f.history[id] = scheduler.Job{ID: id, Name: name, State: st, Source: "sacct", ExitCode: 1, Reason: "None",
 			Ended: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
 	}
 }

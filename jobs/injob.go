@@ -41,12 +41,16 @@ type InJob struct {
 	// again under the same ID. Each start is recorded on its own.
 	Restart int
 	// Slurm tells which jobs of the run are still running, so that a
-	// starting job leaves their running visits to them; and, offering
-	// scheduler.StartHistory, how a restarted job's earlier starts ended
-	// (REQUEUED, NODE_FAIL, PREEMPTED), for their records. nil (outside
-	// Slurm): every running visit counts as left by a dead job.
+	// starting job leaves their running visits to them and waits for one
+	// running visits (claimRun); and, offering scheduler.StartHistory,
+	// how a restarted job's earlier starts ended (REQUEUED, NODE_FAIL,
+	// PREEMPTED), for their records. nil (outside Slurm): every running
+	// visit counts as left by a dead job, and heartbeats alone tell
+	// whether another job runs visits.
 	Slurm scheduler.Backend
-	// Every is how often StopFile is looked at (default 1s).
+	// Every is how often StopFile is looked at (default 1s), and how
+	// often a job waiting for another job of the run to end looks again
+	// (default 2s; see claimRun).
 	Every time.Duration
 	// Deadline, when set, reads the job's end by its time limit (zero
 	// for none): from Slurm (SlurmDeadline), when the job starts and
@@ -114,6 +118,10 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 			return fmt.Errorf("jobs: %s: run settings: %w", j.StatePath, err)
 		}
 	}
+	host, _ := os.Hostname()
+	if err := j.claimRun(st, set, host, dr.Stop); err != nil {
+		return err
+	}
 	if err := j.interruptDead(st); err != nil {
 		return err
 	}
@@ -126,10 +134,6 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 	}
 	feed, err := j.feed(set, dr.VisitsPath, p.Trigger.Topic, ids)
 	if err != nil {
-		return err
-	}
-	host, _ := os.Hostname()
-	if err := st.StartJob(j.JobID, j.Restart, host, j.Now()); err != nil && !errors.Is(err, state.ErrNotFound) {
 		return err
 	}
 	if j.Restart > 0 {

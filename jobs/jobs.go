@@ -9,7 +9,10 @@
 // pipeline's relative locations, and the state file, the one source of
 // truth for what is done. Only rank 0 of a running job writes the state
 // file; the commands read it, and resume writes it only once no job of the
-// run is live.
+// run is live. A command that submits a job for a run holds the run's lock
+// while it decides and submits (lock.go), records each submission before
+// sbatch (submissions.go), and a job's rank 0 claims the run before it
+// runs a visit (overlap.go): one job of a run runs its visits at a time.
 package jobs
 
 import (

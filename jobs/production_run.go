@@ -135,7 +135,7 @@ func submitProduction(ctx context.Context, o SubmitOptions, now func() time.Time
 	}
 
 	created := now()
-	err = createRun(o.Site.RunsRoot, name, func(tl Layout) error {
+	lk, err := createRun(o.Site.RunsRoot, name, func(tl Layout) error {
 		if err := populate(tl, "", "", ""); err != nil {
 			return err
 		}
@@ -169,7 +169,7 @@ func submitProduction(ctx context.Context, o SubmitOptions, now func() time.Time
 	if err != nil {
 		return nil, err
 	}
-	if err := submitNew(ctx, o.Backend, l, records(l, set), scripts, now, sub); err != nil {
+	if err := submitNew(ctx, o.Backend, lk, l, records(l, set), scripts, now, sub); err != nil {
 		return nil, err
 	}
 	return sub, nil
@@ -296,22 +296,15 @@ func resumePipeline(l Layout, maxAttempts int, dryRun bool) (pipelineResume, err
 	return r, nil
 }
 
-// nextAttempt is the attempt number of the run's next job.
+// nextAttempt is the attempt number of the run's next job: after every
+// job and every submission that may have become one.
 func nextAttempt(l Layout) (int, error) {
 	st, err := state.OpenReadOnly(l.State())
 	if err != nil {
 		return 0, err
 	}
 	defer st.Close()
-	jobs, err := st.Jobs()
-	if err != nil {
-		return 0, err
-	}
-	attempt := 1
-	for _, j := range jobs {
-		attempt = max(attempt, j.Attempt+1)
-	}
-	return attempt, nil
+	return st.NextAttempt()
 }
 
 // visitsExt is the extension a visit list's copy keeps: a format-telling

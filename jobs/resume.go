@@ -11,6 +11,7 @@ import (
 	"github.com/dpsbatch/dpsbatch/internal/conf"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/site"
+	"github.com/dpsbatch/dpsbatch/state"
 )
 
 // ResumeOptions is a new job for what a run left unfinished.
@@ -23,8 +24,14 @@ type ResumeOptions struct {
 	MaxAttempts int
 	AutoResume  int
 	DryRun      bool
-	Out         io.Writer
-	Now         func() time.Time
+	// WaitLock is how long to wait while another command holds the
+	// run's lock (0: DefaultLockWait); then Resume fails with
+	// ErrRunLocked naming the holder.
+	WaitLock time.Duration
+	Out      io.Writer
+	Now      func() time.Time
+
+	lock *runLock // held from the first look at the run to the last submission
 }
 
 // ResumeResult adds to Submitted what resume found.
@@ -41,6 +48,12 @@ type ResumeResult struct {
 // left running count as interrupted. It refuses (ErrRunLive) while a job
 // of the run is pending or running, and changes nothing then. When every
 // visit is done it submits nothing and says so.
+//
+// Unless DryRun, it holds the run's lock (lockRun) from its first look at
+// the run to its last submission, waiting WaitLock for another holder;
+// under it, it brings the run's state files to this dpsbatch's schema
+// and adopts a job that a command killed mid-submission left unrecorded
+// (settleSubmissions), which counts as live while Slurm runs it.
 func Resume(ctx context.Context, o ResumeOptions) (*ResumeResult, error) {
 	now := time.Now
 	if o.Now != nil {
@@ -48,6 +61,30 @@ func Resume(ctx context.Context, o ResumeOptions) (*ResumeResult, error) {
 	}
 	if o.MaxAttempts < 0 || o.AutoResume < 0 {
 		return nil, fmt.Errorf("%w: --max-attempts and --auto-resume must be 0 or more", conf.ErrInvalid)
+	}
+	l := Layout{Dir: o.Dir}
+	if !o.DryRun {
+		lk, err := lockRun(ctx, l, o.WaitLock)
+		if err != nil {
+			return nil, err
+		}
+		defer lk.unlock()
+		o.lock = lk
+		if err := migrateRun(l); err != nil {
+			return nil, err
+		}
+	}
+	run, set, err := readSettings(l)
+	if err != nil {
+		return nil, err
+	}
+	if err := notAPart(l, set); err != nil {
+		return nil, err
+	}
+	if !o.DryRun {
+		if err := settleSubmissions(ctx, o.Backend, l, records(l, set)); err != nil {
+			return nil, err
+		}
 	}
 	rs, err := Status(ctx, o.Backend, []string{o.Dir})
 	if err != nil {
@@ -61,14 +98,6 @@ func Resume(ctx context.Context, o ResumeOptions) (*ResumeResult, error) {
 			}
 		}
 		return nil, fmt.Errorf("%w: run %s: job %s (dpsbatch cancel %s, or wait for it)", ErrRunLive, rs[0].Run, strings.Join(live, ", "), rs[0].Run)
-	}
-	l := Layout{Dir: o.Dir}
-	run, set, err := readSettings(l)
-	if err != nil {
-		return nil, err
-	}
-	if err := notAPart(l, set); err != nil {
-		return nil, err
 	}
 	if len(set.Pipelines) > 0 {
 		return resumeProduction(ctx, o, run, set, now)
@@ -148,8 +177,32 @@ func resumeJob(ctx context.Context, o ResumeOptions, rj runJob, planned *Planned
 	if err := writeScripts(l, scripts, attempt); err != nil {
 		return nil, err
 	}
-	if err := submitChain(ctx, o.Backend, l, records(l, rj.set), scripts, attempt, now, &res.Submitted); err != nil {
+	if err := submitChain(ctx, o.Backend, o.lock, l, records(l, rj.set), scripts, attempt, now, &res.Submitted); err != nil {
 		return nil, err
 	}
 	return res, nil
+}
+
+// migrateRun opens the run's state files once for writing, which brings
+// a file written by an older dpsbatch to this one's schema (readers
+// refuse an older one): the run's own, then, for a production, each of
+// its pipelines'.
+func migrateRun(l Layout) error {
+	st, err := state.Open(l.State())
+	if err != nil {
+		return err
+	}
+	st.Close()
+	_, set, err := readSettings(l)
+	if err != nil {
+		return err
+	}
+	for _, r := range records(l, set)[1:] {
+		st, err := state.Open(r.State())
+		if err != nil {
+			return err
+		}
+		st.Close()
+	}
+	return nil
 }

@@ -18,9 +18,11 @@ func TestRunDirectoryMode(t *testing.T) {
 			old := syscall.Umask(mask)
 			defer syscall.Umask(old)
 			root := t.TempDir()
-			if err := createRun(root, "r1", func(tl Layout) error { return populate(tl, "", "", "") }); err != nil {
+			lk, err := createRun(root, "r1", func(tl Layout) error { return populate(tl, "", "", "") })
+			if err != nil {
 				t.Fatal(err)
 			}
+			lk.unlock()
 			l := Layout{Dir: filepath.Join(root, "r1")}
 			run, logs := mode(t, l.Dir), mode(t, filepath.Join(l.Dir, LogsDir))
 			if run != logs {

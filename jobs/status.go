@@ -506,7 +506,15 @@ func Cancel(ctx context.Context, b scheduler.Backend, dir string) ([]string, err
 		}
 		done = append(done, j.ID)
 	}
-	return done, nil
+	// And those a command killed mid-submission left unrecorded.
+	lost, err := unrecordedJobs(ctx, b, Layout{Dir: dir})
+	for _, id := range lost {
+		if err := b.Cancel(ctx, id, ""); err != nil {
+			return done, err
+		}
+		done = append(done, id)
+	}
+	return done, err
 }
 
 // WaitOptions paces Wait.

@@ -188,7 +188,7 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 		return sub, nil
 	}
 
-	err = createRun(o.Site.RunsRoot, name, func(tl Layout) error {
+	lk, err := createRun(o.Site.RunsRoot, name, func(tl Layout) error {
 		if err := populate(tl, o.Policy, o.Visits, set.Visits); err != nil {
 			return err
 		}
@@ -207,7 +207,7 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := submitNew(ctx, o.Backend, l, []Layout{l}, scripts, now, sub); err != nil {
+	if err := submitNew(ctx, o.Backend, lk, l, []Layout{l}, scripts, now, sub); err != nil {
 		return nil, err
 	}
 	return sub, nil
@@ -249,23 +249,33 @@ const runDirMode os.FileMode = 0o755
 
 // createRun builds the directory of run name under root with fill, in a
 // folder beside its final name that is then moved in place: a run
-// directory that exists is complete.
-func createRun(root, name string, fill func(tmp Layout) error) error {
+// directory that exists is complete. It returns holding the run's lock,
+// taken before the move: no other command submits for the run before
+// its first job is submitted and recorded.
+func createRun(root, name string, fill func(tmp Layout) error) (*runLock, error) {
 	if err := os.MkdirAll(root, runDirMode); err != nil {
-		return fmt.Errorf("jobs: runs root: %w", err)
+		return nil, fmt.Errorf("jobs: runs root: %w", err)
 	}
 	tmp, err := mkdirTemp(root, "."+name+".new-")
 	if err != nil {
-		return fmt.Errorf("jobs: %w", err)
+		return nil, fmt.Errorf("jobs: %w", err)
 	}
 	defer os.RemoveAll(tmp) // a no-op once renamed
 	if err := fill(Layout{Dir: tmp}); err != nil {
-		return err
+		return nil, err
+	}
+	lk, err := lockRun(context.Background(), Layout{Dir: tmp}, 0)
+	if err != nil {
+		return nil, err
 	}
 	if err := os.Rename(tmp, filepath.Join(root, name)); err != nil {
-		return fmt.Errorf("jobs: %w", err)
+		lk.unlock()
+		return nil, fmt.Errorf("jobs: %w", err)
 	}
-	return nil
+	if lk.state != "" { // the lock row's file moved with its folder
+		lk.state = Layout{Dir: filepath.Join(root, name)}.State()
+	}
+	return lk, nil
 }
 
 // mkdirTemp is os.MkdirTemp with runDirMode in place of its 0700: the
@@ -285,10 +295,12 @@ func mkdirTemp(dir, prefix string) (string, error) {
 	}
 }
 
-// submitNew submits the first job (and follow-ons) of a new run in l;
-// when Slurm took none, the run directory goes again.
-func submitNew(ctx context.Context, b scheduler.Backend, l Layout, record []Layout, scripts [][]byte, now func() time.Time, sub *Submitted) error {
-	if err := submitChain(ctx, b, l, record, scripts, 1, now, sub); err != nil {
+// submitNew submits the first job (and follow-ons) of a new run in l,
+// holding its lock lk, which it releases; when Slurm took none, the run
+// directory goes again.
+func submitNew(ctx context.Context, b scheduler.Backend, lk *runLock, l Layout, record []Layout, scripts [][]byte, now func() time.Time, sub *Submitted) error {
+	defer lk.unlock()
+	if err := submitChain(ctx, b, lk, l, record, scripts, 1, now, sub); err != nil {
 		if len(sub.Jobs) == 0 {
 			os.RemoveAll(l.Dir) // nothing was submitted: leave nothing behind
 		}
@@ -487,11 +499,12 @@ func writeScripts(l Layout, scripts [][]byte, first int) error {
 
 // submitChain submits the scripts in order, each follow-on depending on
 // the job before (afterany), and records every job in the state files of
-// record (the run's; a production's and each of its pipelines') as soon
-// as Slurm has it. sub.Jobs grows as jobs are submitted. When a follow-on
-// fails, the jobs already submitted stay (they are recorded) and the
-// error says so.
-func submitChain(ctx context.Context, b scheduler.Backend, l Layout, record []Layout, scripts [][]byte, first int, now func() time.Time, sub *Submitted) error {
+// record (the run's; a production's and each of its pipelines'): each
+// submission before its sbatch (submitOne), its job as soon as Slurm has
+// it. The caller holds the run lock lk. sub.Jobs grows as jobs are
+// submitted. When a follow-on fails, the jobs already submitted stay
+// (they are recorded) and the error says so.
+func submitChain(ctx context.Context, b scheduler.Backend, lk *runLock, l Layout, record []Layout, scripts [][]byte, first int, now func() time.Time, sub *Submitted) error {
 	var sts []*state.Store
 	defer func() {
 		for _, st := range sts {
@@ -511,18 +524,17 @@ func submitChain(ctx context.Context, b scheduler.Backend, l Layout, record []La
 		if prev != "" {
 			dep = "afterany:" + prev
 		}
-		id, err := b.Submit(ctx, scheduler.Submission{Script: script, Dir: l.Dir, Dependency: dep})
+		id, err := submitOne(ctx, b, lk, sts, newSubmission(sub.Run, first+i, now()),
+			scheduler.Submission{Script: script, Dir: l.Dir, Dependency: dep})
+		if err != nil && id != "" {
+			_ = b.Cancel(context.WithoutCancel(ctx), id, "")
+			return fmt.Errorf("%w (cancelled it)", err)
+		}
 		if err != nil {
 			if len(sub.Jobs) > 0 {
 				return fmt.Errorf("jobs: submitted %s, then follow-on attempt %d failed: %w", strings.Join(sub.Jobs, ", "), first+i, err)
 			}
 			return err
-		}
-		for _, st := range sts {
-			if err := st.AddJob(state.Job{ID: id, Attempt: first + i, Submitted: now(), State: "SUBMITTED"}); err != nil {
-				_ = b.Cancel(context.WithoutCancel(ctx), id, "")
-				return fmt.Errorf("jobs: recording job %s in %s (cancelled it): %w", id, st.Path(), err)
-			}
 		}
 		sub.Jobs = append(sub.Jobs, id)
 		prev = id

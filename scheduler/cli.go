@@ -131,6 +131,9 @@ func (c *CLI) Submit(ctx context.Context, s Submission) (string, error) {
 	if s.Dependency != "" {
 		args = append(args, "--dependency="+s.Dependency)
 	}
+	if s.Name != "" {
+		args = append(args, "--job-name="+s.Name)
+	}
 	out, err := c.run(ctx, s.Script, nil, "sbatch", args...)
 	if err != nil {
 		return "", err
@@ -147,6 +150,8 @@ func (s Submission) check() error {
 		return fmt.Errorf("scheduler: submit: the working directory %q is not absolute", s.Dir)
 	case strings.ContainsAny(s.Dependency, " \t\n"):
 		return fmt.Errorf("scheduler: submit: bad dependency %q", s.Dependency)
+	case !goodName(s.Name):
+		return fmt.Errorf("scheduler: submit: bad job name %q (want letters, digits and . _ - : @ only)", s.Name)
 	}
 	return nil
 }
@@ -286,6 +291,55 @@ func (c *CLI) sacct(ctx context.Context, ids []string, extra ...string) (map[str
 		}
 	}
 	return got, nil
+}
+
+// goodName reports whether name can name a job for Named: squeue and
+// sacct take a comma-separated list of names, so a name is kept to a
+// plain set of characters ("" is no name).
+func goodName(name string) bool {
+	return len(name) <= 200 && strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-:@") == ""
+}
+
+// Named runs squeue --name=NAME --states=all, then, unless the cluster
+// keeps no accounting, sacct --name=NAME from since (one line per job);
+// squeue's answer wins for a job both know.
+func (c *CLI) Named(ctx context.Context, name string, since time.Time) ([]Job, error) {
+	if name == "" || !goodName(name) {
+		return nil, fmt.Errorf("scheduler: named: bad job name %q: %w", name, conf.ErrInvalid)
+	}
+	jobs, err := c.squeue(ctx, "--name="+name)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []Job
+	for _, j := range jobs {
+		if j.Name == name && !seen[j.ID] {
+			seen[j.ID] = true
+			out = append(out, j)
+		}
+	}
+	env := c.environ("SLURM_TIME_FORMAT=%s")
+	hist, err := c.run(ctx, nil, env, "sacct", "--parsable2", "--noheader", "--allocations",
+		"--format="+sacctFormat, "--name="+name, "--starttime="+since.Add(-time.Minute).Local().Format("2006-01-02T15:04:05"))
+	if err != nil {
+		var te *toolError
+		if errors.As(err, &te) && strings.Contains(strings.ToLower(te.stderr), "accounting storage is disabled") {
+			return out, nil
+		}
+		return nil, err
+	}
+	done, err := parseSacct(hist)
+	if err != nil {
+		return nil, err
+	}
+	for _, j := range done {
+		if j.Name == name && !seen[j.ID] {
+			seen[j.ID] = true
+			out = append(out, j)
+		}
+	}
+	return out, nil
 }
 
 // signalName is what Cancel accepts as a signal: a name or a number.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/dpsbatch/dpsbatch/site"
 )
@@ -44,6 +45,9 @@ func (d *DryRun) Submit(ctx context.Context, s Submission) (string, error) {
 	fmt.Fprintf(&b, "dry run: would submit job %s: sbatch --parsable --chdir=%s", id, s.Dir)
 	if s.Dependency != "" {
 		fmt.Fprintf(&b, " --dependency=%s", s.Dependency)
+	}
+	if s.Name != "" {
+		fmt.Fprintf(&b, " --job-name=%s", s.Name)
 	}
 	b.WriteString(" with this script on stdin:\n")
 	b.Write(s.Script)
@@ -90,6 +94,14 @@ func (d *DryRun) History(ctx context.Context, ids []string) (map[string]Job, err
 		return map[string]Job{}, nil
 	}
 	return d.b.History(ctx, real)
+}
+
+// Named asks the wrapped backend.
+func (d *DryRun) Named(ctx context.Context, name string, since time.Time) ([]Job, error) {
+	if d.b == nil {
+		return nil, nil
+	}
+	return d.b.Named(ctx, name, since)
 }
 
 // Partitions asks the wrapped backend.

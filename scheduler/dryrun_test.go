@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/site"
@@ -27,6 +28,11 @@ func (r *recorder) Jobs(ctx context.Context, ids []string) (map[string]scheduler
 func (r *recorder) History(ctx context.Context, ids []string) (map[string]scheduler.Job, error) {
 	r.calls = append(r.calls, "History "+strings.Join(ids, ","))
 	return nil, scheduler.ErrNoAccounting
+}
+
+func (r *recorder) Named(ctx context.Context, name string, since time.Time) ([]scheduler.Job, error) {
+	r.calls = append(r.calls, "Named "+name)
+	return nil, nil
 }
 
 func (r *recorder) Cancel(ctx context.Context, id, signal string) error {

@@ -86,6 +86,10 @@ type Submission struct {
 	Dir    string // working directory of the job, absolute
 	// Dependency is an sbatch dependency such as afterany:123, optional.
 	Dependency string
+	// Name, when set, is the job's name, whatever the script says: a
+	// caller that looks its job up by name (Named) sets it here, so
+	// that a site's own template cannot lose it.
+	Name string
 }
 
 // Backend is how dpsbatch talks to Slurm. Implementations are safe for
@@ -105,6 +109,13 @@ type Backend interface {
 	// may for a few seconds more hold the end without the start: Slurm
 	// 22.05's sacct then names the job "allocation", with no partition.
 	History(ctx context.Context, ids []string) (map[string]Job, error)
+	// Named finds the jobs called name that the controller remembers
+	// and, where the cluster keeps accounting, those accounting holds
+	// that were submitted since since: each job once, the controller's
+	// word first. A caller that recorded a name before submitting finds
+	// out this way whether the submission reached Slurm. No job is not
+	// an error.
+	Named(ctx context.Context, name string, since time.Time) ([]Job, error)
 	// Cancel cancels job id when signal is "", else sends it the signal
 	// (a name such as "USR1" or "TERM") in every job step, the batch
 	// script excluded.

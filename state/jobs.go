@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -190,4 +191,246 @@ func (s *Store) Jobs() ([]Job, error) {
 		return nil, s.wrap("listing jobs", err)
 	}
 	return js, nil
+}
+
+// Submission is a job submission recorded before sbatch is called: the
+// token drawn for it, which the job carries in its name, lets the next
+// command find the job in Slurm (by Name) when the submitter died between
+// sbatch and recording the job.
+type Submission struct {
+	Token    string
+	Attempt  int
+	Name     string // the job name it is submitted under
+	Recorded time.Time
+	Job      string // Slurm's job ID once known ("" until then)
+	Void     string // why it never became a job ("" while it may have)
+}
+
+// RecordSubmission records sub, before its sbatch. ErrExists if its token
+// is recorded already.
+func (s *Store) RecordSubmission(sub Submission) error {
+	if sub.Token == "" || sub.Name == "" || sub.Attempt < 1 {
+		return fmt.Errorf("state: %s: recording a submission: want a token, a name and an attempt, got %+v: %w", s.path, sub, conf.ErrInvalid)
+	}
+	err := s.write(context.Background(), func(tx *sql.Tx) error {
+		_, err := tx.Exec(`INSERT INTO submissions (token, attempt, name, recorded) VALUES (?, ?, ?, ?)`,
+			sub.Token, sub.Attempt, sub.Name, nanos(sub.Recorded))
+		return err
+	})
+	if isUnique(err) {
+		return fmt.Errorf("state: %s: submission %s: %w", s.path, sub.Token, ErrExists)
+	}
+	if err != nil {
+		return s.wrap("recording submission "+sub.Token, err)
+	}
+	return nil
+}
+
+// Submissions returns the recorded submissions, in the order recorded.
+func (s *Store) Submissions() ([]Submission, error) {
+	rows, err := s.db.Query(`SELECT token, attempt, name, recorded, job, void FROM submissions ORDER BY recorded, rowid`)
+	if err != nil {
+		return nil, s.wrap("listing submissions", err)
+	}
+	defer rows.Close()
+	var out []Submission
+	for rows.Next() {
+		var sub Submission
+		var at sql.NullInt64
+		var job sql.NullString
+		if err := rows.Scan(&sub.Token, &sub.Attempt, &sub.Name, &at, &job, &sub.Void); err != nil {
+			return nil, s.wrap("listing submissions", err)
+		}
+		sub.Recorded, sub.Job = fromNanos(at), str(job)
+		out = append(out, sub)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap("listing submissions", err)
+	}
+	return out, nil
+}
+
+// AdoptJob records job j as the job of submission token, in one
+// transaction: the job's row (unless one with its ID exists: then it is
+// kept as it is) and the submission's job ID. j.Attempt 0 takes the
+// submission's attempt. A token with no submission recorded here (a job
+// that finds no row for itself, of a file its submitter did not record
+// submissions in) still records the job, when j.Attempt is set; "" is no
+// token. added says whether the job's row is new.
+func (s *Store) AdoptJob(token string, j Job) (added bool, err error) {
+	if j.ID == "" {
+		return false, fmt.Errorf("state: %s: adopting a job: empty job ID", s.path)
+	}
+	err = s.write(context.Background(), func(tx *sql.Tx) error {
+		if token != "" {
+			var attempt int
+			err := tx.QueryRow(`SELECT attempt FROM submissions WHERE token = ?`, token).Scan(&attempt)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+			case err != nil:
+				return err
+			default:
+				if j.Attempt == 0 {
+					j.Attempt = attempt
+				}
+				if _, err := tx.Exec(`UPDATE submissions SET job = ?, void = '' WHERE token = ?`, j.ID, token); err != nil {
+					return err
+				}
+			}
+		}
+		if j.Attempt < 1 {
+			return fmt.Errorf("job %s: no attempt, and no submission %q: %w", j.ID, token, ErrNotFound)
+		}
+		res, err := tx.Exec(`INSERT INTO jobs (id, attempt, submitted, started, ended, state, exit_code, reason, host, broker, heartbeat, heartbeat_visit)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+			j.ID, j.Attempt, nanos(j.Submitted), nanos(j.Started), nanos(j.Ended), j.State, j.ExitCode, j.Reason, j.Host,
+			j.Broker, nanos(j.Heartbeat), j.HeartbeatVisit)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		added = n > 0
+		return err
+	})
+	if err != nil {
+		return false, s.wrap("adopting job "+j.ID, err)
+	}
+	return added, nil
+}
+
+// VoidSubmission records that submission token never became a job: sbatch
+// refused it, or Slurm has no job of its name. A submission whose job is
+// known is left alone.
+func (s *Store) VoidSubmission(token, why string) error {
+	if why == "" {
+		why = "never submitted"
+	}
+	err := s.write(context.Background(), func(tx *sql.Tx) error {
+		_, err := tx.Exec(`UPDATE submissions SET void = ? WHERE token = ? AND job IS NULL`, why, token)
+		return err
+	})
+	if err != nil {
+		return s.wrap("voiding submission "+token, err)
+	}
+	return nil
+}
+
+// NextAttempt is the attempt number of the run's next job: one more than
+// the highest of its jobs and of its submissions that may have become a
+// job (a void one's number is free again); 1 for none.
+func (s *Store) NextAttempt() (int, error) {
+	var n int
+	err := s.db.QueryRow(`SELECT max(coalesce((SELECT max(attempt) FROM jobs), 0),
+		coalesce((SELECT max(attempt) FROM submissions WHERE void = ''), 0)) + 1`).Scan(&n)
+	if err != nil {
+		return 0, s.wrap("reading the next attempt", err)
+	}
+	return n, nil
+}
+
+// LockHolder is who holds the run's lock row (TakeLock).
+type LockHolder struct {
+	Token   string
+	Host    string
+	PID     int
+	Command string
+	Taken   time.Time
+	Expires time.Time
+}
+
+// TakeLock takes the run's lock row for h, in one immediate transaction,
+// unless another holder has it: then it returns that holder and false. A
+// row past its Expires, or one that stale says is dead (its process gone),
+// is taken over. It is the run's lock where the run directory's file
+// system has no flock; ReleaseLock gives it back.
+func (s *Store) TakeLock(h LockHolder, stale func(LockHolder) bool) (LockHolder, bool, error) {
+	var cur LockHolder
+	took := false
+	err := s.write(context.Background(), func(tx *sql.Tx) error {
+		var taken, expires int64
+		err := tx.QueryRow(`SELECT token, host, pid, command, taken, expires FROM run_lock WHERE id = 1`).
+			Scan(&cur.Token, &cur.Host, &cur.PID, &cur.Command, &taken, &expires)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return err
+		default:
+			cur.Taken, cur.Expires = time.Unix(0, taken), time.Unix(0, expires)
+			if cur.Token != h.Token && h.Taken.Before(cur.Expires) && (stale == nil || !stale(cur)) {
+				return nil
+			}
+		}
+		_, err = tx.Exec(`INSERT OR REPLACE INTO run_lock (id, token, host, pid, command, taken, expires) VALUES (1, ?, ?, ?, ?, ?, ?)`,
+			h.Token, h.Host, h.PID, h.Command, h.Taken.UnixNano(), h.Expires.UnixNano())
+		cur, took = h, err == nil
+		return err
+	})
+	if err != nil {
+		return LockHolder{}, false, s.wrap("taking the run's lock", err)
+	}
+	return cur, took, nil
+}
+
+// ReleaseLock gives back the lock row taken with token; another holder's
+// row is left alone.
+func (s *Store) ReleaseLock(token string) error {
+	err := s.write(context.Background(), func(tx *sql.Tx) error {
+		_, err := tx.Exec(`DELETE FROM run_lock WHERE token = ?`, token)
+		return err
+	})
+	if err != nil {
+		return s.wrap("releasing the run's lock", err)
+	}
+	return nil
+}
+
+// ClaimRun records that job started running the run's visits at at, its
+// rank 0 on host, as its restart-th start (as StartJob does), unless
+// another job is running
+// them: one whose start is recorded and whose end is not, whose last sign
+// of life (its heartbeat, else its start) is later than at less fresh,
+// and that is not among ended (jobs Slurm says have ended). Then it
+// returns that job and false, and writes nothing. It is one immediate
+// transaction: of two jobs of the run claiming at once, the second sees
+// the first. ErrNotFound if job has no row.
+func (s *Store) ClaimRun(job string, restart int, host string, at time.Time, fresh time.Duration, ended []string) (Job, bool, error) {
+	var other Job
+	found := false
+	started := false
+	err := s.write(context.Background(), func(tx *sql.Tx) error {
+		rows, err := tx.Query(`SELECT id, attempt, started, heartbeat, heartbeat_visit, host FROM jobs
+			WHERE id <> ? AND started IS NOT NULL AND ended IS NULL AND max(started, coalesce(heartbeat, 0)) >= ?
+			ORDER BY attempt, rowid`, job, at.Add(-fresh).UnixNano())
+		if err != nil {
+			return err
+		}
+		for rows.Next() && !found {
+			var j Job
+			var start, beat sql.NullInt64
+			if err := rows.Scan(&j.ID, &j.Attempt, &start, &beat, &j.HeartbeatVisit, &j.Host); err != nil {
+				rows.Close()
+				return err
+			}
+			j.Started, j.Heartbeat = fromNanos(start), fromNanos(beat)
+			if !slices.Contains(ended, j.ID) {
+				other, found = j, true
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil || found {
+			return err
+		}
+		started, err = startJob(tx, job, restart, host, at)
+		return err
+	})
+	if err != nil {
+		return Job{}, false, s.wrap("claiming the run for job "+job, err)
+	}
+	if found {
+		return other, false, nil
+	}
+	if !started {
+		return Job{}, false, fmt.Errorf("state: %s: job %s: %w", s.path, job, ErrNotFound)
+	}
+	return Job{}, true, nil
 }

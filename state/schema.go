@@ -175,6 +175,30 @@ INSERT INTO job_starts (job, restart, host, started, ended, state, exit_code, re
 ALTER TABLE events ADD COLUMN dropped TEXT NOT NULL DEFAULT '';
 CREATE INDEX events_dropped ON events (id) WHERE dropped != '';
 `,
+	// 6: submissions, recorded before sbatch is called, so that a job
+	// whose submitter died before recording it is found (by the name it
+	// carries) and adopted; and the run's lock on file systems without
+	// flock. The jobs table stays keyed by Slurm's job ID: a submission
+	// names its job once it is known.
+	`
+CREATE TABLE submissions (
+	token    TEXT PRIMARY KEY NOT NULL,  -- drawn for the submission, carried in the job's name
+	attempt  INTEGER NOT NULL,
+	name     TEXT NOT NULL,              -- the job name it was submitted under
+	recorded INTEGER NOT NULL,           -- when, before sbatch was called
+	job      TEXT,                       -- Slurm's job ID (jobs.id) once known
+	void     TEXT NOT NULL DEFAULT ''    -- why it never became a job; '' while it may have
+);
+CREATE TABLE run_lock (
+	id      INTEGER PRIMARY KEY CHECK (id = 1),  -- one lock a run
+	token   TEXT NOT NULL,     -- the holder's, to release it
+	host    TEXT NOT NULL,
+	pid     INTEGER NOT NULL,
+	command TEXT NOT NULL,
+	taken   INTEGER NOT NULL,
+	expires INTEGER NOT NULL   -- taken + lease: a holder that died on another host frees it then
+);
+`,
 }
 
 // schemaVersion is the schema version this dpsbatch writes and reads.

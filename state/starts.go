@@ -52,38 +52,8 @@ func (s *Store) StartJob(id string, restart int, host string, at time.Time) erro
 	}
 	var found bool
 	err := s.write(context.Background(), func(tx *sql.Tx) error {
-		var beat sql.NullInt64
-		err := tx.QueryRow(`SELECT heartbeat FROM jobs WHERE id = ?`, id).Scan(&beat)
-		if err == sql.ErrNoRows {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		found = true
-		if restart > 0 {
-			_, err := tx.Exec(`UPDATE job_starts SET
-				ended = coalesce(ended, CASE WHEN ?1 > started THEN ?1 END, started),
-				reason = CASE WHEN state = '' AND reason = '' THEN 'Slurm requeued the job'
-					WHEN state = '' THEN 'Slurm requeued the job (it recorded: ' || reason || ')'
-					ELSE 'Slurm requeued the job (it recorded ' || state || CASE WHEN reason = '' THEN '' ELSE ': ' || reason END || ')' END,
-				state = ?2
-				WHERE job = ?3 AND restart < ?4 AND state NOT IN (?2, 'NODE_FAIL', 'PREEMPTED')`,
-				beat, Requeued, id, restart)
-			if err != nil {
-				return err
-			}
-			_, err = tx.Exec(`UPDATE jobs SET ended = NULL, state = 'SUBMITTED', exit_code = 0, reason = '',
-				heartbeat = NULL, heartbeat_visit = '', broker = '' WHERE id = ?`, id)
-			if err != nil {
-				return err
-			}
-		}
-		if _, err := tx.Exec(`INSERT OR REPLACE INTO job_starts (job, restart, host, started) VALUES (?, ?, ?, ?)`,
-			id, restart, host, nanos(at)); err != nil {
-			return err
-		}
-		_, err = tx.Exec(`UPDATE jobs SET started = ?, host = ? WHERE id = ?`, nanos(at), host, id)
+		var err error
+		found, err = startJob(tx, id, restart, host, at)
 		return err
 	})
 	if err != nil {
@@ -93,6 +63,44 @@ func (s *Store) StartJob(id string, restart int, host string, at time.Time) erro
 		return fmt.Errorf("state: %s: job %s: %w", s.path, id, ErrNotFound)
 	}
 	return nil
+}
+
+// startJob is StartJob's transaction (ClaimRun's too); found is false when
+// no job has that ID.
+func startJob(tx *sql.Tx, id string, restart int, host string, at time.Time) (found bool, err error) {
+	var beat sql.NullInt64
+	err = tx.QueryRow(`SELECT heartbeat FROM jobs WHERE id = ?`, id).Scan(&beat)
+	if err == sql.ErrNoRows {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	found = true
+	if restart > 0 {
+		_, err := tx.Exec(`UPDATE job_starts SET
+			ended = coalesce(ended, CASE WHEN ?1 > started THEN ?1 END, started),
+			reason = CASE WHEN state = '' AND reason = '' THEN 'Slurm requeued the job'
+				WHEN state = '' THEN 'Slurm requeued the job (it recorded: ' || reason || ')'
+				ELSE 'Slurm requeued the job (it recorded ' || state || CASE WHEN reason = '' THEN '' ELSE ': ' || reason END || ')' END,
+			state = ?2
+			WHERE job = ?3 AND restart < ?4 AND state NOT IN (?2, 'NODE_FAIL', 'PREEMPTED')`,
+			beat, Requeued, id, restart)
+		if err != nil {
+			return true, err
+		}
+		_, err = tx.Exec(`UPDATE jobs SET ended = NULL, state = 'SUBMITTED', exit_code = 0, reason = '',
+			heartbeat = NULL, heartbeat_visit = '', broker = '' WHERE id = ?`, id)
+		if err != nil {
+			return true, err
+		}
+	}
+	if _, err := tx.Exec(`INSERT OR REPLACE INTO job_starts (job, restart, host, started) VALUES (?, ?, ?, ?)`,
+		id, restart, host, nanos(at)); err != nil {
+		return true, err
+	}
+	_, err = tx.Exec(`UPDATE jobs SET started = ?, host = ? WHERE id = ?`, nanos(at), host, id)
+	return true, err
 }
 
 // SetStartEnd records Slurm's own word for how the restart-th start of job

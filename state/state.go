@@ -18,6 +18,10 @@
 // rollback-journal mode a reader's shared lock holds its commit back, and
 // it then tries again, with a warning in the job's log, for as long as
 // it lives, so that no visit's result is lost to a lock.
+// The front end records a Submission before each sbatch and its job once
+// known (AdoptJob); a job's rank 0 claims the run (ClaimRun) before it
+// runs a visit, so that two jobs of a run never run visits at once; where
+// flock is missing, the run's lock is a row taken by TakeLock.
 //
 // Crash safety: each VisitStarted and each VisitEnded is one committed
 // transaction, so a writer killed at any instant leaves a readable file in

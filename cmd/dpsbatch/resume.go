@@ -17,21 +17,30 @@ func resumeCommand() *cli.Command {
 		Description: "Runs again the visits that are pending, interrupted (running when a job died, or cut short)\n" +
 			"or failed, leaving out those already tried --max-attempts times. Done visits never run again.\n" +
 			"Refuses while a job of the run is pending or running. The allocation is planned as at submit.\n" +
-			"Exit status: 0 submitted, or nothing left to do; 3 visits are left at --max-attempts; 2 bad input.",
+			"Holds the run's lock while it decides and submits: a second resume of the run waits --wait-lock\n" +
+			"(default 3s), then exits 1 naming the holder. A job whose submitter was killed before recording\n" +
+			"it is found by its name in Slurm and adopted, never submitted twice.\n" +
+			"Exit status: 0 submitted, or nothing left to do; 3 visits are left at --max-attempts; 2 bad input;\n" +
+			"1 the run is locked by another command, or other errors.",
 		Flags: []cli.Flag{
 			siteFlag(),
 			&cli.IntFlag{Name: "max-attempts", Usage: "leave out visits tried this many times already (0: no limit)"},
 			&cli.IntFlag{Name: "auto-resume", Usage: "follow-on jobs to chain after this one (afterany)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and the job script; change and submit nothing"},
+			&cli.DurationFlag{Name: "wait-lock", Usage: "while another command holds the run's lock, wait this long for it (default 3s)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
 		},
 		Action: func(c *cli.Context) error {
+			if c.Duration("wait-lock") < 0 {
+				return badInput("--wait-lock must not be negative, got %s", c.Duration("wait-lock"))
+			}
 			t, err := openRun(c, true)
 			if err != nil {
 				return err
 			}
 			res, err := jobs.Resume(c.Context, jobs.ResumeOptions{Site: t.site, Backend: t.b, Dir: t.dir,
-				MaxAttempts: c.Int("max-attempts"), AutoResume: c.Int("auto-resume"), DryRun: c.Bool("dry-run"), Out: dryRunOut(c)})
+				MaxAttempts: c.Int("max-attempts"), AutoResume: c.Int("auto-resume"), DryRun: c.Bool("dry-run"),
+				WaitLock: c.Duration("wait-lock"), Out: dryRunOut(c)})
 			if err != nil {
 				return err
 			}

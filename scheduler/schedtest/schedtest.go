@@ -44,6 +44,7 @@ func Run(t *testing.T, b scheduler.Backend, o Options) {
 	t.Run("Dependency", func(t *testing.T) { t.Parallel(); testDependency(t, b) })
 	t.Run("Unknown", func(t *testing.T) { t.Parallel(); testUnknown(t, b, o) })
 	t.Run("Partitions", func(t *testing.T) { t.Parallel(); testPartitions(t, b) })
+	t.Run("Named", func(t *testing.T) { t.Parallel(); testNamed(t, b) })
 }
 
 // Dir returns a new folder for a test's jobs, visible to the nodes (they
@@ -317,6 +318,32 @@ func testUnknown(t *testing.T, b scheduler.Backend, o Options) {
 		t.Errorf("History without accounting = %v, %v; want ErrNoAccounting", jobs, err)
 	case !o.NoAccounting && (err != nil || len(jobs) != 0):
 		t.Errorf("History(%s) = %v, %v; want no entry and no error", unknown, jobs, err)
+	}
+}
+
+// testNamed: a job submitted under a name (Submission.Name, over the
+// script's own) is found by it while it runs and after it ended; a name
+// no job has finds nothing.
+func testNamed(t *testing.T, b scheduler.Backend) {
+	ctx := context.Background()
+	since := time.Now()
+	name := fmt.Sprintf("schedtest-named:%d", since.UnixNano())
+	id, err := b.Submit(ctx, scheduler.Submission{Script: Script("named", "sleep 2"), Dir: Dir(t), Name: name})
+	if err != nil {
+		t.Fatalf("Submit: %v", err)
+	}
+	check := func(when string) {
+		t.Helper()
+		jobs, err := b.Named(ctx, name, since)
+		if err != nil || len(jobs) != 1 || jobs[0].ID != id || jobs[0].Name != name {
+			t.Errorf("Named(%s) %s = %+v, %v; want job %s alone", name, when, jobs, err, id)
+		}
+	}
+	check("once submitted")
+	WaitEnded(t, b, id, ended)
+	check("once ended")
+	if jobs, err := b.Named(ctx, name+"-none", since); err != nil || len(jobs) != 0 {
+		t.Errorf("Named of a name no job has = %+v, %v; want none", jobs, err)
 	}
 }
 
