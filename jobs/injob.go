@@ -22,8 +22,9 @@ import (
 // InJob is rank 0's side of a batch job: it opens the run's state file,
 // marks visits a dead job left running as interrupted, feeds the visits
 // still to run (pending and interrupted, in order) as trigger events,
-// records every visit's progress, and records how the job ended. The
-// other ranks never touch the state file.
+// records every visit's progress, starts a visit only while the job has
+// time for it (see budget), and records how the job ended. The other
+// ranks never touch the state file.
 //
 // `dpsbatch run --state FILE` sets Hook as harness.DistRun.Rank0 and calls
 // End with RunDist's result, on every rank (End does nothing where Hook
