@@ -231,7 +231,7 @@ func TestBatchProductionRank0KilledVisitInterrupted(t *testing.T) {
 	e := newBatchEnv(t)
 	prod := e.slowProduction("twin", 6, "4")
 	e.must(0, time.Minute, "submit", prod, "--name", "twin-1")
-	t.Cleanup(func() { exec.Command("scancel", "--name", "twin-1").Run() })
+	e.cancelAtEnd("twin-1")
 	deadline := time.Now().Add(3 * time.Minute)
 	var st prodStatusJSON
 	for {

@@ -61,6 +61,17 @@ func (e *batchEnv) dps(timeout time.Duration, args ...string) (string, string, i
 	return runCmd(e.t, timeout, cleanEnv("DPSBATCH_SITE="+e.site), e.bin, args...)
 }
 
+// cancelAtEnd cancels the run's live jobs when the test ends, so a failed
+// test leaves no job on the cluster. The run's jobs are named by their
+// submission (RUN:aN-TOKEN), not by the run: cancel finds them all.
+func (e *batchEnv) cancelAtEnd(run string) {
+	e.t.Cleanup(func() {
+		cmd := exec.Command(e.bin, "cancel", run)
+		cmd.Env = cleanEnv("DPSBATCH_SITE=" + e.site)
+		cmd.Run()
+	})
+}
+
 // must runs dpsbatch and fails the test unless it exits with want.
 func (e *batchEnv) must(want int, timeout time.Duration, args ...string) string {
 	e.t.Helper()

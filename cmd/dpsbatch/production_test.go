@@ -448,7 +448,7 @@ func TestBatchProductionStopResume(t *testing.T) {
 	writeFile(t, filepath.Join(filepath.Dir(prodFile), "detect", "visits.csv"), csv.String())
 
 	e.must(0, time.Minute, "submit", prodFile, "--name", "stop-prod")
-	t.Cleanup(func() { exec.Command("scancel", "--name", "stop-prod").Run() })
+	e.cancelAtEnd("stop-prod")
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		st := e.prodStatus("stop-prod")
@@ -560,7 +560,7 @@ pipelines:
 `)
 
 	e.must(0, time.Minute, "submit", prodFile, "--name", "entry-names")
-	t.Cleanup(func() { exec.Command("scancel", "--name", "entry-names").Run() })
+	e.cancelAtEnd("entry-names")
 	if out, errOut, code := e.dps(2*time.Minute, "wait", "entry-names", "--interval", "1s"); code != 0 {
 		t.Fatalf("wait: exit %d, want 0 (every input closed, every visit done)\n%s%s\nstatus: %+v", code, out, errOut, e.prodStatus("entry-names"))
 	}
