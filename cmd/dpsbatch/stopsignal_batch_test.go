@@ -171,6 +171,7 @@ func (e *batchEnv) soak(run string, visits, rounds int) {
 	t := e.t
 	policy, vf := e.termPipeline(run, visits, "0.05")
 	e.must(0, time.Minute, "submit", policy, "--visits", vf, "--name", run)
+	e.cancelAtEnd(run)
 	for round := 1; round <= rounds; round++ {
 		if round > 1 {
 			e.must(0, time.Minute, "resume", run)

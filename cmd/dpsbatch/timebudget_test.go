@@ -43,6 +43,7 @@ func TestBatchTimeBudget(t *testing.T) {
 	const visits = 100
 	policy, vf := e.slowPipeline("budget", visits, "1")
 	e.must(0, time.Minute, "submit", policy, "--visits", vf, "--name", "budget-1", "--time", "1", "--auto-resume", "3")
+	e.cancelAtEnd("budget-1")
 	e.must(0, 8*time.Minute, "wait", "budget-1", "--interval", "2s")
 	st := e.status("budget-1")
 	if st.Counts["done"] != visits {
