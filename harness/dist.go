@@ -46,12 +46,22 @@ type DistRun struct {
 	Feed bool
 	// Stop, when closed, stops the run at the next visit boundary.
 	Stop <-chan struct{}
+	// StopSignals, on every rank, hears of the stop signals this
+	// process received (Config.StopSignals); nil hears of none.
+	StopSignals *StopSignals
 	// Heartbeat: rank 0 publishes a heartbeat this often (Config.Heartbeat).
 	Heartbeat time.Duration
 	// PipelineDir, when set, is what {pipelinedir} names instead of the
 	// policy file's folder: a batch run keeps a copy of the policy in its
 	// run directory while the scripts it names stay where they were.
 	PipelineDir string
+	// Slices and SlicesFrom, on rank 0, are the number of slices the run
+	// was asked to have and who asked (such as "submit --slices" or
+	// "production entry \"detect\""); Slices 0 means the policy's count.
+	// The run has as many slices as the communicator has ranks less one:
+	// rank 0 warns when that differs from what was asked.
+	Slices     int
+	SlicesFrom string
 	// Name, when set, is the pipeline's name in this run instead of the
 	// policy's (a production entry's name): every rank uses it for
 	// {pipeline}, and the Pipeline in every event it publishes, so one
@@ -96,17 +106,34 @@ func RunRank(ctx context.Context, dr DistRun) (*Summary, error) {
 	}
 	log.Info("rank started", "run", dr.RunID, "rank", c.Rank(), "size", c.Size(), "node", host.Node,
 		"host", host.Host, "localRank", host.LocalRank, "cpus", host.CPUs, "memoryMB", host.MemoryMB)
-	cfg := Config{Policy: p, RunID: dr.RunID, RunDir: runDir, Comm: c, Host: host, Logger: log}
+	cfg := Config{Policy: p, RunID: dr.RunID, RunDir: runDir, Comm: c, Host: host, Logger: log, StopSignals: dr.StopSignals}
 	if c.Rank() > 0 {
 		return nil, Run(ctx, cfg)
 	}
 
-	if n, err := p.SliceCount(); err == nil && n != c.Size()-1 {
-		log.Warn("the number of slices is the communicator's, not the policy's",
-			"run", dr.RunID, "slices", c.Size()-1, "policySlices", n)
-	}
+	dr.warnSlices(p, c.Size()-1, log)
 	cfg.Broker, cfg.Recorder, cfg.Stop, cfg.Heartbeat = dr.Broker, dr.Recorder, dr.Stop, dr.Heartbeat
 	return runPipeline(ctx, cfg, dr.Feed, visits)
+}
+
+// warnSlices warns when the run has another number of slices than was
+// asked for: dr.Slices, else the policy's count.
+func (dr *DistRun) warnSlices(p *Policy, slices int, log *slog.Logger) {
+	asked, from := dr.Slices, dr.SlicesFrom
+	if asked <= 0 {
+		n, err := p.SliceCount()
+		if err != nil {
+			return
+		}
+		asked, from = n, "the policy's slices"
+	}
+	if from == "" {
+		from = "the request"
+	}
+	if asked != slices {
+		log.Warn("the number of slices differs from what was asked: the run has one slice per rank after the first",
+			"run", dr.RunID, "slices", slices, "asked", asked, "askedBy", from)
+	}
 }
 
 // prepare loads what this rank needs and checks what it can alone.

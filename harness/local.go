@@ -41,6 +41,9 @@ type LocalRun struct {
 	Feed bool
 	// Stop, when closed, stops the run at the next visit boundary.
 	Stop <-chan struct{}
+	// StopSignals hears of the stop signals the process received
+	// (Config.StopSignals); nil hears of none.
+	StopSignals *StopSignals
 	// Heartbeat: the Pipeline publishes a heartbeat this often
 	// (Config.Heartbeat); 0 publishes none.
 	Heartbeat time.Duration
@@ -69,7 +72,7 @@ func RunLocal(ctx context.Context, lr LocalRun) (*Summary, error) {
 	host := LocalHost()
 	var sum *Summary
 	err = runWorld(n+1, func(c comm.Comm) error {
-		cfg := Config{Policy: p, RunID: lr.RunID, RunDir: runDir, Comm: c, Host: host, Logger: lr.Logger}
+		cfg := Config{Policy: p, RunID: lr.RunID, RunDir: runDir, Comm: c, Host: host, Logger: lr.Logger, StopSignals: lr.StopSignals}
 		if c.Rank() > 0 {
 			return Run(ctx, cfg)
 		}
@@ -222,6 +225,17 @@ func (t teeRecorder) RunStopped(why string) {
 			s.RunStopped(why)
 		}
 	}
+}
+
+func (t teeRecorder) TimeForVisit(visit string) string {
+	for _, r := range []Recorder{t.a, t.b} {
+		if b, ok := r.(VisitBudget); ok {
+			if why := b.TimeForVisit(visit); why != "" {
+				return why
+			}
+		}
+	}
+	return ""
 }
 
 // LocalHost describes this machine as a mapper.HostInfo: host name, CPUs

@@ -34,6 +34,12 @@ type Config struct {
 	// Stop, when closed, asks the Pipeline to stop at the next visit
 	// boundary, as a shutdown event does.
 	Stop <-chan struct{}
+	// StopSignals, on every rank, hears of the stop signals this rank's
+	// process received (nil: none are heard of). A Slice whose stage
+	// fails with ErrKilled after one (or within StopGrace of it) reports
+	// its data ID as stopped, and the Pipeline records the visit as
+	// interrupted, not failed.
+	StopSignals *StopSignals
 	// Heartbeat, when positive, is how often the Pipeline publishes a
 	// heartbeat on events.TopicHeartbeat (and tells a HeartbeatRecorder),
 	// from the start of its loop to its end.
@@ -62,6 +68,16 @@ type UndecodableRecorder interface {
 // every trigger runs.
 type VisitAdmitter interface {
 	AdmitVisit(visit string) (run bool, why string, err error)
+}
+
+// VisitBudget is an optional extra of a Recorder: before the Pipeline
+// starts a visit (once it is admitted), it asks whether there is time for
+// it. A non-empty why stops the run at this visit boundary, as a stop
+// request does, with why as the reason: the visit stays to be run by a
+// later job. A batch job's recorder answers from the job's end time and
+// the time visits take. Without it, every visit starts.
+type VisitBudget interface {
+	TimeForVisit(visit string) (why string)
 }
 
 // SkipRecorder is an optional extra of a Recorder: it hears of every
@@ -542,6 +558,12 @@ func (p *pipeline) loop(ctx, triggerCtx context.Context) error {
 				continue
 			}
 		}
+		if b, ok := p.cfg.Recorder.(VisitBudget); ok {
+			if why := b.TimeForVisit(visit); why != "" {
+				p.requestStop(why)
+				return nil
+			}
+		}
 		if err := p.visit(ctx, visit, e.Properties); err != nil {
 			return err
 		}
@@ -581,7 +603,9 @@ func (p *pipeline) bcastStop() {
 
 // visit runs one visit on the Pipeline. Only errors that must end the run
 // (communication, recording) are returned; stage failures are recorded.
-func (p *pipeline) visit(ctx context.Context, visit string, props map[string]any) error {
+// A visit that such an error cuts short (a slice died: killed by the job's
+// stop, or lost) is recorded as interrupted, to be run again.
+func (p *pipeline) visit(ctx context.Context, visit string, props map[string]any) (err error) {
 	p.setCurrent(visit)
 	defer p.setCurrent("")
 	start := time.Now()
@@ -589,6 +613,12 @@ func (p *pipeline) visit(ctx context.Context, visit string, props map[string]any
 	if err := rec.VisitStarted(visit, start); err != nil {
 		return fmt.Errorf("harness: recording visit %s: %w", visit, err)
 	}
+	ended := false
+	defer func() {
+		if err != nil && !ended {
+			p.cutShort(visit, start, err)
+		}
+	}()
 	data, err := encodeVisit(visitMsg{Visit: visit, Props: props})
 	if err != nil {
 		return err
@@ -609,6 +639,7 @@ func (p *pipeline) visit(ctx context.Context, visit string, props map[string]any
 		failedIDs map[string]bool
 		nFailed   int
 		firstFail string
+		firstStop string // the first data ID whose program a stop signal ended
 	)
 	for _, b := range p.stages {
 		t0 := time.Now()
@@ -673,6 +704,12 @@ func (p *pipeline) visit(ctx context.Context, visit string, props map[string]any
 					return fmt.Errorf("harness: report of slice %d: %w", rk, err)
 				}
 				for _, f := range rep.Failures {
+					if f.Stopped {
+						if firstStop == "" {
+							firstStop = fmt.Sprintf("stage %q, slice %d, data ID %s: %s", name, rk, f.DataID, f.Err)
+						}
+						continue
+					}
 					outcomes = append(outcomes, Outcome{Slice: rk, DataID: f.DataID, Err: f.Err})
 					if failedIDs == nil {
 						failedIDs = map[string]bool{}
@@ -720,12 +757,18 @@ func (p *pipeline) visit(ctx context.Context, visit string, props map[string]any
 	case ctx.Err() != nil:
 		res.Interrupted = true
 		res.Err = "interrupted"
+	case firstStop != "":
+		// The job is being stopped, and a slice's program died of it:
+		// run the visit again, as if the stop had come before it.
+		res.Interrupted = true
+		res.Err = "interrupted by a stop signal: " + firstStop
 	case serialErr != nil:
 		res.Failed, res.Err = true, serialErr.Error()
 	case nFailed > 0 && p.sliceRuleFails(len(failedIDs)):
 		res.Failed = true
 		res.Err = fmt.Sprintf("%d of %d data IDs failed (failure rule %s); first: %s", len(failedIDs), p.totalIDs, p.cfg.Policy.Failure, firstFail)
 	}
+	ended = true
 	if err := rec.VisitEnded(visit, res); err != nil {
 		return fmt.Errorf("harness: recording the end of visit %s: %w", visit, err)
 	}
@@ -738,6 +781,16 @@ func (p *pipeline) visit(ctx context.Context, visit string, props map[string]any
 		p.log.Info("visit done", "visit", visit, "failedSlices", nFailed, "took", res.Took)
 	}
 	return nil
+}
+
+// cutShort records a visit that err ended before its end as interrupted,
+// as best it can: the run ends with err whatever happens here.
+func (p *pipeline) cutShort(visit string, start time.Time, err error) {
+	p.log.Warn("visit interrupted", "visit", visit, "err", err)
+	res := VisitResult{Interrupted: true, Err: "interrupted: " + err.Error(), Took: time.Since(start)}
+	if rerr := p.cfg.Recorder.VisitEnded(visit, res); rerr != nil {
+		p.log.Error("could not record the visit as interrupted", "visit", visit, "err", rerr)
+	}
 }
 
 func (p *pipeline) sliceRuleFails(failed int) bool {
@@ -872,6 +925,11 @@ func (r *rank) sliceLoop(ctx context.Context, ids []mapper.DataID) error {
 				}
 				cx := r.context(ctx, vm.Visit, b.spec.Name, cb.dataID)
 				if err := r.call(cx, "Process", func() error { return b.proc.Process(cx, cb) }); err != nil {
+					if errors.Is(err, ErrKilled) && r.cfg.StopSignals.Arrived(StopGrace) {
+						cx.Logger().Warn("slice stopped: its program was ended by the job's stop signal", "err", err)
+						rep.Failures = append(rep.Failures, failureMsg{DataID: cb.dataID.String(), Err: err.Error(), Stopped: true})
+						continue
+					}
 					cx.Logger().Error("slice failed", "err", err)
 					rep.Failures = append(rep.Failures, failureMsg{DataID: cb.dataID.String(), Err: err.Error()})
 					continue

@@ -36,6 +36,9 @@ type sliceReport struct {
 type failureMsg struct {
 	DataID string
 	Err    string
+	// Stopped: the slice's program was ended by a stop signal the job
+	// received; the visit is interrupted, not failed.
+	Stopped bool
 }
 
 type sharedMsg struct {

@@ -56,6 +56,11 @@ type Policy struct {
 	Trigger   TriggerSpec
 	External  []string // topics produced outside the pipeline
 	Stages    []StageSpec
+	// VisitTime is how long one visit is expected to take (visit_time),
+	// 0 when the policy does not say: before any visit of a batch run has
+	// been timed, a job stops taking visits when less than this (and a
+	// margin) is left before its time limit.
+	VisitTime time.Duration
 }
 
 // MapperSpec is the policy's mapper section.
@@ -144,6 +149,9 @@ func Parse(path string, data []byte) (*Policy, error) {
 		}},
 		"mapper":    {Required: true, Decode: func(n *yaml.Node, path string) { p.Mapper = decodeMapper(d, n, path) }},
 		"locations": {Decode: func(n *yaml.Node, path string) { decodeLocations(d, n, path, p) }},
+		"visit_time": {Decode: func(n *yaml.Node, path string) {
+			p.VisitTime = max(d.Duration(n, path), 0)
+		}},
 		"failure": {Decode: func(n *yaml.Node, path string) {
 			d.Map(n, path, map[string]conf.Field{"visit": {Decode: func(n *yaml.Node, path string) {
 				switch r := VisitRule(d.String(n, path)); r {

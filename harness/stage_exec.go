@@ -145,7 +145,11 @@ func (st *execStage) Process(cx *Context, cb *Clipboard) error {
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return fmt.Errorf("exec: %s %s%s", argv[0], exitText(ee), stderr.describe())
+			msg := fmt.Sprintf("exec: %s %s%s", argv[0], exitText(ee), stderr.describe())
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && killedBy(ws) {
+				return &killedError{msg}
+			}
+			return errors.New(msg)
 		}
 		return fmt.Errorf("exec: %w%s", err, stderr.describe())
 	}

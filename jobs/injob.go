@@ -22,8 +22,9 @@ import (
 // InJob is rank 0's side of a batch job: it opens the run's state file,
 // marks visits a dead job left running as interrupted, feeds the visits
 // still to run (pending and interrupted, in order) as trigger events,
-// records every visit's progress, and records how the job ended. The
-// other ranks never touch the state file.
+// records every visit's progress, starts a visit only while the job has
+// time for it (see budget), and records how the job ended. The other
+// ranks never touch the state file.
 //
 // `dpsbatch run --state FILE` sets Hook as harness.DistRun.Rank0 and calls
 // End with RunDist's result, on every rank (End does nothing where Hook
@@ -32,8 +33,9 @@ type InJob struct {
 	StatePath string
 	JobID     string // SLURM_JOB_ID; "" outside Slurm (recorded as "local")
 	// StopFile, when set, is watched: once it exists the run stops at
-	// the next visit boundary, and its first line is the reason recorded
-	// (the job script writes it when Slurm's time-limit warning comes).
+	// the next visit boundary (with Deadline: only if little time is
+	// left), and its first line is the reason recorded (the job script
+	// writes it when Slurm's time-limit warning comes).
 	StopFile string
 	// Restart is Slurm's SLURM_RESTART_COUNT (RestartCount): 0 on the
 	// job's first start, n once Slurm has requeued it n times and runs it
@@ -50,7 +52,15 @@ type InJob struct {
 	// Every is how often StopFile is looked at (default 1s), and how
 	// often a job waiting for another job of the run to end looks again
 	// (default 2s; see claimRun).
-	Every  time.Duration
+	Every time.Duration
+	// Deadline, when set, reads the job's end by its time limit (zero
+	// for none): from Slurm (SlurmDeadline), when the job starts and
+	// again when the stop file appears. With it, the job starts a visit
+	// only while it has time for one (see budget), and the stop file
+	// stops the run only when the time left is short. Without it, every
+	// visit starts and the stop file stops the run at once.
+	Deadline func(context.Context) (time.Time, error)
+
 	Logger *slog.Logger
 	Now    func() time.Time // nil: time.Now
 	// BusyTimeout is how long one write of the state file waits for a
@@ -60,6 +70,7 @@ type InJob struct {
 
 	st        *state.Store
 	rec       *recorder
+	budget    *budget
 	broker    *served
 	announce  func(state string, props map[string]any) // on TopicPipeline
 	stopAfter func()                                   // ends closeAfter
@@ -119,6 +130,9 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 	if err != nil {
 		return err
 	}
+	if j.budget, err = j.openBudget(st, p.VisitTime); err != nil {
+		return err
+	}
 	feed, err := j.feed(set, dr.VisitsPath, p.Trigger.Topic, ids)
 	if err != nil {
 		return err
@@ -139,7 +153,7 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 		"state", j.StatePath, "journal", st.JournalMode())
 	jb := &jobBroker{Broker: b, st: st, job: j.JobID, start: j.Restart, trigger: p.Trigger.Topic, selects: p.Trigger.Selects,
 		feed: feed, listen: listen, log: j.log(), now: j.Now}
-	j.rec = &recorder{st: st, job: j.JobID, now: j.Now, log: j.log(), fed: &jb.fed}
+	j.rec = &recorder{st: st, job: j.JobID, now: j.Now, log: j.log(), fed: &jb.fed, budget: j.budget}
 	j.announce = func(state string, props map[string]any) {
 		props["pipeline"], props["state"] = p.Name, state
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -156,6 +170,7 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 	}
 	dr.Broker = jb
 	dr.Feed, dr.Recorder = true, j.rec
+	dr.Slices, dr.SlicesFrom = askedSlices(set)
 	dr.Heartbeat = set.Heartbeat
 	if dr.Heartbeat <= 0 {
 		dr.Heartbeat = DefaultHeartbeat
@@ -164,6 +179,20 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 		dr.Stop = j.watch(dr.Stop)
 	}
 	return nil
+}
+
+// askedSlices is the number of slices the run was asked to have, and who
+// asked; 0 for the policy's count.
+func askedSlices(set settings) (int, string) {
+	switch {
+	case set.Production != "" && set.SlicesFrom != "":
+		return set.Request.Slices, set.SlicesFrom
+	case set.Production != "":
+		return set.Request.Slices, "the policy's slices"
+	case set.Request.Slices > 0:
+		return set.Request.Slices, "submit --slices"
+	}
+	return 0, ""
 }
 
 // interruptDead makes the visits that dead jobs left running interrupted,
@@ -380,6 +409,7 @@ func (j *InJob) watch(parent <-chan struct{}) <-chan struct{} {
 	go func() {
 		defer tick.Stop()
 		seenEmpty := false
+		seen := "" // a warning the budget let pass
 		for {
 			select {
 			case <-parent:
@@ -399,6 +429,13 @@ func (j *InJob) watch(parent <-chan struct{}) <-chan struct{} {
 				}
 				if why == "" {
 					why = "stop requested through " + j.StopFile
+				}
+				if why == seen {
+					continue
+				}
+				if !j.timeWarning(why) {
+					seen = why
+					continue
 				}
 				j.mu.Lock()
 				j.why = why
@@ -519,6 +556,9 @@ type recorder struct {
 	// fed is the visit the feed handed out last: runnable by the state
 	// file when it was read, so admitted without asking it again.
 	fed *atomic.Pointer[string]
+	// budget, when not nil, hears how long visits take and says whether
+	// there is time for the next.
+	budget *budget
 
 	mu  sync.Mutex
 	why string
@@ -539,6 +579,9 @@ func (r *recorder) VisitEnded(v string, res harness.VisitResult) error {
 		s = state.Interrupted
 	case res.Failed:
 		s = state.Failed
+	}
+	if r.budget != nil && !res.Interrupted {
+		r.budget.visitTook(res.Took)
 	}
 	return r.st.VisitEnded(v, s, res.Err, r.now())
 }
@@ -597,4 +640,5 @@ var (
 	_ harness.DropRecorder      = (*recorder)(nil)
 	_ harness.VisitAdmitter     = (*recorder)(nil)
 	_ harness.HeartbeatRecorder = (*recorder)(nil)
+	_ harness.VisitBudget       = (*recorder)(nil)
 )

@@ -66,8 +66,8 @@ func (l Layout) Script(attempt int) string {
 	return filepath.Join(l.Dir, ScriptsDir, fmt.Sprintf("attempt-%d.sbatch", attempt))
 }
 
-// StopFile is where the batch shell of an attempt writes a stop request
-// when Slurm's time-limit warning arrives; rank 0 watches it.
+// StopFile is where the batch shell of an attempt passes on Slurm's
+// time-limit warning; rank 0 watches it (InJob.StopFile).
 func (l Layout) StopFile(attempt int) string {
 	return filepath.Join(l.Dir, fmt.Sprintf(".stop-attempt-%d", attempt))
 }

@@ -109,6 +109,9 @@ func submitProduction(ctx context.Context, o SubmitOptions, now func() time.Time
 			Broker: brokerOf(o.Site), Listen: prod.Listening(pp.Name), Heartbeat: o.Heartbeat,
 			Production: l.Dir, After: pp.After}
 		ps.Request.Slices = planned.Steps[i].Slices
+		if pp.Slices != 0 {
+			ps.SlicesFrom = fmt.Sprintf("the slices of production entry %q", pp.Name)
+		}
 		if pp.VisitsPath != "" {
 			ps.Visits = filepath.Base(l.Visits(visitsExt(pp.VisitsPath)))
 		}

@@ -111,6 +111,9 @@ type settings struct {
 	// pipelines in the production's order, each in
 	// RUN-DIR/pipelines/NAME with its own state file and settings.
 	Pipelines []prodEntry `json:"pipelines,omitempty"`
+	// SlicesFrom, for a pipeline of a production, names who asked for
+	// Request.Slices: its production entry, or "" for its policy.
+	SlicesFrom string `json:"slicesFrom,omitempty"`
 	// hold submits the first job held (submit --hold); not kept.
 	hold bool
 }

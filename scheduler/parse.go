@@ -137,6 +137,8 @@ func parseJobsJSON(what, source string, out []byte) ([]Job, error) {
 		}
 		if !j.Live() {
 			j.Ended = epoch(r.EndTime)
+		} else if j.State == "RUNNING" {
+			j.Deadline = epoch(r.EndTime)
 		}
 		jobs = append(jobs, j)
 	}

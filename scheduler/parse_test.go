@@ -38,7 +38,7 @@ func TestParseSqueue(t *testing.T) {
 		{ID: "43", Name: "cap-ok", State: "COMPLETED", Submitted: at(sub), Started: at(start), Ended: at(start), Nodes: "n1", Partition: "debug", Source: "squeue"},
 		{ID: "44", Name: "cap-fail", State: "FAILED", Reason: "NonZeroExitCode", ExitCode: 3, Submitted: at(sub), Started: at(start), Ended: at(start), Nodes: "n1", Partition: "debug", Source: "squeue"},
 		{ID: "45", Name: "cap-killed", State: "FAILED", Reason: "JobLaunchFailure", Signal: 9, Submitted: at(sub), Started: at(start), Ended: at(start), Nodes: "n1", Partition: "debug", Source: "squeue"},
-		{ID: "46", Name: "cap-running", State: "RUNNING", Submitted: at(sub), Started: at(start), Nodes: "n1", Partition: "debug", Source: "squeue"},
+		{ID: "46", Name: "cap-running", State: "RUNNING", Submitted: at(sub), Started: at(start), Deadline: at(start + 300), Nodes: "n1", Partition: "debug", Source: "squeue"},
 		{ID: "47", Name: "cap-cancelled", State: "CANCELLED", Signal: 15, Submitted: at(sub), Started: at(start), Ended: at(start + 2), Nodes: "n2", Partition: "debug", Source: "squeue"},
 		{ID: "48", Name: "cap|pending", State: "PENDING", Reason: "Dependency", Submitted: at(sub), Partition: "debug", Source: "squeue"},
 	}

@@ -42,6 +42,10 @@ type Job struct {
 	ExitCode, Signal int
 	// Submitted, Started and Ended are zero until they happened.
 	Submitted, Started, Ended time.Time
+	// Deadline is when a started job that has not ended reaches its time
+	// limit (its start plus the limit, as scontrol update moves it);
+	// zero for a job with no limit, or not started, or ended.
+	Deadline time.Time
 	// Expected is, for a pending job, the earliest Slurm expects it to
 	// start (a requeued job's begin time, or the backfill estimate);
 	// zero when it has none or the job is not pending.

@@ -135,6 +135,7 @@ func squeueJob(id string, r []string, loc *time.Location) (Job, error) {
 		// they happen: keep only what did, as parseSqueue does.
 		{&j.Started, start, j.State != "PENDING"},
 		{&j.Ended, end, !j.Live()},
+		{&j.Deadline, end, j.State == "RUNNING"},
 	}
 	for _, t := range times {
 		v, err := squeueTime(t.s, loc)

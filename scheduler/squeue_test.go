@@ -48,7 +48,7 @@ func TestParseSqueueText(t *testing.T) {
 			Submitted: at(sub), Started: at(start), Ended: at(start), Nodes: "n1", Partition: "debug", Source: "squeue"},
 		{ID: "6385", Name: "cap-killed", State: "FAILED", Reason: "JobLaunchFailure", Signal: 9,
 			Submitted: at(sub), Started: at(start), Ended: at(start), Nodes: "n1", Partition: "debug", Source: "squeue"},
-		{ID: "6386", Name: "cap-running", State: "RUNNING", Submitted: at(sub), Started: at(start),
+		{ID: "6386", Name: "cap-running", State: "RUNNING", Submitted: at(sub), Started: at(start), Deadline: at(start + 120),
 			Nodes: "n2", Partition: "debug", Source: "squeue"},
 		{ID: "6388", Name: "cap|pending", State: "PENDING", Reason: "Dependency", Submitted: at(sub), Partition: "debug", Source: "squeue"},
 		// An array's tasks not yet split off go by the array's job ID.

@@ -611,6 +611,30 @@ func (s *Store) Progress() (done int, first, last time.Time, err error) {
 	return done, fromNanos(f), fromNanos(l), nil
 }
 
+// RecentVisitTimes returns how long the last n done visits took (from
+// their last start to their end), the latest in visit-list order first.
+// It reads at most n rows, through the index of visits by state.
+func (s *Store) RecentVisitTimes(n int) ([]time.Duration, error) {
+	rows, err := s.db.Query(`SELECT ended - started FROM visits INDEXED BY visits_by_state
+		WHERE state = 2 AND started IS NOT NULL AND ended >= started ORDER BY seq DESC LIMIT ?`, n)
+	if err != nil {
+		return nil, s.wrap("reading visit times", err)
+	}
+	defer rows.Close()
+	var out []time.Duration
+	for rows.Next() {
+		var took int64
+		if err := rows.Scan(&took); err != nil {
+			return nil, s.wrap("reading visit times", err)
+		}
+		out = append(out, time.Duration(took))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap("reading visit times", err)
+	}
+	return out, nil
+}
+
 // StageTime is the time spent in one stage over the run.
 type StageTime struct {
 	Stage string

@@ -76,11 +76,12 @@ type Job struct {
 	// only; without it, to every process of the job steps, including the
 	// programs the stages run).
 	Signal string
-	// StopFile, when set, is where the batch shell turns SIGUSR1 into a
-	// stop request: the shell runs the launch in the background, and on
-	// SIGUSR1 writes why into StopFile, which the Pipeline rank watches
-	// (dpsbatch run --stop-file) to stop at the next visit boundary. Pair
-	// it with a B:USR1 Signal. Must be absolute.
+	// StopFile, when set, is where the batch shell passes SIGUSR1 on: the
+	// shell runs the launch in the background, and on SIGUSR1 writes why
+	// into StopFile, which the Pipeline rank watches (dpsbatch run
+	// --stop-file): it reads the job's end time again and stops at the
+	// next visit boundary if little time is left. Pair it with a B:USR1
+	// Signal. Must be absolute.
 	StopFile string
 	// Dependency is an sbatch --dependency value such as afterany:123,
 	// optional. It is also given at submit time; the script records it.

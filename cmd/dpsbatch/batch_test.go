@@ -218,6 +218,10 @@ func TestBatchSubmitWait(t *testing.T) {
 			t.Errorf("run directory: %v", err)
 		}
 	}
+	// --slices 4 over a policy of 2 is what was asked: no warning.
+	if log, err := os.ReadFile(filepath.Join(st.Dir, "logs", "slurm-"+st.Jobs[0].ID+".out")); err != nil || strings.Contains(string(log), "number of slices") {
+		t.Errorf("the job's log warns about the number of slices asked for with --slices (%v):\n%s", err, log)
+	}
 	// The run is listed; resuming a finished run submits nothing.
 	if out := e.must(0, time.Minute, "runs"); !strings.Contains(out, "ccd-1") || !strings.Contains(out, "done") {
 		t.Errorf("runs:\n%s", out)

@@ -95,12 +95,13 @@ func runLocal(c *cli.Context, o localOptions) error {
 		return err
 	}
 
-	ctx, stop, done := stopOnSignals(c.Context, nil, os.Interrupt, syscall.SIGTERM)
+	noted := harness.NewStopSignals()
+	ctx, stop, done := stopOnSignals(c.Context, noted, nil, os.Interrupt, syscall.SIGTERM)
 	defer done()
 
 	fmt.Fprintf(c.App.Writer, "run %s: %d visits of %s, run directory %s\n", o.runID, len(visits), p.Name, o.runDir)
 	sum, err := harness.RunLocal(ctx, harness.LocalRun{Policy: p, Visits: visits, RunID: o.runID, RunDir: o.runDir,
-		Slices: o.slices, Logger: log, Stop: stop})
+		Slices: o.slices, Logger: log, Stop: stop, StopSignals: noted})
 	if sum != nil {
 		sum.Print(c.App.Writer)
 	}

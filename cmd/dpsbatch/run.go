@@ -36,7 +36,7 @@ func runCommand() *cli.Command {
 			&cli.IntFlag{Name: "rank", Value: -1, Usage: "this process's rank, for tcp outside srun (with --size)"},
 			&cli.IntFlag{Name: "size", Usage: "number of ranks, for tcp outside srun (with --rank), or for local"},
 			&cli.StringFlag{Name: "state", Usage: "the run's state file (batch jobs): rank 0 runs the visits it lists as unfinished and records progress in it"},
-			&cli.StringFlag{Name: "stop-file", Usage: "with --state: stop at the next visit boundary once this file exists (the job script writes it on Slurm's time-limit warning)"},
+			&cli.StringFlag{Name: "stop-file", Usage: "with --state: once this file exists (the job script writes it on Slurm's time-limit warning), read the job's end time again and stop at the next visit boundary if little time is left"},
 			&cli.StringFlag{Name: "name", Usage: "the pipeline's name in this run, in its events and {pipeline} (a production's entry name; default: the policy's)"},
 			&cli.StringFlag{Name: "pipeline-dir", Usage: "what {pipelinedir} names (default: the policy file's folder)"},
 			&cli.StringFlag{Name: "rendezvous", Usage: "directory where tcp ranks find rank 0, shared by all nodes (default: RUN-DIR/.rendezvous)"},
@@ -71,6 +71,8 @@ func runRank(c *cli.Context) error {
 			// requeued job's earlier start ended. Without Slurm's tools:
 			// every running visit is a dead job's, and heartbeats tell.
 			job.Slurm = b
+			// The job's end by its time limit, for its time budget.
+			job.Deadline = jobs.SlurmDeadline(b, job.JobID)
 		}
 		dr.Rank0 = job.Hook
 	}
@@ -110,7 +112,10 @@ func runRank(c *cli.Context) error {
 		}
 		return nil
 	}
-	ctx, stop, done := stopOnSignals(c.Context, rank0.Load, os.Interrupt, syscall.SIGTERM, syscall.SIGUSR1)
+	// Every rank notes them: a slice's program that dies of the same
+	// signal leaves its visit interrupted, not failed.
+	dr.StopSignals = harness.NewStopSignals()
+	ctx, stop, done := stopOnSignals(c.Context, dr.StopSignals, rank0.Load, os.Interrupt, syscall.SIGTERM, syscall.SIGUSR1)
 	defer done()
 	dr.Stop = stop
 

@@ -1,0 +1,77 @@
+package harness
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// budgetEndings is a Recorder with a time budget of n visits.
+type budgetEndings struct {
+	*endings
+	left  int
+	asked []string
+}
+
+func (b *budgetEndings) TimeForVisit(visit string) string {
+	b.asked = append(b.asked, visit)
+	if b.left == 0 {
+		return "time limit near: no time for " + visit
+	}
+	b.left--
+	return ""
+}
+
+// Before each visit the Pipeline asks the recorder's VisitBudget; a
+// reason stops the run at that visit boundary, as a stop request does.
+func TestVisitBudgetStopsAtBoundary(t *testing.T) {
+	var rec *budgetEndings
+	sum, end, err := runYAML(t, testHead+"stages:\n  - {name: r, type: test-record}\n",
+		[]string{"1", "2", "3", "4"}, func(lr *LocalRun) {
+			rec = &budgetEndings{endings: lr.Recorder.(*endings), left: 2}
+			lr.Recorder = rec
+		})
+	if !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "after 2 of 4 visits") {
+		t.Fatalf("err = %v; want ErrInterrupted after 2 of 4 visits", err)
+	}
+	if strings.Join(end.order, ",") != "1,2" || strings.Join(rec.asked, ",") != "1,2,3" {
+		t.Errorf("visits run %v, asked about %v; want 1,2 run, 1,2,3 asked about", end.order, rec.asked)
+	}
+	if sum.Stopped != "time limit near: no time for 3" {
+		t.Errorf("Stopped = %q; want the budget's reason", sum.Stopped)
+	}
+}
+
+func TestPolicyVisitTime(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		value string
+		want  time.Duration
+		err   string
+	}{
+		{"", 0, ""},
+		{"visit_time: 90s\n", 90 * time.Second, ""},
+		{"visit_time: -5s\n", 0, "pipeline.yaml:4: visit_time: must not be negative"},
+		{"visit_time: soon\n", 0, `pipeline.yaml:4: visit_time: expected a duration such as 30s or 5m, got "soon"`},
+	} {
+		path := filepath.Join(dir, "pipeline.yaml")
+		text := testHead + tc.value + "stages:\n  - {name: r, type: test-record}\n"
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p, err := Load(path)
+		switch {
+		case tc.err != "":
+			if err == nil || !strings.Contains(err.Error(), tc.err) || !errors.Is(err, ErrInvalid) {
+				t.Errorf("%q: %v; want an error containing %q", tc.value, err, tc.err)
+			}
+		case err != nil:
+			t.Errorf("%q: %v", tc.value, err)
+		case p.VisitTime != tc.want:
+			t.Errorf("%q: VisitTime %v; want %v", tc.value, p.VisitTime, tc.want)
+		}
+	}
+}

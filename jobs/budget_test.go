@@ -1,0 +1,270 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/state"
+)
+
+// fakeClock is a settable time for the budget's now.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
+
+// endAt is a Deadline that reads *end (a zero time: no limit), counting
+// its calls.
+type endAt struct {
+	mu    sync.Mutex
+	end   time.Time
+	err   error
+	calls int
+}
+
+func (e *endAt) read(context.Context) (time.Time, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.calls++
+	return e.end, e.err
+}
+
+func (e *endAt) setEnd(t time.Time) { e.mu.Lock(); e.end = t; e.mu.Unlock() }
+
+func secs(n ...float64) []time.Duration {
+	out := make([]time.Duration, len(n))
+	for i, s := range n {
+		out[i] = time.Duration(s * float64(time.Second))
+	}
+	return out
+}
+
+// The rule: a visit starts while the time left is at least StopMargin
+// plus the time a visit is expected to take: the 95th percentile of the
+// recent visit times, else the policy's visit_time, else
+// DefaultVisitTime.
+func TestBudgetRule(t *testing.T) {
+	t0 := fixedNow()
+	for _, tc := range []struct {
+		name      string
+		visitTime time.Duration   // the policy's
+		recent    []time.Duration // newest first
+		took      []time.Duration // visits of this job, in order
+		left      time.Duration
+		short     bool
+		from      string
+	}{
+		{name: "no visit timed: the default", left: StopMargin + DefaultVisitTime, from: "the default"},
+		{name: "no visit timed: the default, short", left: StopMargin + DefaultVisitTime - time.Second, short: true, from: "the default"},
+		{name: "the policy's visit_time", visitTime: 5 * time.Second, left: StopMargin + 5*time.Second, from: "visit_time"},
+		{name: "the policy's visit_time, short", visitTime: 5 * time.Second, left: StopMargin + 4*time.Second, short: true, from: "visit_time"},
+		{name: "one visit timed wins over the policy", visitTime: time.Minute, took: secs(2), left: StopMargin + 2*time.Second, from: "last 1 visits"},
+		// Ten visits: the 95th percentile is the slowest.
+		{name: "ten visits: the slowest", recent: secs(1, 1, 1, 1, 8, 1, 1, 1, 1, 1), left: StopMargin + 7*time.Second, short: true, from: "last 10 visits"},
+		// Twenty visits: one slow one is above the 95th percentile.
+		{name: "twenty visits: one slow one is not the p95", recent: append(secs(8), secs(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1)...),
+			left: StopMargin + time.Second, from: "last 20 visits"},
+		// The last 100 count: 100 slow visits, then 100 quick ones.
+		{name: "only the latest visits", took: append(repeat(secs(20), 100), repeat(secs(1), 100)...), left: StopMargin + time.Second, from: "last 100 visits"},
+		{name: "the state's times, then this job's", recent: repeat(secs(20), 150), took: repeat(secs(1), 90), left: StopMargin + 19*time.Second, short: true, from: "last 100 visits"},
+		{name: "time is up", took: secs(1), left: -time.Minute, short: true, from: "last 1 visits"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &fakeClock{t: t0}
+			end := &endAt{end: t0.Add(tc.left)}
+			b := newBudget(end.read, c.now, tc.visitTime, tc.recent)
+			for _, d := range tc.took {
+				b.visitTook(d)
+			}
+			if why := b.short(); why != "" {
+				t.Fatalf("short before the end was read: %q", why)
+			}
+			if err := b.readEnd(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			why := b.short()
+			if (why != "") != tc.short {
+				t.Fatalf("short = %q; want short %v", why, tc.short)
+			}
+			if tc.short && (!strings.HasPrefix(why, "time limit near: ") || !strings.Contains(why, tc.from)) {
+				t.Errorf("why = %q; want it to start with \"time limit near: \" and name %q", why, tc.from)
+			}
+			b.mu.Lock()
+			_, from := b.expected()
+			b.mu.Unlock()
+			if !strings.Contains(from, tc.from) {
+				t.Errorf("expected visit time from %q; want %q", from, tc.from)
+			}
+		})
+	}
+	// A job without a time limit always has time.
+	b := newBudget((&endAt{}).read, func() time.Time { return t0 }, 0, secs(1000))
+	if err := b.readEnd(context.Background()); err != nil || b.short() != "" {
+		t.Errorf("no time limit: %v, short %q; want time for every visit", err, b.short())
+	}
+}
+
+func repeat(d []time.Duration, n int) []time.Duration {
+	var out []time.Duration
+	for range n {
+		out = append(out, d...)
+	}
+	return out
+}
+
+// A job reads its end from Slurm when it starts and the run's latest
+// visit times from the state file; the Pipeline's question before each
+// visit is answered from them and from the visits this job times.
+func TestInJobBudget(t *testing.T) {
+	_, dir := inJobRun(t) // v001 done in 1 s
+	l := Layout{Dir: dir}
+	c := &fakeClock{t: fixedNow()}
+	end := &endAt{end: fixedNow().Add(StopMargin + 2*time.Second)}
+	j := &InJob{StatePath: l.State(), JobID: "1002", Now: c.now, Deadline: end.read}
+	dr := &harness.DistRun{RunID: "run1", RunDir: dir}
+	if err := j.Hook(loadRunPolicy(t, dir), dr); err != nil {
+		t.Fatal(err)
+	}
+	defer j.End(nil, nil)
+	b, ok := dr.Recorder.(harness.VisitBudget)
+	if !ok {
+		t.Fatal("the job's recorder is no harness.VisitBudget")
+	}
+	if end.calls != 1 {
+		t.Errorf("the end was read %d times at the start; want once", end.calls)
+	}
+	// 12 s left, v001 took 1 s: time for a visit, until a visit of 3 s.
+	if why := b.TimeForVisit("v002"); why != "" {
+		t.Fatalf("12s left, visits of 1s: %q", why)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(dr.Recorder.VisitStarted("v002", c.now()))
+	must(dr.Recorder.VisitEnded("v002", harness.VisitResult{Took: 3 * time.Second}))
+	if why := b.TimeForVisit("v004"); !strings.HasPrefix(why, "time limit near: 12s left") {
+		t.Errorf("12s left, a visit of 3s: %q; want a stop", why)
+	}
+}
+
+// A job given less time than one visit takes runs none, says so, and
+// records why it stopped; the visits stay pending for the next job.
+func TestInJobTooShortForAVisit(t *testing.T) {
+	_, dir := inJobRun(t)
+	l := Layout{Dir: dir}
+	var logs syncBuffer
+	j := &InJob{StatePath: l.State(), JobID: "1002", Logger: newTextLogger(&logs),
+		Deadline: func(context.Context) (time.Time, error) { return time.Now().Add(StopMargin + 5*time.Second), nil }}
+	dr := harness.DistRun{PolicyPath: l.Policy(), RunID: "run1", RunDir: dir, Rank0: j.Hook}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// 15 s left, and v001 took 1 s: time enough.
+	sum, err := harness.RunRanks(ctx, dr, 3)
+	if endErr := j.End(sum, err); endErr != nil {
+		t.Fatal(endErr)
+	}
+	if err != nil || sum.Visits != 4 {
+		t.Fatalf("15s left, visits of 1s: %v, %+v; want the 4 visits left run", err, sum)
+	}
+
+	// The same with a visit that took a minute.
+	_, dir = inJobRun(t)
+	l = Layout{Dir: dir}
+	withState(t, dir, func(st *state.Store) {
+		if err := st.VisitStarted("v004", "1001", fixedNow()); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.VisitEnded("v004", state.Done, "", fixedNow().Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	logs = syncBuffer{}
+	j = &InJob{StatePath: l.State(), JobID: "1002", Logger: newTextLogger(&logs),
+		Deadline: func(context.Context) (time.Time, error) { return time.Now().Add(StopMargin + 5*time.Second), nil }}
+	dr = harness.DistRun{PolicyPath: l.Policy(), RunID: "run1", RunDir: dir, Rank0: j.Hook}
+	sum, err = harness.RunRanks(ctx, dr, 3)
+	if endErr := j.End(sum, err); endErr != nil {
+		t.Fatal(endErr)
+	}
+	if err != nil || sum.Visits != 0 {
+		t.Errorf("15s left, visits of up to a minute: %v, %d visits run; want none", err, sum.Visits)
+	}
+	if !strings.Contains(logs.String(), "less time than one visit") {
+		t.Errorf("the log does not say the job runs no visit:\n%s", logs.String())
+	}
+	got := jobsOf(t, dir)[1]
+	if got.State != "STOPPED" || !strings.HasPrefix(got.Reason, "time limit near: ") {
+		t.Errorf("job recorded %+v; want STOPPED, time limit near", got)
+	}
+	if c := counts(t, dir); c[state.Pending]+c[state.Interrupted] != 3 {
+		t.Errorf("counts %v; want v002, v005, v006 left to run", c)
+	}
+}
+
+// Slurm's warning signal (the stop file) makes the job read its end
+// again: with time for more visits it goes on; once the time left is
+// short, or when the end cannot be read, it stops.
+func TestInJobStopFileRechecks(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		left time.Duration
+		err  error
+		stop bool
+	}{
+		{"early warning: time for more visits", 10 * time.Minute, nil, false},
+		{"the limit was shortened", StopMargin, nil, true},
+		{"Slurm does not answer", 10 * time.Minute, errors.New("squeue: timed out"), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, dir := inJobRun(t)
+			l := Layout{Dir: dir}
+			end := &endAt{end: time.Now().Add(time.Hour)}
+			j := &InJob{StatePath: l.State(), JobID: "1002", StopFile: l.StopFile(2), Every: 2 * time.Millisecond, Deadline: end.read}
+			dr := &harness.DistRun{RunID: "run1", RunDir: dir}
+			if err := j.Hook(loadRunPolicy(t, dir), dr); err != nil {
+				t.Fatal(err)
+			}
+			end.mu.Lock()
+			end.end, end.err = time.Now().Add(tc.left), tc.err
+			end.mu.Unlock()
+			if err := os.WriteFile(l.StopFile(2), []byte("time limit near: SIGUSR1 from Slurm\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-dr.Stop:
+				if !tc.stop {
+					t.Error("the warning stopped the run with 10 minutes left")
+				}
+			case <-time.After(time.Second):
+				if tc.stop {
+					t.Error("the warning did not stop the run")
+				}
+			}
+			end.mu.Lock()
+			calls := end.calls
+			end.mu.Unlock()
+			if calls != 2 {
+				t.Errorf("the end was read %d times; want twice (at the start, at the warning)", calls)
+			}
+			if err := j.End(&harness.Summary{}, nil); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func newTextLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
