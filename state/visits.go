@@ -327,6 +327,16 @@ func (s *Store) Counts() (map[VisitState]int, error) {
 	if err != nil {
 		return nil, s.wrap("counting visits", err)
 	}
+	counts, err := countRows(rows)
+	if err != nil {
+		return nil, s.wrap("counting visits", err)
+	}
+	return counts, nil
+}
+
+// countRows reads rows of (state code, count) into a map that holds every
+// state, with 0 if none; it closes rows.
+func countRows(rows *sql.Rows) (map[VisitState]int, error) {
 	defer rows.Close()
 	counts := make(map[VisitState]int, len(visitStates))
 	for _, st := range visitStates {
@@ -335,14 +345,14 @@ func (s *Store) Counts() (map[VisitState]int, error) {
 	for rows.Next() {
 		var code, n int
 		if err := rows.Scan(&code, &n); err != nil {
-			return nil, s.wrap("counting visits", err)
+			return nil, err
 		}
 		if code >= 0 && code < len(visitStates) {
 			counts[visitStates[code]] = n
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, s.wrap("counting visits", err)
+		return nil, err
 	}
 	return counts, nil
 }
@@ -358,21 +368,8 @@ func (s *Store) JobCounts(job string, since time.Time) (map[VisitState]int, erro
 	if err != nil {
 		return nil, s.wrap("counting the visits of job "+job, err)
 	}
-	defer rows.Close()
-	counts := make(map[VisitState]int, len(visitStates))
-	for _, st := range visitStates {
-		counts[st] = 0
-	}
-	for rows.Next() {
-		var code, n int
-		if err := rows.Scan(&code, &n); err != nil {
-			return nil, s.wrap("counting the visits of job "+job, err)
-		}
-		if code >= 0 && code < len(visitStates) {
-			counts[visitStates[code]] = n
-		}
-	}
-	if err := rows.Err(); err != nil {
+	counts, err := countRows(rows)
+	if err != nil {
 		return nil, s.wrap("counting the visits of job "+job, err)
 	}
 	return counts, nil

@@ -18,37 +18,13 @@ import (
 // with or without a queued --auto-resume follow-on, and after SIGKILL of
 // a slice.
 
-// deadStatus is what these tests read of `status --json`.
-type deadStatus struct {
-	Dir     string         `json:"runDir"`
-	Counts  map[string]int `json:"counts"`
-	Outcome string         `json:"outcome"`
-	Live    bool           `json:"live"`
-	ETA     int64          `json:"eta"`
-	Jobs    []struct {
-		ID    string `json:"id"`
-		State string `json:"state"`
-		Live  bool   `json:"live"`
-	} `json:"jobs"`
-}
-
-func (e *batchEnv) deadStatus(run string) deadStatus {
-	e.t.Helper()
-	out := e.must(0, time.Minute, "status", "--json", run)
-	var all []deadStatus
-	if err := json.Unmarshal([]byte(out), &all); err != nil || len(all) != 1 {
-		e.t.Fatalf("status --json: %v\n%s", err, out)
-	}
-	return all[0]
-}
-
 // inFlight waits until the run has a visit done and one running, and
 // returns its status.
-func (e *batchEnv) inFlight(run string) deadStatus {
+func (e *batchEnv) inFlight(run string) statusJSON {
 	e.t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
-		st := e.deadStatus(run)
+		st := e.status(run)
 		if st.Counts["done"] >= 1 && st.Counts["running"] == 1 {
 			return st
 		}
@@ -94,12 +70,12 @@ func rankPIDs(t *testing.T, dir string) (rank0 int, slices []int) {
 
 // endedThenInterrupted waits for Slurm to report job ended, then wants
 // status to count its visit in flight as interrupted within two seconds.
-func (e *batchEnv) endedThenInterrupted(run, job string) deadStatus {
+func (e *batchEnv) endedThenInterrupted(run, job string) statusJSON {
 	e.t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	var ended time.Time
 	for {
-		st := e.deadStatus(run)
+		st := e.status(run)
 		for _, j := range st.Jobs {
 			if j.ID == job && !j.Live && ended.IsZero() {
 				ended = time.Now()
@@ -134,7 +110,7 @@ func TestBatchRank0KilledVisitInterrupted(t *testing.T) {
 	if out := e.must(0, time.Minute, "status", "r0kill"); !strings.Contains(out, "1 interrupted") || strings.Contains(out, "running") {
 		t.Errorf("status:\n%s\nwant the visit in flight interrupted", out)
 	}
-	var runs []deadStatus
+	var runs []statusJSON
 	if out := e.must(0, time.Minute, "runs", "--json"); json.Unmarshal([]byte(out), &runs) != nil || len(runs) != 1 ||
 		runs[0].Counts["running"] != 0 || runs[0].Counts["interrupted"] != 1 {
 		t.Errorf("runs --json:\n%s\nwant the visit in flight interrupted", out)

@@ -118,9 +118,11 @@ type statusJSON struct {
 	Counts  map[string]int `json:"counts"`
 	Outcome string         `json:"outcome"`
 	Live    bool           `json:"live"`
+	ETA     int64          `json:"eta"` // seconds left; 0: none shown
 	Journal string         `json:"journal"`
 	Jobs    []struct {
 		ID       string `json:"id"`
+		Live     bool   `json:"live"`
 		Attempt  int    `json:"attempt"`
 		State    string `json:"state"`
 		Source   string `json:"source"`
