@@ -284,63 +284,71 @@ func TestImportRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkRuled(t, r, pkgs)
-	checkImports(t, r, pkgs)
-	checkNever(t, r, pkgs)
+	for _, problem := range r.check(pkgs) {
+		t.Error(problem)
+	}
 }
 
-// checkRuled fails for a package with no rule and a rule with no package.
-func checkRuled(t *testing.T, r *rules, pkgs map[string][]anImport) {
-	t.Helper()
+// check returns every way the tree's packages break the rules.
+func (r *rules) check(pkgs map[string][]anImport) []string {
+	return slices.Concat(r.unruled(pkgs), r.badImports(pkgs), r.brokenNevers(pkgs))
+}
+
+// unruled lists the packages with no rule and the rules with no package.
+func (r *rules) unruled(pkgs map[string][]anImport) []string {
+	var out []string
 	for _, pkg := range sortedKeys(pkgs) {
 		if r.allowed[pkg] == nil {
-			t.Errorf("package %s has no rule: add it to importRules in arch_test.go, below what it imports, and to ARCHITECTURE.md", pkg)
+			out = append(out, fmt.Sprintf("package %s has no rule: add it to importRules in arch_test.go, below what it imports, and to ARCHITECTURE.md", pkg))
 		}
 	}
 	for _, name := range r.order {
 		if _, ok := pkgs[name]; !ok && !isGroup(name) {
-			t.Errorf("importRules has a rule for %s, but there is no such package", name)
+			out = append(out, fmt.Sprintf("importRules has a rule for %s, but there is no such package", name))
 		}
 	}
+	return out
 }
 
-// checkImports fails for every file that imports a package its package's
-// rule does not allow.
-func checkImports(t *testing.T, r *rules, pkgs map[string][]anImport) {
-	t.Helper()
+// badImports lists every file that imports a package its package's rule
+// does not allow.
+func (r *rules) badImports(pkgs map[string][]anImport) []string {
+	var out []string
 	testHelpers := r.members("TESTHELPERS")
 	for _, pkg := range sortedKeys(pkgs) {
 		allowed := r.allowed[pkg]
 		if allowed == nil {
-			continue // reported by checkRuled
+			continue // an unruled package
 		}
 		for _, imp := range pkgs[pkg] {
 			switch {
 			case allowed[imp.path]:
 			case imp.test && (imp.path == pkg || testHelpers[imp.path]):
 			case imp.test:
-				t.Errorf("%s:%d: a test of %s imports %s: the rules let %s import only %s, and its tests also the test helpers", imp.file, imp.line, pkg, imp.path, pkg, list(allowed))
+				out = append(out, fmt.Sprintf("%s:%d: a test of %s imports %s: the rules let %s import %s, and its tests also the test helpers", imp.file, imp.line, pkg, imp.path, pkg, list(allowed)))
 			default:
-				t.Errorf("%s:%d: %s imports %s: no rule in importRules (arch_test.go, ARCHITECTURE.md) allows it; %s may import only %s", imp.file, imp.line, pkg, imp.path, pkg, list(allowed))
+				out = append(out, fmt.Sprintf("%s:%d: %s imports %s: no rule in importRules (arch_test.go, ARCHITECTURE.md) allows it; %s may import %s", imp.file, imp.line, pkg, imp.path, pkg, list(allowed)))
 			}
 		}
 	}
+	return out
 }
 
-// checkNever fails for every "never" rule the code breaks, and prints the
-// chain of imports, each with the file that makes it, from the package to
-// what it must not depend on. Test files do not count: no package depends
-// on another's tests.
-func checkNever(t *testing.T, r *rules, pkgs map[string][]anImport) {
-	t.Helper()
+// brokenNevers lists every "never" rule the code breaks, with the chain
+// of imports, each with the file that makes it, from the package to what
+// it must not depend on. Test files do not count: no package depends on
+// another's tests.
+func (r *rules) brokenNevers(pkgs map[string][]anImport) []string {
+	var out []string
 	for _, n := range r.never {
 		forbidden := r.members(n.forbidden)
-		for pkg := range r.members(n.pkg) {
+		for _, pkg := range sortedKeys(r.members(n.pkg)) {
 			if chain := findChain(pkgs, pkg, forbidden); chain != nil {
-				t.Errorf("%s must never depend on %s, but does:\n\t%s", pkg, n.forbidden, strings.Join(chain, "\n\t"))
+				out = append(out, fmt.Sprintf("%s must never depend on %s, but does:\n\t%s", pkg, n.forbidden, strings.Join(chain, "\n\t")))
 			}
 		}
 	}
+	return out
 }
 
 // findChain searches breadth first from pkg through non-test imports for
@@ -390,7 +398,7 @@ func list(set map[string]bool) string {
 		return "nothing of the module"
 	}
 	slices.Sort(out)
-	return strings.Join(out, ", ")
+	return "only " + strings.Join(out, ", ")
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -400,4 +408,71 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// TestImportRulesCatch runs the checks on a small tree that breaks the
+// rules in every way they catch, and on rule tables that contradict
+// themselves.
+func TestImportRulesCatch(t *testing.T) {
+	r, err := parseRules(`
+		NONE < low, helper;
+		low < high;
+		helper < TESTHELPERS;
+		high !< low;
+		TESTHELPERS !< high;
+		NONE < gone;
+	`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	files := map[string]string{
+		"low/a.go":          "package low\n\nimport _ \"" + module + "/high\"\n",
+		"low/c_test.go":     "package low\n\nimport _ \"" + module + "/high\"\n",
+		"high/a.go":         "//go:build never\n\npackage high\n\nimport _ \"" + module + "/low\"\n",
+		"high/b_test.go":    "package high_test\n\nimport (\n\t_ \"" + module + "/helper\"\n\t_ \"" + module + "/high\"\n)\n",
+		"helper/a.go":       "package helper\n",
+		"extra/a.go":        "package extra\n",
+		"low/testdata/x.go": "package x\n\nimport _ \"" + module + "/extra\"\n",
+	}
+	for name, text := range files {
+		path := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pkgs, err := readTree(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := r.check(pkgs)
+	want := []string{
+		"package extra has no rule",
+		"importRules has a rule for gone, but there is no such package",
+		"low/a.go:3: low imports high: no rule",
+		"low/c_test.go:3: a test of low imports high",
+		"low must never depend on high, but does:\n\tlow -> high (low/a.go:3)",
+	}
+	if len(got) != len(want) {
+		t.Errorf("got %d problems, want %d:\n%s", len(got), len(want), strings.Join(got, "\n"))
+	}
+	for _, w := range want {
+		if !slices.ContainsFunc(got, func(g string) bool { return strings.HasPrefix(g, w) }) {
+			t.Errorf("no problem starts %q; got:\n%s", w, strings.Join(got, "\n"))
+		}
+	}
+
+	for _, bad := range []struct{ rules, err string }{
+		{"a < b;", "a is used before it has a rule"},
+		{"NONE < a; NONE < a;", "a already has a rule"},
+		{"NONE < a; a < b; a !< b;", "rules contradict: a !< b"},
+		{"NONE < a; a !< c;", "c has no rule"},
+	} {
+		if _, err := parseRules(bad.rules); err == nil || !strings.Contains(err.Error(), bad.err) {
+			t.Errorf("parseRules(%q) = %v, want an error saying %q", bad.rules, err, bad.err)
+		}
+	}
 }
