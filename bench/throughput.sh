@@ -25,11 +25,11 @@
 #                  costs per job here, with no dpsbatch in it.
 # "Ended" is seen by one `squeue -h -t all -o '%i %T'` call every POLL
 # seconds for all of a side's jobs (not sbatch --wait, which polls at
-# growing intervals: /work/shared/SLURM-LOCAL.md; nor `dpsbatch status`,
-# which reads `squeue --json` of every job Slurm remembers, about 0.5 s a
-# call here once a few runs of this script have left 2,500 jobs for
-# MinJobAge, against 20 ms for this call). So every time is late by up to
-# POLL plus one squeue call.
+# growing intervals: an empty job took 2 s to 10 s with it; nor
+# `dpsbatch status`, which reads `squeue --json` of every job Slurm
+# remembers, about 0.5 s a call here once a few runs of this script have
+# left 2,500 jobs for MinJobAge, against 20 ms for this call). So every
+# time is late by up to POLL plus one squeue call.
 # Afterwards it checks the work was done: `dpsbatch status --json` says A's
 # run is done with N visits done, and every job of B and C ended COMPLETED
 # (squeue's final state, or sacct for a job squeue has forgotten). It

@@ -40,18 +40,6 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func dial(t *testing.T, c events.NATSConfig) *events.NATS {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	n, err := events.DialNATS(ctx, c)
-	if err != nil {
-		t.Fatalf("DialNATS: %v", err)
-	}
-	t.Cleanup(func() { n.Close() })
-	return n
-}
-
 // A durable subscription continues where the last one of the same
 // subscriber left off, on a new connection (a resumed pipeline): what it
 // received is not delivered again, and an old shutdown does not stop it.
@@ -65,7 +53,7 @@ func TestNATSDurableSubscriber(t *testing.T) {
 	// A short AckWait: an event received but not acknowledged would come
 	// again within the test.
 	const ackWait = 200 * time.Millisecond
-	first := dial(t, events.NATSConfig{URLs: url, Subscriber: "pipeline", AckWait: ackWait})
+	first := natstest.DialConfig(t, events.NATSConfig{URLs: url, Subscriber: "pipeline", AckWait: ackWait})
 	s := subscribe(t, first, "visits", "r1")
 	c := subscribe(t, first, events.TopicControl, "r1")
 	if got := visits(t, s, 2); !slices.Equal(got, []string{"v1", "v2"}) {
@@ -83,7 +71,7 @@ func TestNATSDurableSubscriber(t *testing.T) {
 	}
 
 	publish(t, producer, ev("r1", "v4"))
-	again := dial(t, events.NATSConfig{URLs: url, Subscriber: "pipeline", AckWait: ackWait})
+	again := natstest.DialConfig(t, events.NATSConfig{URLs: url, Subscriber: "pipeline", AckWait: ackWait})
 	s = subscribe(t, again, "visits", "r1")
 	c = subscribe(t, again, events.TopicControl, "r1")
 	if got := visits(t, s, 2); !slices.Equal(got, []string{"v3", "v4"}) {
@@ -99,7 +87,7 @@ func TestNATSDurableSubscriber(t *testing.T) {
 
 	// Another subscriber, and an ephemeral subscription, start at the
 	// beginning.
-	other := dial(t, events.NATSConfig{URLs: url, Subscriber: "watcher"})
+	other := natstest.DialConfig(t, events.NATSConfig{URLs: url, Subscriber: "watcher"})
 	if got := visits(t, subscribe(t, other, "visits", "r1"), 4); !slices.Equal(got, []string{"v1", "v2", "v3", "v4"}) {
 		t.Errorf("another subscriber got %q", got)
 	}
@@ -120,7 +108,7 @@ func TestEmbeddedRestartKeepsEvents(t *testing.T) {
 		return e
 	}
 	srv := start()
-	b := dial(t, events.NATSConfig{URLs: []string{srv.URL()}, Subscriber: "pipeline"})
+	b := natstest.DialConfig(t, events.NATSConfig{URLs: []string{srv.URL()}, Subscriber: "pipeline"})
 	publish(t, b, ev("r1", "v1"), ev("r1", "v2"), ev("r1", "v3"))
 	if got := visits(t, subscribe(t, b, "visits", "r1"), 1); got[0] != "v1" {
 		t.Fatalf("got %q", got)
@@ -135,7 +123,7 @@ func TestEmbeddedRestartKeepsEvents(t *testing.T) {
 
 	srv = start()
 	defer srv.Close()
-	b = dial(t, events.NATSConfig{URLs: []string{srv.URL()}, Subscriber: "pipeline"})
+	b = natstest.DialConfig(t, events.NATSConfig{URLs: []string{srv.URL()}, Subscriber: "pipeline"})
 	if got := visits(t, subscribe(t, b, "visits", "r1"), 2); !slices.Equal(got, []string{"v2", "v3"}) {
 		t.Errorf("after the restart the durable subscription got %q, want v2 v3", got)
 	}
@@ -155,7 +143,7 @@ func TestNATSSurvivesServerRestart(t *testing.T) {
 	}
 	_, portStr, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL(), "nats://"))
 	port, _ := strconv.Atoi(portStr)
-	b := dial(t, events.NATSConfig{URLs: []string{srv.URL()}, Logger: slog.New(slog.DiscardHandler)})
+	b := natstest.DialConfig(t, events.NATSConfig{URLs: []string{srv.URL()}, Logger: slog.New(slog.DiscardHandler)})
 	s := subscribe(t, b, "visits", "r1")
 	publish(t, b, ev("r1", "v1"))
 	if got := visits(t, s, 1); got[0] != "v1" {
@@ -194,14 +182,14 @@ func TestNATSExternalToken(t *testing.T) {
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
-	b := dial(t, events.NATSConfig{URLs: []string{url}, TokenFile: tokenFile, Name: "test", Logger: log})
+	b := natstest.DialConfig(t, events.NATSConfig{URLs: []string{url}, TokenFile: tokenFile, Name: "test", Logger: log})
 	s := subscribe(t, b, "visits", "r1")
 	publish(t, b, ev("r1", "v1"))
 	if got := visits(t, s, 1); got[0] != "v1" {
 		t.Errorf("got %q", got)
 	}
 	t.Setenv("DPSBATCH_TEST_NATS_TOKEN", token)
-	b2 := dial(t, events.NATSConfig{URLs: []string{url}, TokenEnv: "DPSBATCH_TEST_NATS_TOKEN", Logger: log})
+	b2 := natstest.DialConfig(t, events.NATSConfig{URLs: []string{url}, TokenEnv: "DPSBATCH_TEST_NATS_TOKEN", Logger: log})
 	if got := visits(t, subscribe(t, b2, "visits", "r1"), 1); got[0] != "v1" {
 		t.Errorf("got %q", got)
 	}
@@ -230,7 +218,7 @@ func TestNATSExternalToken(t *testing.T) {
 		}
 	}
 	// The token in the URL works, and is not logged either.
-	b3 := dial(t, events.NATSConfig{URLs: []string{u}, Logger: log})
+	b3 := natstest.DialConfig(t, events.NATSConfig{URLs: []string{u}, Logger: log})
 	publish(t, b3, ev("r1", "v2"))
 	b.Close()
 	b2.Close()
@@ -436,7 +424,7 @@ func TestEmbeddedDefaultHost(t *testing.T) {
 func TestNATSLogsDroppedMessages(t *testing.T) {
 	srv := natstest.StartServer(t, "")
 	var logs syncBuffer
-	b := dial(t, events.NATSConfig{URLs: []string{srv.URL()}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	b := natstest.DialConfig(t, events.NATSConfig{URLs: []string{srv.URL()}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	publishRaw(t, srv.URL(), "", events.Subject("visits", "r1"), []byte(`{"v":1,"topic":"visits","kind":"explode"}`))
 	publish(t, b, ev("r1", "v1"))
 	s := subscribe(t, b, "visits", "r1")

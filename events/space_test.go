@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/events"
+	"github.com/dpsbatch/dpsbatch/events/natstest"
 	"github.com/dpsbatch/dpsbatch/internal/testenv"
 )
 
@@ -75,7 +76,7 @@ func TestStreamFullRefusesNew(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	n := dial(t, events.NATSConfig{URLs: []string{srv.URL()}, MaxBytes: 64 << 10})
+	n := natstest.DialConfig(t, events.NATSConfig{URLs: []string{srv.URL()}, MaxBytes: 64 << 10})
 	ctx := context.Background()
 	pad := strings.Repeat("x", 1000)
 	stored := 0

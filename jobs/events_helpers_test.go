@@ -76,20 +76,20 @@ func brokerOfJob(t *testing.T, dir, job string) string {
 	return ""
 }
 
-// dialJob connects to the broker job recorded, with the run's token, as
-// an outside reader (no durable subscriptions: it takes nothing from the
-// Pipeline's).
-func dialJob(t *testing.T, dir, job string) *events.NATS {
+// dialJob connects to the broker job recorded in the run in dir, with the
+// run's token, as the relay commands do (dialJobBroker); it does not wait
+// for the job to record one. With subscriber "" it is an outside reader
+// (no durable subscriptions: it takes nothing from the Pipeline's).
+func dialJob(t *testing.T, dir, job, subscriber string) *events.NATS {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	n, err := events.DialNATS(ctx, events.NATSConfig{URLs: []string{brokerOfJob(t, dir, job)},
-		TokenFile: Layout{Dir: dir}.BrokerToken(), Name: "test reader", Logger: slog.New(slog.DiscardHandler)})
+	n, err := dialJobBroker(ctx, Layout{Dir: dir}, job, 0, "test reader", subscriber, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("dialing job %s's broker: %v", job, err)
 	}
 	t.Cleanup(func() { n.Close() })
-	return n
+	return n.NATS
 }
 
 // readAllOn reads every event b holds for run run1 on topic, from the first

@@ -89,7 +89,7 @@ func TestRelayRefusals(t *testing.T) {
 		dir   string
 		wants []string // the visits on the trigger topic
 	}{{"listening run", listening, []string{"v9"}}, {"run without --listen", notListening, nil}} {
-		n := dialJob(t, r.dir, "1001")
+		n := dialJob(t, r.dir, "1001", "")
 		var got []string
 		for _, topic := range []string{"visits", "visit", "calib", events.TopicControl, "ephem"} {
 			for _, ev := range readAllOn(t, n, topic, 300*time.Millisecond) {

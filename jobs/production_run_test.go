@@ -33,16 +33,7 @@ func TestServeBrokerAndCloseAfter(t *testing.T) {
 	if got := jobsOf(t, dir)[0]; got.Broker != url || got.Started.IsZero() {
 		t.Errorf("the job's row records broker %q, started %v; want %q and the broker's start", got.Broker, got.Started, url)
 	}
-	l := Layout{Dir: dir}
-	dial := func(sub string) *events.NATS {
-		n, err := events.DialNATS(context.Background(), events.NATSConfig{URLs: []string{url}, TokenFile: l.BrokerToken(), Subscriber: sub})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.Close() })
-		return n
-	}
-	b := dial("pipeline.assoc")
+	b := dialJob(t, dir, jobs[0].ID, "pipeline.assoc")
 	p := &harness.Policy{Name: "assoc", Trigger: harness.TriggerSpec{Topic: "diasources",
 		EventFilter: harness.EventFilter{Select: map[string]any{"filter": "r"}}}}
 	j := &InJob{JobID: jobs[0].ID, Restart: 1} // Slurm's second start of the job
@@ -50,7 +41,7 @@ func TestServeBrokerAndCloseAfter(t *testing.T) {
 	defer stopAfter()
 	go j.closeAfter(actx, b, p, "prod1", []string{"detect", "mops"})
 
-	up := dial("")
+	up := dialJob(t, dir, jobs[0].ID, "")
 	pub := func(e events.Event) {
 		t.Helper()
 		e.RunID = "prod1"
@@ -102,7 +93,7 @@ func TestServeBrokerAndCloseAfter(t *testing.T) {
 		t.Fatal("ServeBroker did not return once its context ended")
 	}
 	// The store is free again.
-	unlock, err := lockBroker(l, 0)
+	unlock, err := lockBroker(Layout{Dir: dir}, 0)
 	if err != nil {
 		t.Fatalf("the broker's lock is still held: %v", err)
 	}

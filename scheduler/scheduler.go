@@ -4,9 +4,9 @@
 // queue (Jobs) and in accounting (History), signals and cancels them, and
 // discovers the live partitions. The CLI backend drives Slurm's command
 // line tools (sbatch, squeue, sinfo, scontrol, scancel, sacct, and
-// sacctmgr for the accounts and QoS a user may use: AccountingReader); DryRun
-// wraps any backend and only prints what it would change. Every backend
-// passes the shared suite in scheduler/schedtest against a real cluster.
+// sacctmgr for the accounts and QoS a user may use: AccountingReader).
+// Every backend passes the shared suite in scheduler/schedtest against a
+// real cluster.
 //
 // Nothing here waits for a job: callers that wait poll Jobs themselves, at
 // an interval of their choosing.

@@ -184,3 +184,14 @@ func TestMountInfoType(t *testing.T) {
 		t.Errorf("unescapeMount = %q", got)
 	}
 }
+
+// inModes runs f once per journal mode.
+func inModes(t *testing.T, f func(t *testing.T)) {
+	t.Helper()
+	for _, mode := range []string{"wal", "delete"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Setenv(JournalEnv, mode)
+			f(t)
+		})
+	}
+}

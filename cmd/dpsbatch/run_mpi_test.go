@@ -27,7 +27,7 @@ func mpiEnv() []string { return cleanEnv("OMPI_MCA_mpi_yield_when_idle=1") }
 
 // TestRunSrunMPI runs the example as 3 MPI ranks on one simulated node:
 // `srun -N1 -n3 --mpi=pmix dpsbatch run --comm mpi` (PMIx steps do not span
-// the simulated nodes of one host; see SLURM-LOCAL.md).
+// the simulated nodes of one host: their slurmd share /tmp/spmix_appdir_*).
 func TestRunSrunMPI(t *testing.T) {
 	needCluster(t, 1)
 	needMPIBuild(t)

@@ -32,9 +32,16 @@ func StartServer(t testing.TB, token string) *events.Embedded {
 // Dial connects to url with DialNATS, closed when the test ends.
 func Dial(t testing.TB, url string) *events.NATS {
 	t.Helper()
+	return DialConfig(t, events.NATSConfig{URLs: []string{url}, Name: t.Name()})
+}
+
+// DialConfig connects with DialNATS as c says, within 10 s, failing the
+// test on an error; the connection is closed when the test ends.
+func DialConfig(t testing.TB, c events.NATSConfig) *events.NATS {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	n, err := events.DialNATS(ctx, events.NATSConfig{URLs: []string{url}, Name: t.Name()})
+	n, err := events.DialNATS(ctx, c)
 	if err != nil {
 		t.Fatalf("DialNATS: %v", err)
 	}

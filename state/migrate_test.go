@@ -1,0 +1,112 @@
+package state
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMigrateFromVersion2(t *testing.T) {
+	inModes(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "v2.db")
+		// A file as the dpsbatch of schema version 2 left it: a run, a job,
+		// three visits (one done), an event.
+		db, err := sql.Open("sqlite3", path)
+		must(t, err)
+		tx, err := db.Begin()
+		must(t, err)
+		must(t, migrate(t.Context(), tx, 0, 2))
+		_, err = tx.Exec(`INSERT INTO runs (id, name, created, settings) VALUES ('old', 'two', 1, '{"nodes":2}');
+			INSERT INTO jobs (id, attempt, submitted, started, state, host) VALUES ('7', 1, 10, 20, 'RUNNING', 'n1');
+			INSERT INTO visits (id, state, attempts, job, started, ended) VALUES ('a', 2, 1, '7', 30, 40), ('b', 0, 0, NULL, NULL, NULL), ('c', 0, 0, NULL, NULL, NULL);
+			UPDATE visit_states SET visits = 2 WHERE code = 0;
+			UPDATE visit_states SET visits = 1, first = 30, last = 40 WHERE code = 2;
+			INSERT INTO events (at, dir, topic, props) VALUES (50, 'in', 'visits', '{"visit":"a","n":3}');`)
+		must(t, err)
+		must(t, tx.Commit())
+		var v int
+		must(t, db.QueryRow("PRAGMA user_version").Scan(&v))
+		db.Close()
+		if v != 2 {
+			t.Fatalf("the v2 fixture is at version %d", v)
+		}
+
+		if _, err := OpenReadOnly(path); !errors.Is(err, ErrOldSchema) || !strings.Contains(err.Error(), fmt.Sprintf("schema version 2, this dpsbatch reads %d", schemaVersion)) {
+			t.Errorf("OpenReadOnly(v2): err = %v, want ErrOldSchema naming both versions", err)
+		}
+		s, err := Open(path)
+		must(t, err)
+		must(t, s.db.QueryRow("PRAGMA user_version").Scan(&v))
+		if v != schemaVersion || schemaVersion < 3 {
+			t.Errorf("after Open: user_version = %d, schemaVersion %d; want schemaVersion, at least 3", v, schemaVersion)
+		}
+		var check string
+		if err := s.db.QueryRow("PRAGMA integrity_check").Scan(&check); err != nil || check != "ok" {
+			t.Errorf("integrity_check after migrating: %q, %v", check, err)
+		}
+		run, err := s.Run()
+		must(t, err)
+		if run.ID != "old" || run.Name != "two" || run.Settings != `{"nodes":2}` || !run.InputClosed.IsZero() || run.InputClosedWhy != "" {
+			t.Errorf("Run() after migrating = %+v", run)
+		}
+		js, err := s.Jobs()
+		must(t, err)
+		if len(js) != 1 || js[0].ID != "7" || js[0].Host != "n1" || js[0].State != "RUNNING" || !js[0].Started.Equal(time.Unix(0, 20)) ||
+			js[0].Broker != "" || !js[0].Heartbeat.IsZero() || js[0].HeartbeatVisit != "" {
+			t.Errorf("Jobs() after migrating = %+v", js)
+		}
+		vs, err := s.Visits("", 0)
+		must(t, err)
+		if want := []Visit{
+			{ID: "a", Seq: 1, State: Done, Attempts: 1, Job: "7", Started: time.Unix(0, 30), Ended: time.Unix(0, 40)},
+			{ID: "b", Seq: 2, State: Pending},
+			{ID: "c", Seq: 3, State: Pending},
+		}; !sameVisits(vs, want) {
+			t.Errorf("Visits() after migrating = %+v, want %+v", vs, want)
+		}
+		checkCounts(t, s)
+		es, err := s.Events(EventQuery{})
+		must(t, err)
+		if want := []EventRecord{{ID: 1, At: time.Unix(0, 50), Dir: DirIn, Topic: "visits", Props: map[string]any{"visit": "a", "n": 3}}}; !sameEvents(es, want) {
+			t.Errorf("Events() after migrating = %+v, want %+v", es, want)
+		}
+
+		// The new methods work on the migrated file.
+		must(t, s.SetJobBroker("7", "nats://n1:4222"))
+		must(t, s.Heartbeat("7", at(1), "b"))
+		if added, err := s.AddVisit("d"); err != nil || !added {
+			t.Errorf("AddVisit(d) = %v, %v", added, err)
+		}
+		if added, err := s.AddVisit("a"); err != nil || added {
+			t.Errorf("AddVisit(a) = %v, %v; want false: a is done", added, err)
+		}
+		must(t, s.CloseInput(at(2), "no-more-data"))
+		must(t, s.RecordEvent(EventRecord{Dir: DirIn, Topic: "visits", Kind: "no-more-data", Job: "7", At: at(2)}))
+		must(t, s.Close())
+
+		r, err := OpenReadOnly(path)
+		must(t, err)
+		defer r.Close()
+		if js, _ := r.Jobs(); len(js) != 1 || js[0].Broker != "nats://n1:4222" || js[0].HeartbeatVisit != "b" {
+			t.Errorf("reader Jobs() = %+v", js)
+		}
+		if st, err := r.VisitState("d"); err != nil || st != Pending {
+			t.Errorf("reader VisitState(d) = %q, %v", st, err)
+		}
+		if ids, _ := r.Runnable(); !reflect.DeepEqual(ids, []string{"b", "c", "d"}) {
+			t.Errorf("reader Runnable() = %q, want [b c d]", ids)
+		}
+		if run, _ := r.Run(); !run.InputClosed.Equal(at(2)) {
+			t.Errorf("reader Run().InputClosed = %v", run.InputClosed)
+		}
+		if es, _ := r.Events(EventQuery{After: 1}); len(es) != 1 || es[0].Kind != "no-more-data" || es[0].Job != "7" {
+			t.Errorf("reader Events(After 1) = %+v", es)
+		}
+		checkCounts(t, r)
+	})
+}
