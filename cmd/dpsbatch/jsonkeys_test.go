@@ -19,6 +19,7 @@ func jsonOutputs() map[string]any {
 		"resume":                   jobs.ResumeResult{},
 		"event send, stop, finish": jobs.Relayed{},
 		"events":                   received{},
+		"validate":                 validated{},
 	}
 }
 
