@@ -20,6 +20,7 @@ func jsonOutputs() map[string]any {
 		"event send, stop, finish": jobs.Relayed{},
 		"events":                   received{},
 		"validate":                 validated{},
+		"local":                    localRun{},
 	}
 }
 

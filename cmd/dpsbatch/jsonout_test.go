@@ -86,3 +86,56 @@ func TestValidateJSON(t *testing.T) {
 		t.Errorf("no problem at key colour: %+v", r.Problems)
 	}
 }
+
+// local --json prints only the run's summary, as one JSON object, with
+// the exit status of the run (3: a visit failed).
+func TestLocalJSON(t *testing.T) {
+	dir := t.TempDir()
+	policy, _, err := examples.Extract(examples.Default, filepath.Join(dir, "ex"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runDir := filepath.Join(dir, "run")
+	var stdout bytes.Buffer
+	app := newApp()
+	app.Writer, app.ErrWriter = &stdout, &bytes.Buffer{}
+	err = app.Run(interspersed(app, []string{"dpsbatch", "local", "--json", policy, "--visits", filepath.Join(dir, "ex", "visits-with-failure.csv"),
+		"--run-dir", runDir, "--run-id", "lj-1"}))
+	if exitCode(err) != exitPartial {
+		t.Fatalf("exit %d (%v), want %d", exitCode(err), err, exitPartial)
+	}
+	var got struct {
+		Run          string `json:"run"`
+		RunDir       string `json:"runDir"`
+		Pipeline     string `json:"pipeline"`
+		Visits       int    `json:"visits"`
+		Done         int    `json:"done"`
+		Failed       int    `json:"failed"`
+		FailedVisits []struct {
+			Visit  string `json:"visit"`
+			Reason string `json:"reason"`
+		} `json:"failedVisits"`
+		Stages []struct {
+			Stage        string  `json:"stage"`
+			Visits       int     `json:"visits"`
+			TotalSeconds float64 `json:"totalSeconds"`
+			MeanSeconds  float64 `json:"meanSeconds"`
+		} `json:"stages"`
+		ElapsedSeconds float64 `json:"elapsedSeconds"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &got); err != nil {
+		t.Fatalf("stdout is not one JSON object: %v\n%s", err, stdout.String())
+	}
+	if got.Run != "lj-1" || got.RunDir != runDir || got.Pipeline != "ccdproc" || got.Visits != 4 || got.Done != 3 || got.Failed != 1 ||
+		len(got.FailedVisits) != 1 || got.FailedVisits[0].Reason == "" || got.ElapsedSeconds <= 0 {
+		t.Errorf("summary %+v; want run lj-1 in %s, 4 visits, 3 done, 1 failed with why\n%s", got, runDir, stdout.String())
+	}
+	if len(got.Stages) == 0 {
+		t.Fatalf("no stage times:\n%s", stdout.String())
+	}
+	for _, st := range got.Stages {
+		if st.Stage == "" || st.Visits == 0 || st.TotalSeconds < st.MeanSeconds {
+			t.Errorf("stage %+v: want a name, visits and times", st)
+		}
+	}
+}
