@@ -21,6 +21,8 @@ func jsonOutputs() map[string]any {
 		"events":                   received{},
 		"validate":                 validated{},
 		"local":                    localRun{},
+		"site check":               siteChecked{},
+		"cancel":                   cancelled{},
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dpsbatch/dpsbatch/examples"
 )
@@ -137,5 +138,107 @@ func TestLocalJSON(t *testing.T) {
 		if st.Stage == "" || st.Visits == 0 || st.TotalSeconds < st.MeanSeconds {
 			t.Errorf("stage %+v: want a name, visits and times", st)
 		}
+	}
+}
+
+// runSplit runs dpsbatch in this process and returns its stdout apart
+// from its stderr.
+func runSplit(args ...string) (string, error) {
+	app := newApp()
+	var stdout bytes.Buffer
+	app.Writer, app.ErrWriter = &stdout, &bytes.Buffer{}
+	err := app.Run(interspersed(app, append([]string{"dpsbatch"}, args...)))
+	return stdout.String(), err
+}
+
+// site check --json says the file matches, or lists each mismatch with
+// its partition, key and both values, or each problem of a file that
+// does not load; exit 2 for the last two, as without --json.
+func TestSiteCheckJSON(t *testing.T) {
+	needCluster(t, 4, "sinfo")
+	dir := t.TempDir()
+	siteFile := func(name, cpus, extra string) string {
+		f := filepath.Join(dir, name)
+		writeFile(t, f, "runs_root: "+filepath.Join(dir, "runs")+`
+partitions:
+  - {name: debug, default: true, cpus_per_node: `+cpus+`, memory: 2000M, node_list: "n[1-4]", max_time: infinite}
+launcher: {kind: srun, flags: [--mpi=none], comm: tcp}
+`+extra)
+		return f
+	}
+	type mismatch struct {
+		Partition string `json:"partition"`
+		Key       string `json:"key"`
+		Site      string `json:"site"`
+		Live      string `json:"live"`
+		Message   string `json:"message"`
+	}
+	var got struct {
+		Site       string     `json:"site"`
+		Matches    bool       `json:"matches"`
+		Partitions int        `json:"partitions"`
+		Mismatches []mismatch `json:"mismatches"`
+		Problems   []struct {
+			Line int    `json:"line"`
+			Key  string `json:"key"`
+		} `json:"problems"`
+	}
+	check := func(file string, code int) {
+		t.Helper()
+		out, err := runSplit("site", "check", "--json", "--site", file)
+		if exitCode(err) != code {
+			t.Fatalf("site check %s: exit %d (%v), want %d\n%s", file, exitCode(err), err, code, out)
+		}
+		got.Mismatches, got.Problems = nil, nil
+		if err := json.Unmarshal([]byte(out), &got); err != nil {
+			t.Fatalf("stdout is not one JSON object: %v\n%s", err, out)
+		}
+	}
+
+	good := siteFile("good.yaml", "4", "")
+	check(good, 0)
+	if !got.Matches || got.Site != good || got.Partitions != 1 || got.Mismatches == nil || len(got.Mismatches) != 0 {
+		t.Errorf("matching file: %+v", got)
+	}
+	check(siteFile("wrong.yaml", "8", ""), exitBadInput)
+	want := mismatch{Partition: "debug", Key: "cpus_per_node", Site: "8", Live: "4"}
+	if got.Matches || len(got.Mismatches) != 1 || got.Mismatches[0].Message == "" {
+		t.Fatalf("file with 8 CPUs a node: %+v", got)
+	}
+	if m := got.Mismatches[0]; m.Partition != want.Partition || m.Key != want.Key || m.Site != want.Site || m.Live != want.Live {
+		t.Errorf("mismatch %+v, want %+v", m, want)
+	}
+	check(siteFile("invalid.yaml", "4", "colour: blue\n"), exitBadInput)
+	if got.Matches || len(got.Problems) != 1 || got.Problems[0].Key != "colour" || got.Problems[0].Line != 5 {
+		t.Errorf("file with an unknown key at line 5: %+v", got)
+	}
+}
+
+// cancel --json lists the jobs it cancelled; none once the run has no
+// live job.
+func TestCancelJSON(t *testing.T) {
+	e := newBatchEnv(t)
+	policy, vf := e.slowPipeline("cj", 1, "0")
+	e.must(0, time.Minute, "submit", policy, "--visits", vf, "--name", "cj-1", "--hold")
+	e.cancelAtEnd("cj-1")
+	job := e.jobOf("cj-1")
+	var got struct {
+		Run       string   `json:"run"`
+		Cancelled []string `json:"cancelled"`
+	}
+	out := e.must(0, time.Minute, "cancel", "--json", "cj-1")
+	if err := json.Unmarshal([]byte(out), &got); err != nil || got.Run != "cj-1" || len(got.Cancelled) != 1 || got.Cancelled[0] != job {
+		t.Fatalf("cancel --json: %v %+v, want job %s\n%s", err, got, job, out)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for e.status("cj-1").Live {
+		if time.Now().After(deadline) {
+			t.Fatalf("run cj-1: its cancelled job is still live")
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	out = e.must(0, time.Minute, "cancel", "--json", "cj-1")
+	if err := json.Unmarshal([]byte(out), &got); err != nil || got.Cancelled == nil || len(got.Cancelled) != 0 {
+		t.Errorf("cancel --json of a run with no live job: %v %+v, want an empty list\n%s", err, got, out)
 	}
 }
