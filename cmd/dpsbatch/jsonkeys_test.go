@@ -4,8 +4,12 @@ import (
 	"encoding/json"
 	"reflect"
 	"regexp"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/urfave/cli/v2"
 
 	"github.com/dpsbatch/dpsbatch/jobs"
 )
@@ -24,6 +28,29 @@ func jsonOutputs() map[string]any {
 		"site check":               siteChecked{},
 		"cancel":                   cancelled{},
 	}
+}
+
+// Every command with --json has its output type in jsonOutputs.
+func TestJSONOutputsListed(t *testing.T) {
+	listed := map[string]bool{}
+	for names := range jsonOutputs() {
+		for _, n := range strings.Split(names, ", ") {
+			listed[n] = true
+		}
+	}
+	var walk func(prefix string, cmds []*cli.Command)
+	walk = func(prefix string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			name := strings.TrimPrefix(prefix+" "+c.Name, " ")
+			for _, f := range c.Flags {
+				if slices.Contains(f.Names(), "json") && !listed[name] {
+					t.Errorf("%s has --json but its output type is not in jsonOutputs", name)
+				}
+			}
+			walk(name, c.Subcommands)
+		}
+	}
+	walk("", newApp().Commands)
 }
 
 var camelCase = regexp.MustCompile(`^[a-z][a-zA-Z0-9]*$`)
