@@ -68,9 +68,9 @@ type ProductionPlan struct {
 
 // StepPlan is one pipeline's srun step inside a production's allocation.
 type StepPlan struct {
-	Pipeline string
-	Slices   int
-	Tasks    int // Slices+1: the step's Pipeline rank and its slices
+	Pipeline string `json:"pipeline"`
+	Slices   int    `json:"slices"`
+	Tasks    int    `json:"tasks"` // Slices+1: the step's Pipeline rank and its slices
 }
 
 // pipeline returns the entry called name, or nil.

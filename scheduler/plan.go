@@ -54,15 +54,15 @@ type Needs struct {
 // planned [4 1] came out [2 3]). The Pipeline learns the real layout at
 // start from its Slices' host info.
 type Plan struct {
-	Partition    string
-	Strategy     Strategy
-	Nodes        int
-	Tasks        int // Slices+1: rank 0 is the Pipeline
-	TasksPerNode int // most tasks on a node
-	CPUsPerTask  int
-	MemPerCPUMB  int           // 0: memory not asked for
-	Time         time.Duration // 0: infinite (the partition has no limit)
-	Layout       []int         // tasks per node, len(Layout) == Nodes
+	Partition    string        `json:"partition"`
+	Strategy     Strategy      `json:"strategy"`
+	Nodes        int           `json:"nodes"`
+	Tasks        int           `json:"tasks"`        // Slices+1: rank 0 is the Pipeline
+	TasksPerNode int           `json:"tasksPerNode"` // most tasks on a node
+	CPUsPerTask  int           `json:"cpusPerTask"`
+	MemPerCPUMB  int           `json:"memPerCpuMB"` // 0: memory not asked for
+	Time         time.Duration `json:"time"`        // 0: infinite (the partition has no limit)
+	Layout       []int         `json:"layout"`      // tasks per node, len(Layout) == Nodes
 }
 
 // noFit is an error of PlanAllocation for a run over one or more limits of

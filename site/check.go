@@ -54,17 +54,18 @@ func (s *Site) Partition(name string) (*Partition, error) {
 type Mismatch struct {
 	// Partition is the site file's partition, "" for a key of the whole
 	// site (cluster).
-	Partition string
+	Partition string `json:"partition,omitempty"`
 	// Key is the site file key that differs: cluster, or a partition's
 	// name (the cluster has no such partition), state (the partition is
 	// down), cpus_per_node, memory, nodes, node_list, max_time or
 	// max_nodes; or account or qos (CheckAccounting).
-	Key string
+	Key string `json:"key"`
 	// Site and Live are the two values, written as in a site file.
-	Site, Live string
+	Site string `json:"site"`
+	Live string `json:"live"`
 	// Hint says more, when there is more to say: a suggestion, the nodes
 	// that differ, what the difference means.
-	Hint string
+	Hint string `json:"hint,omitempty"`
 }
 
 // String reads like

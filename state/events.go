@@ -18,24 +18,24 @@ import (
 // "out"), as recorded. Each is one row of the file, kept for the life of
 // the run: nothing prunes them.
 type EventRecord struct {
-	ID       int64     // given by RecordEvent, increasing: Events' After
-	At       time.Time // when it was recorded (RecordEvent: zero means now)
-	Dir      string    // "in" or "out"
-	Topic    string    // required
-	Kind     string    // "" for data, or the event's kind (no-more-data, shutdown)
-	Pipeline string    // the pipeline that sent it, if one did
-	Sender   string    // the host it was published from
-	Job      string    // the job that recorded it
-	Time     time.Time // the event's own time, as its sender stamped it; zero if none
+	ID       int64     `json:"id"`       // given by RecordEvent, increasing: Events' After
+	At       time.Time `json:"at"`       // when it was recorded (RecordEvent: zero means now)
+	Dir      string    `json:"dir"`      // "in" or "out"
+	Topic    string    `json:"topic"`    // required
+	Kind     string    `json:"kind"`     // "" for data, or the event's kind (no-more-data, shutdown)
+	Pipeline string    `json:"pipeline"` // the pipeline that sent it, if one did
+	Sender   string    `json:"sender"`   // the host it was published from
+	Job      string    `json:"job"`      // the job that recorded it
+	Time     time.Time `json:"time"`     // the event's own time, as its sender stamped it; zero if none
 	// Props are the event's properties. They are stored as a JSON object
 	// and read back as JSON decodes them: integers as int, other numbers
 	// as float64, objects as map[string]any, arrays as []any. Never nil
 	// when read.
-	Props map[string]any
+	Props map[string]any `json:"props"`
 	// Dropped says why the run dropped the event: it did not decode as
 	// an event (Topic is then the subscription's, and Props empty), or
 	// it was malformed for its receiver. "" for an event it took.
-	Dropped string
+	Dropped string `json:"dropped"`
 }
 
 // The directions of an event.

@@ -344,8 +344,12 @@ func TestBatchDryRunAndBadInput(t *testing.T) {
 	}
 	out = e.must(0, time.Minute, "submit", "--dry-run", "--json", policy, "--visits", vf, "--name", "dry-1")
 	var plan struct {
-		Plan    struct{ Partition string }
-		Scripts []struct{ Text string }
+		Plan struct {
+			Partition string `json:"partition"`
+		} `json:"plan"`
+		Scripts []struct {
+			Text string `json:"text"`
+		} `json:"scripts"`
 	}
 	if err := json.Unmarshal([]byte(out), &plan); err != nil || plan.Plan.Partition != "debug" || len(plan.Scripts) != 1 ||
 		!strings.Contains(plan.Scripts[0].Text, "#SBATCH") {

@@ -73,10 +73,10 @@ func eventsCommand() *cli.Command {
 			"broker (trigger events, waited-for events, stop and finish) and every event its stages\n" +
 			"publish; heartbeats are not listed (dpsbatch status shows the last one). An event the Pipeline\n" +
 			"dropped (a message that did not decode as an event, or one malformed for its receiver) is\n" +
-			"listed as DROPPED with why (Dropped in --json). The visits of the\n" +
+			"listed as DROPPED with why (dropped in --json). The visits of the\n" +
 			"visit list are not events. --follow keeps printing new ones until interrupted. For a\n" +
 			"production, every pipeline's events are listed in time order, each with the pipeline that\n" +
-			"received or sent it (Receiver in --json).",
+			"received or sent it (receiver in --json).",
 		Flags: []cli.Flag{
 			siteFlag(),
 			&cli.StringFlag{Name: "dir", Usage: "only received (in) or sent (out) events"},
@@ -149,7 +149,7 @@ func eventsCommand() *cli.Command {
 // recorded it ("" for a single pipeline's run).
 type received struct {
 	state.EventRecord
-	Receiver string `json:",omitempty"`
+	Receiver string `json:"receiver,omitempty"`
 }
 
 func printEvent(c *cli.Context, r received) {

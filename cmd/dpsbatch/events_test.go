@@ -22,14 +22,14 @@ import (
 // eventJSON is one line of `dpsbatch events --json`; Receiver is the
 // pipeline of a production whose state file recorded it.
 type eventJSON struct {
-	Receiver string
-	At       time.Time
-	Dir      string
-	Topic    string
-	Kind     string
-	Pipeline string
-	Job      string
-	Props    map[string]any
+	Receiver string         `json:"receiver"`
+	At       time.Time      `json:"at"`
+	Dir      string         `json:"dir"`
+	Topic    string         `json:"topic"`
+	Kind     string         `json:"kind"`
+	Pipeline string         `json:"pipeline"`
+	Job      string         `json:"job"`
+	Props    map[string]any `json:"props"`
 }
 
 func (e *batchEnv) events(run string) []eventJSON {

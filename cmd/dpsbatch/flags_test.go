@@ -291,7 +291,7 @@ func TestEventsListsDropped(t *testing.T) {
 		t.Errorf("events:\n%s\nwant the second listed as DROPPED with why", out)
 	}
 	out, err = run(t, "events", "--json", dir)
-	if err != nil || !strings.Contains(out, `"Dropped":"undecodable: events`) {
+	if err != nil || !strings.Contains(out, `"dropped":"undecodable: events`) {
 		t.Errorf("events --json: %v\n%s", err, out)
 	}
 }

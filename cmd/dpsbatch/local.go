@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ type localOptions struct {
 	policy, visits string
 	runDir, runID  string
 	slices         int
+	json           bool // print the summary as JSON
 }
 
 func localCommand() *cli.Command {
@@ -30,6 +32,7 @@ func localCommand() *cli.Command {
 			"into the run directory first.\n\n" +
 			"The visit file is CSV with a header row or JSON lines, with a visitId column or key; the\n" +
 			"other columns become properties on every clipboard.\n\n" +
+			"With --json, stdout is one JSON object: the run's summary (visits run, done and failed, per-stage times).\n" +
 			"Exit status: 0 every visit succeeded, 3 some failed, 2 bad input, 130 interrupted, 1 other errors.\n" +
 			"A first Ctrl-C stops at the end of the current visit; a second one interrupts it.",
 		Flags: []cli.Flag{
@@ -37,13 +40,15 @@ func localCommand() *cli.Command {
 			&cli.StringFlag{Name: "run-dir", Usage: "run directory for outputs (default: runs/RUN-ID)"},
 			&cli.StringFlag{Name: "run-id", Usage: "run ID carried by every event and log record (default: PIPELINE-DATE-TIME)"},
 			&cli.IntFlag{Name: "slices", Usage: "number of slices, overriding the policy"},
+			&cli.BoolFlag{Name: "json", Usage: "print the run's summary as JSON"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 1 {
 				return badInput("local takes at most one PIPELINE argument, got %d", c.NArg())
 			}
 			return runLocal(c, localOptions{policy: c.Args().First(), visits: c.String("visits"),
-				runDir: c.String("run-dir"), runID: c.String("run-id"), slices: c.Int("slices")})
+				runDir: c.String("run-dir"), runID: c.String("run-id"), slices: c.Int("slices"),
+				json: c.Bool("json")})
 		},
 	}
 }
@@ -99,13 +104,74 @@ func runLocal(c *cli.Context, o localOptions) error {
 	ctx, stop, done := stopOnSignals(c.Context, noted, nil, os.Interrupt, syscall.SIGTERM)
 	defer done()
 
-	fmt.Fprintf(c.App.Writer, "run %s: %d visits of %s, run directory %s\n", o.runID, len(visits), p.Name, o.runDir)
+	if !o.json {
+		fmt.Fprintf(c.App.Writer, "run %s: %d visits of %s, run directory %s\n", o.runID, len(visits), p.Name, o.runDir)
+	}
 	sum, err := harness.RunLocal(ctx, harness.LocalRun{Policy: p, Visits: visits, RunID: o.runID, RunDir: o.runDir,
 		Slices: o.slices, Logger: log, Stop: stop, StopSignals: noted})
-	if sum != nil {
+	switch {
+	case sum == nil:
+	case o.json:
+		return errors.Join(err, printJSON(c.App.Writer, summarize(o, p, sum)))
+	default:
 		sum.Print(c.App.Writer)
 	}
 	return err
+}
+
+// localRun is what local --json prints: the run's summary. Times are in
+// seconds.
+type localRun struct {
+	Run         string        `json:"run"`
+	Dir         string        `json:"runDir"`
+	Pipeline    string        `json:"pipeline"`
+	Visits      int           `json:"visits"` // visits started
+	Done        int           `json:"done"`
+	Failed      int           `json:"failed"`
+	Interrupted int           `json:"interrupted"`
+	Stages      []stageTimes  `json:"stages"` // in the pipeline's order, those that ran
+	FailedList  []failedVisit `json:"failedVisits"`
+	// SliceFailures counts the slice clipboards that failed a stage.
+	SliceFailures int `json:"sliceFailures"`
+	// Events passed over or dropped by the run's trigger.
+	MalformedEvents     int     `json:"malformedEvents"`
+	UndecodableMessages int     `json:"undecodableMessages"`
+	SkippedEvents       int     `json:"skippedEvents"`
+	Stopped             string  `json:"stopped,omitempty"` // why the run stopped early
+	Elapsed             float64 `json:"elapsedSeconds"`
+}
+
+// stageTimes is the time a stage took over the visits it completed.
+type stageTimes struct {
+	Stage  string  `json:"stage"`
+	Visits int     `json:"visits"`
+	Total  float64 `json:"totalSeconds"`
+	Mean   float64 `json:"meanSeconds"`
+}
+
+type failedVisit struct {
+	Visit  string `json:"visit"`
+	Reason string `json:"reason"`
+}
+
+// summarize turns a finished local run's summary into what --json prints.
+func summarize(o localOptions, p *harness.Policy, s *harness.Summary) localRun {
+	r := localRun{Run: o.runID, Dir: o.runDir, Pipeline: p.Name, Visits: s.Visits, Done: s.Done, Failed: s.Failed,
+		Interrupted: s.Interrupted, Stages: []stageTimes{}, FailedList: []failedVisit{}, SliceFailures: s.SliceFailureCount,
+		MalformedEvents: s.Malformed, UndecodableMessages: s.Undecodable, SkippedEvents: s.Skipped, Stopped: s.Stopped,
+		Elapsed: s.Elapsed.Seconds()}
+	for _, st := range p.Stages {
+		n := s.StageCalls[st.Name]
+		if n == 0 {
+			continue
+		}
+		total := s.StageTime[st.Name]
+		r.Stages = append(r.Stages, stageTimes{Stage: st.Name, Visits: n, Total: total.Seconds(), Mean: total.Seconds() / float64(n)})
+	}
+	for _, v := range s.FailedVisits {
+		r.FailedList = append(r.FailedList, failedVisit{Visit: v, Reason: s.Reasons[v]})
+	}
+	return r
 }
 
 // loadValid loads a policy and validates it as new input.

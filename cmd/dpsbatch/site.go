@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
 
 	"github.com/urfave/cli/v2"
 
@@ -22,13 +24,17 @@ func siteCommand() *cli.Command {
 					"node, node count and list, time and node limits; and asks Slurm's accounting (sacctmgr)\n" +
 					"whether the account and QoS exist and you are associated with them.\n" +
 					"Exit status: 0 the file matches the cluster, 2 the file is invalid or does not match.",
-				Flags: []cli.Flag{siteFlag()},
+				Flags: []cli.Flag{siteFlag(), &cli.BoolFlag{Name: "json", Usage: "print the result (each mismatch, or each problem of the file) as JSON"}},
 				Action: func(c *cli.Context) error {
 					if c.NArg() > 0 {
 						return badInput("site check takes no arguments (the file comes from --site)")
 					}
 					s, err := loadSite(c, true)
 					if err != nil {
+						if c.Bool("json") && c.String("site") != "" {
+							return errors.Join(err, printJSON(c.App.Writer, siteChecked{Site: c.String("site"), Problems: problemsOf(err),
+								Mismatches: []mismatch{}}))
+						}
 						return err
 					}
 					b, err := backend()
@@ -41,13 +47,16 @@ func siteCommand() *cli.Command {
 					}
 					ms := site.Check(s, live)
 					ms = append(ms, checkAccounting(c, b, s, live)...)
-					for _, m := range ms {
-						fmt.Fprintf(c.App.Writer, "%s: %s\n", s.Path, m)
+					if c.Bool("json") {
+						if err := printJSON(c.App.Writer, checkedSite(s, ms)); err != nil {
+							return err
+						}
+					} else {
+						printChecked(c.App.Writer, s, ms)
 					}
 					if len(ms) > 0 {
 						return badInput("%s: %d mismatches with the live cluster", s.Path, len(ms))
 					}
-					fmt.Fprintf(c.App.Writer, "%s: matches the cluster (%s)\n", s.Path, plural(len(s.Partitions), "partition"))
 					return nil
 				},
 			},
@@ -78,6 +87,40 @@ func siteCommand() *cli.Command {
 			},
 		},
 	}
+}
+
+func printChecked(w io.Writer, s *site.Site, ms []site.Mismatch) {
+	for _, m := range ms {
+		fmt.Fprintf(w, "%s: %s\n", s.Path, m)
+	}
+	if len(ms) == 0 {
+		fmt.Fprintf(w, "%s: matches the cluster (%s)\n", s.Path, plural(len(s.Partitions), "partition"))
+	}
+}
+
+// siteChecked is what site check --json prints: whether the site file
+// matches the cluster and, when not, each mismatch; or, for a site file
+// that does not load, its problems.
+type siteChecked struct {
+	Site       string     `json:"site"`
+	Matches    bool       `json:"matches"`
+	Partitions int        `json:"partitions"`
+	Mismatches []mismatch `json:"mismatches"`
+	Problems   []problem  `json:"problems,omitempty"`
+}
+
+// mismatch is a site.Mismatch with the line site check prints for it.
+type mismatch struct {
+	site.Mismatch
+	Message string `json:"message"`
+}
+
+func checkedSite(s *site.Site, ms []site.Mismatch) siteChecked {
+	r := siteChecked{Site: s.Path, Matches: len(ms) == 0, Partitions: len(s.Partitions), Mismatches: []mismatch{}}
+	for _, m := range ms {
+		r.Mismatches = append(r.Mismatches, mismatch{Mismatch: m, Message: m.String()})
+	}
+	return r
 }
 
 // checkAccounting compares the site file's account and QoS with Slurm's

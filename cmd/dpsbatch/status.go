@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -158,13 +160,16 @@ func cancelCommand() *cli.Command {
 		ArgsUsage: "RUN",
 		Description: "Cancels every pending or running job of the run. A running job's Pipeline hears SIGTERM\n" +
 			"and stops at the end of the current visit when it can; what is left stays pending, for resume.",
-		Flags: []cli.Flag{siteFlag()},
+		Flags: []cli.Flag{siteFlag(), &cli.BoolFlag{Name: "json", Usage: "print the jobs cancelled as JSON"}},
 		Action: func(c *cli.Context) error {
 			t, err := openRun(c, false)
 			if err != nil {
 				return err
 			}
 			ids, err := jobs.Cancel(c.Context, t.b, t.dir)
+			if c.Bool("json") {
+				return errors.Join(err, printJSON(c.App.Writer, cancelled{Run: filepath.Base(t.dir), Dir: t.dir, Jobs: append([]string{}, ids...)}))
+			}
 			if len(ids) > 0 {
 				fmt.Fprintf(c.App.Writer, "cancelled jobs %s\n", strings.Join(ids, ", "))
 			} else if err == nil {
@@ -173,6 +178,14 @@ func cancelCommand() *cli.Command {
 			return err
 		},
 	}
+}
+
+// cancelled is what cancel --json prints: the jobs it cancelled, follow-ons
+// first; none when the run had no live job.
+type cancelled struct {
+	Run  string   `json:"run"`
+	Dir  string   `json:"runDir"`
+	Jobs []string `json:"cancelled"`
 }
 
 func runsCommand() *cli.Command {
