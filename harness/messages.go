@@ -12,6 +12,7 @@ import (
 // The messages the ranks exchange over the communicator. Each is encoded
 // with encoding/gob, except that a message with nothing in it travels as
 // zero bytes: a no-op stage costs one empty broadcast and one empty gather.
+// Who sends each, when, and what the receiver does: protocol.go.
 
 // visitMsg starts a visit on every Slice, or ends the run (Stop).
 type visitMsg struct {

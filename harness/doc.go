@@ -1,0 +1,54 @@
+// Package harness is the pipeline harness: it runs a pipeline's stages
+// over many data IDs at once, one visit at a time. A run is a Pipeline on
+// rank 0 and Slices on ranks 1..N of a communicator; events start visits
+// and stop the run, and a mapper decides which data IDs each Slice owns.
+//
+// The nouns, and how they relate:
+//
+//   - A Policy is a pipeline's policy file, loaded (Load) and checked
+//     (Validate): its stages in order, the mapper, the trigger topic, the
+//     locations and the failure rule (VisitRule).
+//   - A Stage is an instance of a registered stage Type (RegisterStage;
+//     the built-ins register in builtin.go). It does its work through
+//     optional parts: Processor (Process, on every Slice, once per
+//     clipboard), Preprocessor and Postprocessor (on the Pipeline, before
+//     and after the Slices), Initializer and Shutdowner (once per rank).
+//     A stage with Process is parallel; one without is serial and costs
+//     no communication. Each part's doc says what happens without it.
+//   - A Clipboard holds the named values stages pass on during a visit:
+//     one on the Pipeline, one per data ID on each Slice. Items put with
+//     PutShared travel between the Pipeline and the Slices at each
+//     parallel stage; a stage's exchange section hands items straight to
+//     neighbour Slices (exchange.go).
+//   - A Context is handed to every stage call: the run, visit, stage,
+//     slice and data ID, templates and locations, a logger, Emit, and
+//     Publish (the Pipeline only).
+//   - A visit is one trigger event's worth of work: a Visit is a line of
+//     a visit file, published as a trigger event (PublishVisits). The
+//     Pipeline reads the trigger topic; a stage may wait for an event of
+//     its own; a no-more-data event ends the run once the visit in flight
+//     is done, and a shutdown event (or Config.Stop, or a VisitBudget's
+//     answer) stops it at the next visit boundary.
+//   - A mapper.DataMapper assigns the data IDs to the Slices once, before
+//     the first visit, from every rank's mapper.HostInfo.
+//   - A Recorder hears the Pipeline's progress (visit started, stage done,
+//     slice failed, visit ended) and its optional extras admit visits and
+//     budget time; Summary is the in-memory one.
+//   - The communicators (harness/comm: local, tcp, mpi) move the bytes;
+//     messages.go says what the bytes are and protocol.go in what order
+//     they travel.
+//
+// Running one: today there are five entry points, to become one (issue
+// 16). RunLocal runs a loaded policy's visits with every rank a goroutine
+// and an in-memory broker (`dpsbatch local`). RunDist is one process of
+// `dpsbatch run`: it opens the communicator (OpenComm, or RunRanks for
+// the local kind) and runs this process's rank with RunRank, which loads
+// the policy, has the ranks agree to start, and calls Run. Run runs one
+// rank given a Config and a communicator (bench/mpistages calls it).
+//
+// What it never does: it never imports the batch side (jobs, scheduler,
+// state, site, templates); it never writes a run's state file itself,
+// and only rank 0 calls the Recorder that does; it never talks to Slurm
+// (the job script and srun start the ranks, and harness only reads the
+// task environment to join them). Slices never talk to the event broker.
+package harness

@@ -1,0 +1,210 @@
+package harness
+
+// The Pipeline–Slice protocol.
+//
+// This is the order in which the ranks of a run talk over the
+// communicator, written once; the message types are in messages.go (and
+// exchangeMsg in exchange.go), the two loops that follow this order are
+// pipeline.visit and rank.sliceLoop in loop.go. TestProtocolNamesEveryMessage
+// fails when a message type has no paragraph below.
+//
+// Every collective is rooted at rank 0, the Pipeline; ranks 1..N are the
+// Slices. Every rank makes the same collective calls in the same order
+// (comm's rule), and both sides work that order out from the same policy:
+// no message says how many stages a visit has or that a visit has ended.
+// The Slices see only the parallel stages (those with Process); a serial
+// stage costs no message. A message with nothing in it travels as zero
+// bytes; the others are gob, except visitMsg (see encodeVisit). There is
+// no protocol version: every rank runs the same binary.
+//
+// # Messages
+//
+// start verdict (raw bytes, RunRank only): every rank loads the policy
+// (rank 0 also the visit file, and runs DistRun.Rank0) and sends its
+// error to rank 0 by Gather: empty when it is fine, else a kind byte ('I'
+// bad input, 'E' other) and the text. Rank 0 combines them and Bcasts the
+// verdict: empty, or the kind and each problem with the ranks that had
+// it. Every rank then starts, or every rank returns an error (wrapping
+// ErrInvalid for 'I') with the communicator still usable (agree, in
+// dist.go).
+//
+// HostInfo (mapper.HostInfo, gob): every rank, the Pipeline included,
+// sends its own, with Rank set, by Gather, once, before the first visit.
+// The Pipeline passes the Slices' to the mapper and answers with an
+// assignMsg.
+//
+// assignMsg: Scattered by the Pipeline once, right after the HostInfo
+// gather: to each Slice its data IDs (mapper.Assign) and, when a stage
+// exchanges over the mapper topology, its neighbour ranks
+// (NeighbourMapper, checked symmetric). If the mapper failed, every Slice
+// gets the error in Err instead and returns it, as the Pipeline does.
+//
+// visitMsg: Bcast by the Pipeline at the start of each visit, after it
+// has admitted the trigger event and recorded VisitStarted: the visit ID
+// and the trigger's properties. Each Slice makes one clipboard per data
+// ID, holding visitId, the other trigger properties, dataId and each key
+// of the data ID, and waits for the first stageMsg. With
+// Stop set it ends the Slices' loop instead: the Pipeline sends it once,
+// whenever and however its loop ends.
+//
+// stageMsg: Bcast by the Pipeline at each parallel stage of a visit, after
+// the stage's event wait and Preprocess: the properties of the events
+// waited for since the last stageMsg, and the Pipeline's shared items
+// changed since then (Clipboard.PutShared). A Slice puts the properties,
+// then the shared items, on every clipboard of its queue and runs
+// Process. With Skip set (the visit has failed on the Pipeline) it
+// carries nothing else, and both sides leave the visit at once: no
+// exchange, no report, no message for the visit's later stages.
+//
+// exchangeMsg: sent by a Slice to each of its neighbours by Exchange,
+// after Process of a stage with an exchange section: the exchanged keys'
+// values by data ID. The receiver puts them on every clipboard that came
+// out of the stage as "key.neighbours" (exchange.go has the rules). Every
+// rank calls Exchange once for such a stage, the Pipeline with nothing to
+// send or receive, so sends and receives pair up.
+//
+// sliceReport: Gathered from every Slice after each parallel stage that
+// was not skipped (after the exchange, if any): its failures and the
+// shared items its clipboards set in the stage. The Pipeline reads the
+// reports in rank order, records each failure (Recorder.SliceFailed),
+// puts each gathered shared key on its clipboard as a []any of the values
+// in rank and queue order, lists both in Context.Outcomes, and runs
+// Postprocess. It answers nothing: the next message is the next stageMsg,
+// or the next visitMsg.
+//
+// failureMsg: one entry of a sliceReport: a clipboard whose Process
+// failed (error or panic), or whose exchanged value could not be encoded;
+// the data ID and the message (an empty data ID when the Slice's report
+// itself could not be encoded). Stopped says the clipboard's program was
+// ended by a stop signal the Slice also received (ErrKilled, StopSignals,
+// StopGrace): the Pipeline does not record it as a slice failure, and the
+// visit ends interrupted instead of failed.
+//
+// sharedMsg: one entry of a sliceReport: the shared items one clipboard
+// set in the stage (Clipboard.takeShared), with its data ID.
+//
+// # Order
+//
+//  1. Start (RunRank only; RunLocal and Run begin at step 2): the start
+//     verdict. All ranks go on, or all return.
+//  2. Each rank builds its stages and calls Initialize on them in policy
+//     order (no message). A failure ends that rank's Run, which aborts
+//     the communicator (step 16).
+//  3. Host info and assignment: Gather of HostInfo, Scatter of assignMsg.
+//     Slices of a ring exchange work out their neighbours themselves.
+//  4. The Pipeline subscribes to the trigger topic, the topics stages
+//     wait for and the control topic, and starts its heartbeat if asked; the
+//     Slices wait for a visitMsg.
+//  5. Per visit, trigger: the Pipeline reads the next trigger event. An
+//     event not selected, of an unknown kind, malformed or with an unsafe
+//     visit ID is passed over; no-more-data ends the loop (step 14); a
+//     shutdown event stops it; the VisitAdmitter may skip the visit and the
+//     VisitBudget may stop the loop here, before the visit is recorded.
+//  6. VisitStarted is recorded, then visitMsg is Bcast. The Pipeline makes
+//     its own clipboard (visitId and the trigger's properties).
+//  7. Per stage, in policy order, on the Pipeline: if the stage has an
+//     event section, wait for its event (up to its timeout; events for
+//     other visits are kept for them); its properties go on the
+//     Pipeline's clipboard and wait for the next stageMsg. Then
+//     Preprocess. A failure of either fails the visit on the Pipeline.
+//  8. If the stage is parallel: Bcast stageMsg (Skip if the visit has
+//     failed on the Pipeline, by now or at an earlier stage; then both
+//     sides go to step 13).
+//  9. On each Slice: Process on each clipboard of its queue, in order. A
+//     failed clipboard becomes a failureMsg and leaves the queue; the
+//     others, or what Process emitted, make the next stage's queue.
+// 10. If the stage exchanges: every rank calls Exchange (exchangeMsg).
+// 11. Gather of sliceReport; the Pipeline records the failures and puts
+//     the shared items on its clipboard.
+// 12. Every stage, on the Pipeline: Postprocess, with Context.Outcomes;
+//     then, if the visit has not failed on the Pipeline, StageDone (the
+//     stage's time, its event wait and the gather included).
+// 13. Visit end (no message). The Slices drop the visit's clipboards after
+//     its last parallel stage (or a Skip) and wait for the next visitMsg.
+//     The Pipeline decides the outcome, first match wins: interrupted (the
+//     run's context was cancelled), interrupted (a Stopped failure),
+//     failed (a failure on the Pipeline), failed (the policy's failure
+//     rule over the failed data IDs), done; and records VisitEnded.
+// 14. Stop: when the Pipeline's loop ends (no-more-data; a shutdown event,
+//     Config.Stop or the budget, heard at the next visit boundary; an
+//     interrupt; an error), it Bcasts visitMsg with Stop, once.
+// 15. Shutdown (no message): every rank calls Shutdown on the stages it
+//     initialized, in reverse order, and Run returns.
+// 16. Abort: a rank whose Run ends with an error other than comm.ErrAborted
+//     or ErrInterrupted calls Comm.Abort after step 15; every other rank's
+//     pending or next collective then fails with comm.ErrAborted.
+//
+// # Failures
+//
+// A Slice's Process fails (error or panic): only that clipboard, its data
+// ID for this visit, fails. It is reported, recorded with stage, slice
+// and data ID, and leaves the queue; the Slice's other clipboards and the
+// other Slices carry on, and the Pipeline's failure rule (VisitRule)
+// decides whether the visit fails.
+//
+// A failure on the Pipeline (an event wait timing out, Preprocess or
+// Postprocess failing): the visit fails; the next parallel stage's
+// stageMsg has Skip, and nothing more of the visit runs on either side.
+//
+// A stop signal noted by a Slice: a Process error matching ErrKilled,
+// with a stop signal received within StopGrace, is reported Stopped and
+// the visit ends interrupted, to be run again. The report does not stop
+// the run: rank 0 hears the same signal (Slurm signals every task) and
+// stops at the visit boundary.
+//
+// A dead or lost Slice: the Pipeline's next collective fails (tcp notices
+// a dead process at once, a hung one within its timeout; mpi aborts the
+// step). The visit is recorded interrupted (cutShort), and the error ends
+// Run, which aborts the communicator.
+//
+// An interrupt (the run's context cancelled): waits and stage calls see
+// the cancelled context, the visit is recorded interrupted, the loop ends
+// with the Stop message, and Run returns ErrInterrupted without aborting.
+//
+// A Recorder error ends the run: progress that cannot be recorded must not
+// be done. The visit in flight is recorded interrupted if it can be.
+//
+// # Safety rules
+//
+//   - Only rank 0 records progress, reads and publishes events; Slices
+//     never touch the Recorder or the broker.
+//   - VisitStarted is recorded before the visit's first message; a slice
+//     failure is recorded before Postprocess sees it; VisitEnded after the
+//     visit's last message.
+//   - A failing clipboard fails only its data ID; only the Pipeline decides
+//     a visit's outcome.
+//   - A visit cut short by the job's end (a stop signal, an interrupt, a
+//     dead Slice) is interrupted, never failed.
+//   - Every rank calls Exchange for an exchanging stage, with or without
+//     data; neighbour lists are symmetric.
+//   - No rank waits forever: a fatal error on any rank aborts the
+//     communicator.
+//   - A visit ID from an event is checked (CheckVisitID) before it reaches
+//     a message, a path or a command.
+//
+// # Where the code does something one might not expect
+//
+//   - Nothing checks that every rank loaded the same policy: RunRank loads
+//     the file on each rank, and a different parallel-stage count would
+//     desynchronise the loops (tcp reports collectives called in different
+//     orders; local and mpi may not).
+//   - The properties of an event a serial stage waited for reach the
+//     Slices with the next parallel stage's stageMsg, not before; with no
+//     parallel stage after it, never.
+//   - A no-more-data event on a stage's wait topic is passed over; only the
+//     trigger topic's ends the run. A shutdown event there is heeded.
+//   - The Stop message is sent from a deferred call, also when the loop
+//     ends on an error mid-visit. Slices then waiting for a stageMsg fail
+//     to decode it and abort; the Pipeline aborts anyway.
+//   - A shared item the Pipeline cannot encode ends the run (the visit is
+//     recorded interrupted), while a Slice whose report cannot be encoded
+//     drops the stage's shared items and reports one failure with an empty
+//     data ID; its clipboards carry on.
+//   - Put keeps a key's shared mark: gathered lists put on a key the
+//     Pipeline had marked shared are broadcast back at the next parallel
+//     stage, and a value a Slice receives for a key it marked shared goes
+//     back in its next report.
+//   - A Process error caused by an interrupt is recorded as a slice failure
+//     like any other, though the visit ends interrupted.
+//   - A rank that fails runs its Shutdowns before it aborts the
+//     communicator, so the other ranks wait for them.
