@@ -13,9 +13,11 @@ package harness
 // (comm's rule), and both sides work that order out from the same policy:
 // no message says how many stages a visit has or that a visit has ended.
 // The Slices see only the parallel stages (those with Process); a serial
-// stage costs no message. A message with nothing in it travels as zero
-// bytes; the others are gob, except visitMsg (see encodeVisit). There is
-// no protocol version: every rank runs the same binary.
+// stage costs no message. A stageMsg, sliceReport or exchangeMsg with
+// nothing in it travels as zero bytes; visitMsg has a compact encoding
+// when its properties are strings (encodeVisit), the start verdict is
+// raw bytes, and everything else is gob. There is no protocol version:
+// every rank runs the same binary.
 //
 // # Messages
 //
@@ -43,9 +45,11 @@ package harness
 // has admitted the trigger event and recorded VisitStarted: the visit ID
 // and the trigger's properties. Each Slice makes one clipboard per data
 // ID, holding visitId, the other trigger properties, dataId and each key
-// of the data ID, and waits for the first stageMsg. With
-// Stop set it ends the Slices' loop instead: the Pipeline sends it once,
-// whenever and however its loop ends.
+// of the data ID, and waits for the visit's first stageMsg (or, with no
+// parallel stage, the next visitMsg). With Stop set it ends the Slices'
+// loop instead: the Pipeline sends it once, whenever and however its
+// visit loop ends (a failure before that loop, such as a subscription
+// error, aborts the communicator instead).
 //
 // stageMsg: Bcast by the Pipeline at each parallel stage of a visit, after
 // the stage's event wait and Preprocess: the properties of the events
@@ -93,8 +97,8 @@ package harness
 //  3. Host info and assignment: Gather of HostInfo, Scatter of assignMsg.
 //     Slices of a ring exchange work out their neighbours themselves.
 //  4. The Pipeline subscribes to the trigger topic, the topics stages
-//     wait for and the control topic, and starts its heartbeat if asked; the
-//     Slices wait for a visitMsg.
+//     wait for and the control topic, and starts its heartbeat if asked;
+//     the Slices wait for a visitMsg.
 //  5. Per visit, trigger: the Pipeline reads the next trigger event. An
 //     event not selected, of an unknown kind, malformed or with an unsafe
 //     visit ID is passed over; no-more-data ends the loop (step 14); a
@@ -112,13 +116,15 @@ package harness
 //     sides go to step 13).
 //  9. On each Slice: Process on each clipboard of its queue, in order. A
 //     failed clipboard becomes a failureMsg and leaves the queue; the
-//     others, or what Process emitted, make the next stage's queue.
+//     others, or what Process emitted in their place, make the next
+//     stage's queue.
 // 10. If the stage exchanges: every rank calls Exchange (exchangeMsg).
 // 11. Gather of sliceReport; the Pipeline records the failures and puts
 //     the shared items on its clipboard.
-// 12. Every stage, on the Pipeline: Postprocess, with Context.Outcomes;
-//     then, if the visit has not failed on the Pipeline, StageDone (the
-//     stage's time, its event wait and the gather included).
+// 12. Every stage, serial or parallel, on the Pipeline, unless the visit
+//     has failed there: Postprocess, with Context.Outcomes; then
+//     StageDone (the stage's time, its event wait and the gather
+//     included). A Postprocess failure fails the visit on the Pipeline.
 // 13. Visit end (no message). The Slices drop the visit's clipboards after
 //     its last parallel stage (or a Skip) and wait for the next visitMsg.
 //     The Pipeline decides the outcome, first match wins: interrupted (the
@@ -155,10 +161,11 @@ package harness
 // A dead or lost Slice: the Pipeline's next collective fails (tcp notices
 // a dead process at once, a hung one within its timeout; mpi aborts the
 // step). The visit is recorded interrupted (cutShort), and the error ends
-// Run, which aborts the communicator.
+// Run, which aborts the communicator if it has not aborted already.
 //
-// An interrupt (the run's context cancelled): waits and stage calls see
-// the cancelled context, the visit is recorded interrupted, the loop ends
+// An interrupt (the run's context cancelled): the Pipeline's waits and
+// stage calls see the cancelled context (the Slices' too where they share
+// it, as under RunLocal), the visit is recorded interrupted, the loop ends
 // with the Stop message, and Run returns ErrInterrupted without aborting.
 //
 // A Recorder error ends the run: progress that cannot be recorded must not
@@ -208,3 +215,7 @@ package harness
 //     like any other, though the visit ends interrupted.
 //   - A rank that fails runs its Shutdowns before it aborts the
 //     communicator, so the other ranks wait for them.
+//   - Nothing watches the communicator while the Pipeline waits for a
+//     trigger: a Slice that dies between visits is noticed when the next
+//     visit starts (its visitMsg Bcast fails), so a run that listens for
+//     triggers can sit idle with a dead Slice until one arrives.
