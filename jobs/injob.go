@@ -491,7 +491,7 @@ func (j *InJob) End(sum *harness.Summary, runErr error) error {
 		close(j.quit)
 		j.quit = nil
 	}
-	st, code, reason := "COMPLETED", 0, ""
+	st, code, reason := "COMPLETED", harness.ExitCode(runErr), ""
 	if j.rec != nil {
 		reason = j.rec.stopped()
 	}
@@ -500,26 +500,28 @@ func (j *InJob) End(sum *harness.Summary, runErr error) error {
 		reason = j.why
 	}
 	j.mu.Unlock()
-	switch {
-	case runErr == nil && reason != "":
+	switch code {
+	case harness.ExitOK:
 		// Stopped on request (time-limit warning, signal): the visits
 		// fed but not started are still pending.
+		if reason == "" {
+			break
+		}
 		if c, err := j.st.Counts(); err == nil && c[state.Pending]+c[state.Interrupted] > 0 {
 			st = "STOPPED"
 		}
-	case runErr == nil:
-	case errors.Is(runErr, harness.ErrVisitsFailed):
-		st, code = "VISITS_FAILED", 3
+	case harness.ExitVisitsFailed:
+		st = "VISITS_FAILED"
 		if sum != nil {
 			reason = fmt.Sprintf("%d visits failed", sum.Failed)
 		}
-	case errors.Is(runErr, harness.ErrInterrupted):
-		st, code = "STOPPED", 130
+	case harness.ExitInterrupted:
+		st = "STOPPED"
 		if reason == "" {
 			reason = runErr.Error()
 		}
 	default:
-		st, code, reason = "FAILED", 1, runErr.Error()
+		st, reason = "FAILED", runErr.Error()
 	}
 	if err := j.st.JobEnded(j.JobID, st, code, reason, j.Now()); err != nil && !errors.Is(err, state.ErrNotFound) {
 		return err

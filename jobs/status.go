@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/dpsbatch/dpsbatch/harness"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/state"
 )
@@ -530,7 +531,7 @@ type WaitOptions struct {
 
 // Wait blocks until no job of the run is live and returns its last
 // status, with ErrIncomplete when visits were left unfinished and
-// ErrVisitsFailed when every visit ran but some failed.
+// harness.ErrVisitsFailed when every visit ran but some failed.
 func Wait(ctx context.Context, b scheduler.Backend, dir string, o WaitOptions) (RunStatus, error) {
 	if o.Every <= 0 {
 		o.Every = time.Second
@@ -597,7 +598,7 @@ func outcomeErr(rs RunStatus) error {
 	case "done":
 		return nil
 	case "failed":
-		return fmt.Errorf("%w: run %s: %d of %d visits failed", ErrVisitsFailed, rs.Run, rs.Counts[string(state.Failed)], rs.Visits)
+		return fmt.Errorf("%w: run %s: %d of %d visits", harness.ErrVisitsFailed, rs.Run, rs.Counts[string(state.Failed)], rs.Visits)
 	}
 	return fmt.Errorf("%w: run %s: %s (dpsbatch resume %s)", ErrIncomplete, rs.Run, countsLine(rs), rs.Run)
 }

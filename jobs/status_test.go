@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpsbatch/dpsbatch/harness"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/state"
 )
@@ -237,7 +238,7 @@ func TestWait(t *testing.T) {
 		outcome string
 	}{
 		{"done", all(4, state.Done), nil, "done"},
-		{"visits failed", []state.VisitState{state.Done, state.Failed, state.Done, state.Done}, ErrVisitsFailed, "failed"},
+		{"visits failed", []state.VisitState{state.Done, state.Failed, state.Done, state.Done}, harness.ErrVisitsFailed, "failed"},
 		{"unfinished", []state.VisitState{state.Done, state.Interrupted}, ErrIncomplete, "unfinished"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
