@@ -491,7 +491,7 @@ func (j *InJob) End(sum *harness.Summary, runErr error) error {
 		close(j.quit)
 		j.quit = nil
 	}
-	st, code, reason := "COMPLETED", harness.ExitCode(runErr), ""
+	end, code, reason := state.EndCompleted, harness.ExitCode(runErr), ""
 	if j.rec != nil {
 		reason = j.rec.stopped()
 	}
@@ -508,29 +508,29 @@ func (j *InJob) End(sum *harness.Summary, runErr error) error {
 			break
 		}
 		if c, err := j.st.Counts(); err == nil && c[state.Pending]+c[state.Interrupted] > 0 {
-			st = "STOPPED"
+			end = state.EndStopped
 		}
 	case harness.ExitVisitsFailed:
-		st = "VISITS_FAILED"
+		end = state.EndVisitsFailed
 		if sum != nil {
 			reason = fmt.Sprintf("%d visits failed", sum.Failed)
 		}
 	case harness.ExitInterrupted:
-		st = "STOPPED"
+		end = state.EndStopped
 		if reason == "" {
 			reason = runErr.Error()
 		}
 	default:
-		st, reason = "FAILED", runErr.Error()
+		end, reason = state.EndFailed, runErr.Error()
 	}
-	if err := j.st.JobEnded(j.JobID, st, code, reason, j.Now()); err != nil && !errors.Is(err, state.ErrNotFound) {
+	if err := j.st.JobEnded(j.JobID, end, code, reason, j.Now()); err != nil && !errors.Is(err, state.ErrNotFound) {
 		return err
 	}
 	if j.stopAfter != nil {
 		j.stopAfter()
 	}
 	if j.announce != nil {
-		j.announce("ended", map[string]any{"job": j.JobID, "start": j.Restart, "outcome": st})
+		j.announce("ended", map[string]any{"job": j.JobID, "start": j.Restart, "outcome": end.String()})
 	}
 	if j.broker != nil {
 		if err := j.broker.Close(); err != nil {
