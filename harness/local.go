@@ -20,7 +20,7 @@ import (
 )
 
 // ErrVisitsFailed is returned when a run ended but some visits failed.
-// The CLI exits 3 for it.
+// ExitCode gives ExitVisitsFailed for it.
 var ErrVisitsFailed = errors.New("some visits failed")
 
 // LocalRun describes a run of a whole pipeline in one process: the

@@ -491,7 +491,7 @@ func (j *InJob) End(sum *harness.Summary, runErr error) error {
 		close(j.quit)
 		j.quit = nil
 	}
-	st, code, reason := "COMPLETED", 0, ""
+	end, code, reason := state.EndCompleted, harness.ExitCode(runErr), ""
 	if j.rec != nil {
 		reason = j.rec.stopped()
 	}
@@ -500,35 +500,37 @@ func (j *InJob) End(sum *harness.Summary, runErr error) error {
 		reason = j.why
 	}
 	j.mu.Unlock()
-	switch {
-	case runErr == nil && reason != "":
+	switch code {
+	case harness.ExitOK:
 		// Stopped on request (time-limit warning, signal): the visits
 		// fed but not started are still pending.
-		if c, err := j.st.Counts(); err == nil && c[state.Pending]+c[state.Interrupted] > 0 {
-			st = "STOPPED"
+		if reason == "" {
+			break
 		}
-	case runErr == nil:
-	case errors.Is(runErr, harness.ErrVisitsFailed):
-		st, code = "VISITS_FAILED", 3
+		if c, err := j.st.Counts(); err == nil && c[state.Pending]+c[state.Interrupted] > 0 {
+			end = state.EndStopped
+		}
+	case harness.ExitVisitsFailed:
+		end = state.EndVisitsFailed
 		if sum != nil {
 			reason = fmt.Sprintf("%d visits failed", sum.Failed)
 		}
-	case errors.Is(runErr, harness.ErrInterrupted):
-		st, code = "STOPPED", 130
+	case harness.ExitInterrupted:
+		end = state.EndStopped
 		if reason == "" {
 			reason = runErr.Error()
 		}
 	default:
-		st, code, reason = "FAILED", 1, runErr.Error()
+		end, reason = state.EndFailed, runErr.Error()
 	}
-	if err := j.st.JobEnded(j.JobID, st, code, reason, j.Now()); err != nil && !errors.Is(err, state.ErrNotFound) {
+	if err := j.st.JobEnded(j.JobID, end, code, reason, j.Now()); err != nil && !errors.Is(err, state.ErrNotFound) {
 		return err
 	}
 	if j.stopAfter != nil {
 		j.stopAfter()
 	}
 	if j.announce != nil {
-		j.announce("ended", map[string]any{"job": j.JobID, "start": j.Restart, "outcome": st})
+		j.announce("ended", map[string]any{"job": j.JobID, "start": j.Restart, "outcome": end.String()})
 	}
 	if j.broker != nil {
 		if err := j.broker.Close(); err != nil {

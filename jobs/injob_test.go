@@ -187,6 +187,9 @@ func TestInJobEnd(t *testing.T) {
 		{"visits failed", &harness.Summary{Done: 2, Failed: 2}, fmt.Errorf("run: %w", harness.ErrVisitsFailed), "VISITS_FAILED", 3, "2 visits failed"},
 		{"interrupted", &harness.Summary{}, fmt.Errorf("%w: SIGTERM", harness.ErrInterrupted), "STOPPED", 130, "harness: interrupted: SIGTERM"},
 		{"failed", nil, errors.New("comm: rank 2 lost"), "FAILED", 1, "comm: rank 2 lost"},
+		// The exit code recorded is the one the program exits with.
+		{"bad input", nil, fmt.Errorf("%w: policy.yaml changed", harness.ErrInvalid), "FAILED", 2, "invalid input: policy.yaml changed"},
+		{"cancelled", &harness.Summary{}, fmt.Errorf("feed: %w", context.Canceled), "STOPPED", 130, "feed: context canceled"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, dir := inJobRun(t)

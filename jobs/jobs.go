@@ -36,9 +36,6 @@ var (
 	// ErrIncomplete is returned by Wait when the run's jobs ended with
 	// visits neither done nor failed (cancelled, killed, out of time).
 	ErrIncomplete = errors.New("jobs: the run ended unfinished")
-	// ErrVisitsFailed is returned by Wait when every visit ran but some
-	// failed.
-	ErrVisitsFailed = errors.New("jobs: visits failed")
 	// ErrNoRun is returned when a RUN argument names no run.
 	ErrNoRun = fmt.Errorf("%w: no such run", conf.ErrInvalid)
 )

@@ -144,7 +144,7 @@ func TestSubmitProductionRefuses(t *testing.T) {
 
 // endIn records that job ended in pipeline name of the production in
 // dir, as its rank 0 does.
-func endIn(t *testing.T, dir, name, job, how, why string) {
+func endIn(t *testing.T, dir, name, job string, how state.JobEnd, why string) {
 	t.Helper()
 	withState(t, Layout{Dir: dir}.Pipeline(name).Dir, func(st *state.Store) {
 		if err := st.JobStarted(job, "n1", fixedNow()); err != nil {

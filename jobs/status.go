@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/internal/enum"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/state"
 )
@@ -53,22 +55,20 @@ type JobStatus struct {
 
 // RunStatus is a run's progress.
 type RunStatus struct {
-	Run       string         `json:"run"`
-	Dir       string         `json:"runDir"`
-	Pipeline  string         `json:"pipeline"`
-	Partition string         `json:"partition"`
-	Created   time.Time      `json:"created"`
-	Visits    int            `json:"visits"`
-	Counts    map[string]int `json:"counts"` // by visit state
-	Jobs      []JobStatus    `json:"jobs"`
-	Live      bool           `json:"live"` // a job of the run is pending or running
-	// Outcome: running, pending (queued), done (every visit done),
-	// failed (every visit ran, some failed), unfinished.
-	Outcome string        `json:"outcome"`
-	Rate    float64       `json:"visitsPerSecond,omitempty"` // done visits per second of the run so far
-	ETA     time.Duration `json:"eta,omitempty"`
-	Journal string        `json:"journal"` // the state file's journal mode and why
-	FS      string        `json:"fileSystem"`
+	Run       string                   `json:"run"`
+	Dir       string                   `json:"runDir"`
+	Pipeline  string                   `json:"pipeline"`
+	Partition string                   `json:"partition"`
+	Created   time.Time                `json:"created"`
+	Visits    int                      `json:"visits"`
+	Counts    map[state.VisitState]int `json:"counts"`
+	Jobs      []JobStatus              `json:"jobs"`
+	Live      bool                     `json:"live"` // a job of the run is pending or running
+	Outcome   Outcome                  `json:"outcome"`
+	Rate      float64                  `json:"visitsPerSecond,omitempty"` // done visits per second of the run so far
+	ETA       time.Duration            `json:"eta,omitempty"`
+	Journal   string                   `json:"journal"` // the state file's journal mode and why
+	FS        string                   `json:"fileSystem"`
 	// Listen: the run reads trigger events after its visit list, until
 	// a no-more-data closes its input (InputClosed, with why).
 	Listen         bool          `json:"listen,omitempty"`
@@ -93,6 +93,42 @@ type RunStatus struct {
 	// runningBy is how many visits the state file records running, by
 	// the job that started them: see showDeadRunning.
 	runningBy map[string]int
+}
+
+// Outcome is where a run stands, from its visits and its jobs. The zero
+// Outcome is none: Status and Wait always set one.
+type Outcome string
+
+// The outcomes of a run.
+const (
+	OutcomeRunning    Outcome = "running"    // a job of the run runs
+	OutcomePending    Outcome = "pending"    // a job of the run is queued
+	OutcomeDone       Outcome = "done"       // every visit done
+	OutcomeFailed     Outcome = "failed"     // every visit ran, some failed
+	OutcomeUnfinished Outcome = "unfinished" // no job live, visits left
+)
+
+// outcomes is every Outcome.
+var outcomes = []Outcome{OutcomeRunning, OutcomePending, OutcomeDone, OutcomeFailed, OutcomeUnfinished}
+
+// ParseOutcome returns the outcome named word, or an error quoting it.
+func ParseOutcome(word string) (Outcome, error) {
+	o, err := enum.Parse("run outcome", word, outcomes)
+	if err != nil {
+		return "", fmt.Errorf("jobs: %w", err)
+	}
+	return o, nil
+}
+
+func (o Outcome) String() string { return string(o) }
+
+// MarshalText writes o's name.
+func (o Outcome) MarshalText() ([]byte, error) { return []byte(o), nil }
+
+// UnmarshalText reads a name ParseOutcome knows.
+func (o *Outcome) UnmarshalText(b []byte) (err error) {
+	*o, err = ParseOutcome(string(b))
+	return err
 }
 
 // DiskSpace is the space of the file system that holds a run directory.
@@ -196,7 +232,7 @@ func readRun(dir string) (RunStatus, error) {
 		return RunStatus{}, err
 	}
 	rs := RunStatus{DroppedEvents: dropped, runningBy: runningBy, Run: run.Name, Dir: dir, Pipeline: run.Pipeline, Partition: run.Partition, Created: run.Created,
-		Counts: map[string]int{}, Journal: st.JournalMode(), FS: st.FileSystem(),
+		Counts: map[state.VisitState]int{}, Journal: st.JournalMode(), FS: st.FileSystem(),
 		InputClosed: run.InputClosed, InputClosedWhy: run.InputClosedWhy, Heartbeat: DefaultHeartbeat}
 	var set settings
 	if run.Settings != "" && json.Unmarshal([]byte(run.Settings), &set) == nil {
@@ -214,7 +250,7 @@ func readRun(dir string) (RunStatus, error) {
 		rs.Pipelines = append(rs.Pipelines, ps)
 	}
 	for s, n := range counts {
-		rs.Counts[string(s)] = n
+		rs.Counts[s] = n
 		rs.Visits += n
 	}
 	for _, j := range jobs {
@@ -252,19 +288,23 @@ func sumPipelines(rs *RunStatus) {
 	for i := range rs.Jobs {
 		j := &rs.Jobs[i]
 		var ends, why []string
-		worst := ""
+		var worst state.JobEnd
 		for _, ps := range rs.Pipelines {
 			pj := jobByID(ps.Jobs, j.ID)
-			if pj == nil || !recordedEnd(pj.Recorded) {
+			if pj == nil {
+				continue
+			}
+			end, err := state.ParseJobEnd(pj.Recorded)
+			if err != nil { // no end recorded
 				continue
 			}
 			ends = append(ends, ps.Pipeline)
-			if endRank(pj.Recorded) > endRank(worst) {
-				worst = pj.Recorded
+			if end.Worse(worst) {
+				worst = end
 				j.ExitCode = pj.ExitCode
 			}
-			if pj.Recorded != "COMPLETED" {
-				why = append(why, fmt.Sprintf("%s %s", ps.Pipeline, strings.ToLower(pj.Recorded)))
+			if end != state.EndCompleted {
+				why = append(why, fmt.Sprintf("%s %s", ps.Pipeline, strings.ToLower(end.String())))
 				if pj.Reason != "" {
 					why[len(why)-1] += ": " + pj.Reason
 				}
@@ -277,26 +317,11 @@ func sumPipelines(rs *RunStatus) {
 			}
 		}
 		if len(ends) == len(rs.Pipelines) {
-			j.State, j.Recorded, j.Reason = worst, worst, strings.Join(why, "; ")
+			j.State, j.Recorded, j.Reason = worst.String(), worst.String(), strings.Join(why, "; ")
 		} else if len(ends) > 0 && j.Reason == "" {
 			j.Reason = "ended: " + strings.Join(ends, ", ")
 		}
 	}
-}
-
-// endRank orders the ends rank 0 records, the worst highest.
-func endRank(s string) int {
-	switch s {
-	case "COMPLETED":
-		return 1
-	case "VISITS_FAILED":
-		return 2
-	case "STOPPED":
-		return 3
-	case "FAILED":
-		return 4
-	}
-	return 0
 }
 
 func jobByID(js []JobStatus, id string) *JobStatus {
@@ -346,7 +371,7 @@ func settle(rs *RunStatus, known map[string]scheduler.Job) {
 	}
 	showDeadRunning(rs, known != nil)
 	if len(rs.Pipelines) > 0 {
-		rs.Counts = map[string]int{}
+		rs.Counts = map[state.VisitState]int{}
 		for _, ps := range rs.Pipelines {
 			for k, n := range ps.Counts {
 				rs.Counts[k] += n
@@ -359,20 +384,20 @@ func settle(rs *RunStatus, known map[string]scheduler.Job) {
 	c := rs.Counts
 	switch {
 	case rs.Live && anyRunning(rs.Jobs):
-		rs.Outcome = "running"
+		rs.Outcome = OutcomeRunning
 	case rs.Live:
-		rs.Outcome = "pending"
-	case c[string(state.Done)] == rs.Visits:
-		rs.Outcome = "done"
-	case c[string(state.Done)]+c[string(state.Failed)] == rs.Visits:
-		rs.Outcome = "failed"
+		rs.Outcome = OutcomePending
+	case c[state.Done] == rs.Visits:
+		rs.Outcome = OutcomeDone
+	case c[state.Done]+c[state.Failed] == rs.Visits:
+		rs.Outcome = OutcomeFailed
 	default:
-		rs.Outcome = "unfinished"
+		rs.Outcome = OutcomeUnfinished
 	}
 	// A time left only while a job runs: a queued run's would count the
 	// time it waits as if it were working.
 	if anyHoldsVisits(rs.Jobs) && rs.Rate > 0 {
-		left := rs.Visits - c[string(state.Done)] - c[string(state.Failed)]
+		left := rs.Visits - c[state.Done] - c[state.Failed]
 		rs.ETA = time.Duration(float64(left) / rs.Rate * float64(time.Second))
 	}
 }
@@ -419,8 +444,8 @@ func showDeadRunning(rs *RunStatus, asked bool) {
 			dead = true
 		}
 		if dead {
-			rs.Counts[string(state.Running)] -= n
-			rs.Counts[string(state.Interrupted)] += n
+			rs.Counts[state.Running] -= n
+			rs.Counts[state.Interrupted] += n
 		}
 	}
 }
@@ -468,13 +493,11 @@ func silent(j JobStatus, k scheduler.Job, every time.Duration, at time.Time) boo
 	return !started.IsZero() && at.Sub(started) > limit+time.Minute
 }
 
-// recordedEnd reports whether a job state written by rank 0 is an end.
-func recordedEnd(s string) bool {
-	switch s {
-	case "COMPLETED", "VISITS_FAILED", "STOPPED", "FAILED":
-		return true
-	}
-	return false
+// recordedEnd reports whether a job's recorded state is an end rank 0
+// recorded (a state.JobEnd).
+func recordedEnd(recorded string) bool {
+	_, err := state.ParseJobEnd(recorded)
+	return err == nil
 }
 
 func anyRunning(js []JobStatus) bool {
@@ -530,7 +553,7 @@ type WaitOptions struct {
 
 // Wait blocks until no job of the run is live and returns its last
 // status, with ErrIncomplete when visits were left unfinished and
-// ErrVisitsFailed when every visit ran but some failed.
+// harness.ErrVisitsFailed when every visit ran but some failed.
 func Wait(ctx context.Context, b scheduler.Backend, dir string, o WaitOptions) (RunStatus, error) {
 	if o.Every <= 0 {
 		o.Every = time.Second
@@ -594,10 +617,10 @@ func Wait(ctx context.Context, b scheduler.Backend, dir string, o WaitOptions) (
 
 func outcomeErr(rs RunStatus) error {
 	switch rs.Outcome {
-	case "done":
+	case OutcomeDone:
 		return nil
-	case "failed":
-		return fmt.Errorf("%w: run %s: %d of %d visits failed", ErrVisitsFailed, rs.Run, rs.Counts[string(state.Failed)], rs.Visits)
+	case OutcomeFailed:
+		return fmt.Errorf("%w: run %s: %d of %d visits", harness.ErrVisitsFailed, rs.Run, rs.Counts[state.Failed], rs.Visits)
 	}
 	return fmt.Errorf("%w: run %s: %s (dpsbatch resume %s)", ErrIncomplete, rs.Run, countsLine(rs), rs.Run)
 }
@@ -606,7 +629,7 @@ func outcomeErr(rs RunStatus) error {
 func countsLine(rs RunStatus) string {
 	s := ""
 	for _, k := range []state.VisitState{state.Done, state.Failed, state.Running, state.Interrupted, state.Pending} {
-		if n := rs.Counts[string(k)]; n > 0 {
+		if n := rs.Counts[k]; n > 0 {
 			if s != "" {
 				s += ", "
 			}

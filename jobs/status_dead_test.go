@@ -21,9 +21,9 @@ func TestStatusDeadJobsVisitsInterrupted(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
 		slurm       func(f *fakeBackend)
-		noSlurm     bool   // Status without a backend
-		recorded    string // rank 0's recorded end, "" for none
-		lock        string // rank-0 lock: "held", "free", "" (no file)
+		noSlurm     bool         // Status without a backend
+		recorded    state.JobEnd // rank 0's recorded end, "" for none
+		lock        string       // rank-0 lock: "held", "free", "" (no file)
 		running     int
 		interrupted int
 		eta         bool

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpsbatch/dpsbatch/harness"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/state"
 )
@@ -33,9 +34,9 @@ func TestStatusSettle(t *testing.T) {
 		name string
 		// visits v001..v004 as recorded; the rest stay pending
 		visits   []state.VisitState
-		recorded string // what rank 0 recorded as the job's end; "" none
+		recorded state.JobEnd // what rank 0 recorded as the job's end; "" none
 		slurm    func(f *fakeBackend)
-		outcome  string
+		outcome  Outcome
 		live     bool
 		jobState string
 		source   string
@@ -94,7 +95,7 @@ func TestStatusSettle(t *testing.T) {
 			if j.State != tc.jobState || j.Source != tc.source || j.Died != tc.died || j.Live != tc.live {
 				t.Errorf("job %+v; want state %s source %s died %v live %v", j, tc.jobState, tc.source, tc.died, tc.live)
 			}
-			want := tc.recorded
+			want := tc.recorded.String()
 			if want == "" {
 				want = "SUBMITTED"
 			}
@@ -154,7 +155,7 @@ func TestStatusAsksSlurmOnce(t *testing.T) {
 	if got := e.fake.askedHist[0]; !slices.Equal(got, []string{"1001", "1003"}) {
 		t.Errorf("sacct asked about %v; want 1001 1003", got)
 	}
-	want := []string{"pending", "pending", "running", "pending"}
+	want := []Outcome{OutcomePending, OutcomePending, OutcomeRunning, OutcomePending}
 	for i, r := range rs {
 		if r.Run != []string{"a", "b", "c", "d"}[i] || r.Outcome != want[i] {
 			t.Errorf("run %d: %s %s; want %s", i, r.Run, r.Outcome, want[i])
@@ -234,10 +235,10 @@ func TestWait(t *testing.T) {
 		name    string
 		visits  []state.VisitState
 		err     error
-		outcome string
+		outcome Outcome
 	}{
 		{"done", all(4, state.Done), nil, "done"},
-		{"visits failed", []state.VisitState{state.Done, state.Failed, state.Done, state.Done}, ErrVisitsFailed, "failed"},
+		{"visits failed", []state.VisitState{state.Done, state.Failed, state.Done, state.Done}, harness.ErrVisitsFailed, "failed"},
 		{"unfinished", []state.VisitState{state.Done, state.Interrupted}, ErrIncomplete, "unfinished"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -257,7 +258,7 @@ func TestWait(t *testing.T) {
 				}
 				f.queue["1001"] = j
 			}
-			var heard []string
+			var heard []Outcome
 			o := waitOpts
 			o.Progress = func(rs RunStatus) { heard = append(heard, rs.Outcome) }
 			start := time.Now()
@@ -281,7 +282,7 @@ func TestWait(t *testing.T) {
 			if took < 120*time.Millisecond {
 				t.Errorf("Wait took %s; backing off from 20ms should take at least 140ms", took)
 			}
-			if want := []string{"running", "running", "running", tc.outcome}; !slices.Equal(heard, want) {
+			if want := []Outcome{OutcomeRunning, OutcomeRunning, OutcomeRunning, tc.outcome}; !slices.Equal(heard, want) {
 				t.Errorf("progress heard %v; want %v, once per squeue call", heard, want)
 			}
 		})

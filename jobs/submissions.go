@@ -124,7 +124,7 @@ func settleOne(r Layout, sub state.Submission, found []scheduler.Job) error {
 	if submitted.IsZero() {
 		submitted = sub.Recorded
 	}
-	_, err = st.AdoptJob(sub.Token, state.Job{ID: j.ID, Attempt: sub.Attempt, Submitted: submitted, State: "SUBMITTED"})
+	_, err = st.AdoptJob(sub.Token, state.Job{ID: j.ID, Attempt: sub.Attempt, Submitted: submitted, State: state.JobSubmitted})
 	return err
 }
 
@@ -163,7 +163,7 @@ func submitOne(ctx context.Context, b scheduler.Backend, lk *runLock, sts []*sta
 		return "", err
 	}
 	for _, st := range sts {
-		if _, err := st.AdoptJob(sub.Token, state.Job{ID: id, Attempt: sub.Attempt, Submitted: sub.Recorded, State: "SUBMITTED"}); err != nil {
+		if _, err := st.AdoptJob(sub.Token, state.Job{ID: id, Attempt: sub.Attempt, Submitted: sub.Recorded, State: state.JobSubmitted}); err != nil {
 			return id, fmt.Errorf("jobs: recording job %s in %s: %w", id, st.Path(), err)
 		}
 	}
@@ -179,5 +179,5 @@ func submitOne(ctx context.Context, b scheduler.Backend, lk *runLock, sts []*sta
 func recordSelf(st *state.Store, id, host string, at time.Time) (bool, error) {
 	attempt, _ := strconv.Atoi(os.Getenv("DPSBATCH_ATTEMPT"))
 	return st.AdoptJob(tokenOf(os.Getenv("SLURM_JOB_NAME")), state.Job{ID: id, Attempt: attempt, Submitted: at,
-		Host: host, State: "SUBMITTED"})
+		Host: host, State: state.JobSubmitted})
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/internal/conf"
+	"github.com/dpsbatch/dpsbatch/internal/enum"
 )
 
 // AddJob records a Slurm job of the run, once the front end has submitted
@@ -47,10 +48,57 @@ func (s *Store) JobStarted(id, host string, at time.Time) error {
 	return s.StartJob(id, 0, host, at)
 }
 
-// JobEnded records how job id ended: Slurm's state (COMPLETED, FAILED,
-// TIMEOUT, ...), its exit code, a reason, and when; in the job's record
-// and in its latest start's.
-func (s *Store) JobEnded(id, state string, exitCode int, reason string, at time.Time) error {
+// JobEnd is how a job's rank 0 recorded the job's end (JobEnded): the
+// job's State from then on, and its latest start's. A job's State holds
+// other words too, Slurm's or the front end's (SUBMITTED, REQUEUED, ...):
+// ParseJobEnd says whether one is an end. The zero JobEnd is no end.
+type JobEnd string
+
+// The ends rank 0 records, from the best to the worst.
+const (
+	EndCompleted    JobEnd = "COMPLETED"     // no visit left, none failed
+	EndVisitsFailed JobEnd = "VISITS_FAILED" // no visit left, some failed
+	EndStopped      JobEnd = "STOPPED"       // stopped, with visits left
+	EndFailed       JobEnd = "FAILED"        // the run itself failed
+)
+
+// jobEnds is every JobEnd, the best first.
+var jobEnds = []JobEnd{EndCompleted, EndVisitsFailed, EndStopped, EndFailed}
+
+// ParseJobEnd returns the end named word, or an error quoting it.
+func ParseJobEnd(word string) (JobEnd, error) {
+	e, err := enum.Parse("job end", word, jobEnds)
+	if err != nil {
+		return "", fmt.Errorf("state: %w", err)
+	}
+	return e, nil
+}
+
+func (e JobEnd) String() string { return string(e) }
+
+// MarshalText writes e's name.
+func (e JobEnd) MarshalText() ([]byte, error) { return []byte(e), nil }
+
+// UnmarshalText reads a name ParseJobEnd knows.
+func (e *JobEnd) UnmarshalText(b []byte) (err error) {
+	*e, err = ParseJobEnd(string(b))
+	return err
+}
+
+// Worse reports whether e is a worse end than other (the zero JobEnd is
+// better than any).
+func (e JobEnd) Worse(other JobEnd) bool {
+	return slices.Index(jobEnds, e) > slices.Index(jobEnds, other)
+}
+
+// JobEnded records how job id ended, as its rank 0 saw it: the end, its
+// exit code, a reason, and when; in the job's record and in its latest
+// start's.
+func (s *Store) JobEnded(id string, end JobEnd, exitCode int, reason string, at time.Time) error {
+	if _, err := enum.Parse("job end", string(end), jobEnds); err != nil {
+		return fmt.Errorf("state: %s: job %s: %w", s.path, id, err)
+	}
+	state := string(end)
 	var n int64
 	err := s.write(context.Background(), func(tx *sql.Tx) error {
 		res, err := tx.Exec(`UPDATE jobs SET ended = ?, state = ?, exit_code = ?, reason = ? WHERE id = ?`,

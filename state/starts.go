@@ -30,6 +30,11 @@ type JobStart struct {
 	Reason   string
 }
 
+// JobSubmitted is a job's State from its submission (AdoptJob) until its
+// rank 0 records an end (JobEnded), and again when a requeued job starts
+// anew.
+const JobSubmitted = "SUBMITTED"
+
 // Requeued is the State a start gets when the job starts again and Slurm's
 // own word for why is not known (SetStartEnd records it when it is).
 const Requeued = "REQUEUED"
@@ -89,8 +94,8 @@ func startJob(tx *sql.Tx, id string, restart int, host string, at time.Time) (fo
 		if err != nil {
 			return true, err
 		}
-		_, err = tx.Exec(`UPDATE jobs SET ended = NULL, state = 'SUBMITTED', exit_code = 0, reason = '',
-			heartbeat = NULL, heartbeat_visit = '', broker = '' WHERE id = ?`, id)
+		_, err = tx.Exec(`UPDATE jobs SET ended = NULL, state = ?, exit_code = 0, reason = '',
+			heartbeat = NULL, heartbeat_visit = '', broker = '' WHERE id = ?`, JobSubmitted, id)
 		if err != nil {
 			return true, err
 		}

@@ -60,6 +60,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/dpsbatch/dpsbatch/internal/enum"
 )
 
 // Sentinel errors, for errors.Is.
@@ -108,6 +110,27 @@ const (
 
 // visitStates is every state, by the small integer the file stores.
 var visitStates = []VisitState{Pending, Running, Done, Failed, Interrupted}
+
+// ParseVisitState returns the visit state named word, or an error quoting
+// it. The zero VisitState is no state.
+func ParseVisitState(word string) (VisitState, error) {
+	st, err := enum.Parse("visit state", word, visitStates)
+	if err != nil {
+		return "", fmt.Errorf("state: %w", err)
+	}
+	return st, nil
+}
+
+func (st VisitState) String() string { return string(st) }
+
+// MarshalText writes st's name.
+func (st VisitState) MarshalText() ([]byte, error) { return []byte(st), nil }
+
+// UnmarshalText reads a name ParseVisitState knows.
+func (st *VisitState) UnmarshalText(b []byte) (err error) {
+	*st, err = ParseVisitState(string(b))
+	return err
+}
 
 // code is the integer the file stores for st, or -1.
 func (st VisitState) code() int {

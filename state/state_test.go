@@ -364,7 +364,11 @@ func TestJobs(t *testing.T) {
 		t.Errorf("AddJob(again): err = %v, want ErrExists", err)
 	}
 	must(t, s.JobStarted("100", "n1", at(3)))
-	must(t, s.JobEnded("100", "TIMEOUT", 0, "time limit", at(40)))
+	must(t, s.JobEnded("100", EndStopped, 0, "time limit", at(40)))
+	// Rank 0 records one of its ends, never Slurm's words.
+	if err := s.JobEnded("200", "TIMEOUT", 0, "", at(41)); err == nil || !strings.Contains(err.Error(), `unknown job end "TIMEOUT"`) {
+		t.Errorf("JobEnded(TIMEOUT): err = %v, want unknown job end", err)
+	}
 	if err := s.JobStarted("999", "n1", at(3)); !errors.Is(err, ErrNotFound) {
 		t.Errorf("JobStarted(unknown): err = %v, want ErrNotFound", err)
 	}
@@ -377,7 +381,7 @@ func TestJobs(t *testing.T) {
 		t.Fatalf("Jobs() = %+v, want 100 then 200", js)
 	}
 	j := js[0]
-	if j.Host != "n1" || !j.Started.Equal(at(3)) || !j.Ended.Equal(at(40)) || j.State != "TIMEOUT" || j.Reason != "time limit" || !j.Submitted.Equal(at(0)) {
+	if j.Host != "n1" || !j.Started.Equal(at(3)) || !j.Ended.Equal(at(40)) || j.State != "STOPPED" || j.Reason != "time limit" || !j.Submitted.Equal(at(0)) {
 		t.Errorf("job 100 = %+v", j)
 	}
 	if !js[1].Started.IsZero() || !js[1].Ended.IsZero() {
@@ -396,7 +400,7 @@ func TestReadOnly(t *testing.T) {
 		"VisitStarted":     r.VisitStarted("b", "1", at(1)),
 		"VisitEnded":       r.VisitEnded("a", Done, "", at(2)),
 		"AddJob":           r.AddJob(Job{ID: "1"}),
-		"JobEnded":         r.JobEnded("1", "", 0, "", at(1)),
+		"JobEnded":         r.JobEnded("1", EndCompleted, 0, "", at(1)),
 		"SetSettings":      r.SetSettings("{}"),
 		"InterruptRunning": func() error { _, err := r.InterruptRunning("x"); return err }(),
 		"Retry":            func() error { _, _, err := r.Retry(0); return err }(),

@@ -13,6 +13,7 @@ import (
 	"github.com/dpsbatch/dpsbatch/jobs"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/site"
+	"github.com/dpsbatch/dpsbatch/state"
 )
 
 // The batch commands (submit, status, wait, cancel, resume, runs, site)
@@ -236,7 +237,7 @@ func printStarts(w io.Writer, j jobs.JobStatus) {
 // visitCounts is "12 (10 done, 2 pending)".
 func visitCounts(rs jobs.RunStatus) string {
 	var parts []string
-	for _, k := range []string{"done", "failed", "running", "interrupted", "pending"} {
+	for _, k := range []state.VisitState{state.Done, state.Failed, state.Running, state.Interrupted, state.Pending} {
 		if n := rs.Counts[k]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, k))
 		}

@@ -1,26 +1,25 @@
 // Command dpsbatch runs data-parallel science pipelines, on a laptop
 // (dpsbatch local) or on a Slurm cluster. main only builds the app, runs it
-// and maps errors to exit codes; the commands, one per file, are thin
-// wrappers around the project's packages.
+// and exits with the status harness.ExitCode gives its error; the
+// commands, one per file, are thin wrappers around the project's packages.
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
 
 	"github.com/dpsbatch/dpsbatch/harness"
-	"github.com/dpsbatch/dpsbatch/jobs"
 )
 
-// Exit codes.
+// The exit statuses, as harness defines them (harness/exit.go), under
+// the short names the commands and their tests use.
 const (
-	exitOK          = 0
-	exitFailure     = 1
-	exitBadInput    = 2
-	exitPartial     = 3
-	exitInterrupted = 130
+	exitOK          = harness.ExitOK
+	exitFailure     = harness.ExitFailure
+	exitBadInput    = harness.ExitBadInput
+	exitPartial     = harness.ExitVisitsFailed
+	exitInterrupted = harness.ExitInterrupted
 )
 
 func main() {
@@ -36,17 +35,5 @@ func main() {
 // errReported wraps an error whose details a command already printed.
 var errReported = errors.New("reported")
 
-func exitCode(err error) int {
-	switch {
-	case err == nil:
-		return exitOK
-	case errors.Is(err, harness.ErrInvalid):
-		return exitBadInput
-	case errors.Is(err, harness.ErrVisitsFailed), errors.Is(err, jobs.ErrVisitsFailed):
-		return exitPartial
-	case errors.Is(err, harness.ErrInterrupted), errors.Is(err, context.Canceled):
-		return exitInterrupted
-	default:
-		return exitFailure
-	}
-}
+// exitCode is the exit status for what a command returned.
+func exitCode(err error) int { return harness.ExitCode(err) }

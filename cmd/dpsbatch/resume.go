@@ -6,6 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dpsbatch/dpsbatch/harness"
 	"github.com/dpsbatch/dpsbatch/jobs"
 )
 
@@ -61,7 +62,7 @@ func resumeCommand() *cli.Command {
 			}
 			if n := len(res.Exhausted); n > 0 {
 				shown := res.Exhausted[:min(n, 10)]
-				return fmt.Errorf("%w: %d visits left out at --max-attempts %d: %s", jobs.ErrVisitsFailed, n,
+				return fmt.Errorf("%w: %d visits left out at --max-attempts %d: %s", harness.ErrVisitsFailed, n,
 					c.Int("max-attempts"), strings.Join(shown, ", "))
 			}
 			return nil

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dpsbatch/dpsbatch/jobs"
+	"github.com/dpsbatch/dpsbatch/state"
 )
 
 func statusCommand() *cli.Command {
@@ -89,7 +90,7 @@ func statusCommand() *cli.Command {
 // progressBar is one line: name, a bar of done (#) and failed (x) visits,
 // counts, rate and time left.
 func progressBar(rs jobs.RunStatus, width int) string {
-	done, failed := rs.Counts["done"], rs.Counts["failed"]
+	done, failed := rs.Counts[state.Done], rs.Counts[state.Failed]
 	bar := make([]byte, width)
 	for i := range bar {
 		bar[i] = '.'
@@ -114,7 +115,7 @@ func progressBar(rs jobs.RunStatus, width int) string {
 	if rs.ETA > 0 {
 		line += fmt.Sprintf(", %s left", rs.ETA.Round(time.Second))
 	}
-	return line + " (" + strings.ToLower(rs.Outcome) + ")"
+	return line + " (" + rs.Outcome.String() + ")"
 }
 
 func waitCommand() *cli.Command {
@@ -221,7 +222,7 @@ func runsCommand() *cli.Command {
 					last = rs.Jobs[n-1].ID + " " + strings.ToLower(rs.Jobs[n-1].State)
 				}
 				fmt.Fprintf(c.App.Writer, "%-32s %-12s %-10s %6d/%-6d done  job %s\n", rs.Run, rs.Pipeline, rs.Outcome,
-					rs.Counts["done"], rs.Visits, last)
+					rs.Counts[state.Done], rs.Visits, last)
 			}
 			return nil
 		},

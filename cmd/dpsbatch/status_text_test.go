@@ -6,13 +6,14 @@ import (
 	"testing"
 
 	"github.com/dpsbatch/dpsbatch/jobs"
+	"github.com/dpsbatch/dpsbatch/state"
 )
 
 // A job that died on a full file system: the text status says how much
 // space is left, rather than guessing a kill or a node failure.
 func TestPrintStatusDiedOnFullDisk(t *testing.T) {
 	rs := jobs.RunStatus{Run: "r1", Pipeline: "p", Outcome: "unfinished", Visits: 4,
-		Counts: map[string]int{"done": 3, "interrupted": 1},
+		Counts: map[state.VisitState]int{state.Done: 3, state.Interrupted: 1},
 		Jobs:   []jobs.JobStatus{{ID: "57", Attempt: 1, State: "FAILED", Source: "sacct", Died: true}}}
 	var b bytes.Buffer
 	printStatus(&b, rs)
