@@ -10,48 +10,8 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/harness"
-	"github.com/dpsbatch/dpsbatch/site"
 	"github.com/dpsbatch/dpsbatch/state"
 )
-
-// brokerSettings is the site's broker section as a run keeps it in its
-// settings, so that its jobs and the relay commands reach the same broker
-// whatever the site file says later. It holds no secret: a token file's
-// path and a variable's name, never their contents.
-type brokerSettings struct {
-	Kind            string   `json:"kind,omitempty"` // "embedded" (or "") or "external"
-	URLs            []string `json:"urls,omitempty"`
-	CredentialsFile string   `json:"credentialsFile,omitempty"`
-	TokenFile       string   `json:"tokenFile,omitempty"`
-	TokenEnv        string   `json:"tokenEnv,omitempty"`
-	// StreamSize is the limit of the run's events in bytes (the site's
-	// broker.stream_size); 0, in runs created before it existed, is
-	// events.DefaultMaxBytes.
-	StreamSize int64 `json:"streamSize,omitempty"`
-}
-
-func brokerOf(s *site.Site) brokerSettings {
-	b := s.Broker
-	return brokerSettings{Kind: b.Kind, URLs: b.URLs, CredentialsFile: b.CredentialsFile, TokenFile: b.TokenFile, TokenEnv: b.TokenEnv,
-		StreamSize: int64(b.StreamSizeMB) << 20}
-}
-
-// maxBytes is the limit of the run's events: the stream's and the
-// embedded broker's store.
-func (b brokerSettings) maxBytes() int64 {
-	if b.StreamSize > 0 {
-		return b.StreamSize
-	}
-	return events.DefaultMaxBytes
-}
-
-func (b brokerSettings) external() bool { return b.Kind == "external" }
-
-// natsConfig is how to dial the site's external broker.
-func (b brokerSettings) natsConfig(name, subscriber string, log *slog.Logger) events.NATSConfig {
-	return events.NATSConfig{URLs: b.URLs, CredentialsFile: b.CredentialsFile, TokenFile: b.TokenFile, TokenEnv: b.TokenEnv,
-		Name: name, Subscriber: subscriber, Logger: log, ConnectTimeout: 5 * time.Second, MaxBytes: b.maxBytes()}
-}
 
 // dialJobBroker connects to the embedded broker job serves for the run of l,
 // waiting up to wait for the job to record where it listens.

@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -113,11 +112,9 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 	if err := samePolicy(run, p); err != nil {
 		return err
 	}
-	var set settings
-	if run.Settings != "" {
-		if err := json.Unmarshal([]byte(run.Settings), &set); err != nil {
-			return fmt.Errorf("jobs: %s: run settings: %w", j.StatePath, err)
-		}
+	set, err := decodeSettings(j.StatePath, run.Settings)
+	if err != nil {
+		return err
 	}
 	host, _ := os.Hostname()
 	if err := j.claimRun(st, set, host, dr.Stop); err != nil {

@@ -15,7 +15,6 @@ package jobs
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -38,13 +37,6 @@ func (l Layout) Production() string { return filepath.Join(l.Dir, ProductionFile
 // Pipeline is the directory of pipeline name of a production's run.
 func (l Layout) Pipeline(name string) Layout {
 	return Layout{Dir: filepath.Join(l.Dir, PipelinesDir, name)}
-}
-
-// prodEntry is one pipeline of a production as the run keeps it, with
-// what resume needs to plan it again.
-type prodEntry struct {
-	Name   string `json:"name"`
-	Slices int    `json:"slices,omitempty"` // as the production file gave it (0: the policy's)
 }
 
 // records lists the state files every job of the run is recorded in.
@@ -142,9 +134,12 @@ func submitProduction(ctx context.Context, o SubmitOptions, now func() time.Time
 		if err := copyFile(o.Policy, tl.Production()); err != nil {
 			return err
 		}
-		settingsJSON, _ := json.Marshal(set)
+		settingsJSON, err := encodeSettings(set)
+		if err != nil {
+			return err
+		}
 		if err := createState(tl, state.Run{ID: name, Name: name, Dir: l.Dir, Pipeline: prod.Name, Site: o.Site.Path,
-			Partition: planned.Plan.Partition, Created: created, Settings: string(settingsJSON)}, nil); err != nil {
+			Partition: planned.Plan.Partition, Created: created, Settings: settingsJSON}, nil); err != nil {
 			return err
 		}
 		for i, pp := range prod.Pipelines {
@@ -153,14 +148,17 @@ func submitProduction(ctx context.Context, o SubmitOptions, now func() time.Time
 			if err := populate(pl, pp.PolicyPath, pp.VisitsPath, st.set.Visits); err != nil {
 				return err
 			}
-			js, _ := json.Marshal(st.set)
+			js, err := encodeSettings(st.set)
+			if err != nil {
+				return err
+			}
 			ids := make([]string, len(pp.Visits))
 			for k, v := range pp.Visits {
 				ids[k] = v.ID
 			}
 			if err := createState(pl, state.Run{ID: name, Name: name, Dir: st.l.Dir, Pipeline: pp.Name,
 				PolicySum: pp.Policy.Checksum, Site: o.Site.Path, Partition: planned.Plan.Partition, Created: created,
-				Settings: string(js)}, ids); err != nil {
+				Settings: js}, ids); err != nil {
 				return err
 			}
 		}

@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -229,26 +228,6 @@ func recordedBroker(l Layout, job string) (string, error) {
 		}
 	}
 	return "", nil
-}
-
-// readSettings reads the run and its settings from the state file.
-func readSettings(l Layout) (state.Run, settings, error) {
-	st, err := state.OpenReadOnly(l.State())
-	if err != nil {
-		return state.Run{}, settings{}, err
-	}
-	defer st.Close()
-	run, err := st.Run()
-	if err != nil {
-		return run, settings{}, err
-	}
-	var set settings
-	if run.Settings != "" {
-		if err := json.Unmarshal([]byte(run.Settings), &set); err != nil {
-			return run, set, fmt.Errorf("jobs: %s: run settings: %w", l.State(), err)
-		}
-	}
-	return run, set, nil
 }
 
 // Topics lists the topics a run's Pipeline reads: its trigger topic, the

@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -234,12 +233,13 @@ func readRun(dir string) (RunStatus, error) {
 	rs := RunStatus{DroppedEvents: dropped, runningBy: runningBy, Run: run.Name, Dir: dir, Pipeline: run.Pipeline, Partition: run.Partition, Created: run.Created,
 		Counts: map[state.VisitState]int{}, Journal: st.JournalMode(), FS: st.FileSystem(),
 		InputClosed: run.InputClosed, InputClosedWhy: run.InputClosedWhy, Heartbeat: DefaultHeartbeat}
-	var set settings
-	if run.Settings != "" && json.Unmarshal([]byte(run.Settings), &set) == nil {
-		rs.Listen = set.Listen
-		if set.Heartbeat > 0 {
-			rs.Heartbeat = set.Heartbeat
-		}
+	set, err := decodeSettings(l.State(), run.Settings)
+	if err != nil {
+		return RunStatus{}, err
+	}
+	rs.Listen = set.Listen
+	if set.Heartbeat > 0 {
+		rs.Heartbeat = set.Heartbeat
 	}
 	for _, e := range set.Pipelines {
 		ps, err := readRun(l.Pipeline(e.Name).Dir)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -83,39 +82,6 @@ type Submitted struct {
 type RenderedScript struct {
 	File string `json:"file"` // where it would be written
 	Text string `json:"text"`
-}
-
-// settings is what a run keeps in its state file (Run.Settings) so that
-// resume can plan and render the same way.
-type settings struct {
-	Visits      string  `json:"visits"` // the copy's file name in the run directory
-	PipelineDir string  `json:"pipelineDir"`
-	Binary      string  `json:"binary"`
-	SiteFile    string  `json:"siteFile,omitempty"`
-	Request     Request `json:"request"`
-	// Broker: the site's broker when the run was submitted.
-	Broker brokerSettings `json:"broker,omitzero"`
-	// Listen: after its visit list, the run reads trigger events from
-	// its broker until a no-more-data (dpsbatch finish).
-	Listen bool `json:"listen,omitempty"`
-	// Heartbeat: how often the Pipeline says it is alive (0: the default).
-	Heartbeat time.Duration `json:"heartbeat,omitempty"`
-	// Production, for a pipeline of a production: the production's run
-	// directory, whose broker (started by the job script) it dials
-	// instead of starting its own, and whose jobs it is part of.
-	Production string `json:"production,omitempty"`
-	// After: the pipelines of the production whose end closes this one's
-	// input (a no-more-data on its trigger topic).
-	After []string `json:"after,omitempty"`
-	// Pipelines, for a production's run (its top-level state file): its
-	// pipelines in the production's order, each in
-	// RUN-DIR/pipelines/NAME with its own state file and settings.
-	Pipelines []prodEntry `json:"pipelines,omitempty"`
-	// SlicesFrom, for a pipeline of a production, names who asked for
-	// Request.Slices: its production entry, or "" for its policy.
-	SlicesFrom string `json:"slicesFrom,omitempty"`
-	// hold submits the first job held (submit --hold); not kept.
-	hold bool
 }
 
 // Submit creates a run and submits its first job (and AutoResume
@@ -199,10 +165,13 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 		for i, v := range visits {
 			ids[i] = v.ID
 		}
-		settingsJSON, _ := json.Marshal(set)
+		settingsJSON, err := encodeSettings(set)
+		if err != nil {
+			return err
+		}
 		if err := createState(tl, state.Run{ID: name, Name: name, Dir: l.Dir, Pipeline: p.Name,
 			PolicySum: p.Checksum, Site: o.Site.Path, Partition: planned.Plan.Partition, Created: now(),
-			Settings: string(settingsJSON)}, ids); err != nil {
+			Settings: settingsJSON}, ids); err != nil {
 			return err
 		}
 		return writeScripts(tl, scripts, 1)

@@ -3,7 +3,6 @@ package jobs
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -381,8 +380,8 @@ func TestSubmitVisitListCopy(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				var set settings
-				if err := json.Unmarshal([]byte(run.Settings), &set); err != nil {
+				set, err := decodeSettings(sub.Dir, run.Settings)
+				if err != nil {
 					t.Fatal(err)
 				}
 				vs, err := harness.ReadVisits(filepath.Join(sub.Dir, set.Visits))
