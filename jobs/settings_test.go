@@ -161,6 +161,13 @@ func TestSettingsNewerRefused(t *testing.T) {
 	if _, err := Status(context.Background(), nil, []string{l.Dir}); err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("Status: %v; want %q", err, want)
 	}
+	e := newEnv(t, 1)
+	if _, err := Resume(context.Background(), e.resumeOpts(l.Dir)); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Resume: %v; want %q", err, want)
+	}
+	if len(e.fake.submits) != 0 {
+		t.Errorf("Resume submitted %d jobs; want none", len(e.fake.submits))
+	}
 	// No version any dpsbatch writes.
 	for _, v := range []int{0, -1} {
 		if _, err := decodeSettings("state.db", fmt.Sprintf(`{"version":%d}`, v)); err == nil ||
