@@ -154,21 +154,26 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
-	if c.Rank() > 0 {
-		for _, b := range r.parallel {
-			switch x := b.spec.Exchange; {
-			case x == nil:
-			case x.Topology == TopologyRing:
-				b.neighbours = ringNeighbours(c.Rank(), c.Size()-1)
-			case x.Topology == TopologyMapper:
-				b.neighbours = mapped
-			}
-		}
-	}
 	if c.Rank() == 0 {
 		return r.pipelineLoop(ctx)
 	}
+	r.setNeighbours(mapped)
 	return r.sliceLoop(ctx, ids)
+}
+
+// setNeighbours is the end of step 3 on a Slice: each exchanging stage's
+// neighbour ranks, worked out here for a ring, or as the Pipeline
+// assigned them (mapped) for the mapper topology.
+func (r *rank) setNeighbours(mapped []int) {
+	for _, b := range r.parallel {
+		switch x := b.spec.Exchange; {
+		case x == nil:
+		case x.Topology == TopologyRing:
+			b.neighbours = ringNeighbours(r.c.Rank(), r.c.Size()-1)
+		case x.Topology == TopologyMapper:
+			b.neighbours = mapped
+		}
+	}
 }
 
 // rank is the state of one rank's loop.
@@ -262,13 +267,9 @@ func (r *rank) assign() ([]mapper.DataID, []int, error) {
 	var parts [][]byte
 	var assignErr error
 	if r.c.Rank() == 0 {
-		hosts := make([]mapper.HostInfo, 0, len(all)-1)
-		for i := 1; i < len(all); i++ {
-			var h mapper.HostInfo
-			if err := decode(all[i], &h); err != nil {
-				return nil, nil, err
-			}
-			hosts = append(hosts, h)
+		hosts, err := decodeHosts(all)
+		if err != nil {
+			return nil, nil, err
 		}
 		var ids [][]mapper.DataID
 		var nbrs [][]int
@@ -308,6 +309,26 @@ func (r *rank) assign() ([]mapper.DataID, []int, error) {
 	if r.c.Rank() == 0 {
 		return nil, nil, assignErr
 	}
+	return readAssignment(part)
+}
+
+// decodeHosts decodes the Slices' HostInfo from the gathered parts (the
+// Pipeline's own, all[0], is not passed to the mapper).
+func decodeHosts(all [][]byte) ([]mapper.HostInfo, error) {
+	hosts := make([]mapper.HostInfo, 0, len(all)-1)
+	for i := 1; i < len(all); i++ {
+		var h mapper.HostInfo
+		if err := decode(all[i], &h); err != nil {
+			return nil, err
+		}
+		hosts = append(hosts, h)
+	}
+	return hosts, nil
+}
+
+// readAssignment decodes a Slice's assignMsg: its data IDs and neighbour
+// ranks, or the Pipeline's error.
+func readAssignment(part []byte) ([]mapper.DataID, []int, error) {
 	var m assignMsg
 	if err := decode(part, &m); err != nil {
 		return nil, nil, err
@@ -346,26 +367,19 @@ type pipeline struct {
 
 const maxEarly = 10000
 
+// pipelineLoop is the Pipeline's side from step 4 of the protocol
+// (protocol.go) to the end: it subscribes, watches for stop requests,
+// beats its heartbeat if asked, and runs the visit loop.
 func (r *rank) pipelineLoop(ctx context.Context) error {
 	p := &pipeline{rank: r, waits: map[string]events.Subscription{}, early: map[string]map[string][]events.Event{}, stopCh: make(chan struct{})}
 	b := r.cfg.Broker
 	if b == nil {
 		return errors.New("harness: the Pipeline needs an event broker")
 	}
-	var err error
-	// Subscribe to everything before the first visit, so nothing published
-	// meanwhile is missed.
-	if p.trigger, err = b.Subscribe(ctx, r.cfg.Policy.Trigger.Topic, r.cfg.RunID); err != nil {
-		return fmt.Errorf("harness: subscribe to trigger topic: %w", err)
-	}
-	defer p.trigger.Close()
-	for _, st := range r.stages {
-		if w := st.spec.Event; w != nil && p.waits[w.Topic] == nil {
-			if p.waits[w.Topic], err = b.Subscribe(ctx, w.Topic, r.cfg.RunID); err != nil {
-				return fmt.Errorf("harness: subscribe to %q: %w", w.Topic, err)
-			}
-			defer p.waits[w.Topic].Close()
-		}
+	closeSubs, err := p.subscribe(ctx, b)
+	defer closeSubs()
+	if err != nil {
+		return err
 	}
 	control, err := b.Subscribe(ctx, events.TopicControl, r.cfg.RunID)
 	if err != nil {
@@ -404,6 +418,32 @@ func (r *rank) pipelineLoop(ctx context.Context) error {
 		return ErrInterrupted
 	}
 	return nil
+}
+
+// subscribe is step 4's subscriptions: the trigger topic and each topic a
+// stage waits for, before the first visit, so nothing published meanwhile
+// is missed. closeAll closes what it opened, in reverse order, also after
+// an error.
+func (p *pipeline) subscribe(ctx context.Context, b events.Broker) (closeAll func(), err error) {
+	var subs []events.Subscription
+	closeAll = func() {
+		for i := len(subs) - 1; i >= 0; i-- {
+			subs[i].Close()
+		}
+	}
+	if p.trigger, err = b.Subscribe(ctx, p.cfg.Policy.Trigger.Topic, p.cfg.RunID); err != nil {
+		return closeAll, fmt.Errorf("harness: subscribe to trigger topic: %w", err)
+	}
+	subs = append(subs, p.trigger)
+	for _, st := range p.stages {
+		if w := st.spec.Event; w != nil && p.waits[w.Topic] == nil {
+			if p.waits[w.Topic], err = b.Subscribe(ctx, w.Topic, p.cfg.RunID); err != nil {
+				return closeAll, fmt.Errorf("harness: subscribe to %q: %w", w.Topic, err)
+			}
+			subs = append(subs, p.waits[w.Topic])
+		}
+	}
+	return closeAll, nil
 }
 
 // countUndecodable tells the recorder how many messages the Pipeline's
