@@ -154,21 +154,26 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
-	if c.Rank() > 0 {
-		for _, b := range r.parallel {
-			switch x := b.spec.Exchange; {
-			case x == nil:
-			case x.Topology == TopologyRing:
-				b.neighbours = ringNeighbours(c.Rank(), c.Size()-1)
-			case x.Topology == TopologyMapper:
-				b.neighbours = mapped
-			}
-		}
-	}
 	if c.Rank() == 0 {
 		return r.pipelineLoop(ctx)
 	}
+	r.setNeighbours(mapped)
 	return r.sliceLoop(ctx, ids)
+}
+
+// setNeighbours is the end of step 3 on a Slice: each exchanging stage's
+// neighbour ranks, worked out here for a ring, or as the Pipeline
+// assigned them (mapped) for the mapper topology.
+func (r *rank) setNeighbours(mapped []int) {
+	for _, b := range r.parallel {
+		switch x := b.spec.Exchange; {
+		case x == nil:
+		case x.Topology == TopologyRing:
+			b.neighbours = ringNeighbours(r.c.Rank(), r.c.Size()-1)
+		case x.Topology == TopologyMapper:
+			b.neighbours = mapped
+		}
+	}
 }
 
 // rank is the state of one rank's loop.
@@ -262,13 +267,9 @@ func (r *rank) assign() ([]mapper.DataID, []int, error) {
 	var parts [][]byte
 	var assignErr error
 	if r.c.Rank() == 0 {
-		hosts := make([]mapper.HostInfo, 0, len(all)-1)
-		for i := 1; i < len(all); i++ {
-			var h mapper.HostInfo
-			if err := decode(all[i], &h); err != nil {
-				return nil, nil, err
-			}
-			hosts = append(hosts, h)
+		hosts, err := decodeHosts(all)
+		if err != nil {
+			return nil, nil, err
 		}
 		var ids [][]mapper.DataID
 		var nbrs [][]int
@@ -308,6 +309,26 @@ func (r *rank) assign() ([]mapper.DataID, []int, error) {
 	if r.c.Rank() == 0 {
 		return nil, nil, assignErr
 	}
+	return readAssignment(part)
+}
+
+// decodeHosts decodes the Slices' HostInfo from the gathered parts (the
+// Pipeline's own, all[0], is not passed to the mapper).
+func decodeHosts(all [][]byte) ([]mapper.HostInfo, error) {
+	hosts := make([]mapper.HostInfo, 0, len(all)-1)
+	for i := 1; i < len(all); i++ {
+		var h mapper.HostInfo
+		if err := decode(all[i], &h); err != nil {
+			return nil, err
+		}
+		hosts = append(hosts, h)
+	}
+	return hosts, nil
+}
+
+// readAssignment decodes a Slice's assignMsg: its data IDs and neighbour
+// ranks, or the Pipeline's error.
+func readAssignment(part []byte) ([]mapper.DataID, []int, error) {
 	var m assignMsg
 	if err := decode(part, &m); err != nil {
 		return nil, nil, err
@@ -346,26 +367,19 @@ type pipeline struct {
 
 const maxEarly = 10000
 
+// pipelineLoop is the Pipeline's side from step 4 of the protocol
+// (protocol.go) to the end: it subscribes, watches for stop requests,
+// beats its heartbeat if asked, and runs the visit loop.
 func (r *rank) pipelineLoop(ctx context.Context) error {
 	p := &pipeline{rank: r, waits: map[string]events.Subscription{}, early: map[string]map[string][]events.Event{}, stopCh: make(chan struct{})}
 	b := r.cfg.Broker
 	if b == nil {
 		return errors.New("harness: the Pipeline needs an event broker")
 	}
-	var err error
-	// Subscribe to everything before the first visit, so nothing published
-	// meanwhile is missed.
-	if p.trigger, err = b.Subscribe(ctx, r.cfg.Policy.Trigger.Topic, r.cfg.RunID); err != nil {
-		return fmt.Errorf("harness: subscribe to trigger topic: %w", err)
-	}
-	defer p.trigger.Close()
-	for _, st := range r.stages {
-		if w := st.spec.Event; w != nil && p.waits[w.Topic] == nil {
-			if p.waits[w.Topic], err = b.Subscribe(ctx, w.Topic, r.cfg.RunID); err != nil {
-				return fmt.Errorf("harness: subscribe to %q: %w", w.Topic, err)
-			}
-			defer p.waits[w.Topic].Close()
-		}
+	closeSubs, err := p.subscribe(ctx, b)
+	defer closeSubs()
+	if err != nil {
+		return err
 	}
 	control, err := b.Subscribe(ctx, events.TopicControl, r.cfg.RunID)
 	if err != nil {
@@ -404,6 +418,32 @@ func (r *rank) pipelineLoop(ctx context.Context) error {
 		return ErrInterrupted
 	}
 	return nil
+}
+
+// subscribe is step 4's subscriptions: the trigger topic and each topic a
+// stage waits for, before the first visit, so nothing published meanwhile
+// is missed. closeAll closes what it opened, in reverse order, also after
+// an error.
+func (p *pipeline) subscribe(ctx context.Context, b events.Broker) (closeAll func(), err error) {
+	var subs []events.Subscription
+	closeAll = func() {
+		for i := len(subs) - 1; i >= 0; i-- {
+			subs[i].Close()
+		}
+	}
+	if p.trigger, err = b.Subscribe(ctx, p.cfg.Policy.Trigger.Topic, p.cfg.RunID); err != nil {
+		return closeAll, fmt.Errorf("harness: subscribe to trigger topic: %w", err)
+	}
+	subs = append(subs, p.trigger)
+	for _, st := range p.stages {
+		if w := st.spec.Event; w != nil && p.waits[w.Topic] == nil {
+			if p.waits[w.Topic], err = b.Subscribe(ctx, w.Topic, p.cfg.RunID); err != nil {
+				return closeAll, fmt.Errorf("harness: subscribe to %q: %w", w.Topic, err)
+			}
+			subs = append(subs, p.waits[w.Topic])
+		}
+	}
+	return closeAll, nil
 }
 
 // countUndecodable tells the recorder how many messages the Pipeline's
@@ -508,67 +548,114 @@ func (p *pipeline) stopping() bool {
 	}
 }
 
+// loop is the Pipeline's visit loop, steps 5 to 14 of the protocol
+// (protocol.go): it runs each visit the trigger topic names until the
+// loop is to end, and then (step 14) tells the Slices to stop, once,
+// however it ends.
 func (p *pipeline) loop(ctx, triggerCtx context.Context) error {
 	defer p.bcastStop()
+	for {
+		visit, props, err := p.nextVisit(ctx, triggerCtx)
+		if err != nil || visit == "" {
+			return err
+		}
+		if err := p.visit(ctx, visit, props); err != nil {
+			return err
+		}
+	}
+}
+
+// nextVisit is step 5, the trigger: it reads trigger events until one
+// names a visit to run, and returns its ID and properties; "" when the
+// loop is to end (a stop asked for, an interrupt, no more data, a
+// shutdown event, or no time left for the visit).
+func (p *pipeline) nextVisit(ctx, triggerCtx context.Context) (string, map[string]any, error) {
 	for !p.stopping() && ctx.Err() == nil {
 		e, err := p.trigger.Next(triggerCtx)
 		if err != nil {
 			if triggerCtx.Err() != nil {
-				return nil // stop asked for, or interrupted
+				return "", nil, nil // stop asked for, or interrupted
 			}
-			return fmt.Errorf("harness: reading trigger topic: %w", err)
+			return "", nil, fmt.Errorf("harness: reading trigger topic: %w", err)
 		}
-		trig := &p.cfg.Policy.Trigger
-		if !trig.Selects(e) {
-			p.skip(e, "", "not selected by events.trigger.select")
+		visit, end := p.triggerVisit(e)
+		if end {
+			return "", nil, nil
+		}
+		if visit == "" {
 			continue
 		}
-		switch e.Kind {
-		case events.KindNoMoreData:
-			p.log.Info("no more data: ending the run")
-			return nil
-		case events.KindShutdown:
-			p.requestStop("shutdown event")
-			return nil
-		case "", events.KindData:
-		default:
-			p.drop(e, fmt.Sprintf("unknown kind %q", e.Kind))
-			continue
+		run, err := p.admit(e, visit)
+		if err != nil {
+			return "", nil, err
 		}
-		if why := trig.malformed(e.Properties); why != "" {
-			p.drop(e, why)
+		if !run {
 			continue
-		}
-		visit, ok := e.Visit()
-		if !ok {
-			p.drop(e, "no "+events.PropVisit+" property")
-			continue
-		}
-		if err := CheckVisitID(visit); err != nil {
-			p.drop(e, err.Error()) // it would go into paths and commands
-			continue
-		}
-		if a, ok := p.cfg.Recorder.(VisitAdmitter); ok {
-			run, why, err := a.AdmitVisit(visit)
-			if err != nil {
-				return fmt.Errorf("harness: admitting visit %s: %w", visit, err)
-			}
-			if !run {
-				p.skip(e, visit, why)
-				continue
-			}
 		}
 		if b, ok := p.cfg.Recorder.(VisitBudget); ok {
 			if why := b.TimeForVisit(visit); why != "" {
 				p.requestStop(why)
-				return nil
+				return "", nil, nil
 			}
 		}
-		if err := p.visit(ctx, visit, e.Properties); err != nil {
-			return err
-		}
+		return visit, e.Properties, nil
 	}
-	return nil
+	return "", nil, nil
+}
+
+// triggerVisit is step 5 for one trigger event: the visit it names, or ""
+// when it is passed over (not selected, of an unknown kind, malformed,
+// with no or an unsafe visit ID). end says it ends the loop (no more
+// data, a shutdown event).
+func (p *pipeline) triggerVisit(e events.Event) (visit string, end bool) {
+	trig := &p.cfg.Policy.Trigger
+	if !trig.Selects(e) {
+		p.skip(e, "", "not selected by events.trigger.select")
+		return "", false
+	}
+	switch e.Kind {
+	case events.KindNoMoreData:
+		p.log.Info("no more data: ending the run")
+		return "", true
+	case events.KindShutdown:
+		p.requestStop("shutdown event")
+		return "", true
+	case "", events.KindData:
+	default:
+		p.drop(e, fmt.Sprintf("unknown kind %q", e.Kind))
+		return "", false
+	}
+	if why := trig.malformed(e.Properties); why != "" {
+		p.drop(e, why)
+		return "", false
+	}
+	visit, ok := e.Visit()
+	if !ok {
+		p.drop(e, "no "+events.PropVisit+" property")
+		return "", false
+	}
+	if err := CheckVisitID(visit); err != nil {
+		p.drop(e, err.Error()) // it would go into paths and commands
+		return "", false
+	}
+	return visit, false
+}
+
+// admit is the end of step 5: it asks the VisitAdmitter, if the Recorder
+// has one, whether to run the visit, and passes over e if not.
+func (p *pipeline) admit(e events.Event, visit string) (bool, error) {
+	a, ok := p.cfg.Recorder.(VisitAdmitter)
+	if !ok {
+		return true, nil
+	}
+	run, why, err := a.AdmitVisit(visit)
+	if err != nil {
+		return false, fmt.Errorf("harness: admitting visit %s: %w", visit, err)
+	}
+	if !run {
+		p.skip(e, visit, why)
+	}
+	return run, nil
 }
 
 // skip passes over an event that is well formed but not to be run: not
@@ -601,186 +688,288 @@ func (p *pipeline) bcastStop() {
 	}
 }
 
-// visit runs one visit on the Pipeline. Only errors that must end the run
-// (communication, recording) are returned; stage failures are recorded.
-// A visit that such an error cuts short (a slice died: killed by the job's
-// stop, or lost) is recorded as interrupted, to be run again.
+// visitRun is one visit on the Pipeline, from its start (step 6) to its
+// end (step 13).
+type visitRun struct {
+	id      string
+	start   time.Time
+	cb      *Clipboard
+	started bool // VisitStarted recorded
+	ended   bool // VisitEnded recorded (or tried)
+
+	serialErr error          // the visit failed on the Pipeline
+	pending   map[string]any // event properties not yet sent to the slices
+	failedIDs map[string]bool
+	nFailed   int
+	firstFail string
+	firstStop string // the first data ID whose program a stop signal ended
+}
+
+// visit runs one visit on the Pipeline, steps 6 to 13 of the protocol.
+// Only errors that must end the run (communication, recording) are
+// returned; stage failures are recorded. A visit that such an error cuts
+// short (a slice died: killed by the job's stop, or lost) is recorded as
+// interrupted, to be run again.
 func (p *pipeline) visit(ctx context.Context, visit string, props map[string]any) (err error) {
 	p.setCurrent(visit)
 	defer p.setCurrent("")
-	start := time.Now()
-	rec := p.cfg.Recorder
-	if err := rec.VisitStarted(visit, start); err != nil {
-		return fmt.Errorf("harness: recording visit %s: %w", visit, err)
-	}
-	ended := false
+	v := &visitRun{id: visit, start: time.Now()}
 	defer func() {
-		if err != nil && !ended {
-			p.cutShort(visit, start, err)
+		if err != nil && v.started && !v.ended {
+			p.cutShort(visit, v.start, err)
 		}
 	}()
-	data, err := encodeVisit(visitMsg{Visit: visit, Props: props})
+	if err := p.startVisit(v, props); err != nil {
+		return err
+	}
+	for _, b := range p.stages {
+		skipped, err := p.runStage(ctx, v, b)
+		if err != nil {
+			return err
+		}
+		if skipped {
+			break
+		}
+	}
+	p.clearEarly(visit)
+	return p.endVisit(ctx, v)
+}
+
+// startVisit is step 6: it records VisitStarted, Bcasts the visitMsg and
+// makes the Pipeline's clipboard.
+func (p *pipeline) startVisit(v *visitRun, props map[string]any) error {
+	if err := p.cfg.Recorder.VisitStarted(v.id, v.start); err != nil {
+		return fmt.Errorf("harness: recording visit %s: %w", v.id, err)
+	}
+	v.started = true
+	data, err := encodeVisit(visitMsg{Visit: v.id, Props: props})
 	if err != nil {
 		return err
 	}
 	if _, err := p.c.Bcast(0, data); err != nil {
 		return err
 	}
-	cb := NewClipboard()
-	cb.Put(KeyVisit, visit)
-	for k, v := range props {
+	v.cb = NewClipboard()
+	v.cb.Put(KeyVisit, v.id)
+	for k, val := range props {
 		if k != events.PropVisit {
-			cb.Put(k, v)
+			v.cb.Put(k, val)
 		}
 	}
-	var (
-		serialErr error
-		pending   map[string]any // event properties not yet sent to the slices
-		failedIDs map[string]bool
-		nFailed   int
-		firstFail string
-		firstStop string // the first data ID whose program a stop signal ended
-	)
-	for _, b := range p.stages {
-		t0 := time.Now()
-		name := b.spec.Name
-		if serialErr == nil && b.spec.Event != nil {
-			evProps, err := p.waitEvent(ctx, b.spec.Event, visit)
-			if err != nil {
-				serialErr = fmt.Errorf("stage %q: %w", name, err)
-			} else {
-				for k, v := range evProps {
-					if k == events.PropVisit {
-						continue
-					}
-					cb.Put(k, v)
-					if pending == nil {
-						pending = map[string]any{}
-					}
-					pending[k] = v
-				}
-			}
-		}
-		if serialErr == nil && b.pre != nil {
-			cx := p.context(ctx, visit, name, nil)
-			if err := p.call(cx, "Preprocess", func() error { return b.pre.Preprocess(cx, cb) }); err != nil {
-				serialErr = fmt.Errorf("stage %q: preprocess: %w", name, err)
-			}
-		}
-		var outcomes []Outcome
-		if b.proc != nil {
-			msg := stageMsg{Skip: serialErr != nil}
-			if !msg.Skip {
-				msg.Props, msg.Shared, pending = pending, cb.takeShared(), nil
-			}
-			var data []byte
-			if !msg.empty() {
-				if data, err = encode(msg); err != nil {
-					return err
-				}
-			}
-			if _, err := p.c.Bcast(0, data); err != nil {
-				return err
-			}
-			if msg.Skip {
-				break
-			}
-			if b.spec.Exchange != nil {
-				if err := p.pipelineExchange(); err != nil {
-					return err
-				}
-			}
-			parts, err := p.c.Gather(0, nil)
-			if err != nil {
-				return err
-			}
-			gathered := map[string][]any(nil)
-			for rk := 1; rk < len(parts); rk++ {
-				if len(parts[rk]) == 0 {
-					continue
-				}
-				var rep sliceReport
-				if err := decode(parts[rk], &rep); err != nil {
-					return fmt.Errorf("harness: report of slice %d: %w", rk, err)
-				}
-				for _, f := range rep.Failures {
-					if f.Stopped {
-						if firstStop == "" {
-							firstStop = fmt.Sprintf("stage %q, slice %d, data ID %s: %s", name, rk, f.DataID, f.Err)
-						}
-						continue
-					}
-					outcomes = append(outcomes, Outcome{Slice: rk, DataID: f.DataID, Err: f.Err})
-					if failedIDs == nil {
-						failedIDs = map[string]bool{}
-					}
-					failedIDs[f.DataID] = true
-					nFailed++
-					if firstFail == "" {
-						firstFail = fmt.Sprintf("stage %q, slice %d, data ID %s: %s", name, rk, f.DataID, f.Err)
-					}
-					if err := p.cfg.Recorder.SliceFailed(SliceFailure{Visit: visit, Stage: name, Slice: rk, DataID: f.DataID, Err: f.Err}); err != nil {
-						return fmt.Errorf("harness: recording a slice failure: %w", err)
-					}
-				}
-				for _, s := range rep.Shared {
-					outcomes = append(outcomes, Outcome{Slice: rk, DataID: s.DataID, Shared: s.Items})
-					for k, v := range s.Items {
-						if gathered == nil {
-							gathered = map[string][]any{}
-						}
-						gathered[k] = append(gathered[k], v)
-					}
-				}
-			}
-			for k, vs := range gathered {
-				cb.Put(k, vs)
-			}
-		}
-		if serialErr == nil && b.post != nil {
-			cx := p.context(ctx, visit, name, nil)
-			cx.outcomes = outcomes
-			if err := p.call(cx, "Postprocess", func() error { return b.post.Postprocess(cx, cb) }); err != nil {
-				serialErr = fmt.Errorf("stage %q: postprocess: %w", name, err)
-			}
-		}
-		if serialErr == nil {
-			if err := rec.StageDone(visit, name, time.Since(t0)); err != nil {
-				return fmt.Errorf("harness: recording stage %s of visit %s: %w", name, visit, err)
-			}
-		}
-	}
-	p.clearEarly(visit)
+	return nil
+}
 
-	res := VisitResult{FailedSlices: nFailed, Took: time.Since(start)}
+// runStage runs stage b of the visit on the Pipeline, steps 7 to 12:
+// wait for its event and Preprocess (7); if it is parallel, Bcast its
+// stageMsg (8), Exchange if it exchanges (10) and gather the Slices'
+// reports (11); then Postprocess and StageDone (12). skipped says the
+// stageMsg had Skip: the visit is left at once (step 13).
+func (p *pipeline) runStage(ctx context.Context, v *visitRun, b *built) (skipped bool, err error) {
+	t0 := time.Now()
+	p.waitStageEvent(ctx, v, b)
+	p.preprocess(ctx, v, b)
+	var outcomes []Outcome
+	if b.proc != nil {
+		if skipped, err := p.broadcastStage(v); err != nil || skipped {
+			return skipped, err
+		}
+		if b.spec.Exchange != nil {
+			if err := p.pipelineExchange(); err != nil {
+				return false, err
+			}
+		}
+		if outcomes, err = p.gather(v, b.spec.Name); err != nil {
+			return false, err
+		}
+	}
+	return false, p.postprocess(ctx, v, b, outcomes, t0)
+}
+
+// waitStageEvent is the first half of step 7: unless the visit has failed
+// on the Pipeline, it waits for stage b's event, if it has an event
+// section, and puts its properties on the clipboard and in the pending
+// properties for the next stageMsg. A failure fails the visit.
+func (p *pipeline) waitStageEvent(ctx context.Context, v *visitRun, b *built) {
+	if v.serialErr != nil || b.spec.Event == nil {
+		return
+	}
+	evProps, err := p.waitEvent(ctx, b.spec.Event, v.id)
+	if err != nil {
+		v.serialErr = fmt.Errorf("stage %q: %w", b.spec.Name, err)
+		return
+	}
+	for k, val := range evProps {
+		if k == events.PropVisit {
+			continue
+		}
+		v.cb.Put(k, val)
+		if v.pending == nil {
+			v.pending = map[string]any{}
+		}
+		v.pending[k] = val
+	}
+}
+
+// preprocess is the second half of step 7: stage b's Preprocess, unless
+// the visit has failed on the Pipeline. A failure fails the visit.
+func (p *pipeline) preprocess(ctx context.Context, v *visitRun, b *built) {
+	if v.serialErr != nil || b.pre == nil {
+		return
+	}
+	cx := p.context(ctx, v.id, b.spec.Name, nil)
+	if err := p.call(cx, "Preprocess", func() error { return b.pre.Preprocess(cx, v.cb) }); err != nil {
+		v.serialErr = fmt.Errorf("stage %q: preprocess: %w", b.spec.Name, err)
+	}
+}
+
+// broadcastStage is step 8: it Bcasts a parallel stage's stageMsg, with
+// Skip if the visit has failed on the Pipeline (and then says skipped),
+// else with the pending event properties and the shared items changed
+// since the last one.
+func (p *pipeline) broadcastStage(v *visitRun) (skipped bool, err error) {
+	msg := stageMsg{Skip: v.serialErr != nil}
+	if !msg.Skip {
+		msg.Props, msg.Shared, v.pending = v.pending, v.cb.takeShared(), nil
+	}
+	var data []byte
+	if !msg.empty() {
+		if data, err = encode(msg); err != nil {
+			return false, err
+		}
+	}
+	if _, err := p.c.Bcast(0, data); err != nil {
+		return false, err
+	}
+	return msg.Skip, nil
+}
+
+// gather is step 11 on the Pipeline: it gathers the Slices' reports for
+// stage name, reads them in rank order, records their failures, puts each
+// gathered shared key on the clipboard as a list, and returns both as the
+// stage's outcomes for Postprocess.
+func (p *pipeline) gather(v *visitRun, name string) ([]Outcome, error) {
+	parts, err := p.c.Gather(0, nil)
+	if err != nil {
+		return nil, err
+	}
+	var outcomes []Outcome
+	gathered := map[string][]any(nil)
+	for rk := 1; rk < len(parts); rk++ {
+		if len(parts[rk]) == 0 {
+			continue
+		}
+		var rep sliceReport
+		if err := decode(parts[rk], &rep); err != nil {
+			return nil, fmt.Errorf("harness: report of slice %d: %w", rk, err)
+		}
+		if outcomes, err = p.recordFailures(v, name, rk, rep.Failures, outcomes); err != nil {
+			return nil, err
+		}
+		for _, s := range rep.Shared {
+			outcomes = append(outcomes, Outcome{Slice: rk, DataID: s.DataID, Shared: s.Items})
+			for k, val := range s.Items {
+				if gathered == nil {
+					gathered = map[string][]any{}
+				}
+				gathered[k] = append(gathered[k], val)
+			}
+		}
+	}
+	for k, vs := range gathered {
+		v.cb.Put(k, vs)
+	}
+	return outcomes, nil
+}
+
+// recordFailures is part of step 11: it records slice rk's failures in
+// stage name (Recorder.SliceFailed) and appends them to outcomes; a
+// Stopped failure is only noted, for the visit's end.
+func (p *pipeline) recordFailures(v *visitRun, name string, rk int, failures []failureMsg, outcomes []Outcome) ([]Outcome, error) {
+	for _, f := range failures {
+		if f.Stopped {
+			if v.firstStop == "" {
+				v.firstStop = fmt.Sprintf("stage %q, slice %d, data ID %s: %s", name, rk, f.DataID, f.Err)
+			}
+			continue
+		}
+		outcomes = append(outcomes, Outcome{Slice: rk, DataID: f.DataID, Err: f.Err})
+		if v.failedIDs == nil {
+			v.failedIDs = map[string]bool{}
+		}
+		v.failedIDs[f.DataID] = true
+		v.nFailed++
+		if v.firstFail == "" {
+			v.firstFail = fmt.Sprintf("stage %q, slice %d, data ID %s: %s", name, rk, f.DataID, f.Err)
+		}
+		if err := p.cfg.Recorder.SliceFailed(SliceFailure{Visit: v.id, Stage: name, Slice: rk, DataID: f.DataID, Err: f.Err}); err != nil {
+			return outcomes, fmt.Errorf("harness: recording a slice failure: %w", err)
+		}
+	}
+	return outcomes, nil
+}
+
+// postprocess is step 12: unless the visit has failed on the Pipeline,
+// stage b's Postprocess with the stage's outcomes, then StageDone with
+// the time since t0. A Postprocess failure fails the visit.
+func (p *pipeline) postprocess(ctx context.Context, v *visitRun, b *built, outcomes []Outcome, t0 time.Time) error {
+	name := b.spec.Name
+	if v.serialErr == nil && b.post != nil {
+		cx := p.context(ctx, v.id, name, nil)
+		cx.outcomes = outcomes
+		if err := p.call(cx, "Postprocess", func() error { return b.post.Postprocess(cx, v.cb) }); err != nil {
+			v.serialErr = fmt.Errorf("stage %q: postprocess: %w", name, err)
+		}
+	}
+	if v.serialErr != nil {
+		return nil
+	}
+	if err := p.cfg.Recorder.StageDone(v.id, name, time.Since(t0)); err != nil {
+		return fmt.Errorf("harness: recording stage %s of visit %s: %w", name, v.id, err)
+	}
+	return nil
+}
+
+// endVisit is step 13 on the Pipeline: it decides the visit's outcome,
+// records VisitEnded and logs it.
+func (p *pipeline) endVisit(ctx context.Context, v *visitRun) error {
+	res := p.outcome(ctx, v)
+	v.ended = true
+	if err := p.cfg.Recorder.VisitEnded(v.id, res); err != nil {
+		return fmt.Errorf("harness: recording the end of visit %s: %w", v.id, err)
+	}
+	switch {
+	case res.Interrupted:
+		p.log.Warn("visit interrupted", "visit", v.id, "took", res.Took)
+	case res.Failed:
+		p.log.Error("visit failed", "visit", v.id, "err", res.Err, "took", res.Took)
+	default:
+		p.log.Info("visit done", "visit", v.id, "failedSlices", v.nFailed, "took", res.Took)
+	}
+	return nil
+}
+
+// outcome is the visit's result (step 13), first match wins: interrupted
+// (the run's context was cancelled), interrupted (a Stopped failure),
+// failed (a failure on the Pipeline), failed (the failure rule over the
+// failed data IDs), done.
+func (p *pipeline) outcome(ctx context.Context, v *visitRun) VisitResult {
+	res := VisitResult{FailedSlices: v.nFailed, Took: time.Since(v.start)}
 	switch {
 	case ctx.Err() != nil:
 		res.Interrupted = true
 		res.Err = "interrupted"
-	case firstStop != "":
+	case v.firstStop != "":
 		// The job is being stopped, and a slice's program died of it:
 		// run the visit again, as if the stop had come before it.
 		res.Interrupted = true
-		res.Err = "interrupted by a stop signal: " + firstStop
-	case serialErr != nil:
-		res.Failed, res.Err = true, serialErr.Error()
-	case nFailed > 0 && p.sliceRuleFails(len(failedIDs)):
+		res.Err = "interrupted by a stop signal: " + v.firstStop
+	case v.serialErr != nil:
+		res.Failed, res.Err = true, v.serialErr.Error()
+	case v.nFailed > 0 && p.sliceRuleFails(len(v.failedIDs)):
 		res.Failed = true
-		res.Err = fmt.Sprintf("%d of %d data IDs failed (failure rule %s); first: %s", len(failedIDs), p.totalIDs, p.cfg.Policy.Failure, firstFail)
+		res.Err = fmt.Sprintf("%d of %d data IDs failed (failure rule %s); first: %s", len(v.failedIDs), p.totalIDs, p.cfg.Policy.Failure, v.firstFail)
 	}
-	ended = true
-	if err := rec.VisitEnded(visit, res); err != nil {
-		return fmt.Errorf("harness: recording the end of visit %s: %w", visit, err)
-	}
-	switch {
-	case res.Interrupted:
-		p.log.Warn("visit interrupted", "visit", visit, "took", res.Took)
-	case res.Failed:
-		p.log.Error("visit failed", "visit", visit, "err", res.Err, "took", res.Took)
-	default:
-		p.log.Info("visit done", "visit", visit, "failedSlices", nFailed, "took", res.Took)
-	}
-	return nil
+	return res
 }
 
 // cutShort records a visit that err ended before its end as interrupted,
@@ -872,103 +1061,153 @@ func (p *pipeline) clearEarly(visit string) {
 
 // ---- Slice (ranks 1..N) ----
 
+// sliceLoop is a Slice's visit loop, steps 6 to 14 of the protocol
+// (protocol.go) from its side: it waits for each visit, runs the visit's
+// parallel stages on its data IDs, and returns at the Stop visitMsg.
 func (r *rank) sliceLoop(ctx context.Context, ids []mapper.DataID) error {
 	var queue, next []*Clipboard
 	for {
-		data, err := r.c.Bcast(0, nil)
-		if err != nil {
+		vm, err := r.awaitVisit()
+		if err != nil || vm.Stop {
 			return err
 		}
-		var vm visitMsg
-		if err := decodeVisit(data, &vm); err != nil {
-			return err
-		}
-		if vm.Stop {
-			return nil
-		}
-		queue = queue[:0]
-		for _, id := range ids {
-			cb := NewClipboard()
-			cb.dataID = id
-			cb.Put(KeyVisit, vm.Visit)
-			for k, v := range vm.Props {
-				if k != events.PropVisit {
-					cb.Put(k, v)
-				}
-			}
-			cb.Put(KeyDataID, id)
-			for k, v := range id {
-				cb.Put(k, v)
-			}
-			queue = append(queue, cb)
-		}
+		queue = r.visitClipboards(queue[:0], vm, ids)
 		for _, b := range r.parallel {
-			data, err := r.c.Bcast(0, nil)
+			var skipped bool
+			next, skipped, err = r.sliceStage(ctx, vm.Visit, b, queue, next[:0])
 			if err != nil {
 				return err
 			}
-			var sm stageMsg
-			if err := decode(data, &sm); err != nil {
-				return err
-			}
-			if sm.Skip {
+			if skipped {
 				break
-			}
-			var rep sliceReport
-			next = next[:0]
-			for _, cb := range queue {
-				for k, v := range sm.Props {
-					cb.Put(k, v)
-				}
-				for k, v := range sm.Shared {
-					cb.Put(k, v)
-				}
-				cx := r.context(ctx, vm.Visit, b.spec.Name, cb.dataID)
-				if err := r.call(cx, "Process", func() error { return b.proc.Process(cx, cb) }); err != nil {
-					if errors.Is(err, ErrKilled) && r.cfg.StopSignals.Arrived(StopGrace) {
-						cx.Logger().Warn("slice stopped: its program was ended by the job's stop signal", "err", err)
-						rep.Failures = append(rep.Failures, failureMsg{DataID: cb.dataID.String(), Err: err.Error(), Stopped: true})
-						continue
-					}
-					cx.Logger().Error("slice failed", "err", err)
-					rep.Failures = append(rep.Failures, failureMsg{DataID: cb.dataID.String(), Err: err.Error()})
-					continue
-				}
-				if cx.emitCalled {
-					next = append(next, cx.emitted...)
-				} else {
-					next = append(next, cb)
-				}
-			}
-			if b.spec.Exchange != nil {
-				if next, err = r.sliceExchange(b, vm.Visit, next, &rep); err != nil {
-					return err
-				}
-			}
-			for _, cb := range next {
-				if sh := cb.takeShared(); sh != nil {
-					rep.Shared = append(rep.Shared, sharedMsg{DataID: cb.dataID.String(), Items: sh})
-				}
-			}
-			var out []byte
-			if !rep.empty() {
-				if out, err = encode(rep); err != nil {
-					// A value that cannot cross: fail it here rather
-					// than lose the whole run.
-					rep.Shared = nil
-					rep.Failures = append(rep.Failures, failureMsg{DataID: "", Err: err.Error()})
-					if out, err = encode(rep); err != nil {
-						return err
-					}
-				}
-			}
-			if _, err := r.c.Gather(0, out); err != nil {
-				return err
 			}
 			queue, next = next, queue
 		}
-		// Release the visit's clipboards: nothing of it survives.
+		// Step 13: release the visit's clipboards: nothing of it survives.
 		clear(queue[:cap(queue)])
 		clear(next[:cap(next)])
 	}
+}
+
+// awaitVisit is step 6 (or 14) on a Slice: it receives the next visitMsg.
+func (r *rank) awaitVisit() (visitMsg, error) {
+	var vm visitMsg
+	data, err := r.c.Bcast(0, nil)
+	if err != nil {
+		return vm, err
+	}
+	err = decodeVisit(data, &vm)
+	return vm, err
+}
+
+// visitClipboards is the rest of step 6 on a Slice: it appends to queue
+// one clipboard per data ID, holding visitId, the other trigger
+// properties, dataId and each key of the data ID.
+func (r *rank) visitClipboards(queue []*Clipboard, vm visitMsg, ids []mapper.DataID) []*Clipboard {
+	for _, id := range ids {
+		cb := NewClipboard()
+		cb.dataID = id
+		cb.Put(KeyVisit, vm.Visit)
+		for k, v := range vm.Props {
+			if k != events.PropVisit {
+				cb.Put(k, v)
+			}
+		}
+		cb.Put(KeyDataID, id)
+		for k, v := range id {
+			cb.Put(k, v)
+		}
+		queue = append(queue, cb)
+	}
+	return queue
+}
+
+// sliceStage runs parallel stage b of the visit on a Slice, steps 8 to
+// 11: receive the stageMsg (8), Process the queue into next (9), Exchange
+// if the stage exchanges (10), and report (11). It returns the next
+// stage's queue; skipped says the stageMsg had Skip: the visit is left
+// at once (step 13).
+func (r *rank) sliceStage(ctx context.Context, visit string, b *built, queue, next []*Clipboard) (_ []*Clipboard, skipped bool, err error) {
+	sm, err := r.receiveStage()
+	if err != nil || sm.Skip {
+		return next, sm.Skip, err
+	}
+	var rep sliceReport
+	next = r.process(ctx, visit, b, sm, queue, next, &rep)
+	if b.spec.Exchange != nil {
+		if next, err = r.sliceExchange(b, visit, next, &rep); err != nil {
+			return next, false, err
+		}
+	}
+	return next, false, r.report(next, &rep)
+}
+
+// receiveStage is step 8 on a Slice: it receives the stage's stageMsg.
+func (r *rank) receiveStage() (stageMsg, error) {
+	var sm stageMsg
+	data, err := r.c.Bcast(0, nil)
+	if err != nil {
+		return sm, err
+	}
+	err = decode(data, &sm)
+	return sm, err
+}
+
+// process is step 9: it puts the stageMsg's properties and shared items
+// on each clipboard of queue and runs b's Process on it, in order,
+// appending to next what goes on (the clipboard, or what it emitted)
+// and to rep's failures each clipboard that failed.
+func (r *rank) process(ctx context.Context, visit string, b *built, sm stageMsg, queue, next []*Clipboard, rep *sliceReport) []*Clipboard {
+	for _, cb := range queue {
+		for k, v := range sm.Props {
+			cb.Put(k, v)
+		}
+		for k, v := range sm.Shared {
+			cb.Put(k, v)
+		}
+		cx := r.context(ctx, visit, b.spec.Name, cb.dataID)
+		if err := r.call(cx, "Process", func() error { return b.proc.Process(cx, cb) }); err != nil {
+			if errors.Is(err, ErrKilled) && r.cfg.StopSignals.Arrived(StopGrace) {
+				cx.Logger().Warn("slice stopped: its program was ended by the job's stop signal", "err", err)
+				rep.Failures = append(rep.Failures, failureMsg{DataID: cb.dataID.String(), Err: err.Error(), Stopped: true})
+				continue
+			}
+			cx.Logger().Error("slice failed", "err", err)
+			rep.Failures = append(rep.Failures, failureMsg{DataID: cb.dataID.String(), Err: err.Error()})
+			continue
+		}
+		if cx.emitCalled {
+			next = append(next, cx.emitted...)
+		} else {
+			next = append(next, cb)
+		}
+	}
+	return next
+}
+
+// report is step 11 on a Slice: it adds the shared items next's
+// clipboards set in the stage to rep and sends it by Gather. A report
+// that cannot be encoded loses its shared items and gains a failure with
+// an empty data ID instead.
+func (r *rank) report(next []*Clipboard, rep *sliceReport) error {
+	for _, cb := range next {
+		if sh := cb.takeShared(); sh != nil {
+			rep.Shared = append(rep.Shared, sharedMsg{DataID: cb.dataID.String(), Items: sh})
+		}
+	}
+	var out []byte
+	if !rep.empty() {
+		var err error
+		if out, err = encode(*rep); err != nil {
+			// A value that cannot cross: fail it here rather than lose
+			// the whole run.
+			rep.Shared = nil
+			rep.Failures = append(rep.Failures, failureMsg{DataID: "", Err: err.Error()})
+			if out, err = encode(*rep); err != nil {
+				return err
+			}
+		}
+	}
+	_, err := r.c.Gather(0, out)
+	return err
 }

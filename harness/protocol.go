@@ -5,8 +5,12 @@ package harness
 // This is the order in which the ranks of a run talk over the
 // communicator, written once; the message types are in messages.go (and
 // exchangeMsg in exchange.go), the two loops that follow this order are
-// pipeline.visit and rank.sliceLoop in loop.go. TestProtocolNamesEveryMessage
-// fails when a message type has no paragraph below.
+// pipeline.loop (with pipeline.visit) and rank.sliceLoop in loop.go, each
+// step a function named in the Order list below (the Pipeline's first,
+// then the Slice's). TestProtocolNamesEveryMessage fails when a message
+// type has no paragraph below; TestLoopFunctionsShort fails when a
+// function named here is not in the package, or a function of loop.go
+// grows past 60 lines.
 //
 // Every collective is rooted at rank 0, the Pipeline; ranks 1..N are the
 // Slices. Every rank makes the same collective calls in the same order
@@ -93,49 +97,61 @@ package harness
 //     verdict. All ranks go on, or all return.
 //  2. Each rank builds its stages and calls Initialize on them in policy
 //     order (no message). A failure ends that rank's Run, which aborts
-//     the communicator (step 16).
+//     the communicator (step 16). (rank.initialize.)
 //  3. Host info and assignment: Gather of HostInfo, Scatter of assignMsg.
 //     Slices of a ring exchange work out their neighbours themselves.
+//     (rank.assign; on a Slice then rank.setNeighbours.)
 //  4. The Pipeline subscribes to the trigger topic, the topics stages
 //     wait for and the control topic, and starts its heartbeat if asked;
-//     the Slices wait for a visitMsg.
+//     the Slices wait for a visitMsg. (rank.pipelineLoop,
+//     pipeline.subscribe.)
 //  5. Per visit, trigger: the Pipeline reads the next trigger event. An
 //     event not selected, of an unknown kind, malformed or with an unsafe
 //     visit ID is passed over; no-more-data ends the loop (step 14); a
 //     shutdown event stops it; the VisitAdmitter may skip the visit and the
 //     VisitBudget may stop the loop here, before the visit is recorded.
+//     (pipeline.nextVisit, pipeline.triggerVisit, pipeline.admit.)
 //  6. VisitStarted is recorded, then visitMsg is Bcast. The Pipeline makes
 //     its own clipboard (visitId and the trigger's properties).
+//     (pipeline.startVisit; rank.awaitVisit, rank.visitClipboards.)
 //  7. Per stage, in policy order, on the Pipeline: if the stage has an
 //     event section, wait for its event (up to its timeout; events for
 //     other visits are kept for them); its properties go on the
 //     Pipeline's clipboard and wait for the next stageMsg. Then
 //     Preprocess. A failure of either fails the visit on the Pipeline.
+//     (pipeline.runStage: pipeline.waitStageEvent, pipeline.preprocess.)
 //  8. If the stage is parallel: Bcast stageMsg (Skip if the visit has
 //     failed on the Pipeline, by now or at an earlier stage; then both
-//     sides go to step 13).
+//     sides go to step 13). (pipeline.broadcastStage; rank.sliceStage:
+//     rank.receiveStage.)
 //  9. On each Slice: Process on each clipboard of its queue, in order. A
 //     failed clipboard becomes a failureMsg and leaves the queue; the
 //     others, or what Process emitted in their place, make the next
-//     stage's queue.
+//     stage's queue. (rank.process.)
 // 10. If the stage exchanges: every rank calls Exchange (exchangeMsg).
+//     (pipeline.pipelineExchange; rank.sliceExchange.)
 // 11. Gather of sliceReport; the Pipeline records the failures and puts
-//     the shared items on its clipboard.
+//     the shared items on its clipboard. (pipeline.gather,
+//     pipeline.recordFailures; rank.report.)
 // 12. Every stage, serial or parallel, on the Pipeline, unless the visit
 //     has failed there: Postprocess, with Context.Outcomes; then
 //     StageDone (the stage's time, its event wait and the gather
 //     included). A Postprocess failure fails the visit on the Pipeline.
+//     (pipeline.postprocess.)
 // 13. Visit end (no message). The Slices drop the visit's clipboards after
 //     its last parallel stage (or a Skip) and wait for the next visitMsg.
 //     The Pipeline decides the outcome, first match wins: interrupted (the
 //     run's context was cancelled), interrupted (a Stopped failure),
 //     failed (a failure on the Pipeline), failed (the policy's failure
 //     rule over the failed data IDs), done; and records VisitEnded.
+//     (pipeline.endVisit, pipeline.outcome; on a Slice, the end of
+//     rank.sliceLoop's visit.)
 // 14. Stop: when the Pipeline's loop ends (no-more-data; a shutdown event,
 //     Config.Stop or the budget, heard at the next visit boundary; an
 //     interrupt; an error), it Bcasts visitMsg with Stop, once.
+//     (pipeline.loop, pipeline.bcastStop; rank.awaitVisit.)
 // 15. Shutdown (no message): every rank calls Shutdown on the stages it
-//     initialized, in reverse order, and Run returns.
+//     initialized, in reverse order, and Run returns. (rank.shutdown.)
 // 16. Abort: a rank whose Run ends with an error other than comm.ErrAborted
 //     or ErrInterrupted calls Comm.Abort after step 15; every other rank's
 //     pending or next collective then fails with comm.ErrAborted.
