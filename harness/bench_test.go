@@ -71,7 +71,7 @@ func runBench(b *testing.B, policy string, visits int, marks ...int) (*feeder, t
 	b.Helper()
 	path := filepath.Join(b.TempDir(), "p.yaml")
 	os.WriteFile(path, []byte(policy), 0o644)
-	p, err := Load(path)
+	p, err := Load(path, LoadOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}

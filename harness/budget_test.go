@@ -62,7 +62,7 @@ func TestPolicyVisitTime(t *testing.T) {
 		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		p, err := Load(path)
+		p, err := Load(path, LoadOptions{})
 		switch {
 		case tc.err != "":
 			if err == nil || !strings.Contains(err.Error(), tc.err) || !errors.Is(err, ErrInvalid) {

@@ -153,19 +153,12 @@ func (dr *DistRun) prepare(c comm.Comm) (*Policy, []Visit, error) {
 	if _, err := filepath.Abs(dr.RunDir); err != nil {
 		return nil, nil, fmt.Errorf("%w: run directory: %v", ErrInvalid, err)
 	}
-	p, err := Load(dr.PolicyPath)
+	o, err := dr.loadOptions()
 	if err != nil {
 		return nil, nil, err
 	}
-	if dr.Name != "" {
-		p.Name = dr.Name
-	}
-	if dr.PipelineDir != "" {
-		if p.Dir, err = filepath.Abs(dr.PipelineDir); err != nil {
-			return nil, nil, fmt.Errorf("%w: pipeline directory: %v", ErrInvalid, err)
-		}
-	}
-	if err := p.Validate(); err != nil {
+	p, err := Load(dr.PolicyPath, o)
+	if err != nil {
 		return nil, nil, err
 	}
 	if c.Rank() == 0 && dr.Rank0 != nil {
@@ -269,7 +262,11 @@ func verdictOf(all [][]byte) []byte {
 // Summary and the first error that is not merely another rank's abort.
 func RunRanks(ctx context.Context, dr DistRun, size int) (*Summary, error) {
 	if size <= 0 {
-		p, err := Load(dr.PolicyPath)
+		o, err := dr.loadOptions()
+		if err != nil {
+			return nil, err
+		}
+		p, err := Load(dr.PolicyPath, o)
 		if err != nil {
 			return nil, err
 		}
@@ -442,4 +439,18 @@ func RunDist(ctx context.Context, dr DistRun, o CommOptions) (*Summary, error) {
 		err = fmt.Errorf("harness: closing the communicator: %w", cerr)
 	}
 	return sum, err
+}
+
+// loadOptions are the run's name and pipeline directory, applied to its
+// policy before validating.
+func (dr DistRun) loadOptions() (LoadOptions, error) {
+	o := LoadOptions{Name: dr.Name}
+	if dr.PipelineDir != "" {
+		dir, err := filepath.Abs(dr.PipelineDir)
+		if err != nil {
+			return o, fmt.Errorf("%w: pipeline directory: %v", ErrInvalid, err)
+		}
+		o.PipelineDir = dir
+	}
+	return o, nil
 }

@@ -5,8 +5,8 @@
 //
 // The nouns, and how they relate:
 //
-//   - A Policy is a pipeline's policy file, loaded (Load) and checked
-//     (Validate): its stages in order, the mapper, the trigger topic, the
+//   - A Policy is a pipeline's policy file, loaded and validated by Load
+//     (LoadOptions name its pipeline and directory first): its stages in order, the mapper, the trigger topic, the
 //     locations and the failure rule (VisitRule).
 //   - A Stage is an instance of a registered stage Type (RegisterStage;
 //     the built-ins register in builtin.go). It does its work through

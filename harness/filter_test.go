@@ -14,7 +14,7 @@ import (
 )
 
 func TestEventFilterPolicy(t *testing.T) {
-	p, err := Parse("p.yaml", []byte(testHead+`events:
+	p, err := parse("p.yaml", []byte(testHead+`events:
   trigger:
     topic: visits
     properties: {exposure: number, filter: string, snap: int, deep: bool, note: any}
@@ -45,7 +45,7 @@ stages:
 }
 
 func TestEventFilterPolicyErrors(t *testing.T) {
-	_, err := Parse("p.yaml", []byte(testHead+`events:
+	_, err := parse("p.yaml", []byte(testHead+`events:
   trigger:
     properties: {exposure: numbr}
     select: {filter: [r, g]}

@@ -52,7 +52,7 @@ func FuzzPolicy(f *testing.F) {
 	f.Add([]byte("pipeline: p\nslices: [2\n"))
 	const path = "pipeline.yaml" // Parse reads nothing from it
 	f.Fuzz(func(t *testing.T, data []byte) {
-		p, err := Parse(path, data)
+		p, err := parse(path, data)
 		if err != nil {
 			wantPlaced(t, err, path, "the file is empty")
 			return

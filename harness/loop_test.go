@@ -230,7 +230,7 @@ func runYAMLCtx(t *testing.T, parent context.Context, policy string, visits []st
 	if err := os.WriteFile(path, []byte(policy), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p, err := Load(path)
+	p, err := Load(path, LoadOptions{})
 	if err != nil {
 		t.Fatalf("policy does not load:\n%v", err)
 	}

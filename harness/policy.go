@@ -99,21 +99,61 @@ type WaitSpec struct {
 	Line int
 }
 
-// Load reads and checks a policy file: YAML syntax, known keys, types,
-// required keys, stage types and their settings, duplicate stage names. It
-// reports every problem found, each naming the file, line and key. Checks
-// that span stages (clipboard keys, topics) are Validate's.
-func Load(path string) (*Policy, error) {
+// LoadOptions adjust a policy between reading it and validating it. The
+// zero value loads and validates the file as it is.
+type LoadOptions struct {
+	Name        string // replaces the policy's pipeline name, if set
+	PipelineDir string // replaces the policy's directory ({pipelinedir}), if set
+	// Check, if set, runs before validating; its error is Load's (e.g. a
+	// run's policy copy that changed since the run was submitted).
+	Check func(*Policy) error
+	// NoValidate skips validating: for reading a run's copy only for its
+	// names and topics.
+	NoValidate bool
+}
+
+// Load reads, checks and validates a policy file: YAML syntax, known
+// keys, types, required keys, stage types and their settings, duplicate
+// stage names, then what spans stages (Validate). It reports every
+// problem found, each naming the file, line and key (an ErrInvalid).
+func Load(path string, o LoadOptions) (*Policy, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: policy: %v", ErrInvalid, err)
 	}
-	return Parse(path, data)
+	return Parse(path, data, o)
 }
 
 // Parse is Load for a policy already in memory; path names it in messages
 // and anchors {pipelinedir}.
-func Parse(path string, data []byte) (*Policy, error) {
+func Parse(path string, data []byte, o LoadOptions) (*Policy, error) {
+	p, err := parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	if o.Name != "" {
+		p.Name = o.Name
+	}
+	if o.PipelineDir != "" {
+		p.Dir = o.PipelineDir
+	}
+	if o.Check != nil {
+		if err := o.Check(p); err != nil {
+			return nil, err
+		}
+	}
+	if o.NoValidate {
+		return p, nil
+	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// parse reads and checks a policy's sections, without validating what
+// spans them.
+func parse(path string, data []byte) (*Policy, error) {
 	d := &conf.Decoder{File: path}
 	root, err := d.Parse(data)
 	if err != nil {

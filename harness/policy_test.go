@@ -18,10 +18,7 @@ func loadText(t *testing.T, text string) error {
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p, err := Load(path)
-	if err == nil {
-		err = p.Validate()
-	}
+	_, err := Load(path, LoadOptions{})
 	return err
 }
 
@@ -84,7 +81,7 @@ func TestGoodPolicyValidates(t *testing.T) {
 }
 
 func TestExamplePolicyValidates(t *testing.T) {
-	p, err := Load("../examples/ccdproc/pipeline.yaml")
+	p, err := Load("../examples/ccdproc/pipeline.yaml", LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +202,7 @@ func TestPolicyReportsEveryProblem(t *testing.T) {
 func TestPerDataIDSlices(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "p.yaml")
 	os.WriteFile(path, []byte(strings.Replace(goodPolicy, "slices: 2", "slices: per-data-id", 1)), 0o644)
-	p, err := Load(path)
+	p, err := Load(path, LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,12 +211,39 @@ func TestPerDataIDSlices(t *testing.T) {
 	}
 	os.WriteFile(path, []byte(strings.NewReplacer("slices: 2", "slices: per-data-id",
 		"type: range\n  settings: {key: ccd, from: 1, to: 4}", "type: rank\n  settings: {key: ccd}").Replace(goodPolicy)), 0o644)
-	p, err = Load(path)
-	if err != nil {
+	if _, err := Load(path, LoadOptions{}); err == nil || !strings.Contains(err.Error(), "per-data-id needs a mapper with a fixed list of data IDs") {
+		t.Errorf("rank mapper with per-data-id: %v", err)
+	}
+}
+
+// Loading validates: a policy whose sections parse but whose stages do not
+// fit together is refused by Load with the validation error, unless asked
+// not to validate; the options apply before validating.
+func TestLoadValidates(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.yaml")
+	bad := goodPolicy + "  - {name: late, type: noop, event: {topic: nobody.sends.this, timeout: 5s}}\n"
+	if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Validate(); err == nil || !strings.Contains(err.Error(), "per-data-id needs a mapper with a fixed list of data IDs") {
-		t.Errorf("rank mapper with per-data-id: %v", err)
+	p, err := Load(path, LoadOptions{NoValidate: true})
+	if err != nil {
+		t.Fatalf("Load without validating: %v", err)
+	}
+	want := p.Validate()
+	if want == nil {
+		t.Fatal("the test policy is valid; it must not be")
+	}
+	_, err = Load(path, LoadOptions{})
+	if !errors.Is(err, ErrInvalid) || err.Error() != want.Error() {
+		t.Fatalf("Load = %v; want the validation error %v", err, want)
+	}
+	checked := ""
+	_, err = Load(path, LoadOptions{Name: "renamed", PipelineDir: "/elsewhere", Check: func(p *Policy) error {
+		checked = p.Name + " " + p.Dir
+		return errors.New("refused")
+	}})
+	if err == nil || err.Error() != "refused" || checked != "renamed /elsewhere" {
+		t.Errorf("Check saw %q and Load returned %v; want the renamed policy refused", checked, err)
 	}
 }
 
@@ -252,7 +276,7 @@ func TestMapperDataIDValuesRefused(t *testing.T) {
 			if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			p, err := Load(path)
+			p, err := Load(path, LoadOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -133,7 +133,7 @@ func (d *dyingComm) Gather(root int, data []byte) ([][]byte, error) {
 func TestSliceDeathInterruptsVisit(t *testing.T) {
 	resetSink()
 	dir := t.TempDir()
-	p, err := Parse(filepath.Join(dir, "pipeline.yaml"), []byte(testHead+"stages:\n  - {name: r, type: test-record}\n"))
+	p, err := parse(filepath.Join(dir, "pipeline.yaml"), []byte(testHead+"stages:\n  - {name: r, type: test-record}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,7 +44,7 @@ stages:
 `), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	p, err := harness.Load(policy)
+	p, err := harness.Load(policy, harness.LoadOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}

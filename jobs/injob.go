@@ -384,6 +384,12 @@ func (j *InJob) openBroker(set settings, pipeline string) (*served, error) {
 	return b, nil
 }
 
+// runCopy loads a run's policy copy as the run sees it: in its pipeline
+// directory, refused if changed since the run was submitted, validated.
+func runCopy(run state.Run, set settings) harness.LoadOptions {
+	return harness.LoadOptions{PipelineDir: set.PipelineDir, Check: func(p *harness.Policy) error { return samePolicy(run, p) }}
+}
+
 // samePolicy refuses a policy copy that changed since the run was
 // submitted: its visits done so far ran under the old one.
 func samePolicy(run state.Run, p *harness.Policy) error {

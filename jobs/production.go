@@ -414,10 +414,7 @@ func (r *prodReader) loadPolicy(n *yaml.Node, at, p string) *harness.Policy {
 	if !r.readable(n, at, p, "policy") {
 		return nil
 	}
-	pol, err := harness.Load(p)
-	if err == nil {
-		err = pol.Validate()
-	}
+	pol, err := harness.Load(p, harness.LoadOptions{})
 	if err == nil {
 		err = pol.CheckDataIDValues() // a production file is new input
 	}

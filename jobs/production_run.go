@@ -204,20 +204,13 @@ func copyFile(src, dst string) error {
 // resume: each pipeline's policy copy (checked unchanged since submit,
 // and validated) and its settings, in the production's order.
 func loadRunProduction(l Layout, run state.Run, set settings) (*Production, []settings, error) {
-	pipes, err := runPipelines(l, set)
+	pipes, err := runPipelines(l, set, true)
 	if err != nil {
 		return nil, nil, err
 	}
 	prod := &Production{File: l.Production(), Dir: l.Dir, Name: run.Pipeline}
 	sets := make([]settings, len(pipes))
 	for i, rp := range pipes {
-		rp.p.Dir = rp.set.PipelineDir
-		if err := samePolicy(rp.run, rp.p); err != nil {
-			return nil, nil, err
-		}
-		if err := rp.p.Validate(); err != nil {
-			return nil, nil, err
-		}
 		prod.Pipelines = append(prod.Pipelines, ProductionPipeline{Name: rp.name, PolicyPath: rp.p.File,
 			Slices: set.Pipelines[i].Slices, After: rp.set.After, Policy: rp.p})
 		sets[i] = rp.set

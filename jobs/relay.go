@@ -88,7 +88,7 @@ func Relay(ctx context.Context, o RelayOptions) (*Relayed, error) {
 	if err := notAPart(l, set); err != nil {
 		return nil, err
 	}
-	pipes, err := runPipelines(l, set)
+	pipes, err := runPipelines(l, set, false)
 	if err != nil {
 		return nil, err
 	}
@@ -252,10 +252,11 @@ type runPipeline struct {
 }
 
 // runPipelines loads the policy of the run in l, whose settings are set,
-// or of each of a production's pipelines.
-func runPipelines(l Layout, set settings) ([]runPipeline, error) {
+// or of each of a production's pipelines. Only with validate is a copy
+// checked unchanged since submit and validated in its pipeline directory.
+func runPipelines(l Layout, set settings, validate bool) ([]runPipeline, error) {
 	if len(set.Pipelines) == 0 {
-		p, err := harness.Load(l.Policy())
+		p, err := harness.Load(l.Policy(), harness.LoadOptions{NoValidate: !validate})
 		if err != nil {
 			return nil, err
 		}
@@ -268,7 +269,11 @@ func runPipelines(l Layout, set settings) ([]runPipeline, error) {
 		if err != nil {
 			return nil, err
 		}
-		p, err := harness.Load(pl.Policy())
+		o := harness.LoadOptions{NoValidate: true}
+		if validate {
+			o = runCopy(run, ps)
+		}
+		p, err := harness.Load(pl.Policy(), o)
 		if err != nil {
 			return nil, err
 		}
@@ -330,7 +335,7 @@ func FinishEvents(dir string) ([]events.Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	pipes, err := runPipelines(l, set)
+	pipes, err := runPipelines(l, set, false)
 	if err != nil {
 		return nil, err
 	}

@@ -102,15 +102,8 @@ func Resume(ctx context.Context, o ResumeOptions) (*ResumeResult, error) {
 	if len(set.Pipelines) > 0 {
 		return resumeProduction(ctx, o, run, set, now)
 	}
-	p, err := harness.Load(l.Policy())
+	p, err := harness.Load(l.Policy(), runCopy(run, set))
 	if err != nil {
-		return nil, err
-	}
-	p.Dir = set.PipelineDir
-	if err := samePolicy(run, p); err != nil {
-		return nil, err
-	}
-	if err := p.Validate(); err != nil {
 		return nil, err
 	}
 	planned, err := PlanRun(o.Site, p, set.Request)

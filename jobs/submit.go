@@ -101,11 +101,8 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 	if isProd {
 		return submitProduction(ctx, o, now)
 	}
-	p, err := harness.Load(o.Policy)
+	p, err := harness.Load(o.Policy, harness.LoadOptions{})
 	if err != nil {
-		return nil, err
-	}
-	if err := p.Validate(); err != nil {
 		return nil, err
 	}
 	if err := p.CheckDataIDValues(); err != nil {

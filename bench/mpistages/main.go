@@ -117,7 +117,7 @@ func run() error {
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		return err
 	}
-	p, err := harness.Load(path)
+	p, err := harness.Load(path, harness.LoadOptions{})
 	if err != nil {
 		return err
 	}
