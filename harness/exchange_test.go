@@ -17,6 +17,7 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/harness/comm"
+	"github.com/dpsbatch/dpsbatch/internal/conf"
 	"github.com/dpsbatch/dpsbatch/mapper"
 )
 
@@ -148,7 +149,7 @@ func init() {
 		New: func(s Settings) (Stage, error) { return xrecordStage{s.Strings("keys")}, nil }})
 	mapper.Register("test-grid", mapper.Factory{
 		Doc:      "test: one data ID per slice on a grid; neighbours up, down, left, right",
-		Settings: []mapper.Setting{{Key: "rows", Kind: Int, Required: true}, {Key: "cols", Kind: Int, Required: true}, {Key: "asym", Kind: Bool}},
+		Settings: []mapper.Setting{{Key: "rows", Kind: conf.Int, Required: true}, {Key: "cols", Kind: conf.Int, Required: true}, {Key: "asym", Kind: conf.Bool}},
 		New: func(v mapper.Values) (mapper.DataMapper, error) {
 			return gridMapper{rows: v.Int("rows"), cols: v.Int("cols"), asym: v.Bool("asym")}, nil
 		}})

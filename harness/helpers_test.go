@@ -11,7 +11,7 @@ func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Disca
 
 // settingsOf builds checked settings from plain values, for stages built
 // without a policy file. StringMap values are given as []conf.Pair.
-func settingsOf(m map[string]any) Settings { return conf.NewValues(m) }
+func settingsOf(m map[string]any) Settings { return Settings{conf.NewValues(m)} }
 
 // pairs builds a StringMap value from key, value, key, value...
 func pairs(kv ...string) []conf.Pair {

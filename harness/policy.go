@@ -17,7 +17,8 @@ import (
 
 // ErrInvalid is wrapped (or matched, for conf.Errors) by every error about
 // bad input: a policy, a visit file, a flag. Nothing has run when it is
-// returned. The CLI exits 2 for it.
+// returned. The CLI exits 2 for it. It is the sentinel the strict YAML
+// reader's errors match, not a copy, so one errors.Is test covers both.
 var ErrInvalid = conf.ErrInvalid
 
 // VisitRule says when slice failures make a visit count as failed.
@@ -308,7 +309,7 @@ func decodeStages(d *conf.Decoder, n *yaml.Node, path string) []StageSpec {
 			if err != nil {
 				d.Errorf(typeNode, conf.Join(sp.Path, "type"), "%v", trimPkg(err))
 			} else {
-				sp.Settings = d.Settings(settings, conf.Join(sp.Path, "settings"), t.Settings)
+				sp.Settings = Settings{d.Settings(settings, conf.Join(sp.Path, "settings"), confSettings(t.Settings))}
 			}
 		}
 		out = append(out, sp)

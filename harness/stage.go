@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/dpsbatch/dpsbatch/events"
-	"github.com/dpsbatch/dpsbatch/internal/conf"
 	"github.com/dpsbatch/dpsbatch/mapper"
 )
 
@@ -69,25 +68,6 @@ type KeyDeclarer interface {
 type TopicDeclarer interface {
 	Topics() []string
 }
-
-// Setting, Settings and Kind are how a stage type declares its policy keys.
-type (
-	Setting  = conf.Setting
-	Settings = conf.Values
-	Kind     = conf.Kind
-)
-
-// The kinds a setting may have.
-const (
-	String    = conf.String
-	Int       = conf.Int
-	Float     = conf.Float
-	Bool      = conf.Bool
-	Duration  = conf.Duration
-	Strings   = conf.Strings
-	StringMap = conf.StringMap
-	Any       = conf.Any
-)
 
 // Outcome is what the Pipeline learns from one slice clipboard at a
 // parallel stage: its failure, or the shared items it set. Clipboards that

@@ -38,7 +38,7 @@ func (p *Policy) buildStages() ([]*built, conf.Errors) {
 		}
 		st, err := t.New(sp.Settings)
 		if err != nil {
-			errs = append(errs, p.settingError(sp.Settings, sp.Line, sp.Path+".settings", err.Error()))
+			errs = append(errs, p.settingError(sp.Settings.v, sp.Line, sp.Path+".settings", err.Error()))
 			continue
 		}
 		b := &built{spec: sp, stage: st, needs: t.Needs, produces: t.Produces}
