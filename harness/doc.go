@@ -21,8 +21,8 @@
 //     parallel stage; a stage's exchange section hands items straight to
 //     neighbour Slices (exchange.go).
 //   - A Context is handed to every stage call: the run, visit, stage,
-//     slice and data ID, templates and locations, a logger, Emit, and
-//     Publish (the Pipeline only).
+//     slice and data ID, path patterns (Pattern) and locations, a logger,
+//     Emit, and Publish (the Pipeline only).
 //   - A visit is one trigger event's worth of work: a Visit is a line of
 //     a visit file, published as a trigger event (PublishVisits). The
 //     Pipeline reads the trigger topic; a stage may wait for an event of

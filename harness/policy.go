@@ -51,7 +51,7 @@ type Policy struct {
 	Slices    int  // number of slices; 0 with PerDataID
 	PerDataID bool // one slice per data ID
 	Mapper    MapperSpec
-	Locations map[string]Template
+	Locations map[string]Pattern
 	locLines  map[string]int
 	Failure   VisitRule
 	Trigger   TriggerSpec
@@ -166,7 +166,7 @@ func parse(path string, data []byte) (*Policy, error) {
 	}
 	sum := sha256.Sum256(data)
 	p := &Policy{File: path, Dir: dir, Checksum: hex.EncodeToString(sum[:]), Failure: AnySlice,
-		Trigger: TriggerSpec{Topic: DefaultTrigger}, Locations: map[string]Template{}, locLines: map[string]int{}}
+		Trigger: TriggerSpec{Topic: DefaultTrigger}, Locations: map[string]Pattern{}, locLines: map[string]int{}}
 	d.Map(root, "", map[string]conf.Field{
 		"pipeline": {Required: true, Decode: func(n *yaml.Node, path string) {
 			p.Name = d.NonEmpty(n, path)
@@ -262,7 +262,7 @@ func decodeLocations(d *conf.Decoder, n *yaml.Node, path string, p *Policy) {
 	for _, name := range LocationNames {
 		fields[name] = conf.Field{Decode: func(n *yaml.Node, path string) {
 			s := d.NonEmpty(n, path)
-			t, err := ParseTemplate(s)
+			t, err := ParsePattern(s)
 			if err != nil {
 				d.Errorf(n, path, "%v", err)
 				return

@@ -190,14 +190,14 @@ func (c *Context) Publish(topic string, props map[string]any) error {
 
 // Expand expands t with the run's names, the locations, the data ID and
 // cb's scalar values (cb may be nil).
-func (c *Context) Expand(t Template, cb *Clipboard) (string, error) {
+func (c *Context) Expand(t Pattern, cb *Clipboard) (string, error) {
 	return t.Expand(c.lookup(cb, false))
 }
 
 // Path expands t into a clean absolute path (relative results resolve
 // against the run directory) and checks that it stays inside the run's
 // locations (see Locations).
-func (c *Context) Path(t Template, cb *Clipboard) (string, error) {
+func (c *Context) Path(t Pattern, cb *Clipboard) (string, error) {
 	p, err := t.Expand(c.lookup(cb, true))
 	if err != nil {
 		return "", err
@@ -274,9 +274,9 @@ func (c *Context) value(name string, cb *Clipboard, locs bool, look func(string,
 	return "", fmt.Errorf("nothing is called {%s}: not a built-in (%s), a location, a data ID key or a clipboard key", name, strings.Join(builtinNames, ", "))
 }
 
-// templateNeeds returns the clipboard keys the templates refer to: every
+// patternNeeds returns the clipboard keys the templates refer to: every
 // name that is not a built-in or a location.
-func templateNeeds(ts ...Template) []string {
+func patternNeeds(ts ...Pattern) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, t := range ts {

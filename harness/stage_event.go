@@ -13,7 +13,7 @@ type eventStage struct {
 
 type propSpec struct {
 	name string
-	tmpl Template
+	tmpl Pattern
 }
 
 func newEvent(s Settings) (Stage, error) {
@@ -22,7 +22,7 @@ func newEvent(s Settings) (Stage, error) {
 		return nil, errors.New("topic must not be empty")
 	}
 	for _, p := range s.Pairs("properties") {
-		t, err := ParseTemplate(p.Value)
+		t, err := ParsePattern(p.Value)
 		if err != nil {
 			return nil, fmt.Errorf("properties.%s: %w", p.Key, err)
 		}
@@ -32,11 +32,11 @@ func newEvent(s Settings) (Stage, error) {
 }
 
 func (st *eventStage) Keys() (needs, produces []string) {
-	ts := make([]Template, len(st.props))
+	ts := make([]Pattern, len(st.props))
 	for i, p := range st.props {
 		ts[i] = p.tmpl
 	}
-	return append(append([]string(nil), st.keys...), templateNeeds(ts...)...), nil
+	return append(append([]string(nil), st.keys...), patternNeeds(ts...)...), nil
 }
 
 func (st *eventStage) Topics() []string { return []string{st.topic} }

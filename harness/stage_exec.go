@@ -24,9 +24,9 @@ const (
 )
 
 type execStage struct {
-	command  []Template
+	command  []Pattern
 	timeout  time.Duration
-	dir      *Template
+	dir      *Pattern
 	env      []propSpec
 	produces []string
 	shared   map[string]bool
@@ -39,7 +39,7 @@ func newExec(s Settings) (Stage, error) {
 		return nil, errors.New("command: name the program to run (and its arguments), such as [python3, measure.py, \"{input}\"]")
 	}
 	for i, a := range args {
-		t, err := ParseTemplate(a)
+		t, err := ParsePattern(a)
 		if err != nil {
 			return nil, fmt.Errorf("command[%d]: %w", i, err)
 		}
@@ -49,14 +49,14 @@ func newExec(s Settings) (Stage, error) {
 		return nil, errors.New("timeout must be positive")
 	}
 	if d := s.String("dir"); d != "" {
-		t, err := ParseTemplate(d)
+		t, err := ParsePattern(d)
 		if err != nil {
 			return nil, fmt.Errorf("dir: %w", err)
 		}
 		st.dir = &t
 	}
 	for _, p := range s.Pairs("env") {
-		t, err := ParseTemplate(p.Value)
+		t, err := ParsePattern(p.Value)
 		if err != nil {
 			return nil, fmt.Errorf("env.%s: %w", p.Key, err)
 		}
@@ -71,8 +71,8 @@ func newExec(s Settings) (Stage, error) {
 	return st, nil
 }
 
-func (st *execStage) templates() []Template {
-	ts := append([]Template(nil), st.command...)
+func (st *execStage) templates() []Pattern {
+	ts := append([]Pattern(nil), st.command...)
 	if st.dir != nil {
 		ts = append(ts, *st.dir)
 	}
@@ -83,7 +83,7 @@ func (st *execStage) templates() []Template {
 }
 
 func (st *execStage) Keys() (needs, produces []string) {
-	return templateNeeds(st.templates()...), st.produces
+	return patternNeeds(st.templates()...), st.produces
 }
 
 // Process runs the program once for this clipboard.

@@ -11,13 +11,13 @@ import (
 // fileSpec is one clipboard key and the path template of its file.
 type fileSpec struct {
 	key  string
-	path Template
+	path Pattern
 }
 
 func parseFiles(s Settings) ([]fileSpec, error) {
 	var out []fileSpec
 	for _, p := range s.Pairs("files") {
-		t, err := ParseTemplate(p.Value)
+		t, err := ParsePattern(p.Value)
 		if err != nil {
 			return nil, fmt.Errorf("files.%s: %w", p.Key, err)
 		}
@@ -34,8 +34,8 @@ func parseFiles(s Settings) ([]fileSpec, error) {
 	return out, nil
 }
 
-func fileTemplates(fs []fileSpec) []Template {
-	ts := make([]Template, len(fs))
+func filePatterns(fs []fileSpec) []Pattern {
+	ts := make([]Pattern, len(fs))
 	for i, f := range fs {
 		ts[i] = f.path
 	}
@@ -60,7 +60,7 @@ func (st *inputStage) Keys() (needs, produces []string) {
 	for _, f := range st.files {
 		produces = append(produces, f.key)
 	}
-	return templateNeeds(fileTemplates(st.files)...), produces
+	return patternNeeds(filePatterns(st.files)...), produces
 }
 
 func (st *inputStage) Process(cx *Context, cb *Clipboard) error {
@@ -106,7 +106,7 @@ func (st *outputStage) Keys() (needs, produces []string) {
 	for _, f := range st.files {
 		needs = append(needs, f.key)
 	}
-	return append(needs, templateNeeds(fileTemplates(st.files)...)...), nil
+	return append(needs, patternNeeds(filePatterns(st.files)...)...), nil
 }
 
 func (st *outputStage) Process(cx *Context, cb *Clipboard) error {
@@ -164,14 +164,14 @@ func writeAtomic(path string, data []byte) error {
 	return err
 }
 
-type symlinkStage struct{ from, to Template }
+type symlinkStage struct{ from, to Pattern }
 
 func newSymlink(s Settings) (Stage, error) {
-	from, err := ParseTemplate(s.String("from"))
+	from, err := ParsePattern(s.String("from"))
 	if err != nil {
 		return nil, fmt.Errorf("from: %w", err)
 	}
-	to, err := ParseTemplate(s.String("to"))
+	to, err := ParsePattern(s.String("to"))
 	if err != nil {
 		return nil, fmt.Errorf("to: %w", err)
 	}
@@ -179,7 +179,7 @@ func newSymlink(s Settings) (Stage, error) {
 }
 
 func (st *symlinkStage) Keys() (needs, produces []string) {
-	return templateNeeds(st.from, st.to), nil
+	return patternNeeds(st.from, st.to), nil
 }
 
 func (st *symlinkStage) Process(cx *Context, cb *Clipboard) error {

@@ -24,9 +24,9 @@ func init() {
 // stContext builds a Context for calling a stage directly, outside a run.
 func stContext(t *testing.T, runDir string, locs map[string]string, visit string, id mapper.DataID) *Context {
 	t.Helper()
-	tmpls := map[string]Template{}
+	tmpls := map[string]Pattern{}
 	for k, v := range locs {
-		tmpls[k] = MustTemplate(v)
+		tmpls[k] = MustPattern(v)
 	}
 	static := map[string]string{"run": "r1", "pipeline": "p", "pipelinedir": runDir}
 	return &Context{ctx: context.Background(), visit: visit, stage: "s", slice: 1, dataID: id,

@@ -12,7 +12,8 @@ import (
 // harness names what stage authors use itself: no exported name is an
 // alias of an internal package's (a type alias, or a constant or variable
 // that merely renames one). ErrInvalid is the one exception: it must be
-// conf.ErrInvalid itself, so errors.Is matches every conf error.
+// conf.ErrInvalid itself, so errors.Is matches every conf error. Nor is a
+// type called Template, the name of the job script's type.
 func TestNoAliasesOfInternalNames(t *testing.T) {
 	files, err := filepath.Glob("*.go")
 	if err != nil {
@@ -54,6 +55,9 @@ func TestNoAliasesOfInternalNames(t *testing.T) {
 			for _, s := range g.Specs {
 				switch s := s.(type) {
 				case *ast.TypeSpec:
+					if s.Name.Name == "Template" {
+						t.Errorf("%s: type Template: the job script's type is templates.Template; call this one something else", fset.Position(s.Pos()))
+					}
 					if s.Name.IsExported() && s.Assign.IsValid() && fromInternal(s.Type) {
 						t.Errorf("%s: type %s is an alias of an internal type", fset.Position(s.Pos()), s.Name.Name)
 					}

@@ -180,7 +180,7 @@ func (p *Policy) Validate() error {
 	}
 	for _, name := range LocationNames {
 		if t, ok := p.Locations[name]; ok {
-			checkNames(p.locLines[name], "locations."+name, "uses", templateNeeds(t))
+			checkNames(p.locLines[name], "locations."+name, "uses", patternNeeds(t))
 		}
 	}
 	produced := map[string]bool{p.Trigger.Topic: true}

@@ -6,13 +6,15 @@ import (
 	"strings"
 )
 
-// Template is a string with {name} placeholders, as used in location maps
-// and in the built-in stages' paths, commands and event properties. Names
+// Pattern is a string with {name} placeholders, as used in location maps
+// and in the built-in stages' paths, commands and event properties (policy
+// files and messages call it a template; it is not the job script's
+// templates.Template). Names
 // are looked up, in this order, among the built-ins (run, visit, slice,
 // stage, pipeline, pipelinedir), the run's locations (input, output,
 // scratch, work), the data ID's keys and the clipboard's scalar values.
 // "{{" and "}}" stand for literal braces.
-type Template struct {
+type Pattern struct {
 	raw   string
 	parts []tmplPart
 }
@@ -25,9 +27,9 @@ type tmplPart struct {
 // Builtin template names, known on every rank.
 var builtinNames = []string{"run", "visit", "slice", "stage", "pipeline", "pipelinedir"}
 
-// ParseTemplate parses s, rejecting unbalanced braces and bad names.
-func ParseTemplate(s string) (Template, error) {
-	t := Template{raw: s}
+// ParsePattern parses s, rejecting unbalanced braces and bad names.
+func ParsePattern(s string) (Pattern, error) {
+	t := Pattern{raw: s}
 	var lit strings.Builder
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
@@ -40,11 +42,11 @@ func ParseTemplate(s string) (Template, error) {
 		case c == '{':
 			end := strings.IndexByte(s[i:], '}')
 			if end < 0 {
-				return Template{}, fmt.Errorf("template %q: '{' at offset %d is never closed", s, i)
+				return Pattern{}, fmt.Errorf("template %q: '{' at offset %d is never closed", s, i)
 			}
 			name := s[i+1 : i+end]
 			if !validName(name) {
-				return Template{}, fmt.Errorf("template %q: %q is not a valid name (letters, digits, _ . -); write {{ and }} for literal braces", s, name)
+				return Pattern{}, fmt.Errorf("template %q: %q is not a valid name (letters, digits, _ . -); write {{ and }} for literal braces", s, name)
 			}
 			if lit.Len() > 0 {
 				t.parts = append(t.parts, tmplPart{lit: lit.String()})
@@ -53,7 +55,7 @@ func ParseTemplate(s string) (Template, error) {
 			t.parts = append(t.parts, tmplPart{name: name})
 			i += end
 		case c == '}':
-			return Template{}, fmt.Errorf("template %q: '}' at offset %d has no '{' (write }} for a literal brace)", s, i)
+			return Pattern{}, fmt.Errorf("template %q: '}' at offset %d has no '{' (write }} for a literal brace)", s, i)
 		default:
 			lit.WriteByte(c)
 		}
@@ -64,9 +66,9 @@ func ParseTemplate(s string) (Template, error) {
 	return t, nil
 }
 
-// MustTemplate is ParseTemplate for templates known to be valid.
-func MustTemplate(s string) Template {
-	t, err := ParseTemplate(s)
+// MustPattern is ParsePattern for patterns known to be valid.
+func MustPattern(s string) Pattern {
+	t, err := ParsePattern(s)
 	if err != nil {
 		panic(err)
 	}
@@ -86,10 +88,10 @@ func validName(s string) bool {
 }
 
 // String returns the template as written.
-func (t Template) String() string { return t.raw }
+func (t Pattern) String() string { return t.raw }
 
 // Names returns the placeholder names in order of appearance, once each.
-func (t Template) Names() []string {
+func (t Pattern) Names() []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, p := range t.parts {
@@ -102,7 +104,7 @@ func (t Template) Names() []string {
 }
 
 // Expand substitutes every placeholder with lookup's answer.
-func (t Template) Expand(lookup func(name string) (string, error)) (string, error) {
+func (t Pattern) Expand(lookup func(name string) (string, error)) (string, error) {
 	if len(t.parts) == 1 && t.parts[0].name == "" {
 		return t.parts[0].lit, nil
 	}
@@ -124,7 +126,7 @@ func (t Template) Expand(lookup func(name string) (string, error)) (string, erro
 // staticPrefix expands the template up to its first placeholder that is
 // not in static, and returns that prefix and whether it is the whole
 // template (no placeholder changes per visit).
-func (t Template) staticPrefix(static map[string]string) (string, bool) {
+func (t Pattern) staticPrefix(static map[string]string) (string, bool) {
 	var b strings.Builder
 	for _, p := range t.parts {
 		if p.name == "" {
@@ -154,7 +156,7 @@ var LocationNames = []string{"input", "output", "scratch", "work"}
 // "/".
 type Locations struct {
 	runDir string
-	tmpls  map[string]Template
+	tmpls  map[string]Pattern
 	bases  []string
 	roots  map[string]string // location name -> its root
 }
@@ -162,7 +164,7 @@ type Locations struct {
 // NewLocations builds a location map for a run directory (absolute).
 // static holds the names known for the whole run (run, pipeline,
 // pipelinedir), used to find each location's fixed part.
-func NewLocations(runDir string, tmpls map[string]Template, static map[string]string) *Locations {
+func NewLocations(runDir string, tmpls map[string]Pattern, static map[string]string) *Locations {
 	l := &Locations{runDir: filepath.Clean(runDir), tmpls: tmpls, roots: map[string]string{}}
 	l.bases = append(l.bases, l.runDir)
 	if d := filepath.Clean(static["pipelinedir"]); d != "." && d != "/" && d != l.runDir {

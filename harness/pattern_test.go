@@ -14,9 +14,9 @@ import (
 // tmplCtx builds a Context in run r1 of pipeline p, at stage s on slice 2,
 // with the given locations, visit and data ID.
 func tmplCtx(runDir, pipeDir string, locs map[string]string, visit string, id mapper.DataID) *Context {
-	tmpls := map[string]Template{}
+	tmpls := map[string]Pattern{}
 	for k, v := range locs {
-		tmpls[k] = MustTemplate(v)
+		tmpls[k] = MustPattern(v)
 	}
 	static := map[string]string{"run": "r1", "pipeline": "p", "pipelinedir": pipeDir}
 	return &Context{ctx: context.Background(), visit: visit, stage: "s", slice: 2, dataID: id,
@@ -34,7 +34,7 @@ func tmplMap(m map[string]string) func(string) (string, error) {
 	}
 }
 
-func TestTemplateParseAndExpand(t *testing.T) {
+func TestPatternParseAndExpand(t *testing.T) {
 	vals := map[string]string{"x": "1", "visit": "v7", "ccd": "12", "a.b-c_9": "z"}
 	tests := []struct {
 		in    string
@@ -54,9 +54,9 @@ func TestTemplateParseAndExpand(t *testing.T) {
 		{"awk '{{print $1}}' {ccd}", []string{"ccd"}, "awk '{print $1}' 12"},
 	}
 	for _, tt := range tests {
-		tp, err := ParseTemplate(tt.in)
+		tp, err := ParsePattern(tt.in)
 		if err != nil {
-			t.Errorf("ParseTemplate(%q): %v", tt.in, err)
+			t.Errorf("ParsePattern(%q): %v", tt.in, err)
 			continue
 		}
 		if tp.String() != tt.in {
@@ -70,13 +70,13 @@ func TestTemplateParseAndExpand(t *testing.T) {
 			t.Errorf("%q: Expand = %q, %v; want %q", tt.in, got, err, tt.want)
 		}
 	}
-	_, err := MustTemplate("a/{nope}/b").Expand(tmplMap(vals))
+	_, err := MustPattern("a/{nope}/b").Expand(tmplMap(vals))
 	if want := `template "a/{nope}/b": no nope`; err == nil || err.Error() != want {
 		t.Errorf("Expand error = %v, want %q", err, want)
 	}
 }
 
-func TestTemplateParseErrors(t *testing.T) {
+func TestPatternParseErrors(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"a{b", `template "a{b": '{' at offset 1 is never closed`},
 		{"{x}/{", `template "{x}/{": '{' at offset 4 is never closed`},
@@ -90,22 +90,22 @@ func TestTemplateParseErrors(t *testing.T) {
 		{"{ccd}", ""},
 	}
 	for _, tt := range tests {
-		_, err := ParseTemplate(tt.in)
+		_, err := ParsePattern(tt.in)
 		got := ""
 		if err != nil {
 			got = err.Error()
 		}
 		// Exact up to an optional hint at the end.
 		if tt.want == "" && got != "" || !strings.HasPrefix(got, tt.want) {
-			t.Errorf("ParseTemplate(%q) error = %q, want %q", tt.in, got, tt.want)
+			t.Errorf("ParsePattern(%q) error = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 	defer func() {
 		if recover() == nil {
-			t.Error("MustTemplate did not panic on a bad template")
+			t.Error("MustPattern did not panic on a bad template")
 		}
 	}()
-	MustTemplate("{")
+	MustPattern("{")
 }
 
 func TestContextExpandOrder(t *testing.T) {
@@ -134,7 +134,7 @@ func TestContextExpandOrder(t *testing.T) {
 		{"..", ".."},
 	}
 	for _, tt := range tests {
-		got, err := cx.Expand(MustTemplate(tt.in), cb)
+		got, err := cx.Expand(MustPattern(tt.in), cb)
 		if err != nil || got != tt.want {
 			t.Errorf("Expand(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
 		}
@@ -149,19 +149,19 @@ func TestContextExpandOrder(t *testing.T) {
 		{"{exptime}", nil, `template "{exptime}": nothing is called {exptime}`},
 	}
 	for _, tt := range errTests {
-		_, err := cx.Expand(MustTemplate(tt.in), tt.cb)
+		_, err := cx.Expand(MustPattern(tt.in), tt.cb)
 		if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
 			t.Errorf("Expand(%q) error = %v, want %q", tt.in, err, tt.want)
 		}
 	}
 	// Outside a visit (Initialize, Shutdown) there is no {visit}.
 	cx = tmplCtx(run, pipe, locs, "", nil)
-	_, err := cx.Expand(MustTemplate("{visit}"), nil)
+	_, err := cx.Expand(MustPattern("{visit}"), nil)
 	if want := `template "{visit}": {visit} used outside a visit`; err == nil || err.Error() != want {
 		t.Errorf("Expand({visit}) outside a visit = %v, want %q", err, want)
 	}
 	// A location that needs the visit fails outside one, naming the location.
-	_, err = cx.Expand(MustTemplate("{output}"), nil)
+	_, err = cx.Expand(MustPattern("{output}"), nil)
 	if err == nil || !strings.Contains(err.Error(), "location output: ") || !strings.Contains(err.Error(), "used outside a visit") {
 		t.Errorf("Expand({output}) outside a visit = %v", err)
 	}
@@ -181,7 +181,7 @@ func TestContextPathSegments(t *testing.T) {
 			cx := tmplCtx(run, run, locs, "v1", mapper.DataID{"ccd": "1"})
 			cb := NewClipboard()
 			cb.Put("x", tt.val)
-			p, err := cx.Path(MustTemplate(tmpl), cb)
+			p, err := cx.Path(MustPattern(tmpl), cb)
 			want := fmt.Sprintf("template %q: %s", tmpl, tt.want)
 			if err == nil || err.Error() != want {
 				t.Errorf("Path(%q) with x=%q = %q, %v; want error %q", tmpl, tt.val, p, err, want)
@@ -202,7 +202,7 @@ func TestContextPathSegments(t *testing.T) {
 		{"a/b", nil, "{output}/x", `{visit} is "a/b"`},
 	} {
 		cx := tmplCtx(run, run, locs, tt.visit, tt.id)
-		p, err := cx.Path(MustTemplate(tt.tmpl), nil)
+		p, err := cx.Path(MustPattern(tt.tmpl), nil)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Path(%q) visit %q id %v = %q, %v; want error containing %q", tt.tmpl, tt.visit, tt.id, p, err, tt.want)
 		}
@@ -211,7 +211,7 @@ func TestContextPathSegments(t *testing.T) {
 	cx := tmplCtx(run, run, locs, "v1", mapper.DataID{"ccd": "..12"})
 	cb := NewClipboard()
 	cb.Put("x", "a..b")
-	p, err := cx.Path(MustTemplate("{output}/{ccd}.{x}"), cb)
+	p, err := cx.Path(MustPattern("{output}/{ccd}.{x}"), cb)
 	if want := filepath.Join(run, "out/v1/..12.a..b"); err != nil || p != want {
 		t.Errorf("Path = %q, %v; want %q", p, err, want)
 	}
@@ -307,7 +307,7 @@ func TestContextPathContainment(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cx := tmplCtx(run, filepath.Join(root, "pipe"), tt.locs, "v1", mapper.DataID{"ccd": "1"})
-			got, err := cx.Path(MustTemplate(tt.tmpl), nil)
+			got, err := cx.Path(MustPattern(tt.tmpl), nil)
 			if tt.want == "outside" {
 				if err == nil {
 					t.Fatalf("Path(%q) = %q, want an error: it is outside the run dir and locations %v", tt.tmpl, got, tt.locs)
@@ -329,7 +329,7 @@ func TestContextPathErrorText(t *testing.T) {
 	root := t.TempDir()
 	run := filepath.Join(root, "run")
 	cx := tmplCtx(run, run, map[string]string{"input": root + "/in/{visit}"}, "v1", nil)
-	_, err := cx.Path(MustTemplate("../x/{visit}"), nil)
+	_, err := cx.Path(MustPattern("../x/{visit}"), nil)
 	want := fmt.Sprintf("path %q is outside the run directory, the pipeline directory and every location (%s, %s)",
 		filepath.Join(root, "x/v1"), run, filepath.Join(root, "in"))
 	if err == nil || err.Error() != want {
@@ -337,10 +337,10 @@ func TestContextPathErrorText(t *testing.T) {
 	}
 }
 
-func TestTemplateNeeds(t *testing.T) {
-	got := templateNeeds(MustTemplate("{output}/{visit}/c{ccd}.{ext}"), MustTemplate("{run}-{ccd}-{band}"))
+func TestPatternNeeds(t *testing.T) {
+	got := patternNeeds(MustPattern("{output}/{visit}/c{ccd}.{ext}"), MustPattern("{run}-{ccd}-{band}"))
 	if want := []string{"ccd", "ext", "band"}; !reflect.DeepEqual(got, want) {
-		t.Errorf("templateNeeds = %q, want %q", got, want)
+		t.Errorf("patternNeeds = %q, want %q", got, want)
 	}
 }
 
@@ -373,7 +373,7 @@ func TestLocationStaysUnderItsRoot(t *testing.T) {
 			cx := tmplCtx(run, run, map[string]string{"output": tt.loc}, tt.visit, tt.id)
 			cb := NewClipboard()
 			cb.Put("x", tt.x)
-			got, err := cx.Expand(MustTemplate("{output}"), cb)
+			got, err := cx.Expand(MustPattern("{output}"), cb)
 			if strings.HasPrefix(tt.want, "/") {
 				if err != nil || got != tt.want {
 					t.Errorf("Expand({output}) = %q, %v; want %q", got, err, tt.want)
