@@ -57,7 +57,7 @@ func FuzzPolicy(f *testing.F) {
 			wantPlaced(t, err, path, "the file is empty")
 			return
 		}
-		if err := p.Validate(); err != nil {
+		if err := p.validate(); err != nil {
 			wantPlaced(t, err, path)
 			return
 		}

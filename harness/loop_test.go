@@ -234,7 +234,7 @@ func runYAMLCtx(t *testing.T, parent context.Context, policy string, visits []st
 	if err != nil {
 		t.Fatalf("policy does not load:\n%v", err)
 	}
-	if err := p.Validate(); err != nil {
+	if err := p.validate(); err != nil {
 		t.Fatalf("policy does not validate:\n%v", err)
 	}
 	var vs []Visit

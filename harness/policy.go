@@ -41,7 +41,7 @@ const DefaultTrigger = "visits"
 const DefaultEventTimeout = time.Minute
 
 // Policy is a pipeline policy file, parsed and checked. Load fills it;
-// Validate checks what spans several sections.
+// validate checks what spans several sections.
 type Policy struct {
 	File     string // as given
 	Dir      string // absolute directory of the file
@@ -115,7 +115,7 @@ type LoadOptions struct {
 
 // Load reads, checks and validates a policy file: YAML syntax, known
 // keys, types, required keys, stage types and their settings, duplicate
-// stage names, then what spans stages (Validate). It reports every
+// stage names, then what spans stages (validate). It reports every
 // problem found, each naming the file, line and key (an ErrInvalid).
 func Load(path string, o LoadOptions) (*Policy, error) {
 	data, err := os.ReadFile(path)
@@ -146,7 +146,7 @@ func Parse(path string, data []byte, o LoadOptions) (*Policy, error) {
 	if o.NoValidate {
 		return p, nil
 	}
-	if err := p.Validate(); err != nil {
+	if err := p.validate(); err != nil {
 		return nil, err
 	}
 	return p, nil

@@ -85,7 +85,7 @@ func TestExamplePolicyValidates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Validate(); err != nil {
+	if err := p.validate(); err != nil {
 		t.Fatal(err)
 	}
 	if p.Name != "ccdproc" || p.Slices != 2 || len(p.Stages) != 5 {
@@ -229,7 +229,7 @@ func TestLoadValidates(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load without validating: %v", err)
 	}
-	want := p.Validate()
+	want := p.validate()
 	if want == nil {
 		t.Fatal("the test policy is valid; it must not be")
 	}
@@ -282,7 +282,7 @@ func TestMapperDataIDValuesRefused(t *testing.T) {
 			}
 			// A run created before the check still validates (and so
 			// resumes); new input is refused.
-			if err := p.Validate(); err != nil {
+			if err := p.validate(); err != nil {
 				t.Fatalf("Validate: %v", err)
 			}
 			wantOneError(t, p.CheckDataIDValues(), tc.want)

@@ -83,7 +83,7 @@ func (p *Policy) NewMapper() (mapper.DataMapper, error) {
 // CheckDataIDValues checks, for new input (validate, submit, local), that
 // every data ID value the mapper's settings define can go into a path
 // and a command line (see mapper.ValueChecker), naming its line of the
-// policy. It is not part of Validate, so that a run created before the
+// policy. It is not part of validating, so that a run created before the
 // check still resumes.
 func (p *Policy) CheckDataIDValues() error {
 	m, err := p.NewMapper()
@@ -133,7 +133,7 @@ func (p *Policy) SliceCount() (int, error) {
 	return n, nil
 }
 
-// Validate checks what spans the policy's sections: every stage builds
+// validate checks what spans the policy's sections: every stage builds
 // from its settings; every clipboard key a stage needs is produced earlier
 // (by a stage, the trigger event, a waited-for event or the data ID);
 // every topic waited on is produced by a stage, is the trigger topic or is
@@ -141,7 +141,7 @@ func (p *Policy) SliceCount() (int, error) {
 // every key a stage exchanges is produced by it or earlier, and a stage
 // exchanging over the mapper topology has a mapper that names neighbours.
 // It reports every problem (a conf.Errors), or nil.
-func (p *Policy) Validate() error {
+func (p *Policy) validate() error {
 	stages, errs := p.buildStages()
 	m, err := p.NewMapper()
 	var dataKeys []string

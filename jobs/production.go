@@ -168,9 +168,9 @@ func (p *Production) published() map[string][]string {
 }
 
 // stageTopics lists the topics the stages of p publish, the way
-// Policy.Validate finds them: each stage built from its settings, asked
+// harness.Load validates them: each stage built from its settings, asked
 // through harness.TopicDeclarer. A stage that does not build publishes
-// nothing here (Validate reports it).
+// nothing here (Load reports it).
 func stageTopics(p *harness.Policy) []string {
 	var out []string
 	for _, sp := range p.Stages {
