@@ -1,7 +1,6 @@
 package events_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,24 +20,6 @@ import (
 	"github.com/dpsbatch/dpsbatch/events/natstest"
 	"github.com/dpsbatch/dpsbatch/internal/testenv"
 )
-
-// syncBuffer is a log destination safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // A durable subscription continues where the last one of the same
 // subscriber left off, on a new connection (a resumed pipeline): what it
@@ -179,7 +160,7 @@ func TestNATSExternalToken(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte("  "+token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	b := natstest.DialConfig(t, events.NATSConfig{URLs: []string{url}, TokenFile: tokenFile, Name: "test", Logger: log})
@@ -241,7 +222,7 @@ func externalServer(t *testing.T, token string) string {
 		t.Logf("external server: %s at %s", path, url)
 		return url
 	}
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	srv, err := events.StartEmbedded(events.EmbeddedConfig{Dir: t.TempDir(), Host: "127.0.0.1", Token: token,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
@@ -276,7 +257,7 @@ func startBinary(t *testing.T, path, token string) string {
 		args = append(args, "--auth", token)
 	}
 	cmd := exec.CommandContext(ctx, path, args...)
-	var out syncBuffer
+	var out testenv.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		cancel()
@@ -423,7 +404,7 @@ func TestEmbeddedDefaultHost(t *testing.T) {
 // A malformed message is logged with the reason, by the broker's logger.
 func TestNATSLogsDroppedMessages(t *testing.T) {
 	srv := natstest.StartServer(t, "")
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	b := natstest.DialConfig(t, events.NATSConfig{URLs: []string{srv.URL()}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	publishRaw(t, srv.URL(), "", events.Subject("visits", "r1"), []byte(`{"v":1,"topic":"visits","kind":"explode"}`))
 	publish(t, b, ev("r1", "v1"))

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/internal/testenv"
 	"github.com/dpsbatch/dpsbatch/state"
 )
 
@@ -166,7 +167,7 @@ func TestInJobBudget(t *testing.T) {
 func TestInJobTooShortForAVisit(t *testing.T) {
 	_, dir := inJobRun(t)
 	l := Layout{Dir: dir}
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	j := &InJob{StatePath: l.State(), JobID: "1002", Logger: newTextLogger(&logs),
 		Deadline: func(context.Context) (time.Time, error) { return time.Now().Add(StopMargin + 5*time.Second), nil }}
 	dr := harness.DistRun{PolicyPath: l.Policy(), RunID: "run1", RunDir: dir, Rank0: j.Hook}
@@ -192,7 +193,7 @@ func TestInJobTooShortForAVisit(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	logs = syncBuffer{}
+	logs = testenv.SyncBuffer{}
 	j = &InJob{StatePath: l.State(), JobID: "1002", Logger: newTextLogger(&logs),
 		Deadline: func(context.Context) (time.Time, error) { return time.Now().Add(StopMargin + 5*time.Second), nil }}
 	dr = harness.DistRun{PolicyPath: l.Policy(), RunID: "run1", RunDir: dir, Rank0: j.Hook}

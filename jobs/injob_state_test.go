@@ -10,33 +10,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/internal/testenv"
 	"github.com/dpsbatch/dpsbatch/state"
 )
-
-// syncBuffer is a log destination several goroutines write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // A state file in rollback-journal mode (a network file system's) with a
 // reader that keeps a shared lock on it for twice the writer's busy
@@ -49,7 +29,7 @@ func TestInJobOutlastsBusyReader(t *testing.T) {
 	e := newEnv(t, 6)
 	dir := e.submit("run1")
 	l := Layout{Dir: dir}
-	var log syncBuffer
+	var log testenv.SyncBuffer
 	j := &InJob{StatePath: l.State(), JobID: "1001", BusyTimeout: busy, Logger: slog.New(slog.NewTextHandler(&log, nil))}
 
 	// The reader: a status that holds its read transaction far too long.
@@ -115,20 +95,10 @@ func TestInJobOutlastsBusyReader(t *testing.T) {
 	}
 }
 
-// mountTmpfs mounts a tmpfs of size bytes at dir (the tests run as root)
-// and unmounts it at the end of the test.
+// mountTmpfs mounts a tmpfs of size bytes at dir until the test ends.
 func mountTmpfs(t *testing.T, dir string, size int) {
 	t.Helper()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
-		if os.Getenv("DPSBATCH_TEST_NO_SKIP") == "1" {
-			t.Fatalf("not skipping (DPSBATCH_TEST_NO_SKIP=1): mounting a tmpfs: %v", err)
-		}
-		t.Skipf("mounting a tmpfs needs root: %v", err)
-	}
-	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	testenv.MountTmpfs(t, dir, fmt.Sprintf("size=%d", size))
 }
 
 // The runs root fills up during visit v004 (its stage fills it): the job
@@ -154,7 +124,7 @@ stages:
 	// The broker's store gets a file system of its own, so that only the
 	// state file meets the full disk.
 	mountTmpfs(t, l.BrokerDir(), 64<<20)
-	var log syncBuffer
+	var log testenv.SyncBuffer
 	j := &InJob{StatePath: l.State(), JobID: "1001", Logger: slog.New(slog.NewTextHandler(&log, nil))}
 	dr := harness.DistRun{PolicyPath: l.Policy(), VisitsPath: l.Visits(".csv"), RunID: "run1", RunDir: dir, Rank0: j.Hook}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

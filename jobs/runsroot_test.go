@@ -3,7 +3,6 @@ package jobs
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,26 +11,10 @@ import (
 )
 
 // readOnlyMount mounts an empty tmpfs at dir, read-only, until the test
-// ends. It needs root (the suite runs as root); without, the test skips.
+// ends.
 func readOnlyMount(t *testing.T, dir string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		testenv.SkipOrFail(t, "mounting a read-only file system needs root")
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir).CombinedOutput(); err != nil {
-		testenv.SkipOrFail(t, "mount tmpfs: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	if out, err := exec.Command("mount", "-o", "remount,ro", dir).CombinedOutput(); err != nil {
-		t.Fatalf("remount ro: %v: %s", err, out)
-	}
+	testenv.MountTmpfs(t, dir, "size=1m,ro")
 }
 
 // A runs root where no run can be made is bad input named by the site

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/internal/testenv"
 )
 
 // The number of slices asked for is what rank 0 compares with the
@@ -71,7 +72,7 @@ func TestAskedSlices(t *testing.T) {
 			dir = s2.Dir
 		}
 		l := Layout{Dir: dir}
-		var logs syncBuffer
+		var logs testenv.SyncBuffer
 		log := slog.New(slog.NewTextHandler(&logs, nil))
 		j := &InJob{StatePath: l.State(), JobID: "local", Logger: log}
 		dr := harness.DistRun{PolicyPath: l.Policy(), RunID: "asked", RunDir: dir, Rank0: j.Hook, Logger: log}

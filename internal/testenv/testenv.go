@@ -6,11 +6,13 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -60,4 +62,45 @@ func NeedCluster(t testing.TB, nodes int, tools ...string) {
 	if up < nodes {
 		SkipOrFail(t, "the cluster has %d usable nodes, the test needs %d:\n%s", up, nodes, out)
 	}
+}
+
+// MountTmpfs mounts a new tmpfs at dir (made if missing) with the mount
+// options opts (such as "size=64m" or "size=1m,ro") until the test ends.
+// Mounting needs root, as the suite runs; without it the test skips (or
+// fails under NoSkip).
+func MountTmpfs(t testing.TB, dir, opts string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		SkipOrFail(t, "mounting a tmpfs needs root")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", opts, "tmpfs", dir).CombinedOutput(); err != nil {
+		SkipOrFail(t, "mount tmpfs at %s: %v: %s", dir, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+}
+
+// SyncBuffer is a bytes.Buffer several goroutines may write, such as a
+// test's log destination shared with a server's goroutines.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
