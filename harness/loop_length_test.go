@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -36,14 +37,7 @@ func TestLoopFunctionsShort(t *testing.T) {
 		}
 	}
 	methods := map[string]bool{}
-	files, err := filepath.Glob("*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, path := range files {
-		if strings.HasSuffix(path, "_test.go") {
-			continue
-		}
+	for _, path := range packageSources(t, ".") {
 		lens, err := funcLengths(path)
 		if err != nil {
 			t.Fatal(err)
@@ -139,4 +133,14 @@ func TestLoopLengthCheckCatches(t *testing.T) {
 	if got := stepNames("(pipeline.gather, pipeline.gather; rank.report.) the pipeline. rank."); fmt.Sprint(got) != "[pipeline.gather rank.report]" {
 		t.Errorf("step names %q, want pipeline.gather and rank.report", got)
 	}
+}
+
+// packageSources lists the package's Go files in dir, tests left out.
+func packageSources(t *testing.T, dir string) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slices.DeleteFunc(files, func(path string) bool { return strings.HasSuffix(path, "_test.go") })
 }

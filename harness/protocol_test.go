@@ -56,16 +56,9 @@ func protocolProblems(messages map[string]string, declared map[string]bool, doc 
 // message types (name -> file) and every type the package declares.
 func messageTypes(t *testing.T, dir string) (map[string]string, map[string]bool) {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	messages, declared := map[string]string{}, map[string]bool{}
 	fset := token.NewFileSet()
-	for _, path := range files {
-		if strings.HasSuffix(path, "_test.go") {
-			continue
-		}
+	for _, path := range packageSources(t, dir) {
 		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
 		if err != nil {
 			t.Fatal(err)
