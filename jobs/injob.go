@@ -152,18 +152,11 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 		feed: feed, listen: listen, log: j.log(), now: j.Now}
 	j.rec = &recorder{st: st, job: j.JobID, now: j.Now, log: j.log(), fed: &jb.fed, budget: j.budget}
 	j.announce = func(state string, props map[string]any) {
-		props["pipeline"], props["state"] = p.Name, state
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := jb.Publish(ctx, events.Event{Topic: events.TopicPipeline, RunID: dr.RunID, Pipeline: p.Name, Properties: props}); err != nil {
-			j.log().Warn("could not announce the pipeline's "+state, "err", err)
-		}
+		announce(jb, dr.RunID, p.Name, state, j.JobID, j.Restart, props, j.log())
 	}
-	j.announce("started", map[string]any{"job": j.JobID, "start": j.Restart})
+	j.announce("started", nil)
 	if listen && len(set.After) > 0 {
-		ctx, cancel := context.WithCancel(context.Background())
-		j.stopAfter = cancel
-		go j.closeAfter(ctx, jb, p, dr.RunID, set.After)
+		j.stopAfter = followAfter(jb, p, dr.RunID, set.After, j.JobID, j.Restart, j.log())
 	}
 	dr.Broker = jb
 	dr.Feed, dr.Recorder = true, j.rec
@@ -238,21 +231,19 @@ func (j *InJob) interruptDead(st *state.Store) error {
 }
 
 // closeAfter waits until every pipeline of after has announced its end in
-// this job on TopicPipeline, then closes this pipeline's input: a
-// no-more-data on its trigger topic, behind every trigger those pipelines
-// sent (one stream keeps the run's events in order). The no-more-data
-// carries the values the pipeline's trigger selects, so that another
-// pipeline sharing the topic (which selects other values) is not closed
-// with it, and the job, so that a later job of the run ignores it if this
-// one stopped before reading it. Ends announced by an earlier job of the
-// run, or by an earlier start of this job (Slurm requeues a job under its
-// ID), are not counted: announcements carry the job and its start. It runs on its own goroutine until ctx ends.
-func (j *InJob) closeAfter(ctx context.Context, b events.Broker, p *harness.Policy, runID string, after []string) {
-	sub, err := b.Subscribe(ctx, events.TopicPipeline, runID)
-	if err != nil {
-		j.log().Error("cannot follow the pipelines this one runs after: its input stays open (dpsbatch finish closes it)", "err", err)
-		return
-	}
+// this job on TopicPipeline (sub, subscribed before any of them could
+// end), then closes this pipeline's input: a no-more-data on its trigger
+// topic, behind every trigger those pipelines sent (one stream keeps the
+// run's events in order). The no-more-data carries the values the
+// pipeline's trigger selects, so that another pipeline sharing the topic
+// (which selects other values) is not closed with it, and the job, so
+// that a later job of the run ignores it if this one stopped before
+// reading it. Ends announced by an earlier job of the run, or by an
+// earlier start of this job (Slurm requeues a job under its ID), are not
+// counted: announcements carry the job and its start. It runs on its own
+// goroutine until ctx ends, and closes sub. A batch job's rank 0 and
+// RunLocal both run it.
+func closeAfter(ctx context.Context, sub events.Subscription, b events.Broker, p *harness.Policy, runID string, after []string, job string, start int, log *slog.Logger) {
 	defer sub.Close()
 	left := map[string]bool{}
 	for _, a := range after {
@@ -263,23 +254,53 @@ func (j *InJob) closeAfter(ctx context.Context, b events.Broker, p *harness.Poli
 		if err != nil {
 			return
 		}
-		if !sameStart(e, j.JobID, j.Restart) {
+		if !sameStart(e, job, start) {
 			continue
 		}
 		if name, _ := e.Properties["pipeline"].(string); e.Properties["state"] == "ended" && left[name] {
 			delete(left, name)
-			j.log().Info("a pipeline this one runs after has ended", "pipeline", name, "left", len(left))
+			log.Info("a pipeline this one runs after has ended", "pipeline", name, "left", len(left))
 		}
 	}
 	props := map[string]any{}
 	for k, v := range p.Trigger.Select {
 		props[k] = v
 	}
-	props["after"], props["job"], props["start"] = strings.Join(after, ","), j.JobID, j.Restart
-	err = b.Publish(ctx, events.Event{Topic: p.Trigger.Topic, RunID: runID, Pipeline: p.Name, Kind: events.KindNoMoreData,
+	props["after"], props["job"], props["start"] = strings.Join(after, ","), job, start
+	err := b.Publish(ctx, events.Event{Topic: p.Trigger.Topic, RunID: runID, Pipeline: p.Name, Kind: events.KindNoMoreData,
 		Properties: props})
 	if err != nil && ctx.Err() == nil {
-		j.log().Error("could not close the input after the pipelines it runs after", "err", err)
+		log.Error("could not close the input after the pipelines it runs after", "err", err)
+	}
+}
+
+// followAfter starts closeAfter for the pipeline p of run runID, whose
+// input closes once the pipelines of after have ended in job's start; the
+// returned function stops it. It subscribes before it returns: an end
+// announced later is not missed.
+func followAfter(b events.Broker, p *harness.Policy, runID string, after []string, job string, start int, log *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sub, err := b.Subscribe(ctx, events.TopicPipeline, runID)
+	if err != nil {
+		log.Error("cannot follow the pipelines this one runs after: its input stays open (dpsbatch finish closes it)", "err", err)
+		return cancel
+	}
+	go closeAfter(ctx, sub, b, p, runID, after, job, start, log)
+	return cancel
+}
+
+// announce publishes on TopicPipeline that pipeline p of run runID is in
+// state (started, ended) in job's start, with props: followAfter hears
+// the ends.
+func announce(b events.Broker, runID, pipeline, state, job string, start int, props map[string]any, log *slog.Logger) {
+	if props == nil {
+		props = map[string]any{}
+	}
+	props["pipeline"], props["state"], props["job"], props["start"] = pipeline, state, job, start
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.Publish(ctx, events.Event{Topic: events.TopicPipeline, RunID: runID, Pipeline: pipeline, Properties: props}); err != nil {
+		log.Warn("could not announce the pipeline's "+state, "err", err)
 	}
 }
 
@@ -533,7 +554,7 @@ func (j *InJob) End(sum *harness.Summary, runErr error) error {
 		j.stopAfter()
 	}
 	if j.announce != nil {
-		j.announce("ended", map[string]any{"job": j.JobID, "start": j.Restart, "outcome": end.String()})
+		j.announce("ended", map[string]any{"outcome": end.String()})
 	}
 	if j.broker != nil {
 		if err := j.broker.Close(); err != nil {

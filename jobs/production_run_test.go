@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -36,10 +37,9 @@ func TestServeBrokerAndCloseAfter(t *testing.T) {
 	b := dialJob(t, dir, jobs[0].ID, "pipeline.assoc")
 	p := &harness.Policy{Name: "assoc", Trigger: harness.TriggerSpec{Topic: "diasources",
 		EventFilter: harness.EventFilter{Select: map[string]any{"filter": "r"}}}}
-	j := &InJob{JobID: jobs[0].ID, Restart: 1} // Slurm's second start of the job
-	actx, stopAfter := context.WithCancel(context.Background())
+	// Slurm's second start of the job.
+	stopAfter := followAfter(b, p, "prod1", []string{"detect", "mops"}, jobs[0].ID, 1, slog.New(slog.DiscardHandler))
 	defer stopAfter()
-	go j.closeAfter(actx, b, p, "prod1", []string{"detect", "mops"})
 
 	up := dialJob(t, dir, jobs[0].ID, "")
 	pub := func(e events.Event) {

@@ -25,6 +25,7 @@ func jsonOutputs() map[string]any {
 		"events":                   received{},
 		"validate":                 validated{},
 		"local":                    localRun{},
+		"local (production)":       localProduction{},
 		"site check":               siteChecked{},
 		"cancel":                   cancelled{},
 	}

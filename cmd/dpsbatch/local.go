@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -25,14 +26,16 @@ type localOptions struct {
 func localCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "local",
-		Usage:     "run a pipeline on this machine (no Slurm, no MPI, no broker)",
-		ArgsUsage: "[PIPELINE]",
+		Usage:     "run a pipeline or a production on this machine (no Slurm, no MPI, an in-memory broker)",
+		ArgsUsage: "[PIPELINE|PRODUCTION]",
 		Description: "Runs every visit of the visit file through the pipeline, with the Pipeline and the Slices\n" +
 			"as goroutines of this process. Without PIPELINE it runs the built-in example (ccdproc), copied\n" +
-			"into the run directory first.\n\n" +
+			"into the run directory first. A production file runs all its pipelines at once, each in\n" +
+			"RUN-DIR/pipelines/NAME, talking through an in-memory broker; each prints its summary.\n\n" +
 			"The visit file is CSV with a header row or JSON lines, with a visitId column or key; the\n" +
 			"other columns become properties on every clipboard.\n\n" +
-			"With --json, stdout is one JSON object: the run's summary (visits run, done and failed, per-stage times).\n" +
+			"With --json, stdout is one JSON object: the run's summary (visits run, done and failed, per-stage times);\n" +
+			"for a production, its name and steps, a summary per pipeline.\n" +
 			"Exit status: 0 every visit succeeded, 3 some failed, 2 bad input, 130 interrupted, 1 other errors.\n" +
 			"A first Ctrl-C stops at the end of the current visit; a second one interrupts it.",
 		Flags: []cli.Flag{
@@ -59,20 +62,20 @@ func runLocal(c *cli.Context, o localOptions) error {
 		return err
 	}
 	example := o.policy == ""
-	if !example && o.visits == "" {
-		return badInput("--visits is required with a PIPELINE (the built-in example brings its own)")
-	}
 	stamp := time.Now().Format("20060102-150405")
-	var p *harness.Policy
+	var in *jobs.Input
 	if !example {
-		if p, err = loadValid(o.policy); err != nil {
+		if in, err = jobs.ReadInput(o.policy, jobs.InputOptions{Visits: o.visits, Slices: o.slices}); err != nil {
+			if errors.Is(err, jobs.ErrNoVisits) {
+				return badInput("--visits is required with a PIPELINE (the built-in example brings its own)")
+			}
 			return err
 		}
 	}
 	if o.runID == "" {
 		name := examples.Default
-		if p != nil {
-			name = p.Name
+		if in != nil {
+			name = in.Name
 		}
 		o.runID = name + "-" + stamp
 	}
@@ -88,16 +91,9 @@ func runLocal(c *cli.Context, o localOptions) error {
 		if o.policy, o.visits, err = examples.Extract(examples.Default, filepath.Join(o.runDir, "pipeline")); err != nil {
 			return err
 		}
-		if p, err = loadValid(o.policy); err != nil {
+		if in, err = jobs.ReadInput(o.policy, jobs.InputOptions{Visits: o.visits, Slices: o.slices}); err != nil {
 			return err
 		}
-	}
-	visits, err := harness.ReadVisits(o.visits)
-	if err != nil {
-		return err
-	}
-	if err := harness.CheckVisits(p, o.visits, visits); err != nil {
-		return err
 	}
 
 	noted := harness.NewStopSignals()
@@ -105,18 +101,68 @@ func runLocal(c *cli.Context, o localOptions) error {
 	defer done()
 
 	if !o.json {
-		fmt.Fprintf(c.App.Writer, "run %s: %d visits of %s, run directory %s\n", o.runID, len(visits), p.Name, o.runDir)
+		printLocalStart(c.App.Writer, o, in)
 	}
-	sum, err := harness.RunLocal(ctx, harness.LocalRun{Policy: p, Visits: visits, RunID: o.runID, RunDir: o.runDir,
-		Slices: o.slices, Logger: log, Stop: stop, StopSignals: noted})
-	switch {
-	case sum == nil:
-	case o.json:
-		return errors.Join(err, printJSON(c.App.Writer, summarize(o, p, sum)))
-	default:
-		sum.Print(c.App.Writer)
+	res, err := jobs.RunLocal(ctx, in, jobs.LocalOptions{RunID: o.runID, RunDir: o.runDir, Logger: log, Stop: stop, StopSignals: noted})
+	if o.json {
+		if v := summarizeRun(o, in, res); v != nil {
+			err = errors.Join(err, printJSON(c.App.Writer, v))
+		}
+		return err
+	}
+	for _, r := range res {
+		if r.Summary == nil {
+			continue
+		}
+		if r.Step.Name != "" {
+			fmt.Fprintf(c.App.Writer, "pipeline %s: ", r.Step.Name)
+		}
+		r.Summary.Print(c.App.Writer)
 	}
 	return err
+}
+
+// printLocalStart says what a local run is about to run.
+func printLocalStart(w io.Writer, o localOptions, in *jobs.Input) {
+	visits := 0
+	for _, st := range in.Steps {
+		visits += len(st.Visits)
+	}
+	what := in.Name
+	if len(in.Steps) > 1 || in.Steps[0].Name != "" {
+		what = fmt.Sprintf("production %s (%d pipelines)", in.Name, len(in.Steps))
+	}
+	fmt.Fprintf(w, "run %s: %d visits of %s, run directory %s\n", o.runID, visits, what, o.runDir)
+	if in.Note != "" {
+		fmt.Fprintf(w, "note: %s; only a stop (Ctrl-C) ends the pipelines that wait for them\n", in.Note)
+	}
+}
+
+// localProduction is what local --json prints for a run of named steps
+// (a production): the summary of each, in the production's order.
+type localProduction struct {
+	Run      string     `json:"run"`
+	Dir      string     `json:"runDir"`
+	Pipeline string     `json:"pipeline"` // the production's name
+	Steps    []localRun `json:"steps"`
+}
+
+// summarizeRun is what local --json prints: a run of one policy's
+// summary, or a production's.
+func summarizeRun(o localOptions, in *jobs.Input, res []jobs.LocalResult) any {
+	runs := []localRun{}
+	for _, r := range res {
+		if r.Summary != nil {
+			runs = append(runs, summarize(o.runID, r.Dir, r.Step.Policy, r.Summary))
+		}
+	}
+	if len(res) == 1 && res[0].Step.Name == "" {
+		if len(runs) == 0 {
+			return nil
+		}
+		return runs[0]
+	}
+	return localProduction{Run: o.runID, Dir: o.runDir, Pipeline: in.Name, Steps: runs}
 }
 
 // localRun is what local --json prints: the run's summary. Times are in
@@ -155,8 +201,8 @@ type failedVisit struct {
 }
 
 // summarize turns a finished local run's summary into what --json prints.
-func summarize(o localOptions, p *harness.Policy, s *harness.Summary) localRun {
-	r := localRun{Run: o.runID, Dir: o.runDir, Pipeline: p.Name, Visits: s.Visits, Done: s.Done, Failed: s.Failed,
+func summarize(runID, dir string, p *harness.Policy, s *harness.Summary) localRun {
+	r := localRun{Run: runID, Dir: dir, Pipeline: p.Name, Visits: s.Visits, Done: s.Done, Failed: s.Failed,
 		Interrupted: s.Interrupted, Stages: []stageTimes{}, FailedList: []failedVisit{}, SliceFailures: s.SliceFailureCount,
 		MalformedEvents: s.Malformed, UndecodableMessages: s.Undecodable, SkippedEvents: s.Skipped, Stopped: s.Stopped,
 		Elapsed: s.Elapsed.Seconds()}
