@@ -50,16 +50,16 @@ stages:
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	var pl *Planned
+	var pl *RunPlan
 	for i := 0; i < b.N; i++ {
-		pl, err = PlanRun(s, p, Request{})
+		pl, err = planSteps(s, p.Name, policy, []Step{{Policy: p}}, Request{})
 		if err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.StopTimer()
-	if pl.Slices != 1_000_000 || pl.Plan.Tasks != 1_000_001 || pl.Plan.Nodes != 7813 {
-		b.Fatalf("planned %d slices, %d tasks on %d nodes; want 1000000, 1000001 on 7813", pl.Slices, pl.Plan.Tasks, pl.Plan.Nodes)
+	if pl.Steps[0].Slices != 1_000_000 || pl.Plan.Tasks != 1_000_001 || pl.Plan.Nodes != 7813 {
+		b.Fatalf("planned %d slices, %d tasks on %d nodes; want 1000000, 1000001 on 7813", pl.Steps[0].Slices, pl.Plan.Tasks, pl.Plan.Nodes)
 	}
 	b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/plan")
 	b.ReportMetric(float64(pl.Plan.Nodes), "nodes")

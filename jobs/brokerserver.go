@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -154,14 +156,14 @@ func (w warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
 func (w warnOnly) WithAttrs(as []slog.Attr) slog.Handler { return warnOnly{w.Handler.WithAttrs(as)} }
 func (w warnOnly) WithGroup(g string) slog.Handler       { return warnOnly{w.Handler.WithGroup(g)} }
 
-// ServeBroker serves the embedded broker of the run in dir for job until
-// ctx ends: the job script of a production starts it (`dpsbatch broker`)
-// in the background on the batch host before the pipelines' steps, whose
-// Pipelines dial it, and stops it once they have ended. It records where
-// it listens in the run's state file (the job's row), as a single
-// pipeline's rank 0 does, with the job's start. ready, when not nil, is
-// called once it serves.
-func ServeBroker(ctx context.Context, dir, job string, log *slog.Logger, ready func(url string)) error {
+// ServeBroker serves the embedded broker of the run in dir for job's
+// restart-th start (RestartCount) until ctx ends: the job script starts
+// it (`dpsbatch broker`) in the background on the batch host before the
+// run's steps, whose Pipelines dial it, and stops it once they have
+// ended. It records the job's start and where it listens in the run's
+// state file (the job's row). ready, when not nil, is called once it
+// serves.
+func ServeBroker(ctx context.Context, dir, job string, restart int, log *slog.Logger, ready func(url string)) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -171,30 +173,27 @@ func ServeBroker(ctx context.Context, dir, job string, log *slog.Logger, ready f
 		return err
 	}
 	// The start first: a requeued job's record then forgets its earlier
-	// start's broker, which its pipelines must not dial.
-	host, _ := os.Hostname()
-	start := func(st *state.Store) error {
-		err := st.StartJob(job, RestartCount(), host, time.Now())
-		if errors.Is(err, state.ErrNotFound) {
-			// No row for the job: its submitter died before recording
-			// it. Its pipelines find the broker through the row.
-			if _, err = recordSelf(st, job, host, time.Now()); err == nil {
-				err = st.StartJob(job, RestartCount(), host, time.Now())
-			}
+	// start's broker, which the relay commands must not dial. A step's
+	// rank 0 records it in its own state file: here, only in a run's
+	// state file that no step shares.
+	if !stepIn(l, set) {
+		if err := withJob(l, func(st *state.Store) error { return startJob(st, job, restart) }); err != nil {
+			return err
 		}
+	}
+	if err := writeServed(l, job, restart, brokerWaiting); err != nil {
 		return err
 	}
-	if err := withJob(l, start); err != nil {
-		return err
-	}
-	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	s, err := serve(sctx, l, set.Broker, "", 30*time.Second, "dpsbatch broker", "", log)
-	cancel()
+	defer os.Remove(l.servedFile(job, restart)) // its Pipelines find no broker once it has gone
+	s, err := serveWhenFree(ctx, l, set.Broker, log)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	if err := withJob(l, func(st *state.Store) error { return st.SetJobBroker(job, s.URL) }); err != nil {
+		return err
+	}
+	if err := writeServed(l, job, restart, s.URL); err != nil {
 		return err
 	}
 	log.Info("broker serving", "url", s.URL, "store", l.BrokerDir())
@@ -203,6 +202,77 @@ func ServeBroker(ctx context.Context, dir, job string, log *slog.Logger, ready f
 	}
 	<-ctx.Done()
 	return nil
+}
+
+// startJob records job's restart-th start in st, and the job itself
+// when its submitter died before recording it.
+func startJob(st *state.Store, job string, restart int) error {
+	host, _ := os.Hostname()
+	err := st.StartJob(job, restart, host, time.Now())
+	if errors.Is(err, state.ErrNotFound) {
+		if _, err = recordSelf(st, job, host, time.Now()); err == nil {
+			err = st.StartJob(job, restart, host, time.Now())
+		}
+	}
+	return err
+}
+
+// serveWhenFree serves the run's embedded broker once its store is free:
+// another job of the run (one Slurm has not finished ending) or a relay
+// command may hold it a while.
+func serveWhenFree(ctx context.Context, l Layout, b brokerSettings, log *slog.Logger) (*served, error) {
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		s, err := serve(sctx, l, b, "", 30*time.Second, "dpsbatch broker", "", log)
+		cancel()
+		if !errors.Is(err, errBrokerBusy) || ctx.Err() != nil {
+			return s, err
+		}
+		log.Warn("the run's broker store is still in use (another job of the run ending?): waiting for it", "store", l.BrokerDir())
+	}
+}
+
+// servedFile is where the run's broker for job's restart-th start says,
+// for the steps' Pipelines, that it waits for the store or where it
+// listens.
+func (l Layout) servedFile(job string, restart int) string {
+	return filepath.Join(l.BrokerDir(), fmt.Sprintf("served-%s-%d", url.PathEscape(job), restart))
+}
+
+// brokerWaiting is what the served file holds while its broker waits for
+// the run's store.
+const brokerWaiting = "waiting"
+
+// writeServed records, for job's restart-th start, that the run's broker
+// serves at url, or waits for the store (brokerWaiting); it is replaced
+// atomically. The steps' Pipelines read it (servedURL), whether or not
+// the state file has a row for the job.
+func writeServed(l Layout, job string, restart int, url string) error {
+	f := l.servedFile(job, restart)
+	if err := os.MkdirAll(l.BrokerDir(), 0o700); err != nil {
+		return fmt.Errorf("jobs: broker directory: %w", err)
+	}
+	if err := os.WriteFile(f+".tmp", []byte(url+"\n"), 0o600); err != nil {
+		return fmt.Errorf("jobs: broker address: %w", err)
+	}
+	if err := os.Rename(f+".tmp", f); err != nil {
+		return fmt.Errorf("jobs: broker address: %w", err)
+	}
+	return nil
+}
+
+// servedURL is where the run's broker serves job's restart-th start; ""
+// while it does not (yet), with waiting set while it waits for the store.
+func servedURL(l Layout, job string, restart int) (url string, waiting bool) {
+	data, err := os.ReadFile(l.servedFile(job, restart))
+	if err != nil {
+		return "", false
+	}
+	s := strings.TrimSpace(string(data))
+	if s == brokerWaiting {
+		return "", true
+	}
+	return s, false
 }
 
 // withJob runs f on the run's state file, opened for it alone; a job

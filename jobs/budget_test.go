@@ -132,6 +132,7 @@ func TestInJobBudget(t *testing.T) {
 	l := Layout{Dir: dir}
 	c := &fakeClock{t: fixedNow()}
 	end := &endAt{end: fixedNow().Add(StopMargin + 2*time.Second)}
+	serveRun(t, l.State(), "1002", 0)
 	j := &InJob{StatePath: l.State(), JobID: "1002", Now: c.now, Deadline: end.read}
 	dr := &harness.DistRun{RunID: "run1", RunDir: dir}
 	if err := j.Hook(loadRunPolicy(t, dir), dr); err != nil {
@@ -168,6 +169,7 @@ func TestInJobTooShortForAVisit(t *testing.T) {
 	_, dir := inJobRun(t)
 	l := Layout{Dir: dir}
 	var logs testenv.SyncBuffer
+	serveRun(t, l.State(), "1002", 0)
 	j := &InJob{StatePath: l.State(), JobID: "1002", Logger: newTextLogger(&logs),
 		Deadline: func(context.Context) (time.Time, error) { return time.Now().Add(StopMargin + 5*time.Second), nil }}
 	dr := harness.DistRun{PolicyPath: l.Policy(), RunID: "run1", RunDir: dir, Rank0: j.Hook}
@@ -194,6 +196,7 @@ func TestInJobTooShortForAVisit(t *testing.T) {
 		}
 	})
 	logs = testenv.SyncBuffer{}
+	serveRun(t, l.State(), "1002", 0)
 	j = &InJob{StatePath: l.State(), JobID: "1002", Logger: newTextLogger(&logs),
 		Deadline: func(context.Context) (time.Time, error) { return time.Now().Add(StopMargin + 5*time.Second), nil }}
 	dr = harness.DistRun{PolicyPath: l.Policy(), RunID: "run1", RunDir: dir, Rank0: j.Hook}
@@ -234,6 +237,7 @@ func TestInJobStopFileRechecks(t *testing.T) {
 			_, dir := inJobRun(t)
 			l := Layout{Dir: dir}
 			end := &endAt{end: time.Now().Add(time.Hour)}
+			serveRun(t, l.State(), "1002", 0)
 			j := &InJob{StatePath: l.State(), JobID: "1002", StopFile: l.StopFile(2), Every: 2 * time.Millisecond, Deadline: end.read}
 			dr := &harness.DistRun{RunID: "run1", RunDir: dir}
 			if err := j.Hook(loadRunPolicy(t, dir), dr); err != nil {

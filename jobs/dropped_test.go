@@ -35,6 +35,7 @@ stages:
 	}
 	dir := sub.Dir
 	l := Layout{Dir: dir}
+	serveRun(t, l.State(), "1001", 0)
 	j := &InJob{StatePath: l.State(), JobID: "1001"}
 	dr := harness.DistRun{PolicyPath: l.Policy(), RunID: "run1", RunDir: dir, Rank0: j.Hook}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -51,6 +53,7 @@ func (e *env) eventRun(name string, listen, withVisits bool) string {
 // (holding its store) and records its address. End runs at cleanup.
 func rank0(t *testing.T, dir, job string) (*InJob, *harness.DistRun) {
 	t.Helper()
+	serveRun(t, Layout{Dir: dir}.State(), job, 0)
 	j := &InJob{StatePath: Layout{Dir: dir}.State(), JobID: job}
 	dr := &harness.DistRun{RunID: "run1", RunDir: dir}
 	if err := j.Hook(loadRunPolicy(t, dir), dr); err != nil {
@@ -189,4 +192,24 @@ func (e *env) relay(dir string, ev events.Event, when int, wait time.Duration) (
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return Relay(ctx, RelayOptions{Backend: e.fake, Dir: dir, Event: ev, When: when, Wait: wait})
+}
+
+// serveRun serves the broker of the run whose state file is statePath for
+// job's restart-th start, as the job script does (dpsbatch broker), until
+// the returned stop is called or the test ends; it does not wait for the
+// broker to serve (the job's Pipeline waits for it).
+func serveRun(t *testing.T, statePath, job string, restart int) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- ServeBroker(ctx, filepath.Dir(statePath), job, restart, nil, nil) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			<-served // its error, if any, is the Pipeline's too: it finds no broker
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }

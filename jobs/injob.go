@@ -116,8 +116,19 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 	if err != nil {
 		return err
 	}
+	// The broker first: while another job of the run ends, its broker
+	// keeps the store, and this job's waits for it before serving.
+	b, err := j.openBroker(set, p.Name)
+	if err != nil {
+		return err
+	}
+	j.broker = b
 	host, _ := os.Hostname()
 	if err := j.claimRun(st, set, host, dr.Stop); err != nil {
+		return err
+	}
+	// After the claim, which forgets an earlier start's broker.
+	if err := st.SetJobBroker(j.JobID, b.URL); err != nil && !errors.Is(err, state.ErrNotFound) {
 		return err
 	}
 	if err := j.interruptDead(st); err != nil {
@@ -137,11 +148,6 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 	if j.Restart > 0 {
 		j.recordRequeues()
 	}
-	b, err := j.openBroker(set, p.Name)
-	if err != nil {
-		return err
-	}
-	j.broker = b
 	listen := set.Listen && run.InputClosed.IsZero()
 	if set.Listen && !listen {
 		j.log().Info("the run's input was closed by an earlier job: no more trigger events are awaited", "why", run.InputClosedWhy)
@@ -175,10 +181,8 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 // asked; 0 for the policy's count.
 func askedSlices(set settings) (int, string) {
 	switch {
-	case set.Production != "" && set.SlicesFrom != "":
+	case set.SlicesFrom != "":
 		return set.Request.Slices, set.SlicesFrom
-	case set.Production != "":
-		return set.Request.Slices, "the policy's slices"
 	case set.Request.Slices > 0:
 		return set.Request.Slices, "submit --slices"
 	}
@@ -367,40 +371,26 @@ func (j *InJob) triggered(topic string) (map[string]harness.Visit, error) {
 // (submit --heartbeat).
 const DefaultHeartbeat = 30 * time.Second
 
-// openBroker starts the run's embedded broker, or connects to the site's
-// external one, and records where it listens in the state file.
+// openBroker connects to the run's broker: the embedded one the job
+// script serves for every step (dpsbatch broker), once it says where it
+// listens, or the site's external one.
 func (j *InJob) openBroker(set settings, pipeline string) (*served, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	name := "dpsbatch pipeline " + pipeline
 	sub := "pipeline." + pipeline
 	var b *served
-	switch {
-	case set.Production != "":
-		// The production's job script serves the broker for all of its
-		// pipelines: dial it once it has recorded where it listens.
-		var err error
-		if b, err = dialJobBroker(ctx, Layout{Dir: set.Production}, j.JobID, 50*time.Second, name, sub, j.log()); err != nil {
-			return nil, fmt.Errorf("jobs: the production's broker: %w", err)
-		}
-	case set.Broker.external():
+	if set.Broker.external() {
 		n, err := events.DialNATS(ctx, set.Broker.natsConfig(name, sub, j.log()))
 		if err != nil {
 			return nil, err
 		}
 		b = &served{NATS: n, URL: strings.Join(set.Broker.URLs, ",")}
-	default:
-		l := Layout{Dir: filepath.Dir(j.StatePath)}
+	} else {
 		var err error
-		// A relay command may hold the store for a moment (storing an
-		// event while the job was pending): wait for it.
-		if b, err = serve(ctx, l, set.Broker, "", 30*time.Second, name, sub, j.log()); err != nil {
-			return nil, err
+		if b, err = dialServed(set.run(Layout{Dir: filepath.Dir(j.StatePath)}), j.JobID, j.Restart, 50*time.Second, name, sub, j.log()); err != nil {
+			return nil, fmt.Errorf("jobs: the run's broker: %w", err)
 		}
-	}
-	if err := j.st.SetJobBroker(j.JobID, b.URL); err != nil && !errors.Is(err, state.ErrNotFound) {
-		b.Close()
-		return nil, err
 	}
 	return b, nil
 }

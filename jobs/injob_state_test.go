@@ -30,6 +30,7 @@ func TestInJobOutlastsBusyReader(t *testing.T) {
 	dir := e.submit("run1")
 	l := Layout{Dir: dir}
 	var log testenv.SyncBuffer
+	serveRun(t, l.State(), "1001", 0)
 	j := &InJob{StatePath: l.State(), JobID: "1001", BusyTimeout: busy, Logger: slog.New(slog.NewTextHandler(&log, nil))}
 
 	// The reader: a status that holds its read transaction far too long.
@@ -125,6 +126,7 @@ stages:
 	// state file meets the full disk.
 	mountTmpfs(t, l.BrokerDir(), 64<<20)
 	var log testenv.SyncBuffer
+	serveRun(t, l.State(), "1001", 0)
 	j := &InJob{StatePath: l.State(), JobID: "1001", Logger: slog.New(slog.NewTextHandler(&log, nil))}
 	dr := harness.DistRun{PolicyPath: l.Policy(), VisitsPath: l.Visits(".csv"), RunID: "run1", RunDir: dir, Rank0: j.Hook}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -180,6 +182,7 @@ func TestInJobHookInterruptsDeadJobsOnly(t *testing.T) {
 	e.fake.set("1004", "RUNNING")
 	l := Layout{Dir: dir}
 	p := loadRunPolicy(t, dir)
+	serveRun(t, l.State(), "1004", 0)
 	j := &InJob{StatePath: l.State(), JobID: "1004", Slurm: e.fake, Now: fixedNow}
 	dr := &harness.DistRun{RunID: "run1", RunDir: dir}
 	if err := j.Hook(p, dr); err != nil {

@@ -73,6 +73,7 @@ func TestInJobHook(t *testing.T) {
 	_, dir := inJobRun(t)
 	l := Layout{Dir: dir}
 	p := loadRunPolicy(t, dir)
+	serveRun(t, l.State(), "1002", 0)
 	j := &InJob{StatePath: l.State(), JobID: "1002", Now: func() time.Time { return fixedNow().Add(time.Hour) }}
 	dr := &harness.DistRun{RunID: "run1", RunDir: dir, VisitsPath: filepath.Join(dir, "elsewhere.csv")}
 	if err := j.Hook(p, dr); err != nil {
@@ -155,6 +156,7 @@ func TestInJobPolicyChanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	serveRun(t, Layout{Dir: dir}.State(), "1002", 0)
 	j := &InJob{StatePath: Layout{Dir: dir}.State(), JobID: "1002"}
 	dr := &harness.DistRun{RunID: "run1", RunDir: dir}
 	err = j.Hook(p, dr)
@@ -190,6 +192,7 @@ func TestInJobEnd(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, dir := inJobRun(t)
+			serveRun(t, Layout{Dir: dir}.State(), "1002", 0)
 			j := &InJob{StatePath: Layout{Dir: dir}.State(), JobID: "1002", Now: fixedNow}
 			dr := &harness.DistRun{RunID: "run1", RunDir: dir}
 			if err := j.Hook(loadRunPolicy(t, dir), dr); err != nil {
@@ -235,6 +238,7 @@ func TestInJobStopFile(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, dir := inJobRun(t)
 			l := Layout{Dir: dir}
+			serveRun(t, l.State(), "1002", 0)
 			j := &InJob{StatePath: l.State(), JobID: "1002", StopFile: l.StopFile(2), Every: 2 * time.Millisecond, Now: fixedNow}
 			parent := make(chan struct{})
 			dr := &harness.DistRun{RunID: "run1", RunDir: dir, Stop: parent}
@@ -286,6 +290,7 @@ func TestInJobStopFile(t *testing.T) {
 func TestInJobStopParent(t *testing.T) {
 	_, dir := inJobRun(t)
 	l := Layout{Dir: dir}
+	serveRun(t, l.State(), "1002", 0)
 	j := &InJob{StatePath: l.State(), JobID: "1002", StopFile: l.StopFile(2), Every: time.Hour}
 	parent := make(chan struct{})
 	dr := &harness.DistRun{RunID: "run1", RunDir: dir, Stop: parent}
@@ -311,6 +316,7 @@ func TestInJobStopParent(t *testing.T) {
 func TestInJobRunRanks(t *testing.T) {
 	_, dir := inJobRun(t)
 	l := Layout{Dir: dir}
+	serveRun(t, l.State(), "1002", 0)
 	j := &InJob{StatePath: l.State(), JobID: "1002"}
 	dr := harness.DistRun{PolicyPath: l.Policy(), VisitsPath: l.Visits(".csv"), RunID: "run1", RunDir: dir, Rank0: j.Hook}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

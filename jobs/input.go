@@ -28,7 +28,18 @@ type Input struct {
 	// Note names the topics the steps read from outside the run
 	// (Production.ExternalNote); "" when there are none.
 	Note string
-	prod bool // File is a production: its copy is kept as production.yaml
+	// keep is the name the input's copy is kept under in the run
+	// directory, besides its steps' policy copies ("": none).
+	keep string
+}
+
+// visits is the number of visits of the steps' visit lists.
+func (in *Input) visits() int {
+	n := 0
+	for _, st := range in.Steps {
+		n += len(st.Visits)
+	}
+	return n
 }
 
 // Step is one pipeline of a run.
@@ -136,7 +147,7 @@ func productionInput(path string, o InputOptions) (*Input, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := &Input{File: path, Name: prod.Name, Note: prod.ExternalNote(), prod: true}
+	in := &Input{File: path, Name: prod.Name, Note: prod.ExternalNote(), keep: ProductionFile}
 	for _, pp := range prod.Pipelines {
 		st := Step{Name: pp.Name, Dir: filepath.Join(PipelinesDir, pp.Name), PolicyPath: pp.PolicyPath, VisitsPath: pp.VisitsPath,
 			Policy: pp.Policy, Visits: pp.Visits, Slices: pp.Slices, Listen: prod.Listening(pp.Name), After: pp.After}

@@ -223,6 +223,7 @@ func TestInJobRecordsItself(t *testing.T) {
 	t.Setenv("SLURM_JOB_NAME", sub.Name)
 	t.Setenv("DPSBATCH_ATTEMPT", "")
 	l := Layout{Dir: dir}
+	serveRun(t, l.State(), "2002", 0)
 	j := &InJob{StatePath: l.State(), JobID: "2002", Now: func() time.Time { return fixedNow().Add(time.Hour) }}
 	dr := &harness.DistRun{RunID: "run1", RunDir: dir}
 	if err := j.Hook(loadRunPolicy(t, dir), dr); err != nil {
@@ -288,8 +289,8 @@ func TestLockSharedWithSbatch(t *testing.T) {
 // A production's broker, started by a job its submitter never recorded,
 // records the job (its pipelines find the broker through the job's row).
 func TestServeBrokerRecordsItsUnrecordedJob(t *testing.T) {
-	e := newEnv(t, 2)
-	dir := e.submit("prod1")
+	e, file := prodEnv(t, chainProduction)
+	dir := e.submitProd(file, "prod1").Dir
 	sub := newSubmission("prod1", 2, fixedNow())
 	withState(t, dir, func(st *state.Store) {
 		if err := st.RecordSubmission(sub); err != nil {
@@ -301,7 +302,7 @@ func TestServeBrokerRecordsItsUnrecordedJob(t *testing.T) {
 	defer cancel()
 	urls := make(chan string, 1)
 	served := make(chan error, 1)
-	go func() { served <- ServeBroker(ctx, dir, "3003", nil, func(u string) { urls <- u }) }()
+	go func() { served <- ServeBroker(ctx, dir, "3003", 0, nil, func(u string) { urls <- u }) }()
 	select {
 	case url := <-urls:
 		js := jobsOf(t, dir)

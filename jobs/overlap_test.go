@@ -58,6 +58,7 @@ func returned(done <-chan error, within time.Duration) (error, bool) {
 // it to end, leaving its running visit alone, then runs what is left.
 func TestInJobWaitsForTheJobRunningVisits(t *testing.T) {
 	_, dir := busyRun(t)
+	serveRun(t, Layout{Dir: dir}.State(), "1002", 0)
 	j := &InJob{StatePath: Layout{Dir: dir}.State(), JobID: "1002", Every: 50 * time.Millisecond}
 	done, _ := hookAsync(t, dir, j, nil)
 	if err, ok := returned(done, 700*time.Millisecond); ok {
@@ -97,6 +98,7 @@ func TestInJobWaitsForTheJobRunningVisits(t *testing.T) {
 func TestInJobGoesAheadWhenSlurmSaysTheOtherEnded(t *testing.T) {
 	e, dir := busyRun(t)
 	e.fake.forget("1001", "FAILED")
+	serveRun(t, Layout{Dir: dir}.State(), "1002", 0)
 	j := &InJob{StatePath: Layout{Dir: dir}.State(), JobID: "1002", Every: 50 * time.Millisecond, Slurm: e.fake}
 	done, _ := hookAsync(t, dir, j, nil)
 	err, ok := returned(done, 10*time.Second)
@@ -113,6 +115,7 @@ func TestInJobGoesAheadWhenSlurmSaysTheOtherEnded(t *testing.T) {
 // its record says why.
 func TestInJobStoppedWhileWaiting(t *testing.T) {
 	_, dir := busyRun(t)
+	serveRun(t, Layout{Dir: dir}.State(), "1002", 0)
 	j := &InJob{StatePath: Layout{Dir: dir}.State(), JobID: "1002", Every: 50 * time.Millisecond}
 	stop := make(chan struct{})
 	done, _ := hookAsync(t, dir, j, stop)
@@ -150,7 +153,9 @@ func TestInJobTwoStartingTogether(t *testing.T) {
 		{StatePath: Layout{Dir: dir}.State(), JobID: "1002", Every: 50 * time.Millisecond},
 	}
 	dones := make([]<-chan error, 2)
+	stops := make([]func(), 2)
 	for i, j := range jobs {
+		stops[i] = serveRun(t, j.StatePath, j.JobID, 0)
 		wg.Add(1)
 		go func() { defer wg.Done(); dones[i], _ = hookAsync(t, dir, j, nil) }()
 	}
@@ -185,6 +190,7 @@ func TestInJobTwoStartingTogether(t *testing.T) {
 		t.Errorf("jobs %+v; want job %s started, %s waiting", js, jobs[first].JobID, jobs[second].JobID)
 	}
 	jobs[first].End(nil, nil)
+	stops[first]() // the end of its job: its script stops its broker
 	if err, ok := returned(dones[second], 10*time.Second); !ok || err != nil {
 		t.Fatalf("the second job once the first ended: %v, %v", ok, err)
 	}

@@ -16,13 +16,13 @@ import (
 // on its trigger topic, behind the triggers they sent) only once both
 // have announced their end.
 func TestServeBrokerAndCloseAfter(t *testing.T) {
-	e := newEnv(t, 2)
-	dir := e.submit("prod1")
+	e, file := prodEnv(t, chainProduction)
+	dir := e.submitProd(file, "prod1").Dir
 	jobs := jobsOf(t, dir)
 	ctx, cancel := context.WithCancel(context.Background())
 	urls := make(chan string, 1)
 	served := make(chan error, 1)
-	go func() { served <- ServeBroker(ctx, dir, jobs[0].ID, nil, func(u string) { urls <- u }) }()
+	go func() { served <- ServeBroker(ctx, dir, jobs[0].ID, 0, nil, func(u string) { urls <- u }) }()
 	var url string
 	select {
 	case url = <-urls:

@@ -53,7 +53,7 @@ func TestSubmitProduction(t *testing.T) {
 	if !slices.Equal(sub.Steps, wantSteps) || sub.Plan.Tasks != 10 {
 		t.Errorf("steps %+v, %d tasks; want %+v, 10", sub.Steps, sub.Plan.Tasks, wantSteps)
 	}
-	if got := string(readAll(t, l.Production())); got != chainProduction {
+	if got := string(readAll(t, l.ProductionCopy())); got != chainProduction {
 		t.Errorf("production copy = %q", got)
 	}
 	for _, name := range []string{"detect", "association", "moving"} {
@@ -65,7 +65,7 @@ func TestSubmitProduction(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if run.ID != "night1" || set.Production != l.Dir || set.Listen != (name != "detect") {
+		if run.ID != "night1" || set.PartOf != l.Dir || set.Listen != (name != "detect") {
 			t.Errorf("pipeline %s: run %q, settings %+v", name, run.ID, set)
 		}
 		if js := jobsOf(t, pl.Dir); len(js) != 1 || js[0].ID != sub.Jobs[0] {

@@ -88,7 +88,7 @@ func Relay(ctx context.Context, o RelayOptions) (*Relayed, error) {
 	if err := notAPart(l, set); err != nil {
 		return nil, err
 	}
-	pipes, err := runPipelines(l, set, false)
+	pipes, err := stepPolicies(l, set)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +126,7 @@ func Relay(ctx context.Context, o RelayOptions) (*Relayed, error) {
 
 	if o.Event.Kind == events.KindNoMoreData && !listensOn(pipes, o.Event.Topic) {
 		out.Note = "nothing sent: the run ends after its visit list anyway (it was submitted without --listen)"
-		if len(set.Pipelines) > 0 {
+		if len(pipes) > 1 {
 			out.Note = fmt.Sprintf("nothing sent: no pipeline of the production listens for trigger events on %s", o.Event.Topic)
 		}
 		return out, nil
@@ -242,49 +242,34 @@ func Topics(p *harness.Policy) []string {
 	return ts
 }
 
-// runPipeline is a pipeline of a run, as the relay commands see it.
-type runPipeline struct {
-	name string // the production's name for it; "" for a single pipeline's run
-	dir  string
-	run  state.Run // as its state file records it
-	p    *harness.Policy
-	set  settings
+// stepPolicy is a step of a run with its policy, as the relay commands
+// see it.
+type stepPolicy struct {
+	runStep
+	p *harness.Policy
 }
 
-// runPipelines loads the policy of the run in l, whose settings are set,
-// or of each of a production's pipelines. Only with validate is a copy
-// checked unchanged since submit and validated in its pipeline directory.
-func runPipelines(l Layout, set settings, validate bool) ([]runPipeline, error) {
-	if len(set.Pipelines) == 0 {
-		p, err := harness.Load(l.Policy(), harness.LoadOptions{NoValidate: !validate})
-		if err != nil {
-			return nil, err
-		}
-		return []runPipeline{{dir: l.Dir, p: p, set: set}}, nil
+// stepPolicies loads the policy copy of each step of the run in l, whose
+// settings are set, as it is (not validated again).
+func stepPolicies(l Layout, set settings) ([]stepPolicy, error) {
+	steps, err := runSteps(l, set)
+	if err != nil {
+		return nil, err
 	}
-	var out []runPipeline
-	for _, e := range set.Pipelines {
-		pl := l.Pipeline(e.Name)
-		run, ps, err := readSettings(pl)
+	out := make([]stepPolicy, len(steps))
+	for i, st := range steps {
+		p, err := harness.Load(st.l.Policy(), harness.LoadOptions{NoValidate: true})
 		if err != nil {
 			return nil, err
 		}
-		o := harness.LoadOptions{NoValidate: true}
-		if validate {
-			o = runCopy(run, ps)
-		}
-		p, err := harness.Load(pl.Policy(), o)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, runPipeline{name: e.Name, dir: pl.Dir, run: run, p: p, set: ps})
+		out[i] = stepPolicy{runStep: st, p: p}
 	}
 	return out, nil
 }
 
 // listensOn reports whether some pipeline reads trigger events on topic
 // from the broker.
-func listensOn(pipes []runPipeline, topic string) bool {
+func listensOn(pipes []stepPolicy, topic string) bool {
 	for _, rp := range pipes {
 		if rp.set.Listen && rp.p.Trigger.Topic == topic {
 			return true
@@ -293,13 +278,10 @@ func listensOn(pipes []runPipeline, topic string) bool {
 	return false
 }
 
-// checkRelayedAll refuses an event that no pipeline of the run would
-// read: for a production, one that every pipeline refuses, with the
-// reason of the first that reads its topic.
-func checkRelayedAll(pipes []runPipeline, e events.Event) error {
-	if len(pipes) == 1 && pipes[0].name == "" {
-		return checkRelayed(pipes[0].p, pipes[0].set, e)
-	}
+// checkRelayedAll refuses an event that no step of the run would read:
+// one that every step refuses, with the reason of the first that reads
+// its topic (of the only step: its reason).
+func checkRelayedAll(pipes []stepPolicy, e events.Event) error {
 	var all []string
 	var first error
 	for _, rp := range pipes {
@@ -308,8 +290,11 @@ func checkRelayedAll(pipes []runPipeline, e events.Event) error {
 			return nil
 		}
 		ts := Topics(rp.p)
-		if first == nil && slices.Contains(ts, e.Topic) {
-			first = fmt.Errorf("pipeline %s: %w", rp.name, err)
+		if first == nil && (len(pipes) == 1 || slices.Contains(ts, e.Topic)) {
+			first = err
+			if rp.name != "" {
+				first = fmt.Errorf("pipeline %s: %w", rp.name, err)
+			}
 		}
 		for _, t := range ts {
 			if !slices.Contains(all, t) {
@@ -324,27 +309,25 @@ func checkRelayedAll(pipes []runPipeline, e events.Event) error {
 }
 
 // FinishEvents are the no-more-data events `dpsbatch finish` relays to the
-// run in dir: one on its trigger topic; for a production, one for each
-// pipeline that listens and runs after no other (those that do close
-// their input once the pipelines they run after have ended), carrying
-// the values its trigger selects, so that a pipeline sharing the topic is
-// not closed with it. A production with none gets no event.
+// run in dir: one for each step that listens and runs after no other
+// (those that do close their input once the steps they run after have
+// ended), carrying the values its trigger selects, so that a step sharing
+// the topic is not closed with it; for a run of one step, one on its
+// trigger topic whether it listens or not (Relay then says nothing needed
+// sending). A run of several steps with none gets no event.
 func FinishEvents(dir string) ([]events.Event, error) {
 	l := Layout{Dir: dir}
 	_, set, err := readSettings(l)
 	if err != nil {
 		return nil, err
 	}
-	pipes, err := runPipelines(l, set, false)
+	pipes, err := stepPolicies(l, set)
 	if err != nil {
 		return nil, err
 	}
-	if len(set.Pipelines) == 0 {
-		return []events.Event{{Topic: pipes[0].p.Trigger.Topic, Kind: events.KindNoMoreData}}, nil
-	}
 	var out []events.Event
 	for _, rp := range pipes {
-		if !rp.set.Listen || len(rp.set.After) > 0 {
+		if len(pipes) > 1 && (!rp.set.Listen || len(rp.set.After) > 0) {
 			continue
 		}
 		props := map[string]any{}
@@ -356,10 +339,9 @@ func FinishEvents(dir string) ([]events.Event, error) {
 	return out, nil
 }
 
-// EventSource is a state file recording a run's events: the run's own,
-// or one per pipeline of a production.
+// EventSource is a state file recording a run's events: one per step.
 type EventSource struct {
-	Pipeline string // the production's name for the pipeline; "" for a single pipeline's run
+	Pipeline string // the production's name for the step; "" in a run of one policy
 	Dir      string // the directory of the state file
 }
 
@@ -370,12 +352,9 @@ func EventSources(dir string) ([]EventSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(set.Pipelines) == 0 {
-		return []EventSource{{Dir: dir}}, nil
-	}
 	var out []EventSource
-	for _, e := range set.Pipelines {
-		out = append(out, EventSource{Pipeline: e.Name, Dir: l.Pipeline(e.Name).Dir})
+	for _, d := range stepDirs(l, set) {
+		out = append(out, EventSource{Pipeline: d.name, Dir: d.l.Dir})
 	}
 	return out, nil
 }

@@ -158,6 +158,7 @@ func TestInJobRestart(t *testing.T) {
 		{ID: "1001", State: "RUNNING", Source: "sacct"},
 	}}
 	p := loadRunPolicy(t, dir)
+	serveRun(t, Layout{Dir: dir}.State(), "1001", 1)
 	j := &InJob{StatePath: Layout{Dir: dir}.State(), JobID: "1001", Restart: 1, Slurm: e.fake,
 		Now: func() time.Time { return fixedNow().Add(time.Hour) }}
 	dr := &harness.DistRun{RunID: "run1", RunDir: dir}

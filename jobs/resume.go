@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dpsbatch/dpsbatch/harness"
 	"github.com/dpsbatch/dpsbatch/internal/conf"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/site"
@@ -99,26 +98,32 @@ func Resume(ctx context.Context, o ResumeOptions) (*ResumeResult, error) {
 		}
 		return nil, fmt.Errorf("%w: run %s: job %s (dpsbatch cancel %s, or wait for it)", ErrRunLive, rs[0].Run, strings.Join(live, ", "), rs[0].Run)
 	}
-	if len(set.Pipelines) > 0 {
-		return resumeProduction(ctx, o, run, set, now)
-	}
-	p, err := harness.Load(l.Policy(), runCopy(run, set))
+	steps, err := runSteps(l, set)
 	if err != nil {
 		return nil, err
 	}
-	planned, err := PlanRun(o.Site, p, set.Request)
+	loaded, err := loadSteps(steps)
 	if err != nil {
 		return nil, err
 	}
-	return resumeJob(ctx, o, runJob{name: run.Name, set: set, plan: planned.Plan}, planned, []runStep{{l: l, set: set}}, now)
+	if err := checkLauncher(o.Site, l.ProductionCopy(), len(steps)); err != nil {
+		return nil, err
+	}
+	planned, err := planSteps(o.Site, run.Name, l.ProductionCopy(), loaded, set.Request)
+	if err != nil {
+		return nil, err
+	}
+	for i := range steps {
+		steps[i].tasks = planned.Steps[i].Tasks
+	}
+	return resumeJob(ctx, o, runJob{name: run.Name, set: set, plan: planned.Plan, steps: steps}, planned, now)
 }
 
-// resumeJob readies the state files of parts (the run itself, or each
-// pipeline of a production) for a new job of rj, and submits it (and
-// AutoResume follow-ons) unless nothing is left: no visit to run, and no
-// listening part whose input is still open. With DryRun it changes
-// nothing and prints what would run.
-func resumeJob(ctx context.Context, o ResumeOptions, rj runJob, planned *Planned, parts []runStep, now func() time.Time) (*ResumeResult, error) {
+// resumeJob readies the state file of each step of rj for a new job, and
+// submits it (and AutoResume follow-ons) unless nothing is left: no visit
+// to run, and no listening step whose input is still open. With DryRun it
+// changes nothing and prints what would run.
+func resumeJob(ctx context.Context, o ResumeOptions, rj runJob, planned *RunPlan, now func() time.Time) (*ResumeResult, error) {
 	l := Layout{Dir: o.Dir}
 	attempt, err := nextAttempt(l)
 	if err != nil {
@@ -134,8 +139,8 @@ func resumeJob(ctx context.Context, o ResumeOptions, rj runJob, planned *Planned
 	}
 	res := &ResumeResult{Submitted: Submitted{Run: rj.name, Dir: o.Dir, Attempt: attempt, Plan: rj.plan,
 		Script: l.Script(attempt), State: l.State(), DryRun: o.DryRun}}
-	open := false // some listening part's input is still open
-	for _, part := range parts {
+	open := false // some listening step's input is still open
+	for _, part := range rj.steps {
 		r, err := resumePipeline(part.l, o.MaxAttempts, o.DryRun)
 		if err != nil {
 			return nil, err
@@ -150,9 +155,7 @@ func resumeJob(ctx context.Context, o ResumeOptions, rj runJob, planned *Planned
 		}
 		open = open || part.set.Listen && r.inputOpen
 	}
-	for _, st := range rj.steps {
-		res.Steps = append(res.Steps, StepPlan{Pipeline: st.name, Slices: st.tasks - 1, Tasks: st.tasks})
-	}
+	res.Steps = rj.stepPlans()
 	if o.DryRun {
 		if o.MaxAttempts > 0 && o.Out != nil { // at most: some failed ones may be at the limit
 			fmt.Fprintf(o.Out, "at most %d visits would run (--max-attempts %d may leave some out)\n", res.Visits, o.MaxAttempts)
@@ -178,8 +181,7 @@ func resumeJob(ctx context.Context, o ResumeOptions, rj runJob, planned *Planned
 
 // migrateRun opens the run's state files once for writing, which brings
 // a file written by an older dpsbatch to this one's schema (readers
-// refuse an older one): the run's own, then, for a production, each of
-// its pipelines'.
+// refuse an older one): the run's own, then each of its steps' own.
 func migrateRun(l Layout) error {
 	st, err := state.Open(l.State())
 	if err != nil {
@@ -198,4 +200,60 @@ func migrateRun(l Layout) error {
 		st.Close()
 	}
 	return nil
+}
+
+// pipelineResume is what resume found in one state file.
+type pipelineResume struct {
+	visits    int // to run
+	retried   int
+	exhausted []string
+	inputOpen bool // no no-more-data has closed its input
+}
+
+// resumePipeline readies the state file of step l for a new job: visits left running count as
+// interrupted, failed and interrupted ones are retried (up to
+// maxAttempts). With dryRun it only counts what would run.
+func resumePipeline(l Layout, maxAttempts int, dryRun bool) (pipelineResume, error) {
+	var r pipelineResume
+	st, err := state.Open(l.State())
+	if err != nil {
+		return r, err
+	}
+	defer st.Close()
+	run, err := st.Run()
+	if err != nil {
+		return r, err
+	}
+	r.inputOpen = run.InputClosed.IsZero()
+	if dryRun {
+		counts, err := st.Counts()
+		if err != nil {
+			return r, err
+		}
+		r.visits = counts[state.Pending] + counts[state.Interrupted] + counts[state.Running] + counts[state.Failed]
+		return r, nil
+	}
+	if _, err := st.InterruptRunning("the job that ran it ended before it finished"); err != nil {
+		return r, err
+	}
+	if r.retried, r.exhausted, err = st.Retry(maxAttempts); err != nil {
+		return r, err
+	}
+	ids, err := st.Runnable()
+	if err != nil {
+		return r, err
+	}
+	r.visits = len(ids)
+	return r, nil
+}
+
+// nextAttempt is the attempt number of the run's next job: after every
+// job and every submission that may have become one.
+func nextAttempt(l Layout) (int, error) {
+	st, err := state.OpenReadOnly(l.State())
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
+	return st.NextAttempt()
 }

@@ -46,22 +46,32 @@ type settings struct {
 	Listen bool `json:"listen,omitempty"`
 	// Heartbeat: how often the Pipeline says it is alive (0: the default).
 	Heartbeat time.Duration `json:"heartbeat,omitempty"`
-	// Production, for a pipeline of a production: the production's run
-	// directory, whose broker (started by the job script) it dials
-	// instead of starting its own, and whose jobs it is part of.
-	Production string `json:"production,omitempty"`
-	// After: the pipelines of the production whose end closes this one's
-	// input (a no-more-data on its trigger topic).
+	// PartOf, for a step in a folder of its own (RUN-DIR/pipelines/NAME):
+	// the run's directory, whose broker it dials and whose jobs it is
+	// part of. "" for a step in the run directory itself.
+	PartOf string `json:"production,omitempty"`
+	// After: the steps of the run whose end closes this one's input (a
+	// no-more-data on its trigger topic).
 	After []string `json:"after,omitempty"`
-	// Pipelines, for a production's run (its top-level state file): its
-	// pipelines in the production's order, each in
-	// RUN-DIR/pipelines/NAME with its own state file and settings.
+	// Pipelines, for a run whose steps have folders of their own (a
+	// production's top-level state file): its steps in order, each in
+	// RUN-DIR/pipelines/NAME with its own state file and settings. Empty:
+	// the run is one step, in the run directory, with these settings.
 	Pipelines []prodEntry `json:"pipelines,omitempty"`
-	// SlicesFrom, for a pipeline of a production, names who asked for
-	// Request.Slices: its production entry, or "" for its policy.
+	// SlicesFrom, for a step in a folder of its own, names who asked for
+	// Request.Slices: its production entry, or its policy.
 	SlicesFrom string `json:"slicesFrom,omitempty"`
 	// hold submits the first job held (submit --hold); not kept.
 	hold bool
+}
+
+// run is the directory of the run whose step, in step, has these
+// settings: the step's own for a step in the run directory.
+func (set settings) run(step Layout) Layout {
+	if set.PartOf != "" {
+		return Layout{Dir: set.PartOf}
+	}
+	return step
 }
 
 // encodeSettings is the run settings as the state file keeps them

@@ -58,7 +58,7 @@ func TestSettingsUnversionedOpen(t *testing.T) {
 			return slices.Equal(s.Pipelines, []prodEntry{{"detect", 0}, {"association", 0}, {"moving", 4}})
 		}},
 		{"settings-unversioned-production-pipeline.json", func(s settings) bool {
-			return s.Listen && strings.HasSuffix(s.Production, "/runs/night1") && slices.Equal(s.After, []string{"association"}) &&
+			return s.Listen && strings.HasSuffix(s.PartOf, "/runs/night1") && slices.Equal(s.After, []string{"association"}) &&
 				s.Request.Slices == 4 && s.SlicesFrom == `the slices of production entry "moving"`
 		}},
 	} {
@@ -131,7 +131,7 @@ func TestSettingsRoundTrip(t *testing.T) {
 		Request: Request{Partition: "debug", Slices: 3, CPUsPerSlice: 2, MemPerSliceMB: 512, Time: time.Hour, Strategy: scheduler.Strategy("spread")},
 		Broker: brokerSettings{Kind: "external", URLs: []string{"nats://a:4222", "nats://b:4222"}, CredentialsFile: "/c.creds",
 			TokenFile: "/t", TokenEnv: "TOKEN", StreamSize: 1 << 20},
-		Listen: true, Heartbeat: time.Minute, Production: "/runs/night1", After: []string{"detect"},
+		Listen: true, Heartbeat: time.Minute, PartOf: "/runs/night1", After: []string{"detect"},
 		Pipelines: []prodEntry{{"detect", 0}, {"moving", 4}}, SlicesFrom: "submit --slices"}
 	raw, err := encodeSettings(full)
 	if err != nil {

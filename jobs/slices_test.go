@@ -74,6 +74,7 @@ func TestAskedSlices(t *testing.T) {
 		l := Layout{Dir: dir}
 		var logs testenv.SyncBuffer
 		log := slog.New(slog.NewTextHandler(&logs, nil))
+		serveRun(t, l.State(), "local", 0)
 		j := &InJob{StatePath: l.State(), JobID: "local", Logger: log}
 		dr := harness.DistRun{PolicyPath: l.Policy(), RunID: "asked", RunDir: dir, Rank0: j.Hook, Logger: log}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

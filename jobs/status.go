@@ -81,17 +81,25 @@ type RunStatus struct {
 	// DiskFull is set when a job died without recording why and the
 	// run directory's file system is full, or nearly: a likely cause.
 	DiskFull *DiskSpace `json:"diskFull,omitempty"`
-	// Pipelines, for a production's run: each pipeline's own status (its
-	// Pipeline is the production's name for it), in the production's
-	// order. The run's Visits, Counts and Rate are their sums; its Jobs
-	// are the production's, each recorded as ended once every pipeline
-	// recorded its end in it (the first that did not complete tells
-	// how), silent when one of the pipelines is.
+	// Pipelines, for a run whose steps have folders of their own (a
+	// production's): each step's own status (its Pipeline is the
+	// production's name for it), in the run's order. The run's Visits,
+	// Counts and Rate are their sums; its Jobs are the run's, each
+	// recorded as ended once every step recorded its end in it (the
+	// first that did not complete tells how), silent when one of the
+	// steps is.
 	Pipelines []RunStatus `json:"pipelines,omitempty"`
 
 	// runningBy is how many visits the state file records running, by
 	// the job that started them: see showDeadRunning.
 	runningBy map[string]int
+	// own is the visit counts of the run's own state file (Counts adds
+	// its steps' in folders of their own).
+	own map[state.VisitState]int
+	// rank0: a rank 0 records the run's own state file (a step lives in
+	// the run directory), so its jobs' heartbeats tell whether they are
+	// silent.
+	rank0 bool
 }
 
 // Outcome is where a run stands, from its visits and its jobs. The zero
@@ -231,7 +239,7 @@ func readRun(dir string) (RunStatus, error) {
 		return RunStatus{}, err
 	}
 	rs := RunStatus{DroppedEvents: dropped, runningBy: runningBy, Run: run.Name, Dir: dir, Pipeline: run.Pipeline, Partition: run.Partition, Created: run.Created,
-		Counts: map[state.VisitState]int{}, Journal: st.JournalMode(), FS: st.FileSystem(),
+		own: map[state.VisitState]int{}, Journal: st.JournalMode(), FS: st.FileSystem(),
 		InputClosed: run.InputClosed, InputClosedWhy: run.InputClosedWhy, Heartbeat: DefaultHeartbeat}
 	set, err := decodeSettings(l.State(), run.Settings)
 	if err != nil {
@@ -241,17 +249,8 @@ func readRun(dir string) (RunStatus, error) {
 	if set.Heartbeat > 0 {
 		rs.Heartbeat = set.Heartbeat
 	}
-	for _, e := range set.Pipelines {
-		ps, err := readRun(l.Pipeline(e.Name).Dir)
-		if err != nil {
-			return RunStatus{}, fmt.Errorf("jobs: production %s: pipeline %s: %w", run.Name, e.Name, err)
-		}
-		ps.Pipeline = e.Name
-		rs.Pipelines = append(rs.Pipelines, ps)
-	}
 	for s, n := range counts {
-		rs.Counts[s] = n
-		rs.Visits += n
+		rs.own[s] = n
 	}
 	for _, j := range jobs {
 		rs.Jobs = append(rs.Jobs, JobStatus{ID: j.ID, Attempt: j.Attempt, State: j.State, Source: "state",
@@ -260,67 +259,93 @@ func readRun(dir string) (RunStatus, error) {
 	}
 	sort.Slice(rs.Jobs, func(a, b int) bool { return rs.Jobs[a].Attempt < rs.Jobs[b].Attempt })
 	attachStarts(&rs, starts)
-	if len(rs.Pipelines) > 0 {
-		sumPipelines(&rs)
-		return rs, nil
-	}
 	done, first, last, err := st.Progress()
 	if err != nil {
 		return RunStatus{}, err
 	}
 	rs.Rate = runningRate(done, first, last, starts)
+	rs.rank0 = stepIn(l, set)
+	for _, d := range stepsApart(l, set) {
+		ps, err := readRun(d.l.Dir)
+		if err != nil {
+			return RunStatus{}, fmt.Errorf("jobs: production %s: pipeline %s: %w", run.Name, d.name, err)
+		}
+		ps.Pipeline = d.name
+		rs.Pipelines = append(rs.Pipelines, ps)
+	}
+	sumSteps(&rs)
 	return rs, nil
 }
 
-// sumPipelines makes a production's status from its pipelines': visits,
-// counts and rates summed (the pipelines run at once), and each job
-// recorded as its pipelines recorded it.
-func sumPipelines(rs *RunStatus) {
+// sumSteps makes a run's status from its own state file's and those of
+// its steps in folders of their own (Pipelines): visits, counts and rates
+// summed (the steps run at once), and each job as its steps recorded it.
+func sumSteps(rs *RunStatus) {
+	sumCounts(rs)
 	for _, ps := range rs.Pipelines {
-		for k, n := range ps.Counts {
-			rs.Counts[k] += n
-		}
-		rs.Visits += ps.Visits
 		rs.DroppedEvents += ps.DroppedEvents
 		rs.Rate += ps.Rate
 		rs.Listen = rs.Listen || ps.Listen
 	}
 	for i := range rs.Jobs {
-		j := &rs.Jobs[i]
-		var ends, why []string
-		var worst state.JobEnd
-		for _, ps := range rs.Pipelines {
-			pj := jobByID(ps.Jobs, j.ID)
-			if pj == nil {
-				continue
-			}
-			end, err := state.ParseJobEnd(pj.Recorded)
-			if err != nil { // no end recorded
-				continue
-			}
-			ends = append(ends, ps.Pipeline)
-			if end.Worse(worst) {
-				worst = end
-				j.ExitCode = pj.ExitCode
-			}
-			if end != state.EndCompleted {
-				why = append(why, fmt.Sprintf("%s %s", ps.Pipeline, strings.ToLower(end.String())))
-				if pj.Reason != "" {
-					why[len(why)-1] += ": " + pj.Reason
-				}
-			}
-			if pj.Ended.After(j.Ended) {
-				j.Ended = pj.Ended
-			}
-			if pj.Heartbeat.After(j.Heartbeat) {
-				j.Heartbeat, j.HeartbeatVisit = pj.Heartbeat, ps.Pipeline+" "+pj.HeartbeatVisit
+		mergeJob(&rs.Jobs[i], rs.Pipelines)
+	}
+}
+
+// sumCounts sets the run's visit counts: its own state file's and its
+// steps'.
+func sumCounts(rs *RunStatus) {
+	rs.Counts, rs.Visits = map[state.VisitState]int{}, 0
+	for k, n := range rs.own {
+		rs.Counts[k] += n
+		rs.Visits += n
+	}
+	for _, ps := range rs.Pipelines {
+		for k, n := range ps.Counts {
+			rs.Counts[k] += n
+			rs.Visits += n
+		}
+	}
+}
+
+// mergeJob records job j as the steps with state files of their own
+// recorded it: ended once every one of them recorded its end (the first
+// that did not complete tells how).
+func mergeJob(j *JobStatus, steps []RunStatus) {
+	var ends, why []string
+	var worst state.JobEnd
+	for _, ps := range steps {
+		pj := jobByID(ps.Jobs, j.ID)
+		if pj == nil {
+			continue
+		}
+		end, err := state.ParseJobEnd(pj.Recorded)
+		if err != nil { // no end recorded
+			continue
+		}
+		ends = append(ends, ps.Pipeline)
+		if end.Worse(worst) {
+			worst = end
+			j.ExitCode = pj.ExitCode
+		}
+		if end != state.EndCompleted {
+			why = append(why, fmt.Sprintf("%s %s", ps.Pipeline, strings.ToLower(end.String())))
+			if pj.Reason != "" {
+				why[len(why)-1] += ": " + pj.Reason
 			}
 		}
-		if len(ends) == len(rs.Pipelines) {
-			j.State, j.Recorded, j.Reason = worst.String(), worst.String(), strings.Join(why, "; ")
-		} else if len(ends) > 0 && j.Reason == "" {
-			j.Reason = "ended: " + strings.Join(ends, ", ")
+		if pj.Ended.After(j.Ended) {
+			j.Ended = pj.Ended
 		}
+		if pj.Heartbeat.After(j.Heartbeat) {
+			j.Heartbeat, j.HeartbeatVisit = pj.Heartbeat, ps.Pipeline+" "+pj.HeartbeatVisit
+		}
+	}
+	switch {
+	case len(ends) > 0 && len(ends) == len(steps):
+		j.State, j.Recorded, j.Reason = worst.String(), worst.String(), strings.Join(why, "; ")
+	case len(ends) > 0 && j.Reason == "":
+		j.Reason = "ended: " + strings.Join(ends, ", ")
 	}
 }
 
@@ -334,7 +359,7 @@ func jobByID(js []JobStatus, id string) *JobStatus {
 }
 
 // settle merges what Slurm said about the run's jobs and works out the
-// run's outcome; a production's pipelines first, each on its own.
+// run's outcome; its steps in folders of their own first, each on its own.
 func settle(rs *RunStatus, known map[string]scheduler.Job) {
 	for i := range rs.Pipelines {
 		settle(&rs.Pipelines[i], known)
@@ -356,7 +381,7 @@ func settle(rs *RunStatus, known map[string]scheduler.Job) {
 		}
 		// Ended in Slurm's eyes, yet rank 0 recorded no end.
 		j.Died = !j.Live && j.Source != "state" && j.Recorded != "" && !recordedEnd(j.Recorded)
-		if len(rs.Pipelines) == 0 {
+		if rs.rank0 {
 			j.Silent = j.Live && j.State == "RUNNING" && !recordedEnd(j.Recorded) && silent(*j, known[j.ID], rs.Heartbeat, clock())
 		}
 		for _, ps := range rs.Pipelines {
@@ -370,14 +395,7 @@ func settle(rs *RunStatus, known map[string]scheduler.Job) {
 		}
 	}
 	showDeadRunning(rs, known != nil)
-	if len(rs.Pipelines) > 0 {
-		rs.Counts = map[state.VisitState]int{}
-		for _, ps := range rs.Pipelines {
-			for k, n := range ps.Counts {
-				rs.Counts[k] += n
-			}
-		}
-	}
+	sumCounts(rs)
 	if rs.DiskFull == nil && anyDied(rs) {
 		rs.DiskFull = fullDisk(rs.Dir)
 	}
@@ -444,8 +462,8 @@ func showDeadRunning(rs *RunStatus, asked bool) {
 			dead = true
 		}
 		if dead {
-			rs.Counts[state.Running] -= n
-			rs.Counts[state.Interrupted] += n
+			rs.own[state.Running] -= n
+			rs.own[state.Interrupted] += n
 		}
 	}
 }

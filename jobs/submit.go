@@ -94,58 +94,32 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 	if o.Now != nil {
 		now = o.Now
 	}
-	isProd, err := IsProduction(o.Policy)
+	in, err := ReadInput(o.Policy, InputOptions{Visits: o.Visits, Listen: o.Listen, Slices: o.Request.Slices})
 	if err != nil {
 		return nil, err
-	}
-	if isProd {
-		return submitProduction(ctx, o, now)
-	}
-	p, err := harness.Load(o.Policy, harness.LoadOptions{})
-	if err != nil {
-		return nil, err
-	}
-	if err := p.CheckDataIDValues(); err != nil {
-		return nil, err
-	}
-	var visits []harness.Visit
-	switch {
-	case o.Visits == "" && !o.Listen:
-		return nil, fmt.Errorf("%w: jobs: no visit list (--visits), and the run does not --listen for trigger events", conf.ErrInvalid)
-	case o.Visits != "":
-		if visits, err = harness.ReadVisits(o.Visits); err != nil {
-			return nil, err
-		}
-		if err := harness.CheckVisits(p, o.Visits, visits); err != nil {
-			return nil, err
-		}
-		if len(visits) == 0 {
-			return nil, fmt.Errorf("%w: %s: no visits", conf.ErrInvalid, o.Visits)
-		}
 	}
 	if err := checkCommon(o); err != nil {
 		return nil, err
 	}
-	planned, err := PlanRun(o.Site, p, o.Request)
+	if err := checkLauncher(o.Site, o.Policy, len(in.Steps)); err != nil {
+		return nil, err
+	}
+	planned, err := planSteps(o.Site, in.Name, in.File, in.Steps, o.Request)
 	if err != nil {
 		return nil, err
 	}
-	name, bin, l, err := newRun(o, p.Name, now)
+	name, bin, l, err := newRun(o, in.Name, now)
 	if err != nil {
 		return nil, err
 	}
-	set := settings{PipelineDir: p.Dir, Binary: bin, SiteFile: o.Site.Path, Request: o.Request,
-		Broker: brokerOf(o.Site), Listen: o.Listen, Heartbeat: o.Heartbeat, hold: o.Hold}
-	if o.Visits != "" {
-		set.Visits = filepath.Base(l.Visits(visitsExt(o.Visits)))
-	}
+	rj := newRunJob(o, in, planned, name, bin, l)
 	tmpl, err := loadTemplate(o.Site)
 	if err != nil {
 		return nil, err
 	}
-	sub := &Submitted{Run: name, Dir: l.Dir, Attempt: 1, Visits: len(visits), Plan: planned.Plan,
-		Script: l.Script(1), State: l.State(), DryRun: o.DryRun}
-	scripts, err := renderChain(tmpl, o.Site, l, runJob{name: name, set: set, plan: planned.Plan}, 1, o.AutoResume)
+	sub := &Submitted{Run: name, Dir: l.Dir, Attempt: 1, Visits: in.visits(), Plan: planned.Plan,
+		Script: l.Script(1), State: l.State(), DryRun: o.DryRun, Steps: rj.stepPlans(), Note: in.Note}
+	scripts, err := renderChain(tmpl, o.Site, l, rj, 1, o.AutoResume)
 	if err != nil {
 		return nil, err
 	}
@@ -153,22 +127,9 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 		printDry(o.Out, sub, planned, scripts)
 		return sub, nil
 	}
-
+	created := now()
 	lk, err := createRun(o.Site.RunsRoot, name, func(tl Layout) error {
-		if err := populate(tl, o.Policy, o.Visits, set.Visits); err != nil {
-			return err
-		}
-		ids := make([]string, len(visits))
-		for i, v := range visits {
-			ids[i] = v.ID
-		}
-		settingsJSON, err := encodeSettings(set)
-		if err != nil {
-			return err
-		}
-		if err := createState(tl, state.Run{ID: name, Name: name, Dir: l.Dir, Pipeline: p.Name,
-			PolicySum: p.Checksum, Site: o.Site.Path, Partition: planned.Plan.Partition, Created: now(),
-			Settings: settingsJSON}, ids); err != nil {
+		if err := fillRun(tl, l, in, rj, o.Site.Path, created); err != nil {
 			return err
 		}
 		return writeScripts(tl, scripts, 1)
@@ -176,10 +137,82 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := submitNew(ctx, o.Backend, lk, l, []Layout{l}, scripts, now, sub); err != nil {
+	if err := submitNew(ctx, o.Backend, lk, l, records(l, rj.set), scripts, now, sub); err != nil {
 		return nil, err
 	}
 	return sub, nil
+}
+
+// newRunJob is what the scripts of new run name in l are rendered from:
+// the run's settings and each step's. A step in the run directory shares
+// the run's settings (one state file); a step in a folder of its own has
+// its own, pointing at the run, and the run's list it.
+func newRunJob(o SubmitOptions, in *Input, planned *RunPlan, name, bin string, l Layout) runJob {
+	base := settings{Binary: bin, SiteFile: o.Site.Path, Request: o.Request, Broker: brokerOf(o.Site),
+		Heartbeat: o.Heartbeat, hold: o.Hold}
+	rj := runJob{name: name, plan: planned.Plan, set: base}
+	for i, st := range in.Steps {
+		sl := Layout{Dir: filepath.Join(l.Dir, st.Dir)}
+		ss := base
+		ss.PipelineDir, ss.Listen, ss.After = st.Policy.Dir, st.Listen, st.After
+		if st.VisitsPath != "" {
+			ss.Visits = filepath.Base(sl.Visits(visitsExt(st.VisitsPath)))
+		}
+		if sl == l {
+			rj.set = ss
+		} else {
+			ss.PartOf, ss.Request.Slices, ss.SlicesFrom = l.Dir, planned.Steps[i].Slices, st.SlicesFrom
+			if ss.SlicesFrom == "" {
+				ss.SlicesFrom = "the policy's slices"
+			}
+			rj.set.Pipelines = append(rj.set.Pipelines, prodEntry{Name: st.Name, Slices: st.Slices})
+		}
+		rj.steps = append(rj.steps, runStep{name: st.Name, l: sl, set: ss, asked: st.Slices, tasks: planned.Steps[i].Tasks})
+	}
+	return rj
+}
+
+// fillRun fills the new run directory tl, which becomes l: the input's
+// copy, and for each step its folders, its policy and visit list's copies
+// and its state file with its visits pending; the run's own state file
+// when no step shares it.
+func fillRun(tl, l Layout, in *Input, rj runJob, siteFile string, created time.Time) error {
+	if err := populate(tl, "", "", ""); err != nil {
+		return err
+	}
+	if in.keep != "" {
+		if err := copyFile(in.File, filepath.Join(tl.Dir, in.keep)); err != nil {
+			return err
+		}
+	}
+	for i, st := range in.Steps {
+		rs := rj.steps[i]
+		sl := Layout{Dir: filepath.Join(tl.Dir, st.Dir)}
+		if err := populate(sl, st.PolicyPath, st.VisitsPath, rs.set.Visits); err != nil {
+			return err
+		}
+		js, err := encodeSettings(rs.set)
+		if err != nil {
+			return err
+		}
+		ids := make([]string, len(st.Visits))
+		for k, v := range st.Visits {
+			ids[k] = v.ID
+		}
+		if err := createState(sl, state.Run{ID: rj.name, Name: rj.name, Dir: rs.l.Dir, Pipeline: st.PipelineName(),
+			PolicySum: st.Policy.Checksum, Site: siteFile, Partition: rj.plan.Partition, Created: created, Settings: js}, ids); err != nil {
+			return err
+		}
+	}
+	if stepIn(l, rj.set) {
+		return nil
+	}
+	js, err := encodeSettings(rj.set)
+	if err != nil {
+		return err
+	}
+	return createState(tl, state.Run{ID: rj.name, Name: rj.name, Dir: l.Dir, Pipeline: in.Name, Site: siteFile,
+		Partition: rj.plan.Partition, Created: created, Settings: js}, nil)
 }
 
 // newRun settles a new run's name (o.Name, else base-YYYYMMDD-HHMMSS),
@@ -347,21 +380,25 @@ func populate(l Layout, policy, visits, copy string) error {
 	return nil
 }
 
-// runJob is what the scripts of a run's attempts are rendered from: one
-// pipeline's launch, or a production's steps.
+// runJob is what the scripts of a run's attempts are rendered from: its
+// steps and their allocation.
 type runJob struct {
 	name  string   // the run's name, also its run ID
-	set   settings // the run's settings (a production's: its top-level ones)
+	set   settings // the run's settings (its state file's)
 	plan  scheduler.Plan
-	steps []runStep // a production's pipelines, in its order; nil for one pipeline
+	steps []runStep // in the run's order
 }
 
-// runStep is one pipeline of a production: an srun step of the job.
-type runStep struct {
-	name  string
-	l     Layout   // RUN-DIR/pipelines/NAME
-	set   settings // its own settings
-	tasks int      // its Pipeline rank and its slices
+// stepPlans is each named step's share of the allocation, for the
+// commands to print (a run of one policy's single step has no name).
+func (rj runJob) stepPlans() []StepPlan {
+	var out []StepPlan
+	for _, st := range rj.steps {
+		if st.name != "" {
+			out = append(out, StepPlan{Pipeline: st.name, Slices: st.tasks - 1, Tasks: st.tasks})
+		}
+	}
+	return out
 }
 
 // renderChain renders the scripts of attempts first .. first+follow: the
@@ -379,7 +416,9 @@ func renderChain(t *templates.Template, s *site.Site, l Layout, rj runJob, first
 	return out, nil
 }
 
-// jobFor is what the template needs for one attempt.
+// jobFor is what the template needs for one attempt: the run's broker
+// (unless the site's is external) beside its steps. One step takes the
+// whole allocation; several share it, each its own srun step.
 func jobFor(s *site.Site, l Layout, rj runJob, attempt int) templates.Job {
 	name, plan := rj.name, rj.plan
 	j := templates.Job{Name: name, RunID: name, RunDir: l.Dir, Partition: plan.Partition,
@@ -387,19 +426,26 @@ func jobFor(s *site.Site, l Layout, rj runJob, attempt int) templates.Job {
 		CPUsPerTask: plan.CPUsPerTask, MemPerCPUMB: plan.MemPerCPUMB, Time: slurmtime.Format(plan.Time),
 		Output: l.slurmLogPattern(), Extra: slices.Clip(s.Sbatch), Setup: s.Setup, Attempt: attempt,
 		Env: [][2]string{{"DPSBATCH_RUN", name}, {"DPSBATCH_ATTEMPT", fmt.Sprint(attempt)}}}
-	if len(rj.steps) == 0 {
-		j.Launch = launch(s, l, rj.set, name, l.StopFile(attempt), 0, 0)
-	} else {
-		// A production: the run's broker beside one step per pipeline,
-		// all sharing the run ID (so their topics) and the stop file.
+	if !rj.set.Broker.external() {
 		j.Broker = []string{rj.set.Binary, "broker", "--run-dir", l.Dir}
-		// Each step runs under its entry's name, whatever its policy
-		// calls it: the after rule, the subscriptions and the senders
-		// all know a pipeline by that one name.
-		for _, st := range rj.steps {
-			launch := append(launch(s, st.l, st.set, name, l.StopFile(attempt), st.tasks, plan.Nodes), "--name", st.name)
-			j.Steps = append(j.Steps, templates.Step{Name: st.name, Launch: launch})
+	}
+	// Every step shares the run ID (so its topics) and the stop file,
+	// and runs under its entry's name, whatever its policy calls it: the
+	// after rule, the subscriptions and the senders all know a pipeline
+	// by that one name.
+	for _, st := range rj.steps {
+		tasks := st.tasks
+		if len(rj.steps) == 1 {
+			tasks = 0 // the whole allocation
 		}
+		launch := launch(s, st.l, st.set, name, l.StopFile(attempt), tasks, plan.Nodes)
+		if st.name != "" {
+			launch = append(launch, "--name", st.name)
+		}
+		j.Steps = append(j.Steps, templates.Step{Name: st.name, Launch: launch})
+	}
+	if len(j.Steps) == 1 {
+		j.Launch, j.Steps = j.Steps[0].Launch, nil
 	}
 	if rj.set.hold && attempt == 1 {
 		j.Extra = append(j.Extra, "--hold")
@@ -421,7 +467,7 @@ func jobFor(s *site.Site, l Layout, rj runJob, attempt int) templates.Job {
 // launch is a step's command line: the site's launcher starting `dpsbatch
 // run` on every task of the pipeline in l, under run ID runID, watching
 // stop. tasks > 0 makes it one of several concurrent srun steps of a
-// production: it takes exactly that many tasks of the allocation
+// run: it takes exactly that many tasks of the allocation
 // (--exact, else Slurm 22.05 gives the first step every CPU and the
 // others wait for it) on as many of its nodes (at most nodes) as Slurm
 // finds free CPUs on.
@@ -514,7 +560,7 @@ func submitChain(ctx context.Context, b scheduler.Backend, lk *runLock, l Layout
 
 // printDry keeps a dry run's scripts in sub and prints the plan and the
 // scripts to w (nil: prints nothing).
-func printDry(w io.Writer, sub *Submitted, pl *Planned, scripts [][]byte) {
+func printDry(w io.Writer, sub *Submitted, pl *RunPlan, scripts [][]byte) {
 	for i, s := range scripts {
 		sub.Scripts = append(sub.Scripts, RenderedScript{File: Layout{Dir: sub.Dir}.Script(sub.Attempt + i), Text: string(s)})
 	}
@@ -523,7 +569,7 @@ func printDry(w io.Writer, sub *Submitted, pl *Planned, scripts [][]byte) {
 	}
 	p := pl.Plan
 	fmt.Fprintf(w, "dry run: nothing created, nothing submitted\n")
-	fmt.Fprintf(w, "run %s in %s: %d visits, %d slices\n", sub.Run, sub.Dir, sub.Visits, pl.Slices)
+	fmt.Fprintf(w, "run %s in %s: %d visits, %d slices\n", sub.Run, sub.Dir, sub.Visits, pl.Plan.Tasks-len(pl.Steps))
 	fmt.Fprintf(w, "plan (%s): partition %s, %d nodes, %d tasks (layout %v), %d CPUs per task", p.Strategy, p.Partition,
 		p.Nodes, p.Tasks, p.Layout, p.CPUsPerTask)
 	if p.MemPerCPUMB > 0 {

@@ -13,11 +13,11 @@ import (
 func brokerCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "broker",
-		Usage: "serve a run's embedded event broker (the job script of a production starts it)",
+		Usage: "serve a run's embedded event broker (the job script starts it)",
 		Description: "Serves the run's embedded NATS broker (store and token in RUN-DIR/broker) on every address\n" +
 			"of this host until SIGTERM or SIGINT, and records its address in the run's state file for the\n" +
-			"job (--job, default $SLURM_JOB_ID). A production's pipelines run as several steps of one job\n" +
-			"and share it; a single pipeline's Pipeline serves its run's broker itself.",
+			"job (--job, default $SLURM_JOB_ID). The job script starts it beside the run's steps (one, or a\n" +
+			"production's several), whose Pipelines dial it; `dpsbatch run --state` by hand needs it too.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "run-dir", Usage: "the run directory (required)"},
 			&cli.StringFlag{Name: "job", EnvVars: []string{"SLURM_JOB_ID"}, Usage: "the job whose broker this is"},
@@ -32,7 +32,7 @@ func brokerCommand() *cli.Command {
 			}
 			ctx, done := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer done()
-			err = jobs.ServeBroker(ctx, c.String("run-dir"), c.String("job"), log, nil)
+			err = jobs.ServeBroker(ctx, c.String("run-dir"), c.String("job"), jobs.RestartCount(), log, nil)
 			if err == nil || ctx.Err() != nil {
 				return nil
 			}

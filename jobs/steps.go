@@ -1,0 +1,192 @@
+package jobs
+
+// A run's steps as its directory keeps them. A run of one step (a
+// policy) is laid out in the run directory itself; a run of several (a
+// production) keeps each step in a folder of its own:
+//
+//	RUN-DIR/production.yaml        the production file, as submitted
+//	RUN-DIR/state.db               the run and its jobs (no visits)
+//	RUN-DIR/scripts, logs, broker  the job scripts, Slurm's logs, the run's broker
+//	RUN-DIR/pipelines/NAME/        pipeline.yaml, the visit list, state.db, outputs
+//
+// Every job is recorded in every distinct state file of the run (records):
+// each step's rank 0 records its own start, heartbeats and end in its own
+// file, and the run's state file knows the job's broker.
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/internal/conf"
+	"github.com/dpsbatch/dpsbatch/site"
+	"github.com/dpsbatch/dpsbatch/state"
+)
+
+// The fixed names a run of steps in folders of their own adds.
+const (
+	ProductionFile = "production.yaml"
+	PipelinesDir   = "pipelines"
+)
+
+// ProductionCopy is the copy of the production file in a production's run.
+func (l Layout) ProductionCopy() string { return filepath.Join(l.Dir, ProductionFile) }
+
+// Pipeline is the directory of the step called name, in a folder of its own.
+func (l Layout) Pipeline(name string) Layout {
+	return Layout{Dir: filepath.Join(l.Dir, PipelinesDir, name)}
+}
+
+// runStep is one step of a run's jobs: a pipeline in its directory.
+type runStep struct {
+	name  string    // the production's name for it; "" in a run of one policy
+	l     Layout    // the run directory, or RUN-DIR/pipelines/NAME
+	run   state.Run // as its state file records it
+	set   settings  // its own settings
+	asked int       // slices asked for at submit (0: the policy's)
+	tasks int       // its Pipeline rank and its slices, once planned
+}
+
+// stepDir is where a step lives, as the run's settings list it.
+type stepDir struct {
+	name  string
+	l     Layout
+	asked int // slices its entry asked for
+}
+
+// stepDirs lists the steps of the run in l, whose settings are set: the
+// run itself when set lists no steps in folders of their own (a run of
+// one policy), else each listed step. It is the one place that reads the
+// run's shape from its settings.
+func stepDirs(l Layout, set settings) []stepDir {
+	if len(set.Pipelines) == 0 {
+		return []stepDir{{l: l, asked: set.Request.Slices}}
+	}
+	out := make([]stepDir, len(set.Pipelines))
+	for i, e := range set.Pipelines {
+		out[i] = stepDir{name: e.Name, l: l.Pipeline(e.Name), asked: e.Slices}
+	}
+	return out
+}
+
+// stepIn reports whether a step of the run lives in the run directory l
+// itself, sharing the run's state file (whose rank 0 then records the
+// job's starts, heartbeats and end there).
+func stepIn(l Layout, set settings) bool {
+	for _, d := range stepDirs(l, set) {
+		if d.l == l {
+			return true
+		}
+	}
+	return false
+}
+
+// runSteps reads the steps of the run in l from their state files.
+func runSteps(l Layout, set settings) ([]runStep, error) {
+	var out []runStep
+	for _, d := range stepDirs(l, set) {
+		run, ss, err := readSettings(d.l)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, runStep{name: d.name, l: d.l, run: run, set: ss, asked: d.asked})
+	}
+	return out, nil
+}
+
+// stepsApart lists the steps of the run in l with a folder, and a state
+// file, of their own.
+func stepsApart(l Layout, set settings) []stepDir {
+	var out []stepDir
+	for _, d := range stepDirs(l, set) {
+		if d.l != l {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// records lists the distinct state files every job of the run is
+// recorded in: the run's, then each step's own.
+func records(l Layout, set settings) []Layout {
+	out := []Layout{l}
+	for _, d := range stepsApart(l, set) {
+		out = append(out, d.l)
+	}
+	return out
+}
+
+// loadSteps loads the policy copy of each step (checked unchanged since
+// submit, and validated) as the steps to plan again.
+func loadSteps(steps []runStep) ([]Step, error) {
+	out := make([]Step, len(steps))
+	for i, st := range steps {
+		p, err := harness.Load(st.l.Policy(), runCopy(st.run, st.set))
+		if err != nil {
+			return nil, err
+		}
+		out[i] = Step{Name: st.name, Policy: p, Slices: st.asked, Listen: st.set.Listen, After: st.set.After}
+	}
+	return out, nil
+}
+
+// checkLauncher refuses a run of several steps, which run as concurrent
+// srun steps of one job, on a site whose launcher is mpirun.
+func checkLauncher(s *site.Site, file string, steps int) error {
+	if steps > 1 && s.Launcher.Kind == "mpirun" {
+		return fmt.Errorf("%w: %s is a production, whose pipelines run as concurrent srun steps, but the site's launcher is mpirun (%s: launcher.kind): use srun",
+			conf.ErrInvalid, file, s.Path)
+	}
+	return nil
+}
+
+// createState creates the state file of l for run r, with visits ids.
+func createState(l Layout, r state.Run, ids []string) error {
+	st, err := state.Create(l.State(), r)
+	if err != nil {
+		return err
+	}
+	if len(ids) > 0 {
+		if err := st.AddVisits(ids); err != nil {
+			st.Close()
+			return err
+		}
+	}
+	return st.Close()
+}
+
+// copyFile copies src to dst (mode 0644).
+func copyFile(src, dst string) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return fmt.Errorf("jobs: %w", err)
+	}
+	if err := os.WriteFile(dst, data, 0o644); err != nil {
+		return fmt.Errorf("jobs: %w", err)
+	}
+	return nil
+}
+
+// visitsExt is the extension a visit list's copy keeps: a format-telling
+// one, or none, so that ReadVisits tells the format from the content as
+// it did for the original.
+func visitsExt(path string) string {
+	ext := strings.ToLower(filepath.Ext(path))
+	switch ext {
+	case ".csv", ".jsonl", ".ndjson", ".json":
+		return ext
+	}
+	return ""
+}
+
+// notAPart refuses the directory of one step of a run where a command
+// (resume, the relay commands) takes the run as a whole.
+func notAPart(l Layout, set settings) error {
+	if set.PartOf == "" {
+		return nil
+	}
+	return fmt.Errorf("%w: %s is one pipeline of the production run %s (%s): give the command that run",
+		conf.ErrInvalid, l.Dir, filepath.Base(set.PartOf), set.PartOf)
+}
