@@ -4,8 +4,8 @@ package jobs
 // inside one Slurm allocation, sharing the run's event broker, so that an
 // event stage of one pipeline triggers the next (detection ->
 // association -> moving objects) and a stage may wait for an event another
-// pipeline publishes. This file reads and checks the production file and
-// sizes its allocation; submit and the job script wire it in.
+// pipeline publishes. This file reads and checks the production file; ReadInput
+// makes it a run's steps.
 
 import (
 	"errors"
@@ -14,16 +14,12 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/dpsbatch/dpsbatch/harness"
 	"github.com/dpsbatch/dpsbatch/internal/conf"
-	"github.com/dpsbatch/dpsbatch/mapper"
-	"github.com/dpsbatch/dpsbatch/scheduler"
-	"github.com/dpsbatch/dpsbatch/site"
 )
 
 // Production is a production file, read and checked by LoadProduction:
@@ -57,20 +53,6 @@ type ProductionPipeline struct {
 	Policy *harness.Policy // loaded and validated
 	Visits []harness.Visit // read and checked against Policy; nil without VisitsPath
 	Line   int             // of its entry in File
-}
-
-// RunPlan is a run's one allocation and the share of each of its steps,
-// in the run's order.
-type RunPlan struct {
-	Plan  scheduler.Plan
-	Steps []StepPlan
-}
-
-// StepPlan is one step's share of a run's allocation.
-type StepPlan struct {
-	Pipeline string `json:"pipeline"`
-	Slices   int    `json:"slices"`
-	Tasks    int    `json:"tasks"` // Slices+1: the step's Pipeline rank and its slices
 }
 
 // pipeline returns the entry called name, or nil.
@@ -667,130 +649,4 @@ func selectClash(a, b map[string]any) string {
 	}
 	sort.Strings(both)
 	return fmt.Sprintf("their events.trigger.select give the same values to %s; select different values", strings.Join(both, ", "))
-}
-
-// PlanProduction sizes the one allocation of production prod on site s
-// (planSteps); r.Slices must be 0: a production sets slices per pipeline.
-func PlanProduction(s *site.Site, prod *Production, r Request) (*RunPlan, error) {
-	if len(prod.Pipelines) == 0 {
-		return nil, fmt.Errorf("%w: jobs: production %s has no pipelines", conf.ErrInvalid, prod.Name)
-	}
-	if r.Slices != 0 {
-		return nil, fmt.Errorf("%w: jobs: --slices does not apply to production %s: set slices for each pipeline in %s", conf.ErrInvalid, prod.Name, prod.File)
-	}
-	steps := make([]Step, len(prod.Pipelines))
-	for i, pp := range prod.Pipelines {
-		if pp.Policy == nil {
-			return nil, fmt.Errorf("jobs: production %s: pipeline %q has no policy loaded (use LoadProduction)", prod.Name, pp.Name)
-		}
-		steps[i] = Step{Name: pp.Name, Policy: pp.Policy, Slices: pp.Slices}
-	}
-	return planSteps(s, prod.Name, prod.File, steps, r)
-}
-
-// planSteps sizes the one allocation of run name (from file) on site s,
-// which holds every step at once.
-//
-// Each step's slice count is the one it asked for (Step.Slices), else the
-// policy's, else one per data ID; every step runs its Pipeline rank and
-// its slices, so its Tasks is Slices+1. Every task of every step gets
-// r.CPUsPerSlice CPUs and r.MemPerSliceMB of memory; r.Slices is not
-// read (the steps carry theirs).
-//
-// scheduler.PlanAllocation plans one Pipeline rank and N slices, all tasks
-// of one size (its Pipeline rank is only distinct in asking for at least
-// one CPU). Steps of total tasks (the sum of the steps' Tasks) are
-// planned as N = total-1 "slices", so the plan's Tasks is total: the
-// scheduler's rank 0 stands for the first step's Pipeline rank, the other
-// steps' Pipeline ranks are among its "slices". Each step takes, in order,
-// the next Tasks tasks of the plan's Layout, which is where the dry
-// mapper assignment places its slices (dryAssign: a mapper that cannot
-// place every data ID is found before anything is submitted); Slurm places
-// the steps' tasks itself when they start. With strategy spread every
-// task but one gets a node of its own.
-//
-// An allocation of several steps that does not fit is an error matching
-// scheduler.ErrNoFit that names the run and each step's tasks. Errors
-// about the request or a policy wrap conf.ErrInvalid.
-func planSteps(s *site.Site, name, file string, in []Step, r Request) (*RunPlan, error) {
-	part, err := s.Partition(r.Partition)
-	if err != nil {
-		return nil, err
-	}
-	steps := make([]StepPlan, len(in))
-	// One mapper per step serves the count and the dry assignment:
-	// building one over a million data IDs costs a good part of a second.
-	mappers := make([]mapper.DataMapper, len(in))
-	total := 0
-	for i, st := range in {
-		if mappers[i], steps[i], err = stepSlices(file, st); err != nil {
-			return nil, err
-		}
-		total += steps[i].Tasks
-	}
-	needs := scheduler.Needs{Slices: total - 1, CPUsPerSlice: r.CPUsPerSlice, MemPerSliceMB: r.MemPerSliceMB,
-		Time: r.Time, Strategy: r.Strategy}
-	plan, err := scheduler.PlanAllocation(*part, needs)
-	if errors.Is(err, scheduler.ErrNoFit) && len(steps) > 1 {
-		desc := make([]string, len(steps))
-		for i, st := range steps {
-			desc[i] = st.Pipeline + " " + strconv.Itoa(st.Tasks)
-		}
-		return nil, fmt.Errorf("jobs: production %s needs %d tasks at once (tasks per step: %s): %w",
-			name, total, strings.Join(desc, ", "), err)
-	}
-	if err != nil {
-		return nil, err
-	}
-	offset := 0
-	for i, st := range in {
-		if err := dryAssign(st.Policy, mappers[i], stepPlan(plan, offset, steps[i].Tasks), steps[i].Slices); err != nil {
-			return nil, err
-		}
-		offset += steps[i].Tasks
-	}
-	return &RunPlan{Plan: plan, Steps: steps}, nil
-}
-
-// stepSlices works out a step's slices (StepPlan) and builds its mapper.
-func stepSlices(file string, st Step) (mapper.DataMapper, StepPlan, error) {
-	p := st.Policy
-	name := st.PipelineName()
-	m, err := p.NewMapper()
-	if err != nil {
-		return nil, StepPlan{}, err
-	}
-	n := st.Slices
-	switch {
-	case n < 0 && st.Name == "":
-		return nil, StepPlan{}, fmt.Errorf("%w: --slices must be positive, got %d", conf.ErrInvalid, n)
-	case n < 0:
-		return nil, StepPlan{}, fmt.Errorf("%w: %s: pipeline %q: slices must be positive, got %d", conf.ErrInvalid, file, name, n)
-	case n == 0:
-		if e, ok := m.(mapper.Enumerator); ok && p.PerDataID {
-			n = len(e.DataIDs())
-		} else if n, err = p.SliceCount(); err != nil {
-			return nil, StepPlan{}, err
-		}
-	}
-	return m, StepPlan{Pipeline: name, Slices: n, Tasks: n + 1}, nil
-}
-
-// stepPlan is plan cut down to tasks offset .. offset+tasks-1 of its
-// layout, for the dry assignment of one step: its Layout lists the step's
-// tasks on each node they fall on.
-func stepPlan(plan scheduler.Plan, offset, tasks int) scheduler.Plan {
-	sp := plan
-	sp.Tasks, sp.Layout, sp.Nodes, sp.TasksPerNode = tasks, nil, 0, 0
-	pos := 0
-	for _, t := range plan.Layout {
-		lo, hi := max(pos, offset), min(pos+t, offset+tasks)
-		if hi > lo {
-			sp.Layout = append(sp.Layout, hi-lo)
-			sp.TasksPerNode = max(sp.TasksPerNode, hi-lo)
-		}
-		pos += t
-	}
-	sp.Nodes = len(sp.Layout)
-	return sp
 }

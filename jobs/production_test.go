@@ -382,7 +382,7 @@ func loadChain(t *testing.T, prod string, extra map[string]string) *Production {
 func TestPlanProduction(t *testing.T) {
 	s := prodSite(t)
 	prod := loadChain(t, chainProduction, nil)
-	pl, err := PlanProduction(s, prod, Request{})
+	pl, err := planProduction(s, prod, Request{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +408,7 @@ func TestPlanProduction(t *testing.T) {
 func TestPlanProductionCPUs(t *testing.T) {
 	s := prodSite(t)
 	prod := loadChain(t, "production: p\npipelines:\n  - {policy: detect/pipeline.yaml, visits: detect/visits.csv}\n  - {policy: assoc/pipeline.yaml}\n", nil)
-	pl, err := PlanProduction(s, prod, Request{CPUsPerSlice: 2, MemPerSliceMB: 900})
+	pl, err := planProduction(s, prod, Request{CPUsPerSlice: 2, MemPerSliceMB: 900})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -421,7 +421,7 @@ func TestPlanProductionCPUs(t *testing.T) {
 func TestPlanProductionNoFit(t *testing.T) {
 	s := prodSite(t)
 	prod := loadChain(t, strings.Replace(chainProduction, "slices: 4", "slices: 12", 1), nil)
-	_, err := PlanProduction(s, prod, Request{})
+	_, err := planProduction(s, prod, Request{})
 	if !errors.Is(err, scheduler.ErrNoFit) || !errors.Is(err, conf.ErrInvalid) {
 		t.Fatalf("err = %v; want ErrNoFit", err)
 	}
@@ -436,12 +436,19 @@ func TestPlanProductionNoFit(t *testing.T) {
 func TestPlanProductionBadRequest(t *testing.T) {
 	s := prodSite(t)
 	prod := loadChain(t, chainProduction, nil)
-	_, err := PlanProduction(s, prod, Request{Slices: 3})
-	wantInvalid(t, "--slices", err, "--slices does not apply to production nightly")
-	_, err = PlanProduction(s, prod, Request{Partition: "nope"})
+	_, err := ReadInput(prod.File, InputOptions{Slices: 3})
+	wantInvalid(t, "--slices", err, "is a production: --slices (give each pipeline its slices in the file) do not apply")
+	_, err = planProduction(s, prod, Request{Partition: "nope"})
 	wantInvalid(t, "partition", err, "nope")
-	_, err = PlanProduction(s, &Production{Name: "x"}, Request{})
-	wantInvalid(t, "empty", err, "no pipelines")
+}
+
+// planProduction plans the steps of prod as Submit does.
+func planProduction(s *site.Site, prod *Production, r Request) (*RunPlan, error) {
+	steps := make([]Step, len(prod.Pipelines))
+	for i, pp := range prod.Pipelines {
+		steps[i] = Step{Name: pp.Name, Policy: pp.Policy, Slices: pp.Slices}
+	}
+	return planSteps(s, prod.Name, prod.File, steps, r)
 }
 
 // assignLog records the slices each dry assignment of the prodtest
@@ -483,7 +490,7 @@ func TestPlanProductionDryAssign(t *testing.T) {
 	assignLog.Lock()
 	assignLog.calls = nil
 	assignLog.Unlock()
-	pl, err := PlanProduction(s, prod, Request{})
+	pl, err := planProduction(s, prod, Request{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -512,7 +519,7 @@ func TestPlanProductionDryAssign(t *testing.T) {
 
 	prod = loadChain(t, "production: p\npipelines:\n  - {policy: detect/pipeline.yaml, visits: detect/visits.csv}\n",
 		map[string]string{"detect/pipeline.yaml": withMapper(detectPolicy, "true")})
-	_, err = PlanProduction(s, prod, Request{})
+	_, err = planProduction(s, prod, Request{})
 	wantInvalid(t, "failing mapper", err, "mapper prodtest with 2 slices: mapper: cannot place 2 slices")
 }
 
