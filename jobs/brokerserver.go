@@ -167,6 +167,9 @@ func ServeBroker(ctx context.Context, dir, job string, restart int, log *slog.Lo
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if job == "" {
+		job = localJob // as the Pipeline outside Slurm calls it (InJob.JobID)
+	}
 	l := Layout{Dir: dir}
 	_, set, err := readSettings(l)
 	if err != nil {

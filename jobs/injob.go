@@ -88,7 +88,7 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
 		j.Now = time.Now
 	}
 	if j.JobID == "" {
-		j.JobID = "local"
+		j.JobID = localJob
 	}
 	j.started = j.Now()
 	// Held until End or death: readers tell from it that this pipeline's

@@ -30,7 +30,8 @@ type LocalResult struct {
 	Err     error
 }
 
-// localJob is the job and start a local run's announcements carry.
+// localJob is the job ID of a Pipeline outside Slurm: a local run's, and
+// `dpsbatch run --state` by hand.
 const localJob = "local"
 
 // RunLocal runs every step of in at once, as goroutines of this process
