@@ -118,6 +118,9 @@ func StartEmbedded(c EmbeddedConfig) (*Embedded, error) {
 // token.
 func (e *Embedded) URL() string { return e.url }
 
+// Clients is the number of client connections the server has now.
+func (e *Embedded) Clients() int { return e.srv.NumClients() }
+
 // Close stops the server and waits until it has stopped, its store closed.
 // Clients see their connection drop. It may be called more than once.
 func (e *Embedded) Close() error {

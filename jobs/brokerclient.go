@@ -34,7 +34,7 @@ func dialServed(l Layout, job string, restart int, wait time.Duration, name, sub
 		}
 		if waiting && said == "" {
 			said = "waiting"
-			log.Info("the run's broker waits for its store, which another job of the run holds: waiting for it")
+			log.Warn("another job of the run is running its visits: this job waits for it to end before running any (its broker holds the run's event store)")
 		}
 		if !waiting && !time.Now().Before(deadline) {
 			return nil, fmt.Errorf("%w: no broker serves job %s (start %d) after %s: the job script starts it (dpsbatch broker --run-dir %s); see its log",

@@ -204,7 +204,23 @@ func ServeBroker(ctx context.Context, dir, job string, restart int, log *slog.Lo
 		ready(s.URL)
 	}
 	<-ctx.Done()
+	lingerForPipelines(s, brokerLinger)
 	return nil
+}
+
+// brokerLinger is how long a stopped broker serves on while Pipelines are
+// connected to it.
+const brokerLinger = 20 * time.Second
+
+// lingerForPipelines returns once no client but s's own connection is
+// left on its server, or after at most d: Slurm signals the job's
+// processes all at once when it requeues or cancels the job, and the
+// steps' Pipelines still announce their end through the broker as they
+// stop. At the job's normal end they have gone already.
+func lingerForPipelines(s *served, d time.Duration) {
+	for end := time.Now().Add(d); s.srv.Clients() > 1 && time.Now().Before(end); {
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // startJob records job's restart-th start in st, and the job itself
