@@ -42,6 +42,7 @@ func init() {
 			{Key: "env", Kind: StringMap, Doc: "extra environment variables, values are templates"},
 			{Key: "produces", Kind: Strings, Doc: "keys the program prints in its JSON object (each must appear)"},
 			{Key: "shared", Kind: Strings, Doc: "keys of produces that are shared (sent back to the Pipeline)"},
+			{Key: "ignore_stop_signals", Kind: Bool, Default: false, Doc: "start the program with SIGINT, SIGTERM and SIGUSR1 ignored (through /bin/sh), so a job's stop lets it finish; by default a stop signal ends it and its visit is interrupted"},
 		},
 		New: newExec,
 	})

@@ -24,16 +24,19 @@ const (
 )
 
 type execStage struct {
-	command  []Pattern
-	timeout  time.Duration
-	dir      *Pattern
-	env      []propSpec
-	produces []string
-	shared   map[string]bool
+	command       []Pattern
+	timeout       time.Duration
+	dir           *Pattern
+	env           []propSpec
+	produces      []string
+	shared        map[string]bool
+	ignoreSignals bool
+	writes        []Pattern // the locations it writes to, each made before the program runs
 }
 
 func newExec(s Settings) (Stage, error) {
-	st := &execStage{timeout: s.Duration("timeout"), produces: s.Strings("produces"), shared: map[string]bool{}}
+	st := &execStage{timeout: s.Duration("timeout"), produces: s.Strings("produces"), shared: map[string]bool{},
+		ignoreSignals: s.Bool("ignore_stop_signals")}
 	args := s.Strings("command")
 	if len(args) == 0 || args[0] == "" {
 		return nil, errors.New("command: name the program to run (and its arguments), such as [python3, measure.py, \"{input}\"]")
@@ -68,7 +71,37 @@ func newExec(s Settings) (Stage, error) {
 		}
 		st.shared[k] = true
 	}
+	st.writes = writtenLocations(st.templates())
 	return st, nil
+}
+
+// writtenLocations are the locations a stage writes to (output, scratch,
+// work) that its templates name, as templates of their own.
+func writtenLocations(ts []Pattern) []Pattern {
+	var out []Pattern
+	for _, name := range []string{"output", "scratch", "work"} {
+		for _, t := range ts {
+			if contains(t.Names(), name) {
+				out = append(out, MustPattern("{"+name+"}"))
+				break
+			}
+		}
+	}
+	return out
+}
+
+// makeLocations makes the directories of the locations ts name for cb.
+func makeLocations(cx *Context, cb *Clipboard, ts []Pattern) error {
+	for _, t := range ts {
+		d, err := cx.Path(t, cb)
+		if err == nil {
+			err = makeDir(d)
+		}
+		if err != nil {
+			return fmt.Errorf("location %s: %w", t, err)
+		}
+	}
+	return nil
 }
 
 func (st *execStage) templates() []Pattern {
@@ -102,10 +135,13 @@ func (st *execStage) Process(cx *Context, cb *Clipboard) error {
 		if err != nil {
 			return fmt.Errorf("exec: dir: %w", err)
 		}
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		if err := makeDir(d); err != nil {
 			return fmt.Errorf("exec: dir: %w", err)
 		}
 		dir = d
+	}
+	if err := makeLocations(cx, cb, st.writes); err != nil {
+		return fmt.Errorf("exec: %w", err)
 	}
 	env := append(os.Environ(),
 		"DPSBATCH_RUN="+cx.RunID(),
@@ -126,7 +162,9 @@ func (st *execStage) Process(cx *Context, cb *Clipboard) error {
 	ctx, cancel := context.WithTimeout(cx.Context(), st.timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	ignoreStopSignals(cmd)
+	if st.ignoreSignals {
+		ignoreStopSignals(cmd)
+	}
 	cmd.Dir, cmd.Env = dir, env
 	// The program gets its own process group, so a timeout kills its
 	// children too.
@@ -197,17 +235,19 @@ const (
 
 // ignoreStopSignals makes cmd start its program with SIGINT, SIGTERM and
 // SIGUSR1 ignored, the signals on which a run stops at the next visit
-// boundary. Slurm delivers a step's signals (scancel --signal, srun's
-// forwarding, the SIGTERM of a time limit) to every process of the step,
-// the exec stage's programs included, whatever their process group: by
-// default they would die of it and fail the visit in flight, which the
-// stop is meant to let finish. Go cannot start a child with a signal
-// ignored while this process handles it, so the program is started
-// through /bin/sh, which ignores them and execs it (the ignored
-// disposition survives exec; a program may still set its own handlers).
-// The timeout and an interrupt (a second signal) kill it with SIGKILL,
-// as before. Without /bin/sh, or when the program was not found (cmd.Err,
-// reported by Run), cmd is left as it is.
+// boundary: the exec stage's ignore_stop_signals setting, for a program
+// that must not be interrupted. Slurm delivers a step's signals (scancel
+// --signal, srun's forwarding, the SIGTERM of a time limit) to every
+// process of the step, the exec stage's programs included, whatever their
+// process group. By default a program dies of them and its visit is
+// interrupted, to be run again (stopsignals.go); with the setting it
+// finishes. Go cannot start a child with a signal ignored while this
+// process handles it, so the program is started through /bin/sh, which
+// ignores them and execs it (the ignored disposition survives exec; a
+// program may still set its own handlers), at the cost of a shell's start
+// per program. The timeout and an interrupt (a second signal) kill it
+// with SIGKILL. Without /bin/sh, or when the program was not found
+// (cmd.Err, reported by Run), cmd is left as it is.
 func ignoreStopSignals(cmd *exec.Cmd) {
 	if cmd.Err != nil {
 		return

@@ -134,11 +134,16 @@ func (st *outputStage) Process(cx *Context, cb *Clipboard) error {
 	return nil
 }
 
+// makeDir makes a directory a stage writes into, and its parents, as
+// needed: the output stage's and symlink stage's folders, the exec
+// stage's working directory and the locations it writes to.
+func makeDir(dir string) error { return os.MkdirAll(dir, 0o755) }
+
 // writeAtomic writes data to path through a temporary file in the same
 // directory and a rename, so readers see the whole file or none.
 func writeAtomic(path string, data []byte) error {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := makeDir(dir); err != nil {
 		return err
 	}
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
@@ -191,7 +196,7 @@ func (st *symlinkStage) Process(cx *Context, cb *Clipboard) error {
 	if err != nil {
 		return fmt.Errorf("symlink to: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+	if err := makeDir(filepath.Dir(link)); err != nil {
 		return err
 	}
 	if fi, err := os.Lstat(link); err == nil {
