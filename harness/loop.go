@@ -134,7 +134,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if c.Rank() > 0 {
 		log = log.With(slog.Int("slice", c.Rank()))
 	}
-	r.info = &runInfo{id: cfg.RunID, pipeline: cfg.Policy.Name, static: static,
+	r.info = &runInfo{id: cfg.RunID, pipeline: cfg.Policy.Name, static: static, trigger: cfg.Policy.Trigger.Properties,
 		locs: NewLocations(cfg.RunDir, cfg.Policy.Locations, static), log: cfg.Logger.With(slog.String("run", cfg.RunID))}
 	r.log = log
 	if c.Rank() == 0 {

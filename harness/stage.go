@@ -102,6 +102,7 @@ type runInfo struct {
 	id       string
 	pipeline string
 	static   map[string]string // run, pipeline, pipelinedir
+	trigger  []string          // the properties every trigger event carries
 	locs     *Locations
 	log      *slog.Logger
 	publish  func(context.Context, events.Event) error // Pipeline only
