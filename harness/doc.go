@@ -15,6 +15,10 @@
 //     and after the Slices), Initializer and Shutdowner (once per rank).
 //     A stage with Process is parallel; one without is serial and costs
 //     no communication. Each part's doc says what happens without it.
+//     The exec stage runs a program per clipboard; the worker stage keeps
+//     one program per Slice for the run and asks it about each data ID,
+//     one JSON line in and one out: stage_worker.go writes that protocol
+//     down, for workers in any language (python/dpsworker.py is one).
 //   - A Clipboard holds the named values stages pass on during a visit:
 //     one on the Pipeline, one per data ID on each Slice. Items put with
 //     PutShared travel between the Pipeline and the Slices at each

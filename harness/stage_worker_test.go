@@ -29,7 +29,7 @@ type workerRun struct {
 func workerScript(t *testing.T, body string) *workerRun {
 	t.Helper()
 	if _, err := exec.LookPath("python3"); err != nil {
-		t.Skip("python3 is not installed")
+		testenv.SkipOrFail(t, "python3 is not installed (scripts/cluster.sh install installs it)")
 	}
 	w := &workerRun{dir: t.TempDir(), runDir: filepath.Join(t.TempDir(), "run"), log: &testenv.SyncBuffer{}}
 	script := "import os, sys, time\n" +

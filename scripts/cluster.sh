@@ -19,8 +19,9 @@
 # Logs: /var/log/slurm (slurmctld.log, slurmd-nX.log, slurmdbd.log, mariadb.log, slurmrestd.log).
 set -euo pipefail
 
+# python3: the worker stage's Python helper (python/) and test programs.
 readonly PACKAGES=(slurmctld slurmd slurm-client slurmrestd munge openmpi-bin libopenmpi-dev
-	slurmdbd mariadb-server curl pkg-config gcc nats-server)
+	slurmdbd mariadb-server curl pkg-config gcc nats-server python3)
 readonly NODES=(n1 n2 n3 n4)
 readonly CLUSTER_NAME=dps
 readonly ACCOUNT=science
