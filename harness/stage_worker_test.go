@@ -2,6 +2,7 @@ package harness
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/internal/testenv"
+	"github.com/dpsbatch/dpsbatch/mapper"
 )
 
 // workerRun is a pipeline whose worker stage runs a Python function
@@ -279,5 +281,29 @@ func TestWorkerStageSettings(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: error %v, want %q", tc.settings, err, tc.want)
 		}
+	}
+}
+
+// A worker ended by a stop signal reads as killed (ErrKilled), so a slice
+// that heard the signal leaves the visit interrupted, not failed; an
+// ordinary exit does not.
+func TestWorkerStageKilledBySignal(t *testing.T) {
+	for _, tc := range []struct {
+		script string
+		killed bool
+	}{
+		{`read line; kill -TERM $$`, true},
+		{`read line; exit 1`, false},
+	} {
+		cx := stContext(t, t.TempDir(), nil, "v1", mapper.DataID{"ccd": "1"})
+		st := newStage(t, "worker", map[string]any{"command": []string{"sh", "-c", tc.script}, "timeout": 10 * time.Second})
+		if err := st.(Initializer).Initialize(cx); err != nil {
+			t.Fatal(err)
+		}
+		err := st.(Processor).Process(cx, NewClipboard())
+		if errors.Is(err, ErrKilled) != tc.killed {
+			t.Errorf("%s: error %v, ErrKilled %v; want %v", tc.script, err, errors.Is(err, ErrKilled), tc.killed)
+		}
+		st.(Shutdowner).Shutdown(cx)
 	}
 }
