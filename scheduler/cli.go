@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/internal/conf"
+	"github.com/dpsbatch/dpsbatch/internal/retry"
 	"github.com/dpsbatch/dpsbatch/site"
 )
 
@@ -44,16 +45,16 @@ type CLIOptions struct {
 type CLI struct {
 	paths map[string]string // tool name -> absolute path
 	env   []string
-	retry retryPolicy
+	retry retry.Policy
 }
 
 // NewCLI finds the Slurm tools on PATH (sbatch, squeue, sinfo, scontrol,
 // scancel, sacct) and reports every missing one in one error matching
 // ErrMissingTools. It runs none of them.
 func NewCLI(o CLIOptions) (*CLI, error) {
-	c := &CLI{paths: make(map[string]string, len(cliTools)), retry: retryPolicy{bound: o.RetryWait, first: firstPause}}
+	c := &CLI{paths: make(map[string]string, len(cliTools)), retry: retry.Policy{Bound: o.RetryWait, First: firstPause}}
 	if o.RetryWait == 0 {
-		c.retry.bound = DefaultRetryWait
+		c.retry.Bound = DefaultRetryWait
 	}
 	var missing []string
 	for _, tool := range cliTools {
@@ -80,7 +81,7 @@ func NewCLI(o CLIOptions) (*CLI, error) {
 // standard error. env, when not nil, replaces the environment.
 func (c *CLI) run(ctx context.Context, stdin []byte, env []string, tool string, args ...string) ([]byte, error) {
 	var out []byte
-	err := c.retry.do(ctx, nil, func(error) error {
+	err := retryWith(ctx, c.retry, nil, func(error) error {
 		var err error
 		out, err = c.runOnce(ctx, stdin, env, tool, args...)
 		return err
@@ -175,7 +176,7 @@ func (c *CLI) Submit(ctx context.Context, s Submission) (string, error) {
 	since := time.Now()
 	var id string
 	again := func(err error) bool { return unsent(err) || s.Name != "" && transient(err) }
-	err := c.retry.do(ctx, again, func(prev error) error {
+	err := retryWith(ctx, c.retry, again, func(prev error) error {
 		if prev != nil && !unsent(prev) {
 			found, err := c.submittedAs(ctx, s.Name, since)
 			if err != nil || found != "" {
@@ -448,7 +449,7 @@ func (c *CLI) Cancel(ctx context.Context, id string, signal string) error {
 	if signal != "" {
 		again = unsent
 	}
-	return c.retry.do(ctx, again, func(prev error) error {
+	return retryWith(ctx, c.retry, again, func(prev error) error {
 		_, err := c.runOnce(ctx, nil, nil, "scancel", args...)
 		if prev != nil && !unsent(prev) && toolSays(err, []string{"already completing or completed"}) {
 			return nil

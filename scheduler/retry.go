@@ -3,9 +3,10 @@ package scheduler
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"strings"
 	"time"
+
+	"github.com/dpsbatch/dpsbatch/internal/retry"
 )
 
 // This file retries the Slurm tools the CLI backend runs when they fail
@@ -20,13 +21,8 @@ import (
 // minute.
 const DefaultRetryWait = time.Minute
 
-// The pauses between tries: the first, doubled after each try up to the
-// last, each with up to a quarter more at random so that many clients
-// do not come back at once.
-const (
-	firstPause = 500 * time.Millisecond
-	maxPause   = 8 * time.Second
-)
+// firstPause is the first pause between two tries (retry.Policy.First).
+const firstPause = 500 * time.Millisecond
 
 // unsentErrors are the standard errors of a Slurm tool that could not
 // reach its daemon, or that its daemon turned away before acting: the
@@ -68,42 +64,13 @@ func toolSays(err error, texts []string) bool {
 	return false
 }
 
-// retryPolicy says how long the CLI backend retries a command.
-type retryPolicy struct {
-	bound time.Duration // the most from a command's first try to its last; <= 0: no retries
-	first time.Duration // the first pause
-}
-
-// do calls try until it returns nil, an error for which again reports
-// false, or the next pause would end past the bound or the context;
-// again is transient when nil. try is given the error of the try before
-// it (nil the first time). A *toolError at the end is told how many
-// tries it took.
-func (p retryPolicy) do(ctx context.Context, again func(error) bool, try func(prev error) error) error {
+// retryWith runs try as p says, again transient when nil, and tells a
+// *toolError at the end how many tries it took.
+func retryWith(ctx context.Context, p retry.Policy, again func(error) bool, try func(prev error) error) error {
 	if again == nil {
 		again = transient
 	}
-	start, pause := time.Now(), p.first
-	var err error
-	for tries := 1; ; tries++ {
-		if err = try(err); err == nil || !again(err) {
-			return err
-		}
-		wait := pause + rand.N(pause/4+1)
-		if time.Since(start)+wait > p.bound {
-			return gaveUp(err, tries, time.Since(start))
-		}
-		select {
-		case <-ctx.Done():
-			return gaveUp(err, tries, time.Since(start))
-		case <-time.After(wait):
-		}
-		pause = min(2*pause, maxPause)
-	}
-}
-
-// gaveUp marks err, the last of tries over spent, as the end of retries.
-func gaveUp(err error, tries int, spent time.Duration) error {
+	tries, spent, err := p.Do(ctx, again, try)
 	var te *toolError
 	if errors.As(err, &te) && tries > 1 {
 		te.tries, te.spent = tries, spent
