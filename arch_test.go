@@ -52,6 +52,9 @@ const importRules = `
 	INTERNAL
 	< events, mapper, state, site, templates, harness/comm, examples;
 
+	# slurmrestd's REST API, typed: knows nothing of dpsbatch.
+	INTERNAL < scheduler/slurmrest;
+
 	# Slurm: plans allocations for a site's partitions, submits scripts.
 	site < scheduler;
 
