@@ -56,7 +56,7 @@ const importRules = `
 	INTERNAL < scheduler/slurmrest;
 
 	# Slurm: plans allocations for a site's partitions, submits scripts.
-	site < scheduler;
+	site, scheduler/slurmrest < scheduler;
 
 	# The harness: Pipeline, Slices and the stage loop on a communicator.
 	# It knows events and mapper, nothing of Slurm or the state file.

@@ -123,3 +123,17 @@ type Backend interface {
 	// Partitions describes the cluster's partitions as they are now.
 	Partitions(ctx context.Context) ([]site.Live, error)
 }
+
+// ForSite returns the backend the site file chooses (its scheduler
+// section): Slurm's command line tools, or slurmrestd. A nil site is the
+// command line tools with their defaults.
+func ForSite(s *site.Site) (Backend, error) {
+	if s == nil {
+		return NewCLI(CLIOptions{})
+	}
+	sc := s.Scheduler
+	if sc.Backend == site.BackendREST {
+		return NewREST(RESTOptions{URL: sc.URL, TokenFile: sc.TokenFile, TokenEnv: sc.TokenEnv, User: sc.User, RetryWait: sc.RetryWait})
+	}
+	return NewCLI(CLIOptions{RetryWait: sc.RetryWait})
+}

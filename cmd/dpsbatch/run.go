@@ -65,7 +65,9 @@ func runRank(c *cli.Context) error {
 	if path := c.String("state"); path != "" {
 		job = &jobs.InJob{StatePath: path, JobID: os.Getenv("SLURM_JOB_ID"), Logger: log, StopFile: c.String("stop-file"),
 			Restart: jobs.RestartCount()}
-		if b, err := backend(); err == nil && job.JobID != "" {
+		// In the job, Slurm's tools on the node (whatever the site's
+		// backend: its token is not passed to jobs).
+		if b, err := backend(nil); err == nil && job.JobID != "" {
 			// Which jobs still run (another job's running visits are
 			// its own; a job running visits is waited for), and why a
 			// requeued job's earlier start ended. Without Slurm's tools:
