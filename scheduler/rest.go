@@ -130,10 +130,8 @@ func (r *REST) History(ctx context.Context, ids []string) (map[string]Job, error
 		switch {
 		case errors.Is(err, slurmrest.ErrNoJob):
 			continue
-		case errors.Is(err, slurmrest.ErrNoAccounting):
-			return nil, fmt.Errorf("%w (%v)", ErrNoAccounting, err)
 		case err != nil:
-			return nil, err
+			return nil, restAccounting(err)
 		}
 		got[id] = fromREST(j, "slurmrestd-accounting")
 		if !j.ExitKnown {
@@ -232,6 +230,44 @@ func (r *REST) Partitions(ctx context.Context) ([]site.Live, error) {
 	return lives, nil
 }
 
+// Accounting lists accounting's accounts and QoS, and the associations of
+// the user the jobs run as: the token's. Over local auth slurmrestd runs
+// jobs as its own user, which the client cannot name: ErrNoAccounting.
+func (r *REST) Accounting(ctx context.Context) (site.Accounting, error) {
+	var a site.Accounting
+	user, err := r.c.User()
+	if err != nil {
+		return a, err
+	}
+	if user == "" {
+		return a, fmt.Errorf("%w: over local auth slurmrestd runs jobs as its own user, whose associations are not read", ErrNoAccounting)
+	}
+	a.User = user
+	if a.Accounts, err = r.c.Accounts(ctx); err != nil {
+		return a, restAccounting(err)
+	}
+	if a.QoS, err = r.c.QoS(ctx); err != nil {
+		return a, restAccounting(err)
+	}
+	as, err := r.c.Associations(ctx, user)
+	if err != nil {
+		return a, restAccounting(err)
+	}
+	for _, x := range as {
+		a.Assocs = append(a.Assocs, site.Assoc{Cluster: x.Cluster, Account: x.Account, Partition: x.Partition, QoS: x.QoS})
+	}
+	return a, nil
+}
+
+// restAccounting is err, matching ErrNoAccounting when the server serves
+// no accounting.
+func restAccounting(err error) error {
+	if errors.Is(err, slurmrest.ErrNoAccounting) {
+		return fmt.Errorf("%w (%v)", ErrNoAccounting, err)
+	}
+	return err
+}
+
 // fromREST is the client's job as a Backend's.
 func fromREST(j slurmrest.Job, source string) Job {
 	k := Job{ID: j.ID, Name: j.Name, State: j.State, Reason: j.Reason, ExitCode: j.ExitCode, Signal: j.Signal,
@@ -243,4 +279,7 @@ func fromREST(j slurmrest.Job, source string) Job {
 	return k
 }
 
-var _ Backend = (*REST)(nil)
+var (
+	_ Backend          = (*REST)(nil)
+	_ AccountingReader = (*REST)(nil)
+)

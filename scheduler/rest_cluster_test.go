@@ -2,9 +2,11 @@ package scheduler_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -126,5 +128,22 @@ func compare(t *testing.T, when string, a, b scheduler.Backend, ids []string) {
 		if x.ID == "" || x != y {
 			t.Errorf("%s: job %s\n cli:  %+v\n rest: %+v", when, id, x, y)
 		}
+	}
+}
+
+// TestRESTAccounting: through JWT, the token's user's associations (as
+// sacctmgr gives them to the CLI backend); through local auth, none.
+func TestRESTAccounting(t *testing.T) {
+	ctx := context.Background()
+	a, err := jwtREST(t, "dpsuser").Accounting(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.User != "dpsuser" || !slices.Contains(a.Accounts, "physics") || !slices.Contains(a.Accounts, "science") ||
+		!slices.Contains(a.QoS, "normal") || len(a.Assocs) != 1 || a.Assocs[0].Account != "physics" || a.Assocs[0].Cluster != "dps" {
+		t.Errorf("Accounting = %+v; want dpsuser in physics alone, accounts physics and science, QoS normal", a)
+	}
+	if _, err := localREST(t).Accounting(ctx); !errors.Is(err, scheduler.ErrNoAccounting) {
+		t.Errorf("Accounting over local auth = %v, want ErrNoAccounting", err)
 	}
 }

@@ -25,6 +25,8 @@ type api struct {
 	partitions   func(body []byte) ([]Partition, error)
 	dbJobs       func(body []byte) ([]Job, error)
 	associations func(body []byte) ([]Association, error)
+	accounts     func(body []byte) ([]string, error)
+	qos          func(body []byte) ([]string, error)
 }
 
 // apis are the versions this client speaks, the one it prefers first.
@@ -62,7 +64,7 @@ func (c *Client) negotiate(ctx context.Context) (*api, error) {
 func (c *Client) pick(ctx context.Context) (*api, bool, error) {
 	body, err := c.do(ctx, call{method: "GET", path: "/openapi/v3", idempotent: true})
 	if err != nil {
-		return nil, false, fmt.Errorf("slurmrest: reading which API versions the server offers: %w", err)
+		return nil, false, fmt.Errorf("%w (asking the server which API versions it offers)", err)
 	}
 	var listing struct {
 		Paths map[string]json.RawMessage `json:"paths"`
@@ -273,6 +275,27 @@ func (c *Client) Associations(ctx context.Context, user string) ([]Association, 
 		return nil, nil
 	}
 	return as, err
+}
+
+// Accounts lists the names of accounting's accounts.
+func (c *Client) Accounts(ctx context.Context) ([]string, error) {
+	return get(ctx, c, true, "/accounts", nil, func(a *api) func([]byte) ([]string, error) { return a.accounts })
+}
+
+// QoS lists the names of accounting's QoS.
+func (c *Client) QoS(ctx context.Context) ([]string, error) {
+	return get(ctx, c, true, "/qos", nil, func(a *api) func([]byte) ([]string, error) { return a.qos })
+}
+
+// User is the user the client's requests act as: the token's (or the
+// one given with it); "" over local auth, where slurmrestd acts as its
+// own user, which the client cannot name.
+func (c *Client) User() (string, error) {
+	if !c.jwt() {
+		return "", nil
+	}
+	user, _, err := c.credentials()
+	return user, err
 }
 
 // isNothingFound reports whether err says only that the query found

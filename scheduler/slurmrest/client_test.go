@@ -260,6 +260,8 @@ func TestAccounting(t *testing.T) {
 		"GET /slurmdb/v0.0.38/jobs":          "dbjobs-fail.200",
 		"GET /slurmdb/v0.0.38/job/999999999": "dbjob-unknown.200",
 		"GET /slurmdb/v0.0.38/associations":  "associations.200",
+		"GET /slurmdb/v0.0.38/accounts":      "accounts.200",
+		"GET /slurmdb/v0.0.38/qos":           "qos.200",
 		"GET /slurmdb/v0.0.38/job/5":         "dbjobs-bad-filter.500",
 	})
 	c := f.start(Options{})
@@ -287,6 +289,13 @@ func TestAccounting(t *testing.T) {
 	if err != nil || len(as) != 1 || as[0].Account != "science" || as[0].User != "slurmrest" || as[0].Cluster != "dps" ||
 		!slices.Equal(as[0].QoS, []string{"normal"}) || !as[0].Default || as[0].Partition != "" {
 		t.Errorf("Associations = %+v, %v; want slurmrest in science on dps with QoS normal", as, err)
+	}
+
+	if accts, err := c.Accounts(ctx); err != nil || !slices.Equal(accts, []string{"physics", "root", "science"}) {
+		t.Errorf("Accounts = %v, %v; want physics, root, science", accts, err)
+	}
+	if qos, err := c.QoS(ctx); err != nil || !slices.Equal(qos, []string{"normal"}) {
+		t.Errorf("QoS = %v, %v; want normal", qos, err)
 	}
 
 	// A server without the accounting plugin (local auth's here).

@@ -21,6 +21,8 @@ var v0038 = &api{
 	partitions:   partitions0038,
 	dbJobs:       dbJobs0038,
 	associations: associations0038,
+	accounts:     names0038("accounts"),
+	qos:          names0038("QOS"),
 }
 
 // submission0038 is the body of POST /slurm/v0.0.38/job/submit. The
@@ -319,6 +321,28 @@ func associations0038(body []byte) ([]Association, error) {
 		}
 	}
 	return out, nil
+}
+
+// names0038 reads the name of each entry of the list key: accounts
+// ("accounts") and QoS ("QOS") of /slurmdb/v0.0.38.
+func names0038(key string) func(body []byte) ([]string, error) {
+	return func(body []byte) ([]string, error) {
+		var r map[string]json.RawMessage
+		if err := json.Unmarshal(body, &r); err != nil {
+			return nil, err
+		}
+		var entries []struct {
+			Name string `json:"name"`
+		}
+		if err := json.Unmarshal(r[key], &entries); err != nil {
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
+		names := make([]string, len(entries))
+		for i, e := range entries {
+			names[i] = e.Name
+		}
+		return names, nil
+	}
 }
 
 // epoch is Unix seconds as a time; 0 (and less) is the zero time.

@@ -80,6 +80,8 @@ get dbjobs-fail GET "/slurmdb/v0.0.38/jobs?job_name=rec-fail&start_time=$(date -
 keep dbjobs-fail.200.json jobs "$fail"
 get dbjob-unknown GET /slurmdb/v0.0.38/job/999999999
 get associations GET "/slurmdb/v0.0.38/associations?user=$user"
+get accounts GET /slurmdb/v0.0.38/accounts
+get qos GET /slurmdb/v0.0.38/qos
 get dbjobs-bad-filter GET "/slurmdb/v0.0.38/jobs?users=$user"
 # A token that is not one: slurmrestd answers 500 with an errors array.
 printf 'X-SLURM-USER-NAME: %s\nX-SLURM-USER-TOKEN: %s\n' "$user" "not.a.token" >"$headers"
