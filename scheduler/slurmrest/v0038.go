@@ -132,6 +132,11 @@ type job0038 struct {
 	WorkDir     string `json:"current_working_directory"`
 }
 
+// ParseJobs reads jobs in API v0.0.38's format: the answer of
+// /slurm/v0.0.38/jobs, which is also what Slurm 22.05's squeue --json
+// prints. It does not read the errors array.
+func ParseJobs(body []byte) ([]Job, error) { return jobs0038(body) }
+
 func jobs0038(body []byte) ([]Job, error) {
 	var r struct {
 		Jobs []job0038 `json:"jobs"`
