@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/dpsbatch/dpsbatch/internal/conf"
 	"github.com/dpsbatch/dpsbatch/internal/slurmtime"
 	"github.com/dpsbatch/dpsbatch/scheduler/slurmrest"
 )
@@ -141,6 +142,7 @@ var jobDescOptions = map[string]jobDescOption{
 // for --ignore-pbs, has no need of: slurmrestd reads no #PBS lines).
 var jobDescFlags = map[string]func(d *slurmrest.JobDesc){
 	"ignore-pbs": func(*slurmrest.JobDesc) {},
+	"exclusive":  func(d *slurmrest.JobDesc) { d.Exclusive = "true" },
 	"requeue":    func(d *slurmrest.JobDesc) { yes := true; d.Requeue = &yes },
 	"no-requeue": func(d *slurmrest.JobDesc) { no := false; d.Requeue = &no },
 }
@@ -175,9 +177,18 @@ func memOption(field func(*slurmrest.JobDesc) *int) jobDescOption {
 }
 
 // jobDesc reads the script's #SBATCH options into a job description.
-// An option it does not know is an error naming it: sbatch would apply
-// it, slurmrestd would not, and the job must not run without it.
+// An option it does not know is an error naming it, matching
+// conf.ErrInvalid: sbatch would apply it, slurmrestd would not, and the
+// job must not run without it.
 func jobDesc(script []byte) (slurmrest.JobDesc, error) {
+	d, err := readJobDesc(script)
+	if err != nil {
+		return d, fmt.Errorf("%w: %w", err, conf.ErrInvalid)
+	}
+	return d, nil
+}
+
+func readJobDesc(script []byte) (slurmrest.JobDesc, error) {
 	var d slurmrest.JobDesc
 	words, err := sbatchWords(script)
 	if err != nil {
@@ -207,6 +218,18 @@ func jobDesc(script []byte) (slurmrest.JobDesc, error) {
 		}
 	}
 	return d, nil
+}
+
+// restCarries checks that the REST backend can pass on each of a site's
+// sbatch options (each --name or --name=value), so that a submission is
+// refused before anything is made.
+func restCarries(options []string) error {
+	var script strings.Builder
+	for _, o := range options {
+		script.WriteString("#SBATCH " + o + "\n")
+	}
+	_, err := jobDesc([]byte(script.String()))
+	return err
 }
 
 // knownOptions lists the options jobDesc reads, sorted.

@@ -33,6 +33,7 @@ func TestJobDesc(t *testing.T) {
 #SBATCH --no-requeue
 #SBATCH --constraint=haswell
 #SBATCH --gres=gpu:2
+#SBATCH --exclusive
 
 echo start
 #SBATCH --qos=ignored-after-a-command
@@ -43,14 +44,14 @@ echo start
 		Name: `name it's "$(touch x)" # not a comment`, Partition: "debug", Account: "science", QoS: "normal",
 		Nodes: 2, MaxNodes: 3, Tasks: 9, TasksPerNode: 5, CPUsPerTask: 2, MemPerCPUMB: 1024, TimeLimit: 24*time.Hour + 30*time.Minute,
 		Output: "/runs/a b/logs/slurm-%j.out", Error: "/runs/logs/slurm-%j.out", Signal: "B:USR1@300", Dependency: "afterany:12",
-		OpenAppend: true, Requeue: &no, Constraint: "haswell", GRES: "gpu:2",
+		OpenAppend: true, Requeue: &no, Constraint: "haswell", GRES: "gpu:2", Exclusive: "true",
 	}
 	if err != nil || !reflect.DeepEqual(d, want) {
 		t.Errorf("jobDesc = %+v, %v\nwant %+v", d, err, want)
 	}
 
 	for _, tc := range []struct{ line, want string }{
-		{"#SBATCH --exclusive", "#SBATCH --exclusive: the REST backend passes on only the long options --account, "},
+		{"#SBATCH --mail-type=END", "#SBATCH --mail-type=END: the REST backend passes on only the long options --account, "},
 		{"#SBATCH -p debug", "#SBATCH -p: the REST backend passes on only the long options"},
 		{"#SBATCH --mem-per-cpu=lots", "#SBATCH --mem-per-cpu=lots: want megabytes"},
 		{"#SBATCH --time=soon", "#SBATCH --time=soon: "},

@@ -67,7 +67,7 @@ func (r *REST) Submit(ctx context.Context, s Submission) (string, error) {
 	}
 	d, err := jobDesc(s.Script)
 	if err != nil {
-		return "", fmt.Errorf("%w: %w", err, conf.ErrInvalid)
+		return "", err
 	}
 	d.WorkDir = s.Dir
 	if s.Dependency != "" {

@@ -737,12 +737,13 @@ cmd_start() {
 	ensure_munge
 	ensure_mariadb
 	ensure_database "$pass"
-	local rest_was_running=0
+	local rest_was_running=0 jwt_was_running=0
 	if ((changed)) && all_running && auth_only_change "$SLURM_CONF" "$tmp_conf" &&
 		auth_only_change "$DBD_CONF" "$tmp_dbd" && [[ $(stat -c %a "$DBD_CONF") == 600 ]]; then
 		restart_controllers "$tmp_conf" "$tmp_dbd"
 	elif ((changed)); then
 		daemon_pid slurmrestd local >/dev/null && rest_was_running=1
+		daemon_pid slurmrestd jwt >/dev/null && jwt_was_running=1
 		if [[ -n $(slurm_daemon_pids) ]]; then
 			log "configuration changed: restarting the Slurm daemons"
 			stop_slurm
@@ -760,6 +761,7 @@ cmd_start() {
 	wait_nodes
 	ensure_rest_user
 	((rest_was_running)) && start_rest
+	((jwt_was_running)) && start_rest_jwt
 	log "cluster up in $((SECONDS - t0)) s: $(node_states | tr '\n' ' ')"
 }
 

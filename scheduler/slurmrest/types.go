@@ -49,6 +49,8 @@ type JobDesc struct {
 	Signal string
 	// Requeue, when not nil, is --requeue (true) or --no-requeue.
 	Requeue *bool
+	// Exclusive is --exclusive: "true" (whole nodes), "user" or "mcs".
+	Exclusive string
 }
 
 // Job is a job as the controller (Jobs, Job) or accounting (FinishedJobs)

@@ -57,6 +57,7 @@ type job0038In struct {
 	GPUsPerTask  string            `json:"gpus_per_task,omitempty"`
 	Signal       string            `json:"signal,omitempty"`
 	Requeue      *bool             `json:"requeue,omitempty"`
+	Exclusive    string            `json:"exclusive,omitempty"`
 }
 
 func submitBody0038(script []byte, d JobDesc) any {
@@ -66,7 +67,7 @@ func submitBody0038(script []byte, d JobDesc) any {
 		Tasks: d.Tasks, TasksPerNode: d.TasksPerNode, CPUsPerTask: d.CPUsPerTask,
 		MemPerCPU: d.MemPerCPUMB, MemPerNode: d.MemPerNodeMB, TimeLimit: minutes(d.TimeLimit),
 		Dependency: d.Dependency, Constraints: d.Constraint, Reservation: d.Reservation,
-		GRES: d.GRES, GPUsPerTask: d.GPUsPerTask, Signal: d.Signal, Requeue: d.Requeue,
+		GRES: d.GRES, GPUsPerTask: d.GPUsPerTask, Signal: d.Signal, Requeue: d.Requeue, Exclusive: d.Exclusive,
 	}
 	if d.OpenAppend {
 		in.OpenMode = "append"
