@@ -127,7 +127,8 @@ func New(o Options) (*Client, error) {
 	default:
 		return nil, fmt.Errorf("slurmrest: server URL %q: want unix:/path, http://host:port or https://host:port", o.URL)
 	}
-	c.http = &http.Client{Transport: tr}
+	// No redirects: the token header would follow one to another host.
+	c.http = &http.Client{Transport: tr, CheckRedirect: noRedirect}
 	if tr == nil {
 		c.http.Transport = http.DefaultTransport
 	}
@@ -323,3 +324,7 @@ func retriable(err error, idempotent bool) bool {
 	}
 	return false
 }
+
+// noRedirect keeps a redirect's answer as the answer (an error, as it is
+// not 200): the token would go along to wherever it points.
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

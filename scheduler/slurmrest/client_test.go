@@ -363,6 +363,27 @@ func TestToken(t *testing.T) {
 	}
 }
 
+// TestNoRedirect: an answer that redirects elsewhere is an error, and the
+// token does not follow it.
+func TestNoRedirect(t *testing.T) {
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-SLURM-USER-TOKEN") != "" {
+			t.Errorf("the token followed a redirect to %s", r.URL)
+		}
+	}))
+	defer elsewhere.Close()
+	srv := httptest.NewServer(http.RedirectHandler(elsewhere.URL+"/openapi/v3", http.StatusFound))
+	defer srv.Close()
+	t.Setenv("TEST_SLURM_JWT", token("alice"))
+	c, err := New(Options{URL: srv.URL, TokenEnv: "TEST_SLURM_JWT", RetryWait: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Ping(context.Background()); err == nil || !strings.Contains(err.Error(), "HTTP 302") {
+		t.Errorf("Ping redirected = %v, want the 302 as an error", err)
+	}
+}
+
 // TestRetry: a read that meets a busy server is made again; a submit is
 // not (it may have been carried out); a server that is not there is tried
 // until the bound, and the error says what failed.
