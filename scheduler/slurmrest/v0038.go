@@ -3,6 +3,7 @@ package slurmrest
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -222,12 +223,8 @@ func partitions0038(body []byte) ([]Partition, error) {
 	}
 	out := make([]Partition, len(r.Partitions))
 	for i, p := range r.Partitions {
-		out[i] = Partition{Name: p.Name, Up: p.State == "UP", NodeList: p.Nodes,
+		out[i] = Partition{Name: p.Name, Up: p.State == "UP", Default: slices.Contains(p.Flags, "default"), NodeList: p.Nodes,
 			AllowedAccounts: list(p.AllowedAccounts), AllowedQoS: list(p.AllowedQoS)}
-		for _, f := range p.Flags {
-			p := &out[i]
-			p.Default = p.Default || f == "default"
-		}
 		if p.MaxTime > 0 {
 			out[i].MaxTime = time.Duration(p.MaxTime) * time.Minute
 		}
