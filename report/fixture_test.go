@@ -1,6 +1,7 @@
 package report
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ const scriptErr = `measure: <script>alert("x")</script> & no sources`
 // pending: 8 visits, 4 done, 2 failed, 1 running, 1 pending.
 func night(t *testing.T, dir, name string) string {
 	t.Helper()
+	must(t, os.MkdirAll(dir, 0o755))
 	path := filepath.Join(dir, "state.db")
 	st, err := state.Create(path, state.Run{ID: name + "-id", Name: name, Dir: dir, Pipeline: "pipeline.yaml",
 		Partition: "debug", Created: t0})
