@@ -105,6 +105,9 @@ func newTimeline(steps []stepData, now time.Time) timeline {
 		m.W = max(x(r.end)-m.X, minMarkSize)
 		m.Title = fmt.Sprintf("visit %s: %s, %s to %s (%s), attempt %d", r.v.ID, r.v.State, when(r.start), when(r.end),
 			took(r.end.Sub(r.start)), r.v.Attempts)
+		if r.v.Err != "" {
+			m.Title += ": " + r.v.Err
+		}
 		t.Marks = append(t.Marks, m)
 	}
 	t.Height = float64(len(t.Lanes))*laneHeight + axisHeight

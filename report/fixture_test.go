@@ -20,7 +20,8 @@ const scriptErr = `measure: <script>alert("x")</script> & no sources`
 // for time) ran v001 to v004, job 102 (a resume) ran v004 again, v005 and
 // v006, and v008 (which still runs: job 102 has not ended). v004 failed
 // twice at measure on slices 1 and 2, v006 failed on the Pipeline, v007 is
-// pending: 8 visits, 4 done, 2 failed, 1 running, 1 pending.
+// pending: 8 visits, 4 done, 2 failed, 1 running, 1 pending. The run's
+// input was closed after v008 started.
 func night(t *testing.T, dir, name string) string {
 	t.Helper()
 	must(t, os.MkdirAll(dir, 0o755))
@@ -46,6 +47,7 @@ func night(t *testing.T, dir, name string) string {
 	must(t, st.VisitStarted("v006", "102", at))
 	must(t, st.VisitEnded("v006", state.Failed, "pre-step: <b>no calibration</b>", at.Add(time.Second)))
 	must(t, st.VisitStarted("v008", "102", at.Add(2*time.Second)))
+	must(t, st.CloseInput(at.Add(3*time.Second), "no-more-data on visits from ops@n0"))
 	return path
 }
 

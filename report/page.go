@@ -34,14 +34,16 @@ type page struct {
 
 // runView is one step's summary: its run, visit counts and jobs.
 type runView struct {
-	Step      string // "" for a run's own state file
-	Run       state.Run
-	Created   string
-	Counts    []count
-	Visits    int
-	Dropped   int
-	Jobs      []jobRow
-	StateFile string
+	Step    string // "" for a run's own state file
+	Run     state.Run
+	Created string
+	Counts  []count
+	Visits  int
+	Dropped int
+	Jobs    []jobRow
+	// Input is "open", or when a no-more-data event closed the run's
+	// input and why.
+	Input string
 }
 
 type count struct {
@@ -116,7 +118,10 @@ func took(d time.Duration) string {
 var visitStates = []state.VisitState{state.Done, state.Failed, state.Running, state.Interrupted, state.Pending}
 
 func newRunView(d stepData) runView {
-	v := runView{Step: d.name, Run: d.run, Created: when(d.run.Created), Dropped: d.dropped}
+	v := runView{Step: d.name, Run: d.run, Created: when(d.run.Created), Dropped: d.dropped, Input: "open"}
+	if !d.run.InputClosed.IsZero() {
+		v.Input = "closed " + when(d.run.InputClosed) + ": " + d.run.InputClosedWhy
+	}
 	for _, st := range visitStates {
 		v.Counts = append(v.Counts, count{State: st.String(), N: d.counts[st]})
 		v.Visits += d.counts[st]

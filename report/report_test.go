@@ -30,6 +30,7 @@ func cells(page, class string) []string {
 	return out
 }
 
+// The visits per state and the input, as status shows them.
 func TestReportCounts(t *testing.T) {
 	page := render(t, Step{State: night(t, t.TempDir(), "night")})
 	want := map[string]string{"done": "4", "failed": "2", "running": "1", "interrupted": "0", "pending": "1"}
@@ -37,6 +38,30 @@ func TestReportCounts(t *testing.T) {
 		if got := cells(page, "count-"+st); len(got) != 1 || got[0] != n {
 			t.Errorf("%s visits: %q, want [%s]", st, got, n)
 		}
+	}
+	if got := cells(page, "input"); len(got) != 1 || got[0] != "closed 2026-03-01 22:05:54 UTC: no-more-data on visits from ops@n0" {
+		t.Errorf("input: %q", got)
+	}
+}
+
+// A run no visit of which has started has a report that says so.
+func TestReportOfNewRun(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	st, err := state.Create(path, state.Run{ID: "new", Created: t0})
+	must(t, err)
+	must(t, st.AddVisits([]string{"a", "b"}))
+	must(t, st.Close())
+	page := render(t, Step{State: path})
+	if got := cells(page, "count-pending"); len(got) != 1 || got[0] != "2" {
+		t.Errorf("pending visits: %q, want [2]", got)
+	}
+	for _, want := range []string{"<h1>Run new</h1>", "No visit has started.", "No stage time recorded", "No visit has ended.", "No failure recorded.", `<td class="input">open</td>`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "<svg") {
+		t.Errorf("the page draws a chart of nothing")
 	}
 }
 
