@@ -40,6 +40,7 @@ func newApp() *cli.App {
 			finishCommand(),
 			eventCommand(),
 			eventsCommand(),
+			reportCommand(),
 			brokerCommand(),
 			completionCommand(),
 		},
