@@ -30,7 +30,7 @@ func (b *budgetEndings) TimeForVisit(visit string) string {
 func TestVisitBudgetStopsAtBoundary(t *testing.T) {
 	var rec *budgetEndings
 	sum, end, err := runYAML(t, testHead+"stages:\n  - {name: r, type: test-record}\n",
-		[]string{"1", "2", "3", "4"}, func(lr *LocalRun) {
+		[]string{"1", "2", "3", "4"}, func(lr *RunOptions) {
 			rec = &budgetEndings{endings: lr.Recorder.(*endings), left: 2}
 			lr.Recorder = rec
 		})

@@ -478,11 +478,11 @@ func runRanks(t *testing.T, policy string, size int, visits []string, mk func(ra
 				return
 			}
 			defer c.Close()
-			cfg := Config{Policy: p, RunID: "x-run", RunDir: dir, Comm: c, Host: LocalHost()}
+			o := RunOptions{Comm: c, Policy: p, RunID: "x-run", RunDir: dir, Host: LocalHost()}
 			if r == 0 {
-				cfg.Broker, cfg.Recorder = broker, sum
+				o.Broker, o.Feed, o.Recorder = broker, true, sum
 			}
-			errs[r] = Run(ctx, cfg)
+			_, errs[r] = Run(ctx, o)
 		}()
 	}
 	wg.Wait()

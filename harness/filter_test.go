@@ -132,7 +132,7 @@ func TestTriggerSelectAndTypes(t *testing.T) {
   trigger: {properties: {exposure: number}, select: {filter: r}}
 stages:
   - {name: r, type: test-record, settings: {keys: [exposure]}}
-`, nil, func(lr *LocalRun) { lr.Broker, lr.Feed = b, true })
+`, nil, func(lr *RunOptions) { lr.Broker, lr.Feed = b, true })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func (a *admitter) Heartbeat(at time.Time, visit string) {
 func TestAdmitterSkipsDoneVisits(t *testing.T) {
 	a := &admitter{endings: newEndings(), done: map[string]bool{"2": true}}
 	sum, _, err := runYAML(t, testHead+"stages:\n  - {name: r, type: test-record}\n", []string{"1", "2", "3"},
-		func(lr *LocalRun) { lr.Recorder = a })
+		func(lr *RunOptions) { lr.Recorder = a })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func TestAdmitterSkipsDoneVisits(t *testing.T) {
 		t.Errorf("ran %s, skipped %d, visits %d; want 1,3, 1 skipped, 2 visits", got, sum.Skipped, sum.Visits)
 	}
 	_, _, err = runYAML(t, testHead+"stages:\n  - {name: r, type: test-record}\n", []string{"1", "boom"},
-		func(lr *LocalRun) { lr.Recorder = a })
+		func(lr *RunOptions) { lr.Recorder = a })
 	if err == nil || !strings.Contains(err.Error(), "admitting visit boom: state file gone") {
 		t.Errorf("err = %v, want the admitter's error to end the run", err)
 	}
@@ -201,7 +201,7 @@ func TestHeartbeat(t *testing.T) {
 	a := &admitter{endings: newEndings()}
 	_, _, err = runYAML(t, testHead+`stages:
   - {name: slow, type: exec, settings: {command: [sleep, "0.25"]}}
-`, []string{"v1"}, func(lr *LocalRun) { lr.Recorder, lr.Broker, lr.Heartbeat = a, b, 50*time.Millisecond })
+`, []string{"v1"}, func(lr *RunOptions) { lr.Recorder, lr.Broker, lr.Heartbeat = a, b, 50*time.Millisecond })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +269,7 @@ stages:
     type: test-record
     settings: {keys: [ra]}
     event: {topic: ephem, properties: {ra: number}, timeout: 5s}
-`, nil, func(lr *LocalRun) {
+`, nil, func(lr *RunOptions) {
 		lr.Broker, lr.Feed = b, true
 		lr.Logger = slog.New(slog.NewTextHandler(lw, nil))
 	})

@@ -11,7 +11,7 @@ import (
 
 // TaskHost describes the task this process runs as, for the DataMapper:
 // what Slurm (or mpirun) gave it, else what the machine has. A distributed
-// rank calls it once at start (RunRank does when its DistRun has no Host);
+// rank calls it once at start (Run does when RunOptions has no Host);
 // LocalHost describes the whole machine instead, for runs in one process.
 //
 //   - Host: os.Hostname().

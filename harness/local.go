@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -23,73 +21,12 @@ import (
 // ExitCode gives ExitVisitsFailed for it.
 var ErrVisitsFailed = errors.New("some visits failed")
 
-// LocalRun describes a run of a whole pipeline in one process: the
-// Pipeline and every Slice are goroutines over a local communicator, and
-// events go through an in-memory broker (or Broker, when set).
-type LocalRun struct {
-	Policy *Policy // loaded and validated
-	Visits []Visit
-	RunID  string
-	RunDir string // created if missing
-	Slices int    // overrides the policy's count when > 0
-	Logger *slog.Logger
-	// Recorder, when set, hears progress besides the returned Summary.
-	Recorder Recorder
-	Broker   events.Broker
-	// Feed says the caller publishes the trigger events, and the
-	// no-more-data that ends the run, on Broker itself; Visits is ignored.
-	Feed bool
-	// Stop, when closed, stops the run at the next visit boundary.
-	Stop <-chan struct{}
-	// StopSignals hears of the stop signals the process received
-	// (Config.StopSignals); nil hears of none.
-	StopSignals *StopSignals
-	// Heartbeat: the Pipeline publishes a heartbeat this often
-	// (Config.Heartbeat); 0 publishes none.
-	Heartbeat time.Duration
-}
-
-// RunLocal runs the visits through the pipeline and returns the summary.
-// The error wraps ErrVisitsFailed when the run ended but visits failed,
-// ErrInterrupted when ctx was cancelled or a stop left visits unrun,
-// ErrInvalid for bad input.
-func RunLocal(ctx context.Context, lr LocalRun) (*Summary, error) {
-	p := lr.Policy
-	n := lr.Slices
-	if n <= 0 {
-		var err error
-		if n, err = p.SliceCount(); err != nil {
-			return nil, err
-		}
-	}
-	runDir, err := filepath.Abs(lr.RunDir)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(runDir, 0o755); err != nil {
-		return nil, fmt.Errorf("harness: run directory: %w", err)
-	}
-	host := LocalHost()
-	var sum *Summary
-	err = runWorld(n+1, func(c comm.Comm) error {
-		cfg := Config{Policy: p, RunID: lr.RunID, RunDir: runDir, Comm: c, Host: host, Logger: lr.Logger, StopSignals: lr.StopSignals}
-		if c.Rank() > 0 {
-			return Run(ctx, cfg)
-		}
-		cfg.Broker, cfg.Recorder, cfg.Stop, cfg.Heartbeat = lr.Broker, lr.Recorder, lr.Stop, lr.Heartbeat
-		var err error
-		sum, err = runPipeline(ctx, cfg, lr.Feed, lr.Visits)
-		return err
-	})
-	return sum, err
-}
-
-// runPipeline runs rank 0 of a run, for RunLocal and RunRank: it publishes
+// runPipeline runs rank 0 of a run: it publishes
 // the visits on cfg.Broker (an in-memory broker when nil) unless the caller
 // feeds them, records progress in a Summary (and cfg.Recorder, when set),
 // and turns the outcome into the run's error: ErrVisitsFailed,
 // ErrInterrupted when a stop left visits unrun, or Run's own error.
-func runPipeline(ctx context.Context, cfg Config, feed bool, visits []Visit) (*Summary, error) {
+func runPipeline(ctx context.Context, cfg config, feed bool, visits []Visit) (*Summary, error) {
 	start := time.Now()
 	if cfg.Broker == nil {
 		mem := events.NewMemory()
@@ -108,7 +45,7 @@ func runPipeline(ctx context.Context, cfg Config, feed bool, visits []Visit) (*S
 	} else {
 		cfg.Recorder = sum
 	}
-	err := Run(ctx, cfg)
+	err := rankLoop(ctx, cfg)
 	sum.Elapsed = time.Since(start)
 	switch {
 	case err != nil:

@@ -18,10 +18,10 @@ import (
 // interrupt): the visit in flight, if any, was recorded as interrupted.
 var ErrInterrupted = errors.New("harness: interrupted")
 
-// Config is what one rank needs to run a pipeline. Every rank of a run
-// gets the same Policy, RunID and RunDir; Broker, Recorder and Stop are
-// used by the Pipeline (rank 0) only.
-type Config struct {
+// config is what one rank needs to run a pipeline (RunOptions has the
+// fields' story). Every rank of a run gets the same Policy, RunID and
+// RunDir; Broker, Recorder, Stop and Heartbeat are the Pipeline's (rank 0).
+type config struct {
 	Policy *Policy
 	RunID  string
 	RunDir string // absolute; relative locations resolve against it
@@ -29,21 +29,11 @@ type Config struct {
 	Host   mapper.HostInfo // this rank's; Rank is set by Run
 	Logger *slog.Logger    // nil discards
 
-	Broker   events.Broker // Pipeline: trigger, waited-for and published events
-	Recorder Recorder      // Pipeline: progress; nil records nothing
-	// Stop, when closed, asks the Pipeline to stop at the next visit
-	// boundary, as a shutdown event does.
-	Stop <-chan struct{}
-	// StopSignals, on every rank, hears of the stop signals this rank's
-	// process received (nil: none are heard of). A Slice whose stage
-	// fails with ErrKilled after one (or within StopGrace of it) reports
-	// its data ID as stopped, and the Pipeline records the visit as
-	// interrupted, not failed.
+	Broker      events.Broker // Pipeline: trigger, waited-for and published events
+	Recorder    Recorder      // Pipeline: progress; nil records nothing
+	Stop        <-chan struct{}
 	StopSignals *StopSignals
-	// Heartbeat, when positive, is how often the Pipeline publishes a
-	// heartbeat on events.TopicHeartbeat (and tells a HeartbeatRecorder),
-	// from the start of its loop to its end.
-	Heartbeat time.Duration
+	Heartbeat   time.Duration
 }
 
 // DropRecorder is an optional extra of a Recorder: it hears of every
@@ -101,11 +91,11 @@ type StopRecorder interface {
 	RunStopped(why string)
 }
 
-// Run runs the pipeline on one rank until no-more-data, a shutdown or an
-// error: the Pipeline on rank 0, a Slice on every other. Every rank of the
-// communicator calls it, each on its own goroutine (or process). A fatal
-// error on any rank aborts the communicator so no rank waits forever.
-func Run(ctx context.Context, cfg Config) (err error) {
+// rankLoop runs the pipeline on one rank until no-more-data, a shutdown or
+// an error: the Pipeline on rank 0, a Slice on every other. Every rank of
+// the communicator calls it, each on its own goroutine (or process). A
+// fatal error on any rank aborts the communicator so no rank waits forever.
+func rankLoop(ctx context.Context, cfg config) (err error) {
 	c := cfg.Comm
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -178,7 +168,7 @@ func (r *rank) setNeighbours(mapped []int) {
 
 // rank is the state of one rank's loop.
 type rank struct {
-	cfg      Config
+	cfg      config
 	c        comm.Comm
 	info     *runInfo
 	log      *slog.Logger

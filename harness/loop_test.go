@@ -213,10 +213,10 @@ slices: 3
 mapper: {type: range, settings: {key: ccd, from: 1, to: 6}}
 `
 
-type runOpt func(*LocalRun)
+type runOpt func(*RunOptions)
 
 // runYAML loads the policy text (which must be valid), runs the visits and
-// returns the summary, the per-visit endings and RunLocal's error.
+// returns the summary, the per-visit endings and Run's error.
 func runYAML(t *testing.T, policy string, visits []string, opts ...runOpt) (*Summary, *endings, error) {
 	t.Helper()
 	return runYAMLCtx(t, context.Background(), policy, visits, opts...)
@@ -242,13 +242,16 @@ func runYAMLCtx(t *testing.T, parent context.Context, policy string, visits []st
 		vs = append(vs, Visit{ID: v, Props: map[string]any{"filter": "r" + v}})
 	}
 	end := newEndings()
-	lr := LocalRun{Policy: p, Visits: vs, RunID: "test-run", RunDir: filepath.Join(dir, "run"), Recorder: end}
+	lr := RunOptions{Ranks: CommLocal, Policy: p, Visits: vs, RunID: "test-run", RunDir: filepath.Join(dir, "run"), Recorder: end}
 	for _, o := range opts {
 		o(&lr)
 	}
 	ctx, cancel := context.WithTimeout(parent, 30*time.Second)
 	defer cancel()
-	sum, err := RunLocal(ctx, lr)
+	if err := os.MkdirAll(lr.RunDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := Run(ctx, lr)
 	if ctx.Err() == context.DeadlineExceeded {
 		t.Fatal("run did not end within 30s")
 	}
@@ -441,7 +444,7 @@ func TestStageWaitsForEvent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, end, err := runYAML(t, waitPolicy, []string{"1", "2", "3"}, func(lr *LocalRun) { lr.Broker = b })
+	_, end, err := runYAML(t, waitPolicy, []string{"1", "2", "3"}, func(lr *RunOptions) { lr.Broker = b })
 	if !errors.Is(err, ErrVisitsFailed) {
 		t.Fatalf("err = %v, want visit 3 to fail", err)
 	}
@@ -476,7 +479,7 @@ func TestOtherRunsAndMalformedTriggersIgnored(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	sum, end, err := runYAML(t, testHead+"stages:\n  - {name: r, type: test-record}\n", []string{"1"}, func(lr *LocalRun) { lr.Broker = b })
+	sum, end, err := runYAML(t, testHead+"stages:\n  - {name: r, type: test-record}\n", []string{"1"}, func(lr *RunOptions) { lr.Broker = b })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -502,7 +505,7 @@ func TestNoMoreDataFinishesInFlightAndEnds(t *testing.T) {
 		}
 	}
 	sum, end, err := runYAML(t, testHead+"stages:\n  - {name: r, type: test-record}\n", nil,
-		func(lr *LocalRun) { lr.Broker, lr.Feed = b, true })
+		func(lr *RunOptions) { lr.Broker, lr.Feed = b, true })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -533,7 +536,7 @@ func TestShutdownStopsAtVisitBoundary(t *testing.T) {
 		return nil
 	}
 	sum, end2, err := runYAML(t, testHead+"stages:\n  - {name: r, type: test-record}\n  - {name: h, type: test-hook}\n",
-		[]string{"1", "2", "3", "4"}, func(lr *LocalRun) {
+		[]string{"1", "2", "3", "4"}, func(lr *RunOptions) {
 			lr.Broker = b
 			end = lr.Recorder.(*endings)
 			sink.hook = hook
@@ -557,7 +560,7 @@ func TestInterruptMidVisit(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sum, end, err := runYAMLCtx(t, ctx, testHead+"stages:\n  - {name: h, type: test-hook}\n  - {name: r, type: test-record}\n",
-		[]string{"1", "2", "3"}, func(lr *LocalRun) {
+		[]string{"1", "2", "3"}, func(lr *RunOptions) {
 			sink.hook = func(cx *Context, cb *Clipboard) error {
 				if cx.Visit() == "2" {
 					cancel()
@@ -584,7 +587,7 @@ func TestLogRecordsCarryContext(t *testing.T) {
 	var mu sync.Mutex
 	log := slog.New(slog.NewJSONHandler(lockedWriter{&buf, &mu}, nil))
 	_, _, err := runYAML(t, testHead+"stages:\n  - {name: talk, type: test-log}\n", []string{"5"},
-		func(lr *LocalRun) { lr.Logger = log })
+		func(lr *RunOptions) { lr.Logger = log })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -640,7 +643,7 @@ func TestUnsafeVisitIDsFromEventsDropped(t *testing.T) {
 	}
 	var log bytes.Buffer
 	policy := testHead + "locations: {output: \"out/{visit}\"}\nstages:\n  - {name: r, type: test-record}\n"
-	sum, end, err := runYAML(t, policy, []string{"1"}, func(lr *LocalRun) {
+	sum, end, err := runYAML(t, policy, []string{"1"}, func(lr *RunOptions) {
 		lr.Broker = b
 		lr.Logger = slog.New(slog.NewTextHandler(&log, nil))
 	})

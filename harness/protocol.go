@@ -25,8 +25,9 @@ package harness
 //
 // # Messages
 //
-// start verdict (raw bytes, RunRank only): every rank loads the policy
-// (rank 0 also the visit file, and runs DistRun.Rank0) and sends its
+// start verdict (raw bytes, only when the ranks load the policy from
+// RunOptions.PolicyPath): every rank loads the policy (rank 0 also the
+// visit file, and runs RunOptions.Rank0) and sends its
 // error to rank 0 by Gather: empty when it is fine, else a kind byte ('I'
 // bad input, 'E' other) and the text. Rank 0 combines them and Bcasts the
 // verdict: empty, or the kind and each problem with the ranks that had
@@ -93,8 +94,8 @@ package harness
 //
 // # Order
 //
-//  1. Start (RunRank only; RunLocal and Run begin at step 2): the start
-//     verdict. All ranks go on, or all return.
+//  1. Start (ranks given a loaded RunOptions.Policy begin at step 2): the
+//     start verdict. All ranks go on, or all return.
 //  2. Each rank builds its stages and calls Initialize on them in policy
 //     order (no message). A failure ends that rank's Run, which aborts
 //     the communicator (step 16). (rank.initialize.)
@@ -147,7 +148,7 @@ package harness
 //     (pipeline.endVisit, pipeline.outcome; on a Slice, the end of
 //     rank.sliceLoop's visit.)
 // 14. Stop: when the Pipeline's loop ends (no-more-data; a shutdown event,
-//     Config.Stop or the budget, heard at the next visit boundary; an
+//     RunOptions.Stop or the budget, heard at the next visit boundary; an
 //     interrupt; an error), it Bcasts visitMsg with Stop, once.
 //     (pipeline.loop, pipeline.bcastStop; rank.awaitVisit.)
 // 15. Shutdown (no message): every rank calls Shutdown on the stages it
@@ -181,7 +182,7 @@ package harness
 //
 // An interrupt (the run's context cancelled): the Pipeline's waits and
 // stage calls see the cancelled context (the Slices' too where they share
-// it, as under RunLocal), the visit is recorded interrupted, the loop ends
+// it, as with RunOptions.Ranks local), the visit is recorded interrupted, the loop ends
 // with the Stop message, and Run returns ErrInterrupted without aborting.
 //
 // A Recorder error ends the run: progress that cannot be recorded must not
@@ -207,7 +208,7 @@ package harness
 //
 // # Where the code does something one might not expect
 //
-//   - Nothing checks that every rank loaded the same policy: RunRank loads
+//   - Nothing checks that every rank loaded the same policy: Run loads
 //     the file on each rank, and a different parallel-stage count would
 //     desynchronise the loops (tcp reports collectives called in different
 //     orders; local and mpi may not).

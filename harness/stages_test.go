@@ -244,7 +244,7 @@ stages:
   - name: tell
     type: event
     settings: {topic: measured, keys: [seen], properties: {label: "{pipeline}-{visitId}-{filter}"}}
-`, []string{"3"}, func(lr *LocalRun) { lr.Broker = b })
+`, []string{"3"}, func(lr *RunOptions) { lr.Broker = b })
 	if err != nil {
 		t.Fatal(err)
 	}

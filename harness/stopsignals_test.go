@@ -93,7 +93,7 @@ func TestStopSignalInterruptsVisit(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			killNotes, noteAfter, plain = NewStopSignals(), tc.after, tc.plain
 			sum, end, err := runYAML(t, testHead+"stages:\n  - {name: work, type: test-killed}\n  - {name: r, type: test-record}\n",
-				[]string{"1", "2", "3"}, func(lr *LocalRun) { lr.StopSignals = killNotes })
+				[]string{"1", "2", "3"}, func(lr *RunOptions) { lr.StopSignals = killNotes })
 			r := end.results["2"]
 			if !tc.interrupted {
 				if !r.Failed || r.Interrupted || sum.SliceFailureCount != 1 || !errors.Is(err, ErrVisitsFailed) {
@@ -147,17 +147,17 @@ func TestSliceDeathInterruptsVisit(t *testing.T) {
 	errs := make([]error, len(eps))
 	var wg sync.WaitGroup
 	for r, c := range eps {
-		cfg := Config{Policy: p, RunID: "test-run", RunDir: dir, Comm: c, Host: LocalHost()}
+		o := RunOptions{Comm: c, Policy: p, RunID: "test-run", RunDir: dir, Host: LocalHost()}
 		if r == 0 {
-			cfg.Broker, cfg.Recorder = b, end
+			o.Broker, o.Feed, o.Recorder = b, true, end
 		}
 		if r == 1 {
-			cfg.Comm = &dyingComm{Comm: c, n: 3} // assign, visit 1, then visit 2
+			o.Comm = &dyingComm{Comm: c, n: 3} // assign, visit 1, then visit 2
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[r] = Run(context.Background(), cfg)
+			_, errs[r] = Run(context.Background(), o)
 			c.Close()
 		}()
 	}

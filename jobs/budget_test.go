@@ -133,7 +133,7 @@ func TestInJobBudget(t *testing.T) {
 	c := &fakeClock{t: fixedNow()}
 	end := &endAt{end: fixedNow().Add(StopMargin + 2*time.Second)}
 	j := &InJob{StatePath: l.State(), JobID: "1002", Now: c.now, Deadline: end.read}
-	dr := &harness.DistRun{RunID: "run1", RunDir: dir}
+	dr := &harness.RunOptions{RunID: "run1", RunDir: dir}
 	if err := j.Hook(loadRunPolicy(t, dir), dr); err != nil {
 		t.Fatal(err)
 	}
@@ -170,11 +170,12 @@ func TestInJobTooShortForAVisit(t *testing.T) {
 	var logs testenv.SyncBuffer
 	j := &InJob{StatePath: l.State(), JobID: "1002", Logger: newTextLogger(&logs),
 		Deadline: func(context.Context) (time.Time, error) { return time.Now().Add(StopMargin + 5*time.Second), nil }}
-	dr := harness.DistRun{PolicyPath: l.Policy(), RunID: "run1", RunDir: dir, Rank0: j.Hook}
+	dr := harness.RunOptions{PolicyPath: l.Policy(), RunID: "run1", RunDir: dir, Rank0: j.Hook}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	// 15 s left, and v001 took 1 s: time enough.
-	sum, err := harness.RunRanks(ctx, dr, 3)
+	dr.Ranks, dr.Size = harness.CommLocal, 3
+	sum, err := harness.Run(ctx, dr)
 	if endErr := j.End(sum, err); endErr != nil {
 		t.Fatal(endErr)
 	}
@@ -196,8 +197,9 @@ func TestInJobTooShortForAVisit(t *testing.T) {
 	logs = testenv.SyncBuffer{}
 	j = &InJob{StatePath: l.State(), JobID: "1002", Logger: newTextLogger(&logs),
 		Deadline: func(context.Context) (time.Time, error) { return time.Now().Add(StopMargin + 5*time.Second), nil }}
-	dr = harness.DistRun{PolicyPath: l.Policy(), RunID: "run1", RunDir: dir, Rank0: j.Hook}
-	sum, err = harness.RunRanks(ctx, dr, 3)
+	dr = harness.RunOptions{PolicyPath: l.Policy(), RunID: "run1", RunDir: dir, Rank0: j.Hook}
+	dr.Ranks, dr.Size = harness.CommLocal, 3
+	sum, err = harness.Run(ctx, dr)
 	if endErr := j.End(sum, err); endErr != nil {
 		t.Fatal(endErr)
 	}
@@ -235,7 +237,7 @@ func TestInJobStopFileRechecks(t *testing.T) {
 			l := Layout{Dir: dir}
 			end := &endAt{end: time.Now().Add(time.Hour)}
 			j := &InJob{StatePath: l.State(), JobID: "1002", StopFile: l.StopFile(2), Every: 2 * time.Millisecond, Deadline: end.read}
-			dr := &harness.DistRun{RunID: "run1", RunDir: dir}
+			dr := &harness.RunOptions{RunID: "run1", RunDir: dir}
 			if err := j.Hook(loadRunPolicy(t, dir), dr); err != nil {
 				t.Fatal(err)
 			}

@@ -74,13 +74,13 @@ func TestInJobHook(t *testing.T) {
 	l := Layout{Dir: dir}
 	p := loadRunPolicy(t, dir)
 	j := &InJob{StatePath: l.State(), JobID: "1002", Now: func() time.Time { return fixedNow().Add(time.Hour) }}
-	dr := &harness.DistRun{RunID: "run1", RunDir: dir, VisitsPath: filepath.Join(dir, "elsewhere.csv")}
+	dr := &harness.RunOptions{RunID: "run1", RunDir: dir, VisitsPath: filepath.Join(dir, "elsewhere.csv")}
 	if err := j.Hook(p, dr); err != nil {
 		t.Fatal(err)
 	}
 	defer j.End(nil, nil)
 	if !dr.Feed || dr.Broker == nil || dr.Recorder == nil {
-		t.Fatalf("DistRun after Hook: Feed %v Broker %v Recorder %v", dr.Feed, dr.Broker, dr.Recorder)
+		t.Fatalf("RunOptions after Hook: Feed %v Broker %v Recorder %v", dr.Feed, dr.Broker, dr.Recorder)
 	}
 	if dr.Stop != nil {
 		t.Error("Stop set without a stop file")
@@ -156,7 +156,7 @@ func TestInJobPolicyChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	j := &InJob{StatePath: Layout{Dir: dir}.State(), JobID: "1002"}
-	dr := &harness.DistRun{RunID: "run1", RunDir: dir}
+	dr := &harness.RunOptions{RunID: "run1", RunDir: dir}
 	err = j.Hook(p, dr)
 	if !errors.Is(err, conf.ErrInvalid) || !strings.Contains(err.Error(), "changed since the run was submitted") {
 		t.Fatalf("Hook: %v; want an invalid-input error saying the policy changed", err)
@@ -191,7 +191,7 @@ func TestInJobEnd(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, dir := inJobRun(t)
 			j := &InJob{StatePath: Layout{Dir: dir}.State(), JobID: "1002", Now: fixedNow}
-			dr := &harness.DistRun{RunID: "run1", RunDir: dir}
+			dr := &harness.RunOptions{RunID: "run1", RunDir: dir}
 			if err := j.Hook(loadRunPolicy(t, dir), dr); err != nil {
 				t.Fatal(err)
 			}
@@ -237,7 +237,7 @@ func TestInJobStopFile(t *testing.T) {
 			l := Layout{Dir: dir}
 			j := &InJob{StatePath: l.State(), JobID: "1002", StopFile: l.StopFile(2), Every: 2 * time.Millisecond, Now: fixedNow}
 			parent := make(chan struct{})
-			dr := &harness.DistRun{RunID: "run1", RunDir: dir, Stop: parent}
+			dr := &harness.RunOptions{RunID: "run1", RunDir: dir, Stop: parent}
 			if err := j.Hook(loadRunPolicy(t, dir), dr); err != nil {
 				t.Fatal(err)
 			}
@@ -288,7 +288,7 @@ func TestInJobStopParent(t *testing.T) {
 	l := Layout{Dir: dir}
 	j := &InJob{StatePath: l.State(), JobID: "1002", StopFile: l.StopFile(2), Every: time.Hour}
 	parent := make(chan struct{})
-	dr := &harness.DistRun{RunID: "run1", RunDir: dir, Stop: parent}
+	dr := &harness.RunOptions{RunID: "run1", RunDir: dir, Stop: parent}
 	if err := j.Hook(loadRunPolicy(t, dir), dr); err != nil {
 		t.Fatal(err)
 	}
@@ -312,10 +312,11 @@ func TestInJobRunRanks(t *testing.T) {
 	_, dir := inJobRun(t)
 	l := Layout{Dir: dir}
 	j := &InJob{StatePath: l.State(), JobID: "1002"}
-	dr := harness.DistRun{PolicyPath: l.Policy(), VisitsPath: l.Visits(".csv"), RunID: "run1", RunDir: dir, Rank0: j.Hook}
+	dr := harness.RunOptions{PolicyPath: l.Policy(), VisitsPath: l.Visits(".csv"), RunID: "run1", RunDir: dir, Rank0: j.Hook}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	sum, err := harness.RunRanks(ctx, dr, 3)
+	dr.Ranks, dr.Size = harness.CommLocal, 3
+	sum, err := harness.Run(ctx, dr)
 	if endErr := j.End(sum, err); endErr != nil {
 		t.Fatal(endErr)
 	}
