@@ -64,7 +64,7 @@ type RunOptions struct {
 	// policy file's folder: a batch run keeps a copy of the policy in its
 	// run directory while the scripts it names stay where they were.
 	PipelineDir string
-	// Host describes this rank's task; the zero value means TaskHost()
+	// Host describes this rank's task; the zero value means thisTask()
 	// for a rank of its own process, the machine for CommLocal.
 	Host   mapper.HostInfo
 	Logger *slog.Logger // nil discards
@@ -80,7 +80,7 @@ type RunOptions struct {
 	Stop <-chan struct{}
 	// StopSignals, on every rank, hears of the stop signals this rank's
 	// process received (nil: none are heard of). A Slice whose stage
-	// fails with ErrKilled after one (or within StopGrace of it) reports
+	// fails with ErrKilled after one (or within stopGrace of it) reports
 	// its data ID as stopped, and the Pipeline records the visit as
 	// interrupted, not failed.
 	StopSignals *StopSignals
@@ -145,7 +145,7 @@ func (o RunOptions) runRank(ctx context.Context, c comm.Comm) (*Summary, error) 
 	}
 	host := o.Host
 	if host == (mapper.HostInfo{}) {
-		host = TaskHost()
+		host = thisTask()
 	}
 	p, visits, err := o.start(c, host, log)
 	if err != nil {
@@ -341,7 +341,7 @@ func (o RunOptions) runLocal(ctx context.Context) (*Summary, error) {
 		return nil, err
 	}
 	if o.Host == (mapper.HostInfo{}) {
-		o.Host = LocalHost()
+		o.Host = thisMachine()
 	}
 	var sum *Summary
 	err = runWorld(size, func(c comm.Comm) error {

@@ -232,7 +232,7 @@ func TestRunRanksRank0Hook(t *testing.T) {
 	feed := func(p *Policy, dr *RunOptions) error {
 		b := events.NewMemory()
 		dr.Broker, dr.Feed = b, true
-		return PublishVisits(context.Background(), b, p.Trigger.Topic, dr.RunID, []Visit{{ID: "a"}, {ID: "b"}})
+		return publishVisits(context.Background(), b, p.Trigger.Topic, dr.RunID, []Visit{{ID: "a"}, {ID: "b"}})
 	}
 	base := RunOptions{PolicyPath: policy, RunID: "r", RunDir: dir, PipelineDir: scripts, Rank0: feed}
 	base.Ranks, base.Size = CommLocal, 3

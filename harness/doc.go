@@ -7,7 +7,7 @@
 //
 //   - A Policy is a pipeline's policy file, loaded and validated by Load
 //     (LoadOptions name its pipeline and directory first): its stages in order, the mapper, the trigger topic, the
-//     locations and the failure rule (VisitRule).
+//     locations and the failure rule (visitRule).
 //   - A Stage is an instance of a registered stage Type (RegisterStage;
 //     the built-ins register in builtin.go). It does its work through
 //     optional parts: Processor (Process, on every Slice, once per
@@ -24,10 +24,10 @@
 //     slice and data ID, path patterns (Pattern) and locations, a logger,
 //     Emit, and Publish (the Pipeline only).
 //   - A visit is one trigger event's worth of work: a Visit is a line of
-//     a visit file, published as a trigger event (PublishVisits). The
+//     a visit file, published as a trigger event (publishVisits). The
 //     Pipeline reads the trigger topic; a stage may wait for an event of
 //     its own; a no-more-data event ends the run once the visit in flight
-//     is done, and a shutdown event (or RunOptions.Stop, or a VisitBudget's
+//     is done, and a shutdown event (or RunOptions.Stop, or a VisitGate's
 //     answer) stops it at the next visit boundary.
 //   - A mapper.DataMapper assigns the data IDs to the Slices once, before
 //     the first visit, from every rank's mapper.HostInfo.

@@ -462,10 +462,10 @@ func runRanks(t *testing.T, policy string, size int, visits []string, mk func(ra
 	for _, v := range visits {
 		vs = append(vs, Visit{ID: v})
 	}
-	if err := PublishVisits(ctx, broker, p.Trigger.Topic, "x-run", vs); err != nil {
+	if err := publishVisits(ctx, broker, p.Trigger.Topic, "x-run", vs); err != nil {
 		t.Fatal(err)
 	}
-	sum := NewSummary()
+	sum := newSummary()
 	errs := make([]error, size)
 	var wg sync.WaitGroup
 	for r := 0; r < size; r++ {
@@ -478,7 +478,7 @@ func runRanks(t *testing.T, policy string, size int, visits []string, mk func(ra
 				return
 			}
 			defer c.Close()
-			o := RunOptions{Comm: c, Policy: p, RunID: "x-run", RunDir: dir, Host: LocalHost()}
+			o := RunOptions{Comm: c, Policy: p, RunID: "x-run", RunDir: dir, Host: thisMachine()}
 			if r == 0 {
 				o.Broker, o.Feed, o.Recorder = broker, true, sum
 			}

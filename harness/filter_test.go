@@ -33,7 +33,7 @@ stages:
 	if strings.Join(tr.Properties, ",") != "exposure,filter,snap,deep,note" {
 		t.Errorf("properties = %v", tr.Properties)
 	}
-	if tr.Types["exposure"] != PropNumber || tr.Types["snap"] != PropInt || tr.Types["deep"] != PropBool || tr.Types["note"] != PropAny {
+	if tr.Types["exposure"] != propNumber || tr.Types["snap"] != propInt || tr.Types["deep"] != propBool || tr.Types["note"] != propAny {
 		t.Errorf("types = %v", tr.Types)
 	}
 	if tr.Select["filter"] != "r" || tr.Select["snap"] != 1 {
@@ -67,7 +67,7 @@ stages:
 
 func TestEventFilterChecks(t *testing.T) {
 	f := EventFilter{Properties: []string{"n", "i", "b", "s"},
-		Types:  map[string]PropType{"n": PropNumber, "i": PropInt, "b": PropBool, "s": PropString},
+		Types:  map[string]propType{"n": propNumber, "i": propInt, "b": propBool, "s": propString},
 		Select: map[string]any{"s": "r", "i": 3}}
 	good := map[string]any{"n": 1.5, "i": 3.0, "b": true, "s": "r"}
 	if why := f.malformed(good); why != "" {
@@ -152,6 +152,7 @@ stages:
 // admitter refuses the visits in done and records every heartbeat.
 type admitter struct {
 	*endings
+	openGate
 	done  map[string]bool
 	mu    sync.Mutex
 	beats []string

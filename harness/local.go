@@ -17,10 +17,6 @@ import (
 	"github.com/dpsbatch/dpsbatch/mapper"
 )
 
-// ErrVisitsFailed is returned when a run ended but some visits failed.
-// ExitCode gives ExitVisitsFailed for it.
-var ErrVisitsFailed = errors.New("some visits failed")
-
 // runPipeline runs rank 0 of a run: it publishes
 // the visits on cfg.Broker (an in-memory broker when nil) unless the caller
 // feeds them, records progress in a Summary (and cfg.Recorder, when set),
@@ -34,12 +30,12 @@ func runPipeline(ctx context.Context, cfg config, feed bool, visits []Visit) (*S
 		cfg.Broker = mem
 	}
 	if !feed {
-		if err := PublishVisits(ctx, cfg.Broker, cfg.Policy.Trigger.Topic, cfg.RunID, visits); err != nil {
+		if err := publishVisits(ctx, cfg.Broker, cfg.Policy.Trigger.Topic, cfg.RunID, visits); err != nil {
 			cfg.Comm.Abort(err) // the slices are waiting for the first visit
 			return nil, err
 		}
 	}
-	sum := NewSummary()
+	sum := newSummary()
 	if cfg.Recorder != nil {
 		cfg.Recorder = teeRecorder{sum, cfg.Recorder}
 	} else {
@@ -84,9 +80,9 @@ func runWorld(size int, fn func(comm.Comm) error) error {
 	return first
 }
 
-// PublishVisits publishes one trigger event per visit on topic, then
+// publishVisits publishes one trigger event per visit on topic, then
 // no-more-data, so that a Pipeline runs them all and ends.
-func PublishVisits(ctx context.Context, b events.Broker, topic, runID string, vs []Visit) error {
+func publishVisits(ctx context.Context, b events.Broker, topic, runID string, vs []Visit) error {
 	for _, v := range vs {
 		if err := b.Publish(ctx, v.Event(topic, runID)); err != nil {
 			return fmt.Errorf("harness: publishing visit %s: %w", v.ID, err)
@@ -114,33 +110,36 @@ func (t teeRecorder) VisitEnded(v string, r VisitResult) error {
 	return errors.Join(t.a.VisitEnded(v, r), t.b.VisitEnded(v, r))
 }
 func (t teeRecorder) EventDropped(topic, why string) {
-	for _, r := range []Recorder{t.a, t.b} {
-		if d, ok := r.(DropRecorder); ok {
-			d.EventDropped(topic, why)
-		}
-	}
+	t.events(func(r EventRecorder) { r.EventDropped(topic, why) })
 }
 func (t teeRecorder) EventsUndecodable(n int) {
-	for _, r := range []Recorder{t.a, t.b} {
-		if u, ok := r.(UndecodableRecorder); ok {
-			u.EventsUndecodable(n)
-		}
-	}
+	t.events(func(r EventRecorder) { r.EventsUndecodable(n) })
 }
 func (t teeRecorder) EventSkipped(topic, visit, why string) {
+	t.events(func(r EventRecorder) { r.EventSkipped(topic, visit, why) })
+}
+func (t teeRecorder) Heartbeat(at time.Time, visit string) {
+	t.events(func(r EventRecorder) { r.Heartbeat(at, visit) })
+}
+func (t teeRecorder) RunStopped(why string) {
+	t.events(func(r EventRecorder) { r.RunStopped(why) })
+}
+
+// events tells each recorder that is an EventRecorder, in order.
+func (t teeRecorder) events(tell func(EventRecorder)) {
 	for _, r := range []Recorder{t.a, t.b} {
-		if s, ok := r.(SkipRecorder); ok {
-			s.EventSkipped(topic, visit, why)
+		if e, ok := r.(EventRecorder); ok {
+			tell(e)
 		}
 	}
 }
 
-// AdmitVisit asks the recorders that are VisitAdmitters, in order; the
-// first no wins.
+// AdmitVisit asks the recorders that are VisitGates, in order; the first
+// no wins.
 func (t teeRecorder) AdmitVisit(visit string) (bool, string, error) {
 	for _, r := range []Recorder{t.a, t.b} {
-		if a, ok := r.(VisitAdmitter); ok {
-			if run, why, err := a.AdmitVisit(visit); err != nil || !run {
+		if g, ok := r.(VisitGate); ok {
+			if run, why, err := g.AdmitVisit(visit); err != nil || !run {
 				return run, why, err
 			}
 		}
@@ -148,26 +147,12 @@ func (t teeRecorder) AdmitVisit(visit string) (bool, string, error) {
 	return true, "", nil
 }
 
-func (t teeRecorder) Heartbeat(at time.Time, visit string) {
-	for _, r := range []Recorder{t.a, t.b} {
-		if h, ok := r.(HeartbeatRecorder); ok {
-			h.Heartbeat(at, visit)
-		}
-	}
-}
-
-func (t teeRecorder) RunStopped(why string) {
-	for _, r := range []Recorder{t.a, t.b} {
-		if s, ok := r.(StopRecorder); ok {
-			s.RunStopped(why)
-		}
-	}
-}
-
+// TimeForVisit asks the recorders that are VisitGates, in order; the
+// first reason to stop wins.
 func (t teeRecorder) TimeForVisit(visit string) string {
 	for _, r := range []Recorder{t.a, t.b} {
-		if b, ok := r.(VisitBudget); ok {
-			if why := b.TimeForVisit(visit); why != "" {
+		if g, ok := r.(VisitGate); ok {
+			if why := g.TimeForVisit(visit); why != "" {
 				return why
 			}
 		}
@@ -175,9 +160,9 @@ func (t teeRecorder) TimeForVisit(visit string) string {
 	return ""
 }
 
-// LocalHost describes this machine as a mapper.HostInfo: host name, CPUs
+// thisMachine describes this machine as a mapper.HostInfo: host name, CPUs
 // and total memory. Rank is set by Run.
-func LocalHost() mapper.HostInfo {
+func thisMachine() mapper.HostInfo {
 	h, _ := os.Hostname()
 	return mapper.HostInfo{Host: h, Node: h, CPUs: runtime.NumCPU(), MemoryMB: memTotalMB()}
 }

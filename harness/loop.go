@@ -14,10 +14,6 @@ import (
 	"github.com/dpsbatch/dpsbatch/mapper"
 )
 
-// ErrInterrupted is returned when the run's context was cancelled (an
-// interrupt): the visit in flight, if any, was recorded as interrupted.
-var ErrInterrupted = errors.New("harness: interrupted")
-
 // config is what one rank needs to run a pipeline (RunOptions has the
 // fields' story). Every rank of a run gets the same Policy, RunID and
 // RunDir; Broker, Recorder, Stop and Heartbeat are the Pipeline's (rank 0).
@@ -34,61 +30,6 @@ type config struct {
 	Stop        <-chan struct{}
 	StopSignals *StopSignals
 	Heartbeat   time.Duration
-}
-
-// DropRecorder is an optional extra of a Recorder: it hears of every
-// malformed trigger event the Pipeline drops (logged either way).
-type DropRecorder interface {
-	EventDropped(topic, why string)
-}
-
-// UndecodableRecorder is an optional extra of a Recorder: when the
-// Pipeline ends it hears how many messages its subscriptions dropped
-// because they could not be decoded as events (events.Subscription's
-// Dropped; the broker logs each), unless there were none.
-type UndecodableRecorder interface {
-	EventsUndecodable(n int)
-}
-
-// VisitAdmitter is an optional extra of a Recorder: before the Pipeline
-// runs a visit a trigger event names, it asks whether to. A batch run's
-// recorder says no for a visit its state file records done (a trigger
-// delivered again after a restart: the state, not the broker, says what
-// is done) and adds a visit it has not heard of to the file. Without it,
-// every trigger runs.
-type VisitAdmitter interface {
-	AdmitVisit(visit string) (run bool, why string, err error)
-}
-
-// VisitBudget is an optional extra of a Recorder: before the Pipeline
-// starts a visit (once it is admitted), it asks whether there is time for
-// it. A non-empty why stops the run at this visit boundary, as a stop
-// request does, with why as the reason: the visit stays to be run by a
-// later job. A batch job's recorder answers from the job's end time and
-// the time visits take. Without it, every visit starts.
-type VisitBudget interface {
-	TimeForVisit(visit string) (why string)
-}
-
-// SkipRecorder is an optional extra of a Recorder: it hears of every
-// well-formed event the Pipeline passes over, with why: not selected by
-// the policy, or (visit set) a trigger the VisitAdmitter refused.
-type SkipRecorder interface {
-	EventSkipped(topic, visit, why string)
-}
-
-// HeartbeatRecorder is an optional extra of a Recorder: with
-// Config.Heartbeat set, it hears the Pipeline's heartbeat, with the visit
-// in flight ("" between visits). It is called on the heartbeat's own
-// goroutine, concurrently with the other methods.
-type HeartbeatRecorder interface {
-	Heartbeat(at time.Time, visit string)
-}
-
-// StopRecorder is an optional extra of a Recorder: it hears why a run
-// stopped before its data ran out (a shutdown event, a stop request).
-type StopRecorder interface {
-	RunStopped(why string)
 }
 
 // rankLoop runs the pipeline on one rank until no-more-data, a shutdown or
@@ -125,7 +66,7 @@ func rankLoop(ctx context.Context, cfg config) (err error) {
 		log = log.With(slog.Int("slice", c.Rank()))
 	}
 	r.info = &runInfo{id: cfg.RunID, pipeline: cfg.Policy.Name, static: static,
-		locs: NewLocations(cfg.RunDir, cfg.Policy.Locations, static), log: cfg.Logger.With(slog.String("run", cfg.RunID))}
+		locs: newLocations(cfg.RunDir, cfg.Policy.Locations, static), log: cfg.Logger.With(slog.String("run", cfg.RunID))}
 	r.log = log
 	if c.Rank() == 0 {
 		r.info.publish = cfg.Broker.Publish
@@ -158,9 +99,9 @@ func (r *rank) setNeighbours(mapped []int) {
 	for _, b := range r.parallel {
 		switch x := b.spec.Exchange; {
 		case x == nil:
-		case x.Topology == TopologyRing:
+		case x.Topology == topologyRing:
 			b.neighbours = ringNeighbours(r.c.Rank(), r.c.Size()-1)
-		case x.Topology == TopologyMapper:
+		case x.Topology == topologyMapper:
 			b.neighbours = mapped
 		}
 	}
@@ -447,7 +388,7 @@ func (p *pipeline) countUndecodable(control events.Subscription) {
 		return
 	}
 	p.log.Warn("messages that were not events were dropped (the broker logged each)", "messages", n)
-	if u, ok := p.cfg.Recorder.(UndecodableRecorder); ok {
+	if u, ok := p.cfg.Recorder.(EventRecorder); ok {
 		u.EventsUndecodable(n)
 	}
 }
@@ -477,7 +418,7 @@ func (p *pipeline) watch(ctx context.Context, control events.Subscription) {
 // ends. It runs on its own goroutine. A heartbeat that cannot be
 // published is logged; the next one is tried all the same.
 func (p *pipeline) beat(ctx context.Context, every time.Duration) {
-	hr, _ := p.cfg.Recorder.(HeartbeatRecorder)
+	hr, _ := p.cfg.Recorder.(EventRecorder)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	failing := false
@@ -522,7 +463,7 @@ func (p *pipeline) setCurrent(visit string) {
 func (p *pipeline) requestStop(why string) {
 	p.stopOnce.Do(func() {
 		p.log.Info("stopping at the next visit boundary", "reason", why)
-		if s, ok := p.cfg.Recorder.(StopRecorder); ok {
+		if s, ok := p.cfg.Recorder.(EventRecorder); ok {
 			s.RunStopped(why)
 		}
 		close(p.stopCh)
@@ -582,7 +523,7 @@ func (p *pipeline) nextVisit(ctx, triggerCtx context.Context) (string, map[strin
 		if !run {
 			continue
 		}
-		if b, ok := p.cfg.Recorder.(VisitBudget); ok {
+		if b, ok := p.cfg.Recorder.(VisitGate); ok {
 			if why := b.TimeForVisit(visit); why != "" {
 				p.requestStop(why)
 				return "", nil, nil
@@ -631,10 +572,10 @@ func (p *pipeline) triggerVisit(e events.Event) (visit string, end bool) {
 	return visit, false
 }
 
-// admit is the end of step 5: it asks the VisitAdmitter, if the Recorder
+// admit is the end of step 5: it asks the VisitGate, if the Recorder
 // has one, whether to run the visit, and passes over e if not.
 func (p *pipeline) admit(e events.Event, visit string) (bool, error) {
-	a, ok := p.cfg.Recorder.(VisitAdmitter)
+	a, ok := p.cfg.Recorder.(VisitGate)
 	if !ok {
 		return true, nil
 	}
@@ -657,7 +598,7 @@ func (p *pipeline) skip(e events.Event, visit, why string) {
 	} else {
 		p.log.Debug("skipped an event", "topic", e.Topic, "reason", why)
 	}
-	if s, ok := p.cfg.Recorder.(SkipRecorder); ok {
+	if s, ok := p.cfg.Recorder.(EventRecorder); ok {
 		s.EventSkipped(e.Topic, visit, why)
 	}
 }
@@ -665,7 +606,7 @@ func (p *pipeline) skip(e events.Event, visit, why string) {
 func (p *pipeline) drop(e events.Event, why string) {
 	p.log.Warn("dropped malformed event", "topic", e.Topic, "reason", why, "kind", e.Kind, "sender", e.Sender,
 		"pipeline", e.Pipeline, "properties", e.Properties)
-	if d, ok := p.cfg.Recorder.(DropRecorder); ok {
+	if d, ok := p.cfg.Recorder.(EventRecorder); ok {
 		d.EventDropped(e.Topic, why)
 	}
 }
@@ -739,7 +680,7 @@ func (p *pipeline) startVisit(v *visitRun, props map[string]any) error {
 	if _, err := p.c.Bcast(0, data); err != nil {
 		return err
 	}
-	v.cb = NewClipboard()
+	v.cb = newClipboard()
 	v.cb.Put(KeyVisit, v.id)
 	for k, val := range props {
 		if k != events.PropVisit {
@@ -974,9 +915,9 @@ func (p *pipeline) cutShort(visit string, start time.Time, err error) {
 
 func (p *pipeline) sliceRuleFails(failed int) bool {
 	switch p.cfg.Policy.Failure {
-	case Never:
+	case never:
 		return false
-	case AllSlices:
+	case allSlices:
 		return failed >= p.totalIDs
 	default:
 		return failed > 0
@@ -985,7 +926,7 @@ func (p *pipeline) sliceRuleFails(failed int) bool {
 
 // waitEvent waits for the next event on w.Topic for this visit (or naming
 // no visit), up to w.Timeout. Events naming a later visit are kept for it.
-func (p *pipeline) waitEvent(ctx context.Context, w *WaitSpec, visit string) (map[string]any, error) {
+func (p *pipeline) waitEvent(ctx context.Context, w *waitSpec, visit string) (map[string]any, error) {
 	if q := p.early[w.Topic][visit]; len(q) > 0 {
 		e := q[0]
 		p.early[w.Topic][visit] = q[1:]
@@ -1095,7 +1036,7 @@ func (r *rank) awaitVisit() (visitMsg, error) {
 // properties, dataId and each key of the data ID.
 func (r *rank) visitClipboards(queue []*Clipboard, vm visitMsg, ids []mapper.DataID) []*Clipboard {
 	for _, id := range ids {
-		cb := NewClipboard()
+		cb := newClipboard()
 		cb.dataID = id
 		cb.Put(KeyVisit, vm.Visit)
 		for k, v := range vm.Props {
@@ -1157,7 +1098,7 @@ func (r *rank) process(ctx context.Context, visit string, b *built, sm stageMsg,
 		}
 		cx := r.context(ctx, visit, b.spec.Name, cb.dataID)
 		if err := r.call(cx, "Process", func() error { return b.proc.Process(cx, cb) }); err != nil {
-			if errors.Is(err, ErrKilled) && r.cfg.StopSignals.Arrived(StopGrace) {
+			if errors.Is(err, ErrKilled) && r.cfg.StopSignals.Arrived(stopGrace) {
 				cx.Logger().Warn("slice stopped: its program was ended by the job's stop signal", "err", err)
 				rep.Failures = append(rep.Failures, failureMsg{DataID: cb.dataID.String(), Err: err.Error(), Stopped: true})
 				continue

@@ -186,11 +186,29 @@ func init() {
 
 // endings records every VisitEnded in order.
 type endings struct {
+	quietEvents
 	mu      sync.Mutex
 	results map[string]VisitResult
 	order   []string
 	stopped chan string
 }
+
+// quietEvents hears no events: test recorders embed it and implement the
+// EventRecorder methods they watch.
+type quietEvents struct{}
+
+func (quietEvents) EventDropped(topic, why string)        {}
+func (quietEvents) EventSkipped(topic, visit, why string) {}
+func (quietEvents) EventsUndecodable(n int)               {}
+func (quietEvents) Heartbeat(at time.Time, visit string)  {}
+func (quietEvents) RunStopped(why string)                 {}
+
+// openGate admits every visit and has time for each: test recorders embed
+// it and implement the VisitGate method they watch.
+type openGate struct{}
+
+func (openGate) AdmitVisit(string) (bool, string, error) { return true, "", nil }
+func (openGate) TimeForVisit(string) string              { return "" }
 
 func newEndings() *endings {
 	return &endings{results: map[string]VisitResult{}, stopped: make(chan string, 1)}

@@ -27,8 +27,8 @@ type tmplPart struct {
 // Builtin template names, known on every rank.
 var builtinNames = []string{"run", "visit", "slice", "stage", "pipeline", "pipelinedir"}
 
-// ParsePattern parses s, rejecting unbalanced braces and bad names.
-func ParsePattern(s string) (Pattern, error) {
+// parsePattern parses s, rejecting unbalanced braces and bad names.
+func parsePattern(s string) (Pattern, error) {
 	t := Pattern{raw: s}
 	var lit strings.Builder
 	for i := 0; i < len(s); i++ {
@@ -66,9 +66,9 @@ func ParsePattern(s string) (Pattern, error) {
 	return t, nil
 }
 
-// MustPattern is ParsePattern for patterns known to be valid.
-func MustPattern(s string) Pattern {
-	t, err := ParsePattern(s)
+// mustPattern is parsePattern for patterns known to be valid.
+func mustPattern(s string) Pattern {
+	t, err := parsePattern(s)
 	if err != nil {
 		panic(err)
 	}
@@ -142,8 +142,8 @@ func (t Pattern) staticPrefix(static map[string]string) (string, bool) {
 	return b.String(), true
 }
 
-// LocationNames are the keys of a policy's location map.
-var LocationNames = []string{"input", "output", "scratch", "work"}
+// locationNames are the keys of a policy's location map.
+var locationNames = []string{"input", "output", "scratch", "work"}
 
 // Locations is a run's location map: where its input is read and its
 // output, scratch and work files go. Relative templates resolve against the
@@ -161,17 +161,17 @@ type Locations struct {
 	roots  map[string]string // location name -> its root
 }
 
-// NewLocations builds a location map for a run directory (absolute).
+// newLocations builds a location map for a run directory (absolute).
 // static holds the names known for the whole run (run, pipeline,
 // pipelinedir), used to find each location's fixed part.
-func NewLocations(runDir string, tmpls map[string]Pattern, static map[string]string) *Locations {
+func newLocations(runDir string, tmpls map[string]Pattern, static map[string]string) *Locations {
 	l := &Locations{runDir: filepath.Clean(runDir), tmpls: tmpls, roots: map[string]string{}}
 	l.bases = append(l.bases, l.runDir)
 	if d := filepath.Clean(static["pipelinedir"]); d != "." && d != "/" && d != l.runDir {
 		// The pipeline's own directory (scripts, calibration files).
 		l.bases = append(l.bases, filepath.Clean(d))
 	}
-	for _, name := range LocationNames {
+	for _, name := range locationNames {
 		t, ok := tmpls[name]
 		if !ok {
 			continue

@@ -43,7 +43,7 @@ package harness
 // assignMsg: Scattered by the Pipeline once, right after the HostInfo
 // gather: to each Slice its data IDs (mapper.Assign) and, when a stage
 // exchanges over the mapper topology, its neighbour ranks
-// (NeighbourMapper, checked symmetric). If the mapper failed, every Slice
+// (mapper.NeighbourMapper, checked symmetric). If the mapper failed, every Slice
 // gets the error in Err instead and returns it, as the Pipeline does.
 //
 // visitMsg: Bcast by the Pipeline at the start of each visit, after it
@@ -86,7 +86,7 @@ package harness
 // the data ID and the message (an empty data ID when the Slice's report
 // itself could not be encoded). Stopped says the clipboard's program was
 // ended by a stop signal the Slice also received (ErrKilled, StopSignals,
-// StopGrace): the Pipeline does not record it as a slice failure, and the
+// stopGrace): the Pipeline does not record it as a slice failure, and the
 // visit ends interrupted instead of failed.
 //
 // sharedMsg: one entry of a sliceReport: the shared items one clipboard
@@ -109,8 +109,8 @@ package harness
 //  5. Per visit, trigger: the Pipeline reads the next trigger event. An
 //     event not selected, of an unknown kind, malformed or with an unsafe
 //     visit ID is passed over; no-more-data ends the loop (step 14); a
-//     shutdown event stops it; the VisitAdmitter may skip the visit and the
-//     VisitBudget may stop the loop here, before the visit is recorded.
+//     shutdown event stops it; the VisitGate may skip the visit or
+//     stop the loop here, before the visit is recorded.
 //     (pipeline.nextVisit, pipeline.triggerVisit, pipeline.admit.)
 //  6. VisitStarted is recorded, then visitMsg is Bcast. The Pipeline makes
 //     its own clipboard (visitId and the trigger's properties).
@@ -162,7 +162,7 @@ package harness
 // A Slice's Process fails (error or panic): only that clipboard, its data
 // ID for this visit, fails. It is reported, recorded with stage, slice
 // and data ID, and leaves the queue; the Slice's other clipboards and the
-// other Slices carry on, and the Pipeline's failure rule (VisitRule)
+// other Slices carry on, and the Pipeline's failure rule (visitRule)
 // decides whether the visit fails.
 //
 // A failure on the Pipeline (an event wait timing out, Preprocess or
@@ -170,7 +170,7 @@ package harness
 // stageMsg has Skip, and nothing more of the visit runs on either side.
 //
 // A stop signal noted by a Slice: a Process error matching ErrKilled,
-// with a stop signal received within StopGrace, is reported Stopped and
+// with a stop signal received within stopGrace, is reported Stopped and
 // the visit ends interrupted, to be run again. The report does not stop
 // the run: rank 0 hears the same signal (Slurm signals every task) and
 // stops at the visit boundary.

@@ -22,6 +22,47 @@ type Recorder interface {
 	VisitEnded(visit string, r VisitResult) error
 }
 
+// EventRecorder is an optional extra of a Recorder: it hears what the
+// Pipeline does with events, and with the run, besides its visits.
+type EventRecorder interface {
+	// EventDropped: a malformed trigger event the Pipeline dropped
+	// (logged either way).
+	EventDropped(topic, why string)
+	// EventSkipped: a well-formed event the Pipeline passed over, with
+	// why: not selected by the policy, or (visit set) a trigger the
+	// VisitGate refused.
+	EventSkipped(topic, visit, why string)
+	// EventsUndecodable: when the Pipeline ends, how many messages its
+	// subscriptions dropped because they could not be decoded as events
+	// (events.Subscription's Dropped; the broker logs each), unless there
+	// were none.
+	EventsUndecodable(n int)
+	// Heartbeat: with RunOptions.Heartbeat set, the Pipeline's heartbeat,
+	// with the visit in flight ("" between visits). It is called on the
+	// heartbeat's own goroutine, concurrently with the other methods.
+	Heartbeat(at time.Time, visit string)
+	// RunStopped: why a run stopped before its data ran out (a shutdown
+	// event, a stop request, the VisitGate's answer).
+	RunStopped(why string)
+}
+
+// VisitGate is an optional extra of a Recorder that the Pipeline asks
+// before each visit. Without it, every trigger runs and every visit
+// starts.
+type VisitGate interface {
+	// AdmitVisit: whether to run a visit a trigger event names. A batch
+	// run's recorder says no for a visit its state file records done (a
+	// trigger delivered again after a restart: the state, not the broker,
+	// says what is done) and adds a visit it has not heard of to the file.
+	AdmitVisit(visit string) (run bool, why string, err error)
+	// TimeForVisit: once the visit is admitted, whether there is time for
+	// it. A non-empty why stops the run at this visit boundary, as a stop
+	// request does, with why as the reason: the visit stays to be run by a
+	// later job. A batch job's recorder answers from the job's end time and
+	// the time visits take.
+	TimeForVisit(visit string) (why string)
+}
+
 // SliceFailure is one slice clipboard that failed at one stage of a visit.
 type SliceFailure struct {
 	Visit  string
@@ -65,8 +106,8 @@ type Summary struct {
 
 const maxKept = 1000
 
-// NewSummary returns an empty Summary.
-func NewSummary() *Summary {
+// newSummary returns an empty Summary.
+func newSummary() *Summary {
 	return &Summary{Reasons: map[string]string{}, StageTime: map[string]time.Duration{}, StageCalls: map[string]int{}}
 }
 
@@ -194,6 +235,9 @@ func (s *Summary) EventSkipped(topic, visit, why string) {
 	s.mu.Unlock()
 }
 
+// Heartbeat is not counted.
+func (s *Summary) Heartbeat(time.Time, string) {}
+
 // RunStopped notes why the run stopped early.
 func (s *Summary) RunStopped(why string) {
 	s.mu.Lock()
@@ -202,9 +246,6 @@ func (s *Summary) RunStopped(why string) {
 }
 
 var (
-	_ Recorder            = (*Summary)(nil)
-	_ DropRecorder        = (*Summary)(nil)
-	_ UndecodableRecorder = (*Summary)(nil)
-	_ StopRecorder        = (*Summary)(nil)
-	_ SkipRecorder        = (*Summary)(nil)
+	_ Recorder      = (*Summary)(nil)
+	_ EventRecorder = (*Summary)(nil)
 )

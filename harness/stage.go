@@ -222,7 +222,7 @@ func (c *Context) lookup(cb *Clipboard, forPath bool) func(string) (string, erro
 }
 
 func isLocation(name string) bool {
-	for _, l := range LocationNames {
+	for _, l := range locationNames {
 		if l == name {
 			return true
 		}

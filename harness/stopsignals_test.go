@@ -34,7 +34,7 @@ func TestExecProgramKilledBySignal(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := newStage(t, "exec", map[string]any{"command": tc.command, "timeout": 10 * time.Second})
-			err := st.(Processor).Process(cx, NewClipboard())
+			err := st.(Processor).Process(cx, newClipboard())
 			if err == nil || errors.Is(err, ErrKilled) != tc.killed || !strings.Contains(err.Error(), tc.text) {
 				t.Errorf("error %v (ErrKilled: %v); want %q, ErrKilled %v", err, errors.Is(err, ErrKilled), tc.text, tc.killed)
 			}
@@ -76,7 +76,7 @@ func init() {
 
 // A slice whose program a stop signal ended reports its data ID as
 // stopped, and the visit is interrupted, not failed: when the slice heard
-// the signal first, or within StopGrace after. Without a stop signal, or
+// the signal first, or within stopGrace after. Without a stop signal, or
 // for an ordinary error, the data ID fails as before.
 func TestStopSignalInterruptsVisit(t *testing.T) {
 	for _, tc := range []struct {
@@ -91,7 +91,7 @@ func TestStopSignalInterruptsVisit(t *testing.T) {
 		{"an ordinary failure during a stop", 0, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			killNotes, noteAfter, plain = NewStopSignals(), tc.after, tc.plain
+			killNotes, noteAfter, plain = new(StopSignals), tc.after, tc.plain
 			sum, end, err := runYAML(t, testHead+"stages:\n  - {name: work, type: test-killed}\n  - {name: r, type: test-record}\n",
 				[]string{"1", "2", "3"}, func(lr *RunOptions) { lr.StopSignals = killNotes })
 			r := end.results["2"]
@@ -140,14 +140,14 @@ func TestSliceDeathInterruptsVisit(t *testing.T) {
 	end := newEndings()
 	b := events.NewMemory()
 	defer b.Close()
-	if err := PublishVisits(context.Background(), b, p.Trigger.Topic, "test-run", []Visit{{ID: "1"}, {ID: "2"}, {ID: "3"}}); err != nil {
+	if err := publishVisits(context.Background(), b, p.Trigger.Topic, "test-run", []Visit{{ID: "1"}, {ID: "2"}, {ID: "3"}}); err != nil {
 		t.Fatal(err)
 	}
 	eps := comm.NewLocal(4)
 	errs := make([]error, len(eps))
 	var wg sync.WaitGroup
 	for r, c := range eps {
-		o := RunOptions{Comm: c, Policy: p, RunID: "test-run", RunDir: dir, Host: LocalHost()}
+		o := RunOptions{Comm: c, Policy: p, RunID: "test-run", RunDir: dir, Host: thisMachine()}
 		if r == 0 {
 			o.Broker, o.Feed, o.Recorder = b, true, end
 		}

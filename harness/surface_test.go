@@ -2,12 +2,77 @@ package harness
 
 import (
 	"go/ast"
+	"go/build"
+	"go/doc"
 	"go/parser"
 	"go/token"
 	"path/filepath"
 	"strings"
 	"testing"
 )
+
+// maxSurface bounds the lines `go doc -short` prints for the package: a
+// newcomer should be able to hold the package in their head. ARCHITECTURE.md
+// ("The harness's public surface") says why each group that remains does.
+const maxSurface = 55
+
+// TestSurfaceSmall counts the package's exported entries as `go doc
+// -short` lists them (go/doc is what go doc reads): one line per exported
+// const or var group, function and type, and under each type the const and
+// var groups of that type and the functions that return it. Methods and
+// fields are not counted, as go doc -short does not list them.
+func TestSurfaceSmall(t *testing.T) {
+	entries := surfaceEntries(t, ".")
+	if len(entries) > maxSurface {
+		t.Errorf("go doc -short lists %d entries, more than %d: unexport what only harness uses, "+
+			"move a name one other package uses there, group constants:\n  %s",
+			len(entries), maxSurface, strings.Join(entries, "\n  "))
+	}
+}
+
+// surfaceEntries lists the exported entries of the package in dir that
+// go doc -short prints, one string each, for this build's files.
+func surfaceEntries(t *testing.T, dir string) []string {
+	t.Helper()
+	bp, err := build.Default.ImportDir(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	var files []*ast.File
+	for _, name := range bp.GoFiles {
+		f, err := parser.ParseFile(fset, filepath.Join(dir, name), nil, parser.ParseComments|parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	pkg, err := doc.NewFromFiles(fset, files, bp.ImportPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	values := func(kind string, vs []*doc.Value) {
+		for _, v := range vs {
+			out = append(out, kind+" "+strings.Join(v.Names, ", "))
+		}
+	}
+	funcs := func(fs []*doc.Func) {
+		for _, f := range fs {
+			out = append(out, "func "+f.Name)
+		}
+	}
+	values("const", pkg.Consts)
+	values("var", pkg.Vars)
+	funcs(pkg.Funcs)
+	for _, ty := range pkg.Types {
+		out = append(out, "type "+ty.Name)
+		values("  const", ty.Consts)
+		values("  var", ty.Vars)
+		funcs(ty.Funcs)
+	}
+	return out
+}
 
 // harness names what stage authors use itself: no exported name is an
 // alias of an internal package's (a type alias, or a constant or variable

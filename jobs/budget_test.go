@@ -138,9 +138,9 @@ func TestInJobBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer j.End(nil, nil)
-	b, ok := dr.Recorder.(harness.VisitBudget)
+	b, ok := dr.Recorder.(harness.VisitGate)
 	if !ok {
-		t.Fatal("the job's recorder is no harness.VisitBudget")
+		t.Fatal("the job's recorder is no harness.VisitGate")
 	}
 	if end.calls != 1 {
 		t.Errorf("the end was read %d times at the start; want once", end.calls)

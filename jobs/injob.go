@@ -639,11 +639,13 @@ func (r *recorder) stopped() string {
 	return r.why
 }
 
+// EventSkipped and EventsUndecodable are not recorded: the feed records
+// every event it receives.
+func (r *recorder) EventSkipped(topic, visit, why string) {}
+func (r *recorder) EventsUndecodable(n int)               {}
+
 var (
-	_ harness.Recorder          = (*recorder)(nil)
-	_ harness.StopRecorder      = (*recorder)(nil)
-	_ harness.DropRecorder      = (*recorder)(nil)
-	_ harness.VisitAdmitter     = (*recorder)(nil)
-	_ harness.HeartbeatRecorder = (*recorder)(nil)
-	_ harness.VisitBudget       = (*recorder)(nil)
+	_ harness.Recorder      = (*recorder)(nil)
+	_ harness.EventRecorder = (*recorder)(nil)
+	_ harness.VisitGate     = (*recorder)(nil)
 )

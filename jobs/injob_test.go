@@ -151,7 +151,11 @@ func TestInJobHook(t *testing.T) {
 func TestInJobPolicyChanged(t *testing.T) {
 	_, dir := inJobRun(t)
 	before := visitStates(t, dir)
-	p, err := harness.Parse(Layout{Dir: dir}.Policy(), []byte(tinyPolicy+"# edited\n"), harness.LoadOptions{})
+	edited := filepath.Join(t.TempDir(), "pipeline.yaml")
+	if err := os.WriteFile(edited, []byte(tinyPolicy+"# edited\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := harness.Load(edited, harness.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

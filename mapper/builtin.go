@@ -86,7 +86,7 @@ func (m fixed) Assign(slices []HostInfo) ([][]DataID, error) {
 // Neighbours names, for each slice, the slices holding the blocks just
 // before and after its own (no wrap-around): the "mapper" exchange
 // topology of a pipeline over ordered data, such as strips of sky. It
-// satisfies harness.NeighbourMapper.
+// satisfies mapper.NeighbourMapper.
 func (m fixed) Neighbours(slices []HostInfo, assigned [][]DataID) ([][]int, error) {
 	out := make([][]int, len(assigned))
 	for i := range assigned {

@@ -100,7 +100,7 @@ func runLocal(c *cli.Context, o localOptions) error {
 		return err
 	}
 
-	noted := harness.NewStopSignals()
+	noted := new(harness.StopSignals)
 	ctx, stop, done := stopOnSignals(c.Context, noted, nil, os.Interrupt, syscall.SIGTERM)
 	defer done()
 

@@ -113,7 +113,7 @@ func runRank(c *cli.Context) error {
 	}
 	// Every rank notes them: a slice's program that dies of the same
 	// signal leaves its visit interrupted, not failed.
-	dr.StopSignals = harness.NewStopSignals()
+	dr.StopSignals = new(harness.StopSignals)
 	ctx, stop, done := stopOnSignals(c.Context, dr.StopSignals, rank0.Load, os.Interrupt, syscall.SIGTERM, syscall.SIGUSR1)
 	defer done()
 	dr.Stop = stop

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dpsbatch/dpsbatch/harness"
 	"github.com/dpsbatch/dpsbatch/internal/conf"
 	"github.com/dpsbatch/dpsbatch/mapper"
 )
@@ -83,7 +82,7 @@ func (m lineMapper) Neighbours(slices []mapper.HostInfo, _ [][]mapper.DataID) ([
 	return out, nil
 }
 
-var _ harness.NeighbourMapper = lineMapper{}
+var _ mapper.NeighbourMapper = lineMapper{}
 
 // lineBlocks returns the ccds (1..ccds) of each of n slices, by slice
 // index: contiguous blocks, the first ones longer by one when needed.
