@@ -868,10 +868,10 @@ func (p *pipeline) endVisit(ctx context.Context, v *visitRun) error {
 	if err := p.cfg.Recorder.VisitEnded(v.id, res); err != nil {
 		return fmt.Errorf("harness: recording the end of visit %s: %w", v.id, err)
 	}
-	switch {
-	case res.Interrupted:
+	switch res.Outcome {
+	case VisitInterrupted:
 		p.log.Warn("visit interrupted", "visit", v.id, "took", res.Took)
-	case res.Failed:
+	case VisitFailed:
 		p.log.Error("visit failed", "visit", v.id, "err", res.Err, "took", res.Took)
 	default:
 		p.log.Info("visit done", "visit", v.id, "failedSlices", v.nFailed, "took", res.Took)
@@ -884,20 +884,18 @@ func (p *pipeline) endVisit(ctx context.Context, v *visitRun) error {
 // failed (a failure on the Pipeline), failed (the failure rule over the
 // failed data IDs), done.
 func (p *pipeline) outcome(ctx context.Context, v *visitRun) VisitResult {
-	res := VisitResult{FailedSlices: v.nFailed, Took: time.Since(v.start)}
+	res := VisitResult{Outcome: VisitDone, FailedSlices: v.nFailed, Took: time.Since(v.start)}
 	switch {
 	case ctx.Err() != nil:
-		res.Interrupted = true
-		res.Err = "interrupted"
+		res.Outcome, res.Err = VisitInterrupted, "interrupted"
 	case v.firstStop != "":
 		// The job is being stopped, and a slice's program died of it:
 		// run the visit again, as if the stop had come before it.
-		res.Interrupted = true
-		res.Err = "interrupted by a stop signal: " + v.firstStop
+		res.Outcome, res.Err = VisitInterrupted, "interrupted by a stop signal: "+v.firstStop
 	case v.serialErr != nil:
-		res.Failed, res.Err = true, v.serialErr.Error()
+		res.Outcome, res.Err = VisitFailed, v.serialErr.Error()
 	case v.nFailed > 0 && p.sliceRuleFails(len(v.failedIDs)):
-		res.Failed = true
+		res.Outcome = VisitFailed
 		res.Err = fmt.Sprintf("%d of %d data IDs failed (failure rule %s); first: %s", len(v.failedIDs), p.totalIDs, p.cfg.Policy.Failure, v.firstFail)
 	}
 	return res
@@ -907,7 +905,7 @@ func (p *pipeline) outcome(ctx context.Context, v *visitRun) VisitResult {
 // as best it can: the run ends with err whatever happens here.
 func (p *pipeline) cutShort(visit string, start time.Time, err error) {
 	p.log.Warn("visit interrupted", "visit", visit, "err", err)
-	res := VisitResult{Interrupted: true, Err: "interrupted: " + err.Error(), Took: time.Since(start)}
+	res := VisitResult{Outcome: VisitInterrupted, Err: "interrupted: " + err.Error(), Took: time.Since(start)}
 	if rerr := p.cfg.Recorder.VisitEnded(visit, res); rerr != nil {
 		p.log.Error("could not record the visit as interrupted", "visit", visit, "err", rerr)
 	}

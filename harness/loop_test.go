@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -217,7 +218,13 @@ func newEndings() *endings {
 func (e *endings) VisitStarted(string, time.Time) error          { return nil }
 func (e *endings) StageDone(string, string, time.Duration) error { return nil }
 func (e *endings) SliceFailed(SliceFailure) error                { return nil }
+
+// VisitEnded refuses an outcome that is not one of the fixed names, which
+// stops the run: every test that records endings checks them.
 func (e *endings) VisitEnded(v string, r VisitResult) error {
+	if !slices.Contains([]VisitOutcome{VisitDone, VisitFailed, VisitInterrupted}, r.Outcome) {
+		return fmt.Errorf("visit %s ended with outcome %q, not one of the visit outcomes", v, r.Outcome)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.results[v] = r
@@ -375,7 +382,7 @@ func TestFailureIsolation(t *testing.T) {
 	if f := byStage["oops"]; f.Visit != "2" || f.Slice != 3 || f.DataID != "ccd=5" || !strings.Contains(f.Err, "deliberate failure in ccd=5") {
 		t.Errorf("error recorded as %+v", f)
 	}
-	if r := end.results["2"]; !r.Failed || r.FailedSlices != 2 || !strings.Contains(r.Err, "2 of 6 data IDs failed") {
+	if r := end.results["2"]; r.Outcome != VisitFailed || r.FailedSlices != 2 || !strings.Contains(r.Err, "2 of 6 data IDs failed") {
 		t.Errorf("visit 2 result %+v", r)
 	}
 }
@@ -393,7 +400,7 @@ func TestFailureRules(t *testing.T) {
 		t.Run(tc.rule+"/"+tc.failing, func(t *testing.T) {
 			policy := testHead + "failure: {visit: " + tc.rule + "}\nstages:\n  - {name: f, type: test-fail, settings: {visit: \"1\", dataId: \"" + tc.failing + "\"}}\n"
 			sum, end, err := runYAML(t, policy, []string{"1"})
-			if got := end.results["1"].Failed; got != tc.wantFailed {
+			if got := end.results["1"].Outcome == VisitFailed; got != tc.wantFailed {
 				t.Errorf("visit failed = %v, want %v (%+v)", got, tc.wantFailed, end.results["1"])
 			}
 			if tc.wantFailed != errors.Is(err, ErrVisitsFailed) {
@@ -416,7 +423,7 @@ func TestSerialFailureFailsVisitAndSkipsSlices(t *testing.T) {
 	if !errors.Is(err, ErrVisitsFailed) {
 		t.Fatalf("err = %v", err)
 	}
-	if r := end.results["2"]; !r.Failed || !strings.Contains(r.Err, `stage "gate": preprocess: preprocess says no`) {
+	if r := end.results["2"]; r.Outcome != VisitFailed || !strings.Contains(r.Err, `stage "gate": preprocess: preprocess says no`) {
 		t.Errorf("visit 2: %+v", r)
 	}
 	// Visit 2 ran the first stage (6 records) but not the last.
@@ -467,7 +474,7 @@ func TestStageWaitsForEvent(t *testing.T) {
 		t.Fatalf("err = %v, want visit 3 to fail", err)
 	}
 	for v, ra := range map[string]string{"1": "10.5", "2": "20.5"} {
-		if end.results[v].Failed {
+		if end.results[v].Outcome == VisitFailed {
 			t.Errorf("visit %s failed: %s", v, end.results[v].Err)
 		}
 		n := 0
@@ -480,7 +487,7 @@ func TestStageWaitsForEvent(t *testing.T) {
 			t.Errorf("visit %s: %d slice clipboards got ra=%s, want 6: %v", v, n, ra, sink.sorted(v))
 		}
 	}
-	if r := end.results["3"]; !r.Failed || !strings.Contains(r.Err, `no event on topic "ephem" within 300ms`) {
+	if r := end.results["3"]; r.Outcome != VisitFailed || !strings.Contains(r.Err, `no event on topic "ephem" within 300ms`) {
 		t.Errorf("visit 3: %+v", r)
 	}
 }
@@ -566,7 +573,7 @@ func TestShutdownStopsAtVisitBoundary(t *testing.T) {
 	if strings.Join(end2.order, ",") != "1,2" {
 		t.Errorf("visits run: %v, want 1,2", end2.order)
 	}
-	if end2.results["2"].Failed {
+	if end2.results["2"].Outcome == VisitFailed {
 		t.Errorf("visit 2 failed: %s", end2.results["2"].Err)
 	}
 	if sum.Stopped != "shutdown event" {
@@ -592,7 +599,7 @@ func TestInterruptMidVisit(t *testing.T) {
 	if strings.Join(end.order, ",") != "1,2" {
 		t.Errorf("visits: %v, want 1,2", end.order)
 	}
-	if r := end.results["2"]; !r.Interrupted || r.Failed {
+	if r := end.results["2"]; r.Outcome != VisitInterrupted {
 		t.Errorf("visit 2: %+v, want interrupted, not failed", r)
 	}
 	if sum.Done != 1 || sum.Interrupted != 1 {

@@ -145,7 +145,7 @@ func (t Pattern) staticPrefix(static map[string]string) (string, bool) {
 // locationNames are the keys of a policy's location map.
 var locationNames = []string{"input", "output", "scratch", "work"}
 
-// Locations is a run's location map: where its input is read and its
+// locationMap is a run's location map: where its input is read and its
 // output, scratch and work files go. Relative templates resolve against the
 // run directory. Every path a stage builds from a template must stay inside
 // the run directory or one of the locations' fixed parts (the directory
@@ -154,7 +154,7 @@ var locationNames = []string{"input", "output", "scratch", "work"}
 // expanded (a path, or a value such as an exec stage's argument), stays
 // under its own root: its fixed part, or the run directory when that is
 // "/".
-type Locations struct {
+type locationMap struct {
 	runDir string
 	tmpls  map[string]Pattern
 	bases  []string
@@ -164,8 +164,8 @@ type Locations struct {
 // newLocations builds a location map for a run directory (absolute).
 // static holds the names known for the whole run (run, pipeline,
 // pipelinedir), used to find each location's fixed part.
-func newLocations(runDir string, tmpls map[string]Pattern, static map[string]string) *Locations {
-	l := &Locations{runDir: filepath.Clean(runDir), tmpls: tmpls, roots: map[string]string{}}
+func newLocations(runDir string, tmpls map[string]Pattern, static map[string]string) *locationMap {
+	l := &locationMap{runDir: filepath.Clean(runDir), tmpls: tmpls, roots: map[string]string{}}
 	l.bases = append(l.bases, l.runDir)
 	if d := filepath.Clean(static["pipelinedir"]); d != "." && d != "/" && d != l.runDir {
 		// The pipeline's own directory (scripts, calibration files).
@@ -198,7 +198,7 @@ func newLocations(runDir string, tmpls map[string]Pattern, static map[string]str
 
 // location checks p, the expansion of location name, and returns it
 // absolute and clean: it must be its root or under it.
-func (l *Locations) location(name, p string) (string, error) {
+func (l *locationMap) location(name, p string) (string, error) {
 	p = l.abs(p)
 	root := l.roots[name]
 	if root == "" {
@@ -211,9 +211,9 @@ func (l *Locations) location(name, p string) (string, error) {
 }
 
 // RunDir is the run directory.
-func (l *Locations) RunDir() string { return l.runDir }
+func (l *locationMap) RunDir() string { return l.runDir }
 
-func (l *Locations) abs(p string) string {
+func (l *locationMap) abs(p string) string {
 	if !filepath.IsAbs(p) {
 		p = filepath.Join(l.runDir, p)
 	}
@@ -222,7 +222,7 @@ func (l *Locations) abs(p string) string {
 
 // contain checks that p (absolute, clean) is inside the run directory or a
 // location's fixed part.
-func (l *Locations) contain(p string) error {
+func (l *locationMap) contain(p string) error {
 	for _, b := range l.bases {
 		if p == b || strings.HasPrefix(p, b+string(filepath.Separator)) {
 			return nil

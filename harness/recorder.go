@@ -74,12 +74,21 @@ type SliceFailure struct {
 
 // VisitResult is how a visit ended.
 type VisitResult struct {
-	Failed       bool
-	Interrupted  bool   // the run was interrupted during the visit: run it again
-	Err          string // why it failed: a serial stage's error, or a summary of slice failures
+	Outcome      VisitOutcome
+	Err          string // why it failed (a serial stage's error, or a summary of slice failures) or was interrupted
 	FailedSlices int    // slice clipboards that failed
 	Took         time.Duration
 }
+
+// VisitOutcome is how a visit ended: one of the three below.
+type VisitOutcome string
+
+// The visit outcomes.
+const (
+	VisitDone        VisitOutcome = "done"
+	VisitFailed      VisitOutcome = "failed"
+	VisitInterrupted VisitOutcome = "interrupted" // the run was interrupted during the visit: run it again
+)
 
 // Summary is a Recorder that keeps counts and the failures of a run in
 // memory, for `dpsbatch local` and tests. Its memory grows with failures,
@@ -142,17 +151,16 @@ func (s *Summary) SliceFailed(f SliceFailure) error {
 func (s *Summary) VisitEnded(visit string, r VisitResult) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r.Interrupted {
+	switch r.Outcome {
+	case VisitInterrupted:
 		s.Interrupted++
-		return nil
-	}
-	if r.Failed {
+	case VisitFailed:
 		s.Failed++
 		if len(s.FailedVisits) < maxKept {
 			s.FailedVisits = append(s.FailedVisits, visit)
 			s.Reasons[visit] = r.Err
 		}
-	} else {
+	default:
 		s.Done++
 	}
 	return nil

@@ -96,12 +96,12 @@ func TestStopSignalInterruptsVisit(t *testing.T) {
 				[]string{"1", "2", "3"}, func(lr *RunOptions) { lr.StopSignals = killNotes })
 			r := end.results["2"]
 			if !tc.interrupted {
-				if !r.Failed || r.Interrupted || sum.SliceFailureCount != 1 || !errors.Is(err, ErrVisitsFailed) {
+				if r.Outcome != VisitFailed || sum.SliceFailureCount != 1 || !errors.Is(err, ErrVisitsFailed) {
 					t.Errorf("visit 2 %+v, %d slice failures, err %v; want it failed", r, sum.SliceFailureCount, err)
 				}
 				return
 			}
-			if !r.Interrupted || r.Failed || !strings.Contains(r.Err, `interrupted by a stop signal: stage "work", slice 1, data ID ccd=1: exec: prog was killed`) {
+			if r.Outcome != VisitInterrupted || !strings.Contains(r.Err, `interrupted by a stop signal: stage "work", slice 1, data ID ccd=1: exec: prog was killed`) {
 				t.Errorf("visit 2 %+v; want interrupted by the stop signal, naming the data ID", r)
 			}
 			if err != nil || sum.Failed != 0 || sum.SliceFailureCount != 0 || sum.Interrupted != 1 || sum.Done != 2 {
@@ -165,10 +165,10 @@ func TestSliceDeathInterruptsVisit(t *testing.T) {
 	if !errors.Is(errs[0], comm.ErrAborted) {
 		t.Errorf("rank 0: %v; want the communicator aborted", errs[0])
 	}
-	if r := end.results["1"]; r.Failed || r.Interrupted {
+	if r := end.results["1"]; r.Outcome != VisitDone {
 		t.Errorf("visit 1 %+v; want done", r)
 	}
-	if r := end.results["2"]; !r.Interrupted || !strings.Contains(r.Err, "slice 1 killed") {
+	if r := end.results["2"]; r.Outcome != VisitInterrupted || !strings.Contains(r.Err, "slice 1 killed") {
 		t.Errorf("visit 2 %+v; want interrupted, saying why", r)
 	}
 	if _, ok := end.results["3"]; ok {

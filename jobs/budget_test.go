@@ -156,7 +156,7 @@ func TestInJobBudget(t *testing.T) {
 		}
 	}
 	must(dr.Recorder.VisitStarted("v002", c.now()))
-	must(dr.Recorder.VisitEnded("v002", harness.VisitResult{Took: 3 * time.Second}))
+	must(dr.Recorder.VisitEnded("v002", harness.VisitResult{Outcome: harness.VisitDone, Took: 3 * time.Second}))
 	if why := b.TimeForVisit("v004"); !strings.HasPrefix(why, "time limit near: 12s left") {
 		t.Errorf("12s left, a visit of 3s: %q; want a stop", why)
 	}

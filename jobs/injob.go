@@ -578,14 +578,18 @@ func (r *recorder) SliceFailed(f harness.SliceFailure) error {
 }
 
 func (r *recorder) VisitEnded(v string, res harness.VisitResult) error {
-	s := state.Done
-	switch {
-	case res.Interrupted:
+	var s state.VisitState
+	switch res.Outcome {
+	case harness.VisitDone:
+		s = state.Done
+	case harness.VisitInterrupted:
 		s = state.Interrupted
-	case res.Failed:
+	case harness.VisitFailed:
 		s = state.Failed
+	default:
+		return fmt.Errorf("jobs: visit %s ended with an unknown outcome %q", v, res.Outcome)
 	}
-	if r.budget != nil && !res.Interrupted {
+	if r.budget != nil && res.Outcome != harness.VisitInterrupted {
 		r.budget.visitTook(res.Took)
 	}
 	return r.st.VisitEnded(v, s, res.Err, r.now())

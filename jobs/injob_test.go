@@ -114,12 +114,15 @@ func TestInJobHook(t *testing.T) {
 	}
 	must(r.VisitStarted("v002", at))
 	must(r.StageDone("v002", "work", 3*time.Second))
-	must(r.VisitEnded("v002", harness.VisitResult{}))
+	must(r.VisitEnded("v002", harness.VisitResult{Outcome: harness.VisitDone}))
 	must(r.VisitStarted("v004", at))
 	must(r.SliceFailed(harness.SliceFailure{Visit: "v004", Stage: "work", Slice: 2, DataID: "ccd=2", Err: "exit 1"}))
-	must(r.VisitEnded("v004", harness.VisitResult{Failed: true, Err: "1 of 2 data IDs failed"}))
+	must(r.VisitEnded("v004", harness.VisitResult{Outcome: harness.VisitFailed, Err: "1 of 2 data IDs failed"}))
 	must(r.VisitStarted("v005", at))
-	must(r.VisitEnded("v005", harness.VisitResult{Interrupted: true, Err: "interrupted"}))
+	must(r.VisitEnded("v005", harness.VisitResult{Outcome: harness.VisitInterrupted, Err: "interrupted"}))
+	if err := r.VisitEnded("v006", harness.VisitResult{}); err == nil || !strings.Contains(err.Error(), "unknown outcome") {
+		t.Errorf("a visit without an outcome: %v; want it refused", err)
+	}
 	if err := r.VisitStarted("v001", at); !errors.Is(err, state.ErrAlreadyDone) {
 		t.Errorf("starting a done visit: %v; want ErrAlreadyDone", err)
 	}
@@ -256,7 +259,7 @@ func TestInJobStopFile(t *testing.T) {
 			if tc.finish {
 				for _, id := range []string{"v002", "v004", "v005", "v006"} {
 					dr.Recorder.VisitStarted(id, fixedNow())
-					if err := dr.Recorder.VisitEnded(id, harness.VisitResult{}); err != nil {
+					if err := dr.Recorder.VisitEnded(id, harness.VisitResult{Outcome: harness.VisitDone}); err != nil {
 						t.Fatal(err)
 					}
 				}

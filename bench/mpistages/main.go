@@ -62,7 +62,7 @@ func (c *clock) SliceFailed(f harness.SliceFailure) error {
 }
 
 func (c *clock) VisitEnded(v string, r harness.VisitResult) error {
-	if r.Failed || r.Interrupted {
+	if r.Outcome != harness.VisitDone {
 		return fmt.Errorf("mpistages: visit %s: %s", v, r.Err)
 	}
 	c.ended++
