@@ -17,7 +17,6 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/harness/comm"
-	"github.com/dpsbatch/dpsbatch/internal/conf"
 	"github.com/dpsbatch/dpsbatch/mapper"
 )
 
@@ -149,7 +148,7 @@ func init() {
 		New: func(s Settings) (Stage, error) { return xrecordStage{s.Strings("keys")}, nil }})
 	mapper.Register("test-grid", mapper.Factory{
 		Doc:      "test: one data ID per slice on a grid; neighbours up, down, left, right",
-		Settings: []mapper.Setting{{Key: "rows", Kind: conf.Int, Required: true}, {Key: "cols", Kind: conf.Int, Required: true}, {Key: "asym", Kind: conf.Bool}},
+		Settings: []mapper.Setting{{Key: "rows", Kind: mapper.Int, Required: true}, {Key: "cols", Kind: mapper.Int, Required: true}, {Key: "asym", Kind: mapper.Bool}},
 		New: func(v mapper.Values) (mapper.DataMapper, error) {
 			return gridMapper{rows: v.Int("rows"), cols: v.Int("cols"), asym: v.Bool("asym")}, nil
 		}})

@@ -247,7 +247,7 @@ func decodeMapper(d *conf.Decoder, n *yaml.Node, path string) mapperSpec {
 		d.Errorf(&yaml.Node{Line: m.Line}, conf.Join(path, "type"), "%v", trimPkg(err))
 		return m
 	}
-	m.Settings = d.Settings(settings, conf.Join(path, "settings"), f.Settings)
+	m.Settings = d.Settings(settings, conf.Join(path, "settings"), f.Declared())
 	return m
 }
 

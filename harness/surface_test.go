@@ -74,13 +74,21 @@ func surfaceEntries(t *testing.T, dir string) []string {
 	return out
 }
 
-// harness names what stage authors use itself: no exported name is an
-// alias of an internal package's (a type alias, or a constant or variable
-// that merely renames one). ErrInvalid is the one exception: it must be
-// conf.ErrInvalid itself, so errors.Is matches every conf error. Nor is a
-// type called Template, the name of the job script's type.
+// harness, and mapper beside it, name what stage and mapper authors use
+// themselves: no exported name is an alias of an internal package's (a
+// type alias, or a constant or variable that merely renames one).
+// ErrInvalid is the one exception: it must be conf.ErrInvalid itself, so
+// errors.Is matches every conf error. Nor is a type called Template, the
+// name of the job script's type.
 func TestNoAliasesOfInternalNames(t *testing.T) {
-	files, err := filepath.Glob("*.go")
+	for _, dir := range []string{".", "../mapper"} {
+		checkNoAliases(t, dir)
+	}
+}
+
+func checkNoAliases(t *testing.T, dir string) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
 	if err != nil {
 		t.Fatal(err)
 	}

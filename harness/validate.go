@@ -70,7 +70,7 @@ func (p *Policy) NewMapper() (mapper.DataMapper, error) {
 	if err != nil {
 		return nil, p.errorAt(p.Mapper.Line, "mapper.type", "%s", trimPkg(err))
 	}
-	m, err := f.New(p.Mapper.Settings)
+	m, err := f.Build(p.Mapper.Settings)
 	if err != nil {
 		// A mapper's errors start with its name ("range: step must be
 		// at least 1"); the position says which mapper it is.

@@ -110,16 +110,11 @@ type ValueChecker interface {
 	CheckValues() error
 }
 
-// Setting and Values are the declared settings of a mapper, checked against
-// the policy's mapper.settings before New is called.
-type (
-	Setting = conf.Setting
-	Values  = conf.Values
-)
-
 // Factory makes a mapper from its settings.
 type Factory struct {
-	Doc      string
+	Doc string
+	// Settings are checked against the policy's mapper.settings before
+	// New is called.
 	Settings []Setting
 	// New builds the mapper. Its errors start with the mapper's name,
 	// then the settings key they are about ("range: step must be at
