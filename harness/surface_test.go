@@ -6,6 +6,7 @@ import (
 	"go/doc"
 	"go/parser"
 	"go/token"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -143,5 +144,45 @@ func checkNoAliases(t *testing.T, dir string) {
 				}
 			}
 		}
+	}
+}
+
+// README.md's Go stage example is readme_stage_test.go, which the tests
+// compile (and whose init registers the stage): the README shows the file
+// from its imports on, so the example cannot drift from the API.
+func TestReadmeStageExample(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := os.ReadFile("readme_stage_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n### Writing a stage in Go\n")
+	_, block, ok2 := strings.Cut(section, "\n```go\n")
+	block, _, ok3 := strings.Cut(block, "\n```\n")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal(`README.md has no "### Writing a stage in Go" section with a go code block`)
+	}
+	fromImports := func(src string) string {
+		if i := strings.Index(src, "\nimport ("); i >= 0 {
+			return strings.TrimSpace(src[i:])
+		}
+		return ""
+	}
+	if got, want := fromImports(block), fromImports(string(file)); got == "" || got != want {
+		t.Errorf("README.md's stage example differs from readme_stage_test.go (from the imports on):\n--- README\n%s\n--- file\n%s", got, want)
+	}
+	ty, err := LookupStage("scale")
+	if err != nil {
+		t.Fatalf("the example's stage is not registered: %v", err)
+	}
+	st, err := ty.New(Settings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := st.(Processor); !ok {
+		t.Error("the example's stage has no Process")
 	}
 }
