@@ -6,8 +6,9 @@
 // The nouns, and how they relate:
 //
 //   - A Policy is a pipeline's policy file, loaded and validated by Load
-//     (LoadOptions name its pipeline and directory first): its stages in order, the mapper, the trigger topic, the
-//     locations and the failure rule (visitRule).
+//     (LoadOptions name its pipeline and directory first): its stages in
+//     order, the mapper, the trigger (an EventFilter), the locations and
+//     the failure rule.
 //   - A Stage is an instance of a registered stage Type (RegisterStage;
 //     the built-ins register in builtin.go). It does its work through
 //     optional parts: Processor (Process, on every Slice, once per
@@ -24,7 +25,7 @@
 //     slice and data ID, path patterns (Pattern) and locations, a logger,
 //     Emit, and Publish (the Pipeline only).
 //   - A visit is one trigger event's worth of work: a Visit is a line of
-//     a visit file, published as a trigger event (publishVisits). The
+//     a visit file, published as a trigger event by Run. The
 //     Pipeline reads the trigger topic; a stage may wait for an event of
 //     its own; a no-more-data event ends the run once the visit in flight
 //     is done, and a shutdown event (or RunOptions.Stop, or a VisitGate's
@@ -32,8 +33,9 @@
 //   - A mapper.DataMapper assigns the data IDs to the Slices once, before
 //     the first visit, from every rank's mapper.HostInfo.
 //   - A Recorder hears the Pipeline's progress (visit started, stage done,
-//     slice failed, visit ended) and its optional extras admit visits and
-//     budget time; Summary is the in-memory one.
+//     slice failed, visit ended, with a VisitOutcome); its optional
+//     extras hear what became of events (EventRecorder) and admit visits
+//     and budget time (VisitGate). Summary is the in-memory one.
 //   - The communicators (harness/comm: local, tcp, mpi) move the bytes;
 //     messages.go says what the bytes are and protocol.go in what order
 //     they travel.
@@ -45,6 +47,7 @@
 // a communicator the caller opened (RunOptions.Comm: bench/mpistages,
 // tests). The options also say what runs: a loaded Policy and its Visits,
 // or the files every rank loads (and then agrees on before starting).
+// Its error says how the run ended; ExitCode turns it into the exit status.
 //
 // What it never does: it never imports the batch side (jobs, scheduler,
 // state, site, templates); it never writes a run's state file itself,

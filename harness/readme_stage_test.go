@@ -18,7 +18,7 @@ func (s scale) Process(cx *harness.Context, cb *harness.Clipboard) error {
 	if !ok {
 		return fmt.Errorf("no mean")
 	}
-	cx.Logger().Debug("scaling", "mean", v) // carries run, visit, stage, slice, dataId
+	cx.Logger().Debug("scaling", "mean", v)      // carries run, visit, stage, slice, dataId
 	cb.PutShared("scaled", v.(float64)*s.factor) // shared: gathered on the Pipeline as a list
 	return nil
 }
