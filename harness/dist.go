@@ -64,8 +64,9 @@ type RunOptions struct {
 	// policy file's folder: a batch run keeps a copy of the policy in its
 	// run directory while the scripts it names stay where they were.
 	PipelineDir string
-	// Host describes this rank's task; the zero value means thisTask()
-	// for a rank of its own process, the machine for CommLocal.
+	// Host describes this rank's task for the mapper; the zero value means
+	// what Slurm or mpirun gave the task (else the machine's CPUs and
+	// memory), and for CommLocal the whole machine.
 	Host   mapper.HostInfo
 	Logger *slog.Logger // nil discards
 
@@ -80,7 +81,7 @@ type RunOptions struct {
 	Stop <-chan struct{}
 	// StopSignals, on every rank, hears of the stop signals this rank's
 	// process received (nil: none are heard of). A Slice whose stage
-	// fails with ErrKilled after one (or within stopGrace of it) reports
+	// fails with ErrKilled after one (or shortly before it) reports
 	// its data ID as stopped, and the Pipeline records the visit as
 	// interrupted, not failed.
 	StopSignals *StopSignals
