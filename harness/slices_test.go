@@ -29,7 +29,7 @@ func (l *lockedBuffer) String() string {
 }
 
 // Rank 0 warns about the number of slices only when the communicator's
-// differs from what was asked: DistRun.Slices (naming SlicesFrom), else
+// differs from what was asked: RunOptions.Slices (naming SlicesFrom), else
 // the policy's count.
 func TestWarnSlicesAsked(t *testing.T) {
 	dir := t.TempDir()
@@ -51,11 +51,12 @@ func TestWarnSlicesAsked(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs lockedBuffer
-			feed := func(p *Policy, dr *DistRun) error { dr.Slices, dr.SlicesFrom = tc.asked, tc.from; return nil }
-			dr := DistRun{PolicyPath: policy, VisitsPath: filepath.Join(dir, "v.csv"), RunID: "r", RunDir: dir, Rank0: feed,
+			feed := func(p *Policy, dr *RunOptions) error { dr.Slices, dr.SlicesFrom = tc.asked, tc.from; return nil }
+			dr := RunOptions{PolicyPath: policy, VisitsPath: filepath.Join(dir, "v.csv"), RunID: "r", RunDir: dir, Rank0: feed,
 				Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 			os.WriteFile(dr.VisitsPath, []byte("visitId\na\n"), 0o644)
-			if _, err := RunRanks(context.Background(), dr, tc.size); err != nil {
+			dr.Ranks, dr.Size = CommLocal, tc.size
+			if _, err := Run(context.Background(), dr); err != nil {
 				t.Fatal(err)
 			}
 			warned := strings.Contains(logs.String(), "number of slices")
