@@ -229,8 +229,7 @@ func (r *rank) assign() ([]mapper.DataID, []int, error) {
 			}
 		}
 		if assignErr == nil {
-			r.totalIDs = countIDs(ids)
-			r.log.Info("data assigned", "slices", len(hosts), "dataIds", countIDs(ids))
+			r.logAssigned(ids)
 		}
 	}
 	part, err := r.c.Scatter(0, parts)
@@ -268,6 +267,23 @@ func readAssignment(part []byte) ([]mapper.DataID, []int, error) {
 		return nil, nil, fmt.Errorf("the Pipeline could not assign data: %s", m.Err)
 	}
 	return m.IDs, m.Neighbours, nil
+}
+
+// logAssigned notes the mapper's assignment, and warns when it leaves
+// slices without a data ID: they sit idle for the whole run.
+func (r *rank) logAssigned(ids [][]mapper.DataID) {
+	r.totalIDs = countIDs(ids)
+	r.log.Info("data assigned", "slices", len(ids), "dataIds", r.totalIDs)
+	idle := 0
+	for _, s := range ids {
+		if len(s) == 0 {
+			idle++
+		}
+	}
+	if idle > 0 {
+		r.log.Warn("slices have no data ID and stay idle for the whole run: ask for as many slices as the mapper has data IDs",
+			"idle", idle, "slices", len(ids), "dataIds", r.totalIDs)
+	}
 }
 
 func countIDs(ids [][]mapper.DataID) int {
