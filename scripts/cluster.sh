@@ -8,7 +8,7 @@
 # account science; the ordinary user dpsuser (for tests that must not run
 # as root) is in account physics only.
 #
-#   scripts/cluster.sh install     apt-get install what the cluster needs (skipped when installed)
+#   scripts/cluster.sh install     apt-get install what the cluster and the tests need (skipped when installed)
 #   scripts/cluster.sh start       install if needed, start every missing daemon, wait for 4 idle nodes
 #                                  (a no-op when all is up and the config is unchanged; a change of
 #                                  the authentication lines alone restarts only slurmctld and slurmdbd)
@@ -24,8 +24,9 @@
 # Logs: /var/log/slurm (slurmctld.log, slurmd-nX.log, slurmdbd.log, mariadb.log, slurmrestd.log).
 set -euo pipefail
 
+# chromium (headless) opens the run report in its test.
 readonly PACKAGES=(slurmctld slurmd slurm-client slurmrestd munge openmpi-bin libopenmpi-dev
-	slurmdbd mariadb-server curl pkg-config gcc nats-server)
+	slurmdbd mariadb-server curl pkg-config gcc nats-server chromium)
 readonly NODES=(n1 n2 n3 n4)
 readonly CLUSTER_NAME=dps
 readonly ACCOUNT=science

@@ -90,9 +90,12 @@ func openRun(c *cli.Context, siteRequired bool) (runTarget, error) {
 	return t, err
 }
 
+// printJSON writes v as indented JSON, with <, > and & as themselves
+// (the output is read by scripts and people, never embedded in HTML).
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
 }
 
