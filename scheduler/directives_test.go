@@ -64,3 +64,22 @@ echo start
 		}
 	}
 }
+
+// TestRESTEnvironment: a job submitted through slurmrestd gets this
+// process's environment as sbatch would give it, without the token's
+// variable, SLURM_JWT or this process's own job's SLURM_* variables.
+func TestRESTEnvironment(t *testing.T) {
+	t.Setenv("DPS_REST_TOKEN", "x.y.z")
+	t.Setenv("SLURM_JWT", "a.b.c")
+	t.Setenv("SLURM_JOB_ID", "5")
+	t.Setenv("DPS_KEEP", "kept")
+	env := (&REST{tokenEnv: "DPS_REST_TOKEN"}).environment()
+	for _, k := range []string{"DPS_REST_TOKEN", "SLURM_JWT", "SLURM_JOB_ID"} {
+		if _, ok := env[k]; ok {
+			t.Errorf("the job's environment holds %s", k)
+		}
+	}
+	if env["DPS_KEEP"] != "kept" || env["PATH"] == "" {
+		t.Errorf("the job's environment lacks DPS_KEEP or PATH: %v", env)
+	}
+}
