@@ -5,7 +5,9 @@
 # is NAME.STATUS.json (STATUS: the HTTP status). Lists are cut down to the
 # jobs submitted here. Tokens are minted for a minute and never written.
 #   rec-ok completes; rec-fail exits 3; rec-run runs (recorded running,
-#   then cancelled); the openapi listing keeps only its paths.
+#   then cancelled); the openapi listing keeps only its paths. The tests
+#   name the job IDs of this recording (920, 921, 922): a new recording
+#   has new IDs, to be put in client_test.go.
 set -euo pipefail
 url=http://127.0.0.1:6820
 user=slurmrest
