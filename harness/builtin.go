@@ -39,7 +39,7 @@ func init() {
 		Doc:  "runs an external program per slice clipboard; a JSON object it prints on stdout merges into the clipboard",
 		Settings: []Setting{
 			{Key: "command", Kind: Strings, Required: true, Doc: "program and arguments, each a template such as \"{input}/ccd{ccd}.dat\""},
-			{Key: "timeout", Kind: Duration, Default: DefaultExecTimeout, Doc: "time allowed per run; the program and its children are killed after it"},
+			{Key: "timeout", Kind: Duration, Default: defaultExecTimeout, Doc: "time allowed per run; the program and its children are killed after it"},
 			{Key: "dir", Kind: String, Doc: "working directory (path template); default: the run directory"},
 			{Key: "env", Kind: StringMap, Doc: "extra environment variables, values are templates"},
 			{Key: "produces", Kind: Strings, Doc: "keys the program prints in its JSON object (each must appear)"},
@@ -57,7 +57,7 @@ func init() {
 			{Key: "produces", Kind: Strings, Doc: "keys the program answers in its outputs (each must appear)"},
 			{Key: "shared", Kind: Strings, Doc: "keys of produces that are shared (sent back to the Pipeline)"},
 			{Key: "params", Kind: Any, Doc: "a mapping sent to the program with each data ID, as params"},
-			{Key: "timeout", Kind: Duration, Default: DefaultExecTimeout, Doc: "time allowed per data ID; the program is then killed and started again for the next"},
+			{Key: "timeout", Kind: Duration, Default: defaultExecTimeout, Doc: "time allowed per data ID; the program is then killed and started again for the next"},
 			{Key: "grace", Kind: Duration, Default: 5 * time.Second, Doc: "time the program has to end once its stdin is closed at the end of the run, before it is killed"},
 			{Key: "dir", Kind: String, Doc: "working directory (path template); default: the run directory"},
 			{Key: "env", Kind: StringMap, Doc: "extra environment variables, values are templates"},

@@ -14,9 +14,9 @@ import (
 	"time"
 )
 
-// DefaultExecTimeout is how long an exec stage's program may run per
+// defaultExecTimeout is how long an exec stage's program may run per
 // clipboard unless its settings say otherwise.
-const DefaultExecTimeout = 10 * time.Minute
+const defaultExecTimeout = 10 * time.Minute
 
 const (
 	maxStdout  = 16 << 20 // bytes of stdout kept for the JSON object
@@ -39,7 +39,7 @@ func parseProgram(s Settings) (program, error) {
 		return p, errors.New("command: name the program to run (and its arguments), such as [python3, measure.py, \"{input}\"]")
 	}
 	for i, a := range args {
-		t, err := ParsePattern(a)
+		t, err := parsePattern(a)
 		if err != nil {
 			return p, fmt.Errorf("command[%d]: %w", i, err)
 		}
@@ -49,14 +49,14 @@ func parseProgram(s Settings) (program, error) {
 		return p, errors.New("timeout must be positive")
 	}
 	if d := s.String("dir"); d != "" {
-		t, err := ParsePattern(d)
+		t, err := parsePattern(d)
 		if err != nil {
 			return p, fmt.Errorf("dir: %w", err)
 		}
 		p.dir = &t
 	}
 	for _, e := range s.Pairs("env") {
-		t, err := ParsePattern(e.Value)
+		t, err := parsePattern(e.Value)
 		if err != nil {
 			return p, fmt.Errorf("env.%s: %w", e.Key, err)
 		}
@@ -199,7 +199,7 @@ func writtenLocations(ts []Pattern) []Pattern {
 	for _, name := range []string{"output", "scratch", "work"} {
 		for _, t := range ts {
 			if contains(t.Names(), name) {
-				out = append(out, MustPattern("{"+name+"}"))
+				out = append(out, mustPattern("{"+name+"}"))
 				break
 			}
 		}

@@ -23,7 +23,7 @@ func TestExecStageProgramIgnoresStopSignals(t *testing.T) {
 				"produces":            []string{"alive"},
 				"ignore_stop_signals": true,
 			})
-			cb := NewClipboard()
+			cb := newClipboard()
 			if err := st.(Processor).Process(cx, cb); err != nil {
 				t.Fatal(err)
 			}
@@ -39,7 +39,7 @@ func TestExecStageProgramIgnoresStopSignals(t *testing.T) {
 		"timeout":             10 * time.Second,
 		"ignore_stop_signals": true,
 	})
-	err := st.(Processor).Process(cx, NewClipboard())
+	err := st.(Processor).Process(cx, newClipboard())
 	if err == nil || !strings.Contains(err.Error(), "exec: sh was killed by signal killed") {
 		t.Errorf("error %v, want one saying sh was killed", err)
 	}

@@ -20,7 +20,7 @@ func execSignals(t *testing.T, settings map[string]any) (ppid int, ignored uint6
 	settings["command"] = []string{"sh", "-c", script}
 	settings["timeout"] = 10 * time.Second
 	st := newStage(t, "exec", settings)
-	cb := NewClipboard()
+	cb := newClipboard()
 	if err := st.(Processor).Process(cx, cb); err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func TestExecStageStartsProgramDirectly(t *testing.T) {
 		"command": []string{"sh", "-c", `kill -TERM $$; sleep 0.1; echo '{{"alive": 1}}'`},
 		"timeout": 10 * time.Second,
 	})
-	if err := st.(Processor).Process(cx, NewClipboard()); !errors.Is(err, ErrKilled) {
+	if err := st.(Processor).Process(cx, newClipboard()); !errors.Is(err, ErrKilled) {
 		t.Errorf("a program that got SIGTERM: error %v, want one matching ErrKilled", err)
 	}
 }
@@ -88,7 +88,7 @@ func TestExecStageMakesOutputLocations(t *testing.T) {
 		"env":     pairs("WORK", "{work}"),
 		"timeout": 10 * time.Second,
 	})
-	if err := st.(Processor).Process(cx, NewClipboard()); err != nil {
+	if err := st.(Processor).Process(cx, newClipboard()); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range []string{"out/v1/a.json", "scratch/v1/3/b.json", "work/v1"} {

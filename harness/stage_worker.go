@@ -466,7 +466,7 @@ func (p *workerProc) lost(ctx context.Context, err error, timeout time.Duration)
 	// It ended (end of stdout, or a broken stdin): say how.
 	select {
 	case <-p.exited:
-	case <-time.After(StopGrace):
+	case <-time.After(stopGrace):
 		return fmt.Errorf("%s closed its stdout (%v)%s", p.prog, err, p.stderrTail())
 	}
 	select {

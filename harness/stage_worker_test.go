@@ -17,7 +17,7 @@ import (
 )
 
 // workerRun is a pipeline whose worker stage runs a Python function
-// through python/dpsworker.py, run in-process (RunLocal).
+// through python/dpsworker.py, run in-process (Run with the local ranks).
 type workerRun struct {
 	dir    string // the script, its marks (starts, exits)
 	runDir string
@@ -78,7 +78,7 @@ stages:
 
 func (w *workerRun) run(t *testing.T, policy string, visits ...string) (*Summary, error) {
 	t.Helper()
-	sum, _, err := runYAML(t, policy, visits, func(lr *LocalRun) {
+	sum, _, err := runYAML(t, policy, visits, func(lr *RunOptions) {
 		lr.RunDir = w.runDir
 		lr.Logger = slog.New(slog.NewJSONHandler(w.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})
@@ -300,7 +300,7 @@ func TestWorkerStageKilledBySignal(t *testing.T) {
 		if err := st.(Initializer).Initialize(cx); err != nil {
 			t.Fatal(err)
 		}
-		err := st.(Processor).Process(cx, NewClipboard())
+		err := st.(Processor).Process(cx, newClipboard())
 		if errors.Is(err, ErrKilled) != tc.killed {
 			t.Errorf("%s: error %v, ErrKilled %v; want %v", tc.script, err, errors.Is(err, ErrKilled), tc.killed)
 		}

@@ -27,6 +27,7 @@ func jsonOutputs() map[string]any {
 		"local":                    localRun{},
 		"site check":               siteChecked{},
 		"cancel":                   cancelled{},
+		"stages":                   registry{},
 	}
 }
 
