@@ -31,7 +31,10 @@ import (
 //   - For each data ID the Slice writes one line on the program's stdin, a
 //     JSON object: {"run", "stage", "slice", "visit": the visit ID,
 //     "dataId": {key: value}, "properties": the trigger properties,
-//     "inputs": {key: value} for the clipboard keys the stage's inputs
+//     "locations": {name: absolute path} of the policy's locations for
+//     this data ID (their directories are not made: the worker makes
+//     those it writes into), "inputs": {key: value} for the clipboard
+//     keys the stage's inputs
 //     setting lists, "params": the stage's params setting ({} when
 //     unset)}. Byte strings (the raw format) arrive base64-encoded.
 //   - The program answers with one line on stdout, a JSON object:
@@ -218,19 +221,35 @@ func (st *workerStage) request(cx *Context, cb *Clipboard) ([]byte, error) {
 		inputs[k] = v
 	}
 	b, err := json.Marshal(struct {
-		Run        string          `json:"run"`
-		Stage      string          `json:"stage"`
-		Slice      int             `json:"slice"`
-		Visit      string          `json:"visit"`
-		DataID     mapper.DataID   `json:"dataId"`
-		Properties map[string]any  `json:"properties"`
-		Inputs     map[string]any  `json:"inputs"`
-		Params     json.RawMessage `json:"params"`
-	}{cx.RunID(), cx.Stage(), cx.Slice(), cx.Visit(), cx.DataID(), props, inputs, st.params})
+		Run        string            `json:"run"`
+		Stage      string            `json:"stage"`
+		Slice      int               `json:"slice"`
+		Visit      string            `json:"visit"`
+		DataID     mapper.DataID     `json:"dataId"`
+		Properties map[string]any    `json:"properties"`
+		Locations  map[string]string `json:"locations"`
+		Inputs     map[string]any    `json:"inputs"`
+		Params     json.RawMessage   `json:"params"`
+	}{cx.RunID(), cx.Stage(), cx.Slice(), cx.Visit(), cx.DataID(), props, locations(cx, cb), inputs, st.params})
 	if err != nil {
 		return nil, fmt.Errorf("the request does not encode as JSON: %w", err)
 	}
 	return append(b, '\n'), nil
+}
+
+// locations are the policy's locations expanded for cb, as absolute
+// paths; one that does not expand for it is left out.
+func locations(cx *Context, cb *Clipboard) map[string]string {
+	out := map[string]string{}
+	for _, name := range locationNames {
+		if _, ok := cx.run.locs.tmpls[name]; !ok {
+			continue
+		}
+		if p, err := cx.Path(mustPattern("{"+name+"}"), cb); err == nil {
+			out[name] = p
+		}
+	}
+	return out
 }
 
 // lose kills the worker after err, a loss, and gives it up after

@@ -105,14 +105,15 @@ func (w *workerRun) records(t *testing.T, msg string) []map[string]any {
 
 // A Python function becomes a worker stage: one worker per slice, started
 // once and kept for the run's visits, asked per data ID with its inputs,
-// the visit and its properties and the stage's params; its answer goes on
+// the visit, its properties and locations, and the stage's params; its answer goes on
 // the clipboard, its stderr to the log with the visit and data ID, a
 // banner on its stdout is skipped, and at the end its stdin closes and it
 // exits.
 func TestWorkerStagePythonFunction(t *testing.T) {
 	w := workerScript(t, `    print('working on', data_id['ccd'], file=sys.stderr)
     return {'result': {'ccd': int(inputs['ccd']) + params['add'], 'visit': visit['id'],
-                       'filter': visit['properties']['filter'], 'input_filter': inputs['filter']}}
+                       'filter': visit['properties']['filter'], 'input_filter': inputs['filter'],
+                       'output': visit['locations']['output']}}
 `)
 	sum, err := w.run(t, w.policy(t, ""), "1", "2")
 	if err != nil {
@@ -126,7 +127,8 @@ func TestWorkerStagePythonFunction(t *testing.T) {
 			}
 			var got map[string]any
 			json.Unmarshal(b, &got)
-			want := map[string]any{"ccd": float64(100 + ccd), "visit": v, "filter": "r" + v, "input_filter": "r" + v}
+			want := map[string]any{"ccd": float64(100 + ccd), "visit": v, "filter": "r" + v, "input_filter": "r" + v,
+				"output": filepath.Join(w.runDir, "out", v)}
 			if fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Errorf("visit %s ccd %d: %v, want %v", v, ccd, got, want)
 			}

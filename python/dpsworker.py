@@ -11,7 +11,8 @@ in Python (worker stage)", gives the protocol). This module is that loop:
 
     def process(inputs, data_id, visit, params):
         # inputs: {key: value} for the stage's inputs; data_id: {"ccd": "3"};
-        # visit: {"id": "v1", "properties": {...}}; params: the stage's params.
+        # visit: {"id": "v1", "properties": {...}, "locations": {"output": "/abs/path", ...}};
+        # params: the stage's params.
         return {"matches": match(CATALOG, inputs["sources"], params["radius"])}
 
     if __name__ == "__main__":
@@ -50,7 +51,8 @@ def _answer(process, line):
     """The answer line to one request line."""
     try:
         req = json.loads(line)
-        visit = {"id": req.get("visit", ""), "properties": req.get("properties") or {}}
+        visit = {"id": req.get("visit", ""), "properties": req.get("properties") or {},
+                 "locations": req.get("locations") or {}}
         outputs = process(req.get("inputs") or {}, req.get("dataId") or {}, visit, req.get("params") or {})
         if outputs is None:
             outputs = {}
