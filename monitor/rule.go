@@ -129,7 +129,7 @@ func lostSlices(p part) []Condition {
 	}
 	for _, v := range p.visits {
 		if v.State != state.Done && strings.Contains(v.Err, marker) {
-			add(v.Job, fmt.Sprintf("visit %s %s: %s", v.ID, v.State, v.Err))
+			add(v.Job, fmt.Sprintf("visit %s: %s", v.ID, v.Err))
 		}
 	}
 	for _, j := range p.st.Jobs {
