@@ -89,6 +89,7 @@ func (s CommandSink) Send(ctx context.Context, a Alert) error {
 	cmd := exec.CommandContext(ctx, s.Argv[0], s.Argv[1:]...)
 	cmd.Stdin = bytes.NewReader(append(data, '\n'))
 	cmd.Env = append(os.Environ(), a.environ()...)
+	cmd.WaitDelay = time.Second // a child left holding stderr is not waited for
 	var errOut bytes.Buffer
 	cmd.Stderr = &errOut
 	if err := cmd.Run(); err != nil {

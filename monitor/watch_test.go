@@ -117,8 +117,14 @@ func TestCommandSink(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "pwned")); err == nil {
 		t.Error("the evidence was run by a shell")
 	}
+	// A command that hangs is killed at its timeout.
+	s.Argv, s.Timeout = []string{"sh", "-c", "sleep 30 & sleep 30"}, 200*time.Millisecond
+	start := time.Now()
+	if err := s.Send(context.Background(), a); err == nil || time.Since(start) > 10*time.Second {
+		t.Errorf("hanging command: %v after %s; want an error at its timeout", err, time.Since(start))
+	}
 	// A failing command is an error with its stderr.
-	s.Argv = []string{"sh", "-c", "echo no route to chat >&2; exit 1"}
+	s.Argv, s.Timeout = []string{"sh", "-c", "echo no route to chat >&2; exit 1"}, 10*time.Second
 	if err := s.Send(context.Background(), a); err == nil || !strings.Contains(err.Error(), "no route to chat") {
 		t.Errorf("failing command: %v; want its stderr", err)
 	}
