@@ -98,7 +98,7 @@ func Load(path string) (Rules, error) {
 		return r, fmt.Errorf("%w: monitor: rules: %v", conf.ErrInvalid, err)
 	}
 	d.Map(root, "", map[string]conf.Field{
-		"every": {Decode: func(n *yaml.Node, p string) { r.Every = positive(d, n, p) }},
+		"every": {Decode: func(n *yaml.Node, p string) { r.Every = atLeast(d, n, p, minEvery) }},
 		RuleHeartbeat: {Decode: func(n *yaml.Node, p string) {
 			d.Map(n, p, withOff(d, &r.Heartbeat.Off, map[string]conf.Field{
 				"missed": {Decode: func(n *yaml.Node, p string) { r.Heartbeat.Missed = atLeastOne(d, n, p) }},
@@ -144,6 +144,17 @@ func withOff(d *conf.Decoder, off *bool, fields map[string]conf.Field) map[strin
 		out[k] = f
 	}
 	return out
+}
+
+// minEvery is the shortest time between looks: each asks Slurm.
+const minEvery = 100 * time.Millisecond
+
+func atLeast(d *conf.Decoder, n *yaml.Node, path string, least time.Duration) time.Duration {
+	v := d.Duration(n, path)
+	if v < least && unreported(d, path) {
+		d.Errorf(n, path, "must be at least %s (each look asks Slurm), got %s", least, v)
+	}
+	return v
 }
 
 // positive, atLeastOne and fraction decode a value with a lower (and

@@ -62,7 +62,7 @@ ended_early: {off: maybe}
 		t.Fatalf("Load: %v; want bad input", err)
 	}
 	for _, want := range []string{
-		path + ":1: every: must be more than 0s",
+		path + ":1: every: must be at least 100ms (each look asks Slurm), got 0s",
 		path + ":2: heartbeat.missed: must be 1 or more",
 		path + ":3: failure_rate.above: expected a fraction",
 		path + `:4: no_progres: unknown key (did you mean "no_progress"?)`,
