@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -259,8 +260,10 @@ stages:
 	rules := onlyRule(t, e.dir, monitor.RuleFailureRate, "visits: 3, above: 0.5")
 	m := e.startMonitor("--rules", rules, "frate")
 	a := m.await(monitor.RuleFailureRate, monitor.Raised, 3*time.Minute)
-	// v001 done, v002 and v003 failed: more than half of the last 3.
-	if !strings.HasPrefix(a.Evidence, "2 of the last 3 visits failed (alert above 50%); latest: visit v003: ") || !strings.Contains(a.Evidence, "no sky in v003") {
+	// v001 done, v002 and v003 failed: more than half of the last 3 (or
+	// 3 of 3, on a machine so slow that the monitor's first look came
+	// later).
+	if !regexp.MustCompile(`^[23] of the last 3 visits failed \(alert above 50%\); latest: visit (v00[3-5]): (?s:.*)no sky in v00[3-5]`).MatchString(a.Evidence) {
 		t.Errorf("alert %+v", a)
 	}
 	if code, alerts := m.exit(2 * time.Minute); code != 4 || count(alerts, monitor.RuleFailureRate, monitor.Raised) != 1 {
