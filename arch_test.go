@@ -45,15 +45,18 @@ const importRules = `
 	NONE < .;
 
 	# Helpers with no domain of their own, importable by every package.
-	NONE < internal/conf, internal/enum, internal/slurmtime, internal/version;
-	internal/conf, internal/enum, internal/slurmtime, internal/version < INTERNAL;
+	NONE < internal/conf, internal/enum, internal/retry, internal/slurmtime, internal/version;
+	internal/conf, internal/enum, internal/retry, internal/slurmtime, internal/version < INTERNAL;
 
 	# Leaves: each owns one thing and knows nothing of those that use it.
 	INTERNAL
 	< events, mapper, state, site, templates, harness/comm, examples;
 
+	# slurmrestd's REST API, typed: knows nothing of dpsbatch.
+	INTERNAL < scheduler/slurmrest;
+
 	# Slurm: plans allocations for a site's partitions, submits scripts.
-	site < scheduler;
+	site, scheduler/slurmrest < scheduler;
 
 	# The harness: Pipeline, Slices and the stage loop on a communicator.
 	# It knows events and mapper, nothing of Slurm or the state file.

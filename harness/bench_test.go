@@ -83,7 +83,7 @@ func runBench(b *testing.B, policy string, visits int, marks ...int) (*feeder, t
 	f.publish()
 	f.publish()
 	start := time.Now()
-	sum, err := RunLocal(context.Background(), LocalRun{Policy: p, RunID: "bench", RunDir: b.TempDir(), Broker: mem, Feed: true, Recorder: f})
+	sum, err := Run(context.Background(), RunOptions{Ranks: CommLocal, Policy: p, RunID: "bench", RunDir: b.TempDir(), Broker: mem, Feed: true, Recorder: f})
 	if err != nil {
 		b.Fatal(err)
 	}

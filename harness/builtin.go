@@ -37,7 +37,7 @@ func init() {
 		Doc:  "runs an external program per slice clipboard; a JSON object it prints on stdout merges into the clipboard",
 		Settings: []Setting{
 			{Key: "command", Kind: Strings, Required: true, Doc: "program and arguments, each a template such as \"{input}/ccd{ccd}.dat\""},
-			{Key: "timeout", Kind: Duration, Default: DefaultExecTimeout, Doc: "time allowed per run; the program and its children are killed after it"},
+			{Key: "timeout", Kind: Duration, Default: defaultExecTimeout, Doc: "time allowed per run; the program and its children are killed after it"},
 			{Key: "dir", Kind: String, Doc: "working directory (path template); default: the run directory"},
 			{Key: "env", Kind: StringMap, Doc: "extra environment variables, values are templates"},
 			{Key: "produces", Kind: Strings, Doc: "keys the program prints in its JSON object (each must appear)"},

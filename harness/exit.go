@@ -20,9 +20,31 @@ const (
 	ExitInterrupted  = 130 // interrupted: ErrInterrupted, context.Canceled
 )
 
-// ErrAlerted: `dpsbatch monitor` raised an alert while it watched (the
-// monitor package returns it; it is declared here, beside its status).
-var ErrAlerted = errors.New("alerts were raised")
+// The errors a run returns, and ErrKilled, which a stage's returns.
+var (
+	// ErrInvalid is wrapped (or matched, for conf.Errors) by every error
+	// about bad input: a policy, a visit file, a flag. Nothing has run
+	// when it is returned. The CLI exits 2 for it. It is the sentinel the
+	// strict YAML reader's errors match, not a copy, so one errors.Is test
+	// covers both.
+	ErrInvalid = conf.ErrInvalid
+	// ErrVisitsFailed is returned when a run ended but some visits failed.
+	ErrVisitsFailed = errors.New("some visits failed")
+	// ErrInterrupted is returned when the run's context was cancelled (an
+	// interrupt): the visit in flight, if any, was recorded as interrupted.
+	ErrInterrupted = errors.New("harness: interrupted")
+	// ErrKilled is matched by the error of a stage whose program ended by
+	// a signal a job's stop delivers (SIGTERM, SIGINT, SIGUSR1, SIGUSR2,
+	// SIGHUP, SIGKILL), or exited with 128 plus one, as a shell does: the
+	// exec stage's error wraps it, and a Go stage that runs programs may
+	// wrap it too. On a slice that received a stop signal (see
+	// StopSignals) such an error interrupts the visit instead of failing it.
+	ErrKilled = errors.New("harness: the program was ended by a signal")
+	// ErrAlerted: `dpsbatch monitor` raised an alert while it watched
+	// (the monitor package returns it; it is declared here, beside its
+	// exit status).
+	ErrAlerted = errors.New("alerts were raised")
+)
 
 // exitStatuses is every exit status with what it means and the errors
 // that give it, in the order ExitCode tries them.

@@ -14,9 +14,9 @@ import (
 	"time"
 )
 
-// DefaultExecTimeout is how long an exec stage's program may run per
+// defaultExecTimeout is how long an exec stage's program may run per
 // clipboard unless its settings say otherwise.
-const DefaultExecTimeout = 10 * time.Minute
+const defaultExecTimeout = 10 * time.Minute
 
 const (
 	maxStdout  = 16 << 20 // bytes of stdout kept for the JSON object
@@ -39,7 +39,7 @@ func newExec(s Settings) (Stage, error) {
 		return nil, errors.New("command: name the program to run (and its arguments), such as [python3, measure.py, \"{input}\"]")
 	}
 	for i, a := range args {
-		t, err := ParsePattern(a)
+		t, err := parsePattern(a)
 		if err != nil {
 			return nil, fmt.Errorf("command[%d]: %w", i, err)
 		}
@@ -49,14 +49,14 @@ func newExec(s Settings) (Stage, error) {
 		return nil, errors.New("timeout must be positive")
 	}
 	if d := s.String("dir"); d != "" {
-		t, err := ParsePattern(d)
+		t, err := parsePattern(d)
 		if err != nil {
 			return nil, fmt.Errorf("dir: %w", err)
 		}
 		st.dir = &t
 	}
 	for _, p := range s.Pairs("env") {
-		t, err := ParsePattern(p.Value)
+		t, err := parsePattern(p.Value)
 		if err != nil {
 			return nil, fmt.Errorf("env.%s: %w", p.Key, err)
 		}

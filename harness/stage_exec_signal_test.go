@@ -23,7 +23,7 @@ func TestExecStageProgramIgnoresStopSignals(t *testing.T) {
 				"timeout":  10 * time.Second,
 				"produces": []string{"alive"},
 			})
-			cb := NewClipboard()
+			cb := newClipboard()
 			if err := st.(Processor).Process(cx, cb); err != nil {
 				t.Fatal(err)
 			}
@@ -38,7 +38,7 @@ func TestExecStageProgramIgnoresStopSignals(t *testing.T) {
 		"command": []string{"sh", "-c", `kill -KILL $$`},
 		"timeout": 10 * time.Second,
 	})
-	err := st.(Processor).Process(cx, NewClipboard())
+	err := st.(Processor).Process(cx, newClipboard())
 	if err == nil || !strings.Contains(err.Error(), "exec: sh was killed by signal killed") {
 		t.Errorf("error %v, want one saying sh was killed", err)
 	}

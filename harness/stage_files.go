@@ -17,7 +17,7 @@ type fileSpec struct {
 func parseFiles(s Settings) ([]fileSpec, error) {
 	var out []fileSpec
 	for _, p := range s.Pairs("files") {
-		t, err := ParsePattern(p.Value)
+		t, err := parsePattern(p.Value)
 		if err != nil {
 			return nil, fmt.Errorf("files.%s: %w", p.Key, err)
 		}
@@ -27,7 +27,7 @@ func parseFiles(s Settings) ([]fileSpec, error) {
 		return nil, errors.New("files: name at least one clipboard key and its path")
 	}
 	if f := s.String("format"); f != "auto" {
-		if _, err := LookupFormat(f); err != nil {
+		if _, err := lookupFormat(f); err != nil {
 			return nil, fmt.Errorf("format: %s", trimPkg(err))
 		}
 	}
@@ -167,11 +167,11 @@ func writeAtomic(path string, data []byte) error {
 type symlinkStage struct{ from, to Pattern }
 
 func newSymlink(s Settings) (Stage, error) {
-	from, err := ParsePattern(s.String("from"))
+	from, err := parsePattern(s.String("from"))
 	if err != nil {
 		return nil, fmt.Errorf("from: %w", err)
 	}
-	to, err := ParsePattern(s.String("to"))
+	to, err := parsePattern(s.String("to"))
 	if err != nil {
 		return nil, fmt.Errorf("to: %w", err)
 	}

@@ -925,7 +925,7 @@ func TestInJobFeedOfTriggeredVisits(t *testing.T) {
 				})
 			}
 			j := &InJob{StatePath: Layout{Dir: dir}.State(), JobID: "1001"}
-			dr := &harness.DistRun{RunID: "run1", RunDir: dir}
+			dr := &harness.RunOptions{RunID: "run1", RunDir: dir}
 			err := j.Hook(loadRunPolicy(t, dir), dr)
 			j.End(nil, err)
 			if err == nil || !strings.Contains(err.Error(), `visit "`+ghost+`"`) ||

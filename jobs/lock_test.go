@@ -224,7 +224,7 @@ func TestInJobRecordsItself(t *testing.T) {
 	t.Setenv("DPSBATCH_ATTEMPT", "")
 	l := Layout{Dir: dir}
 	j := &InJob{StatePath: l.State(), JobID: "2002", Now: func() time.Time { return fixedNow().Add(time.Hour) }}
-	dr := &harness.DistRun{RunID: "run1", RunDir: dir}
+	dr := &harness.RunOptions{RunID: "run1", RunDir: dir}
 	if err := j.Hook(loadRunPolicy(t, dir), dr); err != nil {
 		t.Fatal(err)
 	}

@@ -34,8 +34,8 @@ func TestServeBrokerAndCloseAfter(t *testing.T) {
 		t.Errorf("the job's row records broker %q, started %v; want %q and the broker's start", got.Broker, got.Started, url)
 	}
 	b := dialJob(t, dir, jobs[0].ID, "pipeline.assoc")
-	p := &harness.Policy{Name: "assoc", Trigger: harness.TriggerSpec{Topic: "diasources",
-		EventFilter: harness.EventFilter{Select: map[string]any{"filter": "r"}}}}
+	p := &harness.Policy{Name: "assoc"}
+	p.Trigger.Topic, p.Trigger.Select = "diasources", map[string]any{"filter": "r"}
 	j := &InJob{JobID: jobs[0].ID, Restart: 1} // Slurm's second start of the job
 	actx, stopAfter := context.WithCancel(context.Background())
 	defer stopAfter()

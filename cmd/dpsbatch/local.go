@@ -100,15 +100,18 @@ func runLocal(c *cli.Context, o localOptions) error {
 		return err
 	}
 
-	noted := harness.NewStopSignals()
+	noted := new(harness.StopSignals)
 	ctx, stop, done := stopOnSignals(c.Context, noted, nil, os.Interrupt, syscall.SIGTERM)
 	defer done()
 
 	if !o.json {
 		fmt.Fprintf(c.App.Writer, "run %s: %d visits of %s, run directory %s\n", o.runID, len(visits), p.Name, o.runDir)
 	}
-	sum, err := harness.RunLocal(ctx, harness.LocalRun{Policy: p, Visits: visits, RunID: o.runID, RunDir: o.runDir,
-		Slices: o.slices, Logger: log, Stop: stop, StopSignals: noted})
+	if err := os.MkdirAll(o.runDir, 0o755); err != nil {
+		return fmt.Errorf("local: run directory: %w", err)
+	}
+	sum, err := harness.Run(ctx, harness.RunOptions{Ranks: harness.CommLocal, Policy: p, Visits: visits, RunID: o.runID,
+		RunDir: o.runDir, Slices: o.slices, Logger: log, Stop: stop, StopSignals: noted})
 	switch {
 	case sum == nil:
 	case o.json:

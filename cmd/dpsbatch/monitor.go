@@ -53,7 +53,7 @@ func monitorCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			b, err := backend()
+			b, err := backend(s)
 			if err != nil {
 				return err
 			}
