@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -71,7 +72,7 @@ func (a Alert) properties() (map[string]any, error) {
 // shell), with the alert as one JSON object on stdin and in the
 // environment as DPSBATCH_ALERT_RUN, _RUN_DIR, _RULE, _PIPELINE, _JOB,
 // _STATE, _EVIDENCE and _AT, beside this process's own variables. A run
-// that exceeds Timeout is killed; a failed run is an error naming the
+// that exceeds Timeout (0: Default's) is killed; a failed run is an error naming the
 // command's stderr.
 type CommandSink struct {
 	Argv    []string
@@ -84,7 +85,7 @@ func (s CommandSink) Send(ctx context.Context, a Alert) error {
 	if err != nil {
 		return fmt.Errorf("monitor: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, cmp.Or(s.Timeout, Default().CommandTimeout))
 	defer cancel()
 	cmd := exec.CommandContext(ctx, s.Argv[0], s.Argv[1:]...)
 	cmd.Stdin = bytes.NewReader(append(data, '\n'))

@@ -44,7 +44,7 @@ type Sink interface {
 
 // Options says what Watch watches and where alerts go.
 type Options struct {
-	Rules   Rules
+	Rules   Rules // a zero Every is Default's
 	Dirs    []string          // the run directories
 	Backend scheduler.Backend // Slurm, asked once per look for all runs
 	Once    bool              // look once, then return
@@ -65,6 +65,9 @@ func Watch(ctx context.Context, o Options) error {
 	now := o.Now
 	if now == nil {
 		now = time.Now
+	}
+	if o.Rules.Every <= 0 {
+		o.Rules.Every = Default().Every
 	}
 	w := &watcher{o: o, active: map[string]map[string]Condition{}}
 	for {
