@@ -44,7 +44,7 @@ type Sink interface {
 
 // Options says what Watch watches and where alerts go.
 type Options struct {
-	Rules   Rules // a zero Every is Default's
+	Rules   Rules             // a zero Every is Default's
 	Dirs    []string          // the run directories
 	Backend scheduler.Backend // Slurm, asked once per look for all runs
 	Once    bool              // look once, then return
