@@ -72,7 +72,7 @@ type Relayed struct {
 // Relay publishes o.Event to the run's broker: the embedded broker of its
 // running job, or (storing it for a later job) the run's broker store
 // opened for a moment on this host, or the site's external broker. It
-// checks the event against the run's pipeline first: a topic the
+// checks the event against the run's pipeline first (unless AnyTopic): a topic the
 // pipeline never reads, or a trigger for a run that does not listen for
 // triggers, is refused (conf.ErrInvalid) with nothing sent.
 func Relay(ctx context.Context, o RelayOptions) (*Relayed, error) {
