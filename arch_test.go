@@ -68,8 +68,11 @@ const importRules = `
 	# The run report: reads state files, nothing else.
 	state < report;
 
+	# The failure monitor: a use case over the runs' status, like the CLI.
+	jobs < monitor;
+
 	# The programs.
-	jobs, examples, report < cmd/dpsbatch;
+	jobs, examples, report, monitor < cmd/dpsbatch;
 	harness < bench/mpistages;
 
 	# Test helpers: shared suites and real components, for _test.go files.
@@ -88,12 +91,12 @@ const importRules = `
 	# The leaves never import upwards.
 	harness, scheduler !< events, mapper, state, site, templates;
 	# Nothing below the programs reaches the use cases or the CLI.
-	jobs, cmd/dpsbatch
+	jobs, monitor, cmd/dpsbatch
 	!< harness, harness/comm, scheduler, state, site, templates, events, mapper, report;
 	# The report shows what the state file holds: no use case, harness or Slurm.
 	harness, scheduler, site !< report;
 	# Production code never imports a test helper.
-	TESTHELPERS !< cmd/dpsbatch, bench/mpistages, jobs, harness, report;
+	TESTHELPERS !< cmd/dpsbatch, bench/mpistages, jobs, harness, report, monitor;
 `
 
 // rules is importRules parsed: for each name, the set of names it may

@@ -16,6 +16,7 @@ const (
 	ExitFailure      = 1   // anything else
 	ExitBadInput     = 2   // bad input (nothing ran): conf.ErrInvalid
 	ExitVisitsFailed = 3   // some visits failed: ErrVisitsFailed
+	ExitAlerted      = 4   // dpsbatch monitor: a rule fired: ErrAlerted
 	ExitInterrupted  = 130 // interrupted: ErrInterrupted, context.Canceled
 )
 
@@ -39,6 +40,10 @@ var (
 	// wrap it too. On a slice that received a stop signal (see
 	// StopSignals) such an error interrupts the visit instead of failing it.
 	ErrKilled = errors.New("harness: the program was ended by a signal")
+	// ErrAlerted: `dpsbatch monitor` raised an alert while it watched
+	// (the monitor package returns it; it is declared here, beside its
+	// exit status).
+	ErrAlerted = errors.New("alerts were raised")
 )
 
 // exitStatuses is every exit status with what it means and the errors
@@ -51,6 +56,7 @@ var exitStatuses = []struct {
 	{ExitOK, "every visit succeeded", nil},
 	{ExitBadInput, "bad input (nothing ran)", []error{conf.ErrInvalid}},
 	{ExitVisitsFailed, "some visits failed", []error{ErrVisitsFailed}},
+	{ExitAlerted, "a monitor rule fired (dpsbatch monitor)", []error{ErrAlerted}},
 	{ExitInterrupted, "interrupted", []error{ErrInterrupted, context.Canceled}},
 	{ExitFailure, "anything else", nil},
 }
