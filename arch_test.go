@@ -45,15 +45,18 @@ const importRules = `
 	NONE < .;
 
 	# Helpers with no domain of their own, importable by every package.
-	NONE < internal/conf, internal/enum, internal/slurmtime, internal/version;
-	internal/conf, internal/enum, internal/slurmtime, internal/version < INTERNAL;
+	NONE < internal/conf, internal/enum, internal/retry, internal/slurmtime, internal/version;
+	internal/conf, internal/enum, internal/retry, internal/slurmtime, internal/version < INTERNAL;
 
 	# Leaves: each owns one thing and knows nothing of those that use it.
 	INTERNAL
 	< events, mapper, state, site, templates, harness/comm, examples;
 
+	# slurmrestd's REST API, typed: knows nothing of dpsbatch.
+	INTERNAL < scheduler/slurmrest;
+
 	# Slurm: plans allocations for a site's partitions, submits scripts.
-	site < scheduler;
+	site, scheduler/slurmrest < scheduler;
 
 	# The harness: Pipeline, Slices and the stage loop on a communicator.
 	# It knows events and mapper, nothing of Slurm or the state file.
@@ -62,8 +65,14 @@ const importRules = `
 	# The use cases of a batch run, where the batch packages meet.
 	harness, scheduler, state, templates < jobs;
 
+	# The run report: reads state files, nothing else.
+	state < report;
+
+	# The failure monitor: a use case over the runs' status, like the CLI.
+	jobs < monitor;
+
 	# The programs.
-	jobs, examples < cmd/dpsbatch;
+	jobs, examples, report, monitor < cmd/dpsbatch;
 	harness < bench/mpistages;
 
 	# Test helpers: shared suites and real components, for _test.go files.
@@ -82,10 +91,12 @@ const importRules = `
 	# The leaves never import upwards.
 	harness, scheduler !< events, mapper, state, site, templates;
 	# Nothing below the programs reaches the use cases or the CLI.
-	jobs, cmd/dpsbatch
-	!< harness, harness/comm, scheduler, state, site, templates, events, mapper;
+	jobs, monitor, cmd/dpsbatch
+	!< harness, harness/comm, scheduler, state, site, templates, events, mapper, report;
+	# The report shows what the state file holds: no use case, harness or Slurm.
+	harness, scheduler, site !< report;
 	# Production code never imports a test helper.
-	TESTHELPERS !< cmd/dpsbatch, bench/mpistages, jobs, harness;
+	TESTHELPERS !< cmd/dpsbatch, bench/mpistages, jobs, harness, report, monitor;
 `
 
 // rules is importRules parsed: for each name, the set of names it may

@@ -86,8 +86,10 @@ var (
 	})
 )
 
-// stamp fills the fields Publish fills when they are empty.
-func stamp(e Event) Event {
+// Stamped is e with the fields Publish fills when they are empty: the
+// time and the sending host. A wrapper that records what it publishes
+// stamps first, so that the record and the wire agree.
+func (e Event) Stamped() Event {
 	if e.Time.IsZero() {
 		e.Time = now()
 	}

@@ -31,7 +31,7 @@ func (m *Memory) Publish(ctx context.Context, e Event) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	e = stamp(e)
+	e = e.Stamped()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {

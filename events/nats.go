@@ -258,7 +258,7 @@ func (n *NATS) Publish(ctx context.Context, e Event) error {
 	if n.isClosed() {
 		return ErrClosed
 	}
-	data, err := Encode(stamp(e))
+	data, err := Encode(e.Stamped())
 	if err != nil {
 		return err
 	}

@@ -34,6 +34,7 @@ type feeder struct {
 	next, last int
 	marks      map[int]uint64
 	ended      int
+	endTimes   []time.Time // when each visit ended
 }
 
 func (f *feeder) publish() {
@@ -55,6 +56,7 @@ func (f *feeder) StageDone(string, string, time.Duration) error { return nil }
 func (f *feeder) SliceFailed(SliceFailure) error                { return nil }
 func (f *feeder) VisitEnded(string, VisitResult) error {
 	f.ended++
+	f.endTimes = append(f.endTimes, time.Now())
 	if _, ok := f.marks[f.ended]; ok {
 		runtime.GC()
 		var ms runtime.MemStats
@@ -83,7 +85,7 @@ func runBench(b *testing.B, policy string, visits int, marks ...int) (*feeder, t
 	f.publish()
 	f.publish()
 	start := time.Now()
-	sum, err := RunLocal(context.Background(), LocalRun{Policy: p, RunID: "bench", RunDir: b.TempDir(), Broker: mem, Feed: true, Recorder: f})
+	sum, err := Run(context.Background(), RunOptions{Ranks: CommLocal, Policy: p, RunID: "bench", RunDir: b.TempDir(), Broker: mem, Feed: true, Recorder: f})
 	if err != nil {
 		b.Fatal(err)
 	}

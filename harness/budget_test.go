@@ -12,6 +12,7 @@ import (
 // budgetEndings is a Recorder with a time budget of n visits.
 type budgetEndings struct {
 	*endings
+	openGate
 	left  int
 	asked []string
 }
@@ -25,12 +26,12 @@ func (b *budgetEndings) TimeForVisit(visit string) string {
 	return ""
 }
 
-// Before each visit the Pipeline asks the recorder's VisitBudget; a
+// Before each visit the Pipeline asks the recorder's VisitGate; a
 // reason stops the run at that visit boundary, as a stop request does.
-func TestVisitBudgetStopsAtBoundary(t *testing.T) {
+func TestVisitGateBudgetStopsAtBoundary(t *testing.T) {
 	var rec *budgetEndings
 	sum, end, err := runYAML(t, testHead+"stages:\n  - {name: r, type: test-record}\n",
-		[]string{"1", "2", "3", "4"}, func(lr *LocalRun) {
+		[]string{"1", "2", "3", "4"}, func(lr *RunOptions) {
 			rec = &budgetEndings{endings: lr.Recorder.(*endings), left: 2}
 			lr.Recorder = rec
 		})

@@ -1,8 +1,10 @@
 package harness
 
+import "time"
+
 // The built-in stage types register here, in one place. Their code is in
-// stage_files.go (input, output, symlink), stage_exec.go and
-// stage_event.go.
+// stage_files.go (input, output, symlink), stage_exec.go,
+// stage_worker.go and stage_event.go.
 func init() {
 	RegisterStage(Type{
 		Name: "input",
@@ -37,13 +39,30 @@ func init() {
 		Doc:  "runs an external program per slice clipboard; a JSON object it prints on stdout merges into the clipboard",
 		Settings: []Setting{
 			{Key: "command", Kind: Strings, Required: true, Doc: "program and arguments, each a template such as \"{input}/ccd{ccd}.dat\""},
-			{Key: "timeout", Kind: Duration, Default: DefaultExecTimeout, Doc: "time allowed per run; the program and its children are killed after it"},
+			{Key: "timeout", Kind: Duration, Default: defaultExecTimeout, Doc: "time allowed per run; the program and its children are killed after it"},
 			{Key: "dir", Kind: String, Doc: "working directory (path template); default: the run directory"},
 			{Key: "env", Kind: StringMap, Doc: "extra environment variables, values are templates"},
 			{Key: "produces", Kind: Strings, Doc: "keys the program prints in its JSON object (each must appear)"},
 			{Key: "shared", Kind: Strings, Doc: "keys of produces that are shared (sent back to the Pipeline)"},
+			{Key: "ignore_stop_signals", Kind: Bool, Default: false, Doc: "start the program with SIGINT, SIGTERM and SIGUSR1 ignored (through /bin/sh), so a job's stop lets it finish; by default a stop signal ends it and its visit is interrupted"},
 		},
 		New: newExec,
+	})
+	RegisterStage(Type{
+		Name: "worker",
+		Doc:  "asks a long-lived program, one per slice, about each data ID: a JSON line in on its stdin, a JSON line out (see README: writing a stage in Python)",
+		Settings: []Setting{
+			{Key: "command", Kind: Strings, Required: true, Doc: "program and arguments, started once per slice before the first visit (templates: the run's names and the locations)"},
+			{Key: "inputs", Kind: Strings, Doc: "clipboard keys sent to the program with each data ID"},
+			{Key: "produces", Kind: Strings, Doc: "keys the program answers in its outputs (each must appear)"},
+			{Key: "shared", Kind: Strings, Doc: "keys of produces that are shared (sent back to the Pipeline)"},
+			{Key: "params", Kind: Any, Doc: "a mapping sent to the program with each data ID, as params"},
+			{Key: "timeout", Kind: Duration, Default: defaultExecTimeout, Doc: "time allowed per data ID; the program is then killed and started again for the next"},
+			{Key: "grace", Kind: Duration, Default: 5 * time.Second, Doc: "time the program has to end once its stdin is closed at the end of the run, before it is killed"},
+			{Key: "dir", Kind: String, Doc: "working directory (path template); default: the run directory"},
+			{Key: "env", Kind: StringMap, Doc: "extra environment variables, values are templates"},
+		},
+		New: newWorker,
 	})
 	RegisterStage(Type{
 		Name: "event",

@@ -32,8 +32,8 @@ type item struct {
 	dirty  bool // shared and changed since the last exchange
 }
 
-// NewClipboard returns an empty clipboard.
-func NewClipboard() *Clipboard { return &Clipboard{items: map[string]item{}} }
+// newClipboard returns an empty clipboard.
+func newClipboard() *Clipboard { return &Clipboard{items: map[string]item{}} }
 
 // Get returns the value under key.
 func (c *Clipboard) Get(key string) (any, bool) {

@@ -16,45 +16,79 @@ import (
 	"github.com/dpsbatch/dpsbatch/mapper"
 )
 
-// DistRun describes one rank of a run whose ranks are separate processes,
-// started by srun or mpirun (`dpsbatch run`), or goroutines (RunRanks).
-// Every rank gets the same DistRun but for Comm and Host; VisitsPath,
-// Recorder, Broker, Feed and Stop matter on rank 0 (the Pipeline) only.
-type DistRun struct {
-	// Comm connects this rank to the others; built by the caller, on the
-	// goroutine that then calls RunRank (see comm.NewMPI). RunRank does not
-	// close it.
+// RunOptions say what a run is and where its ranks are; Run takes them.
+// Every rank gets the same options but for Comm and Host; Visits,
+// VisitsPath, Recorder, Broker, Feed, Stop, Heartbeat, Slices and Rank0
+// matter on rank 0 (the Pipeline) only.
+type RunOptions struct {
+	// Ranks chooses where the ranks are: CommLocal runs every rank as a
+	// goroutine of this process, over a local communicator of Size ranks;
+	// CommTCP or CommMPI make this process one rank of a communicator it
+	// joins, and CommAuto ("" too) picks one of them from the task
+	// environment (srun, mpirun). Ignored when Comm is set.
+	Ranks string
+	// Comm, when set, is this process's endpoint of a communicator the
+	// caller opened (comm.NewMPI, a test's): Run runs this one rank on it,
+	// on the calling goroutine, and does not close it.
 	Comm comm.Comm
-	// PolicyPath is the pipeline policy; every rank loads and validates
-	// it, so it must be on a file system all nodes see.
+	// Size is the number of ranks: for CommLocal, 0 means Slices plus one,
+	// else the policy's slices plus one; for tcp outside srun, Rank is this
+	// process's rank and Size the number of ranks (both or neither: Size 0
+	// means neither).
+	Rank, Size int
+	// Rendezvous is the directory where tcp ranks find rank 0; shared by
+	// all nodes. ConnectTimeout bounds tcp setup; 0 takes comm's default.
+	Rendezvous     string
+	ConnectTimeout time.Duration
+
+	// Policy, when set, is the loaded and validated policy every rank
+	// runs, and Visits rank 0's visits, already checked. Otherwise every
+	// rank loads PolicyPath (which must be on a file system all nodes see)
+	// and validates it, and rank 0 reads and checks the visit file
+	// VisitsPath unless Visits is set; the ranks then agree to start.
+	Policy     *Policy
 	PolicyPath string
-	// VisitsPath is the visit file: rank 0 reads it and publishes one
-	// trigger event per visit, then no-more-data. Ignored with Feed.
+	Visits     []Visit
 	VisitsPath string
-	RunID      string
+	// RunID names the run in every event and log record (and the tcp
+	// rendezvous when Rank and Size are given).
+	RunID string
 	// RunDir is the run directory, which must exist and be shared by all
 	// nodes: relative locations resolve against it.
 	RunDir string
-	// Host describes this rank's task; the zero value means TaskHost().
+	// Name, when set, is the pipeline's name in this run instead of the
+	// policy's (a production entry's name): every rank uses it for
+	// {pipeline}, and the Pipeline in every event it publishes.
+	Name string
+	// PipelineDir, when set, is what {pipelinedir} names instead of the
+	// policy file's folder: a batch run keeps a copy of the policy in its
+	// run directory while the scripts it names stay where they were.
+	PipelineDir string
+	// Host describes this rank's task for the mapper; the zero value means
+	// what Slurm or mpirun gave the task (else the machine's CPUs and
+	// memory), and for CommLocal the whole machine.
 	Host   mapper.HostInfo
 	Logger *slog.Logger // nil discards
 
 	Recorder Recorder      // rank 0: hears progress besides the Summary; may be nil
 	Broker   events.Broker // rank 0: nil means an in-memory broker
 	// Feed says the caller publishes the trigger events and the
-	// no-more-data that ends the run on Broker itself.
+	// no-more-data that ends the run on Broker itself; Visits and
+	// VisitsPath are ignored.
 	Feed bool
-	// Stop, when closed, stops the run at the next visit boundary.
+	// Stop, when closed, stops the run at the next visit boundary, as a
+	// shutdown event does.
 	Stop <-chan struct{}
-	// StopSignals, on every rank, hears of the stop signals this
-	// process received (Config.StopSignals); nil hears of none.
+	// StopSignals, on every rank, hears of the stop signals this rank's
+	// process received (nil: none are heard of). A Slice whose stage
+	// fails with ErrKilled after one (or shortly before it) reports
+	// its data ID as stopped, and the Pipeline records the visit as
+	// interrupted, not failed.
 	StopSignals *StopSignals
-	// Heartbeat: rank 0 publishes a heartbeat this often (Config.Heartbeat).
+	// Heartbeat, when positive, is how often rank 0 publishes a heartbeat
+	// on events.TopicHeartbeat (and tells the Recorder), from the start of
+	// its loop to its end.
 	Heartbeat time.Duration
-	// PipelineDir, when set, is what {pipelinedir} names instead of the
-	// policy file's folder: a batch run keeps a copy of the policy in its
-	// run directory while the scripts it names stay where they were.
-	PipelineDir string
 	// Slices and SlicesFrom, on rank 0, are the number of slices the run
 	// was asked to have and who asked (such as "submit --slices" or
 	// "production entry \"detect\""); Slices 0 means the policy's count.
@@ -62,64 +96,95 @@ type DistRun struct {
 	// rank 0 warns when that differs from what was asked.
 	Slices     int
 	SlicesFrom string
-	// Name, when set, is the pipeline's name in this run instead of the
-	// policy's (a production entry's name): every rank uses it for
-	// {pipeline}, and the Pipeline in every event it publishes, so one
-	// pipeline has one name throughout a production's run.
-	Name string
 	// Rank0, when set, is called on rank 0 once the policy is loaded and
-	// valid, before the ranks agree to start: it may set Recorder, Broker
-	// and Feed (a batch run opens its state file and feeds its visits
-	// here). An error from it is every rank's, so no rank is left waiting.
-	Rank0 func(p *Policy, dr *DistRun) error
+	// valid, before the ranks start: it may set Recorder, Broker, Feed,
+	// Stop, Heartbeat and Slices (a batch run opens its state file and
+	// feeds its visits here). An error from it is every rank's, so no rank
+	// is left waiting.
+	Rank0 func(p *Policy, o *RunOptions) error
+
+	// lookup reads the environment; nil means os.LookupEnv (tests set it).
+	lookup func(string) (string, bool)
 }
 
-// RunRank runs this process's rank of a distributed run and returns, on
-// rank 0, the run's Summary (nil on the other ranks).
+// Run runs a pipeline until no-more-data, a shutdown or an error, and
+// returns, on rank 0, the run's Summary (nil on the other ranks). Where
+// the ranks are is o.Ranks's choice, or o.Comm's: every rank of this
+// process runs on the calling goroutine (CommLocal: on goroutines of its
+// own), as MPI requires.
 //
-// Every rank of dr.Comm calls it, on the goroutine that owns the
-// communicator. First every rank loads the policy (rank 0 also the visit
-// file) and the ranks agree: if any rank found a problem, every rank
-// returns an error naming it, wrapping ErrInvalid when the problem is bad
-// input, and the communicator stays usable so the caller can close it
-// cleanly. Then the ranks run the pipeline (Run): the number of slices is
-// the communicator's size less one, whatever the policy says.
+// Ranks that load the policy themselves (o.PolicyPath) first agree: if
+// any rank found a problem, every rank returns an error naming it and
+// the communicator stays usable, so the caller can close it cleanly. The
+// run has as many slices as the communicator has ranks less one, whatever
+// the policy says. A fatal error on any rank aborts the communicator so
+// no rank waits forever.
 //
 // The error wraps ErrVisitsFailed when the run ended but visits failed,
 // ErrInterrupted when ctx was cancelled or a stop request ended the run
 // before every visit was run, ErrInvalid for bad input, comm.ErrAborted
 // when another rank failed.
-func RunRank(ctx context.Context, dr DistRun) (*Summary, error) {
-	c := dr.Comm
-	log := dr.Logger
+func Run(ctx context.Context, o RunOptions) (*Summary, error) {
+	if o.Comm != nil {
+		return o.runRank(ctx, o.Comm)
+	}
+	kind, err := chooseComm(o)
+	if err != nil {
+		return nil, err
+	}
+	if kind == CommLocal {
+		return o.runLocal(ctx)
+	}
+	return o.joinAndRun(ctx, kind)
+}
+
+// runRank runs this process's rank of the run on c.
+func (o RunOptions) runRank(ctx context.Context, c comm.Comm) (*Summary, error) {
+	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p, visits, prepErr := dr.prepare(c)
-	if err := agree(c, prepErr); err != nil {
+	host := o.Host
+	if host == (mapper.HostInfo{}) {
+		host = thisTask()
+	}
+	p, visits, err := o.start(c, host, log)
+	if err != nil {
 		return nil, err
 	}
-	runDir, _ := filepath.Abs(dr.RunDir) // checked by prepare
-	host := dr.Host
-	if host == (mapper.HostInfo{}) {
-		host = TaskHost()
-	}
-	log.Info("rank started", "run", dr.RunID, "rank", c.Rank(), "size", c.Size(), "node", host.Node,
-		"host", host.Host, "localRank", host.LocalRank, "cpus", host.CPUs, "memoryMB", host.MemoryMB)
-	cfg := Config{Policy: p, RunID: dr.RunID, RunDir: runDir, Comm: c, Host: host, Logger: log, StopSignals: dr.StopSignals}
+	runDir, _ := filepath.Abs(o.RunDir) // checked by prepare
+	cfg := config{Policy: p, RunID: o.RunID, RunDir: runDir, Comm: c, Host: host, Logger: log, StopSignals: o.StopSignals}
 	if c.Rank() > 0 {
-		return nil, Run(ctx, cfg)
+		return nil, rankLoop(ctx, cfg)
 	}
+	o.warnSlices(p, c.Size()-1, log)
+	cfg.Broker, cfg.Recorder, cfg.Stop, cfg.Heartbeat = o.Broker, o.Recorder, o.Stop, o.Heartbeat
+	return runPipeline(ctx, cfg, o.Feed, visits)
+}
 
-	dr.warnSlices(p, c.Size()-1, log)
-	cfg.Broker, cfg.Recorder, cfg.Stop, cfg.Heartbeat = dr.Broker, dr.Recorder, dr.Stop, dr.Heartbeat
-	return runPipeline(ctx, cfg, dr.Feed, visits)
+// start prepares this rank. Ranks that loaded the policy each on their
+// own agree on the outcome and say they started; a rank given the policy
+// fails alone, aborting the communicator so no rank waits for it.
+func (o *RunOptions) start(c comm.Comm, h mapper.HostInfo, log *slog.Logger) (*Policy, []Visit, error) {
+	p, visits, err := o.prepare(c)
+	if o.Policy != nil {
+		if err != nil {
+			c.Abort(err)
+		}
+		return p, visits, err
+	}
+	if err := agree(c, err); err != nil {
+		return nil, nil, err
+	}
+	log.Info("rank started", "run", o.RunID, "rank", c.Rank(), "size", c.Size(), "node", h.Node,
+		"host", h.Host, "localRank", h.LocalRank, "cpus", h.CPUs, "memoryMB", h.MemoryMB)
+	return p, visits, nil
 }
 
 // warnSlices warns when the run has another number of slices than was
-// asked for: dr.Slices, else the policy's count.
-func (dr *DistRun) warnSlices(p *Policy, slices int, log *slog.Logger) {
-	asked, from := dr.Slices, dr.SlicesFrom
+// asked for: o.Slices, else the policy's count.
+func (o *RunOptions) warnSlices(p *Policy, slices int, log *slog.Logger) {
+	asked, from := o.Slices, o.SlicesFrom
 	if asked <= 0 {
 		n, err := p.SliceCount()
 		if err != nil {
@@ -132,56 +197,69 @@ func (dr *DistRun) warnSlices(p *Policy, slices int, log *slog.Logger) {
 	}
 	if asked != slices {
 		log.Warn("the number of slices differs from what was asked: the run has one slice per rank after the first",
-			"run", dr.RunID, "slices", slices, "asked", asked, "askedBy", from)
+			"run", o.RunID, "slices", slices, "asked", asked, "askedBy", from)
 	}
 }
 
 // prepare loads what this rank needs and checks what it can alone.
-func (dr *DistRun) prepare(c comm.Comm) (*Policy, []Visit, error) {
+func (o *RunOptions) prepare(c comm.Comm) (*Policy, []Visit, error) {
 	if c.Size() < 2 {
 		return nil, nil, fmt.Errorf("%w: a run needs at least 2 ranks (the Pipeline and one Slice), got %d", ErrInvalid, c.Size())
 	}
-	if dr.RunID == "" {
+	if o.RunID == "" {
 		return nil, nil, fmt.Errorf("%w: no run ID", ErrInvalid)
 	}
-	if fi, err := os.Stat(dr.RunDir); err != nil || !fi.IsDir() {
+	if fi, err := os.Stat(o.RunDir); err != nil || !fi.IsDir() {
 		if err == nil {
 			err = errors.New("not a directory")
 		}
 		return nil, nil, fmt.Errorf("%w: run directory: %v", ErrInvalid, err)
 	}
-	if _, err := filepath.Abs(dr.RunDir); err != nil {
+	if _, err := filepath.Abs(o.RunDir); err != nil {
 		return nil, nil, fmt.Errorf("%w: run directory: %v", ErrInvalid, err)
 	}
-	o, err := dr.loadOptions()
+	p, err := o.policy()
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := Load(dr.PolicyPath, o)
-	if err != nil {
-		return nil, nil, err
-	}
-	if c.Rank() == 0 && dr.Rank0 != nil {
-		if err := dr.Rank0(p, dr); err != nil {
+	if c.Rank() == 0 && o.Rank0 != nil {
+		if err := o.Rank0(p, o); err != nil {
 			return nil, nil, err
 		}
 	}
-	if c.Rank() != 0 || dr.Feed {
-		return p, nil, nil
+	if c.Rank() != 0 || o.Feed || o.Policy != nil || o.Visits != nil {
+		return p, o.Visits, nil
 	}
 	// A run of its own visit file is new input (a batch job's run, fed
 	// by the job, may be one created before these checks).
 	if err := p.CheckDataIDValues(); err != nil {
 		return nil, nil, err
 	}
-	visits, err := ReadVisits(dr.VisitsPath)
+	visits, err := ReadVisits(o.VisitsPath)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := CheckVisits(p, dr.VisitsPath, visits); err != nil {
+	if err := CheckVisits(p, o.VisitsPath, visits); err != nil {
 		return nil, nil, err
 	}
 	return p, visits, nil
+}
+
+// policy is o.Policy, else the policy loaded from o.PolicyPath with the
+// run's name and pipeline directory.
+func (o *RunOptions) policy() (*Policy, error) {
+	if o.Policy != nil {
+		return o.Policy, nil
+	}
+	lo := LoadOptions{Name: o.Name}
+	if o.PipelineDir != "" {
+		dir, err := filepath.Abs(o.PipelineDir)
+		if err != nil {
+			return nil, fmt.Errorf("%w: pipeline directory: %v", ErrInvalid, err)
+		}
+		lo.PipelineDir = dir
+	}
+	return Load(o.PolicyPath, lo)
 }
 
 // agree gathers every rank's preparation error on rank 0 and broadcasts
@@ -255,35 +333,20 @@ func verdictOf(all [][]byte) []byte {
 	return append([]byte{kind}, strings.Join(parts, "; ")...)
 }
 
-// RunRanks runs a distributed run with every rank a goroutine of this
-// process, over a local communicator of size ranks (size <= 0: the
-// policy's slices plus the Pipeline). Each rank gets a copy of dr with its
-// own endpoint; a zero dr.Host becomes LocalHost(). It returns rank 0's
-// Summary and the first error that is not merely another rank's abort.
-func RunRanks(ctx context.Context, dr DistRun, size int) (*Summary, error) {
-	if size <= 0 {
-		o, err := dr.loadOptions()
-		if err != nil {
-			return nil, err
-		}
-		p, err := Load(dr.PolicyPath, o)
-		if err != nil {
-			return nil, err
-		}
-		n, err := p.SliceCount()
-		if err != nil {
-			return nil, err
-		}
-		size = n + 1
+// runLocal runs every rank as a goroutine of this process, over a local
+// communicator, each with its own copy of o. It returns rank 0's Summary
+// and the first error that is not merely another rank's abort.
+func (o RunOptions) runLocal(ctx context.Context) (*Summary, error) {
+	size, err := o.localSize()
+	if err != nil {
+		return nil, err
 	}
-	if dr.Host == (mapper.HostInfo{}) {
-		dr.Host = LocalHost()
+	if o.Host == (mapper.HostInfo{}) {
+		o.Host = thisMachine()
 	}
 	var sum *Summary
-	err := runWorld(size, func(c comm.Comm) error {
-		d := dr
-		d.Comm = c
-		s, err := RunRank(ctx, d)
+	err = runWorld(size, func(c comm.Comm) error {
+		s, err := o.runRank(ctx, c)
 		if c.Rank() == 0 {
 			sum = s
 		}
@@ -292,7 +355,27 @@ func RunRanks(ctx context.Context, dr DistRun, size int) (*Summary, error) {
 	return sum, err
 }
 
-// Communicator kinds for CommOptions.Kind.
+// localSize is the number of ranks of a local run: Size, else Slices or
+// the policy's slices, plus the Pipeline.
+func (o *RunOptions) localSize() (int, error) {
+	switch {
+	case o.Size > 0:
+		return o.Size, nil
+	case o.Slices > 0:
+		return o.Slices + 1, nil
+	}
+	p, err := o.policy()
+	if err != nil {
+		return 0, err
+	}
+	n, err := p.SliceCount()
+	if err != nil {
+		return 0, err
+	}
+	return n + 1, nil
+}
+
+// Communicators, for RunOptions.Ranks.
 const (
 	CommAuto  = "auto"
 	CommTCP   = "tcp"
@@ -300,42 +383,23 @@ const (
 	CommLocal = "local"
 )
 
-// CommOptions says how a process started by srun or mpirun joins its run.
-type CommOptions struct {
-	// Kind is CommAuto, CommTCP or CommMPI (CommLocal is RunRanks's).
-	Kind string
-	// Rank and Size override the task environment for tcp: both or
-	// neither; Size 0 means neither.
-	Rank, Size int
-	// Rendezvous is the directory where tcp ranks find rank 0; shared.
-	Rendezvous string
-	// RunID names the rendezvous when Rank and Size are given (under srun
-	// the job and step IDs do).
-	RunID string
-	// ConnectTimeout bounds tcp setup; 0 takes comm's default.
-	ConnectTimeout time.Duration
-	Logger         *slog.Logger
-	// lookup reads the environment; nil means os.LookupEnv (tests set it).
-	lookup func(string) (string, bool)
-}
-
-// ChooseComm resolves CommAuto from the task environment: mpi when this
+// chooseComm resolves CommAuto from the task environment: mpi when this
 // binary has MPI support and mpirun or srun --mpi=pmix started it (PMIX_RANK
 // or OMPI_COMM_WORLD_SIZE is set); tcp when srun started it (SLURM_PROCID);
 // otherwise an error saying what to do. Other kinds are returned as they
 // are, after checking them. Errors wrap ErrInvalid.
-func ChooseComm(o CommOptions) (string, error) {
+func chooseComm(o RunOptions) (string, error) {
 	lookup := o.lookup
 	if lookup == nil {
 		lookup = os.LookupEnv
 	}
 	has := func(name string) bool { _, ok := lookup(name); return ok }
-	switch o.Kind {
+	switch o.Ranks {
 	case CommTCP, CommMPI, CommLocal:
-		return o.Kind, nil
+		return o.Ranks, nil
 	case CommAuto, "":
 	default:
-		return "", fmt.Errorf("%w: communicator %q: expected auto, tcp, mpi or local", ErrInvalid, o.Kind)
+		return "", fmt.Errorf("%w: communicator %q: expected auto, tcp, mpi or local", ErrInvalid, o.Ranks)
 	}
 	if o.Size > 0 {
 		return CommTCP, nil
@@ -354,17 +418,13 @@ func ChooseComm(o CommOptions) (string, error) {
 		"start it with srun, or pass --comm tcp with --rank and --size, or --comm local", ErrInvalid)
 }
 
-// OpenComm joins this process to its run's communicator, of the kind
-// ChooseComm picks. Call it on the goroutine that will call RunRank and
-// Close: for mpi that goroutine is locked to its OS thread until Close.
-// A binary built without the mpi tag returns an error wrapping
-// comm.ErrNoMPI for mpi. Misuse (bad kind, rank/size without tcp, local)
-// wraps ErrInvalid.
-func OpenComm(ctx context.Context, o CommOptions) (comm.Comm, error) {
-	kind, err := ChooseComm(o)
-	if err != nil {
-		return nil, err
-	}
+// openComm joins this process to its run's communicator of the given
+// kind (tcp or mpi). Call it on the goroutine that will run the rank and
+// Close the communicator: for mpi that goroutine is locked to its OS
+// thread until Close. A binary built without the mpi tag returns an error
+// wrapping comm.ErrNoMPI for mpi. Rank and size without tcp wrap
+// ErrInvalid.
+func openComm(ctx context.Context, o RunOptions, kind string) (comm.Comm, error) {
 	if o.Size > 0 && kind != CommTCP {
 		return nil, fmt.Errorf("%w: --rank and --size are for --comm tcp, not %s", ErrInvalid, kind)
 	}
@@ -382,10 +442,10 @@ func OpenComm(ctx context.Context, o CommOptions) (comm.Comm, error) {
 		}
 		return comm.NewTCP(ctx, cfg)
 	}
-	return nil, fmt.Errorf("%w: OpenComm: communicator %q runs every rank in one process (RunRanks)", ErrInvalid, kind)
+	return nil, fmt.Errorf("%w: communicator %q runs every rank in one process", ErrInvalid, kind)
 }
 
-func tcpConfig(o CommOptions) (comm.TCPConfig, error) {
+func tcpConfig(o RunOptions) (comm.TCPConfig, error) {
 	lookup := o.lookup
 	if lookup == nil {
 		lookup = os.LookupEnv
@@ -416,41 +476,16 @@ func tcpConfig(o CommOptions) (comm.TCPConfig, error) {
 	return cfg, nil
 }
 
-// RunDist is a whole `dpsbatch run` on this process: with CommLocal it runs
-// every rank here (RunRanks, size o.Size or the policy's); otherwise it
-// opens the communicator, runs this rank (RunRank) and closes it, all on
-// the calling goroutine, as MPI requires. It returns rank 0's Summary (nil
-// elsewhere).
-func RunDist(ctx context.Context, dr DistRun, o CommOptions) (*Summary, error) {
-	kind, err := ChooseComm(o)
+// joinAndRun joins the communicator, runs this process's rank and closes
+// the communicator, all on the calling goroutine, as MPI requires.
+func (o RunOptions) joinAndRun(ctx context.Context, kind string) (*Summary, error) {
+	c, err := openComm(ctx, o, kind)
 	if err != nil {
 		return nil, err
 	}
-	if kind == CommLocal {
-		return RunRanks(ctx, dr, o.Size)
-	}
-	c, err := OpenComm(ctx, o)
-	if err != nil {
-		return nil, err
-	}
-	dr.Comm = c
-	sum, err := RunRank(ctx, dr)
+	sum, err := o.runRank(ctx, c)
 	if cerr := c.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("harness: closing the communicator: %w", cerr)
 	}
 	return sum, err
-}
-
-// loadOptions are the run's name and pipeline directory, applied to its
-// policy before validating.
-func (dr DistRun) loadOptions() (LoadOptions, error) {
-	o := LoadOptions{Name: dr.Name}
-	if dr.PipelineDir != "" {
-		dir, err := filepath.Abs(dr.PipelineDir)
-		if err != nil {
-			return o, fmt.Errorf("%w: pipeline directory: %v", ErrInvalid, err)
-		}
-		o.PipelineDir = dir
-	}
-	return o, nil
 }

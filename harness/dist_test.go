@@ -31,34 +31,34 @@ func TestChooseComm(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
-		o    CommOptions
+		o    RunOptions
 		want string // "" with err
 		err  string
 	}{
-		{name: "explicit tcp", o: CommOptions{Kind: CommTCP, lookup: envOf()}, want: CommTCP},
-		{name: "explicit mpi", o: CommOptions{Kind: CommMPI, lookup: envOf()}, want: CommMPI},
-		{name: "explicit local", o: CommOptions{Kind: CommLocal, lookup: envOf()}, want: CommLocal},
-		{name: "unknown", o: CommOptions{Kind: "pvm", lookup: envOf()}, err: `communicator "pvm": expected auto, tcp, mpi or local`},
-		{name: "srun --mpi=none", o: CommOptions{Kind: CommAuto, lookup: envOf("SLURM_PROCID", "1")}, want: CommTCP},
-		{name: "rank and size given", o: CommOptions{Kind: CommAuto, Rank: 0, Size: 3, lookup: envOf()}, want: CommTCP},
-		{name: "srun --mpi=pmix", o: CommOptions{lookup: envOf("SLURM_PROCID", "1", "PMIX_RANK", "1")}, want: mpiOr(CommTCP)},
-		{name: "nothing", o: CommOptions{Kind: CommAuto, lookup: envOf()}, err: "not started by srun or mpirun"},
+		{name: "explicit tcp", o: RunOptions{Ranks: CommTCP, lookup: envOf()}, want: CommTCP},
+		{name: "explicit mpi", o: RunOptions{Ranks: CommMPI, lookup: envOf()}, want: CommMPI},
+		{name: "explicit local", o: RunOptions{Ranks: CommLocal, lookup: envOf()}, want: CommLocal},
+		{name: "unknown", o: RunOptions{Ranks: "pvm", lookup: envOf()}, err: `communicator "pvm": expected auto, tcp, mpi or local`},
+		{name: "srun --mpi=none", o: RunOptions{Ranks: CommAuto, lookup: envOf("SLURM_PROCID", "1")}, want: CommTCP},
+		{name: "rank and size given", o: RunOptions{Ranks: CommAuto, Rank: 0, Size: 3, lookup: envOf()}, want: CommTCP},
+		{name: "srun --mpi=pmix", o: RunOptions{lookup: envOf("SLURM_PROCID", "1", "PMIX_RANK", "1")}, want: mpiOr(CommTCP)},
+		{name: "nothing", o: RunOptions{Ranks: CommAuto, lookup: envOf()}, err: "not started by srun or mpirun"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := ChooseComm(tc.o)
+			got, err := chooseComm(tc.o)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) || !errors.Is(err, ErrInvalid) {
-					t.Fatalf("ChooseComm = %q, %v; want an invalid-input error containing %q", got, err, tc.err)
+					t.Fatalf("chooseComm = %q, %v; want an invalid-input error containing %q", got, err, tc.err)
 				}
 				return
 			}
 			if err != nil || got != tc.want {
-				t.Fatalf("ChooseComm = %q, %v; want %q", got, err, tc.want)
+				t.Fatalf("chooseComm = %q, %v; want %q", got, err, tc.want)
 			}
 		})
 	}
 	// mpirun without MPI support is an error; with it, mpi.
-	got, err := ChooseComm(CommOptions{lookup: envOf("OMPI_COMM_WORLD_SIZE", "3", "SLURM_PROCID", "0")})
+	got, err := chooseComm(RunOptions{lookup: envOf("OMPI_COMM_WORLD_SIZE", "3", "SLURM_PROCID", "0")})
 	if mpiBuilt {
 		if err != nil || got != CommMPI {
 			t.Errorf("under mpirun: %q, %v; want mpi", got, err)
@@ -69,21 +69,21 @@ func TestChooseComm(t *testing.T) {
 }
 
 func TestTCPConfigFromOptions(t *testing.T) {
-	cfg, err := tcpConfig(CommOptions{Rank: 2, Size: 4, RunID: "r1", Rendezvous: "/x", lookup: envOf("SLURMD_NODENAME", "n2")})
+	cfg, err := tcpConfig(RunOptions{Rank: 2, Size: 4, RunID: "r1", Rendezvous: "/x", lookup: envOf("SLURMD_NODENAME", "n2")})
 	if err != nil || cfg.Rank != 2 || cfg.Size != 4 || cfg.RunID != "r1" || cfg.Rendezvous != "/x" || cfg.Host != "n2" {
 		t.Errorf("explicit rank and size: %+v, %v", cfg, err)
 	}
-	if _, err := tcpConfig(CommOptions{Rank: 4, Size: 4, lookup: envOf()}); err == nil || !errors.Is(err, ErrInvalid) {
+	if _, err := tcpConfig(RunOptions{Rank: 4, Size: 4, lookup: envOf()}); err == nil || !errors.Is(err, ErrInvalid) {
 		t.Errorf("rank out of range: %v", err)
 	}
-	if _, err := tcpConfig(CommOptions{lookup: envOf("OMPI_COMM_WORLD_SIZE", "3")}); err == nil || !strings.Contains(err.Error(), "under mpirun") {
+	if _, err := tcpConfig(RunOptions{lookup: envOf("OMPI_COMM_WORLD_SIZE", "3")}); err == nil || !strings.Contains(err.Error(), "under mpirun") {
 		t.Errorf("tcp under mpirun: %v", err)
 	}
 	// From srun's variables (the real environment: TCPConfigFromEnv reads it).
 	for k, v := range map[string]string{"SLURM_PROCID": "1", "SLURM_NTASKS": "5", "SLURM_JOB_ID": "77", "SLURM_STEP_ID": "0", "SLURMD_NODENAME": "n3"} {
 		t.Setenv(k, v)
 	}
-	cfg, err = tcpConfig(CommOptions{RunID: "r1", Rendezvous: "/x", lookup: envOf()})
+	cfg, err = tcpConfig(RunOptions{RunID: "r1", Rendezvous: "/x", lookup: envOf()})
 	if err != nil || cfg.Rank != 1 || cfg.Size != 5 || cfg.RunID != "r1.77.0" || cfg.Host != "n3" {
 		t.Errorf("from srun: %+v, %v", cfg, err)
 	}
@@ -91,14 +91,14 @@ func TestTCPConfigFromOptions(t *testing.T) {
 
 func TestOpenCommMisuse(t *testing.T) {
 	ctx := context.Background()
-	if _, err := OpenComm(ctx, CommOptions{Kind: CommMPI, Rank: 0, Size: 2, lookup: envOf()}); err == nil || !errors.Is(err, ErrInvalid) {
+	if _, err := openComm(ctx, RunOptions{Ranks: CommMPI, Rank: 0, Size: 2, lookup: envOf()}, CommMPI); err == nil || !errors.Is(err, ErrInvalid) {
 		t.Errorf("mpi with --size: %v", err)
 	}
-	if _, err := OpenComm(ctx, CommOptions{Kind: CommLocal, lookup: envOf()}); err == nil || !errors.Is(err, ErrInvalid) {
+	if _, err := openComm(ctx, RunOptions{Ranks: CommLocal, lookup: envOf()}, CommLocal); err == nil || !errors.Is(err, ErrInvalid) {
 		t.Errorf("local: %v", err)
 	}
 	if !mpiBuilt {
-		if _, err := OpenComm(ctx, CommOptions{Kind: CommMPI, lookup: envOf()}); !errors.Is(err, comm.ErrNoMPI) {
+		if _, err := openComm(ctx, RunOptions{Ranks: CommMPI, lookup: envOf()}, CommMPI); !errors.Is(err, comm.ErrNoMPI) {
 			t.Errorf("mpi without the tag: %v, want ErrNoMPI", err)
 		}
 	}
@@ -110,7 +110,7 @@ func TestOpenCommMisuse(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := OpenComm(ctx, CommOptions{Kind: CommTCP, Rank: r, Size: 2, RunID: "t", Rendezvous: dir, lookup: envOf()})
+			c, err := openComm(ctx, RunOptions{Ranks: CommTCP, Rank: r, Size: 2, RunID: "t", Rendezvous: dir, lookup: envOf()}, CommTCP)
 			if err != nil {
 				errs[r] = err
 				return
@@ -187,15 +187,15 @@ func TestRunRanksBadInput(t *testing.T) {
 	dir := t.TempDir()
 	policy := filepath.Join(dir, "p.yaml")
 	os.WriteFile(policy, []byte("pipeline: p\nslices: 1\nmapper: {type: rank}\nevents: {trigger: {topic: v}}\nstages:\n  - {name: a, type: nope}\n"), 0o644)
-	_, err := RunRanks(context.Background(), DistRun{PolicyPath: policy, VisitsPath: filepath.Join(dir, "v.csv"), RunID: "r", RunDir: dir}, 3)
+	_, err := Run(context.Background(), RunOptions{Ranks: CommLocal, Size: 3, PolicyPath: policy, VisitsPath: filepath.Join(dir, "v.csv"), RunID: "r", RunDir: dir})
 	if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "p.yaml") {
 		t.Errorf("bad policy: %v", err)
 	}
-	_, err = RunRanks(context.Background(), DistRun{PolicyPath: policy, RunID: "r", RunDir: filepath.Join(dir, "none")}, 3)
+	_, err = Run(context.Background(), RunOptions{Ranks: CommLocal, Size: 3, PolicyPath: policy, RunID: "r", RunDir: filepath.Join(dir, "none")})
 	if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "run directory") {
 		t.Errorf("missing run directory: %v", err)
 	}
-	_, err = RunRanks(context.Background(), DistRun{PolicyPath: policy, RunID: "r", RunDir: dir}, 1)
+	_, err = Run(context.Background(), RunOptions{Ranks: CommLocal, Size: 1, PolicyPath: policy, RunID: "r", RunDir: dir})
 	if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "at least 2 ranks") {
 		t.Errorf("one rank: %v", err)
 	}
@@ -205,14 +205,14 @@ func TestRunRanksBadInput(t *testing.T) {
 	os.WriteFile(ids, []byte("pipeline: p\nslices: 1\nmapper: {type: list, settings: {ids: [{ccd: ../x}]}}\nstages:\n  - {name: a, type: noop}\n"), 0o644)
 	visits := filepath.Join(dir, "v.csv")
 	os.WriteFile(visits, []byte("visitId\nv1\n"), 0o644)
-	_, err = RunRanks(context.Background(), DistRun{PolicyPath: ids, VisitsPath: visits, RunID: "r", RunDir: dir}, 2)
+	_, err = Run(context.Background(), RunOptions{Ranks: CommLocal, Size: 2, PolicyPath: ids, VisitsPath: visits, RunID: "r", RunDir: dir})
 	if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `ids.yaml:3: mapper.settings.ids[0].ccd: data ID value "../x" contains '/'`) {
 		t.Errorf("data ID value climbing out: %v", err)
 	}
 	good := filepath.Join(dir, "good.yaml")
 	os.WriteFile(good, []byte("pipeline: p\nslices: 1\nmapper: {type: rank}\nstages:\n  - {name: a, type: noop}\n"), 0o644)
 	os.WriteFile(visits, []byte("visitId\nv1\n../../..\n"), 0o644)
-	_, err = RunRanks(context.Background(), DistRun{PolicyPath: good, VisitsPath: visits, RunID: "r", RunDir: dir}, 2)
+	_, err = Run(context.Background(), RunOptions{Ranks: CommLocal, Size: 2, PolicyPath: good, VisitsPath: visits, RunID: "r", RunDir: dir})
 	if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `v.csv:3: visitId: visit ID "../../.." contains '/'`) {
 		t.Errorf("visit ID climbing out: %v", err)
 	}
@@ -229,24 +229,27 @@ func TestRunRanksRank0Hook(t *testing.T) {
 	policy := filepath.Join(dir, "copy.yaml") // no data folder beside it
 	os.WriteFile(policy, []byte("pipeline: p\nslices: 2\nmapper: {type: rank}\nevents: {trigger: {topic: v}}\n"+
 		"stages:\n  - {name: read, type: input, settings: {files: {raw: \"{pipelinedir}/data/x.txt\"}, format: text}}\n"), 0o644)
-	feed := func(p *Policy, dr *DistRun) error {
+	feed := func(p *Policy, dr *RunOptions) error {
 		b := events.NewMemory()
 		dr.Broker, dr.Feed = b, true
-		return PublishVisits(context.Background(), b, p.Trigger.Topic, dr.RunID, []Visit{{ID: "a"}, {ID: "b"}})
+		return publishVisits(context.Background(), b, p.Trigger.Topic, dr.RunID, []Visit{{ID: "a"}, {ID: "b"}})
 	}
-	base := DistRun{PolicyPath: policy, RunID: "r", RunDir: dir, PipelineDir: scripts, Rank0: feed}
-	sum, err := RunRanks(context.Background(), base, 3)
+	base := RunOptions{PolicyPath: policy, RunID: "r", RunDir: dir, PipelineDir: scripts, Rank0: feed}
+	base.Ranks, base.Size = CommLocal, 3
+	sum, err := Run(context.Background(), base)
 	if err != nil || sum == nil || sum.Done != 2 {
 		t.Fatalf("fed by Rank0: %+v, %v; want 2 visits done", sum, err)
 	}
 	noDir := base
 	noDir.PipelineDir = ""
-	if sum, err := RunRanks(context.Background(), noDir, 3); !errors.Is(err, ErrVisitsFailed) || sum.Failed != 2 {
+	noDir.Ranks, noDir.Size = CommLocal, 3
+	if sum, err := Run(context.Background(), noDir); !errors.Is(err, ErrVisitsFailed) || sum.Failed != 2 {
 		t.Errorf("without PipelineDir the input is missing: %+v, %v; want 2 failed visits", sum, err)
 	}
 	refuse := base
-	refuse.Rank0 = func(*Policy, *DistRun) error { return errors.New("state file locked") }
-	_, err = RunRanks(context.Background(), refuse, 3)
+	refuse.Rank0 = func(*Policy, *RunOptions) error { return errors.New("state file locked") }
+	refuse.Ranks, refuse.Size = CommLocal, 3
+	_, err = Run(context.Background(), refuse)
 	if err == nil || !strings.Contains(err.Error(), "state file locked") {
 		t.Errorf("Rank0 error: %v; want it returned", err)
 	}

@@ -48,7 +48,7 @@ package harness
 //     are neighbours). With N == 2 each slice has one neighbour, the other;
 //     with N == 1 none.
 //   - mapper: the policy's mapper names them. It must implement
-//     NeighbourMapper; the Pipeline asks it once, after assigning the data
+//     mapper.NeighbourMapper; the Pipeline asks it once, after assigning the data
 //     IDs and before the first visit, checks that the lists are symmetric
 //     and scatters each Slice its neighbours with its data IDs. A mapper
 //     that does not implement it is a validate error; an error from it or
@@ -65,23 +65,23 @@ import (
 	"github.com/dpsbatch/dpsbatch/mapper"
 )
 
-// Topology names how the slices of an exchanging stage are connected.
-type Topology string
+// topology names how the slices of an exchanging stage are connected.
+type topology string
 
 // The topologies a stage's exchange section may name.
 const (
-	// TopologyRing connects slice r to r-1 and r+1, wrapping around.
-	TopologyRing Topology = "ring"
-	// TopologyMapper takes the neighbours from the policy's mapper, which
-	// must implement NeighbourMapper.
-	TopologyMapper Topology = "mapper"
+	// topologyRing connects slice r to r-1 and r+1, wrapping around.
+	topologyRing topology = "ring"
+	// topologyMapper takes the neighbours from the policy's mapper, which
+	// must implement mapper.NeighbourMapper.
+	topologyMapper topology = "mapper"
 )
 
-// ExchangeSpec is a stage's exchange section: which clipboard keys its
+// exchangeSpec is a stage's exchange section: which clipboard keys its
 // slices send to their neighbours after Process, over which topology. See
 // the comment at the top of exchange.go for the exact semantics.
-type ExchangeSpec struct {
-	Topology Topology
+type exchangeSpec struct {
+	Topology topology
 	Keys     []string
 	Line     int   // of the exchange section
 	KeysLine int   // of keys
@@ -90,29 +90,13 @@ type ExchangeSpec struct {
 	TopologyLine int
 }
 
-// NeighboursSuffix is appended to an exchanged key to name the item that
+// neighboursSuffix is appended to an exchanged key to name the item that
 // holds what the neighbours sent (see NeighboursKey).
-const NeighboursSuffix = ".neighbours"
+const neighboursSuffix = ".neighbours"
 
 // NeighboursKey is the clipboard key under which a stage's exchange puts
 // the values of key received from the neighbour slices: key + ".neighbours".
-func NeighboursKey(key string) string { return key + NeighboursSuffix }
-
-// NeighbourMapper is an optional extra of a mapper.DataMapper, needed by
-// stages whose exchange topology is "mapper". Without it such a policy
-// does not validate.
-//
-// Neighbours is called once, on the Pipeline, after Assign and before the
-// first visit, with the same slices and the assignment Assign returned
-// (assigned[i] is slice i's data IDs). It returns, for each slice index i,
-// the indices of the slices that are its neighbours: for sky data, the
-// slices covering the sky adjacent to slice i's. The relation must be
-// symmetric (j lists i whenever i lists j), may not list a slice as its
-// own neighbour or list one twice; a result that breaks this, or an error,
-// stops the run before the first visit.
-type NeighbourMapper interface {
-	Neighbours(slices []mapper.HostInfo, assigned [][]mapper.DataID) ([][]int, error)
-}
+func NeighboursKey(key string) string { return key + neighboursSuffix }
 
 // ringNeighbours returns the ranks of slice rank's neighbours in a ring of
 // slices 1..n, sorted, without itself or duplicates.
@@ -130,9 +114,9 @@ func ringNeighbours(rank, n int) []int {
 // mapperNeighbours asks m for the neighbour lists, checks them and returns
 // them as ranks: out[i] for the slice at rank i+1, sorted.
 func mapperNeighbours(m mapper.DataMapper, name string, hosts []mapper.HostInfo, ids [][]mapper.DataID) ([][]int, error) {
-	nm, ok := m.(NeighbourMapper)
+	nm, ok := m.(mapper.NeighbourMapper)
 	if !ok {
-		return nil, fmt.Errorf("harness: exchange topology mapper: mapper %q does not name neighbours (it does not implement harness.NeighbourMapper)", name)
+		return nil, fmt.Errorf("harness: exchange topology mapper: mapper %q does not name neighbours (it does not implement mapper.NeighbourMapper)", name)
 	}
 	lists, err := nm.Neighbours(hosts, ids)
 	if err != nil {
@@ -197,7 +181,7 @@ func checkNeighbours(lists [][]int, n int) error {
 // neighbours, so the Pipeline must ask the mapper for them.
 func (p *Policy) usesMapperTopology() bool {
 	for i := range p.Stages {
-		if x := p.Stages[i].Exchange; x != nil && x.Topology == TopologyMapper {
+		if x := p.Stages[i].Exchange; x != nil && x.Topology == topologyMapper {
 			return true
 		}
 	}

@@ -17,7 +17,6 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/harness/comm"
-	"github.com/dpsbatch/dpsbatch/internal/conf"
 	"github.com/dpsbatch/dpsbatch/mapper"
 )
 
@@ -149,7 +148,7 @@ func init() {
 		New: func(s Settings) (Stage, error) { return xrecordStage{s.Strings("keys")}, nil }})
 	mapper.Register("test-grid", mapper.Factory{
 		Doc:      "test: one data ID per slice on a grid; neighbours up, down, left, right",
-		Settings: []mapper.Setting{{Key: "rows", Kind: conf.Int, Required: true}, {Key: "cols", Kind: conf.Int, Required: true}, {Key: "asym", Kind: conf.Bool}},
+		Settings: []mapper.Setting{{Key: "rows", Kind: mapper.Int, Required: true}, {Key: "cols", Kind: mapper.Int, Required: true}, {Key: "asym", Kind: mapper.Bool}},
 		New: func(v mapper.Values) (mapper.DataMapper, error) {
 			return gridMapper{rows: v.Int("rows"), cols: v.Int("cols"), asym: v.Bool("asym")}, nil
 		}})
@@ -462,10 +461,10 @@ func runRanks(t *testing.T, policy string, size int, visits []string, mk func(ra
 	for _, v := range visits {
 		vs = append(vs, Visit{ID: v})
 	}
-	if err := PublishVisits(ctx, broker, p.Trigger.Topic, "x-run", vs); err != nil {
+	if err := publishVisits(ctx, broker, p.Trigger.Topic, "x-run", vs); err != nil {
 		t.Fatal(err)
 	}
-	sum := NewSummary()
+	sum := newSummary()
 	errs := make([]error, size)
 	var wg sync.WaitGroup
 	for r := 0; r < size; r++ {
@@ -478,11 +477,11 @@ func runRanks(t *testing.T, policy string, size int, visits []string, mk func(ra
 				return
 			}
 			defer c.Close()
-			cfg := Config{Policy: p, RunID: "x-run", RunDir: dir, Comm: c, Host: LocalHost()}
+			o := RunOptions{Comm: c, Policy: p, RunID: "x-run", RunDir: dir, Host: thisMachine()}
 			if r == 0 {
-				cfg.Broker, cfg.Recorder = broker, sum
+				o.Broker, o.Feed, o.Recorder = broker, true, sum
 			}
-			errs[r] = Run(ctx, cfg)
+			_, errs[r] = Run(ctx, o)
 		}()
 	}
 	wg.Wait()

@@ -16,7 +16,34 @@ const (
 	ExitFailure      = 1   // anything else
 	ExitBadInput     = 2   // bad input (nothing ran): conf.ErrInvalid
 	ExitVisitsFailed = 3   // some visits failed: ErrVisitsFailed
+	ExitAlerted      = 4   // dpsbatch monitor: a rule fired: ErrAlerted
 	ExitInterrupted  = 130 // interrupted: ErrInterrupted, context.Canceled
+)
+
+// The errors a run returns, and ErrKilled, which a stage's returns.
+var (
+	// ErrInvalid is wrapped (or matched, for conf.Errors) by every error
+	// about bad input: a policy, a visit file, a flag. Nothing has run
+	// when it is returned. The CLI exits 2 for it. It is the sentinel the
+	// strict YAML reader's errors match, not a copy, so one errors.Is test
+	// covers both.
+	ErrInvalid = conf.ErrInvalid
+	// ErrVisitsFailed is returned when a run ended but some visits failed.
+	ErrVisitsFailed = errors.New("some visits failed")
+	// ErrInterrupted is returned when the run's context was cancelled (an
+	// interrupt): the visit in flight, if any, was recorded as interrupted.
+	ErrInterrupted = errors.New("harness: interrupted")
+	// ErrKilled is matched by the error of a stage whose program ended by
+	// a signal a job's stop delivers (SIGTERM, SIGINT, SIGUSR1, SIGUSR2,
+	// SIGHUP, SIGKILL), or exited with 128 plus one, as a shell does: the
+	// exec stage's error wraps it, and a Go stage that runs programs may
+	// wrap it too. On a slice that received a stop signal (see
+	// StopSignals) such an error interrupts the visit instead of failing it.
+	ErrKilled = errors.New("harness: the program was ended by a signal")
+	// ErrAlerted: `dpsbatch monitor` raised an alert while it watched
+	// (the monitor package returns it; it is declared here, beside its
+	// exit status).
+	ErrAlerted = errors.New("alerts were raised")
 )
 
 // exitStatuses is every exit status with what it means and the errors
@@ -29,6 +56,7 @@ var exitStatuses = []struct {
 	{ExitOK, "every visit succeeded", nil},
 	{ExitBadInput, "bad input (nothing ran)", []error{conf.ErrInvalid}},
 	{ExitVisitsFailed, "some visits failed", []error{ErrVisitsFailed}},
+	{ExitAlerted, "a monitor rule fired (dpsbatch monitor)", []error{ErrAlerted}},
 	{ExitInterrupted, "interrupted", []error{ErrInterrupted, context.Canceled}},
 	{ExitFailure, "anything else", nil},
 }

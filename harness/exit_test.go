@@ -64,7 +64,7 @@ func TestExitStatusesInReadme(t *testing.T) {
 	for code, meaning := range documented {
 		t.Errorf("README.md: exit status %d (%s) is not one the code returns", code, meaning)
 	}
-	for _, code := range []int{ExitOK, ExitFailure, ExitBadInput, ExitVisitsFailed, ExitInterrupted} {
+	for _, code := range []int{ExitOK, ExitFailure, ExitBadInput, ExitVisitsFailed, ExitAlerted, ExitInterrupted} {
 		n := 0
 		for _, s := range exitStatuses {
 			if s.code == code {

@@ -14,19 +14,19 @@ import (
 	"github.com/dpsbatch/dpsbatch/internal/conf"
 )
 
-// PropType is the type a policy declares for an event property.
-type PropType string
+// propType is the type a policy declares for an event property.
+type propType string
 
-// The property types a policy may declare. PropAny accepts any value.
+// The property types a policy may declare. propAny accepts any value.
 const (
-	PropAny    PropType = ""
-	PropString PropType = "string"
-	PropInt    PropType = "int"    // a whole number
-	PropNumber PropType = "number" // any number
-	PropBool   PropType = "bool"
+	propAny    propType = ""
+	propString propType = "string"
+	propInt    propType = "int"    // a whole number
+	propNumber propType = "number" // any number
+	propBool   propType = "bool"
 )
 
-var propTypes = []string{string(PropString), string(PropInt), string(PropNumber), string(PropBool)}
+var propTypes = []string{string(propString), string(propInt), string(propNumber), string(propBool)}
 
 // EventFilter is what a receiver of events (the trigger, a stage's wait)
 // declares in the policy about the events it takes:
@@ -42,7 +42,7 @@ var propTypes = []string{string(PropString), string(PropInt), string(PropNumber)
 // pipelines share a topic.
 type EventFilter struct {
 	Properties []string            // required properties, in the policy's order
-	Types      map[string]PropType // declared types; a property absent here is PropAny
+	Types      map[string]propType // declared types; a property absent here is propAny
 	Select     map[string]any      // property values an event must have
 }
 
@@ -58,7 +58,7 @@ func (f *EventFilter) decodeProperties(d *conf.Decoder, n *yaml.Node, path strin
 	}
 	for _, p := range d.Pairs(n, path) {
 		name := p[0].Value
-		t := PropType(d.String(p[1], conf.Join(path, name)))
+		t := propType(d.String(p[1], conf.Join(path, name)))
 		if !slices.Contains(propTypes, string(t)) && t != "any" {
 			d.Errorf(p[1], conf.Join(path, name), "unknown property type %q%s; expected string, int, number, bool or any",
 				t, conf.Suggest(string(t), propTypes))
@@ -67,7 +67,7 @@ func (f *EventFilter) decodeProperties(d *conf.Decoder, n *yaml.Node, path strin
 		f.Properties = append(f.Properties, name)
 		if t != "any" {
 			if f.Types == nil {
-				f.Types = map[string]PropType{}
+				f.Types = map[string]propType{}
 			}
 			f.Types[name] = t
 		}
@@ -137,12 +137,12 @@ func (f *EventFilter) malformed(props map[string]any) string {
 // propProblem is one property an event lacks or has of the wrong type.
 type propProblem struct {
 	key  string
-	want PropType // "" when missing
+	want propType // "" when missing
 	got  any
 }
 
 func (p propProblem) String() string {
-	if p.want == PropAny {
+	if p.want == propAny {
 		return "missing property " + p.key
 	}
 	return fmt.Sprintf("property %s: expected %s, got %s", p.key, p.want, describeProp(p.got))
@@ -179,7 +179,7 @@ func (f *EventFilter) problems(props map[string]any, max int) []propProblem {
 			continue
 		}
 		t := f.Types[k]
-		if t == PropAny || hasType(v, t) {
+		if t == propAny || hasType(v, t) {
 			continue
 		}
 		if s, ok := v.(string); ok {
@@ -195,7 +195,7 @@ func (f *EventFilter) problems(props map[string]any, max int) []propProblem {
 
 // propVisitID is the type of visitId: a string or a number (never declared
 // in a policy; for messages).
-const propVisitID PropType = "string or number"
+const propVisitID propType = "string or number"
 
 // visitScalar reports whether v can name a visit: a string or a number,
 // as events decode them (a JSON object or list cannot).
@@ -208,15 +208,15 @@ func visitScalar(v any) bool {
 }
 
 // parseAs reads s as a value of type t.
-func parseAs(s string, t PropType) (any, bool) {
+func parseAs(s string, t propType) (any, bool) {
 	switch t {
-	case PropBool:
+	case propBool:
 		b, err := strconv.ParseBool(s)
 		return b, err == nil
-	case PropInt:
+	case propInt:
 		i, err := strconv.Atoi(s)
 		return i, err == nil
-	case PropNumber:
+	case propNumber:
 		if i, err := strconv.Atoi(s); err == nil {
 			return i, true
 		}
@@ -227,18 +227,18 @@ func parseAs(s string, t PropType) (any, bool) {
 }
 
 // hasType reports whether v, as events decode it, is of type t.
-func hasType(v any, t PropType) bool {
+func hasType(v any, t propType) bool {
 	switch t {
-	case PropString:
+	case propString:
 		_, ok := v.(string)
 		return ok
-	case PropBool:
+	case propBool:
 		_, ok := v.(bool)
 		return ok
-	case PropNumber:
+	case propNumber:
 		_, ok := number(v)
 		return ok
-	case PropInt:
+	case propInt:
 		x, ok := number(v)
 		return ok && x == math.Trunc(x) && !math.IsInf(x, 0)
 	}

@@ -33,7 +33,7 @@ stages:
 	if strings.Join(tr.Properties, ",") != "exposure,filter,snap,deep,note" {
 		t.Errorf("properties = %v", tr.Properties)
 	}
-	if tr.Types["exposure"] != PropNumber || tr.Types["snap"] != PropInt || tr.Types["deep"] != PropBool || tr.Types["note"] != PropAny {
+	if tr.Types["exposure"] != propNumber || tr.Types["snap"] != propInt || tr.Types["deep"] != propBool || tr.Types["note"] != propAny {
 		t.Errorf("types = %v", tr.Types)
 	}
 	if tr.Select["filter"] != "r" || tr.Select["snap"] != 1 {
@@ -67,7 +67,7 @@ stages:
 
 func TestEventFilterChecks(t *testing.T) {
 	f := EventFilter{Properties: []string{"n", "i", "b", "s"},
-		Types:  map[string]PropType{"n": PropNumber, "i": PropInt, "b": PropBool, "s": PropString},
+		Types:  map[string]propType{"n": propNumber, "i": propInt, "b": propBool, "s": propString},
 		Select: map[string]any{"s": "r", "i": 3}}
 	good := map[string]any{"n": 1.5, "i": 3.0, "b": true, "s": "r"}
 	if why := f.malformed(good); why != "" {
@@ -132,7 +132,7 @@ func TestTriggerSelectAndTypes(t *testing.T) {
   trigger: {properties: {exposure: number}, select: {filter: r}}
 stages:
   - {name: r, type: test-record, settings: {keys: [exposure]}}
-`, nil, func(lr *LocalRun) { lr.Broker, lr.Feed = b, true })
+`, nil, func(lr *RunOptions) { lr.Broker, lr.Feed = b, true })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,6 +152,7 @@ stages:
 // admitter refuses the visits in done and records every heartbeat.
 type admitter struct {
 	*endings
+	openGate
 	done  map[string]bool
 	mu    sync.Mutex
 	beats []string
@@ -176,7 +177,7 @@ func (a *admitter) Heartbeat(at time.Time, visit string) {
 func TestAdmitterSkipsDoneVisits(t *testing.T) {
 	a := &admitter{endings: newEndings(), done: map[string]bool{"2": true}}
 	sum, _, err := runYAML(t, testHead+"stages:\n  - {name: r, type: test-record}\n", []string{"1", "2", "3"},
-		func(lr *LocalRun) { lr.Recorder = a })
+		func(lr *RunOptions) { lr.Recorder = a })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +185,7 @@ func TestAdmitterSkipsDoneVisits(t *testing.T) {
 		t.Errorf("ran %s, skipped %d, visits %d; want 1,3, 1 skipped, 2 visits", got, sum.Skipped, sum.Visits)
 	}
 	_, _, err = runYAML(t, testHead+"stages:\n  - {name: r, type: test-record}\n", []string{"1", "boom"},
-		func(lr *LocalRun) { lr.Recorder = a })
+		func(lr *RunOptions) { lr.Recorder = a })
 	if err == nil || !strings.Contains(err.Error(), "admitting visit boom: state file gone") {
 		t.Errorf("err = %v, want the admitter's error to end the run", err)
 	}
@@ -201,7 +202,7 @@ func TestHeartbeat(t *testing.T) {
 	a := &admitter{endings: newEndings()}
 	_, _, err = runYAML(t, testHead+`stages:
   - {name: slow, type: exec, settings: {command: [sleep, "0.25"]}}
-`, []string{"v1"}, func(lr *LocalRun) { lr.Recorder, lr.Broker, lr.Heartbeat = a, b, 50*time.Millisecond })
+`, []string{"v1"}, func(lr *RunOptions) { lr.Recorder, lr.Broker, lr.Heartbeat = a, b, 50*time.Millisecond })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +270,7 @@ stages:
     type: test-record
     settings: {keys: [ra]}
     event: {topic: ephem, properties: {ra: number}, timeout: 5s}
-`, nil, func(lr *LocalRun) {
+`, nil, func(lr *RunOptions) {
 		lr.Broker, lr.Feed = b, true
 		lr.Logger = slog.New(slog.NewTextHandler(lw, nil))
 	})

@@ -44,8 +44,8 @@ func RegisterFormat(f Format) {
 	formats[f.Name] = f
 }
 
-// LookupFormat returns the format registered under name.
-func LookupFormat(name string) (Format, error) {
+// lookupFormat returns the format registered under name.
+func lookupFormat(name string) (Format, error) {
 	fmtMu.RLock()
 	defer fmtMu.RUnlock()
 	f, ok := formats[name]
@@ -75,7 +75,7 @@ func formatNamesLocked() []string {
 // or for "auto" the format claiming the path's extension, else raw.
 func formatFor(name, path string) (Format, error) {
 	if name != "auto" {
-		return LookupFormat(name)
+		return lookupFormat(name)
 	}
 	ext := strings.ToLower(filepath.Ext(path))
 	fmtMu.RLock()

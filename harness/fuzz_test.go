@@ -73,7 +73,7 @@ func FuzzPolicy(f *testing.F) {
 // fuzzVisits parses data as a visit file named name and checks what comes
 // back: errors placed, or visits with unique, usable IDs and lines.
 func fuzzVisits(t *testing.T, name string, data []byte) {
-	vs, err := ParseVisits(name, data)
+	vs, err := parseNewVisits(name, data)
 	if err != nil {
 		wantPlaced(t, err, name, "no visits", "more lines are not valid UTF-8")
 		return
@@ -100,7 +100,7 @@ func fuzzVisits(t *testing.T, name string, data []byte) {
 	if strings.HasSuffix(name, ".jsonl") {
 		other = "v.csv"
 	}
-	_, _ = ParseVisits(other, data)
+	_, _ = parseNewVisits(other, data)
 }
 
 func FuzzVisitsCSV(f *testing.F) {
@@ -151,7 +151,7 @@ func FuzzEventProperties(f *testing.F) {
 	}
 	trig := EventFilter{
 		Properties: []string{"exposure", "filter", "n", "ok"},
-		Types:      map[string]PropType{"exposure": PropNumber, "filter": PropString, "n": PropInt, "ok": PropBool},
+		Types:      map[string]propType{"exposure": propNumber, "filter": propString, "n": propInt, "ok": propBool},
 		Select:     map[string]any{"filter": "r"},
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {

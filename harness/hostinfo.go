@@ -9,10 +9,10 @@ import (
 	"github.com/dpsbatch/dpsbatch/mapper"
 )
 
-// TaskHost describes the task this process runs as, for the DataMapper:
+// thisTask describes the task this process runs as, for the DataMapper:
 // what Slurm (or mpirun) gave it, else what the machine has. A distributed
-// rank calls it once at start (RunRank does when its DistRun has no Host);
-// LocalHost describes the whole machine instead, for runs in one process.
+// rank calls it once at start (Run does when RunOptions has no Host);
+// thisMachine describes the whole machine instead, for runs in one process.
 //
 //   - Host: os.Hostname().
 //   - Node: SLURMD_NODENAME (the name Slurm's tools show; several simulated
@@ -30,7 +30,7 @@ import (
 //     (or SLURM_TASKS_PER_NODE) at index SLURM_NODEID ("2(x3),1" form).
 //
 // Malformed or non-positive values are ignored, as if unset.
-func TaskHost() mapper.HostInfo {
+func thisTask() mapper.HostInfo {
 	return taskHost(hostProbe{
 		lookup:   os.LookupEnv,
 		hostname: os.Hostname,
@@ -40,7 +40,7 @@ func TaskHost() mapper.HostInfo {
 	})
 }
 
-// hostProbe is where TaskHost looks; tests inject fakes.
+// hostProbe is where thisTask looks; tests inject fakes.
 type hostProbe struct {
 	lookup   func(string) (string, bool)
 	hostname func() (string, error)

@@ -3,5 +3,5 @@
 package harness
 
 // affinityCPUs returns 0 (unknown) where there is no sched_getaffinity:
-// TaskHost then uses runtime.NumCPU.
+// thisTask then uses runtime.NumCPU.
 func affinityCPUs() int { return 0 }

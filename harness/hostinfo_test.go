@@ -116,9 +116,9 @@ func TestSlurmCountAt(t *testing.T) {
 
 // TestTaskHostHere checks the real probes answer on this machine.
 func TestTaskHostHere(t *testing.T) {
-	h := TaskHost()
+	h := thisTask()
 	if h.CPUs < 1 || h.Node == "" {
-		t.Errorf("TaskHost() = %+v, want CPUs >= 1 and a node name", h)
+		t.Errorf("thisTask() = %+v, want CPUs >= 1 and a node name", h)
 	}
 	if n := affinityCPUs(); n < 0 {
 		t.Errorf("affinityCPUs() = %d", n)

@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -19,77 +17,12 @@ import (
 	"github.com/dpsbatch/dpsbatch/mapper"
 )
 
-// ErrVisitsFailed is returned when a run ended but some visits failed.
-// ExitCode gives ExitVisitsFailed for it.
-var ErrVisitsFailed = errors.New("some visits failed")
-
-// LocalRun describes a run of a whole pipeline in one process: the
-// Pipeline and every Slice are goroutines over a local communicator, and
-// events go through an in-memory broker (or Broker, when set).
-type LocalRun struct {
-	Policy *Policy // loaded and validated
-	Visits []Visit
-	RunID  string
-	RunDir string // created if missing
-	Slices int    // overrides the policy's count when > 0
-	Logger *slog.Logger
-	// Recorder, when set, hears progress besides the returned Summary.
-	Recorder Recorder
-	Broker   events.Broker
-	// Feed says the caller publishes the trigger events, and the
-	// no-more-data that ends the run, on Broker itself; Visits is ignored.
-	Feed bool
-	// Stop, when closed, stops the run at the next visit boundary.
-	Stop <-chan struct{}
-	// StopSignals hears of the stop signals the process received
-	// (Config.StopSignals); nil hears of none.
-	StopSignals *StopSignals
-	// Heartbeat: the Pipeline publishes a heartbeat this often
-	// (Config.Heartbeat); 0 publishes none.
-	Heartbeat time.Duration
-}
-
-// RunLocal runs the visits through the pipeline and returns the summary.
-// The error wraps ErrVisitsFailed when the run ended but visits failed,
-// ErrInterrupted when ctx was cancelled or a stop left visits unrun,
-// ErrInvalid for bad input.
-func RunLocal(ctx context.Context, lr LocalRun) (*Summary, error) {
-	p := lr.Policy
-	n := lr.Slices
-	if n <= 0 {
-		var err error
-		if n, err = p.SliceCount(); err != nil {
-			return nil, err
-		}
-	}
-	runDir, err := filepath.Abs(lr.RunDir)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(runDir, 0o755); err != nil {
-		return nil, fmt.Errorf("harness: run directory: %w", err)
-	}
-	host := LocalHost()
-	var sum *Summary
-	err = runWorld(n+1, func(c comm.Comm) error {
-		cfg := Config{Policy: p, RunID: lr.RunID, RunDir: runDir, Comm: c, Host: host, Logger: lr.Logger, StopSignals: lr.StopSignals}
-		if c.Rank() > 0 {
-			return Run(ctx, cfg)
-		}
-		cfg.Broker, cfg.Recorder, cfg.Stop, cfg.Heartbeat = lr.Broker, lr.Recorder, lr.Stop, lr.Heartbeat
-		var err error
-		sum, err = runPipeline(ctx, cfg, lr.Feed, lr.Visits)
-		return err
-	})
-	return sum, err
-}
-
-// runPipeline runs rank 0 of a run, for RunLocal and RunRank: it publishes
+// runPipeline runs rank 0 of a run: it publishes
 // the visits on cfg.Broker (an in-memory broker when nil) unless the caller
 // feeds them, records progress in a Summary (and cfg.Recorder, when set),
 // and turns the outcome into the run's error: ErrVisitsFailed,
 // ErrInterrupted when a stop left visits unrun, or Run's own error.
-func runPipeline(ctx context.Context, cfg Config, feed bool, visits []Visit) (*Summary, error) {
+func runPipeline(ctx context.Context, cfg config, feed bool, visits []Visit) (*Summary, error) {
 	start := time.Now()
 	if cfg.Broker == nil {
 		mem := events.NewMemory()
@@ -97,18 +30,18 @@ func runPipeline(ctx context.Context, cfg Config, feed bool, visits []Visit) (*S
 		cfg.Broker = mem
 	}
 	if !feed {
-		if err := PublishVisits(ctx, cfg.Broker, cfg.Policy.Trigger.Topic, cfg.RunID, visits); err != nil {
+		if err := publishVisits(ctx, cfg.Broker, cfg.Policy.Trigger.Topic, cfg.RunID, visits); err != nil {
 			cfg.Comm.Abort(err) // the slices are waiting for the first visit
 			return nil, err
 		}
 	}
-	sum := NewSummary()
+	sum := newSummary()
 	if cfg.Recorder != nil {
 		cfg.Recorder = teeRecorder{sum, cfg.Recorder}
 	} else {
 		cfg.Recorder = sum
 	}
-	err := Run(ctx, cfg)
+	err := rankLoop(ctx, cfg)
 	sum.Elapsed = time.Since(start)
 	switch {
 	case err != nil:
@@ -147,9 +80,9 @@ func runWorld(size int, fn func(comm.Comm) error) error {
 	return first
 }
 
-// PublishVisits publishes one trigger event per visit on topic, then
+// publishVisits publishes one trigger event per visit on topic, then
 // no-more-data, so that a Pipeline runs them all and ends.
-func PublishVisits(ctx context.Context, b events.Broker, topic, runID string, vs []Visit) error {
+func publishVisits(ctx context.Context, b events.Broker, topic, runID string, vs []Visit) error {
 	for _, v := range vs {
 		if err := b.Publish(ctx, v.Event(topic, runID)); err != nil {
 			return fmt.Errorf("harness: publishing visit %s: %w", v.ID, err)
@@ -177,33 +110,36 @@ func (t teeRecorder) VisitEnded(v string, r VisitResult) error {
 	return errors.Join(t.a.VisitEnded(v, r), t.b.VisitEnded(v, r))
 }
 func (t teeRecorder) EventDropped(topic, why string) {
-	for _, r := range []Recorder{t.a, t.b} {
-		if d, ok := r.(DropRecorder); ok {
-			d.EventDropped(topic, why)
-		}
-	}
+	t.events(func(r EventRecorder) { r.EventDropped(topic, why) })
 }
 func (t teeRecorder) EventsUndecodable(n int) {
-	for _, r := range []Recorder{t.a, t.b} {
-		if u, ok := r.(UndecodableRecorder); ok {
-			u.EventsUndecodable(n)
-		}
-	}
+	t.events(func(r EventRecorder) { r.EventsUndecodable(n) })
 }
 func (t teeRecorder) EventSkipped(topic, visit, why string) {
+	t.events(func(r EventRecorder) { r.EventSkipped(topic, visit, why) })
+}
+func (t teeRecorder) Heartbeat(at time.Time, visit string) {
+	t.events(func(r EventRecorder) { r.Heartbeat(at, visit) })
+}
+func (t teeRecorder) RunStopped(why string) {
+	t.events(func(r EventRecorder) { r.RunStopped(why) })
+}
+
+// events tells each recorder that is an EventRecorder, in order.
+func (t teeRecorder) events(tell func(EventRecorder)) {
 	for _, r := range []Recorder{t.a, t.b} {
-		if s, ok := r.(SkipRecorder); ok {
-			s.EventSkipped(topic, visit, why)
+		if e, ok := r.(EventRecorder); ok {
+			tell(e)
 		}
 	}
 }
 
-// AdmitVisit asks the recorders that are VisitAdmitters, in order; the
-// first no wins.
+// AdmitVisit asks the recorders that are VisitGates, in order; the first
+// no wins.
 func (t teeRecorder) AdmitVisit(visit string) (bool, string, error) {
 	for _, r := range []Recorder{t.a, t.b} {
-		if a, ok := r.(VisitAdmitter); ok {
-			if run, why, err := a.AdmitVisit(visit); err != nil || !run {
+		if g, ok := r.(VisitGate); ok {
+			if run, why, err := g.AdmitVisit(visit); err != nil || !run {
 				return run, why, err
 			}
 		}
@@ -211,26 +147,12 @@ func (t teeRecorder) AdmitVisit(visit string) (bool, string, error) {
 	return true, "", nil
 }
 
-func (t teeRecorder) Heartbeat(at time.Time, visit string) {
-	for _, r := range []Recorder{t.a, t.b} {
-		if h, ok := r.(HeartbeatRecorder); ok {
-			h.Heartbeat(at, visit)
-		}
-	}
-}
-
-func (t teeRecorder) RunStopped(why string) {
-	for _, r := range []Recorder{t.a, t.b} {
-		if s, ok := r.(StopRecorder); ok {
-			s.RunStopped(why)
-		}
-	}
-}
-
+// TimeForVisit asks the recorders that are VisitGates, in order; the
+// first reason to stop wins.
 func (t teeRecorder) TimeForVisit(visit string) string {
 	for _, r := range []Recorder{t.a, t.b} {
-		if b, ok := r.(VisitBudget); ok {
-			if why := b.TimeForVisit(visit); why != "" {
+		if g, ok := r.(VisitGate); ok {
+			if why := g.TimeForVisit(visit); why != "" {
 				return why
 			}
 		}
@@ -238,9 +160,9 @@ func (t teeRecorder) TimeForVisit(visit string) string {
 	return ""
 }
 
-// LocalHost describes this machine as a mapper.HostInfo: host name, CPUs
+// thisMachine describes this machine as a mapper.HostInfo: host name, CPUs
 // and total memory. Rank is set by Run.
-func LocalHost() mapper.HostInfo {
+func thisMachine() mapper.HostInfo {
 	h, _ := os.Hostname()
 	return mapper.HostInfo{Host: h, Node: h, CPUs: runtime.NumCPU(), MemoryMB: memTotalMB()}
 }

@@ -14,14 +14,10 @@ import (
 	"github.com/dpsbatch/dpsbatch/mapper"
 )
 
-// ErrInterrupted is returned when the run's context was cancelled (an
-// interrupt): the visit in flight, if any, was recorded as interrupted.
-var ErrInterrupted = errors.New("harness: interrupted")
-
-// Config is what one rank needs to run a pipeline. Every rank of a run
-// gets the same Policy, RunID and RunDir; Broker, Recorder and Stop are
-// used by the Pipeline (rank 0) only.
-type Config struct {
+// config is what one rank needs to run a pipeline (RunOptions has the
+// fields' story). Every rank of a run gets the same Policy, RunID and
+// RunDir; Broker, Recorder, Stop and Heartbeat are the Pipeline's (rank 0).
+type config struct {
 	Policy *Policy
 	RunID  string
 	RunDir string // absolute; relative locations resolve against it
@@ -29,83 +25,18 @@ type Config struct {
 	Host   mapper.HostInfo // this rank's; Rank is set by Run
 	Logger *slog.Logger    // nil discards
 
-	Broker   events.Broker // Pipeline: trigger, waited-for and published events
-	Recorder Recorder      // Pipeline: progress; nil records nothing
-	// Stop, when closed, asks the Pipeline to stop at the next visit
-	// boundary, as a shutdown event does.
-	Stop <-chan struct{}
-	// StopSignals, on every rank, hears of the stop signals this rank's
-	// process received (nil: none are heard of). A Slice whose stage
-	// fails with ErrKilled after one (or within StopGrace of it) reports
-	// its data ID as stopped, and the Pipeline records the visit as
-	// interrupted, not failed.
+	Broker      events.Broker // Pipeline: trigger, waited-for and published events
+	Recorder    Recorder      // Pipeline: progress; nil records nothing
+	Stop        <-chan struct{}
 	StopSignals *StopSignals
-	// Heartbeat, when positive, is how often the Pipeline publishes a
-	// heartbeat on events.TopicHeartbeat (and tells a HeartbeatRecorder),
-	// from the start of its loop to its end.
-	Heartbeat time.Duration
+	Heartbeat   time.Duration
 }
 
-// DropRecorder is an optional extra of a Recorder: it hears of every
-// malformed trigger event the Pipeline drops (logged either way).
-type DropRecorder interface {
-	EventDropped(topic, why string)
-}
-
-// UndecodableRecorder is an optional extra of a Recorder: when the
-// Pipeline ends it hears how many messages its subscriptions dropped
-// because they could not be decoded as events (events.Subscription's
-// Dropped; the broker logs each), unless there were none.
-type UndecodableRecorder interface {
-	EventsUndecodable(n int)
-}
-
-// VisitAdmitter is an optional extra of a Recorder: before the Pipeline
-// runs a visit a trigger event names, it asks whether to. A batch run's
-// recorder says no for a visit its state file records done (a trigger
-// delivered again after a restart: the state, not the broker, says what
-// is done) and adds a visit it has not heard of to the file. Without it,
-// every trigger runs.
-type VisitAdmitter interface {
-	AdmitVisit(visit string) (run bool, why string, err error)
-}
-
-// VisitBudget is an optional extra of a Recorder: before the Pipeline
-// starts a visit (once it is admitted), it asks whether there is time for
-// it. A non-empty why stops the run at this visit boundary, as a stop
-// request does, with why as the reason: the visit stays to be run by a
-// later job. A batch job's recorder answers from the job's end time and
-// the time visits take. Without it, every visit starts.
-type VisitBudget interface {
-	TimeForVisit(visit string) (why string)
-}
-
-// SkipRecorder is an optional extra of a Recorder: it hears of every
-// well-formed event the Pipeline passes over, with why: not selected by
-// the policy, or (visit set) a trigger the VisitAdmitter refused.
-type SkipRecorder interface {
-	EventSkipped(topic, visit, why string)
-}
-
-// HeartbeatRecorder is an optional extra of a Recorder: with
-// Config.Heartbeat set, it hears the Pipeline's heartbeat, with the visit
-// in flight ("" between visits). It is called on the heartbeat's own
-// goroutine, concurrently with the other methods.
-type HeartbeatRecorder interface {
-	Heartbeat(at time.Time, visit string)
-}
-
-// StopRecorder is an optional extra of a Recorder: it hears why a run
-// stopped before its data ran out (a shutdown event, a stop request).
-type StopRecorder interface {
-	RunStopped(why string)
-}
-
-// Run runs the pipeline on one rank until no-more-data, a shutdown or an
-// error: the Pipeline on rank 0, a Slice on every other. Every rank of the
-// communicator calls it, each on its own goroutine (or process). A fatal
-// error on any rank aborts the communicator so no rank waits forever.
-func Run(ctx context.Context, cfg Config) (err error) {
+// rankLoop runs the pipeline on one rank until no-more-data, a shutdown or
+// an error: the Pipeline on rank 0, a Slice on every other. Every rank of
+// the communicator calls it, each on its own goroutine (or process). A
+// fatal error on any rank aborts the communicator so no rank waits forever.
+func rankLoop(ctx context.Context, cfg config) (err error) {
 	c := cfg.Comm
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -134,8 +65,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if c.Rank() > 0 {
 		log = log.With(slog.Int("slice", c.Rank()))
 	}
-	r.info = &runInfo{id: cfg.RunID, pipeline: cfg.Policy.Name, static: static,
-		locs: NewLocations(cfg.RunDir, cfg.Policy.Locations, static), log: cfg.Logger.With(slog.String("run", cfg.RunID))}
+	r.info = &runInfo{id: cfg.RunID, pipeline: cfg.Policy.Name, static: static, trigger: cfg.Policy.Trigger.Properties,
+		locs: newLocations(cfg.RunDir, cfg.Policy.Locations, static), log: cfg.Logger.With(slog.String("run", cfg.RunID))}
 	r.log = log
 	if c.Rank() == 0 {
 		r.info.publish = cfg.Broker.Publish
@@ -168,9 +99,9 @@ func (r *rank) setNeighbours(mapped []int) {
 	for _, b := range r.parallel {
 		switch x := b.spec.Exchange; {
 		case x == nil:
-		case x.Topology == TopologyRing:
+		case x.Topology == topologyRing:
 			b.neighbours = ringNeighbours(r.c.Rank(), r.c.Size()-1)
-		case x.Topology == TopologyMapper:
+		case x.Topology == topologyMapper:
 			b.neighbours = mapped
 		}
 	}
@@ -178,7 +109,7 @@ func (r *rank) setNeighbours(mapped []int) {
 
 // rank is the state of one rank's loop.
 type rank struct {
-	cfg      Config
+	cfg      config
 	c        comm.Comm
 	info     *runInfo
 	log      *slog.Logger
@@ -298,8 +229,7 @@ func (r *rank) assign() ([]mapper.DataID, []int, error) {
 			}
 		}
 		if assignErr == nil {
-			r.totalIDs = countIDs(ids)
-			r.log.Info("data assigned", "slices", len(hosts), "dataIds", countIDs(ids))
+			r.logAssigned(ids)
 		}
 	}
 	part, err := r.c.Scatter(0, parts)
@@ -337,6 +267,23 @@ func readAssignment(part []byte) ([]mapper.DataID, []int, error) {
 		return nil, nil, fmt.Errorf("the Pipeline could not assign data: %s", m.Err)
 	}
 	return m.IDs, m.Neighbours, nil
+}
+
+// logAssigned notes the mapper's assignment, and warns when it leaves
+// slices without a data ID: they sit idle for the whole run.
+func (r *rank) logAssigned(ids [][]mapper.DataID) {
+	r.totalIDs = countIDs(ids)
+	r.log.Info("data assigned", "slices", len(ids), "dataIds", r.totalIDs)
+	idle := 0
+	for _, s := range ids {
+		if len(s) == 0 {
+			idle++
+		}
+	}
+	if idle > 0 {
+		r.log.Warn("slices have no data ID and stay idle for the whole run: ask for as many slices as the mapper has data IDs",
+			"idle", idle, "slices", len(ids), "dataIds", r.totalIDs)
+	}
 }
 
 func countIDs(ids [][]mapper.DataID) int {
@@ -457,7 +404,7 @@ func (p *pipeline) countUndecodable(control events.Subscription) {
 		return
 	}
 	p.log.Warn("messages that were not events were dropped (the broker logged each)", "messages", n)
-	if u, ok := p.cfg.Recorder.(UndecodableRecorder); ok {
+	if u, ok := p.cfg.Recorder.(EventRecorder); ok {
 		u.EventsUndecodable(n)
 	}
 }
@@ -487,7 +434,7 @@ func (p *pipeline) watch(ctx context.Context, control events.Subscription) {
 // ends. It runs on its own goroutine. A heartbeat that cannot be
 // published is logged; the next one is tried all the same.
 func (p *pipeline) beat(ctx context.Context, every time.Duration) {
-	hr, _ := p.cfg.Recorder.(HeartbeatRecorder)
+	hr, _ := p.cfg.Recorder.(EventRecorder)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	failing := false
@@ -532,7 +479,7 @@ func (p *pipeline) setCurrent(visit string) {
 func (p *pipeline) requestStop(why string) {
 	p.stopOnce.Do(func() {
 		p.log.Info("stopping at the next visit boundary", "reason", why)
-		if s, ok := p.cfg.Recorder.(StopRecorder); ok {
+		if s, ok := p.cfg.Recorder.(EventRecorder); ok {
 			s.RunStopped(why)
 		}
 		close(p.stopCh)
@@ -592,7 +539,7 @@ func (p *pipeline) nextVisit(ctx, triggerCtx context.Context) (string, map[strin
 		if !run {
 			continue
 		}
-		if b, ok := p.cfg.Recorder.(VisitBudget); ok {
+		if b, ok := p.cfg.Recorder.(VisitGate); ok {
 			if why := b.TimeForVisit(visit); why != "" {
 				p.requestStop(why)
 				return "", nil, nil
@@ -641,10 +588,10 @@ func (p *pipeline) triggerVisit(e events.Event) (visit string, end bool) {
 	return visit, false
 }
 
-// admit is the end of step 5: it asks the VisitAdmitter, if the Recorder
+// admit is the end of step 5: it asks the VisitGate, if the Recorder
 // has one, whether to run the visit, and passes over e if not.
 func (p *pipeline) admit(e events.Event, visit string) (bool, error) {
-	a, ok := p.cfg.Recorder.(VisitAdmitter)
+	a, ok := p.cfg.Recorder.(VisitGate)
 	if !ok {
 		return true, nil
 	}
@@ -667,7 +614,7 @@ func (p *pipeline) skip(e events.Event, visit, why string) {
 	} else {
 		p.log.Debug("skipped an event", "topic", e.Topic, "reason", why)
 	}
-	if s, ok := p.cfg.Recorder.(SkipRecorder); ok {
+	if s, ok := p.cfg.Recorder.(EventRecorder); ok {
 		s.EventSkipped(e.Topic, visit, why)
 	}
 }
@@ -675,7 +622,7 @@ func (p *pipeline) skip(e events.Event, visit, why string) {
 func (p *pipeline) drop(e events.Event, why string) {
 	p.log.Warn("dropped malformed event", "topic", e.Topic, "reason", why, "kind", e.Kind, "sender", e.Sender,
 		"pipeline", e.Pipeline, "properties", e.Properties)
-	if d, ok := p.cfg.Recorder.(DropRecorder); ok {
+	if d, ok := p.cfg.Recorder.(EventRecorder); ok {
 		d.EventDropped(e.Topic, why)
 	}
 }
@@ -749,7 +696,7 @@ func (p *pipeline) startVisit(v *visitRun, props map[string]any) error {
 	if _, err := p.c.Bcast(0, data); err != nil {
 		return err
 	}
-	v.cb = NewClipboard()
+	v.cb = newClipboard()
 	v.cb.Put(KeyVisit, v.id)
 	for k, val := range props {
 		if k != events.PropVisit {
@@ -937,10 +884,10 @@ func (p *pipeline) endVisit(ctx context.Context, v *visitRun) error {
 	if err := p.cfg.Recorder.VisitEnded(v.id, res); err != nil {
 		return fmt.Errorf("harness: recording the end of visit %s: %w", v.id, err)
 	}
-	switch {
-	case res.Interrupted:
+	switch res.Outcome {
+	case VisitInterrupted:
 		p.log.Warn("visit interrupted", "visit", v.id, "took", res.Took)
-	case res.Failed:
+	case VisitFailed:
 		p.log.Error("visit failed", "visit", v.id, "err", res.Err, "took", res.Took)
 	default:
 		p.log.Info("visit done", "visit", v.id, "failedSlices", v.nFailed, "took", res.Took)
@@ -953,20 +900,18 @@ func (p *pipeline) endVisit(ctx context.Context, v *visitRun) error {
 // failed (a failure on the Pipeline), failed (the failure rule over the
 // failed data IDs), done.
 func (p *pipeline) outcome(ctx context.Context, v *visitRun) VisitResult {
-	res := VisitResult{FailedSlices: v.nFailed, Took: time.Since(v.start)}
+	res := VisitResult{Outcome: VisitDone, FailedSlices: v.nFailed, Took: time.Since(v.start)}
 	switch {
 	case ctx.Err() != nil:
-		res.Interrupted = true
-		res.Err = "interrupted"
+		res.Outcome, res.Err = VisitInterrupted, "interrupted"
 	case v.firstStop != "":
 		// The job is being stopped, and a slice's program died of it:
 		// run the visit again, as if the stop had come before it.
-		res.Interrupted = true
-		res.Err = "interrupted by a stop signal: " + v.firstStop
+		res.Outcome, res.Err = VisitInterrupted, "interrupted by a stop signal: "+v.firstStop
 	case v.serialErr != nil:
-		res.Failed, res.Err = true, v.serialErr.Error()
+		res.Outcome, res.Err = VisitFailed, v.serialErr.Error()
 	case v.nFailed > 0 && p.sliceRuleFails(len(v.failedIDs)):
-		res.Failed = true
+		res.Outcome = VisitFailed
 		res.Err = fmt.Sprintf("%d of %d data IDs failed (failure rule %s); first: %s", len(v.failedIDs), p.totalIDs, p.cfg.Policy.Failure, v.firstFail)
 	}
 	return res
@@ -976,7 +921,7 @@ func (p *pipeline) outcome(ctx context.Context, v *visitRun) VisitResult {
 // as best it can: the run ends with err whatever happens here.
 func (p *pipeline) cutShort(visit string, start time.Time, err error) {
 	p.log.Warn("visit interrupted", "visit", visit, "err", err)
-	res := VisitResult{Interrupted: true, Err: "interrupted: " + err.Error(), Took: time.Since(start)}
+	res := VisitResult{Outcome: VisitInterrupted, Err: "interrupted: " + err.Error(), Took: time.Since(start)}
 	if rerr := p.cfg.Recorder.VisitEnded(visit, res); rerr != nil {
 		p.log.Error("could not record the visit as interrupted", "visit", visit, "err", rerr)
 	}
@@ -984,9 +929,9 @@ func (p *pipeline) cutShort(visit string, start time.Time, err error) {
 
 func (p *pipeline) sliceRuleFails(failed int) bool {
 	switch p.cfg.Policy.Failure {
-	case Never:
+	case never:
 		return false
-	case AllSlices:
+	case allSlices:
 		return failed >= p.totalIDs
 	default:
 		return failed > 0
@@ -995,7 +940,7 @@ func (p *pipeline) sliceRuleFails(failed int) bool {
 
 // waitEvent waits for the next event on w.Topic for this visit (or naming
 // no visit), up to w.Timeout. Events naming a later visit are kept for it.
-func (p *pipeline) waitEvent(ctx context.Context, w *WaitSpec, visit string) (map[string]any, error) {
+func (p *pipeline) waitEvent(ctx context.Context, w *waitSpec, visit string) (map[string]any, error) {
 	if q := p.early[w.Topic][visit]; len(q) > 0 {
 		e := q[0]
 		p.early[w.Topic][visit] = q[1:]
@@ -1105,7 +1050,7 @@ func (r *rank) awaitVisit() (visitMsg, error) {
 // properties, dataId and each key of the data ID.
 func (r *rank) visitClipboards(queue []*Clipboard, vm visitMsg, ids []mapper.DataID) []*Clipboard {
 	for _, id := range ids {
-		cb := NewClipboard()
+		cb := newClipboard()
 		cb.dataID = id
 		cb.Put(KeyVisit, vm.Visit)
 		for k, v := range vm.Props {
@@ -1167,7 +1112,7 @@ func (r *rank) process(ctx context.Context, visit string, b *built, sm stageMsg,
 		}
 		cx := r.context(ctx, visit, b.spec.Name, cb.dataID)
 		if err := r.call(cx, "Process", func() error { return b.proc.Process(cx, cb) }); err != nil {
-			if errors.Is(err, ErrKilled) && r.cfg.StopSignals.Arrived(StopGrace) {
+			if errors.Is(err, ErrKilled) && r.cfg.StopSignals.Arrived(stopGrace) {
 				cx.Logger().Warn("slice stopped: its program was ended by the job's stop signal", "err", err)
 				rep.Failures = append(rep.Failures, failureMsg{DataID: cb.dataID.String(), Err: err.Error(), Stopped: true})
 				continue

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -186,11 +187,29 @@ func init() {
 
 // endings records every VisitEnded in order.
 type endings struct {
+	quietEvents
 	mu      sync.Mutex
 	results map[string]VisitResult
 	order   []string
 	stopped chan string
 }
+
+// quietEvents hears no events: test recorders embed it and implement the
+// EventRecorder methods they watch.
+type quietEvents struct{}
+
+func (quietEvents) EventDropped(topic, why string)        {}
+func (quietEvents) EventSkipped(topic, visit, why string) {}
+func (quietEvents) EventsUndecodable(n int)               {}
+func (quietEvents) Heartbeat(at time.Time, visit string)  {}
+func (quietEvents) RunStopped(why string)                 {}
+
+// openGate admits every visit and has time for each: test recorders embed
+// it and implement the VisitGate method they watch.
+type openGate struct{}
+
+func (openGate) AdmitVisit(string) (bool, string, error) { return true, "", nil }
+func (openGate) TimeForVisit(string) string              { return "" }
 
 func newEndings() *endings {
 	return &endings{results: map[string]VisitResult{}, stopped: make(chan string, 1)}
@@ -199,7 +218,13 @@ func newEndings() *endings {
 func (e *endings) VisitStarted(string, time.Time) error          { return nil }
 func (e *endings) StageDone(string, string, time.Duration) error { return nil }
 func (e *endings) SliceFailed(SliceFailure) error                { return nil }
+
+// VisitEnded refuses an outcome that is not one of the fixed names, which
+// stops the run: every test that records endings checks them.
 func (e *endings) VisitEnded(v string, r VisitResult) error {
+	if !slices.Contains([]VisitOutcome{VisitDone, VisitFailed, VisitInterrupted}, r.Outcome) {
+		return fmt.Errorf("visit %s ended with outcome %q, not one of the visit outcomes", v, r.Outcome)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.results[v] = r
@@ -213,10 +238,10 @@ slices: 3
 mapper: {type: range, settings: {key: ccd, from: 1, to: 6}}
 `
 
-type runOpt func(*LocalRun)
+type runOpt func(*RunOptions)
 
 // runYAML loads the policy text (which must be valid), runs the visits and
-// returns the summary, the per-visit endings and RunLocal's error.
+// returns the summary, the per-visit endings and Run's error.
 func runYAML(t *testing.T, policy string, visits []string, opts ...runOpt) (*Summary, *endings, error) {
 	t.Helper()
 	return runYAMLCtx(t, context.Background(), policy, visits, opts...)
@@ -242,13 +267,16 @@ func runYAMLCtx(t *testing.T, parent context.Context, policy string, visits []st
 		vs = append(vs, Visit{ID: v, Props: map[string]any{"filter": "r" + v}})
 	}
 	end := newEndings()
-	lr := LocalRun{Policy: p, Visits: vs, RunID: "test-run", RunDir: filepath.Join(dir, "run"), Recorder: end}
+	lr := RunOptions{Ranks: CommLocal, Policy: p, Visits: vs, RunID: "test-run", RunDir: filepath.Join(dir, "run"), Recorder: end}
 	for _, o := range opts {
 		o(&lr)
 	}
 	ctx, cancel := context.WithTimeout(parent, 30*time.Second)
 	defer cancel()
-	sum, err := RunLocal(ctx, lr)
+	if err := os.MkdirAll(lr.RunDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := Run(ctx, lr)
 	if ctx.Err() == context.DeadlineExceeded {
 		t.Fatal("run did not end within 30s")
 	}
@@ -354,7 +382,7 @@ func TestFailureIsolation(t *testing.T) {
 	if f := byStage["oops"]; f.Visit != "2" || f.Slice != 3 || f.DataID != "ccd=5" || !strings.Contains(f.Err, "deliberate failure in ccd=5") {
 		t.Errorf("error recorded as %+v", f)
 	}
-	if r := end.results["2"]; !r.Failed || r.FailedSlices != 2 || !strings.Contains(r.Err, "2 of 6 data IDs failed") {
+	if r := end.results["2"]; r.Outcome != VisitFailed || r.FailedSlices != 2 || !strings.Contains(r.Err, "2 of 6 data IDs failed") {
 		t.Errorf("visit 2 result %+v", r)
 	}
 }
@@ -372,7 +400,7 @@ func TestFailureRules(t *testing.T) {
 		t.Run(tc.rule+"/"+tc.failing, func(t *testing.T) {
 			policy := testHead + "failure: {visit: " + tc.rule + "}\nstages:\n  - {name: f, type: test-fail, settings: {visit: \"1\", dataId: \"" + tc.failing + "\"}}\n"
 			sum, end, err := runYAML(t, policy, []string{"1"})
-			if got := end.results["1"].Failed; got != tc.wantFailed {
+			if got := end.results["1"].Outcome == VisitFailed; got != tc.wantFailed {
 				t.Errorf("visit failed = %v, want %v (%+v)", got, tc.wantFailed, end.results["1"])
 			}
 			if tc.wantFailed != errors.Is(err, ErrVisitsFailed) {
@@ -395,7 +423,7 @@ func TestSerialFailureFailsVisitAndSkipsSlices(t *testing.T) {
 	if !errors.Is(err, ErrVisitsFailed) {
 		t.Fatalf("err = %v", err)
 	}
-	if r := end.results["2"]; !r.Failed || !strings.Contains(r.Err, `stage "gate": preprocess: preprocess says no`) {
+	if r := end.results["2"]; r.Outcome != VisitFailed || !strings.Contains(r.Err, `stage "gate": preprocess: preprocess says no`) {
 		t.Errorf("visit 2: %+v", r)
 	}
 	// Visit 2 ran the first stage (6 records) but not the last.
@@ -441,12 +469,12 @@ func TestStageWaitsForEvent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, end, err := runYAML(t, waitPolicy, []string{"1", "2", "3"}, func(lr *LocalRun) { lr.Broker = b })
+	_, end, err := runYAML(t, waitPolicy, []string{"1", "2", "3"}, func(lr *RunOptions) { lr.Broker = b })
 	if !errors.Is(err, ErrVisitsFailed) {
 		t.Fatalf("err = %v, want visit 3 to fail", err)
 	}
 	for v, ra := range map[string]string{"1": "10.5", "2": "20.5"} {
-		if end.results[v].Failed {
+		if end.results[v].Outcome == VisitFailed {
 			t.Errorf("visit %s failed: %s", v, end.results[v].Err)
 		}
 		n := 0
@@ -459,7 +487,7 @@ func TestStageWaitsForEvent(t *testing.T) {
 			t.Errorf("visit %s: %d slice clipboards got ra=%s, want 6: %v", v, n, ra, sink.sorted(v))
 		}
 	}
-	if r := end.results["3"]; !r.Failed || !strings.Contains(r.Err, `no event on topic "ephem" within 300ms`) {
+	if r := end.results["3"]; r.Outcome != VisitFailed || !strings.Contains(r.Err, `no event on topic "ephem" within 300ms`) {
 		t.Errorf("visit 3: %+v", r)
 	}
 }
@@ -476,7 +504,7 @@ func TestOtherRunsAndMalformedTriggersIgnored(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	sum, end, err := runYAML(t, testHead+"stages:\n  - {name: r, type: test-record}\n", []string{"1"}, func(lr *LocalRun) { lr.Broker = b })
+	sum, end, err := runYAML(t, testHead+"stages:\n  - {name: r, type: test-record}\n", []string{"1"}, func(lr *RunOptions) { lr.Broker = b })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -502,7 +530,7 @@ func TestNoMoreDataFinishesInFlightAndEnds(t *testing.T) {
 		}
 	}
 	sum, end, err := runYAML(t, testHead+"stages:\n  - {name: r, type: test-record}\n", nil,
-		func(lr *LocalRun) { lr.Broker, lr.Feed = b, true })
+		func(lr *RunOptions) { lr.Broker, lr.Feed = b, true })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -533,7 +561,7 @@ func TestShutdownStopsAtVisitBoundary(t *testing.T) {
 		return nil
 	}
 	sum, end2, err := runYAML(t, testHead+"stages:\n  - {name: r, type: test-record}\n  - {name: h, type: test-hook}\n",
-		[]string{"1", "2", "3", "4"}, func(lr *LocalRun) {
+		[]string{"1", "2", "3", "4"}, func(lr *RunOptions) {
 			lr.Broker = b
 			end = lr.Recorder.(*endings)
 			sink.hook = hook
@@ -545,7 +573,7 @@ func TestShutdownStopsAtVisitBoundary(t *testing.T) {
 	if strings.Join(end2.order, ",") != "1,2" {
 		t.Errorf("visits run: %v, want 1,2", end2.order)
 	}
-	if end2.results["2"].Failed {
+	if end2.results["2"].Outcome == VisitFailed {
 		t.Errorf("visit 2 failed: %s", end2.results["2"].Err)
 	}
 	if sum.Stopped != "shutdown event" {
@@ -557,7 +585,7 @@ func TestInterruptMidVisit(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sum, end, err := runYAMLCtx(t, ctx, testHead+"stages:\n  - {name: h, type: test-hook}\n  - {name: r, type: test-record}\n",
-		[]string{"1", "2", "3"}, func(lr *LocalRun) {
+		[]string{"1", "2", "3"}, func(lr *RunOptions) {
 			sink.hook = func(cx *Context, cb *Clipboard) error {
 				if cx.Visit() == "2" {
 					cancel()
@@ -571,7 +599,7 @@ func TestInterruptMidVisit(t *testing.T) {
 	if strings.Join(end.order, ",") != "1,2" {
 		t.Errorf("visits: %v, want 1,2", end.order)
 	}
-	if r := end.results["2"]; !r.Interrupted || r.Failed {
+	if r := end.results["2"]; r.Outcome != VisitInterrupted {
 		t.Errorf("visit 2: %+v, want interrupted, not failed", r)
 	}
 	if sum.Done != 1 || sum.Interrupted != 1 {
@@ -584,7 +612,7 @@ func TestLogRecordsCarryContext(t *testing.T) {
 	var mu sync.Mutex
 	log := slog.New(slog.NewJSONHandler(lockedWriter{&buf, &mu}, nil))
 	_, _, err := runYAML(t, testHead+"stages:\n  - {name: talk, type: test-log}\n", []string{"5"},
-		func(lr *LocalRun) { lr.Logger = log })
+		func(lr *RunOptions) { lr.Logger = log })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -640,7 +668,7 @@ func TestUnsafeVisitIDsFromEventsDropped(t *testing.T) {
 	}
 	var log bytes.Buffer
 	policy := testHead + "locations: {output: \"out/{visit}\"}\nstages:\n  - {name: r, type: test-record}\n"
-	sum, end, err := runYAML(t, policy, []string{"1"}, func(lr *LocalRun) {
+	sum, end, err := runYAML(t, policy, []string{"1"}, func(lr *RunOptions) {
 		lr.Broker = b
 		lr.Logger = slog.New(slog.NewTextHandler(&log, nil))
 	})

@@ -27,8 +27,8 @@ type tmplPart struct {
 // Builtin template names, known on every rank.
 var builtinNames = []string{"run", "visit", "slice", "stage", "pipeline", "pipelinedir"}
 
-// ParsePattern parses s, rejecting unbalanced braces and bad names.
-func ParsePattern(s string) (Pattern, error) {
+// parsePattern parses s, rejecting unbalanced braces and bad names.
+func parsePattern(s string) (Pattern, error) {
 	t := Pattern{raw: s}
 	var lit strings.Builder
 	for i := 0; i < len(s); i++ {
@@ -66,9 +66,9 @@ func ParsePattern(s string) (Pattern, error) {
 	return t, nil
 }
 
-// MustPattern is ParsePattern for patterns known to be valid.
-func MustPattern(s string) Pattern {
-	t, err := ParsePattern(s)
+// mustPattern is parsePattern for patterns known to be valid.
+func mustPattern(s string) Pattern {
+	t, err := parsePattern(s)
 	if err != nil {
 		panic(err)
 	}
@@ -142,10 +142,10 @@ func (t Pattern) staticPrefix(static map[string]string) (string, bool) {
 	return b.String(), true
 }
 
-// LocationNames are the keys of a policy's location map.
-var LocationNames = []string{"input", "output", "scratch", "work"}
+// locationNames are the keys of a policy's location map.
+var locationNames = []string{"input", "output", "scratch", "work"}
 
-// Locations is a run's location map: where its input is read and its
+// locationMap is a run's location map: where its input is read and its
 // output, scratch and work files go. Relative templates resolve against the
 // run directory. Every path a stage builds from a template must stay inside
 // the run directory or one of the locations' fixed parts (the directory
@@ -154,24 +154,24 @@ var LocationNames = []string{"input", "output", "scratch", "work"}
 // expanded (a path, or a value such as an exec stage's argument), stays
 // under its own root: its fixed part, or the run directory when that is
 // "/".
-type Locations struct {
+type locationMap struct {
 	runDir string
 	tmpls  map[string]Pattern
 	bases  []string
 	roots  map[string]string // location name -> its root
 }
 
-// NewLocations builds a location map for a run directory (absolute).
+// newLocations builds a location map for a run directory (absolute).
 // static holds the names known for the whole run (run, pipeline,
 // pipelinedir), used to find each location's fixed part.
-func NewLocations(runDir string, tmpls map[string]Pattern, static map[string]string) *Locations {
-	l := &Locations{runDir: filepath.Clean(runDir), tmpls: tmpls, roots: map[string]string{}}
+func newLocations(runDir string, tmpls map[string]Pattern, static map[string]string) *locationMap {
+	l := &locationMap{runDir: filepath.Clean(runDir), tmpls: tmpls, roots: map[string]string{}}
 	l.bases = append(l.bases, l.runDir)
 	if d := filepath.Clean(static["pipelinedir"]); d != "." && d != "/" && d != l.runDir {
 		// The pipeline's own directory (scripts, calibration files).
 		l.bases = append(l.bases, filepath.Clean(d))
 	}
-	for _, name := range LocationNames {
+	for _, name := range locationNames {
 		t, ok := tmpls[name]
 		if !ok {
 			continue
@@ -198,7 +198,7 @@ func NewLocations(runDir string, tmpls map[string]Pattern, static map[string]str
 
 // location checks p, the expansion of location name, and returns it
 // absolute and clean: it must be its root or under it.
-func (l *Locations) location(name, p string) (string, error) {
+func (l *locationMap) location(name, p string) (string, error) {
 	p = l.abs(p)
 	root := l.roots[name]
 	if root == "" {
@@ -211,9 +211,9 @@ func (l *Locations) location(name, p string) (string, error) {
 }
 
 // RunDir is the run directory.
-func (l *Locations) RunDir() string { return l.runDir }
+func (l *locationMap) RunDir() string { return l.runDir }
 
-func (l *Locations) abs(p string) string {
+func (l *locationMap) abs(p string) string {
 	if !filepath.IsAbs(p) {
 		p = filepath.Join(l.runDir, p)
 	}
@@ -222,7 +222,7 @@ func (l *Locations) abs(p string) string {
 
 // contain checks that p (absolute, clean) is inside the run directory or a
 // location's fixed part.
-func (l *Locations) contain(p string) error {
+func (l *locationMap) contain(p string) error {
 	for _, b := range l.bases {
 		if p == b || strings.HasPrefix(p, b+string(filepath.Separator)) {
 			return nil

@@ -16,11 +16,11 @@ import (
 func tmplCtx(runDir, pipeDir string, locs map[string]string, visit string, id mapper.DataID) *Context {
 	tmpls := map[string]Pattern{}
 	for k, v := range locs {
-		tmpls[k] = MustPattern(v)
+		tmpls[k] = mustPattern(v)
 	}
 	static := map[string]string{"run": "r1", "pipeline": "p", "pipelinedir": pipeDir}
 	return &Context{ctx: context.Background(), visit: visit, stage: "s", slice: 2, dataID: id,
-		run: &runInfo{id: "r1", pipeline: "p", static: static, locs: NewLocations(runDir, tmpls, static)}}
+		run: &runInfo{id: "r1", pipeline: "p", static: static, locs: newLocations(runDir, tmpls, static)}}
 }
 
 // tmplMap is a lookup over a fixed map.
@@ -54,9 +54,9 @@ func TestPatternParseAndExpand(t *testing.T) {
 		{"awk '{{print $1}}' {ccd}", []string{"ccd"}, "awk '{print $1}' 12"},
 	}
 	for _, tt := range tests {
-		tp, err := ParsePattern(tt.in)
+		tp, err := parsePattern(tt.in)
 		if err != nil {
-			t.Errorf("ParsePattern(%q): %v", tt.in, err)
+			t.Errorf("parsePattern(%q): %v", tt.in, err)
 			continue
 		}
 		if tp.String() != tt.in {
@@ -70,7 +70,7 @@ func TestPatternParseAndExpand(t *testing.T) {
 			t.Errorf("%q: Expand = %q, %v; want %q", tt.in, got, err, tt.want)
 		}
 	}
-	_, err := MustPattern("a/{nope}/b").Expand(tmplMap(vals))
+	_, err := mustPattern("a/{nope}/b").Expand(tmplMap(vals))
 	if want := `template "a/{nope}/b": no nope`; err == nil || err.Error() != want {
 		t.Errorf("Expand error = %v, want %q", err, want)
 	}
@@ -90,22 +90,22 @@ func TestPatternParseErrors(t *testing.T) {
 		{"{ccd}", ""},
 	}
 	for _, tt := range tests {
-		_, err := ParsePattern(tt.in)
+		_, err := parsePattern(tt.in)
 		got := ""
 		if err != nil {
 			got = err.Error()
 		}
 		// Exact up to an optional hint at the end.
 		if tt.want == "" && got != "" || !strings.HasPrefix(got, tt.want) {
-			t.Errorf("ParsePattern(%q) error = %q, want %q", tt.in, got, tt.want)
+			t.Errorf("parsePattern(%q) error = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 	defer func() {
 		if recover() == nil {
-			t.Error("MustPattern did not panic on a bad template")
+			t.Error("mustPattern did not panic on a bad template")
 		}
 	}()
-	MustPattern("{")
+	mustPattern("{")
 }
 
 func TestContextExpandOrder(t *testing.T) {
@@ -115,7 +115,7 @@ func TestContextExpandOrder(t *testing.T) {
 	// The data ID has keys that built-ins and locations shadow.
 	id := mapper.DataID{"ccd": "12", "visit": "not-this", "stage": "not-this", "output": "not-this", "raft": "2,2"}
 	cx := tmplCtx(run, pipe, locs, "v1", id)
-	cb := NewClipboard()
+	cb := newClipboard()
 	cb.Put("ccd", "not-this")   // the data ID wins
 	cb.Put("run", "not-this")   // the built-in wins
 	cb.Put("exptime", 30)       // numbers are text
@@ -134,7 +134,7 @@ func TestContextExpandOrder(t *testing.T) {
 		{"..", ".."},
 	}
 	for _, tt := range tests {
-		got, err := cx.Expand(MustPattern(tt.in), cb)
+		got, err := cx.Expand(mustPattern(tt.in), cb)
 		if err != nil || got != tt.want {
 			t.Errorf("Expand(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
 		}
@@ -149,19 +149,19 @@ func TestContextExpandOrder(t *testing.T) {
 		{"{exptime}", nil, `template "{exptime}": nothing is called {exptime}`},
 	}
 	for _, tt := range errTests {
-		_, err := cx.Expand(MustPattern(tt.in), tt.cb)
+		_, err := cx.Expand(mustPattern(tt.in), tt.cb)
 		if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
 			t.Errorf("Expand(%q) error = %v, want %q", tt.in, err, tt.want)
 		}
 	}
 	// Outside a visit (Initialize, Shutdown) there is no {visit}.
 	cx = tmplCtx(run, pipe, locs, "", nil)
-	_, err := cx.Expand(MustPattern("{visit}"), nil)
+	_, err := cx.Expand(mustPattern("{visit}"), nil)
 	if want := `template "{visit}": {visit} used outside a visit`; err == nil || err.Error() != want {
 		t.Errorf("Expand({visit}) outside a visit = %v, want %q", err, want)
 	}
 	// A location that needs the visit fails outside one, naming the location.
-	_, err = cx.Expand(MustPattern("{output}"), nil)
+	_, err = cx.Expand(mustPattern("{output}"), nil)
 	if err == nil || !strings.Contains(err.Error(), "location output: ") || !strings.Contains(err.Error(), "used outside a visit") {
 		t.Errorf("Expand({output}) outside a visit = %v", err)
 	}
@@ -179,9 +179,9 @@ func TestContextPathSegments(t *testing.T) {
 	} {
 		for _, tmpl := range []string{"{x}", "sub/{x}/f.txt", "{output}/{x}"} {
 			cx := tmplCtx(run, run, locs, "v1", mapper.DataID{"ccd": "1"})
-			cb := NewClipboard()
+			cb := newClipboard()
 			cb.Put("x", tt.val)
-			p, err := cx.Path(MustPattern(tmpl), cb)
+			p, err := cx.Path(mustPattern(tmpl), cb)
 			want := fmt.Sprintf("template %q: %s", tmpl, tt.want)
 			if err == nil || err.Error() != want {
 				t.Errorf("Path(%q) with x=%q = %q, %v; want error %q", tmpl, tt.val, p, err, want)
@@ -202,16 +202,16 @@ func TestContextPathSegments(t *testing.T) {
 		{"a/b", nil, "{output}/x", `{visit} is "a/b"`},
 	} {
 		cx := tmplCtx(run, run, locs, tt.visit, tt.id)
-		p, err := cx.Path(MustPattern(tt.tmpl), nil)
+		p, err := cx.Path(mustPattern(tt.tmpl), nil)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Path(%q) visit %q id %v = %q, %v; want error containing %q", tt.tmpl, tt.visit, tt.id, p, err, tt.want)
 		}
 	}
 	// Values that merely contain dots are fine.
 	cx := tmplCtx(run, run, locs, "v1", mapper.DataID{"ccd": "..12"})
-	cb := NewClipboard()
+	cb := newClipboard()
 	cb.Put("x", "a..b")
-	p, err := cx.Path(MustPattern("{output}/{ccd}.{x}"), cb)
+	p, err := cx.Path(mustPattern("{output}/{ccd}.{x}"), cb)
 	if want := filepath.Join(run, "out/v1/..12.a..b"); err != nil || p != want {
 		t.Errorf("Path = %q, %v; want %q", p, err, want)
 	}
@@ -307,7 +307,7 @@ func TestContextPathContainment(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cx := tmplCtx(run, filepath.Join(root, "pipe"), tt.locs, "v1", mapper.DataID{"ccd": "1"})
-			got, err := cx.Path(MustPattern(tt.tmpl), nil)
+			got, err := cx.Path(mustPattern(tt.tmpl), nil)
 			if tt.want == "outside" {
 				if err == nil {
 					t.Fatalf("Path(%q) = %q, want an error: it is outside the run dir and locations %v", tt.tmpl, got, tt.locs)
@@ -329,7 +329,7 @@ func TestContextPathErrorText(t *testing.T) {
 	root := t.TempDir()
 	run := filepath.Join(root, "run")
 	cx := tmplCtx(run, run, map[string]string{"input": root + "/in/{visit}"}, "v1", nil)
-	_, err := cx.Path(MustPattern("../x/{visit}"), nil)
+	_, err := cx.Path(mustPattern("../x/{visit}"), nil)
 	want := fmt.Sprintf("path %q is outside the run directory, the pipeline directory and every location (%s, %s)",
 		filepath.Join(root, "x/v1"), run, filepath.Join(root, "in"))
 	if err == nil || err.Error() != want {
@@ -338,7 +338,7 @@ func TestContextPathErrorText(t *testing.T) {
 }
 
 func TestPatternNeeds(t *testing.T) {
-	got := patternNeeds(MustPattern("{output}/{visit}/c{ccd}.{ext}"), MustPattern("{run}-{ccd}-{band}"))
+	got := patternNeeds(mustPattern("{output}/{visit}/c{ccd}.{ext}"), mustPattern("{run}-{ccd}-{band}"))
 	if want := []string{"ccd", "ext", "band"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("patternNeeds = %q, want %q", got, want)
 	}
@@ -371,9 +371,9 @@ func TestLocationStaysUnderItsRoot(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cx := tmplCtx(run, run, map[string]string{"output": tt.loc}, tt.visit, tt.id)
-			cb := NewClipboard()
+			cb := newClipboard()
 			cb.Put("x", tt.x)
-			got, err := cx.Expand(MustPattern("{output}"), cb)
+			got, err := cx.Expand(mustPattern("{output}"), cb)
 			if strings.HasPrefix(tt.want, "/") {
 				if err != nil || got != tt.want {
 					t.Errorf("Expand({output}) = %q, %v; want %q", got, err, tt.want)

@@ -15,30 +15,24 @@ import (
 	"github.com/dpsbatch/dpsbatch/mapper"
 )
 
-// ErrInvalid is wrapped (or matched, for conf.Errors) by every error about
-// bad input: a policy, a visit file, a flag. Nothing has run when it is
-// returned. The CLI exits 2 for it. It is the sentinel the strict YAML
-// reader's errors match, not a copy, so one errors.Is test covers both.
-var ErrInvalid = conf.ErrInvalid
-
-// VisitRule says when slice failures make a visit count as failed.
-type VisitRule string
+// visitRule says when slice failures make a visit count as failed.
+type visitRule string
 
 // The visit failure rules.
 const (
-	// AnySlice: the visit fails if any data ID failed (the default).
-	AnySlice VisitRule = "any-slice"
-	// AllSlices: the visit fails only if every data ID failed.
-	AllSlices VisitRule = "all-slices"
-	// Never: slice failures are recorded but never fail the visit.
-	Never VisitRule = "never"
+	// anySlice: the visit fails if any data ID failed (the default).
+	anySlice visitRule = "any-slice"
+	// allSlices: the visit fails only if every data ID failed.
+	allSlices visitRule = "all-slices"
+	// never: slice failures are recorded but never fail the visit.
+	never visitRule = "never"
 )
 
-// DefaultTrigger is the trigger topic when a policy names none.
-const DefaultTrigger = "visits"
+// defaultTrigger is the trigger topic when a policy names none.
+const defaultTrigger = "visits"
 
-// DefaultEventTimeout is how long a stage waits for its event by default.
-const DefaultEventTimeout = time.Minute
+// defaultEventTimeout is how long a stage waits for its event by default.
+const defaultEventTimeout = time.Minute
 
 // Policy is a pipeline policy file, parsed and checked. Load fills it;
 // validate checks what spans several sections.
@@ -50,13 +44,13 @@ type Policy struct {
 	Name      string
 	Slices    int  // number of slices; 0 with PerDataID
 	PerDataID bool // one slice per data ID
-	Mapper    MapperSpec
+	Mapper    mapperSpec
 	Locations map[string]Pattern
 	locLines  map[string]int
-	Failure   VisitRule
-	Trigger   TriggerSpec
+	Failure   visitRule
+	Trigger   triggerSpec
 	External  []string // topics produced outside the pipeline
-	Stages    []StageSpec
+	Stages    []stageSpec
 	// VisitTime is how long one visit is expected to take (visit_time),
 	// 0 when the policy does not say: before any visit of a batch run has
 	// been timed, a job stops taking visits when less than this (and a
@@ -64,34 +58,34 @@ type Policy struct {
 	VisitTime time.Duration
 }
 
-// MapperSpec is the policy's mapper section.
-type MapperSpec struct {
+// mapperSpec is the policy's mapper section.
+type mapperSpec struct {
 	Type     string
 	Settings conf.Values
 	Line     int
 }
 
-// TriggerSpec names the trigger topic and the properties every trigger
+// triggerSpec names the trigger topic and the properties every trigger
 // event carries (besides visitId), which go on every clipboard.
-type TriggerSpec struct {
+type triggerSpec struct {
 	Topic string
 	EventFilter
 	Line int
 }
 
-// StageSpec is one entry of the policy's stages list.
-type StageSpec struct {
+// stageSpec is one entry of the policy's stages list.
+type stageSpec struct {
 	Name     string
 	Type     string
 	Settings Settings
-	Event    *WaitSpec     // nil when the stage runs without waiting
-	Exchange *ExchangeSpec // nil when its slices exchange nothing with each other
+	Event    *waitSpec     // nil when the stage runs without waiting
+	Exchange *exchangeSpec // nil when its slices exchange nothing with each other
 	Line     int
 	Path     string // stages[i], for messages
 }
 
-// WaitSpec is an event a stage waits for before it runs.
-type WaitSpec struct {
+// waitSpec is an event a stage waits for before it runs.
+type waitSpec struct {
 	Topic   string
 	Timeout time.Duration
 	// EventFilter: the properties the event carries onto the clipboards
@@ -122,12 +116,12 @@ func Load(path string, o LoadOptions) (*Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: policy: %v", ErrInvalid, err)
 	}
-	return Parse(path, data, o)
+	return parsePolicy(path, data, o)
 }
 
-// Parse is Load for a policy already in memory; path names it in messages
+// parsePolicy is Load for a policy already in memory; path names it in messages
 // and anchors {pipelinedir}.
-func Parse(path string, data []byte, o LoadOptions) (*Policy, error) {
+func parsePolicy(path string, data []byte, o LoadOptions) (*Policy, error) {
 	p, err := parse(path, data)
 	if err != nil {
 		return nil, err
@@ -165,8 +159,8 @@ func parse(path string, data []byte) (*Policy, error) {
 		return nil, err
 	}
 	sum := sha256.Sum256(data)
-	p := &Policy{File: path, Dir: dir, Checksum: hex.EncodeToString(sum[:]), Failure: AnySlice,
-		Trigger: TriggerSpec{Topic: DefaultTrigger}, Locations: map[string]Pattern{}, locLines: map[string]int{}}
+	p := &Policy{File: path, Dir: dir, Checksum: hex.EncodeToString(sum[:]), Failure: anySlice,
+		Trigger: triggerSpec{Topic: defaultTrigger}, Locations: map[string]Pattern{}, locLines: map[string]int{}}
 	d.Map(root, "", map[string]conf.Field{
 		"pipeline": {Required: true, Decode: func(n *yaml.Node, path string) {
 			p.Name = d.NonEmpty(n, path)
@@ -195,8 +189,8 @@ func parse(path string, data []byte) (*Policy, error) {
 		}},
 		"failure": {Decode: func(n *yaml.Node, path string) {
 			d.Map(n, path, map[string]conf.Field{"visit": {Decode: func(n *yaml.Node, path string) {
-				switch r := VisitRule(d.String(n, path)); r {
-				case AnySlice, AllSlices, Never:
+				switch r := visitRule(d.String(n, path)); r {
+				case anySlice, allSlices, never:
 					p.Failure = r
 				default:
 					d.Errorf(n, path, "expected any-slice, all-slices or never, got %q", r)
@@ -236,8 +230,8 @@ func topicName(d *conf.Decoder, n *yaml.Node, path string) string {
 	return t
 }
 
-func decodeMapper(d *conf.Decoder, n *yaml.Node, path string) MapperSpec {
-	m := MapperSpec{Line: n.Line}
+func decodeMapper(d *conf.Decoder, n *yaml.Node, path string) mapperSpec {
+	m := mapperSpec{Line: n.Line}
 	var settings *yaml.Node
 	d.Map(n, path, map[string]conf.Field{
 		"type": {Required: true, Decode: func(n *yaml.Node, path string) {
@@ -253,16 +247,16 @@ func decodeMapper(d *conf.Decoder, n *yaml.Node, path string) MapperSpec {
 		d.Errorf(&yaml.Node{Line: m.Line}, conf.Join(path, "type"), "%v", trimPkg(err))
 		return m
 	}
-	m.Settings = d.Settings(settings, conf.Join(path, "settings"), f.Settings)
+	m.Settings = d.Settings(settings, conf.Join(path, "settings"), f.Declared())
 	return m
 }
 
 func decodeLocations(d *conf.Decoder, n *yaml.Node, path string, p *Policy) {
 	fields := map[string]conf.Field{}
-	for _, name := range LocationNames {
+	for _, name := range locationNames {
 		fields[name] = conf.Field{Decode: func(n *yaml.Node, path string) {
 			s := d.NonEmpty(n, path)
-			t, err := ParsePattern(s)
+			t, err := parsePattern(s)
 			if err != nil {
 				d.Errorf(n, path, "%v", err)
 				return
@@ -278,15 +272,15 @@ func decodeLocations(d *conf.Decoder, n *yaml.Node, path string, p *Policy) {
 	d.Map(n, path, fields)
 }
 
-func decodeStages(d *conf.Decoder, n *yaml.Node, path string) []StageSpec {
+func decodeStages(d *conf.Decoder, n *yaml.Node, path string) []stageSpec {
 	items := d.List(n, path)
 	if items == nil && n.Kind == yaml.SequenceNode {
 		d.Errorf(n, path, "a pipeline needs at least one stage")
 	}
-	var out []StageSpec
+	var out []stageSpec
 	names := map[string]int{}
 	for i, item := range items {
-		sp := StageSpec{Line: item.Line, Path: conf.Index(path, i)}
+		sp := stageSpec{Line: item.Line, Path: conf.Index(path, i)}
 		var settings, typeNode, nameNode *yaml.Node
 		ok := d.Map(item, sp.Path, map[string]conf.Field{
 			"name":     {Required: true, Decode: func(n *yaml.Node, path string) { sp.Name, nameNode = d.NonEmpty(n, path), n }},
@@ -317,8 +311,8 @@ func decodeStages(d *conf.Decoder, n *yaml.Node, path string) []StageSpec {
 	return out
 }
 
-func decodeWait(d *conf.Decoder, n *yaml.Node, path string) *WaitSpec {
-	w := &WaitSpec{Timeout: DefaultEventTimeout, Line: n.Line}
+func decodeWait(d *conf.Decoder, n *yaml.Node, path string) *waitSpec {
+	w := &waitSpec{Timeout: defaultEventTimeout, Line: n.Line}
 	d.Map(n, path, map[string]conf.Field{
 		"topic":      {Required: true, Decode: func(n *yaml.Node, path string) { w.Topic = topicName(d, n, path) }},
 		"timeout":    {Decode: func(n *yaml.Node, path string) { w.Timeout = d.Duration(n, path) }},
@@ -326,7 +320,7 @@ func decodeWait(d *conf.Decoder, n *yaml.Node, path string) *WaitSpec {
 		"select":     {Decode: func(n *yaml.Node, path string) { w.decodeSelect(d, n, path) }},
 	})
 	if w.Timeout == 0 {
-		w.Timeout = DefaultEventTimeout
+		w.Timeout = defaultEventTimeout
 	}
 	return w
 }
@@ -336,19 +330,19 @@ func decodeWait(d *conf.Decoder, n *yaml.Node, path string) *WaitSpec {
 //	exchange: {topology: ring, keys: [sources]}
 //
 // Both keys are required; keys lists at least one clipboard key, each once.
-func decodeExchange(d *conf.Decoder, n *yaml.Node, path string) *ExchangeSpec {
-	x := &ExchangeSpec{Line: n.Line}
+func decodeExchange(d *conf.Decoder, n *yaml.Node, path string) *exchangeSpec {
+	x := &exchangeSpec{Line: n.Line}
 	d.Map(n, path, map[string]conf.Field{
 		"topology": {Required: true, Decode: func(n *yaml.Node, path string) {
 			x.TopologyLine = n.Line
 			s := d.NonEmpty(n, path)
-			switch t := Topology(s); t {
-			case TopologyRing, TopologyMapper:
+			switch t := topology(s); t {
+			case topologyRing, topologyMapper:
 				x.Topology = t
 			case "":
 				// reported by NonEmpty
 			default:
-				names := []string{string(TopologyMapper), string(TopologyRing)}
+				names := []string{string(topologyMapper), string(topologyRing)}
 				d.Errorf(n, path, "unknown topology %q%s; expected ring or mapper", s, conf.Suggest(s, names))
 			}
 		}},

@@ -25,8 +25,9 @@ package harness
 //
 // # Messages
 //
-// start verdict (raw bytes, RunRank only): every rank loads the policy
-// (rank 0 also the visit file, and runs DistRun.Rank0) and sends its
+// start verdict (raw bytes, only when the ranks load the policy from
+// RunOptions.PolicyPath): every rank loads the policy (rank 0 also the
+// visit file, and runs RunOptions.Rank0) and sends its
 // error to rank 0 by Gather: empty when it is fine, else a kind byte ('I'
 // bad input, 'E' other) and the text. Rank 0 combines them and Bcasts the
 // verdict: empty, or the kind and each problem with the ranks that had
@@ -42,7 +43,7 @@ package harness
 // assignMsg: Scattered by the Pipeline once, right after the HostInfo
 // gather: to each Slice its data IDs (mapper.Assign) and, when a stage
 // exchanges over the mapper topology, its neighbour ranks
-// (NeighbourMapper, checked symmetric). If the mapper failed, every Slice
+// (mapper.NeighbourMapper, checked symmetric). If the mapper failed, every Slice
 // gets the error in Err instead and returns it, as the Pipeline does.
 //
 // visitMsg: Bcast by the Pipeline at the start of each visit, after it
@@ -85,7 +86,7 @@ package harness
 // the data ID and the message (an empty data ID when the Slice's report
 // itself could not be encoded). Stopped says the clipboard's program was
 // ended by a stop signal the Slice also received (ErrKilled, StopSignals,
-// StopGrace): the Pipeline does not record it as a slice failure, and the
+// stopGrace): the Pipeline does not record it as a slice failure, and the
 // visit ends interrupted instead of failed.
 //
 // sharedMsg: one entry of a sliceReport: the shared items one clipboard
@@ -93,8 +94,8 @@ package harness
 //
 // # Order
 //
-//  1. Start (RunRank only; RunLocal and Run begin at step 2): the start
-//     verdict. All ranks go on, or all return.
+//  1. Start (ranks given a loaded RunOptions.Policy begin at step 2): the
+//     start verdict. All ranks go on, or all return.
 //  2. Each rank builds its stages and calls Initialize on them in policy
 //     order (no message). A failure ends that rank's Run, which aborts
 //     the communicator (step 16). (rank.initialize.)
@@ -108,8 +109,8 @@ package harness
 //  5. Per visit, trigger: the Pipeline reads the next trigger event. An
 //     event not selected, of an unknown kind, malformed or with an unsafe
 //     visit ID is passed over; no-more-data ends the loop (step 14); a
-//     shutdown event stops it; the VisitAdmitter may skip the visit and the
-//     VisitBudget may stop the loop here, before the visit is recorded.
+//     shutdown event stops it; the VisitGate may skip the visit or
+//     stop the loop here, before the visit is recorded.
 //     (pipeline.nextVisit, pipeline.triggerVisit, pipeline.admit.)
 //  6. VisitStarted is recorded, then visitMsg is Bcast. The Pipeline makes
 //     its own clipboard (visitId and the trigger's properties).
@@ -147,7 +148,7 @@ package harness
 //     (pipeline.endVisit, pipeline.outcome; on a Slice, the end of
 //     rank.sliceLoop's visit.)
 // 14. Stop: when the Pipeline's loop ends (no-more-data; a shutdown event,
-//     Config.Stop or the budget, heard at the next visit boundary; an
+//     RunOptions.Stop or the budget, heard at the next visit boundary; an
 //     interrupt; an error), it Bcasts visitMsg with Stop, once.
 //     (pipeline.loop, pipeline.bcastStop; rank.awaitVisit.)
 // 15. Shutdown (no message): every rank calls Shutdown on the stages it
@@ -161,7 +162,7 @@ package harness
 // A Slice's Process fails (error or panic): only that clipboard, its data
 // ID for this visit, fails. It is reported, recorded with stage, slice
 // and data ID, and leaves the queue; the Slice's other clipboards and the
-// other Slices carry on, and the Pipeline's failure rule (VisitRule)
+// other Slices carry on, and the Pipeline's failure rule (visitRule)
 // decides whether the visit fails.
 //
 // A failure on the Pipeline (an event wait timing out, Preprocess or
@@ -169,7 +170,7 @@ package harness
 // stageMsg has Skip, and nothing more of the visit runs on either side.
 //
 // A stop signal noted by a Slice: a Process error matching ErrKilled,
-// with a stop signal received within StopGrace, is reported Stopped and
+// with a stop signal received within stopGrace, is reported Stopped and
 // the visit ends interrupted, to be run again. The report does not stop
 // the run: rank 0 hears the same signal (Slurm signals every task) and
 // stops at the visit boundary.
@@ -181,7 +182,7 @@ package harness
 //
 // An interrupt (the run's context cancelled): the Pipeline's waits and
 // stage calls see the cancelled context (the Slices' too where they share
-// it, as under RunLocal), the visit is recorded interrupted, the loop ends
+// it, as with RunOptions.Ranks local), the visit is recorded interrupted, the loop ends
 // with the Stop message, and Run returns ErrInterrupted without aborting.
 //
 // A Recorder error ends the run: progress that cannot be recorded must not
@@ -207,7 +208,7 @@ package harness
 //
 // # Where the code does something one might not expect
 //
-//   - Nothing checks that every rank loaded the same policy: RunRank loads
+//   - Nothing checks that every rank loaded the same policy: Run loads
 //     the file on each rank, and a different parallel-stage count would
 //     desynchronise the loops (tcp reports collectives called in different
 //     orders; local and mpi may not).

@@ -22,6 +22,47 @@ type Recorder interface {
 	VisitEnded(visit string, r VisitResult) error
 }
 
+// EventRecorder is an optional extra of a Recorder: it hears what the
+// Pipeline does with events, and with the run, besides its visits.
+type EventRecorder interface {
+	// EventDropped: a malformed trigger event the Pipeline dropped
+	// (logged either way).
+	EventDropped(topic, why string)
+	// EventSkipped: a well-formed event the Pipeline passed over, with
+	// why: not selected by the policy, or (visit set) a trigger the
+	// VisitGate refused.
+	EventSkipped(topic, visit, why string)
+	// EventsUndecodable: when the Pipeline ends, how many messages its
+	// subscriptions dropped because they could not be decoded as events
+	// (events.Subscription's Dropped; the broker logs each), unless there
+	// were none.
+	EventsUndecodable(n int)
+	// Heartbeat: with RunOptions.Heartbeat set, the Pipeline's heartbeat,
+	// with the visit in flight ("" between visits). It is called on the
+	// heartbeat's own goroutine, concurrently with the other methods.
+	Heartbeat(at time.Time, visit string)
+	// RunStopped: why a run stopped before its data ran out (a shutdown
+	// event, a stop request, the VisitGate's answer).
+	RunStopped(why string)
+}
+
+// VisitGate is an optional extra of a Recorder that the Pipeline asks
+// before each visit. Without it, every trigger runs and every visit
+// starts.
+type VisitGate interface {
+	// AdmitVisit: whether to run a visit a trigger event names. A batch
+	// run's recorder says no for a visit its state file records done (a
+	// trigger delivered again after a restart: the state, not the broker,
+	// says what is done) and adds a visit it has not heard of to the file.
+	AdmitVisit(visit string) (run bool, why string, err error)
+	// TimeForVisit: once the visit is admitted, whether there is time for
+	// it. A non-empty why stops the run at this visit boundary, as a stop
+	// request does, with why as the reason: the visit stays to be run by a
+	// later job. A batch job's recorder answers from the job's end time and
+	// the time visits take.
+	TimeForVisit(visit string) (why string)
+}
+
 // SliceFailure is one slice clipboard that failed at one stage of a visit.
 type SliceFailure struct {
 	Visit  string
@@ -33,12 +74,21 @@ type SliceFailure struct {
 
 // VisitResult is how a visit ended.
 type VisitResult struct {
-	Failed       bool
-	Interrupted  bool   // the run was interrupted during the visit: run it again
-	Err          string // why it failed: a serial stage's error, or a summary of slice failures
+	Outcome      VisitOutcome
+	Err          string // why it failed (a serial stage's error, or a summary of slice failures) or was interrupted
 	FailedSlices int    // slice clipboards that failed
 	Took         time.Duration
 }
+
+// VisitOutcome is how a visit ended: one of the three below.
+type VisitOutcome string
+
+// The visit outcomes.
+const (
+	VisitDone        VisitOutcome = "done"
+	VisitFailed      VisitOutcome = "failed"
+	VisitInterrupted VisitOutcome = "interrupted" // the run was interrupted during the visit: run it again
+)
 
 // Summary is a Recorder that keeps counts and the failures of a run in
 // memory, for `dpsbatch local` and tests. Its memory grows with failures,
@@ -65,8 +115,8 @@ type Summary struct {
 
 const maxKept = 1000
 
-// NewSummary returns an empty Summary.
-func NewSummary() *Summary {
+// newSummary returns an empty Summary.
+func newSummary() *Summary {
 	return &Summary{Reasons: map[string]string{}, StageTime: map[string]time.Duration{}, StageCalls: map[string]int{}}
 }
 
@@ -101,17 +151,16 @@ func (s *Summary) SliceFailed(f SliceFailure) error {
 func (s *Summary) VisitEnded(visit string, r VisitResult) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r.Interrupted {
+	switch r.Outcome {
+	case VisitInterrupted:
 		s.Interrupted++
-		return nil
-	}
-	if r.Failed {
+	case VisitFailed:
 		s.Failed++
 		if len(s.FailedVisits) < maxKept {
 			s.FailedVisits = append(s.FailedVisits, visit)
 			s.Reasons[visit] = r.Err
 		}
-	} else {
+	default:
 		s.Done++
 	}
 	return nil
@@ -194,6 +243,9 @@ func (s *Summary) EventSkipped(topic, visit, why string) {
 	s.mu.Unlock()
 }
 
+// Heartbeat is not counted.
+func (s *Summary) Heartbeat(time.Time, string) {}
+
 // RunStopped notes why the run stopped early.
 func (s *Summary) RunStopped(why string) {
 	s.mu.Lock()
@@ -202,9 +254,6 @@ func (s *Summary) RunStopped(why string) {
 }
 
 var (
-	_ Recorder            = (*Summary)(nil)
-	_ DropRecorder        = (*Summary)(nil)
-	_ UndecodableRecorder = (*Summary)(nil)
-	_ StopRecorder        = (*Summary)(nil)
-	_ SkipRecorder        = (*Summary)(nil)
+	_ Recorder      = (*Summary)(nil)
+	_ EventRecorder = (*Summary)(nil)
 )

@@ -102,7 +102,8 @@ type runInfo struct {
 	id       string
 	pipeline string
 	static   map[string]string // run, pipeline, pipelinedir
-	locs     *Locations
+	trigger  []string          // the properties every trigger event carries
+	locs     *locationMap
 	log      *slog.Logger
 	publish  func(context.Context, events.Event) error // Pipeline only
 }
@@ -196,7 +197,7 @@ func (c *Context) Expand(t Pattern, cb *Clipboard) (string, error) {
 
 // Path expands t into a clean absolute path (relative results resolve
 // against the run directory) and checks that it stays inside the run's
-// locations (see Locations).
+// locations (see locationMap).
 func (c *Context) Path(t Pattern, cb *Clipboard) (string, error) {
 	p, err := t.Expand(c.lookup(cb, true))
 	if err != nil {
@@ -222,7 +223,7 @@ func (c *Context) lookup(cb *Clipboard, forPath bool) func(string) (string, erro
 }
 
 func isLocation(name string) bool {
-	for _, l := range LocationNames {
+	for _, l := range locationNames {
 		if l == name {
 			return true
 		}

@@ -22,7 +22,7 @@ func newEvent(s Settings) (Stage, error) {
 		return nil, errors.New("topic must not be empty")
 	}
 	for _, p := range s.Pairs("properties") {
-		t, err := ParsePattern(p.Value)
+		t, err := parsePattern(p.Value)
 		if err != nil {
 			return nil, fmt.Errorf("properties.%s: %w", p.Key, err)
 		}

@@ -14,178 +14,320 @@ import (
 	"time"
 )
 
-// DefaultExecTimeout is how long an exec stage's program may run per
+// defaultExecTimeout is how long an exec stage's program may run per
 // clipboard unless its settings say otherwise.
-const DefaultExecTimeout = 10 * time.Minute
+const defaultExecTimeout = 10 * time.Minute
 
 const (
 	maxStdout  = 16 << 20 // bytes of stdout kept for the JSON object
 	stderrTail = 4 << 10  // bytes of stderr kept for error messages
 )
 
-type execStage struct {
-	command  []Pattern
-	timeout  time.Duration
-	dir      *Pattern
-	env      []propSpec
-	produces []string
-	shared   map[string]bool
+// program is what the exec and worker stages run: a command, its working
+// directory and environment, and the time it is allowed.
+type program struct {
+	command []Pattern
+	timeout time.Duration
+	dir     *Pattern
+	env     []propSpec
 }
 
-func newExec(s Settings) (Stage, error) {
-	st := &execStage{timeout: s.Duration("timeout"), produces: s.Strings("produces"), shared: map[string]bool{}}
+func parseProgram(s Settings) (program, error) {
+	p := program{timeout: s.Duration("timeout")}
 	args := s.Strings("command")
 	if len(args) == 0 || args[0] == "" {
-		return nil, errors.New("command: name the program to run (and its arguments), such as [python3, measure.py, \"{input}\"]")
+		return p, errors.New("command: name the program to run (and its arguments), such as [python3, measure.py, \"{input}\"]")
 	}
 	for i, a := range args {
-		t, err := ParsePattern(a)
+		t, err := parsePattern(a)
 		if err != nil {
-			return nil, fmt.Errorf("command[%d]: %w", i, err)
+			return p, fmt.Errorf("command[%d]: %w", i, err)
 		}
-		st.command = append(st.command, t)
+		p.command = append(p.command, t)
 	}
-	if st.timeout <= 0 {
-		return nil, errors.New("timeout must be positive")
+	if p.timeout <= 0 {
+		return p, errors.New("timeout must be positive")
 	}
 	if d := s.String("dir"); d != "" {
-		t, err := ParsePattern(d)
+		t, err := parsePattern(d)
 		if err != nil {
-			return nil, fmt.Errorf("dir: %w", err)
+			return p, fmt.Errorf("dir: %w", err)
 		}
-		st.dir = &t
+		p.dir = &t
 	}
-	for _, p := range s.Pairs("env") {
-		t, err := ParsePattern(p.Value)
+	for _, e := range s.Pairs("env") {
+		t, err := parsePattern(e.Value)
 		if err != nil {
-			return nil, fmt.Errorf("env.%s: %w", p.Key, err)
+			return p, fmt.Errorf("env.%s: %w", e.Key, err)
 		}
-		st.env = append(st.env, propSpec{p.Key, t})
+		p.env = append(p.env, propSpec{e.Key, t})
 	}
-	for _, k := range s.Strings("shared") {
-		if !contains(st.produces, k) {
-			return nil, fmt.Errorf("shared: %q is not one of the keys in produces", k)
-		}
-		st.shared[k] = true
-	}
-	return st, nil
+	return p, nil
 }
 
-func (st *execStage) templates() []Pattern {
-	ts := append([]Pattern(nil), st.command...)
-	if st.dir != nil {
-		ts = append(ts, *st.dir)
+func (p program) templates() []Pattern {
+	ts := append([]Pattern(nil), p.command...)
+	if p.dir != nil {
+		ts = append(ts, *p.dir)
 	}
-	for _, e := range st.env {
+	for _, e := range p.env {
 		ts = append(ts, e.tmpl)
 	}
 	return ts
 }
 
-func (st *execStage) Keys() (needs, produces []string) {
-	return patternNeeds(st.templates()...), st.produces
-}
-
-// Process runs the program once for this clipboard.
-func (st *execStage) Process(cx *Context, cb *Clipboard) error {
-	argv := make([]string, len(st.command))
-	for i, t := range st.command {
+// argv expands the command for cb (nil outside a visit).
+func (p program) argv(cx *Context, cb *Clipboard) ([]string, error) {
+	argv := make([]string, len(p.command))
+	for i, t := range p.command {
 		a, err := cx.Expand(t, cb)
 		if err != nil {
-			return fmt.Errorf("exec: command[%d]: %w", i, err)
+			return nil, fmt.Errorf("command[%d]: %w", i, err)
 		}
 		argv[i] = a
 	}
-	dir := cx.RunDir()
-	if st.dir != nil {
-		d, err := cx.Path(*st.dir, cb)
-		if err != nil {
-			return fmt.Errorf("exec: dir: %w", err)
-		}
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return fmt.Errorf("exec: dir: %w", err)
-		}
-		dir = d
+	return argv, nil
+}
+
+// workDir expands and makes the working directory: the run directory
+// unless dir is set.
+func (p program) workDir(cx *Context, cb *Clipboard) (string, error) {
+	if p.dir == nil {
+		return cx.RunDir(), nil
 	}
+	d, err := cx.Path(*p.dir, cb)
+	if err == nil {
+		err = makeDir(d)
+	}
+	if err != nil {
+		return "", fmt.Errorf("dir: %w", err)
+	}
+	return d, nil
+}
+
+// environ is this process's environment, the run's names (DPSBATCH_RUN,
+// _RUN_DIR, _STAGE, _SLICE), extra, and the expanded env settings.
+func (p program) environ(cx *Context, cb *Clipboard, extra ...string) ([]string, error) {
 	env := append(os.Environ(),
 		"DPSBATCH_RUN="+cx.RunID(),
 		"DPSBATCH_RUN_DIR="+cx.RunDir(),
-		"DPSBATCH_VISIT="+cx.Visit(),
 		"DPSBATCH_STAGE="+cx.Stage(),
 		"DPSBATCH_SLICE="+strconv.Itoa(cx.Slice()),
-		"DPSBATCH_DATAID="+cx.DataID().String(),
 	)
-	for _, e := range st.env {
+	env = append(env, extra...)
+	for _, e := range p.env {
 		v, err := cx.Expand(e.tmpl, cb)
 		if err != nil {
-			return fmt.Errorf("exec: env.%s: %w", e.name, err)
+			return nil, fmt.Errorf("env.%s: %w", e.name, err)
 		}
 		env = append(env, e.name+"="+v)
 	}
+	return env, nil
+}
 
-	ctx, cancel := context.WithTimeout(cx.Context(), st.timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	ignoreStopSignals(cmd)
-	cmd.Dir, cmd.Env = dir, env
-	// The program gets its own process group, so a timeout kills its
-	// children too.
+// inOwnGroup gives cmd's program its own process group, so that killing
+// it (a timeout, an interrupt) kills its children too.
+func inOwnGroup(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	stdout := &capped{max: maxStdout}
-	stderr := &tail{max: stderrTail}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	start := time.Now()
-	err := cmd.Run()
-	took := time.Since(start)
-	if ctx.Err() == context.DeadlineExceeded {
-		return fmt.Errorf("exec: %s timed out after %s%s", argv[0], st.timeout, stderr.describe())
-	}
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			msg := fmt.Sprintf("exec: %s %s%s", argv[0], exitText(ee), stderr.describe())
-			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && killedBy(ws) {
-				return &killedError{msg}
-			}
-			return errors.New(msg)
+	cmd.Cancel = func() error { return killGroup(cmd.Process) }
+}
+
+// killGroup kills a program started by inOwnGroup and its children.
+func killGroup(p *os.Process) error { return syscall.Kill(-p.Pid, syscall.SIGKILL) }
+
+// produced are the clipboard keys a program's JSON object must hold, and
+// which of them are shared.
+type produced struct {
+	keys   []string
+	shared map[string]bool
+}
+
+func parseProduced(s Settings) (produced, error) {
+	p := produced{keys: s.Strings("produces"), shared: map[string]bool{}}
+	for _, k := range s.Strings("shared") {
+		if !contains(p.keys, k) {
+			return p, fmt.Errorf("shared: %q is not one of the keys in produces", k)
 		}
-		return fmt.Errorf("exec: %w%s", err, stderr.describe())
+		p.shared[k] = true
 	}
-	if stderr.n > 0 {
-		cx.Logger().Debug("exec stderr", "program", argv[0], "tail", strings.TrimSpace(stderr.String()))
-	}
-	cx.Logger().Debug("exec done", "program", argv[0], "took", took)
-	if stdout.over {
-		return fmt.Errorf("exec: %s printed more than %d MiB on stdout", argv[0], maxStdout>>20)
-	}
-	out := bytes.TrimSpace(stdout.buf.Bytes())
-	if len(out) == 0 {
-		if len(st.produces) > 0 {
-			return fmt.Errorf("exec: %s printed nothing, but produces declares %s", argv[0], strings.Join(st.produces, ", "))
-		}
-		return nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(out))
-	dec.UseNumber()
-	var obj map[string]any
-	if err := dec.Decode(&obj); err != nil || obj == nil || dec.More() {
-		return fmt.Errorf("exec: %s: stdout is not one JSON object: %q", argv[0], clip(string(out), 200))
-	}
-	for _, k := range st.produces {
+	return p, nil
+}
+
+// put checks that obj, what prog printed, holds every key of produces,
+// and puts its items on cb (shared ones shared).
+func (p produced) put(cb *Clipboard, obj map[string]any, prog string) error {
+	for _, k := range p.keys {
 		if _, ok := obj[k]; !ok {
-			return fmt.Errorf("exec: %s did not print %q, which produces declares", argv[0], k)
+			return fmt.Errorf("%s did not print %q, which produces declares", prog, k)
 		}
 	}
 	for k, v := range obj {
-		if st.shared[k] {
+		if p.shared[k] {
 			cb.PutShared(k, plainJSON(v))
 		} else {
 			cb.Put(k, plainJSON(v))
 		}
 	}
 	return nil
+}
+
+type execStage struct {
+	program
+	produced
+	ignoreSignals bool
+	writes        []Pattern // the locations it writes to, each made before the program runs
+}
+
+func newExec(s Settings) (Stage, error) {
+	prog, err := parseProgram(s)
+	if err != nil {
+		return nil, err
+	}
+	prod, err := parseProduced(s)
+	if err != nil {
+		return nil, err
+	}
+	st := &execStage{program: prog, produced: prod, ignoreSignals: s.Bool("ignore_stop_signals")}
+	st.writes = writtenLocations(prog.templates())
+	return st, nil
+}
+
+// writtenLocations are the locations a stage writes to (output, scratch,
+// work) that its templates name, as templates of their own.
+func writtenLocations(ts []Pattern) []Pattern {
+	var out []Pattern
+	for _, name := range []string{"output", "scratch", "work"} {
+		for _, t := range ts {
+			if contains(t.Names(), name) {
+				out = append(out, mustPattern("{"+name+"}"))
+				break
+			}
+		}
+	}
+	return out
+}
+
+// makeLocations makes the directories of the locations ts name for cb.
+func makeLocations(cx *Context, cb *Clipboard, ts []Pattern) error {
+	for _, t := range ts {
+		d, err := cx.Path(t, cb)
+		if err == nil {
+			err = makeDir(d)
+		}
+		if err != nil {
+			return fmt.Errorf("location %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
+func (st *execStage) Keys() (needs, produces []string) {
+	return patternNeeds(st.templates()...), st.keys
+}
+
+// Process runs the program once for this clipboard.
+func (st *execStage) Process(cx *Context, cb *Clipboard) error {
+	ctx, cancel := context.WithTimeout(cx.Context(), st.timeout)
+	defer cancel()
+	cmd, prog, err := st.prepare(ctx, cx, cb)
+	if err != nil {
+		return fmt.Errorf("exec: %w", err)
+	}
+	stdout := &capped{max: maxStdout}
+	stderr := &tail{max: stderrTail}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	start := time.Now()
+	err = cmd.Run()
+	took := time.Since(start)
+	if ctx.Err() == context.DeadlineExceeded {
+		return fmt.Errorf("exec: %s timed out after %s%s", prog, st.timeout, stderr.describe())
+	}
+	if err != nil {
+		return fmt.Errorf("exec: %w", programError(prog, err, stderr))
+	}
+	if stderr.n > 0 {
+		cx.Logger().Debug("exec stderr", "program", prog, "tail", strings.TrimSpace(stderr.String()))
+	}
+	cx.Logger().Debug("exec done", "program", prog, "took", took)
+	if err := st.merge(cb, prog, stdout); err != nil {
+		return fmt.Errorf("exec: %w", err)
+	}
+	return nil
+}
+
+// prepare builds the command for cb, started directly (or through the
+// shell that ignores the stop signals) in its own process group, and
+// makes the directories it writes to. prog is the program as the command
+// names it.
+func (st *execStage) prepare(ctx context.Context, cx *Context, cb *Clipboard) (cmd *exec.Cmd, prog string, err error) {
+	argv, err := st.argv(cx, cb)
+	if err != nil {
+		return nil, "", err
+	}
+	dir, err := st.workDir(cx, cb)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := makeLocations(cx, cb, st.writes); err != nil {
+		return nil, "", err
+	}
+	env, err := st.environ(cx, cb, "DPSBATCH_VISIT="+cx.Visit(), "DPSBATCH_DATAID="+cx.DataID().String())
+	if err != nil {
+		return nil, "", err
+	}
+	cmd = exec.CommandContext(ctx, argv[0], argv[1:]...)
+	if st.ignoreSignals {
+		ignoreStopSignals(cmd)
+	}
+	cmd.Dir, cmd.Env = dir, env
+	inOwnGroup(cmd)
+	cmd.WaitDelay = 5 * time.Second
+	return cmd, argv[0], nil
+}
+
+// programError describes how prog failed to run or ended; one ended by a
+// stop signal matches ErrKilled.
+func programError(prog string, err error, stderr *tail) error {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return fmt.Errorf("%w%s", err, stderr.describe())
+	}
+	msg := prog + " " + exitText(ee.ProcessState) + stderr.describe()
+	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && killedBy(ws) {
+		return &killedError{msg}
+	}
+	return errors.New(msg)
+}
+
+// merge puts the JSON object prog printed on cb; a program that printed
+// nothing may only when it produces nothing.
+func (st *execStage) merge(cb *Clipboard, prog string, stdout *capped) error {
+	if stdout.over {
+		return fmt.Errorf("%s printed more than %d MiB on stdout", prog, maxStdout>>20)
+	}
+	out := bytes.TrimSpace(stdout.buf.Bytes())
+	if len(out) == 0 {
+		if len(st.keys) > 0 {
+			return fmt.Errorf("%s printed nothing, but produces declares %s", prog, strings.Join(st.keys, ", "))
+		}
+		return nil
+	}
+	obj, ok := jsonObject(out)
+	if !ok {
+		return fmt.Errorf("%s: stdout is not one JSON object: %q", prog, clip(string(out), 200))
+	}
+	return st.put(cb, obj, prog)
+}
+
+// jsonObject decodes b as exactly one JSON object, numbers as json.Number.
+func jsonObject(b []byte) (map[string]any, bool) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var obj map[string]any
+	if err := dec.Decode(&obj); err != nil || obj == nil || dec.More() {
+		return nil, false
+	}
+	return obj, true
 }
 
 // stopShell starts a program with the stop signals ignored (see
@@ -197,17 +339,19 @@ const (
 
 // ignoreStopSignals makes cmd start its program with SIGINT, SIGTERM and
 // SIGUSR1 ignored, the signals on which a run stops at the next visit
-// boundary. Slurm delivers a step's signals (scancel --signal, srun's
-// forwarding, the SIGTERM of a time limit) to every process of the step,
-// the exec stage's programs included, whatever their process group: by
-// default they would die of it and fail the visit in flight, which the
-// stop is meant to let finish. Go cannot start a child with a signal
-// ignored while this process handles it, so the program is started
-// through /bin/sh, which ignores them and execs it (the ignored
-// disposition survives exec; a program may still set its own handlers).
-// The timeout and an interrupt (a second signal) kill it with SIGKILL,
-// as before. Without /bin/sh, or when the program was not found (cmd.Err,
-// reported by Run), cmd is left as it is.
+// boundary: the exec stage's ignore_stop_signals setting, for a program
+// that must not be interrupted. Slurm delivers a step's signals (scancel
+// --signal, srun's forwarding, the SIGTERM of a time limit) to every
+// process of the step, the exec stage's programs included, whatever their
+// process group. By default a program dies of them and its visit is
+// interrupted, to be run again (stopsignals.go); with the setting it
+// finishes. Go cannot start a child with a signal ignored while this
+// process handles it, so the program is started through /bin/sh, which
+// ignores them and execs it (the ignored disposition survives exec; a
+// program may still set its own handlers), at the cost of a shell's start
+// per program. The timeout and an interrupt (a second signal) kill it
+// with SIGKILL. Without /bin/sh, or when the program was not found
+// (cmd.Err, reported by Run), cmd is left as it is.
 func ignoreStopSignals(cmd *exec.Cmd) {
 	if cmd.Err != nil {
 		return
@@ -219,11 +363,11 @@ func ignoreStopSignals(cmd *exec.Cmd) {
 	cmd.Path = stopShell
 }
 
-func exitText(ee *exec.ExitError) string {
-	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+func exitText(ps *os.ProcessState) string {
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		return "was killed by signal " + ws.Signal().String()
 	}
-	return fmt.Sprintf("exited with status %d", ee.ExitCode())
+	return fmt.Sprintf("exited with status %d", ps.ExitCode())
 }
 
 func clip(s string, n int) string {

@@ -17,7 +17,7 @@ type fileSpec struct {
 func parseFiles(s Settings) ([]fileSpec, error) {
 	var out []fileSpec
 	for _, p := range s.Pairs("files") {
-		t, err := ParsePattern(p.Value)
+		t, err := parsePattern(p.Value)
 		if err != nil {
 			return nil, fmt.Errorf("files.%s: %w", p.Key, err)
 		}
@@ -27,7 +27,7 @@ func parseFiles(s Settings) ([]fileSpec, error) {
 		return nil, errors.New("files: name at least one clipboard key and its path")
 	}
 	if f := s.String("format"); f != "auto" {
-		if _, err := LookupFormat(f); err != nil {
+		if _, err := lookupFormat(f); err != nil {
 			return nil, fmt.Errorf("format: %s", trimPkg(err))
 		}
 	}
@@ -134,11 +134,16 @@ func (st *outputStage) Process(cx *Context, cb *Clipboard) error {
 	return nil
 }
 
+// makeDir makes a directory a stage writes into, and its parents, as
+// needed: the output stage's and symlink stage's folders, the exec
+// stage's working directory and the locations it writes to.
+func makeDir(dir string) error { return os.MkdirAll(dir, 0o755) }
+
 // writeAtomic writes data to path through a temporary file in the same
 // directory and a rename, so readers see the whole file or none.
 func writeAtomic(path string, data []byte) error {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := makeDir(dir); err != nil {
 		return err
 	}
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
@@ -167,11 +172,11 @@ func writeAtomic(path string, data []byte) error {
 type symlinkStage struct{ from, to Pattern }
 
 func newSymlink(s Settings) (Stage, error) {
-	from, err := ParsePattern(s.String("from"))
+	from, err := parsePattern(s.String("from"))
 	if err != nil {
 		return nil, fmt.Errorf("from: %w", err)
 	}
-	to, err := ParsePattern(s.String("to"))
+	to, err := parsePattern(s.String("to"))
 	if err != nil {
 		return nil, fmt.Errorf("to: %w", err)
 	}
@@ -191,7 +196,7 @@ func (st *symlinkStage) Process(cx *Context, cb *Clipboard) error {
 	if err != nil {
 		return fmt.Errorf("symlink to: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+	if err := makeDir(filepath.Dir(link)); err != nil {
 		return err
 	}
 	if fi, err := os.Lstat(link); err == nil {

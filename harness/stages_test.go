@@ -26,11 +26,11 @@ func stContext(t *testing.T, runDir string, locs map[string]string, visit string
 	t.Helper()
 	tmpls := map[string]Pattern{}
 	for k, v := range locs {
-		tmpls[k] = MustPattern(v)
+		tmpls[k] = mustPattern(v)
 	}
 	static := map[string]string{"run": "r1", "pipeline": "p", "pipelinedir": runDir}
 	return &Context{ctx: context.Background(), visit: visit, stage: "s", slice: 1, dataID: id,
-		run: &runInfo{id: "r1", pipeline: "p", static: static, locs: NewLocations(runDir, tmpls, static), log: discardLogger()}}
+		run: &runInfo{id: "r1", pipeline: "p", static: static, locs: newLocations(runDir, tmpls, static), log: discardLogger()}}
 }
 
 func newStage(t *testing.T, typ string, settings map[string]any) Stage {
@@ -57,7 +57,7 @@ func TestInputOutputFormats(t *testing.T) {
 	os.WriteFile(filepath.Join(in, "v1", "u7.up"), []byte("shout"), 0o644)
 	locs := map[string]string{"input": in + "/{visit}", "output": "out/{visit}"}
 	cx := stContext(t, run, locs, "v1", mapper.DataID{"ccd": "7"})
-	cb := NewClipboard()
+	cb := newClipboard()
 	inp := newStage(t, "input", map[string]any{"files": pairs("doc", "{input}/d{ccd}.json", "txt", "{input}/t{ccd}.txt",
 		"bin", "{input}/b{ccd}.bin", "up", "{input}/u{ccd}.up"), "format": "auto"})
 	if err := inp.(Processor).Process(cx, cb); err != nil {
@@ -95,7 +95,7 @@ func TestInputOutputFormats(t *testing.T) {
 		t.Errorf("output directory holds %d entries (temporary files left?)", len(entries))
 	}
 	// A missing input fails unless optional.
-	cb2 := NewClipboard()
+	cb2 := newClipboard()
 	miss := newStage(t, "input", map[string]any{"files": pairs("x", "{input}/nope{ccd}.txt"), "format": "auto"})
 	if err := miss.(Processor).Process(cx, cb2); err == nil || !strings.Contains(err.Error(), "nope7.txt") {
 		t.Errorf("missing input: %v", err)
@@ -112,7 +112,7 @@ func TestPathsCannotEscape(t *testing.T) {
 	out := newStage(t, "output", map[string]any{"files": pairs("v", "{output}/{name}.txt"), "format": "auto"})
 	for _, bad := range []string{"..", "a/b", "."} {
 		cx := stContext(t, run, locs, "v1", mapper.DataID{"name": bad})
-		cb := NewClipboard()
+		cb := newClipboard()
 		cb.Put("v", "x")
 		err := out.(Processor).Process(cx, cb)
 		if err == nil || !strings.Contains(err.Error(), "{name}") {
@@ -121,7 +121,7 @@ func TestPathsCannotEscape(t *testing.T) {
 	}
 	// A visit ID of ".." cannot climb out either.
 	cx := stContext(t, run, locs, "..", mapper.DataID{"name": "x"})
-	cb := NewClipboard()
+	cb := newClipboard()
 	cb.Put("v", "x")
 	if err := out.(Processor).Process(cx, cb); err == nil {
 		t.Error("visit '..' accepted in a path")
@@ -140,7 +140,7 @@ func TestSymlinkStage(t *testing.T) {
 	st := newStage(t, "symlink", map[string]any{"from": "{output}/c{ccd}.json", "to": "{work}/latest/c{ccd}.json"})
 	for _, visit := range []string{"v1", "v2"} {
 		cx := stContext(t, run, locs, visit, mapper.DataID{"ccd": "3"})
-		if err := st.(Processor).Process(cx, NewClipboard()); err != nil {
+		if err := st.(Processor).Process(cx, newClipboard()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -163,7 +163,7 @@ func TestExecStage(t *testing.T) {
 		"produces": []string{"sum", "who"},
 		"shared":   []string{"sum"},
 	})
-	cb := NewClipboard()
+	cb := newClipboard()
 	cb.Put("gain", 10)
 	if err := st.(Processor).Process(cx, cb); err != nil {
 		t.Fatal(err)
@@ -215,7 +215,7 @@ func TestExecStageFailures(t *testing.T) {
 			}
 			st := newStage(t, "exec", tc.settings)
 			start := time.Now()
-			err := st.(Processor).Process(cx, NewClipboard())
+			err := st.(Processor).Process(cx, newClipboard())
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -244,7 +244,7 @@ stages:
   - name: tell
     type: event
     settings: {topic: measured, keys: [seen], properties: {label: "{pipeline}-{visitId}-{filter}"}}
-`, []string{"3"}, func(lr *LocalRun) { lr.Broker = b })
+`, []string{"3"}, func(lr *RunOptions) { lr.Broker = b })
 	if err != nil {
 		t.Fatal(err)
 	}

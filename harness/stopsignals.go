@@ -1,25 +1,16 @@
 package harness
 
 import (
-	"errors"
 	"sync"
 	"syscall"
 	"time"
 )
 
-// ErrKilled is matched by the error of a stage whose program ended by a
-// signal a job's stop delivers (SIGTERM, SIGINT, SIGUSR1, SIGUSR2,
-// SIGHUP, SIGKILL), or exited with 128 plus one, as a shell does: the
-// exec stage's error wraps it, and a Go stage that runs programs may wrap
-// it too. On a slice that received a stop signal (see StopSignals) such
-// an error interrupts the visit instead of failing it.
-var ErrKilled = errors.New("harness: the program was ended by a signal")
-
-// StopGrace is how long a slice whose program was killed waits for a
+// stopGrace is how long a slice whose program was killed waits for a
 // stop signal of its own before it counts the program as failed: Slurm
 // signals every process of a step at nearly the same moment, and the
 // slice may see its program die before it sees the signal.
-const StopGrace = 2 * time.Second
+const stopGrace = 2 * time.Second
 
 // StopSignals notes the stop signals a rank's process received: scancel,
 // scancel --signal, srun forwarding them, the time limit. Slurm delivers
@@ -28,20 +19,23 @@ const StopGrace = 2 * time.Second
 // notes the signal, because a program one of its stages runs may die of
 // the same signal: that program was stopped, not failed, and its visit is
 // interrupted, to be run again by the next job, never failed. The zero
-// value is not usable: NewStopSignals. A nil *StopSignals notes nothing
-// and has never seen a signal. It is safe for concurrent use.
+// value has seen no signal; a nil *StopSignals notes nothing and has
+// never seen one. It is safe for concurrent use.
 type StopSignals struct {
-	once sync.Once
-	ch   chan struct{} // closed at the first signal
+	made, closed sync.Once
+	ch           chan struct{} // closed at the first signal
 }
 
-// NewStopSignals returns a StopSignals that has seen no signal.
-func NewStopSignals() *StopSignals { return &StopSignals{ch: make(chan struct{})} }
+// arrivals is the channel closed at the first signal.
+func (s *StopSignals) arrivals() chan struct{} {
+	s.made.Do(func() { s.ch = make(chan struct{}) })
+	return s.ch
+}
 
 // Note records that a stop signal arrived. The signal handler calls it.
 func (s *StopSignals) Note() {
 	if s != nil {
-		s.once.Do(func() { close(s.ch) })
+		s.closed.Do(func() { close(s.arrivals()) })
 	}
 }
 
@@ -52,14 +46,14 @@ func (s *StopSignals) Arrived(grace time.Duration) bool {
 		return false
 	}
 	select {
-	case <-s.ch:
+	case <-s.arrivals():
 		return true
 	default:
 	}
 	t := time.NewTimer(grace)
 	defer t.Stop()
 	select {
-	case <-s.ch:
+	case <-s.arrivals():
 		return true
 	case <-t.C:
 		return false

@@ -34,7 +34,7 @@ func TestExecProgramKilledBySignal(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := newStage(t, "exec", map[string]any{"command": tc.command, "timeout": 10 * time.Second})
-			err := st.(Processor).Process(cx, NewClipboard())
+			err := st.(Processor).Process(cx, newClipboard())
 			if err == nil || errors.Is(err, ErrKilled) != tc.killed || !strings.Contains(err.Error(), tc.text) {
 				t.Errorf("error %v (ErrKilled: %v); want %q, ErrKilled %v", err, errors.Is(err, ErrKilled), tc.text, tc.killed)
 			}
@@ -76,7 +76,7 @@ func init() {
 
 // A slice whose program a stop signal ended reports its data ID as
 // stopped, and the visit is interrupted, not failed: when the slice heard
-// the signal first, or within StopGrace after. Without a stop signal, or
+// the signal first, or within stopGrace after. Without a stop signal, or
 // for an ordinary error, the data ID fails as before.
 func TestStopSignalInterruptsVisit(t *testing.T) {
 	for _, tc := range []struct {
@@ -91,17 +91,17 @@ func TestStopSignalInterruptsVisit(t *testing.T) {
 		{"an ordinary failure during a stop", 0, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			killNotes, noteAfter, plain = NewStopSignals(), tc.after, tc.plain
+			killNotes, noteAfter, plain = new(StopSignals), tc.after, tc.plain
 			sum, end, err := runYAML(t, testHead+"stages:\n  - {name: work, type: test-killed}\n  - {name: r, type: test-record}\n",
-				[]string{"1", "2", "3"}, func(lr *LocalRun) { lr.StopSignals = killNotes })
+				[]string{"1", "2", "3"}, func(lr *RunOptions) { lr.StopSignals = killNotes })
 			r := end.results["2"]
 			if !tc.interrupted {
-				if !r.Failed || r.Interrupted || sum.SliceFailureCount != 1 || !errors.Is(err, ErrVisitsFailed) {
+				if r.Outcome != VisitFailed || sum.SliceFailureCount != 1 || !errors.Is(err, ErrVisitsFailed) {
 					t.Errorf("visit 2 %+v, %d slice failures, err %v; want it failed", r, sum.SliceFailureCount, err)
 				}
 				return
 			}
-			if !r.Interrupted || r.Failed || !strings.Contains(r.Err, `interrupted by a stop signal: stage "work", slice 1, data ID ccd=1: exec: prog was killed`) {
+			if r.Outcome != VisitInterrupted || !strings.Contains(r.Err, `interrupted by a stop signal: stage "work", slice 1, data ID ccd=1: exec: prog was killed`) {
 				t.Errorf("visit 2 %+v; want interrupted by the stop signal, naming the data ID", r)
 			}
 			if err != nil || sum.Failed != 0 || sum.SliceFailureCount != 0 || sum.Interrupted != 1 || sum.Done != 2 {
@@ -140,24 +140,24 @@ func TestSliceDeathInterruptsVisit(t *testing.T) {
 	end := newEndings()
 	b := events.NewMemory()
 	defer b.Close()
-	if err := PublishVisits(context.Background(), b, p.Trigger.Topic, "test-run", []Visit{{ID: "1"}, {ID: "2"}, {ID: "3"}}); err != nil {
+	if err := publishVisits(context.Background(), b, p.Trigger.Topic, "test-run", []Visit{{ID: "1"}, {ID: "2"}, {ID: "3"}}); err != nil {
 		t.Fatal(err)
 	}
 	eps := comm.NewLocal(4)
 	errs := make([]error, len(eps))
 	var wg sync.WaitGroup
 	for r, c := range eps {
-		cfg := Config{Policy: p, RunID: "test-run", RunDir: dir, Comm: c, Host: LocalHost()}
+		o := RunOptions{Comm: c, Policy: p, RunID: "test-run", RunDir: dir, Host: thisMachine()}
 		if r == 0 {
-			cfg.Broker, cfg.Recorder = b, end
+			o.Broker, o.Feed, o.Recorder = b, true, end
 		}
 		if r == 1 {
-			cfg.Comm = &dyingComm{Comm: c, n: 3} // assign, visit 1, then visit 2
+			o.Comm = &dyingComm{Comm: c, n: 3} // assign, visit 1, then visit 2
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[r] = Run(context.Background(), cfg)
+			_, errs[r] = Run(context.Background(), o)
 			c.Close()
 		}()
 	}
@@ -165,10 +165,10 @@ func TestSliceDeathInterruptsVisit(t *testing.T) {
 	if !errors.Is(errs[0], comm.ErrAborted) {
 		t.Errorf("rank 0: %v; want the communicator aborted", errs[0])
 	}
-	if r := end.results["1"]; r.Failed || r.Interrupted {
+	if r := end.results["1"]; r.Outcome != VisitDone {
 		t.Errorf("visit 1 %+v; want done", r)
 	}
-	if r := end.results["2"]; !r.Interrupted || !strings.Contains(r.Err, "slice 1 killed") {
+	if r := end.results["2"]; r.Outcome != VisitInterrupted || !strings.Contains(r.Err, "slice 1 killed") {
 		t.Errorf("visit 2 %+v; want interrupted, saying why", r)
 	}
 	if _, ok := end.results["3"]; ok {

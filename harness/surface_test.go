@@ -2,20 +2,94 @@ package harness
 
 import (
 	"go/ast"
+	"go/build"
+	"go/doc"
 	"go/parser"
 	"go/token"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 )
 
-// harness names what stage authors use itself: no exported name is an
-// alias of an internal package's (a type alias, or a constant or variable
-// that merely renames one). ErrInvalid is the one exception: it must be
-// conf.ErrInvalid itself, so errors.Is matches every conf error. Nor is a
-// type called Template, the name of the job script's type.
+// maxSurface bounds the lines `go doc -short` prints for the package: a
+// newcomer should be able to hold the package in their head. ARCHITECTURE.md
+// ("The harness's public surface") says why each group that remains does.
+const maxSurface = 55
+
+// TestSurfaceSmall counts the package's exported entries as `go doc
+// -short` lists them (go/doc is what go doc reads): one line per exported
+// const or var group, function and type, and under each type the const and
+// var groups of that type and the functions that return it. Methods and
+// fields are not counted, as go doc -short does not list them.
+func TestSurfaceSmall(t *testing.T) {
+	entries := surfaceEntries(t, ".")
+	if len(entries) > maxSurface {
+		t.Errorf("go doc -short lists %d entries, more than %d: unexport what only harness uses, "+
+			"move a name one other package uses there, group constants:\n  %s",
+			len(entries), maxSurface, strings.Join(entries, "\n  "))
+	}
+}
+
+// surfaceEntries lists the exported entries of the package in dir that
+// go doc -short prints, one string each, for this build's files.
+func surfaceEntries(t *testing.T, dir string) []string {
+	t.Helper()
+	bp, err := build.Default.ImportDir(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	var files []*ast.File
+	for _, name := range bp.GoFiles {
+		f, err := parser.ParseFile(fset, filepath.Join(dir, name), nil, parser.ParseComments|parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	pkg, err := doc.NewFromFiles(fset, files, bp.ImportPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	values := func(kind string, vs []*doc.Value) {
+		for _, v := range vs {
+			out = append(out, kind+" "+strings.Join(v.Names, ", "))
+		}
+	}
+	funcs := func(fs []*doc.Func) {
+		for _, f := range fs {
+			out = append(out, "func "+f.Name)
+		}
+	}
+	values("const", pkg.Consts)
+	values("var", pkg.Vars)
+	funcs(pkg.Funcs)
+	for _, ty := range pkg.Types {
+		out = append(out, "type "+ty.Name)
+		values("  const", ty.Consts)
+		values("  var", ty.Vars)
+		funcs(ty.Funcs)
+	}
+	return out
+}
+
+// harness, and mapper beside it, name what stage and mapper authors use
+// themselves: no exported name is an alias of an internal package's (a
+// type alias, or a constant or variable that merely renames one).
+// ErrInvalid is the one exception: it must be conf.ErrInvalid itself, so
+// errors.Is matches every conf error. Nor is a type called Template, the
+// name of the job script's type.
 func TestNoAliasesOfInternalNames(t *testing.T) {
-	files, err := filepath.Glob("*.go")
+	for _, dir := range []string{".", "../mapper"} {
+		checkNoAliases(t, dir)
+	}
+}
+
+func checkNoAliases(t *testing.T, dir string) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,5 +144,45 @@ func TestNoAliasesOfInternalNames(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// README.md's Go stage example is readme_stage_test.go, which the tests
+// compile (and whose init registers the stage): the README shows the file
+// from its imports on, so the example cannot drift from the API.
+func TestReadmeStageExample(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := os.ReadFile("readme_stage_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n### Writing a stage in Go\n")
+	_, block, ok2 := strings.Cut(section, "\n```go\n")
+	block, _, ok3 := strings.Cut(block, "\n```\n")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal(`README.md has no "### Writing a stage in Go" section with a go code block`)
+	}
+	fromImports := func(src string) string {
+		if i := strings.Index(src, "\nimport ("); i >= 0 {
+			return strings.TrimSpace(src[i:])
+		}
+		return ""
+	}
+	if got, want := fromImports(block), fromImports(string(file)); got == "" || got != want {
+		t.Errorf("README.md's stage example differs from readme_stage_test.go (from the imports on):\n--- README\n%s\n--- file\n%s", got, want)
+	}
+	ty, err := LookupStage("scale")
+	if err != nil {
+		t.Fatalf("the example's stage is not registered: %v", err)
+	}
+	st, err := ty.New(Settings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := st.(Processor); !ok {
+		t.Error("the example's stage has no Process")
 	}
 }

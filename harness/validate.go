@@ -12,7 +12,7 @@ import (
 // built is a stage instance with its optional parts resolved once, so the
 // loop does no type assertions per call.
 type built struct {
-	spec     *StageSpec
+	spec     *stageSpec
 	stage    Stage
 	proc     Processor
 	pre      Preprocessor
@@ -70,7 +70,7 @@ func (p *Policy) NewMapper() (mapper.DataMapper, error) {
 	if err != nil {
 		return nil, p.errorAt(p.Mapper.Line, "mapper.type", "%s", trimPkg(err))
 	}
-	m, err := f.New(p.Mapper.Settings)
+	m, err := f.Build(p.Mapper.Settings)
 	if err != nil {
 		// A mapper's errors start with its name ("range: step must be
 		// at least 1"); the position says which mapper it is.
@@ -178,7 +178,7 @@ func (p *Policy) validate() error {
 				what, k, conf.Suggest(k, keysOf(have))))
 		}
 	}
-	for _, name := range LocationNames {
+	for _, name := range locationNames {
 		if t, ok := p.Locations[name]; ok {
 			checkNames(p.locLines[name], "locations."+name, "uses", patternNeeds(t))
 		}
@@ -218,10 +218,10 @@ func (p *Policy) validate() error {
 			for _, k := range x.Keys {
 				have[NeighboursKey(k)] = "the exchange of stage " + b.spec.Name
 			}
-			if x.Topology == TopologyMapper && m != nil {
-				if _, ok := m.(NeighbourMapper); !ok {
+			if x.Topology == topologyMapper && m != nil {
+				if _, ok := m.(mapper.NeighbourMapper); !ok {
 					errs = append(errs, p.errorAt(x.TopologyLine, b.spec.Path+".exchange.topology",
-						"topology mapper needs a mapper that names each slice's neighbours; mapper %q does not (it does not implement harness.NeighbourMapper)", p.Mapper.Type))
+						"topology mapper needs a mapper that names each slice's neighbours; mapper %q does not (it does not implement mapper.NeighbourMapper)", p.Mapper.Type))
 				}
 			}
 		}

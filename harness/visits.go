@@ -59,8 +59,8 @@ func ReadVisitList(path string) (*VisitList, error) {
 	return parseVisits(path, data, newFileRules)
 }
 
-// ParseVisits is ReadVisits for a file already in memory.
-func ParseVisits(path string, data []byte) ([]Visit, error) {
+// parseNewVisits is ReadVisits for a file already in memory.
+func parseNewVisits(path string, data []byte) ([]Visit, error) {
 	l, err := parseVisits(path, data, newFileRules)
 	if err != nil {
 		return nil, err
@@ -439,7 +439,7 @@ func CheckVisits(p *Policy, path string, vs []Visit) error {
 	for _, v := range vs {
 		for _, pr := range p.Trigger.problems(v.Props, -1) {
 			msg := fmt.Sprintf("visit %q has no property %q, which %s declares in events.trigger.properties", v.ID, pr.key, p.File)
-			if pr.want != PropAny {
+			if pr.want != propAny {
 				msg = fmt.Sprintf("visit %q: %s, as %s declares in events.trigger.properties", v.ID, pr, p.File)
 			}
 			errs = append(errs, &conf.Error{File: path, Line: v.Line, Msg: msg})

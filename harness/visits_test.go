@@ -83,9 +83,9 @@ func TestParseVisitsGood(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseVisits(tt.path, []byte(tt.data))
+			got, err := parseNewVisits(tt.path, []byte(tt.data))
 			if err != nil {
-				t.Fatalf("ParseVisits: %v", err)
+				t.Fatalf("parseNewVisits: %v", err)
 			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got  %#v\nwant %#v", got, tt.want)
@@ -97,7 +97,7 @@ func TestParseVisitsGood(t *testing.T) {
 // Numbers in JSON lines keep their type: ints are int, not float64 or
 // json.Number.
 func TestParseVisitsJSONTypes(t *testing.T) {
-	vs, err := ParseVisits("v.jsonl", []byte(`{"visitId": 1, "n": 3, "x": 2.5, "l": [4]}`))
+	vs, err := parseNewVisits("v.jsonl", []byte(`{"visitId": 1, "n": 3, "x": 2.5, "l": [4]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,9 +227,9 @@ func TestParseVisitsErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			vs, err := ParseVisits(tt.path, []byte(tt.data))
+			vs, err := parseNewVisits(tt.path, []byte(tt.data))
 			if err == nil {
-				t.Fatalf("ParseVisits = %+v, want errors %q", vs, tt.want)
+				t.Fatalf("parseNewVisits = %+v, want errors %q", vs, tt.want)
 			}
 			if vs != nil {
 				t.Errorf("visits returned with an error: %+v", vs)
@@ -254,7 +254,7 @@ func TestParseVisitsErrors(t *testing.T) {
 
 // A JSON line must hold one object and nothing else.
 func TestParseVisitsJSONTrailingData(t *testing.T) {
-	vs, err := ParseVisits("v.jsonl", []byte("{\"visitId\": 1} {\"visitId\": 2}\n{\"visitId\": 3} junk\n"))
+	vs, err := parseNewVisits("v.jsonl", []byte("{\"visitId\": 1} {\"visitId\": 2}\n{\"visitId\": 3} junk\n"))
 	if err == nil {
 		t.Fatalf("a line with data after its object is accepted: %+v", vs)
 	}
@@ -282,8 +282,8 @@ func TestReadVisits(t *testing.T) {
 }
 
 func TestCheckVisits(t *testing.T) {
-	p := &Policy{File: "pipe.yaml", Trigger: TriggerSpec{Topic: "visits", EventFilter: EventFilter{Properties: []string{"filter", "exptime"}}}}
-	vs, err := ParseVisits("v.jsonl", []byte(
+	p := &Policy{File: "pipe.yaml", Trigger: triggerSpec{Topic: "visits", EventFilter: EventFilter{Properties: []string{"filter", "exptime"}}}}
+	vs, err := parseNewVisits("v.jsonl", []byte(
 		`{"visitId": 1, "filter": "r", "exptime": 30}`+"\n"+
 			`{"visitId": 2, "filter": "g"}`+"\n"+
 			`{"visitId": 3}`+"\n"))
@@ -415,9 +415,9 @@ func TestParseVisitsRefused(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			vs, err := ParseVisits(tt.path, []byte(tt.data))
+			vs, err := parseNewVisits(tt.path, []byte(tt.data))
 			if err == nil {
-				t.Fatalf("ParseVisits = %+v, want errors %q", vs, tt.want)
+				t.Fatalf("parseNewVisits = %+v, want errors %q", vs, tt.want)
 			}
 			if !errors.Is(err, ErrInvalid) {
 				t.Errorf("errors.Is(err, ErrInvalid) = false for %v", err)
@@ -483,10 +483,10 @@ func TestCSVOpenQuoteLine(t *testing.T) {
 		}
 		fmt.Fprintf(&b, "v%d,r\n", i)
 	}
-	_, err := ParseVisits("v.csv", []byte(b.String()))
+	_, err := parseNewVisits("v.csv", []byte(b.String()))
 	var es conf.Errors
 	if !errors.As(err, &es) || len(es) != 1 || es[0].Line != 100 {
-		t.Fatalf("ParseVisits = %v, want one error at line 100", err)
+		t.Fatalf("parseNewVisits = %v, want one error at line 100", err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -87,7 +88,7 @@ stages:
 	}
 	sum, errs := runRanks(t, policy, slices+1, []string{"1", "2", "3"}, func(r int) (comm.Comm, error) { return traced[r], nil })
 	for r, err := range errs {
-		if err != nil {
+		if err != nil && !(r == 0 && errors.Is(err, ErrVisitsFailed)) {
 			t.Fatalf("rank %d: %v", r, err)
 		}
 	}

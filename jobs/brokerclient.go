@@ -87,6 +87,7 @@ type jobBroker struct {
 
 // Publish sends e through NATS and records it as sent.
 func (b *jobBroker) Publish(ctx context.Context, e events.Event) error {
+	e = e.Stamped()
 	if err := b.Broker.Publish(ctx, e); err != nil {
 		return err
 	}

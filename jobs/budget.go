@@ -214,7 +214,7 @@ func (j *InJob) timeWarning(why string) (stop bool) {
 }
 
 // TimeForVisit answers the Pipeline before each visit (a
-// harness.VisitBudget): a reason to stop when the job has no time for it.
+// harness.VisitGate): a reason to stop when the job has no time for it.
 func (r *recorder) TimeForVisit(visit string) string {
 	if r.budget == nil {
 		return ""

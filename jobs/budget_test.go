@@ -134,14 +134,14 @@ func TestInJobBudget(t *testing.T) {
 	end := &endAt{end: fixedNow().Add(StopMargin + 2*time.Second)}
 	serveRun(t, l.State(), "1002", 0)
 	j := &InJob{StatePath: l.State(), JobID: "1002", Now: c.now, Deadline: end.read}
-	dr := &harness.DistRun{RunID: "run1", RunDir: dir}
+	dr := &harness.RunOptions{RunID: "run1", RunDir: dir}
 	if err := j.Hook(loadRunPolicy(t, dir), dr); err != nil {
 		t.Fatal(err)
 	}
 	defer j.End(nil, nil)
-	b, ok := dr.Recorder.(harness.VisitBudget)
+	b, ok := dr.Recorder.(harness.VisitGate)
 	if !ok {
-		t.Fatal("the job's recorder is no harness.VisitBudget")
+		t.Fatal("the job's recorder is no harness.VisitGate")
 	}
 	if end.calls != 1 {
 		t.Errorf("the end was read %d times at the start; want once", end.calls)
@@ -157,7 +157,7 @@ func TestInJobBudget(t *testing.T) {
 		}
 	}
 	must(dr.Recorder.VisitStarted("v002", c.now()))
-	must(dr.Recorder.VisitEnded("v002", harness.VisitResult{Took: 3 * time.Second}))
+	must(dr.Recorder.VisitEnded("v002", harness.VisitResult{Outcome: harness.VisitDone, Took: 3 * time.Second}))
 	if why := b.TimeForVisit("v004"); !strings.HasPrefix(why, "time limit near: 12s left") {
 		t.Errorf("12s left, a visit of 3s: %q; want a stop", why)
 	}
@@ -172,11 +172,12 @@ func TestInJobTooShortForAVisit(t *testing.T) {
 	serveRun(t, l.State(), "1002", 0)
 	j := &InJob{StatePath: l.State(), JobID: "1002", Logger: newTextLogger(&logs),
 		Deadline: func(context.Context) (time.Time, error) { return time.Now().Add(StopMargin + 5*time.Second), nil }}
-	dr := harness.DistRun{PolicyPath: l.Policy(), RunID: "run1", RunDir: dir, Rank0: j.Hook}
+	dr := harness.RunOptions{PolicyPath: l.Policy(), RunID: "run1", RunDir: dir, Rank0: j.Hook}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	// 15 s left, and v001 took 1 s: time enough.
-	sum, err := harness.RunRanks(ctx, dr, 3)
+	dr.Ranks, dr.Size = harness.CommLocal, 3
+	sum, err := harness.Run(ctx, dr)
 	if endErr := j.End(sum, err); endErr != nil {
 		t.Fatal(endErr)
 	}
@@ -199,8 +200,9 @@ func TestInJobTooShortForAVisit(t *testing.T) {
 	serveRun(t, l.State(), "1002", 0)
 	j = &InJob{StatePath: l.State(), JobID: "1002", Logger: newTextLogger(&logs),
 		Deadline: func(context.Context) (time.Time, error) { return time.Now().Add(StopMargin + 5*time.Second), nil }}
-	dr = harness.DistRun{PolicyPath: l.Policy(), RunID: "run1", RunDir: dir, Rank0: j.Hook}
-	sum, err = harness.RunRanks(ctx, dr, 3)
+	dr = harness.RunOptions{PolicyPath: l.Policy(), RunID: "run1", RunDir: dir, Rank0: j.Hook}
+	dr.Ranks, dr.Size = harness.CommLocal, 3
+	sum, err = harness.Run(ctx, dr)
 	if endErr := j.End(sum, err); endErr != nil {
 		t.Fatal(endErr)
 	}
@@ -239,7 +241,7 @@ func TestInJobStopFileRechecks(t *testing.T) {
 			end := &endAt{end: time.Now().Add(time.Hour)}
 			serveRun(t, l.State(), "1002", 0)
 			j := &InJob{StatePath: l.State(), JobID: "1002", StopFile: l.StopFile(2), Every: 2 * time.Millisecond, Deadline: end.read}
-			dr := &harness.DistRun{RunID: "run1", RunDir: dir}
+			dr := &harness.RunOptions{RunID: "run1", RunDir: dir}
 			if err := j.Hook(loadRunPolicy(t, dir), dr); err != nil {
 				t.Fatal(err)
 			}

@@ -37,7 +37,7 @@ stages:
 	l := Layout{Dir: dir}
 	serveRun(t, l.State(), "1001", 0)
 	j := &InJob{StatePath: l.State(), JobID: "1001"}
-	dr := harness.DistRun{PolicyPath: l.Policy(), RunID: "run1", RunDir: dir, Rank0: j.Hook}
+	dr := harness.RunOptions{PolicyPath: l.Policy(), RunID: "run1", RunDir: dir, Rank0: j.Hook}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	type result struct {
@@ -46,7 +46,8 @@ stages:
 	}
 	done := make(chan result, 1)
 	go func() {
-		sum, err := harness.RunRanks(ctx, dr, 3)
+		dr.Ranks, dr.Size = harness.CommLocal, 3
+		sum, err := harness.Run(ctx, dr)
 		done <- result{sum, j.End(sum, err)}
 	}()
 

@@ -51,11 +51,11 @@ func (e *env) eventRun(name string, listen, withVisits bool) string {
 // rank0 plays rank 0 of job in the run in dir (named run1, as every run
 // of these tests is), as `dpsbatch run --state` does: InJob.Hook opens the state file, starts the run's embedded broker
 // (holding its store) and records its address. End runs at cleanup.
-func rank0(t *testing.T, dir, job string) (*InJob, *harness.DistRun) {
+func rank0(t *testing.T, dir, job string) (*InJob, *harness.RunOptions) {
 	t.Helper()
 	serveRun(t, Layout{Dir: dir}.State(), job, 0)
 	j := &InJob{StatePath: Layout{Dir: dir}.State(), JobID: job}
-	dr := &harness.DistRun{RunID: "run1", RunDir: dir}
+	dr := &harness.RunOptions{RunID: "run1", RunDir: dir}
 	if err := j.Hook(loadRunPolicy(t, dir), dr); err != nil {
 		j.End(nil, err)
 		t.Fatalf("Hook: %v", err)

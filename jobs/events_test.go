@@ -926,7 +926,7 @@ func TestInJobFeedOfTriggeredVisits(t *testing.T) {
 			}
 			stop := serveRun(t, Layout{Dir: dir}.State(), "1001", 0)
 			j := &InJob{StatePath: Layout{Dir: dir}.State(), JobID: "1001"}
-			dr := &harness.DistRun{RunID: "run1", RunDir: dir}
+			dr := &harness.RunOptions{RunID: "run1", RunDir: dir}
 			err := j.Hook(loadRunPolicy(t, dir), dr)
 			j.End(nil, err)
 			stop()
@@ -949,4 +949,31 @@ func fmtProps(p map[string]any) string {
 		s = append(s, fmt.Sprintf("%s=%v", k, p[k]))
 	}
 	return strings.Join(s, " ")
+}
+
+// An event the Pipeline publishes is recorded as sent with the host and
+// time it carried on the wire, not with an empty sender.
+func TestPublishedEventRecordedWithSender(t *testing.T) {
+	e := newEnv(t, 3)
+	dir := e.eventRun("run1", true, false)
+	e.fake.set("1001", "RUNNING")
+	_, dr := rank0(t, dir, "1001")
+	ctx := context.Background()
+	sub, err := dr.Broker.Subscribe(ctx, "results", "run1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if err := dr.Broker.Publish(ctx, events.Event{Topic: "results", RunID: "run1", Properties: map[string]any{"n": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	got := next(t, sub)
+	recs := recorded(t, dir, state.EventQuery{Dir: "out", Topic: "results"})
+	if len(recs) != 1 {
+		t.Fatalf("recorded %d sent events on results; want 1: %+v", len(recs), recs)
+	}
+	host, _ := os.Hostname()
+	if r := recs[0]; r.Sender != host || got.Sender != host || !r.Time.Equal(got.Time) {
+		t.Errorf("recorded sender %q at %v; the event went out from %q at %v; want both from %s", r.Sender, r.Time, got.Sender, got.Time, host)
+	}
 }

@@ -25,8 +25,8 @@ import (
 // time for it (see budget), and records how the job ended. The other
 // ranks never touch the state file.
 //
-// `dpsbatch run --state FILE` sets Hook as harness.DistRun.Rank0 and calls
-// End with RunDist's result, on every rank (End does nothing where Hook
+// `dpsbatch run --state FILE` sets Hook as harness.RunOptions.Rank0 and calls
+// End with harness.Run's result, on every rank (End does nothing where Hook
 // did not run).
 type InJob struct {
 	StatePath string
@@ -82,8 +82,8 @@ type InJob struct {
 	releaseRank0 func()    // the rank-0 lock's release
 }
 
-// Hook opens the state and prepares the feed; harness.DistRun.Rank0.
-func (j *InJob) Hook(p *harness.Policy, dr *harness.DistRun) error {
+// Hook opens the state and prepares the feed; harness.RunOptions.Rank0.
+func (j *InJob) Hook(p *harness.Policy, dr *harness.RunOptions) error {
 	if j.Now == nil {
 		j.Now = time.Now
 	}
@@ -490,7 +490,7 @@ func (j *InJob) Summarize(sum *harness.Summary) {
 }
 
 // End records how the job ended and closes the state file. It is called
-// on every rank with RunDist's result; only rank 0, where Hook ran, does
+// on every rank with harness.Run's result; only rank 0, where Hook ran, does
 // anything.
 func (j *InJob) End(sum *harness.Summary, runErr error) error {
 	if j.releaseRank0 != nil {
@@ -589,14 +589,18 @@ func (r *recorder) SliceFailed(f harness.SliceFailure) error {
 }
 
 func (r *recorder) VisitEnded(v string, res harness.VisitResult) error {
-	s := state.Done
-	switch {
-	case res.Interrupted:
+	var s state.VisitState
+	switch res.Outcome {
+	case harness.VisitDone:
+		s = state.Done
+	case harness.VisitInterrupted:
 		s = state.Interrupted
-	case res.Failed:
+	case harness.VisitFailed:
 		s = state.Failed
+	default:
+		return fmt.Errorf("jobs: visit %s ended with an unknown outcome %q", v, res.Outcome)
 	}
-	if r.budget != nil && !res.Interrupted {
+	if r.budget != nil && res.Outcome != harness.VisitInterrupted {
 		r.budget.visitTook(res.Took)
 	}
 	return r.st.VisitEnded(v, s, res.Err, r.now())
@@ -650,11 +654,13 @@ func (r *recorder) stopped() string {
 	return r.why
 }
 
+// EventSkipped and EventsUndecodable are not recorded: the feed records
+// every event it receives.
+func (r *recorder) EventSkipped(topic, visit, why string) {}
+func (r *recorder) EventsUndecodable(n int)               {}
+
 var (
-	_ harness.Recorder          = (*recorder)(nil)
-	_ harness.StopRecorder      = (*recorder)(nil)
-	_ harness.DropRecorder      = (*recorder)(nil)
-	_ harness.VisitAdmitter     = (*recorder)(nil)
-	_ harness.HeartbeatRecorder = (*recorder)(nil)
-	_ harness.VisitBudget       = (*recorder)(nil)
+	_ harness.Recorder      = (*recorder)(nil)
+	_ harness.EventRecorder = (*recorder)(nil)
+	_ harness.VisitGate     = (*recorder)(nil)
 )

@@ -63,10 +63,11 @@ func TestInJobOutlastsBusyReader(t *testing.T) {
 		}
 	}()
 
-	dr := harness.DistRun{PolicyPath: l.Policy(), VisitsPath: l.Visits(".csv"), RunID: "run1", RunDir: dir, Rank0: j.Hook}
+	dr := harness.RunOptions{PolicyPath: l.Policy(), VisitsPath: l.Visits(".csv"), RunID: "run1", RunDir: dir, Rank0: j.Hook}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	sum, err := harness.RunRanks(ctx, dr, 3)
+	dr.Ranks, dr.Size = harness.CommLocal, 3
+	sum, err := harness.Run(ctx, dr)
 	close(quit)
 	holds := <-readerDone
 	j.Summarize(sum)
@@ -128,10 +129,11 @@ stages:
 	var log testenv.SyncBuffer
 	serveRun(t, l.State(), "1001", 0)
 	j := &InJob{StatePath: l.State(), JobID: "1001", Logger: slog.New(slog.NewTextHandler(&log, nil))}
-	dr := harness.DistRun{PolicyPath: l.Policy(), VisitsPath: l.Visits(".csv"), RunID: "run1", RunDir: dir, Rank0: j.Hook}
+	dr := harness.RunOptions{PolicyPath: l.Policy(), VisitsPath: l.Visits(".csv"), RunID: "run1", RunDir: dir, Rank0: j.Hook}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	sum, err := harness.RunRanks(ctx, dr, 3)
+	dr.Ranks, dr.Size = harness.CommLocal, 3
+	sum, err := harness.Run(ctx, dr)
 	if err == nil || !strings.Contains(err.Error(), "full") {
 		t.Fatalf("run: %v; want the full disk's error\nlog:\n%s", err, log.String())
 	}
@@ -184,7 +186,7 @@ func TestInJobHookInterruptsDeadJobsOnly(t *testing.T) {
 	p := loadRunPolicy(t, dir)
 	serveRun(t, l.State(), "1004", 0)
 	j := &InJob{StatePath: l.State(), JobID: "1004", Slurm: e.fake, Now: fixedNow}
-	dr := &harness.DistRun{RunID: "run1", RunDir: dir}
+	dr := &harness.RunOptions{RunID: "run1", RunDir: dir}
 	if err := j.Hook(p, dr); err != nil {
 		t.Fatal(err)
 	}

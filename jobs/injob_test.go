@@ -75,13 +75,13 @@ func TestInJobHook(t *testing.T) {
 	p := loadRunPolicy(t, dir)
 	serveRun(t, l.State(), "1002", 0)
 	j := &InJob{StatePath: l.State(), JobID: "1002", Now: func() time.Time { return fixedNow().Add(time.Hour) }}
-	dr := &harness.DistRun{RunID: "run1", RunDir: dir, VisitsPath: filepath.Join(dir, "elsewhere.csv")}
+	dr := &harness.RunOptions{RunID: "run1", RunDir: dir, VisitsPath: filepath.Join(dir, "elsewhere.csv")}
 	if err := j.Hook(p, dr); err != nil {
 		t.Fatal(err)
 	}
 	defer j.End(nil, nil)
 	if !dr.Feed || dr.Broker == nil || dr.Recorder == nil {
-		t.Fatalf("DistRun after Hook: Feed %v Broker %v Recorder %v", dr.Feed, dr.Broker, dr.Recorder)
+		t.Fatalf("RunOptions after Hook: Feed %v Broker %v Recorder %v", dr.Feed, dr.Broker, dr.Recorder)
 	}
 	if dr.Stop != nil {
 		t.Error("Stop set without a stop file")
@@ -115,12 +115,15 @@ func TestInJobHook(t *testing.T) {
 	}
 	must(r.VisitStarted("v002", at))
 	must(r.StageDone("v002", "work", 3*time.Second))
-	must(r.VisitEnded("v002", harness.VisitResult{}))
+	must(r.VisitEnded("v002", harness.VisitResult{Outcome: harness.VisitDone}))
 	must(r.VisitStarted("v004", at))
 	must(r.SliceFailed(harness.SliceFailure{Visit: "v004", Stage: "work", Slice: 2, DataID: "ccd=2", Err: "exit 1"}))
-	must(r.VisitEnded("v004", harness.VisitResult{Failed: true, Err: "1 of 2 data IDs failed"}))
+	must(r.VisitEnded("v004", harness.VisitResult{Outcome: harness.VisitFailed, Err: "1 of 2 data IDs failed"}))
 	must(r.VisitStarted("v005", at))
-	must(r.VisitEnded("v005", harness.VisitResult{Interrupted: true, Err: "interrupted"}))
+	must(r.VisitEnded("v005", harness.VisitResult{Outcome: harness.VisitInterrupted, Err: "interrupted"}))
+	if err := r.VisitEnded("v006", harness.VisitResult{}); err == nil || !strings.Contains(err.Error(), "unknown outcome") {
+		t.Errorf("a visit without an outcome: %v; want it refused", err)
+	}
 	if err := r.VisitStarted("v001", at); !errors.Is(err, state.ErrAlreadyDone) {
 		t.Errorf("starting a done visit: %v; want ErrAlreadyDone", err)
 	}
@@ -152,13 +155,17 @@ func TestInJobHook(t *testing.T) {
 func TestInJobPolicyChanged(t *testing.T) {
 	_, dir := inJobRun(t)
 	before := visitStates(t, dir)
-	p, err := harness.Parse(Layout{Dir: dir}.Policy(), []byte(tinyPolicy+"# edited\n"), harness.LoadOptions{})
+	edited := filepath.Join(t.TempDir(), "pipeline.yaml")
+	if err := os.WriteFile(edited, []byte(tinyPolicy+"# edited\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := harness.Load(edited, harness.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	serveRun(t, Layout{Dir: dir}.State(), "1002", 0)
 	j := &InJob{StatePath: Layout{Dir: dir}.State(), JobID: "1002"}
-	dr := &harness.DistRun{RunID: "run1", RunDir: dir}
+	dr := &harness.RunOptions{RunID: "run1", RunDir: dir}
 	err = j.Hook(p, dr)
 	if !errors.Is(err, conf.ErrInvalid) || !strings.Contains(err.Error(), "changed since the run was submitted") {
 		t.Fatalf("Hook: %v; want an invalid-input error saying the policy changed", err)
@@ -194,7 +201,7 @@ func TestInJobEnd(t *testing.T) {
 			_, dir := inJobRun(t)
 			serveRun(t, Layout{Dir: dir}.State(), "1002", 0)
 			j := &InJob{StatePath: Layout{Dir: dir}.State(), JobID: "1002", Now: fixedNow}
-			dr := &harness.DistRun{RunID: "run1", RunDir: dir}
+			dr := &harness.RunOptions{RunID: "run1", RunDir: dir}
 			if err := j.Hook(loadRunPolicy(t, dir), dr); err != nil {
 				t.Fatal(err)
 			}
@@ -241,7 +248,7 @@ func TestInJobStopFile(t *testing.T) {
 			serveRun(t, l.State(), "1002", 0)
 			j := &InJob{StatePath: l.State(), JobID: "1002", StopFile: l.StopFile(2), Every: 2 * time.Millisecond, Now: fixedNow}
 			parent := make(chan struct{})
-			dr := &harness.DistRun{RunID: "run1", RunDir: dir, Stop: parent}
+			dr := &harness.RunOptions{RunID: "run1", RunDir: dir, Stop: parent}
 			if err := j.Hook(loadRunPolicy(t, dir), dr); err != nil {
 				t.Fatal(err)
 			}
@@ -256,7 +263,7 @@ func TestInJobStopFile(t *testing.T) {
 			if tc.finish {
 				for _, id := range []string{"v002", "v004", "v005", "v006"} {
 					dr.Recorder.VisitStarted(id, fixedNow())
-					if err := dr.Recorder.VisitEnded(id, harness.VisitResult{}); err != nil {
+					if err := dr.Recorder.VisitEnded(id, harness.VisitResult{Outcome: harness.VisitDone}); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -293,7 +300,7 @@ func TestInJobStopParent(t *testing.T) {
 	serveRun(t, l.State(), "1002", 0)
 	j := &InJob{StatePath: l.State(), JobID: "1002", StopFile: l.StopFile(2), Every: time.Hour}
 	parent := make(chan struct{})
-	dr := &harness.DistRun{RunID: "run1", RunDir: dir, Stop: parent}
+	dr := &harness.RunOptions{RunID: "run1", RunDir: dir, Stop: parent}
 	if err := j.Hook(loadRunPolicy(t, dir), dr); err != nil {
 		t.Fatal(err)
 	}
@@ -318,10 +325,11 @@ func TestInJobRunRanks(t *testing.T) {
 	l := Layout{Dir: dir}
 	serveRun(t, l.State(), "1002", 0)
 	j := &InJob{StatePath: l.State(), JobID: "1002"}
-	dr := harness.DistRun{PolicyPath: l.Policy(), VisitsPath: l.Visits(".csv"), RunID: "run1", RunDir: dir, Rank0: j.Hook}
+	dr := harness.RunOptions{PolicyPath: l.Policy(), VisitsPath: l.Visits(".csv"), RunID: "run1", RunDir: dir, Rank0: j.Hook}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	sum, err := harness.RunRanks(ctx, dr, 3)
+	dr.Ranks, dr.Size = harness.CommLocal, 3
+	sum, err := harness.Run(ctx, dr)
 	if endErr := j.End(sum, err); endErr != nil {
 		t.Fatal(endErr)
 	}

@@ -113,15 +113,18 @@ func ResolveRun(s *site.Site, arg string) (string, error) {
 	msg := fmt.Sprintf("%q is not a run directory (no %s)", arg, StateFile)
 	if s != nil && len(tried) > 1 {
 		msg = fmt.Sprintf("%q is neither a run under %s nor a run directory", arg, s.RunsRoot)
-		if names, _ := runNames(s.RunsRoot); len(names) > 0 {
+		if names, _ := RunNames(s.RunsRoot); len(names) > 0 {
 			msg += conf.Suggest(arg, names)
 		}
 	}
 	return "", fmt.Errorf("%w: %s", ErrNoRun, msg)
 }
 
-// runNames lists the run directories under root, sorted.
-func runNames(root string) ([]string, error) {
+// RunNames lists the names of the runs under a runs root, sorted: the
+// folders holding a state file (not a submission's unfinished one). It
+// reads the folder only, never a state file or Slurm, so it is quick
+// enough for shell completion.
+func RunNames(root string) ([]string, error) {
 	ents, err := os.ReadDir(root)
 	if err != nil {
 		return nil, err

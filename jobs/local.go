@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 
@@ -98,6 +99,10 @@ func runLocalStep(ctx context.Context, b events.Broker, st Step, dir string, o L
 			}
 		}
 	}
-	return harness.RunLocal(ctx, harness.LocalRun{Policy: st.Policy, Visits: st.Visits, RunID: o.RunID, RunDir: dir,
-		Slices: st.Slices, Logger: log, Broker: b, Feed: st.Listen, Stop: o.Stop, StopSignals: o.StopSignals})
+	if err := os.MkdirAll(dir, runDirMode); err != nil {
+		return nil, fmt.Errorf("jobs: run directory: %w", err)
+	}
+	return harness.Run(ctx, harness.RunOptions{Ranks: harness.CommLocal, Policy: st.Policy, Visits: st.Visits, RunID: o.RunID,
+		RunDir: dir, Slices: st.Slices, SlicesFrom: st.SlicesFrom, Logger: log, Broker: b, Feed: st.Listen, Stop: o.Stop,
+		StopSignals: o.StopSignals})
 }

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/state"
 )
 
@@ -225,7 +228,7 @@ func TestInJobRecordsItself(t *testing.T) {
 	l := Layout{Dir: dir}
 	serveRun(t, l.State(), "2002", 0)
 	j := &InJob{StatePath: l.State(), JobID: "2002", Now: func() time.Time { return fixedNow().Add(time.Hour) }}
-	dr := &harness.DistRun{RunID: "run1", RunDir: dir}
+	dr := &harness.RunOptions{RunID: "run1", RunDir: dir}
 	if err := j.Hook(loadRunPolicy(t, dir), dr); err != nil {
 		t.Fatal(err)
 	}
@@ -332,4 +335,28 @@ func TestCancelFindsAnUnrecordedJob(t *testing.T) {
 	if err != nil || !slices.Equal(got, []string{"1002"}) || !slices.Equal(e.fake.cancels, []string{"1002"}) {
 		t.Errorf("Cancel = %v, %v (cancels %v); want the unrecorded 1002", got, err, e.fake.cancels)
 	}
+}
+
+// Of several jobs found under a submission's name, the one adopted is the
+// earliest: job IDs compare as numbers, so 99 comes before 100.
+func TestEarliestJob(t *testing.T) {
+	for _, ids := range [][]string{{"100", "99"}, {"99", "100"}, {"1000", "998", "999"}} {
+		var found []scheduler.Job
+		for _, id := range ids {
+			found = append(found, scheduler.Job{ID: id})
+		}
+		want := slices.MinFunc(ids, func(a, b string) int { return cmp.Compare(atoi(t, a), atoi(t, b)) })
+		if got := earliest(found).ID; got != want {
+			t.Errorf("earliest of %v: %s; want %s", ids, got, want)
+		}
+	}
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

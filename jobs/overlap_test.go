@@ -36,10 +36,10 @@ func busyRun(t *testing.T) (*env, string) {
 
 // hookAsync runs job's Hook on its own goroutine; the channel gets its
 // error once it returns.
-func hookAsync(t *testing.T, dir string, j *InJob, stop <-chan struct{}) (<-chan error, *harness.DistRun) {
+func hookAsync(t *testing.T, dir string, j *InJob, stop <-chan struct{}) (<-chan error, *harness.RunOptions) {
 	t.Helper()
 	p := loadRunPolicy(t, dir)
-	dr := &harness.DistRun{RunID: "run1", RunDir: dir, Stop: stop}
+	dr := &harness.RunOptions{RunID: "run1", RunDir: dir, Stop: stop}
 	done := make(chan error, 1)
 	go func() { done <- j.Hook(p, dr) }()
 	return done, dr

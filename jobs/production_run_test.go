@@ -35,8 +35,8 @@ func TestServeBrokerAndCloseAfter(t *testing.T) {
 		t.Errorf("the job's row records broker %q, started %v; want %q and the broker's start", got.Broker, got.Started, url)
 	}
 	b := dialJob(t, dir, jobs[0].ID, "pipeline.assoc")
-	p := &harness.Policy{Name: "assoc", Trigger: harness.TriggerSpec{Topic: "diasources",
-		EventFilter: harness.EventFilter{Select: map[string]any{"filter": "r"}}}}
+	p := &harness.Policy{Name: "assoc"}
+	p.Trigger.Topic, p.Trigger.Select = "diasources", map[string]any{"filter": "r"}
 	// Slurm's second start of the job.
 	stopAfter := followAfter(b, p, "prod1", []string{"detect", "mops"}, jobs[0].ID, 1, slog.New(slog.DiscardHandler))
 	defer stopAfter()

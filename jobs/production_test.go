@@ -473,7 +473,7 @@ func (m prodtestMapper) Assign(hosts []mapper.HostInfo) ([][]mapper.DataID, erro
 
 func init() {
 	mapper.Register("prodtest", mapper.Factory{
-		Settings: []mapper.Setting{{Key: "fail", Kind: conf.Bool}},
+		Settings: []mapper.Setting{{Key: "fail", Kind: mapper.Bool}},
 		New:      func(v mapper.Values) (mapper.DataMapper, error) { return prodtestMapper{fail: v.Bool("fail")}, nil },
 	})
 }

@@ -44,6 +44,10 @@ type RelayOptions struct {
 	Dir     string       // the run directory
 	Event   events.Event // Topic, Kind, Properties; Relay sets RunID
 	When    int          // WhenRunning, WhenLive or WhenAny
+	// AnyTopic publishes on a topic the run's pipeline does not read,
+	// unchecked, for other subscribers of the run's broker (the
+	// monitor's alerts).
+	AnyTopic bool
 	// Wait is how long to wait for the broker of a job that has just
 	// started (it records its address once it listens); default 30 s.
 	Wait   time.Duration
@@ -68,7 +72,7 @@ type Relayed struct {
 // Relay publishes o.Event to the run's broker: the embedded broker of its
 // running job, or (storing it for a later job) the run's broker store
 // opened for a moment on this host, or the site's external broker. It
-// checks the event against the run's pipeline first: a topic the
+// checks the event against the run's pipeline first (unless AnyTopic): a topic the
 // pipeline never reads, or a trigger for a run that does not listen for
 // triggers, is refused (conf.ErrInvalid) with nothing sent.
 func Relay(ctx context.Context, o RelayOptions) (*Relayed, error) {
@@ -92,7 +96,7 @@ func Relay(ctx context.Context, o RelayOptions) (*Relayed, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkRelayedAll(pipes, o.Event); err != nil {
+	if err := checkRelayedAll(pipes, o.Event); err != nil && !o.AnyTopic {
 		return nil, fmt.Errorf("%w: run %s: %v", conf.ErrInvalid, run.Name, err)
 	}
 	rs, err := Status(ctx, o.Backend, []string{o.Dir})

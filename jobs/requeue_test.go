@@ -161,7 +161,7 @@ func TestInJobRestart(t *testing.T) {
 	serveRun(t, Layout{Dir: dir}.State(), "1001", 1)
 	j := &InJob{StatePath: Layout{Dir: dir}.State(), JobID: "1001", Restart: 1, Slurm: e.fake,
 		Now: func() time.Time { return fixedNow().Add(time.Hour) }}
-	dr := &harness.DistRun{RunID: "run1", RunDir: dir}
+	dr := &harness.RunOptions{RunID: "run1", RunDir: dir}
 	must(t, j.Hook(p, dr))
 	defer j.End(nil, nil)
 	js := jobsOf(t, dir)

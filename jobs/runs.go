@@ -14,7 +14,7 @@ import (
 // state file is read, and Slurm is asked once about all their jobs (b may
 // be nil to read the state files only).
 func Runs(ctx context.Context, s *site.Site, b scheduler.Backend) ([]RunStatus, error) {
-	names, err := runNames(s.RunsRoot)
+	names, err := RunNames(s.RunsRoot)
 	if os.IsNotExist(err) {
 		return nil, nil
 	}

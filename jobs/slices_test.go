@@ -76,9 +76,10 @@ func TestAskedSlices(t *testing.T) {
 		log := slog.New(slog.NewTextHandler(&logs, nil))
 		serveRun(t, l.State(), "local", 0)
 		j := &InJob{StatePath: l.State(), JobID: "local", Logger: log}
-		dr := harness.DistRun{PolicyPath: l.Policy(), RunID: "asked", RunDir: dir, Rank0: j.Hook, Logger: log}
+		dr := harness.RunOptions{PolicyPath: l.Policy(), RunID: "asked", RunDir: dir, Rank0: j.Hook, Logger: log}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		sum, err := harness.RunRanks(ctx, dr, tc.size)
+		dr.Ranks, dr.Size = harness.CommLocal, tc.size
+		sum, err := harness.Run(ctx, dr)
 		cancel()
 		if endErr := j.End(sum, err); endErr != nil {
 			t.Fatal(endErr)

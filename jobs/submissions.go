@@ -11,10 +11,12 @@ package jobs
 // (recordSelf). So one attempt never has two jobs.
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -103,6 +105,14 @@ func unrecordedJobs(ctx context.Context, b scheduler.Backend, l Layout) ([]strin
 	return ids, nil
 }
 
+// earliest is the job Slurm gave the smallest ID, of one or more: job
+// IDs are decimal numbers, compared as numbers ("99" before "100").
+func earliest(found []scheduler.Job) scheduler.Job {
+	return slices.MinFunc(found, func(a, b scheduler.Job) int {
+		return cmp.Or(cmp.Compare(len(a.ID), len(b.ID)), strings.Compare(a.ID, b.ID))
+	})
+}
+
 // settleOne records in r's state file what Slurm said of sub: its job
 // (the earliest, should there be several), or that it has none.
 func settleOne(r Layout, sub state.Submission, found []scheduler.Job) error {
@@ -114,12 +124,7 @@ func settleOne(r Layout, sub state.Submission, found []scheduler.Job) error {
 	if len(found) == 0 {
 		return st.VoidSubmission(sub.Token, "Slurm has no job of its name: its submitter ended before sbatch accepted it")
 	}
-	j := found[0]
-	for _, o := range found[1:] {
-		if o.ID < j.ID {
-			j = o
-		}
-	}
+	j := earliest(found)
 	submitted := j.Submitted
 	if submitted.IsZero() {
 		submitted = sub.Recorded

@@ -422,7 +422,7 @@ func renderChain(t *templates.Template, s *site.Site, l Layout, rj runJob, first
 func jobFor(s *site.Site, l Layout, rj runJob, attempt int) templates.Job {
 	name, plan := rj.name, rj.plan
 	j := templates.Job{Name: name, RunID: name, RunDir: l.Dir, Partition: plan.Partition,
-		Account: s.Account, QoS: s.QoS, Nodes: plan.Nodes, Tasks: plan.Tasks, TasksPerNode: plan.TasksPerNode,
+		Account: s.Account, QoS: s.QoS, Nodes: plan.Nodes, Tasks: plan.Tasks, TasksPerNode: plan.NodeTasks(),
 		CPUsPerTask: plan.CPUsPerTask, MemPerCPUMB: plan.MemPerCPUMB, Time: slurmtime.Format(plan.Time),
 		Output: l.slurmLogPattern(), Extra: slices.Clip(s.Sbatch), Setup: s.Setup, Attempt: attempt,
 		Env: [][2]string{{"DPSBATCH_RUN", name}, {"DPSBATCH_ATTEMPT", fmt.Sprint(attempt)}}}

@@ -395,3 +395,26 @@ func TestSubmitVisitListCopy(t *testing.T) {
 		})
 	}
 }
+
+// A plan whose nodes do not all take the same number of tasks (5 tasks
+// packed 4+1 on nodes of 4 CPUs) leaves --ntasks-per-node out of the
+// script: with it, sbatch asks for 4 on each node, and srun warns that it
+// cannot honour it and spreads the ranks 3+2 instead of the plan's 4+1.
+// Without it Slurm's block layout gives the plan's.
+func TestScriptUnevenLayout(t *testing.T) {
+	e := newEnv(t, 2)
+	o := e.opts("run1")
+	o.Request = Request{Slices: 4, Strategy: scheduler.Pack}
+	o.Policy = e.write("four.yaml", strings.Replace(tinyPolicy, "to: 2", "to: 4", 1))
+	sub, err := Submit(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(sub.Plan.Layout, []int{4, 1}) {
+		t.Fatalf("plan layout %v; want [4 1] on nodes of 4 CPUs", sub.Plan.Layout)
+	}
+	script := string(readAll(t, sub.Script))
+	if !strings.Contains(script, "#SBATCH --ntasks=5") || strings.Contains(script, "--ntasks-per-node") {
+		t.Errorf("script for a 4+1 layout: want --ntasks=5 and no --ntasks-per-node:\n%s", script)
+	}
+}

@@ -13,45 +13,45 @@ func init() {
 	Register("rank", Factory{
 		Doc: "one data ID per slice, holding the slice's rank",
 		Settings: []Setting{
-			{Key: "key", Kind: conf.String, Default: "rank", Doc: "name of the data ID key that holds the rank"},
+			{Key: "key", Kind: String, Default: "rank", Doc: "name of the data ID key that holds the rank"},
 		},
 		New: func(v Values) (DataMapper, error) { return rankMapper{key: v.String("key")}, nil },
 	})
 	Register("range", Factory{
 		Doc: "integers from..to (inclusive) under one key, split into contiguous blocks over the slices; for the exchange topology mapper, a slice's neighbours hold the blocks before and after its own",
 		Settings: []Setting{
-			{Key: "key", Kind: conf.String, Required: true, Doc: "name of the data ID key, such as ccd"},
-			{Key: "from", Kind: conf.Int, Required: true, Doc: "first value"},
-			{Key: "to", Kind: conf.Int, Required: true, Doc: "last value (inclusive)"},
-			{Key: "step", Kind: conf.Int, Default: 1, Doc: "increment, at least 1"},
-			{Key: "format", Kind: conf.String, Default: "%d", Doc: "Go format of the value, such as %02d"},
+			{Key: "key", Kind: String, Required: true, Doc: "name of the data ID key, such as ccd"},
+			{Key: "from", Kind: Int, Required: true, Doc: "first value"},
+			{Key: "to", Kind: Int, Required: true, Doc: "last value (inclusive)"},
+			{Key: "step", Kind: Int, Default: 1, Doc: "increment, at least 1"},
+			{Key: "format", Kind: String, Default: "%d", Doc: "Go format of the value, such as %02d"},
 		},
 		New: newRange,
 	})
 	Register("list", Factory{
 		Doc: "an explicit list of data IDs, split into contiguous blocks over the slices",
 		Settings: []Setting{
-			{Key: "ids", Kind: conf.Any, Required: true, Doc: "list of data IDs, each a mapping such as {raft: \"2,2\", ccd: 12}"},
+			{Key: "ids", Kind: Any, Required: true, Doc: "list of data IDs, each a mapping such as {raft: \"2,2\", ccd: 12}"},
 		},
 		New: newList,
 	})
 	Register("host-table", Factory{
 		Doc: "data IDs placed by host, for data locality: each entry's data IDs go to the slices whose node or host name matches its pattern, in contiguous blocks",
 		Settings: []Setting{
-			{Key: "hosts", Kind: conf.Any, Required: true, Doc: "list of entries {host: PATTERN, ids: [{ccd: 1}, ...]}; PATTERN is a shell glob (path.Match) matched against the node name and the host name, such as n[1-2] or node0*"},
-			{Key: "fallback", Kind: conf.String, Default: fallbackError, Doc: "for an entry whose pattern matches no slice: error (fail the assignment) or spread (spread its data IDs over all slices)"},
+			{Key: "hosts", Kind: Any, Required: true, Doc: "list of entries {host: PATTERN, ids: [{ccd: 1}, ...]}; PATTERN is a shell glob (path.Match) matched against the node name and the host name, such as n[1-2] or node0*"},
+			{Key: "fallback", Kind: String, Default: fallbackError, Doc: "for an entry whose pattern matches no slice: error (fail the assignment) or spread (spread its data IDs over all slices)"},
 		},
 		New: newHostTable,
 	})
 	Register("cpu-weighted", Factory{
 		Doc: "a range (key, from, to, step, format) or a list (ids) of data IDs, split into contiguous blocks sized in proportion to each slice's CPUs",
 		Settings: []Setting{
-			{Key: "key", Kind: conf.String, Doc: "range form: name of the data ID key, such as ccd"},
-			{Key: "from", Kind: conf.Int, Doc: "range form: first value"},
-			{Key: "to", Kind: conf.Int, Doc: "range form: last value (inclusive)"},
-			{Key: "step", Kind: conf.Int, Default: 1, Doc: "range form: increment, at least 1"},
-			{Key: "format", Kind: conf.String, Default: "%d", Doc: "range form: Go format of the value, such as %02d"},
-			{Key: "ids", Kind: conf.Any, Doc: "list form, instead of the range: list of data IDs, each a mapping such as {raft: \"2,2\", ccd: 12}"},
+			{Key: "key", Kind: String, Doc: "range form: name of the data ID key, such as ccd"},
+			{Key: "from", Kind: Int, Doc: "range form: first value"},
+			{Key: "to", Kind: Int, Doc: "range form: last value (inclusive)"},
+			{Key: "step", Kind: Int, Default: 1, Doc: "range form: increment, at least 1"},
+			{Key: "format", Kind: String, Default: "%d", Doc: "range form: Go format of the value, such as %02d"},
+			{Key: "ids", Kind: Any, Doc: "list form, instead of the range: list of data IDs, each a mapping such as {raft: \"2,2\", ccd: 12}"},
 		},
 		New: newCPUWeighted,
 	})
@@ -86,7 +86,7 @@ func (m fixed) Assign(slices []HostInfo) ([][]DataID, error) {
 // Neighbours names, for each slice, the slices holding the blocks just
 // before and after its own (no wrap-around): the "mapper" exchange
 // topology of a pipeline over ordered data, such as strips of sky. It
-// satisfies harness.NeighbourMapper.
+// satisfies mapper.NeighbourMapper.
 func (m fixed) Neighbours(slices []HostInfo, assigned [][]DataID) ([][]int, error) {
 	out := make([][]int, len(assigned))
 	for i := range assigned {

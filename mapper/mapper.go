@@ -68,6 +68,22 @@ type DataMapper interface {
 	Assign(slices []HostInfo) ([][]DataID, error)
 }
 
+// NeighbourMapper is an optional extra of a DataMapper, needed by a
+// pipeline whose stages exchange items over the topology "mapper".
+// Without it such a policy does not validate.
+//
+// Neighbours is called once, on the Pipeline, after Assign and before the
+// first visit, with the same slices and the assignment Assign returned
+// (assigned[i] is slice i's data IDs). It returns, for each slice index i,
+// the indices of the slices that are its neighbours: for sky data, the
+// slices covering the sky adjacent to slice i's. The relation must be
+// symmetric (j lists i whenever i lists j), may not list a slice as its
+// own neighbour or list one twice; a result that breaks this, or an error,
+// stops the run before the first visit.
+type NeighbourMapper interface {
+	Neighbours(slices []HostInfo, assigned [][]DataID) ([][]int, error)
+}
+
 // Enumerator is implemented by mappers whose data IDs are fixed by their
 // settings. Without it, a pipeline cannot ask for one slice per data ID, and
 // Check cannot tell whether every data ID was placed.
@@ -94,16 +110,11 @@ type ValueChecker interface {
 	CheckValues() error
 }
 
-// Setting and Values are the declared settings of a mapper, checked against
-// the policy's mapper.settings before New is called.
-type (
-	Setting = conf.Setting
-	Values  = conf.Values
-)
-
 // Factory makes a mapper from its settings.
 type Factory struct {
-	Doc      string
+	Doc string
+	// Settings are checked against the policy's mapper.settings before
+	// New is called.
 	Settings []Setting
 	// New builds the mapper. Its errors start with the mapper's name,
 	// then the settings key they are about ("range: step must be at

@@ -24,11 +24,11 @@ func newMapper(t *testing.T, name, settings string) (mapper.DataMapper, error) {
 	if err != nil {
 		t.Fatalf("settings %q: %v", settings, err)
 	}
-	v := d.Settings(n, "mapper.settings", f.Settings)
+	v := d.Settings(n, "mapper.settings", f.Declared())
 	if len(d.Errs) > 0 {
 		t.Fatalf("settings %q: %v", settings, d.Errs)
 	}
-	return f.New(v)
+	return f.Build(v)
 }
 
 // slices returns n HostInfos at ranks 1..n.
@@ -202,7 +202,7 @@ func TestRangeRequiredSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.Settings(n, "mapper.settings", f.Settings)
+	d.Settings(n, "mapper.settings", f.Declared())
 	want := "policy.yaml:1: mapper.settings.from: required key is missing\n" +
 		"policy.yaml:1: mapper.settings.to: required key is missing"
 	if got := d.Errs.Error(); got != want {

@@ -11,10 +11,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/internal/conf"
+	"github.com/dpsbatch/dpsbatch/internal/retry"
 	"github.com/dpsbatch/dpsbatch/site"
 )
 
@@ -30,6 +32,11 @@ type CLIOptions struct {
 	// Env is added to the environment of every tool it runs, such as
 	// SLURM_CONF=/etc/slurm-other/slurm.conf.
 	Env []string
+	// RetryWait bounds how long a tool that fails for a reason that
+	// passes (slurmctld busy or restarting: see retry.go) is tried
+	// again, from its first try to its last: 0 means DefaultRetryWait, a
+	// negative value no retries.
+	RetryWait time.Duration
 }
 
 // CLI is the Backend that runs Slurm's command line tools: sbatch, squeue
@@ -38,13 +45,17 @@ type CLIOptions struct {
 type CLI struct {
 	paths map[string]string // tool name -> absolute path
 	env   []string
+	retry retry.Policy
 }
 
 // NewCLI finds the Slurm tools on PATH (sbatch, squeue, sinfo, scontrol,
 // scancel, sacct) and reports every missing one in one error matching
 // ErrMissingTools. It runs none of them.
 func NewCLI(o CLIOptions) (*CLI, error) {
-	c := &CLI{paths: make(map[string]string, len(cliTools))}
+	c := &CLI{paths: make(map[string]string, len(cliTools)), retry: retry.Policy{Bound: o.RetryWait, First: firstPause}}
+	if o.RetryWait == 0 {
+		c.retry.Bound = DefaultRetryWait
+	}
 	var missing []string
 	for _, tool := range cliTools {
 		p, err := exec.LookPath(tool)
@@ -65,9 +76,21 @@ func NewCLI(o CLIOptions) (*CLI, error) {
 }
 
 // run runs tool with args, feeding it stdin when not nil, and returns its
-// standard output. A tool that fails gives an error naming it, with its
+// standard output; a tool that fails for a reason that passes is run
+// again (retry.go). A tool that fails gives an error naming it, with its
 // standard error. env, when not nil, replaces the environment.
 func (c *CLI) run(ctx context.Context, stdin []byte, env []string, tool string, args ...string) ([]byte, error) {
+	var out []byte
+	err := retryWith(ctx, c.retry, nil, func(error) error {
+		var err error
+		out, err = c.runOnce(ctx, stdin, env, tool, args...)
+		return err
+	})
+	return out, err
+}
+
+// runOnce is run without retries.
+func (c *CLI) runOnce(ctx context.Context, stdin []byte, env []string, tool string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, c.paths[tool], args...)
 	// When ctx ends, the tool is killed; a child it left holding the
 	// output pipes must not keep us waiting.
@@ -82,10 +105,11 @@ func (c *CLI) run(ctx context.Context, stdin []byte, env []string, tool string, 
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
+		te := &toolError{tool: tool, args: args, err: err, stderr: strings.TrimSpace(stderr.String())}
 		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+			te.err, te.ctxDone = fmt.Errorf("%w (%v)", ctx.Err(), err), true
 		}
-		return stdout.Bytes(), &toolError{tool: tool, args: args, err: err, stderr: strings.TrimSpace(stderr.String())}
+		return stdout.Bytes(), te
 	}
 	return stdout.Bytes(), nil
 }
@@ -99,12 +123,16 @@ func (c *CLI) environ(extra ...string) []string {
 	return append(slices.Clip(base), extra...)
 }
 
-// toolError is a Slurm tool that failed.
+// toolError is a Slurm tool that failed, the last of tries when it was
+// retried.
 type toolError struct {
-	tool   string
-	args   []string
-	err    error
-	stderr string
+	tool    string
+	args    []string
+	err     error
+	stderr  string
+	ctxDone bool          // killed because the context ended
+	tries   int           // when retried: how many times it ran
+	spent   time.Duration // when retried: from the first try to the last
 }
 
 func (e *toolError) Error() string {
@@ -113,6 +141,9 @@ func (e *toolError) Error() string {
 		cmd = cmd[:200] + "..."
 	}
 	msg := fmt.Sprintf("scheduler: %s: %v", cmd, e.err)
+	if e.tries > 1 {
+		msg = fmt.Sprintf("scheduler: %s: failed %d times in %v, the last: %v", cmd, e.tries, e.spent.Round(time.Second), e.err)
+	}
 	if e.stderr != "" {
 		msg += ": " + e.stderr
 	}
@@ -123,6 +154,14 @@ func (e *toolError) Unwrap() error { return e.err }
 
 // Submit pipes the script to sbatch --parsable on stdin, with --chdir and
 // --dependency, and returns the job ID it prints.
+//
+// An sbatch that failed for a reason that passes is run again, never so
+// that one submission makes two jobs. After an error proving slurmctld
+// did not take the job (it could not be reached, or refused for now:
+// unsentErrors) sbatch runs again at once. After one that leaves it open
+// (a timeout waiting for the answer: unsureErrors) Submit first looks the
+// job up by its name (Named, since the first try) and returns the job it
+// finds; without a Name it cannot tell, and returns the error.
 func (c *CLI) Submit(ctx context.Context, s Submission) (string, error) {
 	if err := s.check(); err != nil {
 		return "", err
@@ -134,11 +173,52 @@ func (c *CLI) Submit(ctx context.Context, s Submission) (string, error) {
 	if s.Name != "" {
 		args = append(args, "--job-name="+s.Name)
 	}
-	out, err := c.run(ctx, s.Script, nil, "sbatch", args...)
+	since := time.Now()
+	var id string
+	again := func(err error) bool { return unsent(err) || s.Name != "" && transient(err) }
+	err := retryWith(ctx, c.retry, again, func(prev error) error {
+		if prev != nil && !unsent(prev) {
+			found, err := c.submittedAs(ctx, s.Name, since)
+			if err != nil || found != "" {
+				id = found
+				return err
+			}
+		}
+		out, err := c.runOnce(ctx, s.Script, nil, "sbatch", args...)
+		if err != nil {
+			return err
+		}
+		id, err = parseSbatch(out)
+		return err
+	})
+	return id, err
+}
+
+// submittedAs returns the ID of the earliest job called name submitted
+// since since, or "" when there is none.
+func (c *CLI) submittedAs(ctx context.Context, name string, since time.Time) (string, error) {
+	jobs, err := c.Named(ctx, name, since)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("scheduler: sbatch timed out and looking its job up failed: %w", err)
 	}
-	return parseSbatch(out)
+	id := ""
+	for _, j := range jobs {
+		if id == "" || jobNumber(j.ID) < jobNumber(id) {
+			id = j.ID
+		}
+	}
+	return id, nil
+}
+
+// jobNumber is the number a job ID starts with (123 of 123_4), to order
+// IDs.
+func jobNumber(id string) int {
+	end := strings.IndexFunc(id, func(r rune) bool { return r < '0' || r > '9' })
+	if end < 0 {
+		end = len(id)
+	}
+	n, _ := strconv.Atoi(id[:end])
+	return n
 }
 
 // check reports a submission that cannot be submitted.
@@ -348,6 +428,12 @@ var signalName = regexp.MustCompile(`^[A-Za-z0-9]+$`)
 // Cancel runs scancel, with --signal when signal is not "". scancel
 // signals the job's steps, not its batch script (checked on the local
 // cluster): the script's srun step gets it.
+//
+// A cancel is run again after any failure that passes; should an earlier
+// try have cancelled the job before its answer was lost, the next finds
+// the job ending, which is success. A signal is sent again only after an
+// error proving slurmctld did not act (unsentErrors): a step must not get
+// it twice.
 func (c *CLI) Cancel(ctx context.Context, id string, signal string) error {
 	if !jobID.MatchString(id) {
 		return fmt.Errorf("scheduler: cancel: bad job id %q: %w", id, conf.ErrInvalid)
@@ -359,8 +445,17 @@ func (c *CLI) Cancel(ctx context.Context, id string, signal string) error {
 		}
 		args = []string{"--signal=" + signal, id}
 	}
-	_, err := c.run(ctx, nil, nil, "scancel", args...)
-	return err
+	again := transient
+	if signal != "" {
+		again = unsent
+	}
+	return retryWith(ctx, c.retry, again, func(prev error) error {
+		_, err := c.runOnce(ctx, nil, nil, "scancel", args...)
+		if prev != nil && !unsent(prev) && toolSays(err, []string{"already completing or completed"}) {
+			return nil
+		}
+		return err
+	})
 }
 
 // Partitions runs scontrol show config (for the cluster's name), scontrol
@@ -418,7 +513,7 @@ func (c *CLI) Accounting(ctx context.Context) (site.Accounting, error) {
 		return a, fmt.Errorf("%w (no sacctmgr on PATH)", ErrNoAccounting)
 	}
 	list := func(args ...string) ([][]string, error) {
-		cc := &CLI{paths: map[string]string{"sacctmgr": path}, env: c.env}
+		cc := &CLI{paths: map[string]string{"sacctmgr": path}, env: c.env, retry: c.retry}
 		out, err := cc.run(ctx, nil, nil, "sacctmgr", append([]string{"--noheader", "--parsable2", "list"}, args...)...)
 		if err != nil {
 			return nil, err

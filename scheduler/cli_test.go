@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -101,7 +102,8 @@ func TestCLIToolErrorsFake(t *testing.T) {
 		"sacct":   "echo 'sacct: error: Problem talking to the database: Connection refused' >&2; exit 1",
 		"squeue":  "sleep 5",
 	})
-	c, err := NewCLI(CLIOptions{})
+	// No retries: this is about the messages (retry_test.go retries).
+	c, err := NewCLI(CLIOptions{RetryWait: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,22 +281,35 @@ func TestCLIJobsStrictFake(t *testing.T) {
 	}
 }
 
-// TestCLIJobsDownFake checks that squeue failing for another reason is an
-// error, with squeue's message, after one call.
+// TestCLIJobsDownFake checks that squeue failing while slurmctld is away
+// is tried again until the bound (RetryWait), then is one error naming the
+// command, the number of tries and squeue's message; Jobs does not fall
+// back to a second query for it.
 func TestCLIJobsDownFake(t *testing.T) {
 	_, calls := fakeSqueue(t, false, true)
-	c, err := NewCLI(CLIOptions{})
+	const bound = 3 * time.Second
+	c, err := NewCLI(CLIOptions{RetryWait: bound})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, ids := range [][]string{{"6384"}, {"6384", "99999"}} {
+		start := time.Now()
 		jobs, err := c.Jobs(context.Background(), ids)
-		if err == nil || !strings.Contains(err.Error(), "scheduler: squeue --noheader --states=all --jobs=") ||
-			!strings.HasSuffix(err.Error(), "exit status 1: slurm_load_jobs error: Unable to contact slurm controller (connect failure)") {
-			t.Errorf("Jobs(%v) = %v, %v; want squeue's error", ids, jobs, err)
+		took := time.Since(start)
+		got := callLines(t, calls)
+		want := fmt.Sprintf("failed %d times in ", len(got))
+		if err == nil || !strings.HasPrefix(err.Error(), "scheduler: squeue --noheader --states=all --jobs=") || !strings.Contains(err.Error(), want) ||
+			!strings.HasSuffix(err.Error(), "the last: exit status 1: slurm_load_jobs error: Unable to contact slurm controller (connect failure)") {
+			t.Errorf("Jobs(%v) = %v, %v; want squeue's error, saying %q", ids, jobs, err, want)
 		}
-		if got := callLines(t, calls); len(got) != 1 {
-			t.Errorf("Jobs(%v): squeue calls %q, want one", ids, got)
+		if len(got) < 3 || took > bound+5*time.Second {
+			t.Errorf("Jobs(%v): squeue ran %d times in %v, want several within the bound of %v", ids, len(got), took, bound)
+		}
+		for _, call := range got[1:] {
+			if call != got[0] {
+				t.Errorf("Jobs(%v): squeue calls %q, want the same call again", ids, got)
+				break
+			}
 		}
 	}
 }

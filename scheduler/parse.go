@@ -12,6 +12,7 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/internal/conf"
 	"github.com/dpsbatch/dpsbatch/internal/slurmtime"
+	"github.com/dpsbatch/dpsbatch/scheduler/slurmrest"
 	"github.com/dpsbatch/dpsbatch/site"
 )
 
@@ -47,28 +48,6 @@ func parseSbatch(out []byte) (string, error) {
 	return id, nil
 }
 
-// squeueJSON is the part of squeue --json's output (OpenAPI v0.0.38) that
-// Jobs reads.
-type squeueJSON struct {
-	Meta   metaJSON          `json:"meta"`
-	Errors []json.RawMessage `json:"errors"`
-	Jobs   []struct {
-		JobID       int64  `json:"job_id"`
-		ArrayJobID  int64  `json:"array_job_id"`
-		ArrayTaskID *int64 `json:"array_task_id"`
-		Name        string `json:"name"`
-		JobState    string `json:"job_state"`
-		StateReason string `json:"state_reason"`
-		// ExitCode is a wait status: exit code << 8 | signal.
-		ExitCode   *int64 `json:"exit_code"`
-		SubmitTime int64  `json:"submit_time"`
-		StartTime  int64  `json:"start_time"`
-		EndTime    int64  `json:"end_time"`
-		Nodes      string `json:"nodes"`
-		Partition  string `json:"partition"`
-	} `json:"jobs"`
-}
-
 type metaJSON struct {
 	Plugin struct {
 		Type string `json:"type"`
@@ -83,12 +62,7 @@ type metaJSON struct {
 // not fit.
 func decodeJSON(what string, out []byte, v any, errs *[]json.RawMessage) error {
 	if err := json.Unmarshal(out, v); err != nil {
-		var m struct {
-			Meta metaJSON `json:"meta"`
-		}
-		_ = json.Unmarshal(out, &m)
-		return fmt.Errorf("scheduler: %s: cannot read its output (format %q of Slurm %q; want openapi/v0.0.38, Slurm 22.05): %w",
-			what, m.Meta.Plugin.Type, m.Meta.Slurm.Release, err)
+		return formatError(what, out, err)
 	}
 	if len(*errs) > 0 {
 		msgs := make([]string, len(*errs))
@@ -100,47 +74,32 @@ func decodeJSON(what string, out []byte, v any, errs *[]json.RawMessage) error {
 	return nil
 }
 
-// parseSqueue reads squeue --json.
-func parseSqueue(out []byte) ([]Job, error) { return parseJobsJSON("squeue --json", "squeue", out) }
+// formatError is err reading what's output, naming the format it has and
+// the one expected.
+func formatError(what string, out []byte, err error) error {
+	var m struct {
+		Meta metaJSON `json:"meta"`
+	}
+	_ = json.Unmarshal(out, &m)
+	return fmt.Errorf("scheduler: %s: cannot read its output (format %q of Slurm %q; want openapi/v0.0.38, Slurm 22.05): %w",
+		what, m.Meta.Plugin.Type, m.Meta.Slurm.Release, err)
+}
 
-// parseJobsJSON reads the jobs of squeue --json (or slurmrestd's /jobs,
-// the same v0.0.38 format) from what, naming source in every Job.
-func parseJobsJSON(what, source string, out []byte) ([]Job, error) {
-	var q squeueJSON
-	if err := decodeJSON(what, out, &q, &q.Errors); err != nil {
+// parseSqueue reads squeue --json.
+func parseSqueue(out []byte) ([]Job, error) {
+	var q struct {
+		Errors []json.RawMessage `json:"errors"`
+	}
+	if err := decodeJSON("squeue --json", out, &q, &q.Errors); err != nil {
 		return nil, err
 	}
-	jobs := make([]Job, 0, len(q.Jobs))
-	for _, r := range q.Jobs {
-		j := Job{
-			ID:        strconv.FormatInt(r.JobID, 10),
-			Name:      r.Name,
-			State:     strings.ToUpper(r.JobState),
-			Reason:    reason(r.StateReason),
-			Submitted: epoch(r.SubmitTime),
-			Nodes:     r.Nodes,
-			Partition: r.Partition,
-			Source:    source,
-		}
-		if r.ArrayTaskID != nil && r.ArrayJobID > 0 {
-			j.ID = fmt.Sprintf("%d_%d", r.ArrayJobID, *r.ArrayTaskID)
-		}
-		if r.ExitCode != nil {
-			j.ExitCode, j.Signal = int(*r.ExitCode>>8&0xff), int(*r.ExitCode&0x7f)
-		}
-		// Slurm fills start and end times with its expectations before
-		// they happen: keep only what did.
-		if j.State != "PENDING" {
-			j.Started = epoch(r.StartTime)
-		} else {
-			j.Expected = epoch(r.StartTime)
-		}
-		if !j.Live() {
-			j.Ended = epoch(r.EndTime)
-		} else if j.State == "RUNNING" {
-			j.Deadline = epoch(r.EndTime)
-		}
-		jobs = append(jobs, j)
+	rs, err := slurmrest.ParseJobs(out)
+	if err != nil {
+		return nil, formatError("squeue --json", out, err)
+	}
+	jobs := make([]Job, len(rs))
+	for i, r := range rs {
+		jobs[i] = fromREST(r, "squeue")
 	}
 	return jobs, nil
 }

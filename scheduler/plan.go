@@ -240,8 +240,8 @@ func (p Plan) SbatchOptions() []string {
 		opts = append(opts, "--partition="+p.Partition)
 	}
 	opts = append(opts, "--nodes="+strconv.Itoa(p.Nodes), "--ntasks="+strconv.Itoa(p.Tasks))
-	if p.uniform() {
-		opts = append(opts, "--ntasks-per-node="+strconv.Itoa(p.TasksPerNode))
+	if n := p.NodeTasks(); n > 0 {
+		opts = append(opts, "--ntasks-per-node="+strconv.Itoa(n))
 	}
 	opts = append(opts, "--cpus-per-task="+strconv.Itoa(p.CPUsPerTask))
 	if p.MemPerCPUMB > 0 {
@@ -250,13 +250,19 @@ func (p Plan) SbatchOptions() []string {
 	return append(opts, "--time="+slurmtime.Format(p.Time))
 }
 
-// uniform reports whether every node of the layout has the same number of
-// tasks.
-func (p Plan) uniform() bool {
+// NodeTasks is the plan's --ntasks-per-node: TasksPerNode when every node
+// of the layout has that many tasks, else 0, to be left out. Given with an
+// uneven layout (5 tasks packed 4+1), sbatch would ask for 4 on every node
+// and srun, unable to honour it, would spread the ranks 3+2; left out,
+// Slurm's block layout is the plan's.
+func (p Plan) NodeTasks() int {
 	for _, t := range p.Layout {
 		if t != p.TasksPerNode {
-			return false
+			return 0
 		}
 	}
-	return len(p.Layout) > 0
+	if len(p.Layout) == 0 {
+		return 0
+	}
+	return p.TasksPerNode
 }

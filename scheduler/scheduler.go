@@ -4,9 +4,12 @@
 // queue (Jobs) and in accounting (History), signals and cancels them, and
 // discovers the live partitions. The CLI backend drives Slurm's command
 // line tools (sbatch, squeue, sinfo, scontrol, scancel, sacct, and
-// sacctmgr for the accounts and QoS a user may use: AccountingReader).
-// Every backend passes the shared suite in scheduler/schedtest against a
-// real cluster.
+// sacctmgr for the accounts and QoS a user may use: AccountingReader),
+// and tries a command again while slurmctld is busy or restarting
+// (retry.go). The REST backend talks to slurmrestd through the client in
+// scheduler/slurmrest (rest.go); the site file chooses (ForSite). Every
+// backend passes the shared suite in scheduler/schedtest against a real
+// cluster.
 //
 // Nothing here waits for a job: callers that wait poll Jobs themselves, at
 // an interval of their choosing.
@@ -15,6 +18,7 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/site"
@@ -122,4 +126,21 @@ type Backend interface {
 	Cancel(ctx context.Context, id string, signal string) error
 	// Partitions describes the cluster's partitions as they are now.
 	Partitions(ctx context.Context) ([]site.Live, error)
+}
+
+// ForSite returns the backend the site file chooses (its scheduler
+// section): Slurm's command line tools, or slurmrestd. A nil site is the
+// command line tools with their defaults.
+func ForSite(s *site.Site) (Backend, error) {
+	if s == nil {
+		return NewCLI(CLIOptions{})
+	}
+	sc := s.Scheduler
+	if sc.Backend == site.BackendREST {
+		if err := restCarries(s.Sbatch); err != nil {
+			return nil, fmt.Errorf("%s: sbatch_options: %w", s.Path, err)
+		}
+		return NewREST(RESTOptions{URL: sc.URL, TokenFile: sc.TokenFile, TokenEnv: sc.TokenEnv, User: sc.User, RetryWait: sc.RetryWait})
+	}
+	return NewCLI(CLIOptions{RetryWait: sc.RetryWait})
 }

@@ -8,10 +8,15 @@
 # account science; the ordinary user dpsuser (for tests that must not run
 # as root) is in account physics only.
 #
-#   scripts/cluster.sh install     apt-get install what the cluster needs (skipped when installed)
+#   scripts/cluster.sh install     apt-get install what the cluster and the tests need (skipped when installed)
 #   scripts/cluster.sh start       install if needed, start every missing daemon, wait for 4 idle nodes
-#                                  (a no-op when all is up and the config is unchanged)
+#                                  (a no-op when all is up and the config is unchanged; a change of
+#                                  the authentication lines alone restarts only slurmctld and slurmdbd)
 #   scripts/cluster.sh start-rest  start, then slurmrestd as user slurmrest on unix:/run/dpsbatch/slurmrestd.sock
+#                                  (local auth: every job it submits runs as slurmrest)
+#   scripts/cluster.sh start-rest-jwt  start, then a second slurmrestd as user slurmrest on 127.0.0.1:6820
+#                                  (JWT: jobs run as the token's user; mint one with
+#                                  scontrol token username=NAME)
 #   scripts/cluster.sh stop        stop slurmrestd, slurmd's, slurmctld, slurmdbd, MariaDB and munged
 #   scripts/cluster.sh status      print what runs; exit 0 only when the whole cluster is up
 #
@@ -19,8 +24,10 @@
 # Logs: /var/log/slurm (slurmctld.log, slurmd-nX.log, slurmdbd.log, mariadb.log, slurmrestd.log).
 set -euo pipefail
 
+# chromium (headless) opens the run report in its test; python3 runs the
+# worker stage's Python helper (python/) and test programs.
 readonly PACKAGES=(slurmctld slurmd slurm-client slurmrestd munge openmpi-bin libopenmpi-dev
-	slurmdbd mariadb-server curl pkg-config gcc nats-server)
+	slurmdbd mariadb-server curl pkg-config gcc nats-server chromium python3)
 readonly NODES=(n1 n2 n3 n4)
 readonly CLUSTER_NAME=dps
 readonly ACCOUNT=science
@@ -47,6 +54,11 @@ readonly REST_DIR=/run/dpsbatch
 readonly REST_SOCK=$REST_DIR/slurmrestd.sock
 readonly REST_PID_FILE=$RUN_DIR/slurmrestd.pid
 readonly REST_API=v0.0.38
+readonly REST_JWT_PID_FILE=$RUN_DIR/slurmrestd-jwt.pid
+readonly REST_JWT_ADDR=127.0.0.1:6820
+# The key slurmctld and slurmdbd sign and check JWT tokens with
+# (AuthAltTypes=auth/jwt), readable by SlurmUser (root) only.
+readonly JWT_KEY=/var/spool/slurm/jwt_hs256.key
 readonly LOCK_FILE=/run/lock/dpsbatch-cluster.lock
 readonly WAIT_SECONDS=${CLUSTER_WAIT_SECONDS:-60}
 # Node states (sinfo %t) that count as "up".
@@ -93,7 +105,25 @@ is_node_slurmd() {
 	[[ " $args " == *" -N $2 "* || " $args " == *" -N$2 "* ]]
 }
 
+# is_rest_kind PID KIND: PID is a slurmrestd with rest_auth/KIND (local or jwt).
+is_rest_kind() {
+	local args
+	args=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
+	[[ " $args " == *" rest_auth/$2 "* ]]
+}
+
+# daemon_matches PID DAEMON NODE: PID is DAEMON's process for NODE (a
+# slurmd's node name, a slurmrestd's kind of auth; "" for the others).
+daemon_matches() {
+	[[ -z $3 ]] && return 0
+	case $2 in
+	slurmd) is_node_slurmd "$1" "$3" ;;
+	slurmrestd) is_rest_kind "$1" "$3" ;;
+	esac
+}
+
 # daemon_pid DAEMON [NODE]: print the pid of the running daemon, or fail.
+# NODE is a slurmd's node name, or a slurmrestd's kind (local, jwt).
 # Reads the pid file first, then looks for the exact command name.
 daemon_pid() {
 	local d=$1 node=${2:-} pidfile pid user=""
@@ -103,17 +133,20 @@ daemon_pid() {
 	slurmdbd) pidfile=$RUN_DIR/slurmdbd.pid ;;
 	slurmctld) pidfile=$RUN_DIR/slurmctld.pid ;;
 	slurmd) pidfile=$RUN_DIR/slurmd-$node.pid ;;
-	slurmrestd) pidfile=$REST_PID_FILE user=$REST_USER ;;
+	slurmrestd)
+		pidfile=$REST_PID_FILE user=$REST_USER
+		[[ $node == jwt ]] && pidfile=$REST_JWT_PID_FILE
+		;;
 	*) die "unknown daemon $d" ;;
 	esac
 	pid=$(cat "$pidfile" 2>/dev/null || true)
-	if alive "$pid" "$d" && { [[ -z $node ]] || is_node_slurmd "$pid" "$node"; }; then
+	if alive "$pid" "$d" && daemon_matches "$pid" "$d" "$node"; then
 		echo "$pid"
 		return 0
 	fi
 	for pid in $(pgrep -x "$d" ${user:+-u "$user"} 2>/dev/null || true); do
 		alive "$pid" "$d" || continue
-		if [[ -n $node ]] && ! is_node_slurmd "$pid" "$node"; then continue; fi
+		daemon_matches "$pid" "$d" "$node" || continue
 		echo "$pid"
 		return 0
 	done
@@ -271,6 +304,8 @@ SlurmctldHost=$host
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+AuthAltTypes=auth/jwt
+AuthAltParameters=jwt_key=$JWT_KEY
 CredType=cred/munge
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -303,6 +338,8 @@ slurmdbd_conf() {
 	cat <<EOF
 # Written by dpsbatch scripts/cluster.sh; edits are overwritten by its next start.
 AuthType=auth/munge
+AuthAltTypes=auth/jwt
+AuthAltParameters=jwt_key=$JWT_KEY
 DbdHost=localhost
 SlurmUser=root
 StorageType=accounting_storage/mysql
@@ -510,7 +547,8 @@ wait_nodes() {
 
 slurm_daemon_pids() {
 	local n
-	daemon_pid slurmrestd || true
+	daemon_pid slurmrestd local || true
+	daemon_pid slurmrestd jwt || true
 	for n in "${NODES[@]}"; do daemon_pid slurmd "$n" || true; done
 	daemon_pid slurmctld || true
 	daemon_pid slurmdbd || true
@@ -547,21 +585,31 @@ rest_ping() {
 	timeout 10 curl -sf --unix-socket "$REST_SOCK" "http://localhost/slurm/$REST_API/ping"
 }
 
-stop_rest() {
-	stop_daemons slurmrestd $(daemon_pid slurmrestd || true)
-	rm -f "$REST_PID_FILE" "$REST_SOCK"
+# rest_jwt_ping: an authenticated ping of the JWT slurmrestd, with a token
+# of a minute for REST_USER; the token goes to curl on stdin, never in
+# its arguments.
+rest_jwt_ping() {
+	local token
+	token=$(timeout 10 scontrol token username="$REST_USER" lifespan=60 2>/dev/null) || return 1
+	token=${token#SLURM_JWT=}
+	printf 'X-SLURM-USER-NAME: %s\nX-SLURM-USER-TOKEN: %s\n' "$REST_USER" "$token" |
+		timeout 10 curl -sf -H @- "http://$REST_JWT_ADDR/slurm/$REST_API/ping"
 }
 
-start_rest() {
-	ensure_rest_user
-	if daemon_pid slurmrestd >/dev/null && [[ -S $REST_SOCK ]] && rest_ping >/dev/null 2>&1; then
-		log "slurmrestd already answers on $REST_SOCK"
-		return 0
-	fi
-	stop_rest
-	install -d -m 755 -o "$REST_USER" -g "$REST_USER" "$REST_DIR"
-	log "starting slurmrestd as $REST_USER on unix:$REST_SOCK"
-	local home
+stop_rest() {
+	stop_daemons slurmrestd $(daemon_pid slurmrestd local || true)
+	rm -f "$REST_PID_FILE" "$REST_SOCK"
+	stop_daemons "slurmrestd (jwt)" $(daemon_pid slurmrestd jwt || true)
+	rm -f "$REST_JWT_PID_FILE"
+}
+
+# launch_rest PIDFILE LOG ENV... -- ARGS...: start slurmrestd ARGS as
+# REST_USER from /tmp, with a clean environment plus ENV, writing its pid.
+launch_rest() {
+	local pidfile=$1 out=$2 home env=()
+	shift 2
+	while (($#)) && [[ $1 != -- ]]; do env+=("$1"); shift; done
+	shift
 	home=$(getent passwd "$REST_USER" | cut -d: -f6)
 	(
 		cd /tmp
@@ -569,21 +617,96 @@ start_rest() {
 		close_fds
 		exec setsid setpriv --reuid="$REST_USER" --regid="$REST_USER" --init-groups \
 			env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$home" USER="$REST_USER" LOGNAME="$REST_USER" \
-			slurmrestd -s "openapi/$REST_API" -a rest_auth/local "unix:$REST_SOCK" \
-			</dev/null >>"$LOG_DIR/slurmrestd.log" 2>&1
+			"${env[@]}" slurmrestd "$@" </dev/null >>"$out" 2>&1
 	) &
-	echo $! >"$REST_PID_FILE"
+	echo $! >"$pidfile"
+}
+
+start_rest() {
+	ensure_rest_user
+	if daemon_pid slurmrestd local >/dev/null && [[ -S $REST_SOCK ]] && rest_ping >/dev/null 2>&1; then
+		log "slurmrestd already answers on $REST_SOCK"
+		return 0
+	fi
+	stop_daemons slurmrestd $(daemon_pid slurmrestd local || true)
+	rm -f "$REST_PID_FILE" "$REST_SOCK"
+	install -d -m 755 -o "$REST_USER" -g "$REST_USER" "$REST_DIR"
+	log "starting slurmrestd as $REST_USER on unix:$REST_SOCK"
+	launch_rest "$REST_PID_FILE" "$LOG_DIR/slurmrestd.log" -- \
+		-s "openapi/$REST_API" -a rest_auth/local "unix:$REST_SOCK"
 	if ! wait_for 15 test -S "$REST_SOCK"; then
 		tail_logs "$LOG_DIR/slurmrestd.log"
 		die "slurmrestd did not create $REST_SOCK"
 	fi
 	chmod 666 "$REST_SOCK"
-	local out
-	if ! out=$(rest_ping 2>&1); then
+	if ! rest_ping >/dev/null 2>&1; then
 		tail_logs "$LOG_DIR/slurmrestd.log"
 		die "slurmrestd does not answer /slurm/$REST_API/ping on $REST_SOCK"
 	fi
 	log "slurmrestd answers: curl --unix-socket $REST_SOCK http://localhost/slurm/$REST_API/ping"
+}
+
+# jwt_live: the running slurmctld accepts JWT tokens.
+jwt_live() {
+	local config
+	config=$(timeout 10 scontrol show config 2>/dev/null) || return 1
+	grep -q '^AuthAltTypes *= *auth/jwt' <<<"$config"
+}
+
+# start_rest_jwt: a second slurmrestd, with JWT auth on REST_JWT_ADDR
+# (SLURM_JWT=daemon: it authenticates each request by its token, so the
+# job runs as the token's user; local auth cannot share the process).
+start_rest_jwt() {
+	ensure_rest_user
+	jwt_live || die "slurmctld does not accept JWT tokens (AuthAltTypes): run scripts/cluster.sh start"
+	if daemon_pid slurmrestd jwt >/dev/null && rest_jwt_ping >/dev/null 2>&1; then
+		log "slurmrestd (jwt) already answers on $REST_JWT_ADDR"
+		return 0
+	fi
+	stop_daemons "slurmrestd (jwt)" $(daemon_pid slurmrestd jwt || true)
+	log "starting slurmrestd (jwt) as $REST_USER on $REST_JWT_ADDR"
+	launch_rest "$REST_JWT_PID_FILE" "$LOG_DIR/slurmrestd-jwt.log" SLURM_JWT=daemon -- \
+		-s "openapi/$REST_API,openapi/db$REST_API" -a rest_auth/jwt "$REST_JWT_ADDR"
+	if ! wait_for 15 rest_jwt_ping; then
+		tail_logs "$LOG_DIR/slurmrestd-jwt.log"
+		die "slurmrestd (jwt) does not answer /slurm/$REST_API/ping on $REST_JWT_ADDR"
+	fi
+	log "slurmrestd (jwt) answers on http://$REST_JWT_ADDR (headers X-SLURM-USER-NAME, X-SLURM-USER-TOKEN)"
+}
+
+# ensure_jwt_key: the key JWT tokens are signed with, made once.
+ensure_jwt_key() {
+	[[ -s $JWT_KEY ]] && return 0
+	install -d -m 700 "$(dirname "$JWT_KEY")"
+	(
+		umask 077
+		dd if=/dev/urandom of="$JWT_KEY.tmp" bs=32 count=1 status=none
+		mv -f "$JWT_KEY.tmp" "$JWT_KEY"
+	)
+	log "generated the JWT key $JWT_KEY"
+}
+
+# auth_only_change OLD NEW: OLD exists and differs from NEW only in the
+# AuthAlt* lines, which slurmctld and slurmdbd read and slurmd does not need.
+auth_only_change() {
+	[[ -s $1 ]] && cmp -s <(grep -v '^AuthAlt' "$1") <(grep -v '^AuthAlt' "$2")
+}
+
+# restart_controllers NEW_CONF NEW_DBD: install the new files and stop
+# slurmdbd and slurmctld where their file changed (the caller starts them
+# again), leaving the slurmd's and their jobs running.
+restart_controllers() {
+	if ! cmp -s "$2" "$DBD_CONF"; then
+		log "slurmdbd.conf changed (authentication only): restarting slurmdbd"
+		stop_daemons slurmdbd $(daemon_pid slurmdbd || true)
+		install_file "$2" "$DBD_CONF" 600
+	fi
+	if ! cmp -s "$1" "$SLURM_CONF"; then
+		log "slurm.conf changed (authentication only): restarting slurmctld alone"
+		stop_daemons slurmctld $(daemon_pid slurmctld || true)
+		install_file "$1" "$SLURM_CONF" 644
+	fi
+	rm -f "$1" "$2"
 }
 
 # ---------------------------------------------------------------- subcommands
@@ -593,6 +716,7 @@ cmd_start() {
 	local t0=$SECONDS host pass tmp_conf tmp_dbd changed=0
 	cmd_install
 	prepare_dirs
+	ensure_jwt_key
 	[[ -s $JOBID_CONF ]] || printf 'FirstJobId=1\n' >"$JOBID_CONF"
 	host=$(node_host)
 	pass=$(db_password)
@@ -615,9 +739,13 @@ cmd_start() {
 	ensure_munge
 	ensure_mariadb
 	ensure_database "$pass"
-	local rest_was_running=0
-	if ((changed)); then
-		daemon_pid slurmrestd >/dev/null && rest_was_running=1
+	local rest_was_running=0 jwt_was_running=0
+	if ((changed)) && all_running && auth_only_change "$SLURM_CONF" "$tmp_conf" &&
+		auth_only_change "$DBD_CONF" "$tmp_dbd" && [[ $(stat -c %a "$DBD_CONF") == 600 ]]; then
+		restart_controllers "$tmp_conf" "$tmp_dbd"
+	elif ((changed)); then
+		daemon_pid slurmrestd local >/dev/null && rest_was_running=1
+		daemon_pid slurmrestd jwt >/dev/null && jwt_was_running=1
 		if [[ -n $(slurm_daemon_pids) ]]; then
 			log "configuration changed: restarting the Slurm daemons"
 			stop_slurm
@@ -635,6 +763,7 @@ cmd_start() {
 	wait_nodes
 	ensure_rest_user
 	((rest_was_running)) && start_rest
+	((jwt_was_running)) && start_rest_jwt
 	log "cluster up in $((SECONDS - t0)) s: $(node_states | tr '\n' ' ')"
 }
 
@@ -683,12 +812,20 @@ cmd_status() {
 	show slurmdbd slurmdbd
 	show slurmctld slurmctld
 	for n in "${NODES[@]}"; do show "slurmd $n" slurmd "$n"; done
-	show slurmrestd slurmrestd "" optional
-	if daemon_pid slurmrestd >/dev/null; then
+	show slurmrestd slurmrestd local optional
+	show "rest (jwt)" slurmrestd jwt optional
+	if daemon_pid slurmrestd local >/dev/null; then
 		if rest_ping >/dev/null 2>&1; then
 			echo "rest         answers on $REST_SOCK"
 		else
 			echo "rest         does not answer on $REST_SOCK"
+		fi
+	fi
+	if daemon_pid slurmrestd jwt >/dev/null; then
+		if rest_jwt_ping >/dev/null 2>&1; then
+			echo "rest (jwt)   answers on $REST_JWT_ADDR"
+		else
+			echo "rest (jwt)   does not answer on $REST_JWT_ADDR"
 		fi
 	fi
 	states=""
@@ -711,14 +848,14 @@ cmd_status() {
 }
 
 usage() {
-	sed -n '2,16s/^# \{0,1\}//p' "$0" >&2
+	sed -n '2,22s/^# \{0,1\}//p' "$0" >&2
 	exit 2
 }
 
 main() {
 	(($# == 1)) || usage
 	case $1 in
-	install | start | start-rest | stop | status) ;;
+	install | start | start-rest | start-rest-jwt | stop | status) ;;
 	-h | --help | help) usage ;;
 	*) usage ;;
 	esac
@@ -736,6 +873,10 @@ main() {
 	start-rest)
 		cmd_start
 		start_rest
+		;;
+	start-rest-jwt)
+		cmd_start
+		start_rest_jwt
 		;;
 	stop) cmd_stop ;;
 	esac

@@ -2,8 +2,9 @@
 # scripts/test.sh: run every test of dpsbatch, the way CI does.
 #
 # Installs (apt-get) and starts what the tests need: a local Slurm cluster
-# of four simulated nodes with munge and accounting, Open MPI, and the
-# tools cgo needs (scripts/cluster.sh; idempotent, fast when all is up).
+# of four simulated nodes with munge and accounting, its two slurmrestd's
+# (local auth and JWT), Open MPI, python3, and the tools cgo needs
+# (scripts/cluster.sh; idempotent, fast when all is up).
 # Then go vet, each fuzz target for a few seconds (scripts/fuzz.sh; a
 # failing target counts as a failed test), and go test with the mpi build
 # tag, with DPSBATCH_TEST_NO_SKIP=1 so that a test needing Slurm or MPI
@@ -15,7 +16,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/cluster.sh start
+bash scripts/cluster.sh start-rest       # the cluster, and slurmrestd with local auth
+bash scripts/cluster.sh start-rest-jwt   # and a second one with JWT
 export DPSBATCH_TEST_NO_SKIP=1
 export OMPI_MCA_mpi_yield_when_idle=1
 

@@ -69,6 +69,7 @@ func Parse(name string, data []byte) (*Site, error) {
 		TimeWarning: DefaultTimeWarning,
 		Launcher:    Launcher{Kind: LauncherSrun, Comm: CommAuto},
 		Broker:      Broker{Kind: BrokerEmbedded, StreamSizeMB: DefaultStreamSizeMB},
+		Scheduler:   Scheduler{Backend: BackendCLI},
 	}}
 	r.site(root)
 	if err := d.Errs.Err(); err != nil {
@@ -146,7 +147,8 @@ func (r *reader) site(root *yaml.Node) {
 				s.TimeWarning, r.timeWarning = v, n
 			}
 		}},
-		"broker": {Decode: r.broker},
+		"broker":    {Decode: r.broker},
+		"scheduler": {Decode: r.scheduler},
 	})
 	if !ok {
 		return
@@ -413,7 +415,7 @@ func (r *reader) broker(n *yaml.Node, path string) {
 				if deref(n).Kind == yaml.SequenceNode {
 					at = deref(n).Content[i]
 				}
-				if msg := checkURL(u); msg != "" {
+				if msg := checkURL(u, "nats", "tls", "ws", "wss"); msg != "" {
 					d.Errorf(at, conf.Index(path, i), "%s", msg)
 					continue
 				}
@@ -452,15 +454,20 @@ func (r *reader) broker(n *yaml.Node, path string) {
 	}
 }
 
-// checkURL returns what is wrong with an external broker URL, or "".
-func checkURL(s string) string {
+// checkURL returns what is wrong with a URL of a server (an external
+// broker's, slurmrestd's) that should use one of schemes, or "".
+func checkURL(s string, schemes ...string) string {
 	u, err := url.Parse(s)
 	if err != nil {
 		return fmt.Sprintf("not a URL: %q", s)
 	}
 	switch {
-	case !slices.Contains([]string{"nats", "tls", "ws", "wss"}, u.Scheme):
-		return fmt.Sprintf("%q: expected a URL starting nats://, tls://, ws:// or wss://", s)
+	case !slices.Contains(schemes, u.Scheme):
+		starts := make([]string, len(schemes))
+		for i, sc := range schemes {
+			starts[i] = sc + "://"
+		}
+		return fmt.Sprintf("%q: expected a URL starting %s", s, orList(starts))
 	case u.User != nil:
 		return fmt.Sprintf("%q carries credentials: use credentials_file, token_file or token_env", u.Redacted())
 	case u.Host == "":

@@ -111,6 +111,7 @@ func TestGoodSite(t *testing.T) {
 		TimeWarning: 2 * time.Minute,
 		Broker: site.Broker{Kind: "external", TokenEnv: "NATS_TOKEN", StreamSizeMB: site.DefaultStreamSizeMB,
 			URLs: []string{"nats://nats.example.org:4222", "tls://nats2.example.org:4443"}},
+		Scheduler: site.Scheduler{Backend: site.BackendCLI},
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("loaded\n %+v\nwant\n %+v", s, want)
@@ -271,6 +272,7 @@ func TestDefaults(t *testing.T) {
 		Launcher:         site.Launcher{Kind: "srun", Comm: "tcp"},
 		TimeWarning:      5 * time.Minute,
 		Broker:           site.Broker{Kind: "embedded", StreamSizeMB: site.DefaultStreamSizeMB},
+		Scheduler:        site.Scheduler{Backend: site.BackendCLI},
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("parsed\n %+v\nwant\n %+v", s, want)

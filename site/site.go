@@ -43,6 +43,8 @@ type Site struct {
 	// so that it stops at a clean visit boundary (default 5m).
 	TimeWarning time.Duration
 	Broker      Broker
+	// Scheduler says how dpsbatch reaches Slurm: its tools, or slurmrestd.
+	Scheduler Scheduler
 }
 
 // Partition is one Slurm partition as the site describes it. Nodes are

@@ -2,7 +2,7 @@
 
 // Command mpistages times the harness's stage loop on the MPI
 // communicator: a pipeline of no-op stages over many visits, every rank
-// running harness.Run on comm.NewMPI. Its C counterpart, bench/mpiloop,
+// running harness.Run on comm.NewMPI (RunOptions.Comm). Its C counterpart, bench/mpiloop,
 // moves the same messages with bare MPI calls; bench/run-mpi.sh runs both
 // and compares them.
 //
@@ -35,7 +35,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/harness"
 	"github.com/dpsbatch/dpsbatch/harness/comm"
 )
@@ -63,7 +62,7 @@ func (c *clock) SliceFailed(f harness.SliceFailure) error {
 }
 
 func (c *clock) VisitEnded(v string, r harness.VisitResult) error {
-	if r.Failed || r.Interrupted {
+	if r.Outcome != harness.VisitDone {
 		return fmt.Errorf("mpistages: visit %s: %s", v, r.Err)
 	}
 	c.ended++
@@ -137,25 +136,20 @@ func run() error {
 	if *raw {
 		return rawLoop(c, *warm, *visits, *stages)
 	}
-	cfg := harness.Config{Policy: p, RunID: "bench", RunDir: dir, Comm: c, Host: harness.LocalHost()}
+	o := harness.RunOptions{Comm: c, Policy: p, RunID: "bench", RunDir: dir}
 	if !*textLog {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	var clk *clock
 	if c.Rank() == 0 {
-		mem := events.NewMemory()
-		defer mem.Close()
-		vs := make([]harness.Visit, *warm+*visits)
-		for i := range vs {
-			vs[i] = harness.Visit{ID: strconv.Itoa(i + 1)}
+		o.Visits = make([]harness.Visit, *warm+*visits)
+		for i := range o.Visits {
+			o.Visits[i] = harness.Visit{ID: strconv.Itoa(i + 1)}
 		}
-		if err := harness.PublishVisits(context.Background(), mem, p.Trigger.Topic, cfg.RunID, vs); err != nil {
-			return err
-		}
-		clk = &clock{warm: *warm, total: len(vs)}
-		cfg.Broker, cfg.Recorder = mem, clk
+		clk = &clock{warm: *warm, total: len(o.Visits)}
+		o.Recorder = clk
 	}
-	if err := harness.Run(context.Background(), cfg); err != nil {
+	if _, err := harness.Run(context.Background(), o); err != nil {
 		return err
 	}
 	if clk != nil {

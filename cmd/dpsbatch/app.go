@@ -40,9 +40,13 @@ func newApp() *cli.App {
 			finishCommand(),
 			eventCommand(),
 			eventsCommand(),
+			reportCommand(),
+			monitorCommand(),
 			brokerCommand(),
+			completionCommand(),
 		},
-		Version: version.Get().String(),
+		EnableBashCompletion: true,
+		Version:              version.Get().String(),
 		// Global flags are checked for every command, whether it logs or not.
 		Before: func(c *cli.Context) error {
 			if err := checkFlagValues(c, c.App.Flags); err != nil {
@@ -61,6 +65,9 @@ func newApp() *cli.App {
 			c.OnUsageError = usageError
 			flags := c.Flags
 			c.Before = func(ctx *cli.Context) error { return checkFlagValues(ctx, flags) }
+			if strings.HasPrefix(c.ArgsUsage, "RUN") {
+				c.BashComplete = completeRuns
+			}
 			setUsage(c.Subcommands)
 		}
 	}

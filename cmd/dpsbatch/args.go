@@ -9,8 +9,13 @@ import (
 // interspersed moves a command's flags ahead of its positional arguments,
 // so that `dpsbatch local pipeline.yaml --visits v.csv` works: urfave/cli
 // v2 stops reading flags at the first argument. Tokens after "--" stay as
-// they are. Global flags (before the command name) are left alone.
+// they are. Global flags (before the command name) are left alone. Shell
+// completion's --generate-bash-completion stays last, where urfave/cli
+// looks for it.
 func interspersed(app *cli.App, args []string) []string {
+	if n := len(args); n > 1 && args[n-1] == completionFlag {
+		return append(interspersed(app, args[:n-1:n-1]), completionFlag)
+	}
 	cmdAt := -1
 	var cmd *cli.Command
 	for i := 1; i < len(args); i++ {

@@ -37,9 +37,10 @@ func loadSite(c *cli.Context, required bool) (*site.Site, error) {
 	return site.Load(path)
 }
 
-// backend is the Slurm backend the commands use: the command-line tools.
-func backend() (scheduler.Backend, error) {
-	return scheduler.NewCLI(scheduler.CLIOptions{})
+// backend is the Slurm backend the commands use: the one the site file
+// chooses (its scheduler section), else the command-line tools.
+func backend(s *site.Site) (scheduler.Backend, error) {
+	return scheduler.ForSite(s)
 }
 
 // resolveRuns turns RUN arguments into run directories.
@@ -85,13 +86,16 @@ func openRun(c *cli.Context, siteRequired bool) (runTarget, error) {
 	if t.dir, err = oneRun(c, t.site); err != nil {
 		return t, err
 	}
-	t.b, err = backend()
+	t.b, err = backend(t.site)
 	return t, err
 }
 
+// printJSON writes v as indented JSON, with <, > and & as themselves
+// (the output is read by scripts and people, never embedded in HTML).
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
 }
 

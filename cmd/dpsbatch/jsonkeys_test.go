@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dpsbatch/dpsbatch/jobs"
+	"github.com/dpsbatch/dpsbatch/monitor"
 )
 
 // jsonOutputs is one value of each type a command prints with --json.
@@ -28,6 +29,8 @@ func jsonOutputs() map[string]any {
 		"local (production)":       localProduction{},
 		"site check":               siteChecked{},
 		"cancel":                   cancelled{},
+		"stages":                   registry{},
+		"monitor":                  monitor.Alert{},
 	}
 }
 

@@ -242,3 +242,61 @@ func TestCancelJSON(t *testing.T) {
 		t.Errorf("cancel --json of a run with no live job: %v %+v, want an empty list\n%s", err, got, out)
 	}
 }
+
+// stages --json lists what the text lists: every stage type and mapper
+// with its settings, and the formats; the text and the JSON come from
+// one listing.
+func TestStagesJSON(t *testing.T) {
+	out, err := run(t, "stages", "--json")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var r struct {
+		StageTypes []struct {
+			Name     string `json:"name"`
+			Doc      string `json:"doc"`
+			Settings []struct {
+				Key      string `json:"key"`
+				Kind     string `json:"kind"`
+				Default  any    `json:"default"`
+				Required bool   `json:"required"`
+			} `json:"settings"`
+		} `json:"stageTypes"`
+		Mappers []struct {
+			Name     string            `json:"name"`
+			Settings []json.RawMessage `json:"settings"`
+		} `json:"mappers"`
+		Formats []string `json:"formats"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("stdout is not one JSON object: %v\n%s", err, out)
+	}
+	text, err := run(t, "stages")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exec bool
+	for _, st := range r.StageTypes {
+		if !strings.Contains(text, "  "+st.Name+": "+st.Doc) {
+			t.Errorf("stage type %q in the JSON is not in the text listing", st.Name)
+		}
+		if st.Name != "exec" {
+			continue
+		}
+		exec = true
+		for _, s := range st.Settings {
+			if s.Key == "command" && (!s.Required || s.Kind != "list of strings") {
+				t.Errorf("exec's command: %+v", s)
+			}
+			if s.Key == "timeout" && s.Default != "10m0s" {
+				t.Errorf("exec's timeout default: %v (%T)", s.Default, s.Default)
+			}
+		}
+	}
+	if !exec || len(r.Mappers) == 0 || !strings.Contains(strings.Join(r.Formats, ","), "json") {
+		t.Errorf("stages --json lacks exec, mappers or formats:\n%s", out)
+	}
+	if strings.Contains(out, `\u003e`) {
+		t.Errorf("stages --json escapes > for HTML:\n%s", out)
+	}
+}

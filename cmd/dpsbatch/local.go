@@ -96,7 +96,7 @@ func runLocal(c *cli.Context, o localOptions) error {
 		}
 	}
 
-	noted := harness.NewStopSignals()
+	noted := new(harness.StopSignals)
 	ctx, stop, done := stopOnSignals(c.Context, noted, nil, os.Interrupt, syscall.SIGTERM)
 	defer done()
 

@@ -93,7 +93,7 @@ func withRunArgs(c *cli.Context, args []string, build func(dir string) ([]events
 	if t.dir, err = jobs.ResolveRun(s, args[0]); err != nil {
 		return err
 	}
-	if t.b, err = backend(); err != nil {
+	if t.b, err = backend(s); err != nil {
 		return err
 	}
 	es, err := build(t.dir)

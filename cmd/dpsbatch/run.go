@@ -59,13 +59,15 @@ func runRank(c *cli.Context) error {
 		return err
 	}
 	dir := c.String("run-dir")
-	dr := harness.DistRun{RunDir: dir, PolicyPath: c.String("pipeline"), VisitsPath: c.String("visits"),
+	dr := harness.RunOptions{RunDir: dir, PolicyPath: c.String("pipeline"), VisitsPath: c.String("visits"),
 		RunID: c.String("run-id"), Logger: log, PipelineDir: c.String("pipeline-dir"), Name: c.String("name")}
 	var job *jobs.InJob
 	if path := c.String("state"); path != "" {
 		job = &jobs.InJob{StatePath: path, JobID: os.Getenv("SLURM_JOB_ID"), Logger: log, StopFile: c.String("stop-file"),
 			Restart: jobs.RestartCount()}
-		if b, err := backend(); err == nil && job.JobID != "" {
+		// In the job, Slurm's tools on the node (whatever the site's
+		// backend: its token is not passed to jobs).
+		if b, err := backend(nil); err == nil && job.JobID != "" {
 			// Which jobs still run (another job's running visits are
 			// its own; a job running visits is waited for), and why a
 			// requeued job's earlier start ended. Without Slurm's tools:
@@ -89,15 +91,14 @@ func runRank(c *cli.Context) error {
 		}
 		dr.RunID = filepath.Base(abs)
 	}
-	o := harness.CommOptions{Kind: c.String("comm"), Rank: c.Int("rank"), Size: c.Int("size"),
-		Rendezvous: c.String("rendezvous"), RunID: dr.RunID, Logger: log}
-	if o.Rendezvous == "" {
-		o.Rendezvous = filepath.Join(dir, ".rendezvous")
+	dr.Ranks, dr.Rank, dr.Size, dr.Rendezvous = c.String("comm"), c.Int("rank"), c.Int("size"), c.String("rendezvous")
+	if dr.Rendezvous == "" {
+		dr.Rendezvous = filepath.Join(dir, ".rendezvous")
 	}
 	switch {
-	case o.Size < 0:
+	case dr.Size < 0:
 		return badInput("--size must be at least 2")
-	case o.Kind != harness.CommLocal && (o.Rank >= 0) != (o.Size > 0):
+	case dr.Ranks != harness.CommLocal && (dr.Rank >= 0) != (dr.Size > 0):
 		return badInput("--rank and --size go together")
 	}
 
@@ -105,7 +106,7 @@ func runRank(c *cli.Context) error {
 	// hook, once the ranks have met.
 	var rank0 atomic.Bool
 	hook := dr.Rank0
-	dr.Rank0 = func(p *harness.Policy, d *harness.DistRun) error {
+	dr.Rank0 = func(p *harness.Policy, d *harness.RunOptions) error {
 		rank0.Store(true)
 		if hook != nil {
 			return hook(p, d)
@@ -114,12 +115,12 @@ func runRank(c *cli.Context) error {
 	}
 	// Every rank notes them: a slice's program that dies of the same
 	// signal leaves its visit interrupted, not failed.
-	dr.StopSignals = harness.NewStopSignals()
+	dr.StopSignals = new(harness.StopSignals)
 	ctx, stop, done := stopOnSignals(c.Context, dr.StopSignals, rank0.Load, os.Interrupt, syscall.SIGTERM, syscall.SIGUSR1)
 	defer done()
 	dr.Stop = stop
 
-	sum, err := harness.RunDist(ctx, dr, o)
+	sum, err := harness.Run(ctx, dr)
 	if job != nil {
 		job.Summarize(sum) // the counts the state file holds
 	}

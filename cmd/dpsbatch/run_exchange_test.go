@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dpsbatch/dpsbatch/harness"
-	"github.com/dpsbatch/dpsbatch/internal/conf"
 	"github.com/dpsbatch/dpsbatch/mapper"
 )
 
@@ -32,7 +30,7 @@ const asDpsbatch = "DPSBATCH_TEST_AS_DPSBATCH"
 func init() {
 	mapper.Register("test-line", mapper.Factory{
 		Doc:      "test: ccd=1..ccds in contiguous blocks over the slices; neighbours are the slices before and after, without wrapping",
-		Settings: []mapper.Setting{{Key: "ccds", Kind: conf.Int, Required: true}},
+		Settings: []mapper.Setting{{Key: "ccds", Kind: mapper.Int, Required: true}},
 		New: func(v mapper.Values) (mapper.DataMapper, error) {
 			return lineMapper{ccds: v.Int("ccds")}, nil
 		},
@@ -83,7 +81,7 @@ func (m lineMapper) Neighbours(slices []mapper.HostInfo, _ [][]mapper.DataID) ([
 	return out, nil
 }
 
-var _ harness.NeighbourMapper = lineMapper{}
+var _ mapper.NeighbourMapper = lineMapper{}
 
 // lineBlocks returns the ccds (1..ccds) of each of n slices, by slice
 // index: contiguous blocks, the first ones longer by one when needed.

@@ -15,7 +15,7 @@ import (
 // second signal after repeatWindow does. Every signal is noted, heeded
 // or not.
 func TestStopOnSignalsRepeat(t *testing.T) {
-	noted := harness.NewStopSignals()
+	noted := new(harness.StopSignals)
 	ctx, stop, done := stopOnSignals(context.Background(), noted, nil, syscall.SIGUSR2)
 	defer done()
 	self := func() {
@@ -49,7 +49,7 @@ func TestStopOnSignalsRepeat(t *testing.T) {
 
 // A process that does not heed signals (a slice) still notes them.
 func TestStopOnSignalsNotedUnheeded(t *testing.T) {
-	noted := harness.NewStopSignals()
+	noted := new(harness.StopSignals)
 	ctx, stop, done := stopOnSignals(context.Background(), noted, func() bool { return false }, syscall.SIGUSR2)
 	defer done()
 	if err := syscall.Kill(os.Getpid(), syscall.SIGUSR2); err != nil {

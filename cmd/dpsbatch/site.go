@@ -37,7 +37,7 @@ func siteCommand() *cli.Command {
 						}
 						return err
 					}
-					b, err := backend()
+					b, err := backend(s)
 					if err != nil {
 						return err
 					}
@@ -67,9 +67,15 @@ func siteCommand() *cli.Command {
 					"them; edit the launcher, setup lines and runs root, then check it with `site check`.",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "runs-root", Value: "/var/tmp/dpsbatch/runs", Usage: "runs root to write in the file (on a file system every node sees)"},
+					&cli.StringFlag{Name: "site", EnvVars: []string{"DPSBATCH_SITE"},
+						Usage: "a site file whose scheduler section says how to reach Slurm (optional: Slurm's tools)"},
 				},
 				Action: func(c *cli.Context) error {
-					b, err := backend()
+					s, err := loadSite(c, false)
+					if err != nil {
+						return err
+					}
+					b, err := backend(s)
 					if err != nil {
 						return err
 					}

@@ -47,7 +47,7 @@ func statusCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			b, err := backend()
+			b, err := backend(s)
 			if err != nil {
 				return err
 			}
@@ -202,7 +202,7 @@ func runsCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			b, err := backend()
+			b, err := backend(s)
 			if err != nil {
 				return err
 			}

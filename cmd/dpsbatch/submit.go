@@ -114,7 +114,7 @@ func submitCommand() *cli.Command {
 					return badInput("--binary %s: %v (the job's binary must be the same dpsbatch as the one that submits: dpsbatch --version)", bin, err)
 				}
 			}
-			b, err := backend()
+			b, err := backend(s)
 			if err != nil && !c.Bool("dry-run") {
 				return err
 			}

@@ -31,6 +31,10 @@ type Options struct {
 	// NoAccounting says the backend has no job accounting: History must
 	// then return scheduler.ErrNoAccounting.
 	NoAccounting bool
+	// NoStepSignal says the backend cannot signal a job's steps alone:
+	// Cancel with a signal must then return scheduler.ErrNoStepSignal
+	// and leave the job alone.
+	NoStepSignal bool
 }
 
 // Run runs the suite against b. The caller has checked that the cluster
@@ -40,7 +44,7 @@ func Run(t *testing.T, b scheduler.Backend, o Options) {
 	t.Run("Complete", func(t *testing.T) { t.Parallel(); testComplete(t, b, o) })
 	t.Run("Fail", func(t *testing.T) { t.Parallel(); testFail(t, b, o) })
 	t.Run("Cancel", func(t *testing.T) { t.Parallel(); testCancel(t, b) })
-	t.Run("Signal", func(t *testing.T) { t.Parallel(); testSignal(t, b) })
+	t.Run("Signal", func(t *testing.T) { t.Parallel(); testSignal(t, b, o) })
 	t.Run("Dependency", func(t *testing.T) { t.Parallel(); testDependency(t, b) })
 	t.Run("Unknown", func(t *testing.T) { t.Parallel(); testUnknown(t, b, o) })
 	t.Run("Partitions", func(t *testing.T) { t.Parallel(); testPartitions(t, b) })
@@ -248,7 +252,7 @@ func testCancel(t *testing.T, b scheduler.Backend) {
 	}
 }
 
-func testSignal(t *testing.T, b scheduler.Backend) {
+func testSignal(t *testing.T, b scheduler.Backend, o Options) {
 	dir := Dir(t)
 	logOutput(t, dir)
 	// The step traps USR1, writes a file and ends well; the batch script
@@ -256,6 +260,10 @@ func testSignal(t *testing.T, b scheduler.Backend) {
 	body := `srun --ntasks=1 bash -c 'trap "echo usr1 > usr1.txt; exit 0" USR1; touch ready.txt; while :; do sleep 0.2; done'`
 	id := Submit(t, b, dir, Script("signal", body), "")
 	WaitFile(t, filepath.Join(dir, "ready.txt"), ended)
+	if o.NoStepSignal {
+		testNoStepSignal(t, b, dir, id)
+		return
+	}
 	if err := b.Cancel(context.Background(), id, "USR1"); err != nil {
 		t.Fatalf("Cancel(%s, USR1): %v", id, err)
 	}
@@ -361,4 +369,24 @@ func testPartitions(t *testing.T, b scheduler.Backend) {
 		l.NodeList != "n[1-4]" || !l.Default {
 		t.Errorf("partition %s = %+v; want up, default, nodes n[1-4] = n1..n4 of 4 CPUs and 2000 MB", Partition, l)
 	}
+}
+
+// testNoStepSignal: a backend that cannot signal the steps alone refuses
+// to, and the job runs on untouched until cancelled.
+func testNoStepSignal(t *testing.T, b scheduler.Backend, dir, id string) {
+	ctx := context.Background()
+	if err := b.Cancel(ctx, id, "USR1"); !errors.Is(err, scheduler.ErrNoStepSignal) {
+		t.Errorf("Cancel(%s, USR1) = %v, want ErrNoStepSignal", id, err)
+	}
+	time.Sleep(2 * time.Second)
+	if _, err := os.Stat(filepath.Join(dir, "usr1.txt")); err == nil {
+		t.Error("the step got USR1 after all")
+	}
+	if j := WaitFor(t, b, id, ended, "running", func(j scheduler.Job) bool { return true }); j.State != "RUNNING" {
+		t.Errorf("job %+v after the refused signal, want RUNNING", j)
+	}
+	if err := b.Cancel(ctx, id, ""); err != nil {
+		t.Fatalf("Cancel: %v", err)
+	}
+	WaitEnded(t, b, id, ended)
 }

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dpsbatch/dpsbatch/jobs"
+	"github.com/dpsbatch/dpsbatch/report"
+)
+
+// reportFile is where report writes by default, in the run directory.
+const reportFile = "report.html"
+
+func reportCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "report",
+		Usage:     "write a run's report: one HTML file that opens without a network",
+		ArgsUsage: "RUN",
+		Description: "Reads the run's state files (the run's own, and each pipeline step's) and writes one\n" +
+			"self-contained HTML page: the jobs and their starts, visits per state, a timeline of the\n" +
+			"visits per job, each stage's time distribution, the slowest visits and the failures with\n" +
+			"their errors. It asks nothing of Slurm and changes nothing. Default output: RUN-DIR/report.html.",
+		Flags: []cli.Flag{
+			siteFlag(),
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "the file to write, - for stdout (default RUN-DIR/" + reportFile + ")"},
+		},
+		Action: func(c *cli.Context) error {
+			s, err := loadSite(c, false)
+			if err != nil {
+				return err
+			}
+			dir, err := oneRun(c, s)
+			if err != nil {
+				return err
+			}
+			steps, err := runSteps(dir)
+			if err != nil {
+				return err
+			}
+			out := cmp.Or(c.String("output"), filepath.Join(dir, reportFile))
+			if out == "-" {
+				return report.Write(c.App.Writer, steps, report.Options{})
+			}
+			if err := writeReport(out, steps); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "report of run %s: %s\n", filepath.Base(dir), out)
+			return nil
+		},
+	}
+}
+
+// runSteps lists the state files of the run in dir, one per step: the
+// run's own, then each pipeline's of a production
+// (RUN-DIR/pipelines/NAME/state.db), by name.
+func runSteps(dir string) ([]report.Step, error) {
+	steps := []report.Step{{State: filepath.Join(dir, jobs.StateFile)}}
+	ents, err := os.ReadDir(filepath.Join(dir, jobs.PipelinesDir))
+	if errors.Is(err, os.ErrNotExist) {
+		return steps, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	for _, e := range ents {
+		path := filepath.Join(dir, jobs.PipelinesDir, e.Name(), jobs.StateFile)
+		if _, err := os.Stat(path); e.IsDir() && err == nil {
+			steps = append(steps, report.Step{Name: e.Name(), State: path})
+		}
+	}
+	return steps, nil
+}
+
+// writeReport writes the report of steps to path, through a temporary
+// file beside it: path holds a whole report or is left as it was.
+func writeReport(path string, steps []report.Step) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), ".report-*.html")
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if err := report.Write(f, steps, report.Options{}); err != nil {
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dpsbatch/dpsbatch/internal/testenv"
+	"github.com/dpsbatch/dpsbatch/state"
+)
+
+// report finds every step of a run: the run's own state file and each
+// pipeline's under pipelines/, and writes RUN-DIR/report.html, or stdout
+// with -o -.
+func TestReportCommand(t *testing.T) {
+	dir := t.TempDir()
+	at := time.Date(2026, 3, 1, 22, 0, 0, 0, time.UTC)
+	newState(t, filepath.Join(dir, "state.db"), at, nil)
+	newState(t, filepath.Join(dir, "pipelines", "calib", "state.db"), at, []string{"c1"})
+	newState(t, filepath.Join(dir, "pipelines", "science", "state.db"), at, []string{"s1", "s2"})
+	writeFile(t, filepath.Join(dir, "pipelines", "notes", "readme.txt"), "not a step")
+
+	out, err := run(t, "report", dir)
+	if err != nil || out != fmt.Sprintf("report of run %s: %s\n", filepath.Base(dir), filepath.Join(dir, "report.html")) {
+		t.Fatalf("report: %v\n%s", err, out)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "report.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := regexp.MustCompile(`<tr class="step"><td>([^<]*)</td>`).FindAllStringSubmatch(string(data), -1)
+	if len(steps) != 3 || steps[0][1] != "(run)" || steps[1][1] != "calib" || steps[2][1] != "science" {
+		t.Errorf("report's steps %q, want the run's own, calib and science", steps)
+	}
+	if n := strings.Count(string(data), `<rect class="visit`); n != 3 {
+		t.Errorf("%d timeline marks, want 3", n)
+	}
+	stdout, err := run(t, "report", dir, "-o", "-")
+	if err != nil || stdout != string(data) {
+		t.Errorf("report -o -: %v; output differs from report.html", err)
+	}
+	missing := filepath.Join(dir, "no", "such", "report.html")
+	if _, err := run(t, "report", dir, "-o", missing); err == nil || !strings.Contains(err.Error(), filepath.Dir(missing)) {
+		t.Errorf("report into a missing folder: %v, want an error naming it", err)
+	}
+	if _, err := run(t, "report", filepath.Join(dir, "nosuch")); exitCode(err) != exitBadInput {
+		t.Errorf("report of no run: %v, want bad input", err)
+	}
+}
+
+// newState writes a state file at path whose job 7 ran visits, each for
+// a second at stage work.
+func newState(t *testing.T, path string, at time.Time, visits []string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	st, err := state.Create(path, state.Run{ID: "r", Name: "r", Created: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	check := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	check(st.AddVisits(visits))
+	check(st.AddJob(state.Job{ID: "7", Attempt: 1, Submitted: at}))
+	for i, v := range visits {
+		start := at.Add(time.Duration(i) * time.Second)
+		check(st.VisitStarted(v, "7", start))
+		check(st.StageDone(v, "work", time.Second))
+		check(st.VisitEnded(v, state.Done, "", start.Add(time.Second)))
+	}
+}
+
+// The report of a run on the local cluster, one of whose visits failed on
+// both slices with markup in its error, opens in Chromium with a mark per
+// visit, a box per stage, a row per failed slice showing the error as
+// text, and makes no network request.
+func TestReportOfBatchRun(t *testing.T) {
+	e := newBatchEnv(t)
+	policy := filepath.Join(e.dir, "rep", "pipeline.yaml")
+	writeFile(t, policy, `pipeline: rep
+slices: 2
+mapper: {type: range, settings: {key: ccd, from: 1, to: 2}}
+events: {trigger: {topic: visits}}
+stages:
+  - name: isr
+    type: exec
+    settings: {command: [sh, -c, 'sleep 0.2'], timeout: 120s}
+  - name: measure
+    type: exec
+    settings:
+      command: [sh, -c, 'if [ "$1" = v002 ]; then echo "<script>no sources in $1</script>" >&2; exit 1; fi', sh, "{visit}"]
+      timeout: 120s
+`)
+	visits := filepath.Join(e.dir, "rep", "visits.csv")
+	writeFile(t, visits, "visitId\nv001\nv002\nv003\n")
+	e.must(0, time.Minute, "submit", policy, "--visits", visits, "--name", "rep")
+	e.cancelAtEnd("rep")
+	e.must(exitPartial, 3*time.Minute, "wait", "rep", "--interval", "1s")
+	e.must(0, time.Minute, "report", "rep")
+
+	dom, requests := testenv.RenderPage(t, filepath.Join(e.root, "rep", "report.html"))
+	if len(requests) != 0 {
+		t.Errorf("the report made network requests: %q", requests)
+	}
+	marks := regexp.MustCompile(`<rect class="visit state-(\w+)" data-visit="(\w+)"`).FindAllStringSubmatch(dom, -1)
+	var got []string
+	for _, m := range marks {
+		got = append(got, m[2]+":"+m[1])
+	}
+	if strings.Join(got, " ") != "v001:done v002:failed v003:done" {
+		t.Errorf("timeline marks %q, want one per visit", got)
+	}
+	if n := strings.Count(dom, `<rect class="box"`); n != 2 {
+		t.Errorf("%d stage boxes, want 2 (isr, measure)", n)
+	}
+	failures := regexp.MustCompile(`<tr class="failure"><td></td><td>v002</td>.*?<td>measure</td><td>(\d)</td>.*?<td class="err">[^<]*&lt;script&gt;no sources in v002&lt;/script&gt;`).FindAllStringSubmatch(dom, -1)
+	if len(failures) != 2 || strings.Contains(dom, "<script") {
+		t.Errorf("failure rows %q, want one per slice with the error as text; page:\n%s", failures, dom)
+	}
+}
