@@ -64,7 +64,8 @@ type Submitted struct {
 	Attempt int            `json:"attempt"`
 	Visits  int            `json:"visits"` // visits the job will run
 	Plan    scheduler.Plan `json:"plan"`
-	// Steps, for a production: each pipeline's step in the job.
+	// Steps, for a run of named steps (a production): each step's share
+	// of the job.
 	Steps []StepPlan `json:"steps,omitempty"`
 	// Note, for a production, names the topics its pipelines read from
 	// outside it (Production.ExternalNote).
@@ -311,8 +312,7 @@ func submitNew(ctx context.Context, b scheduler.Backend, lk *runLock, l Layout, 
 	return nil
 }
 
-// checkCommon checks the options a pipeline's and a production's
-// submission share.
+// checkCommon checks the options every input's submission shares.
 func checkCommon(o SubmitOptions) error {
 	if o.Heartbeat < 0 || o.Heartbeat > 0 && o.Heartbeat < 100*time.Millisecond {
 		return fmt.Errorf("%w: --heartbeat must be at least 100ms, got %s", conf.ErrInvalid, o.Heartbeat)
@@ -514,7 +514,7 @@ func writeScripts(l Layout, scripts [][]byte, first int) error {
 
 // submitChain submits the scripts in order, each follow-on depending on
 // the job before (afterany), and records every job in the state files of
-// record (the run's; a production's and each of its pipelines'): each
+// record (the run's, and each step's own): each
 // submission before its sbatch (submitOne), its job as soon as Slurm has
 // it. The caller holds the run lock lk. sub.Jobs grows as jobs are
 // submitted. When a follow-on fails, the jobs already submitted stay
