@@ -22,6 +22,12 @@ type Site struct {
 	RunsRoot string // absolute directory under which runs are created by name
 	Account  string // default sbatch --account, optional
 	QoS      string // default sbatch --qos, optional
+	// Constraint is the default sbatch --constraint (node features, such
+	// as intel&ib), and Reservation the default --reservation; optional.
+	Constraint, Reservation string
+	// Env holds variables every job exports before the launch, in file
+	// order: name and value.
+	Env [][2]string
 	// DefaultPartition is used when a submission names none: the one
 	// marked default, else the only one; "" when there are several and
 	// none is marked.
@@ -59,6 +65,14 @@ type Partition struct {
 	NodeList string
 	MaxTime  time.Duration // 0: no limit
 	MaxNodes int           // per job; 0: Nodes
+
+	// Account, QoS, Constraint and Reservation, when set, replace the
+	// site's for jobs on this partition. Setup lines run after the site's;
+	// Env entries replace the site's of the same name and add the others.
+	// Site.Settings combines them.
+	Account, QoS, Constraint, Reservation string
+	Setup                                 []string
+	Env                                   [][2]string
 }
 
 // Launcher says how a job starts the ranks of a pipeline.
@@ -113,4 +127,7 @@ type Live struct {
 	MaxTime     time.Duration // 0: unlimited
 	MaxNodes    int           // 0: unlimited
 	Cluster     string
+	// Features are the node features (sinfo %f) of any of the
+	// partition's nodes, sorted; nil when none has any.
+	Features []string
 }
