@@ -224,6 +224,7 @@ func (r *REST) Partitions(ctx context.Context) ([]site.Live, error) {
 				l.MemoryMB = n.MemoryMB
 			}
 			l.Nodes = append(l.Nodes, n.Name)
+			l.AddFeatures(n.Features...)
 		}
 		lives = append(lives, l)
 	}

@@ -120,6 +120,9 @@ func Check(s *Site, live []Live) []Mismatch {
 	}
 	for _, p := range s.Partitions {
 		l := byName[p.Name]
+		if l != nil {
+			out = append(out, checkConstraint(p.Name, s.Settings(p.Name), l)...)
+		}
 		if l == nil {
 			hint := strings.TrimPrefix(conf.Suggest(p.Name, liveNames), " ")
 			hint = strings.TrimSuffix(strings.TrimPrefix(hint, "("), ")")
@@ -200,6 +203,27 @@ func checkPartition(p Partition, l *Live) []Mismatch {
 		add("max_nodes", strconv.Itoa(p.MaxNodes), strconv.Itoa(limit), "fewer than the cluster allows")
 	}
 	return out
+}
+
+// checkConstraint finds the features a partition's constraint names that
+// none of its live nodes has: sbatch refuses such jobs.
+func checkConstraint(name string, ps Settings, l *Live) []Mismatch {
+	c := ps.Constraint
+	var missing []string
+	for _, f := range Features(c) {
+		if !slices.Contains(l.Features, f) {
+			missing = append(missing, f)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	have := "no node features"
+	if len(l.Features) > 0 {
+		have = "features " + strings.Join(l.Features, ", ")
+	}
+	return []Mismatch{{Partition: name, Key: "constraint", Site: c, Live: have,
+		Hint: "no node of the partition has " + strings.Join(missing, ", ") + ": sbatch refuses such jobs"}}
 }
 
 // liveNodes returns the node names of a live partition: Nodes, else

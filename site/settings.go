@@ -13,7 +13,8 @@ import (
 // Settings is what the site file gives a job on one partition: the
 // site-wide values with the partition's own in their place.
 type Settings struct {
-	Account, QoS string // "" for none
+	Account, QoS            string // "" for none
+	Constraint, Reservation string // "" for none
 	// Sbatch holds the extra sbatch options: sbatch_options, then
 	// --constraint and --reservation when set.
 	Sbatch []string
@@ -30,17 +31,19 @@ func (s *Site) Settings(name string) Settings {
 		p = &Partition{}
 	}
 	out := Settings{
-		Account: or(p.Account, s.Account),
-		QoS:     or(p.QoS, s.QoS),
-		Sbatch:  slices.Clone(s.Sbatch),
-		Setup:   append(slices.Clone(s.Setup), p.Setup...),
-		Env:     mergeEnv(s.Env, p.Env),
+		Account:     or(p.Account, s.Account),
+		QoS:         or(p.QoS, s.QoS),
+		Constraint:  or(p.Constraint, s.Constraint),
+		Reservation: or(p.Reservation, s.Reservation),
+		Sbatch:      slices.Clone(s.Sbatch),
+		Setup:       append(slices.Clone(s.Setup), p.Setup...),
+		Env:         mergeEnv(s.Env, p.Env),
 	}
-	if c := or(p.Constraint, s.Constraint); c != "" {
-		out.Sbatch = append(out.Sbatch, "--constraint="+c)
+	if out.Constraint != "" {
+		out.Sbatch = append(out.Sbatch, "--constraint="+out.Constraint)
 	}
-	if r := or(p.Reservation, s.Reservation); r != "" {
-		out.Sbatch = append(out.Sbatch, "--reservation="+r)
+	if out.Reservation != "" {
+		out.Sbatch = append(out.Sbatch, "--reservation="+out.Reservation)
 	}
 	return out
 }

@@ -42,7 +42,7 @@ func TestPartitionSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	siteWide := site.Settings{Account: "science", QoS: "normal",
+	siteWide := site.Settings{Account: "science", QoS: "normal", Constraint: "intel", Reservation: "siteres",
 		Sbatch: []string{"--exclusive", "--constraint=intel", "--reservation=siteres"},
 		Setup:  []string{"module load go"},
 		Env:    [][2]string{{"OMP_NUM_THREADS", "1"}, {"LANG", "C"}}}
@@ -51,7 +51,7 @@ func TestPartitionSettings(t *testing.T) {
 			t.Errorf("Settings(%q) = %+v, want the site's %+v", name, got, siteWide)
 		}
 	}
-	want := site.Settings{Account: "physics", QoS: "high",
+	want := site.Settings{Account: "physics", QoS: "high", Constraint: "[rack1|rack2]&gpu*2", Reservation: "maint_1",
 		Sbatch: []string{"--exclusive", "--constraint=[rack1|rack2]&gpu*2", "--reservation=maint_1"},
 		Setup:  []string{"module load go", "module load cuda"},
 		Env:    [][2]string{{"OMP_NUM_THREADS", "4"}, {"LANG", "C"}, {"CUDA_CACHE", "/tmp/a b"}}}

@@ -13,7 +13,10 @@
 // spelling of the options dpsbatch sets itself (optionRules).
 package site
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Site is a loaded and validated site file.
 type Site struct {
@@ -130,4 +133,15 @@ type Live struct {
 	// Features are the node features (sinfo %f) of any of the
 	// partition's nodes, sorted; nil when none has any.
 	Features []string
+}
+
+// AddFeatures adds a node's features to l.Features, keeping them sorted
+// and each once. The scheduler package calls it for every node of the
+// partition.
+func (l *Live) AddFeatures(features ...string) {
+	for _, f := range features {
+		if i, found := slices.BinarySearch(l.Features, f); !found && f != "" {
+			l.Features = slices.Insert(l.Features, i, f)
+		}
+	}
 }
