@@ -35,9 +35,17 @@ type Assoc struct {
 // QoS it may use, is one of them. Slurm with associations enforced
 // refuses the jobs otherwise; without enforcement it runs them under the
 // user's default account, which is worse. A site file that names neither
-// has no mismatch.
+// has no mismatch, nor does a site-wide value that every partition
+// replaces with its own.
 func CheckAccounting(s *Site, a Accounting) []Mismatch {
-	out := checkAssociation("", s.Account, s.QoS, a)
+	account, qos := s.Account, s.QoS
+	if everyPartition(s, func(p Partition) bool { return p.Account != "" }) {
+		account = "" // never used
+	}
+	if everyPartition(s, func(p Partition) bool { return p.QoS != "" }) {
+		qos = ""
+	}
+	out := checkAssociation("", account, qos, a)
 	for _, p := range s.Partitions {
 		if p.Account == "" && p.QoS == "" {
 			continue
@@ -50,6 +58,11 @@ func CheckAccounting(s *Site, a Accounting) []Mismatch {
 		}
 	}
 	return out
+}
+
+// everyPartition reports whether s has partitions and f holds for each.
+func everyPartition(s *Site, f func(Partition) bool) bool {
+	return len(s.Partitions) > 0 && !slices.ContainsFunc(s.Partitions, func(p Partition) bool { return !f(p) })
 }
 
 // checkAssociation checks one account and QoS, of the whole site when

@@ -72,3 +72,18 @@ func TestCheckAccountingPerPartition(t *testing.T) {
 		}
 	}
 }
+
+// A site-wide account or QoS that every partition replaces is never used,
+// so not checked.
+func TestCheckAccountingUnusedSiteValues(t *testing.T) {
+	acct := site.Accounting{User: "ann", Accounts: []string{"science", "physics"}, QoS: []string{"normal"},
+		Assocs: []site.Assoc{{Account: "physics"}}}
+	s := &site.Site{Account: "science", QoS: "nope", Partitions: []site.Partition{{Name: "a", Account: "physics", QoS: "normal"}}}
+	if ms := site.CheckAccounting(s, acct); len(ms) != 0 {
+		t.Errorf("mismatches %v, want none", ms)
+	}
+	s.Partitions = append(s.Partitions, site.Partition{Name: "b"})
+	if ms := site.CheckAccounting(s, acct); len(ms) != 2 {
+		t.Errorf("mismatches %v, want the site's account and QoS", ms)
+	}
+}

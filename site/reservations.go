@@ -77,7 +77,7 @@ func orAccount(account string) string {
 // haveReservations lists the live reservations for a hint.
 func haveReservations(live []Reservation) string {
 	if len(live) == 0 {
-		return "the cluster has none"
+		return "there are none"
 	}
 	names := make([]string, len(live))
 	for i, r := range live {
