@@ -225,6 +225,9 @@ func parsePartitions(cluster string, scontrol, sinfo []byte) ([]site.Live, error
 			Default:  kv["Default"] == "YES",
 			NodeList: nullable(kv["Nodes"]),
 			Cluster:  cluster,
+
+			AllowedAccounts: allowList(list(kv["AllowAccounts"])),
+			AllowedQoS:      allowList(list(kv["AllowQos"])),
 		}
 		if v := kv["MaxTime"]; v != "" {
 			d, err := slurmtime.Parse(v)

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -72,6 +73,15 @@ func list(v string) []string {
 		return nil
 	}
 	return strings.Split(v, ",")
+}
+
+// allowList is a partition's AllowAccounts or AllowQos as site.Live
+// holds it: nil for any (ALL).
+func allowList(names []string) []string {
+	if slices.Contains(names, "ALL") {
+		return nil
+	}
+	return names
 }
 
 var _ ReservationReader = (*CLI)(nil)

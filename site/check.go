@@ -57,8 +57,10 @@ type Mismatch struct {
 	Partition string `json:"partition,omitempty"`
 	// Key is the site file key that differs: cluster, or a partition's
 	// name (the cluster has no such partition), state (the partition is
-	// down), cpus_per_node, memory, nodes, node_list, max_time or
-	// max_nodes; or account or qos (CheckAccounting).
+	// down), cpus_per_node, memory, nodes, node_list, max_time,
+	// max_nodes, constraint (a feature no node has), or account or qos
+	// (not among the partition's allowed ones, or CheckAccounting's);
+	// or reservation (CheckReservations).
 	Key string `json:"key"`
 	// Site and Live are the two values, written as in a site file.
 	Site string `json:"site"`
@@ -121,7 +123,10 @@ func Check(s *Site, live []Live) []Mismatch {
 	for _, p := range s.Partitions {
 		l := byName[p.Name]
 		if l != nil {
-			out = append(out, checkConstraint(p.Name, s.Settings(p.Name), l)...)
+			ps := s.Settings(p.Name)
+			out = append(out, checkConstraint(p.Name, ps, l)...)
+			out = append(out, checkAllowed(p.Name, "account", ps.Account, l.AllowedAccounts)...)
+			out = append(out, checkAllowed(p.Name, "qos", ps.QoS, l.AllowedQoS)...)
 		}
 		if l == nil {
 			hint := strings.TrimPrefix(conf.Suggest(p.Name, liveNames), " ")
@@ -224,6 +229,16 @@ func checkConstraint(name string, ps Settings, l *Live) []Mismatch {
 	}
 	return []Mismatch{{Partition: name, Key: "constraint", Site: c, Live: have,
 		Hint: "no node of the partition has " + strings.Join(missing, ", ") + ": sbatch refuses such jobs"}}
+}
+
+// checkAllowed finds a partition's account or QoS (key) that the live
+// partition does not take (allowed, nil for any).
+func checkAllowed(name, key, value string, allowed []string) []Mismatch {
+	if value == "" || allowed == nil || slices.Contains(allowed, value) {
+		return nil
+	}
+	return []Mismatch{{Partition: name, Key: key, Site: value, Live: "a partition for " + strings.Join(allowed, ", "),
+		Hint: "sbatch refuses such jobs"}}
 }
 
 // liveNodes returns the node names of a live partition: Nodes, else

@@ -133,6 +133,9 @@ type Live struct {
 	// Features are the node features (sinfo %f) of any of the
 	// partition's nodes, sorted; nil when none has any.
 	Features []string
+	// AllowedAccounts and AllowedQoS are the accounts and QoS whose jobs
+	// the partition takes (AllowAccounts, AllowQos); nil when any.
+	AllowedAccounts, AllowedQoS []string
 }
 
 // AddFeatures adds a node's features to l.Features, keeping them sorted
