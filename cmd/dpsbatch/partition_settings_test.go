@@ -117,3 +117,17 @@ func TestSitePartitionSettings(t *testing.T) {
 		t.Errorf("the job's log lacks the partition's setup line naming reservation %s (%v):\n%s", resv, err, log)
 	}
 }
+
+// TestSitePartitionSettingsThroughREST: through slurmrestd, site check
+// finds a partition's constraint naming a feature no node has (from
+// slurmrestd's nodes), and says that its reservation is not checked.
+func TestSitePartitionSettingsThroughREST(t *testing.T) {
+	e := newBatchEnv(t)
+	e.site = e.partitionSite("rest-settings", "", "    constraint: nosuchfeature\n    reservation: nosuchreservation\n")
+	file, _ := e.restSite()
+	out, errOut, code := runCmd(t, time.Minute, cleanEnv(), e.bin, "site", "check", "--site", file)
+	if code != exitBadInput || !strings.Contains(out, "partition debug: constraint: site file says nosuchfeature") ||
+		strings.Contains(out, "reservation:") || !strings.Contains(errOut, "reservations not checked: not checked through REST") {
+		t.Errorf("site check through slurmrestd: exit %d, want %d, the constraint and no reservation checked:\n%s%s", code, exitBadInput, out, errOut)
+	}
+}
