@@ -1,11 +1,14 @@
 // Package site owns the site file: what a site admin writes once to
 // describe a cluster to dpsbatch — its partitions and their limits, the
-// default account and QoS, extra sbatch options, the launcher, the
-// environment setup lines of every job, the runs root and the event
-// broker. It loads and validates the file (Load, Parse), finds a
-// partition by name (Site.Partition), compares the file with the live
-// cluster (Check, Unlisted) and its account and QoS with the cluster's
-// accounting (CheckAccounting), and writes a starting file from it
+// default account, QoS, constraint, reservation and environment, extra
+// sbatch options, the launcher, the environment setup lines of every job,
+// the runs root and the event broker; a partition may have its own
+// account, QoS, constraint, reservation, setup lines and environment. It
+// loads and validates the file (Load, Parse), finds a partition by name
+// (Site.Partition) and what its jobs get (Site.Settings), compares the
+// file with the live cluster (Check, Unlisted), its accounts and QoS with
+// the cluster's accounting (CheckAccounting) and its reservations with
+// the cluster's (CheckReservations), and writes a starting file from it
 // (Discover); it also reads and writes Slurm host lists such as n[1-4]
 // (ExpandHostList, CompressHostList). It knows nothing of Slurm's tools:
 // the live description comes from the scheduler package as []Live and
