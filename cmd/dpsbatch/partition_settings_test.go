@@ -86,23 +86,71 @@ func TestSitePartitionSettings(t *testing.T) {
 		}
 	}
 
-	// A reservation of three CPUs of n4, for root.
-	resv := fmt.Sprintf("dpsparts%d", os.Getpid())
-	if out, err := exec.Command("scontrol", "create", "reservation", "ReservationName="+resv, "StartTime=now", "Duration=15",
+	resv := reservation(t, "cli")
+	e.site = e.partitionSite("reserved", "account: physics\nenv: {GREETING: site}\n", reservedKeys(resv))
+	e.checkReservedRun("resv-1", resv, policy, visits)
+}
+
+// TestSitePartitionSettingsThroughREST: through slurmrestd, site check
+// finds a partition's constraint naming a feature no node has (from
+// slurmrestd's nodes), and says that its reservation is not checked; a
+// job on a partition with a reservation, account, QoS, setup and env of
+// its own runs in the reservation with them.
+func TestSitePartitionSettingsThroughREST(t *testing.T) {
+	e := newBatchEnv(t)
+	base := e.site
+	e.site = e.partitionSite("rest-settings", "", "    constraint: nosuchfeature\n    reservation: nosuchreservation\n")
+	file, _ := e.restSite()
+	out, errOut, code := runCmd(t, time.Minute, cleanEnv(), e.bin, "site", "check", "--site", file)
+	if code != exitBadInput || !strings.Contains(out, "partition debug: constraint: site file says nosuchfeature") ||
+		strings.Contains(out, "reservation:") || !strings.Contains(errOut, "reservations not checked: not checked through REST") {
+		t.Errorf("site check through slurmrestd: exit %d, want %d, the constraint and no reservation checked:\n%s%s", code, exitBadInput, out, errOut)
+	}
+
+	resv := reservation(t, "rest")
+	e.site = base
+	e.site = e.partitionSite("rest-reserved", "", reservedKeys(resv))
+	e.site, _ = e.restSite()
+	policy, visits := e.greetingPipeline()
+	e.checkReservedRun("resv-rest", resv, policy, visits)
+}
+
+// reservation makes a reservation of three CPUs of n4 for root, deleted
+// when the test ends, and returns its name.
+func reservation(t *testing.T, suffix string) string {
+	t.Helper()
+	name := fmt.Sprintf("dpsparts%d%s", os.Getpid(), suffix)
+	if out, err := exec.Command("scontrol", "create", "reservation", "ReservationName="+name, "StartTime=now", "Duration=15",
 		"Users=root", "Nodes=n4", "CoreCnt=3", "PartitionName=debug").CombinedOutput(); err != nil {
 		t.Fatalf("scontrol create reservation: %v\n%s", err, out)
 	}
-	t.Cleanup(func() { exec.Command("scontrol", "delete", "ReservationName="+resv).Run() })
-	e.site = e.partitionSite("reserved", "account: physics\nenv: {GREETING: site}\n",
-		"    account: science\n    qos: normal\n    reservation: "+resv+"\n"+
-			"    setup: ['echo \"partition setup ran in $(scontrol show job \"$SLURM_JOB_ID\" | grep -o \"Reservation=[^ ]*\")\"']\n    env: {GREETING: \"hello, partition\"}\n")
+	t.Cleanup(func() { exec.Command("scontrol", "delete", "ReservationName="+name).Run() })
+	return name
+}
+
+// reservedKeys are the debug partition's keys of checkReservedRun: its
+// own account, QoS, reservation, a setup line that asks Slurm which
+// reservation the job runs in, and GREETING.
+func reservedKeys(resv string) string {
+	return "    account: science\n    qos: normal\n    reservation: " + resv + "\n" +
+		"    setup: ['echo \"partition setup ran in $(scontrol show job \"$SLURM_JOB_ID\" | grep -o \"Reservation=[^ ]*\")\"']\n" +
+		"    env: {GREETING: \"hello, partition\"}\n"
+}
+
+// checkReservedRun checks that e.site (with reservedKeys) matches the
+// cluster, then runs the greeting pipeline as run and checks that its job
+// ran in reservation resv, its setup line ran and its stages saw the
+// partition's GREETING.
+func (e *batchEnv) checkReservedRun(run, resv, policy, visits string) {
+	t := e.t
+	t.Helper()
 	if out := e.must(0, time.Minute, "site", "check"); !strings.Contains(out, "matches the cluster") {
 		t.Errorf("site check with the reservation:\n%s", out)
 	}
-	e.must(0, time.Minute, "submit", policy, "--visits", visits, "--name", "resv-1")
-	e.cancelAtEnd("resv-1")
-	e.must(0, 3*time.Minute, "wait", "resv-1", "--interval", "1s")
-	st := e.status("resv-1")
+	e.must(0, time.Minute, "submit", policy, "--visits", visits, "--name", run)
+	e.cancelAtEnd(run)
+	e.must(0, 3*time.Minute, "wait", run, "--interval", "1s")
+	st := e.status(run)
 	if st.Outcome != "done" || len(st.Jobs) != 1 {
 		t.Fatalf("status: %+v", st)
 	}
@@ -115,19 +163,5 @@ func TestSitePartitionSettings(t *testing.T) {
 	if log, err := os.ReadFile(filepath.Join(st.Dir, "logs", "slurm-"+st.Jobs[0].ID+".out")); err != nil ||
 		!strings.Contains(string(log), "partition setup ran in Reservation="+resv+"\n") {
 		t.Errorf("the job's log lacks the partition's setup line naming reservation %s (%v):\n%s", resv, err, log)
-	}
-}
-
-// TestSitePartitionSettingsThroughREST: through slurmrestd, site check
-// finds a partition's constraint naming a feature no node has (from
-// slurmrestd's nodes), and says that its reservation is not checked.
-func TestSitePartitionSettingsThroughREST(t *testing.T) {
-	e := newBatchEnv(t)
-	e.site = e.partitionSite("rest-settings", "", "    constraint: nosuchfeature\n    reservation: nosuchreservation\n")
-	file, _ := e.restSite()
-	out, errOut, code := runCmd(t, time.Minute, cleanEnv(), e.bin, "site", "check", "--site", file)
-	if code != exitBadInput || !strings.Contains(out, "partition debug: constraint: site file says nosuchfeature") ||
-		strings.Contains(out, "reservation:") || !strings.Contains(errOut, "reservations not checked: not checked through REST") {
-		t.Errorf("site check through slurmrestd: exit %d, want %d, the constraint and no reservation checked:\n%s%s", code, exitBadInput, out, errOut)
 	}
 }
