@@ -1,6 +1,7 @@
 package site
 
 import (
+	"cmp"
 	"regexp"
 	"slices"
 	"strings"
@@ -31,10 +32,10 @@ func (s *Site) Settings(name string) Settings {
 		p = &Partition{}
 	}
 	out := Settings{
-		Account:     or(p.Account, s.Account),
-		QoS:         or(p.QoS, s.QoS),
-		Constraint:  or(p.Constraint, s.Constraint),
-		Reservation: or(p.Reservation, s.Reservation),
+		Account:     cmp.Or(p.Account, s.Account),
+		QoS:         cmp.Or(p.QoS, s.QoS),
+		Constraint:  cmp.Or(p.Constraint, s.Constraint),
+		Reservation: cmp.Or(p.Reservation, s.Reservation),
 		Sbatch:      slices.Clone(s.Sbatch),
 		Setup:       append(slices.Clone(s.Setup), p.Setup...),
 		Env:         mergeEnv(s.Env, p.Env),
@@ -46,14 +47,6 @@ func (s *Site) Settings(name string) Settings {
 		out.Sbatch = append(out.Sbatch, "--reservation="+out.Reservation)
 	}
 	return out
-}
-
-// or returns a, or b when a is "".
-func or(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // mergeEnv returns base with each entry of over replacing the one of the
