@@ -96,7 +96,9 @@ func (m Mismatch) String() string {
 // file's order: the cluster name (when both name one), and for each
 // partition of the site file, whether the cluster has it, whether it is
 // up, and its cpus_per_node, memory, node count, node_list, max_time and
-// max_nodes. Values the cluster does not report (zero, empty) and keys
+// max_nodes; then the settings its jobs get (Site.Settings): the
+// constraint's features against its nodes', the account and QoS against
+// those it takes. Values the cluster does not report (zero, empty) and keys
 // the site file leaves out (memory, node_list) are not compared. A
 // max_time or max_nodes differing either way is a mismatch: larger than
 // the cluster allows, Slurm rejects the jobs; smaller, dpsbatch does not
@@ -122,12 +124,6 @@ func Check(s *Site, live []Live) []Mismatch {
 	}
 	for _, p := range s.Partitions {
 		l := byName[p.Name]
-		if l != nil {
-			ps := s.Settings(p.Name)
-			out = append(out, checkConstraint(p.Name, ps, l)...)
-			out = append(out, checkAllowed(p.Name, "account", ps.Account, l.AllowedAccounts)...)
-			out = append(out, checkAllowed(p.Name, "qos", ps.QoS, l.AllowedQoS)...)
-		}
 		if l == nil {
 			hint := strings.TrimPrefix(conf.Suggest(p.Name, liveNames), " ")
 			hint = strings.TrimSuffix(strings.TrimPrefix(hint, "("), ")")
@@ -139,6 +135,7 @@ func Check(s *Site, live []Live) []Mismatch {
 			continue
 		}
 		out = append(out, checkPartition(p, l)...)
+		out = append(out, checkSettings(p.Name, s.Settings(p.Name), l)...)
 	}
 	return out
 }
@@ -210,10 +207,17 @@ func checkPartition(p Partition, l *Live) []Mismatch {
 	return out
 }
 
+// checkSettings compares what a partition's jobs get from the site file
+// with what the live partition takes.
+func checkSettings(name string, ps Settings, l *Live) []Mismatch {
+	out := checkConstraint(name, ps.Constraint, l)
+	out = append(out, checkAllowed(name, "account", ps.Account, l.AllowedAccounts)...)
+	return append(out, checkAllowed(name, "qos", ps.QoS, l.AllowedQoS)...)
+}
+
 // checkConstraint finds the features a partition's constraint names that
 // none of its live nodes has: sbatch refuses such jobs.
-func checkConstraint(name string, ps Settings, l *Live) []Mismatch {
-	c := ps.Constraint
+func checkConstraint(name, c string, l *Live) []Mismatch {
 	var missing []string
 	for _, f := range Features(c) {
 		if !slices.Contains(l.Features, f) {
