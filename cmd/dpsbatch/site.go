@@ -69,7 +69,8 @@ func siteCommand() *cli.Command {
 				Name:  "discover",
 				Usage: "print a starting site file from the live cluster",
 				Description: "Asks Slurm (sinfo) for its partitions and prints a commented site file describing\n" +
-					"them; edit the launcher, setup lines and runs root, then check it with `site check`.",
+					"them (each partition's node features and allowed accounts and QoS as commented keys); edit the\n" +
+					"launcher, setup lines and runs root, then check it with `site check`.",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "runs-root", Value: "/var/tmp/dpsbatch/runs", Usage: "runs root to write in the file (on a file system every node sees)"},
 					&cli.StringFlag{Name: "site", EnvVars: []string{"DPSBATCH_SITE"},
