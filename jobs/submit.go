@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -382,11 +381,12 @@ func renderChain(t *templates.Template, s *site.Site, l Layout, rj runJob, first
 // jobFor is what the template needs for one attempt.
 func jobFor(s *site.Site, l Layout, rj runJob, attempt int) templates.Job {
 	name, plan := rj.name, rj.plan
+	ps := s.Settings(plan.Partition)
 	j := templates.Job{Name: name, RunID: name, RunDir: l.Dir, Partition: plan.Partition,
-		Account: s.Account, QoS: s.QoS, Nodes: plan.Nodes, Tasks: plan.Tasks, TasksPerNode: plan.NodeTasks(),
+		Account: ps.Account, QoS: ps.QoS, Nodes: plan.Nodes, Tasks: plan.Tasks, TasksPerNode: plan.NodeTasks(),
 		CPUsPerTask: plan.CPUsPerTask, MemPerCPUMB: plan.MemPerCPUMB, Time: slurmtime.Format(plan.Time),
-		Output: l.slurmLogPattern(), Extra: slices.Clip(s.Sbatch), Setup: s.Setup, Attempt: attempt,
-		Env: [][2]string{{"DPSBATCH_RUN", name}, {"DPSBATCH_ATTEMPT", fmt.Sprint(attempt)}}}
+		Output: l.slurmLogPattern(), Extra: ps.Sbatch, Setup: ps.Setup, Attempt: attempt,
+		Env: append(ps.Env, [2]string{"DPSBATCH_RUN", name}, [2]string{"DPSBATCH_ATTEMPT", fmt.Sprint(attempt)})}
 	if len(rj.steps) == 0 {
 		j.Launch = launch(s, l, rj.set, name, l.StopFile(attempt), 0, 0)
 	} else {
