@@ -253,7 +253,7 @@ awk -F'\t' -v la="A ($labelA)" -v lb="B (${labelB%% *})" '
 		n = split(vals[key], parts, " "); if (n == 0 || fails[key]) { med = ""; return fails[key] ? "failed" : "-" }
 		for (i = 1; i <= n; i++) a[i] = parts[i] / div
 		sortv(a, n); med = median(a, n)
-		return num(med) " [" num(a[1]) "-" num(a[n]) "]" (n < 3 ? " (" n " samples)" : "")
+		return num(med) " [" num(a[1]) "-" num(a[n]) "]" (n < 3 ? " (" n " sample" (n > 1 ? "s" : "") ")" : "")
 	}
 	{ key = $2 SUBSEP $3; if (!(key in seen)) { seen[key] = 1; order[++nk] = key }
 	  k = key SUBSEP $4; if ($6 == "FAIL") fails[k] = 1; else vals[k] = vals[k] " " $6 }
@@ -274,6 +274,7 @@ awk -F'\t' -v la="A ($labelA)" -v lb="B (${labelB%% *})" '
 			if (ma != "" && mb != "" && ma > 0) {
 				r = mb / ma; ratio = sprintf("%.2f", r)
 				slow = metric ~ /\/s$/ ? ma / mb : r # for a rate, lower is slower
+				slow = sprintf("%.2f", slow) + 0 # judged as shown
 				if (main) {
 					verdict = slow <= 1.10 ? "yes" : sprintf("**no**: %.0f%% slower", (slow - 1) * 100)
 					if (slow < 0.90) verdict = sprintf("yes (%.0f%% faster)", (1 - slow) * 100)
