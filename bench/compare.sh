@@ -40,9 +40,11 @@
 #
 # Output (stdout): the command, both sides' commits, the machine, the load
 # average, and a markdown table: per benchmark and metric, A's and B's
-# median [min-max], B/A, and on the benchmark's main figure (time per op,
-# or seconds for submit) whether B is within 10% of A; then one line per
-# benchmark. Progress goes to stderr. A run of the defaults takes about 8
+# median [min-max], B/A (of the medians), B/A by round (the median [min-max]
+# of the ratios of the two samples taken side by side in each round: less
+# swayed by the load changing between rounds), and on the benchmark's main
+# figure (time per op, or seconds for submit) whether B is within 10% of A
+# by the ratio of the medians; then one line per benchmark. Progress goes to stderr. A run of the defaults takes about 8
 # minutes here. To look again at one benchmark:
 #   UNITS=plan REPS=9 bash bench/compare.sh BASE
 #
@@ -255,11 +257,22 @@ awk -F'\t' -v la="A ($labelA)" -v lb="B (${labelB%% *})" '
 		sortv(a, n); med = median(a, n)
 		return num(med) " [" num(a[1]) "-" num(a[n]) "]" (n < 3 ? " (" n " sample" (n > 1 ? "s" : "") ")" : "")
 	}
+	# paired KEY: "median [min-max]" of the ratios B/A of the samples taken
+	# side by side (the i-th of A and the i-th of B are of the same round).
+	function paired(key,   na, nb, pa, pb, n, a, i) {
+		if (fails[key SUBSEP "A"] || fails[key SUBSEP "B"]) return ""
+		na = split(vals[key SUBSEP "A"], pa, " "); nb = split(vals[key SUBSEP "B"], pb, " ")
+		n = na < nb ? na : nb
+		for (i = 1; i <= n; i++) { if (pa[i] <= 0) return ""; a[i] = pb[i] / pa[i] }
+		if (n == 0) return ""
+		sortv(a, n)
+		return sprintf("%.2f [%.2f-%.2f]", median(a, n), a[1], a[n])
+	}
 	{ key = $2 SUBSEP $3; if (!(key in seen)) { seen[key] = 1; order[++nk] = key }
 	  k = key SUBSEP $4; if ($6 == "FAIL") fails[k] = 1; else vals[k] = vals[k] " " $6 }
 	END {
-		print "| benchmark | metric | " la " | " lb " | B/A | B within 10% of A |"
-		print "|---|---|---|---|---|---|"
+		print "| benchmark | metric | " la " | " lb " | B/A | B/A by round | B within 10% of A |"
+		print "|---|---|---|---|---|---|---|"
 		for (i = 1; i <= nk; i++) {
 			split(order[i], kp, SUBSEP); bench = kp[1]; metric = kp[2]
 			div = 1; shown = metric
@@ -283,7 +296,7 @@ awk -F'\t' -v la="A ($labelA)" -v lb="B (${labelB%% *})" '
 			} else if (main) {
 				verdict = "not compared"; line[++nl] = bench ": not compared (a side has no figure: " sa " / " sb ")"
 			}
-			print "| " bench " | " shown " | " sa " | " sb " | " ratio " | " verdict " |"
+			print "| " bench " | " shown " | " sa " | " sb " | " ratio " | " paired(order[i]) " | " verdict " |"
 		}
 		print ""
 		for (i = 1; i <= nl; i++) print "- " line[i]
