@@ -100,7 +100,6 @@ cleanup() {
 		git worktree remove --force "$w" 2>/dev/null || true
 	done
 	rm -rf "$tmp"
-	git worktree prune 2>/dev/null || true
 	exit "$status"
 }
 trap cleanup EXIT
