@@ -14,7 +14,7 @@ import (
 // loadPolicy writes the case's policy into dir as pipeline.yaml and
 // loads it: the case's stages between the seed and the capture stage.
 // Its errors name the file's lines, and quote the file.
-func loadPolicy(dir, id string, c Case) (*harness.Policy, error) {
+func loadPolicy(dir string, c Case) (*harness.Policy, error) {
 	text, err := policyText(c)
 	if err != nil {
 		return nil, err
@@ -57,7 +57,11 @@ func policyText(c Case) (string, error) {
 		}
 		fmt.Fprintf(&b, "%s: %s\n", k, v)
 	}
-	b.WriteString("stages:\n  - {name: stagetest-seed, type: stagetest-seed}\n")
+	seeded, err := json.Marshal(seededKeys(c))
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(&b, "stages:\n  - {name: stagetest-seed, type: stagetest-seed, settings: {produces: %s}}\n", seeded)
 	for _, line := range strings.Split(strings.TrimRight(c.Stages, "\n"), "\n") {
 		b.WriteString("  " + line + "\n")
 	}
@@ -78,6 +82,21 @@ func eventsSection(c Case) map[string]any {
 		ev["external"] = sortedKeys(c.Events)
 	}
 	return ev
+}
+
+// seededKeys are the keys the seed stage puts, for validate: those of
+// Case.Clipboard and Case.ClipboardFor.
+func seededKeys(c Case) []string {
+	all := map[string]bool{}
+	for k := range c.Clipboard {
+		all[k] = true
+	}
+	for _, items := range c.ClipboardFor {
+		for k := range items {
+			all[k] = true
+		}
+	}
+	return sortedKeys(all)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -8,9 +8,12 @@ import (
 
 func init() {
 	harness.RegisterStage(harness.Type{
-		Name: "stagetest-seed",
-		Doc:  "puts a test case's clipboard items on each data ID's clipboard (package stagetest)",
-		New:  func(harness.Settings) (harness.Stage, error) { return seed{}, nil },
+		Name:     "stagetest-seed",
+		Doc:      "puts a test case's clipboard items on each data ID's clipboard (package stagetest)",
+		Settings: []harness.Setting{{Key: "produces", Kind: harness.Strings, Doc: "the keys it puts"}},
+		New: func(s harness.Settings) (harness.Stage, error) {
+			return seed{produces: s.Strings("produces")}, nil
+		},
 	})
 	harness.RegisterStage(harness.Type{
 		Name: "stagetest-capture",
@@ -29,7 +32,9 @@ func caseOf(cx *harness.Context) (*caseState, error) {
 }
 
 // seed puts Case.Clipboard and Case.ClipboardFor on each clipboard.
-type seed struct{}
+type seed struct{ produces []string }
+
+func (s seed) Keys() (needs, produces []string) { return nil, s.produces }
 
 func (seed) Process(cx *harness.Context, cb *harness.Clipboard) error {
 	cs, err := caseOf(cx)

@@ -12,7 +12,7 @@
 // two stage types, stagetest-seed and stagetest-capture, which Run puts
 // before and after the case's stages to fill and read the clipboards.
 // It never uses Slurm, MPI, a network broker or a state file: the ranks
-// are goroutines, the broker is in memory (or the case's), and the
+// are goroutines, the broker is in memory, and the
 // progress goes to the run's Summary only.
 package stagetest
 
@@ -60,9 +60,10 @@ type Case struct {
 	// not copied.
 	Clipboard    map[string]any
 	ClipboardFor map[string]map[string]any
-	// Broker, when set, is the run's broker (a test that subscribes to
-	// what a stage publishes); nil means a new in-memory one.
-	Broker events.Broker
+	// RunDir, when set, is the run directory, which must exist: a case
+	// that runs where an earlier one ran (a second visit over the first's
+	// files). "" means a new temporary one.
+	RunDir string
 	// Timeout bounds the run (0 means 30s): a stage that hangs fails the
 	// test instead of the test binary's deadline.
 	Timeout time.Duration
@@ -85,6 +86,11 @@ type Result struct {
 	// the visit failed.
 	Err    error
 	RunDir string
+	// RunID and Broker are the run's ID and its in-memory broker: a test
+	// subscribes to a topic of RunID there for what the stages published
+	// (the first subscription gets every event published before it).
+	RunID  string
+	Broker events.Broker
 }
 
 // Run runs c's stages over one visit and returns what they left. A case
@@ -93,16 +99,19 @@ type Result struct {
 func Run(t testing.TB, c Case) *Result {
 	t.Helper()
 	id := fmt.Sprintf("stagetest-%d", caseCount.Add(1))
-	dir := t.TempDir()
-	p, err := loadPolicy(dir, id, c)
+	dir := c.RunDir
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	p, err := loadPolicy(t.TempDir(), c)
 	if err != nil {
 		t.Fatalf("stagetest: %v", err)
 	}
 	cs := &caseState{c: c, clipboards: map[string]*harness.Clipboard{}}
 	cases.Store(id, cs)
 	defer cases.Delete(id)
-	res := &Result{RunDir: dir}
-	res.Summary, res.Err = run(t, c, p, id, dir)
+	res := &Result{RunDir: dir, RunID: id, Broker: events.NewMemory()}
+	res.Summary, res.Err = run(t, c, p, res)
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	res.Clipboards, res.Pipeline = cs.clipboards, cs.pipeline
@@ -126,7 +135,7 @@ type caseState struct {
 }
 
 // run runs the loaded policy p on every rank as goroutines.
-func run(t testing.TB, c Case, p *harness.Policy, id, dir string) (*harness.Summary, error) {
+func run(t testing.TB, c Case, p *harness.Policy, res *Result) (*harness.Summary, error) {
 	t.Helper()
 	timeout := c.Timeout
 	if timeout <= 0 {
@@ -134,18 +143,14 @@ func run(t testing.TB, c Case, p *harness.Policy, id, dir string) (*harness.Summ
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	b := c.Broker
-	if b == nil {
-		b = events.NewMemory()
-	}
 	visit := harness.Visit{ID: c.Visit, Props: c.Event}
 	if visit.ID == "" {
 		visit.ID = "1"
 	}
 	sum, err := harness.Run(ctx, harness.RunOptions{
 		Ranks: harness.CommLocal, Policy: p, Visits: []harness.Visit{visit},
-		RunID: id, RunDir: dir, Slices: slices(c), Broker: b,
-		Recorder: publisher{b: b, runID: id, events: c.Events},
+		RunID: res.RunID, RunDir: res.RunDir, Slices: slices(c), Broker: res.Broker,
+		Recorder: publisher{b: res.Broker, runID: res.RunID, events: c.Events},
 		Logger:   slog.New(slog.NewTextHandler(testWriter{t}, nil)),
 	})
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {

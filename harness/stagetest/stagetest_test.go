@@ -44,7 +44,7 @@ func (toy) Postprocess(cx *harness.Context, cb *harness.Clipboard) error {
 }
 
 func init() {
-	harness.RegisterStage(harness.Type{Name: "stagetest-toy", Doc: "test stage",
+	harness.RegisterStage(harness.Type{Name: "stagetest-toy", Doc: "test stage", Needs: []string{"n"},
 		New: func(harness.Settings) (harness.Stage, error) { return toy{}, nil }})
 }
 
