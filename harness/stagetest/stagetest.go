@@ -12,8 +12,8 @@
 // two stage types, stagetest-seed and stagetest-capture, which Run puts
 // before and after the case's stages to fill and read the clipboards.
 // It never uses Slurm, MPI, a network broker or a state file: the ranks
-// are goroutines, the broker is in memory, and the
-// progress goes to the run's Summary only.
+// are goroutines, the broker is in memory, and the progress goes to the
+// run's Summary only.
 package stagetest
 
 import (
