@@ -121,3 +121,27 @@ func TestEventsForWaitingStages(t *testing.T) {
 		t.Errorf("ra %v on the clipboard, want the event's 12.5", got)
 	}
 }
+
+// failPre fails on the Pipeline, before any Slice runs it.
+type failPre struct{}
+
+func (failPre) Preprocess(*harness.Context, *harness.Clipboard) error {
+	return errors.New("no calibration")
+}
+func (failPre) Process(*harness.Context, *harness.Clipboard) error { return nil }
+
+func init() {
+	harness.RegisterStage(harness.Type{Name: "stagetest-failpre", Doc: "test stage",
+		New: func(harness.Settings) (harness.Stage, error) { return failPre{}, nil }})
+}
+
+func TestPipelineFailureReported(t *testing.T) {
+	r := stagetest.Run(t, stagetest.Case{Stages: "- {name: calib, type: stagetest-failpre}", Slices: 2,
+		DataIDs: []map[string]any{{"ccd": 1}, {"ccd": 2}}})
+	if !errors.Is(r.Err, harness.ErrVisitsFailed) || !strings.Contains(r.Summary.Reasons["1"], "no calibration") {
+		t.Errorf("run error %v, reasons %v; want the visit failed with no calibration", r.Err, r.Summary.Reasons)
+	}
+	if r.Pipeline != nil || len(r.Clipboards) != 0 {
+		t.Errorf("after a failure on the Pipeline: Pipeline clipboard %v, data IDs' %v; want none", r.Pipeline, r.Clipboards)
+	}
+}
