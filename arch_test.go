@@ -80,7 +80,8 @@ const importRules = `
 	events < events/natstest;
 	scheduler < scheduler/schedtest;
 	harness/comm < harness/comm/commtest;
-	internal/testenv, events/natstest, scheduler/schedtest, harness/comm/commtest
+	harness < harness/stagetest;
+	internal/testenv, events/natstest, scheduler/schedtest, harness/comm/commtest, harness/stagetest
 	< TESTHELPERS;
 
 	# Never.

@@ -39,7 +39,9 @@
 # many were queued at the start.
 #
 # Environment: STAGE (exec), SLICES (2; 1 to 3), PARTITION (debug), POLL (0.5),
-# FLOOR (1; 0 leaves C out). Temporary files go to one mktemp directory
+# FLOOR (1; 0 leaves C out), PERVISIT (1; 0 runs side A alone: no per-visit
+# jobs, so neither B nor C), DPSBATCH (a dpsbatch binary to run instead of
+# building one from this checkout: bench/compare.sh times two versions' A). Temporary files go to one mktemp directory
 # (world-readable: the simulated nodes' tasks read it), removed on exit;
 # every job it submitted that is still queued or running is cancelled on
 # exit, also on Ctrl-C or SIGTERM.
@@ -52,6 +54,8 @@ SLICES=${SLICES:-2}
 PARTITION=${PARTITION:-debug}
 POLL=${POLL:-0.5}
 FLOOR=${FLOOR:-1}
+PERVISIT=${PERVISIT:-1}
+DPSBATCH=${DPSBATCH:-}
 
 die() {
 	echo "throughput.sh: $*" >&2
@@ -63,6 +67,8 @@ die() {
 [[ $SLICES =~ ^[1-3]$ ]] || die "SLICES must be 1, 2 or 3 (SLICES+1 tasks on one 4-CPU node of the local cluster), got \"$SLICES\""
 [[ $POLL =~ ^[0-9]*\.?[0-9]+$ ]] || die "POLL must be a number of seconds, got \"$POLL\""
 [[ $FLOOR == [01] ]] || die "FLOOR must be 0 or 1, got \"$FLOOR\""
+[[ $PERVISIT == [01] ]] || die "PERVISIT must be 0 or 1, got \"$PERVISIT\""
+[[ -z $DPSBATCH || -x $DPSBATCH ]] || die "DPSBATCH must name an executable dpsbatch binary, got \"$DPSBATCH\""
 case $STAGE in
 exec | noop) ;;
 *) die "STAGE must be exec or noop, got \"$STAGE\"" ;;
@@ -115,8 +121,11 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-go build -o "$tmp/dpsbatch" ./cmd/dpsbatch
-bin=$tmp/dpsbatch
+bin=$DPSBATCH
+if [[ -z $bin ]]; then
+	go build -o "$tmp/dpsbatch" ./cmd/dpsbatch
+	bin=$tmp/dpsbatch
+fi
 
 cat >"$tmp/site.yaml" <<EOF
 runs_root: $tmp/runs
@@ -152,7 +161,7 @@ EOF
 # clock starts. The script is what dpsbatch submit renders, less the state
 # file: the same tasks on one node, the same launcher and communicator.
 tasks=$((SLICES + 1))
-for ((i = 1; i <= N; i++)); do
+for ((i = 1; i <= N * PERVISIT; i++)); do
 	v=$(printf 'v%05d' "$i")
 	d=$tmp/pervisit/$v
 	mkdir -p "$d"
@@ -273,6 +282,11 @@ perjob() {
 	fi
 	echo "$label  $N sbatch jobs (${ids[0]}..${ids[N - 1]}): all COMPLETED ${per_time} s after the first sbatch (the last sbatch returned after ${per_submit} s)"
 }
+
+if [[ $PERVISIT == 0 ]]; then
+	echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+	exit 0
+fi
 
 # ---- B: one sbatch job per visit ----
 perjob job.sbatch B

@@ -36,14 +36,17 @@ func init() {
 	})
 	RegisterStage(Type{
 		Name: "exec",
-		Doc:  "runs an external program per slice clipboard; a JSON object it prints on stdout merges into the clipboard",
+		Doc:  "runs an external program per slice clipboard; a JSON object it prints on stdout (or writes to results_file) merges into the clipboard",
 		Settings: []Setting{
 			{Key: "command", Kind: Strings, Required: true, Doc: "program and arguments, each a template such as \"{input}/ccd{ccd}.dat\""},
 			{Key: "timeout", Kind: Duration, Default: defaultExecTimeout, Doc: "time allowed per run; the program and its children are killed after it"},
 			{Key: "dir", Kind: String, Doc: "working directory (path template); default: the run directory"},
 			{Key: "env", Kind: StringMap, Doc: "extra environment variables, values are templates"},
-			{Key: "produces", Kind: Strings, Doc: "keys the program prints in its JSON object (each must appear)"},
+			{Key: "results", Kind: String, Default: resultsStdout, Doc: "where the JSON object comes from: stdout (all of it, or else its last non-empty line; the lines before go to the log), none (stdout goes to the log) or file (results_file)"},
+			{Key: "results_file", Kind: String, Doc: "path template of a JSON file the program writes its results to, read after it exits (implies results: file)"},
+			{Key: "produces", Kind: Strings, Doc: "keys the program's JSON object holds (each must appear)"},
 			{Key: "shared", Kind: Strings, Doc: "keys of produces that are shared (sent back to the Pipeline)"},
+			{Key: "outputs", Kind: Strings, Doc: "path templates of files the program writes: each must exist after it exits; their sizes go on the clipboard under " + outputSizesKey},
 			{Key: "ignore_stop_signals", Kind: Bool, Default: false, Doc: "start the program with SIGINT, SIGTERM and SIGUSR1 ignored (through /bin/sh), so a job's stop lets it finish; by default a stop signal ends it and its visit is interrupted"},
 		},
 		New: newExec,

@@ -2,12 +2,17 @@ package harness
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -38,12 +43,9 @@ func parseProgram(s Settings) (program, error) {
 	if len(args) == 0 || args[0] == "" {
 		return p, errors.New("command: name the program to run (and its arguments), such as [python3, measure.py, \"{input}\"]")
 	}
-	for i, a := range args {
-		t, err := parsePattern(a)
-		if err != nil {
-			return p, fmt.Errorf("command[%d]: %w", i, err)
-		}
-		p.command = append(p.command, t)
+	var err error
+	if p.command, err = parsePatterns("command", args); err != nil {
+		return p, err
 	}
 	if p.timeout <= 0 {
 		return p, errors.New("timeout must be positive")
@@ -175,8 +177,22 @@ type execStage struct {
 	program
 	produced
 	ignoreSignals bool
+	results       string    // resultsStdout, resultsNone or resultsFile
+	resultsFile   Pattern   // with resultsFile
+	outputs       []Pattern // files the program must have written
 	writes        []Pattern // the locations it writes to, each made before the program runs
 }
+
+// Where an exec stage's results (a JSON object) come from.
+const (
+	resultsStdout = "stdout" // all of stdout, or else its last non-empty line
+	resultsNone   = "none"   // nowhere: stdout goes to the log
+	resultsFile   = "file"   // the results_file the program writes
+)
+
+// outputSizesKey is the clipboard key of the declared outputs' sizes: a
+// map from each file's absolute path to its size in bytes.
+const outputSizesKey = "outputSizes"
 
 func newExec(s Settings) (Stage, error) {
 	prog, err := parseProgram(s)
@@ -188,8 +204,65 @@ func newExec(s Settings) (Stage, error) {
 		return nil, err
 	}
 	st := &execStage{program: prog, produced: prod, ignoreSignals: s.Bool("ignore_stop_signals")}
-	st.writes = writtenLocations(prog.templates())
+	if err := st.parseResults(s); err != nil {
+		return nil, err
+	}
+	if st.outputs, err = parsePatterns("outputs", s.Strings("outputs")); err != nil {
+		return nil, err
+	}
+	st.writes = writtenLocations(st.templates())
 	return st, nil
+}
+
+// parseResults reads results and results_file: a results file implies
+// results: file, and results: none leaves nothing for produces.
+func (st *execStage) parseResults(s Settings) error {
+	st.results = cmp.Or(s.String("results"), resultsStdout)
+	file := s.String("results_file")
+	if file != "" && !s.Has("results") {
+		st.results = resultsFile
+	}
+	switch {
+	case st.results != resultsStdout && st.results != resultsNone && st.results != resultsFile:
+		return fmt.Errorf("results: %q is not stdout, none or file", st.results)
+	case st.results == resultsFile && file == "":
+		return errors.New("results: file needs results_file, the path template of the file the program writes")
+	case st.results != resultsFile && file != "":
+		return fmt.Errorf("results_file is set, but results is %s: leave results out, or set it to file", st.results)
+	case st.results == resultsNone && len(st.keys) > 0:
+		return fmt.Errorf("produces lists %s, but results: none brings nothing back", strings.Join(st.keys, ", "))
+	}
+	if file == "" {
+		return nil
+	}
+	var err error
+	if st.resultsFile, err = parsePattern(file); err != nil {
+		return fmt.Errorf("results_file: %w", err)
+	}
+	return nil
+}
+
+// parsePatterns parses the templates of setting key.
+func parsePatterns(key string, ss []string) ([]Pattern, error) {
+	var out []Pattern
+	for i, v := range ss {
+		t, err := parsePattern(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s[%d]: %w", key, i, err)
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// templates are the program's templates, the results file's and the
+// outputs'.
+func (st *execStage) templates() []Pattern {
+	ts := append(st.program.templates(), st.outputs...)
+	if st.results == resultsFile {
+		ts = append(ts, st.resultsFile)
+	}
+	return ts
 }
 
 // writtenLocations are the locations a stage writes to (output, scratch,
@@ -222,7 +295,11 @@ func makeLocations(cx *Context, cb *Clipboard, ts []Pattern) error {
 }
 
 func (st *execStage) Keys() (needs, produces []string) {
-	return patternNeeds(st.templates()...), st.keys
+	produces = st.keys
+	if len(st.outputs) > 0 {
+		produces = append(slices.Clip(produces), outputSizesKey)
+	}
+	return patternNeeds(st.templates()...), produces
 }
 
 // Process runs the program once for this clipboard.
@@ -230,6 +307,10 @@ func (st *execStage) Process(cx *Context, cb *Clipboard) error {
 	ctx, cancel := context.WithTimeout(cx.Context(), st.timeout)
 	defer cancel()
 	cmd, prog, err := st.prepare(ctx, cx, cb)
+	if err != nil {
+		return fmt.Errorf("exec: %w", err)
+	}
+	files, err := st.files(cx, cb)
 	if err != nil {
 		return fmt.Errorf("exec: %w", err)
 	}
@@ -249,9 +330,188 @@ func (st *execStage) Process(cx *Context, cb *Clipboard) error {
 		cx.Logger().Debug("exec stderr", "program", prog, "tail", strings.TrimSpace(stderr.String()))
 	}
 	cx.Logger().Debug("exec done", "program", prog, "took", took)
-	if err := st.merge(cb, prog, stdout); err != nil {
+	if err := st.finish(cx, cb, prog, stdout, files); err != nil {
 		return fmt.Errorf("exec: %w", err)
 	}
+	return nil
+}
+
+// execFiles are a run's results file (with results: file) and declared
+// outputs, expanded.
+type execFiles struct {
+	results string
+	outputs []string
+}
+
+// files expands the results file and the outputs for cb, and removes a
+// results file left from an earlier attempt, so that only this run's is
+// ever read.
+func (st *execStage) files(cx *Context, cb *Clipboard) (execFiles, error) {
+	var f execFiles
+	for _, t := range st.outputs {
+		p, err := cx.Path(t, cb)
+		if err != nil {
+			return f, fmt.Errorf("outputs: %w", err)
+		}
+		f.outputs = append(f.outputs, p)
+	}
+	if st.results != resultsFile {
+		return f, nil
+	}
+	p, err := cx.Path(st.resultsFile, cb)
+	if err != nil {
+		return f, fmt.Errorf("results_file: %w", err)
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return f, fmt.Errorf("results_file: removing the one left from an earlier attempt: %w", err)
+	}
+	f.results = p
+	return f, nil
+}
+
+// finish checks what the program left, after it exited 0: its results
+// and its outputs, and puts them on cb.
+func (st *execStage) finish(cx *Context, cb *Clipboard, prog string, stdout *capped, f execFiles) error {
+	if stdout.over {
+		return fmt.Errorf("%s printed more than %d MiB on stdout", prog, maxStdout>>20)
+	}
+	obj, err := st.resultsObject(cx, prog, stdout.buf.Bytes(), f.results)
+	if err != nil {
+		return err
+	}
+	if err := putOutputSizes(cx, cb, prog, f.outputs); err != nil {
+		return err
+	}
+	if obj == nil {
+		if len(st.keys) > 0 {
+			return fmt.Errorf("%s printed nothing, but produces declares %s", prog, strings.Join(st.keys, ", "))
+		}
+		return nil
+	}
+	return st.put(cb, obj, prog)
+}
+
+// resultsObject is the JSON object of the program's results, as results
+// says (nil: none); the stdout lines that are not results go to the log.
+func (st *execStage) resultsObject(cx *Context, prog string, stdout []byte, file string) (map[string]any, error) {
+	switch st.results {
+	case resultsStdout:
+		return stdoutObject(cx, prog, stdout)
+	case resultsFile:
+		logStdout(cx, prog, stdout)
+		return fileObject(prog, file)
+	}
+	logStdout(cx, prog, stdout)
+	return nil, nil
+}
+
+// stdoutObject is the JSON object prog printed: all of stdout, or else
+// its last non-empty line, the lines before going to the log. nil when
+// stdout is empty.
+func stdoutObject(cx *Context, prog string, stdout []byte) (map[string]any, error) {
+	out := bytes.TrimSpace(stdout)
+	if len(out) == 0 {
+		return nil, nil
+	}
+	if obj, ok := jsonObject(out); ok {
+		return obj, nil
+	}
+	before, last := out[:0], out
+	if i := bytes.LastIndexByte(out, '\n'); i >= 0 {
+		before, last = out[:i], out[i+1:]
+	}
+	obj, ok := jsonObject(last)
+	if !ok {
+		return nil, fmt.Errorf("%s: stdout is not one JSON object, nor is its last line: %q (for a program that prints no results, set results: none or results_file)", prog, clip(string(out), 200))
+	}
+	logStdout(cx, prog, before)
+	return obj, nil
+}
+
+// fileObject reads the results file prog wrote.
+func fileObject(prog, file string) (map[string]any, error) {
+	b, err := readCapped(file, maxStdout)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s did not write its results file %s", prog, file)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("results file: %w", err)
+	}
+	obj, ok := jsonObject(b)
+	if !ok {
+		return nil, fmt.Errorf("results file %s is not one JSON object: %q", file, clip(string(bytes.TrimSpace(b)), 200))
+	}
+	return obj, nil
+}
+
+// readCapped reads the file at path, which may hold at most max bytes.
+func readCapped(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err == nil && int64(len(b)) > max {
+		err = fmt.Errorf("%s is larger than %d MiB", path, max>>20)
+	}
+	return b, err
+}
+
+// maxLoggedLines is how many lines of a program's stdout go to the log.
+const maxLoggedLines = 200
+
+// logStdout logs the non-empty lines of what prog printed (clipped, up to
+// maxLoggedLines) with the context's visit, stage, slice and data ID.
+func logStdout(cx *Context, prog string, stdout []byte) {
+	n := 0
+	for line := range strings.Lines(string(stdout)) {
+		line = strings.TrimRight(line, "\r\n")
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		if n++; n <= maxLoggedLines {
+			cx.Logger().Info("exec stdout", "program", prog, "line", clip(line, 1000))
+		}
+	}
+	if n > maxLoggedLines {
+		cx.Logger().Info("exec stdout: more lines not logged", "program", prog, "lines", n-maxLoggedLines)
+	}
+}
+
+// putOutputSizes checks that every declared output exists and adds their
+// sizes to the clipboard's outputSizesKey map.
+func putOutputSizes(cx *Context, cb *Clipboard, prog string, outputs []string) error {
+	if len(outputs) == 0 {
+		return nil
+	}
+	sizes := map[string]any{}
+	var missing []string
+	for _, p := range outputs {
+		fi, err := os.Stat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			missing = append(missing, p)
+		case err != nil:
+			return fmt.Errorf("outputs: %w", err)
+		case fi.IsDir():
+			missing = append(missing, p+" (a directory)")
+		default:
+			sizes[p] = int(fi.Size())
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%s did not write its declared outputs: %s", prog, strings.Join(missing, ", "))
+	}
+	cx.Logger().Info("exec outputs", "program", prog, "sizes", sizes)
+	all := map[string]any{}
+	if earlier, ok := cb.Get(outputSizesKey); ok {
+		if m, ok := earlier.(map[string]any); ok {
+			maps.Copy(all, m)
+		}
+	}
+	maps.Copy(all, sizes)
+	cb.Put(outputSizesKey, all)
 	return nil
 }
 
@@ -297,26 +557,6 @@ func programError(prog string, err error, stderr *tail) error {
 		return &killedError{msg}
 	}
 	return errors.New(msg)
-}
-
-// merge puts the JSON object prog printed on cb; a program that printed
-// nothing may only when it produces nothing.
-func (st *execStage) merge(cb *Clipboard, prog string, stdout *capped) error {
-	if stdout.over {
-		return fmt.Errorf("%s printed more than %d MiB on stdout", prog, maxStdout>>20)
-	}
-	out := bytes.TrimSpace(stdout.buf.Bytes())
-	if len(out) == 0 {
-		if len(st.keys) > 0 {
-			return fmt.Errorf("%s printed nothing, but produces declares %s", prog, strings.Join(st.keys, ", "))
-		}
-		return nil
-	}
-	obj, ok := jsonObject(out)
-	if !ok {
-		return fmt.Errorf("%s: stdout is not one JSON object: %q", prog, clip(string(out), 200))
-	}
-	return st.put(cb, obj, prog)
 }
 
 // jsonObject decodes b as exactly one JSON object, numbers as json.Number.

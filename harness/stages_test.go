@@ -2,7 +2,6 @@ package harness
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -10,16 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/mapper"
 )
-
-func init() {
-	RegisterFormat(Format{Name: "test-upper", Extensions: []string{".up"},
-		Decode: func(b []byte) (any, error) { return strings.ToUpper(string(b)), nil },
-		Encode: func(v any) ([]byte, error) { s, err := scalarText("v", v); return []byte(strings.ToLower(s)), err },
-	})
-}
 
 // stContext builds a Context for calling a stage directly, outside a run.
 func stContext(t *testing.T, runDir string, locs map[string]string, visit string, id mapper.DataID) *Context {
@@ -44,66 +35,6 @@ func newStage(t *testing.T, typ string, settings map[string]any) Stage {
 		t.Fatalf("%s: %v", typ, err)
 	}
 	return st
-}
-
-func TestInputOutputFormats(t *testing.T) {
-	in := t.TempDir()
-	run := t.TempDir()
-	os.MkdirAll(filepath.Join(in, "v1"), 0o755)
-	doc := `{"n": 3, "x": 1.5, "tags": ["a", "b"]}`
-	os.WriteFile(filepath.Join(in, "v1", "d7.json"), []byte(doc), 0o644)
-	os.WriteFile(filepath.Join(in, "v1", "t7.txt"), []byte("hello\n"), 0o644)
-	os.WriteFile(filepath.Join(in, "v1", "b7.bin"), []byte{0, 1, 2, 255}, 0o644)
-	os.WriteFile(filepath.Join(in, "v1", "u7.up"), []byte("shout"), 0o644)
-	locs := map[string]string{"input": in + "/{visit}", "output": "out/{visit}"}
-	cx := stContext(t, run, locs, "v1", mapper.DataID{"ccd": "7"})
-	cb := newClipboard()
-	inp := newStage(t, "input", map[string]any{"files": pairs("doc", "{input}/d{ccd}.json", "txt", "{input}/t{ccd}.txt",
-		"bin", "{input}/b{ccd}.bin", "up", "{input}/u{ccd}.up"), "format": "auto"})
-	if err := inp.(Processor).Process(cx, cb); err != nil {
-		t.Fatal(err)
-	}
-	if v, _ := cb.Get("doc"); !reflect.DeepEqual(v, map[string]any{"n": 3, "x": 1.5, "tags": []any{"a", "b"}}) {
-		t.Errorf("json read as %#v", v)
-	}
-	if v, _ := cb.Get("txt"); v != "hello\n" {
-		t.Errorf("text read as %#v", v)
-	}
-	if v, _ := cb.Get("bin"); !reflect.DeepEqual(v, []byte{0, 1, 2, 255}) {
-		t.Errorf("raw read as %#v", v)
-	}
-	if v, _ := cb.Get("up"); v != "SHOUT" {
-		t.Errorf("registered format read as %#v", v)
-	}
-	out := newStage(t, "output", map[string]any{"files": pairs("doc", "{output}/d{ccd}.json", "txt", "{output}/t{ccd}.txt",
-		"bin", "{output}/b{ccd}.bin", "up", "{output}/u{ccd}.up"), "format": "auto"})
-	if err := out.(Processor).Process(cx, cb); err != nil {
-		t.Fatal(err)
-	}
-	var back map[string]any
-	data, _ := os.ReadFile(filepath.Join(run, "out", "v1", "d7.json"))
-	if err := json.Unmarshal(data, &back); err != nil || back["n"] != 3.0 || back["x"] != 1.5 {
-		t.Errorf("json written as %s (%v)", data, err)
-	}
-	for name, want := range map[string]string{"t7.txt": "hello\n", "b7.bin": "\x00\x01\x02\xff", "u7.up": "shout"} {
-		if got, _ := os.ReadFile(filepath.Join(run, "out", "v1", name)); string(got) != want {
-			t.Errorf("%s written as %q, want %q", name, got, want)
-		}
-	}
-	entries, _ := os.ReadDir(filepath.Join(run, "out", "v1"))
-	if len(entries) != 4 {
-		t.Errorf("output directory holds %d entries (temporary files left?)", len(entries))
-	}
-	// A missing input fails unless optional.
-	cb2 := newClipboard()
-	miss := newStage(t, "input", map[string]any{"files": pairs("x", "{input}/nope{ccd}.txt"), "format": "auto"})
-	if err := miss.(Processor).Process(cx, cb2); err == nil || !strings.Contains(err.Error(), "nope7.txt") {
-		t.Errorf("missing input: %v", err)
-	}
-	opt := newStage(t, "input", map[string]any{"files": pairs("x", "{input}/nope{ccd}.txt"), "format": "auto", "optional": true})
-	if err := opt.(Processor).Process(cx, cb2); err != nil || cb2.Has("x") {
-		t.Errorf("optional missing input: %v, has x: %v", err, cb2.Has("x"))
-	}
 }
 
 func TestPathsCannotEscape(t *testing.T) {
@@ -131,22 +62,6 @@ func TestPathsCannotEscape(t *testing.T) {
 	cx = stContext(t, run, locs, "v1", mapper.DataID{"name": "x"})
 	if err := climb.(Processor).Process(cx, cb); err == nil || !strings.Contains(err.Error(), "outside the run directory") {
 		t.Errorf("climbing template: %v", err)
-	}
-}
-
-func TestSymlinkStage(t *testing.T) {
-	run := t.TempDir()
-	locs := map[string]string{"output": "out/{visit}", "work": "work"}
-	st := newStage(t, "symlink", map[string]any{"from": "{output}/c{ccd}.json", "to": "{work}/latest/c{ccd}.json"})
-	for _, visit := range []string{"v1", "v2"} {
-		cx := stContext(t, run, locs, visit, mapper.DataID{"ccd": "3"})
-		if err := st.(Processor).Process(cx, newClipboard()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	target, err := os.Readlink(filepath.Join(run, "work", "latest", "c3.json"))
-	if err != nil || target != filepath.Join(run, "out", "v2", "c3.json") {
-		t.Errorf("link points at %q (%v), want visit v2's file", target, err)
 	}
 }
 
@@ -228,38 +143,6 @@ func TestExecStageFailures(t *testing.T) {
 				t.Errorf("took %s: the program's children were not killed", time.Since(start))
 			}
 		})
-	}
-}
-
-func TestEventStagePublishes(t *testing.T) {
-	b := events.NewMemory()
-	ctx := context.Background()
-	sub, err := b.Subscribe(ctx, "measured", "test-run")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _, err = runYAML(t, testHead+`events: {trigger: {properties: [filter]}}
-stages:
-  - {name: share, type: test-share}
-  - name: tell
-    type: event
-    settings: {topic: measured, keys: [seen], properties: {label: "{pipeline}-{visitId}-{filter}"}}
-`, []string{"3"}, func(lr *RunOptions) { lr.Broker = b })
-	if err != nil {
-		t.Fatal(err)
-	}
-	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	e, err := sub.Next(wctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e.RunID != "test-run" || e.Pipeline != "t" || e.Sender == "" || e.Time.IsZero() ||
-		e.Properties["visitId"] != "3" || e.Properties["label"] != "t-3-r3" {
-		t.Errorf("event %+v", e)
-	}
-	if seen, _ := e.Properties["seen"].([]any); len(seen) != 6 {
-		t.Errorf("event carries %d gathered values, want 6", len(seen))
 	}
 }
 

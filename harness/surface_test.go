@@ -148,31 +148,30 @@ func checkNoAliases(t *testing.T, dir string) {
 }
 
 // README.md's Go stage example is readme_stage_test.go, which the tests
-// compile (and whose init registers the stage): the README shows the file
-// from its imports on, so the example cannot drift from the API.
+// compile (and whose init registers the stage), and its test of that
+// stage is readme_stagetest_test.go, which they run: the README shows each
+// file from its imports on, so the examples cannot drift from the API.
 func TestReadmeStageExample(t *testing.T) {
 	readme, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	file, err := os.ReadFile("readme_stage_test.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, section, ok := strings.Cut(string(readme), "\n### Writing a stage in Go\n")
-	_, block, ok2 := strings.Cut(section, "\n```go\n")
-	block, _, ok3 := strings.Cut(block, "\n```\n")
-	if !ok || !ok2 || !ok3 {
-		t.Fatal(`README.md has no "### Writing a stage in Go" section with a go code block`)
-	}
-	fromImports := func(src string) string {
-		if i := strings.Index(src, "\nimport ("); i >= 0 {
-			return strings.TrimSpace(src[i:])
+	for _, ex := range []struct{ heading, file string }{
+		{"\n### Writing a stage in Go\n", "readme_stage_test.go"},
+		{"\n#### Testing a stage\n", "readme_stagetest_test.go"},
+	} {
+		file, err := os.ReadFile(ex.file)
+		if err != nil {
+			t.Fatal(err)
 		}
-		return ""
-	}
-	if got, want := fromImports(block), fromImports(string(file)); got == "" || got != want {
-		t.Errorf("README.md's stage example differs from readme_stage_test.go (from the imports on):\n--- README\n%s\n--- file\n%s", got, want)
+		block, ok := firstGoBlock(string(readme), ex.heading)
+		if !ok {
+			t.Fatalf("README.md has no %q section with a go code block", strings.TrimSpace(ex.heading))
+		}
+		if got, want := fromImports(block), fromImports(string(file)); got == "" || got != want {
+			t.Errorf("README.md's example under %q differs from %s (from the imports on):\n--- README\n%s\n--- file\n%s",
+				strings.TrimSpace(ex.heading), ex.file, got, want)
+		}
 	}
 	ty, err := LookupStage("scale")
 	if err != nil {
@@ -185,4 +184,20 @@ func TestReadmeStageExample(t *testing.T) {
 	if _, ok := st.(Processor); !ok {
 		t.Error("the example's stage has no Process")
 	}
+}
+
+// firstGoBlock is the first go code block after heading in a Markdown text.
+func firstGoBlock(text, heading string) (string, bool) {
+	_, section, ok := strings.Cut(text, heading)
+	_, block, ok2 := strings.Cut(section, "\n```go\n")
+	block, _, ok3 := strings.Cut(block, "\n```\n")
+	return block, ok && ok2 && ok3
+}
+
+// fromImports is src from its import block on.
+func fromImports(src string) string {
+	if i := strings.Index(src, "\nimport ("); i >= 0 {
+		return strings.TrimSpace(src[i:])
+	}
+	return ""
 }

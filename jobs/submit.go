@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -421,11 +420,12 @@ func renderChain(t *templates.Template, s *site.Site, l Layout, rj runJob, first
 // whole allocation; several share it, each its own srun step.
 func jobFor(s *site.Site, l Layout, rj runJob, attempt int) templates.Job {
 	name, plan := rj.name, rj.plan
+	ps := s.Settings(plan.Partition)
 	j := templates.Job{Name: name, RunID: name, RunDir: l.Dir, Partition: plan.Partition,
-		Account: s.Account, QoS: s.QoS, Nodes: plan.Nodes, Tasks: plan.Tasks, TasksPerNode: plan.NodeTasks(),
+		Account: ps.Account, QoS: ps.QoS, Nodes: plan.Nodes, Tasks: plan.Tasks, TasksPerNode: plan.NodeTasks(),
 		CPUsPerTask: plan.CPUsPerTask, MemPerCPUMB: plan.MemPerCPUMB, Time: slurmtime.Format(plan.Time),
-		Output: l.slurmLogPattern(), Extra: slices.Clip(s.Sbatch), Setup: s.Setup, Attempt: attempt,
-		Env: [][2]string{{"DPSBATCH_RUN", name}, {"DPSBATCH_ATTEMPT", fmt.Sprint(attempt)}}}
+		Output: l.slurmLogPattern(), Extra: ps.Sbatch, Setup: ps.Setup, Attempt: attempt,
+		Env: append(ps.Env, [2]string{"DPSBATCH_RUN", name}, [2]string{"DPSBATCH_ATTEMPT", fmt.Sprint(attempt)})}
 	if !rj.set.Broker.external() {
 		j.Broker = []string{rj.set.Binary, "broker", "--run-dir", l.Dir}
 	}

@@ -197,6 +197,7 @@ type sinfoJSON struct {
 		CPUs       int      `json:"cpus"`
 		RealMemory int      `json:"real_memory"`
 		Partitions []string `json:"partitions"`
+		Features   string   `json:"features"` // comma-separated
 	} `json:"nodes"`
 }
 
@@ -210,12 +211,7 @@ func parsePartitions(cluster string, scontrol, sinfo []byte) ([]site.Live, error
 	}
 	var lives []site.Live
 	for line := range strings.Lines(string(scontrol)) {
-		kv := map[string]string{}
-		for _, field := range strings.Fields(line) {
-			if k, v, ok := strings.Cut(field, "="); ok {
-				kv[k] = v
-			}
-		}
+		kv := keyValues(line)
 		if len(kv) == 0 {
 			continue
 		}
@@ -227,11 +223,11 @@ func parsePartitions(cluster string, scontrol, sinfo []byte) ([]site.Live, error
 			Name:     name,
 			Up:       kv["State"] == "UP",
 			Default:  kv["Default"] == "YES",
-			NodeList: kv["Nodes"],
+			NodeList: nullable(kv["Nodes"]),
 			Cluster:  cluster,
-		}
-		if l.NodeList == "(null)" {
-			l.NodeList = ""
+
+			AllowedAccounts: allowList(list(kv["AllowAccounts"])),
+			AllowedQoS:      allowList(list(kv["AllowQos"])),
 		}
 		if v := kv["MaxTime"]; v != "" {
 			d, err := slurmtime.Parse(v)
@@ -259,6 +255,7 @@ func parsePartitions(cluster string, scontrol, sinfo []byte) ([]site.Live, error
 					l.MemoryMB = node.RealMemory
 				}
 				l.Nodes = append(l.Nodes, node.Name)
+				l.AddFeatures(strings.Split(node.Features, ",")...)
 			}
 		}
 		lives = append(lives, l)

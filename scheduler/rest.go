@@ -212,7 +212,8 @@ func (r *REST) Partitions(ctx context.Context) ([]site.Live, error) {
 	}
 	lives := make([]site.Live, 0, len(parts))
 	for _, p := range parts {
-		l := site.Live{Name: p.Name, Up: p.Up, Default: p.Default, NodeList: p.NodeList, MaxTime: p.MaxTime, MaxNodes: p.MaxNodes}
+		l := site.Live{Name: p.Name, Up: p.Up, Default: p.Default, NodeList: p.NodeList, MaxTime: p.MaxTime, MaxNodes: p.MaxNodes,
+			AllowedAccounts: allowList(p.AllowedAccounts), AllowedQoS: allowList(p.AllowedQoS)}
 		for _, n := range nodes {
 			if !slices.Contains(n.Partitions, p.Name) {
 				continue
@@ -224,6 +225,7 @@ func (r *REST) Partitions(ctx context.Context) ([]site.Live, error) {
 				l.MemoryMB = n.MemoryMB
 			}
 			l.Nodes = append(l.Nodes, n.Name)
+			l.AddFeatures(n.Features...)
 		}
 		lives = append(lives, l)
 	}

@@ -27,18 +27,52 @@ type Assoc struct {
 	QoS []string
 }
 
-// CheckAccounting compares the site file's account and qos with the
-// cluster's accounting: the account exists and the user is associated
-// with it; the QoS exists and, when the association lists the QoS it may
-// use, is one of them. Slurm with associations enforced refuses the jobs
-// otherwise; without enforcement it runs them under the user's default
-// account, which is worse. A site file that names neither has no
-// mismatch.
+// CheckAccounting compares the site file's accounts and QoS with the
+// cluster's accounting, the site-wide ones and then each partition's own
+// (a partition's QoS with its account, its own or the site's): the
+// account exists and the user is associated with it (on that partition,
+// for a partition's); the QoS exists and, when the association lists the
+// QoS it may use, is one of them. Slurm with associations enforced
+// refuses the jobs otherwise; without enforcement it runs them under the
+// user's default account, which is worse. A site file that names neither
+// has no mismatch, nor does a site-wide value that every partition
+// replaces with its own.
 func CheckAccounting(s *Site, a Accounting) []Mismatch {
+	account, qos := s.Account, s.QoS
+	if everyPartition(s, func(p Partition) bool { return p.Account != "" }) {
+		account = "" // never used
+	}
+	if everyPartition(s, func(p Partition) bool { return p.QoS != "" }) {
+		qos = ""
+	}
+	out := checkAssociation("", account, qos, a)
+	for _, p := range s.Partitions {
+		if p.Account == "" && p.QoS == "" {
+			continue
+		}
+		ps := s.Settings(p.Name)
+		for _, m := range checkAssociation(p.Name, ps.Account, ps.QoS, a) {
+			if m.Key == "qos" || p.Account != "" { // the site's account is reported once, above
+				out = append(out, m)
+			}
+		}
+	}
+	return out
+}
+
+// everyPartition reports whether s has partitions and f holds for each.
+func everyPartition(s *Site, f func(Partition) bool) bool {
+	return len(s.Partitions) > 0 && !slices.ContainsFunc(s.Partitions, func(p Partition) bool { return !f(p) })
+}
+
+// checkAssociation checks one account and QoS, of the whole site when
+// partition is "", else of that partition.
+func checkAssociation(partition, account, qos string, a Accounting) []Mismatch {
 	var out []Mismatch
-	var assocs []Assoc // the user's associations with the site's account
+	var assocs []Assoc // the user's associations with the account
 	for _, as := range a.Assocs {
-		if (a.Cluster == "" || as.Cluster == "" || as.Cluster == a.Cluster) && as.Account == s.Account {
+		if (a.Cluster == "" || as.Cluster == "" || as.Cluster == a.Cluster) && as.Account == account &&
+			(partition == "" || as.Partition == "" || as.Partition == partition) {
 			assocs = append(assocs, as)
 		}
 	}
@@ -55,33 +89,35 @@ func CheckAccounting(s *Site, a Accounting) []Mismatch {
 		slices.Sort(names)
 		return "user " + a.User + " is in " + strings.Join(names, ", ")
 	}
-	if s.Account != "" {
+	add := func(m Mismatch) { m.Partition = partition; out = append(out, m) }
+	if account != "" {
 		switch {
-		case !slices.Contains(a.Accounts, s.Account):
-			out = append(out, Mismatch{Key: "account", Site: s.Account, Live: "no such account", Hint: userAccounts()})
+		case !slices.Contains(a.Accounts, account):
+			add(Mismatch{Key: "account", Site: account, Live: "no such account", Hint: userAccounts()})
 		case len(assocs) == 0:
-			out = append(out, Mismatch{Key: "account", Site: s.Account,
+			add(Mismatch{Key: "account", Site: account,
 				Live: fmt.Sprintf("no association of user %s with it", a.User), Hint: userAccounts() + ": Slurm refuses or misbills such jobs"})
 		}
 	}
-	if s.QoS == "" {
+	if qos == "" {
 		return out
 	}
-	if !slices.Contains(a.QoS, s.QoS) {
-		slices.Sort(a.QoS)
-		return append(out, Mismatch{Key: "qos", Site: s.QoS, Live: "no such QoS", Hint: "have: " + strings.Join(a.QoS, ", ")})
+	if !slices.Contains(a.QoS, qos) {
+		have := slices.Sorted(slices.Values(a.QoS))
+		add(Mismatch{Key: "qos", Site: qos, Live: "no such QoS", Hint: "have: " + strings.Join(have, ", ")})
+		return out
 	}
-	if s.Account == "" {
+	if account == "" {
 		return out
 	}
 	for _, as := range assocs {
-		if as.QoS == nil || slices.Contains(as.QoS, s.QoS) {
+		if as.QoS == nil || slices.Contains(as.QoS, qos) {
 			return out
 		}
 	}
 	if len(assocs) > 0 {
-		return append(out, Mismatch{Key: "qos", Site: s.QoS,
-			Live: fmt.Sprintf("no QoS %s for user %s in account %s", s.QoS, a.User, s.Account),
+		add(Mismatch{Key: "qos", Site: qos,
+			Live: fmt.Sprintf("no QoS %s for user %s in account %s", qos, a.User, account),
 			Hint: "the association allows " + strings.Join(assocs[0].QoS, ", ")})
 	}
 	return out

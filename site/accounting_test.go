@@ -40,3 +40,50 @@ func TestCheckAccounting(t *testing.T) {
 		}
 	}
 }
+
+// Each partition with its own account or QoS is checked with them: a
+// partition's QoS with its effective account, associations limited to a
+// partition only for that partition.
+func TestCheckAccountingPerPartition(t *testing.T) {
+	acct := site.Accounting{User: "ann", Cluster: "dps", Accounts: []string{"science", "physics", "gpu"}, QoS: []string{"normal", "high"},
+		Assocs: []site.Assoc{
+			{Cluster: "dps", Account: "physics", QoS: []string{"normal"}},
+			{Cluster: "dps", Account: "gpu", Partition: "gpu", QoS: []string{"normal", "high"}},
+		}}
+	s := &site.Site{Account: "physics", QoS: "normal", Partitions: []site.Partition{
+		{Name: "a"},
+		{Name: "b", Account: "science"},
+		{Name: "c", QoS: "high"},
+		{Name: "gpu", Account: "gpu", QoS: "high"},
+		{Name: "cpu", Account: "gpu"},
+	}}
+	want := []string{
+		"partition b: account: site file says science, the cluster has no association of user ann with it",
+		"partition c: qos: site file says high, the cluster has no QoS high for user ann in account physics",
+		"partition cpu: account: site file says gpu, the cluster has no association of user ann with it",
+	}
+	ms := site.CheckAccounting(s, acct)
+	if len(ms) != len(want) {
+		t.Fatalf("%d mismatches %v, want %d", len(ms), ms, len(want))
+	}
+	for i, m := range ms {
+		if !strings.Contains(m.String(), want[i]) {
+			t.Errorf("%q, want %q", m.String(), want[i])
+		}
+	}
+}
+
+// A site-wide account or QoS that every partition replaces is never used,
+// so not checked.
+func TestCheckAccountingUnusedSiteValues(t *testing.T) {
+	acct := site.Accounting{User: "ann", Accounts: []string{"science", "physics"}, QoS: []string{"normal"},
+		Assocs: []site.Assoc{{Account: "physics"}}}
+	s := &site.Site{Account: "science", QoS: "nope", Partitions: []site.Partition{{Name: "a", Account: "physics", QoS: "normal"}}}
+	if ms := site.CheckAccounting(s, acct); len(ms) != 0 {
+		t.Errorf("mismatches %v, want none", ms)
+	}
+	s.Partitions = append(s.Partitions, site.Partition{Name: "b"})
+	if ms := site.CheckAccounting(s, acct); len(ms) != 2 {
+		t.Errorf("mismatches %v, want the site's account and QoS", ms)
+	}
+}

@@ -57,8 +57,10 @@ type Mismatch struct {
 	Partition string `json:"partition,omitempty"`
 	// Key is the site file key that differs: cluster, or a partition's
 	// name (the cluster has no such partition), state (the partition is
-	// down), cpus_per_node, memory, nodes, node_list, max_time or
-	// max_nodes; or account or qos (CheckAccounting).
+	// down), cpus_per_node, memory, nodes, node_list, max_time,
+	// max_nodes, constraint (a feature no node has), or account or qos
+	// (not among the partition's allowed ones, or CheckAccounting's);
+	// or reservation (CheckReservations).
 	Key string `json:"key"`
 	// Site and Live are the two values, written as in a site file.
 	Site string `json:"site"`
@@ -94,7 +96,9 @@ func (m Mismatch) String() string {
 // file's order: the cluster name (when both name one), and for each
 // partition of the site file, whether the cluster has it, whether it is
 // up, and its cpus_per_node, memory, node count, node_list, max_time and
-// max_nodes. Values the cluster does not report (zero, empty) and keys
+// max_nodes; then the settings its jobs get (Site.Settings): the
+// constraint's features against its nodes', the account and QoS against
+// those it takes. Values the cluster does not report (zero, empty) and keys
 // the site file leaves out (memory, node_list) are not compared. A
 // max_time or max_nodes differing either way is a mismatch: larger than
 // the cluster allows, Slurm rejects the jobs; smaller, dpsbatch does not
@@ -131,6 +135,7 @@ func Check(s *Site, live []Live) []Mismatch {
 			continue
 		}
 		out = append(out, checkPartition(p, l)...)
+		out = append(out, checkSettings(p.Name, s.Settings(p.Name), l)...)
 	}
 	return out
 }
@@ -200,6 +205,44 @@ func checkPartition(p Partition, l *Live) []Mismatch {
 		add("max_nodes", strconv.Itoa(p.MaxNodes), strconv.Itoa(limit), "fewer than the cluster allows")
 	}
 	return out
+}
+
+// checkSettings compares what a partition's jobs get from the site file
+// with what the live partition takes.
+func checkSettings(name string, ps Settings, l *Live) []Mismatch {
+	out := checkConstraint(name, ps.Constraint, l)
+	out = append(out, checkAllowed(name, "account", ps.Account, l.AllowedAccounts)...)
+	return append(out, checkAllowed(name, "qos", ps.QoS, l.AllowedQoS)...)
+}
+
+// checkConstraint finds the features a partition's constraint names that
+// none of its live nodes has: sbatch refuses such jobs.
+func checkConstraint(name, c string, l *Live) []Mismatch {
+	var missing []string
+	for _, f := range Features(c) {
+		if !slices.Contains(l.Features, f) {
+			missing = append(missing, f)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	have := "no node features"
+	if len(l.Features) > 0 {
+		have = "features " + strings.Join(l.Features, ", ")
+	}
+	return []Mismatch{{Partition: name, Key: "constraint", Site: c, Live: have,
+		Hint: "no node of the partition has " + strings.Join(missing, ", ") + ": sbatch refuses such jobs"}}
+}
+
+// checkAllowed finds a partition's account or QoS (key) that the live
+// partition does not take (allowed, nil for any).
+func checkAllowed(name, key, value string, allowed []string) []Mismatch {
+	if value == "" || allowed == nil || slices.Contains(allowed, value) {
+		return nil
+	}
+	return []Mismatch{{Partition: name, Key: key, Site: value, Live: "a partition for " + strings.Join(allowed, ", "),
+		Hint: "sbatch refuses such jobs"}}
 }
 
 // liveNodes returns the node names of a live partition: Nodes, else

@@ -267,3 +267,63 @@ func readLive(t *testing.T) []site.Live {
 	}
 	return live
 }
+
+// A constraint, the site's or a partition's own, naming a feature no node
+// of the partition has is a mismatch; one whose features the nodes have
+// is not.
+func TestCheckConstraint(t *testing.T) {
+	text := strings.Replace(checkSite, "runs_root: /r\n", "runs_root: /r\nconstraint: intel\n", 1)
+	text = strings.Replace(text, "    max_nodes: 1\n", "    max_nodes: 1\n    constraint: \"[rack1|rack2]&gpu*2\"\n", 1)
+	s, err := site.Parse("site.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := twoLive()
+	live[0].Features = []string{"amd", "ib"}
+	live[1].Features = []string{"gpu", "rack1"}
+	want := []string{
+		"partition debug: constraint: site file says intel, the cluster has features amd, ib (no node of the partition has intel: sbatch refuses such jobs)",
+		"partition long: constraint: site file says [rack1|rack2]&gpu*2, the cluster has features gpu, rack1 (no node of the partition has rack2",
+	}
+	ms := site.Check(s, live)
+	if len(ms) != len(want) {
+		t.Fatalf("%d mismatches %v, want %d", len(ms), ms, len(want))
+	}
+	for i, m := range ms {
+		if !strings.Contains(m.String(), want[i]) {
+			t.Errorf("%q, want %q", m.String(), want[i])
+		}
+	}
+	live[0].Features = []string{"intel"}
+	live[1].Features = []string{"gpu", "rack1", "rack2"}
+	if ms := site.Check(s, live); len(ms) != 0 {
+		t.Errorf("features all there, yet %v", ms)
+	}
+}
+
+// A partition's account or QoS that the live partition does not take
+// (AllowAccounts, AllowQos) is a mismatch.
+func TestCheckAllowed(t *testing.T) {
+	text := strings.Replace(checkSite, "runs_root: /r\n", "runs_root: /r\naccount: science\nqos: normal\n", 1)
+	text = strings.Replace(text, "    max_nodes: 1\n", "    max_nodes: 1\n    account: physics\n", 1)
+	s, err := site.Parse("site.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := twoLive()
+	live[0].AllowedAccounts = []string{"science"}
+	live[1].AllowedAccounts, live[1].AllowedQoS = []string{"science"}, []string{"high", "low"}
+	want := []string{
+		"partition long: account: site file says physics, the cluster has a partition for science (sbatch refuses such jobs)",
+		"partition long: qos: site file says normal, the cluster has a partition for high, low",
+	}
+	ms := site.Check(s, live)
+	if len(ms) != len(want) {
+		t.Fatalf("%d mismatches %v, want %d", len(ms), ms, len(want))
+	}
+	for i, m := range ms {
+		if !strings.Contains(m.String(), want[i]) {
+			t.Errorf("%q, want %q", m.String(), want[i])
+		}
+	}
+}

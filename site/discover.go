@@ -77,7 +77,10 @@ func Discover(live []Live, o DiscoverOptions) ([]byte, error) {
 	}
 	w("")
 	w("# The partitions dpsbatch may submit to. Nodes are taken as alike: the")
-	w("# CPUs and memory are those of the partition's smallest node.")
+	w("# CPUs and memory are those of the partition's smallest node. A partition")
+	w("# may have its own account, qos, constraint and reservation (replacing the")
+	w("# site's), setup lines (run after the site's) and env (replacing the site's")
+	w("# variables of the same name).")
 	w("partitions:")
 	seen := map[string]bool{}
 	written, defaultDone := 0, false
@@ -118,6 +121,7 @@ func Discover(live []Live, o DiscoverOptions) ([]byte, error) {
 		if !l.Up {
 			w("    # The partition is down now: `dpsbatch site check` reports it until it is up.")
 		}
+		discoverSettings(w, l)
 		if l.MaxTime > 0 && (shortest == 0 || l.MaxTime < shortest) {
 			shortest = l.MaxTime
 		}
@@ -154,6 +158,12 @@ func Discover(live []Live, o DiscoverOptions) ([]byte, error) {
 	w(`# Shell lines every job runs before the launcher, such as module loads.`)
 	w(`# setup:`)
 	w(`#   - module load openmpi`)
+	w(`# Variables every job exports before the launcher.`)
+	w(`# env:`)
+	w(`#   OMP_NUM_THREADS: "1"`)
+	w(`# Node features (sbatch --constraint) and a reservation for every job.`)
+	w(`# constraint: intel&ib`)
+	w(`# reservation: maint`)
 	w("")
 	w(`# Extra sbatch options for every job, each --name or --name=value. Those`)
 	w(`# dpsbatch sets itself (--nodes, --ntasks, --partition, --time, ...) are refused.`)
@@ -181,6 +191,24 @@ func Discover(live []Live, o DiscoverOptions) ([]byte, error) {
 		}
 	}
 	return out, nil
+}
+
+// discoverSettings writes, as comments, what the live partition says of
+// the settings a partition may have: its nodes' features, and the accounts
+// and QoS it takes when not any.
+func discoverSettings(w func(string, ...any), l Live) {
+	if len(l.Features) > 0 {
+		w("    # Its nodes' features: %s. To run only on nodes with some:", strings.Join(l.Features, ", "))
+		w("    # constraint: %s", yamlString(l.Features[0]))
+	}
+	if len(l.AllowedAccounts) > 0 {
+		w("    # It takes jobs of accounts %s only:", strings.Join(l.AllowedAccounts, ", "))
+		w("    # account: %s", yamlString(l.AllowedAccounts[0]))
+	}
+	if len(l.AllowedQoS) > 0 {
+		w("    # It takes jobs of QoS %s only:", strings.Join(l.AllowedQoS, ", "))
+		w("    # qos: %s", yamlString(l.AllowedQoS[0]))
+	}
 }
 
 // sameSet reports whether a and b hold the same names.

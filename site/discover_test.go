@@ -49,6 +49,13 @@ func TestDiscoverRoundTrip(t *testing.T) {
 			},
 			partitions: []string{"a", "b"}, timeWarning: 30 * time.Second,
 			contains: []string{"No partition is the cluster's default"}},
+		{name: "features and allowed accounts and QoS", opts: site.DiscoverOptions{RunsRoot: "/r"},
+			live: []site.Live{{Name: "gpu", Up: true, NodeList: "g1", CPUsPerNode: 2, Features: []string{"a100", "ib"},
+				AllowedAccounts: []string{"physics", "science"}, AllowedQoS: []string{"high"}}},
+			partitions: []string{"gpu"}, defaultPart: "gpu", timeWarning: 5 * time.Minute,
+			contains: []string{"    # Its nodes' features: a100, ib. To run only on nodes with some:\n    # constraint: a100\n",
+				"    # It takes jobs of accounts physics, science only:\n    # account: physics\n",
+				"    # It takes jobs of QoS high only:\n    # qos: high\n"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := site.Discover(tc.live, tc.opts)
@@ -106,5 +113,27 @@ func TestDiscoverErrors(t *testing.T) {
 				t.Errorf("Discover: %v (bad input: %v); want %s (bad input: %v)", err, errors.Is(err, conf.ErrInvalid), tc.want, tc.invalid)
 			}
 		})
+	}
+}
+
+// The partition settings Discover writes as comments are keys of the
+// partition once uncommented, and match the cluster.
+func TestDiscoverSettingsUncommented(t *testing.T) {
+	live := []site.Live{{Name: "gpu", Up: true, NodeList: "g1", CPUsPerNode: 2, Features: []string{"a100", "ib"},
+		AllowedAccounts: []string{"physics"}, AllowedQoS: []string{"high"}}}
+	out, err := site.Discover(live, site.DiscoverOptions{RunsRoot: "/r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.NewReplacer("    # constraint: ", "    constraint: ", "    # account: ", "    account: ", "    # qos: ", "    qos: ").Replace(string(out))
+	s, err := site.Parse("discovered.yaml", []byte(text))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	if ps := s.Settings("gpu"); ps.Constraint != "a100" || ps.Account != "physics" || ps.QoS != "high" {
+		t.Errorf("settings %+v", ps)
+	}
+	if ms := site.Check(s, live); len(ms) != 0 {
+		t.Errorf("mismatches %v", ms)
 	}
 }

@@ -111,6 +111,9 @@ func (r *reader) site(root *yaml.Node) {
 		}},
 		"account":        {Decode: func(n *yaml.Node, path string) { s.Account = r.word(n, path) }},
 		"qos":            {Decode: func(n *yaml.Node, path string) { s.QoS = r.word(n, path) }},
+		"constraint":     {Decode: func(n *yaml.Node, path string) { s.Constraint = r.constraint(n, path) }},
+		"reservation":    {Decode: func(n *yaml.Node, path string) { s.Reservation = r.reservation(n, path) }},
+		"env":            {Decode: func(n *yaml.Node, path string) { s.Env = r.env(n, path) }},
 		"partitions":     {Required: true, Decode: r.partitions},
 		"sbatch_options": {Decode: r.sbatchOptions},
 		"launcher":       {Decode: r.launcher},
@@ -305,6 +308,12 @@ func (r *reader) partition(item *yaml.Node, path string) {
 			pn.maxNodes = n
 			p.MaxNodes, _ = r.positive(n, path)
 		}},
+		"account":     {Decode: func(n *yaml.Node, path string) { p.Account = r.word(n, path) }},
+		"qos":         {Decode: func(n *yaml.Node, path string) { p.QoS = r.word(n, path) }},
+		"constraint":  {Decode: func(n *yaml.Node, path string) { p.Constraint = r.constraint(n, path) }},
+		"reservation": {Decode: func(n *yaml.Node, path string) { p.Reservation = r.reservation(n, path) }},
+		"setup":       {Decode: func(n *yaml.Node, path string) { p.Setup = r.lines(n, path) }},
+		"env":         {Decode: func(n *yaml.Node, path string) { p.Env = r.env(n, path) }},
 	})
 	r.s.Partitions = append(r.s.Partitions, p)
 	r.parts = append(r.parts, pn)

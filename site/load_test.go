@@ -400,7 +400,7 @@ func TestExampleLocal(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := site.Partition{Name: "debug", Default: true, CPUsPerNode: 4, MemoryMB: 2000, Nodes: 4, NodeList: "n[1-4]", MaxNodes: 4}
-	if *p != want {
+	if !reflect.DeepEqual(*p, want) {
 		t.Errorf("partition %+v, want %+v", *p, want)
 	}
 	if s.Cluster != "dps" || s.RunsRoot != "/var/tmp/dpsbatch/runs" || s.Launcher.Kind != "srun" || s.Launcher.Comm != "tcp" ||

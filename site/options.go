@@ -55,6 +55,8 @@ var sbatchRules = optionRules{tool: "sbatch", long: map[string]string{
 	"dependency":      "dpsbatch orders the jobs of a run itself",
 	"account":         "use the site file's account key",
 	"qos":             "use the site file's qos key",
+	"constraint":      "use the site file's constraint key (or a partition's)",
+	"reservation":     "use the site file's reservation key (or a partition's)",
 }}
 
 // srunRules: the srun options of launcher.flags that would redirect the

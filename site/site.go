@@ -1,11 +1,14 @@
 // Package site owns the site file: what a site admin writes once to
 // describe a cluster to dpsbatch — its partitions and their limits, the
-// default account and QoS, extra sbatch options, the launcher, the
-// environment setup lines of every job, the runs root and the event
-// broker. It loads and validates the file (Load, Parse), finds a
-// partition by name (Site.Partition), compares the file with the live
-// cluster (Check, Unlisted) and its account and QoS with the cluster's
-// accounting (CheckAccounting), and writes a starting file from it
+// default account, QoS, constraint, reservation and environment, extra
+// sbatch options, the launcher, the environment setup lines of every job,
+// the runs root and the event broker; a partition may have its own
+// account, QoS, constraint, reservation, setup lines and environment. It
+// loads and validates the file (Load, Parse), finds a partition by name
+// (Site.Partition) and what its jobs get (Site.Settings), compares the
+// file with the live cluster (Check, Unlisted), its accounts and QoS with
+// the cluster's accounting (CheckAccounting) and its reservations with
+// the cluster's (CheckReservations), and writes a starting file from it
 // (Discover); it also reads and writes Slurm host lists such as n[1-4]
 // (ExpandHostList, CompressHostList). It knows nothing of Slurm's tools:
 // the live description comes from the scheduler package as []Live and
@@ -13,7 +16,10 @@
 // spelling of the options dpsbatch sets itself (optionRules).
 package site
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Site is a loaded and validated site file.
 type Site struct {
@@ -22,6 +28,12 @@ type Site struct {
 	RunsRoot string // absolute directory under which runs are created by name
 	Account  string // default sbatch --account, optional
 	QoS      string // default sbatch --qos, optional
+	// Constraint is the default sbatch --constraint (node features, such
+	// as intel&ib), and Reservation the default --reservation; optional.
+	Constraint, Reservation string
+	// Env holds variables every job exports before the launch, in file
+	// order: name and value.
+	Env [][2]string
 	// DefaultPartition is used when a submission names none: the one
 	// marked default, else the only one; "" when there are several and
 	// none is marked.
@@ -59,6 +71,14 @@ type Partition struct {
 	NodeList string
 	MaxTime  time.Duration // 0: no limit
 	MaxNodes int           // per job; 0: Nodes
+
+	// Account, QoS, Constraint and Reservation, when set, replace the
+	// site's for jobs on this partition. Setup lines run after the site's;
+	// Env entries replace the site's of the same name and add the others.
+	// Site.Settings combines them.
+	Account, QoS, Constraint, Reservation string
+	Setup                                 []string
+	Env                                   [][2]string
 }
 
 // Launcher says how a job starts the ranks of a pipeline.
@@ -113,4 +133,21 @@ type Live struct {
 	MaxTime     time.Duration // 0: unlimited
 	MaxNodes    int           // 0: unlimited
 	Cluster     string
+	// Features are the node features (sinfo %f) of any of the
+	// partition's nodes, sorted; nil when none has any.
+	Features []string
+	// AllowedAccounts and AllowedQoS are the accounts and QoS whose jobs
+	// the partition takes (AllowAccounts, AllowQos); nil when any.
+	AllowedAccounts, AllowedQoS []string
+}
+
+// AddFeatures adds a node's features to l.Features, keeping them sorted
+// and each once. The scheduler package calls it for every node of the
+// partition.
+func (l *Live) AddFeatures(features ...string) {
+	for _, f := range features {
+		if i, found := slices.BinarySearch(l.Features, f); !found && f != "" {
+			l.Features = slices.Insert(l.Features, i, f)
+		}
+	}
 }

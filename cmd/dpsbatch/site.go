@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os/user"
+	"slices"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -21,8 +24,9 @@ func siteCommand() *cli.Command {
 				Usage: "compare the site file with the live cluster and report each mismatch",
 				Description: "Loads the site file (every problem in it is reported with its line), then asks Slurm\n" +
 					"(sinfo) for the partitions and compares: partition exists and is up, CPUs and memory per\n" +
-					"node, node count and list, time and node limits; and asks Slurm's accounting (sacctmgr)\n" +
-					"whether the account and QoS exist and you are associated with them.\n" +
+					"node, node count and list, time and node limits, the constraint's features; asks Slurm's\n" +
+					"accounting (sacctmgr) whether each partition's account and QoS exist and you are associated\n" +
+					"with them; and whether each partition's reservation exists and lets you in.\n" +
 					"Exit status: 0 the file matches the cluster, 2 the file is invalid or does not match.",
 				Flags: []cli.Flag{siteFlag(), &cli.BoolFlag{Name: "json", Usage: "print the result (each mismatch, or each problem of the file) as JSON"}},
 				Action: func(c *cli.Context) error {
@@ -47,6 +51,7 @@ func siteCommand() *cli.Command {
 					}
 					ms := site.Check(s, live)
 					ms = append(ms, checkAccounting(c, b, s, live)...)
+					ms = append(ms, checkReservations(c, b, s)...)
 					if c.Bool("json") {
 						if err := printJSON(c.App.Writer, checkedSite(s, ms)); err != nil {
 							return err
@@ -64,7 +69,8 @@ func siteCommand() *cli.Command {
 				Name:  "discover",
 				Usage: "print a starting site file from the live cluster",
 				Description: "Asks Slurm (sinfo) for its partitions and prints a commented site file describing\n" +
-					"them; edit the launcher, setup lines and runs root, then check it with `site check`.",
+					"them (each partition's node features and allowed accounts and QoS as commented keys); edit the\n" +
+					"launcher, setup lines and runs root, then check it with `site check`.",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "runs-root", Value: "/var/tmp/dpsbatch/runs", Usage: "runs root to write in the file (on a file system every node sees)"},
 					&cli.StringFlag{Name: "site", EnvVars: []string{"DPSBATCH_SITE"},
@@ -133,7 +139,7 @@ func checkedSite(s *site.Site, ms []site.Mismatch) siteChecked {
 // accounting, when the site names one and the backend can read it; when
 // it cannot, it says so on stderr and finds no mismatch.
 func checkAccounting(c *cli.Context, b scheduler.Backend, s *site.Site, live []site.Live) []site.Mismatch {
-	if s.Account == "" && s.QoS == "" {
+	if !anyPartition(s, func(ps site.Settings) bool { return ps.Account != "" || ps.QoS != "" }) {
 		return nil
 	}
 	r, ok := b.(scheduler.AccountingReader)
@@ -150,4 +156,35 @@ func checkAccounting(c *cli.Context, b scheduler.Backend, s *site.Site, live []s
 		a.Cluster = live[0].Cluster
 	}
 	return site.CheckAccounting(s, a)
+}
+
+// anyPartition reports whether the settings of any partition of s have
+// what f looks for.
+func anyPartition(s *site.Site, f func(site.Settings) bool) bool {
+	return slices.ContainsFunc(s.Partitions, func(p site.Partition) bool { return f(s.Settings(p.Name)) })
+}
+
+// checkReservations compares the partitions' reservations with Slurm's,
+// when one names a reservation and the backend can list them; when it
+// cannot (slurmrestd), it says so on stderr and finds no mismatch.
+func checkReservations(c *cli.Context, b scheduler.Backend, s *site.Site) []site.Mismatch {
+	if !anyPartition(s, func(ps site.Settings) bool { return ps.Reservation != "" }) {
+		return nil
+	}
+	r, ok := b.(scheduler.ReservationReader)
+	if !ok {
+		fmt.Fprintf(c.App.ErrWriter, "%s: reservations not checked: not checked through REST (the backend cannot list them)\n", s.Path)
+		return nil
+	}
+	me, err := user.Current()
+	if err != nil {
+		fmt.Fprintf(c.App.ErrWriter, "%s: reservations not checked: %v\n", s.Path, err)
+		return nil
+	}
+	live, err := r.Reservations(c.Context)
+	if err != nil {
+		fmt.Fprintf(c.App.ErrWriter, "%s: reservations not checked: %v\n", s.Path, err)
+		return nil
+	}
+	return site.CheckReservations(s, me.Username, live, time.Now())
 }
