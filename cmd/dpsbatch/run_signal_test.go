@@ -26,7 +26,9 @@ import (
 
 // slowPipeline's only slow stage runs slow.sh per CCD: it marks the
 // visit started, sleeps slowFor and prints the value the output stage
-// writes.
+// writes. Its program ignores the stop signals (ignore_stop_signals), so
+// that a graceful stop lets the visit in flight finish; a program that
+// does not is killed with it and its visit interrupted (stopsignal tests).
 const slowPipeline = `pipeline: slow
 slices: 2
 mapper: {type: range, settings: {key: ccd, from: 1, to: %d}}
@@ -38,6 +40,7 @@ stages:
     settings:
       command: [sh, "{pipelinedir}/slow.sh"]
       produces: [value]
+      ignore_stop_signals: true
   - name: write
     type: output
     settings:
