@@ -16,12 +16,7 @@ type StageCall struct {
 // less: all). It reads one row per call: the run report draws each
 // stage's distribution from them.
 func (s *Store) StageCalls(limit int) ([]StageCall, error) {
-	query := `SELECT v.id, t.attempt, t.stage, t.took FROM stage_times t JOIN visits v ON v.seq = t.visit ORDER BY t.rowid`
-	var args []any
-	if limit > 0 {
-		query += " LIMIT ?"
-		args = append(args, limit)
-	}
+	query, args := limited(`SELECT v.id, t.attempt, t.stage, t.took FROM stage_times t JOIN visits v ON v.seq = t.visit ORDER BY t.rowid`, nil, limit)
 	rows, err := s.db.Query(query, args...)
 	if err != nil {
 		return nil, s.wrap("listing stage calls", err)

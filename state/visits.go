@@ -564,11 +564,7 @@ func (s *Store) Visits(st VisitState, limit int) ([]Visit, error) {
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
-	query += " ORDER BY seq"
-	if limit > 0 {
-		query += " LIMIT ?"
-		args = append(args, limit)
-	}
+	query, args = limited(query+" ORDER BY seq", args, limit)
 	rows, err := s.db.Query(query, args...)
 	if err != nil {
 		return nil, s.wrap("listing visits", err)
@@ -680,15 +676,19 @@ func (s *Store) StageTimes() (map[string]time.Duration, error) {
 	return m, nil
 }
 
+// limited is query with its arguments, keeping at most limit rows (0 or
+// less: all).
+func limited(query string, args []any, limit int) (string, []any) {
+	if limit > 0 {
+		return query + " LIMIT ?", append(args, limit)
+	}
+	return query, args
+}
+
 // Failures returns the recorded slice failures in the order recorded, at
 // most limit of them (0 or less: all).
 func (s *Store) Failures(limit int) ([]Failure, error) {
-	query := `SELECT v.id, f.attempt, f.stage, f.slice, f.data_id, f.err FROM slice_failures f JOIN visits v ON v.seq = f.visit ORDER BY f.id`
-	var args []any
-	if limit > 0 {
-		query += " LIMIT ?"
-		args = append(args, limit)
-	}
+	query, args := limited(`SELECT v.id, f.attempt, f.stage, f.slice, f.data_id, f.err FROM slice_failures f JOIN visits v ON v.seq = f.visit ORDER BY f.id`, nil, limit)
 	rows, err := s.db.Query(query, args...)
 	if err != nil {
 		return nil, s.wrap("listing failures", err)

@@ -86,11 +86,7 @@ func eventsCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "one JSON object per event"},
 		},
 		Action: func(c *cli.Context) error {
-			s, err := loadSite(c, false)
-			if err != nil {
-				return err
-			}
-			dir, err := oneRun(c, s)
+			dir, err := runDir(c)
 			if err != nil {
 				return err
 			}

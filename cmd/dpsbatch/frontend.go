@@ -56,6 +56,33 @@ func resolveRuns(c *cli.Context, s *site.Site) ([]string, error) {
 	return dirs, nil
 }
 
+// manyRuns is what a command over one or more runs (status, monitor)
+// needs: their run directories and the Slurm backend of the site file,
+// if one is given.
+func manyRuns(c *cli.Context) ([]string, scheduler.Backend, error) {
+	s, err := loadSite(c, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	dirs, err := resolveRuns(c, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := backend(s)
+	return dirs, b, err
+}
+
+// runDir is the run directory of a command over one run that reads its
+// files only (events, report): the site file, if given, names the runs
+// root.
+func runDir(c *cli.Context) (string, error) {
+	s, err := loadSite(c, false)
+	if err != nil {
+		return "", err
+	}
+	return oneRun(c, s)
+}
+
 // oneRun resolves the single RUN argument of a command.
 func oneRun(c *cli.Context, s *site.Site) (string, error) {
 	if c.NArg() != 1 {

@@ -45,15 +45,7 @@ func monitorCommand() *cli.Command {
 					return err
 				}
 			}
-			s, err := loadSite(c, false)
-			if err != nil {
-				return err
-			}
-			dirs, err := resolveRuns(c, s)
-			if err != nil {
-				return err
-			}
-			b, err := backend(s)
+			dirs, b, err := manyRuns(c)
 			if err != nil {
 				return err
 			}

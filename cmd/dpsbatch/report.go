@@ -30,11 +30,7 @@ func reportCommand() *cli.Command {
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "the file to write, - for stdout (default RUN-DIR/" + reportFile + ")"},
 		},
 		Action: func(c *cli.Context) error {
-			s, err := loadSite(c, false)
-			if err != nil {
-				return err
-			}
-			dir, err := oneRun(c, s)
+			dir, err := runDir(c)
 			if err != nil {
 				return err
 			}

@@ -39,15 +39,7 @@ func statusCommand() *cli.Command {
 			if c.Duration("interval") < time.Second {
 				return badInput("--interval must be at least 1s, got %s", c.Duration("interval"))
 			}
-			s, err := loadSite(c, false)
-			if err != nil {
-				return err
-			}
-			dirs, err := resolveRuns(c, s)
-			if err != nil {
-				return err
-			}
-			b, err := backend(s)
+			dirs, b, err := manyRuns(c)
 			if err != nil {
 				return err
 			}
