@@ -774,6 +774,9 @@ func TestStatusSilent(t *testing.T) {
 		if err := st.JobStarted("1001", "n1", fixedNow()); err != nil {
 			t.Fatal(err)
 		}
+		if err := st.VisitStarted("v002", "1001", fixedNow().Add(50*time.Second)); err != nil {
+			t.Fatal(err)
+		}
 		if err := st.Heartbeat("1001", fixedNow().Add(time.Minute), "v002"); err != nil {
 			t.Fatal(err)
 		}
@@ -811,9 +814,20 @@ func TestStatusSilent(t *testing.T) {
 			}
 		})
 	}
+	// The visit the heartbeat names ends before the next heartbeat: the
+	// heartbeat is no longer said to be in it.
+	e.fake.set("1001", "RUNNING")
+	clock = func() time.Time { return fixedNow().Add(time.Minute + 5*time.Second) }
+	withState(t, dir, func(st *state.Store) {
+		if err := st.VisitEnded("v002", state.Done, "", fixedNow().Add(time.Minute+time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if j := status(t, e, dir).Jobs[0]; j.HeartbeatVisit != "" || !j.Heartbeat.Equal(fixedNow().Add(time.Minute)) {
+		t.Errorf("after visit v002 ended: heartbeat %v in visit %q; want the heartbeat in no visit", j.Heartbeat, j.HeartbeatVisit)
+	}
 	// Its Pipeline recorded its end while Slurm still runs the job (its
 	// step or script finishing): it ended, it is not silent.
-	e.fake.set("1001", "RUNNING")
 	withState(t, dir, func(st *state.Store) {
 		if err := st.JobEnded("1001", "COMPLETED", 0, "", fixedNow().Add(2*time.Minute)); err != nil {
 			t.Fatal(err)

@@ -37,7 +37,7 @@ type JobStatus struct {
 	// Broker is where the job's broker listens (relay commands use it).
 	Broker string `json:"broker,omitempty"`
 	// Heartbeat is the Pipeline's last heartbeat, with the visit then in
-	// flight.
+	// flight while that visit still runs ("" once it has ended).
 	Heartbeat      time.Time `json:"heartbeat,omitzero"`
 	HeartbeatVisit string    `json:"heartbeatVisit,omitempty"`
 	// Silent says Slurm has the job running but its Pipeline has not
@@ -255,7 +255,7 @@ func readRun(dir string) (RunStatus, error) {
 	for _, j := range jobs {
 		rs.Jobs = append(rs.Jobs, JobStatus{ID: j.ID, Attempt: j.Attempt, State: j.State, Source: "state",
 			ExitCode: j.ExitCode, Reason: j.Reason, Recorded: j.State, Submitted: j.Submitted, Started: j.Started, Ended: j.Ended,
-			Broker: j.Broker, Heartbeat: j.Heartbeat, HeartbeatVisit: j.HeartbeatVisit})
+			Broker: j.Broker, Heartbeat: j.Heartbeat, HeartbeatVisit: stillRunning(st, j.HeartbeatVisit)})
 	}
 	sort.Slice(rs.Jobs, func(a, b int) bool { return rs.Jobs[a].Attempt < rs.Jobs[b].Attempt })
 	attachStarts(&rs, starts)
@@ -491,6 +491,19 @@ func fullDisk(dir string) *DiskSpace {
 		return nil
 	}
 	return &DiskSpace{Dir: dir, Free: free, Size: size}
+}
+
+// stillRunning is visit, the one in flight at a job's last heartbeat,
+// while the state file still has it running; "" once it has ended (the
+// heartbeat is then in no visit the run still runs).
+func stillRunning(st *state.Store, visit string) string {
+	if visit == "" {
+		return ""
+	}
+	if s, err := st.VisitState(visit); err != nil || s != state.Running {
+		return ""
+	}
+	return visit
 }
 
 // clock is what status judges heartbeats by; tests replace it.
