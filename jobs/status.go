@@ -89,6 +89,9 @@ type RunStatus struct {
 	// first that did not complete tells how), silent when one of the
 	// steps is.
 	Pipelines []RunStatus `json:"pipelines,omitempty"`
+	// Failures, only when asked for (status --failures, from Failures):
+	// each failed visit's error and every slice failure recorded.
+	Failures []Failure `json:"failures,omitempty"`
 
 	// runningBy is how many visits the state file records running, by
 	// the job that started them: see showDeadRunning.

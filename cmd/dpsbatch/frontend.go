@@ -206,6 +206,12 @@ func printStatus(w io.Writer, rs jobs.RunStatus) {
 		fmt.Fprintf(w, "  listening for trigger events after its visit list (dpsbatch finish %s ends it)\n", rs.Run)
 	}
 	fmt.Fprintf(w, "  state file: %s/%s (journal %s)\n", rs.Dir, jobs.StateFile, rs.Journal)
+	if rs.Failures != nil {
+		fmt.Fprintf(w, "  failures (%d):\n", len(rs.Failures))
+		for _, f := range rs.Failures {
+			fmt.Fprintf(w, "    %s\n", f)
+		}
+	}
 }
 
 // bytesText is n in B, KiB, MiB, GiB or TiB.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -126,5 +127,60 @@ stages:
 	failures := regexp.MustCompile(`<tr class="failure"><td></td><td>v002</td>.*?<td>measure</td><td>(\d)</td>.*?<td class="err">[^<]*&lt;script&gt;no sources in v002&lt;/script&gt;`).FindAllStringSubmatch(dom, -1)
 	if len(failures) != 2 || strings.Contains(dom, "<script") {
 		t.Errorf("failure rows %q, want one per slice with the error as text; page:\n%s", failures, dom)
+	}
+}
+
+// status --failures lists, on the local cluster, the failed visit with its
+// error and each data ID that failed with its stage and slice; --json
+// carries the same list.
+func TestStatusFailures(t *testing.T) {
+	e := newBatchEnv(t)
+	policy := filepath.Join(e.dir, "fails", "pipeline.yaml")
+	writeFile(t, policy, `pipeline: fails
+slices: 2
+mapper: {type: range, settings: {key: ccd, from: 1, to: 2}}
+events: {trigger: {topic: visits}}
+stages:
+  - name: measure
+    type: exec
+    settings:
+      command: [sh, -c, 'if [ "$1" = v002 ]; then echo "no sources in $1 $2" >&2; exit 1; fi', sh, "{visit}", "{ccd}"]
+`)
+	visits := filepath.Join(e.dir, "fails", "visits.csv")
+	writeFile(t, visits, "visitId\nv001\nv002\n")
+	e.must(0, time.Minute, "submit", policy, "--visits", visits, "--name", "fails")
+	e.cancelAtEnd("fails")
+	e.must(exitPartial, 3*time.Minute, "wait", "fails", "--interval", "1s")
+
+	out := e.must(0, time.Minute, "status", "--failures", "fails")
+	for _, want := range []string{"failures (3):", "visit v002 (attempt 1) failed: ",
+		"visit v002 (attempt 1) stage measure, slice 1, data ID ccd=1: ", "no sources in v002 1",
+		"visit v002 (attempt 1) stage measure, slice 2, data ID ccd=2: ", "no sources in v002 2"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status --failures lacks %q:\n%s", want, out)
+		}
+	}
+	if out := e.must(0, time.Minute, "status", "fails"); strings.Contains(out, "failures (") {
+		t.Errorf("status without --failures lists them:\n%s", out)
+	}
+	var all []struct {
+		Failures []struct {
+			Visit  string `json:"visit"`
+			Stage  string `json:"stage"`
+			Slice  int    `json:"slice"`
+			DataID string `json:"dataId"`
+			Error  string `json:"error"`
+		} `json:"failures"`
+	}
+	js := e.must(0, time.Minute, "status", "--failures", "--json", "fails")
+	if err := json.Unmarshal([]byte(js), &all); err != nil || len(all) != 1 {
+		t.Fatalf("status --failures --json: %v\n%s", err, js)
+	}
+	var got []string
+	for _, f := range all[0].Failures {
+		got = append(got, fmt.Sprintf("%s/%s/%d/%s", f.Visit, f.Stage, f.Slice, f.DataID))
+	}
+	if strings.Join(got, " ") != "v002//0/ v002/measure/1/ccd=1 v002/measure/2/ccd=2" {
+		t.Errorf("failures in JSON %q", got)
 	}
 }

@@ -25,12 +25,14 @@ func statusCommand() *cli.Command {
 			"forgotten (when the cluster keeps accounting), else what the run recorded itself. A job that\n" +
 			"Slurm requeued (node failure, scontrol requeue, preemption) shows as requeued while it waits to\n" +
 			"start again under the same ID, with Slurm's reason and its earliest start, then each of its starts.\n" +
-			"--watch redraws a progress bar every --interval until the runs' jobs end.",
+			"--watch redraws a progress bar every --interval until the runs' jobs end. --failures also lists\n" +
+			"each failed visit's error and every data ID that failed, with its stage and slice (--json: failures).",
 		Flags: []cli.Flag{
 			siteFlag(),
 			&cli.BoolFlag{Name: "json", Usage: "print the statuses as JSON"},
 			&cli.BoolFlag{Name: "watch", Usage: "follow the runs with a live progress bar until their jobs end"},
 			&cli.DurationFlag{Name: "interval", Value: 5 * time.Second, Usage: "how often --watch asks Slurm (at least 1s)"},
+			&cli.BoolFlag{Name: "failures", Usage: "also list each failed visit's error and every data ID that failed, with its stage and slice"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
@@ -49,8 +51,13 @@ func statusCommand() *cli.Command {
 					return err
 				}
 				live := false
-				for _, rs := range all {
+				for i, rs := range all {
 					live = live || rs.Live
+					if c.Bool("failures") {
+						if all[i].Failures, err = jobs.Failures(rs.Dir, 0); err != nil {
+							return err
+						}
+					}
 				}
 				switch {
 				case c.Bool("json"):

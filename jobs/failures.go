@@ -1,0 +1,81 @@
+package jobs
+
+import (
+	"fmt"
+
+	"github.com/dpsbatch/dpsbatch/state"
+)
+
+// Failure is one recorded failure of a run: a data ID that failed at a
+// stage on a slice (Slice 1 and up), or a failed visit as a whole (Slice
+// 0, no data ID: the error the Pipeline ended it with, its own or the
+// slices' in sum), with its error.
+type Failure struct {
+	Pipeline string `json:"pipeline,omitempty"` // the step's name in a run of several
+	Visit    string `json:"visit"`
+	Attempt  int    `json:"attempt"`
+	Stage    string `json:"stage,omitempty"`
+	Slice    int    `json:"slice"`
+	DataID   string `json:"dataId,omitempty"`
+	Error    string `json:"error"`
+}
+
+// Failures lists the recorded failures of the run in dir, step by step:
+// first each failed visit's own error (as the Pipeline ended it), then
+// every slice failure in the order recorded; at most limit of each per
+// step (0: all). Slice failures of visits that were retried and later
+// done are listed too: they happened.
+func Failures(dir string, limit int) ([]Failure, error) {
+	l := Layout{Dir: dir}
+	_, set, err := readSettings(l)
+	if err != nil {
+		return nil, err
+	}
+	out := []Failure{}
+	for _, d := range stepDirs(l, set) {
+		fs, err := stepFailures(d, limit)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, fs...)
+	}
+	return out, nil
+}
+
+// stepFailures reads one step's failures from its state file.
+func stepFailures(d stepDir, limit int) ([]Failure, error) {
+	st, err := state.OpenReadOnly(d.l.State())
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	failed, err := st.Visits(state.Failed, limit)
+	if err != nil {
+		return nil, err
+	}
+	slices, err := st.Failures(limit)
+	if err != nil {
+		return nil, err
+	}
+	var out []Failure
+	for _, v := range failed {
+		out = append(out, Failure{Pipeline: d.name, Visit: v.ID, Attempt: v.Attempts, Error: v.Err})
+	}
+	for _, f := range slices {
+		out = append(out, Failure{Pipeline: d.name, Visit: f.Visit, Attempt: f.Attempt, Stage: f.Stage, Slice: f.Slice,
+			DataID: f.DataID, Error: f.Err})
+	}
+	return out, nil
+}
+
+// String is the failure in one line, as status --failures prints it.
+func (f Failure) String() string {
+	what := "visit " + f.Visit
+	if f.Pipeline != "" {
+		what = f.Pipeline + " " + what
+	}
+	if f.Slice == 0 {
+		return fmt.Sprintf("%s (attempt %d) failed: %s", what, f.Attempt, f.Error)
+	}
+	return fmt.Sprintf("%s (attempt %d) stage %s, slice %d, data ID %s: %s", what, f.Attempt, f.Stage, f.Slice, f.DataID, f.Error)
+}
