@@ -908,6 +908,11 @@ func (p *pipeline) outcome(ctx context.Context, v *visitRun) VisitResult {
 		// The job is being stopped, and a slice's program died of it:
 		// run the visit again, as if the stop had come before it.
 		res.Outcome, res.Err = VisitInterrupted, "interrupted by a stop signal: "+v.firstStop
+	case v.serialErr != nil && v.nFailed > 0:
+		// The Pipeline's failure may be the data IDs' (a later stage
+		// missing what they would have made): name theirs first.
+		res.Outcome = VisitFailed
+		res.Err = fmt.Sprintf("%d of %d data IDs failed; first: %s; then %s", len(v.failedIDs), p.totalIDs, v.firstFail, v.serialErr)
 	case v.serialErr != nil:
 		res.Outcome, res.Err = VisitFailed, v.serialErr.Error()
 	case v.nFailed > 0 && p.sliceRuleFails(len(v.failedIDs)):

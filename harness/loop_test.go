@@ -687,3 +687,23 @@ func TestUnsafeVisitIDsFromEventsDropped(t *testing.T) {
 		}
 	}
 }
+
+// A visit whose data IDs failed at a stage and whose Pipeline then failed
+// at a later one (a downstream stage missing what they would have made)
+// names the data IDs' failure first, not only the later stage's error.
+func TestVisitErrorNamesSliceFailuresFirst(t *testing.T) {
+	policy := testHead + `stages:
+  - {name: measure, type: test-fail, settings: {visit: "2"}}
+  - {name: announce, type: test-prefail, settings: {visit: "2"}}
+  - {name: record, type: test-record}
+`
+	_, end, err := runYAML(t, policy, []string{"1", "2"})
+	if !errors.Is(err, ErrVisitsFailed) {
+		t.Fatalf("err = %v, want ErrVisitsFailed", err)
+	}
+	r := end.results["2"]
+	first, later := strings.Index(r.Err, `6 of 6 data IDs failed`), strings.Index(r.Err, `stage "announce"`)
+	if r.Outcome != VisitFailed || first < 0 || later < first || !strings.Contains(r.Err, `stage "measure"`) {
+		t.Errorf("visit 2 ended %s with %q; want the 6 data IDs' failure at measure named before announce's", r.Outcome, r.Err)
+	}
+}
