@@ -12,7 +12,8 @@ import (
 
 // Runs lists the runs under the site's runs root with their status: every
 // state file is read, and Slurm is asked once about all their jobs (b may
-// be nil to read the state files only).
+// be nil to read the state files only). A run that cannot be read is
+// listed Unreadable, with why: one run never hides the others.
 func Runs(ctx context.Context, s *site.Site, b scheduler.Backend) ([]RunStatus, error) {
 	names, err := RunNames(s.RunsRoot)
 	if os.IsNotExist(err) {
@@ -25,5 +26,5 @@ func Runs(ctx context.Context, s *site.Site, b scheduler.Backend) ([]RunStatus, 
 	for i, n := range names {
 		dirs[i] = filepath.Join(s.RunsRoot, n)
 	}
-	return Status(ctx, b, dirs)
+	return statuses(ctx, b, dirs, true)
 }

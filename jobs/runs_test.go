@@ -3,12 +3,14 @@ package jobs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/dpsbatch/dpsbatch/internal/conf"
+	"github.com/dpsbatch/dpsbatch/state"
 )
 
 func TestResolveRun(t *testing.T) {
@@ -86,5 +88,33 @@ func TestRunsSkipsUnfinishedSubmissions(t *testing.T) {
 			dirs = append(dirs, r.Dir)
 		}
 		t.Errorf("Runs lists %v; want only %s", dirs, dir)
+	}
+}
+
+// A run Runs cannot read (here: settings written by a newer dpsbatch) is
+// listed with why, and the other runs still are: one run must not hide
+// the rest.
+func TestRunsListsUnreadableRuns(t *testing.T) {
+	e := newEnv(t, 2)
+	good := e.submit("run1")
+	bad := filepath.Join(e.root, "run2")
+	if err := os.Mkdir(bad, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := createState(Layout{Dir: bad}, state.Run{ID: "run2", Name: "run2", Dir: bad, Pipeline: "tiny", Created: fixedNow(),
+		Settings: fmt.Sprintf(`{"version":%d}`, settingsVersion+1)}, []string{"v1"}); err != nil {
+		t.Fatal(err)
+	}
+	list, err := Runs(context.Background(), e.site, e.fake)
+	if err != nil {
+		t.Fatalf("Runs: %v; want both runs listed", err)
+	}
+	if len(list) != 2 || list[0].Dir != good || list[0].Unreadable != "" || list[1].Dir != bad || list[1].Run != "run2" ||
+		!strings.Contains(list[1].Unreadable, fmt.Sprintf("version %d", settingsVersion+1)) {
+		t.Errorf("Runs: %+v; want run1, then run2 unreadable naming its settings' version", list)
+	}
+	// Status of that run alone is still an error.
+	if _, err := Status(context.Background(), e.fake, []string{bad}); err == nil {
+		t.Error("Status of an unreadable run: no error")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -89,6 +90,10 @@ type RunStatus struct {
 	// first that did not complete tells how), silent when one of the
 	// steps is.
 	Pipelines []RunStatus `json:"pipelines,omitempty"`
+	// Unreadable, in a list of runs (Runs), says why the run's state
+	// file or settings could not be read; the other fields are then
+	// empty but for Run and Dir.
+	Unreadable string `json:"unreadable,omitempty"`
 	// Failures, only when asked for (status --failures, from Failures):
 	// each failed visit's error and every slice failure recorded.
 	Failures []Failure `json:"failures,omitempty"`
@@ -152,10 +157,20 @@ type DiskSpace struct {
 // once: one squeue call however many runs, and one sacct call for the
 // jobs Slurm has forgotten (when the cluster has accounting).
 func Status(ctx context.Context, b scheduler.Backend, dirs []string) ([]RunStatus, error) {
+	return statuses(ctx, b, dirs, false)
+}
+
+// statuses is Status; with listing, a run that cannot be read is listed
+// as Unreadable, with why, instead of failing the whole list.
+func statuses(ctx context.Context, b scheduler.Backend, dirs []string, listing bool) ([]RunStatus, error) {
 	out := make([]RunStatus, 0, len(dirs))
 	var ask []string
 	for _, d := range dirs {
 		rs, err := readRun(d)
+		if err != nil && listing {
+			out = append(out, RunStatus{Run: filepath.Base(d), Dir: d, Unreadable: err.Error()})
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -169,7 +184,9 @@ func Status(ctx context.Context, b scheduler.Backend, dirs []string) ([]RunStatu
 		return nil, err
 	}
 	for i := range out {
-		settle(&out[i], known)
+		if out[i].Unreadable == "" {
+			settle(&out[i], known)
+		}
 	}
 	requeueReasons(ctx, b, out)
 	return out, nil

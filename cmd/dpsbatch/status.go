@@ -216,6 +216,10 @@ func runsCommand() *cli.Command {
 				fmt.Fprintf(c.App.Writer, "no runs under %s\n", s.RunsRoot)
 			}
 			for _, rs := range all {
+				if rs.Unreadable != "" {
+					fmt.Fprintf(c.App.Writer, "%-32s cannot be read: %s\n", rs.Run, rs.Unreadable)
+					continue
+				}
 				last := "-"
 				if n := len(rs.Jobs); n > 0 {
 					last = rs.Jobs[n-1].ID + " " + strings.ToLower(rs.Jobs[n-1].State)
