@@ -63,14 +63,7 @@ func TestCheckAccountingPerPartition(t *testing.T) {
 		"partition cpu: account: site file says gpu, the cluster has no association of user ann with it",
 	}
 	ms := site.CheckAccounting(s, acct)
-	if len(ms) != len(want) {
-		t.Fatalf("%d mismatches %v, want %d", len(ms), ms, len(want))
-	}
-	for i, m := range ms {
-		if !strings.Contains(m.String(), want[i]) {
-			t.Errorf("%q, want %q", m.String(), want[i])
-		}
-	}
+	wantMismatches(t, ms, want)
 }
 
 // A site-wide account or QoS that every partition replaces is never used,

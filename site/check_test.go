@@ -286,14 +286,7 @@ func TestCheckConstraint(t *testing.T) {
 		"partition long: constraint: site file says [rack1|rack2]&gpu*2, the cluster has features gpu, rack1 (no node of the partition has rack2",
 	}
 	ms := site.Check(s, live)
-	if len(ms) != len(want) {
-		t.Fatalf("%d mismatches %v, want %d", len(ms), ms, len(want))
-	}
-	for i, m := range ms {
-		if !strings.Contains(m.String(), want[i]) {
-			t.Errorf("%q, want %q", m.String(), want[i])
-		}
-	}
+	wantMismatches(t, ms, want)
 	live[0].Features = []string{"intel"}
 	live[1].Features = []string{"gpu", "rack1", "rack2"}
 	if ms := site.Check(s, live); len(ms) != 0 {
@@ -318,12 +311,19 @@ func TestCheckAllowed(t *testing.T) {
 		"partition long: qos: site file says normal, the cluster has a partition for high, low",
 	}
 	ms := site.Check(s, live)
+	wantMismatches(t, ms, want)
+}
+
+// wantMismatches checks that ms are, in order, mismatches whose texts
+// contain want's.
+func wantMismatches(t *testing.T, ms []site.Mismatch, want []string) {
+	t.Helper()
 	if len(ms) != len(want) {
 		t.Fatalf("%d mismatches %v, want %d", len(ms), ms, len(want))
 	}
 	for i, m := range ms {
 		if !strings.Contains(m.String(), want[i]) {
-			t.Errorf("%q, want %q", m.String(), want[i])
+			t.Errorf("%q\nwant %q", m.String(), want[i])
 		}
 	}
 }

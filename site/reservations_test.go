@@ -1,7 +1,6 @@
 package site_test
 
 import (
-	"strings"
 	"testing"
 	"time"
 
@@ -34,12 +33,5 @@ func TestCheckReservations(t *testing.T) {
 		"partition e: reservation: site file says theirs, the cluster has a reservation for users bob, accounts science (user ann in account physics may not use it)",
 	}
 	ms := site.CheckReservations(s, "ann", live, now)
-	if len(ms) != len(want) {
-		t.Fatalf("%d mismatches %v, want %d", len(ms), ms, len(want))
-	}
-	for i, m := range ms {
-		if !strings.Contains(m.String(), want[i]) {
-			t.Errorf("%q\nwant %q", m.String(), want[i])
-		}
-	}
+	wantMismatches(t, ms, want)
 }
