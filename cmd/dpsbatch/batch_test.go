@@ -111,6 +111,24 @@ stages:
 	return policy, visitFile
 }
 
+// twoSlicePipeline writes pipeline name of two slices over CCDs 1 and 2,
+// triggered on topic visits, with the given stages (YAML list items), and
+// a visit file of visits; it returns both paths.
+func (e *batchEnv) twoSlicePipeline(name, stages string, visits ...string) (policy, visitFile string) {
+	e.t.Helper()
+	dir := filepath.Join(e.dir, name)
+	policy = filepath.Join(dir, "pipeline.yaml")
+	writeFile(e.t, policy, "pipeline: "+name+`
+slices: 2
+mapper: {type: range, settings: {key: ccd, from: 1, to: 2}}
+events: {trigger: {topic: visits}}
+stages:
+`+stages)
+	visitFile = filepath.Join(dir, "visits.csv")
+	writeFile(e.t, visitFile, "visitId\n"+strings.Join(visits, "\n")+"\n")
+	return policy, visitFile
+}
+
 type statusJSON struct {
 	Run     string         `json:"run"`
 	Dir     string         `json:"runDir"`

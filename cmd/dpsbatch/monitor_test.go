@@ -241,20 +241,11 @@ func TestMonitorSliceLost(t *testing.T) {
 // A pipeline where most visits fail: failure_rate over the last 3.
 func TestMonitorFailureRate(t *testing.T) {
 	e := newBatchEnv(t)
-	dir := filepath.Join(e.dir, "frate")
-	policy := filepath.Join(dir, "pipeline.yaml")
-	writeFile(t, policy, `pipeline: frate
-slices: 2
-mapper: {type: range, settings: {key: ccd, from: 1, to: 2}}
-events: {trigger: {topic: visits}}
-stages:
-  - name: work
+	policy, vf := e.twoSlicePipeline("frate", `  - name: work
     type: exec
     settings:
       command: [sh, -c, 'sleep 0.3; case "$1" in v001) ;; *) echo "no sky in $1" >&2; exit 1;; esac', sh, "{visit}"]
-`)
-	vf := filepath.Join(dir, "visits.csv")
-	writeFile(t, vf, "visitId\nv001\nv002\nv003\nv004\nv005\n")
+`, "v001", "v002", "v003", "v004", "v005")
 	e.must(0, time.Minute, "submit", policy, "--visits", vf, "--name", "frate")
 	e.cancelAtEnd("frate")
 	rules := onlyRule(t, e.dir, monitor.RuleFailureRate, "visits: 3, above: 0.5")

@@ -87,13 +87,7 @@ func newState(t *testing.T, path string, at time.Time, visits []string) {
 // text, and makes no network request.
 func TestReportOfBatchRun(t *testing.T) {
 	e := newBatchEnv(t)
-	policy := filepath.Join(e.dir, "rep", "pipeline.yaml")
-	writeFile(t, policy, `pipeline: rep
-slices: 2
-mapper: {type: range, settings: {key: ccd, from: 1, to: 2}}
-events: {trigger: {topic: visits}}
-stages:
-  - name: isr
+	policy, visits := e.twoSlicePipeline("rep", `  - name: isr
     type: exec
     settings: {command: [sh, -c, 'sleep 0.2'], timeout: 120s}
   - name: measure
@@ -101,9 +95,7 @@ stages:
     settings:
       command: [sh, -c, 'if [ "$1" = v002 ]; then echo "<script>no sources in $1</script>" >&2; exit 1; fi', sh, "{visit}"]
       timeout: 120s
-`)
-	visits := filepath.Join(e.dir, "rep", "visits.csv")
-	writeFile(t, visits, "visitId\nv001\nv002\nv003\n")
+`, "v001", "v002", "v003")
 	e.must(0, time.Minute, "submit", policy, "--visits", visits, "--name", "rep")
 	e.cancelAtEnd("rep")
 	e.must(exitPartial, 3*time.Minute, "wait", "rep", "--interval", "1s")
@@ -135,19 +127,11 @@ stages:
 // carries the same list.
 func TestStatusFailures(t *testing.T) {
 	e := newBatchEnv(t)
-	policy := filepath.Join(e.dir, "fails", "pipeline.yaml")
-	writeFile(t, policy, `pipeline: fails
-slices: 2
-mapper: {type: range, settings: {key: ccd, from: 1, to: 2}}
-events: {trigger: {topic: visits}}
-stages:
-  - name: measure
+	policy, visits := e.twoSlicePipeline("fails", `  - name: measure
     type: exec
     settings:
       command: [sh, -c, 'if [ "$1" = v002 ]; then echo "no sources in $1 $2" >&2; exit 1; fi', sh, "{visit}", "{ccd}"]
-`)
-	visits := filepath.Join(e.dir, "fails", "visits.csv")
-	writeFile(t, visits, "visitId\nv001\nv002\n")
+`, "v001", "v002")
 	e.must(0, time.Minute, "submit", policy, "--visits", visits, "--name", "fails")
 	e.cancelAtEnd("fails")
 	e.must(exitPartial, 3*time.Minute, "wait", "fails", "--interval", "1s")
