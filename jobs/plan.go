@@ -21,6 +21,7 @@ type Request struct {
 	Slices        int                // 0: the policy's count (or one per data ID)
 	CPUsPerSlice  int                // 0: 1
 	MemPerSliceMB int                // 0: do not ask for memory
+	GPUsPerSlice  int                // 0: the policy's gpus_per_slice (0: no GPUs)
 	Time          time.Duration      // 0: the partition's limit
 	Strategy      scheduler.Strategy // "": pack
 }
@@ -38,7 +39,7 @@ func dryAssign(p *harness.Policy, m mapper.DataMapper, plan scheduler.Plan, slic
 		for local := range tasks {
 			if rank > 0 && rank <= slices {
 				hosts = append(hosts, mapper.HostInfo{Rank: rank, LocalRank: local, Host: name, Node: name,
-					CPUs: plan.CPUsPerTask, MemoryMB: int64(plan.MemPerCPUMB * plan.CPUsPerTask)})
+					CPUs: plan.CPUsPerTask, MemoryMB: int64(plan.MemPerCPUMB * plan.CPUsPerTask), GPUs: gpuIDs(plan.GPUsPerTask, local)})
 			}
 			rank++
 		}
@@ -54,6 +55,16 @@ func dryAssign(p *harness.Policy, m mapper.DataMapper, plan scheduler.Plan, slic
 		return fmt.Errorf("%w: %s: mapper %s with %d slices: %v", conf.ErrInvalid, p.File, p.Mapper.Type, slices, err)
 	}
 	return nil
+}
+
+// gpuIDs is what a task with n GPUs, the local'th task of its node, would
+// find in CUDA_VISIBLE_DEVICES: its own n of the node's GPUs.
+func gpuIDs(n, local int) string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = strconv.Itoa(local*n + i)
+	}
+	return strings.Join(ids, ",")
 }
 
 // RunPlan is a run's one allocation and the share of each of its steps,
@@ -76,8 +87,9 @@ type StepPlan struct {
 // Each step's slice count is the one it asked for (Step.Slices), else the
 // policy's, else one per data ID; every step runs its Pipeline rank and
 // its slices, so its Tasks is Slices+1. Every task of every step gets
-// r.CPUsPerSlice CPUs and r.MemPerSliceMB of memory; r.Slices is not
-// read (the steps carry theirs).
+// r.CPUsPerSlice CPUs, r.MemPerSliceMB of memory and r.GPUsPerSlice GPUs
+// (when 0, the most any step's policy asks, gpus_per_slice); r.Slices is
+// not read (the steps carry theirs).
 //
 // scheduler.PlanAllocation plans one Pipeline rank and N slices, all tasks
 // of one size (its Pipeline rank is only distinct in asking for at least
@@ -110,9 +122,13 @@ func planSteps(s *site.Site, name, file string, in []Step, r Request) (*RunPlan,
 		}
 		total += steps[i].Tasks
 	}
+	gpus, gpusFrom := stepGPUs(in, r)
 	needs := scheduler.Needs{Slices: total - 1, CPUsPerSlice: r.CPUsPerSlice, MemPerSliceMB: r.MemPerSliceMB,
-		Time: r.Time, Strategy: r.Strategy}
+		GPUsPerSlice: gpus, Time: r.Time, Strategy: r.Strategy}
 	plan, err := scheduler.PlanAllocation(*part, needs)
+	if err != nil && gpus > 0 {
+		err = fmt.Errorf("jobs: %d GPUs per slice (%s): %w", gpus, gpusFrom, err)
+	}
 	if errors.Is(err, scheduler.ErrNoFit) && len(steps) > 1 {
 		desc := make([]string, len(steps))
 		for i, st := range steps {
@@ -132,6 +148,21 @@ func planSteps(s *site.Site, name, file string, in []Step, r Request) (*RunPlan,
 		offset += steps[i].Tasks
 	}
 	return &RunPlan{Plan: plan, Steps: steps}, nil
+}
+
+// stepGPUs is the GPUs every slice of the run gets, and where that comes
+// from, for errors: the request's, else the most any step's policy asks.
+func stepGPUs(in []Step, r Request) (int, string) {
+	if r.GPUsPerSlice > 0 {
+		return r.GPUsPerSlice, "--gpus-per-slice"
+	}
+	gpus, from := 0, ""
+	for _, st := range in {
+		if st.Policy.GPUsPerSlice > gpus {
+			gpus, from = st.Policy.GPUsPerSlice, st.Policy.File+": gpus_per_slice"
+		}
+	}
+	return gpus, from
 }
 
 // stepSlices works out a step's slices (StepPlan) and builds its mapper.

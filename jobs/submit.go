@@ -423,7 +423,7 @@ func jobFor(s *site.Site, l Layout, rj runJob, attempt int) templates.Job {
 	ps := s.Settings(plan.Partition)
 	j := templates.Job{Name: name, RunID: name, RunDir: l.Dir, Partition: plan.Partition,
 		Account: ps.Account, QoS: ps.QoS, Nodes: plan.Nodes, Tasks: plan.Tasks, TasksPerNode: plan.NodeTasks(),
-		CPUsPerTask: plan.CPUsPerTask, MemPerCPUMB: plan.MemPerCPUMB, Time: slurmtime.Format(plan.Time),
+		CPUsPerTask: plan.CPUsPerTask, MemPerCPUMB: plan.MemPerCPUMB, GPUsPerTask: plan.GPUsPerTask, Time: slurmtime.Format(plan.Time),
 		Output: l.slurmLogPattern(), Extra: ps.Sbatch, Setup: ps.Setup, Attempt: attempt,
 		Env: append(ps.Env, [2]string{"DPSBATCH_RUN", name}, [2]string{"DPSBATCH_ATTEMPT", fmt.Sprint(attempt)})}
 	if !rj.set.Broker.external() {
@@ -438,7 +438,7 @@ func jobFor(s *site.Site, l Layout, rj runJob, attempt int) templates.Job {
 		if len(rj.steps) == 1 {
 			tasks = 0 // the whole allocation
 		}
-		launch := launch(s, st.l, st.set, name, l.StopFile(attempt), tasks, plan.Nodes)
+		launch := launch(s, st.l, st.set, name, l.StopFile(attempt), tasks, plan)
 		if st.name != "" {
 			launch = append(launch, "--name", st.name)
 		}
@@ -469,9 +469,10 @@ func jobFor(s *site.Site, l Layout, rj runJob, attempt int) templates.Job {
 // stop. tasks > 0 makes it one of several concurrent srun steps of a
 // run: it takes exactly that many tasks of the allocation
 // (--exact, else Slurm 22.05 gives the first step every CPU and the
-// others wait for it) on as many of its nodes (at most nodes) as Slurm
-// finds free CPUs on.
-func launch(s *site.Site, l Layout, set settings, runID, stop string, tasks, nodes int) []string {
+// others wait for it) on as many of the plan's nodes as Slurm finds free
+// CPUs on. A plan with GPUs gives each srun rank its own (--gpus-per-task);
+// under mpirun every rank sees its node's GPUs of the job.
+func launch(s *site.Site, l Layout, set settings, runID, stop string, tasks int, plan scheduler.Plan) []string {
 	var a []string
 	if s.Launcher.Kind == "mpirun" {
 		a = append([]string{"mpirun"}, s.Launcher.Flags...)
@@ -481,7 +482,11 @@ func launch(s *site.Site, l Layout, set settings, runID, stop string, tasks, nod
 			// Any number of the job's nodes: without a range srun
 			// spreads the step over all of them, and a step that
 			// then finds one node full waits for a CPU there.
-			a = append(a, "--exact", "--ntasks="+strconv.Itoa(tasks), "--nodes=1-"+strconv.Itoa(max(nodes, 1)))
+			a = append(a, "--exact", "--ntasks="+strconv.Itoa(tasks), "--nodes=1-"+strconv.Itoa(max(plan.Nodes, 1)))
+		}
+		if plan.GPUsPerTask > 0 {
+			// Each rank its own GPUs, in its CUDA_VISIBLE_DEVICES.
+			a = append(a, "--gpus-per-task="+strconv.Itoa(plan.GPUsPerTask))
 		}
 		a = append(a, "--kill-on-bad-exit=1")
 	}
@@ -574,6 +579,9 @@ func printDry(w io.Writer, sub *Submitted, pl *RunPlan, scripts [][]byte) {
 		p.Nodes, p.Tasks, p.Layout, p.CPUsPerTask)
 	if p.MemPerCPUMB > 0 {
 		fmt.Fprintf(w, ", %d MB per CPU", p.MemPerCPUMB)
+	}
+	if p.GPUsPerTask > 0 {
+		fmt.Fprintf(w, ", %d GPUs per task", p.GPUsPerTask)
 	}
 	fmt.Fprintf(w, ", time %s\n", slurmtime.Format(p.Time))
 	for _, st := range sub.Steps {

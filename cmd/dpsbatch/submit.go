@@ -20,6 +20,7 @@ func requestFlags() []cli.Flag {
 		&cli.IntFlag{Name: "slices", Usage: "number of slices (default: the policy's, or one per data ID)"},
 		&cli.IntFlag{Name: "cpus-per-slice", Value: 1, Usage: "CPUs each slice needs"},
 		&cli.StringFlag{Name: "mem-per-slice", Usage: "memory each slice needs, such as 500M or 2G (default: do not ask)"},
+		&cli.IntFlag{Name: "gpus-per-slice", Usage: "GPUs each slice needs, on a partition with gpus_per_node (default: the policy's gpus_per_slice, else none)"},
 		&cli.StringFlag{Name: "time", Usage: "time limit, such as 2:00:00 or 90m (default: the partition's)"},
 		&cli.StringFlag{Name: "strategy", Value: string(scheduler.Pack), Usage: "pack (fewest nodes) or spread (one slice per node)"},
 	}
@@ -27,7 +28,7 @@ func requestFlags() []cli.Flag {
 
 func request(c *cli.Context) (jobs.Request, error) {
 	r := jobs.Request{Partition: c.String("partition"), Slices: c.Int("slices"), CPUsPerSlice: c.Int("cpus-per-slice"),
-		Strategy: scheduler.Strategy(c.String("strategy"))}
+		GPUsPerSlice: c.Int("gpus-per-slice"), Strategy: scheduler.Strategy(c.String("strategy"))}
 	if r.Strategy != scheduler.Pack && r.Strategy != scheduler.Spread {
 		return r, badInput("--strategy: expected pack or spread, got %q", r.Strategy)
 	}
