@@ -19,9 +19,10 @@ partitions:
     gpu_nodes: n[3-4]
 `
 
-// gpuLive is the live partition gpuSite describes.
+// gpuLive is the live partition gpuSite describes, as AddGPUs fills it in.
 func gpuLive() site.Live {
 	l := localLive()
+	l.GPUs = nil
 	l.AddGPUs("n3", 2)
 	l.AddGPUs("n4", 2)
 	l.AddGPUs("n1", 0) // no GPUs: not recorded
