@@ -96,10 +96,35 @@ func TestBatchGPUs(t *testing.T) {
 	}
 
 	e.site = e.partitionSite("gpus", "", gpuKeys)
-	e.must(0, time.Minute, "submit", policy, "--visits", visits, "--name", "gpus-1", "--gpus-per-slice", "1")
-	e.cancelAtEnd("gpus-1")
-	e.must(0, 3*time.Minute, "wait", "gpus-1", "--interval", "1s")
-	st := e.status("gpus-1")
+	e.checkGPURun("gpus-1", policy, visits)
+}
+
+// TestBatchGPUsThroughREST: through slurmrestd, site check finds the
+// GPUs the site file declares, and a GPU run lands on the GPU nodes with
+// a GPU for each slice, as through Slurm's tools.
+func TestBatchGPUsThroughREST(t *testing.T) {
+	e := newBatchEnv(t)
+	needGPUs(t)
+	policy, visits := e.gpuPipeline()
+	e.site = e.partitionSite("gpus", "", gpuKeys)
+	e.site, _ = e.restSite()
+	if out := e.must(0, time.Minute, "site", "check"); !strings.Contains(out, "matches the cluster") {
+		t.Errorf("site check through slurmrestd with the GPUs:\n%s", out)
+	}
+	e.checkGPURun("gpus-rest", policy, visits)
+}
+
+// checkGPURun runs the GPU pipeline as run with one GPU per slice and
+// checks that each slice ran on n3 or n4 with a GPU of its own, whose ID
+// its host info (through the mapper's data ID) and its environment agree
+// on.
+func (e *batchEnv) checkGPURun(run, policy, visits string) {
+	t := e.t
+	t.Helper()
+	e.must(0, time.Minute, "submit", policy, "--visits", visits, "--name", run, "--gpus-per-slice", "1")
+	e.cancelAtEnd(run)
+	e.must(0, 3*time.Minute, "wait", run, "--interval", "1s")
+	st := e.status(run)
 	if st.Outcome != "done" {
 		t.Fatalf("status: %+v", st)
 	}
