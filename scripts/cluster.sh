@@ -8,9 +8,12 @@
 # account science; the ordinary user dpsuser (for tests that must not run
 # as root) is in account physics only.
 # Nodes n3 and n4 carry two simulated GPUs each (GRES gpu:2, device files
-# /dev/fakegpu0 and /dev/fakegpu1, clones of /dev/null). Steps are killed
-# when they use more memory than they asked for (OverMemoryKill; steps that
-# ask for no memory are never killed).
+# /dev/fakegpu0 and /dev/fakegpu1, clones of /dev/null).
+# JobAcctGatherParams=OverMemoryKill is set, but it kills nothing yet: with
+# SelectTypeParameters=CR_CPU memory is not a consumable resource, so Slurm
+# gives no step a memory limit (a step of --mem-per-cpu=100M ran at 420 MB
+# RSS). Enforcing memory needs CR_CPU_Memory with a DefMemPerCPU, which
+# changes every job's scheduling: a restart to agree on first.
 #
 #   scripts/cluster.sh install     apt-get install what the cluster and the tests need (skipped when installed)
 #   scripts/cluster.sh start       install if needed, start every missing daemon, wait for 4 idle nodes
@@ -887,7 +890,7 @@ cmd_status() {
 }
 
 usage() {
-	sed -n '2,26s/^# \{0,1\}//p' "$0" >&2
+	sed -n '2,/cluster\.sh status/s/^# \{0,1\}//p' "$0" >&2
 	exit 2
 }
 
