@@ -9,8 +9,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/dpsbatch/dpsbatch/jobs"
 	"github.com/dpsbatch/dpsbatch/report"
+	"github.com/dpsbatch/dpsbatch/rundir"
 )
 
 // reportFile is where report writes by default, in the run directory.
@@ -55,8 +55,8 @@ func reportCommand() *cli.Command {
 // run's own, then each pipeline's of a production
 // (RUN-DIR/pipelines/NAME/state.db), by name.
 func runSteps(dir string) ([]report.Step, error) {
-	steps := []report.Step{{State: filepath.Join(dir, jobs.StateFile)}}
-	ents, err := os.ReadDir(filepath.Join(dir, jobs.PipelinesDir))
+	steps := []report.Step{{State: filepath.Join(dir, rundir.StateFile)}}
+	ents, err := os.ReadDir(filepath.Join(dir, rundir.PipelinesDir))
 	if errors.Is(err, os.ErrNotExist) {
 		return steps, nil
 	}
@@ -64,7 +64,7 @@ func runSteps(dir string) ([]report.Step, error) {
 		return nil, fmt.Errorf("report: %w", err)
 	}
 	for _, e := range ents {
-		path := filepath.Join(dir, jobs.PipelinesDir, e.Name(), jobs.StateFile)
+		path := filepath.Join(dir, rundir.PipelinesDir, e.Name(), rundir.StateFile)
 		if _, err := os.Stat(path); e.IsDir() && err == nil {
 			steps = append(steps, report.Step{Name: e.Name(), State: path})
 		}
