@@ -2,7 +2,6 @@ package main
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -51,23 +50,18 @@ func reportCommand() *cli.Command {
 	}
 }
 
-// runSteps lists the state files of the run in dir, one per step: the
-// run's own, then each pipeline's of a production
-// (RUN-DIR/pipelines/NAME/state.db), by name.
+// runSteps lists the state files of the run in dir, one per step, as
+// its settings list them: the run's own, then each production pipeline's
+// (RUN-DIR/pipelines/NAME/state.db), in the production's order.
 func runSteps(dir string) ([]report.Step, error) {
-	steps := []report.Step{{State: filepath.Join(dir, rundir.StateFile)}}
-	ents, err := os.ReadDir(filepath.Join(dir, rundir.PipelinesDir))
-	if errors.Is(err, os.ErrNotExist) {
-		return steps, nil
-	}
+	l := rundir.Layout{Dir: dir}
+	_, set, err := rundir.ReadSettings(l)
 	if err != nil {
-		return nil, fmt.Errorf("report: %w", err)
+		return nil, err
 	}
-	for _, e := range ents {
-		path := filepath.Join(dir, rundir.PipelinesDir, e.Name(), rundir.StateFile)
-		if _, err := os.Stat(path); e.IsDir() && err == nil {
-			steps = append(steps, report.Step{Name: e.Name(), State: path})
-		}
+	steps := []report.Step{{State: l.State()}}
+	for _, d := range rundir.StepsApart(l, set) {
+		steps = append(steps, report.Step{Name: d.Name, State: d.Layout.State()})
 	}
 	return steps, nil
 }
