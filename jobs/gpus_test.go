@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dpsbatch/dpsbatch/input/inputtest"
 	"github.com/dpsbatch/dpsbatch/site"
 )
 
@@ -51,7 +52,7 @@ func TestSubmitGPUs(t *testing.T) {
 			o := e.opts("run1")
 			o.Request.Partition, o.Request.GPUsPerSlice = "gpu", tc.request
 			o.Request.Slices = 1
-			o.Policy = e.write("gpus.yaml", strings.Replace(tinyPolicy, "stages:", tc.policy+"stages:", 1))
+			o.Policy = e.write("gpus.yaml", strings.Replace(inputtest.TinyPolicy, "stages:", tc.policy+"stages:", 1))
 			sub, err := Submit(context.Background(), o)
 			if err != nil {
 				t.Fatal(err)
@@ -88,13 +89,13 @@ func TestSubmitGPUsBadInput(t *testing.T) {
 			e := gpuEnv(t)
 			o := e.opts("run1")
 			o.Request.Partition, o.Request.GPUsPerSlice = tc.partition, tc.request
-			o.Policy = e.write("gpus.yaml", strings.Replace(tinyPolicy, "stages:", tc.policy+"stages:", 1))
+			o.Policy = e.write("gpus.yaml", strings.Replace(inputtest.TinyPolicy, "stages:", tc.policy+"stages:", 1))
 			sub, err := Submit(context.Background(), o)
 			if sub != nil {
 				t.Errorf("Submitted = %+v; want nil", sub)
 			}
 			for _, s := range tc.says {
-				wantInvalid(t, tc.name, err, s)
+				inputtest.WantInvalid(t, tc.name, err, s)
 			}
 			if got := e.rootEntries(); len(got) != 0 {
 				t.Errorf("runs root holds %v; want it empty", got)
