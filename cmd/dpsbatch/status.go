@@ -50,6 +50,7 @@ func statusCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
+				jobs.RecordUsage(c.Context, b, all)
 				live := false
 				for i, rs := range all {
 					live = live || rs.Live
