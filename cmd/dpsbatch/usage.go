@@ -53,7 +53,11 @@ func printJobUsage(w io.Writer, j jobs.JobStatus) {
 // peak memory of one task against what each slice asked for.
 func printRunUsage(w io.Writer, rs jobs.RunStatus) {
 	if u := rs.Usage; u != nil {
-		fmt.Fprintf(w, "  usage (%d jobs, from accounting): %s elapsed, %s of CPU", u.Jobs, secondsText(u.ElapsedSeconds), secondsText(u.CPUSeconds))
+		jobsText := "1 job"
+		if u.Jobs != 1 {
+			jobsText = fmt.Sprintf("%d jobs", u.Jobs)
+		}
+		fmt.Fprintf(w, "  usage (%s, from accounting): %s elapsed, %s of CPU", jobsText, secondsText(u.ElapsedSeconds), secondsText(u.CPUSeconds))
 		switch {
 		case u.MaxRSSBytes == 0:
 			fmt.Fprintf(w, "; memory not sampled")
