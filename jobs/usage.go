@@ -105,7 +105,9 @@ func storeUsage(rs *RunStatus, got map[string]scheduler.Usage) {
 	var finals []state.JobUsage
 	for _, j := range rs.Jobs {
 		if u, ok := got[j.ID]; ok && u.Final && usageDue(j) {
-			finals = append(finals, stateUsage(u))
+			su := stateUsage(u)
+			su.SliceMemMB = rs.memPerSlice
+			finals = append(finals, su)
 		}
 	}
 	if len(finals) == 0 {

@@ -210,6 +210,7 @@ CREATE TABLE job_usage (
 	elapsed  INTEGER NOT NULL,           -- nanoseconds
 	cpus     INTEGER NOT NULL DEFAULT 0, -- allocated
 	req_mem  INTEGER NOT NULL DEFAULT 0, -- megabytes the job asked for in all; 0: none recorded
+	slice_mem INTEGER NOT NULL DEFAULT 0, -- megabytes each slice asked for (the run's); 0: none
 	recorded INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE step_usage (

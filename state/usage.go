@@ -14,8 +14,12 @@ type JobUsage struct {
 	Elapsed  time.Duration
 	CPUs     int   // allocated
 	ReqMemMB int64 // the memory the job asked for, in all; 0: none recorded
-	Steps    []StepUsage
-	Recorded time.Time // when it was stored
+	// SliceMemMB is the memory each slice of the run asked for, in
+	// megabytes (the run's request, which a task's peak is measured
+	// against); 0: none.
+	SliceMemMB int
+	Steps      []StepUsage
+	Recorded   time.Time // when it was stored
 }
 
 // StepUsage is one step of a job (batch, extern, 0, 1, ...).
@@ -60,8 +64,8 @@ func (s *Store) SetUsage(u JobUsage) error {
 		if _, err := tx.Exec(`DELETE FROM step_usage WHERE job = ?`, u.Job); err != nil {
 			return err
 		}
-		_, err := tx.Exec(`INSERT OR REPLACE INTO job_usage (job, state, elapsed, cpus, req_mem, recorded) VALUES (?, ?, ?, ?, ?, ?)`,
-			u.Job, u.State, int64(u.Elapsed), u.CPUs, u.ReqMemMB, nanos(u.Recorded))
+		_, err := tx.Exec(`INSERT OR REPLACE INTO job_usage (job, state, elapsed, cpus, req_mem, slice_mem, recorded) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			u.Job, u.State, int64(u.Elapsed), u.CPUs, u.ReqMemMB, u.SliceMemMB, nanos(u.Recorded))
 		for _, st := range u.Steps {
 			if err != nil {
 				return err
@@ -81,7 +85,7 @@ func (s *Store) SetUsage(u JobUsage) error {
 // Usage returns the stored usage of the run's jobs, by job in the order
 // they were recorded, each with its steps as stored.
 func (s *Store) Usage() ([]JobUsage, error) {
-	rows, err := s.db.Query(`SELECT u.job, u.state, u.elapsed, u.cpus, u.req_mem, u.recorded,
+	rows, err := s.db.Query(`SELECT u.job, u.state, u.elapsed, u.cpus, u.req_mem, u.slice_mem, u.recorded,
 			coalesce(p.step, ''), coalesce(p.name, ''), coalesce(p.state, ''), coalesce(p.elapsed, 0), coalesce(p.cpu, 0),
 			coalesce(p.tasks, 0), coalesce(p.max_rss, 0), coalesce(p.max_rss_node, ''), p.job IS NOT NULL
 		FROM job_usage u LEFT JOIN jobs j ON j.id = u.job LEFT JOIN step_usage p ON p.job = u.job
@@ -97,7 +101,7 @@ func (s *Store) Usage() ([]JobUsage, error) {
 		var elapsed, stepElapsed, cpu int64
 		var recorded sql.NullInt64
 		var hasStep bool
-		if err := rows.Scan(&u.Job, &u.State, &elapsed, &u.CPUs, &u.ReqMemMB, &recorded,
+		if err := rows.Scan(&u.Job, &u.State, &elapsed, &u.CPUs, &u.ReqMemMB, &u.SliceMemMB, &recorded,
 			&st.Step, &st.Name, &st.State, &stepElapsed, &cpu, &st.Tasks, &st.MaxRSS, &st.MaxRSSNode, &hasStep); err != nil {
 			return nil, s.wrap("reading job usage", err)
 		}

@@ -19,7 +19,7 @@ func TestUsage(t *testing.T) {
 		must(t, s.AddJob(Job{ID: "9", Attempt: 2, State: JobSubmitted}))
 		must(t, s.AddJob(Job{ID: "15", Attempt: 3, State: JobSubmitted}))
 		at := time.Unix(100, 0)
-		second := JobUsage{Job: "9", State: "COMPLETED", Elapsed: 7 * time.Second, CPUs: 2, ReqMemMB: 200, Recorded: at,
+		second := JobUsage{Job: "9", State: "COMPLETED", Elapsed: 7 * time.Second, CPUs: 2, ReqMemMB: 200, SliceMemMB: 100, Recorded: at,
 			Steps: []StepUsage{
 				{Step: "batch", Name: "batch", State: "COMPLETED", Elapsed: 7 * time.Second, CPU: 559 * time.Millisecond, Tasks: 1},
 				{Step: "0", Name: "dpsbatch", State: "COMPLETED", Elapsed: 5 * time.Second, CPU: 5621 * time.Millisecond, Tasks: 3,
