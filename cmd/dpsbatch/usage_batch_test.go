@@ -49,7 +49,8 @@ func (e *batchEnv) usageOf(run string, timeout time.Duration) usageStatus {
 // TestBatchUsage: once a run's job has ended, status asks Slurm's
 // accounting what it used, shows it (the job's steps, the run's totals,
 // the peak memory of one task against the 300 MB each slice asked for)
-// and stores it in the state file; the next status reads it from there.
+// and stores it in the state file; the next status reads it from there,
+// and the report draws it.
 // Both backends, Slurm's tools and slurmrestd, give the same usage of the
 // job.
 func TestBatchUsage(t *testing.T) {
@@ -88,6 +89,11 @@ func TestBatchUsage(t *testing.T) {
 	text := e.must(0, time.Minute, "status", "usage-1")
 	if !strings.Contains(text, "usage (1 job, from accounting)") || !strings.Contains(text, "of the 300.0 MiB each slice asked for") {
 		t.Errorf("status does not show the usage against what the slices asked for:\n%s", text)
+	}
+
+	page := e.must(0, time.Minute, "report", "usage-1", "-o", "-")
+	if _, chart, _ := strings.Cut(page, `<svg id="usage-memory-chart"`); !strings.Contains(chart, `data-job="`+st.Jobs[0].ID+`"`) {
+		t.Errorf("the report draws no memory bar of job %s", st.Jobs[0].ID)
 	}
 
 	byTools, byREST := bothBackendsUsage(e, st.Jobs[0].ID)
