@@ -118,3 +118,35 @@ func TestStatusWritesNoUsage(t *testing.T) {
 		t.Errorf("accounting failed: usage %+v, note %q", rs.Usage, rs.UsageNote)
 	}
 }
+
+// Wait stores the usage of the run's ended job before it returns, and
+// Resume does before it submits again.
+func TestWaitAndResumeRecordUsage(t *testing.T) {
+	e := newEnv(t, 2)
+	dir := e.submit("run1")
+	withState(t, dir, func(st *state.Store) { visitAs(t, st, "1001", visitIDs(2)[0], state.Done) })
+	e.fake.set("1001", "COMPLETED")
+	f := &usageFake{fakeBackend: e.fake, usage: map[string]scheduler.Usage{
+		"1001": {Job: "1001", State: "COMPLETED", Final: true, Elapsed: time.Minute},
+		"1002": {Job: "1002", State: "CANCELLED", Final: true, Elapsed: time.Second}}}
+	rs, err := Wait(context.Background(), f, dir, waitOpts)
+	if !errors.Is(err, ErrIncomplete) || rs.Usage == nil || rs.Usage.ElapsedSeconds != 60 || len(f.asked) != 1 {
+		t.Fatalf("Wait: %v, usage %+v, asked %v; want the unfinished run with job 1001's minute", err, rs.Usage, f.asked)
+	}
+
+	if _, err := Resume(context.Background(), ResumeOptions{Site: e.site, Backend: f, Dir: dir, Now: fixedNow}); err != nil {
+		t.Fatal(err)
+	}
+	e.fake.set("1002", "CANCELLED")
+	if _, err := Resume(context.Background(), ResumeOptions{Site: e.site, Backend: f, Dir: dir, Now: fixedNow}); err != nil {
+		t.Fatal(err)
+	}
+	withState(t, dir, func(st *state.Store) {
+		if us, err := st.Usage(); err != nil || len(us) != 2 || us[1].Job != "1002" {
+			t.Errorf("after two resumes the state file holds usage %+v, %v; want jobs 1001 and 1002", us, err)
+		}
+	})
+	if len(f.asked) != 2 || !slices.Equal(f.asked[1], []string{"1002"}) {
+		t.Errorf("resume asked about %v, want 1002 alone", f.asked)
+	}
+}
