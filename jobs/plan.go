@@ -5,25 +5,15 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/input"
 	"github.com/dpsbatch/dpsbatch/internal/conf"
 	"github.com/dpsbatch/dpsbatch/mapper"
+	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/site"
 )
-
-// Request is what an operator asks of a run's allocation; zero values
-// take the defaults noted.
-type Request struct {
-	Partition     string             // "" the site's default
-	Slices        int                // 0: the policy's count (or one per data ID)
-	CPUsPerSlice  int                // 0: 1
-	MemPerSliceMB int                // 0: do not ask for memory
-	Time          time.Duration      // 0: the partition's limit
-	Strategy      scheduler.Strategy // "": pack
-}
 
 // dryAssign runs the policy's mapper over hosts laid out as the plan
 // places the slices (rank 0 is the first task of the first node).
@@ -94,7 +84,7 @@ type StepPlan struct {
 // An allocation of several steps that does not fit is an error matching
 // scheduler.ErrNoFit that names the run and each step's tasks. Errors
 // about the request or a policy wrap conf.ErrInvalid.
-func planSteps(s *site.Site, name, file string, in []Step, r Request) (*RunPlan, error) {
+func planSteps(s *site.Site, name, file string, in []input.Step, r rundir.Request) (*RunPlan, error) {
 	part, err := s.Partition(r.Partition)
 	if err != nil {
 		return nil, err
@@ -135,7 +125,7 @@ func planSteps(s *site.Site, name, file string, in []Step, r Request) (*RunPlan,
 }
 
 // stepSlices works out a step's slices (StepPlan) and builds its mapper.
-func stepSlices(file string, st Step) (mapper.DataMapper, StepPlan, error) {
+func stepSlices(file string, st input.Step) (mapper.DataMapper, StepPlan, error) {
 	p := st.Policy
 	name := st.PipelineName()
 	m, err := p.NewMapper()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/state"
 )
@@ -113,7 +114,7 @@ func storeUsage(rs *RunStatus, got map[string]scheduler.Usage) {
 	if len(finals) == 0 {
 		return
 	}
-	st, err := state.Open(Layout{Dir: rs.Dir}.State())
+	st, err := state.Open(rundir.Layout{Dir: rs.Dir}.State())
 	if err != nil {
 		rs.UsageNote = fmt.Sprintf("usage not stored: %v", err)
 		return

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpsbatch/dpsbatch/rundir/runtest"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/state"
 )
@@ -124,7 +125,7 @@ func TestStatusWritesNoUsage(t *testing.T) {
 func TestWaitAndResumeRecordUsage(t *testing.T) {
 	e := newEnv(t, 2)
 	dir := e.submit("run1")
-	withState(t, dir, func(st *state.Store) { visitAs(t, st, "1001", visitIDs(2)[0], state.Done) })
+	withState(t, dir, func(st *state.Store) { runtest.VisitAs(t, st, "1001", visitIDs(2)[0], state.Done) })
 	e.fake.set("1001", "COMPLETED")
 	f := &usageFake{fakeBackend: e.fake, usage: map[string]scheduler.Usage{
 		"1001": {Job: "1001", State: "COMPLETED", Final: true, Elapsed: time.Minute},
@@ -134,11 +135,11 @@ func TestWaitAndResumeRecordUsage(t *testing.T) {
 		t.Fatalf("Wait: %v, usage %+v, asked %v; want the unfinished run with job 1001's minute", err, rs.Usage, f.asked)
 	}
 
-	if _, err := Resume(context.Background(), ResumeOptions{Site: e.site, Backend: f, Dir: dir, Now: fixedNow}); err != nil {
+	if _, err := Resume(context.Background(), ResumeOptions{Site: e.site, Backend: f, Dir: dir, Now: runtest.FixedNow}); err != nil {
 		t.Fatal(err)
 	}
 	e.fake.set("1002", "CANCELLED")
-	if _, err := Resume(context.Background(), ResumeOptions{Site: e.site, Backend: f, Dir: dir, Now: fixedNow}); err != nil {
+	if _, err := Resume(context.Background(), ResumeOptions{Site: e.site, Backend: f, Dir: dir, Now: runtest.FixedNow}); err != nil {
 		t.Fatal(err)
 	}
 	withState(t, dir, func(st *state.Store) {

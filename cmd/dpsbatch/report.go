@@ -2,15 +2,14 @@ package main
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/dpsbatch/dpsbatch/jobs"
 	"github.com/dpsbatch/dpsbatch/report"
+	"github.com/dpsbatch/dpsbatch/rundir"
 )
 
 // reportFile is where report writes by default, in the run directory.
@@ -59,23 +58,18 @@ func reportCommand() *cli.Command {
 	}
 }
 
-// runSteps lists the state files of the run in dir, one per step: the
-// run's own, then each pipeline's of a production
-// (RUN-DIR/pipelines/NAME/state.db), by name.
+// runSteps lists the state files of the run in dir, one per step, as
+// its settings list them: the run's own, then each production pipeline's
+// (RUN-DIR/pipelines/NAME/state.db), in the production's order.
 func runSteps(dir string) ([]report.Step, error) {
-	steps := []report.Step{{State: filepath.Join(dir, jobs.StateFile)}}
-	ents, err := os.ReadDir(filepath.Join(dir, jobs.PipelinesDir))
-	if errors.Is(err, os.ErrNotExist) {
-		return steps, nil
-	}
+	l := rundir.Layout{Dir: dir}
+	_, set, err := rundir.ReadSettings(l)
 	if err != nil {
-		return nil, fmt.Errorf("report: %w", err)
+		return nil, err
 	}
-	for _, e := range ents {
-		path := filepath.Join(dir, jobs.PipelinesDir, e.Name(), jobs.StateFile)
-		if _, err := os.Stat(path); e.IsDir() && err == nil {
-			steps = append(steps, report.Step{Name: e.Name(), State: path})
-		}
+	steps := []report.Step{{State: l.State()}}
+	for _, d := range rundir.StepsApart(l, set) {
+		steps = append(steps, report.Step{Name: d.Name, State: d.Layout.State()})
 	}
 	return steps, nil
 }

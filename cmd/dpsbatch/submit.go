@@ -10,6 +10,7 @@ import (
 	"github.com/dpsbatch/dpsbatch/internal/slurmtime"
 	"github.com/dpsbatch/dpsbatch/internal/version"
 	"github.com/dpsbatch/dpsbatch/jobs"
+	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/site"
 )
@@ -25,8 +26,8 @@ func requestFlags() []cli.Flag {
 	}
 }
 
-func request(c *cli.Context) (jobs.Request, error) {
-	r := jobs.Request{Partition: c.String("partition"), Slices: c.Int("slices"), CPUsPerSlice: c.Int("cpus-per-slice"),
+func request(c *cli.Context) (rundir.Request, error) {
+	r := rundir.Request{Partition: c.String("partition"), Slices: c.Int("slices"), CPUsPerSlice: c.Int("cpus-per-slice"),
 		Strategy: scheduler.Strategy(c.String("strategy"))}
 	if r.Strategy != scheduler.Pack && r.Strategy != scheduler.Spread {
 		return r, badInput("--strategy: expected pack or spread, got %q", r.Strategy)
@@ -85,7 +86,7 @@ func submitCommand() *cli.Command {
 			&cli.StringFlag{Name: "visits", Usage: "visit file (CSV or JSON lines); required unless --listen"},
 			&cli.BoolFlag{Name: "listen", Usage: "after the visit list, read trigger events from the run's broker until dpsbatch finish"},
 			&cli.BoolFlag{Name: "hold", Usage: "submit the job held: it waits until scontrol release JOBID (e.g. to send it events first)"},
-			&cli.DurationFlag{Name: "heartbeat", Value: jobs.DefaultHeartbeat, Usage: "how often the Pipeline says it is alive (at least 100ms)"},
+			&cli.DurationFlag{Name: "heartbeat", Value: rundir.DefaultHeartbeat, Usage: "how often the Pipeline says it is alive (at least 100ms)"},
 			&cli.StringFlag{Name: "name", Usage: "run name (default: PIPELINE-DATE-TIME); letters, digits, . _ -"},
 			&cli.IntFlag{Name: "auto-resume", Usage: "follow-on jobs to chain after the first (afterany)"},
 			&cli.StringFlag{Name: "binary", Usage: "dpsbatch executable the job runs on the nodes (default: this one)"},

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/jobs"
+	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/state"
 )
@@ -121,7 +122,7 @@ func checkUsage(t *testing.T, run string, st usageStatus) {
 // storedUsage reads the usage the run's state file holds.
 func storedUsage(t *testing.T, dir string) []state.JobUsage {
 	t.Helper()
-	st, err := state.OpenReadOnly(filepath.Join(dir, jobs.StateFile))
+	st, err := state.OpenReadOnly(filepath.Join(dir, rundir.StateFile))
 	if err != nil {
 		t.Fatal(err)
 	}
