@@ -44,26 +44,20 @@ type usageBar struct {
 	Title       string
 }
 
+// jobUsed is a job's usage and the step whose state file holds it.
+type jobUsed struct {
+	step string
+	u    state.JobUsage
+}
+
+// given is the CPU time a job was given: its elapsed time on its CPUs.
+func (a jobUsed) given() time.Duration { return a.u.Elapsed * time.Duration(max(a.u.CPUs, 1)) }
+
 // newUsageView lays out the usage of every step's jobs.
 func newUsageView(steps []stepData) usageView {
 	var v usageView
-	type used struct {
-		step string
-		u    state.JobUsage
-	}
-	var all []used
-	for _, d := range steps {
-		have := map[string]bool{}
-		for _, u := range d.usage {
-			all = append(all, used{d.name, u})
-			have[u.Job] = true
-		}
-		for _, j := range d.jobs {
-			if !have[j.ID] && d.name == "" { // a run's own state file holds its jobs' usage
-				v.Missing = append(v.Missing, laneLabel(laneKey{d.name, j.ID}))
-			}
-		}
-	}
+	all, missing := recordedUsage(steps)
+	v.Missing = missing
 	if len(all) == 0 {
 		return v
 	}
@@ -71,38 +65,72 @@ func newUsageView(steps []stepData) usageView {
 	var peak int64
 	var asked int
 	for _, a := range all {
-		given = max(given, a.u.Elapsed*time.Duration(max(a.u.CPUs, 1)), a.u.CPU())
+		given = max(given, a.given(), a.u.CPU())
 		peak = max(peak, a.u.Peak().MaxRSS)
 		asked = max(asked, a.u.SliceMemMB)
 	}
 	memTop := max(float64(peak), float64(asked)*(1<<20)) * 1.1
-	v.Time = usageChart{Width: chartLeft + chartWidth + chartRight}
+	v.Time = usageChart{Width: chartLeft + chartWidth + chartRight, Height: float64(len(all))*laneHeight + axisHeight}
 	v.Memory = v.Time
 	for i, a := range all {
-		u, p := a.u, a.u.Peak()
-		label := laneLabel(laneKey{a.step, u.Job})
 		y := float64(i) * laneHeight
-		g := u.Elapsed * time.Duration(max(u.CPUs, 1))
-		v.Rows = append(v.Rows, usageRow{Step: a.step, Job: u.Job, State: u.State, Elapsed: took(u.Elapsed), CPU: took(u.CPU()),
-			Given: took(g), Used: percent(float64(u.CPU()), float64(g)), CPUs: u.CPUs, Peak: memText(p.MaxRSS),
-			PeakStep: p.Step, PeakNode: p.MaxRSSNode, Asked: askedText(u.SliceMemMB)})
-		v.Time.Bars = append(v.Time.Bars, usageBar{Label: label, Job: u.Job, Y: y,
-			Back: scale(float64(g), float64(given)), Front: scale(float64(u.CPU()), float64(given)),
-			Title: fmt.Sprintf("job %s: %s of CPU of %s given (%s elapsed on %d CPUs)", u.Job, took(u.CPU()), took(g), took(u.Elapsed), u.CPUs)})
-		v.Memory.Bars = append(v.Memory.Bars, usageBar{Label: label, Job: u.Job, Y: y, Front: scale(float64(p.MaxRSS), memTop),
-			Title: fmt.Sprintf("job %s: peak %s of one task (step %s on %s), %s asked per slice", u.Job, memText(p.MaxRSS), p.Step, p.MaxRSSNode, askedText(u.SliceMemMB))})
+		v.Rows = append(v.Rows, newUsageRow(a))
+		v.Time.Bars = append(v.Time.Bars, cpuBar(a, y, given))
+		v.Memory.Bars = append(v.Memory.Bars, memoryBar(a, y, memTop))
 	}
-	v.Time.Height = float64(len(all))*laneHeight + axisHeight
-	v.Memory.Height = v.Time.Height
 	for i := range axisTicks + 1 {
-		v.Time.Ticks = append(v.Time.Ticks, tick{X: chartLeft + chartWidth*float64(i)/axisTicks, Label: took(given * time.Duration(i) / axisTicks)})
-		v.Memory.Ticks = append(v.Memory.Ticks, tick{X: chartLeft + chartWidth*float64(i)/axisTicks, Label: memText(int64(memTop * float64(i) / axisTicks))})
+		x := chartLeft + chartWidth*float64(i)/axisTicks
+		v.Time.Ticks = append(v.Time.Ticks, tick{X: x, Label: took(given * time.Duration(i) / axisTicks)})
+		v.Memory.Ticks = append(v.Memory.Ticks, tick{X: x, Label: memText(int64(memTop * float64(i) / axisTicks))})
 	}
 	if asked > 0 {
 		v.Memory.Limit = chartLeft + scale(float64(asked)*(1<<20), memTop)
 		v.Memory.LimitLabel = askedText(asked) + " asked per slice"
 	}
 	return v
+}
+
+// recordedUsage lists the usage every step's state file holds, and names
+// the jobs of the run's own state file (which holds its jobs' usage) with
+// none.
+func recordedUsage(steps []stepData) (all []jobUsed, missing []string) {
+	for _, d := range steps {
+		have := map[string]bool{}
+		for _, u := range d.usage {
+			all = append(all, jobUsed{d.name, u})
+			have[u.Job] = true
+		}
+		for _, j := range d.jobs {
+			if !have[j.ID] && d.name == "" {
+				missing = append(missing, laneLabel(laneKey{d.name, j.ID}))
+			}
+		}
+	}
+	return all, missing
+}
+
+func newUsageRow(a jobUsed) usageRow {
+	u, p := a.u, a.u.Peak()
+	return usageRow{Step: a.step, Job: u.Job, State: u.State, Elapsed: took(u.Elapsed), CPU: took(u.CPU()),
+		Given: took(a.given()), Used: percent(float64(u.CPU()), float64(a.given())), CPUs: u.CPUs, Peak: memText(p.MaxRSS),
+		PeakStep: p.Step, PeakNode: p.MaxRSSNode, Asked: askedText(u.SliceMemMB)}
+}
+
+// cpuBar is a job's CPU time over the CPU time it was given, on an axis
+// that ends at top.
+func cpuBar(a jobUsed, y float64, top time.Duration) usageBar {
+	u := a.u
+	return usageBar{Label: laneLabel(laneKey{a.step, u.Job}), Job: u.Job, Y: y,
+		Back: scale(float64(a.given()), float64(top)), Front: scale(float64(u.CPU()), float64(top)),
+		Title: fmt.Sprintf("job %s: %s of CPU of %s given (%s elapsed on %d CPUs)", u.Job, took(u.CPU()), took(a.given()), took(u.Elapsed), u.CPUs)}
+}
+
+// memoryBar is the peak memory of one task of a job, on an axis that ends
+// at top bytes.
+func memoryBar(a jobUsed, y, top float64) usageBar {
+	u, p := a.u, a.u.Peak()
+	return usageBar{Label: laneLabel(laneKey{a.step, u.Job}), Job: u.Job, Y: y, Front: scale(float64(p.MaxRSS), top),
+		Title: fmt.Sprintf("job %s: peak %s of one task (step %s on %s), %s asked per slice", u.Job, memText(p.MaxRSS), p.Step, p.MaxRSSNode, askedText(u.SliceMemMB))}
 }
 
 // scale is the width of v on a chart whose axis ends at top.
