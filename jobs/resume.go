@@ -99,6 +99,9 @@ func Resume(ctx context.Context, o ResumeOptions) (*ResumeResult, error) {
 		}
 		return nil, fmt.Errorf("%w: run %s: job %s (dpsbatch cancel %s, or wait for it)", ErrRunLive, rs[0].Run, strings.Join(live, ", "), rs[0].Run)
 	}
+	if !o.DryRun {
+		RecordUsage(ctx, o.Backend, rs)
+	}
 	steps, err := runSteps(l, set)
 	if err != nil {
 		return nil, err

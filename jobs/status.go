@@ -51,6 +51,9 @@ type JobStatus struct {
 	Starts []StartStatus `json:"starts,omitempty"`
 	// Requeued is set while a job Slurm requeued waits to start again.
 	Requeued *Requeue `json:"requeued,omitempty"`
+	// Usage is what the job used, from accounting, once stored
+	// (RecordUsage).
+	Usage *JobUsage `json:"usage,omitempty"`
 }
 
 // RunStatus is a run's progress.
@@ -97,6 +100,11 @@ type RunStatus struct {
 	// Failures, only when asked for (status --failures, from Failures):
 	// each failed visit's error and every slice failure recorded.
 	Failures []Failure `json:"failures,omitempty"`
+	// Usage is what the run's jobs used in all, from accounting, over
+	// those whose usage is stored (RecordUsage); UsageNote says why it
+	// could not be asked or stored.
+	Usage     *RunUsage `json:"usage,omitempty"`
+	UsageNote string    `json:"usageNote,omitempty"`
 
 	// runningBy is how many visits the state file records running, by
 	// the job that started them: see showDeadRunning.
@@ -104,6 +112,10 @@ type RunStatus struct {
 	// own is the visit counts of the run's own state file (Counts adds
 	// its steps' in folders of their own).
 	own map[state.VisitState]int
+	// usage is the jobs' usage the state file holds; memPerSlice what
+	// each slice asked for, in megabytes.
+	usage       []state.JobUsage
+	memPerSlice int
 	// rank0: a rank 0 records the run's own state file (a step lives in
 	// the run directory), so its jobs' heartbeats tell whether they are
 	// silent.
@@ -224,14 +236,18 @@ func readRun(dir string) (RunStatus, error) {
 	if err != nil {
 		return RunStatus{}, err
 	}
-	rs := RunStatus{DroppedEvents: dropped, runningBy: runningBy, Run: run.Name, Dir: dir, Pipeline: run.Pipeline, Partition: run.Partition, Created: run.Created,
+	usage, err := st.Usage()
+	if err != nil {
+		return RunStatus{}, err
+	}
+	rs := RunStatus{DroppedEvents: dropped, runningBy: runningBy, usage: usage, Run: run.Name, Dir: dir, Pipeline: run.Pipeline, Partition: run.Partition, Created: run.Created,
 		own: map[state.VisitState]int{}, Journal: st.JournalMode(), FS: st.FileSystem(),
 		InputClosed: run.InputClosed, InputClosedWhy: run.InputClosedWhy, Heartbeat: rundir.DefaultHeartbeat}
 	set, err := rundir.DecodeSettings(l.State(), run.Settings)
 	if err != nil {
 		return RunStatus{}, err
 	}
-	rs.Listen = set.Listen
+	rs.Listen, rs.memPerSlice = set.Listen, set.Request.MemPerSliceMB
 	if set.Heartbeat > 0 {
 		rs.Heartbeat = set.Heartbeat
 	}
@@ -245,6 +261,7 @@ func readRun(dir string) (RunStatus, error) {
 	}
 	sort.Slice(rs.Jobs, func(a, b int) bool { return rs.Jobs[a].Attempt < rs.Jobs[b].Attempt })
 	attachStarts(&rs, starts)
+	showUsage(&rs)
 	done, first, last, err := st.Progress()
 	if err != nil {
 		return RunStatus{}, err
@@ -615,7 +632,9 @@ func Wait(ctx context.Context, b scheduler.Backend, dir string, o WaitOptions) (
 				o.Progress(rs)
 			}
 			if !rs.Live {
-				return rs, outcomeErr(rs)
+				ended := []RunStatus{rs}
+				RecordUsage(ctx, b, ended)
+				return ended[0], outcomeErr(ended[0])
 			}
 			if ends == len(rs.Jobs) && !anyRequeued(rs.Jobs) {
 				// Every job recorded its end but Slurm still has one

@@ -23,16 +23,24 @@ func reportCommand() *cli.Command {
 		Description: "Reads the run's state files (the run's own, and each pipeline step's) and writes one\n" +
 			"self-contained HTML page: the jobs and their starts, visits per state, a timeline of the\n" +
 			"visits per job, each stage's time distribution, the slowest visits and the failures with\n" +
-			"their errors. It asks nothing of Slurm and changes nothing. Default output: RUN-DIR/report.html.",
+			"their errors, and what the jobs used (elapsed and CPU time, peak memory against what the slices\n" +
+			"asked for). Like status, it first asks Slurm's accounting what the run's ended jobs used and\n" +
+			"stores it in the run's state file; without Slurm it shows what is stored. Default output:\n" +
+			"RUN-DIR/report.html.",
 		Flags: []cli.Flag{
 			siteFlag(),
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "the file to write, - for stdout (default RUN-DIR/" + reportFile + ")"},
 		},
 		Action: func(c *cli.Context) error {
-			dir, err := runDir(c)
+			s, err := loadSite(c, false)
 			if err != nil {
 				return err
 			}
+			dir, err := oneRun(c, s)
+			if err != nil {
+				return err
+			}
+			recordRunUsage(c, s, dir)
 			steps, err := runSteps(dir)
 			if err != nil {
 				return err
