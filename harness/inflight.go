@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/events"
@@ -24,14 +23,8 @@ import (
 type flight struct {
 	in       chan note
 	more     chan struct{} // the driver's leave to the feeder to read one more visit
-	nudge    chan struct{} // a party went idle: the driver may collect
 	box      *eventBox
 	stopFeed context.CancelFunc
-	// busy counts the parties that may ask the driver for something
-	// without news from outside (an event, a trigger): the feeder with
-	// leave to read, the visit goroutines not waiting for the driver or
-	// an event. The driver collects only when it is 0 (see drive).
-	busy atomic.Int32
 
 	// The driver's own.
 	feeding  bool   // the feeder has not ended
@@ -73,21 +66,9 @@ type answer struct {
 }
 
 func newFlight(k int, stopFeed context.CancelFunc) *flight {
-	return &flight{in: make(chan note), more: make(chan struct{}, 1), nudge: make(chan struct{}, 1), box: newEventBox(),
+	return &flight{in: make(chan note), more: make(chan struct{}, 1), box: newEventBox(),
 		stopFeed: stopFeed, feeding: true, free: k, running: map[string]chan struct{}{}}
 }
-
-// idle and wake bracket a wait of a party for news from outside; idle
-// nudges the driver.
-func (f *flight) idle() {
-	f.busy.Add(-1)
-	select {
-	case f.nudge <- struct{}{}:
-	default:
-	}
-}
-
-func (f *flight) wake() { f.busy.Add(1) }
 
 // flyLoop is the Pipeline's visit loop with visits in flight, steps 5 to
 // 14 of the protocol: the feeder reads triggers while fewer than
@@ -99,7 +80,6 @@ func (p *pipeline) flyLoop(ctx, triggerCtx context.Context) error {
 	feedCtx, stopFeed := context.WithCancel(triggerCtx)
 	defer stopFeed()
 	p.fly = newFlight(p.cfg.Policy.InFlight, stopFeed)
-	p.trigger = idleNext{p.trigger, p.fly}
 	defer p.bcastStop()
 	stopReading := p.readWaited(ctx)
 	defer stopReading()
@@ -108,12 +88,10 @@ func (p *pipeline) flyLoop(ctx, triggerCtx context.Context) error {
 }
 
 // drive is the driver: it serves what it hears until the feeder has
-// ended and no visit is in flight. A collect blocks until every Slice has
-// processed the visit's stage, so the driver makes one only when no other
-// party is busy (flight.busy): every visit in flight waits for the
-// driver or for an event, and the feeder for a trigger or for leave to
-// read one. Starts and stageMsgs go first, then the collects in the
-// order they were asked for.
+// ended and no visit is in flight. Starts and stageMsgs go first; while
+// visits wait for a collect and nothing else is asked for, it polls the
+// Slices and collects what every Slice has processed (collectReady), so
+// it never waits for a Slice's Process longer than pollWait.
 func (p *pipeline) drive(ctx context.Context, f *flight) error {
 	for f.feeding || f.active > 0 {
 		f.grant()
@@ -123,15 +101,11 @@ func (p *pipeline) drive(ctx context.Context, f *flight) error {
 			continue
 		default:
 		}
-		if len(f.collects) > 0 && (f.busy.Load() == 0 || f.err != nil) {
-			p.serveCollect(f)
+		if len(f.collects) > 0 {
+			p.collectReady(f)
 			continue
 		}
-		select {
-		case n := <-f.in:
-			p.hear(ctx, f, n)
-		case <-f.nudge:
-		}
+		p.hear(ctx, f, <-f.in)
 	}
 	return f.err
 }
@@ -142,17 +116,13 @@ func (f *flight) grant() {
 	if f.feeding && !f.granted && f.free > 0 && f.err == nil {
 		f.granted = true
 		f.free--
-		f.busy.Add(1)
 		f.more <- struct{}{}
 	}
 }
 
 // endGrant is the end of the feeder's leave: it read a visit, or ended.
 func (f *flight) endGrant() {
-	if f.granted {
-		f.granted = false
-		f.busy.Add(-1)
-	}
+	f.granted = false
 }
 
 // hear is the driver's answer to one note.
@@ -161,10 +131,8 @@ func (p *pipeline) hear(ctx context.Context, f *flight, n note) {
 	case n.a != nil && n.a.b == nil:
 		p.serveStage(f, n.a)
 	case n.a != nil:
-		f.busy.Add(-1) // until its answer
 		f.collects = append(f.collects, n.a)
 	case n.v != nil:
-		f.busy.Add(-1)
 		f.active--
 		f.free++
 		f.fail(n.err)
@@ -189,23 +157,25 @@ func (f *flight) fail(err error) {
 
 // launch is step 6 for the feeder's next visit (begin), after which the
 // visit runs its stages on a goroutine of its own. Once the run is
-// ending, the visit is not started: it stays to be run.
+// ending or a stop was asked for (while the feeder waited for a visit of
+// the same ID), the visit is not started: it stays to be run.
 func (p *pipeline) launch(ctx context.Context, f *flight, visit string, props map[string]any) {
 	v := &visitRun{id: visit, start: time.Now()}
-	if f.err == nil {
+	started := f.err == nil && !p.stopping()
+	if started {
 		p.enter(visit)
 		if err := p.begin(v, props); err != nil {
 			p.leave(visit)
 			f.fail(err)
+			started = false
 		}
 	}
-	if f.err != nil {
+	if !started {
 		f.release(visit)
 		f.free++
 		return
 	}
 	f.active++
-	f.busy.Add(1)
 	go func() {
 		err := p.runVisit(ctx, v)
 		p.leave(visit)
@@ -226,12 +196,59 @@ func (p *pipeline) serveStage(f *flight, a *ask) {
 	a.reply <- answer{skipped: skipped, err: err}
 }
 
-// serveCollect is steps 10 and 11 for the oldest collect asked for: the
-// flightMsg that announces it, then collect; unless the run is ending.
-func (p *pipeline) serveCollect(f *flight) {
-	a := f.collects[0]
-	f.collects = f.collects[1:]
-	f.busy.Add(1) // once answered
+// collectReady polls the Slices (pipeline.poll) and collects, oldest
+// first, the visits waiting for a collect that every Slice has
+// processed; once the run is ending, it answers them all with its error.
+func (p *pipeline) collectReady(f *flight) {
+	var ready map[string]bool
+	if f.err == nil {
+		var err error
+		ready, err = p.poll(f.collects)
+		f.fail(err)
+	}
+	waiting := f.collects[:0]
+	for _, a := range f.collects {
+		if f.err == nil && !ready[a.v.id] {
+			waiting = append(waiting, a)
+			continue
+		}
+		p.serveCollect(f, a)
+	}
+	clear(f.collects[len(waiting):])
+	f.collects = waiting
+}
+
+// poll is the flightPoll step: it Bcasts the poll and gathers from each
+// Slice the visits it has processed the running stage of; it returns
+// those of asks every Slice named.
+func (p *pipeline) poll(asks []*ask) (map[string]bool, error) {
+	if err := p.bcast(flightPoll, "", nil); err != nil {
+		return nil, err
+	}
+	parts, err := p.c.Gather(0, nil)
+	if err != nil {
+		return nil, err
+	}
+	named := map[string]int{}
+	for rk := 1; rk < len(parts); rk++ {
+		ids, err := decodeIDs(parts[rk])
+		if err != nil {
+			return nil, fmt.Errorf("harness: poll answer of slice %d: %w", rk, err)
+		}
+		for _, id := range ids {
+			named[id]++
+		}
+	}
+	ready := map[string]bool{}
+	for _, a := range asks {
+		ready[a.v.id] = named[a.v.id] == len(parts)-1
+	}
+	return ready, nil
+}
+
+// serveCollect is steps 10 and 11 for a collect asked for: the flightMsg
+// that announces it, then collect; unless the run is ending.
+func (p *pipeline) serveCollect(f *flight, a *ask) {
 	if f.err != nil {
 		a.reply <- answer{err: f.err}
 		return
@@ -289,23 +306,8 @@ func (f *flight) claim(visit string) {
 		if !busy {
 			return
 		}
-		f.idle()
 		<-ended
-		f.wake()
 	}
-}
-
-// idleNext is the trigger subscription with visits in flight: the feeder
-// is idle while it waits for a trigger.
-type idleNext struct {
-	events.Subscription
-	f *flight
-}
-
-func (s idleNext) Next(ctx context.Context) (events.Event, error) {
-	s.f.idle()
-	defer s.f.wake()
-	return s.Subscription.Next(ctx)
 }
 
 // release ends claim's mark of visit.
@@ -421,13 +423,9 @@ func (p *pipeline) takeEvent(ctx context.Context, w *waitSpec, visit string) (ma
 		case e != nil:
 			return e.Properties, nil
 		}
-		p.fly.idle()
 		select {
 		case <-arrived:
 		case <-wctx.Done():
-		}
-		p.fly.wake()
-		if wctx.Err() != nil {
 			return nil, waitFailed(ctx, w, wctx.Err())
 		}
 	}
@@ -556,6 +554,18 @@ var (
 
 // ---- Slice, with visits in flight ----
 
+// pollWait is how long a Slice may hold its answer to a poll while none
+// of its visits' running stages has processed its queue: the longest the
+// driver waits for a Slice instead of serving the visits.
+const pollWait = 5 * time.Millisecond
+
+// sliceFlight is a Slice's visits in flight.
+type sliceFlight struct {
+	open map[string]*sliceVisit
+	// processed is nudged when a stage has processed a visit's queue.
+	processed chan struct{}
+}
+
 // sliceVisit is one visit in flight on a Slice.
 type sliceVisit struct {
 	id    string
@@ -567,14 +577,15 @@ type sliceVisit struct {
 }
 
 // flightLoop is a Slice's loop with visits in flight, steps 6 to 14 from
-// its side: it receives each flightMsg and does what it announces for
-// its visit: a start makes the visit's clipboards (openVisit), a stage
-// starts Process on the visit's queue and goes on at once (startStage),
-// a collect waits for that Process, exchanges and reports
-// (collectStage), and the Stop ends the loop once no Process runs.
+// its side: it receives each flightMsg and does what it announces: a
+// start makes the visit's clipboards (openVisit), a stage starts Process
+// on the visit's queue and goes on at once (startStage), a poll says
+// which visits' stages have been processed (answerPoll), a collect
+// exchanges and reports (collectStage), and the Stop ends the loop once
+// no Process runs.
 func (r *rank) flightLoop(ctx context.Context, ids []mapper.DataID) error {
-	open := map[string]*sliceVisit{}
-	defer settle(open)
+	sf := &sliceFlight{open: map[string]*sliceVisit{}, processed: make(chan struct{}, 1)}
+	defer sf.settle()
 	for {
 		m, err := r.awaitFlight()
 		if err != nil {
@@ -584,11 +595,13 @@ func (r *rank) flightLoop(ctx context.Context, ids []mapper.DataID) error {
 		case flightStop:
 			return nil
 		case flightStart:
-			err = r.openVisit(open, m, ids)
+			err = r.openVisit(sf, m, ids)
 		case flightStage:
-			err = r.startStage(ctx, open, m)
+			err = r.startStage(ctx, sf, m)
+		case flightPoll:
+			err = r.answerPoll(sf)
 		case flightCollect:
-			err = r.collectStage(open, m)
+			err = r.collectStage(sf, m)
 		}
 		if err != nil {
 			return err
@@ -606,17 +619,17 @@ func (r *rank) awaitFlight() (flightMsg, error) {
 }
 
 // settle waits for the Process of every visit still running one.
-func settle(open map[string]*sliceVisit) {
-	for _, sv := range open {
+func (sf *sliceFlight) settle() {
+	for _, sv := range sf.open {
 		if sv.done != nil {
 			<-sv.done
 		}
 	}
 }
 
-// inFlight is the visit m is about.
-func inFlight(open map[string]*sliceVisit, m flightMsg) (*sliceVisit, error) {
-	sv := open[m.Visit]
+// visit is the visit m is about.
+func (sf *sliceFlight) visit(m flightMsg) (*sliceVisit, error) {
+	sv := sf.open[m.Visit]
 	if sv == nil {
 		return nil, fmt.Errorf("harness: a message for visit %s, which is not in flight on this slice", m.Visit)
 	}
@@ -625,16 +638,16 @@ func inFlight(open map[string]*sliceVisit, m flightMsg) (*sliceVisit, error) {
 
 // openVisit is step 6 for a flightStart: the visit's clipboards
 // (visitClipboards). With no parallel stage nothing of it is kept.
-func (r *rank) openVisit(open map[string]*sliceVisit, m flightMsg, ids []mapper.DataID) error {
+func (r *rank) openVisit(sf *sliceFlight, m flightMsg, ids []mapper.DataID) error {
 	var vm visitMsg
 	if err := decodeVisit(m.Body, &vm); err != nil {
 		return err
 	}
-	if open[m.Visit] != nil {
+	if sf.open[m.Visit] != nil {
 		return fmt.Errorf("harness: visit %s started while in flight", m.Visit)
 	}
 	if len(r.parallel) > 0 {
-		open[m.Visit] = &sliceVisit{id: m.Visit, queue: r.visitClipboards(nil, vm, ids)}
+		sf.open[m.Visit] = &sliceVisit{id: m.Visit, queue: r.visitClipboards(nil, vm, ids)}
 	}
 	return nil
 }
@@ -643,8 +656,8 @@ func (r *rank) openVisit(open map[string]*sliceVisit, m flightMsg, ids []mapper.
 // left (step 13); otherwise Process runs on the visit's queue on a
 // goroutine of its own, for one visit at a time if the stage's type is
 // not declared concurrent (exclusive).
-func (r *rank) startStage(ctx context.Context, open map[string]*sliceVisit, m flightMsg) error {
-	sv, err := inFlight(open, m)
+func (r *rank) startStage(ctx context.Context, sf *sliceFlight, m flightMsg) error {
+	sv, err := sf.visit(m)
 	if err != nil {
 		return err
 	}
@@ -653,7 +666,7 @@ func (r *rank) startStage(ctx context.Context, open map[string]*sliceVisit, m fl
 		return err
 	}
 	if sm.Skip {
-		delete(open, sv.id)
+		delete(sf.open, sv.id)
 		return nil
 	}
 	if sv.done != nil {
@@ -662,6 +675,7 @@ func (r *rank) startStage(ctx context.Context, open map[string]*sliceVisit, m fl
 	b := r.parallel[sv.at]
 	sv.rep, sv.next, sv.done = sliceReport{}, nil, make(chan struct{})
 	go func() {
+		defer sf.nudge()
 		defer close(sv.done)
 		defer r.exclusive(b)()
 		sv.next = r.process(ctx, sv.id, b, sm, sv.queue, nil, &sv.rep)
@@ -669,11 +683,57 @@ func (r *rank) startStage(ctx context.Context, open map[string]*sliceVisit, m fl
 	return nil
 }
 
+func (sf *sliceFlight) nudge() {
+	select {
+	case sf.processed <- struct{}{}:
+	default:
+	}
+}
+
+// answerPoll is the flightPoll step on a Slice: it sends by Gather the
+// visits whose running stage has processed its queue, once there is one
+// or pollWait has passed.
+func (r *rank) answerPoll(sf *sliceFlight) error {
+	select {
+	case <-sf.processed: // an old nudge: look again below
+	default:
+	}
+	ids, running := sf.ready()
+	if len(ids) == 0 && running {
+		t := time.NewTimer(pollWait)
+		select {
+		case <-sf.processed:
+		case <-t.C:
+		}
+		t.Stop()
+		ids, _ = sf.ready()
+	}
+	_, err := r.c.Gather(0, encodeIDs(ids))
+	return err
+}
+
+// ready lists the visits whose running stage has processed its queue,
+// and says whether any other is running.
+func (sf *sliceFlight) ready() (ids []string, running bool) {
+	for id, sv := range sf.open {
+		if sv.done == nil {
+			continue
+		}
+		select {
+		case <-sv.done:
+			ids = append(ids, id)
+		default:
+			running = true
+		}
+	}
+	return ids, running
+}
+
 // collectStage is steps 10 and 11 for a flightCollect: once the visit's
 // Process has run, Exchange if the stage exchanges, and report. After
 // the visit's last parallel stage the visit is left (step 13).
-func (r *rank) collectStage(open map[string]*sliceVisit, m flightMsg) error {
-	sv, err := inFlight(open, m)
+func (r *rank) collectStage(sf *sliceFlight, m flightMsg) error {
+	sv, err := sf.visit(m)
 	if err != nil {
 		return err
 	}
@@ -692,7 +752,7 @@ func (r *rank) collectStage(open map[string]*sliceVisit, m flightMsg) error {
 	}
 	sv.queue, sv.next = sv.next, nil
 	if sv.at++; sv.at == len(r.parallel) {
-		delete(open, sv.id)
+		delete(sf.open, sv.id)
 	}
 	return nil
 }

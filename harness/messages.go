@@ -76,6 +76,10 @@ const (
 	flightStart flightStep = 1 + iota
 	// flightStage: the visit's next parallel stage; Body is its stageMsg.
 	flightStage
+	// flightPoll: every Slice answers by Gather with the visits whose
+	// running stage it has processed (encodeIDs), once it has one or
+	// after pollWait.
+	flightPoll
 	// flightCollect: the visit's stage is collected: an Exchange if it
 	// exchanges, then the Gather of sliceReport.
 	flightCollect
@@ -231,4 +235,27 @@ func readStr(data []byte) (s string, rest []byte, ok bool) {
 		return "", data, false
 	}
 	return string(data[k : k+int(n)]), data[k+int(n):], true
+}
+
+// encodeIDs writes a Slice's answer to a poll: each visit ID,
+// uvarint-prefixed.
+func encodeIDs(ids []string) []byte {
+	var b []byte
+	for _, id := range ids {
+		b = appendStr(b, id)
+	}
+	return b
+}
+
+// decodeIDs reads what encodeIDs wrote.
+func decodeIDs(data []byte) ([]string, error) {
+	var ids []string
+	for len(data) > 0 {
+		id, rest, ok := readStr(data)
+		if !ok {
+			return nil, fmt.Errorf("harness: decoding visit IDs: malformed")
+		}
+		ids, data = append(ids, id), rest
+	}
+	return ids, nil
 }

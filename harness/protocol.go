@@ -104,12 +104,14 @@ package harness
 // the Stop: the step, the visit's ID and, as Body, the message one visit
 // in flight would send for that step (a visitMsg to start, a stageMsg for
 // a parallel stage), encoded as then. A Slice does what the step says for
-// that visit (rank.flightLoop); only a collect is followed by more
-// collectives, the stage's Exchange if it exchanges and the Gather of the
-// visit's sliceReport.
+// that visit (rank.flightLoop). A poll is followed by a Gather of each
+// Slice's answer: the IDs of the visits whose running stage it has
+// processed (encodeIDs; raw bytes), sent once it has one or after
+// pollWait. A collect is followed by the stage's Exchange if it
+// exchanges, and the Gather of the visit's sliceReport.
 //
 // flightStep: what a flightMsg announces: start (step 6), stage (steps 8
-// and 9), collect (steps 10 and 11) or stop (step 14).
+// and 9), poll, collect (steps 10 and 11) or stop (step 14).
 //
 // # Order
 //
@@ -200,16 +202,19 @@ package harness
 //     same collectives in the same order, on one goroutine (the Slice's
 //     loop, rank.flightLoop). The order itself depends on when events,
 //     triggers and stage work complete, not on a fixed schedule.
-//  3. A collect blocks the driver until every Slice has processed the
-//     visit's stage, so the driver makes one only when nothing else can
-//     ask it for something without news from outside: every visit in
-//     flight waits for the driver or for an event, and the feeder for a
-//     trigger or for leave. Starts and stageMsgs go first; collects go
-//     in the order they were asked for. A trigger or an event that
-//     arrives during a collect is served after it.
+//  3. A collect must not wait for a Slice's Process: the driver would
+//     be stuck in its Gather while other visits wait for it. So while
+//     visits wait for a collect and nobody asks for anything else, the
+//     driver polls (pipeline.poll): each Slice answers with the visits
+//     whose running stage it has processed, at once if it has one, else
+//     when one is or after pollWait (rank.answerPoll). The driver then
+//     collects, oldest first, the visits every Slice named
+//     (pipeline.collectReady); each such collect returns at once.
+//     Starts and stageMsgs go before polls: the driver waits at most
+//     pollWait for the Slices before it serves the visits again.
 //  4. On a Slice, a stage step starts Process over the visit's queue on a
 //     goroutine of its own and the loop goes on (rank.startStage); a
-//     collect waits for that Process, then exchanges and reports on the
+//     collect, of a stage it has processed, exchanges and reports on the
 //     loop's goroutine (rank.collectStage). A start makes the visit's
 //     clipboards (rank.openVisit); the visit is left after its last
 //     parallel stage's collect, or a Skip. The Stop ends the loop once
