@@ -52,11 +52,17 @@ func (e *batchEnv) prodStatus(run string) prodStatusJSON {
 // every simulated node can read) and returns the copy's production file.
 func (e *batchEnv) nightly(name string) string {
 	e.t.Helper()
+	return copyNightly(e.t, filepath.Join(filepath.Dir(e.dir), name))
+}
+
+// copyNightly copies examples/nightly to dst and returns the copy's
+// production file.
+func copyNightly(t *testing.T, dst string) string {
+	t.Helper()
 	src, err := filepath.Abs(filepath.Join("..", "..", "examples", "nightly"))
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
-	dst := filepath.Join(filepath.Dir(e.dir), name)
 	err = filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -77,7 +83,7 @@ func (e *batchEnv) nightly(name string) string {
 		return os.WriteFile(to, data, fi.Mode().Perm()|0o444)
 	})
 	if err != nil {
-		e.t.Fatalf("copying the nightly example: %v", err)
+		t.Fatalf("copying the nightly example: %v", err)
 	}
 	return filepath.Join(dst, "production.yaml")
 }
