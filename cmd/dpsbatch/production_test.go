@@ -268,6 +268,11 @@ func TestBatchProductionChain(t *testing.T) {
 		}
 	}
 
+	// association ran three visits at once: every visit's result is its
+	// own, its known objects from one worker per slice for the run.
+	checkAssociation(t, filepath.Dir(prodFile), dirs["association"])
+	t.Logf("from detect's output to association's, by visit: %v", nightlyLags(t, filepath.Join(st.Dir, "pipelines")))
+
 	// The events each pipeline recorded.
 	evs := e.events("nightly-1")
 	type key struct{ receiver, dir, topic, kind, visit string }
