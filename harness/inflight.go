@@ -120,11 +120,6 @@ func (f *flight) grant() {
 	}
 }
 
-// endGrant is the end of the feeder's leave: it read a visit, or ended.
-func (f *flight) endGrant() {
-	f.granted = false
-}
-
 // hear is the driver's answer to one note.
 func (p *pipeline) hear(ctx context.Context, f *flight, n note) {
 	switch {
@@ -137,11 +132,10 @@ func (p *pipeline) hear(ctx context.Context, f *flight, n note) {
 		f.free++
 		f.fail(n.err)
 	case n.fed:
-		f.endGrant()
-		f.feeding = false
+		f.granted, f.feeding = false, false
 		f.fail(n.err)
 	default:
-		f.endGrant()
+		f.granted = false
 		p.launch(ctx, f, n.visit, n.props)
 	}
 }
