@@ -3,6 +3,7 @@ package jobs
 import (
 	"fmt"
 
+	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/state"
 )
 
@@ -26,13 +27,13 @@ type Failure struct {
 // step (0: all). Slice failures of visits that were retried and later
 // done are listed too: they happened.
 func Failures(dir string, limit int) ([]Failure, error) {
-	l := Layout{Dir: dir}
-	_, set, err := readSettings(l)
+	l := rundir.Layout{Dir: dir}
+	_, set, err := rundir.ReadSettings(l)
 	if err != nil {
 		return nil, err
 	}
 	out := []Failure{}
-	for _, d := range stepDirs(l, set) {
+	for _, d := range rundir.StepDirs(l, set) {
 		fs, err := stepFailures(d, limit)
 		if err != nil {
 			return nil, err
@@ -43,8 +44,8 @@ func Failures(dir string, limit int) ([]Failure, error) {
 }
 
 // stepFailures reads one step's failures from its state file.
-func stepFailures(d stepDir, limit int) ([]Failure, error) {
-	st, err := state.OpenReadOnly(d.l.State())
+func stepFailures(d rundir.StepDir, limit int) ([]Failure, error) {
+	st, err := state.OpenReadOnly(d.Layout.State())
 	if err != nil {
 		return nil, err
 	}
@@ -59,10 +60,10 @@ func stepFailures(d stepDir, limit int) ([]Failure, error) {
 	}
 	var out []Failure
 	for _, v := range failed {
-		out = append(out, Failure{Pipeline: d.name, Visit: v.ID, Attempt: v.Attempts, Error: v.Err})
+		out = append(out, Failure{Pipeline: d.Name, Visit: v.ID, Attempt: v.Attempts, Error: v.Err})
 	}
 	for _, f := range slices {
-		out = append(out, Failure{Pipeline: d.name, Visit: f.Visit, Attempt: f.Attempt, Stage: f.Stage, Slice: f.Slice,
+		out = append(out, Failure{Pipeline: d.Name, Visit: f.Visit, Attempt: f.Attempt, Stage: f.Stage, Slice: f.Slice,
 			DataID: f.DataID, Error: f.Err})
 	}
 	return out, nil

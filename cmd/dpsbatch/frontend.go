@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dpsbatch/dpsbatch/jobs"
+	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/site"
 	"github.com/dpsbatch/dpsbatch/state"
@@ -184,6 +185,7 @@ func printStatus(w io.Writer, rs jobs.RunStatus) {
 		}
 		fmt.Fprintln(w)
 		printStarts(w, j)
+		printJobUsage(w, j)
 		if j.Live && !j.Heartbeat.IsZero() {
 			fmt.Fprintf(w, "    heartbeat %s ago", time.Since(j.Heartbeat).Round(time.Second))
 			if j.HeartbeatVisit != "" {
@@ -205,7 +207,8 @@ func printStatus(w io.Writer, rs jobs.RunStatus) {
 	case rs.Listen:
 		fmt.Fprintf(w, "  listening for trigger events after its visit list (dpsbatch finish %s ends it)\n", rs.Run)
 	}
-	fmt.Fprintf(w, "  state file: %s/%s (journal %s)\n", rs.Dir, jobs.StateFile, rs.Journal)
+	printRunUsage(w, rs)
+	fmt.Fprintf(w, "  state file: %s/%s (journal %s)\n", rs.Dir, rundir.StateFile, rs.Journal)
 	if rs.Failures != nil {
 		fmt.Fprintf(w, "  failures (%d):\n", len(rs.Failures))
 		for _, f := range rs.Failures {
