@@ -555,3 +555,48 @@ func runFlight(t *testing.T, policy string, size int, visits []string, rec Recor
 	}
 	return sum, errs
 }
+
+// A pipeline with no parallel stage runs its visits in flight on the
+// Pipeline alone: the Slices only hear them start.
+func TestInFlightSerialOnly(t *testing.T) {
+	sum, _, err := runYAML(t, testHead+"in_flight: 3\nstages:\n  - {name: h, type: test-hook}\n", visitIDs(5))
+	if err != nil || sum.Done != 5 {
+		t.Fatalf("done %d of 5: %v", sum.Done, err)
+	}
+}
+
+// failingEnd is a Recorder that cannot record the end of one visit.
+type failingEnd struct {
+	*endings
+	visit string
+}
+
+func (f failingEnd) VisitEnded(v string, r VisitResult) error {
+	if v == f.visit {
+		return errors.New("disk full")
+	}
+	return f.endings.VisitEnded(v, r)
+}
+
+// A Recorder error with visits in flight ends the run with that error,
+// every Slice stopped, no rank left waiting, and no visit starts after
+// it.
+func TestInFlightRecorderErrorEndsRun(t *testing.T) {
+	policy := `pipeline: t
+slices: 2
+in_flight: 3
+mapper: {type: range, settings: {key: ccd, from: 1, to: 2}}
+stages:
+  - {name: a, type: test-sleep, settings: {for: 100ms}}
+  - {name: b, type: test-sleep, settings: {for: 100ms}}
+`
+	sum, _, err := runYAML(t, policy, visitIDs(9), func(lr *RunOptions) {
+		lr.Recorder = failingEnd{lr.Recorder.(*endings), "2"}
+	})
+	if err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("err = %v, want the Recorder's", err)
+	}
+	if sum.Visits >= 9 {
+		t.Errorf("%d visits started: the run went on after visit 2's end could not be recorded", sum.Visits)
+	}
+}
