@@ -201,7 +201,10 @@ package harness
 //     Slices follow whatever order the driver chose: each rank calls the
 //     same collectives in the same order, on one goroutine (the Slice's
 //     loop, rank.flightLoop). The order itself depends on when events,
-//     triggers and stage work complete, not on a fixed schedule.
+//     triggers and stage work complete, not on a fixed schedule: MPI's
+//     rule asks for one order on every rank, which the flightMsg gives,
+//     not for the same order in every run, which a fixed schedule would
+//     buy by making every visit wait for the slowest event.
 //  3. A collect must not wait for a Slice's Process: the driver would
 //     be stuck in its Gather while other visits wait for it. So while
 //     visits wait for a collect and nobody asks for anything else, the
@@ -245,8 +248,8 @@ package harness
 // Postprocess); visits start in the order of their triggers, at most K
 // at once; no visit starts after a stop; every rank sees the same order
 // of collectives; a stage not declared concurrent runs for one visit at
-// a time on each rank; resume reruns what is not done, as the state file
-// says.
+// a time on each rank; the Stop comes after every visit in flight has
+// ended; resume reruns what is not done, as the state file says.
 //
 // What does not: visits end (VisitEnded, the summary's order) in the
 // order their work finishes, not the order they started; the events
