@@ -59,6 +59,10 @@ type Policy struct {
 	// GPUsPerSlice is how many GPUs each slice needs (gpus_per_slice), 0
 	// for none: a batch run asks for them unless submit names its own.
 	GPUsPerSlice int
+	// InFlight is how many visits the Pipeline runs at once (in_flight,
+	// at least 1, the default): it starts a visit while fewer are in
+	// their stages. protocol.go ("Visits in flight") has what changes.
+	InFlight int
 }
 
 // mapperSpec is the policy's mapper section.
@@ -162,7 +166,7 @@ func parse(path string, data []byte) (*Policy, error) {
 		return nil, err
 	}
 	sum := sha256.Sum256(data)
-	p := &Policy{File: path, Dir: dir, Checksum: hex.EncodeToString(sum[:]), Failure: anySlice,
+	p := &Policy{File: path, Dir: dir, Checksum: hex.EncodeToString(sum[:]), Failure: anySlice, InFlight: 1,
 		Trigger: triggerSpec{Topic: defaultTrigger}, Locations: map[string]Pattern{}, locLines: map[string]int{}}
 	d.Map(root, "", map[string]conf.Field{
 		"pipeline": {Required: true, Decode: func(n *yaml.Node, path string) {
@@ -195,6 +199,16 @@ func parse(path string, data []byte) (*Policy, error) {
 		}},
 		"visit_time": {Decode: func(n *yaml.Node, path string) {
 			p.VisitTime = max(d.Duration(n, path), 0)
+		}},
+		"in_flight": {Decode: func(n *yaml.Node, path string) {
+			before := len(d.Errs)
+			switch k := d.Int(n, path); {
+			case len(d.Errs) > before:
+			case k < 1:
+				d.Errorf(n, path, "must be at least 1 (the visits the Pipeline runs at once), got %d", k)
+			default:
+				p.InFlight = k
+			}
 		}},
 		"failure": {Decode: func(n *yaml.Node, path string) {
 			d.Map(n, path, map[string]conf.Field{"visit": {Decode: func(n *yaml.Node, path string) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/dpsbatch/dpsbatch/internal/conf"
 	"github.com/dpsbatch/dpsbatch/mapper"
@@ -23,6 +24,11 @@ type built struct {
 	// neighbours are the ranks this Slice exchanges with after the stage
 	// (see exchange.go), set by Run once the data is assigned.
 	neighbours []int
+	// concurrent: the type declared the stage safe to call for several
+	// visits at once (Type.Concurrent); if not, mu makes the calls of
+	// visits in flight take turns (rank.exclusive).
+	concurrent bool
+	mu         sync.Mutex
 }
 
 // buildStages makes one instance of every stage. Each rank calls it once.
@@ -41,7 +47,7 @@ func (p *Policy) buildStages() ([]*built, conf.Errors) {
 			errs = append(errs, p.settingError(sp.Settings.v, sp.Line, sp.Path+".settings", err.Error()))
 			continue
 		}
-		b := &built{spec: sp, stage: st, needs: t.Needs, produces: t.Produces}
+		b := &built{spec: sp, stage: st, needs: t.Needs, produces: t.Produces, concurrent: t.Concurrent}
 		b.proc, _ = st.(Processor)
 		b.pre, _ = st.(Preprocessor)
 		b.post, _ = st.(Postprocessor)
