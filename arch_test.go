@@ -52,6 +52,9 @@ const importRules = `
 	INTERNAL
 	< events, mapper, state, site, templates, harness/comm, examples;
 
+	# A stage call's freeze-dried input: the file format, its budget.
+	INTERNAL < capture;
+
 	# slurmrestd's REST API, typed: knows nothing of dpsbatch.
 	INTERNAL < scheduler/slurmrest;
 
@@ -60,7 +63,7 @@ const importRules = `
 
 	# The harness: Pipeline, Slices and the stage loop on a communicator.
 	# It knows events and mapper, nothing of Slurm or the state file.
-	events, mapper, harness/comm < harness;
+	events, mapper, harness/comm, capture < harness;
 
 	# The use cases of a batch run, where the batch packages meet.
 	harness, scheduler, state, templates < jobs;
@@ -90,14 +93,14 @@ const importRules = `
 	# The communicators move bytes: no pipeline, no event, no state.
 	harness, events, mapper, state !< harness/comm;
 	# The leaves never import upwards.
-	harness, scheduler !< events, mapper, state, site, templates;
+	harness, scheduler !< events, mapper, state, site, templates, capture;
 	# Nothing below the programs reaches the use cases or the CLI.
 	jobs, monitor, cmd/dpsbatch
-	!< harness, harness/comm, scheduler, state, site, templates, events, mapper, report;
+	!< harness, harness/comm, scheduler, state, site, templates, events, mapper, report, capture;
 	# The report shows what the state file holds: no use case, harness or Slurm.
 	harness, scheduler, site !< report;
 	# Production code never imports a test helper.
-	TESTHELPERS !< cmd/dpsbatch, bench/mpistages, jobs, harness, report, monitor;
+	TESTHELPERS !< cmd/dpsbatch, bench/mpistages, jobs, harness, report, monitor, capture;
 `
 
 // rules is importRules parsed: for each name, the set of names it may

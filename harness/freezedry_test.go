@@ -1,0 +1,182 @@
+package harness
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dpsbatch/dpsbatch/capture"
+)
+
+// putStage puts n=5 and an item no encoder takes; bumpFailStage sets n=6
+// and then fails, so its capture must show n as the call got it.
+type putStage struct{}
+
+func (putStage) Process(cx *Context, cb *Clipboard) error {
+	cb.Put("n", 5)
+	cb.Put("handle", make(chan int))
+	return nil
+}
+
+type bumpFailStage struct{}
+
+func (bumpFailStage) Process(cx *Context, cb *Clipboard) error {
+	cb.Put("n", 6)
+	return errors.New("bump says no")
+}
+
+func init() {
+	RegisterStage(Type{Name: "test-put", Produces: []string{"n", "handle"}, New: func(Settings) (Stage, error) { return putStage{}, nil }})
+	RegisterStage(Type{Name: "test-bumpfail", Settings: []Setting{{Key: "file", Kind: String}},
+		New: func(Settings) (Stage, error) { return bumpFailStage{}, nil }})
+}
+
+// captures reads every capture file under the run directory.
+func captures(t *testing.T, runDir string) map[string]*capture.Capture {
+	t.Helper()
+	out := map[string]*capture.Capture{}
+	filepath.WalkDir(filepath.Join(runDir, capture.Dir), func(p string, d os.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(p, ".json") {
+			c, err := capture.Read(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rel, _ := filepath.Rel(runDir, p)
+			out[rel] = c
+		}
+		return nil
+	})
+	return out
+}
+
+func withRunDir(dir *string) runOpt { return func(o *RunOptions) { *dir = o.RunDir } }
+
+func TestFailedSliceCallIsCapturedAsItStarted(t *testing.T) {
+	var runDir string
+	sum, _, err := runYAML(t, `pipeline: t
+slices: 2
+mapper: {type: range, settings: {key: ccd, from: 1, to: 2}}
+events: {trigger: {properties: [filter]}}
+stages:
+  - {name: put, type: test-put}
+  - {name: bump, type: test-bumpfail, settings: {file: "{pipelinedir}/pipeline.yaml"}}
+`, []string{"7"}, withRunDir(&runDir))
+	if !errors.Is(err, ErrVisitsFailed) || len(sum.SliceFailures) != 2 {
+		t.Fatalf("run: %v, failures %+v; want both data IDs failed", err, sum.SliceFailures)
+	}
+	f := sum.SliceFailures[0]
+	if f.Capture == "" {
+		t.Fatalf("failure %+v names no capture", f)
+	}
+	c, err := capture.Read(filepath.Join(runDir, f.Capture))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Why != capture.WhyFailed || c.Err != "bump says no" || c.Stage != "bump" || c.Side != capture.SideSlice || c.Visit != "7" ||
+		c.Slice != f.Slice || c.Event["filter"] != "r7" || c.Version == "" || !strings.Contains(c.Policy, "test-bumpfail") {
+		t.Errorf("capture %+v", c)
+	}
+	items := map[string]any{}
+	for _, it := range c.Items {
+		items[it.Key], _ = it.Value()
+	}
+	if items["n"] != 5 || items["visitId"] != "7" || items["ccd"] == nil {
+		t.Errorf("items %v: want n as the call got it (5), the visit and the data ID", items)
+	}
+	if len(c.Unserialisable) != 1 || c.Unserialisable[0].Key != "handle" {
+		t.Errorf("unserialisable %+v, want handle listed", c.Unserialisable)
+	}
+	if len(c.Files) != 1 || c.Files[0].Setting != "file" || !strings.Contains(string(c.Files[0].Data), "test-bumpfail") {
+		t.Errorf("files %+v: want the policy the file setting names, copied", c.Files)
+	}
+	if c.Expanded["file"] != c.Files[0].Path {
+		t.Errorf("expanded settings %v", c.Expanded)
+	}
+}
+
+func TestFailedPreprocessIsCapturedForTheVisit(t *testing.T) {
+	var runDir string
+	_, end, err := runYAML(t, testHead+`stages:
+  - {name: gate, type: test-prefail, settings: {visit: "2"}}
+`, []string{"1", "2"}, withRunDir(&runDir))
+	if !errors.Is(err, ErrVisitsFailed) {
+		t.Fatal(err)
+	}
+	res := end.results["2"]
+	if res.Capture == "" || end.results["1"].Capture != "" {
+		t.Fatalf("visit results %+v: want the failed visit's capture only", end.results)
+	}
+	c, err := capture.Read(filepath.Join(runDir, res.Capture))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Side != capture.SidePipeline || c.Part != "Preprocess" || c.Err != "preprocess says no" || c.DataID != nil {
+		t.Errorf("capture %+v", c)
+	}
+}
+
+func TestStagesNamedForFreezeDryAreCapturedAtEntry(t *testing.T) {
+	var runDir string
+	policy := testHead + `freeze_dry: [put]
+stages:
+  - {name: put, type: test-put}
+  - {name: rec, type: test-record}
+`
+	if _, _, err := runYAML(t, policy, []string{"1"}, withRunDir(&runDir), func(o *RunOptions) { o.FreezeDry = []string{"rec"} }); err != nil {
+		t.Fatal(err)
+	}
+	n := map[string]int{}
+	for _, c := range captures(t, runDir) {
+		if c.Why != capture.WhyEntry {
+			t.Errorf("capture of %s: why %q", c.Stage, c.Why)
+		}
+		n[c.Stage]++
+	}
+	if n["put"] != 6 || n["rec"] != 6 {
+		t.Errorf("entry captures by stage %v, want one per data ID of put (policy) and rec (RunOptions)", n)
+	}
+}
+
+func TestFreezeDryNamesAStage(t *testing.T) {
+	dir := t.TempDir()
+	load := func(text string) error {
+		path := filepath.Join(dir, "p.yaml")
+		os.WriteFile(path, []byte(testHead+text+"stages:\n  - {name: measure, type: test-record}\n"), 0o644)
+		_, err := Load(path, LoadOptions{})
+		return err
+	}
+	err := load("freeze_dry: [mesure]\n")
+	if err == nil || !strings.Contains(err.Error(), `p.yaml:4: freeze_dry[0]: no stage is called "mesure" (did you mean "measure"?)`) {
+		t.Errorf("Load: %v; want the line, key and stage named", err)
+	}
+	err = load("freeze_dry_limits: {per_run: lots}\n")
+	if err == nil || !strings.Contains(err.Error(), `p.yaml:4: freeze_dry_limits.per_run: expected a positive size`) || !strings.Contains(err.Error(), "lots") {
+		t.Errorf("Load: %v; want the line, key and value named", err)
+	}
+	_, _, err = runYAML(t, testHead+"stages:\n  - {name: measure, type: test-record}\n", []string{"1"}, func(o *RunOptions) { o.FreezeDry = []string{"nope"} })
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `no stage "nope"`) {
+		t.Errorf("RunOptions.FreezeDry naming no stage: %v, want ErrInvalid naming it", err)
+	}
+}
+
+func TestCapturesKeepToTheRunsLimit(t *testing.T) {
+	var runDir string
+	sum, _, _ := runYAML(t, testHead+`freeze_dry_limits: {per_run: 6KiB}
+stages:
+  - {name: bump, type: test-bumpfail}
+`, []string{"1", "2", "3"}, withRunDir(&runDir))
+	written := 0
+	for _, f := range sum.SliceFailures {
+		if f.Capture != "" {
+			written++
+		}
+	}
+	if written == 0 || written == len(sum.SliceFailures) {
+		t.Fatalf("%d of %d failures have a capture: want some, not all, under 6KiB", written, len(sum.SliceFailures))
+	}
+	if msg := capture.LimitReached(runDir); !strings.Contains(msg, "freeze_dry_limits.per_run") {
+		t.Errorf("limit message %q", msg)
+	}
+}
