@@ -199,6 +199,13 @@ CREATE TABLE run_lock (
 	expires INTEGER NOT NULL   -- taken + lease: a holder that died on another host frees it then
 );
 `,
+	// 7: captures (freeze-dried stage inputs, package capture): the file
+	// of each slice failure, and of a visit's failure on the Pipeline,
+	// relative to the run directory; '' when none was written.
+	`
+ALTER TABLE slice_failures ADD COLUMN capture TEXT NOT NULL DEFAULT '';
+ALTER TABLE visits ADD COLUMN capture TEXT NOT NULL DEFAULT '';
+`,
 }
 
 // schemaVersion is the schema version this dpsbatch writes and reads.

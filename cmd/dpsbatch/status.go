@@ -26,13 +26,14 @@ func statusCommand() *cli.Command {
 			"Slurm requeued (node failure, scontrol requeue, preemption) shows as requeued while it waits to\n" +
 			"start again under the same ID, with Slurm's reason and its earliest start, then each of its starts.\n" +
 			"--watch redraws a progress bar every --interval until the runs' jobs end. --failures also lists\n" +
-			"each failed visit's error and every data ID that failed, with its stage and slice (--json: failures).",
+			"each failed visit's error and every data ID that failed, with its stage and slice, and where its\n" +
+			"input was captured, which `dpsbatch replay` runs again (--json: failures).",
 		Flags: []cli.Flag{
 			siteFlag(),
 			&cli.BoolFlag{Name: "json", Usage: "print the statuses as JSON"},
 			&cli.BoolFlag{Name: "watch", Usage: "follow the runs with a live progress bar until their jobs end"},
 			&cli.DurationFlag{Name: "interval", Value: 5 * time.Second, Usage: "how often --watch asks Slurm (at least 1s)"},
-			&cli.BoolFlag{Name: "failures", Usage: "also list each failed visit's error and every data ID that failed, with its stage and slice"},
+			&cli.BoolFlag{Name: "failures", Usage: "also list each failed visit's error and every data ID that failed, with its stage, slice and capture"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
