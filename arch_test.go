@@ -65,6 +65,10 @@ const importRules = `
 	# It knows events and mapper, nothing of Slurm or the state file.
 	events, mapper, harness/comm, capture < harness;
 
+	# A few stages over one visit in this process, on given clipboards:
+	# what the stage tester and replay share.
+	harness < harness/stagerun;
+
 	# The use cases of a batch run, where the batch packages meet.
 	harness, scheduler, state, templates < jobs;
 
@@ -83,7 +87,7 @@ const importRules = `
 	events < events/natstest;
 	scheduler < scheduler/schedtest;
 	harness/comm < harness/comm/commtest;
-	harness < harness/stagetest;
+	harness/stagerun < harness/stagetest;
 	internal/testenv, events/natstest, scheduler/schedtest, harness/comm/commtest, harness/stagetest
 	< TESTHELPERS;
 
@@ -100,7 +104,7 @@ const importRules = `
 	# The report shows what the state file holds: no use case, harness or Slurm.
 	harness, scheduler, site !< report;
 	# Production code never imports a test helper.
-	TESTHELPERS !< cmd/dpsbatch, bench/mpistages, jobs, harness, report, monitor, capture;
+	TESTHELPERS !< cmd/dpsbatch, bench/mpistages, jobs, harness, report, monitor, capture, harness/stagerun;
 `
 
 // rules is importRules parsed: for each name, the set of names it may
