@@ -78,8 +78,11 @@ const importRules = `
 	# The failure monitor: a use case over the runs' status, like the CLI.
 	jobs < monitor;
 
+	# Replay: a freeze-dried stage call run again in this process.
+	harness/stagerun, capture < replay;
+
 	# The programs.
-	jobs, examples, report, monitor < cmd/dpsbatch;
+	jobs, examples, report, monitor, replay < cmd/dpsbatch;
 	harness < bench/mpistages;
 
 	# Test helpers: shared suites and real components, for _test.go files.
@@ -99,12 +102,12 @@ const importRules = `
 	# The leaves never import upwards.
 	harness, scheduler !< events, mapper, state, site, templates, capture;
 	# Nothing below the programs reaches the use cases or the CLI.
-	jobs, monitor, cmd/dpsbatch
-	!< harness, harness/comm, scheduler, state, site, templates, events, mapper, report, capture;
+	jobs, monitor, cmd/dpsbatch, replay
+	!< harness, harness/comm, scheduler, state, site, templates, events, mapper, report, capture, harness/stagerun;
 	# The report shows what the state file holds: no use case, harness or Slurm.
 	harness, scheduler, site !< report;
 	# Production code never imports a test helper.
-	TESTHELPERS !< cmd/dpsbatch, bench/mpistages, jobs, harness, report, monitor, capture, harness/stagerun;
+	TESTHELPERS !< cmd/dpsbatch, bench/mpistages, jobs, harness, report, monitor, capture, harness/stagerun, replay;
 `
 
 // rules is importRules parsed: for each name, the set of names it may

@@ -23,7 +23,7 @@ func loadPolicy(dir string, c Case) (*harness.Policy, error) {
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		return nil, err
 	}
-	p, err := harness.Load(path, harness.LoadOptions{PipelineDir: c.PipelineDir})
+	p, err := harness.Load(path, harness.LoadOptions{PipelineDir: c.PipelineDir, NoValidate: c.NoValidate})
 	if err != nil {
 		return nil, fmt.Errorf("the case's policy does not load: %w\n%s", err, numbered(text))
 	}

@@ -69,6 +69,10 @@ type Case struct {
 	PipelineDir string
 	// Timeout bounds the run (0 means no bound but the context's).
 	Timeout time.Duration
+	// NoValidate runs the stages without checking what spans them (the
+	// keys each needs, the topics it waits for): for stages cut from a
+	// policy that was valid whole, as replay runs them.
+	NoValidate bool
 }
 
 // Result is what a case's run left.
