@@ -41,7 +41,10 @@ func (putN) Process(cx *harness.Context, cb *harness.Clipboard) error { cb.Put("
 
 type after struct{}
 
-func (after) Process(cx *harness.Context, cb *harness.Clipboard) error { cb.Put("after", true); return nil }
+func (after) Process(cx *harness.Context, cb *harness.Clipboard) error {
+	cb.Put("after", true)
+	return nil
+}
 
 func init() {
 	harness.RegisterStage(harness.Type{Name: "replay-test-n", Produces: []string{"n"},
