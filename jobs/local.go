@@ -21,6 +21,7 @@ type LocalOptions struct {
 	Logger      *slog.Logger
 	Stop        <-chan struct{} // closed: every step stops at its next visit boundary
 	StopSignals *harness.StopSignals
+	FreezeDry   []string // stages captured at entry (each step's that it has)
 }
 
 // LocalResult is how one step of a local run went.
@@ -47,6 +48,9 @@ func RunLocal(ctx context.Context, in *Input, o LocalOptions) ([]LocalResult, er
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if err := checkFreezeDry(in, o.FreezeDry); err != nil {
+		return nil, err
 	}
 	mem := events.NewMemory()
 	defer mem.Close()
@@ -104,5 +108,5 @@ func runLocalStep(ctx context.Context, b events.Broker, st Step, dir string, o L
 	}
 	return harness.Run(ctx, harness.RunOptions{Ranks: harness.CommLocal, Policy: st.Policy, Visits: st.Visits, RunID: o.RunID,
 		RunDir: dir, Slices: st.Slices, SlicesFrom: st.SlicesFrom, Logger: log, Broker: b, Feed: st.Listen, Stop: o.Stop,
-		StopSignals: o.StopSignals})
+		StopSignals: o.StopSignals, FreezeDry: freezeDryFor(st, o.FreezeDry)})
 }

@@ -53,6 +53,9 @@ type SubmitOptions struct {
 	DryRun bool
 	Out    io.Writer
 	Now    func() time.Time // nil: time.Now
+	// FreezeDry names stages whose every call is captured as it starts
+	// (package capture), besides those of the policies' freeze_dry.
+	FreezeDry []string
 }
 
 // Submitted says what Submit or Resume did.
@@ -98,6 +101,9 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkFreezeDry(in, o.FreezeDry); err != nil {
+		return nil, err
+	}
 	if err := checkCommon(o); err != nil {
 		return nil, err
 	}
@@ -130,6 +136,9 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 	created := now()
 	lk, err := createRun(o.Site.RunsRoot, name, func(tl Layout) error {
 		if err := fillRun(tl, l, in, rj, o.Site.Path, created); err != nil {
+			return err
+		}
+		if err := writeFreezeDry(tl, in, o.FreezeDry); err != nil {
 			return err
 		}
 		return writeScripts(tl, scripts, 1)

@@ -153,7 +153,7 @@ func buildCase(c *capture.Capture, o Options, out *Outcome) (*replayCase, error)
 		return nil, err
 	}
 	out.Files, out.Notes = restoreFiles(c, stages[0], o.RunDir)
-	cs := &replayCase{Case: stagerun.Case{Slices: 1, Visit: c.Visit, Event: map[string]any{}, RunDir: o.RunDir, Timeout: o.Timeout,
+	cs := &replayCase{Case: stagerun.Case{Name: c.Pipeline, RunID: c.Run, Slices: 1, Visit: c.Visit, Event: map[string]any{}, RunDir: o.RunDir, Timeout: o.Timeout,
 		Locations: locations(policy), NoValidate: true}, before: map[string]any{}}
 	if cs.Stages, err = stagesYAML(stages); err != nil {
 		return nil, err

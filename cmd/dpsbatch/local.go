@@ -21,6 +21,7 @@ type localOptions struct {
 	runDir, runID  string
 	slices         int
 	json           bool // print the summary as JSON
+	freezeDry      []string
 }
 
 func localCommand() *cli.Command {
@@ -44,6 +45,7 @@ func localCommand() *cli.Command {
 			&cli.StringFlag{Name: "run-id", Usage: "run ID carried by every event and log record (default: PIPELINE-DATE-TIME)"},
 			&cli.IntFlag{Name: "slices", Usage: "number of slices, overriding the policy"},
 			&cli.BoolFlag{Name: "json", Usage: "print the run's summary as JSON"},
+			freezeDryFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 1 {
@@ -51,7 +53,7 @@ func localCommand() *cli.Command {
 			}
 			return runLocal(c, localOptions{policy: c.Args().First(), visits: c.String("visits"),
 				runDir: c.String("run-dir"), runID: c.String("run-id"), slices: c.Int("slices"),
-				json: c.Bool("json")})
+				json: c.Bool("json"), freezeDry: c.StringSlice("freeze-dry")})
 		},
 	}
 }
@@ -103,7 +105,7 @@ func runLocal(c *cli.Context, o localOptions) error {
 	if !o.json {
 		printLocalStart(c.App.Writer, o, in)
 	}
-	res, err := jobs.RunLocal(ctx, in, jobs.LocalOptions{RunID: o.runID, RunDir: o.runDir, Logger: log, Stop: stop, StopSignals: noted})
+	res, err := jobs.RunLocal(ctx, in, jobs.LocalOptions{RunID: o.runID, RunDir: o.runDir, Logger: log, Stop: stop, StopSignals: noted, FreezeDry: o.freezeDry})
 	if o.json {
 		if v := summarizeRun(o, in, res); v != nil {
 			err = errors.Join(err, printJSON(c.App.Writer, v))

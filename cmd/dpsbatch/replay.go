@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -58,7 +59,7 @@ func replayCommand() *cli.Command {
 func printReplay(w io.Writer, o *replay.Outcome) {
 	where := "on the Pipeline"
 	if o.DataID != nil {
-		where = fmt.Sprintf("data ID %v", o.DataID)
+		where = "data ID " + dataIDText(o.DataID)
 	}
 	fmt.Fprintf(w, "replayed %s of stage %s, visit %s, %s\n", o.Part, o.Stage, o.Visit, where)
 	if len(o.Stages) > 1 {
@@ -88,4 +89,19 @@ func printReplay(w io.Writer, o *replay.Outcome) {
 		v, _ := json.Marshal(o.Put[k])
 		fmt.Fprintf(w, "  %s: %s\n", k, v)
 	}
+}
+
+// freezeDryFlag is submit's and local's --freeze-dry.
+func freezeDryFlag() cli.Flag {
+	return &cli.StringSliceFlag{Name: "freeze-dry", Usage: "capture the input of every call of this stage as it starts, into RUN-DIR/captures (dpsbatch replay runs one again); repeat for several (a failing call is always captured)"}
+}
+
+// dataIDText is a data ID as the harness names it: key=value, by key.
+func dataIDText(id map[string]any) string {
+	parts := make([]string, 0, len(id))
+	for k, v := range id {
+		parts = append(parts, fmt.Sprintf("%s=%v", k, v))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " ")
 }

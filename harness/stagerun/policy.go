@@ -1,6 +1,7 @@
 package stagerun
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -41,7 +42,7 @@ func policyText(c Case) (string, error) {
 		c.Mapper = map[string]any{"type": "list", "settings": map[string]any{"ids": ids}}
 	}
 	head := map[string]any{
-		"pipeline": "stagetest",
+		"pipeline": cmp.Or(c.Name, "stagerun"),
 		"slices":   sliceCount(c),
 		"mapper":   c.Mapper,
 		"events":   eventsSection(c),

@@ -14,6 +14,7 @@
 package stagerun
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,6 +30,9 @@ import (
 
 // Case is what Run runs: the stages, where, on what.
 type Case struct {
+	// Name is the pipeline's name ({pipeline}; "" means stagerun), and
+	// RunID the run's ({run}; "" means one of Run's own, stagerun-N).
+	Name, RunID string
 	// Stages is the policy's stages list in YAML, as in a policy file:
 	//	- {name: scale, type: scale, settings: {factor: 2}}
 	Stages string
@@ -117,9 +121,11 @@ func Run(ctx context.Context, c Case, log *slog.Logger) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stagerun: %w", err)
 	}
-	id := fmt.Sprintf("stagerun-%d", caseCount.Add(1))
+	id := cmp.Or(c.RunID, fmt.Sprintf("stagerun-%d", caseCount.Add(1)))
 	cs := &caseState{c: c, clipboards: map[string]*harness.Clipboard{}}
-	cases.Store(id, cs)
+	if _, running := cases.LoadOrStore(id, cs); running {
+		return nil, fmt.Errorf("stagerun: a case of run %q is running already", id)
+	}
 	defer cases.Delete(id)
 	res := &Result{RunDir: c.RunDir, RunID: id, Broker: events.NewMemory()}
 	if res.Summary, res.Err = run(ctx, c, p, res, log); errors.Is(res.Err, ErrTimeout) {
