@@ -83,6 +83,9 @@ type Capture struct {
 	PolicyFile string `json:"policyFile"`
 	// Files are the input files the stage's settings name.
 	Files []File `json:"files,omitempty"`
+	// Stdin, for a worker stage's call, is the request line its program
+	// reads on stdin for this data ID.
+	Stdin string `json:"stdin,omitempty"`
 }
 
 // Item is one clipboard item.

@@ -116,7 +116,18 @@ func (f *freezer) describe(cx *Context, b *built, cb *Clipboard, part, why strin
 	var named []capture.Named
 	c.Settings, c.Expanded, named = expandSettings(cx, b, cb)
 	c.Files = capture.InputFiles(named, workDirs(c.Expanded, cx), f.w.CopyBelow())
+	if ps, ok := b.stage.(programStdin); ok && cx.DataID() != nil {
+		if req, err := ps.request(cx, cb); err == nil {
+			c.Stdin = string(req)
+		}
+	}
 	return c
+}
+
+// programStdin is a stage whose program reads a request per call on its
+// stdin (the worker stage): the capture keeps the line.
+type programStdin interface {
+	request(cx *Context, cb *Clipboard) ([]byte, error)
 }
 
 // event is the visit's trigger event as the clipboard holds it: the

@@ -3,6 +3,7 @@ package harness
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -178,5 +179,38 @@ stages:
 	}
 	if msg := capture.LimitReached(runDir); !strings.Contains(msg, "freeze_dry_limits.per_run") {
 		t.Errorf("limit message %q", msg)
+	}
+}
+
+// A worker stage's capture holds the request line its program read, so
+// the program alone, given that line on stdin (under pdb, say), answers
+// as it did in the run; and the program's file, copied.
+func TestWorkerCaptureHoldsTheProgramsInput(t *testing.T) {
+	w := workerScript(t, `    if data_id['ccd'] == '2':
+        raise ValueError('no sources on ccd 2')
+    return {'result': 1}
+`)
+	sum, err := w.run(t, w.policy(t, ""), "1")
+	if !errors.Is(err, ErrVisitsFailed) || len(sum.SliceFailures) != 1 {
+		t.Fatalf("run: %v, failures %+v", err, sum.SliceFailures)
+	}
+	c, err := capture.Read(filepath.Join(w.runDir, sum.SliceFailures[0].Capture))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(c.Stdin, `"dataId":{"ccd":"2"}`) || !strings.Contains(c.Stdin, `"inputs":{"ccd":"2","filter":"r1"}`) {
+		t.Fatalf("capture's stdin %q, want the request for ccd 2", c.Stdin)
+	}
+	script := filepath.Join(w.dir, "work.py")
+	if len(c.Files) != 1 || c.Files[0].Path != script || c.Files[0].Data == nil {
+		t.Errorf("files %+v, want the worker's program, copied", c.Files)
+	}
+	cmd := exec.Command("python3", script)
+	env := c.Expanded["env"].(map[string]any)
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+env["PYTHONPATH"].(string), "MARKS="+t.TempDir())
+	cmd.Stdin = strings.NewReader(c.Stdin)
+	out, err := cmd.Output()
+	if err != nil || !strings.Contains(string(out), `{"error": "ValueError: no sources on ccd 2"}`) || !strings.Contains(sum.SliceFailures[0].Err, "ValueError: no sources on ccd 2") {
+		t.Errorf("the program on the captured stdin: %v\n%s", err, out)
 	}
 }
