@@ -93,7 +93,7 @@ func (f Failure) String() string {
 		line = fmt.Sprintf("%s (attempt %d) failed: %s", what, f.Attempt, f.Error)
 	}
 	if f.Capture != "" {
-		line += "\n    capture: " + f.Capture + "  (dpsbatch replay " + f.Capture + ")"
+		line += "\n      capture: " + f.Capture + "  (dpsbatch replay " + f.Capture + ")"
 	}
 	return line
 }
