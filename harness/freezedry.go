@@ -74,7 +74,14 @@ func (f *freezer) failed(cx *Context, b *built, in *Clipboard, part string, err 
 	return f.write(cx, b, in, part, capture.WhyFailed, err)
 }
 
-func (f *freezer) write(cx *Context, b *built, cb *Clipboard, part, why string, err error) string {
+func (f *freezer) write(cx *Context, b *built, cb *Clipboard, part, why string, err error) (path string) {
+	defer func() {
+		// A capture is a diagnosis: it never takes the rank down.
+		if p := recover(); p != nil {
+			f.log.Error("freeze-dry: could not describe the stage's call", "stage", b.spec.Name, "visit", cx.Visit(), "panic", fmt.Sprint(p))
+			path = ""
+		}
+	}()
 	c := f.describe(cx, b, cb, part, why)
 	if err != nil {
 		c.Err = err.Error()
@@ -179,7 +186,8 @@ func expandSettings(cx *Context, b *built, cb *Clipboard) (raw, expanded map[str
 		raw[st.Key] = settingJSON(v)
 		switch st.Kind {
 		case String:
-			expanded[st.Key] = expand(st.Key, v.(string))
+			s, _ := v.(string)
+			expanded[st.Key] = expand(st.Key, s)
 		case Strings:
 			var out []string
 			for i, s := range b.spec.Settings.Strings(st.Key) {

@@ -214,3 +214,35 @@ func TestWorkerCaptureHoldsTheProgramsInput(t *testing.T) {
 		t.Errorf("the program on the captured stdin: %v\n%s", err, out)
 	}
 }
+
+// touchy panics when encoded, either way.
+type touchy struct{}
+
+func (touchy) MarshalJSON() ([]byte, error) { panic("touchy: json") }
+func (touchy) GobEncode() ([]byte, error)   { panic("touchy: gob") }
+
+type touchyStage struct{}
+
+func (touchyStage) Process(cx *Context, cb *Clipboard) error {
+	cb.Put("touchy", touchy{})
+	return nil
+}
+
+func init() {
+	RegisterStage(Type{Name: "test-touchy", Produces: []string{"touchy"}, New: func(Settings) (Stage, error) { return touchyStage{}, nil }})
+}
+
+// A capture that cannot be made is logged; the failure is recorded
+// without it, and the run goes on.
+func TestCaptureThatPanicsLeavesTheRunAlone(t *testing.T) {
+	sum, _, err := runYAML(t, testHead+`stages:
+  - {name: touchy, type: test-touchy}
+  - {name: bump, type: test-bumpfail}
+`, []string{"1", "2"})
+	if !errors.Is(err, ErrVisitsFailed) || sum.Failed != 2 || len(sum.SliceFailures) != 12 {
+		t.Fatalf("run: %v, %d visits failed, %d slice failures; want both visits failed on every data ID", err, sum.Failed, len(sum.SliceFailures))
+	}
+	if f := sum.SliceFailures[0]; f.Capture != "" || f.Err != "bump says no" {
+		t.Errorf("failure %+v, want the stage's error and no capture", f)
+	}
+}
