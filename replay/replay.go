@@ -34,6 +34,7 @@ import (
 	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/harness"
 	"github.com/dpsbatch/dpsbatch/harness/stagerun"
+	"github.com/dpsbatch/dpsbatch/internal/version"
 )
 
 // Options say what to replay and where.
@@ -144,6 +145,12 @@ type replayCase struct {
 // captured one (its settings pointed at restored files), its locations,
 // the visit, and the captured clipboard on the side it was taken.
 func buildCase(c *capture.Capture, o Options, out *Outcome) (*replayCase, error) {
+	if _, err := harness.LookupStage(c.StageType); err != nil {
+		return nil, fmt.Errorf("stage %s: %v: replay with the binary the run used, which registers it", c.Stage, err)
+	}
+	if v := version.Get().String(); v != c.Version {
+		out.Notes = append(out.Notes, fmt.Sprintf("captured by %s, replayed by %s", c.Version, v))
+	}
 	var policy map[string]any
 	if err := yaml.Unmarshal([]byte(c.Policy), &policy); err != nil {
 		return nil, fmt.Errorf("the captured policy does not parse: %v", err)
@@ -152,7 +159,9 @@ func buildCase(c *capture.Capture, o Options, out *Outcome) (*replayCase, error)
 	if err != nil {
 		return nil, err
 	}
-	out.Files, out.Notes = restoreFiles(c, stages[0], o.RunDir)
+	var notes []string
+	out.Files, notes = restoreFiles(c, stages[0], o.RunDir)
+	out.Notes = append(out.Notes, notes...)
 	cs := &replayCase{Case: stagerun.Case{Name: c.Pipeline, RunID: c.Run, Slices: 1, Visit: c.Visit, Event: map[string]any{}, RunDir: o.RunDir, Timeout: o.Timeout,
 		Locations: locations(policy), NoValidate: true}, before: map[string]any{}}
 	if cs.Stages, err = stagesYAML(stages); err != nil {

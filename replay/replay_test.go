@@ -150,4 +150,10 @@ func TestReplayRefusesWhatIsNoCapture(t *testing.T) {
 	if harness.ExitCode(err) != harness.ExitBadInput || !strings.Contains(err.Error(), p) {
 		t.Fatalf("replay of a non-capture: %v, want bad input naming the file", err)
 	}
+	// A stage type this binary does not have.
+	os.WriteFile(p, []byte(`{"format": 1, "stage": "m", "stageType": "mystages.measure", "policy": "pipeline: x"}`), 0o644)
+	_, err = replay.Run(context.Background(), replay.Options{Capture: p, RunDir: t.TempDir()})
+	if harness.ExitCode(err) != harness.ExitBadInput || !strings.Contains(err.Error(), `"mystages.measure"`) || !strings.Contains(err.Error(), "the binary the run used") {
+		t.Fatalf("replay of an unknown stage type: %v, want bad input naming it", err)
+	}
 }
