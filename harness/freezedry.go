@@ -27,6 +27,11 @@ type freezer struct {
 
 	once sync.Once
 	text string // the policy file's text, read at the first capture
+
+	// undo keeps what the watched call changes on watched, the clipboard
+	// of the call in progress (snapshot).
+	undo    undoLog
+	watched *Clipboard
 }
 
 // newFreezer returns the rank's freezer, writing into the run's captures
@@ -55,9 +60,34 @@ func (p *Policy) checkFreezeDry(names []string, from string) error {
 	return nil
 }
 
-// snapshot is the clipboard as a call gets it, kept until the call ends:
-// a copy (values are not deep-copied), as the stage may change it.
-func (f *freezer) snapshot(cb *Clipboard) *Clipboard { return cb.Clone() }
+// snapshot watches cb for the call about to start and returns it: the
+// items the call changes are kept (their values are not copied), so a
+// failing call's input is cb with them put back (failed), at the cost of
+// a note per changed key rather than a copy per call.
+func (f *freezer) snapshot(cb *Clipboard) *Clipboard {
+	if f.watched != nil {
+		f.watched.undo = nil
+	}
+	f.undo.kept = f.undo.kept[:0]
+	cb.undo, f.watched = &f.undo, cb
+	return cb
+}
+
+// input is the watched clipboard cb as its call got it.
+func (f *freezer) input(cb *Clipboard) *Clipboard {
+	in := cb.Clone()
+	if cb != f.watched {
+		return in
+	}
+	for _, k := range f.undo.kept {
+		if k.had {
+			in.items[k.key] = k.it
+		} else {
+			delete(in.items, k.key)
+		}
+	}
+	return in
+}
 
 // entry writes the capture of a call of a stage named for freeze-drying,
 // as it starts; for other stages it does nothing.
@@ -67,11 +97,11 @@ func (f *freezer) entryCall(cx *Context, b *built, cb *Clipboard, part string) {
 	}
 }
 
-// failed writes the capture of a call that failed with err, on in (the
-// clipboard as the call got it), and returns its path relative to the
-// run directory ("" when none was written).
-func (f *freezer) failed(cx *Context, b *built, in *Clipboard, part string, err error) string {
-	return f.write(cx, b, in, part, capture.WhyFailed, err)
+// failed writes the capture of a call that failed with err, on cb as
+// the call got it (watched by snapshot), and returns its path relative to
+// the run directory ("" when none was written).
+func (f *freezer) failed(cx *Context, b *built, cb *Clipboard, part string, err error) string {
+	return f.write(cx, b, f.input(cb), part, capture.WhyFailed, err)
 }
 
 func (f *freezer) write(cx *Context, b *built, cb *Clipboard, part, why string, err error) (path string) {

@@ -25,6 +25,9 @@ type bumpFailStage struct{}
 
 func (bumpFailStage) Process(cx *Context, cb *Clipboard) error {
 	cb.Put("n", 6)
+	cb.PutShared("fresh", 1)
+	cb.Delete("visitId")
+	cb.Put("visitId", "changed")
 	return errors.New("bump says no")
 }
 
@@ -83,8 +86,8 @@ stages:
 	for _, it := range c.Items {
 		items[it.Key], _ = it.Value()
 	}
-	if items["n"] != 5 || items["visitId"] != "7" || items["ccd"] == nil {
-		t.Errorf("items %v: want n as the call got it (5), the visit and the data ID", items)
+	if items["n"] != 5 || items["visitId"] != "7" || items["ccd"] == nil || items["fresh"] != nil {
+		t.Errorf("items %v: want them as the call got them: n 5, the visit and the data ID, not fresh", items)
 	}
 	if len(c.Unserialisable) != 1 || c.Unserialisable[0].Key != "handle" {
 		t.Errorf("unserialisable %+v, want handle listed", c.Unserialisable)
