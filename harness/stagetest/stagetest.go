@@ -27,7 +27,7 @@ import (
 
 // Case is what Run runs (stagerun.Case): RunDir "" means a new temporary
 // directory, Timeout 0 means 30s, so a stage that hangs fails the test
-// instead of the test binary's deadline.
+// instead of the test binary's deadline, and Name "" means stagetest.
 type Case = stagerun.Case
 
 // Result is what a case's run left (stagerun.Result), with getters that
@@ -44,6 +44,9 @@ func Run(t testing.TB, c Case) *Result {
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = 30 * time.Second
+	}
+	if c.Name == "" {
+		c.Name = "stagetest"
 	}
 	res, err := stagerun.Run(context.Background(), c, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
 	if err != nil { // a policy that does not load, or stagerun.ErrTimeout
