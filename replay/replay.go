@@ -178,19 +178,23 @@ func buildCase(c *capture.Capture, o Options, out *Outcome) (*replayCase, error)
 	if fi, err := os.Stat(c.PipelineDir); err == nil && fi.IsDir() {
 		cs.PipelineDir = c.PipelineDir
 	}
-	if err := cs.putItems(c, policy); err != nil {
+	if err := cs.putItems(c, policy, out); err != nil {
 		return nil, err
 	}
 	return cs, nil
 }
 
 // putItems puts the captured items on the side the call was taken, with
-// that side's data IDs.
-func (cs *replayCase) putItems(c *capture.Capture, policy map[string]any) error {
+// that side's data IDs. An item whose Go type this binary cannot decode
+// (not registered with harness.RegisterType) is put as its JSON, noted.
+func (cs *replayCase) putItems(c *capture.Capture, policy map[string]any, out *Outcome) error {
 	for _, it := range c.Items {
 		v, err := it.Value()
 		if err != nil {
-			return err
+			if jerr := json.Unmarshal(it.JSON, &v); jerr != nil || v == nil {
+				return err
+			}
+			out.Notes = append(out.Notes, fmt.Sprintf("item %s is put as its JSON, not as a %s: %v", it.Key, it.Type, err))
 		}
 		cs.before[it.Key] = v
 		if it.Shared {

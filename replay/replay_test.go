@@ -2,6 +2,7 @@ package replay_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -155,5 +156,27 @@ func TestReplayRefusesWhatIsNoCapture(t *testing.T) {
 	_, err = replay.Run(context.Background(), replay.Options{Capture: p, RunDir: t.TempDir()})
 	if harness.ExitCode(err) != harness.ExitBadInput || !strings.Contains(err.Error(), `"mystages.measure"`) || !strings.Contains(err.Error(), "the binary the run used") {
 		t.Fatalf("replay of an unknown stage type: %v, want bad input naming it", err)
+	}
+}
+
+// An item of a Go type the replaying binary does not know is put as its
+// JSON, and said so.
+func TestReplayItemOfAnUnknownType(t *testing.T) {
+	runDir, _, _ := batchRun(t, "1")
+	file := filepath.Join(runDir, "captures", "visit-1", "load.slice1-ccd=1.entry.json")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]any
+	json.Unmarshal(data, &c)
+	items := c["items"].([]any)
+	items = append(items, map[string]any{"key": "custom", "type": "mystages.Thing", "gob": "AAEC", "json": map[string]any{"a": 1}})
+	c["items"] = items
+	data, _ = json.Marshal(c)
+	os.WriteFile(file, data, 0o644)
+	out, err := replay.Run(context.Background(), replay.Options{Capture: file, RunDir: t.TempDir()})
+	if err != nil || len(out.Notes) != 1 || !strings.Contains(out.Notes[0], "item custom is put as its JSON, not as a mystages.Thing") {
+		t.Fatalf("replay: %+v, %v; want the item put as JSON and a note", out, err)
 	}
 }
