@@ -46,6 +46,37 @@ func TestVisitGateBudgetStopsAtBoundary(t *testing.T) {
 	}
 }
 
+func TestPolicyGPUsPerSlice(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		value string
+		want  int
+		err   string
+	}{
+		{"", 0, ""},
+		{"gpus_per_slice: 2\n", 2, ""},
+		{"gpus_per_slice: -1\n", 0, "pipeline.yaml:4: gpus_per_slice: must not be negative, got -1"},
+		{"gpus_per_slice: a100\n", 0, `pipeline.yaml:4: gpus_per_slice: expected an integer, got "a100"`},
+	} {
+		path := filepath.Join(dir, "pipeline.yaml")
+		text := testHead + tc.value + "stages:\n  - {name: r, type: test-record}\n"
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p, err := Load(path, LoadOptions{})
+		switch {
+		case tc.err != "":
+			if err == nil || !strings.Contains(err.Error(), tc.err) || !errors.Is(err, ErrInvalid) {
+				t.Errorf("%q: %v; want an error containing %q", tc.value, err, tc.err)
+			}
+		case err != nil:
+			t.Errorf("%q: %v", tc.value, err)
+		case p.GPUsPerSlice != tc.want:
+			t.Errorf("%q: GPUsPerSlice %d, want %d", tc.value, p.GPUsPerSlice, tc.want)
+		}
+	}
+}
+
 func TestPolicyVisitTime(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct {

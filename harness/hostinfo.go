@@ -28,6 +28,8 @@ import (
 //     the tasks on this node when they are known. The tasks on a node come
 //     from OMPI_COMM_WORLD_LOCAL_SIZE, else from SLURM_STEP_TASKS_PER_NODE
 //     (or SLURM_TASKS_PER_NODE) at index SLURM_NODEID ("2(x3),1" form).
+//   - GPUs: CUDA_VISIBLE_DEVICES, which srun sets per task for a job with
+//     GPUs (--gpus-per-task), else SLURM_STEP_GPUS; "" when neither is set.
 //
 // Malformed or non-positive values are ignored, as if unset.
 func thisTask() mapper.HostInfo {
@@ -65,6 +67,11 @@ func taskHost(p hostProbe) mapper.HostInfo {
 		h.CPUs = n
 	} else {
 		h.CPUs = p.numCPU()
+	}
+
+	h.GPUs = p.str("CUDA_VISIBLE_DEVICES")
+	if h.GPUs == "" {
+		h.GPUs = p.str("SLURM_STEP_GPUS")
 	}
 
 	tasks := p.tasksOnNode()

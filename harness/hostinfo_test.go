@@ -66,6 +66,12 @@ func TestTaskHost(t *testing.T) {
 			"SLURM_MEM_PER_CPU": "lots", "SLURM_MEM_PER_NODE": "0",
 			"SLURM_NODEID": "0", "SLURM_STEP_TASKS_PER_NODE": "2(x"},
 			want: mapper.HostInfo{Host: "box", Node: "box", CPUs: 8, MemoryMB: 32000}},
+		{name: "srun --gpus-per-task: the task's GPUs", env: map[string]string{
+			"SLURMD_NODENAME": "n3", "SLURM_PROCID": "1", "CUDA_VISIBLE_DEVICES": "1", "SLURM_STEP_GPUS": "0,1"},
+			want: mapper.HostInfo{Host: "box", Node: "n3", Rank: 1, CPUs: 8, MemoryMB: 32000, GPUs: "1"}},
+		{name: "GPUs of the step when CUDA_VISIBLE_DEVICES is unset", env: map[string]string{
+			"SLURMD_NODENAME": "n4", "SLURM_STEP_GPUS": "0,1"},
+			want: mapper.HostInfo{Host: "box", Node: "n4", CPUs: 8, MemoryMB: 32000, GPUs: "0,1"}},
 		{name: "spaces around values", env: map[string]string{
 			"SLURMD_NODENAME": " n1 ", "SLURM_PROCID": " 3", "SLURM_CPUS_PER_TASK": "4 "},
 			want: mapper.HostInfo{Host: "box", Node: "n1", Rank: 3, CPUs: 4, MemoryMB: 32000}},
@@ -93,6 +99,9 @@ func TestTaskHost(t *testing.T) {
 			}
 			if got.MemoryMB != tc.want.MemoryMB {
 				t.Errorf("MemoryMB = %d, want %d", got.MemoryMB, tc.want.MemoryMB)
+			}
+			if got.GPUs != tc.want.GPUs {
+				t.Errorf("GPUs = %q, want %q", got.GPUs, tc.want.GPUs)
 			}
 		})
 	}

@@ -57,6 +57,9 @@ type Policy struct {
 	// been timed, a job stops taking visits when less than this (and a
 	// margin) is left before its time limit.
 	VisitTime time.Duration
+	// GPUsPerSlice is how many GPUs each slice needs (gpus_per_slice), 0
+	// for none: a batch run asks for them unless submit names its own.
+	GPUsPerSlice int
 	// FreezeDry names the stages whose every call is captured as it
 	// starts (freeze_dry; a failing call is always captured), and
 	// FreezeLimits bounds the captures (freeze_dry_limits): package
@@ -192,6 +195,12 @@ func parse(path string, data []byte) (*Policy, error) {
 		}},
 		"mapper":    {Required: true, Decode: func(n *yaml.Node, path string) { p.Mapper = decodeMapper(d, n, path) }},
 		"locations": {Decode: func(n *yaml.Node, path string) { decodeLocations(d, n, path, p) }},
+		"gpus_per_slice": {Decode: func(n *yaml.Node, path string) {
+			p.GPUsPerSlice = d.Int(n, path)
+			if p.GPUsPerSlice < 0 {
+				d.Errorf(n, path, "must not be negative, got %d", p.GPUsPerSlice)
+			}
+		}},
 		"visit_time": {Decode: func(n *yaml.Node, path string) {
 			p.VisitTime = max(d.Duration(n, path), 0)
 		}},

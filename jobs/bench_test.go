@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/input"
+	"github.com/dpsbatch/dpsbatch/input/inputtest"
+	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/site"
 	"github.com/dpsbatch/dpsbatch/state"
 )
@@ -52,7 +55,7 @@ stages:
 	b.ResetTimer()
 	var pl *RunPlan
 	for i := 0; i < b.N; i++ {
-		pl, err = planSteps(s, p.Name, policy, []Step{{Policy: p}}, Request{})
+		pl, err = planSteps(s, p.Name, policy, []input.Step{{Policy: p}}, rundir.Request{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -124,7 +127,7 @@ func buildBenchRun() {
 	for i := range benchVisits {
 		fmt.Fprintf(&csv, "visit=%07d\n", i+1)
 	}
-	for path, text := range map[string]string{policy: tinyPolicy, visits: csv.String(), r.bin: "#!/bin/sh\n"} {
+	for path, text := range map[string]string{policy: inputtest.TinyPolicy, visits: csv.String(), r.bin: "#!/bin/sh\n"} {
 		if err := os.WriteFile(path, []byte(text), 0o755); err != nil {
 			fail(err)
 			return
@@ -137,7 +140,7 @@ func buildBenchRun() {
 		return
 	}
 	r.dir = sub.Dir
-	st, err := state.Open(Layout{Dir: r.dir}.State())
+	st, err := state.Open(rundir.Layout{Dir: r.dir}.State())
 	if err != nil {
 		fail(err)
 		return

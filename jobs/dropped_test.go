@@ -11,6 +11,9 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/injob"
+	"github.com/dpsbatch/dpsbatch/rundir"
+	"github.com/dpsbatch/dpsbatch/rundir/runtest"
 	"github.com/dpsbatch/dpsbatch/state"
 )
 
@@ -34,9 +37,9 @@ stages:
 		t.Fatal(err)
 	}
 	dir := sub.Dir
-	l := Layout{Dir: dir}
+	l := rundir.Layout{Dir: dir}
 	serveRun(t, l.State(), "1001", 0)
-	j := &InJob{StatePath: l.State(), JobID: "1001"}
+	j := &injob.InJob{StatePath: l.State(), JobID: "1001"}
 	dr := harness.RunOptions{PolicyPath: l.Policy(), RunID: "run1", RunDir: dir, Rank0: j.Hook}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -59,7 +62,7 @@ stages:
 			t.Fatalf("the job ended before its broker listened: %v", r.err)
 		case <-time.After(100 * time.Millisecond):
 		}
-		for _, jr := range jobsOf(t, dir) {
+		for _, jr := range runtest.JobsOf(t, dir) {
 			url = jr.Broker
 		}
 	}
@@ -109,7 +112,7 @@ stages:
 		t.Errorf("summary printed %q; want both kinds of drop counted", printed.String())
 	}
 	var whys []string
-	for _, rec := range recorded(t, dir, state.EventQuery{}) {
+	for _, rec := range runtest.Recorded(t, dir, state.EventQuery{}) {
 		if rec.Dropped != "" {
 			whys = append(whys, rec.Topic+": "+rec.Dropped)
 		}

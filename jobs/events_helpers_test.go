@@ -11,14 +11,16 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/harness"
-	"github.com/dpsbatch/dpsbatch/state"
+	"github.com/dpsbatch/dpsbatch/injob"
+	"github.com/dpsbatch/dpsbatch/rundir"
+	"github.com/dpsbatch/dpsbatch/rundir/runtest"
 )
 
 // Helpers of events_test.go: runs that listen for trigger events, rank 0
 // played by the test (InJob.Hook, which starts the run's real embedded
 // NATS broker), and readers of what a broker holds. Only Slurm is fake.
 
-// eventPolicy is tinyPolicy with a stage that waits for an event on the
+// eventPolicy is inputtest.TinyPolicy with a stage that waits for an event on the
 // topic ephem: the run's Pipeline reads visits, dpsbatch.control and
 // ephem.
 const eventPolicy = `pipeline: tiny
@@ -51,10 +53,10 @@ func (e *env) eventRun(name string, listen, withVisits bool) string {
 // rank0 plays rank 0 of job in the run in dir (named run1, as every run
 // of these tests is), as `dpsbatch run --state` does: InJob.Hook opens the state file, starts the run's embedded broker
 // (holding its store) and records its address. End runs at cleanup.
-func rank0(t *testing.T, dir, job string) (*InJob, *harness.RunOptions) {
+func rank0(t *testing.T, dir, job string) (*injob.InJob, *harness.RunOptions) {
 	t.Helper()
-	serveRun(t, Layout{Dir: dir}.State(), job, 0)
-	j := &InJob{StatePath: Layout{Dir: dir}.State(), JobID: job}
+	serveRun(t, rundir.Layout{Dir: dir}.State(), job, 0)
+	j := &injob.InJob{StatePath: rundir.Layout{Dir: dir}.State(), JobID: job}
 	dr := &harness.RunOptions{RunID: "run1", RunDir: dir}
 	if err := j.Hook(loadRunPolicy(t, dir), dr); err != nil {
 		j.End(nil, err)
@@ -67,7 +69,7 @@ func rank0(t *testing.T, dir, job string) (*InJob, *harness.RunOptions) {
 // brokerOfJob is the broker address job recorded in the state file.
 func brokerOfJob(t *testing.T, dir, job string) string {
 	t.Helper()
-	for _, j := range jobsOf(t, dir) {
+	for _, j := range runtest.JobsOf(t, dir) {
 		if j.ID == job {
 			if j.Broker == "" {
 				t.Fatalf("job %s recorded no broker", job)
@@ -77,22 +79,6 @@ func brokerOfJob(t *testing.T, dir, job string) string {
 	}
 	t.Fatalf("no job %s in the state file", job)
 	return ""
-}
-
-// dialJob connects to the broker job recorded in the run in dir, with the
-// run's token, as the relay commands do (dialJobBroker); it does not wait
-// for the job to record one. With subscriber "" it is an outside reader
-// (no durable subscriptions: it takes nothing from the Pipeline's).
-func dialJob(t *testing.T, dir, job, subscriber string) *events.NATS {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	n, err := dialJobBroker(ctx, Layout{Dir: dir}, job, 0, "test reader", subscriber, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatalf("dialing job %s's broker: %v", job, err)
-	}
-	t.Cleanup(func() { n.Close() })
-	return n.NATS
 }
 
 // readAllOn reads every event b holds for run run1 on topic, from the first
@@ -123,68 +109,13 @@ func readAllOn(t *testing.T, b events.Broker, topic string, idle time.Duration) 
 // serves it: the store is opened here for a moment, as Relay does.
 func storedOn(t *testing.T, dir, topic string) []events.Event {
 	t.Helper()
-	s, err := serve(context.Background(), Layout{Dir: dir}, brokerSettings{}, "127.0.0.1", 5*time.Second, "test reader", "",
+	s, err := rundir.Serve(context.Background(), rundir.Layout{Dir: dir}, rundir.BrokerSettings{}, "127.0.0.1", 5*time.Second, "test reader", "",
 		slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("opening the run's broker store: %v", err)
 	}
 	defer s.Close()
 	return readAllOn(t, s, topic, 500*time.Millisecond)
-}
-
-// next reads one event from sub, failing the test if none comes within
-// 10 s.
-func next(t *testing.T, sub events.Subscription) events.Event {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	e, err := sub.Next(ctx)
-	if err != nil {
-		t.Fatalf("Next: %v", err)
-	}
-	return e
-}
-
-// quiet checks that sub gives nothing for d: Next blocks until its
-// context ends.
-func quiet(t *testing.T, sub events.Subscription, d time.Duration) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	if e, err := sub.Next(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Next gave %+v, %v; want nothing for %s", e, err, d)
-	}
-}
-
-// recorded reads the events the run recorded in its state file.
-func recorded(t *testing.T, dir string, q state.EventQuery) []state.EventRecord {
-	t.Helper()
-	recs, err := Events(dir, q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return recs
-}
-
-// runOf reads the run's record (InputClosed) from the state file.
-func runOf(t *testing.T, dir string) state.Run {
-	t.Helper()
-	st, err := state.OpenReadOnly(Layout{Dir: dir}.State())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	r, err := st.Run()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
-// visitOf is the visit ID an event names, "" if none.
-func visitOf(e events.Event) string {
-	id, _ := e.Visit()
-	return id
 }
 
 // relay is Relay of e to the run in dir through the env's fake backend.
@@ -202,7 +133,7 @@ func serveRun(t *testing.T, statePath, job string, restart int) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- ServeBroker(ctx, filepath.Dir(statePath), job, restart, nil, nil) }()
+	go func() { served <- injob.ServeBroker(ctx, filepath.Dir(statePath), job, restart, nil, nil) }()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {

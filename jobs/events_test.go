@@ -14,6 +14,10 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/injob"
+	"github.com/dpsbatch/dpsbatch/input/inputtest"
+	"github.com/dpsbatch/dpsbatch/rundir"
+	"github.com/dpsbatch/dpsbatch/rundir/runtest"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/state"
 )
@@ -70,7 +74,7 @@ func TestRelayRefusals(t *testing.T) {
 				if res != nil {
 					t.Errorf("Relayed %+v; want nil", res)
 				}
-				wantInvalid(t, tc.name, err, "")
+				inputtest.WantInvalid(t, tc.name, err, "")
 				for _, s := range tc.says {
 					if !strings.Contains(err.Error(), s) {
 						t.Errorf("error %q does not say %q", err, s)
@@ -89,11 +93,11 @@ func TestRelayRefusals(t *testing.T) {
 		dir   string
 		wants []string // the visits on the trigger topic
 	}{{"listening run", listening, []string{"v9"}}, {"run without --listen", notListening, nil}} {
-		n := dialJob(t, r.dir, "1001", "")
+		n := runtest.DialJob(t, r.dir, "1001", "")
 		var got []string
 		for _, topic := range []string{"visits", "visit", "calib", events.TopicControl, "ephem"} {
 			for _, ev := range readAllOn(t, n, topic, 300*time.Millisecond) {
-				got = append(got, topic+":"+visitOf(ev))
+				got = append(got, topic+":"+runtest.VisitOf(ev))
 			}
 		}
 		var want []string
@@ -103,7 +107,7 @@ func TestRelayRefusals(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("%s: the job's broker holds %v; want %v", r.name, got, want)
 		}
-		if recs := recorded(t, r.dir, state.EventQuery{Dir: "in"}); len(recs) != 0 {
+		if recs := runtest.Recorded(t, r.dir, state.EventQuery{Dir: "in"}); len(recs) != 0 {
 			t.Errorf("the state file recorded %+v; want no event received (the pipeline's own start is sent)", recs)
 		}
 	}
@@ -151,7 +155,7 @@ stages:
 			if res != nil {
 				t.Errorf("Relayed %+v; want nil", res)
 			}
-			wantInvalid(t, tc.name, err, tc.says)
+			inputtest.WantInvalid(t, tc.name, err, tc.says)
 		})
 	}
 	// Text that reads as the declared types goes, converted.
@@ -177,7 +181,7 @@ func TestRelayFinishWithoutListen(t *testing.T) {
 	if !strings.Contains(res.Note, "without --listen") || res.Broker != "" || res.Stored || res.Job != "1001" || res.Kind != "no-more-data" {
 		t.Errorf("Relayed %+v; want a note that nothing was sent", res)
 	}
-	if _, err := os.Stat(Layout{Dir: dir}.BrokerDir()); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(rundir.Layout{Dir: dir}.BrokerDir()); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the run's broker directory: %v; want none (nothing opened)", err)
 	}
 }
@@ -227,14 +231,14 @@ func TestRelayToRunningJob(t *testing.T) {
 		if *res != want {
 			t.Errorf("Relayed %+v; want %+v", *res, want)
 		}
-		got := next(t, sub)
+		got := runtest.Next(t, sub)
 		if got.Topic != tc.ev.Topic || got.RunID != "run1" || got.Sender != host || got.Time.Before(before) ||
 			got.Time.After(time.Now()) || !maps.Equal(got.Properties, tc.ev.Properties) || got.Kind != tc.ev.Kind && !(tc.ev.Kind == "" && got.IsData()) {
 			t.Errorf("received %+v; want %+v with run1, sender %s and the time", got, tc.ev, host)
 		}
 	}
 	// The Pipeline's broker recorded what it received, with the job.
-	recs := recorded(t, dir, state.EventQuery{Dir: "in"})
+	recs := runtest.Recorded(t, dir, state.EventQuery{Dir: "in"})
 	var topics []string
 	for _, r := range recs {
 		topics = append(topics, r.Topic)
@@ -256,7 +260,7 @@ func TestRelayRunningWithoutBroker(t *testing.T) {
 	start := time.Now()
 	res, err := e.relay(dir, events.Event{Topic: events.TopicControl, Kind: events.KindShutdown}, WhenRunning, 600*time.Millisecond)
 	took := time.Since(start)
-	if res != nil || !errors.Is(err, ErrBrokerUnreachable) {
+	if res != nil || !errors.Is(err, rundir.ErrBrokerUnreachable) {
 		t.Fatalf("Relay: %+v, %v; want ErrBrokerUnreachable", res, err)
 	}
 	for _, s := range []string{"run run1", "job 1001", "has not recorded its broker's address within 600ms", "see its log"} {
@@ -267,7 +271,7 @@ func TestRelayRunningWithoutBroker(t *testing.T) {
 	if took < 600*time.Millisecond {
 		t.Errorf("Relay gave up after %s; want it to wait 600ms for the address", took)
 	}
-	if _, err := os.Stat(Layout{Dir: dir}.BrokerDir()); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(rundir.Layout{Dir: dir}.BrokerDir()); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("broker directory: %v; want none: a running job's store is its own", err)
 	}
 }
@@ -285,7 +289,7 @@ func TestRelayPendingWhenRunning(t *testing.T) {
 			t.Errorf("error %q does not say %q", err, s)
 		}
 	}
-	if _, err := os.Stat(Layout{Dir: dir}.BrokerDir()); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(rundir.Layout{Dir: dir}.BrokerDir()); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("broker directory: %v; want none (nothing stored)", err)
 	}
 }
@@ -319,7 +323,7 @@ func TestRelayNoLiveJob(t *testing.T) {
 			t.Errorf("error %q says %q", err, tc.not)
 		}
 	}
-	if _, err := os.Stat(Layout{Dir: dir}.BrokerDir()); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(rundir.Layout{Dir: dir}.BrokerDir()); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("broker directory: %v; want none before an event is kept", err)
 	}
 
@@ -327,14 +331,14 @@ func TestRelayNoLiveJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := Layout{Dir: dir}
+	l := rundir.Layout{Dir: dir}
 	if want := (Relayed{Run: "run1", Topic: "visits", Kind: "data", Broker: l.BrokerDir(), Stored: true}); *res != want {
 		t.Errorf("Relayed %+v; want %+v", *res, want)
 	}
 	// Relay let the store go: a resumed run's job takes it and its
 	// Pipeline receives the event.
 	withState(t, dir, func(st *state.Store) {
-		if err := st.AddJob(state.Job{ID: "1002", Attempt: 2, Submitted: fixedNow(), State: "SUBMITTED"}); err != nil {
+		if err := st.AddJob(state.Job{ID: "1002", Attempt: 2, Submitted: runtest.FixedNow(), State: "SUBMITTED"}); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -344,12 +348,12 @@ func TestRelayNoLiveJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Close()
-	got := next(t, sub)
-	if visitOf(got) != "late1" || got.Properties["band"] != "i" || got.RunID != "run1" || got.Time.IsZero() {
+	got := runtest.Next(t, sub)
+	if runtest.VisitOf(got) != "late1" || got.Properties["band"] != "i" || got.RunID != "run1" || got.Time.IsZero() {
 		t.Errorf("the job received %+v; want late1 of run1", got)
 	}
-	quiet(t, sub, 300*time.Millisecond)
-	if recs := recorded(t, dir, state.EventQuery{Dir: "in", Topic: "visits"}); len(recs) != 1 || recs[0].Job != "1002" {
+	runtest.Quiet(t, sub, 300*time.Millisecond)
+	if recs := runtest.Recorded(t, dir, state.EventQuery{Dir: "in", Topic: "visits"}); len(recs) != 1 || recs[0].Job != "1002" {
 		t.Errorf("recorded %+v; want the one trigger, by job 1002", recs)
 	}
 }
@@ -360,7 +364,7 @@ func TestRelayNoLiveJob(t *testing.T) {
 func TestRelayPendingJob(t *testing.T) {
 	e := newEnv(t, 3)
 	dir := e.eventRun("run1", true, false) // 1001 PENDING
-	l := Layout{Dir: dir}
+	l := rundir.Layout{Dir: dir}
 	ev := func(id string) events.Event {
 		return events.Event{Topic: "visits", Properties: map[string]any{events.PropVisit: id}}
 	}
@@ -384,7 +388,7 @@ func TestRelayPendingJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Close()
-	if a, b := visitOf(next(t, sub)), visitOf(next(t, sub)); a != "p1" || b != "p2" {
+	if a, b := runtest.VisitOf(runtest.Next(t, sub)), runtest.VisitOf(runtest.Next(t, sub)); a != "p1" || b != "p2" {
 		t.Errorf("the job received %s, %s; want p1, p2", a, b)
 	}
 }
@@ -394,10 +398,10 @@ func TestRelayPendingJob(t *testing.T) {
 func TestBrokerLock(t *testing.T) {
 	e := newEnv(t, 1)
 	dir := e.eventRun("run1", true, false)
-	l := Layout{Dir: dir}
+	l := rundir.Layout{Dir: dir}
 	log := slog.New(slog.DiscardHandler)
 	ctx := context.Background()
-	s1, err := serve(ctx, l, brokerSettings{}, "127.0.0.1", 0, "first", "", log)
+	s1, err := rundir.Serve(ctx, l, rundir.BrokerSettings{}, "127.0.0.1", 0, "first", "", log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,18 +413,18 @@ func TestBrokerLock(t *testing.T) {
 		t.Errorf("token %q; want a long random one", tok1)
 	}
 	start := time.Now()
-	if _, err := lockBroker(l, 0); !errors.Is(err, errBrokerBusy) || !strings.Contains(err.Error(), l.BrokerDir()) {
-		t.Fatalf("lockBroker while served: %v; want errBrokerBusy naming %s", err, l.BrokerDir())
+	if _, err := rundir.LockBroker(l, 0); !errors.Is(err, rundir.ErrBrokerBusy) || !strings.Contains(err.Error(), l.BrokerDir()) {
+		t.Fatalf("lockBroker while served: %v; want rundir.ErrBrokerBusy naming %s", err, l.BrokerDir())
 	}
 	if took := time.Since(start); took > 500*time.Millisecond {
 		t.Errorf("lockBroker with wait 0 took %s; want at once", took)
 	}
 	start = time.Now()
-	if _, err := lockBroker(l, 300*time.Millisecond); !errors.Is(err, errBrokerBusy) || time.Since(start) < 300*time.Millisecond {
-		t.Fatalf("lockBroker waiting 300ms: %v after %s; want errBrokerBusy after 300ms", err, time.Since(start))
+	if _, err := rundir.LockBroker(l, 300*time.Millisecond); !errors.Is(err, rundir.ErrBrokerBusy) || time.Since(start) < 300*time.Millisecond {
+		t.Fatalf("lockBroker waiting 300ms: %v after %s; want rundir.ErrBrokerBusy after 300ms", err, time.Since(start))
 	}
-	if _, err := serve(ctx, l, brokerSettings{}, "127.0.0.1", 0, "second", "", log); !errors.Is(err, errBrokerBusy) {
-		t.Fatalf("a second serve: %v; want errBrokerBusy", err)
+	if _, err := rundir.Serve(ctx, l, rundir.BrokerSettings{}, "127.0.0.1", 0, "second", "", log); !errors.Is(err, rundir.ErrBrokerBusy) {
+		t.Fatalf("a second serve: %v; want rundir.ErrBrokerBusy", err)
 	}
 	if got := string(readAll(t, l.BrokerToken())); got != tok1 {
 		t.Error("a refused serve replaced the token")
@@ -428,14 +432,14 @@ func TestBrokerLock(t *testing.T) {
 	if err := s1.Close(); err != nil {
 		t.Fatal(err)
 	}
-	unlock, err := lockBroker(l, 0)
+	unlock, err := rundir.LockBroker(l, 0)
 	if err != nil {
 		t.Fatalf("lockBroker after Close: %v", err)
 	}
 	unlock()
 
 	// A waiting lockBroker gets the lock once it is let go.
-	s2, err := serve(ctx, l, brokerSettings{}, "127.0.0.1", 0, "third", "", log)
+	s2, err := rundir.Serve(ctx, l, rundir.BrokerSettings{}, "127.0.0.1", 0, "third", "", log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,218 +451,11 @@ func TestBrokerLock(t *testing.T) {
 		t.Errorf("token file after the second serve: %v, %v; want mode 0600", fi.Mode(), err)
 	}
 	go func() { time.Sleep(200 * time.Millisecond); s2.Close() }()
-	unlock, err = lockBroker(l, 10*time.Second)
+	unlock, err = rundir.LockBroker(l, 10*time.Second)
 	if err != nil {
 		t.Fatalf("lockBroker waiting for the server to close: %v", err)
 	}
 	unlock()
-}
-
-// feedBroker is rank 0's broker over an in-process Memory broker, on the
-// state file of a submitted run (job 1001), feeding feed.
-func feedBroker(t *testing.T, feed []harness.Visit, listen bool) (*jobBroker, *events.Memory, string) {
-	t.Helper()
-	e := newEnv(t, 2)
-	dir := e.eventRun("run1", listen, true)
-	st, err := state.Open(Layout{Dir: dir}.State())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	m := events.NewMemory()
-	t.Cleanup(func() { m.Close() })
-	return &jobBroker{Broker: m, st: st, job: "1001", trigger: "visits", feed: feed, listen: listen,
-		log: slog.New(slog.DiscardHandler), now: fixedNow}, m, dir
-}
-
-// Not listening, the trigger subscription gives the feed, one
-// no-more-data, then ErrClosed; the broker's own trigger events are not
-// read. Each visit's slot is let go once returned.
-func TestFeedNotListening(t *testing.T) {
-	feed := []harness.Visit{{ID: "a", Props: map[string]any{"band": "r"}}, {ID: "b"}}
-	b, m, dir := feedBroker(t, feed, false)
-	ctx := context.Background()
-	if err := m.Publish(ctx, events.Event{Topic: "visits", RunID: "run1", Properties: map[string]any{events.PropVisit: "x"}}); err != nil {
-		t.Fatal(err)
-	}
-	sub, err := b.Subscribe(ctx, "visits", "run1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	for i, want := range []string{"a", "b"} {
-		got := next(t, sub)
-		if got.Topic != "visits" || got.RunID != "run1" || !got.IsData() || visitOf(got) != want {
-			t.Fatalf("event %d: %+v; want visit %s of run1 on visits", i, got, want)
-		}
-		if i == 0 && got.Properties["band"] != "r" {
-			t.Errorf("visit a's properties %v; want band r", got.Properties)
-		}
-		if feed[i].ID != "" || feed[i].Props != nil {
-			t.Errorf("feed slot %d still holds %+v after it was returned", i, feed[i])
-		}
-	}
-	end := next(t, sub)
-	if end.Kind != events.KindNoMoreData || end.Topic != "visits" || end.RunID != "run1" {
-		t.Errorf("after the feed: %+v; want no-more-data on visits for run1", end)
-	}
-	for range 2 {
-		if e, err := sub.Next(ctx); !errors.Is(err, events.ErrClosed) {
-			t.Fatalf("after no-more-data: %+v, %v; want ErrClosed", e, err)
-		}
-	}
-	// A done context is an error before anything else.
-	done, cancel := context.WithCancel(ctx)
-	cancel()
-	if _, err := sub.Next(done); !errors.Is(err, context.Canceled) {
-		t.Errorf("Next with a done context: %v", err)
-	}
-	if recs := recorded(t, dir, state.EventQuery{}); len(recs) != 0 {
-		t.Errorf("recorded %+v; want nothing (the broker was not read)", recs)
-	}
-	if r := runOf(t, dir); !r.InputClosed.IsZero() {
-		t.Errorf("input closed %v by the feed's own end; want open", r.InputClosed)
-	}
-}
-
-// Listening, the feed comes first, then the broker's trigger events
-// (recorded as received), with no end of their own; a no-more-data from
-// the broker closes the run's input. Other topics get no feed.
-func TestFeedListening(t *testing.T) {
-	feed := []harness.Visit{{ID: "a"}}
-	b, m, dir := feedBroker(t, feed, true)
-	ctx := context.Background()
-	pub := func(e events.Event) {
-		t.Helper()
-		e.RunID = "run1"
-		if err := m.Publish(ctx, e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	pub(events.Event{Topic: "visits", Sender: "login1", Properties: map[string]any{events.PropVisit: "e1", "band": "g"}})
-	sub, err := b.Subscribe(ctx, "visits", "run1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	other, err := b.Subscribe(ctx, "ephem", "run1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-
-	if got := visitOf(next(t, sub)); got != "a" {
-		t.Fatalf("first %q; want the feed's a", got)
-	}
-	if feed[0].ID != "" {
-		t.Errorf("feed slot still holds %+v", feed[0])
-	}
-	if got := next(t, sub); visitOf(got) != "e1" || got.Properties["band"] != "g" {
-		t.Fatalf("second %+v; want e1 from the broker", got)
-	}
-	quiet(t, sub, 200*time.Millisecond) // no no-more-data of its own
-	quiet(t, other, 100*time.Millisecond)
-	if r := runOf(t, dir); !r.InputClosed.IsZero() {
-		t.Fatalf("input closed before any no-more-data: %+v", r)
-	}
-
-	// A no-more-data elsewhere is not the end of the input.
-	pub(events.Event{Topic: "ephem", Kind: events.KindNoMoreData})
-	if got := next(t, other); got.Kind != events.KindNoMoreData {
-		t.Fatalf("on ephem: %+v", got)
-	}
-	if r := runOf(t, dir); !r.InputClosed.IsZero() {
-		t.Fatalf("a no-more-data on ephem closed the input: %+v", r)
-	}
-	// Nor is one selected for another pipeline sharing the topic.
-	b.selects = (&harness.EventFilter{Select: map[string]any{"band": "g"}}).Selects
-	pub(events.Event{Topic: "visits", Kind: events.KindNoMoreData, Properties: map[string]any{"band": "r"}})
-	if got := next(t, sub); got.Kind != events.KindNoMoreData || got.Properties["band"] != "r" {
-		t.Fatalf("third %+v; want the no-more-data for band r", got)
-	}
-	if r := runOf(t, dir); !r.InputClosed.IsZero() {
-		t.Fatalf("a no-more-data selected for another pipeline closed the input: %+v", r)
-	}
-	pub(events.Event{Topic: "visits", Kind: events.KindNoMoreData, Sender: "login1"})
-	if got := next(t, sub); got.Kind != events.KindNoMoreData {
-		t.Fatalf("fourth %+v; want the broker's no-more-data", got)
-	}
-	r := runOf(t, dir)
-	if !r.InputClosed.Equal(fixedNow()) || r.InputClosedWhy != "no-more-data from login1" {
-		t.Errorf("input closed at %v for %q; want %v, no-more-data from login1", r.InputClosed, r.InputClosedWhy, fixedNow())
-	}
-	quiet(t, sub, 100*time.Millisecond)
-
-	// What came from the broker is recorded, the feed is not.
-	var got []string
-	for _, rec := range recorded(t, dir, state.EventQuery{}) {
-		id, _ := rec.Props[events.PropVisit].(string)
-		got = append(got, rec.Dir+" "+rec.Topic+" "+rec.Kind+" "+id+" "+rec.Job)
-	}
-	want := []string{"in visits  e1 1001", "in ephem no-more-data  1001", "in visits no-more-data  1001", "in visits no-more-data  1001"}
-	if !slices.Equal(got, want) {
-		t.Errorf("recorded\n%q\nwant\n%q", got, want)
-	}
-
-	// Publish records what is sent, but heartbeats.
-	if err := b.Publish(ctx, events.Event{Topic: events.TopicHeartbeat, RunID: "run1"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Publish(ctx, events.Event{Topic: "done", RunID: "run1", Pipeline: "tiny"}); err != nil {
-		t.Fatal(err)
-	}
-	if out := recorded(t, dir, state.EventQuery{Dir: "out"}); len(out) != 1 || out[0].Topic != "done" || out[0].Pipeline != "tiny" {
-		t.Errorf("recorded as sent %+v; want the one on done", out)
-	}
-}
-
-// A trigger's visit runs unless the state file records it done; one the
-// run has not heard of is added first.
-func TestAdmitVisit(t *testing.T) {
-	e := newEnv(t, 5)
-	dir := e.submit("run1")
-	st, err := state.Open(Layout{Dir: dir}.State())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	visitAs(t, st, "1001", "v001", state.Done)
-	visitAs(t, st, "1001", "v002", state.Failed)
-	visitAs(t, st, "1001", "v003", state.Interrupted)
-	r := &recorder{st: st, job: "1001", now: fixedNow, log: slog.New(slog.DiscardHandler)}
-	for _, tc := range []struct {
-		visit  string
-		run    bool
-		reason string
-	}{
-		{"v001", false, "already done (state file)"},
-		{"v002", true, ""},
-		{"v003", true, ""},
-		{"v004", true, ""},
-		{"new1", true, ""},
-		{"new1", true, ""}, // delivered twice: still one visit
-	} {
-		run, reason, err := r.AdmitVisit(tc.visit)
-		if err != nil || run != tc.run || reason != tc.reason {
-			t.Errorf("AdmitVisit(%s) = %v, %q, %v; want %v, %q", tc.visit, run, reason, err, tc.run, tc.reason)
-		}
-	}
-	vs, err := st.Visits("", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, v := range vs {
-		got = append(got, v.ID+" "+string(v.State))
-	}
-	want := []string{"v001 done", "v002 failed", "v003 interrupted", "v004 pending", "v005 pending", "new1 pending"}
-	if !slices.Equal(got, want) {
-		t.Errorf("visits %v; want %v", got, want)
-	}
-	// An empty visit ID is the state file's error, and nothing is run.
-	if run, _, err := r.AdmitVisit(""); err == nil || run {
-		t.Errorf("AdmitVisit(\"\") = %v, %v; want an error", run, err)
-	}
 }
 
 // `dpsbatch finish` reaches the running job's Pipeline, whose broker
@@ -677,11 +474,11 @@ func TestFinishThenResume(t *testing.T) {
 	if _, err := e.relay(dir, events.Event{Topic: "visits", Kind: events.KindNoMoreData}, WhenLive, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if got := next(t, sub); got.Kind != events.KindNoMoreData {
+	if got := runtest.Next(t, sub); got.Kind != events.KindNoMoreData {
 		t.Fatalf("received %+v; want no-more-data", got)
 	}
 	host, _ := os.Hostname()
-	r := runOf(t, dir)
+	r := runtest.RunOf(t, dir)
 	if r.InputClosed.IsZero() || r.InputClosedWhy != "no-more-data from "+host {
 		t.Errorf("input closed %v, %q; want closed by no-more-data from %s", r.InputClosed, r.InputClosedWhy, host)
 	}
@@ -715,8 +512,8 @@ func TestFinishThenResume(t *testing.T) {
 	e3 := newEnv(t, 2)
 	dir3 := e3.eventRun("run1", true, true)
 	withState(t, dir3, func(st *state.Store) {
-		visitAs(t, st, "1001", "v001", state.Done)
-		visitAs(t, st, "1001", "v002", state.Done)
+		runtest.VisitAs(t, st, "1001", "v001", state.Done)
+		runtest.VisitAs(t, st, "1001", "v002", state.Done)
 	})
 	e3.fake.forget("1001", "COMPLETED")
 	if res, err := Resume(context.Background(), e3.resumeOpts(dir3)); err != nil || res.Complete || len(res.Jobs) != 1 {
@@ -728,7 +525,7 @@ func TestFinishThenResume(t *testing.T) {
 // its last one, or, with none yet, past three heartbeats and a minute
 // since it started (by Slurm or by rank 0, the later).
 func TestSilent(t *testing.T) {
-	at := fixedNow()
+	at := runtest.FixedNow()
 	every := 10 * time.Second
 	ago := func(d time.Duration) time.Time { return at.Add(-d) }
 	for _, tc := range []struct {
@@ -771,13 +568,13 @@ func TestStatusSilent(t *testing.T) {
 	}
 	dir := sub.Dir
 	withState(t, dir, func(st *state.Store) {
-		if err := st.JobStarted("1001", "n1", fixedNow()); err != nil {
+		if err := st.JobStarted("1001", "n1", runtest.FixedNow()); err != nil {
 			t.Fatal(err)
 		}
-		if err := st.VisitStarted("v002", "1001", fixedNow().Add(50*time.Second)); err != nil {
+		if err := st.VisitStarted("v002", "1001", runtest.FixedNow().Add(50*time.Second)); err != nil {
 			t.Fatal(err)
 		}
-		if err := st.Heartbeat("1001", fixedNow().Add(time.Minute), "v002"); err != nil {
+		if err := st.Heartbeat("1001", runtest.FixedNow().Add(time.Minute), "v002"); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -795,7 +592,7 @@ func TestStatusSilent(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e.fake.set("1001", tc.slurm)
-			clock = func() time.Time { return fixedNow().Add(time.Minute + tc.now) }
+			clock = func() time.Time { return runtest.FixedNow().Add(time.Minute + tc.now) }
 			rs := status(t, e, dir)
 			j := rs.Jobs[0]
 			if j.Silent != tc.silent {
@@ -809,7 +606,7 @@ func TestStatusSilent(t *testing.T) {
 				}
 				return
 			}
-			if !j.Heartbeat.Equal(fixedNow().Add(time.Minute)) || j.HeartbeatVisit != "v002" || rs.Heartbeat != 10*time.Second {
+			if !j.Heartbeat.Equal(runtest.FixedNow().Add(time.Minute)) || j.HeartbeatVisit != "v002" || rs.Heartbeat != 10*time.Second {
 				t.Errorf("heartbeat %v on %q every %s; want the one recorded, every 10s", j.Heartbeat, j.HeartbeatVisit, rs.Heartbeat)
 			}
 		})
@@ -817,19 +614,19 @@ func TestStatusSilent(t *testing.T) {
 	// The visit the heartbeat names ends before the next heartbeat: the
 	// heartbeat is no longer said to be in it.
 	e.fake.set("1001", "RUNNING")
-	clock = func() time.Time { return fixedNow().Add(time.Minute + 5*time.Second) }
+	clock = func() time.Time { return runtest.FixedNow().Add(time.Minute + 5*time.Second) }
 	withState(t, dir, func(st *state.Store) {
-		if err := st.VisitEnded("v002", state.Done, "", fixedNow().Add(time.Minute+time.Second)); err != nil {
+		if err := st.VisitEnded("v002", state.Done, "", runtest.FixedNow().Add(time.Minute+time.Second)); err != nil {
 			t.Fatal(err)
 		}
 	})
-	if j := status(t, e, dir).Jobs[0]; j.HeartbeatVisit != "" || !j.Heartbeat.Equal(fixedNow().Add(time.Minute)) {
+	if j := status(t, e, dir).Jobs[0]; j.HeartbeatVisit != "" || !j.Heartbeat.Equal(runtest.FixedNow().Add(time.Minute)) {
 		t.Errorf("after visit v002 ended: heartbeat %v in visit %q; want the heartbeat in no visit", j.Heartbeat, j.HeartbeatVisit)
 	}
 	// Its Pipeline recorded its end while Slurm still runs the job (its
 	// step or script finishing): it ended, it is not silent.
 	withState(t, dir, func(st *state.Store) {
-		if err := st.JobEnded("1001", "COMPLETED", 0, "", fixedNow().Add(2*time.Minute)); err != nil {
+		if err := st.JobEnded("1001", "COMPLETED", 0, "", runtest.FixedNow().Add(2*time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -873,7 +670,7 @@ func TestInJobFeedOfTriggeredVisits(t *testing.T) {
 			record(t, st, "in", "visits", "e2", events.KindShutdown, map[string]any{"band": "no"})
 			record(t, st, "out", "visits", "e2", "", map[string]any{"band": "out"})
 			record(t, st, "in", "ephem", "e2", "", map[string]any{"band": "ephem"})
-			visitAs(t, st, "1001", "e3", state.Done)
+			runtest.VisitAs(t, st, "1001", "e3", state.Done)
 		})
 		e.fake.forget("1001", "TIMEOUT")
 		return e, dir
@@ -881,7 +678,7 @@ func TestInJobFeedOfTriggeredVisits(t *testing.T) {
 	// fedVisits starts job 1002 of the run and reads its feed.
 	fedVisits := func(t *testing.T, dir string, n int) []harness.Visit {
 		withState(t, dir, func(st *state.Store) {
-			if err := st.AddJob(state.Job{ID: "1002", Attempt: 2, Submitted: fixedNow(), State: "SUBMITTED"}); err != nil {
+			if err := st.AddJob(state.Job{ID: "1002", Attempt: 2, Submitted: runtest.FixedNow(), State: "SUBMITTED"}); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -893,12 +690,12 @@ func TestInJobFeedOfTriggeredVisits(t *testing.T) {
 		defer sub.Close()
 		var out []harness.Visit
 		for range n {
-			ev := next(t, sub)
+			ev := runtest.Next(t, sub)
 			props := maps.Clone(ev.Properties)
 			delete(props, events.PropVisit)
-			out = append(out, harness.Visit{ID: visitOf(ev), Props: props})
+			out = append(out, harness.Visit{ID: runtest.VisitOf(ev), Props: props})
 		}
-		quiet(t, sub, 300*time.Millisecond) // listening: no end of the feed's own
+		runtest.Quiet(t, sub, 300*time.Millisecond) // listening: no end of the feed's own
 		return out
 	}
 	check := func(t *testing.T, got []harness.Visit, want []string) {
@@ -918,7 +715,7 @@ func TestInJobFeedOfTriggeredVisits(t *testing.T) {
 	})
 	t.Run("with a visit list", func(t *testing.T) {
 		_, dir := setup(t, true)
-		withState(t, dir, func(st *state.Store) { visitAs(t, st, "1001", "v002", state.Done) })
+		withState(t, dir, func(st *state.Store) { runtest.VisitAs(t, st, "1001", "v002", state.Done) })
 		check(t, fedVisits(t, dir, 3), []string{"v001 ", "e1 band=z", "e2 band=g n=1"})
 	})
 	t.Run("a visit from nowhere", func(t *testing.T) {
@@ -935,18 +732,18 @@ func TestInJobFeedOfTriggeredVisits(t *testing.T) {
 		for _, ghost := range []string{"ghost", "sent"} {
 			if ghost == "sent" {
 				withState(t, dir, func(st *state.Store) {
-					visitAs(t, st, "1001", "ghost", state.Done)
+					runtest.VisitAs(t, st, "1001", "ghost", state.Done)
 				})
 			}
-			stop := serveRun(t, Layout{Dir: dir}.State(), "1001", 0)
-			j := &InJob{StatePath: Layout{Dir: dir}.State(), JobID: "1001"}
+			stop := serveRun(t, rundir.Layout{Dir: dir}.State(), "1001", 0)
+			j := &injob.InJob{StatePath: rundir.Layout{Dir: dir}.State(), JobID: "1001"}
 			dr := &harness.RunOptions{RunID: "run1", RunDir: dir}
 			err := j.Hook(loadRunPolicy(t, dir), dr)
 			j.End(nil, err)
 			stop()
 			if err == nil || !strings.Contains(err.Error(), `visit "`+ghost+`"`) ||
 				!strings.Contains(err.Error(), "neither in the visit list nor among the trigger events received") ||
-				!strings.Contains(err.Error(), Layout{Dir: dir}.State()) {
+				!strings.Contains(err.Error(), rundir.Layout{Dir: dir}.State()) {
 				t.Errorf("Hook: %v; want an error naming visit %s and the state file", err, ghost)
 			}
 			if dr.Broker != nil {
@@ -981,8 +778,8 @@ func TestPublishedEventRecordedWithSender(t *testing.T) {
 	if err := dr.Broker.Publish(ctx, events.Event{Topic: "results", RunID: "run1", Properties: map[string]any{"n": 1}}); err != nil {
 		t.Fatal(err)
 	}
-	got := next(t, sub)
-	recs := recorded(t, dir, state.EventQuery{Dir: "out", Topic: "results"})
+	got := runtest.Next(t, sub)
+	recs := runtest.Recorded(t, dir, state.EventQuery{Dir: "out", Topic: "results"})
 	if len(recs) != 1 {
 		t.Fatalf("recorded %d sent events on results; want 1: %+v", len(recs), recs)
 	}

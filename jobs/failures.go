@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/state"
 )
 
@@ -30,13 +31,13 @@ type Failure struct {
 // step (0: all). Slice failures of visits that were retried and later
 // done are listed too: they happened.
 func Failures(dir string, limit int) ([]Failure, error) {
-	l := Layout{Dir: dir}
-	_, set, err := readSettings(l)
+	l := rundir.Layout{Dir: dir}
+	_, set, err := rundir.ReadSettings(l)
 	if err != nil {
 		return nil, err
 	}
 	out := []Failure{}
-	for _, d := range stepDirs(l, set) {
+	for _, d := range rundir.StepDirs(l, set) {
 		fs, err := stepFailures(d, limit)
 		if err != nil {
 			return nil, err
@@ -47,8 +48,8 @@ func Failures(dir string, limit int) ([]Failure, error) {
 }
 
 // stepFailures reads one step's failures from its state file.
-func stepFailures(d stepDir, limit int) ([]Failure, error) {
-	st, err := state.OpenReadOnly(d.l.State())
+func stepFailures(d rundir.StepDir, limit int) ([]Failure, error) {
+	st, err := state.OpenReadOnly(d.Layout.State())
 	if err != nil {
 		return nil, err
 	}
@@ -63,18 +64,18 @@ func stepFailures(d stepDir, limit int) ([]Failure, error) {
 	}
 	var out []Failure
 	for _, v := range failed {
-		out = append(out, Failure{Pipeline: d.name, Visit: v.ID, Attempt: v.Attempts, Error: v.Err, Capture: inRun(d.l, v.Capture)})
+		out = append(out, Failure{Pipeline: d.Name, Visit: v.ID, Attempt: v.Attempts, Error: v.Err, Capture: inRun(d.Layout, v.Capture)})
 	}
 	for _, f := range slices {
-		out = append(out, Failure{Pipeline: d.name, Visit: f.Visit, Attempt: f.Attempt, Stage: f.Stage, Slice: f.Slice,
-			DataID: f.DataID, Error: f.Err, Capture: inRun(d.l, f.Capture)})
+		out = append(out, Failure{Pipeline: d.Name, Visit: f.Visit, Attempt: f.Attempt, Stage: f.Stage, Slice: f.Slice,
+			DataID: f.DataID, Error: f.Err, Capture: inRun(d.Layout, f.Capture)})
 	}
 	return out, nil
 }
 
 // inRun is a capture's path, which the state file keeps relative to the
 // step's directory; "" stays "".
-func inRun(l Layout, capture string) string {
+func inRun(l rundir.Layout, capture string) string {
 	if capture == "" {
 		return ""
 	}

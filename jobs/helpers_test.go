@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dpsbatch/dpsbatch/internal/conf"
+	"github.com/dpsbatch/dpsbatch/input/inputtest"
+	"github.com/dpsbatch/dpsbatch/rundir"
+	"github.com/dpsbatch/dpsbatch/rundir/runtest"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/site"
 	"github.com/dpsbatch/dpsbatch/state"
@@ -219,16 +221,6 @@ launcher: {kind: srun, flags: [--mpi=none], comm: tcp}
 time_warning: 5m
 `
 
-// tinyPolicy is a pipeline of two slices and one stage that does
-// nothing.
-const tinyPolicy = `pipeline: tiny
-slices: 2
-mapper: {type: range, settings: {key: ccd, from: 1, to: 2}}
-events: {trigger: {topic: visits}}
-stages:
-  - {name: work, type: noop}
-`
-
 func newEnv(t *testing.T, visits int) *env {
 	t.Helper()
 	base := t.TempDir()
@@ -238,7 +230,7 @@ func newEnv(t *testing.T, visits int) *env {
 		t.Fatalf("site: %v", err)
 	}
 	e.site = s
-	e.policy = e.write("pipeline.yaml", tinyPolicy)
+	e.policy = e.write("pipeline.yaml", inputtest.TinyPolicy)
 	e.visits = e.write("visits.csv", visitCSV(visits))
 	e.bin = e.write("dpsbatch", "#!/bin/sh\nexit 0\n")
 	if err := os.Chmod(e.bin, 0o755); err != nil {
@@ -281,10 +273,8 @@ func visitIDs(n int) []string {
 // opts is a submission of the env's pipeline and visits as run name.
 func (e *env) opts(name string) SubmitOptions {
 	return SubmitOptions{Site: e.site, Backend: e.fake, Policy: e.policy, Visits: e.visits, Name: name,
-		Binary: e.bin, Now: fixedNow}
+		Binary: e.bin, Now: runtest.FixedNow}
 }
-
-func fixedNow() time.Time { return time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC) }
 
 // submit submits a run through the fake and returns its directory.
 func (e *env) submit(name string) string {
@@ -317,7 +307,7 @@ func (e *env) rootEntries() []string {
 // withState opens a run's state file for writing, runs f, closes it.
 func withState(t *testing.T, dir string, f func(st *state.Store)) {
 	t.Helper()
-	st, err := state.Open(Layout{Dir: dir}.State())
+	st, err := state.Open(rundir.Layout{Dir: dir}.State())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,26 +315,10 @@ func withState(t *testing.T, dir string, f func(st *state.Store)) {
 	f(st)
 }
 
-// visitAs records visit id of job as having ended in s (Done, Failed or
-// Interrupted), or as started only (Running).
-func visitAs(t *testing.T, st *state.Store, job, id string, s state.VisitState) {
-	t.Helper()
-	at := fixedNow()
-	if err := st.VisitStarted(id, job, at); err != nil {
-		t.Fatal(err)
-	}
-	if s == state.Running {
-		return
-	}
-	if err := st.VisitEnded(id, s, map[bool]string{true: "", false: "boom"}[s == state.Done], at.Add(time.Second)); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // counts reads a run's visit counts.
 func counts(t *testing.T, dir string) map[state.VisitState]int {
 	t.Helper()
-	st, err := state.OpenReadOnly(Layout{Dir: dir}.State())
+	st, err := state.OpenReadOnly(rundir.Layout{Dir: dir}.State())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,21 +330,6 @@ func counts(t *testing.T, dir string) map[state.VisitState]int {
 	return c
 }
 
-// jobsOf reads a run's recorded jobs.
-func jobsOf(t *testing.T, dir string) []state.Job {
-	t.Helper()
-	st, err := state.OpenReadOnly(Layout{Dir: dir}.State())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	js, err := st.Jobs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
-
 // readAll is a file's bytes.
 func readAll(t *testing.T, path string) []byte {
 	t.Helper()
@@ -379,14 +338,4 @@ func readAll(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-func wantInvalid(t *testing.T, what string, err error, contains string) {
-	t.Helper()
-	if err == nil || !errors.Is(err, conf.ErrInvalid) {
-		t.Fatalf("%s: err = %v; want one matching conf.ErrInvalid", what, err)
-	}
-	if contains != "" && !strings.Contains(err.Error(), contains) {
-		t.Fatalf("%s: err = %v; want it to say %q", what, err, contains)
-	}
 }

@@ -14,7 +14,10 @@ import (
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/injob"
 	"github.com/dpsbatch/dpsbatch/internal/testenv"
+	"github.com/dpsbatch/dpsbatch/rundir"
+	"github.com/dpsbatch/dpsbatch/rundir/runtest"
 	"github.com/dpsbatch/dpsbatch/state"
 )
 
@@ -28,10 +31,10 @@ func TestInJobOutlastsBusyReader(t *testing.T) {
 	const busy = 150 * time.Millisecond
 	e := newEnv(t, 6)
 	dir := e.submit("run1")
-	l := Layout{Dir: dir}
+	l := rundir.Layout{Dir: dir}
 	var log testenv.SyncBuffer
 	serveRun(t, l.State(), "1001", 0)
-	j := &InJob{StatePath: l.State(), JobID: "1001", BusyTimeout: busy, Logger: slog.New(slog.NewTextHandler(&log, nil))}
+	j := &injob.InJob{StatePath: l.State(), JobID: "1001", BusyTimeout: busy, Logger: slog.New(slog.NewTextHandler(&log, nil))}
 
 	// The reader: a status that holds its read transaction far too long.
 	db, err := sql.Open("sqlite3", "file:"+l.State()+"?mode=ro")
@@ -92,7 +95,7 @@ func TestInJobOutlastsBusyReader(t *testing.T) {
 	if !strings.Contains(log.String(), "state file busy") {
 		t.Errorf("the job's log has no warning of the busy state file:\n%s", log.String())
 	}
-	if got := jobsOf(t, dir)[0]; got.State != "COMPLETED" {
+	if got := runtest.JobsOf(t, dir)[0]; got.State != "COMPLETED" {
 		t.Errorf("job recorded %+v; want COMPLETED", got)
 	}
 }
@@ -122,13 +125,13 @@ stages:
       command: [sh, -c, 'if [ "$1" = v004 ]; then head -c 64M /dev/zero >> "$2" 2>/dev/null; fi; exit 0', sh, "{visit}", %q]
 `, filler))
 	dir := e.submit("run1")
-	l := Layout{Dir: dir}
+	l := rundir.Layout{Dir: dir}
 	// The broker's store gets a file system of its own, so that only the
 	// state file meets the full disk.
 	mountTmpfs(t, l.BrokerDir(), 64<<20)
 	var log testenv.SyncBuffer
 	serveRun(t, l.State(), "1001", 0)
-	j := &InJob{StatePath: l.State(), JobID: "1001", Logger: slog.New(slog.NewTextHandler(&log, nil))}
+	j := &injob.InJob{StatePath: l.State(), JobID: "1001", Logger: slog.New(slog.NewTextHandler(&log, nil))}
 	dr := harness.RunOptions{PolicyPath: l.Policy(), VisitsPath: l.Visits(".csv"), RunID: "run1", RunDir: dir, Rank0: j.Hook}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -169,23 +172,23 @@ func TestInJobHookInterruptsDeadJobsOnly(t *testing.T) {
 	dir := e.submit("run1") // job 1001
 	withState(t, dir, func(st *state.Store) {
 		for _, id := range []string{"1002", "1003", "1004"} {
-			if err := st.AddJob(state.Job{ID: id, Attempt: 2, Submitted: fixedNow(), State: "SUBMITTED"}); err != nil {
+			if err := st.AddJob(state.Job{ID: id, Attempt: 2, Submitted: runtest.FixedNow(), State: "SUBMITTED"}); err != nil {
 				t.Fatal(err)
 			}
 		}
-		visitAs(t, st, "1001", "v001", state.Running) // 1001 ended
-		visitAs(t, st, "1002", "v002", state.Running) // 1002 still runs
-		visitAs(t, st, "1003", "v003", state.Running) // 1003 requeued: pending again
-		visitAs(t, st, "1004", "v004", state.Running) // 1004 is the starting job, requeued
+		runtest.VisitAs(t, st, "1001", "v001", state.Running) // 1001 ended
+		runtest.VisitAs(t, st, "1002", "v002", state.Running) // 1002 still runs
+		runtest.VisitAs(t, st, "1003", "v003", state.Running) // 1003 requeued: pending again
+		runtest.VisitAs(t, st, "1004", "v004", state.Running) // 1004 is the starting job, requeued
 	})
 	e.fake.forget("1001", "FAILED")
 	e.fake.set("1002", "RUNNING")
 	e.fake.set("1003", "PENDING")
 	e.fake.set("1004", "RUNNING")
-	l := Layout{Dir: dir}
+	l := rundir.Layout{Dir: dir}
 	p := loadRunPolicy(t, dir)
 	serveRun(t, l.State(), "1004", 0)
-	j := &InJob{StatePath: l.State(), JobID: "1004", Slurm: e.fake, Now: fixedNow}
+	j := &injob.InJob{StatePath: l.State(), JobID: "1004", Slurm: e.fake, Now: runtest.FixedNow}
 	dr := &harness.RunOptions{RunID: "run1", RunDir: dir}
 	if err := j.Hook(p, dr); err != nil {
 		t.Fatal(err)

@@ -13,7 +13,11 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/injob"
+	"github.com/dpsbatch/dpsbatch/input/inputtest"
 	"github.com/dpsbatch/dpsbatch/internal/conf"
+	"github.com/dpsbatch/dpsbatch/rundir"
+	"github.com/dpsbatch/dpsbatch/rundir/runtest"
 	"github.com/dpsbatch/dpsbatch/state"
 )
 
@@ -25,10 +29,10 @@ func inJobRun(t *testing.T) (*env, string) {
 	e := newEnv(t, 6)
 	dir := e.submit("run1")
 	withState(t, dir, func(st *state.Store) {
-		visitAs(t, st, "1001", "v001", state.Done)
-		visitAs(t, st, "1001", "v002", state.Running)
-		visitAs(t, st, "1001", "v003", state.Failed)
-		if err := st.AddJob(state.Job{ID: "1002", Attempt: 2, Submitted: fixedNow(), State: "SUBMITTED"}); err != nil {
+		runtest.VisitAs(t, st, "1001", "v001", state.Done)
+		runtest.VisitAs(t, st, "1001", "v002", state.Running)
+		runtest.VisitAs(t, st, "1001", "v003", state.Failed)
+		if err := st.AddJob(state.Job{ID: "1002", Attempt: 2, Submitted: runtest.FixedNow(), State: "SUBMITTED"}); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -38,7 +42,7 @@ func inJobRun(t *testing.T) (*env, string) {
 // loadRunPolicy loads the run's copy of the policy, as every rank does.
 func loadRunPolicy(t *testing.T, dir string) *harness.Policy {
 	t.Helper()
-	p, err := harness.Load(Layout{Dir: dir}.Policy(), harness.LoadOptions{})
+	p, err := harness.Load(rundir.Layout{Dir: dir}.Policy(), harness.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,10 +75,10 @@ func fed(t *testing.T, b events.Broker, topic, runID string) []string {
 
 func TestInJobHook(t *testing.T) {
 	_, dir := inJobRun(t)
-	l := Layout{Dir: dir}
+	l := rundir.Layout{Dir: dir}
 	p := loadRunPolicy(t, dir)
 	serveRun(t, l.State(), "1002", 0)
-	j := &InJob{StatePath: l.State(), JobID: "1002", Now: func() time.Time { return fixedNow().Add(time.Hour) }}
+	j := &injob.InJob{StatePath: l.State(), JobID: "1002", Now: func() time.Time { return runtest.FixedNow().Add(time.Hour) }}
 	dr := &harness.RunOptions{RunID: "run1", RunDir: dir, VisitsPath: filepath.Join(dir, "elsewhere.csv")}
 	if err := j.Hook(p, dr); err != nil {
 		t.Fatal(err)
@@ -99,14 +103,14 @@ func TestInJobHook(t *testing.T) {
 	if vs[2].State != state.Failed {
 		t.Errorf("v003 %+v; want still failed", vs[2])
 	}
-	js := jobsOf(t, dir)
-	if host, _ := os.Hostname(); js[1].ID != "1002" || !js[1].Started.Equal(fixedNow().Add(time.Hour)) || js[1].Host != host {
+	js := runtest.JobsOf(t, dir)
+	if host, _ := os.Hostname(); js[1].ID != "1002" || !js[1].Started.Equal(runtest.FixedNow().Add(time.Hour)) || js[1].Host != host {
 		t.Errorf("job 1002 recorded as %+v; want started now on %s", js[1], host)
 	}
 
 	// The recorder writes what the harness reports.
 	r := dr.Recorder
-	at := fixedNow().Add(2 * time.Hour)
+	at := runtest.FixedNow().Add(2 * time.Hour)
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -172,15 +176,15 @@ func TestInJobPolicyChanged(t *testing.T) {
 	_, dir := inJobRun(t)
 	before := visitStates(t, dir)
 	edited := filepath.Join(t.TempDir(), "pipeline.yaml")
-	if err := os.WriteFile(edited, []byte(tinyPolicy+"# edited\n"), 0o644); err != nil {
+	if err := os.WriteFile(edited, []byte(inputtest.TinyPolicy+"# edited\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p, err := harness.Load(edited, harness.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	serveRun(t, Layout{Dir: dir}.State(), "1002", 0)
-	j := &InJob{StatePath: Layout{Dir: dir}.State(), JobID: "1002"}
+	serveRun(t, rundir.Layout{Dir: dir}.State(), "1002", 0)
+	j := &injob.InJob{StatePath: rundir.Layout{Dir: dir}.State(), JobID: "1002"}
 	dr := &harness.RunOptions{RunID: "run1", RunDir: dir}
 	err = j.Hook(p, dr)
 	if !errors.Is(err, conf.ErrInvalid) || !strings.Contains(err.Error(), "changed since the run was submitted") {
@@ -215,8 +219,8 @@ func TestInJobEnd(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, dir := inJobRun(t)
-			serveRun(t, Layout{Dir: dir}.State(), "1002", 0)
-			j := &InJob{StatePath: Layout{Dir: dir}.State(), JobID: "1002", Now: fixedNow}
+			serveRun(t, rundir.Layout{Dir: dir}.State(), "1002", 0)
+			j := &injob.InJob{StatePath: rundir.Layout{Dir: dir}.State(), JobID: "1002", Now: runtest.FixedNow}
 			dr := &harness.RunOptions{RunID: "run1", RunDir: dir}
 			if err := j.Hook(loadRunPolicy(t, dir), dr); err != nil {
 				t.Fatal(err)
@@ -224,9 +228,9 @@ func TestInJobEnd(t *testing.T) {
 			if err := j.End(tc.sum, tc.err); err != nil {
 				t.Fatal(err)
 			}
-			js := jobsOf(t, dir)
+			js := runtest.JobsOf(t, dir)
 			got := js[1]
-			if got.State != tc.state || got.ExitCode != tc.code || got.Reason != tc.reason || !got.Ended.Equal(fixedNow()) {
+			if got.State != tc.state || got.ExitCode != tc.code || got.Reason != tc.reason || !got.Ended.Equal(runtest.FixedNow()) {
 				t.Errorf("job recorded %+v; want %s, exit %d, reason %q", got, tc.state, tc.code, tc.reason)
 			}
 			if js[0].State != "SUBMITTED" {
@@ -239,7 +243,7 @@ func TestInJobEnd(t *testing.T) {
 		})
 	}
 	// On a rank where Hook did not run, End does nothing.
-	if err := (&InJob{StatePath: "/nonexistent/state.db"}).End(nil, errors.New("x")); err != nil {
+	if err := (&injob.InJob{StatePath: "/nonexistent/state.db"}).End(nil, errors.New("x")); err != nil {
 		t.Errorf("End without Hook: %v", err)
 	}
 }
@@ -260,9 +264,9 @@ func TestInJobStopFile(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, dir := inJobRun(t)
-			l := Layout{Dir: dir}
+			l := rundir.Layout{Dir: dir}
 			serveRun(t, l.State(), "1002", 0)
-			j := &InJob{StatePath: l.State(), JobID: "1002", StopFile: l.StopFile(2), Every: 2 * time.Millisecond, Now: fixedNow}
+			j := &injob.InJob{StatePath: l.State(), JobID: "1002", StopFile: l.StopFile(2), Every: 2 * time.Millisecond, Now: runtest.FixedNow}
 			parent := make(chan struct{})
 			dr := &harness.RunOptions{RunID: "run1", RunDir: dir, Stop: parent}
 			if err := j.Hook(loadRunPolicy(t, dir), dr); err != nil {
@@ -278,7 +282,7 @@ func TestInJobStopFile(t *testing.T) {
 			}
 			if tc.finish {
 				for _, id := range []string{"v002", "v004", "v005", "v006"} {
-					dr.Recorder.VisitStarted(id, fixedNow())
+					dr.Recorder.VisitStarted(id, runtest.FixedNow())
 					if err := dr.Recorder.VisitEnded(id, harness.VisitResult{Outcome: harness.VisitDone}); err != nil {
 						t.Fatal(err)
 					}
@@ -300,7 +304,7 @@ func TestInJobStopFile(t *testing.T) {
 			if err := j.End(&harness.Summary{}, tc.runErr); err != nil {
 				t.Fatal(err)
 			}
-			got := jobsOf(t, dir)[1]
+			got := runtest.JobsOf(t, dir)[1]
 			if got.State != tc.state || got.ExitCode != tc.exitCode || got.Reason != "time limit near: SIGUSR1 from Slurm" {
 				t.Errorf("job recorded %+v; want %s exit %d with the stop file's first line", got, tc.state, tc.exitCode)
 			}
@@ -312,9 +316,9 @@ func TestInJobStopFile(t *testing.T) {
 // watcher however the run ended.
 func TestInJobStopParent(t *testing.T) {
 	_, dir := inJobRun(t)
-	l := Layout{Dir: dir}
+	l := rundir.Layout{Dir: dir}
 	serveRun(t, l.State(), "1002", 0)
-	j := &InJob{StatePath: l.State(), JobID: "1002", StopFile: l.StopFile(2), Every: time.Hour}
+	j := &injob.InJob{StatePath: l.State(), JobID: "1002", StopFile: l.StopFile(2), Every: time.Hour}
 	parent := make(chan struct{})
 	dr := &harness.RunOptions{RunID: "run1", RunDir: dir, Stop: parent}
 	if err := j.Hook(loadRunPolicy(t, dir), dr); err != nil {
@@ -329,7 +333,7 @@ func TestInJobStopParent(t *testing.T) {
 	if err := j.End(&harness.Summary{}, harness.ErrInterrupted); err != nil {
 		t.Fatal(err)
 	}
-	if got := jobsOf(t, dir)[1]; got.State != "STOPPED" || got.Reason != harness.ErrInterrupted.Error() {
+	if got := runtest.JobsOf(t, dir)[1]; got.State != "STOPPED" || got.Reason != harness.ErrInterrupted.Error() {
 		t.Errorf("job recorded %+v; want STOPPED with the harness's reason", got)
 	}
 }
@@ -338,9 +342,9 @@ func TestInJobStopParent(t *testing.T) {
 // hooked to the state file, as `dpsbatch run --state` does it.
 func TestInJobRunRanks(t *testing.T) {
 	_, dir := inJobRun(t)
-	l := Layout{Dir: dir}
+	l := rundir.Layout{Dir: dir}
 	serveRun(t, l.State(), "1002", 0)
-	j := &InJob{StatePath: l.State(), JobID: "1002"}
+	j := &injob.InJob{StatePath: l.State(), JobID: "1002"}
 	dr := harness.RunOptions{PolicyPath: l.Policy(), VisitsPath: l.Visits(".csv"), RunID: "run1", RunDir: dir, Rank0: j.Hook}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -359,7 +363,7 @@ func TestInJobRunRanks(t *testing.T) {
 	if c[state.Done] != 5 || c[state.Failed] != 1 || c[state.Pending]+c[state.Running]+c[state.Interrupted] != 0 {
 		t.Errorf("counts %v; want 5 done, v003 still failed", c)
 	}
-	if got := jobsOf(t, dir)[1]; got.State != "COMPLETED" || got.Started.IsZero() || got.Ended.IsZero() {
+	if got := runtest.JobsOf(t, dir)[1]; got.State != "COMPLETED" || got.Started.IsZero() || got.Ended.IsZero() {
 		t.Errorf("job 1002 recorded %+v; want COMPLETED with start and end", got)
 	}
 	// Status of the run now: Slurm says 1002 completed.

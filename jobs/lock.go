@@ -33,6 +33,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/state"
 )
 
@@ -81,7 +82,7 @@ type runLock struct {
 // lockRun takes the lock of the run in l, waiting up to wait (0:
 // DefaultLockWait) while another command holds it, then failing with
 // ErrRunLocked naming the holder.
-func lockRun(ctx context.Context, l Layout, wait time.Duration) (*runLock, error) {
+func lockRun(ctx context.Context, l rundir.Layout, wait time.Duration) (*runLock, error) {
 	if wait <= 0 {
 		wait = DefaultLockWait
 	}
@@ -121,7 +122,7 @@ func lockRun(ctx context.Context, l Layout, wait time.Duration) (*runLock, error
 
 // lockState takes the lock row of the run's state file, for a file
 // system without flock.
-func lockState(ctx context.Context, l Layout, me holder, deadline time.Time, wait time.Duration) (*runLock, error) {
+func lockState(ctx context.Context, l rundir.Layout, me holder, deadline time.Time, wait time.Duration) (*runLock, error) {
 	st, err := state.Open(l.State())
 	if err != nil {
 		return nil, err
@@ -147,7 +148,7 @@ func lockState(ctx context.Context, l Layout, me holder, deadline time.Time, wai
 	}
 }
 
-func lockedError(l Layout, wait time.Duration, h holder) error {
+func lockedError(l rundir.Layout, wait time.Duration, h holder) error {
 	who := "another command (it wrote no name)"
 	if h.PID > 0 {
 		who = h.String()

@@ -18,6 +18,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/injob"
+	"github.com/dpsbatch/dpsbatch/input/inputtest"
+	"github.com/dpsbatch/dpsbatch/rundir"
+	"github.com/dpsbatch/dpsbatch/rundir/runtest"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/state"
 )
@@ -54,7 +58,7 @@ func TestResumeConcurrentSubmitsOnce(t *testing.T) {
 	if _, _, subs := e.fake.calls(); ok != 1 || subs != 2 {
 		t.Errorf("%d resumes succeeded, %d submissions in all; want 1, and 2 (the first job and one resume)", ok, subs)
 	}
-	if js := jobsOf(t, dir); len(js) != 2 || js[1].Attempt != 2 {
+	if js := runtest.JobsOf(t, dir); len(js) != 2 || js[1].Attempt != 2 {
 		t.Errorf("jobs %+v; want 1001 and one attempt 2", js)
 	}
 }
@@ -71,7 +75,7 @@ func TestResumeWaitsForTheLock(t *testing.T) {
 			}
 			e := newEnv(t, 6)
 			dir := deadRun(t, e)
-			lk, err := lockRun(context.Background(), Layout{Dir: dir}, 0)
+			lk, err := lockRun(context.Background(), rundir.Layout{Dir: dir}, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -120,7 +124,7 @@ func TestStateLockOfADeadHolder(t *testing.T) {
 			t.Fatalf("TakeLock: %v %v", ok, err)
 		}
 	})
-	lk, err := lockRun(context.Background(), Layout{Dir: dir}, 200*time.Millisecond)
+	lk, err := lockRun(context.Background(), rundir.Layout{Dir: dir}, 200*time.Millisecond)
 	if err != nil {
 		t.Fatalf("lock held by a dead process: %v", err)
 	}
@@ -146,7 +150,7 @@ func TestResumeAdoptsAJobItsSubmitterLost(t *testing.T) {
 				Resume(context.Background(), e.resumeOpts(dir))
 			}()
 			e.fake.afterSubmit = nil
-			if js := jobsOf(t, dir); len(js) != 1 {
+			if js := runtest.JobsOf(t, dir); len(js) != 1 {
 				t.Fatalf("jobs %+v; want the lost job unrecorded", js)
 			}
 			name := e.fake.submits[1].Name
@@ -157,7 +161,7 @@ func TestResumeAdoptsAJobItsSubmitterLost(t *testing.T) {
 				e.fake.forget("1002", "COMPLETED")
 			}
 			res, err := Resume(context.Background(), e.resumeOpts(dir))
-			js := jobsOf(t, dir)
+			js := runtest.JobsOf(t, dir)
 			var attempt2 []string
 			for _, j := range js {
 				if j.Attempt == 2 {
@@ -193,7 +197,7 @@ func TestResumeVoidsASubmissionSlurmNeverHad(t *testing.T) {
 	e := newEnv(t, 6)
 	dir := deadRun(t, e)
 	withState(t, dir, func(st *state.Store) {
-		if err := st.RecordSubmission(newSubmission("run1", 2, fixedNow())); err != nil {
+		if err := st.RecordSubmission(rundir.NewSubmission("run1", 2, runtest.FixedNow())); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -201,7 +205,7 @@ func TestResumeVoidsASubmissionSlurmNeverHad(t *testing.T) {
 	if err != nil || res.Attempt != 2 || !slices.Equal(res.Jobs, []string{"1002"}) {
 		t.Fatalf("resume: %+v, %v; want 1002 as attempt 2", res, err)
 	}
-	st, err := state.OpenReadOnly(Layout{Dir: dir}.State())
+	st, err := state.OpenReadOnly(rundir.Layout{Dir: dir}.State())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +221,7 @@ func TestResumeVoidsASubmissionSlurmNeverHad(t *testing.T) {
 func TestInJobRecordsItself(t *testing.T) {
 	e := newEnv(t, 6)
 	dir := deadRun(t, e)
-	sub := newSubmission("run1", 2, fixedNow())
+	sub := rundir.NewSubmission("run1", 2, runtest.FixedNow())
 	withState(t, dir, func(st *state.Store) {
 		if err := st.RecordSubmission(sub); err != nil {
 			t.Fatal(err)
@@ -225,15 +229,15 @@ func TestInJobRecordsItself(t *testing.T) {
 	})
 	t.Setenv("SLURM_JOB_NAME", sub.Name)
 	t.Setenv("DPSBATCH_ATTEMPT", "")
-	l := Layout{Dir: dir}
+	l := rundir.Layout{Dir: dir}
 	serveRun(t, l.State(), "2002", 0)
-	j := &InJob{StatePath: l.State(), JobID: "2002", Now: func() time.Time { return fixedNow().Add(time.Hour) }}
+	j := &injob.InJob{StatePath: l.State(), JobID: "2002", Now: func() time.Time { return runtest.FixedNow().Add(time.Hour) }}
 	dr := &harness.RunOptions{RunID: "run1", RunDir: dir}
 	if err := j.Hook(loadRunPolicy(t, dir), dr); err != nil {
 		t.Fatal(err)
 	}
 	j.End(nil, nil)
-	js := jobsOf(t, dir)
+	js := runtest.JobsOf(t, dir)
 	if len(js) != 2 || js[1].ID != "2002" || js[1].Attempt != 2 || js[1].Started.IsZero() || js[1].Ended.IsZero() {
 		t.Errorf("jobs %+v; want 2002 recorded as attempt 2, started and ended", js)
 	}
@@ -254,7 +258,7 @@ func TestInJobRecordsItself(t *testing.T) {
 func TestLockSharedWithSbatch(t *testing.T) {
 	e := newEnv(t, 2)
 	dir := e.submit("run1")
-	l := Layout{Dir: dir}
+	l := rundir.Layout{Dir: dir}
 	lk, err := lockRun(context.Background(), l, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -292,9 +296,9 @@ func TestLockSharedWithSbatch(t *testing.T) {
 // A production's broker, started by a job its submitter never recorded,
 // records the job (its pipelines find the broker through the job's row).
 func TestServeBrokerRecordsItsUnrecordedJob(t *testing.T) {
-	e, file := prodEnv(t, chainProduction)
+	e, file := prodEnv(t, inputtest.ChainProduction)
 	dir := e.submitProd(file, "prod1").Dir
-	sub := newSubmission("prod1", 2, fixedNow())
+	sub := rundir.NewSubmission("prod1", 2, runtest.FixedNow())
 	withState(t, dir, func(st *state.Store) {
 		if err := st.RecordSubmission(sub); err != nil {
 			t.Fatal(err)
@@ -305,10 +309,10 @@ func TestServeBrokerRecordsItsUnrecordedJob(t *testing.T) {
 	defer cancel()
 	urls := make(chan string, 1)
 	served := make(chan error, 1)
-	go func() { served <- ServeBroker(ctx, dir, "3003", 0, nil, func(u string) { urls <- u }) }()
+	go func() { served <- injob.ServeBroker(ctx, dir, "3003", 0, nil, func(u string) { urls <- u }) }()
 	select {
 	case url := <-urls:
-		js := jobsOf(t, dir)
+		js := runtest.JobsOf(t, dir)
 		if len(js) != 2 || js[1].ID != "3003" || js[1].Attempt != 2 || js[1].Broker != url || js[1].Started.IsZero() {
 			t.Errorf("jobs %+v; want 3003 as attempt 2, started, at %s", js, url)
 		}

@@ -11,12 +11,13 @@ import (
 	"testing"
 )
 
-// A run is a list of steps, whatever their number: no code of the
-// package asks whether a run is a production. The readers of a run's
-// input (production.go, the production file; input.go, which tells the
-// two inputs apart and makes them steps) know productions; outside them,
-// a run's shape is read from its settings in one place (stepDirs) and
-// written in one (newRunJob). This test reads every other non-test file
+// A run is a list of steps, whatever their number: no code of the use
+// cases (jobs), the in-job side (injob) or the run's directory (rundir)
+// asks whether a run is a production. The readers of a run's input
+// (package input: production.go, the production file; input.go, which
+// tells the two inputs apart and makes them steps) know productions;
+// outside them, a run's shape is read from its settings in one place
+// (rundir.StepDirs) and written in one (newRunJob). This test reads every other non-test file
 // and fails for a reference to what tells a production from a pipeline
 // anywhere else, and for a function that keeps a second code path for
 // productions by name.
@@ -25,17 +26,21 @@ func TestOneRunModel(t *testing.T) {
 		"IsProduction":   nil,
 		"LoadProduction": nil,
 		"Production":     nil,                       // settings before they said PartOf
-		"Pipelines":      {"stepDirs", "newRunJob"}, // the settings' list of steps in folders of their own
-		"PartOf":         {"run", "notAPart", "newRunJob"},
+		"Pipelines":      {"StepDirs", "newRunJob"}, // the settings' list of steps in folders of their own
+		"PartOf":         {"RunDir", "notAPart", "newRunJob"},
 	}
-	files, err := filepath.Glob("*.go")
-	if err != nil {
-		t.Fatal(err)
+	var files []string
+	for _, dir := range []string{".", "../injob", "../rundir"} {
+		fs, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, fs...)
 	}
 	fset := token.NewFileSet()
 	checked := 0
 	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") || f == "production.go" || f == "input.go" {
+		if strings.HasSuffix(f, "_test.go") {
 			continue
 		}
 		src, err := os.ReadFile(f)

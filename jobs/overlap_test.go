@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/injob"
+	"github.com/dpsbatch/dpsbatch/rundir"
+	"github.com/dpsbatch/dpsbatch/rundir/runtest"
 	"github.com/dpsbatch/dpsbatch/state"
 )
 
@@ -25,8 +28,8 @@ func busyRun(t *testing.T) (*env, string) {
 			}
 		}
 		must(st.JobStarted("1001", "n1", time.Now()))
-		visitAs(t, st, "1001", "v001", state.Done)
-		visitAs(t, st, "1001", "v002", state.Running)
+		runtest.VisitAs(t, st, "1001", "v001", state.Done)
+		runtest.VisitAs(t, st, "1001", "v002", state.Running)
 		must(st.Heartbeat("1001", time.Now(), "v002"))
 		must(st.AddJob(state.Job{ID: "1002", Attempt: 2, Submitted: time.Now(), State: "SUBMITTED"}))
 	})
@@ -36,7 +39,7 @@ func busyRun(t *testing.T) (*env, string) {
 
 // hookAsync runs job's Hook on its own goroutine; the channel gets its
 // error once it returns.
-func hookAsync(t *testing.T, dir string, j *InJob, stop <-chan struct{}) (<-chan error, *harness.RunOptions) {
+func hookAsync(t *testing.T, dir string, j *injob.InJob, stop <-chan struct{}) (<-chan error, *harness.RunOptions) {
 	t.Helper()
 	p := loadRunPolicy(t, dir)
 	dr := &harness.RunOptions{RunID: "run1", RunDir: dir, Stop: stop}
@@ -58,8 +61,8 @@ func returned(done <-chan error, within time.Duration) (error, bool) {
 // it to end, leaving its running visit alone, then runs what is left.
 func TestInJobWaitsForTheJobRunningVisits(t *testing.T) {
 	_, dir := busyRun(t)
-	serveRun(t, Layout{Dir: dir}.State(), "1002", 0)
-	j := &InJob{StatePath: Layout{Dir: dir}.State(), JobID: "1002", Every: 50 * time.Millisecond}
+	serveRun(t, rundir.Layout{Dir: dir}.State(), "1002", 0)
+	j := &injob.InJob{StatePath: rundir.Layout{Dir: dir}.State(), JobID: "1002", Every: 50 * time.Millisecond}
 	done, _ := hookAsync(t, dir, j, nil)
 	if err, ok := returned(done, 700*time.Millisecond); ok {
 		j.End(nil, nil)
@@ -68,7 +71,7 @@ func TestInJobWaitsForTheJobRunningVisits(t *testing.T) {
 	if vs := visitStates(t, dir); vs[1].State != state.Running {
 		t.Errorf("v002 is %s while its job runs; want running", vs[1].State)
 	}
-	if js := jobsOf(t, dir); !js[1].Started.IsZero() {
+	if js := runtest.JobsOf(t, dir); !js[1].Started.IsZero() {
 		t.Errorf("job 1002 recorded as started while it waits: %+v", js[1])
 	}
 	withState(t, dir, func(st *state.Store) {
@@ -88,7 +91,7 @@ func TestInJobWaitsForTheJobRunningVisits(t *testing.T) {
 	if vs[1].State != state.Done || vs[1].Attempts != 1 {
 		t.Errorf("v002 %+v; want done once", vs[1])
 	}
-	if js := jobsOf(t, dir); js[1].Started.IsZero() {
+	if js := runtest.JobsOf(t, dir); js[1].Started.IsZero() {
 		t.Errorf("job 1002 %+v; want started", js[1])
 	}
 }
@@ -98,8 +101,8 @@ func TestInJobWaitsForTheJobRunningVisits(t *testing.T) {
 func TestInJobGoesAheadWhenSlurmSaysTheOtherEnded(t *testing.T) {
 	e, dir := busyRun(t)
 	e.fake.forget("1001", "FAILED")
-	serveRun(t, Layout{Dir: dir}.State(), "1002", 0)
-	j := &InJob{StatePath: Layout{Dir: dir}.State(), JobID: "1002", Every: 50 * time.Millisecond, Slurm: e.fake}
+	serveRun(t, rundir.Layout{Dir: dir}.State(), "1002", 0)
+	j := &injob.InJob{StatePath: rundir.Layout{Dir: dir}.State(), JobID: "1002", Every: 50 * time.Millisecond, Slurm: e.fake}
 	done, _ := hookAsync(t, dir, j, nil)
 	err, ok := returned(done, 10*time.Second)
 	if !ok || err != nil {
@@ -115,8 +118,8 @@ func TestInJobGoesAheadWhenSlurmSaysTheOtherEnded(t *testing.T) {
 // its record says why.
 func TestInJobStoppedWhileWaiting(t *testing.T) {
 	_, dir := busyRun(t)
-	serveRun(t, Layout{Dir: dir}.State(), "1002", 0)
-	j := &InJob{StatePath: Layout{Dir: dir}.State(), JobID: "1002", Every: 50 * time.Millisecond}
+	serveRun(t, rundir.Layout{Dir: dir}.State(), "1002", 0)
+	j := &injob.InJob{StatePath: rundir.Layout{Dir: dir}.State(), JobID: "1002", Every: 50 * time.Millisecond}
 	stop := make(chan struct{})
 	done, _ := hookAsync(t, dir, j, stop)
 	time.Sleep(200 * time.Millisecond)
@@ -128,7 +131,7 @@ func TestInJobStoppedWhileWaiting(t *testing.T) {
 	if err := j.End(nil, err); err != nil {
 		t.Fatal(err)
 	}
-	js := jobsOf(t, dir)
+	js := runtest.JobsOf(t, dir)
 	if js[1].State != "STOPPED" || !strings.Contains(js[1].Reason, "waiting for job 1001") || js[1].Ended.IsZero() {
 		t.Errorf("job 1002 recorded %+v; want stopped, naming job 1001", js[1])
 	}
@@ -148,9 +151,9 @@ func TestInJobTwoStartingTogether(t *testing.T) {
 		}
 	})
 	var wg sync.WaitGroup
-	jobs := []*InJob{
-		{StatePath: Layout{Dir: dir}.State(), JobID: "1001", Every: 50 * time.Millisecond},
-		{StatePath: Layout{Dir: dir}.State(), JobID: "1002", Every: 50 * time.Millisecond},
+	jobs := []*injob.InJob{
+		{StatePath: rundir.Layout{Dir: dir}.State(), JobID: "1001", Every: 50 * time.Millisecond},
+		{StatePath: rundir.Layout{Dir: dir}.State(), JobID: "1002", Every: 50 * time.Millisecond},
 	}
 	dones := make([]<-chan error, 2)
 	stops := make([]func(), 2)
@@ -186,7 +189,7 @@ func TestInJobTwoStartingTogether(t *testing.T) {
 	// The second has not claimed the run (the embedded broker's store,
 	// which the first holds, would also hold it back: an external
 	// broker would not).
-	if js := jobsOf(t, dir); !js[second].Started.IsZero() || js[first].Started.IsZero() {
+	if js := runtest.JobsOf(t, dir); !js[second].Started.IsZero() || js[first].Started.IsZero() {
 		t.Errorf("jobs %+v; want job %s started, %s waiting", js, jobs[first].JobID, jobs[second].JobID)
 	}
 	jobs[first].End(nil, nil)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/site"
 )
 
@@ -51,7 +52,7 @@ func TestScriptPartitionSettings(t *testing.T) {
 	} {
 		t.Run(tc.partition, func(t *testing.T) {
 			o := e.opts("run-" + tc.partition)
-			o.Request = Request{Partition: tc.partition}
+			o.Request = rundir.Request{Partition: tc.partition}
 			sub, err := Submit(context.Background(), o)
 			if err != nil {
 				t.Fatal(err)

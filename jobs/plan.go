@@ -5,25 +5,15 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/input"
 	"github.com/dpsbatch/dpsbatch/internal/conf"
 	"github.com/dpsbatch/dpsbatch/mapper"
+	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/site"
 )
-
-// Request is what an operator asks of a run's allocation; zero values
-// take the defaults noted.
-type Request struct {
-	Partition     string             // "" the site's default
-	Slices        int                // 0: the policy's count (or one per data ID)
-	CPUsPerSlice  int                // 0: 1
-	MemPerSliceMB int                // 0: do not ask for memory
-	Time          time.Duration      // 0: the partition's limit
-	Strategy      scheduler.Strategy // "": pack
-}
 
 // dryAssign runs the policy's mapper over hosts laid out as the plan
 // places the slices (rank 0 is the first task of the first node).
@@ -38,7 +28,7 @@ func dryAssign(p *harness.Policy, m mapper.DataMapper, plan scheduler.Plan, slic
 		for local := range tasks {
 			if rank > 0 && rank <= slices {
 				hosts = append(hosts, mapper.HostInfo{Rank: rank, LocalRank: local, Host: name, Node: name,
-					CPUs: plan.CPUsPerTask, MemoryMB: int64(plan.MemPerCPUMB * plan.CPUsPerTask)})
+					CPUs: plan.CPUsPerTask, MemoryMB: int64(plan.MemPerCPUMB * plan.CPUsPerTask), GPUs: gpuIDs(plan.GPUsPerTask, local)})
 			}
 			rank++
 		}
@@ -54,6 +44,16 @@ func dryAssign(p *harness.Policy, m mapper.DataMapper, plan scheduler.Plan, slic
 		return fmt.Errorf("%w: %s: mapper %s with %d slices: %v", conf.ErrInvalid, p.File, p.Mapper.Type, slices, err)
 	}
 	return nil
+}
+
+// gpuIDs is what a task with n GPUs, the local'th task of its node, would
+// find in CUDA_VISIBLE_DEVICES: its own n of the node's GPUs.
+func gpuIDs(n, local int) string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = strconv.Itoa(local*n + i)
+	}
+	return strings.Join(ids, ",")
 }
 
 // RunPlan is a run's one allocation and the share of each of its steps,
@@ -76,8 +76,9 @@ type StepPlan struct {
 // Each step's slice count is the one it asked for (Step.Slices), else the
 // policy's, else one per data ID; every step runs its Pipeline rank and
 // its slices, so its Tasks is Slices+1. Every task of every step gets
-// r.CPUsPerSlice CPUs and r.MemPerSliceMB of memory; r.Slices is not
-// read (the steps carry theirs).
+// r.CPUsPerSlice CPUs, r.MemPerSliceMB of memory and r.GPUsPerSlice GPUs
+// (when 0, the most any step's policy asks, gpus_per_slice); r.Slices is
+// not read (the steps carry theirs).
 //
 // scheduler.PlanAllocation plans one Pipeline rank and N slices, all tasks
 // of one size (its Pipeline rank is only distinct in asking for at least
@@ -94,7 +95,7 @@ type StepPlan struct {
 // An allocation of several steps that does not fit is an error matching
 // scheduler.ErrNoFit that names the run and each step's tasks. Errors
 // about the request or a policy wrap conf.ErrInvalid.
-func planSteps(s *site.Site, name, file string, in []Step, r Request) (*RunPlan, error) {
+func planSteps(s *site.Site, name, file string, in []input.Step, r rundir.Request) (*RunPlan, error) {
 	part, err := s.Partition(r.Partition)
 	if err != nil {
 		return nil, err
@@ -110,9 +111,13 @@ func planSteps(s *site.Site, name, file string, in []Step, r Request) (*RunPlan,
 		}
 		total += steps[i].Tasks
 	}
+	gpus, gpusFrom := stepGPUs(in, r)
 	needs := scheduler.Needs{Slices: total - 1, CPUsPerSlice: r.CPUsPerSlice, MemPerSliceMB: r.MemPerSliceMB,
-		Time: r.Time, Strategy: r.Strategy}
+		GPUsPerSlice: gpus, Time: r.Time, Strategy: r.Strategy}
 	plan, err := scheduler.PlanAllocation(*part, needs)
+	if err != nil && gpus > 0 {
+		err = fmt.Errorf("jobs: %d GPUs per slice (%s): %w", gpus, gpusFrom, err)
+	}
 	if errors.Is(err, scheduler.ErrNoFit) && len(steps) > 1 {
 		desc := make([]string, len(steps))
 		for i, st := range steps {
@@ -134,8 +139,23 @@ func planSteps(s *site.Site, name, file string, in []Step, r Request) (*RunPlan,
 	return &RunPlan{Plan: plan, Steps: steps}, nil
 }
 
+// stepGPUs is the GPUs every slice of the run gets, and where that comes
+// from, for errors: the request's, else the most any step's policy asks.
+func stepGPUs(in []input.Step, r rundir.Request) (int, string) {
+	if r.GPUsPerSlice > 0 {
+		return r.GPUsPerSlice, "--gpus-per-slice"
+	}
+	gpus, from := 0, ""
+	for _, st := range in {
+		if st.Policy.GPUsPerSlice > gpus {
+			gpus, from = st.Policy.GPUsPerSlice, st.Policy.File+": gpus_per_slice"
+		}
+	}
+	return gpus, from
+}
+
 // stepSlices works out a step's slices (StepPlan) and builds its mapper.
-func stepSlices(file string, st Step) (mapper.DataMapper, StepPlan, error) {
+func stepSlices(file string, st input.Step) (mapper.DataMapper, StepPlan, error) {
 	p := st.Policy
 	name := st.PipelineName()
 	m, err := p.NewMapper()

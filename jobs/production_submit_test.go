@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/events"
+	"github.com/dpsbatch/dpsbatch/input/inputtest"
+	"github.com/dpsbatch/dpsbatch/rundir"
+	"github.com/dpsbatch/dpsbatch/rundir/runtest"
 	"github.com/dpsbatch/dpsbatch/state"
 )
 
@@ -24,7 +27,7 @@ import (
 func prodEnv(t *testing.T, prod string) (*env, string) {
 	t.Helper()
 	e := newEnv(t, 1)
-	for name, text := range chainFiles(prod) {
+	for name, text := range inputtest.ChainFiles(prod) {
 		e.write(name, text)
 	}
 	return e, filepath.Join(e.dir, "prod.yaml")
@@ -42,9 +45,9 @@ func (e *env) submitProd(file, name string) *Submitted {
 }
 
 func TestSubmitProduction(t *testing.T) {
-	e, file := prodEnv(t, chainProduction)
+	e, file := prodEnv(t, inputtest.ChainProduction)
 	sub := e.submitProd(file, "night1")
-	l := Layout{Dir: sub.Dir}
+	l := rundir.Layout{Dir: sub.Dir}
 	if sub.Run != "night1" || sub.Visits != 3 || len(sub.Jobs) != 1 {
 		t.Fatalf("submitted %+v; want run night1, 3 visits, 1 job", sub)
 	}
@@ -53,7 +56,7 @@ func TestSubmitProduction(t *testing.T) {
 	if !slices.Equal(sub.Steps, wantSteps) || sub.Plan.Tasks != 10 {
 		t.Errorf("steps %+v, %d tasks; want %+v, 10", sub.Steps, sub.Plan.Tasks, wantSteps)
 	}
-	if got := string(readAll(t, l.ProductionCopy())); got != chainProduction {
+	if got := string(readAll(t, l.ProductionCopy())); got != inputtest.ChainProduction {
 		t.Errorf("production copy = %q", got)
 	}
 	for _, name := range []string{"detect", "association", "moving"} {
@@ -61,14 +64,14 @@ func TestSubmitProduction(t *testing.T) {
 		if _, err := os.Stat(pl.Policy()); err != nil {
 			t.Errorf("pipeline %s: %v", name, err)
 		}
-		run, set, err := readSettings(pl)
+		run, set, err := rundir.ReadSettings(pl)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if run.ID != "night1" || set.PartOf != l.Dir || set.Listen != (name != "detect") {
 			t.Errorf("pipeline %s: run %q, settings %+v", name, run.ID, set)
 		}
-		if js := jobsOf(t, pl.Dir); len(js) != 1 || js[0].ID != sub.Jobs[0] {
+		if js := runtest.JobsOf(t, pl.Dir); len(js) != 1 || js[0].ID != sub.Jobs[0] {
 			t.Errorf("pipeline %s records jobs %+v; want %s", name, js, sub.Jobs[0])
 		}
 	}
@@ -78,14 +81,14 @@ func TestSubmitProduction(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(l.Pipeline("detect").Dir, "visits.csv")); err != nil {
 		t.Errorf("detect's visit list: %v", err)
 	}
-	if js := jobsOf(t, l.Dir); len(js) != 1 || js[0].ID != sub.Jobs[0] {
+	if js := runtest.JobsOf(t, l.Dir); len(js) != 1 || js[0].ID != sub.Jobs[0] {
 		t.Errorf("the production records jobs %+v", js)
 	}
-	_, set, err := readSettings(l)
+	_, set, err := rundir.ReadSettings(l)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []prodEntry{{"detect", 0}, {"association", 0}, {"moving", 4}}; !slices.Equal(set.Pipelines, want) {
+	if want := []rundir.StepEntry{{Name: "detect", Slices: 0}, {Name: "association", Slices: 0}, {Name: "moving", Slices: 4}}; !slices.Equal(set.Pipelines, want) {
 		t.Errorf("production settings pipelines %+v; want %+v", set.Pipelines, want)
 	}
 
@@ -112,7 +115,7 @@ func TestSubmitProduction(t *testing.T) {
 // Options a production sets per pipeline, and a launcher that cannot run
 // concurrent steps, are refused with nothing created or submitted.
 func TestSubmitProductionRefuses(t *testing.T) {
-	e, file := prodEnv(t, chainProduction)
+	e, file := prodEnv(t, inputtest.ChainProduction)
 	for _, tc := range []struct {
 		name, want string
 		edit       func(*SubmitOptions)
@@ -126,7 +129,7 @@ func TestSubmitProductionRefuses(t *testing.T) {
 			o.Site = &s
 		}},
 		{"bad file", "no pipeline \"nobody\"", func(o *SubmitOptions) {
-			o.Policy = e.write("bad.yaml", strings.Replace(chainProduction, "after: [detect]", "after: [nobody]", 1))
+			o.Policy = e.write("bad.yaml", strings.Replace(inputtest.ChainProduction, "after: [detect]", "after: [nobody]", 1))
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -134,7 +137,7 @@ func TestSubmitProductionRefuses(t *testing.T) {
 			o.Policy, o.Visits = file, ""
 			tc.edit(&o)
 			_, err := Submit(context.Background(), o)
-			wantInvalid(t, tc.name, err, tc.want)
+			inputtest.WantInvalid(t, tc.name, err, tc.want)
 			if n := len(e.fake.submits); n != 0 || len(e.rootEntries()) != 0 {
 				t.Errorf("%d submitted, runs root %v; want nothing", n, e.rootEntries())
 			}
@@ -146,30 +149,30 @@ func TestSubmitProductionRefuses(t *testing.T) {
 // dir, as its rank 0 does.
 func endIn(t *testing.T, dir, name, job string, how state.JobEnd, why string) {
 	t.Helper()
-	withState(t, Layout{Dir: dir}.Pipeline(name).Dir, func(st *state.Store) {
-		if err := st.JobStarted(job, "n1", fixedNow()); err != nil {
+	withState(t, rundir.Layout{Dir: dir}.Pipeline(name).Dir, func(st *state.Store) {
+		if err := st.JobStarted(job, "n1", runtest.FixedNow()); err != nil {
 			t.Fatal(err)
 		}
-		if err := st.JobEnded(job, how, 0, why, fixedNow().Add(time.Minute)); err != nil {
+		if err := st.JobEnded(job, how, 0, why, runtest.FixedNow().Add(time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 	})
 }
 
 func TestProductionStatus(t *testing.T) {
-	e, file := prodEnv(t, chainProduction)
+	e, file := prodEnv(t, inputtest.ChainProduction)
 	sub := e.submitProd(file, "night2")
 	dir, job := sub.Dir, sub.Jobs[0]
-	l := Layout{Dir: dir}
+	l := rundir.Layout{Dir: dir}
 	withState(t, l.Pipeline("detect").Dir, func(st *state.Store) {
-		visitAs(t, st, job, "v1", state.Done)
-		visitAs(t, st, job, "v2", state.Failed)
+		runtest.VisitAs(t, st, job, "v1", state.Done)
+		runtest.VisitAs(t, st, job, "v2", state.Failed)
 	})
 	withState(t, l.Pipeline("association").Dir, func(st *state.Store) {
 		if _, err := st.AddVisit("v1"); err != nil {
 			t.Fatal(err)
 		}
-		visitAs(t, st, job, "v1", state.Done)
+		runtest.VisitAs(t, st, job, "v1", state.Done)
 	})
 	e.fake.set(job, "RUNNING")
 	endIn(t, dir, "detect", job, "VISITS_FAILED", "1 visits failed")
@@ -203,18 +206,18 @@ func TestProductionStatus(t *testing.T) {
 }
 
 func TestResumeProduction(t *testing.T) {
-	e, file := prodEnv(t, chainProduction)
+	e, file := prodEnv(t, inputtest.ChainProduction)
 	sub := e.submitProd(file, "night3")
 	dir, job := sub.Dir, sub.Jobs[0]
-	l := Layout{Dir: dir}
-	ro := ResumeOptions{Site: e.site, Backend: e.fake, Dir: dir, Now: fixedNow}
+	l := rundir.Layout{Dir: dir}
+	ro := ResumeOptions{Site: e.site, Backend: e.fake, Dir: dir, Now: runtest.FixedNow}
 	if _, err := Resume(context.Background(), ro); !errors.Is(err, ErrRunLive) {
 		t.Fatalf("resume of a pending production: %v; want ErrRunLive", err)
 	}
 	// The job died with detect's v2 running and association's input open.
 	withState(t, l.Pipeline("detect").Dir, func(st *state.Store) {
-		visitAs(t, st, job, "v1", state.Done)
-		visitAs(t, st, job, "v2", state.Running)
+		runtest.VisitAs(t, st, job, "v1", state.Done)
+		runtest.VisitAs(t, st, job, "v2", state.Running)
 	})
 	e.fake.forget(job, "NODE_FAIL")
 	res, err := Resume(context.Background(), ro)
@@ -225,7 +228,7 @@ func TestResumeProduction(t *testing.T) {
 		t.Fatalf("resume: %+v; want attempt 2, 2 visits, 1 job, 3 steps", res)
 	}
 	for _, d := range []string{dir, l.Pipeline("detect").Dir, l.Pipeline("association").Dir, l.Pipeline("moving").Dir} {
-		if js := jobsOf(t, d); len(js) != 2 || js[1].ID != res.Jobs[0] || js[1].Attempt != 2 {
+		if js := runtest.JobsOf(t, d); len(js) != 2 || js[1].ID != res.Jobs[0] || js[1].Attempt != 2 {
 			t.Errorf("%s records %+v; want the new job as attempt 2", d, js)
 		}
 	}
@@ -241,8 +244,8 @@ func TestResumeProduction(t *testing.T) {
 	// still run (their input closes once detect has ended).
 	second := res.Jobs[0]
 	withState(t, l.Pipeline("detect").Dir, func(st *state.Store) {
-		visitAs(t, st, second, "v2", state.Done)
-		visitAs(t, st, second, "v3", state.Done)
+		runtest.VisitAs(t, st, second, "v2", state.Done)
+		runtest.VisitAs(t, st, second, "v3", state.Done)
 	})
 	e.fake.forget(second, "COMPLETED")
 	res, err = Resume(context.Background(), ro)
@@ -253,7 +256,7 @@ func TestResumeProduction(t *testing.T) {
 	e.fake.forget(res.Jobs[0], "COMPLETED")
 	for _, name := range []string{"association", "moving"} {
 		withState(t, l.Pipeline(name).Dir, func(st *state.Store) {
-			if err := st.CloseInput(fixedNow(), "no-more-data"); err != nil {
+			if err := st.CloseInput(runtest.FixedNow(), "no-more-data"); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -271,10 +274,10 @@ func TestResumeProduction(t *testing.T) {
 	}
 	_, err = Relay(context.Background(), RelayOptions{Backend: e.fake, Dir: l.Pipeline("moving").Dir, When: WhenAny,
 		Event: events.Event{Topic: events.TopicControl, Kind: events.KindShutdown}})
-	wantInvalid(t, "relay to one pipeline", err, "one pipeline of the production run night3")
+	inputtest.WantInvalid(t, "relay to one pipeline", err, "one pipeline of the production run night3")
 
 	// A policy changed since submit is refused.
-	os.WriteFile(l.Pipeline("moving").Policy(), []byte(strings.Replace(movingPolicy, "slices: 3", "slices: 2", 1)), 0o644)
+	os.WriteFile(l.Pipeline("moving").Policy(), []byte(strings.Replace(inputtest.MovingPolicy, "slices: 3", "slices: 2", 1)), 0o644)
 	if _, err := Resume(context.Background(), ro); err == nil || !strings.Contains(err.Error(), "changed since the run was submitted") {
 		t.Errorf("resume with a changed policy: %v", err)
 	}
@@ -284,9 +287,9 @@ func TestProductionFinishAndEvents(t *testing.T) {
 	// moving listens on association's topic and runs after nobody:
 	// finish closes it, with what it selects; the others close by
 	// themselves.
-	prod := strings.Replace(chainProduction, "    slices: 4\n    after: association\n", "    slices: 4\n", 1)
+	prod := strings.Replace(inputtest.ChainProduction, "    slices: 4\n    after: association\n", "    slices: 4\n", 1)
 	e, file := prodEnv(t, prod)
-	e.write("moving/pipeline.yaml", strings.Replace(movingPolicy, "trigger: {topic: associated}", "trigger: {topic: associated, select: {band: r}}", 1))
+	e.write("moving/pipeline.yaml", strings.Replace(inputtest.MovingPolicy, "trigger: {topic: associated}", "trigger: {topic: associated, select: {band: r}}", 1))
 	sub := e.submitProd(file, "night4")
 	es, err := FinishEvents(sub.Dir)
 	if err != nil {
@@ -296,7 +299,7 @@ func TestProductionFinishAndEvents(t *testing.T) {
 		t.Errorf("finish events %+v; want one no-more-data on associated selecting band r", es)
 	}
 	// The chain closes itself: nothing to send.
-	e2, file2 := prodEnv(t, chainProduction)
+	e2, file2 := prodEnv(t, inputtest.ChainProduction)
 	sub2 := e2.submitProd(file2, "night5")
 	if es, err := FinishEvents(sub2.Dir); err != nil || len(es) != 0 {
 		t.Errorf("finish events of the chain %+v, %v; want none", es, err)
@@ -305,7 +308,7 @@ func TestProductionFinishAndEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(srcs) != 3 || srcs[1].Pipeline != "association" || srcs[1].Dir != (Layout{Dir: sub2.Dir}).Pipeline("association").Dir {
+	if len(srcs) != 3 || srcs[1].Pipeline != "association" || srcs[1].Dir != (rundir.Layout{Dir: sub2.Dir}).Pipeline("association").Dir {
 		t.Errorf("event sources %+v", srcs)
 	}
 
@@ -313,7 +316,7 @@ func TestProductionFinishAndEvents(t *testing.T) {
 	e2.fake.set(sub2.Jobs[0], "RUNNING")
 	_, err = Relay(context.Background(), RelayOptions{Backend: e2.fake, Dir: sub2.Dir, When: WhenLive,
 		Event: events.Event{Topic: "calibs", Properties: map[string]any{"visitId": "v1"}}})
-	wantInvalid(t, "relay on an unread topic", err, `no pipeline of the production reads topic "calibs"`)
+	inputtest.WantInvalid(t, "relay on an unread topic", err, `no pipeline of the production reads topic "calibs"`)
 	if !strings.Contains(err.Error(), `(did you mean "calib"?)`) || !regexp.MustCompile(`they read: .*\bcalib\b`).MatchString(err.Error()) {
 		t.Errorf("the refusal does not suggest calib and list it among the topics read: %v", err)
 	}
@@ -321,5 +324,5 @@ func TestProductionFinishAndEvents(t *testing.T) {
 	// with detect's reason.
 	_, err = Relay(context.Background(), RelayOptions{Backend: e2.fake, Dir: sub2.Dir, When: WhenLive,
 		Event: events.Event{Topic: "visits", Properties: map[string]any{"visitId": "v9"}}})
-	wantInvalid(t, "a trigger to a pipeline that does not listen", err, "pipeline detect: the run reads no trigger events")
+	inputtest.WantInvalid(t, "a trigger to a pipeline that does not listen", err, "pipeline detect: the run reads no trigger events")
 }

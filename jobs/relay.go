@@ -12,18 +12,14 @@ import (
 	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/harness"
 	"github.com/dpsbatch/dpsbatch/internal/conf"
+	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/state"
 )
 
-// Errors of the relay commands.
-var (
-	// ErrNotRunning: no job of the run is running (or, where that is
-	// enough, pending) to hear the event.
-	ErrNotRunning = errors.New("not running")
-	// ErrBrokerUnreachable: the run's broker did not answer.
-	ErrBrokerUnreachable = errors.New("broker cannot be reached")
-)
+// ErrNotRunning: no job of the run is running (or, where that is enough,
+// pending) to hear the event of a relay command.
+var ErrNotRunning = errors.New("not running")
 
 // When a relayed event may be sent.
 const (
@@ -84,8 +80,8 @@ func Relay(ctx context.Context, o RelayOptions) (*Relayed, error) {
 	if wait <= 0 {
 		wait = 30 * time.Second
 	}
-	l := Layout{Dir: o.Dir}
-	run, set, err := readSettings(l)
+	l := rundir.Layout{Dir: o.Dir}
+	run, set, err := rundir.ReadSettings(l)
 	if err != nil {
 		return nil, err
 	}
@@ -140,14 +136,14 @@ func Relay(ctx context.Context, o RelayOptions) (*Relayed, error) {
 	name := "dpsbatch relay " + run.Name
 	var b events.Broker
 	switch {
-	case set.Broker.external():
-		n, err := events.DialNATS(ctx, set.Broker.natsConfig(name, "", log))
+	case set.Broker.External():
+		n, err := events.DialNATS(ctx, set.Broker.NATSConfig(name, "", log))
 		if err != nil {
-			return nil, fmt.Errorf("jobs: run %s: the site's %w: %v", run.Name, ErrBrokerUnreachable, err)
+			return nil, fmt.Errorf("jobs: run %s: the site's %w: %v", run.Name, rundir.ErrBrokerUnreachable, err)
 		}
 		b, out.Broker, out.Stored = n, strings.Join(set.Broker.URLs, ","), !running
 	case running:
-		j, err := dialJobBroker(ctx, l, live.ID, wait, name, "", log)
+		j, err := rundir.DialJobBroker(ctx, l, live.ID, wait, name, "", log)
 		if err != nil {
 			return nil, fmt.Errorf("jobs: run %s: %w", run.Name, err)
 		}
@@ -155,10 +151,10 @@ func Relay(ctx context.Context, o RelayOptions) (*Relayed, error) {
 	default:
 		// No job serves the store: open it here for a moment. If the
 		// lock is taken, the pending job has just started: use its.
-		s, err := serve(ctx, l, set.Broker, "127.0.0.1", 0, name, "", log)
+		s, err := rundir.Serve(ctx, l, set.Broker, "127.0.0.1", 0, name, "", log)
 		switch {
-		case errors.Is(err, errBrokerBusy) && live != nil:
-			j, err := dialJobBroker(ctx, l, live.ID, wait, name, "", log)
+		case errors.Is(err, rundir.ErrBrokerBusy) && live != nil:
+			j, err := rundir.DialJobBroker(ctx, l, live.ID, wait, name, "", log)
 			if err != nil {
 				return nil, fmt.Errorf("jobs: run %s: %w", run.Name, err)
 			}
@@ -196,44 +192,6 @@ func lastJob(rs RunStatus) string {
 	return s
 }
 
-// brokerURL waits until the state file says where job's broker listens.
-func brokerURL(ctx context.Context, l Layout, job string, wait time.Duration) (string, error) {
-	deadline := time.Now().Add(wait)
-	for {
-		url, err := recordedBroker(l, job)
-		if err != nil || url != "" {
-			return url, err
-		}
-		if !time.Now().Before(deadline) {
-			return "", fmt.Errorf("%w: the job is running but has not recorded its broker's address within %s (is it still starting? see its log)", ErrBrokerUnreachable, wait)
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-}
-
-// recordedBroker reads the broker address job recorded, "" if none yet.
-func recordedBroker(l Layout, job string) (string, error) {
-	st, err := state.OpenReadOnly(l.State())
-	if err != nil {
-		return "", err
-	}
-	defer st.Close()
-	js, err := st.Jobs()
-	if err != nil {
-		return "", err
-	}
-	for _, j := range js {
-		if j.ID == job {
-			return j.Broker, nil
-		}
-	}
-	return "", nil
-}
-
 // Topics lists the topics a run's Pipeline reads: its trigger topic, the
 // control topic, and the topics its stages wait for.
 func Topics(p *harness.Policy) []string {
@@ -255,7 +213,7 @@ type stepPolicy struct {
 
 // stepPolicies loads the policy copy of each step of the run in l, whose
 // settings are set, as it is (not validated again).
-func stepPolicies(l Layout, set settings) ([]stepPolicy, error) {
+func stepPolicies(l rundir.Layout, set rundir.Settings) ([]stepPolicy, error) {
 	steps, err := runSteps(l, set)
 	if err != nil {
 		return nil, err
@@ -320,8 +278,8 @@ func checkRelayedAll(pipes []stepPolicy, e events.Event) error {
 // trigger topic whether it listens or not (Relay then says nothing needed
 // sending). A run of several steps with none gets no event.
 func FinishEvents(dir string) ([]events.Event, error) {
-	l := Layout{Dir: dir}
-	_, set, err := readSettings(l)
+	l := rundir.Layout{Dir: dir}
+	_, set, err := rundir.ReadSettings(l)
 	if err != nil {
 		return nil, err
 	}
@@ -351,20 +309,20 @@ type EventSource struct {
 
 // EventSources lists where the run in dir records its events.
 func EventSources(dir string) ([]EventSource, error) {
-	l := Layout{Dir: dir}
-	_, set, err := readSettings(l)
+	l := rundir.Layout{Dir: dir}
+	_, set, err := rundir.ReadSettings(l)
 	if err != nil {
 		return nil, err
 	}
 	var out []EventSource
-	for _, d := range stepDirs(l, set) {
-		out = append(out, EventSource{Pipeline: d.name, Dir: d.l.Dir})
+	for _, d := range rundir.StepDirs(l, set) {
+		out = append(out, EventSource{Pipeline: d.Name, Dir: d.Layout.Dir})
 	}
 	return out, nil
 }
 
 // checkRelayed refuses an event the run's Pipeline would never read.
-func checkRelayed(p *harness.Policy, set settings, e events.Event) error {
+func checkRelayed(p *harness.Policy, set rundir.Settings, e events.Event) error {
 	ts := Topics(p)
 	if !slices.Contains(ts, e.Topic) {
 		return fmt.Errorf("pipeline %s never reads topic %q%s (it reads: %s)", p.Name, e.Topic, conf.Suggest(e.Topic, ts), strings.Join(ts, ", "))
@@ -426,7 +384,7 @@ func checkTypes(p *harness.Policy, e events.Event) error {
 
 // Events reads the events the run in dir recorded (see state.EventQuery).
 func Events(dir string, q state.EventQuery) ([]state.EventRecord, error) {
-	st, err := state.OpenReadOnly(Layout{Dir: dir}.State())
+	st, err := state.OpenReadOnly(rundir.Layout{Dir: dir}.State())
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/injob"
+	"github.com/dpsbatch/dpsbatch/rundir"
+	"github.com/dpsbatch/dpsbatch/rundir/runtest"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/state"
 )
@@ -22,13 +25,13 @@ func requeuedRun(t *testing.T) (*env, string, time.Time) {
 	e := newEnv(t, 4)
 	dir := e.submit("run1")
 	withState(t, dir, func(st *state.Store) {
-		must(t, st.JobStarted("1001", "n1", fixedNow().Add(-time.Second)))
-		visitAs(t, st, "1001", "v001", state.Done)
-		visitAs(t, st, "1001", "v002", state.Done)
-		must(t, st.Heartbeat("1001", fixedNow().Add(2*time.Second), "v003"))
-		must(t, st.JobEnded("1001", "STOPPED", 0, "stop requested: terminated", fixedNow().Add(3*time.Second)))
+		must(t, st.JobStarted("1001", "n1", runtest.FixedNow().Add(-time.Second)))
+		runtest.VisitAs(t, st, "1001", "v001", state.Done)
+		runtest.VisitAs(t, st, "1001", "v002", state.Done)
+		must(t, st.Heartbeat("1001", runtest.FixedNow().Add(2*time.Second), "v003"))
+		must(t, st.JobEnded("1001", "STOPPED", 0, "stop requested: terminated", runtest.FixedNow().Add(3*time.Second)))
 	})
-	begin := fixedNow().Add(3 * time.Minute)
+	begin := runtest.FixedNow().Add(3 * time.Minute)
 	e.fake.queue["1001"] = scheduler.Job{ID: "1001", State: "PENDING", Reason: "BeginTime", Expected: begin, Source: "squeue"}
 	return e, dir, begin
 }
@@ -97,7 +100,7 @@ func TestWaitThroughRequeue(t *testing.T) {
 func TestStatusAfterRequeue(t *testing.T) {
 	defer func(c func() time.Time) { clock = c }(clock)
 	e, dir, _ := requeuedRun(t)
-	restart := fixedNow().Add(10 * time.Minute)
+	restart := runtest.FixedNow().Add(10 * time.Minute)
 	clock = func() time.Time { return restart.Add(time.Hour) }
 
 	// Slurm runs it again; its Pipeline has not reported in an hour.
@@ -130,7 +133,7 @@ func TestStatusAfterRequeue(t *testing.T) {
 
 // The rate counts the time a job ran, not the wait of a requeue.
 func TestRunningRate(t *testing.T) {
-	t0 := fixedNow()
+	t0 := runtest.FixedNow()
 	starts := []state.JobStart{
 		{Job: "1", Started: t0, Ended: t0.Add(10 * time.Second)},
 		{Job: "1", Restart: 1, Started: t0.Add(1000 * time.Second)}, // running
@@ -154,27 +157,27 @@ func TestRunningRate(t *testing.T) {
 func TestInJobRestart(t *testing.T) {
 	e, dir, _ := requeuedRun(t)
 	e.fake.starts = map[string][]scheduler.Job{"1001": {
-		{ID: "1001", State: "REQUEUED", Ended: fixedNow().Add(4 * time.Second), Source: "sacct"},
+		{ID: "1001", State: "REQUEUED", Ended: runtest.FixedNow().Add(4 * time.Second), Source: "sacct"},
 		{ID: "1001", State: "RUNNING", Source: "sacct"},
 	}}
 	p := loadRunPolicy(t, dir)
-	serveRun(t, Layout{Dir: dir}.State(), "1001", 1)
-	j := &InJob{StatePath: Layout{Dir: dir}.State(), JobID: "1001", Restart: 1, Slurm: e.fake,
-		Now: func() time.Time { return fixedNow().Add(time.Hour) }}
+	serveRun(t, rundir.Layout{Dir: dir}.State(), "1001", 1)
+	j := &injob.InJob{StatePath: rundir.Layout{Dir: dir}.State(), JobID: "1001", Restart: 1, Slurm: e.fake,
+		Now: func() time.Time { return runtest.FixedNow().Add(time.Hour) }}
 	dr := &harness.RunOptions{RunID: "run1", RunDir: dir}
 	must(t, j.Hook(p, dr))
 	defer j.End(nil, nil)
-	js := jobsOf(t, dir)
-	if !js[0].Started.Equal(fixedNow().Add(time.Hour)) || !js[0].Ended.IsZero() || js[0].State != "SUBMITTED" || js[0].Reason != "" {
+	js := runtest.JobsOf(t, dir)
+	if !js[0].Started.Equal(runtest.FixedNow().Add(time.Hour)) || !js[0].Ended.IsZero() || js[0].State != "SUBMITTED" || js[0].Reason != "" {
 		t.Errorf("job after its restart %+v; want its new start only", js[0])
 	}
-	st, err := state.OpenReadOnly(Layout{Dir: dir}.State())
+	st, err := state.OpenReadOnly(rundir.Layout{Dir: dir}.State())
 	must(t, err)
 	defer st.Close()
 	starts, err := st.JobStarts()
 	must(t, err)
 	if len(starts) != 2 || starts[0].State != "REQUEUED" || !strings.Contains(starts[0].Reason, "stop requested: terminated") ||
-		!starts[0].Ended.Equal(fixedNow().Add(4*time.Second)) || starts[1].Restart != 1 {
+		!starts[0].Ended.Equal(runtest.FixedNow().Add(4*time.Second)) || starts[1].Restart != 1 {
 		t.Errorf("starts %+v; want the first ended by Slurm's requeue, the second started", starts)
 	}
 }
@@ -184,7 +187,7 @@ func TestInJobRestart(t *testing.T) {
 func TestStatusRateOverRunningTime(t *testing.T) {
 	e := newEnv(t, 4)
 	dir := e.submit("run1")
-	t0 := fixedNow()
+	t0 := runtest.FixedNow()
 	sec := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Second) }
 	withState(t, dir, func(st *state.Store) {
 		must(t, st.JobStarted("1001", "n1", sec(0)))

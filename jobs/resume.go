@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/internal/conf"
+	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/site"
 	"github.com/dpsbatch/dpsbatch/state"
@@ -61,7 +62,7 @@ func Resume(ctx context.Context, o ResumeOptions) (*ResumeResult, error) {
 	if o.MaxAttempts < 0 || o.AutoResume < 0 {
 		return nil, fmt.Errorf("%w: --max-attempts and --auto-resume must be 0 or more", conf.ErrInvalid)
 	}
-	l := Layout{Dir: o.Dir}
+	l := rundir.Layout{Dir: o.Dir}
 	if !o.DryRun {
 		lk, err := lockRun(ctx, l, o.WaitLock)
 		if err != nil {
@@ -73,7 +74,7 @@ func Resume(ctx context.Context, o ResumeOptions) (*ResumeResult, error) {
 			return nil, err
 		}
 	}
-	run, set, err := readSettings(l)
+	run, set, err := rundir.ReadSettings(l)
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +82,7 @@ func Resume(ctx context.Context, o ResumeOptions) (*ResumeResult, error) {
 		return nil, err
 	}
 	if !o.DryRun {
-		if err := settleSubmissions(ctx, o.Backend, l, records(l, set)); err != nil {
+		if err := settleSubmissions(ctx, o.Backend, l, rundir.Records(l, set)); err != nil {
 			return nil, err
 		}
 	}
@@ -97,6 +98,9 @@ func Resume(ctx context.Context, o ResumeOptions) (*ResumeResult, error) {
 			}
 		}
 		return nil, fmt.Errorf("%w: run %s: job %s (dpsbatch cancel %s, or wait for it)", ErrRunLive, rs[0].Run, strings.Join(live, ", "), rs[0].Run)
+	}
+	if !o.DryRun {
+		RecordUsage(ctx, o.Backend, rs)
 	}
 	steps, err := runSteps(l, set)
 	if err != nil {
@@ -124,7 +128,7 @@ func Resume(ctx context.Context, o ResumeOptions) (*ResumeResult, error) {
 // to run, and no listening step whose input is still open. With DryRun it
 // changes nothing and prints what would run.
 func resumeJob(ctx context.Context, o ResumeOptions, rj runJob, planned *RunPlan, now func() time.Time) (*ResumeResult, error) {
-	l := Layout{Dir: o.Dir}
+	l := rundir.Layout{Dir: o.Dir}
 	attempt, err := nextAttempt(l)
 	if err != nil {
 		return nil, err
@@ -167,13 +171,13 @@ func resumeJob(ctx context.Context, o ResumeOptions, rj runJob, planned *RunPlan
 		res.Complete = true
 		return res, nil
 	}
-	if err := checkBrokerSpace(l.Dir, rj.set.Broker); err != nil {
+	if err := rundir.CheckBrokerSpace(l.Dir, rj.set.Broker); err != nil {
 		return nil, err
 	}
 	if err := writeScripts(l, scripts, attempt); err != nil {
 		return nil, err
 	}
-	if err := submitChain(ctx, o.Backend, o.lock, l, records(l, rj.set), scripts, attempt, now, &res.Submitted); err != nil {
+	if err := submitChain(ctx, o.Backend, o.lock, l, rundir.Records(l, rj.set), scripts, attempt, now, &res.Submitted); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -182,17 +186,17 @@ func resumeJob(ctx context.Context, o ResumeOptions, rj runJob, planned *RunPlan
 // migrateRun opens the run's state files once for writing, which brings
 // a file written by an older dpsbatch to this one's schema (readers
 // refuse an older one): the run's own, then each of its steps' own.
-func migrateRun(l Layout) error {
+func migrateRun(l rundir.Layout) error {
 	st, err := state.Open(l.State())
 	if err != nil {
 		return err
 	}
 	st.Close()
-	_, set, err := readSettings(l)
+	_, set, err := rundir.ReadSettings(l)
 	if err != nil {
 		return err
 	}
-	for _, r := range records(l, set)[1:] {
+	for _, r := range rundir.Records(l, set)[1:] {
 		st, err := state.Open(r.State())
 		if err != nil {
 			return err
@@ -213,7 +217,7 @@ type pipelineResume struct {
 // resumePipeline readies the state file of step l for a new job: visits left running count as
 // interrupted, failed and interrupted ones are retried (up to
 // maxAttempts). With dryRun it only counts what would run.
-func resumePipeline(l Layout, maxAttempts int, dryRun bool) (pipelineResume, error) {
+func resumePipeline(l rundir.Layout, maxAttempts int, dryRun bool) (pipelineResume, error) {
 	var r pipelineResume
 	st, err := state.Open(l.State())
 	if err != nil {
@@ -249,7 +253,7 @@ func resumePipeline(l Layout, maxAttempts int, dryRun bool) (pipelineResume, err
 
 // nextAttempt is the attempt number of the run's next job: after every
 // job and every submission that may have become one.
-func nextAttempt(l Layout) (int, error) {
+func nextAttempt(l rundir.Layout) (int, error) {
 	st, err := state.OpenReadOnly(l.State())
 	if err != nil {
 		return 0, err

@@ -9,17 +9,20 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dpsbatch/dpsbatch/input/inputtest"
+	"github.com/dpsbatch/dpsbatch/rundir"
+	"github.com/dpsbatch/dpsbatch/rundir/runtest"
 	"github.com/dpsbatch/dpsbatch/state"
 )
 
 func (e *env) resumeOpts(dir string) ResumeOptions {
-	return ResumeOptions{Site: e.site, Backend: e.fake, Dir: dir, Now: fixedNow}
+	return ResumeOptions{Site: e.site, Backend: e.fake, Dir: dir, Now: runtest.FixedNow}
 }
 
 // visitStates reads every visit's state and attempts, in order.
 func visitStates(t *testing.T, dir string) []state.Visit {
 	t.Helper()
-	st, err := state.OpenReadOnly(Layout{Dir: dir}.State())
+	st, err := state.OpenReadOnly(rundir.Layout{Dir: dir}.State())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,10 +41,10 @@ func deadRun(t *testing.T, e *env) string {
 	t.Helper()
 	dir := e.submit("run1")
 	withState(t, dir, func(st *state.Store) {
-		visitAs(t, st, "1001", "v001", state.Done)
-		visitAs(t, st, "1001", "v002", state.Running)
-		visitAs(t, st, "1001", "v003", state.Failed)
-		visitAs(t, st, "1001", "v004", state.Interrupted)
+		runtest.VisitAs(t, st, "1001", "v001", state.Done)
+		runtest.VisitAs(t, st, "1001", "v002", state.Running)
+		runtest.VisitAs(t, st, "1001", "v003", state.Failed)
+		runtest.VisitAs(t, st, "1001", "v004", state.Interrupted)
 	})
 	e.fake.forget("1001", "NODE_FAIL")
 	return dir
@@ -66,7 +69,7 @@ func TestResumeRefusesLiveRun(t *testing.T) {
 			if _, _, n := e.fake.calls(); n != 1 {
 				t.Errorf("%d submissions; want only the first job's", n)
 			}
-			if _, err := os.Stat(Layout{Dir: dir}.Script(2)); !errors.Is(err, os.ErrNotExist) {
+			if _, err := os.Stat(rundir.Layout{Dir: dir}.Script(2)); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("attempt-2 script: %v; want none", err)
 			}
 		})
@@ -82,7 +85,7 @@ func TestResumeAfterDeadJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := Layout{Dir: dir}
+	l := rundir.Layout{Dir: dir}
 	if res.Complete || res.Attempt != 2 || res.Visits != 5 || res.Retried != 3 || len(res.Exhausted) != 0 {
 		t.Errorf("ResumeResult = %+v; want attempt 2, 5 visits, 3 retried", res)
 	}
@@ -103,7 +106,7 @@ func TestResumeAfterDeadJob(t *testing.T) {
 			t.Errorf("visit %s is %s; want %s", v.ID, v.State, want[v.ID])
 		}
 	}
-	js := jobsOf(t, dir)
+	js := runtest.JobsOf(t, dir)
 	if len(js) != 2 || js[1].ID != "1002" || js[1].Attempt != 2 {
 		t.Errorf("jobs %+v; want 1002 as attempt 2", js)
 	}
@@ -145,8 +148,8 @@ func TestResumeMaxAttempts(t *testing.T) {
 	}
 	// Nothing left that may run: complete, nothing submitted.
 	withState(t, dir, func(st *state.Store) {
-		visitAs(t, st, "1002", "v005", state.Done)
-		visitAs(t, st, "1002", "v006", state.Done)
+		runtest.VisitAs(t, st, "1002", "v005", state.Done)
+		runtest.VisitAs(t, st, "1002", "v006", state.Done)
 	})
 	e.fake.forget("1002", "COMPLETED")
 	res, err = Resume(context.Background(), o)
@@ -164,7 +167,7 @@ func TestResumeComplete(t *testing.T) {
 	dir := e.submit("run1")
 	withState(t, dir, func(st *state.Store) {
 		for _, id := range visitIDs(3) {
-			visitAs(t, st, "1001", id, state.Done)
+			runtest.VisitAs(t, st, "1001", id, state.Done)
 		}
 	})
 	e.fake.forget("1001", "COMPLETED")
@@ -175,7 +178,7 @@ func TestResumeComplete(t *testing.T) {
 	if _, _, n := e.fake.calls(); n != 1 {
 		t.Errorf("%d submissions; want only the first job's", n)
 	}
-	if _, err := os.Stat(Layout{Dir: dir}.Script(2)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(rundir.Layout{Dir: dir}.Script(2)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("attempt-2 script: %v; want none written", err)
 	}
 }
@@ -223,13 +226,13 @@ func TestResumeBadInput(t *testing.T) {
 	o := e.resumeOpts(dir)
 	o.MaxAttempts = -1
 	_, err := Resume(context.Background(), o)
-	wantInvalid(t, "negative --max-attempts", err, "--max-attempts")
+	inputtest.WantInvalid(t, "negative --max-attempts", err, "--max-attempts")
 	// A policy edited since the submission is not the run's any more.
-	if err := os.WriteFile(Layout{Dir: dir}.Policy(), []byte("pipeline: tiny\nslices: x\n"), 0o644); err != nil {
+	if err := os.WriteFile(rundir.Layout{Dir: dir}.Policy(), []byte("pipeline: tiny\nslices: x\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	_, err = Resume(context.Background(), e.resumeOpts(dir))
-	wantInvalid(t, "broken policy copy", err, "pipeline.yaml")
+	inputtest.WantInvalid(t, "broken policy copy", err, "pipeline.yaml")
 	if _, _, n := e.fake.calls(); n != 1 {
 		t.Errorf("%d submissions; want only the first job's", n)
 	}
@@ -242,11 +245,11 @@ func TestResumePolicyChanged(t *testing.T) {
 	e := newEnv(t, 3)
 	dir := e.submit("run1")
 	e.fake.forget("1001", "TIMEOUT")
-	if err := os.WriteFile(Layout{Dir: dir}.Policy(), []byte(tinyPolicy+"# edited\n"), 0o644); err != nil {
+	if err := os.WriteFile(rundir.Layout{Dir: dir}.Policy(), []byte(inputtest.TinyPolicy+"# edited\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	res, err := Resume(context.Background(), e.resumeOpts(dir))
-	wantInvalid(t, "edited policy", err, "changed since the run was submitted")
+	inputtest.WantInvalid(t, "edited policy", err, "changed since the run was submitted")
 	if res != nil {
 		t.Errorf("ResumeResult = %+v; want nil", res)
 	}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"github.com/dpsbatch/dpsbatch/rundir"
 )
 
 // TestRunDirectoryMode checks, under the umasks a site may use, that a
@@ -18,25 +20,25 @@ func TestRunDirectoryMode(t *testing.T) {
 			old := syscall.Umask(mask)
 			defer syscall.Umask(old)
 			root := t.TempDir()
-			lk, err := createRun(root, "r1", func(tl Layout) error { return populate(tl, "", "", "") })
+			lk, err := createRun(root, "r1", func(tl rundir.Layout) error { return populate(tl, "", "", "") })
 			if err != nil {
 				t.Fatal(err)
 			}
 			lk.unlock()
-			l := Layout{Dir: filepath.Join(root, "r1")}
-			run, logs := mode(t, l.Dir), mode(t, filepath.Join(l.Dir, LogsDir))
+			l := rundir.Layout{Dir: filepath.Join(root, "r1")}
+			run, logs := mode(t, l.Dir), mode(t, filepath.Join(l.Dir, rundir.LogsDir))
 			if run != logs {
 				t.Errorf("run directory mode %04o, its logs folder %04o: want the same", run, logs)
 			}
 			if want := 0o755 &^ os.FileMode(mask); run != want {
 				t.Errorf("run directory mode %04o, want %04o", run, want)
 			}
-			unlock, err := lockBroker(l, 0)
+			unlock, err := rundir.LockBroker(l, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer unlock()
-			if _, err := newToken(l); err != nil {
+			if _, err := rundir.NewToken(l); err != nil {
 				t.Fatal(err)
 			}
 			if m := mode(t, l.BrokerDir()); m != 0o700 {

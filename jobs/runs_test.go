@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/dpsbatch/dpsbatch/internal/conf"
+	"github.com/dpsbatch/dpsbatch/rundir"
+	"github.com/dpsbatch/dpsbatch/rundir/runtest"
 	"github.com/dpsbatch/dpsbatch/state"
 )
 
@@ -55,12 +57,12 @@ func TestResolveRun(t *testing.T) {
 
 func TestCheckName(t *testing.T) {
 	for _, ok := range []string{"a", "run-1.2_x", "0abc", strings.Repeat("x", 128)} {
-		if err := CheckName(ok); err != nil {
+		if err := rundir.CheckName(ok); err != nil {
 			t.Errorf("CheckName(%q): %v", ok, err)
 		}
 	}
 	for _, bad := range []string{"", ".hidden", "-x", "a b", "a/b", "it's", `a"b`, "a$b", strings.Repeat("x", 129), "é"} {
-		if err := CheckName(bad); !errors.Is(err, conf.ErrInvalid) {
+		if err := rundir.CheckName(bad); !errors.Is(err, conf.ErrInvalid) {
 			t.Errorf("CheckName(%q): %v; want invalid", bad, err)
 		}
 	}
@@ -75,7 +77,7 @@ func TestRunsSkipsUnfinishedSubmissions(t *testing.T) {
 	if err := os.Mkdir(left, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(left, StateFile), readAll(t, Layout{Dir: dir}.State()), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(left, rundir.StateFile), readAll(t, rundir.Layout{Dir: dir}.State()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	list, err := Runs(context.Background(), e.site, e.fake)
@@ -101,8 +103,8 @@ func TestRunsListsUnreadableRuns(t *testing.T) {
 	if err := os.Mkdir(bad, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := createState(Layout{Dir: bad}, state.Run{ID: "run2", Name: "run2", Dir: bad, Pipeline: "tiny", Created: fixedNow(),
-		Settings: fmt.Sprintf(`{"version":%d}`, settingsVersion+1)}, []string{"v1"}); err != nil {
+	if err := createState(rundir.Layout{Dir: bad}, state.Run{ID: "run2", Name: "run2", Dir: bad, Pipeline: "tiny", Created: runtest.FixedNow(),
+		Settings: fmt.Sprintf(`{"version":%d}`, rundir.SettingsVersion+1)}, []string{"v1"}); err != nil {
 		t.Fatal(err)
 	}
 	list, err := Runs(context.Background(), e.site, e.fake)
@@ -110,7 +112,7 @@ func TestRunsListsUnreadableRuns(t *testing.T) {
 		t.Fatalf("Runs: %v; want both runs listed", err)
 	}
 	if len(list) != 2 || list[0].Dir != good || list[0].Unreadable != "" || list[1].Dir != bad || list[1].Run != "run2" ||
-		!strings.Contains(list[1].Unreadable, fmt.Sprintf("version %d", settingsVersion+1)) {
+		!strings.Contains(list[1].Unreadable, fmt.Sprintf("version %d", rundir.SettingsVersion+1)) {
 		t.Errorf("Runs: %+v; want run1, then run2 unreadable naming its settings' version", list)
 	}
 	// Status of that run alone is still an error.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dpsbatch/dpsbatch/input/inputtest"
 	"github.com/dpsbatch/dpsbatch/internal/testenv"
 )
 
@@ -46,7 +47,7 @@ func TestSubmitUnusableRunsRoot(t *testing.T) {
 func wantRootRefused(t *testing.T, e *env, root, says string) {
 	t.Helper()
 	_, err := Submit(context.Background(), e.opts("r1"))
-	wantInvalid(t, "Submit", err, "runs_root "+root+": "+says)
+	inputtest.WantInvalid(t, "Submit", err, "runs_root "+root+": "+says)
 	if !strings.Contains(err.Error(), e.site.Path) || strings.Contains(err.Error(), ".new-") {
 		t.Errorf("error %q: want the site file named, no temporary folder", err)
 	}

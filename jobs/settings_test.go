@@ -12,16 +12,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpsbatch/dpsbatch/rundir"
+	"github.com/dpsbatch/dpsbatch/rundir/runtest"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/state"
 )
 
 // runWithSettings creates a run's state file whose run row keeps raw as
 // its settings, and returns the run's layout.
-func runWithSettings(t *testing.T, raw string) Layout {
+func runWithSettings(t *testing.T, raw string) rundir.Layout {
 	t.Helper()
-	l := Layout{Dir: t.TempDir()}
-	if err := createState(l, state.Run{ID: "r1", Name: "r1", Dir: l.Dir, Pipeline: "tiny", Created: fixedNow(), Settings: raw},
+	l := rundir.Layout{Dir: t.TempDir()}
+	if err := createState(l, state.Run{ID: "r1", Name: "r1", Dir: l.Dir, Pipeline: "tiny", Created: runtest.FixedNow(), Settings: raw},
 		[]string{"v1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -47,17 +49,17 @@ func fixture(t *testing.T, name string) string {
 func TestSettingsUnversionedOpen(t *testing.T) {
 	for _, tc := range []struct {
 		file  string
-		check func(s settings) bool
+		check func(s rundir.Settings) bool
 	}{
-		{"settings-unversioned-run.json", func(s settings) bool {
+		{"settings-unversioned-run.json", func(s rundir.Settings) bool {
 			return s.Visits == "visits.csv" && s.Listen && s.Heartbeat == 30*time.Second &&
-				s.Request == Request{Slices: 3, CPUsPerSlice: 1, MemPerSliceMB: 512, Time: 45 * time.Minute} &&
+				s.Request == rundir.Request{Slices: 3, CPUsPerSlice: 1, MemPerSliceMB: 512, Time: 45 * time.Minute} &&
 				s.Broker.Kind == "embedded" && s.Broker.StreamSize == 256<<20
 		}},
-		{"settings-unversioned-production.json", func(s settings) bool {
-			return slices.Equal(s.Pipelines, []prodEntry{{"detect", 0}, {"association", 0}, {"moving", 4}})
+		{"settings-unversioned-production.json", func(s rundir.Settings) bool {
+			return slices.Equal(s.Pipelines, []rundir.StepEntry{{Name: "detect", Slices: 0}, {Name: "association", Slices: 0}, {Name: "moving", Slices: 4}})
 		}},
-		{"settings-unversioned-production-pipeline.json", func(s settings) bool {
+		{"settings-unversioned-production-pipeline.json", func(s rundir.Settings) bool {
 			return s.Listen && strings.HasSuffix(s.PartOf, "/runs/night1") && slices.Equal(s.After, []string{"association"}) &&
 				s.Request.Slices == 4 && s.SlicesFrom == `the slices of production entry "moving"`
 		}},
@@ -68,7 +70,7 @@ func TestSettingsUnversionedOpen(t *testing.T) {
 				t.Fatalf("%s has a version; the fixture is of settings from before versions", tc.file)
 			}
 			l := runWithSettings(t, raw)
-			_, set, err := readSettings(l)
+			_, set, err := rundir.ReadSettings(l)
 			if err != nil {
 				t.Fatalf("readSettings: %v", err)
 			}
@@ -83,7 +85,7 @@ func TestSettingsUnversionedOpen(t *testing.T) {
 				if err := os.MkdirAll(pl.Dir, 0o755); err != nil {
 					t.Fatal(err)
 				}
-				if err := createState(pl, state.Run{ID: "r1", Name: "r1", Dir: pl.Dir, Pipeline: e.Name, Created: fixedNow()}, nil); err != nil {
+				if err := createState(pl, state.Run{ID: "r1", Name: "r1", Dir: pl.Dir, Pipeline: e.Name, Created: runtest.FixedNow()}, nil); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -97,7 +99,7 @@ func TestSettingsUnversionedOpen(t *testing.T) {
 		})
 	}
 	// Read as they were: a key this dpsbatch does not know is ignored.
-	_, set, err := readSettings(runWithSettings(t, `{"visits":"v.csv","listen":true,"gone":1}`))
+	_, set, err := rundir.ReadSettings(runWithSettings(t, `{"visits":"v.csv","listen":true,"gone":1}`))
 	if err != nil || set.Visits != "v.csv" || !set.Listen {
 		t.Errorf("unversioned settings with an unknown key: %+v, %v; want them read, the key ignored", set, err)
 	}
@@ -118,26 +120,26 @@ func TestSettingsRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := fmt.Sprintf(`{"version":%d,`, settingsVersion); !strings.HasPrefix(run.Settings, want) {
+		if want := fmt.Sprintf(`{"version":%d,`, rundir.SettingsVersion); !strings.HasPrefix(run.Settings, want) {
 			t.Errorf("Submit wrote settings %s; want them to start %s", run.Settings, want)
 		}
 	})
-	_, set, err := readSettings(Layout{Dir: sub.Dir})
+	_, set, err := rundir.ReadSettings(rundir.Layout{Dir: sub.Dir})
 	if err != nil || !set.Listen || set.Heartbeat != 30*time.Second || set.Visits != "visits.csv" {
 		t.Errorf("read back %+v, %v", set, err)
 	}
 
-	full := settings{Version: settingsVersion, Visits: "visits.csv", PipelineDir: "/p", Binary: "/bin/dpsbatch", SiteFile: "/site.yaml",
-		Request: Request{Partition: "debug", Slices: 3, CPUsPerSlice: 2, MemPerSliceMB: 512, Time: time.Hour, Strategy: scheduler.Strategy("spread")},
-		Broker: brokerSettings{Kind: "external", URLs: []string{"nats://a:4222", "nats://b:4222"}, CredentialsFile: "/c.creds",
+	full := rundir.Settings{Version: rundir.SettingsVersion, Visits: "visits.csv", PipelineDir: "/p", Binary: "/bin/dpsbatch", SiteFile: "/site.yaml",
+		Request: rundir.Request{Partition: "debug", Slices: 3, CPUsPerSlice: 2, MemPerSliceMB: 512, Time: time.Hour, Strategy: scheduler.Strategy("spread")},
+		Broker: rundir.BrokerSettings{Kind: "external", URLs: []string{"nats://a:4222", "nats://b:4222"}, CredentialsFile: "/c.creds",
 			TokenFile: "/t", TokenEnv: "TOKEN", StreamSize: 1 << 20},
 		Listen: true, Heartbeat: time.Minute, PartOf: "/runs/night1", After: []string{"detect"},
-		Pipelines: []prodEntry{{"detect", 0}, {"moving", 4}}, SlicesFrom: "submit --slices"}
-	raw, err := encodeSettings(full)
+		Pipelines: []rundir.StepEntry{{Name: "detect", Slices: 0}, {Name: "moving", Slices: 4}}, SlicesFrom: "submit --slices"}
+	raw, err := rundir.EncodeSettings(full)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := decodeSettings("state.db", raw)
+	got, err := rundir.DecodeSettings("state.db", raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,12 +152,12 @@ func TestSettingsRoundTrip(t *testing.T) {
 // dpsbatch reads are refused, naming the file, both versions and what to
 // do, by every reader.
 func TestSettingsNewerRefused(t *testing.T) {
-	newer := settingsVersion + 1
+	newer := rundir.SettingsVersion + 1
 	l := runWithSettings(t, fmt.Sprintf(`{"version":%d,"visits":"v.csv","shape":"new"}`, newer))
 	want := fmt.Sprintf("%s: run settings are version %d, this dpsbatch reads versions up to %d: use a newer dpsbatch",
-		l.State(), newer, settingsVersion)
-	_, _, err := readSettings(l)
-	if err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, errNewerSettings) {
+		l.State(), newer, rundir.SettingsVersion)
+	_, _, err := rundir.ReadSettings(l)
+	if err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, rundir.ErrNewerSettings) {
 		t.Errorf("readSettings: %v; want errNewerSettings saying %q", err, want)
 	}
 	if _, err := Status(context.Background(), nil, []string{l.Dir}); err == nil || !strings.Contains(err.Error(), want) {
@@ -170,7 +172,7 @@ func TestSettingsNewerRefused(t *testing.T) {
 	}
 	// No version any dpsbatch writes.
 	for _, v := range []int{0, -1} {
-		if _, err := decodeSettings("state.db", fmt.Sprintf(`{"version":%d}`, v)); err == nil ||
+		if _, err := rundir.DecodeSettings("state.db", fmt.Sprintf(`{"version":%d}`, v)); err == nil ||
 			!strings.Contains(err.Error(), fmt.Sprintf("version %d", v)) {
 			t.Errorf("version %d: %v; want it refused, naming it", v, err)
 		}
@@ -180,8 +182,8 @@ func TestSettingsNewerRefused(t *testing.T) {
 // TestSettingsUnknownKeyRefused: in the current version a key the settings
 // do not have is an error naming the file and the key, never dropped.
 func TestSettingsUnknownKeyRefused(t *testing.T) {
-	l := runWithSettings(t, fmt.Sprintf(`{"version":%d,"visits":"v.csv","listn":true}`, settingsVersion))
-	_, _, err := readSettings(l)
+	l := runWithSettings(t, fmt.Sprintf(`{"version":%d,"visits":"v.csv","listn":true}`, rundir.SettingsVersion))
+	_, _, err := rundir.ReadSettings(l)
 	if err == nil || !strings.Contains(err.Error(), l.State()) || !strings.Contains(err.Error(), `"listn"`) {
 		t.Errorf("readSettings: %v; want an error naming %s and the key \"listn\"", err, l.State())
 	}
@@ -189,10 +191,10 @@ func TestSettingsUnknownKeyRefused(t *testing.T) {
 		t.Errorf("Status: %v; want the unknown key refused", err)
 	}
 	for _, raw := range []string{
-		fmt.Sprintf(`{"version":%d,"request":{"Slicez":3}}`, settingsVersion), // nested
-		fmt.Sprintf(`{"version":%d} {}`, settingsVersion),                     // data after
+		fmt.Sprintf(`{"version":%d,"request":{"Slicez":3}}`, rundir.SettingsVersion), // nested
+		fmt.Sprintf(`{"version":%d} {}`, rundir.SettingsVersion),                     // data after
 	} {
-		if _, err := decodeSettings("state.db", raw); err == nil {
+		if _, err := rundir.DecodeSettings("state.db", raw); err == nil {
 			t.Errorf("%s: read; want an error", raw)
 		}
 	}

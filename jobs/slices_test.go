@@ -8,7 +8,10 @@ import (
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/injob"
+	"github.com/dpsbatch/dpsbatch/input/inputtest"
 	"github.com/dpsbatch/dpsbatch/internal/testenv"
+	"github.com/dpsbatch/dpsbatch/rundir"
 )
 
 // The number of slices asked for is what rank 0 compares with the
@@ -22,23 +25,23 @@ func TestAskedSlices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, set, err := readSettings(Layout{Dir: sub.Dir})
+	_, set, err := rundir.ReadSettings(rundir.Layout{Dir: sub.Dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, from := askedSlices(set); n != 3 || from != "submit --slices" {
+	if n, from := set.AskedSlices(); n != 3 || from != "submit --slices" {
 		t.Errorf("asked %d by %q; want 3 by submit --slices", n, from)
 	}
-	_, plain, err := readSettings(Layout{Dir: e.submit("plain")})
+	_, plain, err := rundir.ReadSettings(rundir.Layout{Dir: e.submit("plain")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, from := askedSlices(plain); n != 0 {
+	if n, from := plain.AskedSlices(); n != 0 {
 		t.Errorf("a run without --slices: asked %d by %q; want 0 (the policy's)", n, from)
 	}
 
-	pe, file := prodEnv(t, chainProduction)
-	l := Layout{Dir: pe.submitProd(file, "night1").Dir}
+	pe, file := prodEnv(t, inputtest.ChainProduction)
+	l := rundir.Layout{Dir: pe.submitProd(file, "night1").Dir}
 	for _, tc := range []struct {
 		pipeline string
 		n        int
@@ -47,11 +50,11 @@ func TestAskedSlices(t *testing.T) {
 		{"detect", 2, "the policy's slices"},
 		{"moving", 4, `the slices of production entry "moving"`},
 	} {
-		_, set, err := readSettings(l.Pipeline(tc.pipeline))
+		_, set, err := rundir.ReadSettings(l.Pipeline(tc.pipeline))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n, from := askedSlices(set); n != tc.n || from != tc.from {
+		if n, from := set.AskedSlices(); n != tc.n || from != tc.from {
 			t.Errorf("pipeline %s: asked %d by %q; want %d by %q", tc.pipeline, n, from, tc.n, tc.from)
 		}
 	}
@@ -71,11 +74,11 @@ func TestAskedSlices(t *testing.T) {
 			}
 			dir = s2.Dir
 		}
-		l := Layout{Dir: dir}
+		l := rundir.Layout{Dir: dir}
 		var logs testenv.SyncBuffer
 		log := slog.New(slog.NewTextHandler(&logs, nil))
 		serveRun(t, l.State(), "local", 0)
-		j := &InJob{StatePath: l.State(), JobID: "local", Logger: log}
+		j := &injob.InJob{StatePath: l.State(), JobID: "local", Logger: log}
 		dr := harness.RunOptions{PolicyPath: l.Policy(), RunID: "asked", RunDir: dir, Rank0: j.Hook, Logger: log}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		dr.Ranks, dr.Size = harness.CommLocal, tc.size

@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/harness"
 	"github.com/dpsbatch/dpsbatch/internal/enum"
+	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/state"
 )
@@ -51,6 +51,9 @@ type JobStatus struct {
 	Starts []StartStatus `json:"starts,omitempty"`
 	// Requeued is set while a job Slurm requeued waits to start again.
 	Requeued *Requeue `json:"requeued,omitempty"`
+	// Usage is what the job used, from accounting, once stored
+	// (RecordUsage).
+	Usage *JobUsage `json:"usage,omitempty"`
 }
 
 // RunStatus is a run's progress.
@@ -97,6 +100,11 @@ type RunStatus struct {
 	// Failures, only when asked for (status --failures, from Failures):
 	// each failed visit's error and every slice failure recorded.
 	Failures []Failure `json:"failures,omitempty"`
+	// Usage is what the run's jobs used in all, from accounting, over
+	// those whose usage is stored (RecordUsage); UsageNote says why it
+	// could not be asked or stored.
+	Usage     *RunUsage `json:"usage,omitempty"`
+	UsageNote string    `json:"usageNote,omitempty"`
 
 	// runningBy is how many visits the state file records running, by
 	// the job that started them: see showDeadRunning.
@@ -104,6 +112,10 @@ type RunStatus struct {
 	// own is the visit counts of the run's own state file (Counts adds
 	// its steps' in folders of their own).
 	own map[state.VisitState]int
+	// usage is the jobs' usage the state file holds; memPerSlice what
+	// each slice asked for, in megabytes.
+	usage       []state.JobUsage
+	memPerSlice int
 	// rank0: a rank 0 records the run's own state file (a step lives in
 	// the run directory), so its jobs' heartbeats tell whether they are
 	// silent.
@@ -179,7 +191,7 @@ func statuses(ctx context.Context, b scheduler.Backend, dirs []string, listing b
 		}
 		out = append(out, rs)
 	}
-	known, err := slurmJobs(ctx, b, ask)
+	known, err := scheduler.Lookup(ctx, b, ask)
 	if err != nil {
 		return nil, err
 	}
@@ -192,43 +204,9 @@ func statuses(ctx context.Context, b scheduler.Backend, dirs []string, listing b
 	return out, nil
 }
 
-// slurmJobs asks squeue about ids, then sacct about those squeue no
-// longer knows. Without a backend it answers nil: Slurm was not asked.
-func slurmJobs(ctx context.Context, b scheduler.Backend, ids []string) (map[string]scheduler.Job, error) {
-	if b == nil {
-		return nil, nil // not asked: nothing known of any job
-	}
-	known := map[string]scheduler.Job{}
-	if len(ids) == 0 {
-		return known, nil
-	}
-	q, err := b.Jobs(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
-	var gone []string
-	for _, id := range ids {
-		if j, ok := q[id]; ok {
-			known[id] = j
-		} else {
-			gone = append(gone, id)
-		}
-	}
-	if len(gone) > 0 {
-		h, err := b.History(ctx, gone)
-		if err != nil && !errors.Is(err, scheduler.ErrNoAccounting) {
-			return nil, err
-		}
-		for id, j := range h {
-			known[id] = j
-		}
-	}
-	return known, nil
-}
-
 // readRun reads one run's state file, without asking Slurm.
 func readRun(dir string) (RunStatus, error) {
-	l := Layout{Dir: dir}
+	l := rundir.Layout{Dir: dir}
 	st, err := state.OpenReadOnly(l.State())
 	if err != nil {
 		return RunStatus{}, err
@@ -258,14 +236,18 @@ func readRun(dir string) (RunStatus, error) {
 	if err != nil {
 		return RunStatus{}, err
 	}
-	rs := RunStatus{DroppedEvents: dropped, runningBy: runningBy, Run: run.Name, Dir: dir, Pipeline: run.Pipeline, Partition: run.Partition, Created: run.Created,
-		own: map[state.VisitState]int{}, Journal: st.JournalMode(), FS: st.FileSystem(),
-		InputClosed: run.InputClosed, InputClosedWhy: run.InputClosedWhy, Heartbeat: DefaultHeartbeat}
-	set, err := decodeSettings(l.State(), run.Settings)
+	usage, err := st.Usage()
 	if err != nil {
 		return RunStatus{}, err
 	}
-	rs.Listen = set.Listen
+	rs := RunStatus{DroppedEvents: dropped, runningBy: runningBy, usage: usage, Run: run.Name, Dir: dir, Pipeline: run.Pipeline, Partition: run.Partition, Created: run.Created,
+		own: map[state.VisitState]int{}, Journal: st.JournalMode(), FS: st.FileSystem(),
+		InputClosed: run.InputClosed, InputClosedWhy: run.InputClosedWhy, Heartbeat: rundir.DefaultHeartbeat}
+	set, err := rundir.DecodeSettings(l.State(), run.Settings)
+	if err != nil {
+		return RunStatus{}, err
+	}
+	rs.Listen, rs.memPerSlice = set.Listen, set.Request.MemPerSliceMB
 	if set.Heartbeat > 0 {
 		rs.Heartbeat = set.Heartbeat
 	}
@@ -279,18 +261,19 @@ func readRun(dir string) (RunStatus, error) {
 	}
 	sort.Slice(rs.Jobs, func(a, b int) bool { return rs.Jobs[a].Attempt < rs.Jobs[b].Attempt })
 	attachStarts(&rs, starts)
+	showUsage(&rs)
 	done, first, last, err := st.Progress()
 	if err != nil {
 		return RunStatus{}, err
 	}
 	rs.Rate = runningRate(done, first, last, starts)
-	rs.rank0 = stepIn(l, set)
-	for _, d := range stepsApart(l, set) {
-		ps, err := readRun(d.l.Dir)
+	rs.rank0 = rundir.StepIn(l, set)
+	for _, d := range rundir.StepsApart(l, set) {
+		ps, err := readRun(d.Layout.Dir)
 		if err != nil {
-			return RunStatus{}, fmt.Errorf("jobs: production %s: pipeline %s: %w", run.Name, d.name, err)
+			return RunStatus{}, fmt.Errorf("jobs: production %s: pipeline %s: %w", run.Name, d.Name, err)
 		}
-		ps.Pipeline = d.name
+		ps.Pipeline = d.Name
 		rs.Pipelines = append(rs.Pipelines, ps)
 	}
 	sumSteps(&rs)
@@ -444,7 +427,7 @@ func settle(rs *RunStatus, known map[string]scheduler.Job) {
 // flight: it is RUNNING (or SUSPENDED, its processes stopped mid-visit).
 // A job pending again after a requeue, completing or ended holds none.
 func holdsVisits(j JobStatus) bool {
-	return j.Live && (j.State == "RUNNING" || j.State == "SUSPENDED")
+	return j.Live && scheduler.Running(j.State)
 }
 
 func anyHoldsVisits(js []JobStatus) bool {
@@ -475,7 +458,7 @@ func showDeadRunning(rs *RunStatus, asked bool) {
 		switch {
 		case holdsVisits(*j):
 			if !looked {
-				gone, looked = rank0Gone(Layout{Dir: rs.Dir}), true
+				gone, looked = rundir.Rank0Gone(rundir.Layout{Dir: rs.Dir}), true
 			}
 			dead = gone
 		case j.Live, asked, recordedEnd(j.Recorded):
@@ -581,7 +564,7 @@ func Cancel(ctx context.Context, b scheduler.Backend, dir string) ([]string, err
 		done = append(done, j.ID)
 	}
 	// And those a command killed mid-submission left unrecorded.
-	lost, err := unrecordedJobs(ctx, b, Layout{Dir: dir})
+	lost, err := unrecordedJobs(ctx, b, rundir.Layout{Dir: dir})
 	for _, id := range lost {
 		if err := b.Cancel(ctx, id, ""); err != nil {
 			return done, err
@@ -638,7 +621,7 @@ func Wait(ctx context.Context, b scheduler.Backend, dir string, o WaitOptions) (
 			for _, j := range rs.Jobs {
 				ask = append(ask, j.ID)
 			}
-			known, err := slurmJobs(ctx, b, ask)
+			known, err := scheduler.Lookup(ctx, b, ask)
 			if err != nil {
 				return rs, err
 			}
@@ -649,7 +632,9 @@ func Wait(ctx context.Context, b scheduler.Backend, dir string, o WaitOptions) (
 				o.Progress(rs)
 			}
 			if !rs.Live {
-				return rs, outcomeErr(rs)
+				ended := []RunStatus{rs}
+				RecordUsage(ctx, b, ended)
+				return ended[0], outcomeErr(ended[0])
 			}
 			if ends == len(rs.Jobs) && !anyRequeued(rs.Jobs) {
 				// Every job recorded its end but Slurm still has one

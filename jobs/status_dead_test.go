@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpsbatch/dpsbatch/input/inputtest"
+	"github.com/dpsbatch/dpsbatch/rundir"
+	"github.com/dpsbatch/dpsbatch/rundir/runtest"
 	"github.com/dpsbatch/dpsbatch/state"
 )
 
@@ -43,25 +46,25 @@ func TestStatusDeadJobsVisitsInterrupted(t *testing.T) {
 			e := newEnv(t, 4)
 			dir := e.submit("run1")
 			withState(t, dir, func(st *state.Store) {
-				visitAs(t, st, "1001", "v001", state.Done)
-				visitAs(t, st, "1001", "v002", state.Done)
-				visitAs(t, st, "1001", "v003", state.Running)
+				runtest.VisitAs(t, st, "1001", "v001", state.Done)
+				runtest.VisitAs(t, st, "1001", "v002", state.Done)
+				runtest.VisitAs(t, st, "1001", "v003", state.Running)
 				if tc.recorded != "" {
-					if err := st.JobEnded("1001", tc.recorded, 1, "", fixedNow()); err != nil {
+					if err := st.JobEnded("1001", tc.recorded, 1, "", runtest.FixedNow()); err != nil {
 						t.Fatal(err)
 					}
 				}
 			})
-			l := Layout{Dir: dir}
+			l := rundir.Layout{Dir: dir}
 			switch tc.lock {
 			case "held":
-				release, err := holdRank0(l, "1001", time.Second)
+				release, err := rundir.HoldRank0(l, "1001", time.Second)
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer release()
 			case "free":
-				release, err := holdRank0(l, "1001", time.Second)
+				release, err := rundir.HoldRank0(l, "1001", time.Second)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -107,9 +110,9 @@ func TestStatusDeadJobWithQueuedFollowOn(t *testing.T) {
 	}
 	dir := sub.Dir
 	withState(t, dir, func(st *state.Store) {
-		visitAs(t, st, "1001", "v001", state.Done)
-		visitAs(t, st, "1001", "v002", state.Done)
-		visitAs(t, st, "1001", "v003", state.Running)
+		runtest.VisitAs(t, st, "1001", "v001", state.Done)
+		runtest.VisitAs(t, st, "1001", "v002", state.Done)
+		runtest.VisitAs(t, st, "1001", "v003", state.Running)
 	})
 	e.fake.forget("1001", "FAILED")
 	e.fake.set("1002", "PENDING")
@@ -130,25 +133,25 @@ func TestStatusDeadJobWithQueuedFollowOn(t *testing.T) {
 // One pipeline of a production lost its rank 0 while the job runs the
 // others: its running visit reads interrupted, the others' running.
 func TestProductionStatusPipelineRank0Gone(t *testing.T) {
-	e, file := prodEnv(t, chainProduction)
+	e, file := prodEnv(t, inputtest.ChainProduction)
 	sub := e.submitProd(file, "night3")
 	dir, job := sub.Dir, sub.Jobs[0]
-	l := Layout{Dir: dir}
+	l := rundir.Layout{Dir: dir}
 	for _, name := range []string{"detect", "association"} {
 		pl := l.Pipeline(name)
 		withState(t, pl.Dir, func(st *state.Store) {
 			if _, err := st.AddVisit("x1"); err != nil {
 				t.Fatal(err)
 			}
-			visitAs(t, st, job, "x1", state.Running)
+			runtest.VisitAs(t, st, job, "x1", state.Running)
 		})
 	}
-	held, err := holdRank0(l.Pipeline("association"), job, time.Second)
+	held, err := rundir.HoldRank0(l.Pipeline("association"), job, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer held()
-	gone, err := holdRank0(l.Pipeline("detect"), job, time.Second)
+	gone, err := rundir.HoldRank0(l.Pipeline("detect"), job, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +178,7 @@ func TestStatusDiedOnFullDisk(t *testing.T) {
 	mountTmpfs(t, e.root, 32<<20)
 	dir := e.submit("run1")
 	withState(t, dir, func(st *state.Store) {
-		visitAs(t, st, "1001", "v001", state.Running)
+		runtest.VisitAs(t, st, "1001", "v001", state.Running)
 	})
 	e.fake.forget("1001", "FAILED")
 	if rs := status(t, e, dir); rs.DiskFull != nil || !rs.Jobs[0].Died {

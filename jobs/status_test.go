@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/rundir"
+	"github.com/dpsbatch/dpsbatch/rundir/runtest"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/state"
 )
@@ -75,10 +77,10 @@ func TestStatusSettle(t *testing.T) {
 			dir := e.submit("run1")
 			withState(t, dir, func(st *state.Store) {
 				for i, s := range tc.visits {
-					visitAs(t, st, "1001", visitIDs(4)[i], s)
+					runtest.VisitAs(t, st, "1001", visitIDs(4)[i], s)
 				}
 				if tc.recorded != "" {
-					if err := st.JobEnded("1001", tc.recorded, 0, "", fixedNow()); err != nil {
+					if err := st.JobEnded("1001", tc.recorded, 0, "", runtest.FixedNow()); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -246,7 +248,7 @@ func TestWait(t *testing.T) {
 			dir := e.submit("run1")
 			withState(t, dir, func(st *state.Store) {
 				for i, s := range tc.visits {
-					visitAs(t, st, "1001", visitIDs(4)[i], s)
+					runtest.VisitAs(t, st, "1001", visitIDs(4)[i], s)
 				}
 			})
 			// Running for three squeue calls, then gone from squeue.
@@ -304,16 +306,16 @@ func TestWaitAsksWhenTheStateFileSaysTheJobEnded(t *testing.T) {
 	}
 	go func() {
 		time.Sleep(50 * time.Millisecond)
-		st, err := state.Open(Layout{Dir: dir}.State())
+		st, err := state.Open(rundir.Layout{Dir: dir}.State())
 		if err != nil {
 			t.Error(err)
 			return
 		}
 		for _, id := range visitIDs(2) {
-			st.VisitStarted(id, "1001", fixedNow())
-			st.VisitEnded(id, state.Done, "", fixedNow())
+			st.VisitStarted(id, "1001", runtest.FixedNow())
+			st.VisitEnded(id, state.Done, "", runtest.FixedNow())
 		}
-		st.JobEnded("1001", "COMPLETED", 0, "", fixedNow())
+		st.JobEnded("1001", "COMPLETED", 0, "", runtest.FixedNow())
 		ended.Store(true)
 		st.Close()
 	}()

@@ -20,114 +20,46 @@ import (
 	"strings"
 
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/input"
 	"github.com/dpsbatch/dpsbatch/internal/conf"
+	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/site"
 	"github.com/dpsbatch/dpsbatch/state"
 )
 
-// The fixed names a run of steps in folders of their own adds.
-const (
-	ProductionFile = "production.yaml"
-	PipelinesDir   = "pipelines"
-)
-
-// ProductionCopy is the copy of the production file in a production's run.
-func (l Layout) ProductionCopy() string { return filepath.Join(l.Dir, ProductionFile) }
-
-// Pipeline is the directory of the step called name, in a folder of its own.
-func (l Layout) Pipeline(name string) Layout {
-	return Layout{Dir: filepath.Join(l.Dir, PipelinesDir, name)}
-}
-
 // runStep is one step of a run's jobs: a pipeline in its directory.
 type runStep struct {
-	name  string    // the production's name for it; "" in a run of one policy
-	l     Layout    // the run directory, or RUN-DIR/pipelines/NAME
-	run   state.Run // as its state file records it
-	set   settings  // its own settings
-	asked int       // slices asked for at submit (0: the policy's)
-	tasks int       // its Pipeline rank and its slices, once planned
-}
-
-// stepDir is where a step lives, as the run's settings list it.
-type stepDir struct {
-	name  string
-	l     Layout
-	asked int // slices its entry asked for
-}
-
-// stepDirs lists the steps of the run in l, whose settings are set: the
-// run itself when set lists no steps in folders of their own (a run of
-// one policy), else each listed step. It is the one place that reads the
-// run's shape from its settings.
-func stepDirs(l Layout, set settings) []stepDir {
-	if len(set.Pipelines) == 0 {
-		return []stepDir{{l: l, asked: set.Request.Slices}}
-	}
-	out := make([]stepDir, len(set.Pipelines))
-	for i, e := range set.Pipelines {
-		out[i] = stepDir{name: e.Name, l: l.Pipeline(e.Name), asked: e.Slices}
-	}
-	return out
-}
-
-// stepIn reports whether a step of the run lives in the run directory l
-// itself, sharing the run's state file (whose rank 0 then records the
-// job's starts, heartbeats and end there).
-func stepIn(l Layout, set settings) bool {
-	for _, d := range stepDirs(l, set) {
-		if d.l == l {
-			return true
-		}
-	}
-	return false
+	name  string          // the production's name for it; "" in a run of one policy
+	l     rundir.Layout   // the run directory, or RUN-DIR/pipelines/NAME
+	run   state.Run       // as its state file records it
+	set   rundir.Settings // its own settings
+	asked int             // slices asked for at submit (0: the policy's)
+	tasks int             // its Pipeline rank and its slices, once planned
 }
 
 // runSteps reads the steps of the run in l from their state files.
-func runSteps(l Layout, set settings) ([]runStep, error) {
+func runSteps(l rundir.Layout, set rundir.Settings) ([]runStep, error) {
 	var out []runStep
-	for _, d := range stepDirs(l, set) {
-		run, ss, err := readSettings(d.l)
+	for _, d := range rundir.StepDirs(l, set) {
+		run, ss, err := rundir.ReadSettings(d.Layout)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, runStep{name: d.name, l: d.l, run: run, set: ss, asked: d.asked})
+		out = append(out, runStep{name: d.Name, l: d.Layout, run: run, set: ss, asked: d.Asked})
 	}
 	return out, nil
 }
 
-// stepsApart lists the steps of the run in l with a folder, and a state
-// file, of their own.
-func stepsApart(l Layout, set settings) []stepDir {
-	var out []stepDir
-	for _, d := range stepDirs(l, set) {
-		if d.l != l {
-			out = append(out, d)
-		}
-	}
-	return out
-}
-
-// records lists the distinct state files every job of the run is
-// recorded in: the run's, then each step's own.
-func records(l Layout, set settings) []Layout {
-	out := []Layout{l}
-	for _, d := range stepsApart(l, set) {
-		out = append(out, d.l)
-	}
-	return out
-}
-
 // loadSteps loads the policy copy of each step (checked unchanged since
 // submit, and validated) as the steps to plan again.
-func loadSteps(steps []runStep) ([]Step, error) {
-	out := make([]Step, len(steps))
+func loadSteps(steps []runStep) ([]input.Step, error) {
+	out := make([]input.Step, len(steps))
 	for i, st := range steps {
-		p, err := harness.Load(st.l.Policy(), runCopy(st.run, st.set))
+		p, err := harness.Load(st.l.Policy(), rundir.RunCopy(st.run, st.set))
 		if err != nil {
 			return nil, err
 		}
-		out[i] = Step{Name: st.name, Policy: p, Slices: st.asked, Listen: st.set.Listen, After: st.set.After}
+		out[i] = input.Step{Name: st.name, Policy: p, Slices: st.asked, Listen: st.set.Listen, After: st.set.After}
 	}
 	return out, nil
 }
@@ -143,7 +75,7 @@ func checkLauncher(s *site.Site, file string, steps int) error {
 }
 
 // createState creates the state file of l for run r, with visits ids.
-func createState(l Layout, r state.Run, ids []string) error {
+func createState(l rundir.Layout, r state.Run, ids []string) error {
 	st, err := state.Create(l.State(), r)
 	if err != nil {
 		return err
@@ -183,7 +115,7 @@ func visitsExt(path string) string {
 
 // notAPart refuses the directory of one step of a run where a command
 // (resume, the relay commands) takes the run as a whole.
-func notAPart(l Layout, set settings) error {
+func notAPart(l rundir.Layout, set rundir.Settings) error {
 	if set.PartOf == "" {
 		return nil
 	}

@@ -13,33 +13,14 @@ package jobs
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"fmt"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
-	"time"
 
+	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/state"
 )
-
-// newSubmission draws the token of a submission of the run's attempt.
-func newSubmission(run string, attempt int, now time.Time) state.Submission {
-	token := fmt.Sprintf("a%d-%s", attempt, strings.ToLower(rand.Text()[:10]))
-	return state.Submission{Token: token, Attempt: attempt, Name: run + ":" + token, Recorded: now}
-}
-
-// tokenOf is the submission token in a job's Slurm name, "" if it has
-// none (a job submitted by an older dpsbatch, or by hand).
-func tokenOf(jobName string) string {
-	i := strings.LastIndexByte(jobName, ':')
-	if i < 0 {
-		return ""
-	}
-	return jobName[i+1:]
-}
 
 // settleSubmissions finds out what became of the run's submissions that
 // have no job recorded (their submitter died between sbatch and recording
@@ -47,7 +28,7 @@ func tokenOf(jobName string) string {
 // record, and a submission Slurm never had is voided. The caller holds
 // the run lock, which sbatch inherits: no sbatch of the run is still
 // running.
-func settleSubmissions(ctx context.Context, b scheduler.Backend, l Layout, record []Layout) error {
+func settleSubmissions(ctx context.Context, b scheduler.Backend, l rundir.Layout, record []rundir.Layout) error {
 	st, err := state.OpenReadOnly(l.State())
 	if err != nil {
 		return err
@@ -77,7 +58,7 @@ func settleSubmissions(ctx context.Context, b scheduler.Backend, l Layout, recor
 // unrecordedJobs lists the live jobs of the run's submissions that have
 // no job recorded, asking Slurm by name; it changes nothing (Cancel
 // cancels them without taking the run lock).
-func unrecordedJobs(ctx context.Context, b scheduler.Backend, l Layout) ([]string, error) {
+func unrecordedJobs(ctx context.Context, b scheduler.Backend, l rundir.Layout) ([]string, error) {
 	st, err := state.OpenReadOnly(l.State())
 	if err != nil {
 		return nil, err
@@ -115,7 +96,7 @@ func earliest(found []scheduler.Job) scheduler.Job {
 
 // settleOne records in r's state file what Slurm said of sub: its job
 // (the earliest, should there be several), or that it has none.
-func settleOne(r Layout, sub state.Submission, found []scheduler.Job) error {
+func settleOne(r rundir.Layout, sub state.Submission, found []scheduler.Job) error {
 	st, err := state.Open(r.State())
 	if err != nil {
 		return err
@@ -173,16 +154,4 @@ func submitOne(ctx context.Context, b scheduler.Backend, lk *runLock, sts []*sta
 		}
 	}
 	return id, nil
-}
-
-// recordSelf records job id in st when it finds no row of its own (its
-// submitter died before recording it, and no command has adopted it
-// since): under the submission its Slurm name carries (SLURM_JOB_NAME),
-// else as the attempt the job script says (DPSBATCH_ATTEMPT); an error
-// wrapping state.ErrNotFound when it has neither (a job run by hand). Its
-// start is the caller's to record (state.ClaimRun).
-func recordSelf(st *state.Store, id, host string, at time.Time) (bool, error) {
-	attempt, _ := strconv.Atoi(os.Getenv("DPSBATCH_ATTEMPT"))
-	return st.AdoptJob(tokenOf(os.Getenv("SLURM_JOB_NAME")), state.Job{ID: id, Attempt: attempt, Submitted: at,
-		Host: host, State: state.JobSubmitted})
 }

@@ -16,8 +16,10 @@ import (
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/input"
 	"github.com/dpsbatch/dpsbatch/internal/conf"
 	"github.com/dpsbatch/dpsbatch/internal/slurmtime"
+	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/site"
 	"github.com/dpsbatch/dpsbatch/state"
@@ -41,7 +43,7 @@ type SubmitOptions struct {
 	// (scontrol release JOBID), e.g. to send it events first.
 	Hold    bool
 	Name    string // run name; "" makes PIPELINE-YYYYMMDD-HHMMSS
-	Request Request
+	Request rundir.Request
 	// AutoResume chains that many follow-on jobs, each starting when the
 	// one before ends (afterany), to run what it left unfinished.
 	AutoResume int
@@ -97,11 +99,11 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 	if o.Now != nil {
 		now = o.Now
 	}
-	in, err := ReadInput(o.Policy, InputOptions{Visits: o.Visits, Listen: o.Listen, Slices: o.Request.Slices})
+	in, err := input.ReadInput(o.Policy, input.InputOptions{Visits: o.Visits, Listen: o.Listen, Slices: o.Request.Slices})
 	if err != nil {
 		return nil, err
 	}
-	if err := checkFreezeDry(in, o.FreezeDry); err != nil {
+	if err := in.CheckFreezeDry(o.FreezeDry); err != nil {
 		return nil, err
 	}
 	if err := checkCommon(o); err != nil {
@@ -123,7 +125,7 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 	if err != nil {
 		return nil, err
 	}
-	sub := &Submitted{Run: name, Dir: l.Dir, Attempt: 1, Visits: in.visits(), Plan: planned.Plan,
+	sub := &Submitted{Run: name, Dir: l.Dir, Attempt: 1, Visits: in.Visits(), Plan: planned.Plan,
 		Script: l.Script(1), State: l.State(), DryRun: o.DryRun, Steps: rj.stepPlans(), Note: in.Note}
 	scripts, err := renderChain(tmpl, o.Site, l, rj, 1, o.AutoResume)
 	if err != nil {
@@ -134,7 +136,7 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 		return sub, nil
 	}
 	created := now()
-	lk, err := createRun(o.Site.RunsRoot, name, func(tl Layout) error {
+	lk, err := createRun(o.Site.RunsRoot, name, func(tl rundir.Layout) error {
 		if err := fillRun(tl, l, in, rj, o.Site.Path, created); err != nil {
 			return err
 		}
@@ -146,7 +148,7 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := submitNew(ctx, o.Backend, lk, l, records(l, rj.set), scripts, now, sub); err != nil {
+	if err := submitNew(ctx, o.Backend, lk, l, rundir.Records(l, rj.set), scripts, now, sub); err != nil {
 		return nil, err
 	}
 	return sub, nil
@@ -156,12 +158,12 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 // the run's settings and each step's. A step in the run directory shares
 // the run's settings (one state file); a step in a folder of its own has
 // its own, pointing at the run, and the run's list it.
-func newRunJob(o SubmitOptions, in *Input, planned *RunPlan, name, bin string, l Layout) runJob {
-	base := settings{Binary: bin, SiteFile: o.Site.Path, Request: o.Request, Broker: brokerOf(o.Site),
-		Heartbeat: o.Heartbeat, hold: o.Hold}
-	rj := runJob{name: name, plan: planned.Plan, set: base}
+func newRunJob(o SubmitOptions, in *input.Input, planned *RunPlan, name, bin string, l rundir.Layout) runJob {
+	base := rundir.Settings{Binary: bin, SiteFile: o.Site.Path, Request: o.Request, Broker: rundir.BrokerOf(o.Site),
+		Heartbeat: o.Heartbeat}
+	rj := runJob{name: name, plan: planned.Plan, set: base, hold: o.Hold}
 	for i, st := range in.Steps {
-		sl := Layout{Dir: filepath.Join(l.Dir, st.Dir)}
+		sl := rundir.Layout{Dir: filepath.Join(l.Dir, st.Dir)}
 		ss := base
 		ss.PipelineDir, ss.Listen, ss.After = st.Policy.Dir, st.Listen, st.After
 		if st.VisitsPath != "" {
@@ -174,7 +176,7 @@ func newRunJob(o SubmitOptions, in *Input, planned *RunPlan, name, bin string, l
 			if ss.SlicesFrom == "" {
 				ss.SlicesFrom = "the policy's slices"
 			}
-			rj.set.Pipelines = append(rj.set.Pipelines, prodEntry{Name: st.Name, Slices: st.Slices})
+			rj.set.Pipelines = append(rj.set.Pipelines, rundir.StepEntry{Name: st.Name, Slices: st.Slices})
 		}
 		rj.steps = append(rj.steps, runStep{name: st.Name, l: sl, set: ss, asked: st.Slices, tasks: planned.Steps[i].Tasks})
 	}
@@ -185,22 +187,22 @@ func newRunJob(o SubmitOptions, in *Input, planned *RunPlan, name, bin string, l
 // copy, and for each step its folders, its policy and visit list's copies
 // and its state file with its visits pending; the run's own state file
 // when no step shares it.
-func fillRun(tl, l Layout, in *Input, rj runJob, siteFile string, created time.Time) error {
+func fillRun(tl, l rundir.Layout, in *input.Input, rj runJob, siteFile string, created time.Time) error {
 	if err := populate(tl, "", "", ""); err != nil {
 		return err
 	}
-	if in.keep != "" {
-		if err := copyFile(in.File, filepath.Join(tl.Dir, in.keep)); err != nil {
+	if in.Keep != "" {
+		if err := copyFile(in.File, filepath.Join(tl.Dir, in.Keep)); err != nil {
 			return err
 		}
 	}
 	for i, st := range in.Steps {
 		rs := rj.steps[i]
-		sl := Layout{Dir: filepath.Join(tl.Dir, st.Dir)}
+		sl := rundir.Layout{Dir: filepath.Join(tl.Dir, st.Dir)}
 		if err := populate(sl, st.PolicyPath, st.VisitsPath, rs.set.Visits); err != nil {
 			return err
 		}
-		js, err := encodeSettings(rs.set)
+		js, err := rundir.EncodeSettings(rs.set)
 		if err != nil {
 			return err
 		}
@@ -213,10 +215,10 @@ func fillRun(tl, l Layout, in *Input, rj runJob, siteFile string, created time.T
 			return err
 		}
 	}
-	if stepIn(l, rj.set) {
+	if rundir.StepIn(l, rj.set) {
 		return nil
 	}
-	js, err := encodeSettings(rj.set)
+	js, err := rundir.EncodeSettings(rj.set)
 	if err != nil {
 		return err
 	}
@@ -227,12 +229,12 @@ func fillRun(tl, l Layout, in *Input, rj runJob, siteFile string, created time.T
 // newRun settles a new run's name (o.Name, else base-YYYYMMDD-HHMMSS),
 // the binary its jobs run, and its directory, refusing a name in use and
 // a runs root without room for the run's events.
-func newRun(o SubmitOptions, base string, now func() time.Time) (name, bin string, l Layout, err error) {
+func newRun(o SubmitOptions, base string, now func() time.Time) (name, bin string, l rundir.Layout, err error) {
 	name = o.Name
 	if name == "" {
 		name = base + "-" + now().Format("20060102-150405")
 	}
-	if err := CheckName(name); err != nil {
+	if err := rundir.CheckName(name); err != nil {
 		return "", "", l, err
 	}
 	if err := checkRunsRoot(o.Site.Path, o.Site.RunsRoot); err != nil {
@@ -241,30 +243,23 @@ func newRun(o SubmitOptions, base string, now func() time.Time) (name, bin strin
 	if bin, err = binary(o.Binary); err != nil {
 		return "", "", l, err
 	}
-	l = Layout{Dir: filepath.Join(o.Site.RunsRoot, name)}
+	l = rundir.Layout{Dir: filepath.Join(o.Site.RunsRoot, name)}
 	if _, err := os.Stat(l.Dir); err == nil {
 		return "", "", l, fmt.Errorf("%w: run %q exists already (%s): choose another --name, or resume it", conf.ErrInvalid, name, l.Dir)
 	}
-	if err := checkBrokerSpace(l.Dir, brokerOf(o.Site)); err != nil {
+	if err := rundir.CheckBrokerSpace(l.Dir, rundir.BrokerOf(o.Site)); err != nil {
 		return "", "", l, err
 	}
 	return name, bin, l, nil
 }
-
-// runDirMode is the mode, before the umask, of a run directory and of
-// every folder in it (and of a runs root dpsbatch creates): as readable
-// as the runs root, so that the project's group can read a run's outputs,
-// logs and state. Only the secrets are private: the broker folder (0700)
-// with its token (0600), and the TCP communicator's rendezvous file.
-const runDirMode os.FileMode = 0o755
 
 // createRun builds the directory of run name under root with fill, in a
 // folder beside its final name that is then moved in place: a run
 // directory that exists is complete. It returns holding the run's lock,
 // taken before the move: no other command submits for the run before
 // its first job is submitted and recorded.
-func createRun(root, name string, fill func(tmp Layout) error) (*runLock, error) {
-	if err := os.MkdirAll(root, runDirMode); err != nil {
+func createRun(root, name string, fill func(tmp rundir.Layout) error) (*runLock, error) {
+	if err := os.MkdirAll(root, rundir.DirMode); err != nil {
 		return nil, fmt.Errorf("jobs: runs root: %w", err)
 	}
 	tmp, err := mkdirTemp(root, "."+name+".new-")
@@ -272,10 +267,10 @@ func createRun(root, name string, fill func(tmp Layout) error) (*runLock, error)
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
 	defer os.RemoveAll(tmp) // a no-op once renamed
-	if err := fill(Layout{Dir: tmp}); err != nil {
+	if err := fill(rundir.Layout{Dir: tmp}); err != nil {
 		return nil, err
 	}
-	lk, err := lockRun(context.Background(), Layout{Dir: tmp}, 0)
+	lk, err := lockRun(context.Background(), rundir.Layout{Dir: tmp}, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -284,19 +279,19 @@ func createRun(root, name string, fill func(tmp Layout) error) (*runLock, error)
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
 	if lk.state != "" { // the lock row's file moved with its folder
-		lk.state = Layout{Dir: filepath.Join(root, name)}.State()
+		lk.state = rundir.Layout{Dir: filepath.Join(root, name)}.State()
 	}
 	return lk, nil
 }
 
-// mkdirTemp is os.MkdirTemp with runDirMode in place of its 0700: the
+// mkdirTemp is os.MkdirTemp with rundir.DirMode in place of its 0700: the
 // folder becomes the run directory.
 func mkdirTemp(dir, prefix string) (string, error) {
 	for try := 0; ; try++ {
 		var b [6]byte
 		rand.Read(b[:])
 		name := filepath.Join(dir, prefix+hex.EncodeToString(b[:]))
-		err := os.Mkdir(name, runDirMode)
+		err := os.Mkdir(name, rundir.DirMode)
 		switch {
 		case err == nil:
 			return name, nil
@@ -309,7 +304,7 @@ func mkdirTemp(dir, prefix string) (string, error) {
 // submitNew submits the first job (and follow-ons) of a new run in l,
 // holding its lock lk, which it releases; when Slurm took none, the run
 // directory goes again.
-func submitNew(ctx context.Context, b scheduler.Backend, lk *runLock, l Layout, record []Layout, scripts [][]byte, now func() time.Time, sub *Submitted) error {
+func submitNew(ctx context.Context, b scheduler.Backend, lk *runLock, l rundir.Layout, record []rundir.Layout, scripts [][]byte, now func() time.Time, sub *Submitted) error {
 	defer lk.unlock()
 	if err := submitChain(ctx, b, lk, l, record, scripts, 1, now, sub); err != nil {
 		if len(sub.Jobs) == 0 {
@@ -363,9 +358,9 @@ func loadTemplate(s *site.Site) (*templates.Template, error) {
 // populate makes the folders of a new run directory and copies the
 // policy and the visit list into it (each when not ""), the list under
 // the name copy.
-func populate(l Layout, policy, visits, copy string) error {
-	for _, d := range []string{ScriptsDir, LogsDir} {
-		if err := os.MkdirAll(filepath.Join(l.Dir, d), runDirMode); err != nil {
+func populate(l rundir.Layout, policy, visits, copy string) error {
+	for _, d := range []string{rundir.ScriptsDir, rundir.LogsDir} {
+		if err := os.MkdirAll(filepath.Join(l.Dir, d), rundir.DirMode); err != nil {
 			return fmt.Errorf("jobs: %w", err)
 		}
 	}
@@ -391,10 +386,11 @@ func populate(l Layout, policy, visits, copy string) error {
 // runJob is what the scripts of a run's attempts are rendered from: its
 // steps and their allocation.
 type runJob struct {
-	name  string   // the run's name, also its run ID
-	set   settings // the run's settings (its state file's)
+	name  string          // the run's name, also its run ID
+	set   rundir.Settings // the run's settings (its state file's)
 	plan  scheduler.Plan
 	steps []runStep // in the run's order
+	hold  bool      // submit the first job held (submit --hold)
 }
 
 // stepPlans is each named step's share of the allocation, for the
@@ -412,7 +408,7 @@ func (rj runJob) stepPlans() []StepPlan {
 // renderChain renders the scripts of attempts first .. first+follow: the
 // job and its follow-ons. Each follow-on's dependency is filled in at
 // submission, once the job before has an ID.
-func renderChain(t *templates.Template, s *site.Site, l Layout, rj runJob, first, follow int) ([][]byte, error) {
+func renderChain(t *templates.Template, s *site.Site, l rundir.Layout, rj runJob, first, follow int) ([][]byte, error) {
 	var out [][]byte
 	for a := first; a <= first+follow; a++ {
 		var b bytes.Buffer
@@ -427,15 +423,15 @@ func renderChain(t *templates.Template, s *site.Site, l Layout, rj runJob, first
 // jobFor is what the template needs for one attempt: the run's broker
 // (unless the site's is external) beside its steps. One step takes the
 // whole allocation; several share it, each its own srun step.
-func jobFor(s *site.Site, l Layout, rj runJob, attempt int) templates.Job {
+func jobFor(s *site.Site, l rundir.Layout, rj runJob, attempt int) templates.Job {
 	name, plan := rj.name, rj.plan
 	ps := s.Settings(plan.Partition)
 	j := templates.Job{Name: name, RunID: name, RunDir: l.Dir, Partition: plan.Partition,
 		Account: ps.Account, QoS: ps.QoS, Nodes: plan.Nodes, Tasks: plan.Tasks, TasksPerNode: plan.NodeTasks(),
-		CPUsPerTask: plan.CPUsPerTask, MemPerCPUMB: plan.MemPerCPUMB, Time: slurmtime.Format(plan.Time),
-		Output: l.slurmLogPattern(), Extra: ps.Sbatch, Setup: ps.Setup, Attempt: attempt,
+		CPUsPerTask: plan.CPUsPerTask, MemPerCPUMB: plan.MemPerCPUMB, GPUsPerTask: plan.GPUsPerTask, Time: slurmtime.Format(plan.Time),
+		Output: slurmLogPattern(l), Extra: ps.Sbatch, Setup: ps.Setup, Attempt: attempt,
 		Env: append(ps.Env, [2]string{"DPSBATCH_RUN", name}, [2]string{"DPSBATCH_ATTEMPT", fmt.Sprint(attempt)})}
-	if !rj.set.Broker.external() {
+	if !rj.set.Broker.External() {
 		j.Broker = []string{rj.set.Binary, "broker", "--run-dir", l.Dir}
 	}
 	// Every step shares the run ID (so its topics) and the stop file,
@@ -447,7 +443,7 @@ func jobFor(s *site.Site, l Layout, rj runJob, attempt int) templates.Job {
 		if len(rj.steps) == 1 {
 			tasks = 0 // the whole allocation
 		}
-		launch := launch(s, st.l, st.set, name, l.StopFile(attempt), tasks, plan.Nodes)
+		launch := launch(s, st.l, st.set, name, l.StopFile(attempt), tasks, plan)
 		if st.name != "" {
 			launch = append(launch, "--name", st.name)
 		}
@@ -456,7 +452,7 @@ func jobFor(s *site.Site, l Layout, rj runJob, attempt int) templates.Job {
 	if len(j.Steps) == 1 {
 		j.Launch, j.Steps = j.Steps[0].Launch, nil
 	}
-	if rj.set.hold && attempt == 1 {
+	if rj.hold && attempt == 1 {
 		j.Extra = append(j.Extra, "--hold")
 	}
 	if plan.Time > 0 {
@@ -478,9 +474,10 @@ func jobFor(s *site.Site, l Layout, rj runJob, attempt int) templates.Job {
 // stop. tasks > 0 makes it one of several concurrent srun steps of a
 // run: it takes exactly that many tasks of the allocation
 // (--exact, else Slurm 22.05 gives the first step every CPU and the
-// others wait for it) on as many of its nodes (at most nodes) as Slurm
-// finds free CPUs on.
-func launch(s *site.Site, l Layout, set settings, runID, stop string, tasks, nodes int) []string {
+// others wait for it) on as many of the plan's nodes as Slurm finds free
+// CPUs on. A plan with GPUs gives each srun rank its own (--gpus-per-task);
+// under mpirun every rank sees its node's GPUs of the job.
+func launch(s *site.Site, l rundir.Layout, set rundir.Settings, runID, stop string, tasks int, plan scheduler.Plan) []string {
 	var a []string
 	if s.Launcher.Kind == "mpirun" {
 		a = append([]string{"mpirun"}, s.Launcher.Flags...)
@@ -490,7 +487,11 @@ func launch(s *site.Site, l Layout, set settings, runID, stop string, tasks, nod
 			// Any number of the job's nodes: without a range srun
 			// spreads the step over all of them, and a step that
 			// then finds one node full waits for a CPU there.
-			a = append(a, "--exact", "--ntasks="+strconv.Itoa(tasks), "--nodes=1-"+strconv.Itoa(max(nodes, 1)))
+			a = append(a, "--exact", "--ntasks="+strconv.Itoa(tasks), "--nodes=1-"+strconv.Itoa(max(plan.Nodes, 1)))
+		}
+		if plan.GPUsPerTask > 0 {
+			// Each rank its own GPUs, in its CUDA_VISIBLE_DEVICES.
+			a = append(a, "--gpus-per-task="+strconv.Itoa(plan.GPUsPerTask))
 		}
 		a = append(a, "--kill-on-bad-exit=1")
 	}
@@ -509,8 +510,8 @@ func launch(s *site.Site, l Layout, set settings, runID, stop string, tasks, nod
 }
 
 // writeScripts writes the rendered scripts of attempts first.. into l.
-func writeScripts(l Layout, scripts [][]byte, first int) error {
-	if err := os.MkdirAll(filepath.Join(l.Dir, ScriptsDir), runDirMode); err != nil {
+func writeScripts(l rundir.Layout, scripts [][]byte, first int) error {
+	if err := os.MkdirAll(filepath.Join(l.Dir, rundir.ScriptsDir), rundir.DirMode); err != nil {
 		return fmt.Errorf("jobs: %w", err)
 	}
 	for i, s := range scripts {
@@ -528,7 +529,7 @@ func writeScripts(l Layout, scripts [][]byte, first int) error {
 // it. The caller holds the run lock lk. sub.Jobs grows as jobs are
 // submitted. When a follow-on fails, the jobs already submitted stay
 // (they are recorded) and the error says so.
-func submitChain(ctx context.Context, b scheduler.Backend, lk *runLock, l Layout, record []Layout, scripts [][]byte, first int, now func() time.Time, sub *Submitted) error {
+func submitChain(ctx context.Context, b scheduler.Backend, lk *runLock, l rundir.Layout, record []rundir.Layout, scripts [][]byte, first int, now func() time.Time, sub *Submitted) error {
 	var sts []*state.Store
 	defer func() {
 		for _, st := range sts {
@@ -548,7 +549,7 @@ func submitChain(ctx context.Context, b scheduler.Backend, lk *runLock, l Layout
 		if prev != "" {
 			dep = "afterany:" + prev
 		}
-		id, err := submitOne(ctx, b, lk, sts, newSubmission(sub.Run, first+i, now()),
+		id, err := submitOne(ctx, b, lk, sts, rundir.NewSubmission(sub.Run, first+i, now()),
 			scheduler.Submission{Script: script, Dir: l.Dir, Dependency: dep})
 		if err != nil && id != "" {
 			_ = b.Cancel(context.WithoutCancel(ctx), id, "")
@@ -571,7 +572,7 @@ func submitChain(ctx context.Context, b scheduler.Backend, lk *runLock, l Layout
 // scripts to w (nil: prints nothing).
 func printDry(w io.Writer, sub *Submitted, pl *RunPlan, scripts [][]byte) {
 	for i, s := range scripts {
-		sub.Scripts = append(sub.Scripts, RenderedScript{File: Layout{Dir: sub.Dir}.Script(sub.Attempt + i), Text: string(s)})
+		sub.Scripts = append(sub.Scripts, RenderedScript{File: rundir.Layout{Dir: sub.Dir}.Script(sub.Attempt + i), Text: string(s)})
 	}
 	if w == nil {
 		return
@@ -584,6 +585,9 @@ func printDry(w io.Writer, sub *Submitted, pl *RunPlan, scripts [][]byte) {
 	if p.MemPerCPUMB > 0 {
 		fmt.Fprintf(w, ", %d MB per CPU", p.MemPerCPUMB)
 	}
+	if p.GPUsPerTask > 0 {
+		fmt.Fprintf(w, ", %d GPUs per task", p.GPUsPerTask)
+	}
 	fmt.Fprintf(w, ", time %s\n", slurmtime.Format(p.Time))
 	for _, st := range sub.Steps {
 		fmt.Fprintf(w, "step %s: %d slices + its Pipeline = %d tasks\n", st.Pipeline, st.Slices, st.Tasks)
@@ -592,7 +596,14 @@ func printDry(w io.Writer, sub *Submitted, pl *RunPlan, scripts [][]byte) {
 		fmt.Fprintf(w, "note: %s\n", sub.Note)
 	}
 	for i, s := range scripts {
-		fmt.Fprintf(w, "\n# ---- %s ----\n", filepath.Base(Layout{Dir: sub.Dir}.Script(sub.Attempt+i)))
+		fmt.Fprintf(w, "\n# ---- %s ----\n", filepath.Base(rundir.Layout{Dir: sub.Dir}.Script(sub.Attempt+i)))
 		w.Write(s)
 	}
+}
+
+// slurmLogPattern is the --output pattern of the jobs of the run in l: l.SlurmLog
+// with Slurm's %j for the job ID, every % of the run directory's path
+// written %% so that Slurm does not expand it.
+func slurmLogPattern(l rundir.Layout) string {
+	return templates.EscapePattern(filepath.Join(l.Dir, rundir.LogsDir)) + "/slurm-%j.out"
 }

@@ -15,6 +15,9 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/capture"
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/input/inputtest"
+	"github.com/dpsbatch/dpsbatch/rundir"
+	"github.com/dpsbatch/dpsbatch/rundir/runtest"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/state"
 )
@@ -65,7 +68,7 @@ func TestSubmitBadInput(t *testing.T) {
 			if sub != nil {
 				t.Errorf("Submitted = %+v; want nil", sub)
 			}
-			wantInvalid(t, tc.name, err, tc.says)
+			inputtest.WantInvalid(t, tc.name, err, tc.says)
 			t.Log(err)
 			if got := e.rootEntries(); len(got) != 0 {
 				t.Errorf("runs root holds %v; want it empty", got)
@@ -82,9 +85,9 @@ func TestSubmitExistingName(t *testing.T) {
 	e := newEnv(t, 3)
 	dir := e.submit("run1")
 	before := counts(t, dir)
-	withState(t, dir, func(st *state.Store) { visitAs(t, st, "1001", "v001", state.Done) })
+	withState(t, dir, func(st *state.Store) { runtest.VisitAs(t, st, "1001", "v001", state.Done) })
 	_, err := Submit(context.Background(), e.opts("run1"))
-	wantInvalid(t, "existing name", err, "exists already")
+	inputtest.WantInvalid(t, "existing name", err, "exists already")
 	if got := e.rootEntries(); !slices.Equal(got, []string{"run1"}) {
 		t.Errorf("runs root holds %v; want only run1", got)
 	}
@@ -136,7 +139,7 @@ func TestSubmit(t *testing.T) {
 		t.Errorf("runs root holds %v; want run1 only (no leftover temporary folder)", got)
 	}
 	// The run directory.
-	l := Layout{Dir: dir}
+	l := rundir.Layout{Dir: dir}
 	if !bytes.Equal(readAll(t, l.Policy()), readAll(t, e.policy)) {
 		t.Error("pipeline.yaml is not a copy of the policy")
 	}
@@ -147,7 +150,7 @@ func TestSubmit(t *testing.T) {
 	if sub.Script != l.Script(1) || !bytes.HasPrefix(script, []byte("#!/bin/bash\n")) {
 		t.Errorf("script %s: %.40q", sub.Script, script)
 	}
-	if fi, err := os.Stat(filepath.Join(dir, LogsDir)); err != nil || !fi.IsDir() {
+	if fi, err := os.Stat(filepath.Join(dir, rundir.LogsDir)); err != nil || !fi.IsDir() {
 		t.Errorf("logs folder: %v", err)
 	}
 	// The state file: every visit pending, the job recorded.
@@ -161,7 +164,7 @@ func TestSubmit(t *testing.T) {
 		t.Fatal(err)
 	}
 	if run.Name != "run1" || run.Dir != dir || run.Pipeline != "tiny" || run.Partition != "debug" || run.PolicySum == "" ||
-		!run.Created.Equal(fixedNow()) || !strings.Contains(run.Settings, `"visits":"visits.csv"`) {
+		!run.Created.Equal(runtest.FixedNow()) || !strings.Contains(run.Settings, `"visits":"visits.csv"`) {
 		t.Errorf("Run = %+v", run)
 	}
 	vs, err := st.Visits("", 0)
@@ -182,7 +185,7 @@ func TestSubmit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(js) != 1 || js[0].ID != "1001" || js[0].Attempt != 1 || js[0].State != "SUBMITTED" || !js[0].Submitted.Equal(fixedNow()) {
+	if len(js) != 1 || js[0].ID != "1001" || js[0].Attempt != 1 || js[0].State != "SUBMITTED" || !js[0].Submitted.Equal(runtest.FixedNow()) {
 		t.Errorf("jobs %+v; want 1001, attempt 1, SUBMITTED", js)
 	}
 	// What the backend was given.
@@ -225,7 +228,7 @@ func TestSubmitAutoResume(t *testing.T) {
 		if s.Dependency != deps[i] {
 			t.Errorf("submission %d: dependency %q; want %q", i+1, s.Dependency, deps[i])
 		}
-		l := Layout{Dir: sub.Dir}
+		l := rundir.Layout{Dir: sub.Dir}
 		if !bytes.Equal(s.Script, readAll(t, l.Script(i+1))) {
 			t.Errorf("submission %d is not attempt-%d.sbatch", i+1, i+1)
 		}
@@ -234,7 +237,7 @@ func TestSubmitAutoResume(t *testing.T) {
 			t.Errorf("submission %d: script is not attempt %d's:\n%s", i+1, i+1, s.Script)
 		}
 	}
-	js := jobsOf(t, sub.Dir)
+	js := runtest.JobsOf(t, sub.Dir)
 	if len(js) != 3 {
 		t.Fatalf("recorded jobs %+v; want 3", js)
 	}
@@ -267,7 +270,7 @@ func TestSubmitBackendFails(t *testing.T) {
 		t.Fatalf("err = %v; want it to name job 1001 and sbatch's error", err)
 	}
 	dir := filepath.Join(e.root, "run2")
-	if js := jobsOf(t, dir); len(js) != 1 || js[0].ID != "1001" {
+	if js := runtest.JobsOf(t, dir); len(js) != 1 || js[0].ID != "1001" {
 		t.Errorf("recorded jobs %+v; want 1001 only", js)
 	}
 }
@@ -322,14 +325,14 @@ func TestScriptTimeWarning(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, 2)
 			o := e.opts("run1")
-			o.Request = Request{Partition: tc.partition, Time: tc.limit}
+			o.Request = rundir.Request{Partition: tc.partition, Time: tc.limit}
 			sub, err := Submit(context.Background(), o)
 			if err != nil {
 				t.Fatal(err)
 			}
 			script := string(readAll(t, sub.Script))
 			m := signalLine.FindStringSubmatch(script)
-			stop := Layout{Dir: sub.Dir}.StopFile(1)
+			stop := rundir.Layout{Dir: sub.Dir}.StopFile(1)
 			if tc.want == 0 {
 				if strings.Contains(script, "--signal") || strings.Contains(script, "--time=") {
 					t.Errorf("no time limit, yet:\n%s", script)
@@ -355,8 +358,8 @@ func TestScriptTimeWarning(t *testing.T) {
 func TestScriptPlan(t *testing.T) {
 	e := newEnv(t, 2)
 	o := e.opts("run1")
-	o.Request = Request{Slices: 7, CPUsPerSlice: 2, MemPerSliceMB: 500, Time: 30 * time.Minute, Strategy: scheduler.Pack}
-	o.Policy = e.write("seven.yaml", strings.Replace(tinyPolicy, "to: 2", "to: 7", 1))
+	o.Request = rundir.Request{Slices: 7, CPUsPerSlice: 2, MemPerSliceMB: 500, Time: 30 * time.Minute, Strategy: scheduler.Pack}
+	o.Policy = e.write("seven.yaml", strings.Replace(inputtest.TinyPolicy, "to: 2", "to: 7", 1))
 	sub, err := Submit(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
@@ -397,7 +400,7 @@ func TestSubmitVisitListCopy(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				set, err := decodeSettings(sub.Dir, run.Settings)
+				set, err := rundir.DecodeSettings(sub.Dir, run.Settings)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -421,8 +424,8 @@ func TestSubmitVisitListCopy(t *testing.T) {
 func TestScriptUnevenLayout(t *testing.T) {
 	e := newEnv(t, 2)
 	o := e.opts("run1")
-	o.Request = Request{Slices: 4, Strategy: scheduler.Pack}
-	o.Policy = e.write("four.yaml", strings.Replace(tinyPolicy, "to: 2", "to: 4", 1))
+	o.Request = rundir.Request{Slices: 4, Strategy: scheduler.Pack}
+	o.Policy = e.write("four.yaml", strings.Replace(inputtest.TinyPolicy, "to: 2", "to: 4", 1))
 	sub, err := Submit(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)

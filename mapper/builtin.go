@@ -11,11 +11,12 @@ import (
 // The built-in mappers register here, in one place.
 func init() {
 	Register("rank", Factory{
-		Doc: "one data ID per slice, holding the slice's rank",
+		Doc: "one data ID per slice, holding the slice's rank (and, with gpu_key, the IDs of its GPUs)",
 		Settings: []Setting{
 			{Key: "key", Kind: String, Default: "rank", Doc: "name of the data ID key that holds the rank"},
+			{Key: "gpu_key", Kind: String, Doc: "name of a data ID key that holds the slice's GPU IDs, such as 0 or 0,1 (empty when it has none); default: no such key"},
 		},
-		New: func(v Values) (DataMapper, error) { return rankMapper{key: v.String("key")}, nil },
+		New: newRank,
 	})
 	Register("range", Factory{
 		Doc: "integers from..to (inclusive) under one key, split into contiguous blocks over the slices; for the exchange topology mapper, a slice's neighbours hold the blocks before and after its own",
@@ -57,17 +58,34 @@ func init() {
 	})
 }
 
-type rankMapper struct{ key string }
+type rankMapper struct{ key, gpuKey string }
+
+func newRank(v Values) (DataMapper, error) {
+	m := rankMapper{key: v.String("key"), gpuKey: v.String("gpu_key")}
+	if m.gpuKey == m.key {
+		return nil, fmt.Errorf("rank: gpu_key must differ from key (both %q)", m.key)
+	}
+	return m, nil
+}
 
 func (m rankMapper) Assign(slices []HostInfo) ([][]DataID, error) {
 	out := make([][]DataID, len(slices))
 	for i, h := range slices {
-		out[i] = []DataID{{m.key: strconv.Itoa(h.Rank)}}
+		id := DataID{m.key: strconv.Itoa(h.Rank)}
+		if m.gpuKey != "" {
+			id[m.gpuKey] = h.GPUs
+		}
+		out[i] = []DataID{id}
 	}
 	return out, nil
 }
 
-func (m rankMapper) Keys() []string { return []string{m.key} }
+func (m rankMapper) Keys() []string {
+	if m.gpuKey != "" {
+		return []string{m.key, m.gpuKey}
+	}
+	return []string{m.key}
+}
 
 // fixed is a mapper over a fixed list of data IDs.
 type fixed struct {

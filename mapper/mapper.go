@@ -58,6 +58,9 @@ type HostInfo struct {
 	Node      string // Slurm node name (SLURMD_NODENAME), or Host
 	CPUs      int    // CPUs available to this task
 	MemoryMB  int64  // memory available to this task, in MiB
+	// GPUs lists the IDs of the GPUs this task may use, comma-separated
+	// as CUDA_VISIBLE_DEVICES does ("0", "0,1"); "" when it has none.
+	GPUs string
 }
 
 // DataMapper assigns data IDs to slices.

@@ -62,6 +62,8 @@ func TestRank(t *testing.T) {
 		{"{}", slices(3), []string{"rank=1", "rank=2", "rank=3"}},
 		{"key: ccd", slices(2), []string{"ccd=1", "ccd=2"}},
 		{"{}", []mapper.HostInfo{{Rank: 7}, {Rank: 3}}, []string{"rank=7", "rank=3"}},
+		{"gpu_key: gpu", []mapper.HostInfo{{Rank: 1, GPUs: "0"}, {Rank: 2, GPUs: "0,1"}, {Rank: 3}},
+			[]string{"gpu=0,rank=1", "gpu=0,1,rank=2", "gpu=,rank=3"}},
 	}
 	for _, tt := range tests {
 		m, err := newMapper(t, "rank", tt.settings)
@@ -82,6 +84,13 @@ func TestRank(t *testing.T) {
 	}
 	if _, ok := m.(mapper.Enumerator); ok {
 		t.Error("the rank mapper should not claim a fixed list of data IDs")
+	}
+	m, _ = newMapper(t, "rank", "gpu_key: gpu")
+	if kl := m.(mapper.KeyLister); !reflect.DeepEqual(kl.Keys(), []string{"rank", "gpu"}) {
+		t.Errorf("rank mapper keys with gpu_key: %v", kl.Keys())
+	}
+	if _, err := newMapper(t, "rank", "{key: ccd, gpu_key: ccd}"); err == nil || !strings.Contains(err.Error(), `gpu_key must differ from key (both "ccd")`) {
+		t.Errorf("gpu_key the same as key: %v", err)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/harness"
 	"github.com/dpsbatch/dpsbatch/jobs"
+	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/state"
 )
@@ -179,7 +180,7 @@ func Read(ctx context.Context, b scheduler.Backend, dirs []string, at time.Time)
 
 // readVisits reads every visit the state file in dir records.
 func readVisits(dir string) ([]state.Visit, error) {
-	st, err := state.OpenReadOnly(jobs.Layout{Dir: dir}.State())
+	st, err := state.OpenReadOnly(rundir.Layout{Dir: dir}.State())
 	if err != nil {
 		return nil, err
 	}

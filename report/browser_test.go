@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -47,9 +48,33 @@ func TestReportInBrowser(t *testing.T) {
 	if strings.Contains(dom, "<script") || strings.Contains(dom, "<b>") {
 		t.Errorf("a visit's error became markup in the page:\n%s", failures)
 	}
-	if !strings.Contains(element(t, dom, `<section id="resources">`, "</section>"), "Not recorded yet") {
-		t.Errorf("the resource usage section does not say it is not recorded yet")
+	cpu := element(t, dom, `<svg id="usage-time-chart"`, "</svg>")
+	if !strings.Contains(cpu, `data-job="101"`) || strings.Count(cpu, `<rect class="used"`) != 1 || strings.Count(cpu, `<rect class="given"`) != 1 {
+		t.Errorf("CPU time chart: want one bar of job 101, used over given:\n%s", cpu)
 	}
+	mem := element(t, dom, `<svg id="usage-memory-chart"`, "</svg>")
+	peak := regexp.MustCompile(`<rect class="peak" x="([\d.]+)" y="[\d.]+" width="([\d.]+)"`).FindStringSubmatch(mem)
+	asked := regexp.MustCompile(`<line class="asked" x1="([\d.]+)"`).FindStringSubmatch(mem)
+	if peak == nil || asked == nil {
+		t.Fatalf("memory chart: want job 101's peak and a line at what a slice asked for:\n%s", mem)
+	}
+	x, w, limit := number(t, peak[1]), number(t, peak[2]), number(t, asked[1])
+	if got := w / (limit - x); got < 0.39 || got > 0.41 {
+		t.Errorf("memory chart: the peak bar is %.2f of the way to the line at what a slice asked for, want 120/300", got)
+	}
+	if !strings.Contains(element(t, dom, `<section id="resources">`, "</section>"), "Not recorded yet for job 102") {
+		t.Errorf("the resource usage section does not say job 102's usage is not recorded yet")
+	}
+}
+
+// number reads an SVG coordinate.
+func number(t *testing.T, s string) float64 {
+	t.Helper()
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 // element returns the part of dom from the first from to the next to.

@@ -17,7 +17,8 @@ const scriptErr = `measure: <script>alert("x")</script> & no sources`
 
 // night writes the state file of a night's run, as a run's jobs record it,
 // and returns its path: job 101 (Slurm requeued it once, then it stopped
-// for time) ran v001 to v004, job 102 (a resume) ran v004 again, v005 and
+// for time; its usage is stored: 15 min of CPU of 30 given, a task's
+// peak 120 MiB of the 300 MiB a slice asked for) ran v001 to v004, job 102 (a resume) ran v004 again, v005 and
 // v006, and v008 (which still runs: job 102 has not ended). v004 failed
 // twice at measure on slices 1 and 2, v006 failed on the Pipeline, v007 is
 // pending: 8 visits, 4 done, 2 failed, 1 running, 1 pending. The run's
@@ -40,6 +41,11 @@ func night(t *testing.T, dir, name string) string {
 	}
 	at = visit(t, st, "v004", "101", at, 5*time.Second, []int{1, 2})
 	must(t, st.JobEnded("101", state.EndStopped, 0, "time limit near", at))
+	must(t, st.SetUsage(state.JobUsage{Job: "101", State: "TIMEOUT", Elapsed: 10 * time.Minute, CPUs: 3, ReqMemMB: 900, SliceMemMB: 300,
+		Steps: []state.StepUsage{
+			{Step: "batch", Name: "batch", State: "CANCELLED", Elapsed: 10 * time.Minute, CPU: time.Second, Tasks: 1, MaxRSS: 40 << 20, MaxRSSNode: "n2"},
+			{Step: "0", Name: "dpsbatch", State: "CANCELLED", Elapsed: 9 * time.Minute, CPU: 14 * time.Minute, Tasks: 3, MaxRSS: 120 << 20, MaxRSSNode: "n2"},
+		}}))
 	must(t, st.AddJob(state.Job{ID: "102", Attempt: 2, Submitted: at, State: state.JobSubmitted}))
 	must(t, st.StartJob("102", 0, "n3", at.Add(time.Minute)))
 	at = visit(t, st, "v004", "102", at.Add(time.Minute), 6*time.Second, []int{1, 2})

@@ -27,6 +27,7 @@ type page struct {
 	Stages    stageChart
 	Slowest   []visitRow
 	Failures  []failureRow
+	Usage     usageView
 	// FailuresLeftOff counts failures past maxFailures, per step summed.
 	FailuresLeftOff int
 	CallsLeftOff    bool
@@ -87,6 +88,7 @@ func newPage(steps []stepData, now time.Time) page {
 	p.Timeline = newTimeline(steps, now)
 	p.Stages = newStageChart(steps)
 	p.Slowest = slowest(steps, maxSlowest)
+	p.Usage = newUsageView(steps)
 	return p
 }
 

@@ -2,7 +2,10 @@
 // a person opening it after the night, that shows where the time went and
 // what failed. It holds the run's jobs and their starts, the visit counts
 // status shows, a timeline of the visits per job, each stage's time
-// distribution, the slowest visits and the failures with their errors.
+// distribution, the slowest visits, the failures with their errors, and
+// what the jobs used (elapsed and CPU time, the peak memory of one task
+// against what a slice asked for) as the state file recorded it from
+// Slurm's accounting.
 // The charts are SVG written here with html/template; the page has no
 // script and loads nothing (its Content-Security-Policy forbids it), so it
 // opens anywhere without a network.
@@ -14,9 +17,10 @@
 // report reads state files through package state, read-only, and nothing
 // else: it never asks Slurm, never changes a state file and never imports
 // the use cases (jobs), the harness or the scheduler. What the state file
-// does not record it does not show: resource usage (Slurm accounting) has
-// a section that says so, and failures have no replay command until
-// failed stages' inputs are captured.
+// does not record it does not show: a job whose usage is not stored yet
+// (the command that looks at a run stores it, package jobs) is named as
+// such, and failures have no replay command until failed stages' inputs
+// are captured.
 package report
 
 import (
@@ -77,6 +81,7 @@ type stepData struct {
 	visits   []state.Visit
 	failures []state.Failure
 	calls    []state.StageCall
+	usage    []state.JobUsage
 }
 
 // read opens the step's state file read-only and reads all the report
@@ -99,6 +104,7 @@ func read(s Step) (d stepData, err error) {
 		func() (err error) { d.visits, err = st.Visits("", 0); return err },
 		func() (err error) { d.failures, err = st.Failures(maxFailures + 1); return err },
 		func() (err error) { d.calls, err = st.StageCalls(maxStageCalls); return err },
+		func() (err error) { d.usage, err = st.Usage(); return err },
 	}
 	for _, f := range reads {
 		if err := f(); err != nil {

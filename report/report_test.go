@@ -55,7 +55,7 @@ func TestReportOfNewRun(t *testing.T) {
 	if got := cells(page, "count-pending"); len(got) != 1 || got[0] != "2" {
 		t.Errorf("pending visits: %q, want [2]", got)
 	}
-	for _, want := range []string{"<h1>Run new</h1>", "No visit has started.", "No stage time recorded", "No visit has ended.", "No failure recorded.", `<td class="input">open</td>`} {
+	for _, want := range []string{"<h1>Run new</h1>", "No job's usage is recorded.", "No visit has started.", "No stage time recorded", "No visit has ended.", "No failure recorded.", `<td class="input">open</td>`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the page lacks %q", want)
 		}
@@ -92,9 +92,8 @@ func TestReportCharts(t *testing.T) {
 	if strings.Join(got, " ") != want {
 		t.Errorf("timeline marks %q, want %q", got, want)
 	}
-	if lanes := cells(page, "label"); len(lanes) != 4 || lanes[0] != "job 101" || lanes[1] != "job 102" ||
-		lanes[2] != "isr" || lanes[3] != "measure" {
-		t.Errorf("chart labels %q, want the jobs' lanes and the stages", lanes)
+	if lanes := cells(page, "label"); strings.Join(lanes, "|") != "job 101|job 101|job 101|job 102|isr|measure" {
+		t.Errorf("chart labels %q, want job 101's usage (CPU time, memory), the jobs' lanes and the stages", lanes)
 	}
 	if n := strings.Count(page, `<rect class="box"`); n != 2 {
 		t.Errorf("%d stage boxes, want 2", n)
@@ -114,11 +113,11 @@ func TestReportSelfContained(t *testing.T) {
 			t.Errorf("the page holds %q", bad)
 		}
 	}
-	if strings.Count(page, "http://") != 2 { // the SVG namespace of each chart
-		t.Errorf("the page names %d http URLs, want the two charts' SVG namespace", strings.Count(page, "http://"))
+	if n := strings.Count(page, "http://"); n != 4 || strings.Count(page, "<svg") != n { // the SVG namespace of each chart
+		t.Errorf("the page names %d http URLs, want the four charts' SVG namespace", n)
 	}
 	for _, want := range []string{`content="default-src 'none'; style-src 'unsafe-inline'"`,
-		`<section id="resources">`, "Not recorded yet", "Replay is not available"} {
+		`<section id="resources">`, "Not recorded yet for job 102", "Replay is not available"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the page lacks %q", want)
 		}

@@ -340,8 +340,34 @@ func (c *CLI) Starts(ctx context.Context, ids []string) (map[string][]Job, error
 // extra arguments, and returns each job's lines in sacct's order.
 func (c *CLI) sacct(ctx context.Context, ids []string, extra ...string) (map[string][]Job, error) {
 	want, err := idSet(ids)
+	if err != nil {
+		return nil, err
+	}
+	got := make(map[string][]Job, len(want))
+	args := append([]string{"--allocations"}, extra...)
+	err = c.sacctRun(ctx, ids, append(args, "--format="+sacctFormat), func(out []byte) error {
+		jobs, err := parseSacct(out)
+		for _, j := range jobs {
+			if want[j.ID] {
+				got[j.ID] = append(got[j.ID], j)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return got, nil
+}
+
+// sacctRun runs sacct --parsable2 --noheader with args and --jobs for
+// ids, in chunks of historyChunk IDs, times as epoch seconds, and hands
+// each chunk's output to read. ErrNoAccounting when the cluster keeps
+// none.
+func (c *CLI) sacctRun(ctx context.Context, ids []string, args []string, read func(out []byte) error) error {
+	want, err := idSet(ids)
 	if err != nil || len(want) == 0 {
-		return map[string][]Job{}, err
+		return err
 	}
 	list := make([]string, 0, len(want))
 	for id := range want {
@@ -349,28 +375,21 @@ func (c *CLI) sacct(ctx context.Context, ids []string, extra ...string) (map[str
 	}
 	slices.Sort(list)
 	env := c.environ("SLURM_TIME_FORMAT=%s") // epoch seconds: no time zone to guess
-	got := make(map[string][]Job, len(want))
 	for chunk := range slices.Chunk(list, historyChunk) {
-		args := append([]string{"--parsable2", "--noheader", "--allocations"}, extra...)
-		out, err := c.run(ctx, nil, env, "sacct", append(args, "--format="+sacctFormat, "--jobs="+strings.Join(chunk, ","))...)
+		all := append([]string{"--parsable2", "--noheader"}, args...)
+		out, err := c.run(ctx, nil, env, "sacct", append(all, "--jobs="+strings.Join(chunk, ","))...)
 		if err != nil {
 			var te *toolError
 			if errors.As(err, &te) && strings.Contains(strings.ToLower(te.stderr), "accounting storage is disabled") {
-				return nil, fmt.Errorf("%w (sacct: %s)", ErrNoAccounting, te.stderr)
+				return fmt.Errorf("%w (sacct: %s)", ErrNoAccounting, te.stderr)
 			}
-			return nil, err
+			return err
 		}
-		jobs, err := parseSacct(out)
-		if err != nil {
-			return nil, err
-		}
-		for _, j := range jobs {
-			if want[j.ID] {
-				got[j.ID] = append(got[j.ID], j)
-			}
+		if err := read(out); err != nil {
+			return err
 		}
 	}
-	return got, nil
+	return nil
 }
 
 // goodName reports whether name can name a job for Named: squeue and

@@ -198,7 +198,26 @@ type sinfoJSON struct {
 		RealMemory int      `json:"real_memory"`
 		Partitions []string `json:"partitions"`
 		Features   string   `json:"features"` // comma-separated
+		GRES       string   `json:"gres"`     // such as gpu:2 or gpu:a100:2(S:0-1),mps:100
 	} `json:"nodes"`
+}
+
+// gpuCount is the number of GPUs a node's GRES (sinfo's gres, slurm.conf's
+// Gres) lists: the counts of its gpu entries, of any type, summed; 0 when
+// it lists none or is unreadable.
+func gpuCount(gres string) int {
+	total := 0
+	for _, entry := range strings.Split(gres, ",") {
+		entry, _, _ = strings.Cut(entry, "(") // socket binding, such as (S:0-1)
+		fields := strings.Split(strings.TrimSpace(entry), ":")
+		if len(fields) < 2 || fields[0] != "gpu" {
+			continue
+		}
+		if n, err := strconv.Atoi(fields[len(fields)-1]); err == nil && n > 0 {
+			total += n
+		}
+	}
+	return total
 }
 
 // parsePartitions builds the live partitions from scontrol --oneliner
@@ -256,6 +275,7 @@ func parsePartitions(cluster string, scontrol, sinfo []byte) ([]site.Live, error
 				}
 				l.Nodes = append(l.Nodes, node.Name)
 				l.AddFeatures(strings.Split(node.Features, ",")...)
+				l.AddGPUs(node.Name, gpuCount(node.GRES))
 			}
 		}
 		lives = append(lives, l)

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -132,24 +133,25 @@ func TestParsePartitions(t *testing.T) {
 	}
 
 	// Limits, a second partition over some of the nodes, nodes of
-	// different sizes: the smallest node counts.
+	// different sizes: the smallest node counts. GPUs (GRES gpu) of any
+	// type are counted per node, other GRES are not.
 	scontrol := "PartitionName=debug Default=YES MaxNodes=UNLIMITED MaxTime=UNLIMITED Nodes=n[1-4] State=UP\n" +
 		"PartitionName=short Default=NO MaxNodes=2 MaxTime=1-00:30:00 Nodes=n[3-4] State=DOWN TRES=cpu=8,mem=4000M AllowAccounts=physics,science AllowQos=ALL\n"
 	sinfo := `{"errors":[],"nodes":[
 		{"name":"n1","cpus":4,"real_memory":2000,"partitions":["debug"]},
 		{"name":"n2","cpus":4,"real_memory":2000,"partitions":["debug"]},
-		{"name":"n3","cpus":8,"real_memory":1000,"partitions":["debug","short"],"features":"ib,intel"},
-		{"name":"n4","cpus":2,"real_memory":3000,"partitions":["debug","short"],"features":"amd,ib"}]}`
+		{"name":"n3","cpus":8,"real_memory":1000,"partitions":["debug","short"],"features":"ib,intel","gres":"gpu:2"},
+		{"name":"n4","cpus":2,"real_memory":3000,"partitions":["debug","short"],"features":"amd,ib","gres":"gpu:a100:1(S:0),gpu:v100:2(S:1),mps:100"}]}`
 	lives, err = parsePartitions("c", []byte(scontrol), []byte(sinfo))
 	if err != nil {
 		t.Fatal(err)
 	}
 	wants := []site.Live{
 		{Name: "debug", Up: true, Default: true, NodeList: "n[1-4]", Nodes: []string{"n1", "n2", "n3", "n4"}, CPUsPerNode: 2, MemoryMB: 1000, Cluster: "c",
-			Features: []string{"amd", "ib", "intel"}},
+			Features: []string{"amd", "ib", "intel"}, GPUs: map[string]int{"n3": 2, "n4": 3}},
 		{Name: "short", NodeList: "n[3-4]", Nodes: []string{"n3", "n4"}, CPUsPerNode: 2, MemoryMB: 1000,
 			MaxTime: 24*time.Hour + 30*time.Minute, MaxNodes: 2, Cluster: "c", Features: []string{"amd", "ib", "intel"},
-			AllowedAccounts: []string{"physics", "science"}},
+			AllowedAccounts: []string{"physics", "science"}, GPUs: map[string]int{"n3": 2, "n4": 3}},
 	}
 	if len(lives) != len(wants) {
 		t.Fatalf("got %d partitions, want %d: %+v", len(lives), len(wants), lives)
@@ -165,7 +167,8 @@ func equalLive(a, b site.Live) bool {
 	return a.Name == b.Name && a.Up == b.Up && a.Default == b.Default && a.NodeList == b.NodeList &&
 		slices.Equal(a.Nodes, b.Nodes) && a.CPUsPerNode == b.CPUsPerNode && a.MemoryMB == b.MemoryMB &&
 		a.MaxTime == b.MaxTime && a.MaxNodes == b.MaxNodes && a.Cluster == b.Cluster && slices.Equal(a.Features, b.Features) &&
-		slices.Equal(a.AllowedAccounts, b.AllowedAccounts) && slices.Equal(a.AllowedQoS, b.AllowedQoS)
+		slices.Equal(a.AllowedAccounts, b.AllowedAccounts) && slices.Equal(a.AllowedQoS, b.AllowedQoS) &&
+		maps.Equal(a.GPUs, b.GPUs)
 }
 
 func TestParseSbatch(t *testing.T) {

@@ -40,6 +40,9 @@ type Needs struct {
 	MemPerSliceMB int // memory per Slice in megabytes; 0: do not ask
 	PipelineCPUs  int // CPUs of the Pipeline (rank 0), default 1
 	PipelineMemMB int // memory of the Pipeline in megabytes; 0: do not ask
+	// GPUsPerSlice is how many GPUs each Slice needs; 0: none. The
+	// Pipeline gets as many (Slurm gives every task the same).
+	GPUsPerSlice int
 	// Time is the run's time limit; 0 asks for the partition's maximum.
 	Time     time.Duration
 	Strategy Strategy // default Pack
@@ -60,9 +63,10 @@ type Plan struct {
 	Tasks        int           `json:"tasks"`        // Slices+1: rank 0 is the Pipeline
 	TasksPerNode int           `json:"tasksPerNode"` // most tasks on a node
 	CPUsPerTask  int           `json:"cpusPerTask"`
-	MemPerCPUMB  int           `json:"memPerCpuMB"` // 0: memory not asked for
-	Time         time.Duration `json:"time"`        // 0: infinite (the partition has no limit)
-	Layout       []int         `json:"layout"`      // tasks per node, len(Layout) == Nodes
+	MemPerCPUMB  int           `json:"memPerCpuMB"`           // 0: memory not asked for
+	GPUsPerTask  int           `json:"gpusPerTask,omitempty"` // 0: no GPUs asked for
+	Time         time.Duration `json:"time"`                  // 0: infinite (the partition has no limit)
+	Layout       []int         `json:"layout"`                // tasks per node, len(Layout) == Nodes
 }
 
 // noFit is an error of PlanAllocation for a run over one or more limits of
@@ -86,8 +90,10 @@ func (e *noFit) Is(target error) bool { return target == ErrNoFit || target == c
 // the Pipeline is the simplest sound one: every task gets
 // max(CPUsPerSlice, PipelineCPUs) CPUs and max(MemPerSliceMB,
 // PipelineMemMB) of memory (asked as --mem-per-cpu, rounded up to whole
-// megabytes per CPU). With the defaults (one CPU, no memory asked for the
-// Pipeline) that is exactly what a Slice needs.
+// megabytes per CPU), and GPUsPerSlice GPUs (--gpus-per-task; only the
+// partition's GPU nodes hold such tasks, GPUsPerNode/GPUsPerSlice each).
+// With the defaults (one CPU, no memory asked for the Pipeline) that is
+// exactly what a Slice needs.
 //
 // A run that does not fit gets an error matching ErrNoFit (and
 // conf.ErrInvalid) that names every limit it is over and by how much;
@@ -114,6 +120,7 @@ func PlanAllocation(p site.Partition, n Needs) (Plan, error) {
 		Tasks:       n.Slices + 1,
 		CPUsPerTask: cpus,
 		MemPerCPUMB: memPerCPU,
+		GPUsPerTask: n.GPUsPerSlice,
 		Time:        n.Time,
 	}
 	if plan.Time == 0 {
@@ -144,6 +151,9 @@ func PlanAllocation(p site.Partition, n Needs) (Plan, error) {
 			perNode = min(perNode, p.MemoryMB/taskMem)
 		}
 	}
+	if n.GPUsPerSlice > 0 {
+		perNode = gpuFit(p, n.GPUsPerSlice, perNode, over)
+	}
 	if perNode > 0 {
 		switch strategy {
 		case Pack:
@@ -154,7 +164,7 @@ func PlanAllocation(p site.Partition, n Needs) (Plan, error) {
 				plan.Nodes++ // the Pipeline cannot share a node
 			}
 		}
-		if limit, what := nodeLimit(p); plan.Nodes > limit {
+		if limit, what := nodeLimit(p, n.GPUsPerSlice > 0); plan.Nodes > limit {
 			over("%s needs %d nodes, %s (%d over)", strategy, plan.Nodes, what, plan.Nodes-limit)
 		}
 	}
@@ -184,8 +194,28 @@ func PlanAllocation(p site.Partition, n Needs) (Plan, error) {
 	return plan, nil
 }
 
-// nodeLimit is the most nodes one job may have on p, and how to say it.
-func nodeLimit(p site.Partition) (int, string) {
+// gpuFit is how many tasks of gpus GPUs each one of p's GPU nodes holds,
+// at most perNode; when none, it says why with over and returns 0.
+func gpuFit(p site.Partition, gpus, perNode int, over func(string, ...any)) int {
+	switch {
+	case p.GPUsPerNode == 0:
+		over("a slice needs %d GPUs, the partition has none (the site file gives it no gpus_per_node)", gpus)
+		return 0
+	case gpus > p.GPUsPerNode:
+		over("a task needs %d GPUs, a node has %d (%d over)", gpus, p.GPUsPerNode, gpus-p.GPUsPerNode)
+		return 0
+	}
+	return min(perNode, p.GPUsPerNode/gpus)
+}
+
+// nodeLimit is the most nodes one job may have on p (of its GPU nodes
+// when the job asks for GPUs), and how to say it.
+func nodeLimit(p site.Partition, gpus bool) (int, string) {
+	if gpus && p.GPUNodes != "" {
+		if n := p.GPUNodeCount(); p.MaxNodes == 0 || n < p.MaxNodes {
+			return n, fmt.Sprintf("the partition has %d GPU nodes (gpu_nodes %s)", n, p.GPUNodes)
+		}
+	}
 	switch {
 	case p.MaxNodes > 0 && (p.Nodes <= 0 || p.MaxNodes <= p.Nodes):
 		return p.MaxNodes, fmt.Sprintf("max_nodes is %d", p.MaxNodes)
@@ -209,6 +239,7 @@ func (n Needs) check() error {
 		{"mem_per_slice_mb", n.MemPerSliceMB},
 		{"pipeline_cpus", n.PipelineCPUs},
 		{"pipeline_mem_mb", n.PipelineMemMB},
+		{"gpus_per_slice", n.GPUsPerSlice},
 	} {
 		if f.v < 0 {
 			bad = append(bad, fmt.Sprintf("%s must not be negative (got %d)", f.name, f.v))
@@ -233,9 +264,10 @@ func (n Needs) check() error {
 // string each, for #SBATCH lines or a command line: --partition (when
 // named), --nodes, --ntasks, --ntasks-per-node (when every node has the
 // same number of tasks; otherwise Slurm's block layout gives Layout),
-// --cpus-per-task, --mem-per-cpu (when memory was asked for) and --time.
+// --cpus-per-task, --mem-per-cpu (when memory was asked for),
+// --gpus-per-task (when GPUs were) and --time.
 func (p Plan) SbatchOptions() []string {
-	opts := make([]string, 0, 7)
+	opts := make([]string, 0, 8)
 	if p.Partition != "" {
 		opts = append(opts, "--partition="+p.Partition)
 	}
@@ -246,6 +278,9 @@ func (p Plan) SbatchOptions() []string {
 	opts = append(opts, "--cpus-per-task="+strconv.Itoa(p.CPUsPerTask))
 	if p.MemPerCPUMB > 0 {
 		opts = append(opts, "--mem-per-cpu="+strconv.Itoa(p.MemPerCPUMB)+"M")
+	}
+	if p.GPUsPerTask > 0 {
+		opts = append(opts, "--gpus-per-task="+strconv.Itoa(p.GPUsPerTask))
 	}
 	return append(opts, "--time="+slurmtime.Format(p.Time))
 }

@@ -15,6 +15,11 @@ import (
 // debug is the local cluster's partition: 4 nodes of 4 CPUs and 2000 MB.
 var debug = site.Partition{Name: "debug", CPUsPerNode: 4, MemoryMB: 2000, Nodes: 4}
 
+// gpus is debug as scripts/cluster.sh sets it up: n3 and n4 have two GPUs
+// each.
+var gpus = site.Partition{Name: "debug", CPUsPerNode: 4, MemoryMB: 2000, Nodes: 4, NodeList: "n[1-4]",
+	GPUsPerNode: 2, GPUNodes: "n[3-4]"}
+
 func TestPlanAllocation(t *testing.T) {
 	limited := debug
 	limited.MaxTime = 2 * time.Hour
@@ -52,6 +57,11 @@ func TestPlanAllocation(t *testing.T) {
 			name: "pack with two CPUs a slice", p: debug, n: scheduler.Needs{Slices: 4, CPUsPerSlice: 2},
 			layout: []int{2, 2, 1}, cpus: 2,
 			opts: "--partition=debug --nodes=3 --ntasks=5 --cpus-per-task=2 --time=infinite",
+		},
+		{
+			name: "pack limited by GPUs", p: gpus, n: scheduler.Needs{Slices: 2, GPUsPerSlice: 1},
+			layout: []int{2, 1}, cpus: 1,
+			opts: "--partition=debug --nodes=2 --ntasks=3 --cpus-per-task=1 --gpus-per-task=1 --time=infinite",
 		},
 		{
 			name: "pack limited by memory", p: debug, n: scheduler.Needs{Slices: 3, MemPerSliceMB: 900},
@@ -209,6 +219,22 @@ func TestPlanAllocationNoFit(t *testing.T) {
 				"a task needs 8 CPUs, a node has 4 (4 over); a task needs 4000 MB of memory, a node has 2000 MB (2000 over)",
 		},
 		{
+			name: "GPUs of a partition without", p: debug, n: scheduler.Needs{Slices: 2, GPUsPerSlice: 1},
+			want: "scheduler: the run does not fit partition debug: a slice needs 1 GPUs, the partition has none (the site file gives it no gpus_per_node)",
+		},
+		{
+			name: "more GPUs than a node has", p: gpus, n: scheduler.Needs{Slices: 1, GPUsPerSlice: 3},
+			want: "scheduler: the run does not fit partition debug: a task needs 3 GPUs, a node has 2 (1 over)",
+		},
+		{
+			name: "more GPU tasks than GPU nodes hold", p: gpus, n: scheduler.Needs{Slices: 4, GPUsPerSlice: 1},
+			want: "scheduler: the run does not fit partition debug: pack needs 3 nodes, the partition has 2 GPU nodes (gpu_nodes n[3-4]) (1 over)",
+		},
+		{
+			name: "spread with two GPUs a slice", p: gpus, n: scheduler.Needs{Slices: 2, GPUsPerSlice: 2, Strategy: scheduler.Spread},
+			want: "scheduler: the run does not fit partition debug: spread needs 3 nodes, the partition has 2 GPU nodes (gpu_nodes n[3-4]) (1 over)",
+		},
+		{
 			name: "a partition without CPUs", p: site.Partition{Name: "odd", Nodes: 2}, n: scheduler.Needs{Slices: 1},
 			want: "scheduler: the run does not fit partition odd: the partition has no CPUs per node",
 		},
@@ -243,6 +269,7 @@ func TestPlanAllocationBadNeeds(t *testing.T) {
 			"scheduler: bad needs: cpus_per_slice must not be negative (got -1); mem_per_slice_mb must not be negative (got -2): invalid input"},
 		{scheduler.Needs{Slices: 1, PipelineCPUs: -1, PipelineMemMB: -1, Time: -time.Second},
 			"scheduler: bad needs: pipeline_cpus must not be negative (got -1); pipeline_mem_mb must not be negative (got -1); time must not be negative (got -1s): invalid input"},
+		{scheduler.Needs{Slices: 1, GPUsPerSlice: -1}, "scheduler: bad needs: gpus_per_slice must not be negative (got -1): invalid input"},
 		{scheduler.Needs{Slices: 1, Strategy: "spred"},
 			`scheduler: bad needs: unknown strategy "spred" (did you mean "spread"?) (have: pack, spread): invalid input`},
 		{scheduler.Needs{Slices: 1, Strategy: "round-robin"},

@@ -226,6 +226,7 @@ func (r *REST) Partitions(ctx context.Context) ([]site.Live, error) {
 			}
 			l.Nodes = append(l.Nodes, n.Name)
 			l.AddFeatures(n.Features...)
+			l.AddGPUs(n.Name, gpuCount(n.GRES))
 		}
 		lives = append(lives, l)
 	}

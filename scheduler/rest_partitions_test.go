@@ -12,7 +12,8 @@ import (
 )
 
 // The REST backend's partitions carry their nodes' features and the
-// accounts and QoS they take (nil for ALL), as the CLI backend's do.
+// accounts and QoS they take (nil for ALL), and their nodes' GPUs, as the
+// CLI backend's do.
 func TestRESTPartitionsSettings(t *testing.T) {
 	openapi, err := os.ReadFile("slurmrest/testdata/openapi.200.json")
 	if err != nil {
@@ -23,7 +24,7 @@ func TestRESTPartitionsSettings(t *testing.T) {
 		"/slurm/v0.0.38/partitions": `{"errors":[],"partitions":[{"name":"gpu","state":"UP","nodes":"g[1-2]",
 			"allowed_accounts":"physics,science","allowed_qos":"ALL","max_time_limit":-1,"maximum_nodes_per_job":-1}]}`,
 		"/slurm/v0.0.38/nodes": `{"errors":[],"nodes":[
-			{"name":"g1","cpus":4,"real_memory":1000,"partitions":["gpu"],"features":"ib,a100"},
+			{"name":"g1","cpus":4,"real_memory":1000,"partitions":["gpu"],"features":"ib,a100","gres":"gpu:a100:4"},
 			{"name":"g2","cpus":4,"real_memory":1000,"partitions":["gpu"],"features":"ib"}]}`,
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -47,7 +48,8 @@ func TestRESTPartitionsSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(lives) != 1 || !reflect.DeepEqual(lives[0].Features, []string{"a100", "ib"}) ||
-		!reflect.DeepEqual(lives[0].AllowedAccounts, []string{"physics", "science"}) || lives[0].AllowedQoS != nil {
+		!reflect.DeepEqual(lives[0].AllowedAccounts, []string{"physics", "science"}) || lives[0].AllowedQoS != nil ||
+		!reflect.DeepEqual(lives[0].GPUs, map[string]int{"g1": 4}) {
 		t.Errorf("partitions %+v", lives)
 	}
 }

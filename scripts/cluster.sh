@@ -7,6 +7,13 @@
 # needs an account its user is associated with. root and slurmrest are in
 # account science; the ordinary user dpsuser (for tests that must not run
 # as root) is in account physics only.
+# Nodes n3 and n4 carry two simulated GPUs each (GRES gpu:2, device files
+# /dev/fakegpu0 and /dev/fakegpu1, clones of /dev/null).
+# JobAcctGatherParams=OverMemoryKill is set, but it kills nothing yet: with
+# SelectTypeParameters=CR_CPU memory is not a consumable resource, so Slurm
+# gives no step a memory limit (a step of --mem-per-cpu=100M ran at 420 MB
+# RSS). Enforcing memory needs CR_CPU_Memory with a DefMemPerCPU, which
+# changes every job's scheduling: a restart to agree on first.
 #
 #   scripts/cluster.sh install     apt-get install what the cluster and the tests need (skipped when installed)
 #   scripts/cluster.sh start       install if needed, start every missing daemon, wait for 4 idle nodes
@@ -38,6 +45,10 @@ readonly TEST_ACCOUNT=physics
 readonly ETC_DIR=/etc/slurm
 readonly SLURM_CONF=$ETC_DIR/slurm.conf
 readonly DBD_CONF=$ETC_DIR/slurmdbd.conf
+readonly GRES_CONF=$ETC_DIR/gres.conf
+# The simulated GPUs of the GPU nodes: device files every GPU node shares.
+readonly GPU_NODES='n[3-4]'
+readonly GPU_DEVICES=(/dev/fakegpu0 /dev/fakegpu1)
 readonly DB_PASS_FILE=$ETC_DIR/dpsbatch-db-password
 readonly JOBID_CONF=$ETC_DIR/dpsbatch-jobid.conf
 readonly DB_NAME=slurm_acct_db
@@ -319,6 +330,10 @@ SlurmdPidFile=$RUN_DIR/slurmd-%n.pid
 SlurmctldLogFile=$LOG_DIR/slurmctld.log
 SlurmdLogFile=$LOG_DIR/slurmd-%n.log
 JobAcctGatherType=jobacct_gather/linux
+# A step that uses more memory than it asked for is killed at the next
+# sample (every 5 s); a step that asked for none has no limit.
+JobAcctGatherParams=OverMemoryKill
+JobAcctGatherFrequency=task=5
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStorageEnforce=associations
@@ -327,10 +342,19 @@ MinJobAge=600
 SchedulerParameters=batch_sched_delay=0
 MailProg=/bin/true
 SlurmdParameters=config_overrides
-NodeName=n[1-4] NodeHostname=$host Port=17001-17004 CPUs=4 RealMemory=2000 State=UNKNOWN
+GresTypes=gpu
+NodeName=n[1-2] NodeHostname=$host Port=17001-17002 CPUs=4 RealMemory=2000 State=UNKNOWN
+NodeName=$GPU_NODES NodeHostname=$host Port=17003-17004 CPUs=4 RealMemory=2000 Gres=gpu:${#GPU_DEVICES[@]} State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 # FirstJobId, kept past the job IDs already in the accounting database.
 Include $JOBID_CONF
+EOF
+}
+
+gres_conf() {
+	cat <<EOF
+# Written by dpsbatch scripts/cluster.sh; edits are overwritten by its next start.
+NodeName=$GPU_NODES Name=gpu File=/dev/fakegpu[0-$((${#GPU_DEVICES[@]} - 1))]
 EOF
 }
 
@@ -356,6 +380,17 @@ EOF
 install_file() {
 	chmod "$3" "$1"
 	mv -f "$1" "$2"
+}
+
+# ensure_gpu_devices: the device files of the simulated GPUs (clones of
+# /dev/null, which a fresh /dev lacks), made before any slurmd starts.
+ensure_gpu_devices() {
+	local dev
+	for dev in "${GPU_DEVICES[@]}"; do
+		[[ -c $dev ]] && continue
+		rm -f "$dev"
+		mknod -m 666 "$dev" c 1 3 || die "could not create the simulated GPU device $dev"
+	done
 }
 
 prepare_dirs() {
@@ -713,24 +748,28 @@ restart_controllers() {
 
 # cmd_start: returns 0 when the cluster is up.
 cmd_start() {
-	local t0=$SECONDS host pass tmp_conf tmp_dbd changed=0
+	local t0=$SECONDS host pass tmp_conf tmp_dbd tmp_gres changed=0
 	cmd_install
 	prepare_dirs
+	ensure_gpu_devices
 	ensure_jwt_key
 	[[ -s $JOBID_CONF ]] || printf 'FirstJobId=1\n' >"$JOBID_CONF"
 	host=$(node_host)
 	pass=$(db_password)
 	tmp_conf=$(mktemp "$ETC_DIR/.slurm.conf.XXXXXX")
 	tmp_dbd=$(mktemp "$ETC_DIR/.slurmdbd.conf.XXXXXX")
-	TMP_FILES+=("$tmp_conf" "$tmp_dbd")
+	tmp_gres=$(mktemp "$ETC_DIR/.gres.conf.XXXXXX")
+	TMP_FILES+=("$tmp_conf" "$tmp_dbd" "$tmp_gres")
 	slurm_conf "$host" >"$tmp_conf"
 	slurmdbd_conf "$pass" >"$tmp_dbd"
+	gres_conf >"$tmp_gres"
 	cmp -s "$tmp_conf" "$SLURM_CONF" || changed=1
+	cmp -s "$tmp_gres" "$GRES_CONF" || changed=1
 	cmp -s "$tmp_dbd" "$DBD_CONF" || changed=1
 	[[ $(stat -c %a "$DBD_CONF" 2>/dev/null) == 600 ]] || changed=1
 
 	if ((!changed)) && all_running && nodes_up; then
-		rm -f "$tmp_conf" "$tmp_dbd"
+		rm -f "$tmp_conf" "$tmp_dbd" "$tmp_gres"
 		ensure_accounts
 		log "already running, configuration unchanged"
 		return 0
@@ -741,7 +780,9 @@ cmd_start() {
 	ensure_database "$pass"
 	local rest_was_running=0 jwt_was_running=0
 	if ((changed)) && all_running && auth_only_change "$SLURM_CONF" "$tmp_conf" &&
-		auth_only_change "$DBD_CONF" "$tmp_dbd" && [[ $(stat -c %a "$DBD_CONF") == 600 ]]; then
+		auth_only_change "$DBD_CONF" "$tmp_dbd" && [[ $(stat -c %a "$DBD_CONF") == 600 ]] &&
+		cmp -s "$tmp_gres" "$GRES_CONF"; then
+		rm -f "$tmp_gres"
 		restart_controllers "$tmp_conf" "$tmp_dbd"
 	elif ((changed)); then
 		daemon_pid slurmrestd local >/dev/null && rest_was_running=1
@@ -751,10 +792,11 @@ cmd_start() {
 			stop_slurm
 		fi
 		install_file "$tmp_dbd" "$DBD_CONF" 600
+		install_file "$tmp_gres" "$GRES_CONF" 644
 		install_file "$tmp_conf" "$SLURM_CONF" 644
-		log "wrote $SLURM_CONF and $DBD_CONF"
+		log "wrote $SLURM_CONF, $GRES_CONF and $DBD_CONF"
 	else
-		rm -f "$tmp_conf" "$tmp_dbd"
+		rm -f "$tmp_conf" "$tmp_dbd" "$tmp_gres"
 	fi
 	ensure_slurmdbd
 	ensure_accounts
@@ -848,7 +890,7 @@ cmd_status() {
 }
 
 usage() {
-	sed -n '2,22s/^# \{0,1\}//p' "$0" >&2
+	sed -n '2,/cluster\.sh status/s/^# \{0,1\}//p' "$0" >&2
 	exit 2
 }
 

@@ -3,6 +3,7 @@ package site
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -58,7 +59,8 @@ type Mismatch struct {
 	// Key is the site file key that differs: cluster, or a partition's
 	// name (the cluster has no such partition), state (the partition is
 	// down), cpus_per_node, memory, nodes, node_list, max_time,
-	// max_nodes, constraint (a feature no node has), or account or qos
+	// max_nodes, gpus_per_node, gpu_nodes, constraint (a feature no node
+	// has), or account or qos
 	// (not among the partition's allowed ones, or CheckAccounting's);
 	// or reservation (CheckReservations).
 	Key string `json:"key"`
@@ -96,7 +98,9 @@ func (m Mismatch) String() string {
 // file's order: the cluster name (when both name one), and for each
 // partition of the site file, whether the cluster has it, whether it is
 // up, and its cpus_per_node, memory, node count, node_list, max_time and
-// max_nodes; then the settings its jobs get (Site.Settings): the
+// max_nodes, and its GPUs when it declares some (gpus_per_node: the
+// fewest any GPU node has; gpu_nodes, or every node when it gives none:
+// the nodes that have any); then the settings its jobs get (Site.Settings): the
 // constraint's features against its nodes', the account and QoS against
 // those it takes. Values the cluster does not report (zero, empty) and keys
 // the site file leaves out (memory, node_list) are not compared. A
@@ -135,6 +139,7 @@ func Check(s *Site, live []Live) []Mismatch {
 			continue
 		}
 		out = append(out, checkPartition(p, l)...)
+		out = append(out, checkGPUs(p, l)...)
 		out = append(out, checkSettings(p.Name, s.Settings(p.Name), l)...)
 	}
 	return out
@@ -203,6 +208,37 @@ func checkPartition(p Partition, l *Live) []Mismatch {
 		add("max_nodes", strconv.Itoa(p.MaxNodes), strconv.Itoa(limit), "more than the cluster allows: Slurm rejects such jobs")
 	default:
 		add("max_nodes", strconv.Itoa(p.MaxNodes), strconv.Itoa(limit), "fewer than the cluster allows")
+	}
+	return out
+}
+
+// checkGPUs compares the GPUs a partition declares with its live nodes'
+// GRES: the count of the GPU node that has fewest, and which nodes have
+// any (gpu_nodes, else every node of the partition). A partition that
+// declares none is not compared: it asks for no GPUs.
+func checkGPUs(p Partition, l *Live) []Mismatch {
+	if p.GPUsPerNode == 0 {
+		return nil
+	}
+	if len(l.GPUs) == 0 {
+		return []Mismatch{{Partition: p.Name, Key: "gpus_per_node", Site: strconv.Itoa(p.GPUsPerNode), Live: "no GPUs",
+			Hint: "no node of the partition has GRES gpu: sbatch refuses jobs that ask for GPUs"}}
+	}
+	var out []Mismatch
+	have := slices.Sorted(maps.Keys(l.GPUs))
+	fewest := slices.Min(slices.Collect(maps.Values(l.GPUs)))
+	if fewest != p.GPUsPerNode {
+		out = append(out, Mismatch{Partition: p.Name, Key: "gpus_per_node", Site: strconv.Itoa(p.GPUsPerNode),
+			Live: strconv.Itoa(fewest), Hint: "the fewest GPUs of its GPU nodes (" + CompressHostList(have) + ")"})
+	}
+	want, err := ExpandHostList(p.GPUNodes)
+	site := p.GPUNodes
+	if p.GPUNodes == "" {
+		want, err, site = liveNodes(l), nil, "every node"
+	}
+	if err == nil && want != nil && !sameSet(want, have) {
+		out = append(out, Mismatch{Partition: p.Name, Key: "gpu_nodes", Site: site, Live: CompressHostList(have),
+			Hint: "the nodes that have GRES gpu"})
 	}
 	return out
 }

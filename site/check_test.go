@@ -260,6 +260,15 @@ func readLive(t *testing.T) []site.Live {
 				l.MemoryMB = m
 			}
 		}
+		// The GPUs of each node with GRES gpu (such as gpu:2).
+		for _, line := range strings.Split(strings.TrimSpace(run("sinfo", "-h", "-N", "-p", l.Name, "-o", "%N %G")), "\n") {
+			node, gres, _ := strings.Cut(line, " ")
+			if g, ok := strings.CutPrefix(strings.TrimSpace(gres), "gpu:"); ok {
+				g, _, _ = strings.Cut(g, "(")
+				n, _ := strconv.Atoi(g[strings.LastIndex(g, ":")+1:])
+				l.AddGPUs(node, n)
+			}
+		}
 		live = append(live, l)
 	}
 	if len(live) == 0 {

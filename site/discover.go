@@ -3,7 +3,9 @@ package site
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -80,7 +82,8 @@ func Discover(live []Live, o DiscoverOptions) ([]byte, error) {
 	w("# CPUs and memory are those of the partition's smallest node. A partition")
 	w("# may have its own account, qos, constraint and reservation (replacing the")
 	w("# site's), setup lines (run after the site's) and env (replacing the site's")
-	w("# variables of the same name).")
+	w("# variables of the same name). gpus_per_node (and gpu_nodes, when not every")
+	w("# node has GPUs) let runs ask for GPUs with --gpus-per-slice.")
 	w("partitions:")
 	seen := map[string]bool{}
 	written, defaultDone := 0, false
@@ -118,6 +121,7 @@ func Discover(live []Live, o DiscoverOptions) ([]byte, error) {
 		if l.MaxNodes > 0 && l.MaxNodes < len(names) {
 			w("    max_nodes: %d  # per job", l.MaxNodes)
 		}
+		discoverGPUs(w, l, names)
 		if !l.Up {
 			w("    # The partition is down now: `dpsbatch site check` reports it until it is up.")
 		}
@@ -208,6 +212,20 @@ func discoverSettings(w func(string, ...any), l Live) {
 	if len(l.AllowedQoS) > 0 {
 		w("    # It takes jobs of QoS %s only:", strings.Join(l.AllowedQoS, ", "))
 		w("    # qos: %s", yamlString(l.AllowedQoS[0]))
+	}
+}
+
+// discoverGPUs writes the GPUs of a live partition's nodes (GRES gpu),
+// when any has some: the fewest a GPU node has, and which nodes have
+// them when not all do.
+func discoverGPUs(w func(string, ...any), l Live, names []string) {
+	if len(l.GPUs) == 0 {
+		return
+	}
+	have := slices.Sorted(maps.Keys(l.GPUs))
+	w("    gpus_per_node: %d  # GRES gpu, the fewest of its GPU nodes", slices.Min(slices.Collect(maps.Values(l.GPUs))))
+	if !sameSet(have, names) {
+		w("    gpu_nodes: %s  # the nodes that have GPUs", yamlString(CompressHostList(have)))
 	}
 }
 

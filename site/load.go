@@ -94,7 +94,7 @@ type reader struct {
 // partNodes holds, for partitions[i], the nodes of its keys (nil when
 // absent or invalid).
 type partNodes struct {
-	item, name, def, nodes, nodeList, maxTime, maxNodes *yaml.Node
+	item, name, def, nodes, nodeList, maxTime, maxNodes, gpus, gpuNodes *yaml.Node
 }
 
 func (r *reader) site(root *yaml.Node) {
@@ -282,17 +282,10 @@ func (r *reader) partition(item *yaml.Node, path string) {
 		}},
 		"node_list": {Decode: func(n *yaml.Node, path string) {
 			pn.nodeList = n
-			s := d.NonEmpty(n, path)
-			if s == "" {
-				return
+			if s := r.hostList(n, path); s != "" {
+				names, _ := ExpandHostList(s)
+				p.NodeList, listed = s, len(names)
 			}
-			names, err := ExpandHostList(s)
-			if err != nil {
-				d.Errorf(n, path, "%s; expected a Slurm host list such as n[1-4],gpu[01-02]",
-					strings.TrimPrefix(err.Error(), "site: "))
-				return
-			}
-			p.NodeList, listed = s, len(names)
 		}},
 		"max_time": {Decode: func(n *yaml.Node, path string) {
 			pn.maxTime = n
@@ -314,6 +307,15 @@ func (r *reader) partition(item *yaml.Node, path string) {
 		"reservation": {Decode: func(n *yaml.Node, path string) { p.Reservation = r.reservation(n, path) }},
 		"setup":       {Decode: func(n *yaml.Node, path string) { p.Setup = r.lines(n, path) }},
 		"env":         {Decode: func(n *yaml.Node, path string) { p.Env = r.env(n, path) }},
+		"gpus_per_node": {Decode: func(n *yaml.Node, path string) {
+			pn.gpus = n
+			p.GPUsPerNode, _ = r.positive(n, path)
+		}},
+		"gpu_nodes": {Decode: func(n *yaml.Node, path string) {
+			if s := r.hostList(n, path); s != "" {
+				p.GPUNodes, pn.gpuNodes = s, n
+			}
+		}},
 	})
 	r.s.Partitions = append(r.s.Partitions, p)
 	r.parts = append(r.parts, pn)
@@ -332,6 +334,48 @@ func (r *reader) partition(item *yaml.Node, path string) {
 	if q.MaxNodes > 0 && q.Nodes > 0 && q.MaxNodes > q.Nodes {
 		d.Errorf(pn.maxNodes, conf.Join(path, "max_nodes"), "%d is more than the partition's %d nodes", q.MaxNodes, q.Nodes)
 	}
+	r.gpuNodes(q, pn, path)
+}
+
+// gpuNodes checks a partition's gpu_nodes against its other keys: it
+// needs gpus_per_node, and names nodes of the partition.
+func (r *reader) gpuNodes(p *Partition, pn partNodes, path string) {
+	if pn.gpuNodes == nil {
+		return
+	}
+	at := conf.Join(path, "gpu_nodes")
+	gpu, _ := ExpandHostList(p.GPUNodes)
+	switch {
+	case pn.gpus == nil:
+		r.d.Errorf(pn.gpuNodes, at, "needs gpus_per_node (how many GPUs each of these nodes has)")
+	case p.NodeList != "":
+		all, _ := ExpandHostList(p.NodeList)
+		var outside []string
+		for _, n := range gpu {
+			if !slices.Contains(all, n) {
+				outside = append(outside, n)
+			}
+		}
+		if len(outside) > 0 {
+			r.d.Errorf(pn.gpuNodes, at, "%s: not in node_list %s", CompressHostList(outside), p.NodeList)
+		}
+	case p.Nodes > 0 && len(gpu) > p.Nodes:
+		r.d.Errorf(pn.gpuNodes, at, "names %d nodes, more than the partition's %d", len(gpu), p.Nodes)
+	}
+}
+
+// hostList decodes a Slurm host list such as n[1-4],gpu[01-02].
+func (r *reader) hostList(n *yaml.Node, path string) string {
+	s := r.d.NonEmpty(n, path)
+	if s == "" {
+		return ""
+	}
+	if _, err := ExpandHostList(s); err != nil {
+		r.d.Errorf(n, path, "%s; expected a Slurm host list such as n[1-4],gpu[01-02]",
+			strings.TrimPrefix(err.Error(), "site: "))
+		return ""
+	}
+	return s
 }
 
 func (r *reader) sbatchOptions(n *yaml.Node, path string) {

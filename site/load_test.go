@@ -399,7 +399,8 @@ func TestExampleLocal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := site.Partition{Name: "debug", Default: true, CPUsPerNode: 4, MemoryMB: 2000, Nodes: 4, NodeList: "n[1-4]", MaxNodes: 4}
+	want := site.Partition{Name: "debug", Default: true, CPUsPerNode: 4, MemoryMB: 2000, Nodes: 4, NodeList: "n[1-4]", MaxNodes: 4,
+		GPUsPerNode: 2, GPUNodes: "n[3-4]"}
 	if !reflect.DeepEqual(*p, want) {
 		t.Errorf("partition %+v, want %+v", *p, want)
 	}
@@ -413,10 +414,10 @@ func TestExampleLocal(t *testing.T) {
 }
 
 // localLive is the local cluster of scripts/cluster.sh as the scheduler
-// package reports it.
+// package reports it: n3 and n4 have two GPUs each.
 func localLive() site.Live {
 	return site.Live{Name: "debug", Up: true, Default: true, NodeList: "n[1-4]", Nodes: []string{"n1", "n2", "n3", "n4"},
-		CPUsPerNode: 4, MemoryMB: 2000, Cluster: "dps"}
+		CPUsPerNode: 4, MemoryMB: 2000, Cluster: "dps", GPUs: map[string]int{"n3": 2, "n4": 2}}
 }
 
 // TestLauncherAndSbatchOptionsRefused checks that every spelling of an

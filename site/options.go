@@ -17,7 +17,7 @@ import (
 // refused too: either the command reads it as that option, or it is
 // ambiguous and the command refuses it anyway. No exact long option of
 // sbatch or srun 22.05 is a proper prefix of a refused one, except
-// --ntasks, refused itself. Open MPI's mpirun takes no abbreviations: its
+// --ntasks and --gpus, refused themselves. Open MPI's mpirun takes no abbreviations: its
 // options are matched whole, with one dash or two.
 type optionRules struct {
 	tool string
@@ -37,6 +37,7 @@ const (
 	whyChdir  = "jobs run in the run's folder under runs_root"
 	whySize   = "dpsbatch sizes the allocation from the pipeline's slices and the partition's cpus_per_node"
 	whyStep   = "dpsbatch sizes each step from the plan"
+	whyGPUs   = "GPUs come from the partition's gpus_per_node and the run's GPUs per slice (submit --gpus-per-slice, or the policy's gpus_per_slice)"
 )
 
 // sbatchRules: the sbatch options dpsbatch sets itself (sbatch_options).
@@ -57,6 +58,8 @@ var sbatchRules = optionRules{tool: "sbatch", long: map[string]string{
 	"qos":             "use the site file's qos key",
 	"constraint":      "use the site file's constraint key (or a partition's)",
 	"reservation":     "use the site file's reservation key (or a partition's)",
+	"gpus-per-task":   whyGPUs,
+	"gpus":            whyGPUs,
 }}
 
 // srunRules: the srun options of launcher.flags that would redirect the
@@ -79,10 +82,12 @@ var srunRules = optionRules{tool: "srun", long: map[string]string{
 	"dependency":       "dpsbatch orders the jobs of a run itself",
 	"jobid":            "the ranks run in the run's own job",
 	"signal":           "the warning signal is sent time_warning before the time limit",
+	"gpus-per-task":    whyGPUs,
+	"gpus":             whyGPUs,
 }, short: map[byte]string{
 	'o': "output", 'e': "error", 'i': "input", 'D': "chdir", 'N': "nodes", 'n': "ntasks",
 	'K': "kill-on-bad-exit", 'p': "partition", 't': "time", 'J': "job-name", 'A': "account",
-	'q': "qos", 'd': "dependency",
+	'q': "qos", 'd': "dependency", 'G': "gpus",
 }, shortArg: "ABCDGIJKLMNSTWbcdeimnopqrtwx"}
 
 // mpirunRules: the same for Open MPI 4's mpirun.

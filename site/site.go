@@ -3,7 +3,8 @@
 // default account, QoS, constraint, reservation and environment, extra
 // sbatch options, the launcher, the environment setup lines of every job,
 // the runs root and the event broker; a partition may have its own
-// account, QoS, constraint, reservation, setup lines and environment. It
+// account, QoS, constraint, reservation, setup lines and environment, and
+// its GPUs (GRES gpu: how many each GPU node has, and which nodes). It
 // loads and validates the file (Load, Parse), finds a partition by name
 // (Site.Partition) and what its jobs get (Site.Settings), compares the
 // file with the live cluster (Check, Unlisted), its accounts and QoS with
@@ -79,6 +80,24 @@ type Partition struct {
 	Account, QoS, Constraint, Reservation string
 	Setup                                 []string
 	Env                                   [][2]string
+
+	// GPUsPerNode is how many GPUs (Slurm GRES gpu) each GPU node of the
+	// partition has, 0 for none. GPUNodes is the Slurm host list of the
+	// nodes that have them when not all do ("" when every node has).
+	GPUsPerNode int
+	GPUNodes    string
+}
+
+// GPUNodeCount is how many of p's nodes have GPUs: those GPUNodes lists,
+// else all of them (none when GPUsPerNode is 0).
+func (p Partition) GPUNodeCount() int {
+	if p.GPUsPerNode == 0 {
+		return 0
+	}
+	if names, err := ExpandHostList(p.GPUNodes); p.GPUNodes != "" && err == nil {
+		return len(names)
+	}
+	return p.Nodes
 }
 
 // Launcher says how a job starts the ranks of a pipeline.
@@ -139,6 +158,21 @@ type Live struct {
 	// AllowedAccounts and AllowedQoS are the accounts and QoS whose jobs
 	// the partition takes (AllowAccounts, AllowQos); nil when any.
 	AllowedAccounts, AllowedQoS []string
+	// GPUs holds the GPUs (GRES gpu) of each of the partition's nodes
+	// that has any, by node name; nil when none has.
+	GPUs map[string]int
+}
+
+// AddGPUs records that node has n GPUs (nothing when n is 0). The
+// scheduler package calls it for every node of the partition.
+func (l *Live) AddGPUs(node string, n int) {
+	if n <= 0 {
+		return
+	}
+	if l.GPUs == nil {
+		l.GPUs = map[string]int{}
+	}
+	l.GPUs[node] = n
 }
 
 // AddFeatures adds a node's features to l.Features, keeping them sorted

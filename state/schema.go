@@ -199,7 +199,34 @@ CREATE TABLE run_lock (
 	expires INTEGER NOT NULL   -- taken + lease: a holder that died on another host frees it then
 );
 `,
-	// 7: captures (freeze-dried stage inputs, package capture): the file
+	// 7: what each job used, from Slurm's accounting, stored once the
+	// record is final (the job and its steps ended): the command that
+	// looks at the run next reads it (jobs/usage.go), and never asks
+	// again for a job that has a row here.
+	`
+CREATE TABLE job_usage (
+	job      TEXT PRIMARY KEY NOT NULL,  -- jobs.id
+	state    TEXT NOT NULL DEFAULT '',   -- the job's state in accounting
+	elapsed  INTEGER NOT NULL,           -- nanoseconds
+	cpus     INTEGER NOT NULL DEFAULT 0, -- allocated
+	req_mem  INTEGER NOT NULL DEFAULT 0, -- megabytes the job asked for in all; 0: none recorded
+	slice_mem INTEGER NOT NULL DEFAULT 0, -- megabytes each slice asked for (the run's); 0: none
+	recorded INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE step_usage (
+	job          TEXT NOT NULL,              -- job_usage.job
+	step         TEXT NOT NULL,              -- batch, extern, 0, 1, ...
+	name         TEXT NOT NULL DEFAULT '',
+	state        TEXT NOT NULL DEFAULT '',
+	elapsed      INTEGER NOT NULL,           -- nanoseconds
+	cpu          INTEGER NOT NULL,           -- nanoseconds of user and system time, all tasks
+	tasks        INTEGER NOT NULL DEFAULT 0,
+	max_rss      INTEGER NOT NULL DEFAULT 0, -- bytes, the largest of one task; 0: not sampled
+	max_rss_node TEXT NOT NULL DEFAULT '',
+	PRIMARY KEY (job, step)
+);  -- with a rowid: the steps' order, as accounting lists them
+`,
+	// 8: captures (freeze-dried stage inputs, package capture): the file
 	// of each slice failure, and of a visit's failure on the Pipeline,
 	// relative to the run directory; '' when none was written.
 	`

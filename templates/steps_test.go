@@ -227,7 +227,7 @@ func TestBrokerEndedEarly(t *testing.T) {
 }
 
 // TestSiteTemplateWithoutSteps: a site template that never mentions
-// .Steps (or .Broker) cannot render a job that has them.
+// .Steps (or .Broker, or .GPUsPerTask) cannot render a job that has them.
 func TestSiteTemplateWithoutSteps(t *testing.T) {
 	tmpl, err := templates.Parse("site.tmpl", "#!/bin/bash\n#SBATCH --ntasks={{.Tasks}}\ncd {{q .RunDir}} && exec {{args .Launch}}\n")
 	if err != nil {
@@ -243,6 +243,11 @@ func TestSiteTemplateWithoutSteps(t *testing.T) {
 	j.Broker = []string{"nats-server"}
 	if err := tmpl.Render(&out, j); !errors.As(err, &fe) || fe.Field != "Broker" {
 		t.Errorf("Render of a broker with a template without one: %v", err)
+	}
+	j = minimalJob()
+	j.GPUsPerTask = 1
+	if err := tmpl.Render(&out, j); !errors.As(err, &fe) || fe.Field != "GPUsPerTask" || !strings.Contains(err.Error(), "would not run on GPUs") {
+		t.Errorf("Render of GPUs with a template without them: %v", err)
 	}
 	if out.Len() > 0 {
 		t.Errorf("wrote %d bytes despite the errors", out.Len())

@@ -61,6 +61,9 @@ type Job struct {
 	Partition, Account, QoS string // Account and QoS are optional
 
 	Nodes, Tasks, TasksPerNode, CPUsPerTask, MemPerCPUMB int
+	// GPUsPerTask is sbatch's --gpus-per-task, 0 for no GPUs. A template
+	// that never uses it cannot render a job that sets it.
+	GPUsPerTask int
 
 	// Time is the limit in Slurm's format ("01:00:00", "2-00:00:00");
 	// "", "infinite" and "unlimited" leave it out (the partition's default
@@ -241,7 +244,8 @@ func (t *Template) Render(w io.Writer, j Job) error {
 	for _, f := range []struct {
 		name, what string
 		set        bool
-	}{{"Steps", "several concurrent steps", len(j.Steps) > 0}, {"Broker", "a broker", len(j.Broker) > 0}} {
+	}{{"Steps", "several concurrent steps", len(j.Steps) > 0}, {"Broker", "a broker", len(j.Broker) > 0},
+		{"GPUsPerTask", "on GPUs", j.GPUsPerTask > 0}} {
 		if f.set && !t.uses[f.name] {
 			return &FieldError{Field: f.name, Msg: fmt.Sprintf("the template %s never uses .%s, so its script would not run %s: start a site template from the default one (templates/sbatch.tmpl)",
 				t.name, f.name, f.what)}
@@ -297,7 +301,7 @@ func check(j *Job) error {
 		field string
 		v     int
 	}{{"Nodes", j.Nodes}, {"Tasks", j.Tasks}, {"TasksPerNode", j.TasksPerNode},
-		{"CPUsPerTask", j.CPUsPerTask}, {"MemPerCPUMB", j.MemPerCPUMB}, {"Attempt", j.Attempt}} {
+		{"CPUsPerTask", j.CPUsPerTask}, {"MemPerCPUMB", j.MemPerCPUMB}, {"GPUsPerTask", j.GPUsPerTask}, {"Attempt", j.Attempt}} {
 		if n.v < 0 {
 			return bad(n.field, "%d is negative", n.v)
 		}
@@ -388,7 +392,7 @@ func sampleJob() Job {
 	return Job{
 		Name: "sample", RunID: "sample-run", RunDir: "/runs/sample",
 		Partition: "debug", Account: "science", QoS: "normal",
-		Nodes: 2, Tasks: 8, TasksPerNode: 4, CPUsPerTask: 1, MemPerCPUMB: 500,
+		Nodes: 2, Tasks: 8, TasksPerNode: 4, CPUsPerTask: 1, MemPerCPUMB: 500, GPUsPerTask: 1,
 		Time: "01:00:00", Output: "/runs/sample/logs/slurm-%j.out",
 		Signal: "USR1@300", Dependency: "afterany:1",
 		Extra:   []string{"--exclusive"},

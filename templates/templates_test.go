@@ -31,7 +31,7 @@ func fullJob() templates.Job {
 	return templates.Job{
 		Name: "ccdproc-2024", RunID: "ccdproc-2024-r7", RunDir: "/scratch/runs/ccdproc-2024",
 		Partition: "debug", Account: "science", QoS: "normal",
-		Nodes: 2, Tasks: 9, TasksPerNode: 5, CPUsPerTask: 1, MemPerCPUMB: 400,
+		Nodes: 2, Tasks: 9, TasksPerNode: 5, CPUsPerTask: 1, MemPerCPUMB: 400, GPUsPerTask: 2,
 		Time: "1-02:00:00", Output: "/scratch/runs/ccdproc-2024/logs/slurm-%j.out",
 		Signal: "B:USR1@300", StopFile: "/scratch/runs/ccd 2024/stop-attempt-2", Dependency: "afterany:1234",
 		Extra: []string{"--exclusive", "--constraint=haswell", "--comment=nightly batch"},
@@ -154,7 +154,7 @@ func TestGoldenDirectives(t *testing.T) {
 	}
 	got = strings.Join(directives(fullJob()), " ")
 	want := "--job-name=ccdproc-2024 --partition=debug --account=science --qos=normal --nodes=2 --ntasks=9 " +
-		"--ntasks-per-node=5 --cpus-per-task=1 --mem-per-cpu=400M --time=1-02:00:00 " +
+		"--ntasks-per-node=5 --cpus-per-task=1 --mem-per-cpu=400M --gpus-per-task=2 --time=1-02:00:00 " +
 		"--output=/scratch/runs/ccdproc-2024/logs/slurm-%j.out --error=/scratch/runs/ccdproc-2024/logs/slurm-%j.out " +
 		"--signal=B:USR1@300 --dependency=afterany:1234 --ignore-pbs --open-mode=append --exclusive --constraint=haswell \"--comment=nightly"
 	if got != want {
@@ -267,6 +267,7 @@ func TestRenderRejects(t *testing.T) {
 		{"Tasks", func(j *templates.Job) { j.Tasks = -1 }},
 		{"Nodes", func(j *templates.Job) { j.Nodes = -2 }},
 		{"MemPerCPUMB", func(j *templates.Job) { j.MemPerCPUMB = -1 }},
+		{"GPUsPerTask", func(j *templates.Job) { j.GPUsPerTask = -1 }},
 		{"Launch", func(j *templates.Job) { j.Launch = nil }},
 		{"Launch", func(j *templates.Job) { j.Launch = []string{"", "x"} }},
 		{"Time", func(j *templates.Job) { j.Time = "90m" }},

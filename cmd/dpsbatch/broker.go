@@ -5,9 +5,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/dpsbatch/dpsbatch/injob"
 	"github.com/urfave/cli/v2"
-
-	"github.com/dpsbatch/dpsbatch/jobs"
 )
 
 func brokerCommand() *cli.Command {
@@ -32,7 +31,7 @@ func brokerCommand() *cli.Command {
 			}
 			ctx, done := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer done()
-			err = jobs.ServeBroker(ctx, c.String("run-dir"), c.String("job"), jobs.RestartCount(), log, nil)
+			err = injob.ServeBroker(ctx, c.String("run-dir"), c.String("job"), injob.RestartCount(), log, nil)
 			if err == nil || ctx.Err() != nil {
 				return nil
 			}

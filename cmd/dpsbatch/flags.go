@@ -11,7 +11,7 @@ import (
 // default (a count of slices, ranks or events): given, they must be at
 // least 1. Other integer flags take 0 as a value of its own (no
 // follow-on jobs, no attempt limit) and refuse only negative numbers.
-var mustBePositive = map[string]bool{"slices": true, "size": true, "last": true, "cpus-per-slice": true}
+var mustBePositive = map[string]bool{"slices": true, "size": true, "last": true, "cpus-per-slice": true, "gpus-per-slice": true}
 
 // checkFlagValues refuses a flag given with an empty or zero value where
 // leaving the flag out means a default: an empty text (`--name ""`),

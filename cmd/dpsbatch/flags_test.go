@@ -12,7 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dpsbatch/dpsbatch/internal/version"
-	"github.com/dpsbatch/dpsbatch/jobs"
+	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/state"
 )
 
@@ -268,7 +268,7 @@ func TestEventsListsDropped(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	st, err := state.Create(filepath.Join(dir, jobs.StateFile), state.Run{ID: "r1", Name: "r1", Dir: dir, Pipeline: "p", Created: time.Now()})
+	st, err := state.Create(filepath.Join(dir, rundir.StateFile), state.Run{ID: "r1", Name: "r1", Dir: dir, Pipeline: "p", Created: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/capture"
 	"github.com/dpsbatch/dpsbatch/jobs"
+	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/site"
 	"github.com/dpsbatch/dpsbatch/state"
@@ -185,6 +186,7 @@ func printStatus(w io.Writer, rs jobs.RunStatus) {
 		}
 		fmt.Fprintln(w)
 		printStarts(w, j)
+		printJobUsage(w, j)
 		if j.Live && !j.Heartbeat.IsZero() {
 			fmt.Fprintf(w, "    heartbeat %s ago", time.Since(j.Heartbeat).Round(time.Second))
 			if j.HeartbeatVisit != "" {
@@ -206,7 +208,8 @@ func printStatus(w io.Writer, rs jobs.RunStatus) {
 	case rs.Listen:
 		fmt.Fprintf(w, "  listening for trigger events after its visit list (dpsbatch finish %s ends it)\n", rs.Run)
 	}
-	fmt.Fprintf(w, "  state file: %s/%s (journal %s)\n", rs.Dir, jobs.StateFile, rs.Journal)
+	printRunUsage(w, rs)
+	fmt.Fprintf(w, "  state file: %s/%s (journal %s)\n", rs.Dir, rundir.StateFile, rs.Journal)
 	if rs.Failures != nil {
 		fmt.Fprintf(w, "  failures (%d):\n", len(rs.Failures))
 		printCaptureLimit(w, rs)

@@ -13,7 +13,9 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/examples"
 	"github.com/dpsbatch/dpsbatch/harness"
-	"github.com/dpsbatch/dpsbatch/jobs"
+	"github.com/dpsbatch/dpsbatch/injob"
+	"github.com/dpsbatch/dpsbatch/input"
+	"github.com/dpsbatch/dpsbatch/rundir"
 )
 
 type localOptions struct {
@@ -65,10 +67,10 @@ func runLocal(c *cli.Context, o localOptions) error {
 	}
 	example := o.policy == ""
 	stamp := time.Now().Format("20060102-150405")
-	var in *jobs.Input
+	var in *input.Input
 	if !example {
-		if in, err = jobs.ReadInput(o.policy, jobs.InputOptions{Visits: o.visits, Slices: o.slices}); err != nil {
-			if errors.Is(err, jobs.ErrNoVisits) {
+		if in, err = input.ReadInput(o.policy, input.InputOptions{Visits: o.visits, Slices: o.slices}); err != nil {
+			if errors.Is(err, input.ErrNoVisits) {
 				return badInput("--visits is required with a PIPELINE (the built-in example brings its own)")
 			}
 			return err
@@ -83,7 +85,7 @@ func runLocal(c *cli.Context, o localOptions) error {
 	}
 	// The run ID names the run directory: the run-name rules apply
 	// before anything is made or printed.
-	if err := jobs.CheckName(o.runID); err != nil {
+	if err := rundir.CheckName(o.runID); err != nil {
 		return fmt.Errorf("--run-id: %w", err)
 	}
 	if o.runDir == "" {
@@ -93,7 +95,7 @@ func runLocal(c *cli.Context, o localOptions) error {
 		if o.policy, o.visits, err = examples.Extract(examples.Default, filepath.Join(o.runDir, "pipeline")); err != nil {
 			return err
 		}
-		if in, err = jobs.ReadInput(o.policy, jobs.InputOptions{Visits: o.visits, Slices: o.slices}); err != nil {
+		if in, err = input.ReadInput(o.policy, input.InputOptions{Visits: o.visits, Slices: o.slices}); err != nil {
 			return err
 		}
 	}
@@ -105,7 +107,7 @@ func runLocal(c *cli.Context, o localOptions) error {
 	if !o.json {
 		printLocalStart(c.App.Writer, o, in)
 	}
-	res, err := jobs.RunLocal(ctx, in, jobs.LocalOptions{RunID: o.runID, RunDir: o.runDir, Logger: log, Stop: stop, StopSignals: noted, FreezeDry: o.freezeDry})
+	res, err := injob.RunLocal(ctx, in, injob.LocalOptions{RunID: o.runID, RunDir: o.runDir, Logger: log, Stop: stop, StopSignals: noted, FreezeDry: o.freezeDry})
 	if o.json {
 		if v := summarizeRun(o, in, res); v != nil {
 			err = errors.Join(err, printJSON(c.App.Writer, v))
@@ -125,7 +127,7 @@ func runLocal(c *cli.Context, o localOptions) error {
 }
 
 // printLocalStart says what a local run is about to run.
-func printLocalStart(w io.Writer, o localOptions, in *jobs.Input) {
+func printLocalStart(w io.Writer, o localOptions, in *input.Input) {
 	visits := 0
 	for _, st := range in.Steps {
 		visits += len(st.Visits)
@@ -151,7 +153,7 @@ type localProduction struct {
 
 // summarizeRun is what local --json prints: a run of one policy's
 // summary, or a production's.
-func summarizeRun(o localOptions, in *jobs.Input, res []jobs.LocalResult) any {
+func summarizeRun(o localOptions, in *input.Input, res []injob.LocalResult) any {
 	runs := []localRun{}
 	for _, r := range res {
 		if r.Summary != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/jobs"
 	"github.com/dpsbatch/dpsbatch/monitor"
+	"github.com/dpsbatch/dpsbatch/rundir"
 )
 
 // Each rule of `dpsbatch monitor` fires on the local cluster when its
@@ -193,7 +194,7 @@ func (e *batchEnv) wantPublished(st statusJSON, a monitor.Alert) {
 	ctx, cancel := context.WithTimeout(e.t.Context(), 30*time.Second)
 	defer cancel()
 	n, err := events.DialNATS(ctx, events.NATSConfig{URLs: []string{all[0].Jobs[0].Broker},
-		TokenFile: jobs.Layout{Dir: st.Dir}.BrokerToken(), Name: "monitor test", Subscriber: "monitor-test"})
+		TokenFile: rundir.Layout{Dir: st.Dir}.BrokerToken(), Name: "monitor test", Subscriber: "monitor-test"})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/harness"
-	"github.com/dpsbatch/dpsbatch/jobs"
+	"github.com/dpsbatch/dpsbatch/input"
 )
 
 // The production's integration tests: examples/nightly (detect -> mops,
@@ -122,13 +122,13 @@ var (
 func TestBatchProductionChain(t *testing.T) {
 	e := newBatchEnv(t)
 	prodFile := e.nightly("nightly")
-	prod, err := jobs.LoadProduction(prodFile)
+	prod, err := input.LoadProduction(prodFile)
 	if err != nil {
 		t.Fatalf("the example does not load: %v", err)
 	}
 	names := make([]string, len(prod.Pipelines))
 	wantTasks := 0
-	var detect *jobs.ProductionPipeline
+	var detect *input.ProductionPipeline
 	for i := range prod.Pipelines {
 		pp := &prod.Pipelines[i]
 		names[i] = pp.Name

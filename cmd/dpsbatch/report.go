@@ -2,15 +2,14 @@ package main
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/dpsbatch/dpsbatch/jobs"
 	"github.com/dpsbatch/dpsbatch/report"
+	"github.com/dpsbatch/dpsbatch/rundir"
 )
 
 // reportFile is where report writes by default, in the run directory.
@@ -24,16 +23,24 @@ func reportCommand() *cli.Command {
 		Description: "Reads the run's state files (the run's own, and each pipeline step's) and writes one\n" +
 			"self-contained HTML page: the jobs and their starts, visits per state, a timeline of the\n" +
 			"visits per job, each stage's time distribution, the slowest visits and the failures with\n" +
-			"their errors. It asks nothing of Slurm and changes nothing. Default output: RUN-DIR/report.html.",
+			"their errors, and what the jobs used (elapsed and CPU time, peak memory against what the slices\n" +
+			"asked for). Like status, it first asks Slurm's accounting what the run's ended jobs used and\n" +
+			"stores it in the run's state file; without Slurm it shows what is stored. Default output:\n" +
+			"RUN-DIR/report.html.",
 		Flags: []cli.Flag{
 			siteFlag(),
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "the file to write, - for stdout (default RUN-DIR/" + reportFile + ")"},
 		},
 		Action: func(c *cli.Context) error {
-			dir, err := runDir(c)
+			s, err := loadSite(c, false)
 			if err != nil {
 				return err
 			}
+			dir, err := oneRun(c, s)
+			if err != nil {
+				return err
+			}
+			recordRunUsage(c, s, dir)
 			steps, err := runSteps(dir)
 			if err != nil {
 				return err
@@ -51,23 +58,18 @@ func reportCommand() *cli.Command {
 	}
 }
 
-// runSteps lists the state files of the run in dir, one per step: the
-// run's own, then each pipeline's of a production
-// (RUN-DIR/pipelines/NAME/state.db), by name.
+// runSteps lists the state files of the run in dir, one per step, as
+// its settings list them: the run's own, then each production pipeline's
+// (RUN-DIR/pipelines/NAME/state.db), in the production's order.
 func runSteps(dir string) ([]report.Step, error) {
-	steps := []report.Step{{State: filepath.Join(dir, jobs.StateFile)}}
-	ents, err := os.ReadDir(filepath.Join(dir, jobs.PipelinesDir))
-	if errors.Is(err, os.ErrNotExist) {
-		return steps, nil
-	}
+	l := rundir.Layout{Dir: dir}
+	_, set, err := rundir.ReadSettings(l)
 	if err != nil {
-		return nil, fmt.Errorf("report: %w", err)
+		return nil, err
 	}
-	for _, e := range ents {
-		path := filepath.Join(dir, jobs.PipelinesDir, e.Name(), jobs.StateFile)
-		if _, err := os.Stat(path); e.IsDir() && err == nil {
-			steps = append(steps, report.Step{Name: e.Name(), State: path})
-		}
+	steps := []report.Step{{State: l.State()}}
+	for _, d := range rundir.StepsApart(l, set) {
+		steps = append(steps, report.Step{Name: d.Name, State: d.Layout.State()})
 	}
 	return steps, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,19 +12,32 @@ import (
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/internal/testenv"
+	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/state"
 )
 
-// report finds every step of a run: the run's own state file and each
-// pipeline's under pipelines/, and writes RUN-DIR/report.html, or stdout
-// with -o -.
+// report finds every step of a run as its settings list them: the run's
+// own state file and each pipeline's under pipelines/ (not a folder there
+// that is no step), and writes RUN-DIR/report.html, or stdout with -o -.
 func TestReportCommand(t *testing.T) {
 	dir := t.TempDir()
 	at := time.Date(2026, 3, 1, 22, 0, 0, 0, time.UTC)
 	newState(t, filepath.Join(dir, "state.db"), at, nil)
+	set, err := rundir.EncodeSettings(rundir.Settings{Pipelines: []rundir.StepEntry{{Name: "calib"}, {Name: "science"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := state.Open(filepath.Join(dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(st.SetSettings(set), st.Close()); err != nil {
+		t.Fatal(err)
+	}
 	newState(t, filepath.Join(dir, "pipelines", "calib", "state.db"), at, []string{"c1"})
 	newState(t, filepath.Join(dir, "pipelines", "science", "state.db"), at, []string{"s1", "s2"})
 	writeFile(t, filepath.Join(dir, "pipelines", "notes", "readme.txt"), "not a step")
+	newState(t, filepath.Join(dir, "pipelines", "old", "state.db"), at, []string{"o1"}) // no step of the run
 
 	out, err := run(t, "report", dir)
 	if err != nil || out != fmt.Sprintf("report of run %s: %s\n", filepath.Base(dir), filepath.Join(dir, "report.html")) {

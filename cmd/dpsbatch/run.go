@@ -10,7 +10,7 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/capture"
 	"github.com/dpsbatch/dpsbatch/harness"
-	"github.com/dpsbatch/dpsbatch/jobs"
+	"github.com/dpsbatch/dpsbatch/injob"
 )
 
 func runCommand() *cli.Command {
@@ -62,10 +62,10 @@ func runRank(c *cli.Context) error {
 	dir := c.String("run-dir")
 	dr := harness.RunOptions{RunDir: dir, PolicyPath: c.String("pipeline"), VisitsPath: c.String("visits"),
 		RunID: c.String("run-id"), Logger: log, PipelineDir: c.String("pipeline-dir"), Name: c.String("name")}
-	var job *jobs.InJob
+	var job *injob.InJob
 	if path := c.String("state"); path != "" {
-		job = &jobs.InJob{StatePath: path, JobID: os.Getenv("SLURM_JOB_ID"), Logger: log, StopFile: c.String("stop-file"),
-			Restart: jobs.RestartCount()}
+		job = &injob.InJob{StatePath: path, JobID: os.Getenv("SLURM_JOB_ID"), Logger: log, StopFile: c.String("stop-file"),
+			Restart: injob.RestartCount()}
 		// In the job, Slurm's tools on the node (whatever the site's
 		// backend: its token is not passed to jobs).
 		if b, err := backend(nil); err == nil && job.JobID != "" {
@@ -75,7 +75,7 @@ func runRank(c *cli.Context) error {
 			// every running visit is a dead job's, and heartbeats tell.
 			job.Slurm = b
 			// The job's end by its time limit, for its time budget.
-			job.Deadline = jobs.SlurmDeadline(b, job.JobID)
+			job.Deadline = injob.SlurmDeadline(b, job.JobID)
 		}
 		dr.Rank0 = job.Hook
 	}

@@ -25,6 +25,8 @@ func statusCommand() *cli.Command {
 			"forgotten (when the cluster keeps accounting), else what the run recorded itself. A job that\n" +
 			"Slurm requeued (node failure, scontrol requeue, preemption) shows as requeued while it waits to\n" +
 			"start again under the same ID, with Slurm's reason and its earliest start, then each of its starts.\n" +
+			"Once a job has ended, what it used (elapsed and CPU time, peak memory of one task against what\n" +
+			"each slice asked for) from Slurm's accounting, stored in the run's state file once final.\n" +
 			"--watch redraws a progress bar every --interval until the runs' jobs end. --failures also lists\n" +
 			"each failed visit's error and every data ID that failed, with its stage and slice, and where its\n" +
 			"input was captured, which `dpsbatch replay` runs again (--json: failures).",
@@ -51,6 +53,7 @@ func statusCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
+				jobs.RecordUsage(c.Context, b, all)
 				live := false
 				for i, rs := range all {
 					live = live || rs.Live

@@ -10,6 +10,7 @@ import (
 	"github.com/dpsbatch/dpsbatch/internal/slurmtime"
 	"github.com/dpsbatch/dpsbatch/internal/version"
 	"github.com/dpsbatch/dpsbatch/jobs"
+	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/site"
 )
@@ -20,14 +21,15 @@ func requestFlags() []cli.Flag {
 		&cli.IntFlag{Name: "slices", Usage: "number of slices (default: the policy's, or one per data ID)"},
 		&cli.IntFlag{Name: "cpus-per-slice", Value: 1, Usage: "CPUs each slice needs"},
 		&cli.StringFlag{Name: "mem-per-slice", Usage: "memory each slice needs, such as 500M or 2G (default: do not ask)"},
+		&cli.IntFlag{Name: "gpus-per-slice", Usage: "GPUs each slice needs, on a partition with gpus_per_node (default: the policy's gpus_per_slice, else none)"},
 		&cli.StringFlag{Name: "time", Usage: "time limit, such as 2:00:00 or 90m (default: the partition's)"},
 		&cli.StringFlag{Name: "strategy", Value: string(scheduler.Pack), Usage: "pack (fewest nodes) or spread (one slice per node)"},
 	}
 }
 
-func request(c *cli.Context) (jobs.Request, error) {
-	r := jobs.Request{Partition: c.String("partition"), Slices: c.Int("slices"), CPUsPerSlice: c.Int("cpus-per-slice"),
-		Strategy: scheduler.Strategy(c.String("strategy"))}
+func request(c *cli.Context) (rundir.Request, error) {
+	r := rundir.Request{Partition: c.String("partition"), Slices: c.Int("slices"), CPUsPerSlice: c.Int("cpus-per-slice"),
+		GPUsPerSlice: c.Int("gpus-per-slice"), Strategy: scheduler.Strategy(c.String("strategy"))}
 	if r.Strategy != scheduler.Pack && r.Strategy != scheduler.Spread {
 		return r, badInput("--strategy: expected pack or spread, got %q", r.Strategy)
 	}
@@ -85,7 +87,7 @@ func submitCommand() *cli.Command {
 			&cli.StringFlag{Name: "visits", Usage: "visit file (CSV or JSON lines); required unless --listen"},
 			&cli.BoolFlag{Name: "listen", Usage: "after the visit list, read trigger events from the run's broker until dpsbatch finish"},
 			&cli.BoolFlag{Name: "hold", Usage: "submit the job held: it waits until scontrol release JOBID (e.g. to send it events first)"},
-			&cli.DurationFlag{Name: "heartbeat", Value: jobs.DefaultHeartbeat, Usage: "how often the Pipeline says it is alive (at least 100ms)"},
+			&cli.DurationFlag{Name: "heartbeat", Value: rundir.DefaultHeartbeat, Usage: "how often the Pipeline says it is alive (at least 100ms)"},
 			&cli.StringFlag{Name: "name", Usage: "run name (default: PIPELINE-DATE-TIME); letters, digits, . _ -"},
 			&cli.IntFlag{Name: "auto-resume", Usage: "follow-on jobs to chain after the first (afterany)"},
 			&cli.StringFlag{Name: "binary", Usage: "dpsbatch executable the job runs on the nodes (default: this one)"},

@@ -9,8 +9,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/input"
 	"github.com/dpsbatch/dpsbatch/internal/conf"
-	"github.com/dpsbatch/dpsbatch/jobs"
 )
 
 func validateCommand() *cli.Command {
@@ -121,7 +121,7 @@ func problemsOf(err error) []problem {
 // given, or a production file.
 func validate(path, visits string) (validated, error) {
 	v := validated{File: path}
-	if isProd, err := jobs.IsProduction(path); err == nil && isProd {
+	if isProd, err := input.IsProduction(path); err == nil && isProd {
 		if visits != "" {
 			return v, badInput("--visits does not apply to a production: its file names each pipeline's visits")
 		}
@@ -153,7 +153,7 @@ func validate(path, visits string) (validated, error) {
 
 // validateProduction checks a production file and says what it runs.
 func validateProduction(path string) (*validProduction, error) {
-	prod, err := jobs.LoadProduction(path)
+	prod, err := input.LoadProduction(path)
 	if err != nil {
 		return nil, err
 	}

@@ -24,6 +24,7 @@ type api struct {
 	nodes        func(body []byte) ([]Node, error)
 	partitions   func(body []byte) ([]Partition, error)
 	dbJobs       func(body []byte) ([]Job, error)
+	dbUsage      func(body []byte) ([]Usage, error)
 	associations func(body []byte) ([]Association, error)
 	accounts     func(body []byte) ([]string, error)
 	qos          func(body []byte) ([]string, error)

@@ -21,6 +21,7 @@ var v0038 = &api{
 	nodes:        nodes0038,
 	partitions:   partitions0038,
 	dbJobs:       dbJobs0038,
+	dbUsage:      dbUsage0038,
 	associations: associations0038,
 	accounts:     names0038("accounts"),
 	qos:          names0038("QOS"),

@@ -7,7 +7,11 @@
 #   rec-ok completes; rec-fail exits 3; rec-run runs (recorded running,
 #   then cancelled); the openapi listing keeps only its paths. The tests
 #   name the job IDs of this recording (920, 921, 922): a new recording
-#   has new IDs, to be put in client_test.go.
+#   has new IDs, to be put in client_test.go. dbjob-usage.200.json and
+#   dbjob-running.200.json (GET /slurmdb/v0.0.38/job/ID, jobs 2563 and
+#   2567) were recorded by hand: a batch script whose step `srun -n2`
+#   held about 130 MiB per task, and a job still running `srun sleep 20`;
+#   scheduler/testdata/sacct-usage.txt has sacct's lines of the same jobs.
 set -euo pipefail
 url=http://127.0.0.1:6820
 user=slurmrest

@@ -1,8 +1,7 @@
-package jobs
+package injob
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -12,51 +11,6 @@ import (
 	"github.com/dpsbatch/dpsbatch/harness"
 	"github.com/dpsbatch/dpsbatch/state"
 )
-
-// dialServed connects a step's Pipeline to the embedded broker the job
-// script serves for the run of l in job's restart-th start. It waits for
-// the broker to say where it listens: up to wait for the broker to start,
-// and for as long as the broker waits for the run's store (another job of
-// the run still ending keeps it).
-func dialServed(l Layout, job string, restart int, wait time.Duration, name, subscriber string, log *slog.Logger) (*served, error) {
-	deadline := time.Now().Add(wait)
-	said := ""
-	for {
-		url, waiting := servedURL(l, job, restart)
-		if url != "" {
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			n, err := events.DialNATS(ctx, events.NATSConfig{URLs: []string{url}, TokenFile: l.BrokerToken(), Name: name, Subscriber: subscriber, Logger: log})
-			if err != nil {
-				return nil, fmt.Errorf("job %s's %w at %s: %v", job, ErrBrokerUnreachable, url, err)
-			}
-			return &served{NATS: n, URL: url}, nil
-		}
-		if waiting && said == "" {
-			said = "waiting"
-			log.Warn("another job of the run is running its visits: this job waits for it to end before running any (its broker holds the run's event store)")
-		}
-		if !waiting && !time.Now().Before(deadline) {
-			return nil, fmt.Errorf("%w: no broker serves job %s (start %d) after %s: the job script starts it (dpsbatch broker --run-dir %s); see its log",
-				ErrBrokerUnreachable, job, restart, wait, l.Dir)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// dialJobBroker connects to the embedded broker job serves for the run of l,
-// waiting up to wait for the job to record where it listens.
-func dialJobBroker(ctx context.Context, l Layout, job string, wait time.Duration, name, subscriber string, log *slog.Logger) (*served, error) {
-	url, err := brokerURL(ctx, l, job, wait)
-	if err != nil {
-		return nil, fmt.Errorf("job %s: %w", job, err)
-	}
-	n, err := events.DialNATS(ctx, events.NATSConfig{URLs: []string{url}, TokenFile: l.BrokerToken(), Name: name, Subscriber: subscriber, Logger: log})
-	if err != nil {
-		return nil, fmt.Errorf("job %s's %w at %s: %v", job, ErrBrokerUnreachable, url, err)
-	}
-	return &served{NATS: n, URL: url}, nil
-}
 
 // jobBroker is the broker rank 0 of a batch job hands the harness: the
 // run's NATS broker (embedded or external), with the visits the state

@@ -1,4 +1,4 @@
-package jobs
+package rundir
 
 import (
 	"errors"
@@ -21,14 +21,14 @@ import (
 // rank0Lock is the rank-0 lock's file.
 func (l Layout) rank0Lock() string { return filepath.Join(l.Dir, ".rank0.lock") }
 
-// holdRank0 takes the rank-0 lock of l for job and returns its release.
-// A reader tests the lock for an instant: holdRank0 tries for up to wait.
+// HoldRank0 takes the rank-0 lock of l for job and returns its release.
+// A reader tests the lock for an instant: HoldRank0 tries for up to wait.
 // If the lock stays taken (another rank 0 of the pipeline is alive), it
 // returns an error saying so.
-func holdRank0(l Layout, job string, wait time.Duration) (release func(), err error) {
+func HoldRank0(l Layout, job string, wait time.Duration) (release func(), err error) {
 	f, err := os.OpenFile(l.rank0Lock(), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("jobs: rank-0 lock: %w", err)
+		return nil, fmt.Errorf("rundir: rank-0 lock: %w", err)
 	}
 	deadline := time.Now().Add(wait)
 	for {
@@ -39,7 +39,7 @@ func holdRank0(l Layout, job string, wait time.Duration) (release func(), err er
 		if !errors.Is(err, syscall.EWOULDBLOCK) || !time.Now().Before(deadline) {
 			holder, _ := os.ReadFile(l.rank0Lock())
 			f.Close()
-			return nil, fmt.Errorf("jobs: rank-0 lock %s (held by %s): %w", l.rank0Lock(), strings.TrimSpace(string(holder)), err)
+			return nil, fmt.Errorf("rundir: rank-0 lock %s (held by %s): %w", l.rank0Lock(), strings.TrimSpace(string(holder)), err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -50,12 +50,12 @@ func holdRank0(l Layout, job string, wait time.Duration) (release func(), err er
 	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
 }
 
-// rank0Gone reports whether no rank 0 of the pipeline in l is alive: its
+// Rank0Gone reports whether no rank 0 of the pipeline in l is alive: its
 // rank-0 lock is free. It says so only where the answer is sure: the lock
 // file exists (rank 0 of this dpsbatch made it) and its last holder ran
 // on this host (a network file system may not share flock between
 // hosts). It takes a shared lock for an instant and writes nothing.
-func rank0Gone(l Layout) bool {
+func Rank0Gone(l Layout) bool {
 	f, err := os.Open(l.rank0Lock())
 	if err != nil {
 		return false

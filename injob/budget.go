@@ -1,4 +1,4 @@
-package jobs
+package injob
 
 import (
 	"context"
@@ -73,7 +73,7 @@ func newBudget(deadline func(context.Context) (time.Time, error), now func() tim
 // readEnd asks Slurm for the job's end by its time limit.
 func (b *budget) readEnd(ctx context.Context) error {
 	if b.deadline == nil {
-		return errors.New("jobs: the job's end time is not known here (not a Slurm job)")
+		return errors.New("injob: the job's end time is not known here (not a Slurm job)")
 	}
 	end, err := b.deadline(ctx)
 	if err != nil {
@@ -148,7 +148,7 @@ func SlurmDeadline(b scheduler.Backend, jobID string) func(context.Context) (tim
 		}
 		j, ok := js[jobID]
 		if !ok || j.State != "RUNNING" {
-			return time.Time{}, fmt.Errorf("jobs: Slurm does not list job %s as running (%s)", jobID, j.State)
+			return time.Time{}, fmt.Errorf("injob: Slurm does not list job %s as running (%s)", jobID, j.State)
 		}
 		return j.Deadline, nil
 	}

@@ -1,4 +1,15 @@
-package jobs
+// Package injob is the code that runs inside the allocation: rank 0's side
+// of a batch job (InJob: the state file, the feed of visits still to run,
+// the time budget, claiming the run from an earlier job, the records of
+// Slurm's requeues), the run's broker the job script serves (`dpsbatch
+// broker`, ServeBroker), the after rule of a production's steps, and a run
+// of every step in this process (RunLocal, `dpsbatch local`).
+//
+// It never submits, resumes or cancels a job, never reads a production
+// file (package input does), and is imported by nothing but the CLI: the
+// use cases in package jobs meet it only through the run's directory and
+// state file.
+package injob
 
 import (
 	"context"
@@ -14,6 +25,7 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/state"
 )
@@ -70,7 +82,7 @@ type InJob struct {
 	st        *state.Store
 	rec       *recorder
 	budget    *budget
-	broker    *served
+	broker    *rundir.Served
 	announce  func(state string, props map[string]any) // on TopicPipeline
 	stopAfter func()                                   // ends closeAfter
 	quit      chan struct{}                            // ends the stop-file watcher
@@ -93,7 +105,7 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.RunOptions) error {
 	j.started = j.Now()
 	// Held until End or death: readers tell from it that this pipeline's
 	// rank 0 is alive (a production's job outlives one that died).
-	if release, err := holdRank0(Layout{Dir: filepath.Dir(j.StatePath)}, j.JobID, 5*time.Second); err != nil {
+	if release, err := rundir.HoldRank0(rundir.Layout{Dir: filepath.Dir(j.StatePath)}, j.JobID, 5*time.Second); err != nil {
 		j.log().Warn("another rank 0 of this pipeline is alive", "err", err)
 	} else {
 		j.releaseRank0 = release
@@ -109,10 +121,10 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.RunOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := samePolicy(run, p); err != nil {
+	if err := rundir.SamePolicy(run, p); err != nil {
 		return err
 	}
-	set, err := decodeSettings(j.StatePath, run.Settings)
+	set, err := rundir.DecodeSettings(j.StatePath, run.Settings)
 	if err != nil {
 		return err
 	}
@@ -166,27 +178,15 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.RunOptions) error {
 	}
 	dr.Broker = jb
 	dr.Feed, dr.Recorder = true, j.rec
-	dr.Slices, dr.SlicesFrom = askedSlices(set)
+	dr.Slices, dr.SlicesFrom = set.AskedSlices()
 	dr.Heartbeat = set.Heartbeat
 	if dr.Heartbeat <= 0 {
-		dr.Heartbeat = DefaultHeartbeat
+		dr.Heartbeat = rundir.DefaultHeartbeat
 	}
 	if j.StopFile != "" {
 		dr.Stop = j.watch(dr.Stop)
 	}
 	return nil
-}
-
-// askedSlices is the number of slices the run was asked to have, and who
-// asked; 0 for the policy's count.
-func askedSlices(set settings) (int, string) {
-	switch {
-	case set.SlicesFrom != "":
-		return set.Request.Slices, set.SlicesFrom
-	case set.Request.Slices > 0:
-		return set.Request.Slices, "submit --slices"
-	}
-	return 0, ""
 }
 
 // interruptDead makes the visits that dead jobs left running interrupted,
@@ -217,7 +217,7 @@ func (j *InJob) interruptDead(st *state.Store) error {
 			j.log().Warn("cannot ask Slurm which jobs still run: every visit recorded running counts as interrupted", "err", err)
 		}
 		for id, k := range known {
-			running[id] = err == nil && holdsVisits(JobStatus{Live: k.Live(), State: k.State})
+			running[id] = err == nil && k.Live() && scheduler.Running(k.State)
 		}
 	}
 	for _, job := range others {
@@ -311,7 +311,7 @@ func announce(b events.Broker, runID, pipeline, state, job string, start int, pr
 // feed finds the visits ids names, in order: in the run's visit list, or,
 // for visits that arrived as trigger events, in the state file's record of
 // the last such event.
-func (j *InJob) feed(set settings, visitsPath, trigger string, ids []string) ([]harness.Visit, error) {
+func (j *InJob) feed(set rundir.Settings, visitsPath, trigger string, ids []string) ([]harness.Visit, error) {
 	if set.Visits != "" {
 		visitsPath = filepath.Join(filepath.Dir(j.StatePath), set.Visits)
 	}
@@ -336,7 +336,7 @@ func (j *InJob) feed(set settings, visitsPath, trigger string, ids []string) ([]
 				}
 			}
 			if v, ok = sent[id]; !ok {
-				return nil, fmt.Errorf("jobs: %s: visit %q of the state file is neither in the visit list nor among the trigger events received", j.StatePath, id)
+				return nil, fmt.Errorf("injob: %s: visit %q of the state file is neither in the visit list nor among the trigger events received", j.StatePath, id)
 			}
 		}
 		feed = append(feed, v)
@@ -367,47 +367,28 @@ func (j *InJob) triggered(topic string) (map[string]harness.Visit, error) {
 	return out, nil
 }
 
-// DefaultHeartbeat is how often a batch job's Pipeline says it is alive
-// (submit --heartbeat).
-const DefaultHeartbeat = 30 * time.Second
-
 // openBroker connects to the run's broker: the embedded one the job
 // script serves for every step (dpsbatch broker), once it says where it
 // listens, or the site's external one.
-func (j *InJob) openBroker(set settings, pipeline string) (*served, error) {
+func (j *InJob) openBroker(set rundir.Settings, pipeline string) (*rundir.Served, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	name := "dpsbatch pipeline " + pipeline
 	sub := "pipeline." + pipeline
-	var b *served
-	if set.Broker.external() {
-		n, err := events.DialNATS(ctx, set.Broker.natsConfig(name, sub, j.log()))
+	var b *rundir.Served
+	if set.Broker.External() {
+		n, err := events.DialNATS(ctx, set.Broker.NATSConfig(name, sub, j.log()))
 		if err != nil {
 			return nil, err
 		}
-		b = &served{NATS: n, URL: strings.Join(set.Broker.URLs, ",")}
+		b = &rundir.Served{NATS: n, URL: strings.Join(set.Broker.URLs, ",")}
 	} else {
 		var err error
-		if b, err = dialServed(set.run(Layout{Dir: filepath.Dir(j.StatePath)}), j.JobID, j.Restart, 50*time.Second, name, sub, j.log()); err != nil {
-			return nil, fmt.Errorf("jobs: the run's broker: %w", err)
+		if b, err = DialServed(set.RunDir(rundir.Layout{Dir: filepath.Dir(j.StatePath)}), j.JobID, j.Restart, 50*time.Second, name, sub, j.log()); err != nil {
+			return nil, fmt.Errorf("injob: the run's broker: %w", err)
 		}
 	}
 	return b, nil
-}
-
-// runCopy loads a run's policy copy as the run sees it: in its pipeline
-// directory, refused if changed since the run was submitted, validated.
-func runCopy(run state.Run, set settings) harness.LoadOptions {
-	return harness.LoadOptions{PipelineDir: set.PipelineDir, Check: func(p *harness.Policy) error { return samePolicy(run, p) }}
-}
-
-// samePolicy refuses a policy copy that changed since the run was
-// submitted: its visits done so far ran under the old one.
-func samePolicy(run state.Run, p *harness.Policy) error {
-	if run.PolicySum != "" && run.PolicySum != p.Checksum {
-		return fmt.Errorf("%w: %s changed since the run was submitted (checksum %.12s, now %.12s)", harness.ErrInvalid, p.File, run.PolicySum, p.Checksum)
-	}
-	return nil
 }
 
 // watch returns a stop channel that closes when parent does or when the
@@ -598,7 +579,7 @@ func (r *recorder) VisitEnded(v string, res harness.VisitResult) error {
 	case harness.VisitFailed:
 		s = state.Failed
 	default:
-		return fmt.Errorf("jobs: visit %s ended with an unknown outcome %q", v, res.Outcome)
+		return fmt.Errorf("injob: visit %s ended with an unknown outcome %q", v, res.Outcome)
 	}
 	if r.budget != nil && res.Outcome != harness.VisitInterrupted {
 		r.budget.visitTook(res.Took)

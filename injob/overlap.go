@@ -1,4 +1,4 @@
-package jobs
+package injob
 
 // One job of a run runs its visits at a time. The run lock keeps two
 // commands from submitting at once, but two jobs of a run can still start
@@ -15,9 +15,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/rundir"
+	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/state"
 )
 
@@ -30,10 +33,10 @@ const silentBeats = 3
 // waits while another job of the run is running them. stop (may be nil)
 // and the stop file end the wait: the error then wraps
 // harness.ErrInterrupted and names the other job.
-func (j *InJob) claimRun(st *state.Store, set settings, host string, stop <-chan struct{}) error {
+func (j *InJob) claimRun(st *state.Store, set rundir.Settings, host string, stop <-chan struct{}) error {
 	beat := set.Heartbeat
 	if beat <= 0 {
-		beat = DefaultHeartbeat
+		beat = rundir.DefaultHeartbeat
 	}
 	fresh := silentBeats*beat + 10*time.Second
 	var ended []string // jobs Slurm says have ended, whatever their rows say
@@ -100,7 +103,7 @@ func (j *InJob) claimRun(st *state.Store, set settings, host string, stop <-chan
 }
 
 func (j *InJob) gaveUp(other state.Job) error {
-	err := fmt.Errorf("jobs: %w: stopped while waiting for job %s of the run, which was running its visits: this job ran none",
+	err := fmt.Errorf("injob: %w: stopped while waiting for job %s of the run, which was running its visits: this job ran none",
 		harness.ErrInterrupted, other.ID)
 	j.log().Warn(err.Error())
 	return err
@@ -115,11 +118,23 @@ func (j *InJob) slurmEnded(id string) bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	known, err := slurmJobs(ctx, j.Slurm, []string{id})
+	known, err := scheduler.Lookup(ctx, j.Slurm, []string{id})
 	if err != nil {
 		j.log().Warn("cannot ask Slurm whether the other job of the run still runs", "other", id, "err", err)
 		return false
 	}
 	sj, ok := known[id]
-	return ok && !holdsVisits(JobStatus{Live: sj.Live(), State: sj.State})
+	return ok && !(sj.Live() && scheduler.Running(sj.State))
+}
+
+// recordSelf records job id in st when it finds no row of its own (its
+// submitter died before recording it, and no command has adopted it
+// since): under the submission its Slurm name carries (SLURM_JOB_NAME),
+// else as the attempt the job script says (DPSBATCH_ATTEMPT); an error
+// wrapping state.ErrNotFound when it has neither (a job run by hand). Its
+// start is the caller's to record (state.ClaimRun).
+func recordSelf(st *state.Store, id, host string, at time.Time) (bool, error) {
+	attempt, _ := strconv.Atoi(os.Getenv("DPSBATCH_ATTEMPT"))
+	return st.AdoptJob(rundir.TokenOf(os.Getenv("SLURM_JOB_NAME")), state.Job{ID: id, Attempt: attempt, Submitted: at,
+		Host: host, State: state.JobSubmitted})
 }

@@ -1,4 +1,4 @@
-package jobs
+package injob
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/rundir"
+	"github.com/dpsbatch/dpsbatch/rundir/runtest"
 )
 
 // TestServeBrokerAndCloseAfter serves a run's broker as a production's
@@ -16,9 +18,9 @@ import (
 // on its trigger topic, behind the triggers they sent) only once both
 // have announced their end.
 func TestServeBrokerAndCloseAfter(t *testing.T) {
-	e, file := prodEnv(t, chainProduction)
-	dir := e.submitProd(file, "prod1").Dir
-	jobs := jobsOf(t, dir)
+	set := rundir.Settings{Pipelines: []rundir.StepEntry{{Name: "detect"}, {Name: "assoc"}, {Name: "mops"}}}
+	dir := runtest.New(t, "prod1", set, 0).Dir
+	jobs := runtest.JobsOf(t, dir)
 	ctx, cancel := context.WithCancel(context.Background())
 	urls := make(chan string, 1)
 	served := make(chan error, 1)
@@ -31,17 +33,17 @@ func TestServeBrokerAndCloseAfter(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the broker did not serve within 30s")
 	}
-	if got := jobsOf(t, dir)[0]; got.Broker != url || got.Started.IsZero() {
+	if got := runtest.JobsOf(t, dir)[0]; got.Broker != url || got.Started.IsZero() {
 		t.Errorf("the job's row records broker %q, started %v; want %q and the broker's start", got.Broker, got.Started, url)
 	}
-	b := dialJob(t, dir, jobs[0].ID, "pipeline.assoc")
+	b := runtest.DialJob(t, dir, jobs[0].ID, "pipeline.assoc")
 	p := &harness.Policy{Name: "assoc"}
 	p.Trigger.Topic, p.Trigger.Select = "diasources", map[string]any{"filter": "r"}
 	// Slurm's second start of the job.
 	stopAfter := followAfter(b, p, "prod1", []string{"detect", "mops"}, jobs[0].ID, 1, slog.New(slog.DiscardHandler))
 	defer stopAfter()
 
-	up := dialJob(t, dir, jobs[0].ID, "")
+	up := runtest.DialJob(t, dir, jobs[0].ID, "")
 	pub := func(e events.Event) {
 		t.Helper()
 		e.RunID = "prod1"
@@ -93,7 +95,7 @@ func TestServeBrokerAndCloseAfter(t *testing.T) {
 		t.Fatal("ServeBroker did not return once its context ended")
 	}
 	// The store is free again.
-	unlock, err := lockBroker(Layout{Dir: dir}, 0)
+	unlock, err := rundir.LockBroker(rundir.Layout{Dir: dir}, 0)
 	if err != nil {
 		t.Fatalf("the broker's lock is still held: %v", err)
 	}

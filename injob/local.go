@@ -1,4 +1,4 @@
-package jobs
+package injob
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/input"
+	"github.com/dpsbatch/dpsbatch/rundir"
 )
 
 // LocalOptions is a run on this machine (dpsbatch local): no Slurm, no
@@ -26,7 +28,7 @@ type LocalOptions struct {
 
 // LocalResult is how one step of a local run went.
 type LocalResult struct {
-	Step    Step
+	Step    input.Step
 	Dir     string           // where it ran
 	Summary *harness.Summary // nil when it did not start
 	Err     error
@@ -44,12 +46,12 @@ const localJob = "local"
 // (closeAfter, as in a job). A step that listens and runs after no other
 // waits for topics from outside the run: only a stop ends it. It returns
 // a result per step, in in's order, and their errors joined.
-func RunLocal(ctx context.Context, in *Input, o LocalOptions) ([]LocalResult, error) {
+func RunLocal(ctx context.Context, in *input.Input, o LocalOptions) ([]LocalResult, error) {
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := checkFreezeDry(in, o.FreezeDry); err != nil {
+	if err := in.CheckFreezeDry(o.FreezeDry); err != nil {
 		return nil, err
 	}
 	mem := events.NewMemory()
@@ -95,7 +97,7 @@ func RunLocal(ctx context.Context, in *Input, o LocalOptions) ([]LocalResult, er
 // runLocalStep runs one step on b: a step that does not listen has its
 // visits and then a no-more-data published by the harness; one that
 // listens has its visits fed here, its input left open.
-func runLocalStep(ctx context.Context, b events.Broker, st Step, dir string, o LocalOptions, log *slog.Logger) (*harness.Summary, error) {
+func runLocalStep(ctx context.Context, b events.Broker, st input.Step, dir string, o LocalOptions, log *slog.Logger) (*harness.Summary, error) {
 	if st.Listen {
 		for _, v := range st.Visits {
 			if err := b.Publish(ctx, v.Event(st.Policy.Trigger.Topic, o.RunID)); err != nil {
@@ -103,10 +105,10 @@ func runLocalStep(ctx context.Context, b events.Broker, st Step, dir string, o L
 			}
 		}
 	}
-	if err := os.MkdirAll(dir, runDirMode); err != nil {
-		return nil, fmt.Errorf("jobs: run directory: %w", err)
+	if err := os.MkdirAll(dir, rundir.DirMode); err != nil {
+		return nil, fmt.Errorf("injob: run directory: %w", err)
 	}
 	return harness.Run(ctx, harness.RunOptions{Ranks: harness.CommLocal, Policy: st.Policy, Visits: st.Visits, RunID: o.RunID,
 		RunDir: dir, Slices: st.Slices, SlicesFrom: st.SlicesFrom, Logger: log, Broker: b, Feed: st.Listen, Stop: o.Stop,
-		StopSignals: o.StopSignals, FreezeDry: freezeDryFor(st, o.FreezeDry)})
+		StopSignals: o.StopSignals, FreezeDry: st.FreezeDry(o.FreezeDry)})
 }

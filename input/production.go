@@ -1,4 +1,4 @@
-package jobs
+package input
 
 // A production is several pipelines run together: concurrent srun steps
 // inside one Slurm allocation, sharing the run's event broker, so that an
@@ -20,6 +20,7 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/harness"
 	"github.com/dpsbatch/dpsbatch/internal/conf"
+	"github.com/dpsbatch/dpsbatch/rundir"
 )
 
 // Production is a production file, read and checked by LoadProduction:
@@ -183,7 +184,7 @@ func IsProduction(path string) (bool, error) {
 		if errors.Is(err, conf.ErrInvalid) {
 			return false, err
 		}
-		return false, fmt.Errorf("%w: jobs: %v", conf.ErrInvalid, err)
+		return false, fmt.Errorf("%w: input: %v", conf.ErrInvalid, err)
 	}
 	for root.Kind == yaml.AliasNode && root.Alias != nil {
 		root = root.Alias
@@ -246,7 +247,7 @@ func IsProduction(path string) (bool, error) {
 func LoadProduction(path string) (*Production, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: jobs: production: %v", conf.ErrInvalid, err)
+		return nil, fmt.Errorf("%w: input: production: %v", conf.ErrInvalid, err)
 	}
 	d := &conf.Decoder{File: path}
 	root, err := d.Parse(data)
@@ -255,13 +256,13 @@ func LoadProduction(path string) (*Production, error) {
 	}
 	dir, err := filepath.Abs(filepath.Dir(path))
 	if err != nil {
-		return nil, fmt.Errorf("jobs: %w", err)
+		return nil, fmt.Errorf("input: %w", err)
 	}
 	pr := &prodReader{d: d, prod: &Production{File: path, Dir: dir}}
 	if !d.Map(root, "", map[string]conf.Field{
 		"production": {Required: true, Decode: func(n *yaml.Node, path string) {
 			pr.prod.Name = d.NonEmpty(n, path)
-			if pr.prod.Name != "" && !runName.MatchString(pr.prod.Name) {
+			if pr.prod.Name != "" && rundir.CheckName(pr.prod.Name) != nil {
 				d.Errorf(n, path, "%q is not a run name: use letters, digits, '.', '_' and '-', starting with a letter or digit (at most 128)", pr.prod.Name)
 			}
 		}},
@@ -318,7 +319,7 @@ func (r *prodReader) pipelines(n *yaml.Node, path string) {
 				pp.Name = d.NonEmpty(n, path)
 				if len(d.Errs) == before {
 					nodes.name = n
-					if !runName.MatchString(pp.Name) {
+					if rundir.CheckName(pp.Name) != nil {
 						d.Errorf(n, path, "%q is not a pipeline name here: use letters, digits, '.', '_' and '-', starting with a letter or digit (at most 128)", pp.Name)
 					}
 				}
@@ -373,7 +374,7 @@ func (r *prodReader) pipelines(n *yaml.Node, path string) {
 		}
 		if pp.Name == "" && pp.Policy != nil {
 			pp.Name = pp.Policy.Name
-			if !runName.MatchString(pp.Name) {
+			if rundir.CheckName(pp.Name) != nil {
 				d.Errorf(nodes.policy, conf.Join(at, "name"), "the policy's pipeline name %q is not a pipeline name here (letters, digits, '.', '_' and '-', starting with a letter or digit): set name", pp.Name)
 			}
 		}

@@ -1,4 +1,10 @@
-package jobs
+// Package input reads what a new run is made from: a pipeline policy with
+// its visits, or a production file of several pipelines, each made a
+// run's step (ReadInput, the one place that tells the two apart). Every
+// problem is reported with its file, line and key.
+//
+// It never creates a run directory, submits or runs anything.
+package input
 
 import (
 	"fmt"
@@ -7,6 +13,7 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/harness"
 	"github.com/dpsbatch/dpsbatch/internal/conf"
+	"github.com/dpsbatch/dpsbatch/rundir"
 )
 
 // A run is a list of one or more pipeline steps. A pipeline policy with
@@ -18,7 +25,7 @@ import (
 
 // ErrNoVisits: a policy came without a visit list, and its run does not
 // listen for trigger events.
-var ErrNoVisits = fmt.Errorf("%w: jobs: no visit list", conf.ErrInvalid)
+var ErrNoVisits = fmt.Errorf("%w: input: no visit list", conf.ErrInvalid)
 
 // Input is what a new run is made from: its name and its steps.
 type Input struct {
@@ -28,13 +35,13 @@ type Input struct {
 	// Note names the topics the steps read from outside the run
 	// (Production.ExternalNote); "" when there are none.
 	Note string
-	// keep is the name the input's copy is kept under in the run
+	// Keep is the name the input's copy is kept under in the run
 	// directory, besides its steps' policy copies ("": none).
-	keep string
+	Keep string
 }
 
-// visits is the number of visits of the steps' visit lists.
-func (in *Input) visits() int {
+// Visits is the number of visits of the steps' visit lists.
+func (in *Input) Visits() int {
 	n := 0
 	for _, st := range in.Steps {
 		n += len(st.Visits)
@@ -147,9 +154,9 @@ func productionInput(path string, o InputOptions) (*Input, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := &Input{File: path, Name: prod.Name, Note: prod.ExternalNote(), keep: ProductionFile}
+	in := &Input{File: path, Name: prod.Name, Note: prod.ExternalNote(), Keep: rundir.ProductionFile}
 	for _, pp := range prod.Pipelines {
-		st := Step{Name: pp.Name, Dir: filepath.Join(PipelinesDir, pp.Name), PolicyPath: pp.PolicyPath, VisitsPath: pp.VisitsPath,
+		st := Step{Name: pp.Name, Dir: filepath.Join(rundir.PipelinesDir, pp.Name), PolicyPath: pp.PolicyPath, VisitsPath: pp.VisitsPath,
 			Policy: pp.Policy, Visits: pp.Visits, Slices: pp.Slices, Listen: prod.Listening(pp.Name), After: pp.After}
 		if pp.Slices != 0 {
 			st.SlicesFrom = fmt.Sprintf("the slices of production entry %q", pp.Name)

@@ -1,0 +1,26 @@
+package rundir
+
+import (
+	"crypto/rand"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/dpsbatch/dpsbatch/state"
+)
+
+// NewSubmission draws the token of a submission of the run's attempt.
+func NewSubmission(run string, attempt int, now time.Time) state.Submission {
+	token := fmt.Sprintf("a%d-%s", attempt, strings.ToLower(rand.Text()[:10]))
+	return state.Submission{Token: token, Attempt: attempt, Name: run + ":" + token, Recorded: now}
+}
+
+// TokenOf is the submission token in a job's Slurm name, "" if it has
+// none (a job submitted by an older dpsbatch, or by hand).
+func TokenOf(jobName string) string {
+	i := strings.LastIndexByte(jobName, ':')
+	if i < 0 {
+		return ""
+	}
+	return jobName[i+1:]
+}
