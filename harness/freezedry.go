@@ -124,7 +124,11 @@ func (f *freezer) write(cx *Context, b *built, cb *Clipboard, part, why string, 
 		f.log.Error("freeze-dry: could not write the stage's capture", "stage", b.spec.Name, "visit", cx.Visit(), "err", werr)
 		return ""
 	}
-	cx.Logger().Info("freeze-dry: the stage's input is captured", "why", why, "capture", path)
+	level := slog.LevelInfo
+	if why == capture.WhyEntry { // one a call: the failures' stand out
+		level = slog.LevelDebug
+	}
+	cx.Logger().Log(cx.Context(), level, "freeze-dry: the stage's input is captured", "why", why, "capture", path)
 	return path
 }
 
