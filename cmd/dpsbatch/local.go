@@ -84,9 +84,14 @@ func runLocal(c *cli.Context, o localOptions) error {
 		o.runID = name + "-" + stamp
 	}
 	// The run ID names the run directory: the run-name rules apply
-	// before anything is made or printed.
+	// before anything is made or printed, as do --freeze-dry's stages.
 	if err := rundir.CheckName(o.runID); err != nil {
 		return fmt.Errorf("--run-id: %w", err)
+	}
+	if in != nil {
+		if err := in.CheckFreezeDry(o.freezeDry); err != nil {
+			return err
+		}
 	}
 	if o.runDir == "" {
 		o.runDir = filepath.Join("runs", o.runID)

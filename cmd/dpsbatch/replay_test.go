@@ -31,9 +31,12 @@ func TestLocalCapturesAndReplay(t *testing.T) {
 	policy := filepath.Join(ex, "pipeline", "pipeline.yaml")
 	failing := filepath.Join(ex, "pipeline", "visits-with-failure.csv")
 
-	_, err := run(t, "local", policy, "--visits", failing, "--run-dir", filepath.Join(dir, "nope"), "--freeze-dry", "mesure")
-	if exitCode(err) != exitBadInput || !strings.Contains(err.Error(), `no stage "mesure"`) {
-		t.Fatalf("--freeze-dry naming no stage: %v (exit %d), want bad input", err, exitCode(err))
+	out, err := run(t, "local", policy, "--visits", failing, "--run-dir", filepath.Join(dir, "nope"), "--freeze-dry", "mesure")
+	if exitCode(err) != exitBadInput || !strings.Contains(err.Error(), `no stage "mesure"`) || out != "" {
+		t.Fatalf("--freeze-dry naming no stage: %v (exit %d), printed %q; want bad input, nothing printed", err, exitCode(err), out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "nope")); !os.IsNotExist(err) {
+		t.Errorf("a run directory was made for a bad --freeze-dry: %v", err)
 	}
 
 	f := filepath.Join(dir, "f")
@@ -44,7 +47,7 @@ func TestLocalCapturesAndReplay(t *testing.T) {
 	if len(caps) != 1 || !strings.Contains(caps[0], "visit-1004") {
 		t.Fatalf("captures %v, want the failed data ID of visit 1004", caps)
 	}
-	out, err := run(t, "replay", caps[0])
+	out, err = run(t, "replay", caps[0])
 	if exitCode(err) != exitPartial || !strings.Contains(out, "replayed Process of stage read, visit 1004") || !strings.Contains(out, "failed: ") {
 		t.Fatalf("replay of a failure: exit %d (%v)\n%s", exitCode(err), err, out)
 	}
