@@ -94,18 +94,26 @@ func Run(ctx context.Context, o Options) (*Outcome, error) {
 	return out, out.read(res, cs)
 }
 
-// read fills in the outcome from the run's result.
+// read fills in the outcome from the run's result. The error is a
+// slice capture's first slice failure, else the visit's (a Pipeline
+// capture's names its stage's error after any its bare data IDs had).
 func (out *Outcome) read(res *stagerun.Result, cs *replayCase) error {
+	reason := ""
+	if res.Summary != nil {
+		reason = res.Summary.Reasons[cs.Visit]
+	}
 	switch {
-	case len(res.Failures) > 0:
+	case out.Side == capture.SideSlice && len(res.Failures) > 0:
 		out.Failed, out.Error = true, res.Failures[0].Err
-	case errors.Is(res.Err, harness.ErrVisitsFailed):
-		out.Failed, out.Error = true, res.Summary.Reasons[cs.Visit]
+	case reason != "":
+		out.Failed, out.Error = true, reason
+	case len(res.Failures) > 0: // the failure rule let the visit pass
+		out.Failed, out.Error = true, res.Failures[0].Err
 	case res.Err != nil:
 		return fmt.Errorf("replay: %w", res.Err)
 	}
 	if out.Failed {
-		return fmt.Errorf("%w: stage %s failed again: %s", harness.ErrVisitsFailed, out.Stage, out.Error)
+		return fmt.Errorf("%w: replay of stage %s: %s", harness.ErrVisitsFailed, out.Stage, out.Error)
 	}
 	after := res.Pipeline
 	if out.Side == capture.SideSlice {

@@ -36,6 +36,13 @@ func (measure) Preprocess(cx *harness.Context, cb *harness.Clipboard) error {
 	return nil
 }
 
+func (measure) Postprocess(cx *harness.Context, cb *harness.Clipboard) error {
+	if cx.Visit() == "post" {
+		return errors.New("no summary for visit post")
+	}
+	return nil
+}
+
 type putN struct{}
 
 func (putN) Process(cx *harness.Context, cb *harness.Clipboard) error { cb.Put("n", 100); return nil }
@@ -141,6 +148,16 @@ func TestReplayPipelineCapture(t *testing.T) {
 	out, err := replay.Run(context.Background(), replay.Options{Capture: file, RunDir: t.TempDir()})
 	if !errors.Is(err, harness.ErrVisitsFailed) || out == nil || !strings.Contains(out.Error, "no calibration for visit pre") || out.Part != "Preprocess" {
 		t.Fatalf("replay: %+v, %v; want the Preprocess failure again", out, err)
+	}
+}
+
+func TestReplayPostprocessCapture(t *testing.T) {
+	runDir, _, _ := batchRun(t, "post")
+	file := filepath.Join(runDir, "captures", "visit-post", "measure.pipeline.failed.json")
+	out, err := replay.Run(context.Background(), replay.Options{Capture: file, RunDir: t.TempDir()})
+	if !errors.Is(err, harness.ErrVisitsFailed) || out == nil || out.Part != "Postprocess" ||
+		!strings.Contains(out.Error, `then stage "measure": postprocess: no summary for visit post`) {
+		t.Fatalf("replay: %+v, %v; want the Postprocess failure again", out, err)
 	}
 }
 
