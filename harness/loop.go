@@ -31,6 +31,7 @@ type config struct {
 	Stop        <-chan struct{}
 	StopSignals *StopSignals
 	Heartbeat   time.Duration
+	FreezeDry   []string // stages captured at entry besides the policy's
 }
 
 // rankLoop runs the pipeline on one rank until no-more-data, a shutdown or
@@ -94,7 +95,7 @@ func newRank(cfg config) *rank {
 	if concurrent {
 		cfg.Recorder = &lockedRecorder{r: cfg.Recorder}
 	}
-	r := &rank{cfg: cfg, c: cfg.Comm, concurrent: concurrent}
+	r := &rank{cfg: cfg, c: cfg.Comm, concurrent: concurrent, fz: newFreezer(cfg)}
 	static := map[string]string{"run": cfg.RunID, "pipeline": cfg.Policy.Name, "pipelinedir": cfg.Policy.Dir}
 	r.info = &runInfo{id: cfg.RunID, pipeline: cfg.Policy.Name, static: static, trigger: cfg.Policy.Trigger.Properties,
 		locs: newLocations(cfg.RunDir, cfg.Policy.Locations, static), log: cfg.Logger.With(slog.String("run", cfg.RunID))}
@@ -136,6 +137,7 @@ type rank struct {
 	// 1): every stage call gets a Context of its own, and stages not
 	// declared safe for it are called one at a time (exclusive).
 	concurrent bool
+	fz         *freezer
 }
 
 type nopRecorder struct{}
@@ -712,6 +714,7 @@ type visitRun struct {
 	ended   bool // VisitEnded recorded (or tried)
 
 	serialErr error          // the visit failed on the Pipeline
+	capture   string         // serialErr's capture, if one was written
 	pending   map[string]any // event properties not yet sent to the slices
 	failedIDs map[string]bool
 	nFailed   int
@@ -843,8 +846,11 @@ func (p *pipeline) preprocess(ctx context.Context, v *visitRun, b *built) {
 	}
 	defer p.exclusive(b)()
 	cx := p.context(ctx, v.id, b.spec.Name, nil)
+	in := p.fz.snapshot(v.cb)
+	p.fz.entryCall(cx, b, in, "Preprocess")
 	if err := p.call(cx, "Preprocess", func() error { return b.pre.Preprocess(cx, v.cb) }); err != nil {
 		v.serialErr = fmt.Errorf("stage %q: preprocess: %w", b.spec.Name, err)
+		v.capture = p.fz.failed(cx, b, in, "Preprocess", err)
 	}
 }
 
@@ -958,7 +964,7 @@ func (p *pipeline) recordFailures(v *visitRun, name string, rk int, failures []f
 		if v.firstFail == "" {
 			v.firstFail = fmt.Sprintf("stage %q, slice %d, data ID %s: %s", name, rk, f.DataID, f.Err)
 		}
-		if err := p.cfg.Recorder.SliceFailed(SliceFailure{Visit: v.id, Stage: name, Slice: rk, DataID: f.DataID, Err: f.Err}); err != nil {
+		if err := p.cfg.Recorder.SliceFailed(SliceFailure{Visit: v.id, Stage: name, Slice: rk, DataID: f.DataID, Err: f.Err, Capture: f.Capture}); err != nil {
 			return outcomes, fmt.Errorf("harness: recording a slice failure: %w", err)
 		}
 	}
@@ -974,8 +980,13 @@ func (p *pipeline) postprocess(ctx context.Context, v *visitRun, b *built, outco
 		release := p.exclusive(b)
 		cx := p.context(ctx, v.id, name, nil)
 		cx.outcomes = outcomes
+		in := p.fz.snapshot(v.cb)
+		if b.pre == nil && b.proc == nil {
+			p.fz.entryCall(cx, b, in, "Postprocess")
+		}
 		if err := p.call(cx, "Postprocess", func() error { return b.post.Postprocess(cx, v.cb) }); err != nil {
 			v.serialErr = fmt.Errorf("stage %q: postprocess: %w", name, err)
+			v.capture = p.fz.failed(cx, b, in, "Postprocess", err)
 		}
 		release()
 	}
@@ -1023,10 +1034,10 @@ func (p *pipeline) outcome(ctx context.Context, v *visitRun) VisitResult {
 	case v.serialErr != nil && v.nFailed > 0:
 		// The Pipeline's failure may be the data IDs' (a later stage
 		// missing what they would have made): name theirs first.
-		res.Outcome = VisitFailed
+		res.Outcome, res.Capture = VisitFailed, v.capture
 		res.Err = fmt.Sprintf("%d of %d data IDs failed; first: %s; then %s", len(v.failedIDs), p.totalIDs, v.firstFail, v.serialErr)
 	case v.serialErr != nil:
-		res.Outcome, res.Err = VisitFailed, v.serialErr.Error()
+		res.Outcome, res.Err, res.Capture = VisitFailed, v.serialErr.Error(), v.capture
 	case v.nFailed > 0 && p.sliceRuleFails(len(v.failedIDs)):
 		res.Outcome = VisitFailed
 		res.Err = fmt.Sprintf("%d of %d data IDs failed (failure rule %s); first: %s", len(v.failedIDs), p.totalIDs, p.cfg.Policy.Failure, v.firstFail)
@@ -1261,6 +1272,8 @@ func (r *rank) process(ctx context.Context, visit string, b *built, sm stageMsg,
 			cb.Put(k, v)
 		}
 		cx := r.context(ctx, visit, b.spec.Name, cb.dataID)
+		in := r.fz.snapshot(cb)
+		r.fz.entryCall(cx, b, in, "Process")
 		if err := r.call(cx, "Process", func() error { return b.proc.Process(cx, cb) }); err != nil {
 			if errors.Is(err, ErrKilled) && r.cfg.StopSignals.Arrived(stopGrace) {
 				cx.Logger().Warn("slice stopped: its program was ended by the job's stop signal", "err", err)
@@ -1268,7 +1281,7 @@ func (r *rank) process(ctx context.Context, visit string, b *built, sm stageMsg,
 				continue
 			}
 			cx.Logger().Error("slice failed", "err", err)
-			rep.Failures = append(rep.Failures, failureMsg{DataID: cb.dataID.String(), Err: err.Error()})
+			rep.Failures = append(rep.Failures, failureMsg{DataID: cb.dataID.String(), Err: err.Error(), Capture: r.fz.failed(cx, b, in, "Process", err)})
 			continue
 		}
 		if cx.emitCalled {

@@ -40,6 +40,9 @@ type failureMsg struct {
 	// Stopped: the slice's program was ended by a stop signal the job
 	// received; the visit is interrupted, not failed.
 	Stopped bool
+	// Capture is the failed call's capture file, relative to the run
+	// directory ("" when none was written).
+	Capture string
 }
 
 type sharedMsg struct {

@@ -94,7 +94,9 @@ package harness
 // itself could not be encoded). Stopped says the clipboard's program was
 // ended by a stop signal the Slice also received (ErrKilled, StopSignals,
 // stopGrace): the Pipeline does not record it as a slice failure, and the
-// visit ends interrupted instead of failed.
+// visit ends interrupted instead of failed. Capture is the failed call's
+// freeze-dried input the Slice wrote (freezedry.go), which the Pipeline
+// records with the failure.
 //
 // sharedMsg: one entry of a sliceReport: the shared items one clipboard
 // set in the stage (Clipboard.takeShared), with its data ID.

@@ -71,6 +71,9 @@ type SliceFailure struct {
 	Slice  int    // rank
 	DataID string // mapper.DataID.String
 	Err    string
+	// Capture is the failed call's freeze-dried input (package capture),
+	// relative to the run directory; "" when none was written.
+	Capture string
 }
 
 // VisitResult is how a visit ended.
@@ -79,6 +82,9 @@ type VisitResult struct {
 	Err          string // why it failed (a serial stage's error, or a summary of slice failures) or was interrupted
 	FailedSlices int    // slice clipboards that failed
 	Took         time.Duration
+	// Capture, for a visit that failed on the Pipeline, is the failed
+	// call's freeze-dried input, relative to the run directory.
+	Capture string
 }
 
 // VisitOutcome is how a visit ended: one of the three below.

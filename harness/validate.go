@@ -2,6 +2,7 @@ package harness
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -232,8 +233,24 @@ func (p *Policy) validate() error {
 			}
 		}
 	}
+	errs = append(errs, p.checkFreezeDryNames()...)
 	errs.Sort()
 	return errs.Err()
+}
+
+// checkFreezeDryNames: freeze_dry names stages of the policy.
+func (p *Policy) checkFreezeDryNames() conf.Errors {
+	var errs conf.Errors
+	names := make([]string, len(p.Stages))
+	for i, s := range p.Stages {
+		names[i] = s.Name
+	}
+	for i, n := range p.FreezeDry {
+		if n != "" && !slices.Contains(names, n) {
+			errs = append(errs, p.errorAt(p.freezeLines[i], conf.Index("freeze_dry", i), "no stage is called %q%s", n, conf.Suggest(n, names)))
+		}
+	}
+	return errs
 }
 
 func keysOf(m map[string]string) []string {

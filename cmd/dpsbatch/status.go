@@ -29,13 +29,14 @@ func statusCommand() *cli.Command {
 			"each slice asked for) from Slurm's accounting, stored in the run's state file once final.\n" +
 			"--watch redraws a progress bar per run within about 50 ms of each change the runs' jobs record\n" +
 			"and each time it asks Slurm (every --interval), until no job of the runs is live. --failures also lists\n" +
-			"each failed visit's error and every data ID that failed, with its stage and slice (--json: failures).",
+			"each failed visit's error and every data ID that failed, with its stage and slice, and where its\n" +
+			"input was captured, which `dpsbatch replay` runs again (--json: failures).",
 		Flags: []cli.Flag{
 			siteFlag(),
 			&cli.BoolFlag{Name: "json", Usage: "print the statuses as JSON"},
 			&cli.BoolFlag{Name: "watch", Usage: "follow the runs with a live progress bar until their jobs end"},
 			&cli.DurationFlag{Name: "interval", Value: 5 * time.Second, Usage: "how often --watch asks Slurm (at least 1s)"},
-			&cli.BoolFlag{Name: "failures", Usage: "also list each failed visit's error and every data ID that failed, with its stage and slice"},
+			&cli.BoolFlag{Name: "failures", Usage: "also list each failed visit's error and every data ID that failed, with its stage, slice and capture"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
