@@ -465,10 +465,13 @@ func settle(rs *RunStatus, known map[string]scheduler.Job) {
 		rs.DiskFull = fullDisk(rs.Dir)
 	}
 	c := rs.Counts
+	// Decided by the state files (finalInState): Slurm still ending a job
+	// that recorded its end changes nothing.
+	decided := finalInState(*rs)
 	switch {
-	case rs.Live && anyRunning(rs.Jobs):
+	case rs.Live && !decided && anyRunning(rs.Jobs):
 		rs.Outcome = OutcomeRunning
-	case rs.Live:
+	case rs.Live && !decided:
 		rs.Outcome = OutcomePending
 	case c[state.Done] == rs.Visits:
 		rs.Outcome = OutcomeDone

@@ -165,7 +165,7 @@ func newRunJob(o SubmitOptions, in *input.Input, planned *RunPlan, name, bin str
 	for i, st := range in.Steps {
 		sl := rundir.Layout{Dir: filepath.Join(l.Dir, st.Dir)}
 		ss := base
-		ss.PipelineDir, ss.Listen, ss.After = st.Policy.Dir, st.Listen, st.After
+		ss.PipelineDir, ss.PipelineFrom, ss.Listen, ss.After = sl.PipelineFiles(), st.Policy.Dir, st.Listen, st.After
 		if st.VisitsPath != "" {
 			ss.Visits = filepath.Base(sl.Visits(visitsExt(st.VisitsPath)))
 		}
@@ -202,6 +202,10 @@ func fillRun(tl, l rundir.Layout, in *input.Input, rj runJob, siteFile string, c
 		if err := populate(sl, st.PolicyPath, st.VisitsPath, rs.set.Visits); err != nil {
 			return err
 		}
+		if err := copyPipelineFiles(st.Policy, sl.PipelineFiles()); err != nil {
+			return err
+		}
+		rs.set.PipelineCopied = created
 		js, err := rundir.EncodeSettings(rs.set)
 		if err != nil {
 			return err
