@@ -1,11 +1,12 @@
 package harness
 
 import (
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/dpsbatch/dpsbatch/input/inputtest"
 )
 
 const filesPolicy = `pipeline: t
@@ -25,26 +26,11 @@ stages:
       command: ["{pipelinedir}/bin/tools/{ccd}", "{pipelinedir}/lib/"]
 `
 
-// writeFiles writes files (name -> text) under dir.
-func writeFiles(t *testing.T, dir string, files map[string]string) {
-	t.Helper()
-	for name, text := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // The files a run copies: every location's and setting's fixed part
 // under {pipelinedir}, the folder above a {name}, nothing above the
 // folder, each once and none inside another.
 func TestPipelineFiles(t *testing.T) {
-	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{"p.yaml": filesPolicy, "bin/measure.sh": "echo {}\n", "lib/x.py": ""})
+	dir := inputtest.Dir(t, map[string]string{"p.yaml": filesPolicy, "bin/measure.sh": "echo {}\n", "lib/x.py": ""})
 	p, err := Load(filepath.Join(dir, "p.yaml"), LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -59,8 +45,7 @@ func TestPipelineFiles(t *testing.T) {
 // there is a validate error naming the file, line and setting, not a
 // failure of every data ID at run time.
 func TestMissingPipelineProgram(t *testing.T) {
-	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{"p.yaml": filesPolicy})
+	dir := inputtest.Dir(t, map[string]string{"p.yaml": filesPolicy})
 	_, err := Load(filepath.Join(dir, "p.yaml"), LoadOptions{})
 	if err == nil || !strings.Contains(err.Error(), "p.yaml:7: stages[0].settings.command[1]: {pipelinedir}/bin/measure.sh: no such file in the pipeline's folder "+dir) {
 		t.Fatalf("Load: %v; want the missing script named with its line and setting", err)
@@ -73,8 +58,7 @@ func TestMissingPipelineProgram(t *testing.T) {
 // A location or setting naming a file above the policy's folder under
 // {pipelinedir} is refused: a run's copy would not hold it.
 func TestPipelineRefAboveTheFolder(t *testing.T) {
-	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{"p.yaml": strings.Replace(filesPolicy, "{pipelinedir}/data/{visit}", "{pipelinedir}/../data/{visit}", 1),
+	dir := inputtest.Dir(t, map[string]string{"p.yaml": strings.Replace(filesPolicy, "{pipelinedir}/data/{visit}", "{pipelinedir}/../data/{visit}", 1),
 		"bin/measure.sh": ""})
 	_, err := Load(filepath.Join(dir, "p.yaml"), LoadOptions{})
 	if err == nil || !strings.Contains(err.Error(), "p.yaml:5: locations.input: {pipelinedir}/../data/{visit} climbs out of the pipeline's folder") {
