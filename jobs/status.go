@@ -187,7 +187,9 @@ func statuses(ctx context.Context, b scheduler.Backend, dirs []string, listing b
 			return nil, err
 		}
 		for _, j := range rs.Jobs { // ended ones too: Slurm or sacct knows how
-			ask = append(ask, j.ID)
+			if !rundir.IsLocalJob(j.ID) { // a local run's: the state file alone knows
+				ask = append(ask, j.ID)
+			}
 		}
 		out = append(out, rs)
 	}
