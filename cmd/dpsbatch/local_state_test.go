@@ -2,11 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dpsbatch/dpsbatch/jobs"
 	"github.com/dpsbatch/dpsbatch/state"
@@ -117,4 +119,80 @@ func visitAttempts(t *testing.T, dir, id string) int {
 	}
 	t.Fatalf("no visit %s in %s", id, dir)
 	return 0
+}
+
+// TestLocalResumeAfterKill: a local run killed mid-visit (kill -9: no
+// end recorded) is resumed locally at once: the visit it was running and
+// the ones it never started run, the done one does not, and the dead
+// attempt's job is recorded as ended.
+func TestLocalResumeAfterKill(t *testing.T) {
+	bin := buildBinary(t, "")
+	src := filepath.Join(t.TempDir(), "ccdproc")
+	if err := exec.Command("cp", "-r", filepath.Join("..", "..", "examples", "ccdproc"), src).Run(); err != nil {
+		t.Fatal(err)
+	}
+	// Visit 1002 hangs while the file "slow" exists.
+	script := filepath.Join(src, "bin", "measure.sh")
+	data, err := os.ReadFile(script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := filepath.Join(src, "slow")
+	hang := fmt.Sprintf("case \"$1\" in */1002/*) while [ -e %q ]; do sleep 0.1; done;; esac\n", slow)
+	if err := os.WriteFile(script, []byte(strings.Replace(string(data), "set -eu\n", "set -eu\n"+hang, 1)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(slow, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "k")
+	cmd := exec.Command(bin, "local", filepath.Join(src, "pipeline.yaml"), "--visits", filepath.Join(src, "visits.csv"), "--run-dir", dir)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	for deadline := time.Now().Add(60 * time.Second); visitState(t, dir, "1002") != state.Running; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("visit 1002 did not start within 60s")
+		}
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	os.Remove(slow)
+
+	start := time.Now()
+	if out, err := run(t, "local", "--resume", dir); err != nil {
+		t.Fatalf("local --resume: exit %d: %v\n%s", exitCode(err), err, out)
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("the resume took %s: it waited for the killed attempt", took)
+	}
+	rs := localStatus(t, dir)
+	if rs.Counts[state.Done] != 3 {
+		t.Errorf("after local --resume: counts %v; want 3 done", rs.Counts)
+	}
+	for id, want := range map[string]int{"1001": 1, "1002": 2, "1003": 1} {
+		if got := visitAttempts(t, dir, id); got != want {
+			t.Errorf("visit %s ran %d times; want %d", id, got, want)
+		}
+	}
+	if len(rs.Jobs) != 2 || rs.Jobs[0].Recorded != state.EndFailed.String() || rs.Jobs[1].Recorded != state.EndCompleted.String() {
+		t.Errorf("jobs: %+v; want local-1 failed (killed), local-2 completed", rs.Jobs)
+	}
+}
+
+// visitState is visit id's state in the run in dir ("" while the state
+// file cannot be read).
+func visitState(t *testing.T, dir, id string) state.VisitState {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(dir, "state.db")); err != nil {
+		return ""
+	}
+	st, err := state.OpenReadOnly(filepath.Join(dir, "state.db"))
+	if err != nil {
+		return ""
+	}
+	defer st.Close()
+	s, _ := st.VisitState(id)
+	return s
 }
