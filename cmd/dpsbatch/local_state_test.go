@@ -42,8 +42,9 @@ func TestLocalRunKeepsState(t *testing.T) {
 }
 
 // TestLocalResume: a local run whose visit failed (a CCD's file missing)
-// is resumed locally once the file is there: only that visit runs again,
-// the done ones never, and the run ends done.
+// is resumed locally once the file is there (`dpsbatch resume` notices
+// that the run is local; no site file is needed): only that visit runs
+// again, the done ones never, and the run ends done.
 func TestLocalResume(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "ccdproc")
 	if err := exec.Command("cp", "-r", filepath.Join("..", "..", "examples", "ccdproc"), src).Run(); err != nil {
@@ -64,8 +65,9 @@ func TestLocalResume(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(src, "data", "1004", "ccd3.txt"), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := run(t, "local", "--resume", dir); err != nil {
-		t.Fatalf("local --resume: exit %d: %v\n%s", exitCode(err), err, out)
+	t.Setenv("DPSBATCH_SITE", "")
+	if out, err := run(t, "resume", dir); err != nil {
+		t.Fatalf("resume of a local run: exit %d: %v\n%s", exitCode(err), err, out)
 	}
 	rs := localStatus(t, dir)
 	if rs.Counts[state.Done] != 4 || rs.Outcome != jobs.OutcomeDone {
