@@ -123,8 +123,9 @@ func visitAttempts(t *testing.T, dir, id string) int {
 	return 0
 }
 
-// TestLocalResumeAfterKill: a local run killed mid-visit (kill -9: no
-// end recorded) is resumed locally at once: the visit it was running and
+// TestLocalResumeAfterKill: status tells a local run running from one
+// killed mid-visit (kill -9: no end recorded), which is resumed locally
+// at once: the visit it was running and
 // the ones it never started run, the done one does not, and the dead
 // attempt's job is recorded as ended.
 func TestLocalResumeAfterKill(t *testing.T) {
@@ -158,8 +159,16 @@ func TestLocalResumeAfterKill(t *testing.T) {
 			t.Fatal("visit 1002 did not start within 60s")
 		}
 	}
+	// While it runs, status says so (its running visit is running, not
+	// interrupted); once killed, the visit reads interrupted.
+	if rs := localStatus(t, dir); rs.Outcome != jobs.OutcomeRunning || rs.Counts[state.Running] != 1 || !rs.Jobs[0].Live {
+		t.Errorf("status of the running local run: outcome %s, counts %v, jobs %+v; want running, 1 visit running", rs.Outcome, rs.Counts, rs.Jobs)
+	}
 	cmd.Process.Kill()
 	cmd.Wait()
+	if rs := localStatus(t, dir); rs.Outcome != jobs.OutcomeUnfinished || rs.Counts[state.Interrupted] != 1 || rs.Jobs[0].Live {
+		t.Errorf("status of the killed local run: outcome %s, counts %v; want unfinished, 1 visit interrupted", rs.Outcome, rs.Counts)
+	}
 	os.Remove(slow)
 
 	start := time.Now()
