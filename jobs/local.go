@@ -146,10 +146,15 @@ func ResumeLocal(ctx context.Context, dir string, wait time.Duration) (*LocalRun
 		return nil, err
 	}
 	r, err := resumeLocal(l, lk)
-	if err != nil || r.Complete {
+	switch {
+	case err != nil:
 		lk.unlock()
+		return nil, err
+	case r.Complete:
+		lk.unlock()
+		r.lock = nil
 	}
-	return r, err
+	return r, nil
 }
 
 // resumeLocal is ResumeLocal under the run's lock lk.
