@@ -586,7 +586,7 @@ func (r *recorder) StageDone(v, stage string, took time.Duration) error {
 	return r.st.StageDone(v, stage, took)
 }
 func (r *recorder) SliceFailed(f harness.SliceFailure) error {
-	return r.st.SliceFailed(f.Visit, f.Stage, f.Slice, f.DataID, f.Err)
+	return r.st.SliceFailed(f.Visit, f.Stage, f.Slice, f.DataID, f.Err, f.Capture)
 }
 
 func (r *recorder) VisitEnded(v string, res harness.VisitResult) error {
@@ -604,6 +604,7 @@ func (r *recorder) VisitEnded(v string, res harness.VisitResult) error {
 	if r.budget != nil && res.Outcome != harness.VisitInterrupted {
 		r.budget.visitTook(res.Took)
 	}
+	r.st.VisitCapture(v, res.Capture)
 	return r.st.VisitEnded(v, s, res.Err, r.now())
 }
 

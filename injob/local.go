@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/dpsbatch/dpsbatch/capture"
 	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/harness"
 	"github.com/dpsbatch/dpsbatch/rundir"
@@ -40,7 +41,8 @@ const localJob = "local"
 // localStep is a step of a local run, read from the run directory.
 type localStep struct {
 	LocalResult
-	set rundir.Settings
+	set       rundir.Settings
+	freezeDry []string // the stages captured at entry (capture.ReadStages)
 }
 
 // RunLocal runs every step of the run in dir at once, as goroutines of
@@ -97,8 +99,8 @@ func RunLocal(ctx context.Context, dir string, o LocalOptions) ([]LocalResult, e
 }
 
 // localSteps reads the steps of the run in l, whose settings are set:
-// each one's settings and its policy copy, checked unchanged since the run
-// was created, under its name in the run.
+// each one's settings, its policy copy (checked unchanged since the run
+// was created, under its name in the run) and the stages it freeze-dries.
 func localSteps(l rundir.Layout, set rundir.Settings) ([]localStep, error) {
 	var out []localStep
 	for _, d := range rundir.StepDirs(l, set) {
@@ -112,7 +114,11 @@ func localSteps(l rundir.Layout, set rundir.Settings) ([]localStep, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, localStep{LocalResult: LocalResult{Name: d.Name, Policy: p, Dir: d.Layout.Dir}, set: ss})
+		freeze, err := capture.ReadStages(d.Layout.Dir)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, localStep{LocalResult: LocalResult{Name: d.Name, Policy: p, Dir: d.Layout.Dir}, set: ss, freezeDry: freeze})
 	}
 	return out, nil
 }
@@ -145,7 +151,8 @@ func runLocalStep(ctx context.Context, b events.Broker, s *localStep, runID stri
 	j := &InJob{StatePath: rundir.Layout{Dir: s.Dir}.State(), JobID: o.Job, Broker: b, Logger: log}
 	slices, from := s.set.AskedSlices()
 	s.Summary, s.Err = harness.Run(ctx, harness.RunOptions{Ranks: harness.CommLocal, Policy: s.Policy, RunID: runID,
-		RunDir: s.Dir, Slices: slices, SlicesFrom: from, Logger: log, Rank0: j.Hook, Stop: o.Stop, StopSignals: o.StopSignals})
+		RunDir: s.Dir, Slices: slices, SlicesFrom: from, Logger: log, Rank0: j.Hook, Stop: o.Stop, StopSignals: o.StopSignals,
+		FreezeDry: s.freezeDry})
 	j.Summarize(s.Summary)
 	announced := j.announce != nil
 	if err := j.End(s.Summary, s.Err); err != nil {

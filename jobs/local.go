@@ -36,7 +36,10 @@ type LocalOptions struct {
 	// is in it find {pipelinedir} there.
 	Files    string
 	SiteFile string // the site file the run names, if any
-	Now      func() time.Time
+	// FreezeDry names stages whose every call is captured as it starts,
+	// kept in the run for every attempt, as Submit keeps them.
+	FreezeDry []string
+	Now       func() time.Time
 }
 
 // LocalRun is a run ready to run on this machine as job Job (attempt
@@ -91,6 +94,9 @@ func CreateLocal(o LocalOptions) (*LocalRun, error) {
 	job := rundir.LocalJob(1)
 	lk, err := createRun(filepath.Dir(dir), filepath.Base(dir), func(tl rundir.Layout) error {
 		if err := fillRun(tl, l, o.Input, rj, o.SiteFile, now()); err != nil {
+			return err
+		}
+		if err := writeFreezeDry(tl, o.Input, o.FreezeDry); err != nil {
 			return err
 		}
 		if o.Files != "" {

@@ -71,6 +71,7 @@ type Store struct {
 type visitLog struct {
 	stages   []stageTime
 	failures []Failure
+	capture  string // VisitCapture's
 }
 
 type stageTime struct {

@@ -26,6 +26,7 @@ type localOptions struct {
 	resume         string // a local run to resume
 	slices         int
 	json           bool // print the summary as JSON
+	freezeDry      []string
 }
 
 func localCommand() *cli.Command {
@@ -55,15 +56,17 @@ func localCommand() *cli.Command {
 			&cli.StringFlag{Name: "resume", Usage: "run again here what the local run RUN left unfinished"},
 			&cli.IntFlag{Name: "slices", Usage: "number of slices, overriding the policy"},
 			&cli.BoolFlag{Name: "json", Usage: "print the run's summary as JSON"},
+			freezeDryFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			o := localOptions{policy: c.Args().First(), visits: c.String("visits"), runDir: c.String("run-dir"),
-				runID: c.String("run-id"), resume: c.String("resume"), slices: c.Int("slices"), json: c.Bool("json")}
+				runID: c.String("run-id"), resume: c.String("resume"), slices: c.Int("slices"), json: c.Bool("json"),
+				freezeDry: c.StringSlice("freeze-dry")}
 			switch {
 			case c.NArg() > 1:
 				return badInput("local takes at most one PIPELINE argument, got %d", c.NArg())
-			case o.resume != "" && (o.policy != "" || o.visits != "" || o.runDir != "" || o.runID != "" || o.slices != 0):
-				return badInput("local --resume RUN takes no PIPELINE, --visits, --run-dir, --run-id or --slices: the run has them")
+			case o.resume != "" && (o.policy != "" || o.visits != "" || o.runDir != "" || o.runID != "" || o.slices != 0 || len(o.freezeDry) > 0):
+				return badInput("local --resume RUN takes no PIPELINE, --visits, --run-dir, --run-id, --slices or --freeze-dry: the run has them")
 			}
 			return runLocal(c, o)
 		},
@@ -144,7 +147,7 @@ func prepareLocal(c *cli.Context, s *site.Site, o localOptions) (*jobs.LocalRun,
 		siteFile = s.Path
 	}
 	lr, err := jobs.CreateLocal(jobs.LocalOptions{Input: in, Dir: o.runDir, Name: o.runID, Slices: o.slices,
-		Files: files, SiteFile: siteFile})
+		Files: files, SiteFile: siteFile, FreezeDry: o.freezeDry})
 	return lr, in.Note, err
 }
 
@@ -177,10 +180,12 @@ func readLocalInput(s *site.Site, o *localOptions) (in *input.Input, files strin
 		}
 		o.runDir = filepath.Join(root, o.runID)
 	}
-	if in != nil {
-		return in, "", nil
+	if in == nil {
+		if in, files, err = extractExample(o); err != nil {
+			return nil, files, err
+		}
 	}
-	return extractExample(o)
+	return in, files, in.CheckFreezeDry(o.freezeDry)
 }
 
 // extractExample writes the built-in example into a new folder beside
