@@ -101,10 +101,13 @@ func runLocal(c *cli.Context, o localOptions) error {
 	if err != nil {
 		return err
 	}
+	endProgress := func() {}
 	if !o.json {
 		printLocalStart(c.App.Writer, lr, run.Pipeline, len(set.Pipelines), note)
+		endProgress = showProgress(c.App.Writer, lr.Dir)
 	}
 	res, err := injob.RunLocal(ctx, lr.Dir, injob.LocalOptions{Job: lr.Job, Logger: log, Stop: stop, StopSignals: noted})
+	endProgress()
 	if o.json {
 		if v := summarizeRun(lr, run.Pipeline, res); v != nil {
 			err = errors.Join(err, printJSON(c.App.Writer, v))
