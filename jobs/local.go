@@ -232,7 +232,7 @@ func RanLocally(dir string) (bool, error) {
 // submitted now.
 func recordLocalJob(records []rundir.Layout, job string, attempt int, now time.Time) error {
 	for _, r := range records {
-		err := withStore(r, func(st *state.Store) error {
+		err := state.With(r.State(), func(st *state.Store) error {
 			return st.AddJob(state.Job{ID: job, Attempt: attempt, Submitted: now, State: state.JobSubmitted})
 		})
 		if err != nil {
@@ -248,7 +248,7 @@ func recordLocalJob(records []rundir.Layout, job string, attempt int, now time.T
 // wait for them.
 func endDeadLocalJobs(records []rundir.Layout) error {
 	for _, r := range records {
-		err := withStore(r, func(st *state.Store) error {
+		err := state.With(r.State(), func(st *state.Store) error {
 			js, err := st.Jobs()
 			if err != nil {
 				return err
@@ -268,17 +268,4 @@ func endDeadLocalJobs(records []rundir.Layout) error {
 		}
 	}
 	return nil
-}
-
-// withStore runs f on the state file of l, opened for it alone.
-func withStore(l rundir.Layout, f func(st *state.Store) error) error {
-	st, err := state.Open(l.State())
-	if err != nil {
-		return err
-	}
-	err = f(st)
-	if cerr := st.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
