@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/internal/conf"
 	"github.com/dpsbatch/dpsbatch/internal/enum"
 	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/scheduler"
@@ -203,7 +204,9 @@ func readRuns(dirs []string, listing bool) (out []RunStatus, jobs []string, err 
 			return nil, nil, err
 		}
 		for _, j := range rs.Jobs {
-			jobs = append(jobs, j.ID)
+			if !rundir.IsLocalJob(j.ID) { // a local run's: the state file alone knows
+				jobs = append(jobs, j.ID)
+			}
 		}
 		out = append(out, rs)
 	}
@@ -443,6 +446,8 @@ func settle(rs *RunStatus, known map[string]scheduler.Job) {
 					j.Ended = k.Ended
 				}
 			}
+		} else if rundir.IsLocalJob(j.ID) && localLive(rs, *j) {
+			j.State, j.Live = "RUNNING", true
 		}
 		// Ended in Slurm's eyes, yet rank 0 recorded no end.
 		j.Died = !j.Live && j.Source != "state" && j.Recorded != "" && !recordedEnd(j.Recorded)
@@ -536,6 +541,25 @@ func showDeadRunning(rs *RunStatus, asked bool) {
 	}
 }
 
+// localLive reports whether local job j of rs (dpsbatch local) still
+// runs: it started and recorded no end, and a rank 0 of it holds the
+// rank-0 lock of rs's own step, or of one of its steps apart (settled
+// first). Its process holds the lock until it ends, however it ends.
+func localLive(rs *RunStatus, j JobStatus) bool {
+	if recordedEnd(j.Recorded) || j.Started.IsZero() {
+		return false
+	}
+	if rs.rank0 {
+		return !rundir.Rank0Gone(rundir.Layout{Dir: rs.Dir})
+	}
+	for _, ps := range rs.Pipelines {
+		if pj := jobByID(ps.Jobs, j.ID); pj != nil && pj.Live {
+			return true
+		}
+	}
+	return false
+}
+
 // anyDied reports whether a job of the run, or of one of its pipelines,
 // ended without recording why.
 func anyDied(rs *RunStatus) bool {
@@ -622,6 +646,9 @@ func Cancel(ctx context.Context, b scheduler.Backend, dir string) ([]string, err
 		j := rs[0].Jobs[i]
 		if !j.Live {
 			continue
+		}
+		if rundir.IsLocalJob(j.ID) {
+			return done, fmt.Errorf("%w: run %s runs on this machine (dpsbatch local, job %s): stop it there (Ctrl-C)", conf.ErrInvalid, rs[0].Run, j.ID)
 		}
 		if err := b.Cancel(ctx, j.ID, ""); err != nil {
 			return done, err

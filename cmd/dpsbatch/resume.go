@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -24,7 +26,8 @@ func resumeCommand() *cli.Command {
 			"files its policy names under {pipelinedir}, taken at submit: editing them changes no run;\n" +
 			"--refresh takes a new copy (checked as at submit) for the new job, and records when.\n" +
 			"Exit status: 0 submitted, or nothing left to do; 3 visits are left at --max-attempts; 2 bad input;\n" +
-			"1 the run is locked by another command, or other errors.",
+			"1 the run is locked by another command, or other errors.\n" +
+			"A run of `dpsbatch local` is resumed on this machine, as `dpsbatch local --resume RUN`.",
 		Flags: []cli.Flag{
 			siteFlag(),
 			&cli.IntFlag{Name: "max-attempts", Usage: "leave out visits tried this many times already (0: no limit)"},
@@ -38,8 +41,15 @@ func resumeCommand() *cli.Command {
 			if c.Duration("wait-lock") < 0 {
 				return badInput("--wait-lock must not be negative, got %s", c.Duration("wait-lock"))
 			}
-			t, err := openRun(c, true)
+			t, err := openRun(c, false)
 			if err != nil {
+				return err
+			}
+			if local, err := jobs.RanLocally(t.dir); err != nil || local {
+				return errors.Join(err, resumeLocal(c, t.dir, local))
+			}
+			if t.site == nil {
+				_, err := loadSite(c, true) // says why one is needed
 				return err
 			}
 			res, err := jobs.Resume(c.Context, jobs.ResumeOptions{Site: t.site, Backend: t.b, Dir: t.dir,
@@ -74,4 +84,19 @@ func resumeCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// resumeLocal resumes the local run in dir on this machine (when local),
+// as `dpsbatch local --resume` does; the flags that only a job takes are
+// refused.
+func resumeLocal(c *cli.Context, dir string, local bool) error {
+	if !local {
+		return nil
+	}
+	for _, f := range []string{"max-attempts", "auto-resume", "dry-run", "wait-lock"} {
+		if c.IsSet(f) {
+			return badInput("run %s ran on this machine (dpsbatch local): it resumes here, without --%s", filepath.Base(dir), f)
+		}
+	}
+	return runLocal(c, localOptions{resume: dir, json: c.Bool("json")})
 }
