@@ -28,8 +28,12 @@ type ResumeOptions struct {
 	// run's lock (0: DefaultLockWait); then Resume fails with
 	// ErrRunLocked naming the holder.
 	WaitLock time.Duration
-	Out      io.Writer
-	Now      func() time.Time
+	// Change is what the next job asks for instead of the run's request
+	// (checked against the partition's limits first: bad input changes
+	// nothing); it is recorded as the run's request once submitted.
+	Change RequestChange
+	Out    io.Writer
+	Now    func() time.Time
 
 	lock *runLock // held from the first look at the run to the last submission
 }
@@ -81,6 +85,12 @@ func Resume(ctx context.Context, o ResumeOptions) (*ResumeResult, error) {
 	if err := notAPart(l, set); err != nil {
 		return nil, err
 	}
+	// Planned first: bad input (a change over the partition's limits)
+	// changes nothing.
+	rj, planned, err := planResume(o, l, run, set)
+	if err != nil {
+		return nil, err
+	}
 	if !o.DryRun {
 		if err := settleSubmissions(ctx, o.Backend, l, rundir.Records(l, set)); err != nil {
 			return nil, err
@@ -102,25 +112,38 @@ func Resume(ctx context.Context, o ResumeOptions) (*ResumeResult, error) {
 	if !o.DryRun {
 		RecordUsage(ctx, o.Backend, rs)
 	}
+	return resumeJob(ctx, o, rj, planned, now)
+}
+
+// planResume plans the run's next job as the run's request, changed by
+// o.Change, asks: its steps and their allocation, and the request.
+func planResume(o ResumeOptions, l rundir.Layout, run state.Run, set rundir.Settings) (runJob, *RunPlan, error) {
+	if err := o.Change.check(set); err != nil {
+		return runJob{}, nil, err
+	}
 	steps, err := runSteps(l, set)
 	if err != nil {
-		return nil, err
+		return runJob{}, nil, err
+	}
+	req := o.Change.apply(set.Request)
+	if len(set.Pipelines) == 0 {
+		steps[0].asked = req.Slices
 	}
 	loaded, err := loadSteps(steps)
 	if err != nil {
-		return nil, err
+		return runJob{}, nil, err
 	}
 	if err := checkLauncher(o.Site, l.ProductionCopy(), len(steps)); err != nil {
-		return nil, err
+		return runJob{}, nil, err
 	}
-	planned, err := planSteps(o.Site, run.Name, l.ProductionCopy(), loaded, set.Request)
+	planned, err := planSteps(o.Site, run.Name, l.ProductionCopy(), loaded, req)
 	if err != nil {
-		return nil, err
+		return runJob{}, nil, o.Change.explain(err)
 	}
 	for i := range steps {
 		steps[i].tasks = planned.Steps[i].Tasks
 	}
-	return resumeJob(ctx, o, runJob{name: run.Name, set: set, plan: planned.Plan, steps: steps}, planned, now)
+	return runJob{name: run.Name, set: set, request: req, plan: planned.Plan, steps: steps}, planned, nil
 }
 
 // resumeJob readies the state file of each step of rj for a new job, and
@@ -175,6 +198,9 @@ func resumeJob(ctx context.Context, o ResumeOptions, rj runJob, planned *RunPlan
 		return nil, err
 	}
 	if err := writeScripts(l, scripts, attempt); err != nil {
+		return nil, err
+	}
+	if err := recordRequest(l, rj, rj.request); err != nil {
 		return nil, err
 	}
 	if err := submitChain(ctx, o.Backend, o.lock, l, rundir.Records(l, rj.set), scripts, attempt, now, &res.Submitted); err != nil {

@@ -58,20 +58,22 @@ type JobStatus struct {
 
 // RunStatus is a run's progress.
 type RunStatus struct {
-	Run       string                   `json:"run"`
-	Dir       string                   `json:"runDir"`
-	Pipeline  string                   `json:"pipeline"`
-	Partition string                   `json:"partition"`
-	Created   time.Time                `json:"created"`
-	Visits    int                      `json:"visits"`
-	Counts    map[state.VisitState]int `json:"counts"`
-	Jobs      []JobStatus              `json:"jobs"`
-	Live      bool                     `json:"live"` // a job of the run is pending or running
-	Outcome   Outcome                  `json:"outcome"`
-	Rate      float64                  `json:"visitsPerSecond,omitempty"` // done visits per second of the run so far
-	ETA       time.Duration            `json:"eta,omitempty"`
-	Journal   string                   `json:"journal"` // the state file's journal mode and why
-	FS        string                   `json:"fileSystem"`
+	Run       string `json:"run"`
+	Dir       string `json:"runDir"`
+	Pipeline  string `json:"pipeline"`
+	Partition string `json:"partition"`
+	// Request is what the run's next job asks for (resume may change it).
+	Request RunRequest               `json:"request"`
+	Created time.Time                `json:"created"`
+	Visits  int                      `json:"visits"`
+	Counts  map[state.VisitState]int `json:"counts"`
+	Jobs    []JobStatus              `json:"jobs"`
+	Live    bool                     `json:"live"` // a job of the run is pending or running
+	Outcome Outcome                  `json:"outcome"`
+	Rate    float64                  `json:"visitsPerSecond,omitempty"` // done visits per second of the run so far
+	ETA     time.Duration            `json:"eta,omitempty"`
+	Journal string                   `json:"journal"` // the state file's journal mode and why
+	FS      string                   `json:"fileSystem"`
 	// Listen: the run reads trigger events after its visit list, until
 	// a no-more-data closes its input (InputClosed, with why).
 	Listen         bool          `json:"listen,omitempty"`
@@ -248,6 +250,10 @@ func readRun(dir string) (RunStatus, error) {
 		return RunStatus{}, err
 	}
 	rs.Listen, rs.memPerSlice = set.Listen, set.Request.MemPerSliceMB
+	rs.Request = runRequest(set)
+	if set.Request.Partition != "" {
+		rs.Partition = set.Request.Partition
+	}
 	if set.Heartbeat > 0 {
 		rs.Heartbeat = set.Heartbeat
 	}

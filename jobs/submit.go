@@ -377,11 +377,14 @@ func populate(l rundir.Layout, policy, visits, copy string) error {
 // runJob is what the scripts of a run's attempts are rendered from: its
 // steps and their allocation.
 type runJob struct {
-	name  string          // the run's name, also its run ID
-	set   rundir.Settings // the run's settings (its state file's)
-	plan  scheduler.Plan
-	steps []runStep // in the run's order
-	hold  bool      // submit the first job held (submit --hold)
+	name string          // the run's name, also its run ID
+	set  rundir.Settings // the run's settings (its state file's)
+	// request is what the job asks for: set.Request, or what resume
+	// changed it to (recorded before the job is submitted).
+	request rundir.Request
+	plan    scheduler.Plan
+	steps   []runStep // in the run's order
+	hold    bool      // submit the first job held (submit --hold)
 }
 
 // stepPlans is each named step's share of the allocation, for the

@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dpsbatch/dpsbatch/internal/slurmtime"
 	"github.com/dpsbatch/dpsbatch/jobs"
 	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/scheduler"
@@ -134,6 +135,7 @@ func printStatus(w io.Writer, rs jobs.RunStatus) {
 		what = fmt.Sprintf("production %s of %d pipelines", rs.Pipeline, len(rs.Pipelines))
 	}
 	fmt.Fprintf(w, "run %s (%s, partition %s): %s\n", rs.Run, what, rs.Partition, rs.Outcome)
+	printRequest(w, rs.Request)
 	fmt.Fprintf(w, "  visits: %s\n", visitCounts(rs))
 	for _, ps := range rs.Pipelines {
 		fmt.Fprintf(w, "  pipeline %s: %s", ps.Pipeline, visitCounts(ps))
@@ -289,3 +291,21 @@ func visitCounts(rs jobs.RunStatus) string {
 }
 
 var stdout io.Writer = os.Stdout
+
+// printRequest writes what the run's next job asks for, when it asks for
+// more than the defaults.
+func printRequest(w io.Writer, r jobs.RunRequest) {
+	var asks []string
+	if r.Slices > 0 {
+		asks = append(asks, plural(r.Slices, "slice"))
+	}
+	if r.MemPerSliceMB > 0 {
+		asks = append(asks, fmt.Sprintf("%dM per slice", r.MemPerSliceMB))
+	}
+	if r.Time > 0 {
+		asks = append(asks, "time "+slurmtime.Format(r.Time))
+	}
+	if len(asks) > 0 {
+		fmt.Fprintf(w, "  request: %s\n", strings.Join(asks, ", "))
+	}
+}

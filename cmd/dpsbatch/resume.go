@@ -22,7 +22,10 @@ func resumeCommand() *cli.Command {
 			"(default 3s), then exits 1 naming the holder. A job whose submitter was killed before recording\n" +
 			"it is found by its name in Slurm and adopted, never submitted twice.\n" +
 			"Exit status: 0 submitted, or nothing left to do; 3 visits are left at --max-attempts; 2 bad input;\n" +
-			"1 the run is locked by another command, or other errors.",
+			"1 the run is locked by another command, or other errors.\n\n" +
+			"--partition, --slices, --mem-per-slice and --time change what the next job asks for (and every job\n" +
+			"after it: the run keeps the new request, and status shows it), checked against the partition's\n" +
+			"limits first: a request over them is bad input (exit 2), and nothing is submitted or changed.",
 		Flags: []cli.Flag{
 			siteFlag(),
 			&cli.IntFlag{Name: "max-attempts", Usage: "leave out visits tried this many times already (0: no limit)"},
@@ -30,10 +33,18 @@ func resumeCommand() *cli.Command {
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and the job script; change and submit nothing"},
 			&cli.DurationFlag{Name: "wait-lock", Usage: "while another command holds the run's lock, wait this long for it (default 3s)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
+			&cli.StringFlag{Name: "partition", Aliases: []string{"p"}, Usage: "site partition of the next job (default: the run's)"},
+			&cli.IntFlag{Name: "slices", Usage: "number of slices of the next job (default: the run's)"},
+			&cli.StringFlag{Name: "mem-per-slice", Usage: "memory each slice of the next job needs, such as 2G (default: the run's)"},
+			&cli.StringFlag{Name: "time", Usage: "time limit of the next job, such as 2:00:00 (default: the run's)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.Duration("wait-lock") < 0 {
 				return badInput("--wait-lock must not be negative, got %s", c.Duration("wait-lock"))
+			}
+			change, err := requestChange(c)
+			if err != nil {
+				return err
 			}
 			t, err := openRun(c, true)
 			if err != nil {
@@ -41,7 +52,7 @@ func resumeCommand() *cli.Command {
 			}
 			res, err := jobs.Resume(c.Context, jobs.ResumeOptions{Site: t.site, Backend: t.b, Dir: t.dir,
 				MaxAttempts: c.Int("max-attempts"), AutoResume: c.Int("auto-resume"), DryRun: c.Bool("dry-run"),
-				WaitLock: c.Duration("wait-lock"), Out: dryRunOut(c)})
+				WaitLock: c.Duration("wait-lock"), Change: change, Out: dryRunOut(c)})
 			if err != nil {
 				return err
 			}
@@ -68,4 +79,18 @@ func resumeCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// requestChange reads the flags that change the run's request.
+func requestChange(c *cli.Context) (jobs.RequestChange, error) {
+	ch := jobs.RequestChange{Partition: c.String("partition"), Slices: c.Int("slices")}
+	if ch.Slices < 0 || c.IsSet("slices") && ch.Slices == 0 {
+		return ch, badInput("--slices must be positive, got %d", ch.Slices)
+	}
+	var err error
+	if ch.MemPerSliceMB, err = memFlag(c); err != nil {
+		return ch, err
+	}
+	ch.Time, err = timeFlag(c)
+	return ch, err
 }

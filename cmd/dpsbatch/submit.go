@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -33,21 +34,38 @@ func request(c *cli.Context) (rundir.Request, error) {
 	if r.Strategy != scheduler.Pack && r.Strategy != scheduler.Spread {
 		return r, badInput("--strategy: expected pack or spread, got %q", r.Strategy)
 	}
-	if m := c.String("mem-per-slice"); m != "" {
-		mb, err := parseMemMB(m)
-		if err != nil {
-			return r, badInput("--mem-per-slice: %v", err)
-		}
-		r.MemPerSliceMB = mb
+	var err error
+	if r.MemPerSliceMB, err = memFlag(c); err != nil {
+		return r, err
 	}
-	if t := c.String("time"); t != "" {
-		d, err := slurmtime.Parse(t)
-		if err != nil || d == 0 {
-			return r, badInput("--time: %s", errOr(err, "a limit is needed, not infinite"))
-		}
-		r.Time = d
+	r.Time, err = timeFlag(c)
+	return r, err
+}
+
+// memFlag reads --mem-per-slice in megabytes (0 when not given).
+func memFlag(c *cli.Context) (int, error) {
+	m := c.String("mem-per-slice")
+	if m == "" {
+		return 0, nil
 	}
-	return r, nil
+	mb, err := parseMemMB(m)
+	if err != nil {
+		return 0, badInput("--mem-per-slice: %v", err)
+	}
+	return mb, nil
+}
+
+// timeFlag reads --time (0 when not given).
+func timeFlag(c *cli.Context) (time.Duration, error) {
+	t := c.String("time")
+	if t == "" {
+		return 0, nil
+	}
+	d, err := slurmtime.Parse(t)
+	if err != nil || d == 0 {
+		return 0, badInput("--time: %s", errOr(err, "a limit is needed, not infinite"))
+	}
+	return d, nil
 }
 
 func errOr(err error, msg string) string {
