@@ -44,14 +44,14 @@ func (c RequestChange) flags() string {
 }
 
 // check refuses a change that makes no sense whatever the partition: a
-// negative value, or new slices for a run whose steps each have their
-// own (a production's are set in its file).
-func (c RequestChange) check(set rundir.Settings) error {
+// negative value, or new slices for a run whose steps are in folders of
+// their own, each with its slices (a production's, set in its file).
+func (c RequestChange) check(l rundir.Layout, set rundir.Settings) error {
 	switch {
 	case c.Slices < 0 || c.MemPerSliceMB < 0 || c.Time < 0:
 		return fmt.Errorf("%w: resume %s: values must be positive", conf.ErrInvalid, c.flags())
-	case c.Slices > 0 && len(set.Pipelines) > 0:
-		return fmt.Errorf("%w: resume --slices: the run is a production, whose pipelines each have their slices (in its production file)",
+	case c.Slices > 0 && !rundir.StepIn(l, set):
+		return fmt.Errorf("%w: resume --slices: the run's pipelines each have their own slices (in its production file)",
 			conf.ErrInvalid)
 	}
 	return nil
@@ -83,40 +83,49 @@ func (c RequestChange) explain(err error) error {
 	return fmt.Errorf("jobs: resume %s: %w", c.flags(), err)
 }
 
-// recordRequest keeps req as the request of the run whose steps are in
-// rj, in the run's state file and in each step's own (a step in a folder
-// of its own keeps its slices), so that the next resume plans with it
-// and status shows it. Nothing is written when the request is the one
-// recorded.
-func recordRequest(l rundir.Layout, rj runJob, req rundir.Request) error {
-	if req == rj.set.Request {
-		return nil
-	}
-	if err := setRequest(l, req); err != nil {
+// recordSettings keeps what the next job of the run whose steps are in
+// rj asks for (rj.request), and its growth (how many more jobs its jobs
+// may submit, and why it grew), in the run's state file, and the request
+// in each step's own too (a step in a folder of its own keeps its
+// slices): the next resume plans with them and status shows them.
+func recordSettings(l rundir.Layout, rj runJob) error {
+	if err := updateSettings(l, func(set *rundir.Settings) {
+		set.Request, set.AutoGrow = rj.request, rj.set.AutoGrow
+		if rj.grown != "" {
+			set.Grown = rj.grown
+		}
+	}); err != nil {
 		return err
 	}
 	for _, st := range rj.steps {
 		if st.l == l {
 			continue
 		}
-		r := req
-		r.Slices = st.set.Request.Slices
-		if err := setRequest(st.l, r); err != nil {
+		if err := updateSettings(st.l, func(set *rundir.Settings) {
+			slices := set.Request.Slices
+			set.Request = rj.request
+			set.Request.Slices = slices
+		}); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// setRequest writes req into the settings of the state file in l.
-func setRequest(l rundir.Layout, req rundir.Request) error {
+// updateSettings changes the settings of the state file in l with
+// change, writing them only when they changed.
+func updateSettings(l rundir.Layout, change func(*rundir.Settings)) error {
 	_, set, err := rundir.ReadSettings(l)
 	if err != nil {
 		return err
 	}
-	set.Request = req
-	js, err := rundir.EncodeSettings(set)
+	before, err := rundir.EncodeSettings(set)
 	if err != nil {
+		return err
+	}
+	change(&set)
+	js, err := rundir.EncodeSettings(set)
+	if err != nil || js == before {
 		return err
 	}
 	st, err := state.Open(l.State())
@@ -133,10 +142,14 @@ type RunRequest struct {
 	Slices        int           `json:"slices,omitempty"` // 0: the policy's
 	MemPerSliceMB int           `json:"memPerSliceMB,omitempty"`
 	Time          time.Duration `json:"time,omitempty"` // 0: the partition's limit
+	// GrowLeft, with growth on, is how many more jobs the run's jobs may
+	// submit themselves; Grown says why the request last grew.
+	GrowLeft int    `json:"growLeft,omitempty"`
+	Grown    string `json:"grown,omitempty"`
 }
 
 // runRequest is the request in set as status shows it.
 func runRequest(set rundir.Settings) RunRequest {
 	r := set.Request
-	return RunRequest{Slices: r.Slices, MemPerSliceMB: r.MemPerSliceMB, Time: r.Time}
+	return RunRequest{Slices: r.Slices, MemPerSliceMB: r.MemPerSliceMB, Time: r.Time, GrowLeft: set.AutoGrow, Grown: set.Grown}
 }

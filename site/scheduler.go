@@ -34,6 +34,42 @@ type Scheduler struct {
 	// reason that passes (slurmctld busy or restarting); 0 for the
 	// backend's default, negative for none (retry_wait: 0s).
 	RetryWait time.Duration
+	// Grow is how much more a run with growth on asks for after a job
+	// that ran short (scheduler.grow); zero factors grow nothing.
+	Grow Grow
+}
+
+// Grow holds the factors by which a job's successor asks for more: Time
+// for a job that ran out of time, Memory (per slice) for one whose steps
+// were killed for memory. Each is more than 1, or 0 for no growth; the
+// partition's limits cap what they give.
+type Grow struct {
+	Time, Memory float64
+}
+
+// On reports whether the site grows anything.
+func (g Grow) On() bool { return g.Time > 0 || g.Memory > 0 }
+
+// maxGrowFactor bounds a growth factor: a bigger one is a typo.
+const maxGrowFactor = 100
+
+// grow decodes scheduler.grow: {time: F, memory: F}.
+func (r *reader) grow(n *yaml.Node, path string) {
+	g := &r.s.Scheduler.Grow
+	factor := func(v *float64) conf.Field {
+		return conf.Field{Decode: func(n *yaml.Node, path string) {
+			before := len(r.d.Errs)
+			f := r.d.Float(n, path)
+			switch {
+			case len(r.d.Errs) > before:
+			case f <= 1 || f > maxGrowFactor:
+				r.d.Errorf(n, path, "expected a factor above 1 and at most %d, such as 2 or 1.5, got %v", maxGrowFactor, f)
+			default:
+				*v = f
+			}
+		}}
+	}
+	r.d.Map(n, path, map[string]conf.Field{"time": factor(&g.Time), "memory": factor(&g.Memory)})
 }
 
 // scheduler decodes the scheduler section.
@@ -70,6 +106,7 @@ func (r *reader) scheduler(n *yaml.Node, path string) {
 		}},
 		"user":       {Decode: func(n *yaml.Node, path string) { s.User = r.word(n, path) }},
 		"retry_wait": {Decode: func(n *yaml.Node, path string) { s.RetryWait = r.retryWait(n, path) }},
+		"grow":       {Decode: r.grow},
 	})
 	if !ok {
 		return

@@ -308,4 +308,10 @@ func printRequest(w io.Writer, r jobs.RunRequest) {
 	if len(asks) > 0 {
 		fmt.Fprintf(w, "  request: %s\n", strings.Join(asks, ", "))
 	}
+	if r.GrowLeft > 0 {
+		fmt.Fprintf(w, "  growth on: its jobs may submit %s more, each at its end\n", plural(r.GrowLeft, "job"))
+	}
+	if r.Grown != "" {
+		fmt.Fprintf(w, "  grown: %s\n", r.Grown)
+	}
 }

@@ -25,11 +25,16 @@ func resumeCommand() *cli.Command {
 			"1 the run is locked by another command, or other errors.\n\n" +
 			"--partition, --slices, --mem-per-slice and --time change what the next job asks for (and every job\n" +
 			"after it: the run keeps the new request, and status shows it), checked against the partition's\n" +
-			"limits first: a request over them is bad input (exit 2), and nothing is submitted or changed.",
+			"limits first: a request over them is bad input (exit 2), and nothing is submitted or changed.\n" +
+			"--grow --auto-resume N turns growth on (see submit --help); this job too asks for more when the\n" +
+			"run's last job ran out of time or memory. Without --grow, a resume turns growth off.",
 		Flags: []cli.Flag{
 			siteFlag(),
 			&cli.IntFlag{Name: "max-attempts", Usage: "leave out visits tried this many times already (0: no limit)"},
 			&cli.IntFlag{Name: "auto-resume", Usage: "follow-on jobs to chain after this one (afterany)"},
+			growFlag(),
+			&cli.BoolFlag{Name: "auto", Usage: "run by a job of a run with growth on at its end: submit the next job, grown if it ran short"},
+			&cli.StringFlag{Name: "job", EnvVars: []string{"DPSBATCH_ENDING_JOB"}, Usage: "with --auto: the job that ends (not counted live)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and the job script; change and submit nothing"},
 			&cli.DurationFlag{Name: "wait-lock", Usage: "while another command holds the run's lock, wait this long for it (default 3s)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
@@ -52,7 +57,7 @@ func resumeCommand() *cli.Command {
 			}
 			res, err := jobs.Resume(c.Context, jobs.ResumeOptions{Site: t.site, Backend: t.b, Dir: t.dir,
 				MaxAttempts: c.Int("max-attempts"), AutoResume: c.Int("auto-resume"), DryRun: c.Bool("dry-run"),
-				WaitLock: c.Duration("wait-lock"), Change: change, Out: dryRunOut(c)})
+				WaitLock: c.Duration("wait-lock"), Change: change, Grow: c.Bool("grow"), Auto: c.Bool("auto"), Job: c.String("job"), Out: dryRunOut(c)})
 			if err != nil {
 				return err
 			}
@@ -62,12 +67,18 @@ func resumeCommand() *cli.Command {
 				}
 			} else if !res.DryRun {
 				w := c.App.Writer
-				if res.Complete {
+				switch {
+				case res.Skipped != "":
+					fmt.Fprintf(w, "run %s: nothing submitted: %s\n", res.Run, res.Skipped)
+				case res.Complete:
 					fmt.Fprintf(w, "run %s: nothing left to run\n", res.Run)
-				} else {
+				default:
 					printSubmitted(c, &res.Submitted)
 					if res.Retried > 0 {
 						fmt.Fprintf(w, "  %d failed or interrupted visits run again\n", res.Retried)
+					}
+					if res.Grown != "" {
+						fmt.Fprintf(w, "  grown: %s\n", res.Grown)
 					}
 				}
 			}

@@ -92,6 +92,10 @@ func submitCommand() *cli.Command {
 			"with --listen the run reads trigger events (dpsbatch event send, or another pipeline) after its\n" +
 			"visit list — which may then be left out — until `dpsbatch finish RUN`. The Pipeline publishes\n" +
 			"a heartbeat every --heartbeat; status flags a running job that has missed three.\n\n" +
+			"With --grow (on a site whose scheduler.grow sets factors) the --auto-resume N jobs are not\n" +
+			"chained in advance: each job submits the next at its end (dpsbatch resume --auto), asking for more\n" +
+			"time when it ran out of time, or more memory per slice when its steps were killed for memory,\n" +
+			"up to the partition's limits; status says why the request grew.\n\n" +
 			"A production file (top-level key production; see the README) lists several pipelines, each\n" +
 			"with its policy, visits and slices: they run as concurrent srun steps of ONE job, sized for\n" +
 			"all of them, and share the run's broker, so that one pipeline's event stage triggers the\n" +
@@ -108,6 +112,7 @@ func submitCommand() *cli.Command {
 			&cli.DurationFlag{Name: "heartbeat", Value: rundir.DefaultHeartbeat, Usage: "how often the Pipeline says it is alive (at least 100ms)"},
 			&cli.StringFlag{Name: "name", Usage: "run name (default: PIPELINE-DATE-TIME); letters, digits, . _ -"},
 			&cli.IntFlag{Name: "auto-resume", Usage: "follow-on jobs to chain after the first (afterany)"},
+			growFlag(),
 			&cli.StringFlag{Name: "binary", Usage: "dpsbatch executable the job runs on the nodes (default: this one)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and the job script; create and submit nothing"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
@@ -140,7 +145,7 @@ func submitCommand() *cli.Command {
 			}
 			sub, err := jobs.Submit(c.Context, jobs.SubmitOptions{Site: s, Backend: b, Policy: c.Args().First(),
 				Visits: c.String("visits"), Listen: c.Bool("listen"), Heartbeat: c.Duration("heartbeat"), Hold: c.Bool("hold"),
-				Name: c.String("name"), Request: r, AutoResume: c.Int("auto-resume"),
+				Name: c.String("name"), Request: r, AutoResume: c.Int("auto-resume"), Grow: c.Bool("grow"),
 				Binary: c.String("binary"), DryRun: c.Bool("dry-run"), Out: dryRunOut(c)})
 			if err != nil {
 				return err
@@ -154,6 +159,11 @@ func submitCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// growFlag is --grow of submit and resume.
+func growFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "grow", Usage: "with --auto-resume N: each job submits the next at its end, with more time or memory when it ran short (the site's scheduler.grow)"}
 }
 
 // dryRunOut is where a dry run prints its plan and scripts: stdout, or
