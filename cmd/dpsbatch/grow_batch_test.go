@@ -13,7 +13,7 @@ import (
 
 // userEnv is a batch env whose runs root belongs to the ordinary test
 // user, who runs dpsbatch itself (asUser): growth works without root.
-func userEnv(t *testing.T, siteKeys string) (*batchEnv, func(want int, args ...string) string) {
+func userEnv(t *testing.T, siteKeys string) (*batchEnv, func(want int, args ...string) (string, string)) {
 	t.Helper()
 	e := newBatchEnv(t)
 	needEnforcement(t)
@@ -35,14 +35,14 @@ func userEnv(t *testing.T, siteKeys string) (*batchEnv, func(want int, args ...s
 	}
 	writeFile(t, e.site, string(base)+siteKeys)
 	env := cleanEnv("DPSBATCH_SITE="+e.site, "HOME="+u.HomeDir, "USER="+testUser, "LOGNAME="+testUser)
-	asUser := func(want int, args ...string) string {
+	asUser := func(want int, args ...string) (string, string) {
 		t.Helper()
 		full := append([]string{"--reuid=" + testUser, "--regid=" + testUser, "--init-groups", e.bin}, args...)
 		out, errOut, code := runCmd(t, 2*time.Minute, env, "setpriv", full...)
 		if code != want {
 			t.Fatalf("dpsbatch %s as %s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), testUser, code, want, out, errOut)
 		}
-		return out
+		return out, errOut
 	}
 	return e, asUser
 }
@@ -53,7 +53,8 @@ func userEnv(t *testing.T, siteKeys string) (*batchEnv, func(want int, args ...s
 // slice, which finishes the visits, and status says why the request
 // grew. All as an ordinary user.
 func TestBatchGrowsMemoryAfterKill(t *testing.T) {
-	e, asUser := userEnv(t, "scheduler:\n  grow: {time: 2, memory: 2}\n")
+	e, run2 := userEnv(t, "scheduler:\n  grow: {time: 2, memory: 2}\n")
+	asUser := func(want int, args ...string) string { out, _ := run2(want, args...); return out }
 	// Each slice holds 300 MiB for 12 s: over the 200 MB a slice asks
 	// for (the step's tasks on a node share their sum), under 400 MB.
 	policy, vf := e.twoSlicePipeline("oom", `  - name: hold
@@ -90,6 +91,15 @@ func TestBatchGrowsMemoryAfterKill(t *testing.T) {
 	log, err := os.ReadFile(filepath.Join(e.root, run, "logs", "slurm-"+first+".out"))
 	if err != nil || !strings.Contains(string(log), "exceeded memory limit") || !strings.Contains(string(log), "job "+second+" submitted") {
 		t.Errorf("job %s's log (%v) does not show the kill and the successor it submitted:\n%s", first, err, log)
+	}
+	// A request over the partition's limits is bad input naming the flag
+	// and the limit, and changes nothing.
+	if _, errOut := run2(2, "resume", run, "--mem-per-slice", "3G"); !strings.Contains(errOut, "--mem-per-slice 3072M") ||
+		!strings.Contains(errOut, "a node has 2000 MB") {
+		t.Errorf("resume over the limits: %s; want the flag and the limit named", errOut)
+	}
+	if again := growStatusOf(t, asUser(0, "status", "--json", run)); again.Request != st.Request || len(again.Jobs) != 2 {
+		t.Errorf("a refused resume changed the run: %+v", again)
 	}
 	script, err := os.ReadFile(filepath.Join(e.root, run, "scripts", "attempt-2.sbatch"))
 	if err != nil || !strings.Contains(string(script), "--mem-per-cpu=400M") || strings.Contains(string(script), "resume --auto") {
