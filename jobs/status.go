@@ -35,6 +35,9 @@ type JobStatus struct {
 	// Died says the job ended without rank 0 recording how: killed, out
 	// of memory, a node failure, or cancelled before it started.
 	Died bool `json:"died,omitempty"`
+	// KilledForMemory, for a job that died, is slurmstepd's line in the
+	// job's log saying it killed a step of the job for memory.
+	KilledForMemory string `json:"killedForMemory,omitempty"`
 	// Broker is where the job's broker listens (relay commands use it).
 	Broker string `json:"broker,omitempty"`
 	// Heartbeat is the Pipeline's last heartbeat, with the visit then in
@@ -398,6 +401,9 @@ func settle(rs *RunStatus, known map[string]scheduler.Job) {
 				j.Silent = j.Silent || pj.Silent
 				j.Died = j.Died || pj.Died
 			}
+		}
+		if j.Died {
+			j.KilledForMemory = killedForMemory(rundir.Layout{Dir: rs.Dir}.SlurmLog(j.ID), j.ID)
 		}
 		if j.Live {
 			rs.Live = true

@@ -179,6 +179,8 @@ func printStatus(w io.Writer, rs jobs.RunStatus) {
 			fmt.Fprintf(w, ": %s", strings.TrimSuffix(j.Reason, "; "))
 		}
 		switch {
+		case j.KilledForMemory != "":
+			fmt.Fprintf(w, " — killed for memory (%s)", j.KilledForMemory)
 		case j.Died && rs.DiskFull != nil:
 			fmt.Fprintf(w, " — ended without recording why, and the run directory's file system is full (%s free of %s): out of disk space?",
 				bytesText(rs.DiskFull.Free), bytesText(rs.DiskFull.Size))

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -85,7 +86,8 @@ func TestBatchGrowsMemoryAfterKill(t *testing.T) {
 		!strings.Contains(st.Request.Grown, "memory per slice 200M -> 400M") {
 		t.Errorf("request %+v; want 400 MB per slice, grown after job %s's memory kill", st.Request, first)
 	}
-	if !strings.Contains(text, "grown: job "+first+": a step was killed for memory") || !strings.Contains(text, "request: 400M per slice") {
+	if !strings.Contains(text, "grown: job "+first+": a step was killed for memory") || !strings.Contains(text, "request: 400M per slice") ||
+		!regexp.MustCompile(`(?m)^  job `+first+` \(attempt 1\): .* — killed for memory \(slurmstepd`).MatchString(text) {
 		t.Errorf("status does not say why the request grew:\n%s", text)
 	}
 	log, err := os.ReadFile(filepath.Join(e.root, run, "logs", "slurm-"+first+".out"))
