@@ -132,3 +132,43 @@ func growStatusOf(t *testing.T, out string) growStatus {
 	}
 	return all[0]
 }
+
+// A job whose time limit comes before its visits are done stops at a
+// visit boundary (the time budget, or Slurm's warning) and, with growth
+// on, submits its successor with twice its time, which finishes the
+// visits; status says why. As an ordinary user.
+func TestBatchGrowsTimeAfterStop(t *testing.T) {
+	e, run2 := userEnv(t, "scheduler:\n  grow: {time: 2, memory: 2}\n")
+	asUser := func(want int, args ...string) string { out, _ := run2(want, args...); return out }
+	// 8 visits of 15 s: two minutes and more of work for a job of two.
+	policy, vf := e.slowPipeline("short", 8, "15")
+	const run = "short-1"
+	asUser(0, "submit", policy, "--visits", vf, "--name", run, "--time", "2", "--grow", "--auto-resume", "2")
+	e.cancelAtEnd(run)
+
+	deadline := time.Now().Add(8 * time.Minute)
+	var st growStatus
+	for {
+		st = growStatusOf(t, asUser(0, "status", "--json", run))
+		if st.Outcome == "done" || st.Outcome == "failed" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(3 * time.Second)
+	}
+	text := asUser(0, "status", run)
+	if st.Outcome != "done" || st.Counts["done"] != 8 || len(st.Jobs) != 2 {
+		t.Fatalf("run %s: %+v; want done by a second job\n%s", run, st, text)
+	}
+	first := st.Jobs[0].ID
+	if !strings.Contains(st.Request.Grown, "job "+first+" stopped with visits left: time limit near") ||
+		!strings.Contains(st.Request.Grown, "time 00:02:00 -> 00:04:00") || st.Request.GrowLeft != 1 {
+		t.Errorf("request %+v; want 4 minutes, grown after job %s stopped for time, one more job allowed", st.Request, first)
+	}
+	if !strings.Contains(text, "grown: job "+first+" stopped with visits left: time limit near") {
+		t.Errorf("status does not say why the request grew:\n%s", text)
+	}
+	script, err := os.ReadFile(filepath.Join(e.root, run, "scripts", "attempt-2.sbatch"))
+	if err != nil || !strings.Contains(string(script), "--time=00:04:00") || !strings.Contains(string(script), "resume --auto") {
+		t.Errorf("attempt 2's script (%v): want 4 minutes, and a successor of its own when it runs short:\n%s", err, script)
+	}
+}
