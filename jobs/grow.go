@@ -104,10 +104,10 @@ func stoppedForTime(records []rundir.Layout, id string) string {
 	return ""
 }
 
-// growRequest is req grown by the factors g for what a job ran short of,
-// as planned (plan, on partition p), up to p's limits, and what grew; req
-// itself and "" when nothing can grow, with why not in the second value
-// prefixed "not grown: ".
+// growRequest is req grown by the factors g for what a job ran short of
+// (s), from what it was planned (plan, on partition p), up to p's
+// limits; and why, with what grew or why it could not (already at a
+// limit, no factor).
 func growRequest(req rundir.Request, plan scheduler.Plan, p site.Partition, g site.Grow, s shortfall) (rundir.Request, string) {
 	var grew []string
 	if s.time {

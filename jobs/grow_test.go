@@ -174,3 +174,32 @@ func TestGrowthNeedsSiteAndCount(t *testing.T) {
 		t.Errorf("%d submissions; want none", n)
 	}
 }
+
+// A job Slurm ended TIMEOUT ran no command at its end: resume --grow by
+// hand grows from it, and turns growth on for the jobs after.
+func TestGrowthByHandAfterTimeout(t *testing.T) {
+	e := growEnv(t)
+	dir := growRun(t, e)
+	e.fake.forget("1001", "TIMEOUT")
+	o := e.resumeOpts(dir)
+	o.Grow, o.AutoResume = true, 3
+	res, err := Resume(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Plan.Time != 40*time.Minute || !strings.Contains(res.Grown, "job 1001 ran out of time (Slurm: TIMEOUT)") || len(res.Jobs) != 1 {
+		t.Errorf("resume --grow after a TIMEOUT: time %s, grown %q, jobs %v", res.Plan.Time, res.Grown, res.Jobs)
+	}
+	if set := settingsOf(t, dir); set.AutoGrow != 3 {
+		t.Errorf("growth left %d; want 3", set.AutoGrow)
+	}
+
+	// A resume without --grow turns growth off: no command at the end.
+	e.fake.forget("1002", "TIMEOUT")
+	if _, err := Resume(context.Background(), e.resumeOpts(dir)); err != nil {
+		t.Fatal(err)
+	}
+	if set := settingsOf(t, dir); set.AutoGrow != 0 || bytes.Contains(readAll(t, rundir.Layout{Dir: dir}.Script(3)), []byte("resume --auto")) {
+		t.Errorf("growth still on after a resume without --grow: %+v", set)
+	}
+}
