@@ -14,6 +14,7 @@ import (
 	"github.com/dpsbatch/dpsbatch/internal/conf"
 	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/rundir/runtest"
+	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/site"
 	"github.com/dpsbatch/dpsbatch/state"
 )
@@ -201,5 +202,44 @@ func TestGrowthByHandAfterTimeout(t *testing.T) {
 	}
 	if set := settingsOf(t, dir); set.AutoGrow != 0 || bytes.Contains(readAll(t, rundir.Layout{Dir: dir}.Script(3)), []byte("resume --auto")) {
 		t.Errorf("growth still on after a resume without --grow: %+v", set)
+	}
+}
+
+// Growth stops at the partition's limits and says why it cannot grow.
+func TestGrowLimits(t *testing.T) {
+	p := site.Partition{Name: "debug", CPUsPerNode: 4, MemoryMB: 2000, MaxTime: time.Hour}
+	for _, c := range []struct {
+		cur, max time.Duration
+		factor   float64
+		want     time.Duration
+		what     string
+	}{
+		{20 * time.Minute, time.Hour, 2, 40 * time.Minute, "time 00:20:00 -> 00:40:00"},
+		{40 * time.Minute, time.Hour, 2, time.Hour, "time 00:40:00 -> 01:00:00"},
+		{time.Hour, time.Hour, 2, 0, "already the partition's max_time 01:00:00"},
+		{time.Hour, 0, 1.5, 90 * time.Minute, "time 01:00:00 -> 01:30:00"},
+		{time.Hour, 0, 0, 0, "no time factor"},
+	} {
+		if got, what := growTime(c.cur, c.max, c.factor); got != c.want || !strings.Contains(what, c.what) {
+			t.Errorf("growTime(%s, %s, %v) = %s, %q; want %s, %q", c.cur, c.max, c.factor, got, what, c.want, c.what)
+		}
+	}
+	for _, c := range []struct {
+		memPerCPU, cpus int
+		p               site.Partition
+		factor          float64
+		want            int
+		what            string
+	}{
+		{0, 1, p, 1.5, 750, "memory per slice 500M -> 750M"},
+		{600, 2, p, 2, 2000, "memory per slice 1200M -> 2000M"},
+		{1000, 2, p, 2, 0, "already a node's 2000M"},
+		{0, 1, site.Partition{CPUsPerNode: 4}, 2, 0, "gives the partition no memory"},
+		{300, 1, p, 0, 0, "no memory factor"},
+	} {
+		plan := scheduler.Plan{MemPerCPUMB: c.memPerCPU, CPUsPerTask: c.cpus}
+		if got, what := growMemory(plan, c.p, c.factor); got != c.want || !strings.Contains(what, c.what) {
+			t.Errorf("growMemory(%d x %d, %v) = %d, %q; want %d, %q", c.memPerCPU, c.cpus, c.factor, got, what, c.want, c.what)
+		}
 	}
 }

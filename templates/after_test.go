@@ -13,8 +13,8 @@ import (
 )
 
 // After runs once the launch has ended, whatever its status, without the
-// job's Slurm variables and with the job's ID in DPSBATCH_ENDING_JOB; the
-// script still exits with the launch's status.
+// job's Slurm variables (but a slurmrestd token) and with the job's ID in
+// DPSBATCH_ENDING_JOB; the script still exits with the launch's status.
 func TestAfterRunsWithoutSlurmVariables(t *testing.T) {
 	dir := t.TempDir()
 	seen := filepath.Join(dir, "after.env")
@@ -25,6 +25,7 @@ func TestAfterRunsWithoutSlurmVariables(t *testing.T) {
 	t.Setenv("SLURM_JOB_ID", "4242")
 	t.Setenv("SLURM_MEM_PER_CPU", "500")
 	t.Setenv("SBATCH_PARTITION", "debug")
+	t.Setenv("SLURM_JWT", "a-token")
 	cmd, out, _ := startScript(t, j)
 	if code := waitScript(t, cmd, out, time.Minute); code != 3 {
 		t.Errorf("exit %d; want the launch's 3\n%s", code, out)
@@ -33,8 +34,9 @@ func TestAfterRunsWithoutSlurmVariables(t *testing.T) {
 	if err != nil {
 		t.Fatalf("After did not run: %v\n%s", err, out)
 	}
-	if !strings.Contains(string(env), "\nDPSBATCH_ENDING_JOB=4242\n") || strings.Contains(string(env), "\nSLURM_") ||
-		strings.Contains(string(env), "\nSBATCH_") {
+	kept := strings.ReplaceAll(string(env), "\nSLURM_JWT=a-token\n", "\n")
+	if !strings.Contains(string(env), "\nDPSBATCH_ENDING_JOB=4242\n") || strings.Contains(kept, "\nSLURM_") ||
+		strings.Contains(kept, "\nSBATCH_") || kept == string(env) {
 		t.Errorf("After's environment:\n%s", env)
 	}
 }

@@ -122,8 +122,8 @@ type Job struct {
 	// After, optional, is a command the batch shell runs once the launch
 	// or the steps have ended and the broker has stopped, however they
 	// ended (but not when the shell itself is killed or cancelled), with
-	// the job's Slurm variables (SLURM_*, SBATCH_*, SRUN_*, SALLOC_*)
-	// removed from its environment and the job's ID in
+	// the job's Slurm variables (SLURM_*, SBATCH_*, SRUN_*, SALLOC_*;
+	// but a token, SLURM_JWT) removed from its environment and the job's ID in
 	// DPSBATCH_ENDING_JOB: with growth on, `dpsbatch resume --auto`,
 	// which submits the run's next job. Its status does not change the
 	// script's.
