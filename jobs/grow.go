@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dpsbatch/dpsbatch/input"
 	"github.com/dpsbatch/dpsbatch/internal/conf"
 	"github.com/dpsbatch/dpsbatch/internal/slurmtime"
 	"github.com/dpsbatch/dpsbatch/rundir"
@@ -165,22 +166,39 @@ func growMemory(plan scheduler.Plan, p site.Partition, factor float64) (int, str
 	return mb, fmt.Sprintf("memory per slice %dM -> %dM", cur, mb)
 }
 
-// checkGrowth refuses growth on a site that sets no factors, or without
-// a number of jobs; for resume --auto it says why nothing is to be
-// submitted when the run's jobs may submit no more.
+// checkGrowth refuses growth without a number of jobs; for resume --auto
+// it says why nothing is to be submitted when the run's jobs may submit
+// no more.
 func checkGrowth(o ResumeOptions, set rundir.Settings) (skip string, err error) {
 	switch {
-	case !o.Grow && !o.Auto:
-		return "", nil
-	case !o.Site.Scheduler.Grow.On():
-		return "", fmt.Errorf("%w: growth: the site file %s sets no scheduler.grow (such as grow: {time: 2, memory: 1.5})",
-			conf.ErrInvalid, o.Site.Path)
 	case o.Grow && o.AutoResume < 1:
 		return "", fmt.Errorf("%w: --grow needs --auto-resume N: how many jobs may each submit the next", conf.ErrInvalid)
 	case o.Auto && set.AutoGrow < 1:
 		return "the run's jobs may submit no more jobs (growth off, or every one submitted)", nil
 	}
 	return "", nil
+}
+
+// growFactors is what a run of steps grows by: the site's factors, each
+// replaced by the largest any step's policy gives (grow). With growth on
+// and no factor, the run is bad input.
+func growFactors(s *site.Site, steps []input.Step, on bool) (site.Grow, error) {
+	g := s.Scheduler.Grow
+	var t, m float64
+	for _, st := range steps {
+		t, m = max(t, st.Policy.GrowTime), max(m, st.Policy.GrowMemory)
+	}
+	if t > 0 {
+		g.Time = t
+	}
+	if m > 0 {
+		g.Memory = m
+	}
+	if on && !g.On() {
+		return g, fmt.Errorf("%w: growth: neither the site file %s (scheduler.grow) nor the policy (grow) sets a factor, such as grow: {time: 2, memory: 1.5}",
+			conf.ErrInvalid, s.Path)
+	}
+	return g, nil
 }
 
 // liveJobs are the run's jobs that are pending or running, but except
@@ -220,13 +238,13 @@ func growth(o ResumeOptions, l rundir.Layout, run state.Run, set rundir.Settings
 	if err != nil {
 		return rj, planned, err
 	}
-	req, why := growRequest(rj.request, planned.Plan, *part, o.Site.Scheduler.Grow, s)
+	req, why := growRequest(rj.request, planned.Plan, *part, rj.factors, s)
 	o.Change.Time, o.Change.MemPerSliceMB = req.Time, req.MemPerSliceMB
 	grown, replanned, err := planResume(o, l, run, set)
 	if err != nil {
 		return rj, planned, fmt.Errorf("jobs: growing the run's request (%s): %w", why, err)
 	}
-	grown.set.AutoGrow, grown.grown = left, why
+	grown.set.AutoGrow, grown.grown, grown.factors = left, why, rj.factors
 	return grown, replanned, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpsbatch/dpsbatch/input/inputtest"
 	"github.com/dpsbatch/dpsbatch/internal/conf"
 	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/rundir/runtest"
@@ -241,5 +242,21 @@ func TestGrowLimits(t *testing.T) {
 		if got, what := growMemory(plan, c.p, c.factor); got != c.want || !strings.Contains(what, c.what) {
 			t.Errorf("growMemory(%d x %d, %v) = %d, %q; want %d, %q", c.memPerCPU, c.cpus, c.factor, got, what, c.want, c.what)
 		}
+	}
+}
+
+// A policy's grow factors replace the site's (here, a site with none).
+func TestGrowthPolicyFactors(t *testing.T) {
+	e := newEnv(t, 6)
+	e.policy = e.write("pipeline.yaml", inputtest.TinyPolicy+"grow: {memory: 3}\n")
+	dir := growRun(t, e)
+	l := rundir.Layout{Dir: dir}
+	log := "slurmstepd-n1: error: StepId=1001.0 exceeded memory limit (265289728 > 104857600), being killed\n"
+	if err := os.WriteFile(l.SlurmLog("1001"), []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := e.autoResume(t, dir, "1001", state.EndFailed, "")
+	if res.Plan.MemPerCPUMB != 1500 || !strings.Contains(res.Grown, "memory per slice 500M -> 1500M") {
+		t.Errorf("memory %d MB per CPU, grown %q; want the policy's factor 3", res.Plan.MemPerCPUMB, res.Grown)
 	}
 }

@@ -152,6 +152,10 @@ func planResume(o ResumeOptions, l rundir.Layout, run state.Run, set rundir.Sett
 	if err != nil {
 		return runJob{}, nil, err
 	}
+	factors, err := growFactors(o.Site, loaded, o.Grow || o.Auto)
+	if err != nil {
+		return runJob{}, nil, err
+	}
 	if err := checkLauncher(o.Site, l.ProductionCopy(), len(steps)); err != nil {
 		return runJob{}, nil, err
 	}
@@ -162,7 +166,7 @@ func planResume(o ResumeOptions, l rundir.Layout, run state.Run, set rundir.Sett
 	for i := range steps {
 		steps[i].tasks = planned.Steps[i].Tasks
 	}
-	return runJob{name: run.Name, set: set, request: req, plan: planned.Plan, steps: steps}, planned, nil
+	return runJob{name: run.Name, set: set, request: req, factors: factors, plan: planned.Plan, steps: steps}, planned, nil
 }
 
 // resumeJob readies the state file of each step of rj for a new job, and

@@ -114,6 +114,9 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, err := growFactors(o.Site, in.Steps, o.Grow); err != nil {
+		return nil, err
+	}
 	name, bin, l, err := newRun(o, in.Name, now)
 	if err != nil {
 		return nil, err
@@ -326,7 +329,7 @@ func checkCommon(o SubmitOptions) error {
 		return fmt.Errorf("%w: --auto-resume must be 0 or more, got %d", conf.ErrInvalid, o.AutoResume)
 	}
 	if o.Grow {
-		_, err := checkGrowth(ResumeOptions{Site: o.Site, Grow: true, AutoResume: o.AutoResume}, rundir.Settings{})
+		_, err := checkGrowth(ResumeOptions{Grow: true, AutoResume: o.AutoResume}, rundir.Settings{})
 		return err
 	}
 	return nil
@@ -394,6 +397,8 @@ func populate(l rundir.Layout, policy, visits, copy string) error {
 type runJob struct {
 	name string          // the run's name, also its run ID
 	set  rundir.Settings // the run's settings (its state file's)
+	// factors are what the run grows by (growFactors).
+	factors site.Grow
 	// request is what the job asks for: set.Request, or what resume
 	// changed it to (recorded before the job is submitted); grown says
 	// why it grew ("" when it did not).

@@ -50,28 +50,6 @@ type Grow struct {
 // On reports whether the site grows anything.
 func (g Grow) On() bool { return g.Time > 0 || g.Memory > 0 }
 
-// maxGrowFactor bounds a growth factor: a bigger one is a typo.
-const maxGrowFactor = 100
-
-// grow decodes scheduler.grow: {time: F, memory: F}.
-func (r *reader) grow(n *yaml.Node, path string) {
-	g := &r.s.Scheduler.Grow
-	factor := func(v *float64) conf.Field {
-		return conf.Field{Decode: func(n *yaml.Node, path string) {
-			before := len(r.d.Errs)
-			f := r.d.Float(n, path)
-			switch {
-			case len(r.d.Errs) > before:
-			case f <= 1 || f > maxGrowFactor:
-				r.d.Errorf(n, path, "expected a factor above 1 and at most %d, such as 2 or 1.5, got %v", maxGrowFactor, f)
-			default:
-				*v = f
-			}
-		}}
-	}
-	r.d.Map(n, path, map[string]conf.Field{"time": factor(&g.Time), "memory": factor(&g.Memory)})
-}
-
 // scheduler decodes the scheduler section.
 func (r *reader) scheduler(n *yaml.Node, path string) {
 	d, s := r.d, &r.s.Scheduler
@@ -106,7 +84,9 @@ func (r *reader) scheduler(n *yaml.Node, path string) {
 		}},
 		"user":       {Decode: func(n *yaml.Node, path string) { s.User = r.word(n, path) }},
 		"retry_wait": {Decode: func(n *yaml.Node, path string) { s.RetryWait = r.retryWait(n, path) }},
-		"grow":       {Decode: r.grow},
+		"grow": {Decode: func(n *yaml.Node, path string) {
+			s.Grow.Time, s.Grow.Memory = d.Growth(n, path)
+		}},
 	})
 	if !ok {
 		return
