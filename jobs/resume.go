@@ -24,6 +24,10 @@ type ResumeOptions struct {
 	MaxAttempts int
 	AutoResume  int
 	DryRun      bool
+	// Refresh takes a new copy of the files of the pipeline's folder the
+	// policy names under {pipelinedir} before the new job (a dry run
+	// copies nothing).
+	Refresh bool
 	// WaitLock is how long to wait while another command holds the
 	// run's lock (0: DefaultLockWait); then Resume fails with
 	// ErrRunLocked naming the holder.
@@ -58,6 +62,9 @@ type ResumeResult struct {
 	Grown string `json:"grown,omitempty"`
 	// Skipped says why resume --auto submitted nothing.
 	Skipped string `json:"skipped,omitempty"`
+	// Refreshed lists the folders the pipeline files were copied from
+	// again (Refresh).
+	Refreshed []string `json:"refreshed,omitempty"`
 }
 
 // Resume submits a new job (and AutoResume follow-ons) for the run's
@@ -115,7 +122,11 @@ func Resume(ctx context.Context, o ResumeOptions) (*ResumeResult, error) {
 			return nil, err
 		}
 	}
-	rs, err := Status(ctx, o.Backend, []string{o.Dir})
+	wait := endingWait
+	if o.Auto {
+		wait = 0 // the ending job is the one asking
+	}
+	rs, err := statusOnceEnded(ctx, o.Backend, o.Dir, wait)
 	if err != nil {
 		return nil, err
 	}
@@ -125,13 +136,26 @@ func Resume(ctx context.Context, o ResumeOptions) (*ResumeResult, error) {
 	if !o.DryRun {
 		RecordUsage(ctx, o.Backend, rs)
 	}
+	var refreshed []string
+	if o.Refresh && !o.DryRun {
+		if refreshed, err = refreshPipelineFiles(l, set, now()); err != nil {
+			return nil, err
+		}
+		if rj, planned, err = planResume(o, l, run, set); err != nil { // the files as copied again
+			return nil, err
+		}
+	}
 	if rj, planned, err = growth(o, l, run, set, rs[0], rj, planned); err != nil {
 		return nil, err
 	}
 	if o.Grow || o.Auto {
 		o.AutoResume = 0 // each job submits the next
 	}
-	return resumeJob(ctx, o, rj, planned, now)
+	res, err := resumeJob(ctx, o, rj, planned, now)
+	if res != nil {
+		res.Refreshed = refreshed
+	}
+	return res, err
 }
 
 // planResume plans the run's next job as the run's request, changed by
@@ -309,4 +333,39 @@ func nextAttempt(l rundir.Layout) (int, error) {
 	}
 	defer st.Close()
 	return st.NextAttempt()
+}
+
+// endingWait is how long resume waits for Slurm to let go of jobs whose
+// rank 0 has recorded their end (COMPLETING: the epilog, the last steps'
+// exit) before it calls them live: wait returns as soon as the state file
+// decides the run's outcome, and a resume straight after it would
+// otherwise be refused.
+const endingWait = 2 * time.Minute
+
+// statusOnceEnded is the run's Status, asked again every second for up
+// to wait while every job Slurm still lists as live has recorded its end.
+func statusOnceEnded(ctx context.Context, b scheduler.Backend, dir string, wait time.Duration) ([]RunStatus, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		rs, err := Status(ctx, b, []string{dir})
+		if err != nil || !rs[0].Live || !onlyEnding(rs[0].Jobs) || time.Now().After(deadline) {
+			return rs, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// onlyEnding reports whether every live job of js has recorded its end
+// (and was not requeued, which would start it again).
+func onlyEnding(js []JobStatus) bool {
+	for _, j := range js {
+		if j.Live && (!recordedEnd(j.Recorded) || j.Requeued != nil) {
+			return false
+		}
+	}
+	return true
 }

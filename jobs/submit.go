@@ -59,6 +59,9 @@ type SubmitOptions struct {
 	DryRun bool
 	Out    io.Writer
 	Now    func() time.Time // nil: time.Now
+	// FreezeDry names stages whose every call is captured as it starts
+	// (package capture), besides those of the policies' freeze_dry.
+	FreezeDry []string
 }
 
 // Submitted says what Submit or Resume did.
@@ -104,6 +107,9 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := in.CheckFreezeDry(o.FreezeDry); err != nil {
+		return nil, err
+	}
 	if err := checkCommon(o); err != nil {
 		return nil, err
 	}
@@ -121,7 +127,13 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 	if err != nil {
 		return nil, err
 	}
-	rj := newRunJob(o, in, planned, name, bin, l)
+	base := rundir.Settings{Binary: bin, SiteFile: o.Site.Path, Request: o.Request, Broker: rundir.BrokerOf(o.Site),
+		Heartbeat: o.Heartbeat}
+	if o.Grow {
+		base.AutoGrow = o.AutoResume
+	}
+	rj := newRunJob(base, in, planned, name, l)
+	rj.hold = o.Hold
 	tmpl, err := loadTemplate(o.Site)
 	if err != nil {
 		return nil, err
@@ -145,6 +157,9 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 		if err := fillRun(tl, l, in, rj, o.Site.Path, created); err != nil {
 			return err
 		}
+		if err := writeFreezeDry(tl, in, o.FreezeDry); err != nil {
+			return err
+		}
 		return writeScripts(tl, scripts, 1)
 	})
 	if err != nil {
@@ -157,20 +172,16 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 }
 
 // newRunJob is what the scripts of new run name in l are rendered from:
-// the run's settings and each step's. A step in the run directory shares
-// the run's settings (one state file); a step in a folder of its own has
-// its own, pointing at the run, and the run's list it.
-func newRunJob(o SubmitOptions, in *input.Input, planned *RunPlan, name, bin string, l rundir.Layout) runJob {
-	base := rundir.Settings{Binary: bin, SiteFile: o.Site.Path, Request: o.Request, Broker: rundir.BrokerOf(o.Site),
-		Heartbeat: o.Heartbeat}
-	if o.Grow {
-		base.AutoGrow = o.AutoResume
-	}
-	rj := runJob{name: name, plan: planned.Plan, set: base, hold: o.Hold}
+// the run's settings (base, with the input's own) and each step's. A step
+// in the run directory shares the run's settings (one state file); a step
+// in a folder of its own has its own, pointing at the run, and the run's
+// list it.
+func newRunJob(base rundir.Settings, in *input.Input, planned *RunPlan, name string, l rundir.Layout) runJob {
+	rj := runJob{name: name, plan: planned.Plan, set: base}
 	for i, st := range in.Steps {
 		sl := rundir.Layout{Dir: filepath.Join(l.Dir, st.Dir)}
 		ss := base
-		ss.PipelineDir, ss.Listen, ss.After = st.Policy.Dir, st.Listen, st.After
+		ss.PipelineDir, ss.PipelineFrom, ss.Listen, ss.After = sl.PipelineFiles(), st.Policy.Dir, st.Listen, st.After
 		if st.VisitsPath != "" {
 			ss.Visits = filepath.Base(sl.Visits(visitsExt(st.VisitsPath)))
 		}
@@ -207,6 +218,10 @@ func fillRun(tl, l rundir.Layout, in *input.Input, rj runJob, siteFile string, c
 		if err := populate(sl, st.PolicyPath, st.VisitsPath, rs.set.Visits); err != nil {
 			return err
 		}
+		if err := copyPipelineFiles(st.Policy, sl.PipelineFiles()); err != nil {
+			return err
+		}
+		rs.set.PipelineCopied = created
 		js, err := rundir.EncodeSettings(rs.set)
 		if err != nil {
 			return err

@@ -226,6 +226,13 @@ CREATE TABLE step_usage (
 	PRIMARY KEY (job, step)
 );  -- with a rowid: the steps' order, as accounting lists them
 `,
+	// 8: captures (freeze-dried stage inputs, package capture): the file
+	// of each slice failure, and of a visit's failure on the Pipeline,
+	// relative to the run directory; '' when none was written.
+	`
+ALTER TABLE slice_failures ADD COLUMN capture TEXT NOT NULL DEFAULT '';
+ALTER TABLE visits ADD COLUMN capture TEXT NOT NULL DEFAULT '';
+`,
 }
 
 // schemaVersion is the schema version this dpsbatch writes and reads.

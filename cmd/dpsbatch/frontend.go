@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dpsbatch/dpsbatch/capture"
 	"github.com/dpsbatch/dpsbatch/internal/slurmtime"
 	"github.com/dpsbatch/dpsbatch/jobs"
 	"github.com/dpsbatch/dpsbatch/rundir"
@@ -134,7 +135,11 @@ func printStatus(w io.Writer, rs jobs.RunStatus) {
 	if len(rs.Pipelines) > 0 {
 		what = fmt.Sprintf("production %s of %d pipelines", rs.Pipeline, len(rs.Pipelines))
 	}
-	fmt.Fprintf(w, "run %s (%s, partition %s): %s\n", rs.Run, what, rs.Partition, rs.Outcome)
+	where := "partition " + rs.Partition
+	if rs.Partition == "" {
+		where = "on this machine" // a local run's: no allocation
+	}
+	fmt.Fprintf(w, "run %s (%s, %s): %s\n", rs.Run, what, where, rs.Outcome)
 	printRequest(w, rs.Request)
 	fmt.Fprintf(w, "  visits: %s\n", visitCounts(rs))
 	for _, ps := range rs.Pipelines {
@@ -215,6 +220,7 @@ func printStatus(w io.Writer, rs jobs.RunStatus) {
 	fmt.Fprintf(w, "  state file: %s/%s (journal %s)\n", rs.Dir, rundir.StateFile, rs.Journal)
 	if rs.Failures != nil {
 		fmt.Fprintf(w, "  failures (%d):\n", len(rs.Failures))
+		printCaptureLimit(w, rs)
 		for _, f := range rs.Failures {
 			fmt.Fprintf(w, "    %s\n", f)
 		}
@@ -315,5 +321,19 @@ func printRequest(w io.Writer, r jobs.RunRequest) {
 	}
 	if r.Grown != "" {
 		fmt.Fprintf(w, "  grown: %s\n", r.Grown)
+	}
+}
+
+// printCaptureLimit says so when the run's (or a step's) captures
+// reached their size limit: later failures have none.
+func printCaptureLimit(w io.Writer, rs jobs.RunStatus) {
+	dirs := []string{rs.Dir}
+	for _, ps := range rs.Pipelines {
+		dirs = append(dirs, ps.Dir)
+	}
+	for _, d := range dirs {
+		if msg := capture.LimitReached(d); msg != "" {
+			fmt.Fprintf(w, "    note: %s\n", msg)
+		}
 	}
 }
