@@ -37,6 +37,9 @@ type JobStatus struct {
 	// Died says the job ended without rank 0 recording how: killed, out
 	// of memory, a node failure, or cancelled before it started.
 	Died bool `json:"died,omitempty"`
+	// KilledForMemory, for a job that died, is slurmstepd's line in the
+	// job's log saying it killed a step of the job for memory.
+	KilledForMemory string `json:"killedForMemory,omitempty"`
 	// Broker is where the job's broker listens (relay commands use it).
 	Broker string `json:"broker,omitempty"`
 	// Heartbeat is the Pipeline's last heartbeat, with the visit then in
@@ -60,20 +63,22 @@ type JobStatus struct {
 
 // RunStatus is a run's progress.
 type RunStatus struct {
-	Run       string                   `json:"run"`
-	Dir       string                   `json:"runDir"`
-	Pipeline  string                   `json:"pipeline"`
-	Partition string                   `json:"partition"`
-	Created   time.Time                `json:"created"`
-	Visits    int                      `json:"visits"`
-	Counts    map[state.VisitState]int `json:"counts"`
-	Jobs      []JobStatus              `json:"jobs"`
-	Live      bool                     `json:"live"` // a job of the run is pending or running
-	Outcome   Outcome                  `json:"outcome"`
-	Rate      float64                  `json:"visitsPerSecond,omitempty"` // done visits per second of the run so far
-	ETA       time.Duration            `json:"eta,omitempty"`
-	Journal   string                   `json:"journal"` // the state file's journal mode and why
-	FS        string                   `json:"fileSystem"`
+	Run       string `json:"run"`
+	Dir       string `json:"runDir"`
+	Pipeline  string `json:"pipeline"`
+	Partition string `json:"partition"`
+	// Request is what the run's next job asks for (resume may change it).
+	Request RunRequest               `json:"request"`
+	Created time.Time                `json:"created"`
+	Visits  int                      `json:"visits"`
+	Counts  map[state.VisitState]int `json:"counts"`
+	Jobs    []JobStatus              `json:"jobs"`
+	Live    bool                     `json:"live"` // a job of the run is pending or running
+	Outcome Outcome                  `json:"outcome"`
+	Rate    float64                  `json:"visitsPerSecond,omitempty"` // done visits per second of the run so far
+	ETA     time.Duration            `json:"eta,omitempty"`
+	Journal string                   `json:"journal"` // the state file's journal mode and why
+	FS      string                   `json:"fileSystem"`
 	// Listen: the run reads trigger events after its visit list, until
 	// a no-more-data closes its input (InputClosed, with why).
 	Listen         bool          `json:"listen,omitempty"`
@@ -313,6 +318,10 @@ func readRun(dir string) (RunStatus, error) {
 		return RunStatus{}, err
 	}
 	rs.Listen, rs.memPerSlice = set.Listen, set.Request.MemPerSliceMB
+	rs.Request = runRequest(set)
+	if set.Request.Partition != "" {
+		rs.Partition = set.Request.Partition
+	}
 	if set.Heartbeat > 0 {
 		rs.Heartbeat = set.Heartbeat
 	}
@@ -459,6 +468,9 @@ func settle(rs *RunStatus, known map[string]scheduler.Job) {
 				j.Silent = j.Silent || pj.Silent
 				j.Died = j.Died || pj.Died
 			}
+		}
+		if j.Died {
+			j.KilledForMemory = killedForMemory(rundir.Layout{Dir: rs.Dir}.SlurmLog(j.ID), j.ID)
 		}
 		if j.Live {
 			rs.Live = true

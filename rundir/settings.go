@@ -69,7 +69,20 @@ type Settings struct {
 	// SlicesFrom, for a step in a folder of its own, names who asked for
 	// Request.Slices: its production entry, or its policy.
 	SlicesFrom string `json:"slicesFrom,omitempty"`
+	// AutoGrow, for a run with growth on (submit or resume --grow
+	// --auto-resume N), is how many more jobs the run's jobs may submit
+	// themselves, each at its end (`dpsbatch resume --auto`), with more
+	// time or memory when it ran short; 0: growth off.
+	AutoGrow int `json:"autoGrow,omitempty"`
+	// Grown says why the request last grew ("" when it never did).
+	Grown string `json:"grown,omitempty"`
 }
+
+// TimeLimitNear begins the reason a job records when it stopped because
+// its time limit was near (Slurm's warning through the stop file, or too
+// little time left for another visit): resume tells from it that the job
+// ran out of time. The job script's warning trap writes it too.
+const TimeLimitNear = "time limit near"
 
 // RunDir is the directory of the RunDir whose step, in step, has these
 // settings: the step's own for a step in the RunDir directory.
