@@ -226,6 +226,21 @@ CREATE TABLE step_usage (
 	PRIMARY KEY (job, step)
 );  -- with a rowid: the steps' order, as accounting lists them
 `,
+	// 8: each data ID's outcome in its visit's latest attempt that ran
+	// it (an attempt that skipped it as done leaves its row): what
+	// status counts and lists, and what resume runs again.
+	`
+CREATE TABLE data_ids (
+	visit   INTEGER NOT NULL,  -- visits.seq
+	data_id TEXT NOT NULL,
+	outcome TEXT NOT NULL,     -- done, failed, interrupted, skipped
+	attempt INTEGER NOT NULL,  -- the visit's attempt that recorded it
+	stage   TEXT NOT NULL DEFAULT '',  -- where it failed
+	err     TEXT NOT NULL DEFAULT '',  -- why it failed (a program's error ends with its stderr) or was not done
+	PRIMARY KEY (visit, data_id)
+) WITHOUT ROWID;
+CREATE INDEX data_ids_by_outcome ON data_ids (outcome);
+`,
 }
 
 // schemaVersion is the schema version this dpsbatch writes and reads.

@@ -71,6 +71,7 @@ type Store struct {
 type visitLog struct {
 	stages   []stageTime
 	failures []Failure
+	dataIDs  []DataIDOutcome
 }
 
 type stageTime struct {

@@ -304,7 +304,7 @@ func (s *Store) VisitEnded(visit string, st VisitState, msg string, at time.Time
 				return err
 			}
 		}
-		return nil
+		return writeDataIDs(ctx, tx, seq, attempt, l, msg)
 	})
 	if err != nil {
 		return s.wrap(fmt.Sprintf("visit %q ended", visit), err)
@@ -500,7 +500,8 @@ func (s *Store) interrupt(reason, cond string, args ...any) (int, error) {
 	return int(n), nil
 }
 
-// Retry prepares a resume: failed and interrupted visits that were started
+// Retry prepares a resume: failed and interrupted visits, and done ones
+// with a data ID not done, that were started
 // fewer than maxAttempts times (0: no limit) become pending again, and it
 // returns how many. Those started maxAttempts times or more are returned,
 // in Seq order, as exhausted, and stay failed: an exhausted interrupted
@@ -527,8 +528,8 @@ func (s *Store) Retry(maxAttempts int) (retried int, exhausted []string, err err
 			cond = fmt.Sprintf(" AND attempts < %d", maxAttempts)
 		}
 		var n int64
-		for _, st := range []VisitState{Failed, Interrupted} {
-			res, err := tx.ExecContext(ctx, `UPDATE visits SET state = 0 WHERE state = ?`+cond, st.code())
+		for _, where := range []string{`state = 3`, `state = 4`, doneWithDataIDsLeft} {
+			res, err := tx.ExecContext(ctx, `UPDATE visits SET state = 0 WHERE `+where+cond)
 			if err != nil {
 				return err
 			}
