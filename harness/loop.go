@@ -115,8 +115,9 @@ type rank struct {
 	log      *slog.Logger
 	stages   []*built
 	parallel []*built
-	cx       Context // reused for every stage call on this rank
-	totalIDs int     // Pipeline: data IDs assigned over all slices
+	cx       Context  // reused for every stage call on this rank
+	totalIDs int      // Pipeline: data IDs assigned over all slices
+	allIDs   []string // Pipeline: those data IDs (mapper.DataID.String)
 }
 
 type nopRecorder struct{}
@@ -125,6 +126,21 @@ func (nopRecorder) VisitStarted(string, time.Time) error          { return nil }
 func (nopRecorder) StageDone(string, string, time.Duration) error { return nil }
 func (nopRecorder) SliceFailed(SliceFailure) error                { return nil }
 func (nopRecorder) VisitEnded(string, VisitResult) error          { return nil }
+
+// doneDataIDs is the data IDs of visit an earlier attempt did, which
+// this one leaves out: as the VisitGate says, unless the policy redoes
+// whole visits.
+func (p *pipeline) doneDataIDs(visit string) ([]string, error) {
+	g, ok := p.cfg.Recorder.(VisitGate)
+	if !ok || p.cfg.Policy.Redo == redoVisit {
+		return nil, nil
+	}
+	done, err := g.DoneDataIDs(visit)
+	if err != nil {
+		return nil, fmt.Errorf("harness: the done data IDs of visit %s: %w", visit, err)
+	}
+	return done, nil
+}
 
 // context resets the reused Context for one call.
 func (r *rank) context(ctx context.Context, visit, stage string, id mapper.DataID) *Context {
@@ -273,6 +289,11 @@ func readAssignment(part []byte) ([]mapper.DataID, []int, error) {
 // slices without a data ID: they sit idle for the whole run.
 func (r *rank) logAssigned(ids [][]mapper.DataID) {
 	r.totalIDs = countIDs(ids)
+	for _, s := range ids {
+		for _, id := range s {
+			r.allIDs = append(r.allIDs, id.String())
+		}
+	}
 	r.log.Info("data assigned", "slices", len(ids), "dataIds", r.totalIDs)
 	idle := 0
 	for _, s := range ids {
@@ -647,6 +668,8 @@ type visitRun struct {
 	serialErr error          // the visit failed on the Pipeline
 	pending   map[string]any // event properties not yet sent to the slices
 	failedIDs map[string]bool
+	stopped   map[string]bool // data IDs whose program a stop signal ended
+	skip      map[string]bool // data IDs done by an earlier attempt, left out
 	nFailed   int
 	firstFail string
 	firstStop string // the first data ID whose program a stop signal ended
@@ -663,7 +686,7 @@ func (p *pipeline) visit(ctx context.Context, visit string, props map[string]any
 	v := &visitRun{id: visit, start: time.Now()}
 	defer func() {
 		if err != nil && v.started && !v.ended {
-			p.cutShort(visit, v.start, err)
+			p.cutShort(v, err)
 		}
 	}()
 	if err := p.startVisit(v, props); err != nil {
@@ -689,7 +712,12 @@ func (p *pipeline) startVisit(v *visitRun, props map[string]any) error {
 		return fmt.Errorf("harness: recording visit %s: %w", v.id, err)
 	}
 	v.started = true
-	data, err := encodeVisit(visitMsg{Visit: v.id, Props: props})
+	done, err := p.doneDataIDs(v.id)
+	if err != nil {
+		return err
+	}
+	v.skip = p.known(done)
+	data, err := encodeVisit(visitMsg{Visit: v.id, Props: props, Done: done})
 	if err != nil {
 		return err
 	}
@@ -834,6 +862,10 @@ func (p *pipeline) gather(v *visitRun, name string) ([]Outcome, error) {
 func (p *pipeline) recordFailures(v *visitRun, name string, rk int, failures []failureMsg, outcomes []Outcome) ([]Outcome, error) {
 	for _, f := range failures {
 		if f.Stopped {
+			if v.stopped == nil {
+				v.stopped = map[string]bool{}
+			}
+			v.stopped[f.DataID] = true
 			if v.firstStop == "" {
 				v.firstStop = fmt.Sprintf("stage %q, slice %d, data ID %s: %s", name, rk, f.DataID, f.Err)
 			}
@@ -880,6 +912,7 @@ func (p *pipeline) postprocess(ctx context.Context, v *visitRun, b *built, outco
 // records VisitEnded and logs it.
 func (p *pipeline) endVisit(ctx context.Context, v *visitRun) error {
 	res := p.outcome(ctx, v)
+	res.DataIDs = p.dataIDOutcomes(v, res.Outcome)
 	v.ended = true
 	if err := p.cfg.Recorder.VisitEnded(v.id, res); err != nil {
 		return fmt.Errorf("harness: recording the end of visit %s: %w", v.id, err)
@@ -912,32 +945,77 @@ func (p *pipeline) outcome(ctx context.Context, v *visitRun) VisitResult {
 		// The Pipeline's failure may be the data IDs' (a later stage
 		// missing what they would have made): name theirs first.
 		res.Outcome = VisitFailed
-		res.Err = fmt.Sprintf("%d of %d data IDs failed; first: %s; then %s", len(v.failedIDs), p.totalIDs, v.firstFail, v.serialErr)
+		res.Err = fmt.Sprintf("%d of %d data IDs failed; first: %s; then %s", len(v.failedIDs), p.ranIDs(v), v.firstFail, v.serialErr)
 	case v.serialErr != nil:
 		res.Outcome, res.Err = VisitFailed, v.serialErr.Error()
-	case v.nFailed > 0 && p.sliceRuleFails(len(v.failedIDs)):
+	case v.nFailed > 0 && p.sliceRuleFails(len(v.failedIDs), p.ranIDs(v)):
 		res.Outcome = VisitFailed
-		res.Err = fmt.Sprintf("%d of %d data IDs failed (failure rule %s); first: %s", len(v.failedIDs), p.totalIDs, p.cfg.Policy.Failure, v.firstFail)
+		res.Err = fmt.Sprintf("%d of %d data IDs failed (failure rule %s); first: %s", len(v.failedIDs), p.ranIDs(v), p.cfg.Policy.Failure, v.firstFail)
 	}
 	return res
 }
 
 // cutShort records a visit that err ended before its end as interrupted,
 // as best it can: the run ends with err whatever happens here.
-func (p *pipeline) cutShort(visit string, start time.Time, err error) {
-	p.log.Warn("visit interrupted", "visit", visit, "err", err)
-	res := VisitResult{Outcome: VisitInterrupted, Err: "interrupted: " + err.Error(), Took: time.Since(start)}
-	if rerr := p.cfg.Recorder.VisitEnded(visit, res); rerr != nil {
-		p.log.Error("could not record the visit as interrupted", "visit", visit, "err", rerr)
+func (p *pipeline) cutShort(v *visitRun, err error) {
+	p.log.Warn("visit interrupted", "visit", v.id, "err", err)
+	res := VisitResult{Outcome: VisitInterrupted, Err: "interrupted: " + err.Error(), Took: time.Since(v.start)}
+	res.DataIDs = p.dataIDOutcomes(v, res.Outcome)
+	if rerr := p.cfg.Recorder.VisitEnded(v.id, res); rerr != nil {
+		p.log.Error("could not record the visit as interrupted", "visit", v.id, "err", rerr)
 	}
 }
 
-func (p *pipeline) sliceRuleFails(failed int) bool {
+// dataIDOutcomes is each data ID's outcome in the visit that ended as
+// visit (step 13), but for those it left out: failed, interrupted (by a
+// stop signal, or with the visit), skipped (the visit failed on the
+// Pipeline), else done.
+func (p *pipeline) dataIDOutcomes(v *visitRun, visit VisitOutcome) map[string]VisitOutcome {
+	out := make(map[string]VisitOutcome, len(p.allIDs))
+	for _, id := range p.allIDs {
+		switch {
+		case v.skip[id]:
+			continue
+		case v.failedIDs[id]:
+			out[id] = VisitFailed
+		case v.stopped[id] || visit == VisitInterrupted:
+			out[id] = VisitInterrupted
+		case v.serialErr != nil:
+			out[id] = DataIDSkipped
+		default:
+			out[id] = VisitDone
+		}
+	}
+	return out
+}
+
+// known is the set of the data IDs of done that the mapper assigned.
+func (p *pipeline) known(done []string) map[string]bool {
+	if len(done) == 0 {
+		return nil
+	}
+	set := make(map[string]bool, len(done))
+	for _, id := range done {
+		set[id] = true
+	}
+	known := make(map[string]bool, len(done))
+	for _, id := range p.allIDs {
+		if set[id] {
+			known[id] = true
+		}
+	}
+	return known
+}
+
+// ranIDs is how many data IDs the visit runs: all but those it left out.
+func (p *pipeline) ranIDs(v *visitRun) int { return p.totalIDs - len(v.skip) }
+
+func (p *pipeline) sliceRuleFails(failed, ran int) bool {
 	switch p.cfg.Policy.Failure {
 	case never:
 		return false
 	case allSlices:
-		return failed >= p.totalIDs
+		return failed >= ran
 	default:
 		return failed > 0
 	}
@@ -1054,7 +1132,14 @@ func (r *rank) awaitVisit() (visitMsg, error) {
 // one clipboard per data ID, holding visitId, the other trigger
 // properties, dataId and each key of the data ID.
 func (r *rank) visitClipboards(queue []*Clipboard, vm visitMsg, ids []mapper.DataID) []*Clipboard {
+	done := make(map[string]bool, len(vm.Done))
+	for _, id := range vm.Done {
+		done[id] = true
+	}
 	for _, id := range ids {
+		if len(done) > 0 && done[id.String()] {
+			continue // done by an earlier attempt of the visit
+		}
 		cb := newClipboard()
 		cb.dataID = id
 		cb.Put(KeyVisit, vm.Visit)
