@@ -280,7 +280,7 @@ func (s *Summary) printDataIDs(w io.Writer) {
 	}
 	fmt.Fprintln(w, "failed data IDs:")
 	for _, f := range s.FailedDataIDs {
-		fmt.Fprintf(w, "  visit %s data ID %s stage %s: %s\n", f.Visit, f.DataID, f.Stage, firstLine(f.Err))
+		fmt.Fprintf(w, "  visit %s data ID %s stage %s: %s\n", f.Visit, f.DataID, f.Stage, strings.ReplaceAll(f.Err, "\n", "\n    "))
 	}
 	if n := s.DataIDs[VisitFailed]; n > len(s.FailedDataIDs) {
 		fmt.Fprintf(w, "  ... and %d more\n", n-len(s.FailedDataIDs))
