@@ -510,6 +510,9 @@ func (j *InJob) End(sum *harness.Summary, runErr error) error {
 		end = state.EndVisitsFailed
 		if sum != nil {
 			reason = fmt.Sprintf("%d visits failed", sum.Failed)
+			if n := sum.DataIDs[harness.VisitFailed]; n > 0 {
+				reason += fmt.Sprintf(", %d data IDs failed", n)
+			}
 		}
 	case harness.ExitInterrupted:
 		end = state.EndStopped
