@@ -125,6 +125,11 @@ func failedDataIDRun(t *testing.T, failure string, visitsDone int, reran map[str
 	if err := os.Remove(filepath.Join(marks, "broken-v001-2")); err != nil {
 		t.Fatal(err)
 	}
+	dry := e.resumeOpts(dir)
+	dry.DryRun = true
+	if res, err := Resume(context.Background(), dry); err != nil || res.Visits != 1 {
+		t.Errorf("resume --dry-run: %+v, %v; want 1 visit to run", res, err)
+	}
 	res, err := Resume(context.Background(), e.resumeOpts(dir))
 	if err != nil {
 		t.Fatal(err)
