@@ -52,6 +52,9 @@ const importRules = `
 	INTERNAL
 	< events, mapper, state, site, templates, harness/comm, examples;
 
+	# A stage call's freeze-dried input: the file format, its budget.
+	INTERNAL < capture;
+
 	# slurmrestd's REST API, typed: knows nothing of dpsbatch.
 	INTERNAL < scheduler/slurmrest;
 
@@ -60,7 +63,11 @@ const importRules = `
 
 	# The harness: Pipeline, Slices and the stage loop on a communicator.
 	# It knows events and mapper, nothing of Slurm or the state file.
-	events, mapper, harness/comm < harness;
+	events, mapper, harness/comm, capture < harness;
+
+	# A few stages over one visit in this process, on given clipboards:
+	# what the stage tester and replay share.
+	harness < harness/stagerun;
 
 	# A run's directory as submit makes it and its jobs use it: the
 	# layout, the settings (typed, versioned), the steps, the run's broker,
@@ -84,8 +91,11 @@ const importRules = `
 	# The failure monitor: a use case over the runs' status, like the CLI.
 	jobs < monitor;
 
+	# Replay: a freeze-dried stage call run again in this process.
+	harness/stagerun, capture < replay;
+
 	# The programs.
-	jobs, injob, examples, report, monitor < cmd/dpsbatch;
+	jobs, injob, examples, report, monitor, replay < cmd/dpsbatch;
 	harness < bench/mpistages;
 
 	# Test helpers: shared suites and real components, for _test.go files.
@@ -93,7 +103,7 @@ const importRules = `
 	events < events/natstest;
 	scheduler < scheduler/schedtest;
 	harness/comm < harness/comm/commtest;
-	harness < harness/stagetest;
+	harness/stagerun < harness/stagetest;
 	INTERNAL < input/inputtest;
 	rundir < rundir/runtest;
 	internal/testenv, events/natstest, scheduler/schedtest, harness/comm/commtest, harness/stagetest,
@@ -106,18 +116,18 @@ const importRules = `
 	# The communicators move bytes: no pipeline, no event, no state.
 	harness, events, mapper, state !< harness/comm;
 	# The leaves never import upwards.
-	harness, scheduler !< events, mapper, state, site, templates;
+	harness, scheduler !< events, mapper, state, site, templates, capture;
 	# Nothing below the programs reaches the use cases, the in-job side
 	# or the CLI; the use cases and the in-job side never reach each
 	# other; the run's directory and input know neither.
-	jobs, injob, monitor, cmd/dpsbatch
-	!< harness, harness/comm, scheduler, state, site, templates, events, mapper, report, rundir, input;
+	jobs, injob, monitor, cmd/dpsbatch, replay
+	!< harness, harness/comm, scheduler, state, site, templates, events, mapper, report, rundir, input, capture, harness/stagerun;
 	injob !< jobs;
 	jobs !< injob;
 	# The report shows what the state file holds: no use case, harness or Slurm.
 	harness, scheduler, site !< report;
 	# Production code never imports a test helper.
-	TESTHELPERS !< cmd/dpsbatch, bench/mpistages, jobs, injob, input, rundir, harness, report, monitor;
+	TESTHELPERS !< cmd/dpsbatch, bench/mpistages, jobs, injob, input, rundir, harness, report, monitor, capture, harness/stagerun, replay;
 `
 
 // testArrows are arrows only a package's test files may follow. The

@@ -4,7 +4,10 @@ import "time"
 
 // The built-in stage types register here, in one place. Their code is in
 // stage_files.go (input, output, symlink), stage_exec.go,
-// stage_worker.go and stage_event.go.
+// stage_worker.go and stage_event.go. Each is safe to call for several
+// visits at once (Concurrent): the worker stage serves its program one
+// request at a time itself, and the symlink stage replaces a link in one
+// rename.
 func init() {
 	RegisterStage(Type{
 		Name: "input",
@@ -14,7 +17,8 @@ func init() {
 			{Key: "format", Kind: String, Default: "auto", Doc: "persistence format: auto (by extension), raw, text, json or a registered one"},
 			{Key: "optional", Kind: Bool, Default: false, Doc: "a missing file leaves its key unset instead of failing the slice"},
 		},
-		New: newInput,
+		Concurrent: true,
+		New:        newInput,
 	})
 	RegisterStage(Type{
 		Name: "output",
@@ -23,7 +27,8 @@ func init() {
 			{Key: "files", Kind: StringMap, Required: true, Doc: "clipboard key -> path template, such as calexp: \"{output}/calexp-{ccd}.json\""},
 			{Key: "format", Kind: String, Default: "auto", Doc: "persistence format: auto (by extension), raw, text, json or a registered one"},
 		},
-		New: newOutput,
+		Concurrent: true,
+		New:        newOutput,
 	})
 	RegisterStage(Type{
 		Name: "symlink",
@@ -32,7 +37,8 @@ func init() {
 			{Key: "from", Kind: String, Required: true, Doc: "path template of the link's target"},
 			{Key: "to", Kind: String, Required: true, Doc: "path template of the link itself"},
 		},
-		New: newSymlink,
+		Concurrent: true,
+		New:        newSymlink,
 	})
 	RegisterStage(Type{
 		Name: "exec",
@@ -49,7 +55,8 @@ func init() {
 			{Key: "outputs", Kind: Strings, Doc: "path templates of files the program writes: each must exist after it exits; their sizes go on the clipboard under " + outputSizesKey},
 			{Key: "ignore_stop_signals", Kind: Bool, Default: false, Doc: "start the program with SIGINT, SIGTERM and SIGUSR1 ignored (through /bin/sh), so a job's stop lets it finish; by default a stop signal ends it and its visit is interrupted"},
 		},
-		New: newExec,
+		Concurrent: true,
+		New:        newExec,
 	})
 	RegisterStage(Type{
 		Name: "worker",
@@ -65,7 +72,8 @@ func init() {
 			{Key: "dir", Kind: String, Doc: "working directory (path template); default: the run directory"},
 			{Key: "env", Kind: StringMap, Doc: "extra environment variables, values are templates"},
 		},
-		New: newWorker,
+		Concurrent: true,
+		New:        newWorker,
 	})
 	RegisterStage(Type{
 		Name: "event",
@@ -75,12 +83,14 @@ func init() {
 			{Key: "properties", Kind: StringMap, Doc: "property -> template expanded on the Pipeline's clipboard"},
 			{Key: "keys", Kind: Strings, Doc: "Pipeline clipboard keys copied into the event as they are"},
 		},
-		New: newEvent,
+		Concurrent: true,
+		New:        newEvent,
 	})
 	RegisterStage(Type{
-		Name: "noop",
-		Doc:  "does nothing on every slice (for timing the harness itself)",
-		New:  func(Settings) (Stage, error) { return noop{}, nil },
+		Name:       "noop",
+		Doc:        "does nothing on every slice (for timing the harness itself)",
+		Concurrent: true,
+		New:        func(Settings) (Stage, error) { return noop{}, nil },
 	})
 }
 

@@ -24,6 +24,7 @@ const (
 type Clipboard struct {
 	items  map[string]item
 	dataID mapper.DataID
+	undo   *undoLog // while the freezer watches a call on it (freezedry.go)
 }
 
 type item struct {
@@ -46,6 +47,7 @@ func (c *Clipboard) Has(key string) bool { _, ok := c.items[key]; return ok }
 
 // Put sets key to v, keeping the key's shared mark if it had one.
 func (c *Clipboard) Put(key string, v any) {
+	c.keepForUndo(key)
 	it := c.items[key]
 	it.v = v
 	it.dirty = it.shared
@@ -61,11 +63,41 @@ func (c *Clipboard) Put(key string, v any) {
 // Shared values must be encodable with encoding/gob: plain values, lists and
 // maps of them, or types registered with RegisterType.
 func (c *Clipboard) PutShared(key string, v any) {
+	c.keepForUndo(key)
 	c.items[key] = item{v: v, shared: true, dirty: true}
 }
 
 // Delete removes key.
-func (c *Clipboard) Delete(key string) { delete(c.items, key) }
+func (c *Clipboard) Delete(key string) {
+	c.keepForUndo(key)
+	delete(c.items, key)
+}
+
+// undoLog keeps, for the call the freezer watches, the first item each
+// key held before the call changed it: the call's input is the
+// clipboard with them put back (freezer.input).
+type undoLog struct{ kept []keptItem }
+
+type keptItem struct {
+	key string
+	it  item
+	had bool
+}
+
+// keepForUndo notes key's item before its first change under watch.
+func (c *Clipboard) keepForUndo(key string) {
+	u := c.undo
+	if u == nil {
+		return
+	}
+	for _, k := range u.kept {
+		if k.key == key {
+			return
+		}
+	}
+	it, had := c.items[key]
+	u.kept = append(u.kept, keptItem{key, it, had})
+}
 
 // Keys returns the keys on the clipboard, sorted.
 func (c *Clipboard) Keys() []string {

@@ -21,15 +21,16 @@ func (g *doneGate) DoneDataIDs(visit string) ([]string, error) { return g.done[v
 // (unless failure.redo is visit), and those have no outcome in it.
 func TestDataIDOutcomesAndRedo(t *testing.T) {
 	for _, tc := range []struct {
-		redo    string
-		records int
-	}{{"", 4}, {"data-ids", 4}, {"visit", 6}} {
-		t.Run("redo="+tc.redo, func(t *testing.T) {
+		redo     string
+		inFlight string
+		records  int
+	}{{"", "1", 4}, {"data-ids", "1", 4}, {"visit", "1", 6}, {"", "2", 4}} {
+		t.Run("redo="+tc.redo+"/in_flight="+tc.inFlight, func(t *testing.T) {
 			failure := "failure: {visit: never}\n"
 			if tc.redo != "" {
 				failure = "failure: {visit: never, redo: " + tc.redo + "}\n"
 			}
-			policy := testHead + failure + `stages:
+			policy := testHead + failure + "in_flight: " + tc.inFlight + "\n" + `stages:
   - {name: r, type: test-record}
   - {name: f, type: test-fail, settings: {visit: "1", dataId: "ccd=4"}}
 `

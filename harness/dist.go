@@ -85,6 +85,10 @@ type RunOptions struct {
 	// its data ID as stopped, and the Pipeline records the visit as
 	// interrupted, not failed.
 	StopSignals *StopSignals
+	// FreezeDry names stages whose every call is captured as it starts,
+	// besides those of the policy's freeze_dry (a failing call is always
+	// captured): see package capture.
+	FreezeDry []string
 	// Heartbeat, when positive, is how often rank 0 publishes a heartbeat
 	// on events.TopicHeartbeat (and tells the Recorder), from the start of
 	// its loop to its end.
@@ -153,7 +157,7 @@ func (o RunOptions) runRank(ctx context.Context, c comm.Comm) (*Summary, error) 
 		return nil, err
 	}
 	runDir, _ := filepath.Abs(o.RunDir) // checked by prepare
-	cfg := config{Policy: p, RunID: o.RunID, RunDir: runDir, Comm: c, Host: host, Logger: log, StopSignals: o.StopSignals}
+	cfg := config{Policy: p, RunID: o.RunID, RunDir: runDir, Comm: c, Host: host, Logger: log, StopSignals: o.StopSignals, FreezeDry: o.FreezeDry}
 	if c.Rank() > 0 {
 		return nil, rankLoop(ctx, cfg)
 	}
@@ -220,6 +224,9 @@ func (o *RunOptions) prepare(c comm.Comm) (*Policy, []Visit, error) {
 	}
 	p, err := o.policy()
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := p.checkFreezeDry(o.FreezeDry, "freeze-dry"); err != nil {
 		return nil, nil, err
 	}
 	if c.Rank() == 0 && o.Rank0 != nil {

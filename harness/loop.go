@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -30,6 +31,7 @@ type config struct {
 	Stop        <-chan struct{}
 	StopSignals *StopSignals
 	Heartbeat   time.Duration
+	FreezeDry   []string // stages captured at entry besides the policy's
 }
 
 // rankLoop runs the pipeline on one rank until no-more-data, a shutdown or
@@ -38,13 +40,7 @@ type config struct {
 // fatal error on any rank aborts the communicator so no rank waits forever.
 func rankLoop(ctx context.Context, cfg config) (err error) {
 	c := cfg.Comm
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Recorder == nil {
-		cfg.Recorder = nopRecorder{}
-	}
-	r := &rank{cfg: cfg, c: c}
+	r := newRank(cfg)
 	defer func() {
 		if err != nil && !errors.Is(err, comm.ErrAborted) && !errors.Is(err, ErrInterrupted) {
 			c.Abort(fmt.Errorf("rank %d: %w", c.Rank(), err))
@@ -59,17 +55,6 @@ func rankLoop(ctx context.Context, cfg config) (err error) {
 		if b.proc != nil {
 			r.parallel = append(r.parallel, b)
 		}
-	}
-	static := map[string]string{"run": cfg.RunID, "pipeline": cfg.Policy.Name, "pipelinedir": cfg.Policy.Dir}
-	log := cfg.Logger.With(slog.String("run", cfg.RunID))
-	if c.Rank() > 0 {
-		log = log.With(slog.Int("slice", c.Rank()))
-	}
-	r.info = &runInfo{id: cfg.RunID, pipeline: cfg.Policy.Name, static: static, trigger: cfg.Policy.Trigger.Properties,
-		locs: newLocations(cfg.RunDir, cfg.Policy.Locations, static), log: cfg.Logger.With(slog.String("run", cfg.RunID))}
-	r.log = log
-	if c.Rank() == 0 {
-		r.info.publish = cfg.Broker.Publish
 	}
 
 	inited, err := r.initialize(ctx)
@@ -89,7 +74,38 @@ func rankLoop(ctx context.Context, cfg config) (err error) {
 		return r.pipelineLoop(ctx)
 	}
 	r.setNeighbours(mapped)
+	if r.concurrent {
+		return r.flightLoop(ctx, ids)
+	}
 	return r.sliceLoop(ctx, ids)
+}
+
+// newRank is a rank's state before its stages are built: cfg with its
+// defaults (a Recorder that records nothing, one whose calls are
+// serialised with visits in flight), the run's names and locations, and
+// the rank's logger.
+func newRank(cfg config) *rank {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Recorder == nil {
+		cfg.Recorder = nopRecorder{}
+	}
+	concurrent := cfg.Policy.InFlight > 1
+	if concurrent {
+		cfg.Recorder = &lockedRecorder{r: cfg.Recorder}
+	}
+	r := &rank{cfg: cfg, c: cfg.Comm, concurrent: concurrent, fz: newFreezer(cfg)}
+	static := map[string]string{"run": cfg.RunID, "pipeline": cfg.Policy.Name, "pipelinedir": cfg.Policy.Dir}
+	r.info = &runInfo{id: cfg.RunID, pipeline: cfg.Policy.Name, static: static, trigger: cfg.Policy.Trigger.Properties,
+		locs: newLocations(cfg.RunDir, cfg.Policy.Locations, static), log: cfg.Logger.With(slog.String("run", cfg.RunID))}
+	r.log = r.info.log
+	if r.c.Rank() > 0 {
+		r.log = r.log.With(slog.Int("slice", r.c.Rank()))
+	} else {
+		r.info.publish = cfg.Broker.Publish
+	}
+	return r
 }
 
 // setNeighbours is the end of step 3 on a Slice: each exchanging stage's
@@ -115,9 +131,14 @@ type rank struct {
 	log      *slog.Logger
 	stages   []*built
 	parallel []*built
-	cx       Context  // reused for every stage call on this rank
-	totalIDs int      // Pipeline: data IDs assigned over all slices
-	allIDs   []string // Pipeline: those data IDs (mapper.DataID.String)
+	cx       Context // reused for every stage call on this rank, unless concurrent
+	totalIDs int     // Pipeline: data IDs assigned over all slices
+	// concurrent: visits run concurrently (the policy's in_flight above
+	// 1): every stage call gets a Context of its own, and stages not
+	// declared safe for it are called one at a time (exclusive).
+	concurrent bool
+	fz         *freezer
+	allIDs     []string // Pipeline: the data IDs assigned (mapper.DataID.String)
 }
 
 type nopRecorder struct{}
@@ -127,9 +148,13 @@ func (nopRecorder) StageDone(string, string, time.Duration) error { return nil }
 func (nopRecorder) SliceFailed(SliceFailure) error                { return nil }
 func (nopRecorder) VisitEnded(string, VisitResult) error          { return nil }
 
-// context resets the reused Context for one call.
+// context resets the reused Context for one call (a new one when visits
+// run concurrently).
 func (r *rank) context(ctx context.Context, visit, stage string, id mapper.DataID) *Context {
 	cx := &r.cx
+	if r.concurrent {
+		cx = &Context{}
+	}
 	*cx = Context{ctx: ctx, run: r.info, visit: visit, stage: stage, slice: r.c.Rank(), dataID: id, emitted: cx.emitted[:0]}
 	return cx
 }
@@ -143,6 +168,18 @@ func (r *rank) call(cx *Context, what string, fn func() error) (err error) {
 		}
 	}()
 	return fn()
+}
+
+// exclusive holds stage b for one call (or a Slice's queue) when visits
+// run concurrently and b's type did not declare itself safe for it
+// (Type.Concurrent), so b runs for one visit at a time on this rank. The
+// returned function lets go.
+func (r *rank) exclusive(b *built) (release func()) {
+	if !r.concurrent || b.concurrent {
+		return func() {}
+	}
+	b.mu.Lock()
+	return b.mu.Unlock
 }
 
 func (r *rank) initialize(ctx context.Context) (int, error) {
@@ -312,10 +349,11 @@ type pipeline struct {
 	nEarly   int
 	stopOnce sync.Once
 	stopCh   chan struct{}
+	fly      *flight // with visits in flight (in_flight above 1); nil with one
 
-	mu      sync.Mutex // guards current and ended, read by the heartbeat
-	current string     // the visit in flight, "" between visits
-	ended   int        // visits ended
+	mu     sync.Mutex // guards flying and ended, read by the heartbeat
+	flying []string   // the visits in flight, oldest first
+	ended  int        // visits ended
 }
 
 const maxEarly = 10000
@@ -364,7 +402,11 @@ func (r *rank) pipelineLoop(ctx context.Context) error {
 		}
 	}()
 
-	if err := p.loop(ctx, triggerCtx); err != nil {
+	loop := p.loop
+	if r.concurrent {
+		loop = p.flyLoop
+	}
+	if err := loop(ctx, triggerCtx); err != nil {
 		return err
 	}
 	if ctx.Err() != nil {
@@ -445,9 +487,7 @@ func (p *pipeline) beat(ctx context.Context, every time.Duration) {
 	defer tick.Stop()
 	failing := false
 	for {
-		p.mu.Lock()
-		visit, ended := p.current, p.ended
-		p.mu.Unlock()
+		visit, ended := p.oldest()
 		at := time.Now()
 		if hr != nil {
 			hr.Heartbeat(at, visit)
@@ -472,14 +512,32 @@ func (p *pipeline) beat(ctx context.Context, every time.Duration) {
 	}
 }
 
-// setCurrent records the visit in flight for the heartbeat; "" ends it.
-func (p *pipeline) setCurrent(visit string) {
+// enter and leave keep the visits in flight for the heartbeat, which
+// names the oldest (oldest).
+func (p *pipeline) enter(visit string) {
 	p.mu.Lock()
-	if visit == "" && p.current != "" {
+	p.flying = append(p.flying, visit)
+	p.mu.Unlock()
+}
+
+func (p *pipeline) leave(visit string) {
+	p.mu.Lock()
+	if i := slices.Index(p.flying, visit); i >= 0 {
+		p.flying = slices.Delete(p.flying, i, i+1)
 		p.ended++
 	}
-	p.current = visit
 	p.mu.Unlock()
+}
+
+// oldest is the oldest visit in flight ("" between visits) and the
+// number of visits ended.
+func (p *pipeline) oldest() (visit string, ended int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.flying) > 0 {
+		visit = p.flying[0]
+	}
+	return visit, p.ended
 }
 
 func (p *pipeline) requestStop(why string) {
@@ -635,10 +693,21 @@ func (p *pipeline) drop(e events.Event, why string) {
 
 func (p *pipeline) bcastStop() {
 	if data, err := encodeVisit(visitMsg{Stop: true}); err == nil {
-		if _, err := p.c.Bcast(0, data); err != nil {
+		if err := p.bcast(flightStop, "", data); err != nil {
 			p.log.Error("could not tell the slices to stop", "err", err)
 		}
 	}
+}
+
+// bcast is every Bcast of the Pipeline's visit loop: data as it is with
+// one visit in flight; with several, wrapped in a flightMsg that names
+// the step and the visit (only the driver calls it then).
+func (p *pipeline) bcast(step flightStep, visit string, data []byte) error {
+	if p.fly != nil {
+		data = encodeFlight(flightMsg{Step: step, Visit: visit, Body: data})
+	}
+	_, err := p.c.Bcast(0, data)
+	return err
 }
 
 // visitRun is one visit on the Pipeline, from its start (step 6) to its
@@ -651,6 +720,7 @@ type visitRun struct {
 	ended   bool // VisitEnded recorded (or tried)
 
 	serialErr error          // the visit failed on the Pipeline
+	capture   string         // serialErr's capture, if one was written
 	pending   map[string]any // event properties not yet sent to the slices
 	failedIDs map[string]bool
 	stopped   map[string]bool // data IDs whose program a stop signal ended
@@ -665,18 +735,34 @@ type visitRun struct {
 // returned; stage failures are recorded. A visit that such an error cuts
 // short (a slice died: killed by the job's stop, or lost) is recorded as
 // interrupted, to be run again.
-func (p *pipeline) visit(ctx context.Context, visit string, props map[string]any) (err error) {
-	p.setCurrent(visit)
-	defer p.setCurrent("")
+func (p *pipeline) visit(ctx context.Context, visit string, props map[string]any) error {
+	p.enter(visit)
+	defer p.leave(visit)
 	v := &visitRun{id: visit, start: time.Now()}
+	if err := p.begin(v, props); err != nil {
+		return err
+	}
+	return p.runVisit(ctx, v)
+}
+
+// begin is step 6, startVisit, for a visit that ends the run if it
+// fails: a visit recorded as started is then recorded interrupted.
+func (p *pipeline) begin(v *visitRun, props map[string]any) error {
+	err := p.startVisit(v, props)
+	if err != nil && v.started {
+		p.cutShort(v, err)
+	}
+	return err
+}
+
+// runVisit is steps 7 to 13 of a visit that has started, on the Pipeline:
+// its stages in policy order, then its end. An error cuts it short.
+func (p *pipeline) runVisit(ctx context.Context, v *visitRun) (err error) {
 	defer func() {
-		if err != nil && v.started && !v.ended {
+		if err != nil && !v.ended {
 			p.cutShort(v, err)
 		}
 	}()
-	if err := p.startVisit(v, props); err != nil {
-		return err
-	}
 	for _, b := range p.stages {
 		skipped, err := p.runStage(ctx, v, b)
 		if err != nil {
@@ -686,7 +772,7 @@ func (p *pipeline) visit(ctx context.Context, visit string, props map[string]any
 			break
 		}
 	}
-	p.clearEarly(visit)
+	p.clearEarly(v.id)
 	return p.endVisit(ctx, v)
 }
 
@@ -706,7 +792,7 @@ func (p *pipeline) startVisit(v *visitRun, props map[string]any) error {
 	if err != nil {
 		return err
 	}
-	if _, err := p.c.Bcast(0, data); err != nil {
+	if err := p.bcast(flightStart, v.id, data); err != nil {
 		return err
 	}
 	v.cb = newClipboard()
@@ -730,15 +816,10 @@ func (p *pipeline) runStage(ctx context.Context, v *visitRun, b *built) (skipped
 	p.preprocess(ctx, v, b)
 	var outcomes []Outcome
 	if b.proc != nil {
-		if skipped, err := p.broadcastStage(v); err != nil || skipped {
+		if skipped, err := p.sendStage(v); err != nil || skipped {
 			return skipped, err
 		}
-		if b.spec.Exchange != nil {
-			if err := p.pipelineExchange(); err != nil {
-				return false, err
-			}
-		}
-		if outcomes, err = p.gather(v, b.spec.Name); err != nil {
+		if outcomes, err = p.collectStage(v, b); err != nil {
 			return false, err
 		}
 	}
@@ -776,9 +857,13 @@ func (p *pipeline) preprocess(ctx context.Context, v *visitRun, b *built) {
 	if v.serialErr != nil || b.pre == nil {
 		return
 	}
+	defer p.exclusive(b)()
 	cx := p.context(ctx, v.id, b.spec.Name, nil)
+	in := p.fz.snapshot(v.cb)
+	p.fz.entryCall(cx, b, in, "Preprocess")
 	if err := p.call(cx, "Preprocess", func() error { return b.pre.Preprocess(cx, v.cb) }); err != nil {
 		v.serialErr = fmt.Errorf("stage %q: preprocess: %w", b.spec.Name, err)
+		v.capture = p.fz.failed(cx, b, in, "Preprocess", err)
 	}
 }
 
@@ -797,10 +882,41 @@ func (p *pipeline) broadcastStage(v *visitRun) (skipped bool, err error) {
 			return false, err
 		}
 	}
-	if _, err := p.c.Bcast(0, data); err != nil {
+	if err := p.bcast(flightStage, v.id, data); err != nil {
 		return false, err
 	}
 	return msg.Skip, nil
+}
+
+// sendStage is step 8 for runStage: broadcastStage, which the driver
+// makes with visits in flight.
+func (p *pipeline) sendStage(v *visitRun) (skipped bool, err error) {
+	if p.fly == nil {
+		return p.broadcastStage(v)
+	}
+	a := p.fly.ask(v, nil)
+	return a.skipped, a.err
+}
+
+// collectStage is steps 10 and 11 for runStage: collect, which the
+// driver makes with visits in flight.
+func (p *pipeline) collectStage(v *visitRun, b *built) ([]Outcome, error) {
+	if p.fly == nil {
+		return p.collect(v, b)
+	}
+	a := p.fly.ask(v, b)
+	return a.outcomes, a.err
+}
+
+// collect is steps 10 and 11 on the Pipeline, for parallel stage b of
+// visit v: Exchange if b exchanges, then gather.
+func (p *pipeline) collect(v *visitRun, b *built) ([]Outcome, error) {
+	if b.spec.Exchange != nil {
+		if err := p.pipelineExchange(); err != nil {
+			return nil, err
+		}
+	}
+	return p.gather(v, b.spec.Name)
 }
 
 // gather is step 11 on the Pipeline: it gathers the Slices' reports for
@@ -865,7 +981,7 @@ func (p *pipeline) recordFailures(v *visitRun, name string, rk int, failures []f
 		if v.firstFail == "" {
 			v.firstFail = fmt.Sprintf("stage %q, slice %d, data ID %s: %s", name, rk, f.DataID, f.Err)
 		}
-		if err := p.cfg.Recorder.SliceFailed(SliceFailure{Visit: v.id, Stage: name, Slice: rk, DataID: f.DataID, Err: f.Err}); err != nil {
+		if err := p.cfg.Recorder.SliceFailed(SliceFailure{Visit: v.id, Stage: name, Slice: rk, DataID: f.DataID, Err: f.Err, Capture: f.Capture}); err != nil {
 			return outcomes, fmt.Errorf("harness: recording a slice failure: %w", err)
 		}
 	}
@@ -878,11 +994,18 @@ func (p *pipeline) recordFailures(v *visitRun, name string, rk int, failures []f
 func (p *pipeline) postprocess(ctx context.Context, v *visitRun, b *built, outcomes []Outcome, t0 time.Time) error {
 	name := b.spec.Name
 	if v.serialErr == nil && b.post != nil {
+		release := p.exclusive(b)
 		cx := p.context(ctx, v.id, name, nil)
 		cx.outcomes = outcomes
+		in := p.fz.snapshot(v.cb)
+		if b.pre == nil && b.proc == nil {
+			p.fz.entryCall(cx, b, in, "Postprocess")
+		}
 		if err := p.call(cx, "Postprocess", func() error { return b.post.Postprocess(cx, v.cb) }); err != nil {
 			v.serialErr = fmt.Errorf("stage %q: postprocess: %w", name, err)
+			v.capture = p.fz.failed(cx, b, in, "Postprocess", err)
 		}
+		release()
 	}
 	if v.serialErr != nil {
 		return nil
@@ -929,10 +1052,10 @@ func (p *pipeline) outcome(ctx context.Context, v *visitRun) VisitResult {
 	case v.serialErr != nil && v.nFailed > 0:
 		// The Pipeline's failure may be the data IDs' (a later stage
 		// missing what they would have made): name theirs first.
-		res.Outcome = VisitFailed
+		res.Outcome, res.Capture = VisitFailed, v.capture
 		res.Err = fmt.Sprintf("%d of %d data IDs failed; first: %s; then %s", len(v.failedIDs), p.ranIDs(v), v.firstFail, v.serialErr)
 	case v.serialErr != nil:
-		res.Outcome, res.Err = VisitFailed, v.serialErr.Error()
+		res.Outcome, res.Err, res.Capture = VisitFailed, v.serialErr.Error(), v.capture
 	case v.nFailed > 0 && p.sliceRuleFails(len(v.failedIDs), p.ranIDs(v)):
 		res.Outcome = VisitFailed
 		res.Err = fmt.Sprintf("%d of %d data IDs failed (failure rule %s); first: %s", len(v.failedIDs), p.ranIDs(v), p.cfg.Policy.Failure, v.firstFail)
@@ -965,6 +1088,9 @@ func (p *pipeline) sliceRuleFails(failed, ran int) bool {
 // waitEvent waits for the next event on w.Topic for this visit (or naming
 // no visit), up to w.Timeout. Events naming a later visit are kept for it.
 func (p *pipeline) waitEvent(ctx context.Context, w *waitSpec, visit string) (map[string]any, error) {
+	if p.fly != nil {
+		return p.takeEvent(ctx, w, visit)
+	}
 	if q := p.early[w.Topic][visit]; len(q) > 0 {
 		e := q[0]
 		p.early[w.Topic][visit] = q[1:]
@@ -977,28 +1103,9 @@ func (p *pipeline) waitEvent(ctx context.Context, w *waitSpec, visit string) (ma
 	for {
 		e, err := sub.Next(wctx)
 		if err != nil {
-			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-				return nil, fmt.Errorf("no event on topic %q within %s", w.Topic, w.Timeout)
-			}
-			return nil, fmt.Errorf("waiting for topic %q: %w", w.Topic, err)
+			return nil, waitFailed(ctx, w, err)
 		}
-		if !w.Selects(e) {
-			p.skip(e, "", "not selected by the stage's event.select")
-			continue
-		}
-		switch e.Kind {
-		case events.KindShutdown:
-			p.requestStop("shutdown event")
-			continue
-		case events.KindNoMoreData:
-			continue
-		case "", events.KindData:
-		default:
-			p.drop(e, fmt.Sprintf("unknown kind %q", e.Kind))
-			continue
-		}
-		if why := w.malformed(e.Properties); why != "" {
-			p.drop(e, why)
+		if !p.selects(w, e) || !p.waitedKind(e) || !p.wellFormed(w, e) {
 			continue
 		}
 		if v, ok := e.Visit(); ok && v != visit {
@@ -1007,6 +1114,51 @@ func (p *pipeline) waitEvent(ctx context.Context, w *waitSpec, visit string) (ma
 		}
 		return e.Properties, nil
 	}
+}
+
+// waitFailed is the error of a wait for w's event that ended with err:
+// its timeout, or the run's end.
+func waitFailed(ctx context.Context, w *waitSpec, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		return fmt.Errorf("no event on topic %q within %s", w.Topic, w.Timeout)
+	}
+	return fmt.Errorf("waiting for topic %q: %w", w.Topic, err)
+}
+
+// selects says whether w's select takes e, and passes over e if not.
+func (p *pipeline) selects(w *waitSpec, e events.Event) bool {
+	if !w.Selects(e) {
+		p.skip(e, "", "not selected by the stage's event.select")
+		return false
+	}
+	return true
+}
+
+// waitedKind says whether e, on a topic a stage waits for, is of a kind
+// a stage takes; a shutdown event stops the run, a no-more-data event is
+// passed over, an unknown kind dropped.
+func (p *pipeline) waitedKind(e events.Event) bool {
+	switch e.Kind {
+	case events.KindShutdown:
+		p.requestStop("shutdown event")
+		return false
+	case events.KindNoMoreData:
+		return false
+	case "", events.KindData:
+		return true
+	default:
+		p.drop(e, fmt.Sprintf("unknown kind %q", e.Kind))
+		return false
+	}
+}
+
+// wellFormed says whether e carries what w asks for, and drops it if not.
+func (p *pipeline) wellFormed(w *waitSpec, e events.Event) bool {
+	if why := w.malformed(e.Properties); why != "" {
+		p.drop(e, why)
+		return false
+	}
+	return true
 }
 
 func (p *pipeline) keepEarly(topic, visit string, e events.Event) {
@@ -1022,6 +1174,10 @@ func (p *pipeline) keepEarly(topic, visit string, e events.Event) {
 }
 
 func (p *pipeline) clearEarly(visit string) {
+	if p.fly != nil {
+		p.fly.box.forget(visit)
+		return
+	}
 	for _, m := range p.early {
 		p.nEarly -= len(m[visit])
 		delete(m, visit)
@@ -1142,6 +1298,8 @@ func (r *rank) process(ctx context.Context, visit string, b *built, sm stageMsg,
 			cb.Put(k, v)
 		}
 		cx := r.context(ctx, visit, b.spec.Name, cb.dataID)
+		in := r.fz.snapshot(cb)
+		r.fz.entryCall(cx, b, in, "Process")
 		if err := r.call(cx, "Process", func() error { return b.proc.Process(cx, cb) }); err != nil {
 			if errors.Is(err, ErrKilled) && r.cfg.StopSignals.Arrived(stopGrace) {
 				cx.Logger().Warn("slice stopped: its program was ended by the job's stop signal", "err", err)
@@ -1149,7 +1307,7 @@ func (r *rank) process(ctx context.Context, visit string, b *built, sm stageMsg,
 				continue
 			}
 			cx.Logger().Error("slice failed", "err", err)
-			rep.Failures = append(rep.Failures, failureMsg{DataID: cb.dataID.String(), Err: err.Error()})
+			rep.Failures = append(rep.Failures, failureMsg{DataID: cb.dataID.String(), Err: err.Error(), Capture: r.fz.failed(cx, b, in, "Process", err)})
 			continue
 		}
 		if cx.emitCalled {

@@ -20,7 +20,8 @@ import (
 const maxLoopFuncLines = 60
 
 // TestLoopFunctionsShort keeps the stage loop readable as the protocol:
-// no function of loop.go is longer than maxLoopFuncLines, and every
+// no function of loop.go (or inflight.go, its loops with visits in
+// flight) is longer than maxLoopFuncLines, and every
 // pipeline.X and rank.X that protocol.go names as a step is a method of
 // the package, so a renamed step does not leave the protocol stale.
 func TestLoopFunctionsShort(t *testing.T) {
@@ -30,6 +31,13 @@ func TestLoopFunctionsShort(t *testing.T) {
 	}
 	for _, p := range longFuncs(funcs, maxLoopFuncLines) {
 		t.Errorf("loop.go: %s: split it into named steps (protocol.go's Order)", p)
+	}
+	flying, err := funcLengths("inflight.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range longFuncs(flying, maxLoopFuncLines) {
+		t.Errorf("inflight.go: %s: split it into named steps (protocol.go's Order)", p)
 	}
 	for _, f := range []string{"pipeline.loop", "pipeline.visit", "rank.sliceLoop"} {
 		if _, ok := funcs[f]; !ok {

@@ -41,6 +41,9 @@ type failureMsg struct {
 	// Stopped: the slice's program was ended by a stop signal the job
 	// received; the visit is interrupted, not failed.
 	Stopped bool
+	// Capture is the failed call's capture file, relative to the run
+	// directory ("" when none was written).
+	Capture string
 }
 
 type sharedMsg struct {
@@ -56,6 +59,37 @@ type assignMsg struct {
 	IDs        []mapper.DataID
 	Neighbours []int
 }
+
+// flightMsg is, with visits in flight (in_flight above 1), every message
+// the Pipeline Bcasts after the assignment: the visit it is about, the
+// step that follows, and in Body the message one visit in flight would
+// send for that step as it would send it (a visitMsg, a stageMsg), or
+// nothing. It has its own compact encoding (encodeFlight).
+type flightMsg struct {
+	Step  flightStep
+	Visit string
+	Body  []byte
+}
+
+// flightStep says what a flightMsg announces.
+type flightStep byte
+
+// The steps of a flightMsg.
+const (
+	// flightStart: the visit starts; Body is its visitMsg.
+	flightStart flightStep = 1 + iota
+	// flightStage: the visit's next parallel stage; Body is its stageMsg.
+	flightStage
+	// flightPoll: every Slice answers by Gather with the visits whose
+	// running stage it has processed (encodeIDs), once it has one or
+	// after pollWait.
+	flightPoll
+	// flightCollect: the visit's stage is collected: an Exchange if it
+	// exchanges, then the Gather of sliceReport.
+	flightCollect
+	// flightStop: the Slices' loop ends.
+	flightStop
+)
 
 func (m *stageMsg) empty() bool    { return !m.Skip && len(m.Props) == 0 && len(m.Shared) == 0 }
 func (m *sliceReport) empty() bool { return len(m.Failures) == 0 && len(m.Shared) == 0 }
@@ -173,4 +207,67 @@ func decodeVisit(data []byte, m *visitMsg) error {
 		m.Props[k] = v
 	}
 	return nil
+}
+
+// encodeFlight writes a flightMsg as its step byte, then the visit and
+// the body, each uvarint-prefixed.
+func encodeFlight(m flightMsg) []byte {
+	b := make([]byte, 0, 2+len(m.Visit)+len(m.Body)+2*binary.MaxVarintLen64)
+	b = append(b, byte(m.Step))
+	b = appendStr(b, m.Visit)
+	return append(binary.AppendUvarint(b, uint64(len(m.Body))), m.Body...)
+}
+
+// decodeFlight reads what encodeFlight wrote.
+func decodeFlight(data []byte) (flightMsg, error) {
+	var m flightMsg
+	bad := fmt.Errorf("harness: decoding %T: malformed", m)
+	if len(data) == 0 {
+		return m, bad
+	}
+	m.Step, data = flightStep(data[0]), data[1:]
+	var ok bool
+	if m.Visit, data, ok = readStr(data); !ok {
+		return m, bad
+	}
+	body, rest, ok := readStr(data)
+	if !ok || len(rest) > 0 || m.Step < flightStart || m.Step > flightStop {
+		return m, bad
+	}
+	if body != "" {
+		m.Body = []byte(body)
+	}
+	return m, nil
+}
+
+// readStr reads a uvarint-prefixed string off the front of data.
+func readStr(data []byte) (s string, rest []byte, ok bool) {
+	n, k := binary.Uvarint(data)
+	if k <= 0 || n > uint64(len(data)-k) {
+		return "", data, false
+	}
+	return string(data[k : k+int(n)]), data[k+int(n):], true
+}
+
+// encodeIDs writes a Slice's answer to a poll: each visit ID,
+// uvarint-prefixed.
+func encodeIDs(ids []string) []byte {
+	var b []byte
+	for _, id := range ids {
+		b = appendStr(b, id)
+	}
+	return b
+}
+
+// decodeIDs reads what encodeIDs wrote.
+func decodeIDs(data []byte) ([]string, error) {
+	var ids []string
+	for len(data) > 0 {
+		id, rest, ok := readStr(data)
+		if !ok {
+			return nil, fmt.Errorf("harness: decoding visit IDs: malformed")
+		}
+		ids, data = append(ids, id), rest
+	}
+	return ids, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/dpsbatch/dpsbatch/capture"
 	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/internal/conf"
 	"github.com/dpsbatch/dpsbatch/mapper"
@@ -72,6 +73,17 @@ type Policy struct {
 	// GPUsPerSlice is how many GPUs each slice needs (gpus_per_slice), 0
 	// for none: a batch run asks for them unless submit names its own.
 	GPUsPerSlice int
+	// InFlight is how many visits the Pipeline runs at once (in_flight,
+	// at least 1, the default): it starts a visit while fewer are in
+	// their stages. protocol.go ("Visits in flight") has what changes.
+	InFlight int
+	// FreezeDry names the stages whose every call is captured as it
+	// starts (freeze_dry; a failing call is always captured), and
+	// FreezeLimits bounds the captures (freeze_dry_limits): package
+	// capture.
+	FreezeDry    []string
+	FreezeLimits capture.Limits
+	freezeLines  []int
 }
 
 // mapperSpec is the policy's mapper section.
@@ -175,7 +187,7 @@ func parse(path string, data []byte) (*Policy, error) {
 		return nil, err
 	}
 	sum := sha256.Sum256(data)
-	p := &Policy{File: path, Dir: dir, Checksum: hex.EncodeToString(sum[:]), Failure: anySlice, Redo: redoDataIDs,
+	p := &Policy{File: path, Dir: dir, Checksum: hex.EncodeToString(sum[:]), Failure: anySlice, InFlight: 1, Redo: redoDataIDs,
 		Trigger: triggerSpec{Topic: defaultTrigger}, Locations: map[string]Pattern{}, locLines: map[string]int{}}
 	d.Map(root, "", map[string]conf.Field{
 		"pipeline": {Required: true, Decode: func(n *yaml.Node, path string) {
@@ -208,6 +220,16 @@ func parse(path string, data []byte) (*Policy, error) {
 		}},
 		"visit_time": {Decode: func(n *yaml.Node, path string) {
 			p.VisitTime = max(d.Duration(n, path), 0)
+		}},
+		"in_flight": {Decode: func(n *yaml.Node, path string) {
+			before := len(d.Errs)
+			switch k := d.Int(n, path); {
+			case len(d.Errs) > before:
+			case k < 1:
+				d.Errorf(n, path, "must be at least 1 (the visits the Pipeline runs at once), got %d", k)
+			default:
+				p.InFlight = k
+			}
 		}},
 		"failure": {Decode: func(n *yaml.Node, path string) {
 			d.Map(n, path, map[string]conf.Field{"visit": {Decode: func(n *yaml.Node, path string) {
@@ -244,11 +266,35 @@ func parse(path string, data []byte) (*Policy, error) {
 			})
 		}},
 		"stages": {Required: true, Decode: func(n *yaml.Node, path string) { p.Stages = decodeStages(d, n, path) }},
+		"freeze_dry": {Decode: func(n *yaml.Node, path string) {
+			for i, s := range d.List(n, path) {
+				p.FreezeDry = append(p.FreezeDry, d.NonEmpty(s, conf.Index(path, i)))
+				p.freezeLines = append(p.freezeLines, s.Line)
+			}
+		}},
+		"freeze_dry_limits": {Decode: func(n *yaml.Node, path string) { p.FreezeLimits = decodeFreezeLimits(d, n, path) }},
 	})
 	if err := d.Errs.Err(); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// decodeFreezeLimits decodes freeze_dry_limits: {copy_below: SIZE,
+// per_run: SIZE}, sizes such as 16MiB.
+func decodeFreezeLimits(d *conf.Decoder, n *yaml.Node, path string) capture.Limits {
+	var l capture.Limits
+	size := func(into *int64) conf.Field {
+		return conf.Field{Decode: func(n *yaml.Node, path string) {
+			v, err := capture.ParseSize(n.Value)
+			if err != nil || n.Kind != yaml.ScalarNode {
+				d.Errorf(n, path, "%v", err)
+			}
+			*into = v
+		}}
+	}
+	d.Map(n, path, map[string]conf.Field{"copy_below": size(&l.CopyBelow), "per_run": size(&l.PerRun)})
+	return l
 }
 
 func topicName(d *conf.Decoder, n *yaml.Node, path string) string {

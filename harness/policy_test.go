@@ -80,6 +80,23 @@ func TestGoodPolicyValidates(t *testing.T) {
 	}
 }
 
+// in_flight is 1 unless the policy says otherwise.
+func TestInFlightSetting(t *testing.T) {
+	for text, want := range map[string]int{goodPolicy: 1, strings.Replace(goodPolicy, "slices: 2\n", "slices: 2\nin_flight: 3\n", 1): 3} {
+		path := filepath.Join(t.TempDir(), "pipeline.yaml")
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p, err := Load(path, LoadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.InFlight != want {
+			t.Errorf("InFlight = %d, want %d", p.InFlight, want)
+		}
+	}
+}
+
 func TestExamplePolicyValidates(t *testing.T) {
 	p, err := Load("../examples/ccdproc/pipeline.yaml", LoadOptions{})
 	if err != nil {
@@ -125,6 +142,8 @@ func TestPolicyErrors(t *testing.T) {
 			[]string{`stage "tell" needs clipboard key "late"`}},
 		{"misspelt topic", "event: {topic: ephem,", "event: {topic: ephen,",
 			[]string{`pipeline.yaml:18: stages[1].event.topic: waits for topic "ephen", which no stage publishes`, `did you mean "ephem"?`}},
+		{"zero in flight", "slices: 2\n", "slices: 2\nin_flight: 0\n", []string{"pipeline.yaml:3: in_flight: must be at least 1"}},
+		{"in flight not a number", "slices: 2\n", "slices: 2\nin_flight: many\n", []string{"pipeline.yaml:3: in_flight: expected an integer"}},
 		{"bad failure rule", "slices: 2\n", "slices: 2\nfailure: {visit: some}\n",
 			[]string{"failure.visit: expected any-slice, all-slices or never"}},
 		{"bad redo rule", "slices: 2\n", "slices: 2\nfailure: {redo: all}\n",

@@ -23,6 +23,13 @@ package harness
 // raw bytes, and everything else is gob. There is no protocol version:
 // every rank runs the same binary.
 //
+// This is the protocol with one visit in flight (the policy's in_flight
+// is 1, the default). With more, every message the Pipeline Bcasts after
+// the assignment is wrapped in a flightMsg naming its visit, and the
+// order of the collectives is the one the Pipeline chooses as visits
+// become ready: "Visits in flight" below has what changes; everything
+// else here holds for each visit.
+//
 // # Messages
 //
 // start verdict (raw bytes, only when the ranks load the policy from
@@ -88,10 +95,26 @@ package harness
 // itself could not be encoded). Stopped says the clipboard's program was
 // ended by a stop signal the Slice also received (ErrKilled, StopSignals,
 // stopGrace): the Pipeline does not record it as a slice failure, and the
-// visit ends interrupted instead of failed.
+// visit ends interrupted instead of failed. Capture is the failed call's
+// freeze-dried input the Slice wrote (freezedry.go), which the Pipeline
+// records with the failure.
 //
 // sharedMsg: one entry of a sliceReport: the shared items one clipboard
 // set in the stage (Clipboard.takeShared), with its data ID.
+//
+// flightMsg (visits in flight only; its own encoding, encodeFlight):
+// Bcast by the Pipeline's driver for every step of every visit, and for
+// the Stop: the step, the visit's ID and, as Body, the message one visit
+// in flight would send for that step (a visitMsg to start, a stageMsg for
+// a parallel stage), encoded as then. A Slice does what the step says for
+// that visit (rank.flightLoop). A poll is followed by a Gather of each
+// Slice's answer: the IDs of the visits whose running stage it has
+// processed (encodeIDs; raw bytes), sent once it has one or after
+// pollWait. A collect is followed by the stage's Exchange if it
+// exchanges, and the Gather of the visit's sliceReport.
+//
+// flightStep: what a flightMsg announces: start (step 6), stage (steps 8
+// and 9), poll, collect (steps 10 and 11) or stop (step 14).
 //
 // # Order
 //
@@ -160,6 +183,87 @@ package harness
 // 16. Abort: a rank whose Run ends with an error other than comm.ErrAborted
 //     or ErrInterrupted calls Comm.Abort after step 15; every other rank's
 //     pending or next collective then fails with comm.ErrAborted.
+//
+// # Visits in flight
+//
+// With the policy's in_flight K above 1, the Pipeline starts a visit
+// while fewer than K are in their stages; each visit has its own
+// clipboards and its own progression through the stages above, and a
+// Slice runs the stage work of different visits at once. MPI's rule
+// stays: every rank makes its collective calls in one order, from one
+// goroutine. The design:
+//
+//  1. On the Pipeline one goroutine, the driver (pipeline.flyLoop,
+//     pipeline.drive), makes every collective call. A feeder goroutine
+//     (pipeline.feed) reads the trigger topic as in step 5 whenever the
+//     driver gives it leave (fewer than K visits in flight), and waits
+//     for a visit of the same ID still in flight to end first: visits
+//     in flight have distinct IDs. The driver starts the visit (step 6,
+//     pipeline.launch) and runs its stages on a goroutine of the visit's
+//     own (pipeline.runVisit, as with one visit in flight), which asks
+//     the driver for its stageMsg Bcast (pipeline.serveStage) and its
+//     collect (pipeline.serveCollect) instead of calling the communicator.
+//  2. Every Bcast is a flightMsg that names its visit and step, so the
+//     Slices follow whatever order the driver chose: each rank calls the
+//     same collectives in the same order, on one goroutine (the Slice's
+//     loop, rank.flightLoop). The order itself depends on when events,
+//     triggers and stage work complete, not on a fixed schedule: MPI's
+//     rule asks for one order on every rank, which the flightMsg gives,
+//     not for the same order in every run, which a fixed schedule would
+//     buy by making every visit wait for the slowest event.
+//  3. A collect must not wait for a Slice's Process: the driver would
+//     be stuck in its Gather while other visits wait for it. So while
+//     visits wait for a collect and nobody asks for anything else, the
+//     driver polls (pipeline.poll): each Slice answers with the visits
+//     whose running stage it has processed, at once if it has one, else
+//     when one is or after pollWait (rank.answerPoll). The driver then
+//     collects, oldest first, the visits every Slice named
+//     (pipeline.collectReady); each such collect returns at once.
+//     Starts and stageMsgs go before polls: the driver waits at most
+//     pollWait for the Slices before it serves the visits again.
+//  4. On a Slice, a stage step starts Process over the visit's queue on a
+//     goroutine of its own and the loop goes on (rank.startStage); a
+//     collect, of a stage it has processed, exchanges and reports on the
+//     loop's goroutine (rank.collectStage). A start makes the visit's
+//     clipboards (rank.openVisit); the visit is left after its last
+//     parallel stage's collect, or a Skip. The Stop ends the loop once
+//     no Process runs.
+//  5. A stage whose type declares Type.Concurrent is called for several
+//     visits at once; one that does not is called for one visit at a
+//     time on each rank (rank.exclusive: Process over a visit's queue on
+//     a Slice, Preprocess and Postprocess on the Pipeline). Every
+//     built-in stage declares it. Each call gets a Context of its own.
+//  6. Events a stage waits for are read by one goroutine per topic
+//     (pipeline.readTopic), which files each under the visit it names
+//     (at most maxEarly kept in all; a visit's are forgotten at its end);
+//     a stage takes its visit's oldest, else the oldest naming no visit,
+//     that its select and properties accept (pipeline.takeEvent).
+//  7. The Recorder hears one call at a time (lockedRecorder), from the
+//     driver, the feeder and the visit goroutines; each visit's calls
+//     come in the order Recorder gives.
+//  8. A stop (a shutdown event, RunOptions.Stop, the VisitGate's budget)
+//     ends the feeder: no visit starts after it, and the visits in
+//     flight run to their end; then the Stop. An interrupt ends every
+//     visit in flight interrupted. An error that ends the run (a
+//     communicator or Recorder error) is the answer to every later ask:
+//     those visits are recorded interrupted (cutShort), none starts.
+//
+// What holds with K above 1: within a visit, everything above (its
+// stages in policy order, VisitStarted before its first message and
+// VisitEnded after its last, its slice failures before its
+// Postprocess); visits start in the order of their triggers, at most K
+// at once; no visit starts after a stop; every rank sees the same order
+// of collectives; a stage not declared concurrent runs for one visit at
+// a time on each rank; the Stop comes after every visit in flight has
+// ended; resume reruns what is not done, as the state file says.
+//
+// What does not: visits end (VisitEnded, the summary's order) in the
+// order their work finishes, not the order they started; the events
+// stages publish interleave across visits (each visit's in its own
+// order); a link a symlink stage replaces each visit (a "latest" link)
+// names the visit whose stage ran last, not always the newest; the
+// heartbeat names the oldest visit in flight; on a Slice, the Process
+// calls of different visits interleave.
 //
 // # Failures
 //

@@ -11,9 +11,10 @@ import (
 
 // Recorder is the progress store the Pipeline reports to: `state`
 // satisfies it for batch runs, Summary for local ones. Only the Pipeline
-// (rank 0) calls it, from its loop goroutine, in this order per visit:
+// (rank 0) calls it, one call at a time (from its loop goroutine; with
+// visits in flight from several, serialised), in this order per visit:
 // VisitStarted, then StageDone and SliceFailed as stages finish, then
-// VisitEnded. An error from a Recorder stops the run: progress that cannot
+// VisitEnded. With visits in flight, different visits' calls interleave. An error from a Recorder stops the run: progress that cannot
 // be recorded must not be done.
 type Recorder interface {
 	VisitStarted(visit string, at time.Time) error
@@ -75,6 +76,9 @@ type SliceFailure struct {
 	Slice  int    // rank
 	DataID string // mapper.DataID.String
 	Err    string
+	// Capture is the failed call's freeze-dried input (package capture),
+	// relative to the run directory; "" when none was written.
+	Capture string
 }
 
 // VisitResult is how a visit ended.
@@ -89,6 +93,9 @@ type VisitResult struct {
 	// why), interrupted, or DataIDSkipped (the visit failed on the
 	// Pipeline before it was done).
 	DataIDs map[string]VisitOutcome
+	// Capture, for a visit that failed on the Pipeline, is the failed
+	// call's freeze-dried input, relative to the run directory.
+	Capture string
 }
 
 // VisitOutcome is how a visit ended: one of the three below.

@@ -20,6 +20,12 @@ type Type struct {
 	// produces. A stage whose keys depend on its settings implements
 	// KeyDeclarer instead.
 	Needs, Produces []string
+	// Concurrent declares that an instance may be called for several
+	// visits at once (from several goroutines), as it is when the policy
+	// lets visits be in flight together (in_flight above 1). Without it,
+	// the calls of different visits to one instance take turns on each
+	// rank; with one visit in flight it makes no difference.
+	Concurrent bool
 	// New builds an instance from checked settings (defaults filled in).
 	// It must not have side effects: validate calls it too. Work that
 	// touches the world belongs in Initialize. An error that starts with

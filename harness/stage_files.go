@@ -199,13 +199,28 @@ func (st *symlinkStage) Process(cx *Context, cb *Clipboard) error {
 	if err := makeDir(filepath.Dir(link)); err != nil {
 		return err
 	}
-	if fi, err := os.Lstat(link); err == nil {
-		if fi.Mode()&os.ModeSymlink == 0 {
-			return fmt.Errorf("symlink: %s exists and is not a link", link)
-		}
-		if err := os.Remove(link); err != nil {
-			return err
-		}
+	if fi, err := os.Lstat(link); err == nil && fi.Mode()&os.ModeSymlink == 0 {
+		return fmt.Errorf("symlink: %s exists and is not a link", link)
 	}
-	return os.Symlink(target, link)
+	return replaceLink(target, link)
+}
+
+// replaceLink makes link point to target, replacing an older link in one
+// rename, so that visits in flight that link the same name at once each
+// succeed (the last rename wins) and a reader never finds it missing.
+func replaceLink(target, link string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(link), "."+filepath.Base(link)+".*")
+	if err != nil {
+		return err
+	}
+	tmp.Close()
+	os.Remove(tmp.Name()) // the name is ours; the link takes it
+	err = os.Symlink(target, tmp.Name())
+	if err == nil {
+		err = os.Rename(tmp.Name(), link)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
 }

@@ -2,8 +2,10 @@ package harness
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/dpsbatch/dpsbatch/internal/conf"
 	"github.com/dpsbatch/dpsbatch/mapper"
@@ -23,6 +25,11 @@ type built struct {
 	// neighbours are the ranks this Slice exchanges with after the stage
 	// (see exchange.go), set by Run once the data is assigned.
 	neighbours []int
+	// concurrent: the type declared the stage safe to call for several
+	// visits at once (Type.Concurrent); if not, mu makes the calls of
+	// visits in flight take turns (rank.exclusive).
+	concurrent bool
+	mu         sync.Mutex
 }
 
 // buildStages makes one instance of every stage. Each rank calls it once.
@@ -41,7 +48,7 @@ func (p *Policy) buildStages() ([]*built, conf.Errors) {
 			errs = append(errs, p.settingError(sp.Settings.v, sp.Line, sp.Path+".settings", err.Error()))
 			continue
 		}
-		b := &built{spec: sp, stage: st, needs: t.Needs, produces: t.Produces}
+		b := &built{spec: sp, stage: st, needs: t.Needs, produces: t.Produces, concurrent: t.Concurrent}
 		b.proc, _ = st.(Processor)
 		b.pre, _ = st.(Preprocessor)
 		b.post, _ = st.(Postprocessor)
@@ -226,8 +233,24 @@ func (p *Policy) validate() error {
 			}
 		}
 	}
+	errs = append(errs, p.checkFreezeDryNames()...)
 	errs.Sort()
 	return errs.Err()
+}
+
+// checkFreezeDryNames: freeze_dry names stages of the policy.
+func (p *Policy) checkFreezeDryNames() conf.Errors {
+	var errs conf.Errors
+	names := make([]string, len(p.Stages))
+	for i, s := range p.Stages {
+		names[i] = s.Name
+	}
+	for i, n := range p.FreezeDry {
+		if n != "" && !slices.Contains(names, n) {
+			errs = append(errs, p.errorAt(p.freezeLines[i], conf.Index("freeze_dry", i), "no stage is called %q%s", n, conf.Suggest(n, names)))
+		}
+	}
+	return errs
 }
 
 func keysOf(m map[string]string) []string {

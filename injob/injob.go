@@ -570,7 +570,7 @@ func (r *recorder) StageDone(v, stage string, took time.Duration) error {
 	return r.st.StageDone(v, stage, took)
 }
 func (r *recorder) SliceFailed(f harness.SliceFailure) error {
-	return r.st.SliceFailed(f.Visit, f.Stage, f.Slice, f.DataID, f.Err)
+	return r.st.SliceFailed(f.Visit, f.Stage, f.Slice, f.DataID, f.Err, f.Capture)
 }
 
 func (r *recorder) VisitEnded(v string, res harness.VisitResult) error {
@@ -589,6 +589,7 @@ func (r *recorder) VisitEnded(v string, res harness.VisitResult) error {
 		r.budget.visitTook(res.Took)
 	}
 	r.st.DataIDsEnded(v, dataIDOutcomes(res.DataIDs))
+	r.st.VisitCapture(v, res.Capture)
 	return r.st.VisitEnded(v, s, res.Err, r.now())
 }
 

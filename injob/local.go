@@ -23,6 +23,7 @@ type LocalOptions struct {
 	Logger      *slog.Logger
 	Stop        <-chan struct{} // closed: every step stops at its next visit boundary
 	StopSignals *harness.StopSignals
+	FreezeDry   []string // stages captured at entry (each step's that it has)
 }
 
 // LocalResult is how one step of a local run went.
@@ -49,6 +50,9 @@ func RunLocal(ctx context.Context, in *input.Input, o LocalOptions) ([]LocalResu
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if err := in.CheckFreezeDry(o.FreezeDry); err != nil {
+		return nil, err
 	}
 	mem := events.NewMemory()
 	defer mem.Close()
@@ -106,5 +110,5 @@ func runLocalStep(ctx context.Context, b events.Broker, st input.Step, dir strin
 	}
 	return harness.Run(ctx, harness.RunOptions{Ranks: harness.CommLocal, Policy: st.Policy, Visits: st.Visits, RunID: o.RunID,
 		RunDir: dir, Slices: st.Slices, SlicesFrom: st.SlicesFrom, Logger: log, Broker: b, Feed: st.Listen, Stop: o.Stop,
-		StopSignals: o.StopSignals})
+		StopSignals: o.StopSignals, FreezeDry: st.FreezeDry(o.FreezeDry)})
 }

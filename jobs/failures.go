@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"fmt"
+	"path/filepath"
 
 	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/state"
@@ -19,6 +20,9 @@ type Failure struct {
 	Slice    int    `json:"slice"`
 	DataID   string `json:"dataId,omitempty"`
 	Error    string `json:"error"`
+	// Capture is the failed call's freeze-dried input (`dpsbatch replay`
+	// runs it again), "" when none was written.
+	Capture string `json:"capture,omitempty"`
 }
 
 // Failures lists the recorded failures of the run in dir, step by step:
@@ -60,23 +64,37 @@ func stepFailures(d rundir.StepDir, limit int) ([]Failure, error) {
 	}
 	var out []Failure
 	for _, v := range failed {
-		out = append(out, Failure{Pipeline: d.Name, Visit: v.ID, Attempt: v.Attempts, Error: v.Err})
+		out = append(out, Failure{Pipeline: d.Name, Visit: v.ID, Attempt: v.Attempts, Error: v.Err, Capture: inRun(d.Layout, v.Capture)})
 	}
 	for _, f := range slices {
 		out = append(out, Failure{Pipeline: d.Name, Visit: f.Visit, Attempt: f.Attempt, Stage: f.Stage, Slice: f.Slice,
-			DataID: f.DataID, Error: f.Err})
+			DataID: f.DataID, Error: f.Err, Capture: inRun(d.Layout, f.Capture)})
 	}
 	return out, nil
 }
 
-// String is the failure in one line, as status --failures prints it.
+// inRun is a capture's path, which the state file keeps relative to the
+// step's directory; "" stays "".
+func inRun(l rundir.Layout, capture string) string {
+	if capture == "" {
+		return ""
+	}
+	return filepath.Join(l.Dir, capture)
+}
+
+// String is the failure as status --failures prints it: one line, and a
+// second naming its capture when it has one.
 func (f Failure) String() string {
 	what := "visit " + f.Visit
 	if f.Pipeline != "" {
 		what = f.Pipeline + " " + what
 	}
+	line := fmt.Sprintf("%s (attempt %d) stage %s, slice %d, data ID %s: %s", what, f.Attempt, f.Stage, f.Slice, f.DataID, f.Error)
 	if f.Slice == 0 {
-		return fmt.Sprintf("%s (attempt %d) failed: %s", what, f.Attempt, f.Error)
+		line = fmt.Sprintf("%s (attempt %d) failed: %s", what, f.Attempt, f.Error)
 	}
-	return fmt.Sprintf("%s (attempt %d) stage %s, slice %d, data ID %s: %s", what, f.Attempt, f.Stage, f.Slice, f.DataID, f.Error)
+	if f.Capture != "" {
+		line += "\n      capture: " + f.Capture + "  (dpsbatch replay " + f.Capture + ")"
+	}
+	return line
 }

@@ -121,8 +121,8 @@ func TestInJobHook(t *testing.T) {
 	must(r.StageDone("v002", "work", 3*time.Second))
 	must(r.VisitEnded("v002", harness.VisitResult{Outcome: harness.VisitDone}))
 	must(r.VisitStarted("v004", at))
-	must(r.SliceFailed(harness.SliceFailure{Visit: "v004", Stage: "work", Slice: 2, DataID: "ccd=2", Err: "exit 1"}))
-	must(r.VisitEnded("v004", harness.VisitResult{Outcome: harness.VisitFailed, Err: "1 of 2 data IDs failed"}))
+	must(r.SliceFailed(harness.SliceFailure{Visit: "v004", Stage: "work", Slice: 2, DataID: "ccd=2", Err: "exit 1", Capture: "captures/visit-v004/work.slice2-ccd=2.failed.json"}))
+	must(r.VisitEnded("v004", harness.VisitResult{Outcome: harness.VisitFailed, Err: "1 of 2 data IDs failed", Capture: "captures/visit-v004/work.pipeline.failed.json"}))
 	must(r.VisitStarted("v005", at))
 	must(r.VisitEnded("v005", harness.VisitResult{Outcome: harness.VisitInterrupted, Err: "interrupted"}))
 	if err := r.VisitEnded("v006", harness.VisitResult{}); err == nil || !strings.Contains(err.Error(), "unknown outcome") {
@@ -152,6 +152,22 @@ func TestInJobHook(t *testing.T) {
 	times, err := st.StageTimes()
 	if err != nil || times["work"] != 3*time.Second {
 		t.Errorf("stage times %v, %v; want work 3s", times, err)
+	}
+	// Each failure points at its capture, in the run directory.
+	all, err := Failures(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	captures := map[string]string{}
+	for _, f := range all {
+		captures[fmt.Sprintf("%s/%d", f.Visit, f.Slice)] = f.Capture
+	}
+	if captures["v004/2"] != filepath.Join(dir, "captures/visit-v004/work.slice2-ccd=2.failed.json") ||
+		captures["v004/0"] != filepath.Join(dir, "captures/visit-v004/work.pipeline.failed.json") {
+		t.Errorf("failures' captures %v, want both in the run directory", captures)
+	}
+	if s := all[len(all)-1].String(); !strings.Contains(s, "dpsbatch replay "+filepath.Join(dir, "captures/visit-v004/work.slice2-ccd=2.failed.json")) {
+		t.Errorf("the failure as status --failures prints it:\n%s\nwant the replay command", s)
 	}
 }
 

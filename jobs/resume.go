@@ -88,7 +88,7 @@ func Resume(ctx context.Context, o ResumeOptions) (*ResumeResult, error) {
 			return nil, err
 		}
 	}
-	rs, err := Status(ctx, o.Backend, []string{o.Dir})
+	rs, err := statusOnceEnded(ctx, o.Backend, o.Dir, endingWait)
 	if err != nil {
 		return nil, err
 	}
@@ -266,4 +266,39 @@ func nextAttempt(l rundir.Layout) (int, error) {
 	}
 	defer st.Close()
 	return st.NextAttempt()
+}
+
+// endingWait is how long resume waits for Slurm to let go of jobs whose
+// rank 0 has recorded their end (COMPLETING: the epilog, the last steps'
+// exit) before it calls them live: wait returns as soon as the state file
+// decides the run's outcome, and a resume straight after it would
+// otherwise be refused.
+const endingWait = 2 * time.Minute
+
+// statusOnceEnded is the run's Status, asked again every second for up
+// to wait while every job Slurm still lists as live has recorded its end.
+func statusOnceEnded(ctx context.Context, b scheduler.Backend, dir string, wait time.Duration) ([]RunStatus, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		rs, err := Status(ctx, b, []string{dir})
+		if err != nil || !rs[0].Live || !onlyEnding(rs[0].Jobs) || time.Now().After(deadline) {
+			return rs, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// onlyEnding reports whether every live job of js has recorded its end
+// (and was not requeued, which would start it again).
+func onlyEnding(js []JobStatus) bool {
+	for _, j := range js {
+		if j.Live && (!recordedEnd(j.Recorded) || j.Requeued != nil) {
+			return false
+		}
+	}
+	return true
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/dpsbatch/dpsbatch/input/inputtest"
 	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/rundir/runtest"
+	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/state"
 )
 
@@ -180,6 +181,33 @@ func TestResumeComplete(t *testing.T) {
 	}
 	if _, err := os.Stat(rundir.Layout{Dir: dir}.Script(2)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("attempt-2 script: %v; want none written", err)
+	}
+}
+
+// A job whose rank 0 recorded its end, which Slurm still lists as
+// completing a moment (wait returns before Slurm lets go of it), is
+// waited for, not called live.
+func TestResumeWaitsForAnEndingJob(t *testing.T) {
+	e := newEnv(t, 3)
+	dir := e.submit("run1")
+	withState(t, dir, func(st *state.Store) {
+		for _, id := range visitIDs(3) {
+			runtest.VisitAs(t, st, "1001", id, state.Done)
+		}
+		if err := st.JobEnded("1001", state.EndCompleted, 0, "", runtest.FixedNow()); err != nil {
+			t.Fatal(err)
+		}
+	})
+	e.fake.set("1001", "COMPLETING")
+	e.fake.onJobs = func(call int, f *fakeBackend) {
+		if call >= 3 {
+			delete(f.queue, "1001")
+			f.history["1001"] = scheduler.Job{ID: "1001", State: "COMPLETED", Source: "sacct"}
+		}
+	}
+	res, err := Resume(context.Background(), e.resumeOpts(dir))
+	if err != nil || !res.Complete {
+		t.Fatalf("Resume: %+v, %v; want it to wait for the ending job, then find the run complete", res, err)
 	}
 }
 

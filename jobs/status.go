@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -183,8 +184,23 @@ func Status(ctx context.Context, b scheduler.Backend, dirs []string) ([]RunStatu
 // statuses is Status; with listing, a run that cannot be read is listed
 // as Unreadable, with why, instead of failing the whole list.
 func statuses(ctx context.Context, b scheduler.Backend, dirs []string, listing bool) ([]RunStatus, error) {
-	out := make([]RunStatus, 0, len(dirs))
-	var ask []string
+	out, ask, err := readRuns(dirs, listing)
+	if err != nil {
+		return nil, err
+	}
+	known, err := scheduler.Lookup(ctx, b, ask)
+	if err != nil {
+		return nil, err
+	}
+	settleAll(out, known)
+	requeueReasons(ctx, b, out)
+	return out, nil
+}
+
+// readRuns reads the runs in dirs from their state files, and lists
+// their jobs, ended ones too (Slurm or sacct knows how they ended).
+func readRuns(dirs []string, listing bool) (out []RunStatus, jobs []string, err error) {
+	out = make([]RunStatus, 0, len(dirs))
 	for _, d := range dirs {
 		rs, err := readRun(d)
 		if err != nil && listing {
@@ -192,24 +208,70 @@ func statuses(ctx context.Context, b scheduler.Backend, dirs []string, listing b
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		for _, j := range rs.Jobs { // ended ones too: Slurm or sacct knows how
-			ask = append(ask, j.ID)
+		for _, j := range rs.Jobs {
+			jobs = append(jobs, j.ID)
 		}
 		out = append(out, rs)
 	}
-	known, err := scheduler.Lookup(ctx, b, ask)
-	if err != nil {
-		return nil, err
-	}
-	for i := range out {
-		if out[i].Unreadable == "" {
-			settle(&out[i], known)
+	return out, jobs, nil
+}
+
+func settleAll(runs []RunStatus, known map[string]scheduler.Job) {
+	for i := range runs {
+		if runs[i].Unreadable == "" {
+			settle(&runs[i], known)
 		}
 	}
-	requeueReasons(ctx, b, out)
-	return out, nil
+}
+
+// redrawGap is the least time between two of Watch's calls: a run
+// finishing a thousand visits a second is shown twenty times a second.
+const redrawGap = 50 * time.Millisecond
+
+// Watch calls show with the status of the runs in dirs at once, within
+// about redrawGap of each change to their state files (with Slurm's last
+// answer about their jobs), and each time it asks Slurm (every
+// slurmEvery), until Slurm says no job of the runs is live, show fails or
+// ctx ends.
+func Watch(ctx context.Context, b scheduler.Backend, dirs []string, slurmEvery time.Duration, show func([]RunStatus) error) error {
+	changed, err := Changes(ctx, dirs...)
+	if err != nil {
+		changed = nil // no notices here: Slurm's pace only
+	}
+	var known map[string]scheduler.Job
+	var asked time.Time
+	for {
+		out, ask, err := readRuns(dirs, false)
+		if err != nil {
+			return err
+		}
+		fresh := time.Since(asked) >= slurmEvery
+		if fresh {
+			if known, err = scheduler.Lookup(ctx, b, ask); err != nil {
+				return err
+			}
+			asked = time.Now()
+		}
+		settleAll(out, known)
+		if fresh {
+			requeueReasons(ctx, b, out)
+		}
+		if err := show(out); err != nil {
+			return err
+		}
+		if fresh && !slices.ContainsFunc(out, func(rs RunStatus) bool { return rs.Live }) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+			time.Sleep(redrawGap)
+		case <-time.After(slurmEvery - time.Since(asked)):
+		}
+	}
 }
 
 // readRun reads one run's state file, without asking Slurm.
@@ -588,24 +650,36 @@ func Cancel(ctx context.Context, b scheduler.Backend, dir string) ([]string, err
 
 // WaitOptions paces Wait.
 type WaitOptions struct {
-	// Every is how often the state file is read (default 1s); Slurm is
-	// asked at most every SlurmEvery (default 10s, doubling up to a
-	// minute while nothing changes), and at once when the state file
-	// says a job ended.
+	// Every is how often the state file is read at least (default 1s):
+	// it is also read as soon as it changes (Changes). Slurm is asked at
+	// most every SlurmEvery (default 2s, doubling up to slurmEveryMax
+	// while nothing changes), and at once when the state file says a job
+	// ended.
 	Every, SlurmEvery time.Duration
 	// Progress, when set, hears each new status.
 	Progress func(RunStatus)
 }
 
-// Wait blocks until no job of the run is live and returns its last
+// slurmEveryMax is the longest Wait goes without asking Slurm: a job
+// that dies without recording its end is noticed within it.
+const slurmEveryMax = 10 * time.Second
+
+// Wait blocks until the run's outcome is final and returns its last
 // status, with ErrIncomplete when visits were left unfinished and
-// harness.ErrVisitsFailed when every visit ran but some failed.
+// harness.ErrVisitsFailed when every visit ran but some failed. The
+// outcome is final once no job of the run is live in Slurm's eyes, or as
+// soon as the state file alone decides it (finalInState): Slurm may then
+// still be ending the job (COMPLETING), and resume waits for that.
 func Wait(ctx context.Context, b scheduler.Backend, dir string, o WaitOptions) (RunStatus, error) {
 	if o.Every <= 0 {
 		o.Every = time.Second
 	}
 	if o.SlurmEvery <= 0 {
-		o.SlurmEvery = 10 * time.Second
+		o.SlurmEvery = 2 * time.Second
+	}
+	changed, err := Changes(ctx, dir)
+	if err != nil {
+		changed = nil // no notices here: read every o.Every
 	}
 	every := o.SlurmEvery
 	var asked time.Time
@@ -616,6 +690,13 @@ func Wait(ctx context.Context, b scheduler.Backend, dir string, o WaitOptions) (
 		if err != nil {
 			return merged, err
 		}
+		if finalInState(rs) {
+			settle(&rs, nil)
+			if o.Progress != nil {
+				o.Progress(rs)
+			}
+			return rs, outcomeErr(rs)
+		}
 		ends := 0
 		for _, j := range rs.Jobs {
 			if recordedEnd(j.Recorded) {
@@ -624,7 +705,7 @@ func Wait(ctx context.Context, b scheduler.Backend, dir string, o WaitOptions) (
 		}
 		if ends != lastEnds || time.Since(asked) >= every {
 			if ends == lastEnds {
-				every = min(2*every, time.Minute)
+				every = min(2*every, max(slurmEveryMax, o.SlurmEvery))
 			} else {
 				every = o.SlurmEvery
 			}
@@ -658,9 +739,42 @@ func Wait(ctx context.Context, b scheduler.Backend, dir string, o WaitOptions) (
 		select {
 		case <-ctx.Done():
 			return merged, ctx.Err()
+		case <-changed:
 		case <-time.After(o.Every):
 		}
 	}
+}
+
+// finalInState reports whether the run's state files alone decide its
+// outcome: every job recorded its end (rank 0's, every step's) and every
+// visit is done or failed, with no input left open. Nothing Slurm says
+// can change that outcome; a visit left to run could still be run by a
+// requeued start or a follow-on job, which only Slurm knows of.
+func finalInState(rs RunStatus) bool {
+	if len(rs.Jobs) == 0 {
+		return false
+	}
+	for _, j := range rs.Jobs {
+		if !recordedEnd(j.Recorded) {
+			return false
+		}
+	}
+	c := rs.Counts
+	return rs.Visits > 0 && c[state.Done]+c[state.Failed] == rs.Visits && !inputOpen(rs)
+}
+
+// inputOpen reports whether a step of the run still reads trigger events
+// (it listens, and no no-more-data has closed its input).
+func inputOpen(rs RunStatus) bool {
+	if len(rs.Pipelines) == 0 {
+		return rs.Listen && rs.InputClosed.IsZero()
+	}
+	for _, ps := range rs.Pipelines {
+		if inputOpen(ps) {
+			return true
+		}
+	}
+	return false
 }
 
 func outcomeErr(rs RunStatus) error {

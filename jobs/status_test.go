@@ -291,8 +291,9 @@ func TestWait(t *testing.T) {
 	}
 }
 
-// Once the state file says the job ended, Wait asks Slurm at once, not at
-// its next slow poll.
+// Once the state file says the job ended with visits left, Wait asks
+// Slurm at once, not at its next slow poll: a requeued start or a
+// follow-on job could still run them.
 func TestWaitAsksWhenTheStateFileSaysTheJobEnded(t *testing.T) {
 	e := newEnv(t, 2)
 	dir := e.submit("run1")
@@ -301,30 +302,16 @@ func TestWaitAsksWhenTheStateFileSaysTheJobEnded(t *testing.T) {
 	e.fake.onJobs = func(call int, f *fakeBackend) {
 		if ended.Load() {
 			delete(f.queue, "1001")
-			f.history["1001"] = scheduler.Job{ID: "1001", State: "COMPLETED", Source: "sacct"}
+			f.history["1001"] = scheduler.Job{ID: "1001", State: "TIMEOUT", Source: "sacct"}
 		}
 	}
-	go func() {
-		time.Sleep(50 * time.Millisecond)
-		st, err := state.Open(rundir.Layout{Dir: dir}.State())
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		for _, id := range visitIDs(2) {
-			st.VisitStarted(id, "1001", runtest.FixedNow())
-			st.VisitEnded(id, state.Done, "", runtest.FixedNow())
-		}
-		st.JobEnded("1001", "COMPLETED", 0, "", runtest.FixedNow())
-		ended.Store(true)
-		st.Close()
-	}()
+	endJob(t, dir, visitIDs(1), state.EndStopped, &ended) // v002 left pending
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	start := time.Now()
 	rs, err := Wait(ctx, e.fake, dir, WaitOptions{Every: 2 * time.Millisecond, SlurmEvery: time.Hour})
-	if err != nil || rs.Outcome != "done" {
-		t.Fatalf("Wait: %s, %v; want done", rs.Outcome, err)
+	if !errors.Is(err, ErrIncomplete) || rs.Outcome != OutcomeUnfinished {
+		t.Fatalf("Wait: %s, %v; want unfinished", rs.Outcome, err)
 	}
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("Wait took %s with an hour between Slurm polls; want it to ask once the job recorded its end", took)
@@ -332,6 +319,57 @@ func TestWaitAsksWhenTheStateFileSaysTheJobEnded(t *testing.T) {
 	if jobs, _, _ := e.fake.calls(); jobs < 2 || jobs > 50 {
 		t.Errorf("%d squeue calls; want a few (the first, then after the recorded end)", jobs)
 	}
+}
+
+// Once the state file alone decides the outcome (the job recorded its
+// end, every visit done or failed), Wait returns at once, while Slurm
+// still lists the job as completing, and asks Slurm no more.
+func TestWaitReturnsWhenTheStateFileDecides(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		failed  bool
+		outcome Outcome
+	}{{"done", false, OutcomeDone}, {"failed", true, OutcomeFailed}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, 2)
+			dir := e.submit("run1")
+			e.fake.set("1001", "COMPLETING") // for ever: Slurm never lets it go
+			var ended atomic.Bool
+			if tc.failed {
+				withState(t, dir, func(st *state.Store) { runtest.VisitAs(t, st, "1001", "v002", state.Failed) })
+			}
+			endJob(t, dir, visitIDs(map[bool]int{true: 1, false: 2}[tc.failed]), map[bool]state.JobEnd{true: state.EndVisitsFailed, false: state.EndCompleted}[tc.failed], &ended)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			rs, err := Wait(ctx, e.fake, dir, WaitOptions{Every: time.Hour, SlurmEvery: time.Hour})
+			if rs.Outcome != tc.outcome || (err != nil) != tc.failed || ctx.Err() != nil {
+				t.Fatalf("Wait: %s, %v (context: %v); want %s at once, Slurm still completing the job", rs.Outcome, err, ctx.Err(), tc.outcome)
+			}
+			if jobs, _, _ := e.fake.calls(); jobs > 1 {
+				t.Errorf("%d squeue calls; want at most the first", jobs)
+			}
+		})
+	}
+}
+
+// endJob plays job 1001's rank 0 after 50 ms: visits ids done, then the
+// job's end recorded, then ended set.
+func endJob(t *testing.T, dir string, ids []string, end state.JobEnd, ended *atomic.Bool) {
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		st, err := state.Open(rundir.Layout{Dir: dir}.State())
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer st.Close()
+		for _, id := range ids {
+			st.VisitStarted(id, "1001", runtest.FixedNow())
+			st.VisitEnded(id, state.Done, "", runtest.FixedNow())
+		}
+		st.JobEnded("1001", end, 0, "", runtest.FixedNow())
+		ended.Store(true)
+	}()
 }
 
 // Wait ends with its context. (The status it returns then is the state
@@ -346,5 +384,48 @@ func TestWaitContext(t *testing.T) {
 	rs, err := Wait(ctx, e.fake, dir, waitOpts)
 	if !errors.Is(err, context.DeadlineExceeded) || rs.Run != "run1" {
 		t.Errorf("Wait: %q, %v; want run1 and the deadline", rs.Run, err)
+	}
+}
+
+// Watch shows a change to the state file at once, not at Slurm's next
+// poll (an hour away here), and ends once Slurm says no job is live.
+func TestWatchShowsChangesAtOnce(t *testing.T) {
+	e := newEnv(t, 2)
+	dir := e.submit("run1")
+	e.fake.set("1001", "RUNNING")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	shown := make(chan RunStatus, 100)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- Watch(ctx, e.fake, []string{dir}, time.Hour, func(rs []RunStatus) error { shown <- rs[0]; return nil })
+	}()
+	if first := <-shown; first.Counts[state.Done] != 0 || first.Outcome != OutcomeRunning {
+		t.Fatalf("first: %d done, %s; want 0 and running", first.Counts[state.Done], first.Outcome)
+	}
+	wrote := time.Now()
+	withState(t, dir, func(st *state.Store) { runtest.VisitAs(t, st, "1001", "v001", state.Done) })
+	for {
+		select {
+		case rs := <-shown:
+			if rs.Counts[state.Done] != 1 {
+				continue
+			}
+			if took := time.Since(wrote); took > 5*time.Second {
+				t.Errorf("the change was shown after %s", took)
+			}
+			if rs.Outcome != OutcomeRunning {
+				t.Errorf("outcome %s between Slurm's answers; want its last (running)", rs.Outcome)
+			}
+			cancel()
+			if err := <-errc; !errors.Is(err, context.Canceled) {
+				t.Errorf("Watch: %v; want it to run until cancelled while the job is live", err)
+			}
+			return
+		case err := <-errc:
+			t.Fatalf("Watch ended: %v", err)
+		case <-ctx.Done():
+			t.Fatal("the change was not shown within 20s (Slurm is asked hourly)")
+		}
 	}
 }

@@ -55,6 +55,9 @@ type SubmitOptions struct {
 	DryRun bool
 	Out    io.Writer
 	Now    func() time.Time // nil: time.Now
+	// FreezeDry names stages whose every call is captured as it starts
+	// (package capture), besides those of the policies' freeze_dry.
+	FreezeDry []string
 }
 
 // Submitted says what Submit or Resume did.
@@ -100,6 +103,9 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := in.CheckFreezeDry(o.FreezeDry); err != nil {
+		return nil, err
+	}
 	if err := checkCommon(o); err != nil {
 		return nil, err
 	}
@@ -132,6 +138,9 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 	created := now()
 	lk, err := createRun(o.Site.RunsRoot, name, func(tl rundir.Layout) error {
 		if err := fillRun(tl, l, in, rj, o.Site.Path, created); err != nil {
+			return err
+		}
+		if err := writeFreezeDry(tl, in, o.FreezeDry); err != nil {
 			return err
 		}
 		return writeScripts(tl, scripts, 1)

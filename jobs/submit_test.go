@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpsbatch/dpsbatch/capture"
 	"github.com/dpsbatch/dpsbatch/harness"
 	"github.com/dpsbatch/dpsbatch/input/inputtest"
 	"github.com/dpsbatch/dpsbatch/rundir"
@@ -57,6 +58,7 @@ func TestSubmitBadInput(t *testing.T) {
 		{"unknown strategy", func(e *env, o *SubmitOptions) { o.Request.Strategy = "spred" }, "spread"},
 		{"negative auto-resume", func(e *env, o *SubmitOptions) { o.AutoResume = -1 }, "--auto-resume"},
 		{"binary not executable", func(e *env, o *SubmitOptions) { o.Binary = e.policy }, "--binary"},
+		{"freeze-dry of no stage", func(e *env, o *SubmitOptions) { o.FreezeDry = []string{"wrok"} }, `--freeze-dry: no stage "wrok"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, 3)
@@ -95,6 +97,21 @@ func TestSubmitExistingName(t *testing.T) {
 	after := counts(t, dir)
 	if after[state.Done] != 1 || after[state.Pending] != before[state.Pending]-1 {
 		t.Errorf("the existing run's counts changed: %v, then %v", before, after)
+	}
+}
+
+// submit --freeze-dry leaves the stages in the run directory, where the
+// job's ranks read them.
+func TestSubmitFreezeDry(t *testing.T) {
+	e := newEnv(t, 2)
+	o := e.opts("run1")
+	o.FreezeDry = []string{"work"}
+	if _, err := Submit(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	got, err := capture.ReadStages(filepath.Join(e.root, "run1"))
+	if err != nil || !slices.Equal(got, []string{"work"}) {
+		t.Errorf("stages to capture at entry: %v, %v; want work", got, err)
 	}
 }
 

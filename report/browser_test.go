@@ -40,7 +40,7 @@ func TestReportInBrowser(t *testing.T) {
 		t.Errorf("stage chart: %d boxes, want 2 (isr, measure):\n%s", n, stages)
 	}
 	failures := element(t, dom, `<section id="failures">`, "</section>")
-	rows := regexp.MustCompile(`<tr class="failure">.*?<td class="err">(.*?)</td></tr>`).FindAllStringSubmatch(failures, -1)
+	rows := regexp.MustCompile(`<tr class="failure">.*?<td class="err">(.*?)</td><td>`).FindAllStringSubmatch(failures, -1)
 	text := `measure: &lt;script&gt;alert("x")&lt;/script&gt; &amp; no sources`
 	if len(rows) != 5 || rows[0][1] != text || rows[4][1] != "pre-step: &lt;b&gt;no calibration&lt;/b&gt;" {
 		t.Errorf("failure rows' errors %q, want 4 times %q (text, not markup) and v006's", rows, text)

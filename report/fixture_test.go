@@ -66,7 +66,11 @@ func visit(t *testing.T, st *state.Store, v, job string, at time.Time, took time
 	must(t, st.StageDone(v, "measure", took-took/5))
 	end, msg := state.Done, ""
 	for _, slice := range failing {
-		must(t, st.SliceFailed(v, "measure", slice, "ccd="+string(rune('0'+slice)), scriptErr))
+		capture := "" // slice 1's failures have none: the run's limit was reached
+		if slice == 2 {
+			capture = "captures/visit-" + v + "/measure.slice2-ccd=2.failed.json"
+		}
+		must(t, st.SliceFailed(v, "measure", slice, "ccd="+string(rune('0'+slice)), scriptErr, capture))
 		end, msg = state.Failed, "measure failed on 2 slices"
 	}
 	must(t, st.VisitEnded(v, end, msg, at.Add(took)))

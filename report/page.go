@@ -3,6 +3,7 @@ package report
 import (
 	"cmp"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -72,6 +73,7 @@ type visitRow struct {
 type failureRow struct {
 	Step, Visit, Stage, Slice, DataID, Err string
 	Attempt                                int
+	Replay                                 string // the command that runs the failed call again; "" without a capture
 }
 
 // newPage lays out the steps' data for the template.
@@ -148,14 +150,24 @@ func failureRows(d stepData) []failureRow {
 	for _, f := range d.failures[:min(len(d.failures), maxFailures)] {
 		withSlices[f.Visit] = true
 		rows = append(rows, failureRow{Step: d.name, Visit: f.Visit, Attempt: f.Attempt, Stage: f.Stage,
-			Slice: fmt.Sprint(f.Slice), DataID: f.DataID, Err: f.Err})
+			Slice: fmt.Sprint(f.Slice), DataID: f.DataID, Err: f.Err, Replay: d.replay(f.Capture)})
 	}
 	for _, v := range d.visits {
 		if v.State == state.Failed && !withSlices[v.ID] && len(rows) < maxFailures {
-			rows = append(rows, failureRow{Step: d.name, Visit: v.ID, Attempt: v.Attempts, Slice: "Pipeline", Err: v.Err})
+			rows = append(rows, failureRow{Step: d.name, Visit: v.ID, Attempt: v.Attempts, Slice: "Pipeline", Err: v.Err,
+				Replay: d.replay(v.Capture)})
 		}
 	}
 	return rows
+}
+
+// replay is the command that runs a captured call again, for a capture
+// the state file keeps relative to the step's directory; "" for none.
+func (d stepData) replay(capture string) string {
+	if capture == "" {
+		return ""
+	}
+	return "dpsbatch replay " + filepath.Join(d.dir, capture)
 }
 
 // slowest lists the n visits that took longest, over every step.

@@ -19,14 +19,15 @@
 // the use cases (jobs), the harness or the scheduler. What the state file
 // does not record it does not show: a job whose usage is not stored yet
 // (the command that looks at a run stores it, package jobs) is named as
-// such, and failures have no replay command until failed stages' inputs
-// are captured.
+// such, and a failure whose stage's input was not captured has no replay
+// command.
 package report
 
 import (
 	"bytes"
 	"fmt"
 	"io"
+	"path/filepath"
 	"time"
 
 	"github.com/dpsbatch/dpsbatch/state"
@@ -73,6 +74,7 @@ func Write(w io.Writer, steps []Step, o Options) error {
 // stepData is what one step's state file records.
 type stepData struct {
 	name     string
+	dir      string // the step's directory, which its captures' paths are relative to
 	run      state.Run
 	counts   map[state.VisitState]int
 	dropped  int
@@ -92,7 +94,7 @@ func read(s Step) (d stepData, err error) {
 		return d, fmt.Errorf("report: %w", err)
 	}
 	defer st.Close()
-	d.name = s.Name
+	d.name, d.dir = s.Name, filepath.Dir(s.State)
 	if d.run, err = st.Run(); err != nil {
 		return d, fmt.Errorf("report: %w", err)
 	}

@@ -117,7 +117,7 @@ func TestReportSelfContained(t *testing.T) {
 		t.Errorf("the page names %d http URLs, want the four charts' SVG namespace", n)
 	}
 	for _, want := range []string{`content="default-src 'none'; style-src 'unsafe-inline'"`,
-		`<section id="resources">`, "Not recorded yet for job 102", "Replay is not available"} {
+		`<section id="resources">`, "Not recorded yet for job 102", "the command that runs that stage again"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the page lacks %q", want)
 		}
@@ -160,5 +160,25 @@ func TestReportMissingState(t *testing.T) {
 	}
 	if err := Write(&b, nil, Options{}); err == nil {
 		t.Errorf("Write of no step: no error")
+	}
+}
+
+// A failure whose call was captured has the command that replays it,
+// with the capture's path in the step's directory; one without, none.
+func TestReportReplayCommands(t *testing.T) {
+	dir := t.TempDir()
+	page := render(t, Step{State: night(t, dir, "night")})
+	rows := regexp.MustCompile(`<tr class="failure"><td></td><td>(\w+)</td>.*?<td>(\d)</td><td>ccd=\d</td>.*?</td><td>(.*?)</td></tr>`).FindAllStringSubmatch(page, -1)
+	if len(rows) == 0 {
+		t.Fatalf("no failure rows:\n%s", page)
+	}
+	for _, r := range rows {
+		want := ""
+		if r[2] == "2" {
+			want = `<code class="replay">dpsbatch replay ` + filepath.Join(dir, "captures", "visit-"+r[1], "measure.slice2-ccd=2.failed.json") + `</code>`
+		}
+		if r[3] != want {
+			t.Errorf("visit %s slice %s: replay cell %q, want %q", r[1], r[2], r[3], want)
+		}
 	}
 }

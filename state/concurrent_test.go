@@ -88,7 +88,7 @@ func TestReadersAndWriter(t *testing.T) {
 				st := Done
 				if i%10 == 9 {
 					st = Failed
-					w.SliceFailed(id, "isr", 1, "ccd=1", "boom")
+					w.SliceFailed(id, "isr", 1, "ccd=1", "boom", "")
 				}
 				if err := w.VisitEnded(id, st, "", time.Now()); err != nil {
 					t.Fatalf("writer: %v", err)

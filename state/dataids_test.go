@@ -22,7 +22,7 @@ func TestDataIDOutcomes(t *testing.T) {
 		t.Helper()
 		must(s.VisitStarted(visit, "j1", at(1)))
 		if failed != "" {
-			must(s.SliceFailed(visit, "measure", 2, failed, "exec: sh exited with status 1; stderr ends:\nbad pixels"))
+			must(s.SliceFailed(visit, "measure", 2, failed, "exec: sh exited with status 1; stderr ends:\nbad pixels", ""))
 		}
 		s.DataIDsEnded(visit, outcomes)
 		must(s.VisitEnded(visit, st, "", at(2)))

@@ -226,7 +226,14 @@ CREATE TABLE step_usage (
 	PRIMARY KEY (job, step)
 );  -- with a rowid: the steps' order, as accounting lists them
 `,
-	// 8: each data ID's outcome in its visit's latest attempt that ran
+	// 8: captures (freeze-dried stage inputs, package capture): the file
+	// of each slice failure, and of a visit's failure on the Pipeline,
+	// relative to the run directory; '' when none was written.
+	`
+ALTER TABLE slice_failures ADD COLUMN capture TEXT NOT NULL DEFAULT '';
+ALTER TABLE visits ADD COLUMN capture TEXT NOT NULL DEFAULT '';
+`,
+	// 9: each data ID's outcome in its visit's latest attempt that ran
 	// it (an attempt that skipped it as done leaves its row): what
 	// status counts and lists, and what resume runs again.
 	`

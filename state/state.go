@@ -196,6 +196,7 @@ type Visit struct {
 	Started  time.Time
 	Ended    time.Time // zero while running or never ended
 	Err      string    // why it failed or was interrupted
+	Capture  string    // the capture of its failure on the Pipeline, relative to the run directory
 }
 
 // Failure is one slice of a visit that failed at one stage, as SliceFailed
@@ -207,6 +208,7 @@ type Failure struct {
 	Slice   int // rank
 	DataID  string
 	Err     string
+	Capture string // the failed call's capture, relative to the run directory ("" for none)
 }
 
 // nanos is how times are stored: Unix nanoseconds, NULL for the zero time.

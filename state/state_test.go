@@ -184,7 +184,8 @@ func TestVisits(t *testing.T) {
 	must(t, s.VisitEnded("v1", Done, "", at(7)))
 	must(t, s.VisitStarted("v2", "100", at(8)))
 	must(t, s.StageDone("v2", "isr", 4*time.Second))
-	must(t, s.SliceFailed("v2", "calexp", 3, "ccd=12", "no PSF stars"))
+	must(t, s.SliceFailed("v2", "calexp", 3, "ccd=12", "no PSF stars", "captures/visit-v2/calexp.slice3-ccd=12.failed.json"))
+	s.VisitCapture("v2", "captures/visit-v2/calexp.pipeline.failed.json")
 	must(t, s.VisitEnded("v2", Failed, "1 slice failed", at(12)))
 	must(t, s.VisitStarted("v3", "100", at(13)))
 
@@ -210,14 +211,20 @@ func TestVisits(t *testing.T) {
 	}
 	fails, err := s.Failures(0)
 	must(t, err)
-	if want := []Failure{{Visit: "v2", Attempt: 1, Stage: "calexp", Slice: 3, DataID: "ccd=12", Err: "no PSF stars"}}; !reflect.DeepEqual(fails, want) {
+	if want := []Failure{{Visit: "v2", Attempt: 1, Stage: "calexp", Slice: 3, DataID: "ccd=12", Err: "no PSF stars",
+		Capture: "captures/visit-v2/calexp.slice3-ccd=12.failed.json"}}; !reflect.DeepEqual(fails, want) {
 		t.Errorf("Failures() = %+v, want %+v", fails, want)
+	}
+	failed, err := s.Visits(Failed, 0)
+	must(t, err)
+	if len(failed) != 1 || failed[0].Capture != "captures/visit-v2/calexp.pipeline.failed.json" {
+		t.Errorf("failed visits %+v, want v2 with its capture", failed)
 	}
 	vs, err := s.Visits("", 0)
 	must(t, err)
 	want := []Visit{
 		{ID: "v1", Seq: 1, State: Done, Attempts: 1, Job: "100", Started: at(1), Ended: at(7)},
-		{ID: "v2", Seq: 2, State: Failed, Attempts: 1, Job: "100", Started: at(8), Ended: at(12), Err: "1 slice failed"},
+		{ID: "v2", Seq: 2, State: Failed, Attempts: 1, Job: "100", Started: at(8), Ended: at(12), Err: "1 slice failed", Capture: "captures/visit-v2/calexp.pipeline.failed.json"},
 		{ID: "v3", Seq: 3, State: Running, Attempts: 1, Job: "100", Started: at(13)},
 		{ID: "v4", Seq: 4, State: Pending},
 		{ID: "v5", Seq: 5, State: Pending},

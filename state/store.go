@@ -72,6 +72,7 @@ type visitLog struct {
 	stages   []stageTime
 	failures []Failure
 	dataIDs  []DataIDOutcome
+	capture  string // VisitCapture's
 }
 
 type stageTime struct {

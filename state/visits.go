@@ -234,14 +234,23 @@ func (s *Store) StageDone(visit, stage string, took time.Duration) error {
 }
 
 // SliceFailed keeps, in memory, that the slice of rank slice with data ID
-// dataID failed at stage in visit with msg; VisitEnded writes it. It does
-// not touch the file.
-func (s *Store) SliceFailed(visit, stage string, slice int, dataID, msg string) error {
+// dataID failed at stage in visit with msg, its input in capture ("" for
+// none); VisitEnded writes it. It does not touch the file.
+func (s *Store) SliceFailed(visit, stage string, slice int, dataID, msg, capture string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l := s.logOf(visit)
-	l.failures = append(l.failures, Failure{Visit: visit, Stage: stage, Slice: slice, DataID: dataID, Err: msg})
+	l.failures = append(l.failures, Failure{Visit: visit, Stage: stage, Slice: slice, DataID: dataID, Err: msg, Capture: capture})
 	return nil
+}
+
+// VisitCapture keeps, in memory, the capture of the visit's failure on
+// the Pipeline (relative to the run directory); VisitEnded writes it. It
+// does not touch the file.
+func (s *Store) VisitCapture(visit, capture string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.logOf(visit).capture = capture
 }
 
 // logOf returns visit's log, making it. s.mu is held.
@@ -279,8 +288,8 @@ func (s *Store) VisitEnded(visit string, st VisitState, msg string, at time.Time
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		found = true
 		var seq, attempt int
-		err := tx.QueryRowContext(ctx, `UPDATE visits SET state = ?, ended = ?, err = ? WHERE id = ? AND state <> 2 RETURNING seq, attempts`,
-			st.code(), nanos(at), errMsg, visit).Scan(&seq, &attempt)
+		err := tx.QueryRowContext(ctx, `UPDATE visits SET state = ?, ended = ?, err = ?, capture = ? WHERE id = ? AND state <> 2 RETURNING seq, attempts`,
+			st.code(), nanos(at), errMsg, l.capture, visit).Scan(&seq, &attempt)
 		if errors.Is(err, sql.ErrNoRows) {
 			found = false
 			return nil
@@ -299,8 +308,8 @@ func (s *Store) VisitEnded(visit string, st VisitState, msg string, at time.Time
 			}
 		}
 		for _, f := range l.failures {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO slice_failures (visit, attempt, stage, slice, data_id, err) VALUES (?, ?, ?, ?, ?, ?)`,
-				seq, attempt, f.Stage, f.Slice, f.DataID, f.Err); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO slice_failures (visit, attempt, stage, slice, data_id, err, capture) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+				seq, attempt, f.Stage, f.Slice, f.DataID, f.Err, f.Capture); err != nil {
 				return err
 			}
 		}
@@ -561,7 +570,7 @@ func (s *Store) Visits(st VisitState, limit int) ([]Visit, error) {
 		where = append(where, "state = ?")
 		args = append(args, code)
 	}
-	query := `SELECT seq, id, state, attempts, job, started, ended, err FROM visits`
+	query := `SELECT seq, id, state, attempts, job, started, ended, err, capture FROM visits`
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -577,7 +586,7 @@ func (s *Store) Visits(st VisitState, limit int) ([]Visit, error) {
 		var code int
 		var job, msg sql.NullString
 		var started, ended sql.NullInt64
-		if err := rows.Scan(&v.Seq, &v.ID, &code, &v.Attempts, &job, &started, &ended, &msg); err != nil {
+		if err := rows.Scan(&v.Seq, &v.ID, &code, &v.Attempts, &job, &started, &ended, &msg, &v.Capture); err != nil {
 			return nil, s.wrap("listing visits", err)
 		}
 		if code >= 0 && code < len(visitStates) {
@@ -689,7 +698,7 @@ func limited(query string, args []any, limit int) (string, []any) {
 // Failures returns the recorded slice failures in the order recorded, at
 // most limit of them (0 or less: all).
 func (s *Store) Failures(limit int) ([]Failure, error) {
-	query, args := limited(`SELECT v.id, f.attempt, f.stage, f.slice, f.data_id, f.err FROM slice_failures f JOIN visits v ON v.seq = f.visit ORDER BY f.id`, nil, limit)
+	query, args := limited(`SELECT v.id, f.attempt, f.stage, f.slice, f.data_id, f.err, f.capture FROM slice_failures f JOIN visits v ON v.seq = f.visit ORDER BY f.id`, nil, limit)
 	rows, err := s.db.Query(query, args...)
 	if err != nil {
 		return nil, s.wrap("listing failures", err)
@@ -698,7 +707,7 @@ func (s *Store) Failures(limit int) ([]Failure, error) {
 	var fs []Failure
 	for rows.Next() {
 		var f Failure
-		if err := rows.Scan(&f.Visit, &f.Attempt, &f.Stage, &f.Slice, &f.DataID, &f.Err); err != nil {
+		if err := rows.Scan(&f.Visit, &f.Attempt, &f.Stage, &f.Slice, &f.DataID, &f.Err, &f.Capture); err != nil {
 			return nil, s.wrap("listing failures", err)
 		}
 		fs = append(fs, f)

@@ -41,6 +41,7 @@ func newApp() *cli.App {
 			eventCommand(),
 			eventsCommand(),
 			reportCommand(),
+			replayCommand(),
 			monitorCommand(),
 			brokerCommand(),
 			completionCommand(),

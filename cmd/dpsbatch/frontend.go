@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dpsbatch/dpsbatch/capture"
 	"github.com/dpsbatch/dpsbatch/jobs"
 	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/scheduler"
@@ -212,6 +213,7 @@ func printStatus(w io.Writer, rs jobs.RunStatus) {
 	fmt.Fprintf(w, "  state file: %s/%s (journal %s)\n", rs.Dir, rundir.StateFile, rs.Journal)
 	if rs.Failures != nil {
 		fmt.Fprintf(w, "  failures (%d):\n", len(rs.Failures))
+		printCaptureLimit(w, rs)
 		for _, f := range rs.Failures {
 			fmt.Fprintf(w, "    %s\n", f)
 		}
@@ -309,3 +311,17 @@ func visitCounts(rs jobs.RunStatus) string {
 }
 
 var stdout io.Writer = os.Stdout
+
+// printCaptureLimit says so when the run's (or a step's) captures
+// reached their size limit: later failures have none.
+func printCaptureLimit(w io.Writer, rs jobs.RunStatus) {
+	dirs := []string{rs.Dir}
+	for _, ps := range rs.Pipelines {
+		dirs = append(dirs, ps.Dir)
+	}
+	for _, d := range dirs {
+		if msg := capture.LimitReached(d); msg != "" {
+			fmt.Fprintf(w, "    note: %s\n", msg)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dpsbatch/dpsbatch/jobs"
 	"github.com/dpsbatch/dpsbatch/monitor"
+	"github.com/dpsbatch/dpsbatch/replay"
 )
 
 // jsonOutputs is one value of each type a command prints with --json.
@@ -31,6 +32,7 @@ func jsonOutputs() map[string]any {
 		"cancel":                   cancelled{},
 		"stages":                   registry{},
 		"monitor":                  monitor.Alert{},
+		"replay":                   replay.Outcome{},
 	}
 }
 

@@ -23,6 +23,7 @@ type localOptions struct {
 	runDir, runID  string
 	slices         int
 	json           bool // print the summary as JSON
+	freezeDry      []string
 }
 
 func localCommand() *cli.Command {
@@ -46,6 +47,7 @@ func localCommand() *cli.Command {
 			&cli.StringFlag{Name: "run-id", Usage: "run ID carried by every event and log record (default: PIPELINE-DATE-TIME)"},
 			&cli.IntFlag{Name: "slices", Usage: "number of slices, overriding the policy"},
 			&cli.BoolFlag{Name: "json", Usage: "print the run's summary as JSON"},
+			freezeDryFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 1 {
@@ -53,7 +55,7 @@ func localCommand() *cli.Command {
 			}
 			return runLocal(c, localOptions{policy: c.Args().First(), visits: c.String("visits"),
 				runDir: c.String("run-dir"), runID: c.String("run-id"), slices: c.Int("slices"),
-				json: c.Bool("json")})
+				json: c.Bool("json"), freezeDry: c.StringSlice("freeze-dry")})
 		},
 	}
 }
@@ -82,9 +84,14 @@ func runLocal(c *cli.Context, o localOptions) error {
 		o.runID = name + "-" + stamp
 	}
 	// The run ID names the run directory: the run-name rules apply
-	// before anything is made or printed.
+	// before anything is made or printed, as do --freeze-dry's stages.
 	if err := rundir.CheckName(o.runID); err != nil {
 		return fmt.Errorf("--run-id: %w", err)
+	}
+	if in != nil {
+		if err := in.CheckFreezeDry(o.freezeDry); err != nil {
+			return err
+		}
 	}
 	if o.runDir == "" {
 		o.runDir = filepath.Join("runs", o.runID)
@@ -105,7 +112,7 @@ func runLocal(c *cli.Context, o localOptions) error {
 	if !o.json {
 		printLocalStart(c.App.Writer, o, in)
 	}
-	res, err := injob.RunLocal(ctx, in, injob.LocalOptions{RunID: o.runID, RunDir: o.runDir, Logger: log, Stop: stop, StopSignals: noted})
+	res, err := injob.RunLocal(ctx, in, injob.LocalOptions{RunID: o.runID, RunDir: o.runDir, Logger: log, Stop: stop, StopSignals: noted, FreezeDry: o.freezeDry})
 	if o.json {
 		if v := summarizeRun(o, in, res); v != nil {
 			err = errors.Join(err, printJSON(c.App.Writer, v))

@@ -52,11 +52,17 @@ func (e *batchEnv) prodStatus(run string) prodStatusJSON {
 // every simulated node can read) and returns the copy's production file.
 func (e *batchEnv) nightly(name string) string {
 	e.t.Helper()
+	return copyNightly(e.t, filepath.Join(filepath.Dir(e.dir), name))
+}
+
+// copyNightly copies examples/nightly to dst and returns the copy's
+// production file.
+func copyNightly(t *testing.T, dst string) string {
+	t.Helper()
 	src, err := filepath.Abs(filepath.Join("..", "..", "examples", "nightly"))
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
-	dst := filepath.Join(filepath.Dir(e.dir), name)
 	err = filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -77,7 +83,7 @@ func (e *batchEnv) nightly(name string) string {
 		return os.WriteFile(to, data, fi.Mode().Perm()|0o444)
 	})
 	if err != nil {
-		e.t.Fatalf("copying the nightly example: %v", err)
+		t.Fatalf("copying the nightly example: %v", err)
 	}
 	return filepath.Join(dst, "production.yaml")
 }
@@ -261,6 +267,11 @@ func TestBatchProductionChain(t *testing.T) {
 			}
 		}
 	}
+
+	// association ran three visits at once: every visit's result is its
+	// own, its known objects from one worker per slice for the run.
+	checkAssociation(t, filepath.Dir(prodFile), dirs["association"])
+	t.Logf("from detect's output to association's, by visit: %v", nightlyLags(t, filepath.Join(st.Dir, "pipelines")))
 
 	// The events each pipeline recorded.
 	evs := e.events("nightly-1")

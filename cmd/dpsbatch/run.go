@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dpsbatch/dpsbatch/capture"
 	"github.com/dpsbatch/dpsbatch/harness"
 	"github.com/dpsbatch/dpsbatch/injob"
 )
@@ -80,6 +81,10 @@ func runRank(c *cli.Context) error {
 	}
 	if dr.PolicyPath == "" {
 		dr.PolicyPath = filepath.Join(dir, "pipeline.yaml")
+	}
+	// The stages submit --freeze-dry named, for every rank.
+	if dr.FreezeDry, err = capture.ReadStages(dir); err != nil {
+		return err
 	}
 	if dr.VisitsPath == "" {
 		dr.VisitsPath = filepath.Join(dir, "visits.csv")

@@ -27,14 +27,16 @@ func statusCommand() *cli.Command {
 			"start again under the same ID, with Slurm's reason and its earliest start, then each of its starts.\n" +
 			"Once a job has ended, what it used (elapsed and CPU time, peak memory of one task against what\n" +
 			"each slice asked for) from Slurm's accounting, stored in the run's state file once final.\n" +
-			"--watch redraws a progress bar every --interval until the runs' jobs end. --failures also lists\n" +
-			"each failed visit's error and every data ID that failed, with its stage and slice (--json: failures).",
+			"--watch redraws a progress bar per run within about 50 ms of each change the runs' jobs record\n" +
+			"and each time it asks Slurm (every --interval), until no job of the runs is live. --failures also lists\n" +
+			"each failed visit's error and every data ID that failed, with its stage and slice, and where its\n" +
+			"input was captured, which `dpsbatch replay` runs again (--json: failures).",
 		Flags: []cli.Flag{
 			siteFlag(),
 			&cli.BoolFlag{Name: "json", Usage: "print the statuses as JSON"},
 			&cli.BoolFlag{Name: "watch", Usage: "follow the runs with a live progress bar until their jobs end"},
 			&cli.DurationFlag{Name: "interval", Value: 5 * time.Second, Usage: "how often --watch asks Slurm (at least 1s)"},
-			&cli.BoolFlag{Name: "failures", Usage: "also list each failed visit's error and every data ID that failed, with its stage and slice"},
+			&cli.BoolFlag{Name: "failures", Usage: "also list each failed visit's error and every data ID that failed, with its stage, slice and capture"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
@@ -46,6 +48,16 @@ func statusCommand() *cli.Command {
 			dirs, b, err := manyRuns(c)
 			if err != nil {
 				return err
+			}
+			if c.Bool("watch") && !c.Bool("json") && !c.Bool("failures") {
+				return jobs.Watch(c.Context, b, dirs, c.Duration("interval"), func(all []jobs.RunStatus) error {
+					for _, rs := range all {
+						if _, err := fmt.Fprintf(c.App.Writer, "%s\n", progressBar(rs, 40)); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
 			}
 			for {
 				all, err := jobs.Status(c.Context, b, dirs)
@@ -125,14 +137,16 @@ func waitCommand() *cli.Command {
 		Name:      "wait",
 		Usage:     "block until a run's jobs end; the exit status tells the outcome",
 		ArgsUsage: "RUN",
-		Description: "Waits until no job of the run (nor a follow-on of --auto-resume) is pending or running,\n" +
-			"reading the run's state file every second and asking Slurm at most every --interval (at once\n" +
-			"when the state file says a job ended). Then prints the run's status.\n" +
+		Description: "Waits until the run's outcome is final, then prints the run's status: as soon as its state file\n" +
+			"decides it (every job recorded its end and no visit is left to run: Slurm may still be ending the\n" +
+			"job), else once no job of the run (nor a follow-on of --auto-resume) is pending or running. It\n" +
+			"reads the state file as it changes, and asks Slurm every --interval, growing to 10s while nothing\n" +
+			"changes, and at once when the state file says a job ended.\n" +
 			"Exit status: 0 every visit done, 3 every visit ran and some failed, 1 the run ended\n" +
 			"unfinished (cancelled, killed, out of time: `dpsbatch resume RUN`), 2 bad input.",
 		Flags: []cli.Flag{
 			siteFlag(),
-			&cli.DurationFlag{Name: "interval", Value: 10 * time.Second, Usage: "how often to ask Slurm, at most (at least 1s)"},
+			&cli.DurationFlag{Name: "interval", Value: 2 * time.Second, Usage: "how often to ask Slurm while the run changes (at least 1s; growing to 10s while it does not)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the final status as JSON"},
 		},
 		Action: func(c *cli.Context) error {

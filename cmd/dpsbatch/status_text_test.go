@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dpsbatch/dpsbatch/capture"
 	"github.com/dpsbatch/dpsbatch/jobs"
 	"github.com/dpsbatch/dpsbatch/state"
 )
@@ -43,5 +44,26 @@ func TestPrintStatusFailedDataIDs(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("status lacks %q:\n%s", want, b.String())
 		}
+	}
+}
+
+// status --failures says when the run's captures reached their limit
+// (the later failures have none).
+func TestPrintStatusCaptureLimit(t *testing.T) {
+	dir := t.TempDir()
+	rs := jobs.RunStatus{Run: "r1", Dir: dir, Pipeline: "p", Outcome: "failed", Failures: []jobs.Failure{{Visit: "v1", Error: "boom"}}}
+	var b bytes.Buffer
+	printStatus(&b, rs)
+	if strings.Contains(b.String(), "note:") {
+		t.Errorf("a note without a limit reached:\n%s", b.String())
+	}
+	w := capture.NewWriter(dir, capture.Limits{PerRun: 10}, nil)
+	if _, err := w.Write(&capture.Capture{Stage: "s", Visit: "v1"}); err != capture.ErrLimit {
+		t.Fatalf("write over the limit: %v", err)
+	}
+	b.Reset()
+	printStatus(&b, rs)
+	if !strings.Contains(b.String(), "note: freeze-dry: the run's captures reached their limit of 10 bytes") {
+		t.Errorf("no note of the limit:\n%s", b.String())
 	}
 }

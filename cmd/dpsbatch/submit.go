@@ -93,6 +93,7 @@ func submitCommand() *cli.Command {
 			&cli.StringFlag{Name: "binary", Usage: "dpsbatch executable the job runs on the nodes (default: this one)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and the job script; create and submit nothing"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
+			freezeDryFlag(),
 		}, requestFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -123,7 +124,7 @@ func submitCommand() *cli.Command {
 			sub, err := jobs.Submit(c.Context, jobs.SubmitOptions{Site: s, Backend: b, Policy: c.Args().First(),
 				Visits: c.String("visits"), Listen: c.Bool("listen"), Heartbeat: c.Duration("heartbeat"), Hold: c.Bool("hold"),
 				Name: c.String("name"), Request: r, AutoResume: c.Int("auto-resume"),
-				Binary: c.String("binary"), DryRun: c.Bool("dry-run"), Out: dryRunOut(c)})
+				Binary: c.String("binary"), DryRun: c.Bool("dry-run"), Out: dryRunOut(c), FreezeDry: c.StringSlice("freeze-dry")})
 			if err != nil {
 				return err
 			}

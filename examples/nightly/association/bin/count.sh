@@ -9,4 +9,5 @@ if [ ! -r "$cat" ]; then
 	exit 1
 fi
 n=$(grep -o '"id"' "$cat" | wc -l)
+sleep 0.5 # the source cleaning this stands in for
 printf '{"ndia": %d}\n' "$n"

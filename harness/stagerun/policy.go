@@ -1,6 +1,7 @@
-package stagetest
+package stagerun
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -12,7 +13,7 @@ import (
 )
 
 // loadPolicy writes the case's policy into dir as pipeline.yaml and
-// loads it: the case's stages between the seed and the capture stage.
+// loads it: the case's stages between the seed and the keep stage.
 // Its errors name the file's lines, and quote the file.
 func loadPolicy(dir string, c Case) (*harness.Policy, error) {
 	text, err := policyText(c)
@@ -23,7 +24,7 @@ func loadPolicy(dir string, c Case) (*harness.Policy, error) {
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		return nil, err
 	}
-	p, err := harness.Load(path, harness.LoadOptions{})
+	p, err := harness.Load(path, harness.LoadOptions{PipelineDir: c.PipelineDir, NoValidate: c.NoValidate})
 	if err != nil {
 		return nil, fmt.Errorf("the case's policy does not load: %w\n%s", err, numbered(text))
 	}
@@ -33,14 +34,17 @@ func loadPolicy(dir string, c Case) (*harness.Policy, error) {
 // policyText is the case's policy file. Generated parts are written as
 // JSON, which YAML reads, so no value needs quoting by hand.
 func policyText(c Case) (string, error) {
-	ids := c.DataIDs
-	if ids == nil {
-		ids = []map[string]any{{"id": 1}}
+	if c.Mapper == nil {
+		ids := c.DataIDs
+		if ids == nil {
+			ids = []map[string]any{{"id": 1}}
+		}
+		c.Mapper = map[string]any{"type": "list", "settings": map[string]any{"ids": ids}}
 	}
 	head := map[string]any{
-		"pipeline": "stagetest",
-		"slices":   slices(c),
-		"mapper":   map[string]any{"type": "list", "settings": map[string]any{"ids": ids}},
+		"pipeline": cmp.Or(c.Name, "stagerun"),
+		"slices":   sliceCount(c),
+		"mapper":   c.Mapper,
 		"events":   eventsSection(c),
 	}
 	if len(c.Locations) > 0 {
@@ -61,11 +65,11 @@ func policyText(c Case) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	fmt.Fprintf(&b, "stages:\n  - {name: stagetest-seed, type: stagetest-seed, settings: {produces: %s}}\n", seeded)
+	fmt.Fprintf(&b, "stages:\n  - {name: %s, type: %s, settings: {produces: %s}}\n", seedStage, seedStage, seeded)
 	for _, line := range strings.Split(strings.TrimRight(c.Stages, "\n"), "\n") {
 		b.WriteString("  " + line + "\n")
 	}
-	b.WriteString("  - {name: stagetest-capture, type: stagetest-capture}\n")
+	fmt.Fprintf(&b, "  - {name: %s, type: %s}\n", keepStage, keepStage)
 	return b.String(), nil
 }
 
@@ -85,10 +89,13 @@ func eventsSection(c Case) map[string]any {
 }
 
 // seededKeys are the keys the seed stage puts, for validate: those of
-// Case.Clipboard and Case.ClipboardFor.
+// Case.Clipboard, Case.ClipboardFor and Case.Pipeline.
 func seededKeys(c Case) []string {
 	all := map[string]bool{}
 	for k := range c.Clipboard {
+		all[k] = true
+	}
+	for k := range c.Pipeline {
 		all[k] = true
 	}
 	for _, items := range c.ClipboardFor {
