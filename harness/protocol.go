@@ -57,8 +57,9 @@ package harness
 // has admitted the trigger event and recorded VisitStarted: the visit ID,
 // the trigger's properties and the data IDs an earlier attempt did (Done,
 // from the VisitGate, empty when the policy redoes whole visits). Each
-// Slice makes one clipboard per data ID not in Done, holding visitId, the other trigger properties, dataId and each key
-// of the data ID, and waits for the visit's first stageMsg (or, with no
+// Slice makes one clipboard per data ID not in Done, holding visitId,
+// the other trigger properties, dataId and each key of the data ID, and
+// waits for the visit's first stageMsg (or, with no
 // parallel stage, the next visitMsg). With Stop set it ends the Slices'
 // loop instead: the Pipeline sends it once, whenever and however its
 // visit loop ends (a failure before that loop, such as a subscription
