@@ -141,7 +141,11 @@ func (s *Store) DoneDataIDs(visit string) ([]string, error) {
 // doneWithDataIDsLeft is the condition on visits of a done visit with a
 // data ID not done (failed under a failure rule that let the visit
 // carry on): resume runs it again.
-const doneWithDataIDsLeft = `state = 2 AND EXISTS (SELECT 1 FROM data_ids d WHERE d.visit = visits.seq AND d.outcome <> 'done')`
+const doneWithDataIDsLeft = `state = 2 AND ` + dataIDsLeft
+
+// dataIDsLeft is the condition on visits of a visit with a data ID not
+// done.
+const dataIDsLeft = `EXISTS (SELECT 1 FROM data_ids d WHERE d.visit = visits.seq AND d.outcome <> 'done')`
 
 // DoneWithDataIDsLeft counts the done visits with a data ID not done.
 func (s *Store) DoneWithDataIDsLeft() (int, error) {

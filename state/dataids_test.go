@@ -45,6 +45,9 @@ func TestDataIDOutcomes(t *testing.T) {
 	if n, err := s.DoneWithDataIDsLeft(); err != nil || n != 1 {
 		t.Errorf("done visits with data IDs left: %d, %v; want 1", n, err)
 	}
+	if _, exhausted, err := s.Retry(1); err != nil || len(exhausted) != 1 || exhausted[0] != "v1" {
+		t.Errorf("Retry(1): exhausted %v, %v; want v1, whose failed data ID is left at the limit", exhausted, err)
+	}
 	retried, _, err := s.Retry(0)
 	must(err)
 	if retried != 1 {

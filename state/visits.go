@@ -513,9 +513,9 @@ func (s *Store) interrupt(reason, cond string, args ...any) (int, error) {
 // with a data ID not done, that were started
 // fewer than maxAttempts times (0: no limit) become pending again, and it
 // returns how many. Those started maxAttempts times or more are returned,
-// in Seq order, as exhausted, and stay failed: an exhausted interrupted
-// visit becomes failed, so that Runnable does not hand it out again. One
-// transaction.
+// in Seq order, as exhausted, and stay failed (or done, with their data
+// IDs not done): an exhausted interrupted visit becomes failed, so that
+// Runnable does not hand it out again. One transaction.
 func (s *Store) Retry(maxAttempts int) (retried int, exhausted []string, err error) {
 	if maxAttempts < 0 {
 		return 0, nil, fmt.Errorf("state: retry: attempt limit %d: want 0 (none) or more: %w", maxAttempts, conf.ErrInvalid)
@@ -525,7 +525,7 @@ func (s *Store) Retry(maxAttempts int) (retried int, exhausted []string, err err
 		cond := ""
 		if maxAttempts > 0 {
 			var err error
-			exhausted, err = idsIn(ctx, tx, []VisitState{Failed, Interrupted}, `attempts >= ?`, maxAttempts)
+			exhausted, err = idsIn(ctx, tx, []VisitState{Failed, Interrupted, Done}, `attempts >= ? AND (state <> 2 OR `+dataIDsLeft+`)`, maxAttempts)
 			if err != nil {
 				return err
 			}
