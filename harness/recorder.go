@@ -126,7 +126,7 @@ type Summary struct {
 	SliceFailureCount int                                // all slice failures, kept or not
 	DataIDs           map[VisitOutcome]int               // data IDs by outcome, over the visits' attempts
 	FailedDataIDs     []SliceFailure                     // each failed data ID's first failure, at most maxKept
-	inFlight          map[string]map[string]SliceFailure // by visit and data ID: the first failures of visits not ended
+	unended           map[string]map[string]SliceFailure // by visit and data ID: the first failures of visits not ended
 	StageTime         map[string]time.Duration
 	StageCalls        map[string]int
 	stageOrder        []string
@@ -141,7 +141,7 @@ const maxKept = 1000
 
 // newSummary returns an empty Summary.
 func newSummary() *Summary {
-	return &Summary{Reasons: map[string]string{}, DataIDs: map[VisitOutcome]int{}, inFlight: map[string]map[string]SliceFailure{}, StageTime: map[string]time.Duration{}, StageCalls: map[string]int{}}
+	return &Summary{Reasons: map[string]string{}, DataIDs: map[VisitOutcome]int{}, StageTime: map[string]time.Duration{}, StageCalls: map[string]int{}}
 }
 
 func (s *Summary) VisitStarted(string, time.Time) error {
@@ -169,22 +169,22 @@ func (s *Summary) SliceFailed(f SliceFailure) error {
 	if len(s.SliceFailures) < maxKept {
 		s.SliceFailures = append(s.SliceFailures, f)
 	}
-	if s.inFlight == nil {
-		s.inFlight = map[string]map[string]SliceFailure{}
+	if s.unended == nil {
+		s.unended = map[string]map[string]SliceFailure{}
 	}
-	if s.inFlight[f.Visit] == nil {
-		s.inFlight[f.Visit] = map[string]SliceFailure{}
+	if s.unended[f.Visit] == nil {
+		s.unended[f.Visit] = map[string]SliceFailure{}
 	}
-	if _, ok := s.inFlight[f.Visit][f.DataID]; !ok {
-		s.inFlight[f.Visit][f.DataID] = f
+	if _, ok := s.unended[f.Visit][f.DataID]; !ok {
+		s.unended[f.Visit][f.DataID] = f
 	}
 	return nil
 }
 
 // countDataIDs adds the outcomes of the visit's data IDs. s.mu is held.
 func (s *Summary) countDataIDs(visit string, r VisitResult) {
-	failures := s.inFlight[visit]
-	delete(s.inFlight, visit)
+	failures := s.unended[visit]
+	delete(s.unended, visit)
 	if s.DataIDs == nil {
 		s.DataIDs = map[VisitOutcome]int{}
 	}
