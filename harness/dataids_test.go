@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -77,5 +78,25 @@ func TestDataIDSkippedBySerialFailure(t *testing.T) {
 	r := end.results["2"]
 	if len(r.DataIDs) != 6 || r.DataIDs["ccd=1"] != DataIDSkipped {
 		t.Errorf("data IDs %v; want all 6 skipped", r.DataIDs)
+	}
+}
+
+// An interrupted visit's data IDs are interrupted, to be run again.
+func TestDataIDInterruptedWithItsVisit(t *testing.T) {
+	policy := testHead + `stages:
+  - {name: first, type: test-record}
+  - {name: hook, type: test-hook}
+`
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, end, err := runYAMLCtx(t, ctx, policy, []string{"1"}, func(*RunOptions) {
+		sink.hook = func(*Context, *Clipboard) error { cancel(); return nil }
+	})
+	if !errors.Is(err, ErrInterrupted) {
+		t.Errorf("err = %v; want ErrInterrupted", err)
+	}
+	r := end.results["1"]
+	if r.Outcome != VisitInterrupted || len(r.DataIDs) != 6 || r.DataIDs["ccd=3"] != VisitInterrupted {
+		t.Errorf("visit 1 %s, data IDs %v; want it and all 6 interrupted", r.Outcome, r.DataIDs)
 	}
 }
