@@ -70,8 +70,9 @@ func firstFailure(fs []Failure, dataID string) *Failure {
 
 // DataIDCounts returns how many data IDs have each outcome, over the
 // visits' attempts recorded; an outcome no data ID has is not in the map.
+// It reads four rows, whatever the size of the run.
 func (s *Store) DataIDCounts() (map[string]int, error) {
-	rows, err := s.db.Query(`SELECT outcome, count(*) FROM data_ids GROUP BY outcome`)
+	rows, err := s.db.Query(`SELECT outcome, n FROM data_id_outcomes WHERE n > 0`)
 	if err != nil {
 		return nil, s.wrap("counting data IDs", err)
 	}

@@ -247,6 +247,20 @@ CREATE TABLE data_ids (
 	PRIMARY KEY (visit, data_id)
 ) WITHOUT ROWID;
 CREATE INDEX data_ids_by_outcome ON data_ids (outcome);
+-- How many data IDs have each outcome, kept by the triggers below, so
+-- that status reads four rows instead of counting data_ids.
+CREATE TABLE data_id_outcomes (
+	outcome TEXT PRIMARY KEY NOT NULL,
+	n       INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+INSERT INTO data_id_outcomes (outcome) VALUES ('done'), ('failed'), ('interrupted'), ('skipped');
+CREATE TRIGGER data_ids_added AFTER INSERT ON data_ids BEGIN
+	UPDATE data_id_outcomes SET n = n + 1 WHERE outcome = NEW.outcome;
+END;
+CREATE TRIGGER data_ids_moved AFTER UPDATE OF outcome ON data_ids WHEN OLD.outcome <> NEW.outcome BEGIN
+	UPDATE data_id_outcomes SET n = n - 1 WHERE outcome = OLD.outcome;
+	UPDATE data_id_outcomes SET n = n + 1 WHERE outcome = NEW.outcome;
+END;
 `,
 }
 
