@@ -24,6 +24,10 @@ type ResumeOptions struct {
 	MaxAttempts int
 	AutoResume  int
 	DryRun      bool
+	// Refresh takes a new copy of the files of the pipeline's folder the
+	// policy names under {pipelinedir} before the new job (a dry run
+	// copies nothing).
+	Refresh bool
 	// WaitLock is how long to wait while another command holds the
 	// run's lock (0: DefaultLockWait); then Resume fails with
 	// ErrRunLocked naming the holder.
@@ -40,6 +44,9 @@ type ResumeResult struct {
 	Retried   int      `json:"retried"`             // failed or interrupted visits made pending again
 	Exhausted []string `json:"exhausted,omitempty"` // visits at --max-attempts, left as they are
 	Complete  bool     `json:"complete,omitempty"`  // nothing left to run: nothing submitted
+	// Refreshed lists the folders the pipeline files were copied from
+	// again (Refresh).
+	Refreshed []string `json:"refreshed,omitempty"`
 }
 
 // Resume submits a new job (and AutoResume follow-ons) for the run's
@@ -104,6 +111,12 @@ func Resume(ctx context.Context, o ResumeOptions) (*ResumeResult, error) {
 	if !o.DryRun {
 		RecordUsage(ctx, o.Backend, rs)
 	}
+	var refreshed []string
+	if o.Refresh && !o.DryRun {
+		if refreshed, err = refreshPipelineFiles(l, set, now()); err != nil {
+			return nil, err
+		}
+	}
 	steps, err := runSteps(l, set)
 	if err != nil {
 		return nil, err
@@ -122,7 +135,11 @@ func Resume(ctx context.Context, o ResumeOptions) (*ResumeResult, error) {
 	for i := range steps {
 		steps[i].tasks = planned.Steps[i].Tasks
 	}
-	return resumeJob(ctx, o, runJob{name: run.Name, set: set, plan: planned.Plan, steps: steps}, planned, now)
+	res, err := resumeJob(ctx, o, runJob{name: run.Name, set: set, plan: planned.Plan, steps: steps}, planned, now)
+	if res != nil {
+		res.Refreshed = refreshed
+	}
+	return res, err
 }
 
 // resumeJob readies the state file of each step of rj for a new job, and

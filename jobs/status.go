@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/internal/conf"
 	"github.com/dpsbatch/dpsbatch/internal/enum"
 	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/scheduler"
@@ -211,7 +212,9 @@ func readRuns(dirs []string, listing bool) (out []RunStatus, jobs []string, err 
 			return nil, nil, err
 		}
 		for _, j := range rs.Jobs {
-			jobs = append(jobs, j.ID)
+			if !rundir.IsLocalJob(j.ID) { // a local run's: the state file alone knows
+				jobs = append(jobs, j.ID)
+			}
 		}
 		out = append(out, rs)
 	}
@@ -455,6 +458,8 @@ func settle(rs *RunStatus, known map[string]scheduler.Job) {
 					j.Ended = k.Ended
 				}
 			}
+		} else if rundir.IsLocalJob(j.ID) && localLive(rs, *j) {
+			j.State, j.Live = "RUNNING", true
 		}
 		// Ended in Slurm's eyes, yet rank 0 recorded no end.
 		j.Died = !j.Live && j.Source != "state" && j.Recorded != "" && !recordedEnd(j.Recorded)
@@ -477,10 +482,13 @@ func settle(rs *RunStatus, known map[string]scheduler.Job) {
 		rs.DiskFull = fullDisk(rs.Dir)
 	}
 	c := rs.Counts
+	// Decided by the state files (finalInState): Slurm still ending a job
+	// that recorded its end changes nothing.
+	decided := finalInState(*rs)
 	switch {
-	case rs.Live && anyRunning(rs.Jobs):
+	case rs.Live && !decided && anyRunning(rs.Jobs):
 		rs.Outcome = OutcomeRunning
-	case rs.Live:
+	case rs.Live && !decided:
 		rs.Outcome = OutcomePending
 	case c[state.Done] == rs.Visits && rs.DataIDs[state.DataIDFailed] == 0:
 		rs.Outcome = OutcomeDone
@@ -543,6 +551,25 @@ func showDeadRunning(rs *RunStatus, asked bool) {
 			rs.own[state.Interrupted] += n
 		}
 	}
+}
+
+// localLive reports whether local job j of rs (dpsbatch local) still
+// runs: it started and recorded no end, and a rank 0 of it holds the
+// rank-0 lock of rs's own step, or of one of its steps apart (settled
+// first). Its process holds the lock until it ends, however it ends.
+func localLive(rs *RunStatus, j JobStatus) bool {
+	if recordedEnd(j.Recorded) || j.Started.IsZero() {
+		return false
+	}
+	if rs.rank0 {
+		return !rundir.Rank0Gone(rundir.Layout{Dir: rs.Dir})
+	}
+	for _, ps := range rs.Pipelines {
+		if pj := jobByID(ps.Jobs, j.ID); pj != nil && pj.Live {
+			return true
+		}
+	}
+	return false
 }
 
 // anyDied reports whether a job of the run, or of one of its pipelines,
@@ -631,6 +658,9 @@ func Cancel(ctx context.Context, b scheduler.Backend, dir string) ([]string, err
 		j := rs[0].Jobs[i]
 		if !j.Live {
 			continue
+		}
+		if rundir.IsLocalJob(j.ID) {
+			return done, fmt.Errorf("%w: run %s runs on this machine (dpsbatch local, job %s): stop it there (Ctrl-C)", conf.ErrInvalid, rs[0].Run, j.ID)
 		}
 		if err := b.Cancel(ctx, j.ID, ""); err != nil {
 			return done, err

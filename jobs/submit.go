@@ -120,7 +120,9 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 	if err != nil {
 		return nil, err
 	}
-	rj := newRunJob(o, in, planned, name, bin, l)
+	rj := newRunJob(rundir.Settings{Binary: bin, SiteFile: o.Site.Path, Request: o.Request, Broker: rundir.BrokerOf(o.Site),
+		Heartbeat: o.Heartbeat}, in, planned, name, l)
+	rj.hold = o.Hold
 	tmpl, err := loadTemplate(o.Site)
 	if err != nil {
 		return nil, err
@@ -155,17 +157,16 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 }
 
 // newRunJob is what the scripts of new run name in l are rendered from:
-// the run's settings and each step's. A step in the run directory shares
-// the run's settings (one state file); a step in a folder of its own has
-// its own, pointing at the run, and the run's list it.
-func newRunJob(o SubmitOptions, in *input.Input, planned *RunPlan, name, bin string, l rundir.Layout) runJob {
-	base := rundir.Settings{Binary: bin, SiteFile: o.Site.Path, Request: o.Request, Broker: rundir.BrokerOf(o.Site),
-		Heartbeat: o.Heartbeat}
-	rj := runJob{name: name, plan: planned.Plan, set: base, hold: o.Hold}
+// the run's settings (base, with the input's own) and each step's. A step
+// in the run directory shares the run's settings (one state file); a step
+// in a folder of its own has its own, pointing at the run, and the run's
+// list it.
+func newRunJob(base rundir.Settings, in *input.Input, planned *RunPlan, name string, l rundir.Layout) runJob {
+	rj := runJob{name: name, plan: planned.Plan, set: base}
 	for i, st := range in.Steps {
 		sl := rundir.Layout{Dir: filepath.Join(l.Dir, st.Dir)}
 		ss := base
-		ss.PipelineDir, ss.Listen, ss.After = st.Policy.Dir, st.Listen, st.After
+		ss.PipelineDir, ss.PipelineFrom, ss.Listen, ss.After = sl.PipelineFiles(), st.Policy.Dir, st.Listen, st.After
 		if st.VisitsPath != "" {
 			ss.Visits = filepath.Base(sl.Visits(visitsExt(st.VisitsPath)))
 		}
@@ -202,6 +203,10 @@ func fillRun(tl, l rundir.Layout, in *input.Input, rj runJob, siteFile string, c
 		if err := populate(sl, st.PolicyPath, st.VisitsPath, rs.set.Visits); err != nil {
 			return err
 		}
+		if err := copyPipelineFiles(st.Policy, sl.PipelineFiles()); err != nil {
+			return err
+		}
+		rs.set.PipelineCopied = created
 		js, err := rundir.EncodeSettings(rs.set)
 		if err != nil {
 			return err

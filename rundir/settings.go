@@ -35,12 +35,18 @@ var ErrNewerSettings = errors.New("run settings have a newer version")
 type Settings struct {
 	// Version is the shape of the settings: settingsVersion when written
 	// by encodeSettings, and after decodeSettings.
-	Version     int     `json:"version"`
-	Visits      string  `json:"visits"` // the copy's file name in the run directory
-	PipelineDir string  `json:"pipelineDir"`
-	Binary      string  `json:"binary"`
-	SiteFile    string  `json:"siteFile,omitempty"`
-	Request     Request `json:"request"`
+	Version int    `json:"version"`
+	Visits  string `json:"visits"` // the copy's file name in the run directory
+	// PipelineDir is what {pipelinedir} names in the run's jobs: the copy
+	// of the files the policy names there (Layout.PipelineFiles), taken
+	// from PipelineFrom at PipelineCopied; for a run submitted before
+	// runs kept a copy, the policy's folder itself (PipelineFrom "").
+	PipelineDir    string    `json:"pipelineDir"`
+	PipelineFrom   string    `json:"pipelineFrom,omitempty"`
+	PipelineCopied time.Time `json:"pipelineCopied,omitzero"`
+	Binary         string    `json:"binary"`
+	SiteFile       string    `json:"siteFile,omitempty"`
+	Request        Request   `json:"request"`
 	// Broker: the site's broker when the run was submitted.
 	Broker BrokerSettings `json:"broker,omitzero"`
 	// Listen: after its visit list, the run reads trigger events from

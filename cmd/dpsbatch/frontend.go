@@ -134,7 +134,11 @@ func printStatus(w io.Writer, rs jobs.RunStatus) {
 	if len(rs.Pipelines) > 0 {
 		what = fmt.Sprintf("production %s of %d pipelines", rs.Pipeline, len(rs.Pipelines))
 	}
-	fmt.Fprintf(w, "run %s (%s, partition %s): %s\n", rs.Run, what, rs.Partition, rs.Outcome)
+	where := "partition " + rs.Partition
+	if rs.Partition == "" {
+		where = "on this machine" // a local run's: no allocation
+	}
+	fmt.Fprintf(w, "run %s (%s, %s): %s\n", rs.Run, what, where, rs.Outcome)
 	fmt.Fprintf(w, "  visits: %s\n", visitCounts(rs))
 	printDataIDs(w, rs)
 	for _, ps := range rs.Pipelines {
