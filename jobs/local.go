@@ -51,6 +51,9 @@ type LocalRun struct {
 	Visits    int  // visits to run
 	Retried   int  // failed or interrupted visits made pending again (ResumeLocal)
 	Complete  bool // nothing left to run: no job recorded (ResumeLocal)
+	// Refreshed lists the folders the pipeline files were copied from
+	// again (ResumeLocal with refresh).
+	Refreshed []string
 	lock      *runLock
 }
 
@@ -124,17 +127,18 @@ func localPlan(in *input.Input) (*RunPlan, error) {
 	return planned, nil
 }
 
-// movePipelineDir makes the {pipelinedir} of rj's steps under from name
-// the same place under to.
+// movePipelineDir makes the pipeline folders of rj's steps under from
+// (the one their files are copied from, PipelineFrom, which resume
+// --refresh copies again) name the same place under to.
 func movePipelineDir(rj *runJob, from, to string) {
-	move := func(set *rundir.Settings) {
-		if rel, err := filepath.Rel(from, set.PipelineDir); err == nil && !strings.HasPrefix(rel, "..") {
-			set.PipelineDir = filepath.Join(to, rel)
+	move := func(dir *string) {
+		if rel, err := filepath.Rel(from, *dir); err == nil && !strings.HasPrefix(rel, "..") {
+			*dir = filepath.Join(to, rel)
 		}
 	}
-	move(&rj.set)
+	move(&rj.set.PipelineFrom)
 	for i := range rj.steps {
-		move(&rj.steps[i].set)
+		move(&rj.steps[i].set.PipelineFrom)
 	}
 }
 
@@ -145,13 +149,13 @@ func movePipelineDir(rj *runJob, from, to string) {
 // that is still running holds it). An earlier attempt that recorded no
 // end died with its process: its end is recorded. With nothing left to
 // run it records no job, releases the lock and says Complete.
-func ResumeLocal(ctx context.Context, dir string, wait time.Duration) (*LocalRun, error) {
+func ResumeLocal(ctx context.Context, dir string, wait time.Duration, refresh bool) (*LocalRun, error) {
 	l := rundir.Layout{Dir: dir}
 	lk, err := lockRun(ctx, l, wait)
 	if err != nil {
 		return nil, err
 	}
-	r, err := resumeLocal(l, lk)
+	r, err := resumeLocal(l, lk, refresh)
 	switch {
 	case err != nil:
 		lk.unlock()
@@ -164,7 +168,7 @@ func ResumeLocal(ctx context.Context, dir string, wait time.Duration) (*LocalRun
 }
 
 // resumeLocal is ResumeLocal under the run's lock lk.
-func resumeLocal(l rundir.Layout, lk *runLock) (*LocalRun, error) {
+func resumeLocal(l rundir.Layout, lk *runLock, refresh bool) (*LocalRun, error) {
 	if err := migrateRun(l); err != nil {
 		return nil, err
 	}
@@ -179,6 +183,11 @@ func resumeLocal(l rundir.Layout, lk *runLock) (*LocalRun, error) {
 		return nil, fmt.Errorf("%w: run %s was submitted to Slurm: resume it there (dpsbatch resume %s)", conf.ErrInvalid, run.Name, l.Dir)
 	}
 	r := &LocalRun{Name: run.Name, Dir: l.Dir, lock: lk}
+	if refresh {
+		if r.Refreshed, err = refreshPipelineFiles(l, set, time.Now()); err != nil {
+			return nil, err
+		}
+	}
 	open := false
 	steps, err := runSteps(l, set)
 	if err != nil {

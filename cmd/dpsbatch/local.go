@@ -24,6 +24,7 @@ type localOptions struct {
 	policy, visits string
 	runDir, runID  string
 	resume         string // a local run to resume
+	refresh        bool   // with resume: copy the pipeline files again
 	slices         int
 	json           bool // print the summary as JSON
 	freezeDry      []string
@@ -135,7 +136,12 @@ func prepareLocal(c *cli.Context, s *site.Site, o localOptions) (*jobs.LocalRun,
 		if err != nil {
 			return nil, "", err
 		}
-		lr, err := jobs.ResumeLocal(c.Context, dir, 0)
+		lr, err := jobs.ResumeLocal(c.Context, dir, 0, o.refresh)
+		if lr != nil && !o.json {
+			for _, from := range lr.Refreshed {
+				fmt.Fprintf(c.App.Writer, "pipeline files copied again from %s\n", from)
+			}
+		}
 		return lr, "", err
 	}
 	in, files, err := readLocalInput(s, &o)

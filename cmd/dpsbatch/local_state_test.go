@@ -66,17 +66,22 @@ func TestLocalResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("DPSBATCH_SITE", "")
-	if out, err := run(t, "resume", dir); err != nil {
-		t.Fatalf("resume of a local run: exit %d: %v\n%s", exitCode(err), err, out)
+	// The run reads its own copy of the pipeline's files: the new file
+	// counts once resume copies them again, on purpose.
+	if out, err := run(t, "resume", dir); exitCode(err) != 3 {
+		t.Fatalf("resume without --refresh: exit %d (%v), want 3 (the run's copy lacks the file)\n%s", exitCode(err), err, out)
+	}
+	if out, err := run(t, "resume", "--refresh", dir); err != nil || !strings.Contains(out, "pipeline files copied again from "+src) {
+		t.Fatalf("resume --refresh of a local run: exit %d: %v\n%s", exitCode(err), err, out)
 	}
 	rs := localStatus(t, dir)
 	if rs.Counts[state.Done] != 4 || rs.Outcome != jobs.OutcomeDone {
 		t.Errorf("after local --resume: counts %v, outcome %s; want 4 done", rs.Counts, rs.Outcome)
 	}
-	if len(rs.Jobs) != 2 || rs.Jobs[1].ID != "local-2" || rs.Jobs[1].Attempt != 2 {
-		t.Errorf("jobs after the resume: %+v; want local-1, then local-2 (attempt 2)", rs.Jobs)
+	if len(rs.Jobs) != 3 || rs.Jobs[2].ID != "local-3" || rs.Jobs[2].Attempt != 3 {
+		t.Errorf("jobs after the resumes: %+v; want local-1, local-2, then local-3 (attempt 3)", rs.Jobs)
 	}
-	for id, want := range map[string]int{"1001": 1, "1002": 1, "1003": 1, "1004": 2} {
+	for id, want := range map[string]int{"1001": 1, "1002": 1, "1003": 1, "1004": 3} {
 		if got := visitAttempts(t, dir, id); got != want {
 			t.Errorf("visit %s ran %d times; want %d", id, got, want)
 		}

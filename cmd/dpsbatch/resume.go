@@ -98,5 +98,5 @@ func resumeLocal(c *cli.Context, dir string, local bool) error {
 			return badInput("run %s ran on this machine (dpsbatch local): it resumes here, without --%s", filepath.Base(dir), f)
 		}
 	}
-	return runLocal(c, localOptions{resume: dir, json: c.Bool("json")})
+	return runLocal(c, localOptions{resume: dir, refresh: c.Bool("refresh"), json: c.Bool("json")})
 }
