@@ -15,7 +15,7 @@ const (
 	ExitOK           = 0   // every visit succeeded
 	ExitFailure      = 1   // anything else
 	ExitBadInput     = 2   // bad input (nothing ran): conf.ErrInvalid
-	ExitVisitsFailed = 3   // some visits failed: ErrVisitsFailed
+	ExitVisitsFailed = 3   // some visits or data IDs failed: ErrVisitsFailed
 	ExitAlerted      = 4   // dpsbatch monitor: a rule fired: ErrAlerted
 	ExitInterrupted  = 130 // interrupted: ErrInterrupted, context.Canceled
 )
@@ -28,7 +28,9 @@ var (
 	// strict YAML reader's errors match, not a copy, so one errors.Is test
 	// covers both.
 	ErrInvalid = conf.ErrInvalid
-	// ErrVisitsFailed is returned when a run ended but some visits failed.
+	// ErrVisitsFailed is returned when a run ended but some visits failed,
+	// or some data IDs did under a failure rule that let their visits
+	// carry on.
 	ErrVisitsFailed = errors.New("some visits failed")
 	// ErrInterrupted is returned when the run's context was cancelled (an
 	// interrupt): the visit in flight, if any, was recorded as interrupted.
@@ -55,7 +57,7 @@ var exitStatuses = []struct {
 }{
 	{ExitOK, "every visit succeeded", nil},
 	{ExitBadInput, "bad input (nothing ran)", []error{conf.ErrInvalid}},
-	{ExitVisitsFailed, "some visits failed", []error{ErrVisitsFailed}},
+	{ExitVisitsFailed, "some visits or data IDs failed", []error{ErrVisitsFailed}},
 	{ExitAlerted, "a monitor rule fired (dpsbatch monitor)", []error{ErrAlerted}},
 	{ExitInterrupted, "interrupted", []error{ErrInterrupted, context.Canceled}},
 	{ExitFailure, "anything else", nil},

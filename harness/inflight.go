@@ -540,6 +540,15 @@ func (l *lockedRecorder) TimeForVisit(v string) string {
 	return g.TimeForVisit(v)
 }
 
+func (l *lockedRecorder) DoneDataIDs(v string) ([]string, error) {
+	g, ok := l.r.(VisitGate)
+	if !ok {
+		return nil, nil
+	}
+	defer l.lock()()
+	return g.DoneDataIDs(v)
+}
+
 var (
 	_ Recorder      = (*lockedRecorder)(nil)
 	_ EventRecorder = (*lockedRecorder)(nil)

@@ -48,6 +48,8 @@ func runPipeline(ctx context.Context, cfg config, feed bool, visits []Visit) (*S
 		return sum, err
 	case sum.Failed > 0:
 		return sum, fmt.Errorf("%w: %d of %d visits", ErrVisitsFailed, sum.Failed, sum.Visits)
+	case sum.DataIDs[VisitFailed] > 0:
+		return sum, fmt.Errorf("%w: %d data IDs failed (their visits carried on)", ErrVisitsFailed, sum.DataIDs[VisitFailed])
 	case !feed && sum.Stopped != "" && sum.Done+sum.Failed < len(visits):
 		return sum, fmt.Errorf("%w: %s after %d of %d visits", ErrInterrupted, sum.Stopped, sum.Done+sum.Failed, len(visits))
 	}
@@ -158,6 +160,16 @@ func (t teeRecorder) TimeForVisit(visit string) string {
 		}
 	}
 	return ""
+}
+
+// DoneDataIDs asks the first recorder that is a VisitGate.
+func (t teeRecorder) DoneDataIDs(visit string) ([]string, error) {
+	for _, r := range []Recorder{t.a, t.b} {
+		if g, ok := r.(VisitGate); ok {
+			return g.DoneDataIDs(visit)
+		}
+	}
+	return nil, nil
 }
 
 // thisMachine describes this machine as a mapper.HostInfo: host name, CPUs

@@ -138,6 +138,7 @@ type rank struct {
 	// declared safe for it are called one at a time (exclusive).
 	concurrent bool
 	fz         *freezer
+	allIDs     []string // Pipeline: the data IDs assigned (mapper.DataID.String)
 }
 
 type nopRecorder struct{}
@@ -310,6 +311,11 @@ func readAssignment(part []byte) ([]mapper.DataID, []int, error) {
 // slices without a data ID: they sit idle for the whole run.
 func (r *rank) logAssigned(ids [][]mapper.DataID) {
 	r.totalIDs = countIDs(ids)
+	for _, s := range ids {
+		for _, id := range s {
+			r.allIDs = append(r.allIDs, id.String())
+		}
+	}
 	r.log.Info("data assigned", "slices", len(ids), "dataIds", r.totalIDs)
 	idle := 0
 	for _, s := range ids {
@@ -717,6 +723,8 @@ type visitRun struct {
 	capture   string         // serialErr's capture, if one was written
 	pending   map[string]any // event properties not yet sent to the slices
 	failedIDs map[string]bool
+	stopped   map[string]bool // data IDs whose program a stop signal ended
+	skip      map[string]bool // data IDs done by an earlier attempt, left out
 	nFailed   int
 	firstFail string
 	firstStop string // the first data ID whose program a stop signal ended
@@ -742,7 +750,7 @@ func (p *pipeline) visit(ctx context.Context, visit string, props map[string]any
 func (p *pipeline) begin(v *visitRun, props map[string]any) error {
 	err := p.startVisit(v, props)
 	if err != nil && v.started {
-		p.cutShort(v.id, v.start, err)
+		p.cutShort(v, err)
 	}
 	return err
 }
@@ -752,7 +760,7 @@ func (p *pipeline) begin(v *visitRun, props map[string]any) error {
 func (p *pipeline) runVisit(ctx context.Context, v *visitRun) (err error) {
 	defer func() {
 		if err != nil && !v.ended {
-			p.cutShort(v.id, v.start, err)
+			p.cutShort(v, err)
 		}
 	}()
 	for _, b := range p.stages {
@@ -775,7 +783,12 @@ func (p *pipeline) startVisit(v *visitRun, props map[string]any) error {
 		return fmt.Errorf("harness: recording visit %s: %w", v.id, err)
 	}
 	v.started = true
-	data, err := encodeVisit(visitMsg{Visit: v.id, Props: props})
+	done, err := p.doneDataIDs(v.id)
+	if err != nil {
+		return err
+	}
+	v.skip = p.known(done)
+	data, err := encodeVisit(visitMsg{Visit: v.id, Props: props, Done: done})
 	if err != nil {
 		return err
 	}
@@ -950,6 +963,10 @@ func (p *pipeline) gather(v *visitRun, name string) ([]Outcome, error) {
 func (p *pipeline) recordFailures(v *visitRun, name string, rk int, failures []failureMsg, outcomes []Outcome) ([]Outcome, error) {
 	for _, f := range failures {
 		if f.Stopped {
+			if v.stopped == nil {
+				v.stopped = map[string]bool{}
+			}
+			v.stopped[f.DataID] = true
 			if v.firstStop == "" {
 				v.firstStop = fmt.Sprintf("stage %q, slice %d, data ID %s: %s", name, rk, f.DataID, f.Err)
 			}
@@ -1003,6 +1020,7 @@ func (p *pipeline) postprocess(ctx context.Context, v *visitRun, b *built, outco
 // records VisitEnded and logs it.
 func (p *pipeline) endVisit(ctx context.Context, v *visitRun) error {
 	res := p.outcome(ctx, v)
+	res.DataIDs = p.dataIDOutcomes(v, res.Outcome)
 	v.ended = true
 	if err := p.cfg.Recorder.VisitEnded(v.id, res); err != nil {
 		return fmt.Errorf("harness: recording the end of visit %s: %w", v.id, err)
@@ -1035,32 +1053,33 @@ func (p *pipeline) outcome(ctx context.Context, v *visitRun) VisitResult {
 		// The Pipeline's failure may be the data IDs' (a later stage
 		// missing what they would have made): name theirs first.
 		res.Outcome, res.Capture = VisitFailed, v.capture
-		res.Err = fmt.Sprintf("%d of %d data IDs failed; first: %s; then %s", len(v.failedIDs), p.totalIDs, v.firstFail, v.serialErr)
+		res.Err = fmt.Sprintf("%d of %d data IDs failed; first: %s; then %s", len(v.failedIDs), p.ranIDs(v), v.firstFail, v.serialErr)
 	case v.serialErr != nil:
 		res.Outcome, res.Err, res.Capture = VisitFailed, v.serialErr.Error(), v.capture
-	case v.nFailed > 0 && p.sliceRuleFails(len(v.failedIDs)):
+	case v.nFailed > 0 && p.sliceRuleFails(len(v.failedIDs), p.ranIDs(v)):
 		res.Outcome = VisitFailed
-		res.Err = fmt.Sprintf("%d of %d data IDs failed (failure rule %s); first: %s", len(v.failedIDs), p.totalIDs, p.cfg.Policy.Failure, v.firstFail)
+		res.Err = fmt.Sprintf("%d of %d data IDs failed (failure rule %s); first: %s", len(v.failedIDs), p.ranIDs(v), p.cfg.Policy.Failure, v.firstFail)
 	}
 	return res
 }
 
 // cutShort records a visit that err ended before its end as interrupted,
 // as best it can: the run ends with err whatever happens here.
-func (p *pipeline) cutShort(visit string, start time.Time, err error) {
-	p.log.Warn("visit interrupted", "visit", visit, "err", err)
-	res := VisitResult{Outcome: VisitInterrupted, Err: "interrupted: " + err.Error(), Took: time.Since(start)}
-	if rerr := p.cfg.Recorder.VisitEnded(visit, res); rerr != nil {
-		p.log.Error("could not record the visit as interrupted", "visit", visit, "err", rerr)
+func (p *pipeline) cutShort(v *visitRun, err error) {
+	p.log.Warn("visit interrupted", "visit", v.id, "err", err)
+	res := VisitResult{Outcome: VisitInterrupted, Err: "interrupted: " + err.Error(), Took: time.Since(v.start)}
+	res.DataIDs = p.dataIDOutcomes(v, res.Outcome)
+	if rerr := p.cfg.Recorder.VisitEnded(v.id, res); rerr != nil {
+		p.log.Error("could not record the visit as interrupted", "visit", v.id, "err", rerr)
 	}
 }
 
-func (p *pipeline) sliceRuleFails(failed int) bool {
+func (p *pipeline) sliceRuleFails(failed, ran int) bool {
 	switch p.cfg.Policy.Failure {
 	case never:
 		return false
 	case allSlices:
-		return failed >= p.totalIDs
+		return failed >= ran
 	default:
 		return failed > 0
 	}
@@ -1210,7 +1229,14 @@ func (r *rank) awaitVisit() (visitMsg, error) {
 // one clipboard per data ID, holding visitId, the other trigger
 // properties, dataId and each key of the data ID.
 func (r *rank) visitClipboards(queue []*Clipboard, vm visitMsg, ids []mapper.DataID) []*Clipboard {
+	done := make(map[string]bool, len(vm.Done))
+	for _, id := range vm.Done {
+		done[id] = true
+	}
 	for _, id := range ids {
+		if len(done) > 0 && done[id.String()] {
+			continue // done by an earlier attempt of the visit
+		}
 		cb := newClipboard()
 		cb.dataID = id
 		cb.Put(KeyVisit, vm.Visit)

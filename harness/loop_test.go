@@ -210,6 +210,7 @@ type openGate struct{}
 
 func (openGate) AdmitVisit(string) (bool, string, error) { return true, "", nil }
 func (openGate) TimeForVisit(string) string              { return "" }
+func (openGate) DoneDataIDs(string) ([]string, error)    { return nil, nil }
 
 func newEndings() *endings {
 	return &endings{results: map[string]VisitResult{}, stopped: make(chan string, 1)}
@@ -403,8 +404,12 @@ func TestFailureRules(t *testing.T) {
 			if got := end.results["1"].Outcome == VisitFailed; got != tc.wantFailed {
 				t.Errorf("visit failed = %v, want %v (%+v)", got, tc.wantFailed, end.results["1"])
 			}
-			if tc.wantFailed != errors.Is(err, ErrVisitsFailed) {
-				t.Errorf("err = %v", err)
+			// Whatever the rule, a failed data ID is the run's outcome.
+			if !errors.Is(err, ErrVisitsFailed) {
+				t.Errorf("err = %v; want ErrVisitsFailed", err)
+			}
+			if sum.DataIDs[VisitFailed] == 0 || len(sum.FailedDataIDs) != sum.DataIDs[VisitFailed] {
+				t.Errorf("failed data IDs: %d counted, %+v listed", sum.DataIDs[VisitFailed], sum.FailedDataIDs)
 			}
 			if sum.SliceFailureCount == 0 {
 				t.Error("slice failures were not recorded")

@@ -19,6 +19,7 @@ type visitMsg struct {
 	Stop  bool
 	Visit string
 	Props map[string]any
+	Done  []string // data IDs an earlier attempt did: the Slices leave them out
 }
 
 // stageMsg is broadcast before each parallel stage.
@@ -121,6 +122,9 @@ func init() {
 // a 1 byte, then Stop, Visit and the properties as uvarint-prefixed
 // fields. Anything else is a 0 byte followed by gob.
 func encodeVisit(m visitMsg) ([]byte, error) {
+	if len(m.Done) > 0 {
+		return gobVisit(m)
+	}
 	b := make([]byte, 0, 64)
 	b = append(b, 1)
 	stop := uint64(0)
@@ -133,15 +137,20 @@ func encodeVisit(m visitMsg) ([]byte, error) {
 	for k, v := range m.Props {
 		s, ok := v.(string)
 		if !ok {
-			g, err := encode(m)
-			if err != nil {
-				return nil, err
-			}
-			return append([]byte{0}, g...), nil
+			return gobVisit(m)
 		}
 		b = appendStr(appendStr(b, k), s)
 	}
 	return b, nil
+}
+
+// gobVisit is the visitMsg in its general format: a 0 byte, then gob.
+func gobVisit(m visitMsg) ([]byte, error) {
+	g, err := encode(m)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte{0}, g...), nil
 }
 
 func appendStr(b []byte, s string) []byte {

@@ -29,6 +29,18 @@ const (
 	never visitRule = "never"
 )
 
+// redoRule says what a visit run again runs (failure.redo).
+type redoRule string
+
+// The redo rules.
+const (
+	// redoDataIDs: only its data IDs not recorded done (the default).
+	redoDataIDs redoRule = "data-ids"
+	// redoVisit: every data ID, for stages that need all of a visit's
+	// data IDs together.
+	redoVisit redoRule = "visit"
+)
+
 // defaultTrigger is the trigger topic when a policy names none.
 const defaultTrigger = "visits"
 
@@ -49,6 +61,7 @@ type Policy struct {
 	Locations map[string]Pattern
 	locLines  map[string]int
 	Failure   visitRule
+	Redo      redoRule
 	Trigger   triggerSpec
 	External  []string // topics produced outside the pipeline
 	Stages    []stageSpec
@@ -179,7 +192,7 @@ func parse(path string, data []byte) (*Policy, error) {
 		return nil, err
 	}
 	sum := sha256.Sum256(data)
-	p := &Policy{File: path, Dir: dir, Checksum: hex.EncodeToString(sum[:]), Failure: anySlice, InFlight: 1,
+	p := &Policy{File: path, Dir: dir, Checksum: hex.EncodeToString(sum[:]), Failure: anySlice, InFlight: 1, Redo: redoDataIDs,
 		Trigger: triggerSpec{Topic: defaultTrigger}, Locations: map[string]Pattern{}, locLines: map[string]int{}}
 	d.Map(root, "", map[string]conf.Field{
 		"pipeline": {Required: true, Decode: func(n *yaml.Node, path string) {
@@ -231,6 +244,13 @@ func parse(path string, data []byte) (*Policy, error) {
 					p.Failure = r
 				default:
 					d.Errorf(n, path, "expected any-slice, all-slices or never, got %q", r)
+				}
+			}}, "redo": {Decode: func(n *yaml.Node, path string) {
+				switch r := redoRule(d.String(n, path)); r {
+				case redoDataIDs, redoVisit:
+					p.Redo = r
+				default:
+					d.Errorf(n, path, "expected data-ids or visit, got %q", r)
 				}
 			}}})
 		}},

@@ -146,6 +146,8 @@ func TestPolicyErrors(t *testing.T) {
 		{"in flight not a number", "slices: 2\n", "slices: 2\nin_flight: many\n", []string{"pipeline.yaml:3: in_flight: expected an integer"}},
 		{"bad failure rule", "slices: 2\n", "slices: 2\nfailure: {visit: some}\n",
 			[]string{"failure.visit: expected any-slice, all-slices or never"}},
+		{"bad redo rule", "slices: 2\n", "slices: 2\nfailure: {redo: all}\n",
+			[]string{"pipeline.yaml:3: failure.redo: expected data-ids or visit, got \"all\""}},
 		{"bad template", `"out/{visit}"`, `"out/{visit"`, []string{"pipeline.yaml:8: locations.output:", "never closed"}},
 		{"location needs unknown key", `"out/{visit}"`, `"out/{vist}"`, []string{"pipeline.yaml:8: locations.output: uses clipboard key \"vist\""}},
 		{"mapper settings", "{key: ccd, from: 1, to: 4}", "{key: ccd, from: 5, to: 4}", []string{"pipeline.yaml:5: mapper.settings.to: to (4) is less than from (5)"}},

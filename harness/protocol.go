@@ -54,10 +54,12 @@ package harness
 // gets the error in Err instead and returns it, as the Pipeline does.
 //
 // visitMsg: Bcast by the Pipeline at the start of each visit, after it
-// has admitted the trigger event and recorded VisitStarted: the visit ID
-// and the trigger's properties. Each Slice makes one clipboard per data
-// ID, holding visitId, the other trigger properties, dataId and each key
-// of the data ID, and waits for the visit's first stageMsg (or, with no
+// has admitted the trigger event and recorded VisitStarted: the visit ID,
+// the trigger's properties and the data IDs an earlier attempt did (Done,
+// from the VisitGate, empty when the policy redoes whole visits). Each
+// Slice makes one clipboard per data ID not in Done, holding visitId,
+// the other trigger properties, dataId and each key of the data ID, and
+// waits for the visit's first stageMsg (or, with no
 // parallel stage, the next visitMsg). With Stop set it ends the Slices'
 // loop instead: the Pipeline sends it once, whenever and however its
 // visit loop ends (a failure before that loop, such as a subscription
@@ -167,8 +169,11 @@ package harness
 //     The Pipeline decides the outcome, first match wins: interrupted (the
 //     run's context was cancelled), interrupted (a Stopped failure),
 //     failed (a failure on the Pipeline), failed (the policy's failure
-//     rule over the failed data IDs), done; and records VisitEnded.
-//     (pipeline.endVisit, pipeline.outcome; on a Slice, the end of
+//     rule over the failed data IDs), done; and each data ID's it ran,
+//     whatever the visit's: failed, interrupted (a Stopped one, or with
+//     the visit), skipped (the visit failed on the Pipeline), done; and
+//     records VisitEnded with both. (pipeline.endVisit, pipeline.outcome,
+//     pipeline.dataIDOutcomes; on a Slice, the end of
 //     rank.sliceLoop's visit.)
 // 14. Stop: when the Pipeline's loop ends (no-more-data; a shutdown event,
 //     RunOptions.Stop or the budget, heard at the next visit boundary; an

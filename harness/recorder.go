@@ -62,6 +62,11 @@ type VisitGate interface {
 	// later job. A batch job's recorder answers from the job's end time and
 	// the time visits take.
 	TimeForVisit(visit string) (why string)
+	// DoneDataIDs: once the visit has time, its data IDs (as
+	// mapper.DataID.String) recorded done by an earlier attempt: the
+	// Slices leave them out of this one, unless the policy redoes whole
+	// visits (failure.redo: visit).
+	DoneDataIDs(visit string) ([]string, error)
 }
 
 // SliceFailure is one slice clipboard that failed at one stage of a visit.
@@ -82,6 +87,12 @@ type VisitResult struct {
 	Err          string // why it failed (a serial stage's error, or a summary of slice failures) or was interrupted
 	FailedSlices int    // slice clipboards that failed
 	Took         time.Duration
+	// DataIDs is the outcome of each data ID the visit ran (by
+	// mapper.DataID.String; those left out as done before are not in
+	// it), whatever the visit's: done, failed (its SliceFailure says
+	// why), interrupted, or DataIDSkipped (the visit failed on the
+	// Pipeline before it was done).
+	DataIDs map[string]VisitOutcome
 	// Capture, for a visit that failed on the Pipeline, is the failed
 	// call's freeze-dried input, relative to the run directory.
 	Capture string
@@ -95,6 +106,9 @@ const (
 	VisitDone        VisitOutcome = "done"
 	VisitFailed      VisitOutcome = "failed"
 	VisitInterrupted VisitOutcome = "interrupted" // the run was interrupted during the visit: run it again
+	// DataIDSkipped is a data ID's outcome only: its visit failed on the
+	// Pipeline before the data ID was done.
+	DataIDSkipped VisitOutcome = "skipped"
 )
 
 // Summary is a Recorder that keeps counts and the failures of a run in
@@ -107,9 +121,12 @@ type Summary struct {
 	Failed            int
 	Interrupted       int
 	FailedVisits      []string
-	Reasons           map[string]string // by failed visit
-	SliceFailures     []SliceFailure    // at most maxKept
-	SliceFailureCount int               // all slice failures, kept or not
+	Reasons           map[string]string                  // by failed visit
+	SliceFailures     []SliceFailure                     // at most maxKept
+	SliceFailureCount int                                // all slice failures, kept or not
+	DataIDs           map[VisitOutcome]int               // data IDs by outcome, over the visits' attempts
+	FailedDataIDs     []SliceFailure                     // each failed data ID's first failure, at most maxKept
+	unended           map[string]map[string]SliceFailure // by visit and data ID: the first failures of visits not ended
 	StageTime         map[string]time.Duration
 	StageCalls        map[string]int
 	stageOrder        []string
@@ -124,7 +141,7 @@ const maxKept = 1000
 
 // newSummary returns an empty Summary.
 func newSummary() *Summary {
-	return &Summary{Reasons: map[string]string{}, StageTime: map[string]time.Duration{}, StageCalls: map[string]int{}}
+	return &Summary{Reasons: map[string]string{}, DataIDs: map[VisitOutcome]int{}, StageTime: map[string]time.Duration{}, StageCalls: map[string]int{}}
 }
 
 func (s *Summary) VisitStarted(string, time.Time) error {
@@ -152,12 +169,44 @@ func (s *Summary) SliceFailed(f SliceFailure) error {
 	if len(s.SliceFailures) < maxKept {
 		s.SliceFailures = append(s.SliceFailures, f)
 	}
+	if s.unended == nil {
+		s.unended = map[string]map[string]SliceFailure{}
+	}
+	if s.unended[f.Visit] == nil {
+		s.unended[f.Visit] = map[string]SliceFailure{}
+	}
+	if _, ok := s.unended[f.Visit][f.DataID]; !ok {
+		s.unended[f.Visit][f.DataID] = f
+	}
 	return nil
+}
+
+// countDataIDs adds the outcomes of the visit's data IDs. s.mu is held.
+func (s *Summary) countDataIDs(visit string, r VisitResult) {
+	failures := s.unended[visit]
+	delete(s.unended, visit)
+	if s.DataIDs == nil {
+		s.DataIDs = map[VisitOutcome]int{}
+	}
+	ids := make([]string, 0, len(r.DataIDs))
+	for id, o := range r.DataIDs {
+		s.DataIDs[o]++
+		if o == VisitFailed {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		if len(s.FailedDataIDs) < maxKept {
+			s.FailedDataIDs = append(s.FailedDataIDs, failures[id])
+		}
+	}
 }
 
 func (s *Summary) VisitEnded(visit string, r VisitResult) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.countDataIDs(visit, r)
 	switch r.Outcome {
 	case VisitInterrupted:
 		s.Interrupted++
@@ -194,6 +243,7 @@ func (s *Summary) Print(w io.Writer) {
 		fmt.Fprintf(w, "; %d events skipped", s.Skipped)
 	}
 	fmt.Fprintf(w, " (%s)\n", s.Elapsed.Round(time.Millisecond))
+	s.printDataIDs(w)
 	if s.Stopped != "" {
 		fmt.Fprintf(w, "stopped early: %s\n", s.Stopped)
 	}
@@ -219,6 +269,28 @@ func (s *Summary) Print(w io.Writer) {
 		if s.SliceFailureCount > len(s.SliceFailures) {
 			fmt.Fprintf(w, "  ... and %d more\n", s.SliceFailureCount-len(s.SliceFailures))
 		}
+	}
+}
+
+// printDataIDs writes the data IDs' counts by outcome and the failed
+// ones, each with its visit, stage and error. s.mu is held.
+func (s *Summary) printDataIDs(w io.Writer) {
+	line := ""
+	for _, o := range []VisitOutcome{VisitDone, VisitFailed, VisitInterrupted, DataIDSkipped} {
+		if n := s.DataIDs[o]; n > 0 || o == VisitDone {
+			line += fmt.Sprintf(", %d %s", n, o)
+		}
+	}
+	fmt.Fprintf(w, "data IDs: %s\n", line[2:])
+	if len(s.FailedDataIDs) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "failed data IDs:")
+	for _, f := range s.FailedDataIDs {
+		fmt.Fprintf(w, "  visit %s data ID %s stage %s: %s\n", f.Visit, f.DataID, f.Stage, strings.ReplaceAll(f.Err, "\n", "\n    "))
+	}
+	if n := s.DataIDs[VisitFailed]; n > len(s.FailedDataIDs) {
+		fmt.Fprintf(w, "  ... and %d more\n", n-len(s.FailedDataIDs))
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -529,6 +530,9 @@ func (j *InJob) End(sum *harness.Summary, runErr error) error {
 		end = state.EndVisitsFailed
 		if sum != nil {
 			reason = fmt.Sprintf("%d visits failed", sum.Failed)
+			if n := sum.DataIDs[harness.VisitFailed]; n > 0 {
+				reason += fmt.Sprintf(", %d data IDs failed", n)
+			}
 		}
 	case harness.ExitInterrupted:
 		end = state.EndStopped
@@ -604,9 +608,24 @@ func (r *recorder) VisitEnded(v string, res harness.VisitResult) error {
 	if r.budget != nil && res.Outcome != harness.VisitInterrupted {
 		r.budget.visitTook(res.Took)
 	}
+	r.st.DataIDsEnded(v, dataIDOutcomes(res.DataIDs))
 	r.st.VisitCapture(v, res.Capture)
 	return r.st.VisitEnded(v, s, res.Err, r.now())
 }
+
+// dataIDOutcomes is the harness's outcomes of a visit's data IDs as the
+// state file records them, sorted by data ID.
+func dataIDOutcomes(ids map[string]harness.VisitOutcome) []state.DataIDOutcome {
+	out := make([]state.DataIDOutcome, 0, len(ids))
+	for id, o := range ids {
+		out = append(out, state.DataIDOutcome{DataID: id, Outcome: string(o)})
+	}
+	slices.SortFunc(out, func(a, b state.DataIDOutcome) int { return strings.Compare(a.DataID, b.DataID) })
+	return out
+}
+
+// DoneDataIDs is the data IDs of the visit the state file records done.
+func (r *recorder) DoneDataIDs(v string) ([]string, error) { return r.st.DoneDataIDs(v) }
 
 // AdmitVisit runs a trigger's visit unless the state file records it
 // done; a visit it has not heard of (sent by a producer, not in the visit

@@ -68,8 +68,10 @@ type ResumeResult struct {
 }
 
 // Resume submits a new job (and AutoResume follow-ons) for the run's
-// unfinished visits: pending ones, interrupted ones and failed ones, as
-// long as they have had fewer than MaxAttempts tries. Visits a dead job
+// unfinished visits: pending ones, interrupted ones, failed ones and done
+// ones with a data ID not done, as long as they have had fewer than
+// MaxAttempts tries. A visit run again runs only its data IDs not done,
+// unless its policy says failure.redo: visit. Visits a dead job
 // left running count as interrupted. It refuses (ErrRunLive) while a job
 // of the run is pending or running, and changes nothing then. When every
 // visit is done it submits nothing and says so.
@@ -288,8 +290,8 @@ type pipelineResume struct {
 }
 
 // resumePipeline readies the state file of step l for a new job: visits left running count as
-// interrupted, failed and interrupted ones are retried (up to
-// maxAttempts). With dryRun it only counts what would run.
+// interrupted, failed and interrupted ones, and done ones with a data ID
+// not done, are retried (up to maxAttempts). With dryRun it only counts what would run.
 func resumePipeline(l rundir.Layout, maxAttempts int, dryRun bool) (pipelineResume, error) {
 	var r pipelineResume
 	st, err := state.Open(l.State())
@@ -307,7 +309,11 @@ func resumePipeline(l rundir.Layout, maxAttempts int, dryRun bool) (pipelineResu
 		if err != nil {
 			return r, err
 		}
-		r.visits = counts[state.Pending] + counts[state.Interrupted] + counts[state.Running] + counts[state.Failed]
+		left, err := st.DoneWithDataIDsLeft()
+		if err != nil {
+			return r, err
+		}
+		r.visits = counts[state.Pending] + counts[state.Interrupted] + counts[state.Running] + counts[state.Failed] + left
 		return r, nil
 	}
 	if _, err := st.InterruptRunning("the job that ran it ended before it finished"); err != nil {

@@ -113,6 +113,14 @@ type RunStatus struct {
 	Usage     *RunUsage `json:"usage,omitempty"`
 	UsageNote string    `json:"usageNote,omitempty"`
 
+	// DataIDs counts the data IDs of the visits that ran by their
+	// latest outcome (done, failed, interrupted, skipped), and
+	// FailedDataIDs lists the first failed ones of each state file
+	// (status --failures lists all): a failed data ID counts even when
+	// its visit carried on and is done.
+	DataIDs       map[string]int  `json:"dataIds,omitempty"`
+	FailedDataIDs []DataIDFailure `json:"failedDataIds,omitempty"`
+
 	// runningBy is how many visits the state file records running, by
 	// the job that started them: see showDeadRunning.
 	runningBy map[string]int
@@ -137,8 +145,8 @@ type Outcome string
 const (
 	OutcomeRunning    Outcome = "running"    // a job of the run runs
 	OutcomePending    Outcome = "pending"    // a job of the run is queued
-	OutcomeDone       Outcome = "done"       // every visit done
-	OutcomeFailed     Outcome = "failed"     // every visit ran, some failed
+	OutcomeDone       Outcome = "done"       // every visit done, and every data ID
+	OutcomeFailed     Outcome = "failed"     // every visit ran, some (or some data IDs) failed
 	OutcomeUnfinished Outcome = "unfinished" // no job live, visits left
 )
 
@@ -328,6 +336,9 @@ func readRun(dir string) (RunStatus, error) {
 	for s, n := range counts {
 		rs.own[s] = n
 	}
+	if err := readDataIDs(st, &rs); err != nil {
+		return RunStatus{}, err
+	}
 	for _, j := range jobs {
 		rs.Jobs = append(rs.Jobs, JobStatus{ID: j.ID, Attempt: j.Attempt, State: j.State, Source: "state",
 			ExitCode: j.ExitCode, Reason: j.Reason, Recorded: j.State, Submitted: j.Submitted, Started: j.Started, Ended: j.Ended,
@@ -359,6 +370,7 @@ func readRun(dir string) (RunStatus, error) {
 // summed (the steps run at once), and each job as its steps recorded it.
 func sumSteps(rs *RunStatus) {
 	sumCounts(rs)
+	sumDataIDs(rs)
 	for _, ps := range rs.Pipelines {
 		rs.DroppedEvents += ps.DroppedEvents
 		rs.Rate += ps.Rate
@@ -490,7 +502,7 @@ func settle(rs *RunStatus, known map[string]scheduler.Job) {
 		rs.Outcome = OutcomeRunning
 	case rs.Live && !decided:
 		rs.Outcome = OutcomePending
-	case c[state.Done] == rs.Visits:
+	case c[state.Done] == rs.Visits && rs.DataIDs[state.DataIDFailed] == 0:
 		rs.Outcome = OutcomeDone
 	case c[state.Done]+c[state.Failed] == rs.Visits:
 		rs.Outcome = OutcomeFailed
@@ -812,7 +824,7 @@ func outcomeErr(rs RunStatus) error {
 	case OutcomeDone:
 		return nil
 	case OutcomeFailed:
-		return fmt.Errorf("%w: run %s: %d of %d visits", harness.ErrVisitsFailed, rs.Run, rs.Counts[state.Failed], rs.Visits)
+		return fmt.Errorf("%w: run %s: %d of %d visits%s", harness.ErrVisitsFailed, rs.Run, rs.Counts[state.Failed], rs.Visits, failedDataIDsNote(rs))
 	}
 	return fmt.Errorf("%w: run %s: %s (dpsbatch resume %s)", ErrIncomplete, rs.Run, countsLine(rs), rs.Run)
 }

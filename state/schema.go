@@ -233,6 +233,35 @@ CREATE TABLE step_usage (
 ALTER TABLE slice_failures ADD COLUMN capture TEXT NOT NULL DEFAULT '';
 ALTER TABLE visits ADD COLUMN capture TEXT NOT NULL DEFAULT '';
 `,
+	// 9: each data ID's outcome in its visit's latest attempt that ran
+	// it (an attempt that skipped it as done leaves its row): what
+	// status counts and lists, and what resume runs again.
+	`
+CREATE TABLE data_ids (
+	visit   INTEGER NOT NULL,  -- visits.seq
+	data_id TEXT NOT NULL,
+	outcome TEXT NOT NULL,     -- done, failed, interrupted, skipped
+	attempt INTEGER NOT NULL,  -- the visit's attempt that recorded it
+	stage   TEXT NOT NULL DEFAULT '',  -- where it failed
+	err     TEXT NOT NULL DEFAULT '',  -- why it failed (a program's error ends with its stderr) or was not done
+	PRIMARY KEY (visit, data_id)
+) WITHOUT ROWID;
+CREATE INDEX data_ids_by_outcome ON data_ids (outcome);
+-- How many data IDs have each outcome, kept by the triggers below, so
+-- that status reads four rows instead of counting data_ids.
+CREATE TABLE data_id_outcomes (
+	outcome TEXT PRIMARY KEY NOT NULL,
+	n       INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+INSERT INTO data_id_outcomes (outcome) VALUES ('done'), ('failed'), ('interrupted'), ('skipped');
+CREATE TRIGGER data_ids_added AFTER INSERT ON data_ids BEGIN
+	UPDATE data_id_outcomes SET n = n + 1 WHERE outcome = NEW.outcome;
+END;
+CREATE TRIGGER data_ids_moved AFTER UPDATE OF outcome ON data_ids WHEN OLD.outcome <> NEW.outcome BEGIN
+	UPDATE data_id_outcomes SET n = n - 1 WHERE outcome = OLD.outcome;
+	UPDATE data_id_outcomes SET n = n + 1 WHERE outcome = NEW.outcome;
+END;
+`,
 }
 
 // schemaVersion is the schema version this dpsbatch writes and reads.

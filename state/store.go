@@ -71,6 +71,7 @@ type Store struct {
 type visitLog struct {
 	stages   []stageTime
 	failures []Failure
+	dataIDs  []DataIDOutcome
 	capture  string // VisitCapture's
 }
 

@@ -313,7 +313,7 @@ func (s *Store) VisitEnded(visit string, st VisitState, msg string, at time.Time
 				return err
 			}
 		}
-		return nil
+		return writeDataIDs(ctx, tx, seq, attempt, l, msg)
 	})
 	if err != nil {
 		return s.wrap(fmt.Sprintf("visit %q ended", visit), err)
@@ -509,12 +509,13 @@ func (s *Store) interrupt(reason, cond string, args ...any) (int, error) {
 	return int(n), nil
 }
 
-// Retry prepares a resume: failed and interrupted visits that were started
+// Retry prepares a resume: failed and interrupted visits, and done ones
+// with a data ID not done, that were started
 // fewer than maxAttempts times (0: no limit) become pending again, and it
 // returns how many. Those started maxAttempts times or more are returned,
-// in Seq order, as exhausted, and stay failed: an exhausted interrupted
-// visit becomes failed, so that Runnable does not hand it out again. One
-// transaction.
+// in Seq order, as exhausted, and stay failed (or done, with their data
+// IDs not done): an exhausted interrupted visit becomes failed, so that
+// Runnable does not hand it out again. One transaction.
 func (s *Store) Retry(maxAttempts int) (retried int, exhausted []string, err error) {
 	if maxAttempts < 0 {
 		return 0, nil, fmt.Errorf("state: retry: attempt limit %d: want 0 (none) or more: %w", maxAttempts, conf.ErrInvalid)
@@ -524,7 +525,7 @@ func (s *Store) Retry(maxAttempts int) (retried int, exhausted []string, err err
 		cond := ""
 		if maxAttempts > 0 {
 			var err error
-			exhausted, err = idsIn(ctx, tx, []VisitState{Failed, Interrupted}, `attempts >= ?`, maxAttempts)
+			exhausted, err = idsIn(ctx, tx, []VisitState{Failed, Interrupted, Done}, `attempts >= ? AND (state <> 2 OR `+dataIDsLeft+`)`, maxAttempts)
 			if err != nil {
 				return err
 			}
@@ -536,8 +537,8 @@ func (s *Store) Retry(maxAttempts int) (retried int, exhausted []string, err err
 			cond = fmt.Sprintf(" AND attempts < %d", maxAttempts)
 		}
 		var n int64
-		for _, st := range []VisitState{Failed, Interrupted} {
-			res, err := tx.ExecContext(ctx, `UPDATE visits SET state = 0 WHERE state = ?`+cond, st.code())
+		for _, where := range []string{`state = 3`, `state = 4`, doneWithDataIDsLeft} {
+			res, err := tx.ExecContext(ctx, `UPDATE visits SET state = 0 WHERE `+where+cond)
 			if err != nil {
 				return err
 			}

@@ -142,6 +142,7 @@ func printStatus(w io.Writer, rs jobs.RunStatus) {
 	fmt.Fprintf(w, "run %s (%s, %s): %s\n", rs.Run, what, where, rs.Outcome)
 	printRequest(w, rs.Request)
 	fmt.Fprintf(w, "  visits: %s\n", visitCounts(rs))
+	printDataIDs(w, rs)
 	for _, ps := range rs.Pipelines {
 		fmt.Fprintf(w, "  pipeline %s: %s", ps.Pipeline, visitCounts(ps))
 		for _, j := range ps.Jobs {
@@ -285,6 +286,25 @@ func printStarts(w io.Writer, j jobs.JobStatus) {
 }
 
 // visitCounts is "12 (10 done, 2 pending)".
+// printDataIDs writes the data IDs' counts by outcome and the failed
+// ones the status lists, each with its error (the end of a program's
+// stderr indented under it).
+func printDataIDs(w io.Writer, rs jobs.RunStatus) {
+	if line := rs.DataIDCounts(); line != "" {
+		fmt.Fprintf(w, "  data IDs: %s\n", line)
+	}
+	if len(rs.FailedDataIDs) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "  failed data IDs (resume runs them again):")
+	for _, f := range rs.FailedDataIDs {
+		fmt.Fprintf(w, "    %s\n", strings.ReplaceAll(f.String(), "\n", "\n      "))
+	}
+	if n := rs.DataIDs[state.DataIDFailed]; n > len(rs.FailedDataIDs) {
+		fmt.Fprintf(w, "    ... and %d more (dpsbatch status --failures %s)\n", n-len(rs.FailedDataIDs), rs.Run)
+	}
+}
+
 func visitCounts(rs jobs.RunStatus) string {
 	var parts []string
 	for _, k := range []state.VisitState{state.Done, state.Failed, state.Running, state.Interrupted, state.Pending} {

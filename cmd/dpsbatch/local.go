@@ -275,6 +275,10 @@ type localRun struct {
 	FailedList  []failedVisit `json:"failedVisits"`
 	// SliceFailures counts the slice clipboards that failed a stage.
 	SliceFailures int `json:"sliceFailures"`
+	// DataIDs counts the data IDs by outcome (done, failed, interrupted,
+	// skipped), whatever their visits'; FailedDataIDs names the failed.
+	DataIDs       map[string]int `json:"dataIds"`
+	FailedDataIDs []failedDataID `json:"failedDataIds"`
 	// Events passed over or dropped by the run's trigger.
 	MalformedEvents     int     `json:"malformedEvents"`
 	UndecodableMessages int     `json:"undecodableMessages"`
@@ -289,6 +293,13 @@ type stageTimes struct {
 	Visits int     `json:"visits"`
 	Total  float64 `json:"totalSeconds"`
 	Mean   float64 `json:"meanSeconds"`
+}
+
+type failedDataID struct {
+	Visit  string `json:"visit"`
+	DataID string `json:"dataId"`
+	Stage  string `json:"stage"`
+	Error  string `json:"error"`
 }
 
 type failedVisit struct {
@@ -312,6 +323,13 @@ func summarize(runID, dir string, p *harness.Policy, s *harness.Summary) localRu
 	}
 	for _, v := range s.FailedVisits {
 		r.FailedList = append(r.FailedList, failedVisit{Visit: v, Reason: s.Reasons[v]})
+	}
+	r.DataIDs, r.FailedDataIDs = map[string]int{}, []failedDataID{}
+	for o, n := range s.DataIDs {
+		r.DataIDs[string(o)] = n
+	}
+	for _, f := range s.FailedDataIDs {
+		r.FailedDataIDs = append(r.FailedDataIDs, failedDataID{Visit: f.Visit, DataID: f.DataID, Stage: f.Stage, Error: f.Err})
 	}
 	return r
 }

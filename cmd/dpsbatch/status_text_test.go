@@ -29,6 +29,24 @@ func TestPrintStatusDiedOnFullDisk(t *testing.T) {
 	}
 }
 
+// A failed data ID of a done visit shows in the text status: counted,
+// and named with its stage and the end of its program's stderr.
+func TestPrintStatusFailedDataIDs(t *testing.T) {
+	rs := jobs.RunStatus{Run: "r1", Pipeline: "p", Outcome: "failed", Visits: 2,
+		Counts:  map[state.VisitState]int{state.Done: 2},
+		DataIDs: map[string]int{"done": 3, "failed": 1},
+		FailedDataIDs: []jobs.DataIDFailure{{Visit: "v001", DataID: "ccd=2", Attempt: 1, Stage: "measure",
+			Error: "exec: sh exited with status 1; stderr ends:\nbad pixels"}}}
+	var b bytes.Buffer
+	printStatus(&b, rs)
+	for _, want := range []string{"visits: 2 (2 done)", "data IDs: 3 done, 1 failed",
+		"    visit v001 data ID ccd=2 (attempt 1) stage measure: exec: sh exited with status 1; stderr ends:\n      bad pixels\n"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
 // status --failures says when the run's captures reached their limit
 // (the later failures have none).
 func TestPrintStatusCaptureLimit(t *testing.T) {
