@@ -222,27 +222,25 @@ func expandSettings(cx *Context, b *built, cb *Clipboard) (raw, expanded map[str
 		return v
 	}
 	for _, st := range t.Settings {
-		v := b.spec.Settings.Raw(st.Key)
-		if v == nil {
-			continue
+		if v := b.spec.Settings.Raw(st.Key); v != nil {
+			raw[st.Key] = settingJSON(v)
 		}
-		raw[st.Key] = settingJSON(v)
-		switch st.Kind {
+	}
+	for _, tx := range settingTexts(t, b.spec.Settings) {
+		v := expand(tx.path, tx.text)
+		switch tx.kind {
 		case String:
-			s, _ := v.(string)
-			expanded[st.Key] = expand(st.Key, s)
+			expanded[tx.key] = v
 		case Strings:
-			var out []string
-			for i, s := range b.spec.Settings.Strings(st.Key) {
-				out = append(out, expand(fmt.Sprintf("%s[%d]", st.Key, i), s))
-			}
-			expanded[st.Key] = out
+			list, _ := expanded[tx.key].([]string)
+			expanded[tx.key] = append(list, v)
 		case StringMap:
-			out := map[string]string{}
-			for _, p := range b.spec.Settings.Pairs(st.Key) {
-				out[p.Key] = expand(st.Key+"."+p.Key, p.Value)
+			m, _ := expanded[tx.key].(map[string]string)
+			if m == nil {
+				m = map[string]string{}
+				expanded[tx.key] = m
 			}
-			expanded[st.Key] = out
+			m[tx.sub] = v
 		}
 	}
 	return raw, expanded, named

@@ -71,6 +71,11 @@ type Policy struct {
 	FreezeDry    []string
 	FreezeLimits capture.Limits
 	freezeLines  []int
+	// GrowTime and GrowMemory (grow: {time, memory}) are the factors by
+	// which a batch run with growth on asks for more time, or more memory
+	// per slice, after a job that ran short of it; 0 where the policy
+	// does not say (the site file's then).
+	GrowTime, GrowMemory float64
 }
 
 // mapperSpec is the policy's mapper section.
@@ -205,6 +210,7 @@ func parse(path string, data []byte) (*Policy, error) {
 				d.Errorf(n, path, "must not be negative, got %d", p.GPUsPerSlice)
 			}
 		}},
+		"grow": {Decode: func(n *yaml.Node, path string) { p.GrowTime, p.GrowMemory = d.Growth(n, path) }},
 		"visit_time": {Decode: func(n *yaml.Node, path string) {
 			p.VisitTime = max(d.Duration(n, path), 0)
 		}},

@@ -234,6 +234,7 @@ func (p *Policy) validate() error {
 		}
 	}
 	errs = append(errs, p.checkFreezeDryNames()...)
+	errs = append(errs, p.checkPipelineRefs()...)
 	errs.Sort()
 	return errs.Err()
 }

@@ -157,18 +157,10 @@ func servedURL(l rundir.Layout, job string, restart int) (url string, waiting bo
 // withJob runs f on the run's state file, opened for it alone; a job
 // the file does not know (ErrNotFound) is no error.
 func withJob(l rundir.Layout, f func(st *state.Store) error) error {
-	st, err := state.Open(l.State())
-	if err != nil {
+	if err := state.With(l.State(), f); !errors.Is(err, state.ErrNotFound) {
 		return err
 	}
-	err = f(st)
-	if cerr := st.Close(); err == nil {
-		err = cerr
-	}
-	if errors.Is(err, state.ErrNotFound) {
-		return nil
-	}
-	return err
+	return nil
 }
 
 // DialServed connects a step's Pipeline to the embedded broker the job

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/scheduler"
 	"github.com/dpsbatch/dpsbatch/state"
 )
@@ -122,7 +123,7 @@ func (b *budget) short() string {
 	if left >= b.margin+visit {
 		return ""
 	}
-	return fmt.Sprintf("time limit near: %s left before %s, less than one visit (%s, %s) and the %s margin",
+	return fmt.Sprintf(rundir.TimeLimitNear+": %s left before %s, less than one visit (%s, %s) and the %s margin",
 		max(left, 0).Round(time.Second), b.end.Format(time.RFC3339), visit.Round(time.Millisecond), from, b.margin)
 }
 

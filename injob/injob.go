@@ -72,6 +72,13 @@ type InJob struct {
 	// visit starts and the stop file stops the run at once.
 	Deadline func(context.Context) (time.Time, error)
 
+	// Broker, when set, is the run's broker outside Slurm, which the
+	// caller serves and closes (RunLocal: the in-memory one its steps
+	// share), in place of the run's embedded broker or the site's; the
+	// caller then also follows the step's after rule (followAfter) itself,
+	// before any step starts.
+	Broker events.Broker
+
 	Logger *slog.Logger
 	Now    func() time.Time // nil: time.Now
 	// BusyTimeout is how long one write of the state file waits for a
@@ -130,17 +137,16 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.RunOptions) error {
 	}
 	// The broker first: while another job of the run ends, its broker
 	// keeps the store, and this job's waits for it before serving.
-	b, err := j.openBroker(set, p.Name)
+	b, url, err := j.runBroker(set, p.Name)
 	if err != nil {
 		return err
 	}
-	j.broker = b
 	host, _ := os.Hostname()
 	if err := j.claimRun(st, set, host, dr.Stop); err != nil {
 		return err
 	}
 	// After the claim, which forgets an earlier start's broker.
-	if err := st.SetJobBroker(j.JobID, b.URL); err != nil && !errors.Is(err, state.ErrNotFound) {
+	if err := st.SetJobBroker(j.JobID, url); err != nil && !errors.Is(err, state.ErrNotFound) {
 		return err
 	}
 	if err := j.interruptDead(st); err != nil {
@@ -164,7 +170,7 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.RunOptions) error {
 	if set.Listen && !listen {
 		j.log().Info("the run's input was closed by an earlier job: no more trigger events are awaited", "why", run.InputClosedWhy)
 	}
-	j.log().Info("job started", "job", j.JobID, "visits", len(feed), "listen", listen, "broker", b.URL,
+	j.log().Info("job started", "job", j.JobID, "visits", len(feed), "listen", listen, "broker", url,
 		"state", j.StatePath, "journal", st.JournalMode())
 	jb := &jobBroker{Broker: b, st: st, job: j.JobID, start: j.Restart, trigger: p.Trigger.Topic, selects: p.Trigger.Selects,
 		feed: feed, listen: listen, log: j.log(), now: j.Now}
@@ -173,7 +179,7 @@ func (j *InJob) Hook(p *harness.Policy, dr *harness.RunOptions) error {
 		announce(jb, dr.RunID, p.Name, state, j.JobID, j.Restart, props, j.log())
 	}
 	j.announce("started", nil)
-	if listen && len(set.After) > 0 {
+	if listen && len(set.After) > 0 && j.Broker == nil {
 		j.stopAfter = followAfter(jb, p, dr.RunID, set.After, j.JobID, j.Restart, j.log())
 	}
 	dr.Broker = jb
@@ -365,6 +371,20 @@ func (j *InJob) triggered(topic string) (map[string]harness.Visit, error) {
 		}
 	}
 	return out, nil
+}
+
+// runBroker is the run's broker and where it listens ("" for one this
+// process serves itself): Broker when set, else openBroker's.
+func (j *InJob) runBroker(set rundir.Settings, pipeline string) (events.Broker, string, error) {
+	if j.Broker != nil {
+		return j.Broker, "", nil
+	}
+	b, err := j.openBroker(set, pipeline)
+	if err != nil {
+		return nil, "", err
+	}
+	j.broker = b
+	return b, b.URL, nil
 }
 
 // openBroker connects to the run's broker: the embedded one the job

@@ -5,110 +5,160 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"sync"
 
+	"github.com/dpsbatch/dpsbatch/capture"
 	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/harness"
-	"github.com/dpsbatch/dpsbatch/input"
 	"github.com/dpsbatch/dpsbatch/rundir"
+	"github.com/dpsbatch/dpsbatch/state"
 )
 
-// LocalOptions is a run on this machine (dpsbatch local): no Slurm, no
-// state file, an in-memory broker.
+// LocalOptions is a run on this machine (dpsbatch local): no Slurm, an
+// in-memory broker, the run's state files kept as a batch job keeps them.
 type LocalOptions struct {
-	RunID       string
-	RunDir      string // each step runs in RunDir/Step.Dir
+	// Job is the job ID the run's use case recorded for this attempt
+	// (rundir.LocalJob): every step's rank 0 runs as it.
+	Job         string
 	Logger      *slog.Logger
 	Stop        <-chan struct{} // closed: every step stops at its next visit boundary
 	StopSignals *harness.StopSignals
-	FreezeDry   []string // stages captured at entry (each step's that it has)
 }
 
 // LocalResult is how one step of a local run went.
 type LocalResult struct {
-	Step    input.Step
+	Name    string           // the production's name for the step; "" in a run of one policy
+	Policy  *harness.Policy  // the step's policy, under its name in the run
 	Dir     string           // where it ran
 	Summary *harness.Summary // nil when it did not start
 	Err     error
 }
 
-// localJob is the job ID of a Pipeline outside Slurm: a local run's, and
-// `dpsbatch run --state` by hand.
+// localJob is the job ID of a Pipeline outside Slurm that no use case
+// recorded: `dpsbatch run --state` by hand.
 const localJob = "local"
 
-// RunLocal runs every step of in at once, as goroutines of this process
-// sharing one in-memory broker, as a batch job runs them as its steps: a
-// step feeds its visits as trigger events; one that listens then reads
-// trigger events from the broker (another step's event stages) until its
-// input closes, which happens once the steps it runs after have ended
-// (closeAfter, as in a job). A step that listens and runs after no other
-// waits for topics from outside the run: only a stop ends it. It returns
-// a result per step, in in's order, and their errors joined.
-func RunLocal(ctx context.Context, in *input.Input, o LocalOptions) ([]LocalResult, error) {
+// localStep is a step of a local run, read from the run directory.
+type localStep struct {
+	LocalResult
+	set       rundir.Settings
+	freezeDry []string // the stages captured at entry (capture.ReadStages)
+}
+
+// RunLocal runs every step of the run in dir at once, as goroutines of
+// this process sharing one in-memory broker, as a batch job runs them as
+// its steps: each step's rank 0 is an InJob over the step's state file,
+// as job o.Job, so that it runs the visits still to run (pending,
+// interrupted), records their progress and its events, and records how
+// it ended. A step that listens then reads trigger events from the broker
+// (another step's event stages) until its input closes, which happens
+// once the steps it runs after have ended (closeAfter, as in a job). A
+// step that listens and runs after no other waits for topics from outside
+// the run: only a stop ends it. It returns a result per step, in the
+// run's order, and their errors joined.
+func RunLocal(ctx context.Context, dir string, o LocalOptions) ([]LocalResult, error) {
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := in.CheckFreezeDry(o.FreezeDry); err != nil {
+	l := rundir.Layout{Dir: dir}
+	run, set, err := rundir.ReadSettings(l)
+	if err != nil {
 		return nil, err
+	}
+	steps, err := localSteps(l, set)
+	if err != nil {
+		return nil, err
+	}
+	if !rundir.StepIn(l, set) { // the run's own state file records the job's start, as ServeBroker does
+		if err := withJob(l, func(st *state.Store) error { return startJob(st, o.Job, 0) }); err != nil {
+			return nil, err
+		}
 	}
 	mem := events.NewMemory()
 	defer mem.Close()
-	res := make([]LocalResult, len(in.Steps))
-	var stops []func()
-	for i, st := range in.Steps {
-		st.Policy.Name = st.PipelineName() // a step runs under its entry's name
-		res[i] = LocalResult{Step: st, Dir: filepath.Join(o.RunDir, st.Dir)}
-		if st.Listen && len(st.After) > 0 {
-			stops = append(stops, followAfter(mem, st.Policy, o.RunID, st.After, localJob, 0, log.With("pipeline", st.Name)))
-		}
-	}
-	defer func() {
-		for _, stop := range stops {
-			stop()
-		}
-	}()
+	defer followAfters(mem, steps, run.ID, o.Job, log)()
 	var wg sync.WaitGroup
-	for i := range res {
+	for i := range steps {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := &res[i]
-			stepLog := log
-			if r.Step.Name != "" {
-				stepLog = log.With("pipeline", r.Step.Name)
-			}
-			r.Summary, r.Err = runLocalStep(ctx, mem, r.Step, r.Dir, o, stepLog)
-			announce(mem, o.RunID, r.Step.Policy.Name, "ended", localJob, 0, nil, log)
+			runLocalStep(ctx, mem, &steps[i], run.ID, o, log)
 		}()
 	}
 	wg.Wait()
+	res := make([]LocalResult, len(steps))
 	var errs []error
-	for _, r := range res {
-		if r.Err != nil {
-			errs = append(errs, fmt.Errorf("pipeline %s: %w", r.Step.Policy.Name, r.Err))
+	for i, s := range steps {
+		res[i] = s.LocalResult
+		if s.Err != nil {
+			errs = append(errs, fmt.Errorf("pipeline %s: %w", s.Policy.Name, s.Err))
 		}
 	}
 	return res, errors.Join(errs...)
 }
 
-// runLocalStep runs one step on b: a step that does not listen has its
-// visits and then a no-more-data published by the harness; one that
-// listens has its visits fed here, its input left open.
-func runLocalStep(ctx context.Context, b events.Broker, st input.Step, dir string, o LocalOptions, log *slog.Logger) (*harness.Summary, error) {
-	if st.Listen {
-		for _, v := range st.Visits {
-			if err := b.Publish(ctx, v.Event(st.Policy.Trigger.Topic, o.RunID)); err != nil {
-				return nil, err
-			}
+// localSteps reads the steps of the run in l, whose settings are set:
+// each one's settings, its policy copy (checked unchanged since the run
+// was created, under its name in the run) and the stages it freeze-dries.
+func localSteps(l rundir.Layout, set rundir.Settings) ([]localStep, error) {
+	var out []localStep
+	for _, d := range rundir.StepDirs(l, set) {
+		run, ss, err := rundir.ReadSettings(d.Layout)
+		if err != nil {
+			return nil, err
+		}
+		lo := rundir.RunCopy(run, ss)
+		lo.Name = d.Name
+		p, err := harness.Load(d.Layout.Policy(), lo)
+		if err != nil {
+			return nil, err
+		}
+		freeze, err := capture.ReadStages(d.Layout.Dir)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, localStep{LocalResult: LocalResult{Name: d.Name, Policy: p, Dir: d.Layout.Dir}, set: ss, freezeDry: freeze})
+	}
+	return out, nil
+}
+
+// followAfters starts the after rule of every step that listens and runs
+// after others (followAfter), all before any step starts, so that no end
+// is missed; the returned function stops them.
+func followAfters(b events.Broker, steps []localStep, runID, job string, log *slog.Logger) (stop func()) {
+	var stops []func()
+	for _, s := range steps {
+		if s.set.Listen && len(s.set.After) > 0 {
+			stops = append(stops, followAfter(b, s.Policy, runID, s.set.After, job, 0, log.With("pipeline", s.Name)))
 		}
 	}
-	if err := os.MkdirAll(dir, rundir.DirMode); err != nil {
-		return nil, fmt.Errorf("injob: run directory: %w", err)
+	return func() {
+		for _, stop := range stops {
+			stop()
+		}
 	}
-	return harness.Run(ctx, harness.RunOptions{Ranks: harness.CommLocal, Policy: st.Policy, Visits: st.Visits, RunID: o.RunID,
-		RunDir: dir, Slices: st.Slices, SlicesFrom: st.SlicesFrom, Logger: log, Broker: b, Feed: st.Listen, Stop: o.Stop,
-		StopSignals: o.StopSignals, FreezeDry: st.FreezeDry(o.FreezeDry)})
+}
+
+// runLocalStep runs step s on b with an InJob as its rank 0, which feeds
+// its visits still to run and records them in its state file, and
+// records how it ended; s keeps its summary and error. Its end is
+// announced on b in any case, for the steps that run after it.
+func runLocalStep(ctx context.Context, b events.Broker, s *localStep, runID string, o LocalOptions, log *slog.Logger) {
+	if s.Name != "" {
+		log = log.With("pipeline", s.Name)
+	}
+	j := &InJob{StatePath: rundir.Layout{Dir: s.Dir}.State(), JobID: o.Job, Broker: b, Logger: log}
+	slices, from := s.set.AskedSlices()
+	s.Summary, s.Err = harness.Run(ctx, harness.RunOptions{Ranks: harness.CommLocal, Policy: s.Policy, RunID: runID,
+		RunDir: s.Dir, Slices: slices, SlicesFrom: from, Logger: log, Rank0: j.Hook, Stop: o.Stop, StopSignals: o.StopSignals,
+		FreezeDry: s.freezeDry})
+	j.Summarize(s.Summary)
+	announced := j.announce != nil
+	if err := j.End(s.Summary, s.Err); err != nil {
+		s.Err = errors.Join(s.Err, fmt.Errorf("injob: recording the end in the state file: %w", err))
+	}
+	if !announced {
+		announce(b, runID, s.Policy.Name, "ended", o.Job, 0, nil, log)
+	}
 }

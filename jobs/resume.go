@@ -24,12 +24,30 @@ type ResumeOptions struct {
 	MaxAttempts int
 	AutoResume  int
 	DryRun      bool
+	// Refresh takes a new copy of the files of the pipeline's folder the
+	// policy names under {pipelinedir} before the new job (a dry run
+	// copies nothing).
+	Refresh bool
 	// WaitLock is how long to wait while another command holds the
 	// run's lock (0: DefaultLockWait); then Resume fails with
 	// ErrRunLocked naming the holder.
 	WaitLock time.Duration
-	Out      io.Writer
-	Now      func() time.Time
+	// Change is what the next job asks for instead of the run's request
+	// (checked against the partition's limits first: bad input changes
+	// nothing); it is recorded as the run's request once submitted.
+	Change RequestChange
+	// Grow turns growth on (the site's scheduler.grow): instead of
+	// chained follow-ons, each job submits the next itself at its end,
+	// up to AutoResume of them, each with more time or memory when the
+	// job before ran short; this one too, when the run's last job did.
+	Grow bool
+	// Auto is `resume --auto`, which a job of a run with growth on runs
+	// at its end: Job is that job, not counted live. It submits nothing
+	// when the run's jobs may submit no more (growth is off, or spent).
+	Auto bool
+	Job  string
+	Out  io.Writer
+	Now  func() time.Time
 
 	lock *runLock // held from the first look at the run to the last submission
 }
@@ -40,6 +58,13 @@ type ResumeResult struct {
 	Retried   int      `json:"retried"`             // failed or interrupted visits made pending again
 	Exhausted []string `json:"exhausted,omitempty"` // visits at --max-attempts, left as they are
 	Complete  bool     `json:"complete,omitempty"`  // nothing left to run: nothing submitted
+	// Grown says why the job asks for more than the one before.
+	Grown string `json:"grown,omitempty"`
+	// Skipped says why resume --auto submitted nothing.
+	Skipped string `json:"skipped,omitempty"`
+	// Refreshed lists the folders the pipeline files were copied from
+	// again (Refresh).
+	Refreshed []string `json:"refreshed,omitempty"`
 }
 
 // Resume submits a new job (and AutoResume follow-ons) for the run's
@@ -81,46 +106,91 @@ func Resume(ctx context.Context, o ResumeOptions) (*ResumeResult, error) {
 	if err := notAPart(l, set); err != nil {
 		return nil, err
 	}
+	if skip, err := checkGrowth(o, set); err != nil {
+		return nil, err
+	} else if skip != "" {
+		return &ResumeResult{Submitted: Submitted{Run: run.Name, Dir: o.Dir}, Skipped: skip}, nil
+	}
+	// Planned first: bad input (a change over the partition's limits)
+	// changes nothing.
+	rj, planned, err := planResume(o, l, run, set)
+	if err != nil {
+		return nil, err
+	}
 	if !o.DryRun {
 		if err := settleSubmissions(ctx, o.Backend, l, rundir.Records(l, set)); err != nil {
 			return nil, err
 		}
 	}
-	rs, err := statusOnceEnded(ctx, o.Backend, o.Dir, endingWait)
+	wait := endingWait
+	if o.Auto {
+		wait = 0 // the ending job is the one asking
+	}
+	rs, err := statusOnceEnded(ctx, o.Backend, o.Dir, wait)
 	if err != nil {
 		return nil, err
 	}
-	if rs[0].Live {
-		var live []string
-		for _, j := range rs[0].Jobs {
-			if j.Live {
-				live = append(live, j.ID+" "+strings.ToLower(j.State))
-			}
-		}
+	if live := liveJobs(rs[0], o.Job); len(live) > 0 {
 		return nil, fmt.Errorf("%w: run %s: job %s (dpsbatch cancel %s, or wait for it)", ErrRunLive, rs[0].Run, strings.Join(live, ", "), rs[0].Run)
 	}
 	if !o.DryRun {
 		RecordUsage(ctx, o.Backend, rs)
 	}
+	var refreshed []string
+	if o.Refresh && !o.DryRun {
+		if refreshed, err = refreshPipelineFiles(l, set, now()); err != nil {
+			return nil, err
+		}
+		if rj, planned, err = planResume(o, l, run, set); err != nil { // the files as copied again
+			return nil, err
+		}
+	}
+	if rj, planned, err = growth(o, l, run, set, rs[0], rj, planned); err != nil {
+		return nil, err
+	}
+	if o.Grow || o.Auto {
+		o.AutoResume = 0 // each job submits the next
+	}
+	res, err := resumeJob(ctx, o, rj, planned, now)
+	if res != nil {
+		res.Refreshed = refreshed
+	}
+	return res, err
+}
+
+// planResume plans the run's next job as the run's request, changed by
+// o.Change, asks: its steps and their allocation, and the request.
+func planResume(o ResumeOptions, l rundir.Layout, run state.Run, set rundir.Settings) (runJob, *RunPlan, error) {
+	if err := o.Change.check(l, set); err != nil {
+		return runJob{}, nil, err
+	}
 	steps, err := runSteps(l, set)
 	if err != nil {
-		return nil, err
+		return runJob{}, nil, err
+	}
+	req := o.Change.apply(set.Request)
+	if o.Change.Slices > 0 { // one step, in the run directory (check)
+		steps[0].asked = req.Slices
 	}
 	loaded, err := loadSteps(steps)
 	if err != nil {
-		return nil, err
+		return runJob{}, nil, err
+	}
+	factors, err := growFactors(o.Site, loaded, o.Grow || o.Auto)
+	if err != nil {
+		return runJob{}, nil, err
 	}
 	if err := checkLauncher(o.Site, l.ProductionCopy(), len(steps)); err != nil {
-		return nil, err
+		return runJob{}, nil, err
 	}
-	planned, err := planSteps(o.Site, run.Name, l.ProductionCopy(), loaded, set.Request)
+	planned, err := planSteps(o.Site, run.Name, l.ProductionCopy(), loaded, req)
 	if err != nil {
-		return nil, err
+		return runJob{}, nil, o.Change.explain(err)
 	}
 	for i := range steps {
 		steps[i].tasks = planned.Steps[i].Tasks
 	}
-	return resumeJob(ctx, o, runJob{name: run.Name, set: set, plan: planned.Plan, steps: steps}, planned, now)
+	return runJob{name: run.Name, set: set, request: req, factors: factors, plan: planned.Plan, steps: steps}, planned, nil
 }
 
 // resumeJob readies the state file of each step of rj for a new job, and
@@ -142,7 +212,7 @@ func resumeJob(ctx context.Context, o ResumeOptions, rj runJob, planned *RunPlan
 		return nil, err
 	}
 	res := &ResumeResult{Submitted: Submitted{Run: rj.name, Dir: o.Dir, Attempt: attempt, Plan: rj.plan,
-		Script: l.Script(attempt), State: l.State(), DryRun: o.DryRun}}
+		Script: l.Script(attempt), State: l.State(), DryRun: o.DryRun}, Grown: rj.grown}
 	open := false // some listening step's input is still open
 	for _, part := range rj.steps {
 		r, err := resumePipeline(part.l, o.MaxAttempts, o.DryRun)
@@ -175,6 +245,9 @@ func resumeJob(ctx context.Context, o ResumeOptions, rj runJob, planned *RunPlan
 		return nil, err
 	}
 	if err := writeScripts(l, scripts, attempt); err != nil {
+		return nil, err
+	}
+	if err := recordSettings(l, rj); err != nil {
 		return nil, err
 	}
 	if err := submitChain(ctx, o.Backend, o.lock, l, rundir.Records(l, rj.set), scripts, attempt, now, &res.Submitted); err != nil {

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dpsbatch/dpsbatch/harness"
+	"github.com/dpsbatch/dpsbatch/internal/conf"
 	"github.com/dpsbatch/dpsbatch/internal/enum"
 	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/scheduler"
@@ -36,6 +37,9 @@ type JobStatus struct {
 	// Died says the job ended without rank 0 recording how: killed, out
 	// of memory, a node failure, or cancelled before it started.
 	Died bool `json:"died,omitempty"`
+	// KilledForMemory, for a job that died, is slurmstepd's line in the
+	// job's log saying it killed a step of the job for memory.
+	KilledForMemory string `json:"killedForMemory,omitempty"`
 	// Broker is where the job's broker listens (relay commands use it).
 	Broker string `json:"broker,omitempty"`
 	// Heartbeat is the Pipeline's last heartbeat, with the visit then in
@@ -59,20 +63,22 @@ type JobStatus struct {
 
 // RunStatus is a run's progress.
 type RunStatus struct {
-	Run       string                   `json:"run"`
-	Dir       string                   `json:"runDir"`
-	Pipeline  string                   `json:"pipeline"`
-	Partition string                   `json:"partition"`
-	Created   time.Time                `json:"created"`
-	Visits    int                      `json:"visits"`
-	Counts    map[state.VisitState]int `json:"counts"`
-	Jobs      []JobStatus              `json:"jobs"`
-	Live      bool                     `json:"live"` // a job of the run is pending or running
-	Outcome   Outcome                  `json:"outcome"`
-	Rate      float64                  `json:"visitsPerSecond,omitempty"` // done visits per second of the run so far
-	ETA       time.Duration            `json:"eta,omitempty"`
-	Journal   string                   `json:"journal"` // the state file's journal mode and why
-	FS        string                   `json:"fileSystem"`
+	Run       string `json:"run"`
+	Dir       string `json:"runDir"`
+	Pipeline  string `json:"pipeline"`
+	Partition string `json:"partition"`
+	// Request is what the run's next job asks for (resume may change it).
+	Request RunRequest               `json:"request"`
+	Created time.Time                `json:"created"`
+	Visits  int                      `json:"visits"`
+	Counts  map[state.VisitState]int `json:"counts"`
+	Jobs    []JobStatus              `json:"jobs"`
+	Live    bool                     `json:"live"` // a job of the run is pending or running
+	Outcome Outcome                  `json:"outcome"`
+	Rate    float64                  `json:"visitsPerSecond,omitempty"` // done visits per second of the run so far
+	ETA     time.Duration            `json:"eta,omitempty"`
+	Journal string                   `json:"journal"` // the state file's journal mode and why
+	FS      string                   `json:"fileSystem"`
 	// Listen: the run reads trigger events after its visit list, until
 	// a no-more-data closes its input (InputClosed, with why).
 	Listen         bool          `json:"listen,omitempty"`
@@ -203,7 +209,9 @@ func readRuns(dirs []string, listing bool) (out []RunStatus, jobs []string, err 
 			return nil, nil, err
 		}
 		for _, j := range rs.Jobs {
-			jobs = append(jobs, j.ID)
+			if !rundir.IsLocalJob(j.ID) { // a local run's: the state file alone knows
+				jobs = append(jobs, j.ID)
+			}
 		}
 		out = append(out, rs)
 	}
@@ -310,6 +318,10 @@ func readRun(dir string) (RunStatus, error) {
 		return RunStatus{}, err
 	}
 	rs.Listen, rs.memPerSlice = set.Listen, set.Request.MemPerSliceMB
+	rs.Request = runRequest(set)
+	if set.Request.Partition != "" {
+		rs.Partition = set.Request.Partition
+	}
 	if set.Heartbeat > 0 {
 		rs.Heartbeat = set.Heartbeat
 	}
@@ -443,6 +455,8 @@ func settle(rs *RunStatus, known map[string]scheduler.Job) {
 					j.Ended = k.Ended
 				}
 			}
+		} else if rundir.IsLocalJob(j.ID) && localLive(rs, *j) {
+			j.State, j.Live = "RUNNING", true
 		}
 		// Ended in Slurm's eyes, yet rank 0 recorded no end.
 		j.Died = !j.Live && j.Source != "state" && j.Recorded != "" && !recordedEnd(j.Recorded)
@@ -455,6 +469,9 @@ func settle(rs *RunStatus, known map[string]scheduler.Job) {
 				j.Died = j.Died || pj.Died
 			}
 		}
+		if j.Died {
+			j.KilledForMemory = killedForMemory(rundir.Layout{Dir: rs.Dir}.SlurmLog(j.ID), j.ID)
+		}
 		if j.Live {
 			rs.Live = true
 		}
@@ -465,10 +482,13 @@ func settle(rs *RunStatus, known map[string]scheduler.Job) {
 		rs.DiskFull = fullDisk(rs.Dir)
 	}
 	c := rs.Counts
+	// Decided by the state files (finalInState): Slurm still ending a job
+	// that recorded its end changes nothing.
+	decided := finalInState(*rs)
 	switch {
-	case rs.Live && anyRunning(rs.Jobs):
+	case rs.Live && !decided && anyRunning(rs.Jobs):
 		rs.Outcome = OutcomeRunning
-	case rs.Live:
+	case rs.Live && !decided:
 		rs.Outcome = OutcomePending
 	case c[state.Done] == rs.Visits:
 		rs.Outcome = OutcomeDone
@@ -531,6 +551,25 @@ func showDeadRunning(rs *RunStatus, asked bool) {
 			rs.own[state.Interrupted] += n
 		}
 	}
+}
+
+// localLive reports whether local job j of rs (dpsbatch local) still
+// runs: it started and recorded no end, and a rank 0 of it holds the
+// rank-0 lock of rs's own step, or of one of its steps apart (settled
+// first). Its process holds the lock until it ends, however it ends.
+func localLive(rs *RunStatus, j JobStatus) bool {
+	if recordedEnd(j.Recorded) || j.Started.IsZero() {
+		return false
+	}
+	if rs.rank0 {
+		return !rundir.Rank0Gone(rundir.Layout{Dir: rs.Dir})
+	}
+	for _, ps := range rs.Pipelines {
+		if pj := jobByID(ps.Jobs, j.ID); pj != nil && pj.Live {
+			return true
+		}
+	}
+	return false
 }
 
 // anyDied reports whether a job of the run, or of one of its pipelines,
@@ -619,6 +658,9 @@ func Cancel(ctx context.Context, b scheduler.Backend, dir string) ([]string, err
 		j := rs[0].Jobs[i]
 		if !j.Live {
 			continue
+		}
+		if rundir.IsLocalJob(j.ID) {
+			return done, fmt.Errorf("%w: run %s runs on this machine (dpsbatch local, job %s): stop it there (Ctrl-C)", conf.ErrInvalid, rs[0].Run, j.ID)
 		}
 		if err := b.Cancel(ctx, j.ID, ""); err != nil {
 			return done, err

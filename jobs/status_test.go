@@ -48,7 +48,12 @@ func TestStatusSettle(t *testing.T) {
 		{name: "running", visits: []state.VisitState{state.Done, state.Running},
 			slurm:   func(f *fakeBackend) { f.set("1001", "RUNNING") },
 			outcome: "running", live: true, jobState: "RUNNING", source: "squeue"},
+		// The state file decides the outcome: Slurm still ending the job
+		// (live) changes nothing of it.
 		{name: "completing after rank 0 recorded its end", visits: all(4, state.Done), recorded: "COMPLETED",
+			slurm:   func(f *fakeBackend) { f.set("1001", "COMPLETING") },
+			outcome: "done", live: true, jobState: "COMPLETING", source: "squeue"},
+		{name: "completing after rank 0 recorded its end, visits left", visits: all(3, state.Done), recorded: "STOPPED",
 			slurm:   func(f *fakeBackend) { f.set("1001", "COMPLETING") },
 			outcome: "running", live: true, jobState: "COMPLETING", source: "squeue"},
 		{name: "completed", visits: all(4, state.Done), recorded: "COMPLETED",

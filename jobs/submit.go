@@ -47,6 +47,10 @@ type SubmitOptions struct {
 	// AutoResume chains that many follow-on jobs, each starting when the
 	// one before ends (afterany), to run what it left unfinished.
 	AutoResume int
+	// Grow turns growth on (the site's scheduler.grow): instead of the
+	// chain, each job submits the next itself at its end (at most
+	// AutoResume in all), with more time or memory when it ran short.
+	Grow bool
 	// Binary is the dpsbatch executable the job runs on every node;
 	// "" is this one (os.Executable).
 	Binary string
@@ -116,18 +120,31 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, err := growFactors(o.Site, in.Steps, o.Grow); err != nil {
+		return nil, err
+	}
 	name, bin, l, err := newRun(o, in.Name, now)
 	if err != nil {
 		return nil, err
 	}
-	rj := newRunJob(o, in, planned, name, bin, l)
+	base := rundir.Settings{Binary: bin, SiteFile: o.Site.Path, Request: o.Request, Broker: rundir.BrokerOf(o.Site),
+		Heartbeat: o.Heartbeat}
+	if o.Grow {
+		base.AutoGrow = o.AutoResume
+	}
+	rj := newRunJob(base, in, planned, name, l)
+	rj.hold = o.Hold
 	tmpl, err := loadTemplate(o.Site)
 	if err != nil {
 		return nil, err
 	}
 	sub := &Submitted{Run: name, Dir: l.Dir, Attempt: 1, Visits: in.Visits(), Plan: planned.Plan,
 		Script: l.Script(1), State: l.State(), DryRun: o.DryRun, Steps: rj.stepPlans(), Note: in.Note}
-	scripts, err := renderChain(tmpl, o.Site, l, rj, 1, o.AutoResume)
+	follow := o.AutoResume
+	if o.Grow {
+		follow = 0 // each job submits the next
+	}
+	scripts, err := renderChain(tmpl, o.Site, l, rj, 1, follow)
 	if err != nil {
 		return nil, err
 	}
@@ -155,17 +172,16 @@ func Submit(ctx context.Context, o SubmitOptions) (*Submitted, error) {
 }
 
 // newRunJob is what the scripts of new run name in l are rendered from:
-// the run's settings and each step's. A step in the run directory shares
-// the run's settings (one state file); a step in a folder of its own has
-// its own, pointing at the run, and the run's list it.
-func newRunJob(o SubmitOptions, in *input.Input, planned *RunPlan, name, bin string, l rundir.Layout) runJob {
-	base := rundir.Settings{Binary: bin, SiteFile: o.Site.Path, Request: o.Request, Broker: rundir.BrokerOf(o.Site),
-		Heartbeat: o.Heartbeat}
-	rj := runJob{name: name, plan: planned.Plan, set: base, hold: o.Hold}
+// the run's settings (base, with the input's own) and each step's. A step
+// in the run directory shares the run's settings (one state file); a step
+// in a folder of its own has its own, pointing at the run, and the run's
+// list it.
+func newRunJob(base rundir.Settings, in *input.Input, planned *RunPlan, name string, l rundir.Layout) runJob {
+	rj := runJob{name: name, plan: planned.Plan, set: base}
 	for i, st := range in.Steps {
 		sl := rundir.Layout{Dir: filepath.Join(l.Dir, st.Dir)}
 		ss := base
-		ss.PipelineDir, ss.Listen, ss.After = st.Policy.Dir, st.Listen, st.After
+		ss.PipelineDir, ss.PipelineFrom, ss.Listen, ss.After = sl.PipelineFiles(), st.Policy.Dir, st.Listen, st.After
 		if st.VisitsPath != "" {
 			ss.Visits = filepath.Base(sl.Visits(visitsExt(st.VisitsPath)))
 		}
@@ -202,6 +218,10 @@ func fillRun(tl, l rundir.Layout, in *input.Input, rj runJob, siteFile string, c
 		if err := populate(sl, st.PolicyPath, st.VisitsPath, rs.set.Visits); err != nil {
 			return err
 		}
+		if err := copyPipelineFiles(st.Policy, sl.PipelineFiles()); err != nil {
+			return err
+		}
+		rs.set.PipelineCopied = created
 		js, err := rundir.EncodeSettings(rs.set)
 		if err != nil {
 			return err
@@ -323,6 +343,10 @@ func checkCommon(o SubmitOptions) error {
 	if o.AutoResume < 0 {
 		return fmt.Errorf("%w: --auto-resume must be 0 or more, got %d", conf.ErrInvalid, o.AutoResume)
 	}
+	if o.Grow {
+		_, err := checkGrowth(ResumeOptions{Grow: true, AutoResume: o.AutoResume}, rundir.Settings{})
+		return err
+	}
 	return nil
 }
 
@@ -386,11 +410,18 @@ func populate(l rundir.Layout, policy, visits, copy string) error {
 // runJob is what the scripts of a run's attempts are rendered from: its
 // steps and their allocation.
 type runJob struct {
-	name  string          // the run's name, also its run ID
-	set   rundir.Settings // the run's settings (its state file's)
-	plan  scheduler.Plan
-	steps []runStep // in the run's order
-	hold  bool      // submit the first job held (submit --hold)
+	name string          // the run's name, also its run ID
+	set  rundir.Settings // the run's settings (its state file's)
+	// factors are what the run grows by (growFactors).
+	factors site.Grow
+	// request is what the job asks for: set.Request, or what resume
+	// changed it to (recorded before the job is submitted); grown says
+	// why it grew ("" when it did not).
+	request rundir.Request
+	grown   string
+	plan    scheduler.Plan
+	steps   []runStep // in the run's order
+	hold    bool      // submit the first job held (submit --hold)
 }
 
 // stepPlans is each named step's share of the allocation, for the
@@ -455,6 +486,7 @@ func jobFor(s *site.Site, l rundir.Layout, rj runJob, attempt int) templates.Job
 	if rj.hold && attempt == 1 {
 		j.Extra = append(j.Extra, "--hold")
 	}
+	j.After = autoResume(rj.set, l)
 	if plan.Time > 0 {
 		// Only the batch shell hears the warning (B:), and passes it on
 		// through the stop file: Slurm would otherwise signal every
@@ -467,6 +499,20 @@ func jobFor(s *site.Site, l rundir.Layout, rj runJob, attempt int) templates.Job
 		j.StopFile = l.StopFile(attempt)
 	}
 	return j
+}
+
+// autoResume is the command a job of a run with growth on runs at its
+// end to submit the next (nil when growth is off or spent): resume --auto
+// of the run, with its site file.
+func autoResume(set rundir.Settings, l rundir.Layout) []string {
+	if set.AutoGrow < 1 {
+		return nil
+	}
+	a := []string{set.Binary, "resume", "--auto"}
+	if set.SiteFile != "" {
+		a = append(a, "--site", set.SiteFile)
+	}
+	return append(a, l.Dir)
 }
 
 // launch is a step's command line: the site's launcher starting `dpsbatch

@@ -36,6 +36,11 @@ func (l Layout) State() string { return filepath.Join(l.Dir, StateFile) }
 
 func (l Layout) Policy() string { return filepath.Join(l.Dir, PolicyFile) }
 
+// PipelineFiles is the copy of the files of the policy's folder that the
+// policy names under {pipelinedir} (harness.Policy.PipelineFiles), which
+// {pipelinedir} names in the run's jobs.
+func (l Layout) PipelineFiles() string { return filepath.Join(l.Dir, "pipeline-files") }
+
 // Visits is the copy of the visit list; ext keeps the original's format
 // (".csv", ".jsonl").
 func (l Layout) Visits(ext string) string { return filepath.Join(l.Dir, "visits"+ext) }

@@ -35,12 +35,18 @@ var ErrNewerSettings = errors.New("run settings have a newer version")
 type Settings struct {
 	// Version is the shape of the settings: settingsVersion when written
 	// by encodeSettings, and after decodeSettings.
-	Version     int     `json:"version"`
-	Visits      string  `json:"visits"` // the copy's file name in the run directory
-	PipelineDir string  `json:"pipelineDir"`
-	Binary      string  `json:"binary"`
-	SiteFile    string  `json:"siteFile,omitempty"`
-	Request     Request `json:"request"`
+	Version int    `json:"version"`
+	Visits  string `json:"visits"` // the copy's file name in the run directory
+	// PipelineDir is what {pipelinedir} names in the run's jobs: the copy
+	// of the files the policy names there (Layout.PipelineFiles), taken
+	// from PipelineFrom at PipelineCopied; for a run submitted before
+	// runs kept a copy, the policy's folder itself (PipelineFrom "").
+	PipelineDir    string    `json:"pipelineDir"`
+	PipelineFrom   string    `json:"pipelineFrom,omitempty"`
+	PipelineCopied time.Time `json:"pipelineCopied,omitzero"`
+	Binary         string    `json:"binary"`
+	SiteFile       string    `json:"siteFile,omitempty"`
+	Request        Request   `json:"request"`
 	// Broker: the site's broker when the run was submitted.
 	Broker BrokerSettings `json:"broker,omitzero"`
 	// Listen: after its visit list, the run reads trigger events from
@@ -63,7 +69,20 @@ type Settings struct {
 	// SlicesFrom, for a step in a folder of its own, names who asked for
 	// Request.Slices: its production entry, or its policy.
 	SlicesFrom string `json:"slicesFrom,omitempty"`
+	// AutoGrow, for a run with growth on (submit or resume --grow
+	// --auto-resume N), is how many more jobs the run's jobs may submit
+	// themselves, each at its end (`dpsbatch resume --auto`), with more
+	// time or memory when it ran short; 0: growth off.
+	AutoGrow int `json:"autoGrow,omitempty"`
+	// Grown says why the request last grew ("" when it never did).
+	Grown string `json:"grown,omitempty"`
 }
+
+// TimeLimitNear begins the reason a job records when it stopped because
+// its time limit was near (Slurm's warning through the stop file, or too
+// little time left for another visit): resume tells from it that the job
+// ran out of time. The job script's warning trap writes it too.
+const TimeLimitNear = "time limit near"
 
 // RunDir is the directory of the RunDir whose step, in step, has these
 // settings: the step's own for a step in the RunDir directory.

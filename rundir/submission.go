@@ -24,3 +24,18 @@ func TokenOf(jobName string) string {
 	}
 	return jobName[i+1:]
 }
+
+// LocalJob is the job ID of a run's attempt on this machine (dpsbatch
+// local): the use case records it as submit records a Slurm job, and its
+// steps' rank 0 run as it.
+func LocalJob(attempt int) string { return fmt.Sprintf("%s-%d", localJobPrefix, attempt) }
+
+// localJobPrefix begins the ID of every job outside Slurm: "local" alone
+// is that of `dpsbatch run --state` by hand.
+const localJobPrefix = "local"
+
+// IsLocalJob reports whether job id ran outside Slurm (LocalJob, or
+// "local"): Slurm is never asked about it.
+func IsLocalJob(id string) bool {
+	return id == localJobPrefix || strings.HasPrefix(id, localJobPrefix+"-")
+}

@@ -9,11 +9,12 @@
 # as root) is in account physics only.
 # Nodes n3 and n4 carry two simulated GPUs each (GRES gpu:2, device files
 # /dev/fakegpu0 and /dev/fakegpu1, clones of /dev/null).
-# JobAcctGatherParams=OverMemoryKill is set, but it kills nothing yet: with
-# SelectTypeParameters=CR_CPU memory is not a consumable resource, so Slurm
-# gives no step a memory limit (a step of --mem-per-cpu=100M ran at 420 MB
-# RSS). Enforcing memory needs CR_CPU_Memory with a DefMemPerCPU, which
-# changes every job's scheduling: a restart to agree on first.
+# Memory is enforced: memory is a consumable resource (CR_CPU_Memory), a
+# job that asks for none gets DefMemPerCPU=500 MB per CPU (4 CPUs x 500 MB
+# = RealMemory 2000, so packing by CPUs is unchanged), and
+# JobAcctGatherParams=OverMemoryKill kills a step whose tasks on a node use
+# more than it was given, at the next sample (every 5 s). The tests' jobs
+# use at most about 130 MB per CPU (sacct MaxRSS).
 #
 #   scripts/cluster.sh install     apt-get install what the cluster and the tests need (skipped when installed)
 #   scripts/cluster.sh start       install if needed, start every missing daemon, wait for 4 idle nodes
@@ -321,7 +322,8 @@ CredType=cred/munge
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
+SelectTypeParameters=CR_CPU_Memory
+DefMemPerCPU=500
 MpiDefault=none
 StateSaveLocation=$STATE_DIR
 SlurmdSpoolDir=$SPOOL_DIR/%n
@@ -330,8 +332,8 @@ SlurmdPidFile=$RUN_DIR/slurmd-%n.pid
 SlurmctldLogFile=$LOG_DIR/slurmctld.log
 SlurmdLogFile=$LOG_DIR/slurmd-%n.log
 JobAcctGatherType=jobacct_gather/linux
-# A step that uses more memory than it asked for is killed at the next
-# sample (every 5 s); a step that asked for none has no limit.
+# A step that uses more memory than it was given (what it asked for, else
+# DefMemPerCPU) is killed at the next sample (every 5 s).
 JobAcctGatherParams=OverMemoryKill
 JobAcctGatherFrequency=task=5
 AccountingStorageType=accounting_storage/slurmdbd

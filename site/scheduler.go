@@ -34,7 +34,21 @@ type Scheduler struct {
 	// reason that passes (slurmctld busy or restarting); 0 for the
 	// backend's default, negative for none (retry_wait: 0s).
 	RetryWait time.Duration
+	// Grow is how much more a run with growth on asks for after a job
+	// that ran short (scheduler.grow); zero factors grow nothing.
+	Grow Grow
 }
+
+// Grow holds the factors by which a job's successor asks for more: Time
+// for a job that ran out of time, Memory (per slice) for one whose steps
+// were killed for memory. Each is more than 1, or 0 for no growth; the
+// partition's limits cap what they give.
+type Grow struct {
+	Time, Memory float64
+}
+
+// On reports whether the site grows anything.
+func (g Grow) On() bool { return g.Time > 0 || g.Memory > 0 }
 
 // scheduler decodes the scheduler section.
 func (r *reader) scheduler(n *yaml.Node, path string) {
@@ -70,6 +84,9 @@ func (r *reader) scheduler(n *yaml.Node, path string) {
 		}},
 		"user":       {Decode: func(n *yaml.Node, path string) { s.User = r.word(n, path) }},
 		"retry_wait": {Decode: func(n *yaml.Node, path string) { s.RetryWait = r.retryWait(n, path) }},
+		"grow": {Decode: func(n *yaml.Node, path string) {
+			s.Grow.Time, s.Grow.Memory = d.Growth(n, path)
+		}},
 	})
 	if !ok {
 		return

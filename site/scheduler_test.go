@@ -54,3 +54,29 @@ func TestSchedulerSection(t *testing.T) {
 		}
 	}
 }
+
+// scheduler.grow gives the factors a run with growth on grows by: each
+// above 1, a number, under a known key.
+func TestSchedulerGrow(t *testing.T) {
+	s, err := site.Parse("/etc/site.yaml", []byte(schedulerSite("scheduler:\n  grow: {time: 2, memory: 1.5}\n")))
+	if err != nil || s.Scheduler.Grow != (site.Grow{Time: 2, Memory: 1.5}) || !s.Scheduler.Grow.On() {
+		t.Fatalf("grow: %+v, %v; want time 2, memory 1.5", s.Scheduler.Grow, err)
+	}
+	s, err = site.Parse("/etc/site.yaml", []byte(schedulerSite("scheduler:\n  grow: {memory: 3}\n")))
+	if err != nil || s.Scheduler.Grow != (site.Grow{Memory: 3}) {
+		t.Errorf("memory alone: %+v, %v", s.Scheduler.Grow, err)
+	}
+	for _, tc := range []struct{ section, want string }{
+		{"scheduler:\n  grow: {time: 1}\n", "site.yaml:7: scheduler.grow.time: expected a factor above 1 and at most 100, such as 2 or 1.5, got 1"},
+		{"scheduler:\n  grow: {memory: 0.5}\n", "site.yaml:7: scheduler.grow.memory: expected a factor above 1"},
+		{"scheduler:\n  grow: {time: 1000}\n", "site.yaml:7: scheduler.grow.time: expected a factor above 1 and at most 100"},
+		{"scheduler:\n  grow: {time: twice}\n", `site.yaml:7: scheduler.grow.time: expected a number, got "twice"`},
+		{"scheduler:\n  grow:\n    mem: 2\n", "site.yaml:8: scheduler.grow.mem: unknown key"},
+		{"scheduler:\n  grow: 2\n", "site.yaml:7: scheduler.grow: expected a mapping"},
+	} {
+		_, err := site.Parse("site.yaml", []byte(schedulerSite(tc.section)))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v\nwant %s", tc.section, err, tc.want)
+		}
+	}
+}

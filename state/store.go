@@ -147,6 +147,20 @@ func Create(path string, r Run) (st *Store, err error) {
 // the front end while no job is live, else the job's Pipeline.
 func Open(path string) (*Store, error) { return OpenWith(path, Options{}) }
 
+// With opens the state file at path for writing (Open), runs f on it and
+// closes it: f's error, else the close's.
+func With(path string, f func(*Store) error) error {
+	st, err := Open(path)
+	if err != nil {
+		return err
+	}
+	err = f(st)
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 // OpenWith is Open with options: the job's Pipeline opens the file
 // persistent (Options.Persist).
 func OpenWith(path string, o Options) (*Store, error) {

@@ -119,6 +119,15 @@ type Job struct {
 	// after 30 seconds). It is stopped however the script ends, on
 	// SIGTERM or SIGINT too.
 	Broker []string
+	// After, optional, is a command the batch shell runs once the launch
+	// or the steps have ended and the broker has stopped, however they
+	// ended (but not when the shell itself is killed or cancelled), with
+	// the job's Slurm variables (SLURM_*, SBATCH_*, SRUN_*, SALLOC_*;
+	// but a token, SLURM_JWT) removed from its environment and the job's ID in
+	// DPSBATCH_ENDING_JOB: with growth on, `dpsbatch resume --auto`,
+	// which submits the run's next job. Its status does not change the
+	// script's.
+	After []string
 	// Attempt counts the run's jobs: 1 for the first submission, then one
 	// more at each resume. It appears in the script's log line.
 	Attempt int
@@ -245,6 +254,7 @@ func (t *Template) Render(w io.Writer, j Job) error {
 		name, what string
 		set        bool
 	}{{"Steps", "several concurrent steps", len(j.Steps) > 0}, {"Broker", "a broker", len(j.Broker) > 0},
+		{"After", "its command after the steps", len(j.After) > 0},
 		{"GPUsPerTask", "on GPUs", j.GPUsPerTask > 0}} {
 		if f.set && !t.uses[f.name] {
 			return &FieldError{Field: f.name, Msg: fmt.Sprintf("the template %s never uses .%s, so its script would not run %s: start a site template from the default one (templates/sbatch.tmpl)",
@@ -330,6 +340,9 @@ func check(j *Job) error {
 	}
 	if len(j.Broker) > 0 && j.Broker[0] == "" {
 		return bad("Broker", "the command is empty (leave Broker out for no broker)")
+	}
+	if len(j.After) > 0 && j.After[0] == "" {
+		return bad("After", "the command is empty (leave After out for none)")
 	}
 	if strings.ContainsRune(j.Output, '\\') {
 		return bad("Output", "%q holds a backslash: Slurm then expands none of its %%-patterns and drops every backslash, so the log cannot be written there", j.Output)

@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dpsbatch/dpsbatch/capture"
+	"github.com/dpsbatch/dpsbatch/internal/slurmtime"
 	"github.com/dpsbatch/dpsbatch/jobs"
 	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/scheduler"
@@ -134,7 +135,12 @@ func printStatus(w io.Writer, rs jobs.RunStatus) {
 	if len(rs.Pipelines) > 0 {
 		what = fmt.Sprintf("production %s of %d pipelines", rs.Pipeline, len(rs.Pipelines))
 	}
-	fmt.Fprintf(w, "run %s (%s, partition %s): %s\n", rs.Run, what, rs.Partition, rs.Outcome)
+	where := "partition " + rs.Partition
+	if rs.Partition == "" {
+		where = "on this machine" // a local run's: no allocation
+	}
+	fmt.Fprintf(w, "run %s (%s, %s): %s\n", rs.Run, what, where, rs.Outcome)
+	printRequest(w, rs.Request)
 	fmt.Fprintf(w, "  visits: %s\n", visitCounts(rs))
 	for _, ps := range rs.Pipelines {
 		fmt.Fprintf(w, "  pipeline %s: %s", ps.Pipeline, visitCounts(ps))
@@ -178,6 +184,8 @@ func printStatus(w io.Writer, rs jobs.RunStatus) {
 			fmt.Fprintf(w, ": %s", strings.TrimSuffix(j.Reason, "; "))
 		}
 		switch {
+		case j.KilledForMemory != "":
+			fmt.Fprintf(w, " — killed for memory (%s)", j.KilledForMemory)
 		case j.Died && rs.DiskFull != nil:
 			fmt.Fprintf(w, " — ended without recording why, and the run directory's file system is full (%s free of %s): out of disk space?",
 				bytesText(rs.DiskFull.Free), bytesText(rs.DiskFull.Size))
@@ -291,6 +299,30 @@ func visitCounts(rs jobs.RunStatus) string {
 }
 
 var stdout io.Writer = os.Stdout
+
+// printRequest writes what the run's next job asks for, when it asks for
+// more than the defaults.
+func printRequest(w io.Writer, r jobs.RunRequest) {
+	var asks []string
+	if r.Slices > 0 {
+		asks = append(asks, plural(r.Slices, "slice"))
+	}
+	if r.MemPerSliceMB > 0 {
+		asks = append(asks, fmt.Sprintf("%dM per slice", r.MemPerSliceMB))
+	}
+	if r.Time > 0 {
+		asks = append(asks, "time "+slurmtime.Format(r.Time))
+	}
+	if len(asks) > 0 {
+		fmt.Fprintf(w, "  request: %s\n", strings.Join(asks, ", "))
+	}
+	if r.GrowLeft > 0 {
+		fmt.Fprintf(w, "  growth on: its jobs may submit %s more, each at its end\n", plural(r.GrowLeft, "job"))
+	}
+	if r.Grown != "" {
+		fmt.Fprintf(w, "  grown: %s\n", r.Grown)
+	}
+}
 
 // printCaptureLimit says so when the run's (or a step's) captures
 // reached their size limit: later failures have none.

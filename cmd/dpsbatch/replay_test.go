@@ -70,8 +70,9 @@ func TestLocalCapturesAndReplay(t *testing.T) {
 	if err != nil || !strings.Contains(out, "succeeded; put on the clipboard") || !strings.Contains(out, "  mean: ") {
 		t.Fatalf("replay of an entry capture: %v\n%s", err, out)
 	}
-	// Elsewhere: the pipeline's folder (its program and data) is gone.
-	if err := os.Rename(filepath.Join(ex, "pipeline"), filepath.Join(dir, "moved")); err != nil {
+	// Elsewhere: the run's copy of the pipeline's folder (its program and
+	// data) is gone.
+	if err := os.Rename(filepath.Join(g, "pipeline-files"), filepath.Join(dir, "moved")); err != nil {
 		t.Fatal(err)
 	}
 	out, err = run(t, "replay", "--rest", entry)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -33,21 +34,38 @@ func request(c *cli.Context) (rundir.Request, error) {
 	if r.Strategy != scheduler.Pack && r.Strategy != scheduler.Spread {
 		return r, badInput("--strategy: expected pack or spread, got %q", r.Strategy)
 	}
-	if m := c.String("mem-per-slice"); m != "" {
-		mb, err := parseMemMB(m)
-		if err != nil {
-			return r, badInput("--mem-per-slice: %v", err)
-		}
-		r.MemPerSliceMB = mb
+	var err error
+	if r.MemPerSliceMB, err = memFlag(c); err != nil {
+		return r, err
 	}
-	if t := c.String("time"); t != "" {
-		d, err := slurmtime.Parse(t)
-		if err != nil || d == 0 {
-			return r, badInput("--time: %s", errOr(err, "a limit is needed, not infinite"))
-		}
-		r.Time = d
+	r.Time, err = timeFlag(c)
+	return r, err
+}
+
+// memFlag reads --mem-per-slice in megabytes (0 when not given).
+func memFlag(c *cli.Context) (int, error) {
+	m := c.String("mem-per-slice")
+	if m == "" {
+		return 0, nil
 	}
-	return r, nil
+	mb, err := parseMemMB(m)
+	if err != nil {
+		return 0, badInput("--mem-per-slice: %v", err)
+	}
+	return mb, nil
+}
+
+// timeFlag reads --time (0 when not given).
+func timeFlag(c *cli.Context) (time.Duration, error) {
+	t := c.String("time")
+	if t == "" {
+		return 0, nil
+	}
+	d, err := slurmtime.Parse(t)
+	if err != nil || d == 0 {
+		return 0, badInput("--time: %s", errOr(err, "a limit is needed, not infinite"))
+	}
+	return d, nil
 }
 
 func errOr(err error, msg string) string {
@@ -74,6 +92,10 @@ func submitCommand() *cli.Command {
 			"with --listen the run reads trigger events (dpsbatch event send, or another pipeline) after its\n" +
 			"visit list — which may then be left out — until `dpsbatch finish RUN`. The Pipeline publishes\n" +
 			"a heartbeat every --heartbeat; status flags a running job that has missed three.\n\n" +
+			"With --grow (on a site whose scheduler.grow sets factors) the --auto-resume N jobs are not\n" +
+			"chained in advance: each job submits the next at its end (dpsbatch resume --auto), asking for more\n" +
+			"time when it ran out of time, or more memory per slice when its steps were killed for memory,\n" +
+			"up to the partition's limits; status says why the request grew.\n\n" +
 			"A production file (top-level key production; see the README) lists several pipelines, each\n" +
 			"with its policy, visits and slices: they run as concurrent srun steps of ONE job, sized for\n" +
 			"all of them, and share the run's broker, so that one pipeline's event stage triggers the\n" +
@@ -90,6 +112,7 @@ func submitCommand() *cli.Command {
 			&cli.DurationFlag{Name: "heartbeat", Value: rundir.DefaultHeartbeat, Usage: "how often the Pipeline says it is alive (at least 100ms)"},
 			&cli.StringFlag{Name: "name", Usage: "run name (default: PIPELINE-DATE-TIME); letters, digits, . _ -"},
 			&cli.IntFlag{Name: "auto-resume", Usage: "follow-on jobs to chain after the first (afterany)"},
+			growFlag(),
 			&cli.StringFlag{Name: "binary", Usage: "dpsbatch executable the job runs on the nodes (default: this one)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and the job script; create and submit nothing"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
@@ -123,7 +146,7 @@ func submitCommand() *cli.Command {
 			}
 			sub, err := jobs.Submit(c.Context, jobs.SubmitOptions{Site: s, Backend: b, Policy: c.Args().First(),
 				Visits: c.String("visits"), Listen: c.Bool("listen"), Heartbeat: c.Duration("heartbeat"), Hold: c.Bool("hold"),
-				Name: c.String("name"), Request: r, AutoResume: c.Int("auto-resume"),
+				Name: c.String("name"), Request: r, AutoResume: c.Int("auto-resume"), Grow: c.Bool("grow"),
 				Binary: c.String("binary"), DryRun: c.Bool("dry-run"), Out: dryRunOut(c), FreezeDry: c.StringSlice("freeze-dry")})
 			if err != nil {
 				return err
@@ -137,6 +160,11 @@ func submitCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// growFlag is --grow of submit and resume.
+func growFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "grow", Usage: "with --auto-resume N: each job submits the next at its end, with more time or memory when it ran short (the site's scheduler.grow)"}
 }
 
 // dryRunOut is where a dry run prints its plan and scripts: stdout, or

@@ -286,6 +286,31 @@ func (d *Decoder) Float(n *yaml.Node, path string) float64 {
 	return v
 }
 
+// MaxGrowth bounds a growth factor (Growth): a bigger one is a typo.
+const MaxGrowth = 100
+
+// Growth decodes a grow section, {time: F, memory: F}: the factors by
+// which a batch job's successor asks for more time, or more memory, after
+// the job ran short of it. Each is a number above 1 and at most
+// MaxGrowth; 0 when not given (or wrong, with an error).
+func (d *Decoder) Growth(n *yaml.Node, path string) (time, memory float64) {
+	factor := func(v *float64) Field {
+		return Field{Decode: func(n *yaml.Node, path string) {
+			before := len(d.Errs)
+			f := d.Float(n, path)
+			switch {
+			case len(d.Errs) > before:
+			case f <= 1 || f > MaxGrowth:
+				d.Errorf(n, path, "expected a factor above 1 and at most %d, such as 2 or 1.5, got %v", MaxGrowth, f)
+			default:
+				*v = f
+			}
+		}}
+	}
+	d.Map(n, path, map[string]Field{"time": factor(&time), "memory": factor(&memory)})
+	return time, memory
+}
+
 // Bool decodes true or false.
 func (d *Decoder) Bool(n *yaml.Node, path string) bool {
 	n = deref(n)
