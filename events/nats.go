@@ -572,7 +572,7 @@ func (s *natsSub) take(m jetstream.Msg) (Event, bool) {
 		s.drop(m, seq, err)
 		return Event{}, false
 	}
-	m.Ack()
+	s.ack(m)
 	if e.RunID != s.runID {
 		s.mu.Lock()
 		s.skipped++
@@ -581,6 +581,22 @@ func (s *natsSub) take(m jetstream.Msg) (Event, bool) {
 	}
 	return e, true
 }
+
+// ack acknowledges m and waits for the server to confirm it, so an event
+// Next returned is never among those a consumer holds unacknowledged
+// (restartConsumer hands those out again). Without a confirmation the
+// server hands m out again after AckWait; this process passes over it
+// (lastSeq).
+func (s *natsSub) ack(m jetstream.Msg) {
+	ctx, cancel := context.WithTimeout(context.Background(), ackConfirmWait)
+	defer cancel()
+	if err := m.DoubleAck(ctx); err != nil {
+		s.n.log.Debug("events: an acknowledgement was not confirmed", "topic", s.topic, "err", s.n.redact(err))
+	}
+}
+
+// ackConfirmWait is how long ack waits for the server's confirmation.
+const ackConfirmWait = 5 * time.Second
 
 // drop counts and logs a message that is not an event, and tells the
 // server never to deliver it again.
