@@ -130,7 +130,7 @@ type Broker interface {
 	// subscribed are delivered too; how far back depends on the broker:
 	// Memory gives the backlog to the first subscription of the run,
 	// NATS gives every subscription every event the stream still holds
-	// (a durable one, those its predecessor did not receive).
+	// (a durable one, those its predecessor did not return from Next).
 	Subscribe(ctx context.Context, topic, runID string) (Subscription, error)
 	// Close ends every subscription; later calls fail with ErrClosed.
 	Close() error

@@ -425,17 +425,49 @@ type natsSub struct {
 // ensureConsumer looks the consumer up, or creates it: from the start of
 // the subject, or after the last event this subscription returned when it
 // is created again (an ephemeral consumer does not survive a restart of
-// the server, nor a long idle time).
+// the server, nor a long idle time). A consumer that has handed out
+// events nobody acknowledged is created again from the first of them
+// (restartConsumer).
 func (s *natsSub) ensureConsumer(ctx context.Context) error {
 	n := s.n
 	c, err := n.js.Consumer(ctx, n.stream, s.name)
-	if err == nil {
+	switch {
+	case err == nil && c.CachedInfo().NumAckPending == 0:
 		s.cons = c
 		return nil
+	case err == nil:
+		err = s.restartConsumer(ctx, c.CachedInfo())
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		err = s.createConsumer(ctx, s.lastSeq+1)
 	}
-	if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	if err != nil {
 		return n.redact(fmt.Errorf("events: subscribe to %q: %w", s.topic, err))
 	}
+	return nil
+}
+
+// restartConsumer replaces a consumer whose handed-out events wait for an
+// acknowledgement that will not come: Next acknowledges what it takes at
+// once, so those were handed to a pull that no Next took them from (one
+// left outstanding by a Next whose wait was cut short, in this process or
+// in the predecessor of a durable subscription, which stopped). The
+// server would hand them out again only after AckWait, behind the events
+// published since; the new consumer starts at the first of them instead.
+// One subscription at a time uses a consumer (Subscribe), so none is
+// still on its way to a live subscriber.
+func (s *natsSub) restartConsumer(ctx context.Context, old *jetstream.ConsumerInfo) error {
+	s.n.log.Info("events: handing out again what a pull that nobody read received", "topic", s.topic, "run", s.runID,
+		"events", old.NumAckPending)
+	if err := s.n.js.DeleteConsumer(ctx, s.n.stream, s.name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return err
+	}
+	return s.createConsumer(ctx, max(old.AckFloor.Stream, s.lastSeq)+1)
+}
+
+// createConsumer creates the consumer, delivering from the stream
+// sequence start on (1: from the start of the subject).
+func (s *natsSub) createConsumer(ctx context.Context, start uint64) error {
+	n := s.n
 	cfg := jetstream.ConsumerConfig{
 		Name:          s.name,
 		FilterSubject: s.subject,
@@ -444,9 +476,9 @@ func (s *natsSub) ensureConsumer(ctx context.Context) error {
 		AckWait:       n.ackWait,
 		MaxAckPending: 1000,
 	}
-	if s.lastSeq > 0 {
+	if start > 1 {
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = s.lastSeq + 1
+		cfg.OptStartSeq = start
 	}
 	if s.durable {
 		cfg.Durable = s.name
@@ -455,9 +487,9 @@ func (s *natsSub) ensureConsumer(ctx context.Context) error {
 	} else {
 		cfg.InactiveThreshold = time.Hour
 	}
-	c, err = n.js.CreateOrUpdateConsumer(ctx, n.stream, cfg)
+	c, err := n.js.CreateOrUpdateConsumer(ctx, n.stream, cfg)
 	if err != nil {
-		return n.redact(fmt.Errorf("events: subscribe to %q: %w", s.topic, err))
+		return err
 	}
 	s.cons = c
 	return nil
@@ -540,7 +572,7 @@ func (s *natsSub) take(m jetstream.Msg) (Event, bool) {
 		s.drop(m, seq, err)
 		return Event{}, false
 	}
-	m.Ack()
+	s.ack(m)
 	if e.RunID != s.runID {
 		s.mu.Lock()
 		s.skipped++
@@ -549,6 +581,22 @@ func (s *natsSub) take(m jetstream.Msg) (Event, bool) {
 	}
 	return e, true
 }
+
+// ack acknowledges m and waits for the server to confirm it, so an event
+// Next returned is never among those a consumer holds unacknowledged
+// (restartConsumer hands those out again). Without a confirmation the
+// server hands m out again after AckWait; this process passes over it
+// (lastSeq).
+func (s *natsSub) ack(m jetstream.Msg) {
+	ctx, cancel := context.WithTimeout(context.Background(), ackConfirmWait)
+	defer cancel()
+	if err := m.DoubleAck(ctx); err != nil {
+		s.n.log.Debug("events: an acknowledgement was not confirmed", "topic", s.topic, "err", s.n.redact(err))
+	}
+}
+
+// ackConfirmWait is how long ack waits for the server's confirmation.
+const ackConfirmWait = 5 * time.Second
 
 // drop counts and logs a message that is not an event, and tells the
 // server never to deliver it again.

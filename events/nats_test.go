@@ -77,6 +77,42 @@ func TestNATSDurableSubscriber(t *testing.T) {
 	}
 }
 
+// An event the server hands to a subscription's pull after its Next was
+// cancelled (a pipeline stopped while it waited for a trigger), and which
+// the subscription therefore never returned nor acknowledged, is the
+// first the next subscription of the same subscriber receives: it does
+// not wait out AckWait behind the events published after it.
+func TestNATSDurableSubscriberGetsWhatAStoppedWaitMissed(t *testing.T) {
+	srv := natstest.StartServer(t, "")
+	url := []string{srv.URL()}
+	producer := natstest.Dial(t, srv.URL())
+	const ackWait = time.Minute // longer than the test: no redelivery helps
+	first := natstest.DialConfig(t, events.NATSConfig{URLs: url, Subscriber: "pipeline", AckWait: ackWait})
+	s := subscribe(t, first, "visits", "r1")
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	if e, err := s.Next(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Next = %+v, %v; want the wait cut short", e, err)
+	}
+	cancel()
+	publish(t, producer, ev("r1", "v1")) // into the pull the cut wait left
+	time.Sleep(500 * time.Millisecond)
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	publish(t, producer, ev("r1", "v2"))
+	again := natstest.DialConfig(t, events.NATSConfig{URLs: url, Subscriber: "pipeline", AckWait: ackWait})
+	s = subscribe(t, again, "visits", "r1")
+	if got := visits(t, s, 2); !slices.Equal(got, []string{"v1", "v2"}) {
+		t.Errorf("the next subscription got %q, want v1 v2", got)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if e, err := s.Next(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Next = %+v, %v; want nothing more", e, err)
+	}
+}
+
 // A server started again on the same store directory has the events the
 // last one stored, and durable subscriptions where they were.
 func TestEmbeddedRestartKeepsEvents(t *testing.T) {

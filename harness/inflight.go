@@ -318,16 +318,79 @@ func (f *flight) release(visit string) {
 // wait for: a reader per topic (readTopic) files each under the visit it
 // names ("" for none) until a stage of that visit takes it (takeEvent).
 // It keeps at most maxEarly events; a visit's are forgotten at its end.
+// As with one visit in flight, a topic is read only while a stage waits
+// there (demand): what nobody waits for stays with the broker, for the
+// visit that will, in this job or the next one.
 type eventBox struct {
 	mu      sync.Mutex
 	kept    map[string]map[string][]events.Event // by topic, by visit; oldest first
 	n       int
 	arrived map[string]chan struct{} // by topic: closed when an event is filed there
 	failed  map[string]error         // by topic: why its reader stopped
+	demands map[string]*demand       // by topic
+}
+
+// demand is how many stages wait on a topic: on is closed when the first
+// starts waiting, off when the last stops; then both are made anew.
+type demand struct {
+	n       int
+	on, off chan struct{}
 }
 
 func newEventBox() *eventBox {
-	return &eventBox{kept: map[string]map[string][]events.Event{}, arrived: map[string]chan struct{}{}, failed: map[string]error{}}
+	return &eventBox{kept: map[string]map[string][]events.Event{}, arrived: map[string]chan struct{}{}, failed: map[string]error{},
+		demands: map[string]*demand{}}
+}
+
+// demand is topic's; the caller holds x.mu.
+func (x *eventBox) demand(topic string) *demand {
+	d := x.demands[topic]
+	if d == nil {
+		d = &demand{on: make(chan struct{}), off: make(chan struct{})}
+		x.demands[topic] = d
+	}
+	return d
+}
+
+// want tells topic's reader that a stage waits there, until done.
+func (x *eventBox) want(topic string) (done func()) {
+	x.mu.Lock()
+	d := x.demand(topic)
+	if d.n++; d.n == 1 {
+		close(d.on)
+	}
+	x.mu.Unlock()
+	return func() {
+		x.mu.Lock()
+		if d.n--; d.n == 0 {
+			close(d.off)
+			d.on, d.off = make(chan struct{}), make(chan struct{})
+		}
+		x.mu.Unlock()
+	}
+}
+
+// wanted waits until a stage waits on topic, and returns a context that
+// ends with ctx or once no stage waits there any more.
+func (x *eventBox) wanted(ctx context.Context, topic string) (context.Context, context.CancelFunc) {
+	x.mu.Lock()
+	d := x.demand(topic)
+	on, off := d.on, d.off
+	x.mu.Unlock()
+	wctx, cancel := context.WithCancel(ctx)
+	select {
+	case <-on:
+	case <-ctx.Done():
+		return wctx, cancel
+	}
+	go func() {
+		select {
+		case <-off:
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	return wctx, cancel
 }
 
 // readWaited starts a reader for each topic a stage waits for; stop ends
@@ -345,12 +408,22 @@ func (p *pipeline) readWaited(ctx context.Context) (stop func()) {
 	return func() { cancel(); wg.Wait() }
 }
 
-// readTopic is one topic's reader: it files each event of a kind stages
-// take (waitedKind: a shutdown event stops the run) until its
-// subscription ends, and then fails the waits on the topic.
+// readTopic is one topic's reader: while a stage waits on the topic
+// (wanted), it files each event of a kind stages take (waitedKind: a
+// shutdown event stops the run) until its subscription ends, and then
+// fails the waits on the topic.
 func (p *pipeline) readTopic(ctx context.Context, topic string, sub events.Subscription) {
 	for {
-		e, err := sub.Next(ctx)
+		wctx, cancel := p.fly.box.wanted(ctx, topic)
+		var e events.Event
+		err := wctx.Err() // a Subscription may hand out what it holds regardless
+		if err == nil {
+			e, err = sub.Next(wctx)
+		}
+		cancel()
+		if err != nil && wctx.Err() != nil && ctx.Err() == nil {
+			continue // no stage waits there any more
+		}
 		if err != nil {
 			p.fly.box.stop(topic, fmt.Errorf("waiting for topic %q: %w", topic, err))
 			return
@@ -409,6 +482,12 @@ func (x *eventBox) forget(visit string) {
 func (p *pipeline) takeEvent(ctx context.Context, w *waitSpec, visit string) (map[string]any, error) {
 	wctx, cancel := context.WithTimeout(ctx, w.Timeout)
 	defer cancel()
+	var unwanted func()
+	defer func() {
+		if unwanted != nil {
+			unwanted()
+		}
+	}()
 	for {
 		e, arrived, err := p.fly.box.pick(p, w, visit)
 		switch {
@@ -416,6 +495,9 @@ func (p *pipeline) takeEvent(ctx context.Context, w *waitSpec, visit string) (ma
 			return nil, err
 		case e != nil:
 			return e.Properties, nil
+		}
+		if unwanted == nil {
+			unwanted = p.fly.box.want(w.Topic)
 		}
 		select {
 		case <-arrived:

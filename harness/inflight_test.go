@@ -600,3 +600,86 @@ stages:
 		t.Errorf("%d visits started: the run went on after visit 2's end could not be recorded", sum.Visits)
 	}
 }
+
+// readLog is a broker that logs the visit of each event its
+// subscriptions to topic return: the events the Pipeline took from the
+// broker (a NATS broker acknowledges them, never to hand them out again).
+type readLog struct {
+	events.Broker
+	topic string
+	mu    sync.Mutex
+	read  []string
+}
+
+func (b *readLog) Subscribe(ctx context.Context, topic, runID string) (events.Subscription, error) {
+	sub, err := b.Broker.Subscribe(ctx, topic, runID)
+	if err != nil || topic != b.topic {
+		return sub, err
+	}
+	return &loggedSub{Subscription: sub, b: b}, nil
+}
+
+func (b *readLog) visits() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.read)
+}
+
+type loggedSub struct {
+	events.Subscription
+	b *readLog
+}
+
+func (s *loggedSub) Next(ctx context.Context) (events.Event, error) {
+	e, err := s.Subscription.Next(ctx)
+	if err == nil {
+		v, _ := e.Visit()
+		s.b.mu.Lock()
+		s.b.read = append(s.b.read, v)
+		s.b.mu.Unlock()
+	}
+	return e, err
+}
+
+// With visits in flight, as with one, a topic stages wait for is read
+// only while a stage waits there: an event for a visit that does not run
+// in this job (published while no stage waits: the visits in flight are
+// past their waits) stays with the broker, for the job that runs it,
+// instead of being taken into the Pipeline's box and lost at the run's
+// end.
+func TestInFlightLeavesUnwaitedEventsWithBroker(t *testing.T) {
+	policy := `pipeline: t
+slices: 2
+in_flight: 3
+mapper: {type: range, settings: {key: ccd, from: 1, to: 2}}
+events:
+  external: [ephem]
+stages:
+  - name: wait
+    type: test-record
+    settings: {keys: [ra]}
+    event: {topic: ephem, timeout: 20s, properties: [ra]}
+  - {name: last, type: test-sleep, settings: {for: 1s}}
+`
+	mem := events.NewMemory()
+	defer mem.Close()
+	b := &readLog{Broker: mem, topic: "ephem"}
+	published := make(chan error, 1)
+	go func() {
+		err := publishSpaced(mem, []int{1, 2}, 10*time.Millisecond)
+		if err == nil {
+			err = publishSpaced(mem, []int{3}, 400*time.Millisecond) // visits 1 and 2 in last
+		}
+		published <- err
+	}()
+	sum, end, err := runYAML(t, policy, visitIDs(2), func(lr *RunOptions) { lr.Broker = b })
+	if perr := <-published; perr != nil {
+		t.Fatal(perr)
+	}
+	if err != nil || sum.Done != 2 {
+		t.Fatalf("done %d of 2: %v (%v)", sum.Done, err, end.results)
+	}
+	if got := b.visits(); slices.Contains(got, "3") {
+		t.Errorf("the Pipeline read the events of visits %q from the broker; want visit 3's left there", got)
+	}
+}

@@ -235,7 +235,9 @@ package harness
 //     a Slice, Preprocess and Postprocess on the Pipeline). Every
 //     built-in stage declares it. Each call gets a Context of its own.
 //  6. Events a stage waits for are read by one goroutine per topic
-//     (pipeline.readTopic), which files each under the visit it names
+//     (pipeline.readTopic), only while a stage waits there, as with one
+//     visit in flight (what nobody waits for stays with the broker, for
+//     the job that runs its visit), which files each under the visit it names
 //     (at most maxEarly kept in all; a visit's are forgotten at its end);
 //     a stage takes its visit's oldest, else the oldest naming no visit,
 //     that its select and properties accept (pipeline.takeEvent).
