@@ -582,12 +582,18 @@ func (s *natsSub) take(m jetstream.Msg) (Event, bool) {
 	return e, true
 }
 
-// ack acknowledges m and waits for the server to confirm it, so an event
-// Next returned is never among those a consumer holds unacknowledged
-// (restartConsumer hands those out again). Without a confirmation the
-// server hands m out again after AckWait; this process passes over it
-// (lastSeq).
+// ack acknowledges m. A durable subscription waits for the server to
+// confirm it, so an event Next returned is never among those its consumer
+// holds unacknowledged when a successor takes the consumer over
+// (restartConsumer hands those out again); without a confirmation the
+// server hands m out again after AckWait, and this process passes over
+// it (lastSeq). An ephemeral consumer has no successor: its
+// acknowledgements are not waited for (a round trip per event).
 func (s *natsSub) ack(m jetstream.Msg) {
+	if !s.durable {
+		m.Ack()
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), ackConfirmWait)
 	defer cancel()
 	if err := m.DoubleAck(ctx); err != nil {
