@@ -39,10 +39,16 @@ trap 'rm -f "$log"' EXIT
 echo "test: go test -tags mpi -count=1 ${pkgs[*]}" >&2
 status=0
 go test -tags mpi -count=1 -timeout 20m -v "${pkgs[@]}" >"$log" 2>&1 || status=$?
-# The package lines and every failed test's output, not the whole log.
-awk '/^[[:space:]]*--- FAIL/ { f = 1 }
-	/^[[:space:]]*--- (PASS|SKIP)|^=== (RUN|CONT|PAUSE|NAME)/ { f = 0 }
-	f || /^(ok|FAIL|panic:)/ || /^[[:space:]]*--- SKIP/ { print }' "$log"
+# The package lines and every failed test's output, not the whole log:
+# what a test logged is kept (by test name, from its === RUN or CONT line
+# on) until its --- PASS drops it or its --- FAIL or SKIP prints it.
+awk '/^=== (RUN|CONT|NAME) / { cur = $3; next }
+	/^=== PAUSE / { next }
+	/^[[:space:]]*--- (FAIL|SKIP): / { printf "%s", buf[$3]; delete buf[$3]; f = 1; print; next }
+	/^[[:space:]]*--- PASS: / { delete buf[$3]; f = 0; next }
+	/^(ok|FAIL|panic:)/ { f = 0; print; next }
+	f { print; next }
+	cur != "" { buf[cur] = buf[cur] $0 "\n" }' "$log"
 pass=$(grep -cE '^\s*--- PASS' "$log" || true)
 fail=$(grep -cE '^\s*--- FAIL' "$log" || true)
 skip=$(grep -cE '^\s*--- SKIP' "$log" || true)

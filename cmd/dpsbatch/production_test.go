@@ -339,6 +339,9 @@ func TestBatchProductionChain(t *testing.T) {
 			t.Errorf("%s started at %v, detect ended at %v: want every pipeline started before detect ended", name, start, end)
 		}
 	}
+	// wait returns once the state files decide the run's outcome; the job
+	// script writes its steps' ends to the log as Slurm ends the job.
+	waitJobGone(t, job, time.Minute)
 	logText, err := os.ReadFile(filepath.Join(st.Dir, "logs", "slurm-"+job+".out"))
 	if err != nil {
 		t.Fatal(err)
