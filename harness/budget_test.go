@@ -58,20 +58,7 @@ func TestPolicyGPUsPerSlice(t *testing.T) {
 		{"gpus_per_slice: -1\n", 0, "pipeline.yaml:4: gpus_per_slice: must not be negative, got -1"},
 		{"gpus_per_slice: a100\n", 0, `pipeline.yaml:4: gpus_per_slice: expected an integer, got "a100"`},
 	} {
-		path := filepath.Join(dir, "pipeline.yaml")
-		text := testHead + tc.value + "stages:\n  - {name: r, type: test-record}\n"
-		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		p, err := Load(path, LoadOptions{})
-		switch {
-		case tc.err != "":
-			if err == nil || !strings.Contains(err.Error(), tc.err) || !errors.Is(err, ErrInvalid) {
-				t.Errorf("%q: %v; want an error containing %q", tc.value, err, tc.err)
-			}
-		case err != nil:
-			t.Errorf("%q: %v", tc.value, err)
-		case p.GPUsPerSlice != tc.want:
+		if p := loadWithKey(t, dir, tc.value, tc.err); p != nil && p.GPUsPerSlice != tc.want {
 			t.Errorf("%q: GPUsPerSlice %d, want %d", tc.value, p.GPUsPerSlice, tc.want)
 		}
 	}
@@ -89,21 +76,31 @@ func TestPolicyVisitTime(t *testing.T) {
 		{"visit_time: -5s\n", 0, "pipeline.yaml:4: visit_time: must not be negative"},
 		{"visit_time: soon\n", 0, `pipeline.yaml:4: visit_time: expected a duration such as 30s or 5m, got "soon"`},
 	} {
-		path := filepath.Join(dir, "pipeline.yaml")
-		text := testHead + tc.value + "stages:\n  - {name: r, type: test-record}\n"
-		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		p, err := Load(path, LoadOptions{})
-		switch {
-		case tc.err != "":
-			if err == nil || !strings.Contains(err.Error(), tc.err) || !errors.Is(err, ErrInvalid) {
-				t.Errorf("%q: %v; want an error containing %q", tc.value, err, tc.err)
-			}
-		case err != nil:
-			t.Errorf("%q: %v", tc.value, err)
-		case p.VisitTime != tc.want:
+		if p := loadWithKey(t, dir, tc.value, tc.err); p != nil && p.VisitTime != tc.want {
 			t.Errorf("%q: VisitTime %v; want %v", tc.value, p.VisitTime, tc.want)
 		}
 	}
+}
+
+// loadWithKey loads, from dir, testHead's policy with key (top-level YAML
+// lines) added. With wantErr it wants bad input saying that and returns
+// nil; else it wants the policy, and returns nil when it did not load.
+func loadWithKey(t *testing.T, dir, key, wantErr string) *Policy {
+	t.Helper()
+	path := filepath.Join(dir, "pipeline.yaml")
+	if err := os.WriteFile(path, []byte(testHead+key+"stages:\n  - {name: r, type: test-record}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Load(path, LoadOptions{})
+	switch {
+	case wantErr != "":
+		if err == nil || !strings.Contains(err.Error(), wantErr) || !errors.Is(err, ErrInvalid) {
+			t.Errorf("%q: %v; want an error containing %q", key, err, wantErr)
+		}
+		return nil
+	case err != nil:
+		t.Errorf("%q: %v", key, err)
+		return nil
+	}
+	return p
 }

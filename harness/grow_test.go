@@ -1,10 +1,6 @@
 package harness
 
 import (
-	"errors"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -22,20 +18,7 @@ func TestPolicyGrow(t *testing.T) {
 		{"grow: {memory: 1}\n", 0, 0, "pipeline.yaml:4: grow.memory: expected a factor above 1"},
 		{"grow: {ram: 2}\n", 0, 0, "pipeline.yaml:4: grow.ram: unknown key"},
 	} {
-		path := filepath.Join(dir, "pipeline.yaml")
-		text := testHead + tc.value + "stages:\n  - {name: r, type: test-record}\n"
-		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		p, err := Load(path, LoadOptions{})
-		switch {
-		case tc.err != "":
-			if err == nil || !strings.Contains(err.Error(), tc.err) || !errors.Is(err, ErrInvalid) {
-				t.Errorf("%q: %v; want an error containing %q", tc.value, err, tc.err)
-			}
-		case err != nil:
-			t.Errorf("%q: %v", tc.value, err)
-		case p.GrowTime != tc.time || p.GrowMemory != tc.memory:
+		if p := loadWithKey(t, dir, tc.value, tc.err); p != nil && (p.GrowTime != tc.time || p.GrowMemory != tc.memory) {
 			t.Errorf("%q: grow %v, %v; want %v, %v", tc.value, p.GrowTime, p.GrowMemory, tc.time, tc.memory)
 		}
 	}
