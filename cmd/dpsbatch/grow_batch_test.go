@@ -68,15 +68,7 @@ func TestBatchGrowsMemoryAfterKill(t *testing.T) {
 	asUser(0, "submit", policy, "--visits", vf, "--name", run, "--mem-per-slice", "200M", "--grow", "--auto-resume", "1")
 	e.cancelAtEnd(run)
 
-	deadline := time.Now().Add(4 * time.Minute)
-	var st growStatus
-	for {
-		st = growStatusOf(t, asUser(0, "status", "--json", run))
-		if st.Outcome == "done" || st.Outcome == "failed" || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(2 * time.Second)
-	}
+	st := growStatusUntilEnded(t, func() string { return asUser(0, "status", "--json", run) }, 4*time.Minute, 2*time.Second)
 	text := asUser(0, "status", run)
 	if st.Outcome != "done" || st.Counts["done"] != 1 || len(st.Jobs) != 2 {
 		t.Fatalf("run %s: %+v; want done by a second job\n%s", run, st, text)
@@ -146,15 +138,7 @@ func TestBatchGrowsTimeAfterStop(t *testing.T) {
 	asUser(0, "submit", policy, "--visits", vf, "--name", run, "--time", "2", "--grow", "--auto-resume", "2")
 	e.cancelAtEnd(run)
 
-	deadline := time.Now().Add(8 * time.Minute)
-	var st growStatus
-	for {
-		st = growStatusOf(t, asUser(0, "status", "--json", run))
-		if st.Outcome == "done" || st.Outcome == "failed" || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(3 * time.Second)
-	}
+	st := growStatusUntilEnded(t, func() string { return asUser(0, "status", "--json", run) }, 8*time.Minute, 3*time.Second)
 	text := asUser(0, "status", run)
 	if st.Outcome != "done" || st.Counts["done"] != 8 || len(st.Jobs) != 2 {
 		t.Fatalf("run %s: %+v; want done by a second job\n%s", run, st, text)
@@ -170,5 +154,20 @@ func TestBatchGrowsTimeAfterStop(t *testing.T) {
 	script, err := os.ReadFile(filepath.Join(e.root, run, "scripts", "attempt-2.sbatch"))
 	if err != nil || !strings.Contains(string(script), "--time=00:04:00") || !strings.Contains(string(script), "resume --auto") {
 		t.Errorf("attempt 2's script (%v): want 4 minutes, and a successor of its own when it runs short:\n%s", err, script)
+	}
+}
+
+// growStatusUntilEnded reads status (the run's status --json) every
+// pause until the run is done or failed, or within has passed, and
+// returns the last.
+func growStatusUntilEnded(t *testing.T, status func() string, within, pause time.Duration) growStatus {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		st := growStatusOf(t, status())
+		if st.Outcome == "done" || st.Outcome == "failed" || time.Now().After(deadline) {
+			return st
+		}
+		time.Sleep(pause)
 	}
 }
