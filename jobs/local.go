@@ -172,11 +172,8 @@ func resumeLocal(l rundir.Layout, lk *runLock, refresh bool) (*LocalRun, error) 
 	if err := migrateRun(l); err != nil {
 		return nil, err
 	}
-	run, set, err := rundir.ReadSettings(l)
+	run, set, err := readWholeRun(l)
 	if err != nil {
-		return nil, err
-	}
-	if err := notAPart(l, set); err != nil {
 		return nil, err
 	}
 	if local, err := RanLocally(l.Dir); err != nil || !local {

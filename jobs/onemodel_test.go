@@ -27,7 +27,7 @@ func TestOneRunModel(t *testing.T) {
 		"LoadProduction": nil,
 		"Production":     nil,                       // settings before they said PartOf
 		"Pipelines":      {"StepDirs", "newRunJob"}, // the settings' list of steps in folders of their own
-		"PartOf":         {"RunDir", "notAPart", "newRunJob"},
+		"PartOf":         {"RunDir", "readWholeRun", "newRunJob"},
 	}
 	var files []string
 	for _, dir := range []string{".", "../injob", "../rundir"} {

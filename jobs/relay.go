@@ -81,11 +81,8 @@ func Relay(ctx context.Context, o RelayOptions) (*Relayed, error) {
 		wait = 30 * time.Second
 	}
 	l := rundir.Layout{Dir: o.Dir}
-	run, set, err := rundir.ReadSettings(l)
+	run, set, err := readWholeRun(l)
 	if err != nil {
-		return nil, err
-	}
-	if err := notAPart(l, set); err != nil {
 		return nil, err
 	}
 	pipes, err := stepPolicies(l, set)

@@ -101,11 +101,8 @@ func Resume(ctx context.Context, o ResumeOptions) (*ResumeResult, error) {
 			return nil, err
 		}
 	}
-	run, set, err := rundir.ReadSettings(l)
+	run, set, err := readWholeRun(l)
 	if err != nil {
-		return nil, err
-	}
-	if err := notAPart(l, set); err != nil {
 		return nil, err
 	}
 	if skip, err := checkGrowth(o, set); err != nil {

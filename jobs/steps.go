@@ -113,12 +113,14 @@ func visitsExt(path string) string {
 	return ""
 }
 
-// notAPart refuses the directory of one step of a run where a command
-// (resume, the relay commands) takes the run as a whole.
-func notAPart(l rundir.Layout, set rundir.Settings) error {
-	if set.PartOf == "" {
-		return nil
+// readWholeRun reads the run in l and its settings for a command that
+// takes a run as a whole (resume, the relay commands), refusing the
+// directory of one step of a run.
+func readWholeRun(l rundir.Layout) (state.Run, rundir.Settings, error) {
+	run, set, err := rundir.ReadSettings(l)
+	if err == nil && set.PartOf != "" {
+		err = fmt.Errorf("%w: %s is one pipeline of the production run %s (%s): give the command that run",
+			conf.ErrInvalid, l.Dir, filepath.Base(set.PartOf), set.PartOf)
 	}
-	return fmt.Errorf("%w: %s is one pipeline of the production run %s (%s): give the command that run",
-		conf.ErrInvalid, l.Dir, filepath.Base(set.PartOf), set.PartOf)
+	return run, set, err
 }
