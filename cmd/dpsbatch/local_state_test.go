@@ -110,16 +110,7 @@ func localStatus(t *testing.T, dir string) jobs.RunStatus {
 // visitAttempts is how many times the run in dir started visit id.
 func visitAttempts(t *testing.T, dir, id string) int {
 	t.Helper()
-	st, err := state.OpenReadOnly(filepath.Join(dir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	vs, err := st.Visits("", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, v := range vs {
+	for _, v := range runVisits(t, dir) {
 		if v.ID == id {
 			return v.Attempts
 		}
