@@ -3,6 +3,7 @@ package jobs
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/dpsbatch/dpsbatch/rundir"
 	"github.com/dpsbatch/dpsbatch/state"
@@ -82,16 +83,18 @@ func inRun(l rundir.Layout, capture string) string {
 	return filepath.Join(l.Dir, capture)
 }
 
-// String is the failure as status --failures prints it: one line, and a
-// second naming its capture when it has one.
+// String is the failure as status --failures prints it: one line (more,
+// indented, when the error holds the end of a program's stderr), and one
+// naming its capture when it has one.
 func (f Failure) String() string {
 	what := "visit " + f.Visit
 	if f.Pipeline != "" {
 		what = f.Pipeline + " " + what
 	}
-	line := fmt.Sprintf("%s (attempt %d) stage %s, slice %d, data ID %s: %s", what, f.Attempt, f.Stage, f.Slice, f.DataID, f.Error)
+	err := strings.ReplaceAll(f.Error, "\n", "\n      ")
+	line := fmt.Sprintf("%s (attempt %d) stage %s, slice %d, data ID %s: %s", what, f.Attempt, f.Stage, f.Slice, f.DataID, err)
 	if f.Slice == 0 {
-		line = fmt.Sprintf("%s (attempt %d) failed: %s", what, f.Attempt, f.Error)
+		line = fmt.Sprintf("%s (attempt %d) failed: %s", what, f.Attempt, err)
 	}
 	if f.Capture != "" {
 		line += "\n      capture: " + f.Capture + "  (dpsbatch replay " + f.Capture + ")"
