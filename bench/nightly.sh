@@ -13,6 +13,8 @@
 # Measured per run from the files the pipelines write, by visit:
 #   throughput  association's visits per second, from the first of
 #               detect's outputs to the last of association's
+#   detect      detect's own visits per second (from its first output to
+#               its last): the most association can take
 #   lag growth  how much longer association's output of the last visit came
 #               after detect's output of it than for the first visit: about
 #               0 when association keeps up, growing with VISITS when not
@@ -77,11 +79,12 @@ one() {
 		line+=" $(stat -c '%.9Y' "$d/association/output/$v/"ccd{1,2}-associated.json | sort -n | tail -n 1)"
 	done
 	awk -v n="$VISITS" '{
-		first = $2; last = $(2 * n + 1)
-		for (i = 2; i <= 2 * n + 1; i += 2) if ($i < first) first = $i
+		first = $2; dlast = $2; last = $(2 * n + 1)
+		for (i = 2; i <= 2 * n + 1; i += 2) { if ($i < first) first = $i; if ($i > dlast) dlast = $i }
 		for (i = 3; i <= 2 * n + 1; i += 2) if ($i > last) last = $i
-		printf "%s %.4f %.3f\n", $1, n / (last - first), ($(2 * n + 1) - $(2 * n)) - ($3 - $2)
-	}' <<<"$line" | tee -a "$tmp/samples" | awk -v r="$2" '{ printf "  round %d in_flight %d: %.3f visits/s, lag grew %.2f s\n", r, $1, $2, $3 }' >&2
+		printf "%s %.4f %.3f %.4f\n", $1, n / (last - first), ($(2 * n + 1) - $(2 * n)) - ($3 - $2), (n - 1) / (dlast - first)
+	}' <<<"$line" | tee -a "$tmp/samples" |
+		awk -v r="$2" '{ printf "  round %d in_flight %d: %.3f visits/s (detect %.3f), lag grew %.2f s\n", r, $1, $2, $4, $3 }' >&2
 	rm -rf "$ex"
 }
 
@@ -97,24 +100,25 @@ for ((r = 1; r <= REPS; r++)); do
 done
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| in_flight | association, visits/s | lag growth over the night, s | throughput / in_flight ${ks[0]}'s |"
-echo "|---|---|---|---|"
+echo "| in_flight | association, visits/s | lag growth over the night, s | throughput / in_flight ${ks[0]}'s | detect, visits/s (the ceiling) |"
+echo "|---|---|---|---|---|"
 awk -v order="$KS" '
 	function med(a, k,    i, j, t) {
 		for (i = 2; i <= k; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
 		return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
 	}
-	{ c[$1]++; tp[$1, c[$1]] = $2; lg[$1, c[$1]] = $3 }
+	{ c[$1]++; tp[$1, c[$1]] = $2; lg[$1, c[$1]] = $3; dt[$1, c[$1]] = $4 }
 	END {
 		n = split(order, ks, " ")
 		for (i = 1; i <= n; i++) {
 			k = ks[i]
-			for (j = 1; j <= c[k]; j++) { a[j] = tp[k, j]; b[j] = lg[k, j] }
+			for (j = 1; j <= c[k]; j++) { a[j] = tp[k, j]; b[j] = lg[k, j]; d[j] = dt[k, j] }
 			mt[k] = med(a, c[k]); tlo[k] = a[1]; thi[k] = a[c[k]]
 			ml[k] = med(b, c[k]); llo[k] = b[1]; lhi[k] = b[c[k]]
+			md[k] = med(d, c[k]); dlo[k] = d[1]; dhi[k] = d[c[k]]
 		}
 		for (i = 1; i <= n; i++) {
 			k = ks[i]
-			printf "| %s | %.3f [%.3f-%.3f] | %.2f [%.2f-%.2f] | %.2fx |\n", k, mt[k], tlo[k], thi[k], ml[k], llo[k], lhi[k], mt[k] / mt[ks[1]]
+			printf "| %s | %.3f [%.3f-%.3f] | %.2f [%.2f-%.2f] | %.2fx | %.3f [%.3f-%.3f] |\n", k, mt[k], tlo[k], thi[k], ml[k], llo[k], lhi[k], mt[k] / mt[ks[1]], md[k], dlo[k], dhi[k]
 		}
 	}' "$tmp/samples"
