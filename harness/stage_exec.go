@@ -148,11 +148,16 @@ func parseProduced(s Settings) (produced, error) {
 	p := produced{keys: s.Strings("produces"), shared: map[string]bool{}}
 	for _, k := range s.Strings("shared") {
 		if !contains(p.keys, k) {
-			return p, fmt.Errorf("shared: %q is not one of the keys in produces", k)
+			return p, fmt.Errorf("shared: %q is not one of the keys in produces; a data ID needs no sharing: shared values reach the Pipeline keyed by data ID", k)
 		}
 		p.shared[k] = true
 	}
 	return p, nil
+}
+
+// sharedKeys are the keys of produces that are shared, sorted (sharer).
+func (p produced) sharedKeys() []string {
+	return slices.Sorted(maps.Keys(p.shared))
 }
 
 // put checks that obj, what prog printed, holds every key of produces,
