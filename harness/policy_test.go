@@ -185,7 +185,7 @@ func TestPolicyErrors(t *testing.T) {
 // keyed by data ID already.
 func TestSharingADataIDKey(t *testing.T) {
 	err := loadText(t, strings.Replace(goodPolicy, "shared: [mean]", "shared: [mean, ccd]", 1))
-	want := `pipeline.yaml:24: stages[2].settings.shared: "ccd" is not one of the keys in produces; a data ID needs no sharing: shared values reach the Pipeline keyed by data ID`
+	want := `pipeline.yaml:24: stages[2].settings.shared: "ccd" is not one of the keys in produces; a data ID key needs no sharing: shared values reach the Pipeline keyed by data ID`
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("error\n  %v\ndoes not contain\n  %s", err, want)
 	}

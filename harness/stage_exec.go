@@ -17,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/dpsbatch/dpsbatch/internal/conf"
 )
 
 // defaultExecTimeout is how long an exec stage's program may run per
@@ -148,7 +150,7 @@ func parseProduced(s Settings) (produced, error) {
 	p := produced{keys: s.Strings("produces"), shared: map[string]bool{}}
 	for _, k := range s.Strings("shared") {
 		if !contains(p.keys, k) {
-			return p, fmt.Errorf("shared: %q is not one of the keys in produces; a data ID needs no sharing: shared values reach the Pipeline keyed by data ID", k)
+			return p, fmt.Errorf("shared: %q is not one of the keys in produces%s; a data ID key needs no sharing: shared values reach the Pipeline keyed by data ID", k, conf.Suggest(k, p.keys))
 		}
 		p.shared[k] = true
 	}

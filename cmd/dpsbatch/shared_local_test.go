@@ -2,9 +2,11 @@ package main
 
 import (
 	"maps"
+	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -51,4 +53,35 @@ func TestLocalEventValuesByDataID(t *testing.T) {
 
 func sortedKeys(m map[string]any) []string {
 	return slices.Sorted(maps.Keys(m))
+}
+
+// TestValidateEventKeyOnlyOnSlices: an event stage that copies a key the
+// Pipeline never has (the data ID) is bad input at validate, naming the
+// stage, the key and what the Pipeline has, not a failure of every visit
+// at run time.
+func TestValidateEventKeyOnlyOnSlices(t *testing.T) {
+	policy := filepath.Join(t.TempDir(), "pipeline.yaml")
+	text := `pipeline: ccds
+slices: 2
+mapper: {type: range, settings: {key: ccd, from: 1, to: 2}}
+events: {trigger: {topic: visits, properties: [filter]}}
+stages:
+  - name: count
+    type: exec
+    settings: {command: [echo, '{{"n": 1}}'], produces: [n], shared: [n]}
+  - name: announce
+    type: event
+    settings: {topic: counted, keys: [n, dataId]}
+`
+	if err := os.WriteFile(policy, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, "validate", policy)
+	if exitCode(err) != exitBadInput {
+		t.Fatalf("validate: exit %d (%v), want %d\n%s", exitCode(err), err, exitBadInput, out)
+	}
+	want := `pipeline.yaml:9: stages[1]: stage "announce" runs on the Pipeline and needs clipboard key "dataId", which the Pipeline's clipboard never has (it has: dataIds, filter, n, visitId)`
+	if !strings.Contains(out+err.Error(), want) {
+		t.Errorf("validate says\n%s%v\nwant it to contain\n%s", out, err, want)
+	}
 }
