@@ -49,6 +49,12 @@ func TestLocalEventValuesByDataID(t *testing.T) {
 	if got := measured["1004"].Props["dataIds"]; !reflect.DeepEqual(got, ids) {
 		t.Errorf("visit 1004: dataIds %v, want %v", got, ids)
 	}
+	// The text form shows them as JSON too.
+	out, err = run(t, "events", dir)
+	want := `dataIds={"ccd=1":"done","ccd=2":"done","ccd=3":"failed","ccd=4":"done"} filter=z mean={"ccd=1":`
+	if err != nil || !strings.Contains(out, want) {
+		t.Errorf("events: %v; want a line with %s:\n%s", err, want, out)
+	}
 }
 
 func sortedKeys(m map[string]any) []string {
