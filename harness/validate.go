@@ -223,7 +223,7 @@ func (p *Policy) validate() error {
 			}
 			for _, k := range w.Properties {
 				have[k] = "event " + w.Topic
-				pipe[k] = have[k]
+				pipe[k] = true
 			}
 		}
 		if b.proc == nil {
@@ -261,17 +261,17 @@ func (p *Policy) validate() error {
 	return errs.Err()
 }
 
-// pipelineKeys are the keys the Pipeline's clipboard can hold at a stage,
-// with where each comes from: visitId, dataIds (KeyDataIDs), the trigger
-// event's properties, those of the events earlier stages waited for,
-// what earlier stages' Preprocess and Postprocess put, and what earlier
-// parallel stages shared (keyed by data ID there).
-type pipelineKeys map[string]string
+// pipelineKeys are the keys the Pipeline's clipboard can hold at a stage:
+// visitId, dataIds (KeyDataIDs), the trigger event's properties, those of
+// the events earlier stages waited for, what earlier stages' Preprocess
+// and Postprocess put, and what earlier parallel stages shared (keyed by
+// data ID there).
+type pipelineKeys map[string]bool
 
 func newPipelineKeys(trigger []string) pipelineKeys {
-	have := pipelineKeys{KeyVisit: "the visit", KeyDataIDs: "the Pipeline"}
+	have := pipelineKeys{KeyVisit: true, KeyDataIDs: true}
 	for _, k := range trigger {
-		have[k] = "the trigger event"
+		have[k] = true
 	}
 	return have
 }
@@ -282,11 +282,11 @@ func newPipelineKeys(trigger []string) pipelineKeys {
 func (h pipelineKeys) addStage(b *built) {
 	if b.pre != nil || b.post != nil || b.proc != nil && !b.sharesKnown {
 		for _, k := range b.produces {
-			h[k] = "stage " + b.spec.Name
+			h[k] = true
 		}
 	}
 	for _, k := range b.shares {
-		h[k] = "stage " + b.spec.Name
+		h[k] = true
 	}
 }
 
@@ -297,7 +297,7 @@ func (h pipelineKeys) addStage(b *built) {
 func (p *Policy) checkPipelineNeeds(b *built, pipe pipelineKeys, slice map[string]string, dataKeys []string) conf.Errors {
 	var errs conf.Errors
 	for _, k := range b.needs {
-		if _, ok := pipe[k]; ok {
+		if pipe[k] {
 			continue
 		}
 		var why string
@@ -307,7 +307,7 @@ func (p *Policy) checkPipelineNeeds(b *built, pipe pipelineKeys, slice map[strin
 		case onSlices:
 			why = fmt.Sprintf("; %s puts it on the slices' clipboards, but no stage shares it (exec and worker: settings.shared)", from)
 		}
-		have := keysOf(pipe)
+		have := keysOfBool(pipe)
 		errs = append(errs, p.errorAt(b.spec.Line, b.spec.Path, "stage %q runs on the Pipeline and needs clipboard key %q, which the Pipeline's clipboard never has (it has: %s)%s%s",
 			b.spec.Name, k, strings.Join(have, ", "), why, conf.Suggest(k, have)))
 	}
