@@ -20,8 +20,9 @@ const (
 	// map[string]any of strings: "done" (it came through every stage so
 	// far), "failed", "interrupted" (a stop signal ended its program), or
 	// "earlier" (an earlier attempt did it: this one leaves it out, and
-	// its values are in that attempt's events). It is renewed after each
-	// parallel stage.
+	// its values are in that attempt's events). It is put anew before
+	// each Preprocess and Postprocess, so as not to cost a map of every
+	// data ID per stage when no stage runs on the Pipeline.
 	KeyDataIDs = "dataIds"
 )
 

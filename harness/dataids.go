@@ -3,9 +3,10 @@ package harness
 import "fmt"
 
 // What the Pipeline knows of a visit's data IDs: those an earlier attempt
-// did, which this one leaves out (step 6), the shared values they sent
-// and their outcomes so far (step 11: the KeyDataIDs item), and each
-// one's outcome at the visit's end (step 13).
+// did, which this one leaves out (step 6), their outcomes so far (the
+// KeyDataIDs item, before each Preprocess and Postprocess: steps 7 and
+// 12), the shared values they sent (step 11), and each one's outcome at
+// the visit's end (step 13).
 
 // doneDataIDs is the data IDs of visit an earlier attempt did, which
 // this one leaves out: as the VisitGate says, unless the policy redoes

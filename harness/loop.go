@@ -797,7 +797,6 @@ func (p *pipeline) startVisit(v *visitRun, props map[string]any) error {
 	}
 	v.cb = newClipboard()
 	v.cb.Put(KeyVisit, v.id)
-	v.cb.Put(KeyDataIDs, p.dataIDsItem(v))
 	for k, val := range props {
 		if k != events.PropVisit {
 			v.cb.Put(k, val)
@@ -860,6 +859,7 @@ func (p *pipeline) preprocess(ctx context.Context, v *visitRun, b *built) {
 	}
 	defer p.exclusive(b)()
 	cx := p.context(ctx, v.id, b.spec.Name, nil)
+	v.cb.Put(KeyDataIDs, p.dataIDsItem(v))
 	in := p.fz.snapshot(v.cb)
 	p.fz.entryCall(cx, b, in, "Preprocess")
 	if err := p.call(cx, "Preprocess", func() error { return b.pre.Preprocess(cx, v.cb) }); err != nil {
@@ -923,9 +923,8 @@ func (p *pipeline) collect(v *visitRun, b *built) ([]Outcome, error) {
 // gather is step 11 on the Pipeline: it gathers the Slices' reports for
 // parallel stage b, reads them in rank order, records their failures,
 // puts each shared key on the clipboard as its values by data ID (and
-// the keys b declares shared that no data ID sent, empty), renews the
-// KeyDataIDs item, and returns the failures and shared items as the
-// stage's outcomes for Postprocess.
+// the keys b declares shared that no data ID sent, empty), and returns
+// the failures and shared items as the stage's outcomes for Postprocess.
 func (p *pipeline) gather(v *visitRun, b *built) ([]Outcome, error) {
 	parts, err := p.c.Gather(0, nil)
 	if err != nil {
@@ -950,7 +949,6 @@ func (p *pipeline) gather(v *visitRun, b *built) ([]Outcome, error) {
 		}
 	}
 	shared.putOn(v.cb, b.shares)
-	v.cb.Put(KeyDataIDs, p.dataIDsItem(v))
 	return outcomes, nil
 }
 
@@ -994,6 +992,7 @@ func (p *pipeline) postprocess(ctx context.Context, v *visitRun, b *built, outco
 		release := p.exclusive(b)
 		cx := p.context(ctx, v.id, name, nil)
 		cx.outcomes = outcomes
+		v.cb.Put(KeyDataIDs, p.dataIDsItem(v))
 		in := p.fz.snapshot(v.cb)
 		if b.pre == nil && b.proc == nil {
 			p.fz.entryCall(cx, b, in, "Postprocess")

@@ -88,9 +88,9 @@ package harness
 // puts each gathered shared key on its clipboard as a map from data ID
 // (mapper.DataID.String) to value, so a data ID that failed is missing
 // from it, and each key the stage declares shared that no data ID sent as
-// an empty map; renews the KeyDataIDs item (each data ID's outcome so
-// far); lists failures and shared items in Context.Outcomes, and runs
-// Postprocess. It answers nothing: the next message is the next stageMsg,
+// an empty map; lists failures and shared items in Context.Outcomes, and
+// runs Postprocess (with the KeyDataIDs item, each data ID's outcome so
+// far, put anew before it, as before each Preprocess). It answers nothing: the next message is the next stageMsg,
 // or the next visitMsg.
 //
 // failureMsg: one entry of a sliceReport: a clipboard whose Process
