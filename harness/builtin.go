@@ -81,7 +81,7 @@ func init() {
 		Settings: []Setting{
 			{Key: "topic", Kind: String, Required: true, Doc: "topic to publish on"},
 			{Key: "properties", Kind: StringMap, Doc: "property -> template expanded on the Pipeline's clipboard"},
-			{Key: "keys", Kind: Strings, Doc: "Pipeline clipboard keys copied into the event as they are"},
+			{Key: "keys", Kind: Strings, Doc: "Pipeline clipboard keys copied into the event as they are (a shared key: its values by data ID; dataIds: each data ID's outcome)"},
 		},
 		Concurrent: true,
 		New:        newEvent,

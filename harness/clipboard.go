@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 
@@ -14,6 +15,15 @@ const (
 	// KeyDataID holds the slice's mapper.DataID on every slice clipboard;
 	// each of the data ID's keys is also put on the clipboard by itself.
 	KeyDataID = "dataId"
+	// KeyDataIDs holds, on the Pipeline's clipboard, each data ID of the
+	// visit (as mapper.DataID.String) with its outcome so far, a
+	// map[string]any of strings: "done" (it came through every stage so
+	// far), "failed", "interrupted" (a stop signal ended its program), or
+	// "earlier" (an earlier attempt did it: this one leaves it out, and
+	// its values are in that attempt's events). It is put anew before
+	// each Preprocess and Postprocess, so as not to cost a map of every
+	// data ID per stage when no stage runs on the Pipeline.
+	KeyDataIDs = "dataIds"
 )
 
 // Clipboard holds the named values stages pass to each other during one
@@ -58,8 +68,13 @@ func (c *Clipboard) Put(key string, v any) {
 // items set since the last parallel stage are broadcast to every Slice
 // before that stage's Process and put on each slice clipboard. On a Slice,
 // shared items set by a stage go back to the Pipeline after the stage: the
-// Pipeline's clipboard then holds, under the same key, a []any with one
-// value per slice clipboard that set it, in rank and data ID order.
+// Pipeline's clipboard then holds, under the same key, a map[string]any
+// from each data ID (mapper.DataID.String, "ccd=3") that set it in that
+// stage to its value, so a data ID that failed is missing from it (see
+// KeyDataIDs for what became of it). A data ID whose stage emitted
+// several clipboards that set the key has a []any of their values, in
+// order. A key the built-in exec and worker stages declare shared is
+// there after the stage even when no data ID set it: an empty map.
 // Shared values must be encodable with encoding/gob: plain values, lists and
 // maps of them, or types registered with RegisterType.
 func (c *Clipboard) PutShared(key string, v any) {
@@ -137,6 +152,30 @@ func (c *Clipboard) Text(key string) (string, error) {
 		return "", fmt.Errorf("clipboard has no key %q", key)
 	}
 	return scalarText(key, v.v)
+}
+
+// templateText is key's value for a template: its Text, and outside a
+// path a map or list (such as a shared key's values by data ID on the
+// Pipeline) as compact JSON, a map's keys sorted.
+func (c *Clipboard) templateText(key string, inPath bool) (string, error) {
+	it, ok := c.items[key]
+	if !ok {
+		return "", fmt.Errorf("clipboard has no key %q", key)
+	}
+	if s, ok := jsonText(it.v); ok && !inPath {
+		return s, nil
+	}
+	return scalarText(key, it.v)
+}
+
+// jsonText is v as JSON when v is a map or list of plain values.
+func jsonText(v any) (string, bool) {
+	switch v.(type) {
+	case map[string]any, []any, map[string]string, []string:
+		b, err := json.Marshal(v)
+		return string(b), err == nil
+	}
+	return "", false
 }
 
 func scalarText(key string, v any) (string, error) {

@@ -3,8 +3,10 @@ package harness
 import "fmt"
 
 // What the Pipeline knows of a visit's data IDs: those an earlier attempt
-// did, which this one leaves out (step 6), and each one's outcome at the
-// visit's end (step 13).
+// did, which this one leaves out (step 6), their outcomes so far (the
+// KeyDataIDs item, before each Preprocess and Postprocess: steps 7 and
+// 12), the shared values they sent (step 11), and each one's outcome at
+// the visit's end (step 13).
 
 // doneDataIDs is the data IDs of visit an earlier attempt did, which
 // this one leaves out: as the VisitGate says, unless the policy redoes
@@ -64,3 +66,55 @@ func (p *pipeline) known(done []string) map[string]bool {
 
 // ranIDs is how many data IDs the visit runs: all but those it left out.
 func (p *pipeline) ranIDs(v *visitRun) int { return p.totalIDs - len(v.skip) }
+
+// dataIDEarlier is a data ID's word in the KeyDataIDs item when an
+// earlier attempt of the visit did it.
+const dataIDEarlier = "earlier"
+
+// dataIDsItem is the KeyDataIDs item of v: each data ID's outcome so far.
+func (p *pipeline) dataIDsItem(v *visitRun) map[string]any {
+	out := make(map[string]any, len(p.allIDs))
+	for id, o := range p.dataIDOutcomes(v, VisitDone) {
+		out[id] = string(o)
+	}
+	for id := range v.skip {
+		out[id] = dataIDEarlier
+	}
+	return out
+}
+
+// byDataID collects the shared values of one parallel stage's reports:
+// by key, each data ID's values in the order its clipboards sent them.
+type byDataID map[string]map[string][]any
+
+// add notes the items one clipboard of data ID id shared.
+func (g byDataID) add(id string, items map[string]any) {
+	for k, val := range items {
+		if g[k] == nil {
+			g[k] = map[string][]any{}
+		}
+		g[k][id] = append(g[k][id], val)
+	}
+}
+
+// putOn puts each key on the Pipeline's clipboard cb as a map from data
+// ID to its value (a list when several of its clipboards sent one), and
+// every key of declared that no data ID sent as an empty map.
+func (g byDataID) putOn(cb *Clipboard, declared []string) {
+	for k, ids := range g {
+		m := make(map[string]any, len(ids))
+		for id, vs := range ids {
+			if len(vs) == 1 {
+				m[id] = vs[0]
+			} else {
+				m[id] = vs
+			}
+		}
+		cb.Put(k, m)
+	}
+	for _, k := range declared {
+		if _, ok := g[k]; !ok {
+			cb.Put(k, map[string]any{})
+		}
+	}
+}

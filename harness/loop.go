@@ -859,6 +859,7 @@ func (p *pipeline) preprocess(ctx context.Context, v *visitRun, b *built) {
 	}
 	defer p.exclusive(b)()
 	cx := p.context(ctx, v.id, b.spec.Name, nil)
+	v.cb.Put(KeyDataIDs, p.dataIDsItem(v))
 	in := p.fz.snapshot(v.cb)
 	p.fz.entryCall(cx, b, in, "Preprocess")
 	if err := p.call(cx, "Preprocess", func() error { return b.pre.Preprocess(cx, v.cb) }); err != nil {
@@ -916,20 +917,21 @@ func (p *pipeline) collect(v *visitRun, b *built) ([]Outcome, error) {
 			return nil, err
 		}
 	}
-	return p.gather(v, b.spec.Name)
+	return p.gather(v, b)
 }
 
 // gather is step 11 on the Pipeline: it gathers the Slices' reports for
-// stage name, reads them in rank order, records their failures, puts each
-// gathered shared key on the clipboard as a list, and returns both as the
-// stage's outcomes for Postprocess.
-func (p *pipeline) gather(v *visitRun, name string) ([]Outcome, error) {
+// parallel stage b, reads them in rank order, records their failures,
+// puts each shared key on the clipboard as its values by data ID (and
+// the keys b declares shared that no data ID sent, empty), and returns
+// the failures and shared items as the stage's outcomes for Postprocess.
+func (p *pipeline) gather(v *visitRun, b *built) ([]Outcome, error) {
 	parts, err := p.c.Gather(0, nil)
 	if err != nil {
 		return nil, err
 	}
 	var outcomes []Outcome
-	gathered := map[string][]any(nil)
+	shared := byDataID{}
 	for rk := 1; rk < len(parts); rk++ {
 		if len(parts[rk]) == 0 {
 			continue
@@ -938,22 +940,15 @@ func (p *pipeline) gather(v *visitRun, name string) ([]Outcome, error) {
 		if err := decode(parts[rk], &rep); err != nil {
 			return nil, fmt.Errorf("harness: report of slice %d: %w", rk, err)
 		}
-		if outcomes, err = p.recordFailures(v, name, rk, rep.Failures, outcomes); err != nil {
+		if outcomes, err = p.recordFailures(v, b.spec.Name, rk, rep.Failures, outcomes); err != nil {
 			return nil, err
 		}
 		for _, s := range rep.Shared {
 			outcomes = append(outcomes, Outcome{Slice: rk, DataID: s.DataID, Shared: s.Items})
-			for k, val := range s.Items {
-				if gathered == nil {
-					gathered = map[string][]any{}
-				}
-				gathered[k] = append(gathered[k], val)
-			}
+			shared.add(s.DataID, s.Items)
 		}
 	}
-	for k, vs := range gathered {
-		v.cb.Put(k, vs)
-	}
+	shared.putOn(v.cb, b.shares)
 	return outcomes, nil
 }
 
@@ -997,6 +992,7 @@ func (p *pipeline) postprocess(ctx context.Context, v *visitRun, b *built, outco
 		release := p.exclusive(b)
 		cx := p.context(ctx, v.id, name, nil)
 		cx.outcomes = outcomes
+		v.cb.Put(KeyDataIDs, p.dataIDsItem(v))
 		in := p.fz.snapshot(v.cb)
 		if b.pre == nil && b.proc == nil {
 			p.fz.entryCall(cx, b, in, "Postprocess")

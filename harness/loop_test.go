@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -26,7 +27,7 @@ import (
 type sinkT struct {
 	mu       sync.Mutex
 	seen     map[string][]string // by visit: what slices saw, one entry per clipboard
-	gathered map[string][]any    // by visit: what Postprocess found gathered
+	gathered map[string]any      // by visit: what Postprocess found gathered
 	outcomes map[string]int      // by visit: len(Outcomes) in Postprocess
 	hook     func(cx *Context, cb *Clipboard) error
 	inits    atomic.Int32
@@ -38,7 +39,7 @@ var sink sinkT
 func resetSink() {
 	sink.mu.Lock()
 	defer sink.mu.Unlock()
-	sink.seen, sink.gathered, sink.outcomes, sink.hook = map[string][]string{}, map[string][]any{}, map[string]int{}, nil
+	sink.seen, sink.gathered, sink.outcomes, sink.hook = map[string][]string{}, map[string]any{}, map[string]int{}, nil
 	sink.inits.Store(0)
 	sink.shuts.Store(0)
 }
@@ -77,9 +78,8 @@ func (shareStage) Process(cx *Context, cb *Clipboard) error {
 
 func (shareStage) Postprocess(cx *Context, cb *Clipboard) error {
 	v, _ := cb.Get("seen")
-	list, _ := v.([]any)
 	sink.mu.Lock()
-	sink.gathered[cx.Visit()] = list
+	sink.gathered[cx.Visit()] = v
 	sink.outcomes[cx.Visit()] = len(cx.Outcomes())
 	sink.mu.Unlock()
 	return nil
@@ -296,9 +296,9 @@ func TestSharedItemsTravelBothWays(t *testing.T) {
 	}
 	for _, v := range []string{"1", "2"} {
 		got := sink.gathered[v]
-		// 6 data IDs in blocks of 2 over slices 1..3, in rank order.
-		want := []any{"ccd=1@1", "ccd=2@1", "ccd=3@2", "ccd=4@2", "ccd=5@3", "ccd=6@3"}
-		if fmt.Sprint(got) != fmt.Sprint(want) {
+		// 6 data IDs in blocks of 2 over slices 1..3, by data ID.
+		want := map[string]any{"ccd=1": "ccd=1@1", "ccd=2": "ccd=2@1", "ccd=3": "ccd=3@2", "ccd=4": "ccd=4@2", "ccd=5": "ccd=5@3", "ccd=6": "ccd=6@3"}
+		if !reflect.DeepEqual(got, want) {
 			t.Errorf("visit %s: Pipeline gathered %v, want %v", v, got, want)
 		}
 		if sink.outcomes[v] != 6 {

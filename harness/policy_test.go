@@ -66,6 +66,7 @@ stages:
     settings:
       command: [echo, "{ra}", "{raw}"]
       produces: [mean]
+      shared: [mean]
   - name: write
     type: output
     settings: {files: {mean: "{output}/{ccd}.json"}}
@@ -139,7 +140,15 @@ func TestPolicyErrors(t *testing.T) {
 		{"needed key never produced", `command: [echo, "{ra}", "{raw}"]`, `command: [echo, "{ra}", "{rwa}"]`,
 			[]string{`pipeline.yaml:19: stages[2]: stage "measure" needs clipboard key "rwa"`, `did you mean "raw"?`}},
 		{"key produced only later", "keys: [mean]", "keys: [mean, late]",
-			[]string{`stage "tell" needs clipboard key "late"`}},
+			[]string{`stage "tell" runs on the Pipeline and needs clipboard key "late"`}},
+		{"event key only on the slices", "keys: [mean]", "keys: [dataId]",
+			[]string{`pipeline.yaml:28: stages[4]: stage "tell" runs on the Pipeline and needs clipboard key "dataId", which the Pipeline's clipboard never has`,
+				"(it has: dataIds, filter, mean, ra, visitId)", "a data ID key is on the slices' clipboards only", "keyed by data ID"}},
+		{"event key not shared", "      shared: [mean]\n", "",
+			[]string{`pipeline.yaml:27: stages[4]: stage "tell" runs on the Pipeline and needs clipboard key "mean", which the Pipeline's clipboard never has`,
+				`no stage shares it`}},
+		{"event template of a data ID key", "keys: [mean]}", "keys: [mean], properties: {c: \"{ccd}\"}}",
+			[]string{`stage "tell" runs on the Pipeline and needs clipboard key "ccd"`}},
 		{"misspelt topic", "event: {topic: ephem,", "event: {topic: ephen,",
 			[]string{`pipeline.yaml:18: stages[1].event.topic: waits for topic "ephen", which no stage publishes`, `did you mean "ephem"?`}},
 		{"zero in flight", "slices: 2\n", "slices: 2\nin_flight: 0\n", []string{"pipeline.yaml:3: in_flight: must be at least 1"}},
@@ -160,7 +169,7 @@ func TestPolicyErrors(t *testing.T) {
 		// that the key is missing.
 		{"misspelt required key", "pipeline: p\n", "pipline: p\n", []string{`pipeline.yaml:1: pipline: unknown key (did you mean "pipeline"?)`}},
 		{"misspelt required setting", "settings: {topic: done, keys: [mean]}", "settings: {topc: done, keys: [mean]}",
-			[]string{`pipeline.yaml:29: stages[4].settings.topc: unknown key (did you mean "topic"?)`}},
+			[]string{`pipeline.yaml:30: stages[4].settings.topc: unknown key (did you mean "topic"?)`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !strings.Contains(goodPolicy, tc.from) {
@@ -169,6 +178,16 @@ func TestPolicyErrors(t *testing.T) {
 			err := loadText(t, strings.Replace(goodPolicy, tc.from, tc.to, 1))
 			wantOneError(t, err, tc.want...)
 		})
+	}
+}
+
+// Sharing a data ID key is refused with the reason: shared values are
+// keyed by data ID already.
+func TestSharingADataIDKey(t *testing.T) {
+	err := loadText(t, strings.Replace(goodPolicy, "shared: [mean]", "shared: [mean, ccd]", 1))
+	want := `pipeline.yaml:24: stages[2].settings.shared: "ccd" is not one of the keys in produces; a data ID key needs no sharing: shared values reach the Pipeline keyed by data ID`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error\n  %v\ndoes not contain\n  %s", err, want)
 	}
 }
 
@@ -187,7 +206,7 @@ func TestStageSettingErrorLines(t *testing.T) {
 		{"list item on its own line", `command: [echo, "{ra}", "{raw}"]`, "command:\n        - echo\n        - \"{ra}\"\n        - \"{raw\"",
 			`pipeline.yaml:25: stages[2].settings.command[2]: template "{raw"`},
 		{"mapping value", `settings: {files: {mean: "{output}/{ccd}.json"}}`, "settings:\n      files:\n        mean: \"{output}/{ccd.json\"",
-			`pipeline.yaml:28: stages[3].settings.files.mean: template`},
+			`pipeline.yaml:29: stages[3].settings.files.mean: template`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !strings.Contains(goodPolicy, tc.from) {

@@ -85,9 +85,12 @@ package harness
 // was not skipped (after the exchange, if any): its failures and the
 // shared items its clipboards set in the stage. The Pipeline reads the
 // reports in rank order, records each failure (Recorder.SliceFailed),
-// puts each gathered shared key on its clipboard as a []any of the values
-// in rank and queue order, lists both in Context.Outcomes, and runs
-// Postprocess. It answers nothing: the next message is the next stageMsg,
+// puts each gathered shared key on its clipboard as a map from data ID
+// (mapper.DataID.String) to value, so a data ID that failed is missing
+// from it, and each key the stage declares shared that no data ID sent as
+// an empty map; lists failures and shared items in Context.Outcomes, and
+// runs Postprocess (with the KeyDataIDs item, each data ID's outcome so
+// far, put anew before it, as before each Preprocess). It answers nothing: the next message is the next stageMsg,
 // or the next visitMsg.
 //
 // failureMsg: one entry of a sliceReport: a clipboard whose Process
@@ -335,7 +338,7 @@ package harness
 //     recorded interrupted), while a Slice whose report cannot be encoded
 //     drops the stage's shared items and reports one failure with an empty
 //     data ID; its clipboards carry on.
-//   - Put keeps a key's shared mark: gathered lists put on a key the
+//   - Put keeps a key's shared mark: gathered maps put on a key the
 //     Pipeline had marked shared are broadcast back at the next parallel
 //     stage, and a value a Slice receives for a key it marked shared goes
 //     back in its next report.

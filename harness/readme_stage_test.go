@@ -19,7 +19,7 @@ func (s scale) Process(cx *harness.Context, cb *harness.Clipboard) error {
 		return fmt.Errorf("no mean")
 	}
 	cx.Logger().Debug("scaling", "mean", v)      // carries run, visit, stage, slice, dataId
-	cb.PutShared("scaled", v.(float64)*s.factor) // shared: gathered on the Pipeline as a list
+	cb.PutShared("scaled", v.(float64)*s.factor) // shared: on the Pipeline by data ID
 	return nil
 }
 

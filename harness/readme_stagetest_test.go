@@ -21,7 +21,8 @@ func TestScale(t *testing.T) {
 	if got := r.Get(t, "ccd=2", "scaled"); got != 3.0 {
 		t.Errorf("scaled = %v, want 3", got)
 	}
-	if got, _ := r.Pipeline.Get("scaled"); len(got.([]any)) != 2 { // gathered from the Slices
+	got, _ := r.Pipeline.Get("scaled") // gathered from the Slices, by data ID
+	if scaled := got.(map[string]any); len(scaled) != 2 || scaled["ccd=1"] != 3.0 {
 		t.Errorf("the Pipeline has %v, want the two good data IDs' values", got)
 	}
 	if _, failed := r.Failure("ccd=3"); !failed {

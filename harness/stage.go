@@ -190,7 +190,9 @@ func (c *Context) Publish(topic string, props map[string]any) error {
 }
 
 // Expand expands t with the run's names, the locations, the data ID and
-// cb's scalar values (cb may be nil).
+// cb's values (cb may be nil): scalars as Clipboard.Text gives them, maps
+// and lists of plain values as JSON (a shared key's values by data ID on
+// the Pipeline: {"ccd=1":12,"ccd=3":9}); Path takes scalars only.
 func (c *Context) Expand(t Pattern, cb *Clipboard) (string, error) {
 	return t.Expand(c.lookup(cb, false))
 }
@@ -213,7 +215,8 @@ func (c *Context) Path(t Pattern, cb *Clipboard) (string, error) {
 func (c *Context) lookup(cb *Clipboard, forPath bool) func(string) (string, error) {
 	var look func(name string, locs bool) (string, error)
 	look = func(name string, locs bool) (string, error) {
-		v, err := c.value(name, cb, locs, look)
+		// Inside a location (locs false) the value is part of a path.
+		v, err := c.value(name, cb, locs, forPath || !locs, look)
 		if err == nil && forPath && !isLocation(name) && name != "pipelinedir" {
 			err = safeSegment(name, v)
 		}
@@ -231,7 +234,7 @@ func isLocation(name string) bool {
 	return false
 }
 
-func (c *Context) value(name string, cb *Clipboard, locs bool, look func(string, bool) (string, error)) (string, error) {
+func (c *Context) value(name string, cb *Clipboard, locs, inPath bool, look func(string, bool) (string, error)) (string, error) {
 	switch name {
 	case "visit":
 		if c.visit == "" {
@@ -269,7 +272,7 @@ func (c *Context) value(name string, cb *Clipboard, locs bool, look func(string,
 	}
 	if cb != nil {
 		if _, ok := cb.Get(name); ok {
-			return cb.Text(name)
+			return cb.templateText(name, inPath)
 		}
 	}
 	return "", fmt.Errorf("nothing is called {%s}: not a built-in (%s), a location, a data ID key or a clipboard key", name, strings.Join(builtinNames, ", "))

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/dpsbatch/dpsbatch/internal/conf"
 )
 
 // defaultExecTimeout is how long an exec stage's program may run per
@@ -148,11 +150,16 @@ func parseProduced(s Settings) (produced, error) {
 	p := produced{keys: s.Strings("produces"), shared: map[string]bool{}}
 	for _, k := range s.Strings("shared") {
 		if !contains(p.keys, k) {
-			return p, fmt.Errorf("shared: %q is not one of the keys in produces", k)
+			return p, fmt.Errorf("shared: %q is not one of the keys in produces%s; a data ID key needs no sharing: shared values reach the Pipeline keyed by data ID", k, conf.Suggest(k, p.keys))
 		}
 		p.shared[k] = true
 	}
 	return p, nil
+}
+
+// sharedKeys are the keys of produces that are shared, sorted (sharer).
+func (p produced) sharedKeys() []string {
+	return slices.Sorted(maps.Keys(p.shared))
 }
 
 // put checks that obj, what prog printed, holds every key of produces,

@@ -56,6 +56,9 @@ func newInput(s Settings) (Stage, error) {
 	return &inputStage{files: files, format: s.String("format"), optional: s.Bool("optional")}, nil
 }
 
+// sharedKeys: the input stage shares nothing (sharer).
+func (st *inputStage) sharedKeys() []string { return nil }
+
 func (st *inputStage) Keys() (needs, produces []string) {
 	for _, f := range st.files {
 		produces = append(produces, f.key)

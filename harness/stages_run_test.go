@@ -151,8 +151,8 @@ func TestEventStagePublishes(t *testing.T) {
 		e.Properties["visitId"] != "3" || e.Properties["label"] != "stagetest-3-r" {
 		t.Errorf("event %+v", e)
 	}
-	if seen, _ := e.Properties["seen"].([]any); len(seen) != 4 {
-		t.Errorf("event carries %d gathered values, want 4", len(seen))
+	if seen, _ := e.Properties["seen"].(map[string]any); len(seen) != 4 || seen["ccd=3"] != 3 {
+		t.Errorf("event carries gathered values %v, want 4 by data ID", e.Properties["seen"])
 	}
 }
 

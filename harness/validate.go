@@ -22,6 +22,11 @@ type built struct {
 	needs    []string
 	produces []string
 	topics   []string
+	// shares are the keys a parallel stage of a built-in type declares
+	// shared (sharer); sharesKnown says it declares them. Any other
+	// parallel stage may share any key it produces.
+	shares      []string
+	sharesKnown bool
 	// neighbours are the ranks this Slice exchanges with after the stage
 	// (see exchange.go), set by Run once the data is assigned.
 	neighbours []int
@@ -66,10 +71,18 @@ func (p *Policy) buildStages() ([]*built, conf.Errors) {
 		if td, ok := st.(TopicDeclarer); ok {
 			b.topics = td.Topics()
 		}
+		if sh, ok := st.(sharer); ok && b.proc != nil {
+			b.shares, b.sharesKnown = sh.sharedKeys(), true
+		}
 		out = append(out, b)
 	}
 	return out, errs
 }
+
+// sharer is implemented by the built-in parallel stages that say which
+// keys they share with the Pipeline (exec and worker: their shared
+// setting; input: none).
+type sharer interface{ sharedKeys() []string }
 
 // NewMapper builds the policy's data mapper.
 func (p *Policy) NewMapper() (mapper.DataMapper, error) {
@@ -142,7 +155,9 @@ func (p *Policy) SliceCount() (int, error) {
 
 // validate checks what spans the policy's sections: every stage builds
 // from its settings; every clipboard key a stage needs is produced earlier
-// (by a stage, the trigger event, a waited-for event or the data ID);
+// (by a stage, the trigger event, a waited-for event or the data ID), and
+// on the Pipeline's clipboard for a stage that runs there only
+// (pipelineKeys);
 // every topic waited on is produced by a stage, is the trigger topic or is
 // declared external; per-data-id has a mapper that can count its data IDs;
 // every key a stage exchanges is produced by it or earlier, and a stage
@@ -199,6 +214,7 @@ func (p *Policy) validate() error {
 			produced[t] = true
 		}
 	}
+	pipe := newPipelineKeys(p.Trigger.Properties)
 	for _, b := range stages {
 		if w := b.spec.Event; w != nil {
 			if !produced[w.Topic] {
@@ -207,12 +223,18 @@ func (p *Policy) validate() error {
 			}
 			for _, k := range w.Properties {
 				have[k] = "event " + w.Topic
+				pipe[k] = true
 			}
 		}
-		checkNames(b.spec.Line, b.spec.Path, fmt.Sprintf("stage %q needs", b.spec.Name), b.needs)
+		if b.proc == nil {
+			errs = append(errs, p.checkPipelineNeeds(b, pipe, have, dataKeys)...)
+		} else {
+			checkNames(b.spec.Line, b.spec.Path, fmt.Sprintf("stage %q needs", b.spec.Name), b.needs)
+		}
 		for _, k := range b.produces {
 			have[k] = "stage " + b.spec.Name
 		}
+		pipe.addStage(b)
 		if x := b.spec.Exchange; x != nil {
 			for i, k := range x.Keys {
 				if _, ok := have[k]; ok || !knowKeys {
@@ -237,6 +259,59 @@ func (p *Policy) validate() error {
 	errs = append(errs, p.checkPipelineRefs()...)
 	errs.Sort()
 	return errs.Err()
+}
+
+// pipelineKeys are the keys the Pipeline's clipboard can hold at a stage:
+// visitId, dataIds (KeyDataIDs), the trigger event's properties, those of
+// the events earlier stages waited for, what earlier stages' Preprocess
+// and Postprocess put, and what earlier parallel stages shared (keyed by
+// data ID there).
+type pipelineKeys map[string]bool
+
+func newPipelineKeys(trigger []string) pipelineKeys {
+	have := pipelineKeys{KeyVisit: true, KeyDataIDs: true}
+	for _, k := range trigger {
+		have[k] = true
+	}
+	return have
+}
+
+// addStage notes what stage b leaves on the Pipeline's clipboard: the
+// keys it produces if it runs there, and the keys its slices share:
+// those it declares shared (sharer), or else any key it produces.
+func (h pipelineKeys) addStage(b *built) {
+	if b.pre != nil || b.post != nil || b.proc != nil && !b.sharesKnown {
+		for _, k := range b.produces {
+			h[k] = true
+		}
+	}
+	for _, k := range b.shares {
+		h[k] = true
+	}
+}
+
+// checkPipelineNeeds checks that stage b, which runs on the Pipeline only
+// (such as the event stage), needs only keys the Pipeline's clipboard
+// has there; slice are the keys the slices' clipboards have, to say why
+// one is missing.
+func (p *Policy) checkPipelineNeeds(b *built, pipe pipelineKeys, slice map[string]string, dataKeys []string) conf.Errors {
+	var errs conf.Errors
+	for _, k := range b.needs {
+		if pipe[k] {
+			continue
+		}
+		var why string
+		switch from, onSlices := slice[k]; {
+		case k == KeyDataID || slices.Contains(dataKeys, k):
+			why = "; a data ID key is on the slices' clipboards only: shared values reach the Pipeline keyed by data ID, and dataIds lists the visit's data IDs with their outcomes"
+		case onSlices:
+			why = fmt.Sprintf("; %s puts it on the slices' clipboards, but no stage shares it (exec and worker: settings.shared)", from)
+		}
+		have := keysOfBool(pipe)
+		errs = append(errs, p.errorAt(b.spec.Line, b.spec.Path, "stage %q runs on the Pipeline and needs clipboard key %q, which the Pipeline's clipboard never has (it has: %s)%s%s",
+			b.spec.Name, k, strings.Join(have, ", "), why, conf.Suggest(k, have)))
+	}
+	return errs
 }
 
 // checkFreezeDryNames: freeze_dry names stages of the policy.

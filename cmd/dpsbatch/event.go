@@ -148,6 +148,19 @@ type received struct {
 	Receiver string `json:"receiver,omitempty"`
 }
 
+// propText is an event property's value as events prints it: a mapping
+// or list (such as shared values by data ID) as JSON, else as Go prints
+// it.
+func propText(v any) string {
+	switch v.(type) {
+	case map[string]any, []any:
+		if b, err := json.Marshal(v); err == nil {
+			return string(b)
+		}
+	}
+	return fmt.Sprint(v)
+}
+
 func printEvent(c *cli.Context, r received) {
 	kind := r.Kind
 	if kind == "" {
@@ -164,7 +177,7 @@ func printEvent(c *cli.Context, r received) {
 	sort.Strings(keys)
 	var props []string
 	for _, k := range keys {
-		props = append(props, fmt.Sprintf("%s=%v", k, r.Props[k]))
+		props = append(props, k+"="+propText(r.Props[k]))
 	}
 	if r.Dropped != "" {
 		kind = "DROPPED"

@@ -34,7 +34,12 @@ type eventJSON struct {
 
 func (e *batchEnv) events(run string) []eventJSON {
 	e.t.Helper()
-	out := e.must(0, time.Minute, "events", "--json", run)
+	return parseEvents(e.t, e.must(0, time.Minute, "events", "--json", run))
+}
+
+// parseEvents reads the lines of `dpsbatch events --json`.
+func parseEvents(t *testing.T, out string) []eventJSON {
+	t.Helper()
 	var evs []eventJSON
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		if line == "" {
@@ -42,7 +47,7 @@ func (e *batchEnv) events(run string) []eventJSON {
 		}
 		var ev eventJSON
 		if err := json.Unmarshal([]byte(line), &ev); err != nil {
-			e.t.Fatalf("events --json: %v\n%s", err, out)
+			t.Fatalf("events --json: %v\n%s", err, out)
 		}
 		evs = append(evs, ev)
 	}

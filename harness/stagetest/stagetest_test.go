@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"sort"
 	"strings"
 	"testing"
 
@@ -36,7 +35,7 @@ func (toy) Process(cx *harness.Context, cb *harness.Clipboard) error {
 func (toy) Postprocess(cx *harness.Context, cb *harness.Clipboard) error {
 	total := 0
 	v, _ := cb.Get("sums")
-	for _, s := range v.([]any) {
+	for _, s := range v.(map[string]any) { // by data ID
 		total += s.(int)
 	}
 	cb.Put("total", total)
@@ -69,13 +68,8 @@ func TestRunsEveryPartAndSharedItems(t *testing.T) {
 		}
 	}
 	sums, _ := r.Pipeline.Get("sums")
-	got := []int{}
-	for _, s := range sums.([]any) {
-		got = append(got, s.(int))
-	}
-	sort.Ints(got)
-	if !reflect.DeepEqual(got, []int{101, 101, 130}) {
-		t.Errorf("the Pipeline gathered sums %v, want 101 101 130", got)
+	if want := map[string]any{"ccd=1": 101, "ccd=2": 101, "ccd=3": 130}; !reflect.DeepEqual(sums, want) {
+		t.Errorf("the Pipeline gathered sums %v, want %v", sums, want)
 	}
 	if total, _ := r.Pipeline.Get("total"); total != 332 {
 		t.Errorf("Postprocess's total %v, want 332", total)

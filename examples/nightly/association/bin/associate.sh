@@ -4,7 +4,8 @@
 #   {"nassoc": M, "associated": {"visit": ..., "ccd": ..., "diaSources": NDIA,
 #    "predicted": P, "matched": M, "known": KNOWN, "worker": WORKER, "field": {"ra": RA, "dec": DEC}}}
 # NPRED-FILE holds the npred property of mops's predictions event for the
-# visit (a JSON list, one count per mops slice); P is their sum. RA and DEC
+# visit (a JSON object, each mops data ID's count: {"rank=1": 12}); P is
+# their sum. RA and DEC
 # are that event's field. Stands in for matching sources to predicted
 # positions: M is the smaller of NDIA and P; KNOWN is what the known
 # stage's worker (process WORKER) found in its catalogue for the field.
@@ -21,14 +22,20 @@ if [ ! -r "$file" ]; then
 	echo "associate.sh: cannot read $file" >&2
 	exit 1
 fi
-counts=$(tr -d '[] \t\n\r' <"$file")
+counts=$(tr -d ' \t\n\r' <"$file")
+# {"rank=1":12,...}: every value a count.
+values=$(printf '%s' "$counts" | grep -o '":[^,}]*' | tr -d '":' || true)
 case "$counts" in
-'' | *[!0-9,]* | ,* | *, | *,,*)
-	echo "associate.sh: $file does not hold a list of counts: \"$counts\"" >&2
+'{'*'}') ;;
+*) values=x ;;
+esac
+case "$(printf '%s' "$values" | tr -d '\n')" in
+*[!0-9]*)
+	echo "associate.sh: $file does not hold counts by data ID: \"$counts\"" >&2
 	exit 1
 	;;
 esac
-npred=$(printf '%s\n' "$counts" | tr ',' '\n' | awk '{ s += $1 } END { print s + 0 }')
+npred=$(printf '%s\n' "$values" | awk '{ s += $1 } END { print s + 0 }')
 matched=$ndia
 if [ "$npred" -lt "$matched" ]; then
 	matched=$npred
