@@ -49,7 +49,7 @@ type LocalRun struct {
 	Job       string
 	Attempt   int
 	Visits    int  // visits to run
-	Retried   int  // failed or interrupted visits made pending again (ResumeLocal)
+	Retried   int  // visits made pending again: failed, interrupted, or with a data ID not done (ResumeLocal)
 	Complete  bool // nothing left to run: no job recorded (ResumeLocal)
 	// Refreshed lists the folders the pipeline files were copied from
 	// again (ResumeLocal with refresh).

@@ -55,7 +55,7 @@ type ResumeOptions struct {
 // ResumeResult adds to Submitted what resume found.
 type ResumeResult struct {
 	Submitted
-	Retried   int      `json:"retried"`             // failed or interrupted visits made pending again
+	Retried   int      `json:"retried"`             // visits made pending again: failed, interrupted, or with a data ID not done
 	Exhausted []string `json:"exhausted,omitempty"` // visits at --max-attempts, left as they are
 	Complete  bool     `json:"complete,omitempty"`  // nothing left to run: nothing submitted
 	// Grown says why the job asks for more than the one before.

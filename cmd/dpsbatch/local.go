@@ -227,7 +227,7 @@ func printLocalStart(w io.Writer, lr *jobs.LocalRun, pipeline string, steps int,
 	}
 	fmt.Fprintf(w, "run %s: %d visits of %s, run directory %s\n", lr.Name, lr.Visits, what, lr.Dir)
 	if lr.Retried > 0 {
-		fmt.Fprintf(w, "attempt %d: %d failed or interrupted visits run again\n", lr.Attempt, lr.Retried)
+		fmt.Fprintf(w, "attempt %d: %d visits run again (failed, interrupted, or with a data ID not done)\n", lr.Attempt, lr.Retried)
 	}
 	if note != "" {
 		fmt.Fprintf(w, "note: %s; only a stop (Ctrl-C) ends the pipelines that wait for them\n", note)

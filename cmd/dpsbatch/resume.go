@@ -92,7 +92,7 @@ func resumeCommand() *cli.Command {
 				default:
 					printSubmitted(c, &res.Submitted)
 					if res.Retried > 0 {
-						fmt.Fprintf(w, "  %d failed or interrupted visits run again\n", res.Retried)
+						fmt.Fprintf(w, "  %d visits run again (failed, interrupted, or with a data ID not done)\n", res.Retried)
 					}
 					if res.Grown != "" {
 						fmt.Fprintf(w, "  grown: %s\n", res.Grown)
