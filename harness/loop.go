@@ -1017,6 +1017,7 @@ func (p *pipeline) postprocess(ctx context.Context, v *visitRun, b *built, outco
 func (p *pipeline) endVisit(ctx context.Context, v *visitRun) error {
 	res := p.outcome(ctx, v)
 	res.DataIDs = p.dataIDOutcomes(v, res.Outcome)
+	res.Outputs = outputSizesOf(v.cb)
 	v.ended = true
 	if err := p.cfg.Recorder.VisitEnded(v.id, res); err != nil {
 		return fmt.Errorf("harness: recording the end of visit %s: %w", v.id, err)

@@ -96,6 +96,11 @@ type VisitResult struct {
 	// Capture, for a visit that failed on the Pipeline, is the failed
 	// call's freeze-dried input, relative to the run directory.
 	Capture string
+	// Outputs are the files the data IDs' exec stages declared they
+	// write (settings.outputs), by data ID and absolute path, with their
+	// sizes in bytes once the program had ended; a data ID that failed
+	// before them has none.
+	Outputs map[string]map[string]int64
 }
 
 // VisitOutcome is how a visit ended: one of the three below.

@@ -518,8 +518,63 @@ func putOutputSizes(cx *Context, cb *Clipboard, prog string, outputs []string) e
 		}
 	}
 	maps.Copy(all, sizes)
-	cb.Put(outputSizesKey, all)
+	cb.PutShared(outputSizesKey, all)
 	return nil
+}
+
+// sharedKeys are the keys the stage shares (sharer): those of produces it
+// is told to, and the declared outputs' sizes, which the Pipeline records
+// in the run's state.
+func (st *execStage) sharedKeys() []string {
+	keys := st.produced.sharedKeys()
+	if len(st.outputs) > 0 {
+		keys = append(keys, outputSizesKey)
+	}
+	return keys
+}
+
+// outputSizesOf reads, from the Pipeline's clipboard at a visit's end,
+// the outputs' sizes the data IDs' exec stages shared (keyed by data ID:
+// see Clipboard.PutShared), by data ID and path; nil when there are none.
+func outputSizesOf(cb *Clipboard) map[string]map[string]int64 {
+	byID, ok := cb.Get(outputSizesKey)
+	if !ok {
+		return nil
+	}
+	ids, _ := byID.(map[string]any)
+	out := map[string]map[string]int64{}
+	for id, v := range ids {
+		// A data ID that emitted several clipboards shares a list.
+		vs, ok := v.([]any)
+		if !ok {
+			vs = []any{v}
+		}
+		for _, v := range vs {
+			sizes, _ := v.(map[string]any)
+			for path, size := range sizes {
+				if n, ok := asInt64(size); ok {
+					if out[id] == nil {
+						out[id] = map[string]int64{}
+					}
+					out[id][path] = n
+				}
+			}
+		}
+	}
+	return out
+}
+
+// asInt64 is a size as the clipboard holds it after travelling.
+func asInt64(v any) (int64, bool) {
+	switch n := v.(type) {
+	case int:
+		return int64(n), true
+	case int64:
+		return n, true
+	case float64:
+		return int64(n), true
+	}
+	return 0, false
 }
 
 // prepare builds the command for cb, started directly (or through the

@@ -12,6 +12,7 @@
 package injob
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -609,8 +610,24 @@ func (r *recorder) VisitEnded(v string, res harness.VisitResult) error {
 		r.budget.visitTook(res.Took)
 	}
 	r.st.DataIDsEnded(v, dataIDOutcomes(res.DataIDs))
+	r.st.OutputsMade(v, outputFiles(res.Outputs))
 	r.st.VisitCapture(v, res.Capture)
 	return r.st.VisitEnded(v, s, res.Err, r.now())
+}
+
+// outputFiles is the harness's output files of a visit's data IDs as the
+// state file records them, sorted by data ID and path.
+func outputFiles(byID map[string]map[string]int64) []state.Output {
+	var out []state.Output
+	for id, sizes := range byID {
+		for path, size := range sizes {
+			out = append(out, state.Output{DataID: id, Path: path, Size: size})
+		}
+	}
+	slices.SortFunc(out, func(a, b state.Output) int {
+		return cmp.Or(strings.Compare(a.DataID, b.DataID), strings.Compare(a.Path, b.Path))
+	})
+	return out
 }
 
 // dataIDOutcomes is the harness's outcomes of a visit's data IDs as the

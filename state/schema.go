@@ -262,6 +262,19 @@ CREATE TRIGGER data_ids_moved AFTER UPDATE OF outcome ON data_ids WHEN OLD.outco
 	UPDATE data_id_outcomes SET n = n + 1 WHERE outcome = NEW.outcome;
 END;
 `,
+	// 10: the files a data ID's stages declared they write (an exec
+	// stage's outputs), with their sizes, as the attempt that last made
+	// them found them once the program had ended.
+	`
+CREATE TABLE outputs (
+	visit   INTEGER NOT NULL,  -- visits.seq
+	data_id TEXT NOT NULL,
+	path    TEXT NOT NULL,     -- absolute
+	size    INTEGER NOT NULL,  -- bytes
+	attempt INTEGER NOT NULL,  -- the visit's attempt that made it
+	PRIMARY KEY (visit, data_id, path)
+) WITHOUT ROWID;
+`,
 }
 
 // schemaVersion is the schema version this dpsbatch writes and reads.

@@ -72,6 +72,7 @@ type visitLog struct {
 	stages   []stageTime
 	failures []Failure
 	dataIDs  []DataIDOutcome
+	outputs  []Output
 	capture  string // VisitCapture's
 }
 

@@ -313,7 +313,10 @@ func (s *Store) VisitEnded(visit string, st VisitState, msg string, at time.Time
 				return err
 			}
 		}
-		return writeDataIDs(ctx, tx, seq, attempt, l, msg)
+		if err := writeDataIDs(ctx, tx, seq, attempt, l, msg); err != nil {
+			return err
+		}
+		return writeOutputs(ctx, tx, seq, attempt, l.outputs)
 	})
 	if err != nil {
 		return s.wrap(fmt.Sprintf("visit %q ended", visit), err)

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/dpsbatch/dpsbatch/state"
+)
+
+// TestLocalRecordsDeclaredOutputs: the files an exec stage declares
+// (outputs:) are recorded in the run's state file with their sizes, by
+// visit and data ID, once the program has ended; a data ID whose program
+// failed records none.
+func TestLocalRecordsDeclaredOutputs(t *testing.T) {
+	src := t.TempDir()
+	for ccd, numbers := range map[int]string{1: "3\n1\n2\n", 2: "10\n"} {
+		os.MkdirAll(filepath.Join(src, "data", "v1"), 0o755)
+		if err := os.WriteFile(filepath.Join(src, "data", "v1", fmt.Sprintf("ccd%d.txt", ccd)), []byte(numbers), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	policy := filepath.Join(src, "pipeline.yaml")
+	os.WriteFile(policy, []byte(`pipeline: sorts
+slices: 1
+mapper: {type: range, settings: {key: ccd, from: 1, to: 3}}
+failure: {visit: never}
+locations: {input: "{pipelinedir}/data/{visit}", output: "output/{visit}"}
+stages:
+  - name: sort
+    type: exec
+    settings:
+      command: [sort, -n, -o, "{output}/sorted-{ccd}.txt", "{input}/ccd{ccd}.txt"]
+      outputs: ["{output}/sorted-{ccd}.txt"]
+`), 0o644)
+	os.WriteFile(filepath.Join(src, "visits.csv"), []byte("visitId\nv1\n"), 0o644)
+	dir := filepath.Join(t.TempDir(), "run")
+	if out, err := run(t, "local", policy, "--visits", filepath.Join(src, "visits.csv"), "--run-dir", dir); exitCode(err) != 3 {
+		t.Fatalf("local with ccd3 missing: exit %d (%v), want 3\n%s", exitCode(err), err, out)
+	}
+	db, err := state.OpenReadOnly(filepath.Join(dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	got, err := db.Outputs("v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "output", "v1")
+	want := []state.Output{
+		{DataID: "ccd=1", Path: filepath.Join(out, "sorted-1.txt"), Size: 6, Attempt: 1},
+		{DataID: "ccd=2", Path: filepath.Join(out, "sorted-2.txt"), Size: 3, Attempt: 1},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("outputs recorded for v1: %+v\nwant %+v", got, want)
+	}
+}
