@@ -329,3 +329,21 @@ func TestMapperDataIDValuesRefused(t *testing.T) {
 		})
 	}
 }
+
+// An event stage runs on the Pipeline: a location its templates name
+// must not need a key only the slices have (a data ID key), or every
+// visit would fail at run time; validate says so, naming the location.
+func TestPipelineStageLocationNeeds(t *testing.T) {
+	text := strings.Replace(goodPolicy, "  output: \"out/{visit}\"\n", "  output: \"out/{visit}\"\n  work: \"work/{visit}/{ccd}\"\n", 1)
+	text = strings.Replace(text, "keys: [mean]}", "keys: [mean], properties: {where: \"{work}/mean.json\"}}", 1)
+	err := loadText(t, text)
+	want := `stage "tell" runs on the Pipeline and uses location "work" ("work/{visit}/{ccd}"), which needs clipboard key "ccd"`
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "a data ID key is on the slices' clipboards only") {
+		t.Fatalf("error %v; want one containing %s", err, want)
+	}
+	// A location the Pipeline can expand is fine.
+	ok := strings.Replace(text, "work/{visit}/{ccd}", "work/{visit}/{filter}", 1)
+	if err := loadText(t, ok); err != nil {
+		t.Errorf("a location of the visit and a trigger property: %v", err)
+	}
+}

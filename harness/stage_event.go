@@ -3,6 +3,7 @@ package harness
 import (
 	"errors"
 	"fmt"
+	"slices"
 )
 
 type eventStage struct {
@@ -40,6 +41,20 @@ func (st *eventStage) Keys() (needs, produces []string) {
 }
 
 func (st *eventStage) Topics() []string { return []string{st.topic} }
+
+// locationsUsed are the locations its properties' templates name
+// (locationUser): they are expanded on the Pipeline.
+func (st *eventStage) locationsUsed() []string {
+	var out []string
+	for _, p := range st.props {
+		for _, n := range p.tmpl.Names() {
+			if isLocation(n) && !slices.Contains(out, n) {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
 
 // Postprocess publishes on the Pipeline, once per visit, after the slices.
 func (st *eventStage) Postprocess(cx *Context, cb *Clipboard) error {

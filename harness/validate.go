@@ -27,6 +27,9 @@ type built struct {
 	// parallel stage may share any key it produces.
 	shares      []string
 	sharesKnown bool
+	// locations are the locations a stage that runs on the Pipeline
+	// names in its templates (locationUser).
+	locations []string
 	// neighbours are the ranks this Slice exchanges with after the stage
 	// (see exchange.go), set by Run once the data is assigned.
 	neighbours []int
@@ -74,10 +77,19 @@ func (p *Policy) buildStages() ([]*built, conf.Errors) {
 		if sh, ok := st.(sharer); ok && b.proc != nil {
 			b.shares, b.sharesKnown = sh.sharedKeys(), true
 		}
+		if lu, ok := st.(locationUser); ok {
+			b.locations = lu.locationsUsed()
+		}
 		out = append(out, b)
 	}
 	return out, errs
 }
+
+// locationUser is implemented by the built-in stages that run on the
+// Pipeline only and expand templates there (event): the locations their
+// templates name, whose own templates must need only what the Pipeline
+// has.
+type locationUser interface{ locationsUsed() []string }
 
 // sharer is implemented by the built-in parallel stages that say which
 // keys they share with the Pipeline (exec and worker: their shared
@@ -300,18 +312,38 @@ func (p *Policy) checkPipelineNeeds(b *built, pipe pipelineKeys, slice map[strin
 		if pipe[k] {
 			continue
 		}
-		var why string
-		switch from, onSlices := slice[k]; {
-		case k == KeyDataID || slices.Contains(dataKeys, k):
-			why = "; a data ID key is on the slices' clipboards only: shared values reach the Pipeline keyed by data ID, and dataIds lists the visit's data IDs with their outcomes"
-		case onSlices:
-			why = fmt.Sprintf("; %s puts it on the slices' clipboards, but no stage shares it (exec and worker: settings.shared)", from)
-		}
+		why := p.whyNotOnPipeline(k, slice, dataKeys)
 		have := keysOfBool(pipe)
 		errs = append(errs, p.errorAt(b.spec.Line, b.spec.Path, "stage %q runs on the Pipeline and needs clipboard key %q, which the Pipeline's clipboard never has (it has: %s)%s%s",
 			b.spec.Name, k, strings.Join(have, ", "), why, conf.Suggest(k, have)))
 	}
+	for _, l := range b.locations {
+		t, ok := p.Locations[l]
+		if !ok {
+			continue
+		}
+		for _, k := range patternNeeds(t) {
+			if pipe[k] {
+				continue
+			}
+			errs = append(errs, p.errorAt(b.spec.Line, b.spec.Path, "stage %q runs on the Pipeline and uses location %q (%q), which needs clipboard key %q, which the Pipeline's clipboard never has (it has: %s)%s",
+				b.spec.Name, l, t.String(), k, strings.Join(keysOfBool(pipe), ", "), p.whyNotOnPipeline(k, slice, dataKeys)))
+		}
+	}
 	return errs
+}
+
+// whyNotOnPipeline says why key k, which a stage that runs on the
+// Pipeline needs, is not on the Pipeline's clipboard, when it is on the
+// slices' (slice: the keys they have, by where each comes from).
+func (p *Policy) whyNotOnPipeline(k string, slice map[string]string, dataKeys []string) string {
+	switch from, onSlices := slice[k]; {
+	case k == KeyDataID || slices.Contains(dataKeys, k):
+		return "; a data ID key is on the slices' clipboards only: shared values reach the Pipeline keyed by data ID, and dataIds lists the visit's data IDs with their outcomes"
+	case onSlices:
+		return fmt.Sprintf("; %s puts it on the slices' clipboards, but no stage shares it (exec and worker: settings.shared)", from)
+	}
+	return ""
 }
 
 // checkFreezeDryNames: freeze_dry names stages of the policy.
