@@ -36,8 +36,14 @@ func TestMigrateFromVersion2(t *testing.T) {
 			t.Fatalf("the v2 fixture is at version %d", v)
 		}
 
-		if _, err := OpenReadOnly(path); !errors.Is(err, ErrOldSchema) || !strings.Contains(err.Error(), fmt.Sprintf("schema version 2, this dpsbatch reads %d", schemaVersion)) {
-			t.Errorf("OpenReadOnly(v2): err = %v, want ErrOldSchema naming both versions", err)
+		// A reader (status of a run from before an upgrade) brings the
+		// file forward first.
+		first, err := OpenReadOnly(path)
+		must(t, err)
+		must(t, first.db.QueryRow("PRAGMA user_version").Scan(&v))
+		first.Close()
+		if v != schemaVersion {
+			t.Errorf("after OpenReadOnly: user_version = %d, want %d", v, schemaVersion)
 		}
 		s, err := Open(path)
 		must(t, err)
@@ -109,4 +115,34 @@ func TestMigrateFromVersion2(t *testing.T) {
 		}
 		checkCounts(t, r)
 	})
+}
+
+// A file at an older schema that cannot be brought forward is refused by
+// a reader with ErrOldSchema, naming both versions and why migrating it
+// failed, and is left as it was.
+func TestReaderOfAnOldFileThatCannotMigrate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v8.db")
+	db, err := sql.Open("sqlite3", path)
+	must(t, err)
+	tx, err := db.Begin()
+	must(t, err)
+	must(t, migrate(t.Context(), tx, 0, 8))
+	// Something in the way of migration 9.
+	_, err = tx.Exec(`CREATE TABLE data_ids (x INTEGER)`)
+	must(t, err)
+	must(t, tx.Commit())
+	db.Close()
+	_, err = OpenReadOnly(path)
+	if !errors.Is(err, ErrOldSchema) || !strings.Contains(err.Error(), fmt.Sprintf("schema version 8, this dpsbatch reads %d", schemaVersion)) ||
+		!strings.Contains(err.Error(), "migrating it failed") || !strings.Contains(err.Error(), "data_ids") {
+		t.Errorf("OpenReadOnly of a file that cannot migrate: %v; want ErrOldSchema naming both versions and why", err)
+	}
+	db, err = sql.Open("sqlite3", path)
+	must(t, err)
+	defer db.Close()
+	var v int
+	must(t, db.QueryRow("PRAGMA user_version").Scan(&v))
+	if v != 8 {
+		t.Errorf("the file is at version %d after the failed migration, want 8 as it was", v)
+	}
 }

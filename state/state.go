@@ -75,9 +75,8 @@ var (
 	// ErrNewerSchema: the file was written by a newer dpsbatch, whose
 	// schema this one does not know. The error names both versions.
 	ErrNewerSchema = errors.New("state file has a newer schema")
-	// ErrOldSchema: OpenReadOnly found a file at an older schema. Readers
-	// never migrate: opening it once for writing (Open, as resume does)
-	// brings it forward.
+	// ErrOldSchema: OpenReadOnly found a file at an older schema and
+	// could not bring it forward (as Open does) to read it.
 	ErrOldSchema = errors.New("state file has an older schema")
 	// ErrNotStateFile: the file is an SQLite database, but not a dpsbatch
 	// state file.

@@ -196,12 +196,32 @@ func OpenWith(path string, o Options) (*Store, error) {
 }
 
 // OpenReadOnly opens the state file at path for reading, for status. It
-// never migrates and never changes what the file records (SQLite itself
-// may still roll back the journal of a writer that crashed, or checkpoint
-// its WAL, where the reader may write the folder: every connection must).
-// Besides Open's errors it fails with ErrOldSchema for a file at an older
-// schema. Write methods on the Store return ErrReadOnly.
+// never changes what the file records (SQLite itself may still roll back
+// the journal of a writer that crashed, or checkpoint its WAL, where the
+// reader may write the folder: every connection must). A file at an
+// older schema (a run made by an earlier dpsbatch) is first migrated, as
+// opening it for writing does, so that status reads runs from before an
+// upgrade; when that fails (a file this user may not write) it fails with
+// ErrOldSchema, saying why. Write methods on the Store return
+// ErrReadOnly.
 func OpenReadOnly(path string) (*Store, error) {
+	s, err := openReadOnly(path)
+	if !errors.Is(err, ErrOldSchema) {
+		return s, err
+	}
+	w, merr := Open(path)
+	if merr != nil {
+		return nil, fmt.Errorf("%w; migrating it failed: %v", err, merr)
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return openReadOnly(path)
+}
+
+// openReadOnly is OpenReadOnly of a file at this dpsbatch's schema: an
+// older one fails with ErrOldSchema.
+func openReadOnly(path string) (*Store, error) {
 	abs, err := existing(path)
 	if err != nil {
 		return nil, err
@@ -215,7 +235,7 @@ func OpenReadOnly(path string) (*Store, error) {
 		err = fmt.Errorf("state: %s: empty file: %w", path, ErrNotStateFile)
 	}
 	if err == nil && version < schemaVersion {
-		err = fmt.Errorf("state: %s is at schema version %d, this dpsbatch reads %d: open it once for writing (dpsbatch resume) to migrate it: %w",
+		err = fmt.Errorf("state: %s is at schema version %d, this dpsbatch reads %d: %w",
 			path, version, schemaVersion, ErrOldSchema)
 	}
 	if err != nil {
