@@ -61,3 +61,17 @@ func TestLocalProgressTerminal(t *testing.T) {
 		t.Errorf("the line was drawn %d times for 3 visits: only a changed line is redrawn\n%q", n, text)
 	}
 }
+
+// TestProgressShowsFailedDataIDs: a data ID that failed while its visit
+// carried on (failure: {visit: never}) shows in the progress line, as it
+// does in status: the bar alone would read every visit done.
+func TestProgressShowsFailedDataIDs(t *testing.T) {
+	if _, err := exec.LookPath("jq"); err != nil {
+		t.Skip("jq is not installed")
+	}
+	ex := filepath.Join("..", "..", "examples", "ccdstats")
+	out, _ := run(t, "local", filepath.Join(ex, "pipeline.yaml"), "--visits", filepath.Join(ex, "visits.csv"), "--run-dir", filepath.Join(t.TempDir(), "p"))
+	if !regexp.MustCompile(`(?m)^\S+ \[#{40}\] 3/3 done, 1 data IDs failed, [0-9.e+]+/s \(failed\)$`).MatchString(out) {
+		t.Errorf("no progress line with every visit done and the failed data ID:\n%s", out)
+	}
+}

@@ -102,7 +102,7 @@ func statusCommand() *cli.Command {
 }
 
 // progressBar is one line: name, a bar of done (#) and failed (x) visits,
-// counts, rate and time left.
+// counts (and failed data IDs), rate and time left.
 func progressBar(rs jobs.RunStatus, width int) string {
 	done, failed := rs.Counts[state.Done], rs.Counts[state.Failed]
 	bar := make([]byte, width)
@@ -122,6 +122,9 @@ func progressBar(rs jobs.RunStatus, width int) string {
 	line := fmt.Sprintf("%s [%s] %d/%d done", rs.Run, bar, done, rs.Visits)
 	if failed > 0 {
 		line += fmt.Sprintf(", %d failed", failed)
+	}
+	if n := rs.DataIDs[state.DataIDFailed]; n > 0 {
+		line += fmt.Sprintf(", %d data IDs failed", n)
 	}
 	if rs.Rate > 0 {
 		line += fmt.Sprintf(", %.3g/s", rs.Rate)
