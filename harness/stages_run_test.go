@@ -4,14 +4,12 @@ package harness_test
 // the stage tester: over Slices, with the Pipeline's steps.
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/dpsbatch/dpsbatch/harness"
 	"github.com/dpsbatch/dpsbatch/harness/stagetest"
@@ -136,17 +134,7 @@ func TestEventStagePublishes(t *testing.T) {
 	if r.Err != nil {
 		t.Fatal(r.Err)
 	}
-	sub, err := r.Broker.Subscribe(context.Background(), "measured", r.RunID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	e, err := sub.Next(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := firstEvent(t, r, "measured")
 	if e.Pipeline != "stagetest" || e.Sender == "" || e.Time.IsZero() ||
 		e.Properties["visitId"] != "3" || e.Properties["label"] != "stagetest-3-r" {
 		t.Errorf("event %+v", e)
