@@ -13,6 +13,9 @@ package mapper
 
 import (
 	"fmt"
+	"hash/maphash"
+	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -189,37 +192,120 @@ func Assign(m DataMapper, slices []HostInfo) ([][]DataID, error) {
 
 // Check verifies an assignment: one list per slice, no data ID assigned
 // twice, and, for an Enumerator, every data ID placed. The error names the
-// data IDs and slices concerned.
+// data IDs and slices concerned. Data IDs are the same when their String
+// is.
 func Check(m DataMapper, slices []HostInfo, got [][]DataID) error {
 	if len(got) != len(slices) {
 		return fmt.Errorf("mapper: assigned data to %d slices, but there are %d", len(got), len(slices))
 	}
+	if err := checkTwice(slices, got); err != nil {
+		return err
+	}
+	e, ok := m.(Enumerator)
+	if !ok {
+		return nil
+	}
+	all := e.DataIDs()
+	if sameIDs(all, got) {
+		return nil // every data ID placed, as the mapper listed them
+	}
+	placed := make(map[string]bool, len(all))
+	for _, ids := range got {
+		for _, id := range ids {
+			placed[id.String()] = true
+		}
+	}
+	var missing []string
+	for _, id := range all {
+		if s := id.String(); !placed[s] {
+			missing = append(missing, s)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("mapper: %d slices could not place data IDs %s", len(slices), joinIDs(missing))
+	}
+	return nil
+}
+
+// checkTwice reports the first data ID, in slice order, that repeats one
+// assigned before it. A million data IDs are compared by a 64-bit hash of
+// their String, sorted, without a map of a million strings; only those
+// whose hash repeats are then compared as strings.
+func checkTwice(hosts []HostInfo, got [][]DataID) error {
 	n := 0
 	for _, ids := range got {
 		n += len(ids)
 	}
-	where := make(map[string]int, n)
+	var h maphash.Hash
+	sums := make([]uint64, 0, n)
+	for _, ids := range got {
+		for _, id := range ids {
+			sums = append(sums, hashID(&h, id))
+		}
+	}
+	slices.Sort(sums)
+	repeated := map[uint64]bool{}
+	for i := 1; i < len(sums); i++ {
+		if sums[i] == sums[i-1] {
+			repeated[sums[i]] = true
+		}
+	}
+	if len(repeated) == 0 {
+		return nil
+	}
+	where := map[string]int{}
 	for i, ids := range got {
 		for _, id := range ids {
+			if !repeated[hashID(&h, id)] {
+				continue
+			}
 			s := id.String()
 			if j, dup := where[s]; dup {
-				return fmt.Errorf("mapper: data ID %q assigned twice (to the slices at rank %d and rank %d)", s, slices[j].Rank, slices[i].Rank)
+				return fmt.Errorf("mapper: data ID %q assigned twice (to the slices at rank %d and rank %d)", s, hosts[j].Rank, hosts[i].Rank)
 			}
 			where[s] = i
 		}
 	}
-	if e, ok := m.(Enumerator); ok {
-		var missing []string
-		for _, id := range e.DataIDs() {
-			if _, ok := where[id.String()]; !ok {
-				missing = append(missing, id.String())
-			}
+	return nil
+}
+
+// hashID is the hash of id.String() under h's seed, without building the
+// string for a data ID of one key.
+func hashID(h *maphash.Hash, id DataID) uint64 {
+	h.Reset()
+	if len(id) == 1 {
+		for k, v := range id {
+			h.WriteString(k)
+			h.WriteByte('=')
+			h.WriteString(v)
 		}
-		if len(missing) > 0 {
-			return fmt.Errorf("mapper: %d slices could not place data IDs %s", len(slices), joinIDs(missing))
+	} else {
+		h.WriteString(id.String())
+	}
+	return h.Sum64()
+}
+
+// sameIDs says whether got, slice after slice, is the list all itself:
+// the same data IDs (the same maps) in the same order, as a mapper that
+// splits its list into blocks returns it.
+func sameIDs(all []DataID, got [][]DataID) bool {
+	k := 0
+	for _, ids := range got {
+		if len(ids) > len(all)-k {
+			return false
+		}
+		if len(ids) > 0 && &ids[0] == &all[k] {
+			k += len(ids) // a block of the list itself
+			continue
+		}
+		for _, id := range ids {
+			if reflect.ValueOf(id).UnsafePointer() != reflect.ValueOf(all[k]).UnsafePointer() {
+				return false
+			}
+			k++
 		}
 	}
-	return nil
+	return k == len(all)
 }
 
 // joinIDs joins formatted data IDs with "; ", naming the first five and
