@@ -209,6 +209,14 @@ func Check(m DataMapper, slices []HostInfo, got [][]DataID) error {
 	if sameIDs(all, got) {
 		return nil // every data ID placed, as the mapper listed them
 	}
+	if missing := unplaced(all, got); len(missing) > 0 {
+		return fmt.Errorf("mapper: %d slices could not place data IDs %s", len(slices), joinIDs(missing))
+	}
+	return nil
+}
+
+// unplaced lists the data IDs of all, formatted, that got does not place.
+func unplaced(all []DataID, got [][]DataID) []string {
 	placed := make(map[string]bool, len(all))
 	for _, ids := range got {
 		for _, id := range ids {
@@ -221,10 +229,7 @@ func Check(m DataMapper, slices []HostInfo, got [][]DataID) error {
 			missing = append(missing, s)
 		}
 	}
-	if len(missing) > 0 {
-		return fmt.Errorf("mapper: %d slices could not place data IDs %s", len(slices), joinIDs(missing))
-	}
-	return nil
+	return missing
 }
 
 // checkTwice reports the first data ID, in slice order, that repeats one
