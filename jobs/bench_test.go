@@ -26,8 +26,10 @@ import (
 
 // BenchmarkPlanRun10kNodes1MIDs plans a run of one slice per data ID over
 // a million data IDs on a partition of 10,000 nodes of 128 CPUs: the slice
-// count (the mapper's million IDs), PlanAllocation, and the dry
-// assignment of every data ID to the slices laid out as planned, checked.
+// count (the range mapper's million IDs, counted), PlanAllocation, and the
+// dry assignment of every data ID to the slices laid out as planned
+// (mapper.AssignDry: the range mapper's DryAssign checks its values for a
+// repeat without making the data IDs).
 func BenchmarkPlanRun10kNodes1MIDs(b *testing.B) {
 	dir := b.TempDir()
 	s, err := site.Parse(filepath.Join(dir, "site.yaml"), fmt.Appendf(nil, `runs_root: %s

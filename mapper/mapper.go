@@ -97,6 +97,38 @@ type Enumerator interface {
 	DataIDs() []DataID
 }
 
+// Counter is an optional extra of an Enumerator that tells how many data
+// IDs it has without making them. Without it, Count makes them.
+type Counter interface {
+	Count() int
+}
+
+// Count is how many data IDs e has.
+func Count(e Enumerator) int {
+	if c, ok := e.(Counter); ok {
+		return c.Count()
+	}
+	return len(e.DataIDs())
+}
+
+// DryAssigner is an optional extra of a DataMapper whose assignment can be
+// checked without being made, as a plan does before anything runs:
+// DryAssign returns what Assign would (nil, or the same error), without
+// building the data IDs. Without it, AssignDry calls Assign.
+type DryAssigner interface {
+	DryAssign(slices []HostInfo) error
+}
+
+// AssignDry says whether Assign(m, slices) would succeed, and if not,
+// with which error; by m's DryAssign when it has one.
+func AssignDry(m DataMapper, slices []HostInfo) error {
+	if d, ok := m.(DryAssigner); ok {
+		return d.DryAssign(slices)
+	}
+	_, err := Assign(m, slices)
+	return err
+}
+
 // KeyLister is implemented by mappers that know the keys of the data IDs
 // they produce. Without it, `dpsbatch validate` cannot tell whether a
 // clipboard key a stage needs comes from the data ID.
@@ -233,45 +265,71 @@ func unplaced(all []DataID, got [][]DataID) []string {
 }
 
 // checkTwice reports the first data ID, in slice order, that repeats one
-// assigned before it. A million data IDs are compared by a 64-bit hash of
-// their String, sorted, without a map of a million strings; only those
-// whose hash repeats are then compared as strings.
+// assigned before it (firstRepeat).
 func checkTwice(hosts []HostInfo, got [][]DataID) error {
-	n := 0
+	var flat []DataID
 	for _, ids := range got {
-		n += len(ids)
+		flat = append(flat, ids...)
 	}
 	var h maphash.Hash
-	sums := make([]uint64, 0, n)
-	for _, ids := range got {
-		for _, id := range ids {
-			sums = append(sums, hashID(&h, id))
-		}
+	later, earlier, found := firstRepeat(len(flat), func(i int) uint64 { return hashID(&h, flat[i]) },
+		func(i int) string { return flat[i].String() })
+	if !found {
+		return nil
 	}
-	slices.Sort(sums)
+	return assignedTwice(flat[later].String(), hosts[listOf(got, earlier)], hosts[listOf(got, later)])
+}
+
+// assignedTwice is Check's error for data ID id, assigned to the slices
+// first and then.
+func assignedTwice(id string, first, then HostInfo) error {
+	return fmt.Errorf("mapper: data ID %q assigned twice (to the slices at rank %d and rank %d)", id, first.Rank, then.Rank)
+}
+
+// firstRepeat finds the first of n items, in order, whose text is that of
+// an earlier one: its index and the earlier one's. A million items are
+// compared by sum (a 64-bit hash of the text), sorted, without a map of a
+// million strings; only those whose sum repeats are compared by text.
+func firstRepeat(n int, sum func(i int) uint64, text func(i int) string) (later, earlier int, found bool) {
+	sums := make([]uint64, n)
+	for i := range sums {
+		sums[i] = sum(i)
+	}
+	sorted := slices.Clone(sums)
+	slices.Sort(sorted)
 	repeated := map[uint64]bool{}
-	for i := 1; i < len(sums); i++ {
-		if sums[i] == sums[i-1] {
-			repeated[sums[i]] = true
+	for i := 1; i < n; i++ {
+		if sorted[i] == sorted[i-1] {
+			repeated[sorted[i]] = true
 		}
 	}
 	if len(repeated) == 0 {
-		return nil
+		return 0, 0, false
 	}
-	where := map[string]int{}
-	for i, ids := range got {
-		for _, id := range ids {
-			if !repeated[hashID(&h, id)] {
-				continue
-			}
-			s := id.String()
-			if j, dup := where[s]; dup {
-				return fmt.Errorf("mapper: data ID %q assigned twice (to the slices at rank %d and rank %d)", s, hosts[j].Rank, hosts[i].Rank)
-			}
-			where[s] = i
+	first := map[string]int{}
+	for i, s := range sums {
+		if !repeated[s] {
+			continue
 		}
+		t := text(i)
+		if j, seen := first[t]; seen {
+			return i, j, true
+		}
+		first[t] = i
 	}
-	return nil
+	return 0, 0, false
+}
+
+// listOf is the index of the list of got that holds item k of got's lists
+// one after the other.
+func listOf(got [][]DataID, k int) int {
+	for i, ids := range got {
+		if k < len(ids) {
+			return i
+		}
+		k -= len(ids)
+	}
+	return -1
 }
 
 // hashID is the hash of id.String() under h's seed, without building the
@@ -320,6 +378,16 @@ func joinIDs(ids []string) string {
 		return fmt.Sprintf("%s and %d more", strings.Join(ids[:5], "; "), len(ids)-5)
 	}
 	return strings.Join(ids, "; ")
+}
+
+// blockOf is the index of the block that holds item k when blocks splits
+// n items into slices blocks.
+func blockOf(k, n, slices int) int {
+	q, r := n/slices, n%slices
+	if k < r*(q+1) {
+		return k / (q + 1)
+	}
+	return r + (k-r*(q+1))/q
 }
 
 // blocks splits ids into n contiguous runs whose lengths differ by at most

@@ -592,3 +592,34 @@ func TestRangeValuesAsSprintf(t *testing.T) {
 		}
 	}
 }
+
+// A range's dry assignment says what its assignment, checked, says: for
+// formats that give every value its own text and one that does not ('%c'
+// past the last Unicode character gives U+FFFD each time), over no slice,
+// fewer slices than values and more, at varied ranks. Count is the number
+// of data IDs.
+func TestRangeDryAssignAsAssign(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, settings := range []string{
+		"{key: ccd, from: 1, to: 10}", "{key: ccd, from: -7, to: 40, step: 3, format: 'c%03d'}",
+		"{key: u, from: 1114105, to: 1114120, format: '%c'}", "{key: v, from: 1, to: 1}",
+	} {
+		m, err := newMapper(t, "range", settings)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c, n := mapper.Count(m.(mapper.Enumerator)), len(m.(mapper.Enumerator).DataIDs()); c != n {
+			t.Errorf("%s: Count %d, want %d", settings, c, n)
+		}
+		for n := range 20 {
+			hosts := make([]mapper.HostInfo, n)
+			for i := range hosts {
+				hosts[i] = mapper.HostInfo{Rank: rng.IntN(30) + 1}
+			}
+			_, want := mapper.Assign(m, hosts)
+			if got := mapper.AssignDry(m, hosts); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("%s over %d slices: AssignDry = %v, Assign = %v", settings, n, got, want)
+			}
+		}
+	}
+}
