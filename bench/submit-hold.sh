@@ -7,8 +7,9 @@
 #   bash bench/submit-hold.sh [DPSBATCH...]
 #
 # Each DPSBATCH is a dpsbatch binary; without one it builds this checkout's.
-# The visit file (CSV: visitId and one property, filter) and a pipeline of
-# two slices of the noop stage are written once, before any clock starts.
+# The visit file (CSV of visit IDs; with PROPS=1 also a property, filter,
+# which the trigger declares) and a pipeline of two slices of the noop
+# stage are written once, before any clock starts.
 # Each round runs every binary once, the order turning by one each round
 # (A B C, B C A, ...), REPS rounds (default 5): `submit --hold` under
 # /usr/bin/time -f '%e %M' (wall seconds, peak resident KiB), then the held
@@ -16,7 +17,7 @@
 # It prints, per binary, the median [min-max] of the seconds and of the
 # peak RSS in MiB, and the machine and load average.
 #
-# Environment: VISITS (1000000), REPS (5), PARTITION (debug). Temporary
+# Environment: VISITS (1000000), REPS (5), PROPS (0), PARTITION (debug). Temporary
 # files go to one mktemp directory (world-readable: the simulated nodes
 # read it), removed on exit; every job submitted is cancelled on exit,
 # also on Ctrl-C or SIGTERM.
@@ -25,6 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VISITS=${VISITS:-1000000}
 REPS=${REPS:-5}
+PROPS=${PROPS:-0}
 PARTITION=${PARTITION:-debug}
 
 die() {
@@ -34,6 +36,7 @@ die() {
 
 [[ $VISITS =~ ^[1-9][0-9]*$ ]] || die "VISITS must be a positive integer, got \"$VISITS\""
 [[ $REPS =~ ^[1-9][0-9]*$ ]] || die "REPS must be a positive integer, got \"$REPS\""
+[[ $PROPS == [01] ]] || die "PROPS must be 0 or 1, got \"$PROPS\""
 [[ -x /usr/bin/time ]] || die "/usr/bin/time is missing (apt-get install time)"
 for t in go sbatch scancel sinfo; do
 	command -v "$t" >/dev/null 2>&1 || die "missing: $t (bash scripts/cluster.sh start installs and starts the local cluster)"
@@ -73,15 +76,20 @@ partitions:
   - {name: $PARTITION, default: true, cpus_per_node: 4, memory: 2000M, node_list: "n[1-4]", max_time: infinite}
 launcher: {kind: srun, flags: [--mpi=none], comm: tcp}
 EOF
+trigger='{topic: visits}'
+((PROPS == 0)) || trigger='{topic: visits, properties: {filter: string}}'
 cat >"$tmp/pipeline.yaml" <<EOF
 pipeline: hold
 slices: 2
 mapper: {type: rank}
-events: {trigger: {topic: visits, properties: {filter: string}}}
+events: {trigger: $trigger}
 stages:
   - {name: work, type: noop}
 EOF
-awk -v n="$VISITS" 'BEGIN { print "visitId,filter"; split("u g r i z y", f, " "); for (i = 1; i <= n; i++) printf "v%07d,%s\n", i, f[i % 6 + 1] }' >"$tmp/visits.csv"
+awk -v n="$VISITS" -v props="$PROPS" 'BEGIN {
+	print props ? "visitId,filter" : "visitId"; split("u g r i z y", f, " ")
+	for (i = 1; i <= n; i++) if (props) printf "v%07d,%s\n", i, f[i % 6 + 1]; else printf "v%07d\n", i
+}' >"$tmp/visits.csv"
 
 samples=$tmp/samples # binary index, seconds, peak KiB
 : >"$samples"
@@ -108,7 +116,7 @@ for ((round = 1; round <= REPS; round++)); do
 done
 loadAfter=$(cut -d' ' -f1-3 /proc/loadavg)
 
-echo "Command: \`VISITS=$VISITS REPS=$REPS bash bench/submit-hold.sh${*:+ ...}\`: dpsbatch submit --hold of $VISITS visits, $REPS rounds"
+echo "Command: \`VISITS=$VISITS REPS=$REPS PROPS=$PROPS bash bench/submit-hold.sh${*:+ ...}\`: dpsbatch submit --hold of $VISITS visits, $REPS rounds"
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 mem=$(awk '/^MemTotal:/ { printf "%.0f GB", $2 / 1048576 }' /proc/meminfo)
 os=$( (. /etc/os-release && echo "$PRETTY_NAME") 2>/dev/null || uname -sr)
