@@ -4,7 +4,10 @@
 // paths) and the registry of mappers by name.
 //
 // At start the Pipeline gathers one HostInfo per Slice, calls Assign once,
-// checks the result with Check and scatters each Slice's data IDs. Mappers
+// checks the result with Check and scatters each Slice's data IDs. The
+// front end's plan, before anything runs, calls AssignDry over the slices
+// laid out as planned: a mapper that can check its assignment without
+// making it (DryAssigner) does so. Mappers
 // register once, at init, in builtin.go or in a pipeline author's own
 // package; the registry is not meant to change after the first Lookup.
 //
