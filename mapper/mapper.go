@@ -7,9 +7,9 @@
 // checks the result with Check and scatters each Slice's data IDs. The
 // front end's plan, before anything runs, calls AssignDry over the slices
 // laid out as planned: a mapper that can check its assignment without
-// making it (DryAssigner) does so. Mappers
-// register once, at init, in builtin.go or in a pipeline author's own
-// package; the registry is not meant to change after the first Lookup.
+// making it (DryAssigner) does so. Mappers register once, at init, in
+// builtin.go or in a pipeline author's own package; the registry is not
+// meant to change after the first Lookup.
 //
 // The package imports nothing of the project's but internal helpers.
 package mapper
