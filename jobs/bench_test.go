@@ -26,8 +26,10 @@ import (
 
 // BenchmarkPlanRun10kNodes1MIDs plans a run of one slice per data ID over
 // a million data IDs on a partition of 10,000 nodes of 128 CPUs: the slice
-// count (the mapper's million IDs), PlanAllocation, and the dry
-// assignment of every data ID to the slices laid out as planned, checked.
+// count (the range mapper's million IDs, counted), PlanAllocation, and the
+// dry assignment of every data ID to the slices laid out as planned
+// (mapper.AssignDry: the range mapper's DryAssign checks its values for a
+// repeat without making the data IDs).
 func BenchmarkPlanRun10kNodes1MIDs(b *testing.B) {
 	dir := b.TempDir()
 	s, err := site.Parse(filepath.Join(dir, "site.yaml"), fmt.Appendf(nil, `runs_root: %s
@@ -262,4 +264,43 @@ func BenchmarkResumePlanning1M(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/resume")
+}
+
+// BenchmarkSubmit1MVisits is `dpsbatch submit` of a run of a million
+// visits (a visit file of visit IDs only) to the scripted fakeBackend: the visit
+// file read and checked, the plan, the run directory and its state file
+// with every visit pending. bench/submit-hold.sh measures the real
+// binary against the local cluster.
+func BenchmarkSubmit1MVisits(b *testing.B) {
+	dir := b.TempDir()
+	s, err := site.Parse(filepath.Join(dir, "site.yaml"), fmt.Appendf(nil, siteYAML, filepath.Join(dir, "runs")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	policy, visits, bin := filepath.Join(dir, "pipeline.yaml"), filepath.Join(dir, "visits.csv"), filepath.Join(dir, "dpsbatch")
+	var csv strings.Builder
+	csv.WriteString("visitId\n")
+	for i := range benchVisits {
+		fmt.Fprintf(&csv, "v%07d\n", i+1)
+	}
+	for path, text := range map[string]string{policy: inputtest.TinyPolicy, visits: csv.String(), bin: "#!/bin/sh\n"} {
+		if err := os.WriteFile(path, []byte(text), 0o755); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		sub, err := Submit(context.Background(), SubmitOptions{Site: s, Backend: newFake(), Policy: policy, Visits: visits,
+			Name: fmt.Sprintf("big%d", i), Binary: bin, Hold: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if sub.Visits != benchVisits {
+			b.Fatalf("submitted %d visits, want %d", sub.Visits, benchVisits)
+		}
+		b.StopTimer()
+		os.RemoveAll(sub.Dir)
+		b.StartTimer()
+	}
 }

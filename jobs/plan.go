@@ -37,7 +37,7 @@ func dryAssign(p *harness.Policy, m mapper.DataMapper, plan scheduler.Plan, slic
 		rank := len(hosts) + 1
 		hosts = append(hosts, mapper.HostInfo{Rank: rank, Host: "node1", Node: "node1", CPUs: max(plan.CPUsPerTask, 1)})
 	}
-	if _, err := mapper.Assign(m, hosts); err != nil { // Assign checks the result
+	if err := mapper.AssignDry(m, hosts); err != nil { // as Assign, which checks the result
 		if errors.Is(err, conf.ErrInvalid) {
 			return err
 		}
@@ -170,7 +170,7 @@ func stepSlices(file string, st input.Step) (mapper.DataMapper, StepPlan, error)
 		return nil, StepPlan{}, fmt.Errorf("%w: %s: pipeline %q: slices must be positive, got %d", conf.ErrInvalid, file, name, n)
 	case n == 0:
 		if e, ok := m.(mapper.Enumerator); ok && p.PerDataID {
-			n = len(e.DataIDs())
+			n = mapper.Count(e)
 		} else if n, err = p.SliceCount(); err != nil {
 			return nil, StepPlan{}, err
 		}

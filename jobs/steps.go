@@ -76,17 +76,7 @@ func checkLauncher(s *site.Site, file string, steps int) error {
 
 // createState creates the state file of l for run r, with visits ids.
 func createState(l rundir.Layout, r state.Run, ids []string) error {
-	st, err := state.Create(l.State(), r)
-	if err != nil {
-		return err
-	}
-	if len(ids) > 0 {
-		if err := st.AddVisits(ids); err != nil {
-			st.Close()
-			return err
-		}
-	}
-	return st.Close()
+	return state.CreateWithVisits(l.State(), r, ids)
 }
 
 // copyFile copies src to dst (mode 0644).

@@ -2,8 +2,10 @@ package mapper
 
 import (
 	"fmt"
+	"hash/maphash"
 	"sort"
 	"strconv"
+	"sync"
 
 	"github.com/dpsbatch/dpsbatch/internal/conf"
 )
@@ -161,35 +163,119 @@ func sortedIDKeys(id DataID) []string {
 }
 
 func newRange(v Values) (DataMapper, error) {
-	ids, err := rangeIDs("range", v)
-	if err != nil {
-		return nil, err
-	}
-	return fixed{ids: ids, keys: []string{v.String("key")}, origins: origins{what: "range", format: v.String("format")}}, nil
+	return rangeOf("range", v)
 }
 
-// rangeIDs makes the data IDs of the range settings key, from, to, step and
-// format. Errors start with "what: ", the mapper's name.
-func rangeIDs(what string, v Values) ([]DataID, error) {
+// rangeMapper is the range mapper: a fixed list of data IDs of one key,
+// whose values stay formatted in one string until data IDs are asked for
+// (Assign, DataIDs, CheckValues), so that counting a million (Count) and
+// a dry assignment of them (DryAssign) make no million maps.
+type rangeMapper struct {
+	key    string
+	values string // every value, one after the other
+	ends   []int  // value i ends at ends[i], where value i+1 starts
+	made   *madeIDs
+	origins
+}
+
+// madeIDs holds a rangeMapper's data IDs once made.
+type madeIDs struct {
+	once sync.Once
+	ids  []DataID
+}
+
+// rangeOf reads the range settings key, from, to, step and format. Errors
+// start with "what: ", the mapper's name.
+func rangeOf(what string, v Values) (rangeMapper, error) {
 	key, from, to, step, format := v.String("key"), v.Int("from"), v.Int("to"), v.Int("step"), v.String("format")
 	switch {
 	case key == "":
-		return nil, fmt.Errorf("%s: key must not be empty", what)
+		return rangeMapper{}, fmt.Errorf("%s: key must not be empty", what)
 	case step < 1:
-		return nil, fmt.Errorf("%s: step must be at least 1, got %d", what, step)
+		return rangeMapper{}, fmt.Errorf("%s: step must be at least 1, got %d", what, step)
 	case to < from:
-		return nil, fmt.Errorf("%s: to (%d) is less than from (%d)", what, to, from)
+		return rangeMapper{}, fmt.Errorf("%s: to (%d) is less than from (%d)", what, to, from)
 	case (to-from)/step >= 10_000_000:
-		return nil, fmt.Errorf("%s: %d values is more than the 10,000,000 allowed", what, (to-from)/step+1)
+		return rangeMapper{}, fmt.Errorf("%s: %d values is more than the 10,000,000 allowed", what, (to-from)/step+1)
 	}
 	if s := fmt.Sprintf(format, 1); len(s) == 0 || s[0] == '%' || containsBad(s) {
-		return nil, fmt.Errorf("%s: format %q does not format an integer", what, format)
+		return rangeMapper{}, fmt.Errorf("%s: format %q does not format an integer", what, format)
 	}
-	var ids []DataID
-	for i := from; i <= to; i += step {
-		ids = append(ids, DataID{key: fmt.Sprintf(format, i)})
+	values, ends := formatRange(format, from, step, (to-from)/step+1)
+	return rangeMapper{key: key, values: values, ends: ends, made: &madeIDs{}, origins: origins{what: what, format: format}}, nil
+}
+
+// formatRange formats the n values from, from+step, ... with format, one
+// after the other in one string (a million values are one allocation, not
+// a million): value i ends at ends[i].
+func formatRange(format string, from, step, n int) (all string, ends []int) {
+	buf := make([]byte, 0, n*8)
+	ends = make([]int, n)
+	for i := range ends {
+		if format == "%d" {
+			buf = strconv.AppendInt(buf, int64(from+i*step), 10)
+		} else {
+			buf = fmt.Appendf(buf, format, from+i*step)
+		}
+		ends[i] = len(buf)
 	}
-	return ids, nil
+	return string(buf), ends
+}
+
+// value is the i'th value of the range.
+func (m rangeMapper) value(i int) string {
+	start := 0
+	if i > 0 {
+		start = m.ends[i-1]
+	}
+	return m.values[start:m.ends[i]]
+}
+
+// fixed is the range as a list of data IDs, made at the first call.
+func (m rangeMapper) fixed() fixed {
+	m.made.once.Do(func() {
+		m.made.ids = make([]DataID, len(m.ends))
+		for i := range m.made.ids {
+			m.made.ids[i] = DataID{m.key: m.value(i)}
+		}
+	})
+	return fixed{ids: m.made.ids, keys: []string{m.key}, origins: m.origins}
+}
+
+func (m rangeMapper) Assign(slices []HostInfo) ([][]DataID, error) { return m.fixed().Assign(slices) }
+
+// Neighbours is the neighbours of the range's blocks (fixed.Neighbours).
+func (m rangeMapper) Neighbours(slices []HostInfo, assigned [][]DataID) ([][]int, error) {
+	return m.fixed().Neighbours(slices, assigned)
+}
+
+func (m rangeMapper) DataIDs() []DataID  { return m.fixed().DataIDs() }
+func (m rangeMapper) Keys() []string     { return []string{m.key} }
+func (m rangeMapper) CheckValues() error { return m.fixed().CheckValues() }
+func (m rangeMapper) Count() int         { return len(m.ends) }
+
+// DryAssign says what Assign and then Check would say of an assignment
+// to slices (the range in contiguous blocks: no data ID left out, one
+// repeated only when the format gives two values the same text), from
+// the values alone.
+func (m rangeMapper) DryAssign(slices []HostInfo) error {
+	n := len(m.ends)
+	if len(slices) == 0 {
+		return fmt.Errorf("mapper: no slices to assign %d data IDs to", n)
+	}
+	var h maphash.Hash
+	sum := func(i int) uint64 {
+		h.Reset()
+		h.WriteString(m.key)
+		h.WriteByte('=')
+		h.WriteString(m.value(i))
+		return h.Sum64()
+	}
+	later, earlier, found := firstRepeat(n, sum, func(i int) string { return m.key + "=" + m.value(i) })
+	if !found {
+		return nil
+	}
+	return assignedTwice(m.key+"="+m.value(later), slices[blockOf(earlier, n, len(slices))], slices[blockOf(later, n, len(slices))])
 }
 
 func containsBad(s string) bool {
@@ -271,6 +357,11 @@ func (s *idSet) sortedKeys() []string {
 }
 
 var (
+	_ Enumerator   = rangeMapper{}
+	_ ValueChecker = rangeMapper{}
+	_ KeyLister    = rangeMapper{}
+	_ Counter      = rangeMapper{}
+	_ DryAssigner  = rangeMapper{}
 	_ Enumerator   = fixed{}
 	_ ValueChecker = fixed{}
 	_ KeyLister    = fixed{}

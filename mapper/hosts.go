@@ -197,11 +197,11 @@ func newCPUWeighted(v Values) (DataMapper, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("cpu-weighted: a range needs key, from and to; missing %s", strings.Join(missing, ", "))
 	}
-	ids, err := rangeIDs("cpu-weighted", v)
+	r, err := rangeOf("cpu-weighted", v)
 	if err != nil {
 		return nil, err
 	}
-	return cpuWeighted{fixed{ids: ids, keys: []string{v.String("key")}, origins: origins{what: "cpu-weighted", format: v.String("format")}}}, nil
+	return cpuWeighted{r.fixed()}, nil
 }
 
 func (m cpuWeighted) Assign(slices []HostInfo) ([][]DataID, error) {

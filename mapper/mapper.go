@@ -4,15 +4,21 @@
 // paths) and the registry of mappers by name.
 //
 // At start the Pipeline gathers one HostInfo per Slice, calls Assign once,
-// checks the result with Check and scatters each Slice's data IDs. Mappers
-// register once, at init, in builtin.go or in a pipeline author's own
-// package; the registry is not meant to change after the first Lookup.
+// checks the result with Check and scatters each Slice's data IDs. The
+// front end's plan, before anything runs, calls AssignDry over the slices
+// laid out as planned: a mapper that can check its assignment without
+// making it (DryAssigner) does so. Mappers register once, at init, in
+// builtin.go or in a pipeline author's own package; the registry is not
+// meant to change after the first Lookup.
 //
 // The package imports nothing of the project's but internal helpers.
 package mapper
 
 import (
 	"fmt"
+	"hash/maphash"
+	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -92,6 +98,38 @@ type NeighbourMapper interface {
 // Check cannot tell whether every data ID was placed.
 type Enumerator interface {
 	DataIDs() []DataID
+}
+
+// Counter is an optional extra of an Enumerator that tells how many data
+// IDs it has without making them. Without it, Count makes them.
+type Counter interface {
+	Count() int
+}
+
+// Count is how many data IDs e has.
+func Count(e Enumerator) int {
+	if c, ok := e.(Counter); ok {
+		return c.Count()
+	}
+	return len(e.DataIDs())
+}
+
+// DryAssigner is an optional extra of a DataMapper whose assignment can be
+// checked without being made, as a plan does before anything runs:
+// DryAssign returns what Assign would (nil, or the same error), without
+// building the data IDs. Without it, AssignDry calls Assign.
+type DryAssigner interface {
+	DryAssign(slices []HostInfo) error
+}
+
+// AssignDry says whether Assign(m, slices) would succeed, and if not,
+// with which error; by m's DryAssign when it has one.
+func AssignDry(m DataMapper, slices []HostInfo) error {
+	if d, ok := m.(DryAssigner); ok {
+		return d.DryAssign(slices)
+	}
+	_, err := Assign(m, slices)
+	return err
 }
 
 // KeyLister is implemented by mappers that know the keys of the data IDs
@@ -189,37 +227,151 @@ func Assign(m DataMapper, slices []HostInfo) ([][]DataID, error) {
 
 // Check verifies an assignment: one list per slice, no data ID assigned
 // twice, and, for an Enumerator, every data ID placed. The error names the
-// data IDs and slices concerned.
+// data IDs and slices concerned. Data IDs are the same when their String
+// is.
 func Check(m DataMapper, slices []HostInfo, got [][]DataID) error {
 	if len(got) != len(slices) {
 		return fmt.Errorf("mapper: assigned data to %d slices, but there are %d", len(got), len(slices))
 	}
-	n := 0
-	for _, ids := range got {
-		n += len(ids)
+	if err := checkTwice(slices, got); err != nil {
+		return err
 	}
-	where := make(map[string]int, n)
-	for i, ids := range got {
-		for _, id := range ids {
-			s := id.String()
-			if j, dup := where[s]; dup {
-				return fmt.Errorf("mapper: data ID %q assigned twice (to the slices at rank %d and rank %d)", s, slices[j].Rank, slices[i].Rank)
-			}
-			where[s] = i
-		}
+	e, ok := m.(Enumerator)
+	if !ok {
+		return nil
 	}
-	if e, ok := m.(Enumerator); ok {
-		var missing []string
-		for _, id := range e.DataIDs() {
-			if _, ok := where[id.String()]; !ok {
-				missing = append(missing, id.String())
-			}
-		}
-		if len(missing) > 0 {
-			return fmt.Errorf("mapper: %d slices could not place data IDs %s", len(slices), joinIDs(missing))
-		}
+	all := e.DataIDs()
+	if sameIDs(all, got) {
+		return nil // every data ID placed, as the mapper listed them
+	}
+	if missing := unplaced(all, got); len(missing) > 0 {
+		return fmt.Errorf("mapper: %d slices could not place data IDs %s", len(slices), joinIDs(missing))
 	}
 	return nil
+}
+
+// unplaced lists the data IDs of all, formatted, that got does not place.
+func unplaced(all []DataID, got [][]DataID) []string {
+	placed := make(map[string]bool, len(all))
+	for _, ids := range got {
+		for _, id := range ids {
+			placed[id.String()] = true
+		}
+	}
+	var missing []string
+	for _, id := range all {
+		if s := id.String(); !placed[s] {
+			missing = append(missing, s)
+		}
+	}
+	return missing
+}
+
+// checkTwice reports the first data ID, in slice order, that repeats one
+// assigned before it (firstRepeat).
+func checkTwice(hosts []HostInfo, got [][]DataID) error {
+	var flat []DataID
+	for _, ids := range got {
+		flat = append(flat, ids...)
+	}
+	var h maphash.Hash
+	later, earlier, found := firstRepeat(len(flat), func(i int) uint64 { return hashID(&h, flat[i]) },
+		func(i int) string { return flat[i].String() })
+	if !found {
+		return nil
+	}
+	return assignedTwice(flat[later].String(), hosts[listOf(got, earlier)], hosts[listOf(got, later)])
+}
+
+// assignedTwice is Check's error for data ID id, assigned to the slices
+// first and then.
+func assignedTwice(id string, first, then HostInfo) error {
+	return fmt.Errorf("mapper: data ID %q assigned twice (to the slices at rank %d and rank %d)", id, first.Rank, then.Rank)
+}
+
+// firstRepeat finds the first of n items, in order, whose text is that of
+// an earlier one: its index and the earlier one's. A million items are
+// compared by sum (a 64-bit hash of the text), sorted, without a map of a
+// million strings; only those whose sum repeats are compared by text.
+func firstRepeat(n int, sum func(i int) uint64, text func(i int) string) (later, earlier int, found bool) {
+	sums := make([]uint64, n)
+	for i := range sums {
+		sums[i] = sum(i)
+	}
+	sorted := slices.Clone(sums)
+	slices.Sort(sorted)
+	repeated := map[uint64]bool{}
+	for i := 1; i < n; i++ {
+		if sorted[i] == sorted[i-1] {
+			repeated[sorted[i]] = true
+		}
+	}
+	if len(repeated) == 0 {
+		return 0, 0, false
+	}
+	first := map[string]int{}
+	for i, s := range sums {
+		if !repeated[s] {
+			continue
+		}
+		t := text(i)
+		if j, seen := first[t]; seen {
+			return i, j, true
+		}
+		first[t] = i
+	}
+	return 0, 0, false
+}
+
+// listOf is the index of the list of got that holds item k of got's lists
+// one after the other.
+func listOf(got [][]DataID, k int) int {
+	for i, ids := range got {
+		if k < len(ids) {
+			return i
+		}
+		k -= len(ids)
+	}
+	return -1
+}
+
+// hashID is the hash of id.String() under h's seed, without building the
+// string for a data ID of one key.
+func hashID(h *maphash.Hash, id DataID) uint64 {
+	h.Reset()
+	if len(id) == 1 {
+		for k, v := range id {
+			h.WriteString(k)
+			h.WriteByte('=')
+			h.WriteString(v)
+		}
+	} else {
+		h.WriteString(id.String())
+	}
+	return h.Sum64()
+}
+
+// sameIDs says whether got, slice after slice, is the list all itself:
+// the same data IDs (the same maps) in the same order, as a mapper that
+// splits its list into blocks returns it.
+func sameIDs(all []DataID, got [][]DataID) bool {
+	k := 0
+	for _, ids := range got {
+		if len(ids) > len(all)-k {
+			return false
+		}
+		if len(ids) > 0 && &ids[0] == &all[k] {
+			k += len(ids) // a block of the list itself
+			continue
+		}
+		for _, id := range ids {
+			if reflect.ValueOf(id).UnsafePointer() != reflect.ValueOf(all[k]).UnsafePointer() {
+				return false
+			}
+			k++
+		}
+	}
+	return k == len(all)
 }
 
 // joinIDs joins formatted data IDs with "; ", naming the first five and
@@ -229,6 +381,16 @@ func joinIDs(ids []string) string {
 		return fmt.Sprintf("%s and %d more", strings.Join(ids[:5], "; "), len(ids)-5)
 	}
 	return strings.Join(ids, "; ")
+}
+
+// blockOf is the index of the block that holds item k when blocks splits
+// n items into slices blocks.
+func blockOf(k, n, slices int) int {
+	q, r := n/slices, n%slices
+	if k < r*(q+1) {
+		return k / (q + 1)
+	}
+	return r + (k-r*(q+1))/q
 }
 
 // blocks splits ids into n contiguous runs whose lengths differ by at most

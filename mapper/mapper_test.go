@@ -2,6 +2,7 @@ package mapper_test
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"sort"
 	"strings"
@@ -468,5 +469,157 @@ func TestRangeNeighbours(t *testing.T) {
 	nb, err := nm.Neighbours(hosts, got)
 	if err != nil || fmt.Sprint(nb) != "[[1] [0 2] [1]]" {
 		t.Errorf("neighbours %v, %v; want [[1] [0 2] [1]]", nb, err)
+	}
+}
+
+// checkBefore is Check as it was before it compared hashes: a map of every
+// assigned data ID's String. TestCheckAsBefore holds Check to it.
+func checkBefore(m mapper.DataMapper, slices []mapper.HostInfo, got [][]mapper.DataID) error {
+	if len(got) != len(slices) {
+		return fmt.Errorf("mapper: assigned data to %d slices, but there are %d", len(got), len(slices))
+	}
+	where := map[string]int{}
+	for i, ids := range got {
+		for _, id := range ids {
+			s := id.String()
+			if j, dup := where[s]; dup {
+				return fmt.Errorf("mapper: data ID %q assigned twice (to the slices at rank %d and rank %d)", s, slices[j].Rank, slices[i].Rank)
+			}
+			where[s] = i
+		}
+	}
+	if e, ok := m.(mapper.Enumerator); ok {
+		var missing []string
+		for _, id := range e.DataIDs() {
+			if _, ok := where[id.String()]; !ok {
+				missing = append(missing, id.String())
+			}
+		}
+		if len(missing) > 0 {
+			if len(missing) > 5 {
+				return fmt.Errorf("mapper: %d slices could not place data IDs %s and %d more", len(slices), strings.Join(missing[:5], "; "), len(missing)-5)
+			}
+			return fmt.Errorf("mapper: %d slices could not place data IDs %s", len(slices), strings.Join(missing, "; "))
+		}
+	}
+	return nil
+}
+
+// Check gives the answer it gave before (checkBefore) on assignments drawn
+// at random from a small pool of data IDs, so that repeats are common:
+// IDs of one and of several keys, two that differ as maps but print the
+// same ("a=1,b=2"), the empty one; enumerations that are the assignment
+// itself (its blocks, or the same maps copied), shuffled, short of some
+// IDs or with extra ones.
+func TestCheckAsBefore(t *testing.T) {
+	pool := []mapper.DataID{
+		{"ccd": "1"}, {"ccd": "2"}, {"ccd": "3"}, {"ccd": "10"}, {"raft": "2,2"},
+		{"a": "1", "b": "2"}, {"a": "1,b=2"}, {"b": "2", "a": "1"}, {}, nil,
+		{"ccd": "1", "raft": "0,0"}, {"x": ""},
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	pick := func(n int) []mapper.DataID {
+		out := make([]mapper.DataID, n)
+		for i := range out {
+			out[i] = pool[rng.IntN(len(pool))]
+		}
+		return out
+	}
+	failed := 0
+	for c := range 5000 {
+		nSlices := rng.IntN(5)
+		hosts := make([]mapper.HostInfo, nSlices)
+		for i := range hosts {
+			hosts[i] = mapper.HostInfo{Rank: rng.IntN(9) + 1}
+		}
+		list := pick(rng.IntN(9))
+		got := make([][]mapper.DataID, nSlices+rng.IntN(4)/3) // now and then one list too many
+		rest := list
+		for i := range got {
+			n := rng.IntN(len(rest) + 1)
+			if i == len(got)-1 && rng.IntN(2) == 0 {
+				n = len(rest)
+			}
+			got[i], rest = rest[:n:n], rest[n:]
+		}
+		var m mapper.DataMapper = fake{assign: got}
+		switch rng.IntN(6) {
+		case 0: // not an Enumerator
+		case 1: // the list itself, whose blocks got holds
+			m = fakeEnum{fake{assign: got}, list}
+		case 2: // the same data IDs in a list of their own
+			m = fakeEnum{fake{assign: got}, append([]mapper.DataID(nil), list...)}
+		case 3: // shuffled
+			all := append([]mapper.DataID(nil), list...)
+			rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+			m = fakeEnum{fake{assign: got}, all}
+		default: // other data IDs
+			m = fakeEnum{fake{assign: got}, pick(rng.IntN(9))}
+		}
+		want, err := checkBefore(m, hosts, got), mapper.Check(m, hosts, got)
+		if fmt.Sprint(err) != fmt.Sprint(want) {
+			t.Errorf("case %d: %d slices, got %v, enumerated %v:\n Check  = %v\n before = %v", c, nSlices, ids(got), m, err, want)
+			if failed++; failed == 5 {
+				t.FailNow()
+			}
+		}
+	}
+}
+
+// The range mapper's values are fmt.Sprintf(format, value) for every value
+// from, from+step, ... up to to, whatever the format (it formats "%d"
+// itself, the others through fmt, all into one string).
+func TestRangeValuesAsSprintf(t *testing.T) {
+	tests := []struct {
+		format         string
+		from, to, step int
+	}{
+		{"%d", -25, 130, 1}, {"%d", 1, 1000, 7}, {"%02d", -3, 120, 1}, {"c%03d", 0, 2000, 13},
+		{"%x", 0, 300, 5}, {"%+d", -5, 5, 2}, {"n%d-raw", 9, 10, 1}, {"%d", 7, 7, 3},
+	}
+	for _, tt := range tests {
+		settings := fmt.Sprintf("{key: k, from: %d, to: %d, step: %d, format: '%s'}", tt.from, tt.to, tt.step, tt.format)
+		m, err := newMapper(t, "range", settings)
+		if err != nil {
+			t.Fatalf("%s: %v", settings, err)
+		}
+		var want []string
+		for v := tt.from; v <= tt.to; v += tt.step {
+			want = append(want, "k="+fmt.Sprintf(tt.format, v))
+		}
+		if got := strings.Fields(ids([][]mapper.DataID{m.(mapper.Enumerator).DataIDs()})[0]); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: data IDs\n got %q\nwant %q", settings, got, want)
+		}
+	}
+}
+
+// A range's dry assignment says what its assignment, checked, says: for
+// formats that give every value its own text and one that does not ('%c'
+// past the last Unicode character gives U+FFFD each time), over no slice,
+// fewer slices than values and more, at varied ranks. Count is the number
+// of data IDs.
+func TestRangeDryAssignAsAssign(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, settings := range []string{
+		"{key: ccd, from: 1, to: 10}", "{key: ccd, from: -7, to: 40, step: 3, format: 'c%03d'}",
+		"{key: u, from: 1114105, to: 1114120, format: '%c'}", "{key: v, from: 1, to: 1}",
+	} {
+		m, err := newMapper(t, "range", settings)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c, n := mapper.Count(m.(mapper.Enumerator)), len(m.(mapper.Enumerator).DataIDs()); c != n {
+			t.Errorf("%s: Count %d, want %d", settings, c, n)
+		}
+		for n := range 20 {
+			hosts := make([]mapper.HostInfo, n)
+			for i := range hosts {
+				hosts[i] = mapper.HostInfo{Rank: rng.IntN(30) + 1}
+			}
+			_, want := mapper.Assign(m, hosts)
+			if got := mapper.AssignDry(m, hosts); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("%s over %d slices: AssignDry = %v, Assign = %v", settings, n, got, want)
+			}
+		}
 	}
 }

@@ -127,6 +127,24 @@ func BenchmarkAddVisits1M(b *testing.B) {
 	reportPerMillion(b)
 }
 
+// BenchmarkCreateWithVisits1M is a new run's state file with a million
+// visits pending, as submit makes it: created, filled, closed.
+func BenchmarkCreateWithVisits1M(b *testing.B) {
+	ids := fixtureIDs()
+	dir := b.TempDir()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		path := filepath.Join(dir, fmt.Sprintf("run%d.db", i))
+		if err := CreateWithVisits(path, Run{ID: "bench"}, ids); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		os.Remove(path)
+		b.StartTimer()
+	}
+	reportPerMillion(b)
+}
+
 // BenchmarkCounts1M is status's count of visits by state over a million.
 func BenchmarkCounts1M(b *testing.B) {
 	s, err := OpenReadOnly(fixturePath(b))

@@ -115,9 +115,7 @@ func Create(path string, r Run) (st *Store, err error) {
 	f.Close()
 	defer func() {
 		if err != nil {
-			for _, p := range []string{abs, abs + "-wal", abs + "-shm", abs + "-journal"} {
-				os.Remove(p)
-			}
+			removeFiles(abs)
 		}
 	}()
 	s, err := openDB(path, abs, roleCreate, Options{})
@@ -140,6 +138,69 @@ func Create(path string, r Run) (st *Store, err error) {
 		return nil, s.wrap("creating", err)
 	}
 	return s, nil
+}
+
+// removeFiles removes the state file at abs and SQLite's files beside it.
+func removeFiles(abs string) {
+	for _, p := range []string{abs, abs + "-wal", abs + "-shm", abs + "-journal"} {
+		os.Remove(p)
+	}
+}
+
+// CreateWithVisits creates the state file at path for run r with the
+// visits ids pending, as Create, AddVisits and Close in turn would, with
+// their errors; after an error nothing is left at path. The front end
+// calls it for a new run, in the run's folder before that is moved in
+// place, so nothing else opens the file while it is filled: a long list
+// is written without a journal (once, not once to the journal and again
+// to the file) and a smaller page cache, and the file is then put in the
+// journal mode of its folder, as Create leaves it.
+func CreateWithVisits(path string, r Run, ids []string) (err error) {
+	s, err := Create(path, r)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := s.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			if abs, aerr := filepath.Abs(path); aerr == nil {
+				removeFiles(abs)
+			}
+		}
+	}()
+	if len(ids) < bulkVisits {
+		return s.AddVisits(ids)
+	}
+	return s.withoutJournal(func() error { return s.AddVisits(ids) })
+}
+
+// withoutJournal runs fill with the file's journal off and a page cache
+// of 2 MiB, SQLite's default (the 64 MiB of openDB only add to the
+// command's memory when the list is appended and its index built after),
+// then puts the journal mode back. Only for a file no other connection
+// has open; a fill that fails leaves it in no state to use.
+func (s *Store) withoutJournal(fill func() error) error {
+	ctx := context.Background()
+	var mode, actual string
+	if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return s.wrap("reading the journal mode", err)
+	}
+	if _, err := s.db.ExecContext(ctx, "PRAGMA journal_mode = OFF; PRAGMA cache_size = -2048"); err != nil {
+		return s.wrap("turning the journal off", err)
+	}
+	if err := fill(); err != nil {
+		return err
+	}
+	err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode = "+mode).Scan(&actual)
+	if err == nil && actual != mode {
+		err = fmt.Errorf("cannot set journal mode %s: it stays %s", mode, actual)
+	}
+	if err != nil {
+		return s.wrap("putting the journal back", err)
+	}
+	return nil
 }
 
 // Open opens the state file at path for writing, migrating it forward if

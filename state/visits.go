@@ -43,14 +43,8 @@ func (s *Store) AddVisits(ids []string) error {
 			return fmt.Errorf("state: visit list: visit %d: visit ID %q is not UTF-8: %w", i+1, id, conf.ErrInvalid)
 		}
 	}
-	// The whole list goes to SQLite as one JSON array, inserted by one
-	// statement: no per-visit round trip through database/sql and cgo.
-	list, err := json.Marshal(ids)
-	if err != nil {
-		return s.wrap("adding visits", err)
-	}
 	ctx := context.Background()
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
 		rebuild := false
 		if len(ids) >= bulkVisits {
 			err := tx.QueryRowContext(ctx, `SELECT 1 FROM visits LIMIT 1`).Scan(new(int))
@@ -64,8 +58,7 @@ func (s *Store) AddVisits(ids []string) error {
 				return err
 			}
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO visits (id) SELECT value FROM json_each(?)`, list)
-		if err != nil {
+		if err := insertVisits(ctx, tx, ids); err != nil {
 			return err
 		}
 		if rebuild {
@@ -74,21 +67,45 @@ func (s *Store) AddVisits(ids []string) error {
 				return err
 			}
 		}
+		_, err := tx.ExecContext(ctx, `UPDATE visit_states SET visits = visits + ? WHERE code = 0`, len(ids))
+		return err
+	})
+	if isUnique(err) {
+		return s.duplicate(ctx, ids)
+	}
+	if err != nil {
+		return s.wrap("adding visits", err)
+	}
+	return nil
+}
+
+// visitsPerInsert is how many visit IDs one statement of insertVisits
+// takes.
+const visitsPerInsert = 50_000
+
+// insertVisits appends ids to the visit list in tx, visitsPerInsert at a
+// time, each batch one JSON array inserted by one statement: no per-visit
+// round trip through database/sql and cgo, and no copy of a whole
+// million-visit list in memory at once.
+func insertVisits(ctx context.Context, tx *sql.Tx, ids []string) error {
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), visitsPerInsert)]
+		ids = ids[len(batch):]
+		list, err := json.Marshal(batch)
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO visits (id) SELECT value FROM json_each(?)`, list)
+		if err != nil {
+			return err
+		}
 		n, err := res.RowsAffected()
 		if err != nil {
 			return err
 		}
-		if n != int64(len(ids)) {
-			return fmt.Errorf("inserted %d visits of %d", n, len(ids))
+		if n != int64(len(batch)) {
+			return fmt.Errorf("inserted %d visits of %d", n, len(batch))
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE visit_states SET visits = visits + ? WHERE code = 0`, n)
-		return err
-	})
-	if isUnique(err) {
-		return s.duplicate(ctx, ids, list)
-	}
-	if err != nil {
-		return s.wrap("adding visits", err)
 	}
 	return nil
 }
@@ -156,7 +173,7 @@ func isUnique(err error) bool {
 
 // duplicate explains AddVisits's unique constraint error: the first ID
 // given twice, or already in the list.
-func (s *Store) duplicate(ctx context.Context, ids []string, list []byte) error {
+func (s *Store) duplicate(ctx context.Context, ids []string) error {
 	seen := make(map[string]int, len(ids))
 	for i, id := range ids {
 		if j, ok := seen[id]; ok {
@@ -164,9 +181,13 @@ func (s *Store) duplicate(ctx context.Context, ids []string, list []byte) error 
 		}
 		seen[id] = i
 	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return s.wrap("adding visits", err)
+	}
 	var id string
 	var pos, seq int
-	err := s.db.QueryRowContext(ctx, `SELECT j.value, j.key, v.seq FROM json_each(?) j JOIN visits v ON v.id = j.value ORDER BY j.key LIMIT 1`, list).
+	err = s.db.QueryRowContext(ctx, `SELECT j.value, j.key, v.seq FROM json_each(?) j JOIN visits v ON v.id = j.value ORDER BY j.key LIMIT 1`, list).
 		Scan(&id, &pos, &seq)
 	if err != nil {
 		return s.wrap("adding visits: a visit ID is already in the run", err)
