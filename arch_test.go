@@ -45,8 +45,8 @@ const importRules = `
 	NONE < .;
 
 	# Helpers with no domain of their own, importable by every package.
-	NONE < internal/conf, internal/enum, internal/retry, internal/slurmtime, internal/version;
-	internal/conf, internal/enum, internal/retry, internal/slurmtime, internal/version < INTERNAL;
+	NONE < internal/conf, internal/enum, internal/repeats, internal/retry, internal/slurmtime, internal/version;
+	internal/conf, internal/enum, internal/repeats, internal/retry, internal/slurmtime, internal/version < INTERNAL;
 
 	# Leaves: each owns one thing and knows nothing of those that use it.
 	INTERNAL

@@ -10,18 +10,20 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/internal/conf"
+	"github.com/dpsbatch/dpsbatch/internal/repeats"
 )
 
 // Visit is one line of a visit file: its ID and its properties, which the
 // trigger event carries onto every clipboard.
 type Visit struct {
 	ID    string
-	Props map[string]any // without visitId
+	Props map[string]any // without visitId; nil when the visit has no other property
 	Line  int
 }
 
@@ -150,16 +152,12 @@ func parseVisits(path string, data []byte, rules readRules) (*VisitList, error) 
 		l, errs = parseCSV(path, data, rules)
 	}
 	vs := l.Visits
-	seen := map[string]int{}
-	for _, v := range vs {
-		if v.ID == "" {
-			continue
-		}
-		if first, dup := seen[v.ID]; dup {
-			errs = append(errs, &conf.Error{File: path, Line: v.Line, Msg: fmt.Sprintf("visit %q repeats line %d", v.ID, first)})
-			continue
-		}
-		seen[v.ID] = v.Line
+	ids := make([]string, len(vs))
+	for i, v := range vs {
+		ids[i] = v.ID
+	}
+	for _, r := range repeats.All(len(ids), repeats.Strings(ids), func(i int) string { return ids[i] }) {
+		errs = append(errs, &conf.Error{File: path, Line: vs[r.Later].Line, Msg: fmt.Sprintf("visit %q repeats line %d", ids[r.Later], vs[r.First].Line)})
 	}
 	if len(vs) == 0 && len(errs) == 0 {
 		errs = append(errs, &conf.Error{File: path, Msg: "no visits"})
@@ -222,6 +220,9 @@ func parseCSV(path string, data []byte, rules readRules) (VisitList, conf.Errors
 	r := csv.NewReader(bytes.NewReader(data))
 	r.Comment = comment
 	r.TrimLeadingSpace = true
+	r.ReuseRecord = true // a visit keeps strings of a record, never the record
+	// At most a visit a line: one allocation for a million visits.
+	l.Visits = make([]Visit, 0, bytes.Count(data, []byte{'\n'})+1)
 	header, err := r.Read()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
@@ -229,6 +230,7 @@ func parseCSV(path string, data []byte, rules readRules) (VisitList, conf.Errors
 		}
 		return l, conf.Errors{csvError(path, err)}
 	}
+	header = slices.Clone(header) // the reader reuses its record
 	line, _ := r.FieldPos(0)
 	col := -1
 	named := map[string]int{}
@@ -259,7 +261,7 @@ func parseCSV(path string, data []byte, rules readRules) (VisitList, conf.Errors
 			continue
 		}
 		line, _ := r.FieldPos(0)
-		v := Visit{ID: strings.TrimSpace(rec[col]), Props: map[string]any{}, Line: line}
+		v := Visit{ID: strings.TrimSpace(rec[col]), Line: line}
 		if v.ID == "" {
 			errs = append(errs, &conf.Error{File: path, Line: line, Path: events.PropVisit, Msg: "is empty"})
 			continue
@@ -268,9 +270,12 @@ func parseCSV(path string, data []byte, rules readRules) (VisitList, conf.Errors
 			errs = append(errs, e)
 			continue
 		}
-		for i, f := range rec {
-			if i != col {
-				v.Props[header[i]] = f
+		if len(rec) > 1 {
+			v.Props = make(map[string]any, len(rec)-1)
+			for i, f := range rec {
+				if i != col {
+					v.Props[header[i]] = f
+				}
 			}
 		}
 		l.Visits = append(l.Visits, v)
@@ -395,6 +400,9 @@ func parseJSONLines(path string, data []byte, rules readRules) (VisitList, conf.
 		}
 		for k, v := range obj {
 			obj[k] = plainJSON(v)
+		}
+		if len(obj) == 0 {
+			obj = nil
 		}
 		l.Visits = append(l.Visits, Visit{ID: id, Props: obj, Line: line})
 	}

@@ -44,8 +44,8 @@ func TestParseVisitsGood(t *testing.T) {
 			path: "list.txt",
 			data: "visitId\n1\n2\n",
 			want: []Visit{
-				{ID: "1", Props: map[string]any{}, Line: 2},
-				{ID: "2", Props: map[string]any{}, Line: 3},
+				{ID: "1", Line: 2},
+				{ID: "2", Line: 3},
 			},
 		},
 		{
@@ -64,8 +64,8 @@ func TestParseVisitsGood(t *testing.T) {
 			path: "visits.ndjson",
 			data: "# visits\n\n{\"visitId\": 1}\r\n   \n{\"visitId\": 2}\n",
 			want: []Visit{
-				{ID: "1", Props: map[string]any{}, Line: 3},
-				{ID: "2", Props: map[string]any{}, Line: 5},
+				{ID: "1", Line: 3},
+				{ID: "2", Line: 5},
 			},
 		},
 		{
@@ -78,7 +78,7 @@ func TestParseVisitsGood(t *testing.T) {
 			name: "json extension",
 			path: "VISITS.JSON",
 			data: "{\"visitId\": \"a\"}\n",
-			want: []Visit{{ID: "a", Props: map[string]any{}, Line: 1}},
+			want: []Visit{{ID: "a", Line: 1}},
 		},
 	}
 	for _, tt := range tests {

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/dpsbatch/dpsbatch/internal/conf"
+	"github.com/dpsbatch/dpsbatch/internal/repeats"
 )
 
 // The built-in mappers register here, in one place.
@@ -271,11 +272,11 @@ func (m rangeMapper) DryAssign(slices []HostInfo) error {
 		h.WriteString(m.value(i))
 		return h.Sum64()
 	}
-	later, earlier, found := firstRepeat(n, sum, func(i int) string { return m.key + "=" + m.value(i) })
+	r, found := repeats.First(n, sum, func(i int) string { return m.key + "=" + m.value(i) })
 	if !found {
 		return nil
 	}
-	return assignedTwice(m.key+"="+m.value(later), slices[blockOf(earlier, n, len(slices))], slices[blockOf(later, n, len(slices))])
+	return assignedTwice(m.key+"="+m.value(r.Later), slices[blockOf(r.First, n, len(slices))], slices[blockOf(r.Later, n, len(slices))])
 }
 
 func containsBad(s string) bool {

@@ -18,12 +18,12 @@ import (
 	"fmt"
 	"hash/maphash"
 	"reflect"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
 
 	"github.com/dpsbatch/dpsbatch/internal/conf"
+	"github.com/dpsbatch/dpsbatch/internal/repeats"
 )
 
 // DataID is a set of slice-specific properties naming one unit of data in
@@ -268,59 +268,25 @@ func unplaced(all []DataID, got [][]DataID) []string {
 }
 
 // checkTwice reports the first data ID, in slice order, that repeats one
-// assigned before it (firstRepeat).
+// assigned before it (repeats.First).
 func checkTwice(hosts []HostInfo, got [][]DataID) error {
 	var flat []DataID
 	for _, ids := range got {
 		flat = append(flat, ids...)
 	}
 	var h maphash.Hash
-	later, earlier, found := firstRepeat(len(flat), func(i int) uint64 { return hashID(&h, flat[i]) },
+	r, found := repeats.First(len(flat), func(i int) uint64 { return hashID(&h, flat[i]) },
 		func(i int) string { return flat[i].String() })
 	if !found {
 		return nil
 	}
-	return assignedTwice(flat[later].String(), hosts[listOf(got, earlier)], hosts[listOf(got, later)])
+	return assignedTwice(flat[r.Later].String(), hosts[listOf(got, r.First)], hosts[listOf(got, r.Later)])
 }
 
 // assignedTwice is Check's error for data ID id, assigned to the slices
 // first and then.
 func assignedTwice(id string, first, then HostInfo) error {
 	return fmt.Errorf("mapper: data ID %q assigned twice (to the slices at rank %d and rank %d)", id, first.Rank, then.Rank)
-}
-
-// firstRepeat finds the first of n items, in order, whose text is that of
-// an earlier one: its index and the earlier one's. A million items are
-// compared by sum (a 64-bit hash of the text), sorted, without a map of a
-// million strings; only those whose sum repeats are compared by text.
-func firstRepeat(n int, sum func(i int) uint64, text func(i int) string) (later, earlier int, found bool) {
-	sums := make([]uint64, n)
-	for i := range sums {
-		sums[i] = sum(i)
-	}
-	sorted := slices.Clone(sums)
-	slices.Sort(sorted)
-	repeated := map[uint64]bool{}
-	for i := 1; i < n; i++ {
-		if sorted[i] == sorted[i-1] {
-			repeated[sorted[i]] = true
-		}
-	}
-	if len(repeated) == 0 {
-		return 0, 0, false
-	}
-	first := map[string]int{}
-	for i, s := range sums {
-		if !repeated[s] {
-			continue
-		}
-		t := text(i)
-		if j, seen := first[t]; seen {
-			return i, j, true
-		}
-		first[t] = i
-	}
-	return 0, 0, false
 }
 
 // listOf is the index of the list of got that holds item k of got's lists
