@@ -158,7 +158,7 @@ func (p *Policy) SliceCount() (int, error) {
 	if !ok {
 		return 0, conf.Errors{p.errorAt(p.Mapper.Line, "slices", "per-data-id needs a mapper with a fixed list of data IDs; %q has none", p.Mapper.Type)}
 	}
-	n := len(e.DataIDs())
+	n := mapper.Count(e)
 	if n == 0 {
 		return 0, conf.Errors{p.errorAt(p.Mapper.Line, "slices", "per-data-id: the mapper has no data IDs")}
 	}
