@@ -156,6 +156,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 )
 
@@ -357,6 +358,9 @@ type mpiComm struct {
 	broken    error       // first MPI error; every later operation returns it
 	closed    atomic.Bool // Abort reads it from any goroutine
 	abortOnce sync.Once
+
+	ops     uint64    // operations begun (passScheduler)
+	schedAt time.Time // when passScheduler last let the Go scheduler run
 }
 
 func mpiError(op string, rc C.int) error {
@@ -392,7 +396,11 @@ func (c *mpiComm) fail(op string, rc C.int) error {
 	return err
 }
 
+// ready is the start of every operation: it checks that the communicator
+// can be used and that root is a rank, and lets the Go scheduler run when
+// it is due (passScheduler).
 func (c *mpiComm) ready(op string, root int) error {
+	c.passScheduler()
 	if c.closed.Load() {
 		return fmt.Errorf("comm: mpi %s after Close", op)
 	}
@@ -403,6 +411,37 @@ func (c *mpiComm) ready(op string, root int) error {
 		return fmt.Errorf("comm: %s: rank %d out of range [0,%d)", op, root, c.size)
 	}
 	return nil
+}
+
+// The Go scheduler and long runs of cgo calls. The goroutine that owns the
+// communicator spends its time in MPI calls and, on a busy stage loop,
+// never blocks in Go, so the scheduler never runs it anew. After 10 ms of
+// that, sysmon takes its P away in the middle of an MPI call (Go's
+// forced preemption of a long-running goroutine, which a cgo call cannot
+// answer) and then wakes every 20 µs for a while: context switches on
+// the rank's core, and a slow return from the next cgo call. With a
+// bound rank and an MPI that yields when idle, that cost a third of the
+// time of a no-op stage (BENCHMARKS.md). Passing through the scheduler
+// (runtime.Gosched) every mpiSchedEvery keeps sysmon asleep; it costs
+// about 20 µs on a locked thread, 2% at that interval. The clock is read
+// every mpiSchedCheck operations only.
+const (
+	mpiSchedEvery = time.Millisecond
+	mpiSchedCheck = 64
+)
+
+// mpiGosched is runtime.Gosched; tests count its calls.
+var mpiGosched = runtime.Gosched
+
+// passScheduler lets the Go scheduler run when mpiSchedEvery has passed
+// since it last did; the goroutine stays locked to its thread.
+func (c *mpiComm) passScheduler() {
+	c.ops++
+	if c.ops%mpiSchedCheck != 0 || time.Since(c.schedAt) < mpiSchedEvery {
+		return
+	}
+	mpiGosched()
+	c.schedAt = time.Now()
 }
 
 func (c *mpiComm) Rank() int { return c.rank }
