@@ -1289,13 +1289,11 @@ func (r *rank) sliceStage(ctx context.Context, visit string, b *built, queue, ne
 
 // receiveStage is step 8 on a Slice: it receives the stage's stageMsg.
 func (r *rank) receiveStage() (stageMsg, error) {
-	var sm stageMsg
 	data, err := r.c.Bcast(0, nil)
 	if err != nil {
-		return sm, err
+		return stageMsg{}, err
 	}
-	err = decode(data, &sm)
-	return sm, err
+	return decodeStage(data)
 }
 
 // process is step 9: it puts the stageMsg's properties and shared items

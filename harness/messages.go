@@ -94,6 +94,18 @@ const (
 func (m *stageMsg) empty() bool    { return !m.Skip && len(m.Props) == 0 && len(m.Shared) == 0 }
 func (m *sliceReport) empty() bool { return len(m.Failures) == 0 && len(m.Shared) == 0 }
 
+// decodeStage decodes a stageMsg. The empty message, a no-op stage's,
+// is the empty stageMsg and allocates nothing (decoding into a variable
+// would put it on the heap at every stage).
+func decodeStage(data []byte) (stageMsg, error) {
+	if len(data) == 0 {
+		return stageMsg{}, nil
+	}
+	var m stageMsg
+	err := decode(data, &m)
+	return m, err
+}
+
 func encode(v any) ([]byte, error) {
 	var b bytes.Buffer
 	if err := gob.NewEncoder(&b).Encode(v); err != nil {
