@@ -19,13 +19,14 @@
 #
 # Launchers: mpirun --allow-run-as-root --oversubscribe -np R, and also
 # srun -N1 -n R --mpi=pmix when sinfo answers (scripts/cluster.sh start).
-# OMPI_MCA_mpi_yield_when_idle=1 throughout: with more ranks than cores,
-# busy polling starves the working ranks.
+# OMPI_MCA_mpi_yield_when_idle=YIELD (default 1) for every program: with
+# more ranks than cores, busy polling starves the working ranks; YIELD=0
+# times the busy-polling floor (only where every rank has a core).
 #
 # Environment: VISITS (default 20000), STAGES (10), REPS (3), RANKS ("2 4"),
-# SRUN (auto: when sinfo answers; 0: never; 1: always). DPSBATCH_MPI_THREAD
-# (funneled or single; see comm.NewMPI) and GOMAXPROCS, when set, reach
-# every rank.
+# SRUN (auto: when sinfo answers; 0: never; 1: always), YIELD (1).
+# DPSBATCH_MPI_THREAD (single, the default, or funneled; see comm.NewMPI)
+# and GOMAXPROCS, when set, reach every rank.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -34,6 +35,7 @@ STAGES=${STAGES:-10}
 REPS=${REPS:-3}
 RANKS=${RANKS:-"2 4"}
 SRUN=${SRUN:-auto}
+YIELD=${YIELD:-1}
 
 missing=()
 for t in go mpicc mpirun; do
@@ -48,7 +50,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 go build -tags mpi -o "$tmp/mpistages" ./bench/mpistages
 mpicc -O2 -Wall -o "$tmp/mpiloop" bench/mpiloop/mpiloop.c
-export OMPI_MCA_mpi_yield_when_idle=1
+export OMPI_MCA_mpi_yield_when_idle=$YIELD
 
 # mpirun passes on only the variables named with -x.
 xenv=()
@@ -95,7 +97,7 @@ median() {
 status=0
 echo "Stage loop on MPI: $VISITS visits x $STAGES no-op stages (+ $((VISITS / 100)) warm-up visits), $REPS runs each, $(nproc) cores"
 echo "ns per stage, median [min-max]; one Bcast per visit amortised over its stages in every column"
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); DPSBATCH_MPI_THREAD=${DPSBATCH_MPI_THREAD-unset} GOMAXPROCS=${GOMAXPROCS-unset}"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); OMPI_MCA_mpi_yield_when_idle=$YIELD DPSBATCH_MPI_THREAD=${DPSBATCH_MPI_THREAD-unset} GOMAXPROCS=${GOMAXPROCS-unset}"
 printf '%-8s %-6s %-22s %-22s %-22s %s\n' launcher ranks "C (bare MPI)" "Go comm alone" harness harness/C
 for how in "${launchers[@]}"; do
 	for np in $RANKS; do
