@@ -35,6 +35,10 @@ type Clipboard struct {
 	items  map[string]item
 	dataID mapper.DataID
 	undo   *undoLog // while the freezer watches a call on it (freezedry.go)
+	// anyShared: PutShared was called on this clipboard (or the one it
+	// was cloned from). Without it no item is shared, and takeShared,
+	// called at every parallel stage, returns at once.
+	anyShared bool
 }
 
 type item struct {
@@ -80,6 +84,7 @@ func (c *Clipboard) Put(key string, v any) {
 func (c *Clipboard) PutShared(key string, v any) {
 	c.keepForUndo(key)
 	c.items[key] = item{v: v, shared: true, dirty: true}
+	c.anyShared = true
 }
 
 // Delete removes key.
@@ -136,7 +141,7 @@ func (c *Clipboard) DataID() mapper.DataID { return c.dataID }
 // Clone returns a copy of the clipboard (values are not deep-copied), for
 // a stage that emits several clipboards from one (see Context.Emit).
 func (c *Clipboard) Clone() *Clipboard {
-	n := &Clipboard{items: make(map[string]item, len(c.items)), dataID: c.dataID}
+	n := &Clipboard{items: make(map[string]item, len(c.items)), dataID: c.dataID, anyShared: c.anyShared}
 	for k, it := range c.items {
 		n.items[k] = it
 	}
@@ -194,6 +199,9 @@ func scalarText(key string, v any) (string, error) {
 // clears their marks; nil when there are none.
 func (c *Clipboard) takeShared() map[string]any {
 	var out map[string]any
+	if !c.anyShared {
+		return nil
+	}
 	for k, it := range c.items {
 		if it.dirty {
 			if out == nil {

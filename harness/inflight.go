@@ -746,8 +746,8 @@ func (r *rank) startStage(ctx context.Context, sf *sliceFlight, m flightMsg) err
 	if err != nil {
 		return err
 	}
-	var sm stageMsg
-	if err := decode(m.Body, &sm); err != nil {
+	sm, err := decodeStage(m.Body)
+	if err != nil {
 		return err
 	}
 	if sm.Skip {

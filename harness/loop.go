@@ -715,6 +715,7 @@ func (p *pipeline) bcast(step flightStep, visit string, data []byte) error {
 type visitRun struct {
 	id      string
 	start   time.Time
+	mark    time.Duration // since start: when the last stage ended (stageTook)
 	cb      *Clipboard
 	started bool // VisitStarted recorded
 	ended   bool // VisitEnded recorded (or tried)
@@ -763,6 +764,7 @@ func (p *pipeline) runVisit(ctx context.Context, v *visitRun) (err error) {
 			p.cutShort(v, err)
 		}
 	}()
+	v.mark = time.Since(v.start)
 	for _, b := range p.stages {
 		skipped, err := p.runStage(ctx, v, b)
 		if err != nil {
@@ -811,7 +813,6 @@ func (p *pipeline) startVisit(v *visitRun, props map[string]any) error {
 // reports (11); then Postprocess and StageDone (12). skipped says the
 // stageMsg had Skip: the visit is left at once (step 13).
 func (p *pipeline) runStage(ctx context.Context, v *visitRun, b *built) (skipped bool, err error) {
-	t0 := time.Now()
 	p.waitStageEvent(ctx, v, b)
 	p.preprocess(ctx, v, b)
 	var outcomes []Outcome
@@ -823,7 +824,7 @@ func (p *pipeline) runStage(ctx context.Context, v *visitRun, b *built) (skipped
 			return false, err
 		}
 	}
-	return false, p.postprocess(ctx, v, b, outcomes, t0)
+	return false, p.postprocess(ctx, v, b, outcomes)
 }
 
 // waitStageEvent is the first half of step 7: unless the visit has failed
@@ -985,8 +986,8 @@ func (p *pipeline) recordFailures(v *visitRun, name string, rk int, failures []f
 
 // postprocess is step 12: unless the visit has failed on the Pipeline,
 // stage b's Postprocess with the stage's outcomes, then StageDone with
-// the time since t0. A Postprocess failure fails the visit.
-func (p *pipeline) postprocess(ctx context.Context, v *visitRun, b *built, outcomes []Outcome, t0 time.Time) error {
+// the stage's time (stageTook). A Postprocess failure fails the visit.
+func (p *pipeline) postprocess(ctx context.Context, v *visitRun, b *built, outcomes []Outcome) error {
 	name := b.spec.Name
 	if v.serialErr == nil && b.post != nil {
 		release := p.exclusive(b)
@@ -1003,13 +1004,25 @@ func (p *pipeline) postprocess(ctx context.Context, v *visitRun, b *built, outco
 		}
 		release()
 	}
+	took := v.stageTook()
 	if v.serialErr != nil {
 		return nil
 	}
-	if err := p.cfg.Recorder.StageDone(v.id, name, time.Since(t0)); err != nil {
+	if err := p.cfg.Recorder.StageDone(v.id, name, took); err != nil {
 		return fmt.Errorf("harness: recording stage %s of visit %s: %w", name, v.id, err)
 	}
 	return nil
+}
+
+// stageTook is the time of the stage that ends now: since the previous
+// stage ended, or since runVisit began the first. One clock reading per
+// stage, and a monotonic one (half the cost of time.Now): the stage loop
+// reads the clock on the path every stage's synchronisation waits for.
+func (v *visitRun) stageTook() time.Duration {
+	now := time.Since(v.start)
+	took := now - v.mark
+	v.mark = now
+	return took
 }
 
 // endVisit is step 13 on the Pipeline: it decides the visit's outcome,
@@ -1273,13 +1286,11 @@ func (r *rank) sliceStage(ctx context.Context, visit string, b *built, queue, ne
 
 // receiveStage is step 8 on a Slice: it receives the stage's stageMsg.
 func (r *rank) receiveStage() (stageMsg, error) {
-	var sm stageMsg
 	data, err := r.c.Bcast(0, nil)
 	if err != nil {
-		return sm, err
+		return stageMsg{}, err
 	}
-	err = decode(data, &sm)
-	return sm, err
+	return decodeStage(data)
 }
 
 // process is step 9: it puts the stageMsg's properties and shared items

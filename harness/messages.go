@@ -94,6 +94,18 @@ const (
 func (m *stageMsg) empty() bool    { return !m.Skip && len(m.Props) == 0 && len(m.Shared) == 0 }
 func (m *sliceReport) empty() bool { return len(m.Failures) == 0 && len(m.Shared) == 0 }
 
+// decodeStage decodes a stageMsg. The empty message, a no-op stage's,
+// is the empty stageMsg and allocates nothing (decoding into a variable
+// would put it on the heap at every stage).
+func decodeStage(data []byte) (stageMsg, error) {
+	if len(data) == 0 {
+		return stageMsg{}, nil
+	}
+	var m stageMsg
+	err := decode(data, &m)
+	return m, err
+}
+
 func encode(v any) ([]byte, error) {
 	var b bytes.Buffer
 	if err := gob.NewEncoder(&b).Encode(v); err != nil {
@@ -165,7 +177,6 @@ func decodeVisit(data []byte, m *visitMsg) error {
 		return decode(data[1:], m)
 	}
 	r := data[1:]
-	bad := fmt.Errorf("harness: decoding %T: malformed", m)
 	u := func() (uint64, bool) {
 		x, n := binary.Uvarint(r)
 		if n <= 0 {
@@ -185,15 +196,15 @@ func decodeVisit(data []byte, m *visitMsg) error {
 	}
 	stop, ok := u()
 	if !ok {
-		return bad
+		return malformed(m)
 	}
 	m.Stop = stop == 1
 	if m.Visit, ok = str(); !ok {
-		return bad
+		return malformed(m)
 	}
 	n, ok := u()
 	if !ok || n > uint64(len(r)) {
-		return bad
+		return malformed(m)
 	}
 	if n > 0 {
 		m.Props = make(map[string]any, n)
@@ -202,12 +213,17 @@ func decodeVisit(data []byte, m *visitMsg) error {
 		k, ok1 := str()
 		v, ok2 := str()
 		if !ok1 || !ok2 {
-			return bad
+			return malformed(m)
 		}
 		m.Props[k] = v
 	}
 	return nil
 }
+
+// malformed is the error of a message that cannot be decoded into v,
+// made only when one fails: a decoder on the stage loop's path formats
+// nothing when all is well.
+func malformed(v any) error { return fmt.Errorf("harness: decoding %T: malformed", v) }
 
 // encodeFlight writes a flightMsg as its step byte, then the visit and
 // the body, each uvarint-prefixed.
@@ -221,18 +237,17 @@ func encodeFlight(m flightMsg) []byte {
 // decodeFlight reads what encodeFlight wrote.
 func decodeFlight(data []byte) (flightMsg, error) {
 	var m flightMsg
-	bad := fmt.Errorf("harness: decoding %T: malformed", m)
 	if len(data) == 0 {
-		return m, bad
+		return m, malformed(m)
 	}
 	m.Step, data = flightStep(data[0]), data[1:]
 	var ok bool
 	if m.Visit, data, ok = readStr(data); !ok {
-		return m, bad
+		return m, malformed(m)
 	}
 	body, rest, ok := readStr(data)
 	if !ok || len(rest) > 0 || m.Step < flightStart || m.Step > flightStop {
-		return m, bad
+		return m, malformed(m)
 	}
 	if body != "" {
 		m.Body = []byte(body)

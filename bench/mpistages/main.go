@@ -11,12 +11,15 @@
 // Rank 0 (the Pipeline) feeds W+V visits through an in-memory broker and
 // prints one line:
 //
-//	mpistages ranks=R visits=V stages=S ns/stage=X
+//	mpistages ranks=R visits=V stages=S ns/stage=X block-ns/stage=Y
 //
 // where X is the time from the start of the first timed visit (the one
 // after the W warm-up visits) to the end of the last, divided by V*S. The
 // visit's own broadcast is thereby amortised over its S stages, as in
-// mpiloop's ns/stage. The harness gets a logger disabled at every level
+// mpiloop's ns/stage. Y is the median, over 20 equal blocks of the timed
+// visits, of each block's ns/stage, as mpiloop's block-ns/stage: the
+// run's typical rate, which a burst of other work on a shared machine in
+// a few blocks does not move. The harness gets a logger disabled at every level
 // (-log restores its default, which formats every line to io.Discard), so
 // the figure is the loop's synchronisation cost, not logging's. With -raw
 // the harness is skipped and the same communicator calls are timed alone.
@@ -31,6 +34,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -39,19 +43,24 @@ import (
 	"github.com/dpsbatch/dpsbatch/harness/comm"
 )
 
-// clock is the Recorder: it notes when visit warm+1 starts and when the
-// last visit ends. Only the Pipeline's loop goroutine calls it.
+// blocks is the number of blocks the timed visits are cut into for the
+// median figure.
+const blocks = 20
+
+// clock is the Recorder: it notes when visit warm+1 starts and when each
+// block of the timed visits ends (marks, the last at the last visit's
+// end). Only the Pipeline's loop goroutine calls it.
 type clock struct {
 	warm, total int
 	started     int
 	ended       int
-	t0, t1      time.Time
+	marks       []time.Time // the start, then the end of each block
 }
 
 func (c *clock) VisitStarted(string, time.Time) error {
 	c.started++
 	if c.started == c.warm+1 {
-		c.t0 = time.Now()
+		c.marks = append(c.marks, time.Now())
 	}
 	return nil
 }
@@ -66,10 +75,33 @@ func (c *clock) VisitEnded(v string, r harness.VisitResult) error {
 		return fmt.Errorf("mpistages: visit %s: %s", v, r.Err)
 	}
 	c.ended++
-	if c.ended == c.total {
-		c.t1 = time.Now()
+	if timed := c.ended - c.warm; timed > 0 && (timed%blockLen(c.total-c.warm) == 0 && len(c.marks) < blocks || c.ended == c.total) {
+		c.marks = append(c.marks, time.Now())
 	}
 	return nil
+}
+
+// blockLen is the number of visits in each block but the last, which
+// takes the rest.
+func blockLen(visits int) int { return max(visits/blocks, 1) }
+
+// report prints the run's line from the block marks: the mean over all
+// timed visits and the median block.
+func report(name string, ranks, visits, stages int, marks []time.Time) {
+	per := blockLen(visits)
+	ns := make([]float64, 0, len(marks)-1)
+	for i := 1; i < len(marks); i++ {
+		n := per
+		if i == len(marks)-1 {
+			n = visits - per*(len(marks)-2)
+		}
+		ns = append(ns, float64(marks[i].Sub(marks[i-1]).Nanoseconds())/float64(n*stages))
+	}
+	sort.Float64s(ns)
+	median := (ns[(len(ns)-1)/2] + ns[len(ns)/2]) / 2
+	took := marks[len(marks)-1].Sub(marks[0])
+	fmt.Printf("%s ranks=%d visits=%d stages=%d ns/stage=%.0f block-ns/stage=%.0f\n",
+		name, ranks, visits, stages, float64(took.Nanoseconds())/float64(visits*stages), median)
 }
 
 func main() {
@@ -153,9 +185,7 @@ func run() error {
 		return err
 	}
 	if clk != nil {
-		took := clk.t1.Sub(clk.t0)
-		fmt.Printf("mpistages ranks=%d visits=%d stages=%d ns/stage=%.0f\n",
-			c.Size(), *visits, *stages, float64(took.Nanoseconds())/float64(*visits**stages))
+		report("mpistages", c.Size(), *visits, *stages, clk.marks)
 	}
 	return nil
 }
@@ -186,14 +216,21 @@ func rawLoop(c comm.Comm, warm, visits, stages int) error {
 	if err := c.Barrier(); err != nil {
 		return err
 	}
-	t0 := time.Now()
-	if err := loop(visits); err != nil {
-		return err
+	per := blockLen(visits)
+	marks := []time.Time{time.Now()}
+	for done := 0; done < visits; {
+		n := per
+		if len(marks) == blocks || done+n > visits {
+			n = visits - done
+		}
+		if err := loop(n); err != nil {
+			return err
+		}
+		done += n
+		marks = append(marks, time.Now())
 	}
-	took := time.Since(t0)
 	if c.Rank() == 0 {
-		fmt.Printf("mpistages-raw ranks=%d visits=%d stages=%d ns/stage=%.0f\n",
-			c.Size(), visits, stages, float64(took.Nanoseconds())/float64(visits*stages))
+		report("mpistages-raw", c.Size(), visits, stages, marks)
 	}
 	return nil
 }

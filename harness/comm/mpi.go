@@ -10,7 +10,8 @@ package comm
 #include <string.h>
 
 // Every wrapper below that communicates first checks that it runs on the
-// thread that called MPI_Init_thread (MPI_THREAD_FUNNELED allows no other),
+// thread that called MPI_Init_thread (MPI_THREAD_SINGLE and FUNNELED allow
+// no other),
 // and returns DPS_ERR_THREAD otherwise. MPI error codes are never negative.
 #define DPS_ERR_THREAD (-1)
 
@@ -156,6 +157,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 )
 
@@ -193,10 +195,9 @@ var (
 // srun --mpi=pmix) and returns its endpoint: the world's rank and size, on
 // a private duplicate of MPI_COMM_WORLD. Call it at most once per process.
 //
-// Threading contract: MPI is initialised with MPI_THREAD_FUNNELED, which
-// lets only the initialising OS thread call MPI (DPSBATCH_MPI_THREAD, below,
-// may ask for MPI_THREAD_SINGLE instead; the contract is the same). NewMPI therefore locks the
-// calling goroutine to its OS thread (runtime.LockOSThread) and the caller
+// Threading contract: MPI is initialised with MPI_THREAD_SINGLE (or
+// FUNNELED, below); either way only the initialising OS thread may call
+// MPI. NewMPI therefore locks the calling goroutine to its OS thread (runtime.LockOSThread) and the caller
 // must make every call on the returned Comm, Close included, from that same
 // goroutine: in practice the goroutine that runs the rank's stage loop,
 // normally the main goroutine. Calls from another goroutine fail at once
@@ -210,15 +211,19 @@ var (
 // the polling ranks starve the working ones and throughput collapses. Set
 // the variable to 0 beforehand to keep busy polling on dedicated cores.
 //
-// Thread level: DPSBATCH_MPI_THREAD=single in the environment asks for
-// MPI_THREAD_SINGLE instead of FUNNELED ("funneled", or unset, is the
-// default; any other value is an error). Open MPI 4 turns on its internal
-// locking for any level above SINGLE, which costs about 0.15-0.35 µs per
-// collective pair (BENCHMARKS.md). Only the locked thread ever calls MPI,
-// as for FUNNELED, but a Go process always has other threads, which the
-// letter of MPI_THREAD_SINGLE ("only one thread will execute") excludes:
-// hence opt-in, for MPI libraries known to care only about which threads
-// call MPI (Open MPI, MPICH).
+// Thread level: MPI_THREAD_SINGLE by default; DPSBATCH_MPI_THREAD=funneled
+// in the environment asks for MPI_THREAD_FUNNELED ("single", or unset, is
+// the default; any other value is an error). SINGLE is safe here because
+// what a library may assume of it holds: one thread, the same one every
+// time, makes every MPI call, never two at once. The wrappers below refuse
+// any other thread before MPI sees the call (DPS_CHECK_THREAD), and Abort,
+// the one call made from anywhere, ends the job (see Abort). The other
+// threads of a Go process (the runtime's) never call MPI, as the threads
+// of any process linked with a threaded library do not; only the letter of
+// the standard's "only one thread will execute" speaks of them. What SINGLE
+// buys: Open MPI 4 turns on its internal locking for any level above it,
+// which cost the no-op stage loop 17% at 2 ranks (BENCHMARKS.md). funneled
+// is for an MPI library that holds to that letter.
 //
 // GOMAXPROCS: when the process may use one CPU only (mpirun binds each of
 // up to 2 ranks to a core, and Go sizes GOMAXPROCS by the affinity mask)
@@ -265,11 +270,11 @@ func NewMPI() (Comm, error) {
 		return nil, err
 	}
 
-	required := C.dps_funneled()
+	required := C.dps_single()
 	switch v := os.Getenv("DPSBATCH_MPI_THREAD"); v {
-	case "", "funneled":
-	case "single":
-		required = C.dps_single()
+	case "", "single":
+	case "funneled":
+		required = C.dps_funneled()
 	default:
 		return nil, fmt.Errorf("comm: NewMPI: DPSBATCH_MPI_THREAD=%q: expected funneled or single", v)
 	}
@@ -357,6 +362,9 @@ type mpiComm struct {
 	broken    error       // first MPI error; every later operation returns it
 	closed    atomic.Bool // Abort reads it from any goroutine
 	abortOnce sync.Once
+
+	ops     uint64    // operations begun (passScheduler)
+	schedAt time.Time // when passScheduler last let the Go scheduler run
 }
 
 func mpiError(op string, rc C.int) error {
@@ -392,7 +400,11 @@ func (c *mpiComm) fail(op string, rc C.int) error {
 	return err
 }
 
+// ready is the start of every operation: it checks that the communicator
+// can be used and that root is a rank, and lets the Go scheduler run when
+// it is due (passScheduler).
 func (c *mpiComm) ready(op string, root int) error {
+	c.passScheduler()
 	if c.closed.Load() {
 		return fmt.Errorf("comm: mpi %s after Close", op)
 	}
@@ -403,6 +415,37 @@ func (c *mpiComm) ready(op string, root int) error {
 		return fmt.Errorf("comm: %s: rank %d out of range [0,%d)", op, root, c.size)
 	}
 	return nil
+}
+
+// The Go scheduler and long runs of cgo calls. The goroutine that owns the
+// communicator spends its time in MPI calls and, on a busy stage loop,
+// never blocks in Go, so the scheduler never runs it anew. After 10 ms of
+// that, sysmon takes its P away in the middle of an MPI call (Go's
+// forced preemption of a long-running goroutine, which a cgo call cannot
+// answer) and then wakes every 20 µs for a while: context switches on
+// the rank's core, and a slow return from the next cgo call. With a
+// bound rank and an MPI that yields when idle, that cost a third of the
+// time of a no-op stage (BENCHMARKS.md). Passing through the scheduler
+// (runtime.Gosched) every mpiSchedEvery keeps sysmon asleep; it costs
+// about 20 µs on a locked thread, 2% at that interval. The clock is read
+// every mpiSchedCheck operations only.
+const (
+	mpiSchedEvery = time.Millisecond
+	mpiSchedCheck = 64
+)
+
+// mpiGosched is runtime.Gosched; tests count its calls.
+var mpiGosched = runtime.Gosched
+
+// passScheduler lets the Go scheduler run when mpiSchedEvery has passed
+// since it last did; the goroutine stays locked to its thread.
+func (c *mpiComm) passScheduler() {
+	c.ops++
+	if c.ops%mpiSchedCheck != 0 || time.Since(c.schedAt) < mpiSchedEvery {
+		return
+	}
+	mpiGosched()
+	c.schedAt = time.Now()
 }
 
 func (c *mpiComm) Rank() int { return c.rank }
@@ -725,8 +768,8 @@ func (c *mpiComm) Exchange(send map[int][]byte, from []int) (map[int][]byte, err
 // Abort prints err to stderr and ends the whole MPI job through
 // MPI_Abort(MPI_COMM_WORLD, 1): every rank of the step is killed, so none
 // waits forever for this one. It does not return. It may be called from any
-// goroutine: MPI_THREAD_FUNNELED does not strictly allow MPI_Abort off the
-// main thread, but Open MPI's abort only tells the runtime to kill the job
+// goroutine: MPI_THREAD_SINGLE and FUNNELED do not strictly allow
+// MPI_Abort off the main thread, but Open MPI's abort only tells the runtime to kill the job
 // and exits, which works from any thread (the tests check it); the main
 // thread may be blocked inside MPI at the time, which is the usual reason
 // to abort from elsewhere. After Close it only prints.

@@ -54,6 +54,10 @@ func mpiChild(role string) int {
 		if err := checkMPIExtra(c); err != nil {
 			c.Abort(fmt.Errorf("rank %d: %w", c.Rank(), err))
 		}
+	case "pace":
+		if err := checkPacing(c); err != nil {
+			c.Abort(fmt.Errorf("rank %d: %w", c.Rank(), err))
+		}
 	case "abort":
 		// The last rank aborts from another goroutine (so from another OS
 		// thread) while every rank's main thread is blocked inside MPI.
