@@ -19,8 +19,8 @@
 #               after detect's output of it than for the first visit: about
 #               0 when association keeps up, growing with VISITS when not
 # Each of REPS rounds (default 3) runs K = 1, 2, 3, rotating which goes
-# first. Printed per K: the median [min-max] over rounds of both, and the
-# throughput's ratio to K = 1's.
+# first. Printed per K: the median [min-max] over rounds of the three
+# measures, and the throughput's ratio to that of the first K of KS.
 #
 # Environment: REPS (3), KS ("1 2 3"), DPSBATCH (a dpsbatch binary; default:
 # built from this checkout). Temporary files go to one mktemp directory,

@@ -54,6 +54,8 @@ python=$(command -v "$PYTHON")
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/dpsbatch-stages.XXXXXX")
 chmod 755 "$tmp"
+# The site file and the policies name paths under it unquoted.
+[[ $tmp != *[[:space:]\'\"#:]* ]] || { rm -rf "$tmp"; die "the temporary directory $tmp holds a blank, quote, # or colon: set TMPDIR to a plainer one"; }
 live_run=""
 cleanup() {
 	local status=$?
@@ -134,8 +136,10 @@ one() {
 	[[ $flat == *'"outcome":"done"'* && $flat == *"\"done\":$N,"* && $flat == *"\"dataIds\":{\"done\":$((4 * N))}"* ]] ||
 		die "$kind round $2: not every visit and data ID done: $st"
 	local started ended
-	[[ $flat =~ \"started\":\"([^\"]+)\" ]] && started=$(date -d "${BASH_REMATCH[1]}" +%s.%N)
-	[[ $flat =~ \"ended\":\"([^\"]+)\" ]] && ended=$(date -d "${BASH_REMATCH[1]}" +%s.%N)
+	[[ $flat =~ \"started\":\"([^\"]+)\" ]] || die "$kind round $2: status names no start of the job: $st"
+	started=$(date -d "${BASH_REMATCH[1]}" +%s.%N)
+	[[ $flat =~ \"ended\":\"([^\"]+)\" ]] || die "$kind round $2: status names no end of the job: $st"
+	ended=$(date -d "${BASH_REMATCH[1]}" +%s.%N)
 	echo "$kind $(elapsed "$t0" "$t1") $(elapsed "$started" "$ended")" >>"$tmp/samples"
 	printf '  round %d %-7s %8s s whole, %8s s visits\n' "$2" "$kind" "$(elapsed "$t0" "$t1")" "$(elapsed "$started" "$ended")" >&2
 	rm -rf "$tmp/runs/$name"

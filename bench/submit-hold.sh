@@ -45,6 +45,8 @@ timeout 10 sinfo -h -p "$PARTITION" >/dev/null 2>&1 || die "the Slurm cluster do
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/dpsbatch-hold.XXXXXX")
 chmod 755 "$tmp"
+# The site file names its runs root under it unquoted.
+[[ $tmp != *[[:space:]\'\"#:]* ]] || { rm -rf "$tmp"; die "the temporary directory $tmp holds a blank, quote, # or colon: set TMPDIR to a plainer one"; }
 jobs_file=$tmp/jobs # every job this script submitted, one a line
 : >"$jobs_file"
 cleanup() {
@@ -107,7 +109,10 @@ for ((round = 1; round <= REPS; round++)); do
 		fi
 		# The first job of the "jobs" list of submit's JSON.
 		job=$(tr -d ' \n' <"$tmp/out.json" | sed -n 's/.*"jobs":\["\([0-9][0-9]*\)".*/\1/p')
-		[[ -n $job ]] || die "no job in submit's output: $(head -c 300 "$tmp/out.json")"
+		if [[ -z $job ]]; then
+			"$bin" cancel --site "$tmp/site.yaml" "$run" >/dev/null 2>&1 || true
+			die "no job in submit's output: $(head -c 300 "$tmp/out.json")"
+		fi
 		echo "$job" >>"$jobs_file"
 		"$bin" cancel --site "$tmp/site.yaml" "$run" >/dev/null 2>&1 || scancel "$job" || true
 		rm -rf "$tmp/runs/$run"

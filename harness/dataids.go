@@ -1,6 +1,9 @@
 package harness
 
-import "fmt"
+import (
+	"fmt"
+	"maps"
+)
 
 // What the Pipeline knows of a visit's data IDs: those an earlier attempt
 // did, which this one leaves out (step 6), their outcomes so far (the
@@ -99,10 +102,20 @@ func (g byDataID) add(id string, items map[string]any) {
 
 // putOn puts each key on the Pipeline's clipboard cb as a map from data
 // ID to its value (a list when several of its clipboards sent one), and
-// every key of declared that no data ID sent as an empty map.
+// every key of declared that no data ID sent as an empty map. The
+// declared outputs' sizes (outputSizesKey) accumulate instead: a data ID
+// keeps what an earlier stage sent until a later one sends its own (each
+// sends all of its data ID's so far), so one that fails in a later stage
+// keeps the files the earlier ones made.
 func (g byDataID) putOn(cb *Clipboard, declared []string) {
 	for k, ids := range g {
 		m := make(map[string]any, len(ids))
+		if k == outputSizesKey {
+			if earlier, ok := cb.Get(k); ok {
+				earlier, _ := earlier.(map[string]any)
+				maps.Copy(m, earlier)
+			}
+		}
 		for id, vs := range ids {
 			if len(vs) == 1 {
 				m[id] = vs[0]
@@ -113,8 +126,12 @@ func (g byDataID) putOn(cb *Clipboard, declared []string) {
 		cb.Put(k, m)
 	}
 	for _, k := range declared {
-		if _, ok := g[k]; !ok {
-			cb.Put(k, map[string]any{})
+		if _, ok := g[k]; ok {
+			continue
 		}
+		if _, ok := cb.Get(k); ok && k == outputSizesKey {
+			continue
+		}
+		cb.Put(k, map[string]any{})
 	}
 }

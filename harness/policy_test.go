@@ -185,7 +185,7 @@ func TestPolicyErrors(t *testing.T) {
 // keyed by data ID already.
 func TestSharingADataIDKey(t *testing.T) {
 	err := loadText(t, strings.Replace(goodPolicy, "shared: [mean]", "shared: [mean, ccd]", 1))
-	want := `pipeline.yaml:24: stages[2].settings.shared: "ccd" is not one of the keys in produces; a data ID key needs no sharing: shared values reach the Pipeline keyed by data ID`
+	want := `pipeline.yaml:24: stages[2].settings.shared: "ccd" is not one of the keys in produces; if it is a data ID key, it needs no sharing: shared values reach the Pipeline keyed by data ID`
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("error\n  %v\ndoes not contain\n  %s", err, want)
 	}
@@ -345,5 +345,14 @@ func TestPipelineStageLocationNeeds(t *testing.T) {
 	ok := strings.Replace(text, "work/{visit}/{ccd}", "work/{visit}/{filter}", 1)
 	if err := loadText(t, ok); err != nil {
 		t.Errorf("a location of the visit and a trigger property: %v", err)
+	}
+}
+
+// A misspelt shared key is told the key it may mean, not about data IDs.
+func TestSharingAMisspeltKey(t *testing.T) {
+	err := loadText(t, strings.Replace(goodPolicy, "shared: [mean]", "shared: [meen]", 1))
+	want := `stages[2].settings.shared: "meen" is not one of the keys in produces (did you mean "mean"?)`
+	if err == nil || !strings.Contains(err.Error(), want+"\n") {
+		t.Errorf("error\n  %v\nwant a line ending\n  %s", err, want)
 	}
 }

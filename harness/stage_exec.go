@@ -150,7 +150,10 @@ func parseProduced(s Settings) (produced, error) {
 	p := produced{keys: s.Strings("produces"), shared: map[string]bool{}}
 	for _, k := range s.Strings("shared") {
 		if !contains(p.keys, k) {
-			return p, fmt.Errorf("shared: %q is not one of the keys in produces%s; a data ID key needs no sharing: shared values reach the Pipeline keyed by data ID", k, conf.Suggest(k, p.keys))
+			if hint := conf.Suggest(k, p.keys); hint != "" {
+				return p, fmt.Errorf("shared: %q is not one of the keys in produces%s", k, hint)
+			}
+			return p, fmt.Errorf("shared: %q is not one of the keys in produces; if it is a data ID key, it needs no sharing: shared values reach the Pipeline keyed by data ID", k)
 		}
 		p.shared[k] = true
 	}

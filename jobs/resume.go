@@ -256,8 +256,10 @@ func resumeJob(ctx context.Context, o ResumeOptions, rj runJob, planned *RunPlan
 }
 
 // migrateRun opens the run's state files once for writing, which brings
-// a file written by an older dpsbatch to this one's schema (readers
-// refuse an older one): the run's own, then each of its steps' own.
+// a file written by an older dpsbatch to this one's schema (a reader
+// does so only once every job of the file recorded its end; resume runs
+// with no job live, under the run lock): the run's own, then each of its
+// steps' own.
 func migrateRun(l rundir.Layout) error {
 	st, err := state.Open(l.State())
 	if err != nil {

@@ -33,7 +33,8 @@
 set -euo pipefail
 
 # chromium (headless) opens the run report in its test; python3 runs the
-# worker stage's Python helper (python/) and test programs.
+# worker stage's Python helper (python/) and test programs; jq is the
+# program examples/ccdstats runs (the README's walkthrough and its test).
 readonly PACKAGES=(slurmctld slurmd slurm-client slurmrestd munge openmpi-bin libopenmpi-dev
 	slurmdbd mariadb-server curl pkg-config gcc nats-server chromium python3 jq)
 readonly NODES=(n1 n2 n3 n4)

@@ -36,14 +36,11 @@ func TestMigrateFromVersion2(t *testing.T) {
 			t.Fatalf("the v2 fixture is at version %d", v)
 		}
 
-		// A reader (status of a run from before an upgrade) brings the
-		// file forward first.
-		first, err := OpenReadOnly(path)
-		must(t, err)
-		must(t, first.db.QueryRow("PRAGMA user_version").Scan(&v))
-		first.Close()
-		if v != schemaVersion {
-			t.Errorf("after OpenReadOnly: user_version = %d, want %d", v, schemaVersion)
+		// A reader does not bring forward a file whose job recorded no
+		// end: it may still run under the dpsbatch that made the file.
+		if _, err := OpenReadOnly(path); !errors.Is(err, ErrOldSchema) || !strings.Contains(err.Error(), fmt.Sprintf("schema version 2, this dpsbatch reads %d", schemaVersion)) ||
+			!strings.Contains(err.Error(), "1 of its jobs recorded no end") {
+			t.Errorf("OpenReadOnly(v2) with a job not ended: err = %v, want ErrOldSchema naming both versions and the job", err)
 		}
 		s, err := Open(path)
 		must(t, err)
@@ -144,5 +141,34 @@ func TestReaderOfAnOldFileThatCannotMigrate(t *testing.T) {
 	must(t, db.QueryRow("PRAGMA user_version").Scan(&v))
 	if v != 8 {
 		t.Errorf("the file is at version %d after the failed migration, want 8 as it was", v)
+	}
+}
+
+// A reader (status of a run from before an upgrade) brings forward a file
+// whose jobs have all recorded their end, and reads it.
+func TestReaderMigratesAnEndedRun(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v8.db")
+	db, err := sql.Open("sqlite3", path)
+	must(t, err)
+	tx, err := db.Begin()
+	must(t, err)
+	must(t, migrate(t.Context(), tx, 0, 8))
+	_, err = tx.Exec(`INSERT INTO runs (id, name, created) VALUES ('old', 'eight', 1);
+		INSERT INTO jobs (id, attempt, submitted, started, ended, state) VALUES ('7', 1, 10, 20, 30, 'COMPLETED');
+		INSERT INTO visits (id, state, attempts, job, started, ended) VALUES ('a', 2, 1, '7', 21, 29);
+		UPDATE visit_states SET visits = 1, first = 21, last = 29 WHERE code = 2;`)
+	must(t, err)
+	must(t, tx.Commit())
+	db.Close()
+	r, err := OpenReadOnly(path)
+	must(t, err)
+	defer r.Close()
+	var v int
+	must(t, r.db.QueryRow("PRAGMA user_version").Scan(&v))
+	if v != schemaVersion {
+		t.Errorf("after OpenReadOnly: user_version = %d, want %d", v, schemaVersion)
+	}
+	if c, err := r.Counts(); err != nil || c[Done] != 1 {
+		t.Errorf("Counts after the migration: %v, %v; want one done", c, err)
 	}
 }

@@ -260,24 +260,49 @@ func OpenWith(path string, o Options) (*Store, error) {
 // never changes what the file records (SQLite itself may still roll back
 // the journal of a writer that crashed, or checkpoint its WAL, where the
 // reader may write the folder: every connection must). A file at an
-// older schema (a run made by an earlier dpsbatch) is first migrated, as
-// opening it for writing does, so that status reads runs from before an
-// upgrade; when that fails (a file this user may not write) it fails with
-// ErrOldSchema, saying why. Write methods on the Store return
-// ErrReadOnly.
+// older schema (a run made by an earlier dpsbatch) whose jobs have all
+// recorded their end is first migrated, as opening it for writing does,
+// so that status reads runs from before an upgrade. One with a job that
+// has not (it may still be queued or running, under the older dpsbatch,
+// which would refuse the file once migrated), or that cannot be migrated
+// (a file this user may not write), fails with ErrOldSchema, saying why.
+// Write methods on the Store return ErrReadOnly.
 func OpenReadOnly(path string) (*Store, error) {
 	s, err := openReadOnly(path)
 	if !errors.Is(err, ErrOldSchema) {
 		return s, err
+	}
+	if n, qerr := unendedJobs(path); qerr != nil || n > 0 {
+		if qerr != nil {
+			return nil, fmt.Errorf("%w; reading its jobs: %v", err, qerr)
+		}
+		return nil, fmt.Errorf("%w; not migrated while %d of its jobs recorded no end (it may still run under the dpsbatch that made it): once they have ended, status migrates it, or resume does", err, n)
 	}
 	w, merr := Open(path)
 	if merr != nil {
 		return nil, fmt.Errorf("%w; migrating it failed: %v", err, merr)
 	}
 	if err := w.Close(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("state: %s: closing it after migrating it: %w", path, err)
 	}
 	return openReadOnly(path)
+}
+
+// unendedJobs counts the jobs of the file at path that recorded no end,
+// reading it at whatever schema it is (every schema has jobs.ended).
+func unendedJobs(path string) (int, error) {
+	abs, err := existing(path)
+	if err != nil {
+		return 0, err
+	}
+	s, err := openDB(path, abs, roleRead, Options{})
+	if err != nil {
+		return 0, err
+	}
+	defer s.db.Close()
+	var n int
+	err = s.db.QueryRow(`SELECT count(*) FROM jobs WHERE ended IS NULL`).Scan(&n)
+	return n, err
 }
 
 // openReadOnly is OpenReadOnly of a file at this dpsbatch's schema: an

@@ -13,7 +13,8 @@ import (
 // TestLocalRecordsDeclaredOutputs: the files an exec stage declares
 // (outputs:) are recorded in the run's state file with their sizes, by
 // visit and data ID, once the program has ended; a data ID whose program
-// failed records none.
+// failed records none, and one that failed in a later stage keeps what
+// the earlier stages made.
 func TestLocalRecordsDeclaredOutputs(t *testing.T) {
 	src := t.TempDir()
 	for ccd, numbers := range map[int]string{1: "3\n1\n2\n", 2: "10\n"} {
@@ -34,6 +35,11 @@ stages:
     settings:
       command: [sort, -n, -o, "{output}/sorted-{ccd}.txt", "{input}/ccd{ccd}.txt"]
       outputs: ["{output}/sorted-{ccd}.txt"]
+  - name: mark
+    type: exec
+    settings:
+      command: [sh, -c, 'test "$1" != 2 && echo done > "$2"', sh, "{ccd}", "{output}/mark-{ccd}.txt"]
+      outputs: ["{output}/mark-{ccd}.txt"]
 `), 0o644)
 	os.WriteFile(filepath.Join(src, "visits.csv"), []byte("visitId\nv1\n"), 0o644)
 	dir := filepath.Join(t.TempDir(), "run")
@@ -50,7 +56,9 @@ stages:
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "output", "v1")
+	// ccd=2 fails in the second stage: what the first made is recorded.
 	want := []state.Output{
+		{DataID: "ccd=1", Path: filepath.Join(out, "mark-1.txt"), Size: 5, Attempt: 1},
 		{DataID: "ccd=1", Path: filepath.Join(out, "sorted-1.txt"), Size: 6, Attempt: 1},
 		{DataID: "ccd=2", Path: filepath.Join(out, "sorted-2.txt"), Size: 3, Attempt: 1},
 	}
