@@ -13,29 +13,15 @@ import (
 
 func TestMigrateFromVersion2(t *testing.T) {
 	inModes(t, func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "v2.db")
 		// A file as the dpsbatch of schema version 2 left it: a run, a job,
 		// three visits (one done), an event.
-		db, err := sql.Open("sqlite3", path)
-		must(t, err)
-		tx, err := db.Begin()
-		must(t, err)
-		must(t, migrate(t.Context(), tx, 0, 2))
-		_, err = tx.Exec(`INSERT INTO runs (id, name, created, settings) VALUES ('old', 'two', 1, '{"nodes":2}');
+		path := oldStateFile(t, 2, `INSERT INTO runs (id, name, created, settings) VALUES ('old', 'two', 1, '{"nodes":2}');
 			INSERT INTO jobs (id, attempt, submitted, started, state, host) VALUES ('7', 1, 10, 20, 'RUNNING', 'n1');
 			INSERT INTO visits (id, state, attempts, job, started, ended) VALUES ('a', 2, 1, '7', 30, 40), ('b', 0, 0, NULL, NULL, NULL), ('c', 0, 0, NULL, NULL, NULL);
 			UPDATE visit_states SET visits = 2 WHERE code = 0;
 			UPDATE visit_states SET visits = 1, first = 30, last = 40 WHERE code = 2;
 			INSERT INTO events (at, dir, topic, props) VALUES (50, 'in', 'visits', '{"visit":"a","n":3}');`)
-		must(t, err)
-		must(t, tx.Commit())
 		var v int
-		must(t, db.QueryRow("PRAGMA user_version").Scan(&v))
-		db.Close()
-		if v != 2 {
-			t.Fatalf("the v2 fixture is at version %d", v)
-		}
-
 		// A reader does not bring forward a file whose job recorded no
 		// end: it may still run under the dpsbatch that made the file.
 		if _, err := OpenReadOnly(path); !errors.Is(err, ErrOldSchema) || !strings.Contains(err.Error(), fmt.Sprintf("schema version 2, this dpsbatch reads %d", schemaVersion)) ||
@@ -118,23 +104,14 @@ func TestMigrateFromVersion2(t *testing.T) {
 // a reader with ErrOldSchema, naming both versions and why migrating it
 // failed, and is left as it was.
 func TestReaderOfAnOldFileThatCannotMigrate(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "v8.db")
-	db, err := sql.Open("sqlite3", path)
-	must(t, err)
-	tx, err := db.Begin()
-	must(t, err)
-	must(t, migrate(t.Context(), tx, 0, 8))
 	// Something in the way of migration 9.
-	_, err = tx.Exec(`CREATE TABLE data_ids (x INTEGER)`)
-	must(t, err)
-	must(t, tx.Commit())
-	db.Close()
-	_, err = OpenReadOnly(path)
+	path := oldStateFile(t, 8, `CREATE TABLE data_ids (x INTEGER)`)
+	_, err := OpenReadOnly(path)
 	if !errors.Is(err, ErrOldSchema) || !strings.Contains(err.Error(), fmt.Sprintf("schema version 8, this dpsbatch reads %d", schemaVersion)) ||
 		!strings.Contains(err.Error(), "migrating it failed") || !strings.Contains(err.Error(), "data_ids") {
 		t.Errorf("OpenReadOnly of a file that cannot migrate: %v; want ErrOldSchema naming both versions and why", err)
 	}
-	db, err = sql.Open("sqlite3", path)
+	db, err := sql.Open("sqlite3", path)
 	must(t, err)
 	defer db.Close()
 	var v int
@@ -147,19 +124,10 @@ func TestReaderOfAnOldFileThatCannotMigrate(t *testing.T) {
 // A reader (status of a run from before an upgrade) brings forward a file
 // whose jobs have all recorded their end, and reads it.
 func TestReaderMigratesAnEndedRun(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "v8.db")
-	db, err := sql.Open("sqlite3", path)
-	must(t, err)
-	tx, err := db.Begin()
-	must(t, err)
-	must(t, migrate(t.Context(), tx, 0, 8))
-	_, err = tx.Exec(`INSERT INTO runs (id, name, created) VALUES ('old', 'eight', 1);
+	path := oldStateFile(t, 8, `INSERT INTO runs (id, name, created) VALUES ('old', 'eight', 1);
 		INSERT INTO jobs (id, attempt, submitted, started, ended, state) VALUES ('7', 1, 10, 20, 30, 'COMPLETED');
 		INSERT INTO visits (id, state, attempts, job, started, ended) VALUES ('a', 2, 1, '7', 21, 29);
 		UPDATE visit_states SET visits = 1, first = 21, last = 29 WHERE code = 2;`)
-	must(t, err)
-	must(t, tx.Commit())
-	db.Close()
 	r, err := OpenReadOnly(path)
 	must(t, err)
 	defer r.Close()
@@ -171,4 +139,27 @@ func TestReaderMigratesAnEndedRun(t *testing.T) {
 	if c, err := r.Counts(); err != nil || c[Done] != 1 {
 		t.Errorf("Counts after the migration: %v, %v; want one done", c, err)
 	}
+}
+
+// oldStateFile makes a state file at schema version as the dpsbatch of
+// that version left it, holding what rows (SQL) put in it, and returns its
+// path.
+func oldStateFile(t *testing.T, version int, rows string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), fmt.Sprintf("v%d.db", version))
+	db, err := sql.Open("sqlite3", path)
+	must(t, err)
+	defer db.Close()
+	tx, err := db.Begin()
+	must(t, err)
+	must(t, migrate(t.Context(), tx, 0, version))
+	_, err = tx.Exec(rows)
+	must(t, err)
+	must(t, tx.Commit())
+	var v int
+	must(t, db.QueryRow("PRAGMA user_version").Scan(&v))
+	if v != version {
+		t.Fatalf("the fixture of schema version %d is at version %d", version, v)
+	}
+	return path
 }

@@ -1,9 +1,7 @@
 package state
 
 import (
-	"database/sql"
 	"errors"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -97,20 +95,11 @@ func TestJobStarts(t *testing.T) {
 // A file whose job started before starts were recorded keeps that start
 // as the job's first.
 func TestMigrateJobStarts(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "v3.db")
-	db, err := sql.Open("sqlite3", path)
-	must(t, err)
-	tx, err := db.Begin()
-	must(t, err)
-	must(t, migrate(t.Context(), tx, 0, 3))
-	_, err = tx.Exec(`INSERT INTO runs (id, name, created) VALUES ('old', 'three', 1);
+	path := oldStateFile(t, 3, `INSERT INTO runs (id, name, created) VALUES ('old', 'three', 1);
 		INSERT INTO jobs (id, attempt, submitted, started, ended, state, reason, host) VALUES
 			('7', 1, 10, 20, 30, 'STOPPED', 'time limit near', 'n1'),
 			('8', 2, 40, 50, NULL, 'SUBMITTED', '', 'n2'),
 			('9', 3, 60, NULL, NULL, 'SUBMITTED', '', '');`)
-	must(t, err)
-	must(t, tx.Commit())
-	db.Close()
 	s, err := Open(path)
 	must(t, err)
 	defer s.Close()

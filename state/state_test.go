@@ -438,19 +438,10 @@ func TestReadOnly(t *testing.T) {
 }
 
 func TestMigrateFromVersion1(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "old.db")
 	// A file as the dpsbatch of schema version 1 left it.
-	db, err := sql.Open("sqlite3", path)
-	must(t, err)
-	tx, err := db.Begin()
-	must(t, err)
-	must(t, migrate(t.Context(), tx, 0, 1))
-	_, err = tx.Exec(`INSERT INTO runs (id, created) VALUES ('old', 1);
+	path := oldStateFile(t, 1, `INSERT INTO runs (id, created) VALUES ('old', 1);
 		INSERT INTO visits (id, state, attempts, job) VALUES ('a', 2, 1, '7'), ('b', 0, 0, NULL);
 		UPDATE visit_states SET visits = 1 WHERE code IN (0, 2);`)
-	must(t, err)
-	must(t, tx.Commit())
-	db.Close()
 
 	s, err := Open(path)
 	must(t, err)
