@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"github.com/dpsbatch/dpsbatch/internal/testenv"
 )
 
 // TestLocalProgressPlain: written to a file or a pipe (not a terminal),
@@ -67,7 +68,7 @@ func TestLocalProgressTerminal(t *testing.T) {
 // does in status: the bar alone would read every visit done.
 func TestProgressShowsFailedDataIDs(t *testing.T) {
 	if _, err := exec.LookPath("jq"); err != nil {
-		t.Skip("jq is not installed")
+		testenv.SkipOrFail(t, "jq is not installed (scripts/cluster.sh install installs it)")
 	}
 	ex := filepath.Join("..", "..", "examples", "ccdstats")
 	out, _ := run(t, "local", filepath.Join(ex, "pipeline.yaml"), "--visits", filepath.Join(ex, "visits.csv"), "--run-dir", filepath.Join(t.TempDir(), "p"))
