@@ -729,6 +729,10 @@ type visitRun struct {
 	nFailed   int
 	firstFail string
 	firstStop string // the first data ID whose program a stop signal ended
+	// inStage: the Slices have gathered a stage's reports and wait for
+	// the stageMsg of a later one (one visit in flight); an error that
+	// ends the visit then sends them Skip (releaseSlices).
+	inStage bool
 }
 
 // visit runs one visit on the Pipeline, steps 6 to 13 of the protocol.
@@ -761,12 +765,15 @@ func (p *pipeline) begin(v *visitRun, props map[string]any) error {
 func (p *pipeline) runVisit(ctx context.Context, v *visitRun) (err error) {
 	defer func() {
 		if err != nil && !v.ended {
+			p.releaseSlices(v)
 			p.cutShort(v, err)
 		}
 	}()
 	v.mark = time.Since(v.start)
-	for _, b := range p.stages {
-		skipped, err := p.runStage(ctx, v, b)
+	sent := false // the stage's stageMsg went out ahead (sendAhead)
+	for i, b := range p.stages {
+		var skipped bool
+		sent, skipped, err = p.runStage(ctx, v, b, p.after(i), sent)
 		if err != nil {
 			return err
 		}
@@ -776,6 +783,24 @@ func (p *pipeline) runVisit(ctx context.Context, v *visitRun) (err error) {
 	}
 	p.clearEarly(v.id)
 	return p.endVisit(ctx, v)
+}
+
+// releaseSlices sends the Slices Skip when they wait for a stageMsg of
+// visit v that an error (a Recorder's, between stages) will not send:
+// they leave the visit, as after a failure on the Pipeline, and are then
+// where the Stop that ends the run finds them.
+func (p *pipeline) releaseSlices(v *visitRun) {
+	if !v.inStage {
+		return
+	}
+	v.inStage = false
+	data, err := encode(stageMsg{Skip: true})
+	if err == nil {
+		err = p.bcast(flightStage, v.id, data)
+	}
+	if err != nil {
+		p.log.Error("could not tell the slices to leave the visit", "visit", v.id, "err", err)
+	}
 }
 
 // startVisit is step 6: it records VisitStarted, Bcasts the visitMsg and
@@ -812,19 +837,68 @@ func (p *pipeline) startVisit(v *visitRun, props map[string]any) error {
 // stageMsg (8), Exchange if it exchanges (10) and gather the Slices'
 // reports (11); then Postprocess and StageDone (12). skipped says the
 // stageMsg had Skip: the visit is left at once (step 13).
-func (p *pipeline) runStage(ctx context.Context, v *visitRun, b *built) (skipped bool, err error) {
-	p.waitStageEvent(ctx, v, b)
-	p.preprocess(ctx, v, b)
+//
+// sent says that steps 7 and 8 of b were already done by the stage
+// before it (sendAhead); next is the stage after b, nil for the last.
+// nextSent says that runStage has done next's steps 7 and 8 itself.
+func (p *pipeline) runStage(ctx context.Context, v *visitRun, b, next *built, sent bool) (nextSent, skipped bool, err error) {
+	if !sent {
+		p.waitStageEvent(ctx, v, b)
+		p.preprocess(ctx, v, b)
+	}
 	var outcomes []Outcome
 	if b.proc != nil {
-		if skipped, err := p.sendStage(v); err != nil || skipped {
-			return skipped, err
+		if !sent {
+			if skipped, err := p.sendStage(v); err != nil || skipped {
+				return false, skipped, err
+			}
 		}
 		if outcomes, err = p.collectStage(v, b); err != nil {
-			return false, err
+			return false, false, err
+		}
+		if p.canSendAhead(v, b, next) {
+			return true, false, p.sendAhead(v, b, next)
 		}
 	}
-	return false, p.postprocess(ctx, v, b, outcomes)
+	return false, false, p.postprocess(ctx, v, b, outcomes)
+}
+
+// canSendAhead says whether next's stageMsg can go out before b's step
+// 12: with one visit in flight, when b has no Postprocess and next is a
+// parallel stage with no event to wait for and no Preprocess, so that
+// steps 12 of b and 7 of next do nothing to the visit but record b's
+// StageDone, and next's stageMsg is the same before it as after it.
+func (p *pipeline) canSendAhead(v *visitRun, b, next *built) bool {
+	return p.fly == nil && v.serialErr == nil && b.post == nil &&
+		next != nil && next.proc != nil && next.pre == nil && next.spec.Event == nil
+}
+
+// sendAhead is step 12 of b and steps 7 and 8 of next when canSendAhead:
+// the Slices get next's stageMsg first and b's StageDone is recorded
+// while they run next, so that the Recorder's time is not spent on the
+// path every stage's synchronisation waits for. If recording fails, next
+// is collected before the error ends the visit, so that the Slices are
+// where they would have been had the error come before next began.
+func (p *pipeline) sendAhead(v *visitRun, b, next *built) error {
+	took := v.stageTook()
+	if _, err := p.broadcastStage(v); err != nil {
+		return err
+	}
+	err := p.recordStage(v, b.spec.Name, took)
+	if err != nil {
+		if _, cerr := p.collect(v, next); cerr != nil {
+			return errors.Join(err, cerr)
+		}
+	}
+	return err
+}
+
+// after is the stage after stage i, nil for the last.
+func (p *pipeline) after(i int) *built {
+	if i+1 < len(p.stages) {
+		return p.stages[i+1]
+	}
+	return nil
 }
 
 // waitStageEvent is the first half of step 7: unless the visit has failed
@@ -884,6 +958,7 @@ func (p *pipeline) broadcastStage(v *visitRun) (skipped bool, err error) {
 			return false, err
 		}
 	}
+	v.inStage = false
 	if err := p.bcast(flightStage, v.id, data); err != nil {
 		return false, err
 	}
@@ -931,8 +1006,9 @@ func (p *pipeline) gather(v *visitRun, b *built) ([]Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
+	v.inStage = p.fly == nil && b != p.parallel[len(p.parallel)-1]
 	var outcomes []Outcome
-	shared := byDataID{}
+	var shared byDataID // made for the first shared item
 	for rk := 1; rk < len(parts); rk++ {
 		if len(parts[rk]) == 0 {
 			continue
@@ -946,6 +1022,9 @@ func (p *pipeline) gather(v *visitRun, b *built) ([]Outcome, error) {
 		}
 		for _, s := range rep.Shared {
 			outcomes = append(outcomes, Outcome{Slice: rk, DataID: s.DataID, Shared: s.Items})
+			if shared == nil {
+				shared = byDataID{}
+			}
 			shared.add(s.DataID, s.Items)
 		}
 	}
@@ -1008,6 +1087,11 @@ func (p *pipeline) postprocess(ctx context.Context, v *visitRun, b *built, outco
 	if v.serialErr != nil {
 		return nil
 	}
+	return p.recordStage(v, name, took)
+}
+
+// recordStage records the end of stage name of the visit (StageDone).
+func (p *pipeline) recordStage(v *visitRun, name string, took time.Duration) error {
 	if err := p.cfg.Recorder.StageDone(v.id, name, took); err != nil {
 		return fmt.Errorf("harness: recording stage %s of visit %s: %w", name, v.id, err)
 	}
@@ -1041,7 +1125,11 @@ func (p *pipeline) endVisit(ctx context.Context, v *visitRun) error {
 	case VisitFailed:
 		p.log.Error("visit failed", "visit", v.id, "err", res.Err, "took", res.Took)
 	default:
-		p.log.Info("visit done", "visit", v.id, "failedSlices", v.nFailed, "took", res.Took)
+		// Asked first: the arguments cost allocations whether or not
+		// the line is written, on the path between two visits.
+		if p.log.Enabled(ctx, slog.LevelInfo) {
+			p.log.Info("visit done", "visit", v.id, "failedSlices", v.nFailed, "took", res.Took)
+		}
 	}
 	return nil
 }
@@ -1239,9 +1327,12 @@ func (r *rank) awaitVisit() (visitMsg, error) {
 // one clipboard per data ID, holding visitId, the other trigger
 // properties, dataId and each key of the data ID.
 func (r *rank) visitClipboards(queue []*Clipboard, vm visitMsg, ids []mapper.DataID) []*Clipboard {
-	done := make(map[string]bool, len(vm.Done))
-	for _, id := range vm.Done {
-		done[id] = true
+	var done map[string]bool
+	if len(vm.Done) > 0 {
+		done = make(map[string]bool, len(vm.Done))
+		for _, id := range vm.Done {
+			done[id] = true
+		}
 	}
 	for _, id := range ids {
 		if len(done) > 0 && done[id.String()] {

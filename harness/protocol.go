@@ -166,7 +166,15 @@ package harness
 //     has failed there: Postprocess, with Context.Outcomes; then
 //     StageDone (the stage's time, its event wait and the gather
 //     included). A Postprocess failure fails the visit on the Pipeline.
-//     (pipeline.postprocess.)
+//     (pipeline.postprocess.) With one visit in flight, when the stage
+//     has no Postprocess and the next is parallel with no event and no
+//     Preprocess, steps 7 and 8 of the next stage come first and only
+//     StageDone is left here: the next stageMsg is the same either way,
+//     and the Slices do not wait for the Recorder. (pipeline.sendAhead.)
+//     A Recorder error between stages ends the visit as interrupted; if
+//     the Slices then wait for a stageMsg, they get Skip first, so that
+//     step 14's Stop finds them waiting for a visitMsg.
+//     (pipeline.releaseSlices.)
 // 13. Visit end (no message). The Slices drop the visit's clipboards after
 //     its last parallel stage (or a Skip) and wait for the next visitMsg.
 //     The Pipeline decides the outcome, first match wins: interrupted (the

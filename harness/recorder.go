@@ -193,7 +193,7 @@ func (s *Summary) countDataIDs(visit string, r VisitResult) {
 	if s.DataIDs == nil {
 		s.DataIDs = map[VisitOutcome]int{}
 	}
-	ids := make([]string, 0, len(r.DataIDs))
+	var ids []string // the failed ones
 	for id, o := range r.DataIDs {
 		s.DataIDs[o]++
 		if o == VisitFailed {

@@ -1,0 +1,163 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dpsbatch/dpsbatch/events"
+	"github.com/dpsbatch/dpsbatch/harness/comm"
+)
+
+// tracedRecorder writes the Pipeline's records into its rank's trace, so
+// that the order of records and collectives on rank 0 can be read as
+// one line. failStage makes StageDone of that stage fail.
+type tracedRecorder struct {
+	openGate
+	c         *tracingComm
+	failStage string
+}
+
+func (r *tracedRecorder) VisitStarted(v string, _ time.Time) error {
+	r.c.note("start:%s", v)
+	return nil
+}
+
+func (r *tracedRecorder) StageDone(_, stage string, _ time.Duration) error {
+	r.c.note("done:%s", stage)
+	if stage == r.failStage {
+		return errors.New("the recorder's disk is full")
+	}
+	return nil
+}
+
+func (r *tracedRecorder) SliceFailed(SliceFailure) error { return nil }
+
+func (r *tracedRecorder) VisitEnded(v string, res VisitResult) error {
+	r.c.note("end:%s:%s", v, res.Outcome)
+	return nil
+}
+
+// runTraced runs the visits of policy on size ranks over local
+// communicators, rank 0 tracing its collectives and its records, and
+// returns rank 0's trace after the HostInfo Gather and each rank's error.
+func runTraced(t *testing.T, policy string, size int, visits []string, failStage string) (string, []error) {
+	t.Helper()
+	resetSink()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "pipeline.yaml")
+	if err := os.WriteFile(path, []byte(policy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Load(path, LoadOptions{})
+	if err != nil {
+		t.Fatalf("policy:\n%v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	broker := events.NewMemory()
+	defer broker.Close()
+	var vs []Visit
+	for _, v := range visits {
+		vs = append(vs, Visit{ID: v})
+	}
+	if err := publishVisits(ctx, broker, p.Trigger.Topic, "t-run", vs); err != nil {
+		t.Fatal(err)
+	}
+	eps := comm.NewLocal(size)
+	c0 := &tracingComm{Comm: eps[0]}
+	errs := make([]error, size)
+	var wg sync.WaitGroup
+	for r := range size {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var c comm.Comm = eps[r]
+			o := RunOptions{Policy: p, RunID: "t-run", RunDir: dir, Host: thisMachine()}
+			if r == 0 {
+				c = c0
+				o.Broker, o.Feed, o.Recorder = broker, true, &tracedRecorder{c: c0, failStage: failStage}
+			}
+			defer c.Close()
+			o.Comm = c
+			_, errs[r] = Run(ctx, o)
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		t.Fatal("run did not end within 30s")
+	}
+	return strings.Join(c0.trace[1:], " "), errs
+}
+
+// TestStageSentAheadOfItsRecord pins the Pipeline's order between a
+// parallel stage's Gather and the next stage's Bcast: when nothing runs
+// on the Pipeline between them (no Postprocess, no Preprocess, no event
+// to wait for), the next stageMsg goes out first and the stage's
+// StageDone is recorded while the Slices run the next stage; where a
+// Pipeline-side stage comes between, the records come first, as before.
+// What crosses the wire is unchanged (TestWireOrder).
+func TestStageSentAheadOfItsRecord(t *testing.T) {
+	policy := `pipeline: t
+slices: 2
+mapper: {type: rank}
+stages:
+  - {name: a, type: noop}
+  - {name: b, type: noop}
+  - {name: hook, type: test-hook}
+  - {name: c, type: noop}
+  - {name: d, type: noop}
+`
+	got, errs := runTraced(t, policy, 3, []string{"1"}, "")
+	for r, err := range errs {
+		if err != nil {
+			t.Fatalf("rank %d: %v", r, err)
+		}
+	}
+	want := "start:1 B15 B0 G0[0,0,0] B0 done:a G0[0,0,0] done:b done:hook B0 G0[0,0,0] B0 done:c G0[0,0,0] done:d end:1:done B4"
+	if got != want {
+		t.Errorf("rank 0 called and recorded\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestStageRecordFailsAfterNextWentOut: when the StageDone recorded after
+// the next stage went out fails, the Pipeline still gathers that stage
+// (the Slices are running it), then sends them Skip (they wait for the
+// third stage's stageMsg; before, they read the Stop visitMsg as one and
+// failed with a gob error that named nothing of the cause), records the
+// visit interrupted and ends the run with the recording error. Every
+// rank ends; a Slice either saw the Stop or was aborted with rank 0's
+// error.
+func TestStageRecordFailsAfterNextWentOut(t *testing.T) {
+	policy := `pipeline: t
+slices: 2
+mapper: {type: rank}
+stages:
+  - {name: a, type: noop}
+  - {name: b, type: noop}
+  - {name: c, type: noop}
+`
+	got, errs := runTraced(t, policy, 3, []string{"1", "2"}, "a")
+	if errs[0] == nil || !strings.Contains(errs[0].Error(), "recording stage a of visit 1") || !strings.Contains(errs[0].Error(), "disk is full") {
+		t.Fatalf("rank 0 ended with %v; want the recording error of stage a", errs[0])
+	}
+	for r, err := range errs[1:] {
+		if err != nil && !(errors.Is(err, comm.ErrAborted) && strings.Contains(err.Error(), "disk is full")) {
+			t.Errorf("slice %d: %v; want no error, or the abort that names rank 0's", r+1, err)
+		}
+	}
+	skip, err := encode(stageMsg{Skip: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("start:1 B15 B0 G0[0,0,0] B0 done:a G0[0,0,0] B%d end:1:interrupted B4", len(skip))
+	if got != want {
+		t.Errorf("rank 0 called and recorded\n%s\nwant\n%s", got, want)
+	}
+}
