@@ -107,6 +107,9 @@ type RunStatus struct {
 	// Failures, only when asked for (status --failures, from Failures):
 	// each failed visit's error and every slice failure recorded.
 	Failures []Failure `json:"failures,omitempty"`
+	// Outputs, only when asked for (status --outputs, from Outputs): the
+	// declared output files the run's data IDs made.
+	Outputs []Output `json:"outputs,omitempty"`
 	// Usage is what the run's jobs used in all, from accounting, over
 	// those whose usage is stored (RecordUsage); UsageNote says why it
 	// could not be asked or stored.

@@ -226,6 +226,12 @@ func printStatus(w io.Writer, rs jobs.RunStatus) {
 			fmt.Fprintf(w, "    %s\n", f)
 		}
 	}
+	if rs.Outputs != nil {
+		fmt.Fprintf(w, "  outputs (%d):\n", len(rs.Outputs))
+		for _, o := range rs.Outputs {
+			fmt.Fprintf(w, "    %s\n", o)
+		}
+	}
 }
 
 // bytesText is n in B, KiB, MiB, GiB or TiB.

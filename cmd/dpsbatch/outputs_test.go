@@ -1,12 +1,15 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
+	"github.com/dpsbatch/dpsbatch/jobs"
 	"github.com/dpsbatch/dpsbatch/state"
 )
 
@@ -58,11 +61,43 @@ stages:
 	out := filepath.Join(dir, "output", "v1")
 	// ccd=2 fails in the second stage: what the first made is recorded.
 	want := []state.Output{
-		{DataID: "ccd=1", Path: filepath.Join(out, "mark-1.txt"), Size: 5, Attempt: 1},
-		{DataID: "ccd=1", Path: filepath.Join(out, "sorted-1.txt"), Size: 6, Attempt: 1},
-		{DataID: "ccd=2", Path: filepath.Join(out, "sorted-2.txt"), Size: 3, Attempt: 1},
+		{Visit: "v1", DataID: "ccd=1", Path: filepath.Join(out, "mark-1.txt"), Size: 5, Attempt: 1},
+		{Visit: "v1", DataID: "ccd=1", Path: filepath.Join(out, "sorted-1.txt"), Size: 6, Attempt: 1},
+		{Visit: "v1", DataID: "ccd=2", Path: filepath.Join(out, "sorted-2.txt"), Size: 3, Attempt: 1},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("outputs recorded for v1: %+v\nwant %+v", got, want)
+	}
+
+	// status --outputs shows them (before, only sqlite3 could).
+	text, err := run(t, "status", "--outputs", dir)
+	if err != nil {
+		t.Fatalf("status --outputs: %v\n%s", err, text)
+	}
+	wantText := "  outputs (3):\n" +
+		"    visit v1 (attempt 1) data ID ccd=1: " + filepath.Join(out, "mark-1.txt") + " (5 bytes)\n" +
+		"    visit v1 (attempt 1) data ID ccd=1: " + filepath.Join(out, "sorted-1.txt") + " (6 bytes)\n" +
+		"    visit v1 (attempt 1) data ID ccd=2: " + filepath.Join(out, "sorted-2.txt") + " (3 bytes)\n"
+	if !strings.Contains(text, wantText) {
+		t.Errorf("status --outputs:\n%s\nwant it to hold\n%s", text, wantText)
+	}
+	js, err := run(t, "status", "--outputs", "--json", dir)
+	if err != nil {
+		t.Fatalf("status --outputs --json: %v\n%s", err, js)
+	}
+	var all []jobs.RunStatus
+	if err := json.Unmarshal([]byte(js), &all); err != nil || len(all) != 1 {
+		t.Fatalf("status --outputs --json: %v\n%s", err, js)
+	}
+	wantJSON := []jobs.Output{
+		{Visit: "v1", DataID: "ccd=1", Path: filepath.Join(out, "mark-1.txt"), Size: 5, Attempt: 1},
+		{Visit: "v1", DataID: "ccd=1", Path: filepath.Join(out, "sorted-1.txt"), Size: 6, Attempt: 1},
+		{Visit: "v1", DataID: "ccd=2", Path: filepath.Join(out, "sorted-2.txt"), Size: 3, Attempt: 1},
+	}
+	if !reflect.DeepEqual(all[0].Outputs, wantJSON) {
+		t.Errorf("status --outputs --json outputs: %+v\nwant %+v", all[0].Outputs, wantJSON)
+	}
+	if plain, err := run(t, "status", dir); err != nil || strings.Contains(plain, "outputs (") {
+		t.Errorf("status without --outputs (%v) lists them:\n%s", err, plain)
 	}
 }

@@ -30,13 +30,16 @@ func statusCommand() *cli.Command {
 			"--watch redraws a progress bar per run within about 50 ms of each change the runs' jobs record\n" +
 			"and each time it asks Slurm (every --interval), until no job of the runs is live. --failures also lists\n" +
 			"each failed visit's error and every data ID that failed, with its stage and slice, and where its\n" +
-			"input was captured, which `dpsbatch replay` runs again (--json: failures).",
+			"input was captured, which `dpsbatch replay` runs again (--json: failures). --outputs also lists the\n" +
+			"files the data IDs made that their stages declared (an exec stage's outputs), with their sizes and\n" +
+			"the attempt that made them (--json: outputs).",
 		Flags: []cli.Flag{
 			siteFlag(),
 			&cli.BoolFlag{Name: "json", Usage: "print the statuses as JSON"},
 			&cli.BoolFlag{Name: "watch", Usage: "follow the runs with a live progress bar until their jobs end"},
 			&cli.DurationFlag{Name: "interval", Value: 5 * time.Second, Usage: "how often --watch asks Slurm (at least 1s)"},
 			&cli.BoolFlag{Name: "failures", Usage: "also list each failed visit's error and every data ID that failed, with its stage, slice and capture"},
+			&cli.BoolFlag{Name: "outputs", Usage: "also list the declared output files each data ID made, with their sizes"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
@@ -49,7 +52,7 @@ func statusCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if c.Bool("watch") && !c.Bool("json") && !c.Bool("failures") {
+			if c.Bool("watch") && !c.Bool("json") && !c.Bool("failures") && !c.Bool("outputs") {
 				return jobs.Watch(c.Context, b, dirs, c.Duration("interval"), func(all []jobs.RunStatus) error {
 					for _, rs := range all {
 						if _, err := fmt.Fprintf(c.App.Writer, "%s\n", progressBar(rs, 40)); err != nil {
@@ -70,6 +73,11 @@ func statusCommand() *cli.Command {
 					live = live || rs.Live
 					if c.Bool("failures") {
 						if all[i].Failures, err = jobs.Failures(rs.Dir, 0); err != nil {
+							return err
+						}
+					}
+					if c.Bool("outputs") {
+						if all[i].Outputs, err = jobs.Outputs(rs.Dir, 0); err != nil {
 							return err
 						}
 					}
