@@ -12,7 +12,14 @@
  * inline bytes) even for empty messages, so every call here is 256 bytes.
  * Nothing is encoded or decoded: this is MPI alone.
  *
- * Usage: mpirun -np R mpiloop [visits [stages [warmup-visits]]]
+ * Usage: mpirun -np R mpiloop [visits [stages [warmup-visits [work-ns]]]]
+ *
+ * With work-ns above 0, each rank busy-waits that many nanoseconds in
+ * the timed visits (ns/stage, block-ns/stage; not in ns/round) where the
+ * harness does its own work on the path a stage waits for: a Slice
+ * after each stage's MPI_Bcast (before its MPI_Gather), rank 0 after
+ * each MPI_Gather (before the next MPI_Bcast). It shows what a given
+ * amount of such work costs a stage on this machine's MPI.
  * Rank 0 prints one line:
  *   mpiloop ranks=R visits=V stages=S ns/stage=X ns/round=Y block-ns/stage=Z
  * where ns/stage = total / (V*S) (the per-visit broadcast amortised over the
@@ -34,12 +41,25 @@
 static char sbuf[SLOT];
 static char *rbuf;
 
+static double work_ns; /* see Usage */
+static int rank;
+
+/* work busy-waits work_ns nanoseconds. */
+static void work(void) {
+	if (work_ns <= 0) return;
+	double end = MPI_Wtime() + work_ns * 1e-9;
+	while (MPI_Wtime() < end)
+		;
+}
+
 static void visits(MPI_Comm c, long v, long s) {
 	for (long i = 0; i < v; i++) {
 		MPI_Bcast(sbuf, SLOT, MPI_BYTE, 0, c);
 		for (long j = 0; j < s; j++) {
 			MPI_Bcast(sbuf, SLOT, MPI_BYTE, 0, c);
+			if (rank != 0) work();
 			MPI_Gather(sbuf, SLOT, MPI_BYTE, rbuf, SLOT, MPI_BYTE, 0, c);
+			if (rank == 0) work();
 		}
 	}
 }
@@ -75,7 +95,8 @@ int main(int argc, char **argv) {
 	long v = argc > 1 ? atol(argv[1]) : 20000;
 	long s = argc > 2 ? atol(argv[2]) : 10;
 	long warm = argc > 3 ? atol(argv[3]) : v / 100;
-	int rank, size;
+	work_ns = argc > 4 ? atof(argv[4]) : 0;
+	int size;
 	MPI_Comm c;
 
 	MPI_Init(&argc, &argv);
@@ -83,8 +104,8 @@ int main(int argc, char **argv) {
 	MPI_Comm_dup(MPI_COMM_WORLD, &c);
 	MPI_Comm_rank(c, &rank);
 	MPI_Comm_size(c, &size);
-	if (v < 1 || s < 1 || warm < 0) {
-		if (rank == 0) fprintf(stderr, "mpiloop: usage: mpiloop [visits [stages [warmup-visits]]]\n");
+	if (v < 1 || s < 1 || warm < 0 || work_ns < 0) {
+		if (rank == 0) fprintf(stderr, "mpiloop: usage: mpiloop [visits [stages [warmup-visits [work-ns]]]]\n");
 		MPI_Abort(MPI_COMM_WORLD, 2);
 	}
 	rbuf = malloc((size_t)size * SLOT);
