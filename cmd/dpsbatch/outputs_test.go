@@ -97,6 +97,11 @@ stages:
 	if !reflect.DeepEqual(all[0].Outputs, wantJSON) {
 		t.Errorf("status --outputs --json outputs: %+v\nwant %+v", all[0].Outputs, wantJSON)
 	}
+	// With --watch too: the run has ended, so one status, with them
+	// (before, --watch printed a progress bar and dropped them).
+	if watched, err := run(t, "status", "--watch", "--outputs", dir); err != nil || !strings.Contains(watched, wantText) {
+		t.Errorf("status --watch --outputs (%v):\n%s\nwant it to hold\n%s", err, watched, wantText)
+	}
 	if plain, err := run(t, "status", dir); err != nil || strings.Contains(plain, "outputs (") {
 		t.Errorf("status without --outputs (%v) lists them:\n%s", err, plain)
 	}

@@ -28,7 +28,8 @@ func statusCommand() *cli.Command {
 			"Once a job has ended, what it used (elapsed and CPU time, peak memory of one task against what\n" +
 			"each slice asked for) from Slurm's accounting, stored in the run's state file once final.\n" +
 			"--watch redraws a progress bar per run within about 50 ms of each change the runs' jobs record\n" +
-			"and each time it asks Slurm (every --interval), until no job of the runs is live. --failures also lists\n" +
+			"and each time it asks Slurm (every --interval), until no job of the runs is live; with --json,\n" +
+			"--failures or --outputs it prints the whole status every --interval instead. --failures also lists\n" +
 			"each failed visit's error and every data ID that failed, with its stage and slice, and where its\n" +
 			"input was captured, which `dpsbatch replay` runs again (--json: failures). --outputs also lists the\n" +
 			"files the data IDs made that their stages declared (an exec stage's outputs), with their sizes and\n" +
@@ -52,6 +53,8 @@ func statusCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			// --watch draws progress bars; with --json, --failures or
+			// --outputs it prints that whole status at each --interval.
 			if c.Bool("watch") && !c.Bool("json") && !c.Bool("failures") && !c.Bool("outputs") {
 				return jobs.Watch(c.Context, b, dirs, c.Duration("interval"), func(all []jobs.RunStatus) error {
 					for _, rs := range all {
@@ -86,10 +89,6 @@ func statusCommand() *cli.Command {
 				case c.Bool("json"):
 					if err := printJSON(c.App.Writer, all); err != nil {
 						return err
-					}
-				case c.Bool("watch"):
-					for _, rs := range all {
-						fmt.Fprintf(c.App.Writer, "%s\n", progressBar(rs, 40))
 					}
 				default:
 					for _, rs := range all {
