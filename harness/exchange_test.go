@@ -443,6 +443,13 @@ func (c *countingComm) Exchange(send map[int][]byte, from []int) (map[int][]byte
 // after), and returns the Pipeline's summary and every rank's error.
 func runRanks(t *testing.T, policy string, size int, visits []string, mk func(rank int) (comm.Comm, error)) (*Summary, []error) {
 	t.Helper()
+	sum := newSummary()
+	return sum, runRanksRecorded(t, policy, size, visits, mk, sum)
+}
+
+// runRanksRecorded is runRanks with rec as the Pipeline's Recorder.
+func runRanksRecorded(t *testing.T, policy string, size int, visits []string, mk func(rank int) (comm.Comm, error), rec Recorder) []error {
+	t.Helper()
 	resetSink()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "pipeline.yaml")
@@ -464,7 +471,6 @@ func runRanks(t *testing.T, policy string, size int, visits []string, mk func(ra
 	if err := publishVisits(ctx, broker, p.Trigger.Topic, "x-run", vs); err != nil {
 		t.Fatal(err)
 	}
-	sum := newSummary()
 	errs := make([]error, size)
 	var wg sync.WaitGroup
 	for r := 0; r < size; r++ {
@@ -479,7 +485,7 @@ func runRanks(t *testing.T, policy string, size int, visits []string, mk func(ra
 			defer c.Close()
 			o := RunOptions{Comm: c, Policy: p, RunID: "x-run", RunDir: dir, Host: thisMachine()}
 			if r == 0 {
-				o.Broker, o.Feed, o.Recorder = broker, true, sum
+				o.Broker, o.Feed, o.Recorder = broker, true, rec
 			}
 			_, errs[r] = Run(ctx, o)
 		}()
@@ -488,7 +494,7 @@ func runRanks(t *testing.T, policy string, size int, visits []string, mk func(ra
 	if ctx.Err() != nil {
 		t.Fatal("run did not end within 30s")
 	}
-	return sum, errs
+	return errs
 }
 
 // Stages without exchange cost one Bcast and one Gather each and no

@@ -1,17 +1,12 @@
 package harness
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/dpsbatch/dpsbatch/events"
 	"github.com/dpsbatch/dpsbatch/harness/comm"
 )
 
@@ -49,50 +44,15 @@ func (r *tracedRecorder) VisitEnded(v string, res VisitResult) error {
 // returns rank 0's trace after the HostInfo Gather and each rank's error.
 func runTraced(t *testing.T, policy string, size int, visits []string, failStage string) (string, []error) {
 	t.Helper()
-	resetSink()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "pipeline.yaml")
-	if err := os.WriteFile(path, []byte(policy), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p, err := Load(path, LoadOptions{})
-	if err != nil {
-		t.Fatalf("policy:\n%v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	broker := events.NewMemory()
-	defer broker.Close()
-	var vs []Visit
-	for _, v := range visits {
-		vs = append(vs, Visit{ID: v})
-	}
-	if err := publishVisits(ctx, broker, p.Trigger.Topic, "t-run", vs); err != nil {
-		t.Fatal(err)
-	}
 	eps := comm.NewLocal(size)
 	c0 := &tracingComm{Comm: eps[0]}
-	errs := make([]error, size)
-	var wg sync.WaitGroup
-	for r := range size {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var c comm.Comm = eps[r]
-			o := RunOptions{Policy: p, RunID: "t-run", RunDir: dir, Host: thisMachine()}
-			if r == 0 {
-				c = c0
-				o.Broker, o.Feed, o.Recorder = broker, true, &tracedRecorder{c: c0, failStage: failStage}
-			}
-			defer c.Close()
-			o.Comm = c
-			_, errs[r] = Run(ctx, o)
-		}()
+	mk := func(r int) (comm.Comm, error) {
+		if r == 0 {
+			return c0, nil
+		}
+		return eps[r], nil
 	}
-	wg.Wait()
-	if ctx.Err() != nil {
-		t.Fatal("run did not end within 30s")
-	}
+	errs := runRanksRecorded(t, policy, size, visits, mk, &tracedRecorder{c: c0, failStage: failStage})
 	return strings.Join(c0.trace[1:], " "), errs
 }
 

@@ -32,29 +32,13 @@ type Failure struct {
 // step (0: all). Slice failures of visits that were retried and later
 // done are listed too: they happened.
 func Failures(dir string, limit int) ([]Failure, error) {
-	l := rundir.Layout{Dir: dir}
-	_, set, err := rundir.ReadSettings(l)
-	if err != nil {
-		return nil, err
-	}
-	out := []Failure{}
-	for _, d := range rundir.StepDirs(l, set) {
-		fs, err := stepFailures(d, limit)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, fs...)
-	}
-	return out, nil
+	return fromEachStep(dir, func(d rundir.StepDir, st *state.Store) ([]Failure, error) {
+		return stepFailures(d, st, limit)
+	})
 }
 
 // stepFailures reads one step's failures from its state file.
-func stepFailures(d rundir.StepDir, limit int) ([]Failure, error) {
-	st, err := state.OpenReadOnly(d.Layout.State())
-	if err != nil {
-		return nil, err
-	}
-	defer st.Close()
+func stepFailures(d rundir.StepDir, st *state.Store, limit int) ([]Failure, error) {
 	failed, err := st.Visits(state.Failed, limit)
 	if err != nil {
 		return nil, err

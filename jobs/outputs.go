@@ -25,38 +25,17 @@ type Output struct {
 // most limit per step (0: all). A data ID that failed before a file has
 // no row for it; one made again by a later attempt shows that attempt.
 func Outputs(dir string, limit int) ([]Output, error) {
-	l := rundir.Layout{Dir: dir}
-	_, set, err := rundir.ReadSettings(l)
-	if err != nil {
-		return nil, err
-	}
-	out := []Output{}
-	for _, d := range rundir.StepDirs(l, set) {
-		made, err := stepOutputs(d, limit)
+	return fromEachStep(dir, func(d rundir.StepDir, st *state.Store) ([]Output, error) {
+		made, err := st.RunOutputs(limit)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, made...)
-	}
-	return out, nil
-}
-
-// stepOutputs reads one step's outputs from its state file.
-func stepOutputs(d rundir.StepDir, limit int) ([]Output, error) {
-	st, err := state.OpenReadOnly(d.Layout.State())
-	if err != nil {
-		return nil, err
-	}
-	defer st.Close()
-	made, err := st.RunOutputs(limit)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]Output, 0, len(made))
-	for _, o := range made {
-		out = append(out, Output{Pipeline: d.Name, Visit: o.Visit, DataID: o.DataID, Path: o.Path, Size: o.Size, Attempt: o.Attempt})
-	}
-	return out, nil
+		out := make([]Output, 0, len(made))
+		for _, o := range made {
+			out = append(out, Output{Pipeline: d.Name, Visit: o.Visit, DataID: o.DataID, Path: o.Path, Size: o.Size, Attempt: o.Attempt})
+		}
+		return out, nil
+	})
 }
 
 // String is the output as status --outputs prints it: one line.

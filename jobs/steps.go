@@ -50,6 +50,35 @@ func runSteps(l rundir.Layout, set rundir.Settings) ([]runStep, error) {
 	return out, nil
 }
 
+// fromEachStep opens, read-only, the state file of each step of the run
+// in dir, in the steps' order, and returns in turn what read makes of
+// each.
+func fromEachStep[T any](dir string, read func(d rundir.StepDir, st *state.Store) ([]T, error)) ([]T, error) {
+	l := rundir.Layout{Dir: dir}
+	_, set, err := rundir.ReadSettings(l)
+	if err != nil {
+		return nil, err
+	}
+	out := []T{}
+	for _, d := range rundir.StepDirs(l, set) {
+		got, err := fromStep(d, read)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+	}
+	return out, nil
+}
+
+func fromStep[T any](d rundir.StepDir, read func(d rundir.StepDir, st *state.Store) ([]T, error)) ([]T, error) {
+	st, err := state.OpenReadOnly(d.Layout.State())
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	return read(d, st)
+}
+
 // loadSteps loads the policy copy of each step (checked unchanged since
 // submit, and validated) as the steps to plan again.
 func loadSteps(steps []runStep) ([]input.Step, error) {
