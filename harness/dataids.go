@@ -2,7 +2,6 @@ package harness
 
 import (
 	"fmt"
-	"maps"
 )
 
 // What the Pipeline knows of a visit's data IDs: those an earlier attempt
@@ -102,20 +101,10 @@ func (g byDataID) add(id string, items map[string]any) {
 
 // putOn puts each key on the Pipeline's clipboard cb as a map from data
 // ID to its value (a list when several of its clipboards sent one), and
-// every key of declared that no data ID sent as an empty map. The
-// declared outputs' sizes (outputSizesKey) accumulate instead: a data ID
-// keeps what an earlier stage sent until a later one sends its own (each
-// sends all of its data ID's so far), so one that fails in a later stage
-// keeps the files the earlier ones made.
+// every key of declared that no data ID sent as an empty map.
 func (g byDataID) putOn(cb *Clipboard, declared []string) {
 	for k, ids := range g {
 		m := make(map[string]any, len(ids))
-		if k == outputSizesKey {
-			if earlier, ok := cb.Get(k); ok {
-				earlier, _ := earlier.(map[string]any)
-				maps.Copy(m, earlier)
-			}
-		}
 		for id, vs := range ids {
 			if len(vs) == 1 {
 				m[id] = vs[0]
@@ -127,9 +116,6 @@ func (g byDataID) putOn(cb *Clipboard, declared []string) {
 	}
 	for _, k := range declared {
 		if _, ok := g[k]; ok {
-			continue
-		}
-		if _, ok := cb.Get(k); ok && k == outputSizesKey {
 			continue
 		}
 		cb.Put(k, map[string]any{})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -728,7 +729,8 @@ type visitRun struct {
 	skip      map[string]bool // data IDs done by an earlier attempt, left out
 	nFailed   int
 	firstFail string
-	firstStop string // the first data ID whose program a stop signal ended
+	firstStop string                      // the first data ID whose program a stop signal ended
+	outputs   map[string]map[string]int64 // declared files made, by data ID and path (addOutputs)
 	// inStage: the Slices have gathered a stage's reports and wait for
 	// the stageMsg of a later one (one visit in flight); an error that
 	// ends the visit then sends them Skip (releaseSlices).
@@ -783,6 +785,21 @@ func (p *pipeline) runVisit(ctx context.Context, v *visitRun) (err error) {
 	}
 	p.clearEarly(v.id)
 	return p.endVisit(ctx, v)
+}
+
+// addOutputs keeps the declared files a stage's data IDs made; one made
+// again by a later stage keeps the later size. A data ID that fails in a
+// later stage keeps what its earlier stages made.
+func (v *visitRun) addOutputs(made []outputMsg) {
+	for _, o := range made {
+		if v.outputs == nil {
+			v.outputs = map[string]map[string]int64{}
+		}
+		if v.outputs[o.DataID] == nil {
+			v.outputs[o.DataID] = map[string]int64{}
+		}
+		v.outputs[o.DataID][o.Path] = o.Size
+	}
 }
 
 // releaseSlices sends the Slices Skip when they wait for a stageMsg of
@@ -1027,6 +1044,7 @@ func (p *pipeline) gather(v *visitRun, b *built) ([]Outcome, error) {
 			}
 			shared.add(s.DataID, s.Items)
 		}
+		v.addOutputs(rep.Outputs)
 	}
 	shared.putOn(v.cb, b.shares)
 	return outcomes, nil
@@ -1114,7 +1132,7 @@ func (v *visitRun) stageTook() time.Duration {
 func (p *pipeline) endVisit(ctx context.Context, v *visitRun) error {
 	res := p.outcome(ctx, v)
 	res.DataIDs = p.dataIDOutcomes(v, res.Outcome)
-	res.Outputs = outputSizesOf(v.cb)
+	res.Outputs = v.outputs
 	v.ended = true
 	if err := p.cfg.Recorder.VisitEnded(v.id, res); err != nil {
 		return fmt.Errorf("harness: recording the end of visit %s: %w", v.id, err)
@@ -1414,8 +1432,20 @@ func (r *rank) process(ctx context.Context, visit string, b *built, sm stageMsg,
 		} else {
 			next = append(next, cb)
 		}
+		if len(cx.outputs) > 0 {
+			rep.Outputs = appendOutputs(rep.Outputs, cb.dataID.String(), cx.outputs)
+		}
 	}
 	return next
+}
+
+// appendOutputs adds the files a call for data ID id made (madeOutputs)
+// to a report's outputs, in path order.
+func appendOutputs(out []outputMsg, id string, made map[string]int64) []outputMsg {
+	for _, p := range slices.Sorted(maps.Keys(made)) {
+		out = append(out, outputMsg{DataID: id, Path: p, Size: made[p]})
+	}
+	return out
 }
 
 // report is step 11 on a Slice: it adds the shared items next's

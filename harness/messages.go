@@ -33,6 +33,7 @@ type stageMsg struct {
 type sliceReport struct {
 	Failures []failureMsg
 	Shared   []sharedMsg
+	Outputs  []outputMsg
 }
 
 type failureMsg struct {
@@ -49,6 +50,14 @@ type failureMsg struct {
 type sharedMsg struct {
 	DataID string
 	Items  map[string]any
+}
+
+// outputMsg is a file a data ID's stage declared it writes and made in
+// this stage (Context.madeOutputs), with its size in bytes.
+type outputMsg struct {
+	DataID string
+	Path   string
+	Size   int64
 }
 
 // assignMsg is scattered once: a Slice's data IDs and, when a stage
@@ -91,8 +100,10 @@ const (
 	flightStop
 )
 
-func (m *stageMsg) empty() bool    { return !m.Skip && len(m.Props) == 0 && len(m.Shared) == 0 }
-func (m *sliceReport) empty() bool { return len(m.Failures) == 0 && len(m.Shared) == 0 }
+func (m *stageMsg) empty() bool { return !m.Skip && len(m.Props) == 0 && len(m.Shared) == 0 }
+func (m *sliceReport) empty() bool {
+	return len(m.Failures) == 0 && len(m.Shared) == 0 && len(m.Outputs) == 0
+}
 
 // decodeStage decodes a stageMsg. The empty message, a no-op stage's,
 // is the empty stageMsg and allocates nothing (decoding into a variable

@@ -82,9 +82,11 @@ package harness
 // send or receive, so sends and receives pair up.
 //
 // sliceReport: Gathered from every Slice after each parallel stage that
-// was not skipped (after the exchange, if any): its failures and the
-// shared items its clipboards set in the stage. The Pipeline reads the
+// was not skipped (after the exchange, if any): its failures, the
+// shared items its clipboards set in the stage, and the declared files
+// its data IDs made in it. The Pipeline reads the
 // reports in rank order, records each failure (Recorder.SliceFailed),
+// keeps the files for the visit's end (VisitResult.Outputs),
 // puts each gathered shared key on its clipboard as a map from data ID
 // (mapper.DataID.String) to value, so a data ID that failed is missing
 // from it, and each key the stage declares shared that no data ID sent as
@@ -105,6 +107,14 @@ package harness
 //
 // sharedMsg: one entry of a sliceReport: the shared items one clipboard
 // set in the stage (Clipboard.takeShared), with its data ID.
+//
+// outputMsg: one entry of a sliceReport: a file a data ID's stage declared
+// it writes and made in the stage (an exec stage's outputs, which it
+// tells Context.madeOutputs after checking them), with its size. Only a
+// call that succeeded reports them. The Pipeline keeps each data ID's
+// files across the visit's stages, a later size replacing an earlier
+// one, so a data ID that fails in a later stage keeps what it made
+// before.
 //
 // flightMsg (visits in flight only; its own encoding, encodeFlight):
 // Bcast by the Pipeline's driver for every step of every visit, and for
@@ -159,9 +169,10 @@ package harness
 //     stage's queue. (rank.process.)
 // 10. If the stage exchanges: every rank calls Exchange (exchangeMsg).
 //     (pipeline.pipelineExchange; rank.sliceExchange.)
-// 11. Gather of sliceReport; the Pipeline records the failures and puts
-//     the shared items on its clipboard. (pipeline.gather,
-//     pipeline.recordFailures; rank.report.)
+// 11. Gather of sliceReport; the Pipeline records the failures, puts
+//     the shared items on its clipboard and keeps the declared files made
+//     (outputMsg) for the visit's end. (pipeline.gather,
+//     pipeline.recordFailures, visitRun.addOutputs; rank.report.)
 // 12. Every stage, serial or parallel, on the Pipeline, unless the visit
 //     has failed there: Postprocess, with Context.Outcomes; then
 //     StageDone (the stage's time, its event wait and the gather

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strconv"
 	"strings"
 
@@ -95,6 +96,17 @@ type Context struct {
 	emitted    []*Clipboard
 	emitCalled bool
 	outcomes   []Outcome
+	outputs    map[string]int64 // madeOutputs: path to size
+}
+
+// madeOutputs notes files the call made that its stage declared it
+// writes (path to size in bytes): the Slice reports them for the data
+// ID, and the run records them with the visit's end.
+func (c *Context) madeOutputs(sizes map[string]int64) {
+	if c.outputs == nil {
+		c.outputs = make(map[string]int64, len(sizes))
+	}
+	maps.Copy(c.outputs, sizes)
 }
 
 // runInfo is what every Context of one rank shares.

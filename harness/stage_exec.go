@@ -201,7 +201,8 @@ const (
 )
 
 // outputSizesKey is the clipboard key of the declared outputs' sizes: a
-// map from each file's absolute path to its size in bytes.
+// map from each file's absolute path to its size in bytes, on the data
+// ID's clipboard. The run records them through Context.madeOutputs.
 const outputSizesKey = "outputSizes"
 
 func newExec(s Settings) (Stage, error) {
@@ -489,13 +490,13 @@ func logStdout(cx *Context, prog string, stdout []byte) {
 	}
 }
 
-// putOutputSizes checks that every declared output exists and adds their
-// sizes to the clipboard's outputSizesKey map.
+// putOutputSizes checks that every declared output exists, adds their
+// sizes to the clipboard's outputSizesKey map and tells cx they were made.
 func putOutputSizes(cx *Context, cb *Clipboard, prog string, outputs []string) error {
 	if len(outputs) == 0 {
 		return nil
 	}
-	sizes := map[string]any{}
+	sizes := map[string]int64{}
 	var missing []string
 	for _, p := range outputs {
 		fi, err := os.Stat(p)
@@ -507,77 +508,25 @@ func putOutputSizes(cx *Context, cb *Clipboard, prog string, outputs []string) e
 		case fi.IsDir():
 			missing = append(missing, p+" (a directory)")
 		default:
-			sizes[p] = int(fi.Size())
+			sizes[p] = fi.Size()
 		}
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("%s did not write its declared outputs: %s", prog, strings.Join(missing, ", "))
 	}
 	cx.Logger().Info("exec outputs", "program", prog, "sizes", sizes)
+	cx.madeOutputs(sizes)
 	all := map[string]any{}
 	if earlier, ok := cb.Get(outputSizesKey); ok {
 		if m, ok := earlier.(map[string]any); ok {
 			maps.Copy(all, m)
 		}
 	}
-	maps.Copy(all, sizes)
-	cb.PutShared(outputSizesKey, all)
+	for p, n := range sizes {
+		all[p] = int(n)
+	}
+	cb.Put(outputSizesKey, all)
 	return nil
-}
-
-// sharedKeys are the keys the stage shares (sharer): those of produces it
-// is told to, and the declared outputs' sizes, which the Pipeline records
-// in the run's state.
-func (st *execStage) sharedKeys() []string {
-	keys := st.produced.sharedKeys()
-	if len(st.outputs) > 0 {
-		keys = append(keys, outputSizesKey)
-	}
-	return keys
-}
-
-// outputSizesOf reads, from the Pipeline's clipboard at a visit's end,
-// the outputs' sizes the data IDs' exec stages shared (keyed by data ID:
-// see Clipboard.PutShared), by data ID and path; nil when there are none.
-func outputSizesOf(cb *Clipboard) map[string]map[string]int64 {
-	byID, ok := cb.Get(outputSizesKey)
-	if !ok {
-		return nil
-	}
-	ids, _ := byID.(map[string]any)
-	out := map[string]map[string]int64{}
-	for id, v := range ids {
-		// A data ID that emitted several clipboards shares a list.
-		vs, ok := v.([]any)
-		if !ok {
-			vs = []any{v}
-		}
-		for _, v := range vs {
-			sizes, _ := v.(map[string]any)
-			for path, size := range sizes {
-				if n, ok := asInt64(size); ok {
-					if out[id] == nil {
-						out[id] = map[string]int64{}
-					}
-					out[id][path] = n
-				}
-			}
-		}
-	}
-	return out
-}
-
-// asInt64 is a size as the clipboard holds it after travelling.
-func asInt64(v any) (int64, bool) {
-	switch n := v.(type) {
-	case int:
-		return int64(n), true
-	case int64:
-		return n, true
-	case float64:
-		return int64(n), true
-	}
-	return 0, false
 }
 
 // prepare builds the command for cb, started directly (or through the
