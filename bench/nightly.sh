@@ -33,22 +33,16 @@ REPS=${REPS:-3}
 KS=${KS:-1 2 3}
 DPSBATCH=${DPSBATCH:-}
 
-die() {
-	echo "nightly.sh: $*" >&2
-	exit 1
-}
-[[ $VISITS =~ ^[1-9][0-9]*$ ]] || die "VISITS must be a positive integer, got \"$VISITS\" (usage: bash bench/nightly.sh [VISITS])"
-[[ $REPS =~ ^[1-9][0-9]*$ ]] || die "REPS must be a positive integer, got \"$REPS\""
+NAME=nightly.sh
+. bench/lib.sh
+positive_int VISITS "$VISITS" "usage: bash bench/nightly.sh [VISITS]"
+positive_int REPS "$REPS"
 [[ $KS =~ ^[1-9][0-9]*( [1-9][0-9]*)*$ ]] || die "KS must be in_flight values separated by blanks, got \"$KS\""
-[[ -z $DPSBATCH || -x $DPSBATCH ]] || die "DPSBATCH must name an executable dpsbatch binary, got \"$DPSBATCH\""
+check_dpsbatch_env
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/dpsbatch-nightly.XXXXXX")
+bench_tmp nightly
 trap 'rm -rf "$tmp"' EXIT
-bin=$DPSBATCH
-if [[ -z $bin ]]; then
-	go build -o "$tmp/dpsbatch" ./cmd/dpsbatch
-	bin=$tmp/dpsbatch
-fi
+dpsbatch_bin
 
 # The example's 6 fields, repeated under visit IDs 5001, 5002, ...
 visits=$tmp/visits.csv

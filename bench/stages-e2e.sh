@@ -37,25 +37,17 @@ PARTITION=${PARTITION:-debug}
 PYTHON=${PYTHON:-$(command -v /usr/bin/python3 || echo python3)}
 DPSBATCH=${DPSBATCH:-}
 
-die() {
-	echo "stages-e2e.sh: $*" >&2
-	exit 1
-}
+NAME=stages-e2e.sh
+. bench/lib.sh
 
-[[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive integer, got \"$N\" (usage: bash bench/stages-e2e.sh [N])"
-[[ $REPS =~ ^[1-9][0-9]*$ ]] || die "REPS must be a positive integer, got \"$REPS\""
-[[ -z $DPSBATCH || -x $DPSBATCH ]] || die "DPSBATCH must name an executable dpsbatch binary, got \"$DPSBATCH\""
-for t in go sinfo "$PYTHON"; do
-	command -v "$t" >/dev/null 2>&1 || die "missing: $t (bash scripts/cluster.sh start installs and starts the local cluster)"
-done
-timeout 10 sinfo -h -p "$PARTITION" -o '%a' 2>/dev/null | grep -qx up ||
-	die "partition $PARTITION of the Slurm cluster does not answer or is not up (sinfo): bash scripts/cluster.sh start"
+positive_int N "$N" "usage: bash bench/stages-e2e.sh [N]"
+positive_int REPS "$REPS"
+check_dpsbatch_env
+need_tools go sinfo "$PYTHON"
+need_partition "$PARTITION"
 python=$(command -v "$PYTHON")
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/dpsbatch-stages.XXXXXX")
-chmod 755 "$tmp"
-# The site file and the policies name paths under it unquoted.
-[[ $tmp != *[[:space:]\'\"#:]* ]] || { rm -rf "$tmp"; die "the temporary directory $tmp holds a blank, quote, # or colon: set TMPDIR to a plainer one"; }
+bench_tmp stages
 live_run=""
 cleanup() {
 	local status=$?
@@ -68,24 +60,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-bin=$DPSBATCH
-if [[ -z $bin ]]; then
-	go build -o "$tmp/dpsbatch" ./cmd/dpsbatch
-	bin=$tmp/dpsbatch
-fi
+dpsbatch_bin
 cp python/dpsworker.py "$tmp/"
-
-cat >"$tmp/site.yaml" <<EOF
-runs_root: $tmp/runs
-partitions:
-  - name: $PARTITION
-    default: true
-    cpus_per_node: 4
-    memory: 2000M
-    node_list: n[1-4]
-    max_time: infinite
-launcher: {kind: srun, flags: [--mpi=none], comm: tcp}
-EOF
+write_site "$PARTITION"
 cat >"$tmp/work.py" <<'EOF'
 import dpsworker
 

@@ -29,24 +29,17 @@ REPS=${REPS:-5}
 PROPS=${PROPS:-0}
 PARTITION=${PARTITION:-debug}
 
-die() {
-	echo "submit-hold.sh: $*" >&2
-	exit 1
-}
+NAME=submit-hold.sh
+. bench/lib.sh
 
-[[ $VISITS =~ ^[1-9][0-9]*$ ]] || die "VISITS must be a positive integer, got \"$VISITS\""
-[[ $REPS =~ ^[1-9][0-9]*$ ]] || die "REPS must be a positive integer, got \"$REPS\""
+positive_int VISITS "$VISITS"
+positive_int REPS "$REPS"
 [[ $PROPS == [01] ]] || die "PROPS must be 0 or 1, got \"$PROPS\""
 [[ -x /usr/bin/time ]] || die "/usr/bin/time is missing (apt-get install time)"
-for t in go sbatch scancel sinfo; do
-	command -v "$t" >/dev/null 2>&1 || die "missing: $t (bash scripts/cluster.sh start installs and starts the local cluster)"
-done
-timeout 10 sinfo -h -p "$PARTITION" >/dev/null 2>&1 || die "the Slurm cluster does not answer (sinfo -p $PARTITION)"
+need_tools go sbatch scancel sinfo
+need_partition "$PARTITION"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/dpsbatch-hold.XXXXXX")
-chmod 755 "$tmp"
-# The site file names its runs root under it unquoted.
-[[ $tmp != *[[:space:]\'\"#:]* ]] || { rm -rf "$tmp"; die "the temporary directory $tmp holds a blank, quote, # or colon: set TMPDIR to a plainer one"; }
+bench_tmp hold
 jobs_file=$tmp/jobs # every job this script submitted, one a line
 : >"$jobs_file"
 cleanup() {
@@ -71,13 +64,7 @@ fi
 for b in "${bins[@]}"; do
 	[[ -x $b ]] || die "not an executable: $b"
 done
-
-cat >"$tmp/site.yaml" <<EOF
-runs_root: $tmp/runs
-partitions:
-  - {name: $PARTITION, default: true, cpus_per_node: 4, memory: 2000M, node_list: "n[1-4]", max_time: infinite}
-launcher: {kind: srun, flags: [--mpi=none], comm: tcp}
-EOF
+write_site "$PARTITION"
 trigger='{topic: visits}'
 ((PROPS == 0)) || trigger='{topic: visits, properties: {filter: string}}'
 cat >"$tmp/pipeline.yaml" <<EOF

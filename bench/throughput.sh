@@ -57,38 +57,25 @@ FLOOR=${FLOOR:-1}
 PERVISIT=${PERVISIT:-1}
 DPSBATCH=${DPSBATCH:-}
 
-die() {
-	echo "throughput.sh: $*" >&2
-	exit 1
-}
+NAME=throughput.sh
+. bench/lib.sh
 
-[[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive integer, got \"$N\" (usage: bash bench/throughput.sh [N])"
+positive_int N "$N" "usage: bash bench/throughput.sh [N]"
 # Every side keeps its tasks on one node, and the local nodes have 4 CPUs.
 [[ $SLICES =~ ^[1-3]$ ]] || die "SLICES must be 1, 2 or 3 (SLICES+1 tasks on one 4-CPU node of the local cluster), got \"$SLICES\""
 [[ $POLL =~ ^[0-9]*\.?[0-9]+$ ]] || die "POLL must be a number of seconds, got \"$POLL\""
 [[ $FLOOR == [01] ]] || die "FLOOR must be 0 or 1, got \"$FLOOR\""
 [[ $PERVISIT == [01] ]] || die "PERVISIT must be 0 or 1, got \"$PERVISIT\""
-[[ -z $DPSBATCH || -x $DPSBATCH ]] || die "DPSBATCH must name an executable dpsbatch binary, got \"$DPSBATCH\""
+check_dpsbatch_env
 case $STAGE in
 exec | noop) ;;
 *) die "STAGE must be exec or noop, got \"$STAGE\"" ;;
 esac
 
-missing=()
-for t in go sbatch squeue scancel sinfo sacct; do
-	command -v "$t" >/dev/null 2>&1 || missing+=("$t")
-done
-((${#missing[@]} == 0)) || die "missing: ${missing[*]} (bash scripts/cluster.sh start installs and starts the local cluster)"
-if ! timeout 10 sinfo -h -p "$PARTITION" -o '%a' >/dev/null 2>&1; then
-	die "the Slurm cluster does not answer (sinfo): start it with bash scripts/cluster.sh start"
-fi
-avail=$(timeout 10 sinfo -h -p "$PARTITION" -o '%a' 2>/dev/null | head -n 1)
-[[ $avail == up ]] || die "partition $PARTITION is not up on this cluster (sinfo says \"$avail\"); bash scripts/cluster.sh start"
+need_tools go sbatch squeue scancel sinfo sacct
+need_partition "$PARTITION"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/dpsbatch-throughput.XXXXXX")
-chmod 755 "$tmp"
-# The job scripts' #SBATCH lines hold paths under it: sbatch splits them at blanks.
-[[ $tmp != *[[:space:]\'\"]* ]] || { rm -rf "$tmp"; die "the temporary directory $tmp holds a blank or a quote: set TMPDIR to a plainer one"; }
+bench_tmp throughput
 jobs_file=$tmp/jobs # every job ID this script submitted, one a line
 : >"$jobs_file"
 
@@ -121,23 +108,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-bin=$DPSBATCH
-if [[ -z $bin ]]; then
-	go build -o "$tmp/dpsbatch" ./cmd/dpsbatch
-	bin=$tmp/dpsbatch
-fi
+dpsbatch_bin
 
-cat >"$tmp/site.yaml" <<EOF
-runs_root: $tmp/runs
-partitions:
-  - name: $PARTITION
-    default: true
-    cpus_per_node: 4
-    memory: 2000M
-    node_list: n[1-4]
-    max_time: infinite
-launcher: {kind: srun, flags: [--mpi=none], comm: tcp}
-EOF
+write_site "$PARTITION"
 
 case $STAGE in
 exec) stage='{name: work, type: exec, settings: {command: ["true"]}}' ;;
