@@ -26,26 +26,33 @@ func (p *pipeline) doneDataIDs(visit string) ([]string, error) {
 }
 
 // dataIDOutcomes is each data ID's outcome in the visit that ended as
-// visit (step 13), but for those it left out: failed, interrupted (by a
-// stop signal, or with the visit), skipped (the visit failed on the
-// Pipeline), else done.
+// visit (step 13), but for those it left out (dataIDOutcome).
 func (p *pipeline) dataIDOutcomes(v *visitRun, visit VisitOutcome) map[string]VisitOutcome {
 	out := make(map[string]VisitOutcome, len(p.allIDs))
 	for _, id := range p.allIDs {
-		switch {
-		case v.skip[id]:
-			continue
-		case v.failedIDs[id]:
-			out[id] = VisitFailed
-		case v.stopped[id] || visit == VisitInterrupted:
-			out[id] = VisitInterrupted
-		case v.serialErr != nil:
-			out[id] = DataIDSkipped
-		default:
-			out[id] = VisitDone
+		if o, ran := dataIDOutcome(v, id, visit); ran {
+			out[id] = o
 		}
 	}
 	return out
+}
+
+// dataIDOutcome is data ID id's outcome in v, had v ended as visit:
+// failed, interrupted (by a stop signal, or with the visit), skipped (the
+// visit failed on the Pipeline), else done; ran is false for a data ID
+// the visit left out (done by an earlier attempt).
+func dataIDOutcome(v *visitRun, id string, visit VisitOutcome) (o VisitOutcome, ran bool) {
+	switch {
+	case v.skip[id]:
+		return "", false
+	case v.failedIDs[id]:
+		return VisitFailed, true
+	case v.stopped[id] || visit == VisitInterrupted:
+		return VisitInterrupted, true
+	case v.serialErr != nil:
+		return DataIDSkipped, true
+	}
+	return VisitDone, true
 }
 
 // known is the set of the data IDs of done that the mapper assigned.
@@ -76,11 +83,12 @@ const dataIDEarlier = "earlier"
 // dataIDsItem is the KeyDataIDs item of v: each data ID's outcome so far.
 func (p *pipeline) dataIDsItem(v *visitRun) map[string]any {
 	out := make(map[string]any, len(p.allIDs))
-	for id, o := range p.dataIDOutcomes(v, VisitDone) {
-		out[id] = string(o)
-	}
-	for id := range v.skip {
-		out[id] = dataIDEarlier
+	for _, id := range p.allIDs {
+		if o, ran := dataIDOutcome(v, id, VisitDone); ran {
+			out[id] = string(o)
+		} else {
+			out[id] = dataIDEarlier
+		}
 	}
 	return out
 }
