@@ -99,7 +99,7 @@ func settleRequeue(j *JobStatus, k scheduler.Job) {
 		}
 		j.Requeued = &Requeue{Why: "Slurm requeued the job (the start recorded " + why + ")", Earliest: k.Expected,
 			Starts: max(1, len(j.Starts)), Waiting: k.Reason}
-	case recordedEnd(j.Recorded) && !k.Started.IsZero() && !j.Ended.IsZero() && k.Started.After(j.Ended):
+	case recordedEnd(j.Recorded) && startedAgain(k) && !j.Ended.IsZero() && k.Started.After(j.Ended):
 		j.Started = k.Started
 	default:
 		return
@@ -107,6 +107,11 @@ func settleRequeue(j *JobStatus, k scheduler.Job) {
 	j.Recorded, j.Reason, j.Ended = state.Requeued, "", time.Time{}
 	j.Heartbeat, j.HeartbeatVisit, j.Broker = time.Time{}, "", ""
 }
+
+// startedAgain reports whether Slurm's k is of a start that ran: it has
+// a start time and nodes. A job cancelled while it waited to start has a
+// start (and an end) at the cancel, on no node.
+func startedAgain(k scheduler.Job) bool { return !k.Started.IsZero() && k.Nodes != "" }
 
 // requeueReasons asks Slurm's accounting, when b offers it, why it
 // requeued the runs' jobs that wait to start again: one call for all.

@@ -104,17 +104,17 @@ func TestStatusAfterRequeue(t *testing.T) {
 	clock = func() time.Time { return restart.Add(time.Hour) }
 
 	// Slurm runs it again; its Pipeline has not reported in an hour.
-	e.fake.queue["1001"] = scheduler.Job{ID: "1001", State: "RUNNING", Started: restart, Source: "squeue"}
+	e.fake.queue["1001"] = scheduler.Job{ID: "1001", State: "RUNNING", Started: restart, Nodes: "n2", Source: "squeue"}
 	j := status(t, e, dir).Jobs[0]
 	if !j.Silent || j.Recorded != state.Requeued || !j.Started.Equal(restart) {
 		t.Errorf("running again, never reported: %+v; want silent, the earlier start's end set aside", j)
 	}
 	// Ended so, before its Pipeline reported: it died.
-	e.fake.queue["1001"] = scheduler.Job{ID: "1001", State: "FAILED", Started: restart, Ended: restart.Add(time.Second), Source: "squeue"}
+	e.fake.queue["1001"] = scheduler.Job{ID: "1001", State: "FAILED", Started: restart, Ended: restart.Add(time.Second), Nodes: "n2", Source: "squeue"}
 	if j := status(t, e, dir).Jobs[0]; !j.Died || j.Reason == "stop requested: terminated" {
 		t.Errorf("restarted, then ended before reporting: %+v; want died, not the earlier start's stop", j)
 	}
-	e.fake.queue["1001"] = scheduler.Job{ID: "1001", State: "RUNNING", Started: restart, Source: "squeue"}
+	e.fake.queue["1001"] = scheduler.Job{ID: "1001", State: "RUNNING", Started: restart, Nodes: "n2", Source: "squeue"}
 
 	withState(t, dir, func(st *state.Store) {
 		must(t, st.StartJob("1001", 1, "n2", restart))
@@ -128,6 +128,23 @@ func TestStatusAfterRequeue(t *testing.T) {
 	if len(j.Starts) != 2 || j.Starts[0].State != state.Requeued || j.Starts[0].Host != "n1" ||
 		j.Starts[1].Restart != 1 || j.Starts[1].Host != "n2" || !j.Starts[1].Ended.IsZero() {
 		t.Errorf("starts %+v; want the requeued one on n1, then the running one on n2", j.Starts)
+	}
+}
+
+// A requeued job cancelled while it waits did not start again: Slurm
+// gives it a start and an end at the cancel, on no node. What its start
+// recorded stays its record; it did not die.
+func TestStatusRequeuedThenCancelled(t *testing.T) {
+	e, dir, _ := requeuedRun(t)
+	cancelled := runtest.FixedNow().Add(time.Minute)
+	e.fake.queue["1001"] = scheduler.Job{ID: "1001", State: "CANCELLED", Started: cancelled, Ended: cancelled, Source: "squeue"}
+	rs := status(t, e, dir)
+	j := rs.Jobs[0]
+	if j.Died || j.Live || j.Requeued != nil || j.Recorded != "STOPPED" || !strings.Contains(j.Reason, "stop requested: terminated") {
+		t.Errorf("cancelled while requeued: %+v; want ended, not died, its start's stop still its record", j)
+	}
+	if rs.Outcome != OutcomeUnfinished {
+		t.Errorf("run %s; want unfinished", rs.Outcome)
 	}
 }
 
