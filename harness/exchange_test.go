@@ -497,9 +497,10 @@ func runRanksRecorded(t *testing.T, policy string, size int, visits []string, mk
 	return errs
 }
 
-// Stages without exchange cost one Bcast and one Gather each and no
-// Exchange; a stage with exchange adds exactly one Exchange per visit on
-// every rank, the Pipeline's included.
+// Stages without exchange cost one Bcast and one Gather each (the first
+// stage's Bcast is the visit's start) and no Exchange; a stage with
+// exchange adds exactly one Exchange per visit on every rank, the
+// Pipeline's included.
 func TestExchangeCommunicatesOnlyForExchangingStages(t *testing.T) {
 	const slices, visits = 3, 2
 	for _, tc := range []struct {
@@ -528,10 +529,11 @@ func TestExchangeCommunicatesOnlyForExchangingStages(t *testing.T) {
 				t.Fatalf("done %d", sum.Done)
 			}
 			for r, c := range counted {
-				// Bcast: per visit one start and one per parallel stage,
-				// then the stop. Gather: the host infos, then one per
-				// parallel stage per visit.
-				wantB, wantG, wantX := visits*(1+tc.parallel)+1, 1+visits*tc.parallel, visits*tc.exchanges
+				// Bcast: per visit one start and one per parallel stage
+				// but the first (the start begins it: a noop), then the
+				// stop. Gather: the host infos, then one per parallel
+				// stage per visit.
+				wantB, wantG, wantX := visits*tc.parallel+1, 1+visits*tc.parallel, visits*tc.exchanges
 				if b, g, x := int(c.bcast.Load()), int(c.gather.Load()), int(c.exchange.Load()); b != wantB || g != wantG || x != wantX {
 					t.Errorf("rank %d: %d bcasts, %d gathers, %d exchanges; want %d, %d, %d", r, b, g, x, wantB, wantG, wantX)
 				}

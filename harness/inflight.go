@@ -731,6 +731,9 @@ func (r *rank) openVisit(sf *sliceFlight, m flightMsg, ids []mapper.DataID) erro
 	if sf.open[m.Visit] != nil {
 		return fmt.Errorf("harness: visit %s started while in flight", m.Visit)
 	}
+	if vm.Begin {
+		return fmt.Errorf("harness: visit %s: a visit in flight cannot begin its first stage with its start", m.Visit)
+	}
 	if len(r.parallel) > 0 {
 		sf.open[m.Visit] = &sliceVisit{id: m.Visit, queue: r.visitClipboards(nil, vm, ids)}
 	}

@@ -731,6 +731,9 @@ type visitRun struct {
 	firstFail string
 	firstStop string                      // the first data ID whose program a stop signal ended
 	outputs   map[string]map[string]int64 // declared files made, by data ID and path (addOutputs)
+	// begun: the visitMsg began the first stage (canBegin): its steps 7
+	// and 8 are done.
+	begun bool
 	// inStage: the Slices have gathered a stage's reports and wait for
 	// the stageMsg of a later one (one visit in flight); an error that
 	// ends the visit then sends them Skip (releaseSlices).
@@ -772,7 +775,7 @@ func (p *pipeline) runVisit(ctx context.Context, v *visitRun) (err error) {
 		}
 	}()
 	v.mark = time.Since(v.start)
-	sent := false // the stage's stageMsg went out ahead (sendAhead)
+	sent := v.begun // the stage's stageMsg went out ahead (the visitMsg's Begin, sendAhead)
 	for i, b := range p.stages {
 		var skipped bool
 		sent, skipped, err = p.runStage(ctx, v, b, p.after(i), sent)
@@ -832,7 +835,8 @@ func (p *pipeline) startVisit(v *visitRun, props map[string]any) error {
 		return err
 	}
 	v.skip = p.known(done)
-	data, err := encodeVisit(visitMsg{Visit: v.id, Props: props, Done: done})
+	v.begun = p.canBegin()
+	data, err := encodeVisit(visitMsg{Visit: v.id, Props: props, Done: done, Begin: v.begun})
 	if err != nil {
 		return err
 	}
@@ -878,6 +882,20 @@ func (p *pipeline) runStage(ctx context.Context, v *visitRun, b, next *built, se
 		}
 	}
 	return false, false, p.postprocess(ctx, v, b, outcomes)
+}
+
+// canBegin says whether a visit's visitMsg can begin its first stage
+// (Begin): with one visit in flight, when the first stage is parallel
+// with no event to wait for and no Preprocess, so that its steps 7 and 8
+// would do nothing but Bcast an empty stageMsg (nothing shared is on a
+// new visit's clipboard, no event properties wait). The Slices are
+// spared one Bcast per visit.
+func (p *pipeline) canBegin() bool {
+	if p.fly != nil || len(p.stages) == 0 {
+		return false
+	}
+	first := p.stages[0]
+	return first.proc != nil && first.pre == nil && first.spec.Event == nil
 }
 
 // canSendAhead says whether next's stageMsg can go out before b's step
@@ -1313,9 +1331,10 @@ func (r *rank) sliceLoop(ctx context.Context, ids []mapper.DataID) error {
 			return err
 		}
 		queue = r.visitClipboards(queue[:0], vm, ids)
-		for _, b := range r.parallel {
+		for i, b := range r.parallel {
 			var skipped bool
-			next, skipped, err = r.sliceStage(ctx, vm.Visit, b, queue, next[:0])
+			begun := i == 0 && vm.Begin
+			next, skipped, err = r.sliceStage(ctx, vm.Visit, b, begun, queue, next[:0])
 			if err != nil {
 				return err
 			}
@@ -1374,14 +1393,17 @@ func (r *rank) visitClipboards(queue []*Clipboard, vm visitMsg, ids []mapper.Dat
 }
 
 // sliceStage runs parallel stage b of the visit on a Slice, steps 8 to
-// 11: receive the stageMsg (8), Process the queue into next (9), Exchange
-// if the stage exchanges (10), and report (11). It returns the next
-// stage's queue; skipped says the stageMsg had Skip: the visit is left
-// at once (step 13).
-func (r *rank) sliceStage(ctx context.Context, visit string, b *built, queue, next []*Clipboard) (_ []*Clipboard, skipped bool, err error) {
-	sm, err := r.receiveStage()
-	if err != nil || sm.Skip {
-		return next, sm.Skip, err
+// 11: receive the stageMsg (8; begun: the visitMsg began the stage, and
+// its stageMsg is empty), Process the queue into next (9), Exchange if
+// the stage exchanges (10), and report (11). It returns the next stage's
+// queue; skipped says the stageMsg had Skip: the visit is left at once
+// (step 13).
+func (r *rank) sliceStage(ctx context.Context, visit string, b *built, begun bool, queue, next []*Clipboard) (_ []*Clipboard, skipped bool, err error) {
+	var sm stageMsg
+	if !begun {
+		if sm, err = r.receiveStage(); err != nil || sm.Skip {
+			return next, sm.Skip, err
+		}
 	}
 	var rep sliceReport
 	next = r.process(ctx, visit, b, sm, queue, next, &rep)

@@ -20,6 +20,9 @@ type visitMsg struct {
 	Visit string
 	Props map[string]any
 	Done  []string // data IDs an earlier attempt did: the Slices leave them out
+	// Begin: the visit's first stage is parallel and its stageMsg would
+	// be empty; the Slices start it at once, without one (step 8).
+	Begin bool
 }
 
 // stageMsg is broadcast before each parallel stage.
@@ -142,19 +145,23 @@ func init() {
 // Visit messages travel once per visit to every Slice. A fresh gob
 // decoder compiles the message's type each time (about 13 µs), so visit
 // messages whose properties are all strings use a plain format instead:
-// a 1 byte, then Stop, Visit and the properties as uvarint-prefixed
-// fields. Anything else is a 0 byte followed by gob.
+// a 1 byte, then the flags (Stop, Begin: visitStop, visitBegin) as a
+// uvarint, and Visit and the properties as uvarint-prefixed fields.
+// Anything else is a 0 byte followed by gob.
 func encodeVisit(m visitMsg) ([]byte, error) {
 	if len(m.Done) > 0 {
 		return gobVisit(m)
 	}
 	b := make([]byte, 0, 64)
 	b = append(b, 1)
-	stop := uint64(0)
+	var flags uint64
 	if m.Stop {
-		stop = 1
+		flags |= visitStop
 	}
-	b = binary.AppendUvarint(b, stop)
+	if m.Begin {
+		flags |= visitBegin
+	}
+	b = binary.AppendUvarint(b, flags)
 	b = appendStr(b, m.Visit)
 	b = binary.AppendUvarint(b, uint64(len(m.Props)))
 	for k, v := range m.Props {
@@ -166,6 +173,12 @@ func encodeVisit(m visitMsg) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// The flags of a visitMsg in its compact format.
+const (
+	visitStop  = 1
+	visitBegin = 2
+)
 
 // gobVisit is the visitMsg in its general format: a 0 byte, then gob.
 func gobVisit(m visitMsg) ([]byte, error) {
@@ -205,11 +218,11 @@ func decodeVisit(data []byte, m *visitMsg) error {
 		r = r[n:]
 		return s, true
 	}
-	stop, ok := u()
-	if !ok {
+	flags, ok := u()
+	if !ok || flags&^(visitStop|visitBegin) != 0 {
 		return malformed(m)
 	}
-	m.Stop = stop == 1
+	m.Stop, m.Begin = flags&visitStop != 0, flags&visitBegin != 0
 	if m.Visit, ok = str(); !ok {
 		return malformed(m)
 	}

@@ -9,6 +9,8 @@ func TestVisitMessageCodec(t *testing.T) {
 	for _, m := range []visitMsg{
 		{Stop: true},
 		{Visit: "1001"},
+		{Visit: "1001", Begin: true},
+		{Visit: "1001", Begin: true, Done: []string{"ccd=1"}}, // with Done: gob
 		{Visit: "1001", Props: map[string]any{"filter": "r", "exptime": "30", "": ""}},
 		{Visit: "v", Props: map[string]any{"n": 3, "x": 1.5, "s": "a", "l": []any{"a", 2}}}, // not all strings: gob
 	} {
@@ -23,6 +25,11 @@ func TestVisitMessageCodec(t *testing.T) {
 		if !reflect.DeepEqual(got, m) {
 			t.Errorf("round trip of %+v gave %+v", m, got)
 		}
+	}
+	// Flags other than Stop and Begin are not a visitMsg.
+	var got visitMsg
+	if err := decodeVisit([]byte{1, 4, 1, 'v', 0}, &got); err == nil {
+		t.Errorf("flag 4: no error (%+v)", got)
 	}
 	good, _ := encodeVisit(visitMsg{Visit: "1001", Props: map[string]any{"filter": "r"}})
 	for i := 1; i < len(good); i++ {

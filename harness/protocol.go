@@ -59,9 +59,11 @@ package harness
 // from the VisitGate, empty when the policy redoes whole visits). Each
 // Slice makes one clipboard per data ID not in Done, holding visitId,
 // the other trigger properties, dataId and each key of the data ID, and
-// waits for the visit's first stageMsg (or, with no
-// parallel stage, the next visitMsg). With Stop set it ends the Slices'
-// loop instead: the Pipeline sends it once, whenever and however its
+// waits for the visit's first stageMsg (or, with no parallel stage, the
+// next visitMsg). With Begin set it does not wait: the first stage is
+// parallel and its stageMsg would have been empty (no Preprocess, no
+// event to wait for, one visit in flight), so the visitMsg stands for it
+// (pipeline.canBegin). With Stop set it ends the Slices' loop instead: the Pipeline sends it once, whenever and however its
 // visit loop ends (a failure before that loop, such as a subscription
 // error, aborts the communicator instead).
 //
@@ -152,7 +154,9 @@ package harness
 //     (pipeline.nextVisit, pipeline.triggerVisit, pipeline.admit.)
 //  6. VisitStarted is recorded, then visitMsg is Bcast. The Pipeline makes
 //     its own clipboard (visitId and the trigger's properties).
-//     (pipeline.startVisit; rank.awaitVisit, rank.visitClipboards.)
+//     (pipeline.startVisit; rank.awaitVisit, rank.visitClipboards.) With
+//     Begin, steps 7 and 8 of the first stage are done: both sides go
+//     on at step 9 (Slices) and 10 (Pipeline). (pipeline.canBegin.)
 //  7. Per stage, in policy order, on the Pipeline: if the stage has an
 //     event section, wait for its event (up to its timeout; events for
 //     other visits are kept for them); its properties go on the

@@ -17,7 +17,10 @@ type tracedRecorder struct {
 	openGate
 	c         *tracingComm
 	failStage string
+	done      map[string][]string // by visit: data IDs an earlier attempt did
 }
+
+func (r *tracedRecorder) DoneDataIDs(visit string) ([]string, error) { return r.done[visit], nil }
 
 func (r *tracedRecorder) VisitStarted(v string, _ time.Time) error {
 	r.c.note("start:%s", v)
@@ -44,6 +47,12 @@ func (r *tracedRecorder) VisitEnded(v string, res VisitResult) error {
 // returns rank 0's trace after the HostInfo Gather and each rank's error.
 func runTraced(t *testing.T, policy string, size int, visits []string, failStage string) (string, []error) {
 	t.Helper()
+	return runTracedWith(t, policy, size, visits, &tracedRecorder{failStage: failStage})
+}
+
+// runTracedWith is runTraced with rec as the Recorder; its comm is set.
+func runTracedWith(t *testing.T, policy string, size int, visits []string, rec *tracedRecorder) (string, []error) {
+	t.Helper()
 	eps := comm.NewLocal(size)
 	c0 := &tracingComm{Comm: eps[0]}
 	mk := func(r int) (comm.Comm, error) {
@@ -52,7 +61,8 @@ func runTraced(t *testing.T, policy string, size int, visits []string, failStage
 		}
 		return eps[r], nil
 	}
-	errs := runRanksRecorded(t, policy, size, visits, mk, &tracedRecorder{c: c0, failStage: failStage})
+	rec.c = c0
+	errs := runRanksRecorded(t, policy, size, visits, mk, rec)
 	return strings.Join(c0.trace[1:], " "), errs
 }
 
@@ -62,7 +72,9 @@ func runTraced(t *testing.T, policy string, size int, visits []string, failStage
 // to wait for), the next stageMsg goes out first and the stage's
 // StageDone is recorded while the Slices run the next stage; where a
 // Pipeline-side stage comes between, the records come first, as before.
-// What crosses the wire is unchanged (TestWireOrder).
+// What crosses the wire is unchanged (TestWireOrder). The first stage
+// has no stageMsg of its own: the visitMsg began it (Begin;
+// TestVisitBeginsFirstStage).
 func TestStageSentAheadOfItsRecord(t *testing.T) {
 	policy := `pipeline: t
 slices: 2
@@ -80,7 +92,7 @@ stages:
 			t.Fatalf("rank %d: %v", r, err)
 		}
 	}
-	want := "start:1 B15 B0 G0[0,0,0] B0 done:a G0[0,0,0] done:b done:hook B0 G0[0,0,0] B0 done:c G0[0,0,0] done:d end:1:done B4"
+	want := "start:1 B15 G0[0,0,0] B0 done:a G0[0,0,0] done:b done:hook B0 G0[0,0,0] B0 done:c G0[0,0,0] done:d end:1:done B4"
 	if got != want {
 		t.Errorf("rank 0 called and recorded\n%s\nwant\n%s", got, want)
 	}
@@ -116,8 +128,49 @@ stages:
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := fmt.Sprintf("start:1 B15 B0 G0[0,0,0] B0 done:a G0[0,0,0] B%d end:1:interrupted B4", len(skip))
+	want := fmt.Sprintf("start:1 B15 G0[0,0,0] B0 done:a G0[0,0,0] B%d end:1:interrupted B4", len(skip))
 	if got != want {
 		t.Errorf("rank 0 called and recorded\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestVisitBeginsFirstStage: a visit whose first stage is parallel, with
+// no Preprocess and no event to wait for, begins it with its visitMsg
+// (Begin), one Bcast less per visit; a first stage with a Preprocess
+// (test-share) gets its own stageMsg, which carries what the Preprocess
+// shared. The Slices run the first stage either way, also for a visit
+// whose earlier attempt did some of its data IDs (the visitMsg in gob).
+func TestVisitBeginsFirstStage(t *testing.T) {
+	for _, tc := range []struct {
+		name, stages string
+		begins       bool
+	}{
+		{"noop first", "  - {name: a, type: noop}\n  - {name: b, type: noop}\n", true},
+		{"preprocess first", "  - {name: s, type: test-share}\n  - {name: b, type: noop}\n", false},
+		{"serial first", "  - {name: h, type: test-hook}\n  - {name: b, type: noop}\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			policy := "pipeline: t\nslices: 2\nmapper: {type: rank}\nstages:\n" + tc.stages
+			rec := &tracedRecorder{done: map[string][]string{"2": {"rank=1"}}}
+			got, errs := runTracedWith(t, policy, 3, []string{"1", "2"}, rec)
+			for r, err := range errs {
+				if err != nil {
+					t.Fatalf("rank %d: %v", r, err)
+				}
+			}
+			calls := strings.Fields(got)
+			for i, c := range calls {
+				if !strings.HasPrefix(c, "start:") {
+					continue
+				}
+				next := calls[i+2] // after the visitMsg's Bcast
+				if begun := strings.HasPrefix(next, "G"); begun != tc.begins {
+					t.Errorf("visit %s: the visitMsg's Bcast is followed by %s; want the first stage begun %v\n%s", c, next, tc.begins, got)
+				}
+			}
+			if n := strings.Count(got, "end:"); n != 2 || strings.Count(got, ":done") != 2 {
+				t.Errorf("visits ended: %s", got)
+			}
+		})
 	}
 }

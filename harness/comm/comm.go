@@ -33,7 +33,8 @@ type Comm interface {
 	Bcast(root int, data []byte) ([]byte, error)
 	// Gather collects one message from every rank at root. Root returns
 	// Size() messages indexed by rank, its own included; other ranks return
-	// nil.
+	// nil. The messages are the caller's; the slice holding them may be
+	// reused by the next Gather.
 	Gather(root int, data []byte) ([][]byte, error)
 	// Scatter sends parts[r] from root to rank r. Root must pass exactly
 	// Size() parts; other ranks pass nil. Every rank returns its own part.
