@@ -6,14 +6,15 @@
 #
 # Builds bench/mpistages (go build -tags mpi) and bench/mpiloop (mpicc),
 # then for each rank count runs, alternately and REPS times each:
-#   C        bench/mpiloop: per visit one MPI_Bcast, per stage one MPI_Bcast
-#            and one MPI_Gather, all of the communicator's 256-byte slots
+#   C        bench/mpiloop: per stage one MPI_Bcast (a visit's first is the
+#            visit's message, which begins it) and one MPI_Gather, all of
+#            the communicator's 256-byte slots
 #   Go comm  bench/mpistages -raw: the same calls through harness/comm's MPI
 #            communicator, with nothing else
 #   harness  bench/mpistages: harness.Run over VISITS visits of STAGES no-op
 #            stages on every rank, timed on rank 0 by its Recorder
-# Every figure is ns per stage: total time / (VISITS*STAGES), so the one
-# broadcast per visit is amortised over the visit's stages in all three.
+# Every figure is ns per stage: total time / (VISITS*STAGES); the three
+# move the same messages.
 # Each cell is the median of REPS runs with [min-max]; harness/C is the
 # ratio of the medians.
 #
@@ -133,7 +134,7 @@ median() {
 
 status=0
 echo "Stage loop on MPI: $VISITS visits x $STAGES no-op stages (+ $((VISITS / 100)) warm-up visits), $REPS runs each, $(nproc) cores"
-echo "ns per stage, median [min-max] of the runs; one Bcast per visit amortised over its stages in every column"
+echo "ns per stage, median [min-max] of the runs; the same messages in every column (one Bcast and one Gather a stage)"
 echo "figure: run = each run's whole timed part; blocks = each run's median of 20 blocks (bursts of other work left out)"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); OMPI_MCA_mpi_yield_when_idle=$YIELD DPSBATCH_MPI_THREAD=${DPSBATCH_MPI_THREAD-unset} GOMAXPROCS=${GOMAXPROCS-unset}"
 printf '%-8s %-6s %-7s %-22s %-22s %-22s %s\n' launcher ranks figure "C (bare MPI)" "Go comm alone" harness harness/C

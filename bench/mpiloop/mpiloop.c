@@ -4,8 +4,9 @@
  * It moves exactly the messages the harness's MPI communicator moves for a
  * pipeline of no-op stages (harness/loop.go over harness/comm/mpi.go):
  *
- *   per visit:  one MPI_Bcast of a 256-byte slot (the visit message)
- *   per stage:  one MPI_Bcast of a 256-byte slot (the empty stage message)
+ *   per stage:  one MPI_Bcast of a 256-byte slot (the empty stage
+ *               message; for a visit's first stage, the visit message,
+ *               which begins it: harness visitMsg.Begin)
  *               one MPI_Gather of a 256-byte slot per rank (empty reports)
  *
  * The communicator sends fixed 256-byte slots (an 8-byte length and 248
@@ -22,10 +23,9 @@
  * amount of such work costs a stage on this machine's MPI.
  * Rank 0 prints one line:
  *   mpiloop ranks=R visits=V stages=S ns/stage=X ns/round=Y block-ns/stage=Z
- * where ns/stage = total / (V*S) (the per-visit broadcast amortised over the
- * visit's stages, as the harness's figure is), ns/round is the time of one
- * bcast+gather round alone, measured in a second timed loop without the
- * per-visit broadcast, and block-ns/stage is the median over BLOCKS equal
+ * where ns/stage = total / (V*S), ns/round is the time of one bcast+gather
+ * round alone, measured in a second timed loop without visits and without
+ * work, and block-ns/stage is the median over BLOCKS equal
  * blocks of the timed visits of each block's ns/stage: on a machine shared
  * with other work, the run's typical rate, which a burst of that work in
  * a few blocks does not move.
@@ -54,9 +54,8 @@ static void work(void) {
 
 static void visits(MPI_Comm c, long v, long s) {
 	for (long i = 0; i < v; i++) {
-		MPI_Bcast(sbuf, SLOT, MPI_BYTE, 0, c);
 		for (long j = 0; j < s; j++) {
-			MPI_Bcast(sbuf, SLOT, MPI_BYTE, 0, c);
+			MPI_Bcast(sbuf, SLOT, MPI_BYTE, 0, c); /* j == 0: the visit's */
 			if (rank != 0) work();
 			MPI_Gather(sbuf, SLOT, MPI_BYTE, rbuf, SLOT, MPI_BYTE, 0, c);
 			if (rank == 0) work();

@@ -191,14 +191,12 @@ func run() error {
 }
 
 // rawLoop makes the communicator calls a no-op pipeline makes, with empty
-// messages and nothing else: per visit one Bcast, per stage one Bcast and
-// one Gather. It prints the same line as the harness run, marked raw.
+// messages and nothing else: per stage one Bcast (for a visit's first
+// stage, the visit's message, which begins it) and one Gather. It prints
+// the same line as the harness run, marked raw.
 func rawLoop(c comm.Comm, warm, visits, stages int) error {
 	loop := func(n int) error {
 		for range n {
-			if _, err := c.Bcast(0, nil); err != nil {
-				return err
-			}
 			for range stages {
 				if _, err := c.Bcast(0, nil); err != nil {
 					return err
