@@ -75,7 +75,13 @@ func TestBatchRequeue(t *testing.T) {
 	}
 
 	// Skip Slurm's wait before the second start (it refuses while the
-	// job is still completing).
+	// job is still completing), once Slurm has taken in the first start's
+	// end: its batch step has an end in accounting. Slurm takes the end
+	// of a batch script that reaches it after the job started again on
+	// the same node for the new start's (seen once in CI under load: the
+	// new start FAILED with the old one's exit status); the requeue's own
+	// delay (BeginTime) keeps that from happening outside tests.
+	firstStartEnded(t, job, 2*time.Minute)
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		out, err := exec.Command("scontrol", "update", "jobid="+job, "starttime=now").CombinedOutput()
@@ -145,11 +151,34 @@ func TestBatchRequeue(t *testing.T) {
 	}
 }
 
+// firstStartEnded waits until Slurm's accounting has an end for the
+// batch step of job's first start (sacct -D lists each start's steps).
+func firstStartEnded(t *testing.T, job string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		out, err := exec.Command("sacct", "-D", "-n", "-P", "-j", job, "-o", "JobID,End").Output()
+		if err == nil {
+			for _, line := range strings.Split(string(out), "\n") {
+				id, end, _ := strings.Cut(line, "|")
+				if id == job+".batch" && end != "" && end != "Unknown" {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sacct has no end for the batch step of job %s's first start after %s: %v\n%s", job, timeout, err, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // requeueEndedBySlurm accepts a wait that did not see the requeued job
 // finish only when Slurm itself ended the job without starting it again:
 // the job's log holds one start, and Slurm's accounting has the job
 // ended. Slurm 22.05 has been seen, once under load, to report a job it
-// had just requeued as FAILED with its first start's exit status; wait is
+// had just requeued as FAILED with its first start's exit status (before
+// the test waited for the first start's end, firstStartEnded); wait is
 // then right to say the run ended unfinished, and to name resume. Any
 // other failure fails the test, with the job's log and accounting.
 func requeueEndedBySlurm(t *testing.T, e *batchEnv, runDir, job string, code int, out, errOut string) {
