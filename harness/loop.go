@@ -884,28 +884,28 @@ func (p *pipeline) runStage(ctx context.Context, v *visitRun, b, next *built, se
 	return false, false, p.postprocess(ctx, v, b, outcomes)
 }
 
+// opensAtOnce says whether stage b's steps 7 and 8 are its Bcast alone:
+// it is parallel, with no event to wait for and no Preprocess, so that
+// nothing runs on the Pipeline before its stageMsg goes out. canBegin
+// and canSendAhead send it early, with one visit in flight.
+func opensAtOnce(b *built) bool {
+	return b != nil && b.proc != nil && b.pre == nil && b.spec.Event == nil
+}
+
 // canBegin says whether a visit's visitMsg can begin its first stage
-// (Begin): with one visit in flight, when the first stage is parallel
-// with no event to wait for and no Preprocess, so that its steps 7 and 8
-// would do nothing but Bcast an empty stageMsg (nothing shared is on a
-// new visit's clipboard, no event properties wait). The Slices are
-// spared one Bcast per visit.
+// (Begin): the first stage opens at once, and its stageMsg would be empty
+// (nothing shared is on a new visit's clipboard, no event properties
+// wait). The Slices are spared one Bcast per visit.
 func (p *pipeline) canBegin() bool {
-	if p.fly != nil || len(p.stages) == 0 {
-		return false
-	}
-	first := p.stages[0]
-	return first.proc != nil && first.pre == nil && first.spec.Event == nil
+	return p.fly == nil && len(p.stages) > 0 && opensAtOnce(p.stages[0])
 }
 
 // canSendAhead says whether next's stageMsg can go out before b's step
-// 12: with one visit in flight, when b has no Postprocess and next is a
-// parallel stage with no event to wait for and no Preprocess, so that
-// steps 12 of b and 7 of next do nothing to the visit but record b's
-// StageDone, and next's stageMsg is the same before it as after it.
+// 12: when b has no Postprocess and next opens at once, so that steps 12
+// of b and 7 of next do nothing to the visit but record b's StageDone,
+// and next's stageMsg is the same before it as after it.
 func (p *pipeline) canSendAhead(v *visitRun, b, next *built) bool {
-	return p.fly == nil && v.serialErr == nil && b.post == nil &&
-		next != nil && next.proc != nil && next.pre == nil && next.spec.Event == nil
+	return p.fly == nil && v.serialErr == nil && b.post == nil && opensAtOnce(next)
 }
 
 // sendAhead is step 12 of b and steps 7 and 8 of next when canSendAhead:

@@ -42,6 +42,12 @@ func (r *tracedRecorder) VisitEnded(v string, res VisitResult) error {
 	return nil
 }
 
+// twoSlices is a policy of two slices over the rank mapper with stages
+// (YAML list items).
+func twoSlices(stages string) string {
+	return "pipeline: t\nslices: 2\nmapper: {type: rank}\nstages:\n" + stages
+}
+
 // runTraced runs the visits of policy on size ranks over local
 // communicators, rank 0 tracing its collectives and its records, and
 // returns rank 0's trace after the HostInfo Gather and each rank's error.
@@ -76,16 +82,12 @@ func runTracedWith(t *testing.T, policy string, size int, visits []string, rec *
 // has no stageMsg of its own: the visitMsg began it (Begin;
 // TestVisitBeginsFirstStage).
 func TestStageSentAheadOfItsRecord(t *testing.T) {
-	policy := `pipeline: t
-slices: 2
-mapper: {type: rank}
-stages:
-  - {name: a, type: noop}
+	policy := twoSlices(`  - {name: a, type: noop}
   - {name: b, type: noop}
   - {name: hook, type: test-hook}
   - {name: c, type: noop}
   - {name: d, type: noop}
-`
+`)
 	got, errs := runTraced(t, policy, 3, []string{"1"}, "")
 	for r, err := range errs {
 		if err != nil {
@@ -107,14 +109,10 @@ stages:
 // rank ends; a Slice either saw the Stop or was aborted with rank 0's
 // error.
 func TestStageRecordFailsAfterNextWentOut(t *testing.T) {
-	policy := `pipeline: t
-slices: 2
-mapper: {type: rank}
-stages:
-  - {name: a, type: noop}
+	policy := twoSlices(`  - {name: a, type: noop}
   - {name: b, type: noop}
   - {name: c, type: noop}
-`
+`)
 	got, errs := runTraced(t, policy, 3, []string{"1", "2"}, "a")
 	if errs[0] == nil || !strings.Contains(errs[0].Error(), "recording stage a of visit 1") || !strings.Contains(errs[0].Error(), "disk is full") {
 		t.Fatalf("rank 0 ended with %v; want the recording error of stage a", errs[0])
@@ -150,7 +148,7 @@ func TestVisitBeginsFirstStage(t *testing.T) {
 		{"serial first", "  - {name: h, type: test-hook}\n  - {name: b, type: noop}\n", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			policy := "pipeline: t\nslices: 2\nmapper: {type: rank}\nstages:\n" + tc.stages
+			policy := twoSlices(tc.stages)
 			rec := &tracedRecorder{done: map[string][]string{"2": {"rank=1"}}}
 			got, errs := runTracedWith(t, policy, 3, []string{"1", "2"}, rec)
 			for r, err := range errs {
