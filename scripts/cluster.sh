@@ -25,8 +25,13 @@
 #   scripts/cluster.sh start-rest-jwt  start, then a second slurmrestd as user slurmrest on 127.0.0.1:6820
 #                                  (JWT: jobs run as the token's user; mint one with
 #                                  scontrol token username=NAME)
-#   scripts/cluster.sh stop        stop slurmrestd, slurmd's, slurmctld, slurmdbd, MariaDB and munged
+#   scripts/cluster.sh stop        stop slurmrestd, the keeper, slurmd's, slurmctld, slurmdbd, MariaDB and munged
 #   scripts/cluster.sh status      print what runs; exit 0 only when the whole cluster is up
+#   scripts/cluster.sh keep        (started by start, stopped by stop) the slurmd keeper: every second,
+#                                  start again a node's slurmd that exited without stop, and log it
+#                                  (to /var/log/slurm/keeper.log). Slurm 22.05's slurmd has been seen
+#                                  to abort (a double free as a thread ends, core in /var/log/slurm)
+#                                  mid-suite; its node then stays unusable until slurmd runs again.
 #
 # Environment: CLUSTER_WAIT_SECONDS (default 60) bounds the wait for the nodes.
 # Logs: /var/log/slurm (slurmctld.log, slurmd-nX.log, slurmdbd.log, mariadb.log, slurmrestd.log).
@@ -73,6 +78,10 @@ readonly REST_JWT_ADDR=127.0.0.1:6820
 # (AuthAltTypes=auth/jwt), readable by SlurmUser (root) only.
 readonly JWT_KEY=/var/spool/slurm/jwt_hs256.key
 readonly LOCK_FILE=/run/lock/dpsbatch-cluster.lock
+readonly KEEPER_PID_FILE=$RUN_DIR/slurmd-keeper.pid
+readonly KEEPER_LOG=$LOG_DIR/keeper.log
+SCRIPT=$(readlink -f "$0")
+readonly SCRIPT
 readonly WAIT_SECONDS=${CLUSTER_WAIT_SECONDS:-60}
 # Node states (sinfo %t) that count as "up".
 readonly UP_STATES='^(idle|mix|alloc|comp)$'
@@ -595,12 +604,65 @@ slurm_daemon_pids() {
 stop_slurm() {
 	local n pids=()
 	stop_rest
+	stop_keeper
 	for n in "${NODES[@]}"; do
 		pids+=($(daemon_pid slurmd "$n" || true))
 	done
 	stop_daemons "slurmd's" "${pids[@]}"
 	stop_daemons slurmctld $(daemon_pid slurmctld || true)
 	stop_daemons slurmdbd $(daemon_pid slurmdbd || true)
+}
+
+# ---------------------------------------------------------------- keeper
+
+# keeper_pid: print the pid of the running slurmd keeper, or fail.
+keeper_pid() {
+	local pid args
+	pid=$(cat "$KEEPER_PID_FILE" 2>/dev/null || true)
+	alive "$pid" bash || return 1
+	args=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+	[[ " $args " == *"/cluster.sh keep "* ]] || return 1 # this script's, from any clone
+	echo "$pid"
+}
+
+# ensure_keeper: start the slurmd keeper (cmd_keep) unless it runs, in a
+# session of its own, with no descriptor of this script's.
+ensure_keeper() {
+	keeper_pid >/dev/null && return 0
+	log "starting the slurmd keeper (log: $KEEPER_LOG)"
+	(
+		close_fds
+		exec setsid bash "$SCRIPT" keep </dev/null >>"$KEEPER_LOG" 2>&1
+	) &
+	wait_for 5 keeper_pid || die "the slurmd keeper exited at once: see $KEEPER_LOG"
+}
+
+stop_keeper() {
+	stop_daemons "slurmd keeper" $(keeper_pid || true)
+	rm -f "$KEEPER_PID_FILE"
+}
+
+# cmd_keep: the keeper's loop. A slurmd that is gone is started again,
+# under the cluster lock (taken without waiting: a start or stop that
+# holds it is changing the daemons itself, and stop ends this loop first).
+cmd_keep() {
+	local n
+	echo $$ >"$KEEPER_PID_FILE"
+	printf '%s keeper: watching the slurmd of %s\n' "$(date -Is)" "${NODES[*]}"
+	while sleep 1; do
+		for n in "${NODES[@]}"; do
+			daemon_pid slurmd "$n" >/dev/null && continue
+			(
+				flock -n 9 || exit 0
+				daemon_pid slurmd "$n" >/dev/null && exit 0
+				printf '%s keeper: slurmd -N %s is not running; starting it again\n' "$(date -Is)" "$n"
+				printf '[%s] cluster keeper: slurmd -N %s was not running; starting it again\n' \
+					"$(date +%Y-%m-%dT%H:%M:%S)" "$n" >>"$LOG_DIR/slurmd-$n.log"
+				spawn "$LOG_DIR/slurmd-$n.log" slurmd -N "$n" ||
+					printf '%s keeper: slurmd -N %s failed to start\n' "$(date -Is)" "$n"
+			) 9>>"$LOCK_FILE"
+		done
+	done
 }
 
 # all_running: every daemon of the cluster (not slurmrestd) has a live process.
@@ -774,6 +836,7 @@ cmd_start() {
 	if ((!changed)) && all_running && nodes_up; then
 		rm -f "$tmp_conf" "$tmp_dbd" "$tmp_gres"
 		ensure_accounts
+		ensure_keeper
 		log "already running, configuration unchanged"
 		return 0
 	fi
@@ -805,6 +868,7 @@ cmd_start() {
 	ensure_accounts
 	ensure_slurmctld
 	ensure_slurmds
+	ensure_keeper
 	wait_nodes
 	ensure_rest_user
 	((rest_was_running)) && start_rest
@@ -857,6 +921,12 @@ cmd_status() {
 	show slurmdbd slurmdbd
 	show slurmctld slurmctld
 	for n in "${NODES[@]}"; do show "slurmd $n" slurmd "$n"; done
+	if pid=$(keeper_pid); then
+		printf '%-12s running (pid %s)\n' keeper "$pid"
+	else
+		printf '%-12s not running\n' keeper
+		ok=1
+	fi
 	show slurmrestd slurmrestd local optional
 	show "rest (jwt)" slurmrestd jwt optional
 	if daemon_pid slurmrestd local >/dev/null; then
@@ -893,20 +963,24 @@ cmd_status() {
 }
 
 usage() {
-	sed -n '2,/cluster\.sh status/s/^# \{0,1\}//p' "$0" >&2
+	sed -n '2,/^# Logs:/s/^# \{0,1\}//p' "$0" >&2
 	exit 2
 }
 
 main() {
 	(($# == 1)) || usage
 	case $1 in
-	install | start | start-rest | start-rest-jwt | stop | status) ;;
+	install | start | start-rest | start-rest-jwt | stop | status | keep) ;;
 	-h | --help | help) usage ;;
 	*) usage ;;
 	esac
 	((EUID == 0)) || die "must run as root"
 	if [[ $1 == status ]]; then
 		cmd_status
+		return
+	fi
+	if [[ $1 == keep ]]; then
+		cmd_keep
 		return
 	fi
 	mkdir -p "$(dirname "$LOCK_FILE")"

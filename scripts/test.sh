@@ -6,7 +6,9 @@
 # (local auth and JWT), Open MPI, python3, and the tools cgo needs
 # (scripts/cluster.sh; idempotent, fast when all is up).
 # Then go vet, each fuzz target for a few seconds (scripts/fuzz.sh; a
-# failing target counts as a failed test), and go test with the mpi build
+# failing target counts as a failed test), the check that the cluster
+# starts a dead slurmd again (scripts/cluster_keeper_test.sh, while no
+# other test uses the cluster; it counts as a test), and go test with the mpi build
 # tag, with DPSBATCH_TEST_NO_SKIP=1 so that a test needing Slurm or MPI
 # fails instead of skipping. Needs Go and root (for apt-get and the
 # daemons).
@@ -29,9 +31,14 @@ go vet "${pkgs[@]}"
 go vet -tags mpi "${pkgs[@]}"
 
 fuzzed=0
+kept=0
+keeper_out=""
 if [ $# -eq 0 ]; then
 	echo "test: scripts/fuzz.sh" >&2
 	bash scripts/fuzz.sh || fuzzed=1
+	echo "test: scripts/cluster_keeper_test.sh" >&2
+	keeper_out=$(bash scripts/cluster_keeper_test.sh 2>&1) || kept=1
+	echo "$keeper_out"
 fi
 
 log=$(mktemp)
@@ -54,6 +61,14 @@ fail=$(grep -cE '^\s*--- FAIL' "$log" || true)
 skip=$(grep -cE '^\s*--- SKIP' "$log" || true)
 if [ "$status" -ne 0 ] && [ "$fail" -eq 0 ]; then
 	tail -50 "$log"   # a build failure or a panic outside a test
+fi
+if [ -n "$keeper_out" ]; then
+	if [ "$kept" -eq 0 ]; then
+		pass=$((pass + 1))
+	else
+		fail=$((fail + 1))
+		status=1
+	fi
 fi
 if [ "$fuzzed" -ne 0 ]; then
 	echo "--- FAIL: scripts/fuzz.sh (a fuzz target failed: see above)"

@@ -30,8 +30,9 @@ func SkipOrFail(t testing.TB, format string, args ...any) {
 }
 
 // NeedCluster checks that sinfo, srun and tools are installed and that
-// sinfo answers with at least nodes usable nodes, or skips (or fails). It
-// skips under -short, where no test runs jobs.
+// sinfo answers with at least nodes usable nodes, waiting up to nodeWait
+// for them, or skips (or fails). It skips under -short, where no test
+// runs jobs.
 func NeedCluster(t testing.TB, nodes int, tools ...string) {
 	t.Helper()
 	if testing.Short() {
@@ -46,22 +47,44 @@ func NeedCluster(t testing.TB, nodes int, tools ...string) {
 	if len(missing) > 0 {
 		SkipOrFail(t, "Slurm tools not found: %s (run scripts/cluster.sh start)", strings.Join(missing, ", "))
 	}
+	// A node whose slurmd has just died and been started again by the
+	// cluster's keeper (scripts/cluster.sh keep) is usable a few seconds
+	// later: wait for it rather than fail the test at once.
+	deadline := time.Now().Add(nodeWait)
+	for {
+		up, out, err := usableNodes()
+		if err != nil {
+			SkipOrFail(t, "sinfo does not answer (is the cluster up? scripts/cluster.sh start): %v: %s", err, out)
+		}
+		if up >= nodes {
+			return
+		}
+		if time.Now().After(deadline) {
+			SkipOrFail(t, "the cluster has %d usable nodes after %s, the test needs %d:\n%s", up, nodeWait, nodes, out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// nodeWait bounds how long NeedCluster waits for enough usable nodes.
+const nodeWait = 30 * time.Second
+
+// usableNodes counts the nodes sinfo reports responding and neither
+// down, drained, failed nor in maintenance; out is sinfo's answer.
+func usableNodes() (up int, out []byte, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "sinfo", "-h", "-N", "-o", "%N %t").CombinedOutput()
+	out, err = exec.CommandContext(ctx, "sinfo", "-h", "-N", "-o", "%N %t").CombinedOutput()
 	if err != nil {
-		SkipOrFail(t, "sinfo does not answer (is the cluster up? scripts/cluster.sh start): %v: %s", err, out)
+		return 0, out, err
 	}
-	up := 0
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		if f := strings.Fields(line); len(f) == 2 && !strings.ContainsAny(f[1], "*") &&
 			!slices.Contains([]string{"down", "drain", "drng", "fail", "unk", "maint"}, strings.TrimRight(f[1], "~#$@^-!")) {
 			up++
 		}
 	}
-	if up < nodes {
-		SkipOrFail(t, "the cluster has %d usable nodes, the test needs %d:\n%s", up, nodes, out)
-	}
+	return up, out, nil
 }
 
 // MountTmpfs mounts a new tmpfs at dir (made if missing) with the mount
