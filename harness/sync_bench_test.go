@@ -80,11 +80,10 @@ func noopPolicy(b *testing.B, n int) *Policy {
 	return p
 }
 
-// benchSide runs visits of 10 no-op stages on one rank over a peerComm
-// and reports the rank's own time per stage (ns/stage) and allocations
-// per stage.
-func benchSide(b *testing.B, rank int) {
-	const stages = 10
+// benchSide runs visits of stages no-op stages on one rank over a
+// peerComm and reports the rank's own time per stage (ns/stage) and
+// allocations per stage.
+func benchSide(b *testing.B, rank, stages int) {
 	visits := max(b.N/stages, 1)
 	o := RunOptions{Policy: noopPolicy(b, stages), RunID: "bench", RunDir: b.TempDir(), Logger: slog.New(slog.DiscardHandler)}
 	c := &peerComm{rank: rank, parts: make([][]byte, 2)}
@@ -148,8 +147,16 @@ func (c *visitClock) VisitEnded(string, VisitResult) error {
 
 // BenchmarkStageSyncPipeline and BenchmarkStageSyncSlice time each side's
 // own work per no-op stage (the visit's share included) with the peer
-// played back, so no communicator's latency is in the figure:
+// played back, so no communicator's latency is in the figure; visits of
+// 10 stages, as bench/run-mpi.sh runs, and of 1 and 40, which tell a
+// visit's share from a stage's:
 //
 //	go test ./harness -run '^$' -bench StageSync -benchtime 200000x
-func BenchmarkStageSyncPipeline(b *testing.B) { benchSide(b, 0) }
-func BenchmarkStageSyncSlice(b *testing.B)    { benchSide(b, 1) }
+func BenchmarkStageSyncPipeline(b *testing.B) { benchSides(b, 0) }
+func BenchmarkStageSyncSlice(b *testing.B)    { benchSides(b, 1) }
+
+func benchSides(b *testing.B, rank int) {
+	for _, stages := range []int{10, 1, 40} {
+		b.Run("stages="+strconv.Itoa(stages), func(b *testing.B) { benchSide(b, rank, stages) })
+	}
+}
