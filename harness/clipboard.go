@@ -30,7 +30,9 @@ const (
 // visit: one clipboard on the Pipeline, and one per data ID on each Slice.
 // Items marked shared travel between the Pipeline and the Slices at each
 // parallel stage (see PutShared). A clipboard is used by one goroutine and
-// released when its visit ends.
+// released when its visit ends: a stage must not keep it, or anything
+// that reads it later, past its call (with one visit in flight, the
+// harness empties it and reuses it for the next visit).
 type Clipboard struct {
 	items  map[string]item
 	dataID mapper.DataID
@@ -49,6 +51,13 @@ type item struct {
 
 // newClipboard returns an empty clipboard.
 func newClipboard() *Clipboard { return &Clipboard{items: map[string]item{}} }
+
+// reset empties the clipboard for another visit, keeping its map's
+// memory: the harness reuses a clipboard its visit released (step 13).
+func (c *Clipboard) reset() {
+	clear(c.items)
+	*c = Clipboard{items: c.items}
+}
 
 // Get returns the value under key.
 func (c *Clipboard) Get(key string) (any, bool) {

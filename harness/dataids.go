@@ -26,8 +26,14 @@ func (p *pipeline) doneDataIDs(visit string) ([]string, error) {
 }
 
 // dataIDOutcomes is each data ID's outcome in the visit that ended as
-// visit (step 13), but for those it left out (dataIDOutcome).
+// visit (step 13), but for those it left out (dataIDOutcome). A visit
+// that ran every data ID and was done with each gets allDone, one map
+// for every such visit, rather than a map of its own on the path
+// between two visits.
 func (p *pipeline) dataIDOutcomes(v *visitRun, visit VisitOutcome) map[string]VisitOutcome {
+	if visit == VisitDone && len(v.skip) == 0 && len(v.failedIDs) == 0 && len(v.stopped) == 0 && v.serialErr == nil {
+		return p.allDone
+	}
 	out := make(map[string]VisitOutcome, len(p.allIDs))
 	for _, id := range p.allIDs {
 		if o, ran := dataIDOutcome(v, id, visit); ran {

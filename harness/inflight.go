@@ -735,7 +735,7 @@ func (r *rank) openVisit(sf *sliceFlight, m flightMsg, ids []mapper.DataID) erro
 		return fmt.Errorf("harness: visit %s: a visit in flight cannot begin its first stage with its start", m.Visit)
 	}
 	if len(r.parallel) > 0 {
-		sf.open[m.Visit] = &sliceVisit{id: m.Visit, queue: r.visitClipboards(nil, vm, ids)}
+		sf.open[m.Visit] = &sliceVisit{id: m.Visit, queue: r.visitClipboards(nil, nil, vm, ids)}
 	}
 	return nil
 }

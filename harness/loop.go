@@ -140,6 +140,10 @@ type rank struct {
 	concurrent bool
 	fz         *freezer
 	allIDs     []string // Pipeline: the data IDs assigned (mapper.DataID.String)
+	// allDone: Pipeline: every data ID of allIDs done, the DataIDs of
+	// every visit that ran them all without a failure (dataIDOutcomes),
+	// one map for all such visits.
+	allDone map[string]VisitOutcome
 }
 
 type nopRecorder struct{}
@@ -317,6 +321,10 @@ func (r *rank) logAssigned(ids [][]mapper.DataID) {
 			r.allIDs = append(r.allIDs, id.String())
 		}
 	}
+	r.allDone = make(map[string]VisitOutcome, len(r.allIDs))
+	for _, id := range r.allIDs {
+		r.allDone[id] = VisitDone
+	}
 	r.log.Info("data assigned", "slices", len(ids), "dataIds", r.totalIDs)
 	idle := 0
 	for _, s := range ids {
@@ -355,6 +363,10 @@ type pipeline struct {
 	mu     sync.Mutex // guards flying and ended, read by the heartbeat
 	flying []string   // the visits in flight, oldest first
 	ended  int        // visits ended
+
+	// spare: with one visit in flight, the clipboard of the visit before,
+	// released at its end (step 13), for the next (visitClipboard).
+	spare *Clipboard
 }
 
 const maxEarly = 10000
@@ -843,7 +855,7 @@ func (p *pipeline) startVisit(v *visitRun, props map[string]any) error {
 	if err := p.bcast(flightStart, v.id, data); err != nil {
 		return err
 	}
-	v.cb = newClipboard()
+	v.cb = p.visitClipboard()
 	v.cb.Put(KeyVisit, v.id)
 	for k, val := range props {
 		if k != events.PropVisit {
@@ -851,6 +863,21 @@ func (p *pipeline) startVisit(v *visitRun, props map[string]any) error {
 		}
 	}
 	return nil
+}
+
+// visitClipboard is a new visit's clipboard on the Pipeline: with one
+// visit in flight, the previous visit's, emptied (reset), which spares a
+// map a visit on the path between two visits; with several, a new one.
+func (p *pipeline) visitClipboard() *Clipboard {
+	if p.fly != nil {
+		return newClipboard()
+	}
+	if p.spare == nil {
+		p.spare = newClipboard()
+	} else {
+		p.spare.reset()
+	}
+	return p.spare
 }
 
 // runStage runs stage b of the visit on the Pipeline, steps 7 to 12:
@@ -1324,13 +1351,14 @@ func (p *pipeline) clearEarly(visit string) {
 // (protocol.go) from its side: it waits for each visit, runs the visit's
 // parallel stages on its data IDs, and returns at the Stop visitMsg.
 func (r *rank) sliceLoop(ctx context.Context, ids []mapper.DataID) error {
-	var queue, next []*Clipboard
+	var queue, next, own []*Clipboard // own: the visit's clipboards, reused by the next
 	for {
 		vm, err := r.awaitVisit()
 		if err != nil || vm.Stop {
 			return err
 		}
-		queue = r.visitClipboards(queue[:0], vm, ids)
+		queue = r.visitClipboards(queue[:0], own, vm, ids)
+		own = append(own[:0], queue...)
 		for i, b := range r.parallel {
 			var skipped bool
 			begun := i == 0 && vm.Begin
@@ -1362,8 +1390,10 @@ func (r *rank) awaitVisit() (visitMsg, error) {
 
 // visitClipboards is the rest of step 6 on a Slice: it appends to queue
 // one clipboard per data ID, holding visitId, the other trigger
-// properties, dataId and each key of the data ID.
-func (r *rank) visitClipboards(queue []*Clipboard, vm visitMsg, ids []mapper.DataID) []*Clipboard {
+// properties, dataId and each key of the data ID. The clipboards of
+// reuse, released by the visit before (step 13), are emptied and used
+// first: a map less per data ID and visit with one visit in flight.
+func (r *rank) visitClipboards(queue, reuse []*Clipboard, vm visitMsg, ids []mapper.DataID) []*Clipboard {
 	var done map[string]bool
 	if len(vm.Done) > 0 {
 		done = make(map[string]bool, len(vm.Done))
@@ -1375,7 +1405,13 @@ func (r *rank) visitClipboards(queue []*Clipboard, vm visitMsg, ids []mapper.Dat
 		if len(done) > 0 && done[id.String()] {
 			continue // done by an earlier attempt of the visit
 		}
-		cb := newClipboard()
+		var cb *Clipboard
+		if n := len(queue); n < len(reuse) {
+			cb = reuse[n]
+			cb.reset()
+		} else {
+			cb = newClipboard()
+		}
 		cb.dataID = id
 		cb.Put(KeyVisit, vm.Visit)
 		for k, v := range vm.Props {

@@ -91,7 +91,8 @@ type VisitResult struct {
 	// mapper.DataID.String; those left out as done before are not in
 	// it), whatever the visit's: done, failed (its SliceFailure says
 	// why), interrupted, or DataIDSkipped (the visit failed on the
-	// Pipeline before it was done).
+	// Pipeline before it was done). It is read-only: visits whose data
+	// IDs were all done may share one map.
 	DataIDs map[string]VisitOutcome
 	// Capture, for a visit that failed on the Pipeline, is the failed
 	// call's freeze-dried input, relative to the run directory.
