@@ -75,6 +75,7 @@ func rankLoop(ctx context.Context, cfg config) (err error) {
 		return r.pipelineLoop(ctx)
 	}
 	r.setNeighbours(mapped)
+	r.idKeys = boxKeys(ids)
 	if r.concurrent {
 		return r.flightLoop(ctx, ids)
 	}
@@ -144,6 +145,29 @@ type rank struct {
 	// every visit that ran them all without a failure (dataIDOutcomes),
 	// one map for all such visits.
 	allDone map[string]VisitOutcome
+	// idKeys: Slice: the keys of each assigned data ID, in the order
+	// of the data IDs, put on its clipboard every visit (visitClipboards).
+	idKeys [][]idKey
+	// vm: Slice: the visitMsg being received (awaitVisit).
+	vm visitMsg
+}
+
+// idKey is a key of a data ID and its value, made an `any` once for
+// every visit's clipboard.
+type idKey struct {
+	key string
+	val any
+}
+
+// boxKeys is the keys of each data ID of ids, sorted by key.
+func boxKeys(ids []mapper.DataID) [][]idKey {
+	out := make([][]idKey, len(ids))
+	for i, id := range ids {
+		for _, k := range slices.Sorted(maps.Keys(id)) {
+			out[i] = append(out[i], idKey{k, id[k]})
+		}
+	}
+	return out
 }
 
 type nopRecorder struct{}
@@ -367,6 +391,8 @@ type pipeline struct {
 	// spare: with one visit in flight, the clipboard of the visit before,
 	// released at its end (step 13), for the next (visitClipboard).
 	spare *Clipboard
+	// run: with one visit in flight, the visit's state (visit).
+	run visitRun
 }
 
 const maxEarly = 10000
@@ -760,7 +786,8 @@ type visitRun struct {
 func (p *pipeline) visit(ctx context.Context, visit string, props map[string]any) error {
 	p.enter(visit)
 	defer p.leave(visit)
-	v := &visitRun{id: visit, start: time.Now()}
+	v := &p.run // one at a time: its state is new for each visit
+	*v = visitRun{id: visit, start: time.Now()}
 	if err := p.begin(v, props); err != nil {
 		return err
 	}
@@ -1379,13 +1406,13 @@ func (r *rank) sliceLoop(ctx context.Context, ids []mapper.DataID) error {
 
 // awaitVisit is step 6 (or 14) on a Slice: it receives the next visitMsg.
 func (r *rank) awaitVisit() (visitMsg, error) {
-	var vm visitMsg
 	data, err := r.c.Bcast(0, nil)
 	if err != nil {
-		return vm, err
+		return visitMsg{}, err
 	}
-	err = decodeVisit(data, &vm)
-	return vm, err
+	r.vm = visitMsg{} // decoded in place: a local one would escape
+	err = decodeVisit(data, &r.vm)
+	return r.vm, err
 }
 
 // visitClipboards is the rest of step 6 on a Slice: it appends to queue
@@ -1401,7 +1428,8 @@ func (r *rank) visitClipboards(queue, reuse []*Clipboard, vm visitMsg, ids []map
 			done[id] = true
 		}
 	}
-	for _, id := range ids {
+	visit := any(vm.Visit) // made an any once for every clipboard
+	for i, id := range ids {
 		if len(done) > 0 && done[id.String()] {
 			continue // done by an earlier attempt of the visit
 		}
@@ -1413,15 +1441,15 @@ func (r *rank) visitClipboards(queue, reuse []*Clipboard, vm visitMsg, ids []map
 			cb = newClipboard()
 		}
 		cb.dataID = id
-		cb.Put(KeyVisit, vm.Visit)
+		cb.Put(KeyVisit, visit)
 		for k, v := range vm.Props {
 			if k != events.PropVisit {
 				cb.Put(k, v)
 			}
 		}
 		cb.Put(KeyDataID, id)
-		for k, v := range id {
-			cb.Put(k, v)
+		for _, kv := range r.idKeys[i] {
+			cb.Put(kv.key, kv.val)
 		}
 		queue = append(queue, cb)
 	}
