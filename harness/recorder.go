@@ -133,21 +133,25 @@ type Summary struct {
 	DataIDs           map[VisitOutcome]int               // data IDs by outcome, over the visits' attempts
 	FailedDataIDs     []SliceFailure                     // each failed data ID's first failure, at most maxKept
 	unended           map[string]map[string]SliceFailure // by visit and data ID: the first failures of visits not ended
-	StageTime         map[string]time.Duration
-	StageCalls        map[string]int
-	stageOrder        []string
-	Malformed         int // events dropped as malformed
-	Undecodable       int // messages dropped because they were not events (did not decode)
-	Skipped           int // well-formed events passed over (not selected; visit already done)
-	Stopped           string
-	Elapsed           time.Duration
+	// StageTime and StageCalls are each stage's total time and calls,
+	// by name, once Run has returned the Summary.
+	StageTime   map[string]time.Duration
+	StageCalls  map[string]int
+	stages      map[string]*stageTotal // as the stages end, by name (StageDone)
+	stageOrder  []string
+	Malformed   int // events dropped as malformed
+	Undecodable int // messages dropped because they were not events (did not decode)
+	Skipped     int // well-formed events passed over (not selected; visit already done)
+	Stopped     string
+	Elapsed     time.Duration
 }
 
 const maxKept = 1000
 
 // newSummary returns an empty Summary.
 func newSummary() *Summary {
-	return &Summary{Reasons: map[string]string{}, DataIDs: map[VisitOutcome]int{}, StageTime: map[string]time.Duration{}, StageCalls: map[string]int{}}
+	return &Summary{Reasons: map[string]string{}, DataIDs: map[VisitOutcome]int{}, StageTime: map[string]time.Duration{}, StageCalls: map[string]int{},
+		stages: map[string]*stageTotal{}}
 }
 
 func (s *Summary) VisitStarted(string, time.Time) error {
@@ -157,15 +161,35 @@ func (s *Summary) VisitStarted(string, time.Time) error {
 	return nil
 }
 
+// stageTotal is one stage's calls and time so far.
+type stageTotal struct {
+	calls int
+	took  time.Duration
+}
+
+// StageDone adds to the stage's total: one map lookup a stage, as it is
+// called once a stage on the Pipeline's loop.
 func (s *Summary) StageDone(_, stage string, took time.Duration) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.StageCalls[stage]; !ok {
+	t := s.stages[stage]
+	if t == nil {
+		t = &stageTotal{}
+		s.stages[stage] = t
 		s.stageOrder = append(s.stageOrder, stage)
 	}
-	s.StageTime[stage] += took
-	s.StageCalls[stage]++
+	t.calls++
+	t.took += took
 	return nil
+}
+
+// sealStages fills StageTime and StageCalls from the totals.
+func (s *Summary) sealStages() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, t := range s.stages {
+		s.StageTime[name], s.StageCalls[name] = t.took, t.calls
+	}
 }
 
 func (s *Summary) SliceFailed(f SliceFailure) error {
