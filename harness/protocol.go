@@ -191,7 +191,9 @@ package harness
 //     step 14's Stop finds them waiting for a visitMsg.
 //     (pipeline.releaseSlices.)
 // 13. Visit end (no message). The Slices drop the visit's clipboards after
-//     its last parallel stage (or a Skip) and wait for the next visitMsg.
+//     its last parallel stage (or a Skip) and wait for the next visitMsg;
+//     with one visit in flight, both sides empty the clipboards they made
+//     for the visit and use them for the next (Clipboard.reset).
 //     The Pipeline decides the outcome, first match wins: interrupted (the
 //     run's context was cancelled), interrupted (a Stopped failure),
 //     failed (a failure on the Pipeline), failed (the policy's failure
