@@ -724,8 +724,8 @@ func (sf *sliceFlight) visit(m flightMsg) (*sliceVisit, error) {
 // openVisit is step 6 for a flightStart: the visit's clipboards
 // (visitClipboards). With no parallel stage nothing of it is kept.
 func (r *rank) openVisit(sf *sliceFlight, m flightMsg, ids []mapper.DataID) error {
-	var vm visitMsg
-	if err := decodeVisit(m.Body, &vm); err != nil {
+	vm, err := decodeVisit(m.Body)
+	if err != nil {
 		return err
 	}
 	if sf.open[m.Visit] != nil {

@@ -148,8 +148,6 @@ type rank struct {
 	// idKeys: Slice: the keys of each assigned data ID, in the order
 	// of the data IDs, put on its clipboard every visit (visitClipboards).
 	idKeys [][]idKey
-	// vm: Slice: the visitMsg being received (awaitVisit).
-	vm visitMsg
 }
 
 // idKey is a key of a data ID and its value, made an `any` once for
@@ -1410,9 +1408,7 @@ func (r *rank) awaitVisit() (visitMsg, error) {
 	if err != nil {
 		return visitMsg{}, err
 	}
-	r.vm = visitMsg{} // decoded in place: a local one would escape
-	err = decodeVisit(data, &r.vm)
-	return r.vm, err
+	return decodeVisit(data)
 }
 
 // visitClipboards is the rest of step 6 on a Slice: it appends to queue

@@ -193,12 +193,18 @@ func appendStr(b []byte, s string) []byte {
 	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
 }
 
-func decodeVisit(data []byte, m *visitMsg) error {
+// decodeVisit reads a visitMsg that encodeVisit wrote. The message is
+// returned, not decoded through a pointer: on the compact format's path,
+// once a visit on every Slice, it then stays off the heap.
+func decodeVisit(data []byte) (visitMsg, error) {
+	var m visitMsg
 	if len(data) == 0 {
-		return nil
+		return m, nil
 	}
 	if data[0] == 0 {
-		return decode(data[1:], m)
+		var g visitMsg
+		err := decode(data[1:], &g)
+		return g, err
 	}
 	r := data[1:]
 	u := func() (uint64, bool) {
@@ -220,15 +226,15 @@ func decodeVisit(data []byte, m *visitMsg) error {
 	}
 	flags, ok := u()
 	if !ok || flags&^(visitStop|visitBegin) != 0 {
-		return malformed(m)
+		return m, malformed((*visitMsg)(nil))
 	}
 	m.Stop, m.Begin = flags&visitStop != 0, flags&visitBegin != 0
 	if m.Visit, ok = str(); !ok {
-		return malformed(m)
+		return m, malformed((*visitMsg)(nil))
 	}
 	n, ok := u()
 	if !ok || n > uint64(len(r)) {
-		return malformed(m)
+		return m, malformed((*visitMsg)(nil))
 	}
 	if n > 0 {
 		m.Props = make(map[string]any, n)
@@ -237,11 +243,11 @@ func decodeVisit(data []byte, m *visitMsg) error {
 		k, ok1 := str()
 		v, ok2 := str()
 		if !ok1 || !ok2 {
-			return malformed(m)
+			return m, malformed((*visitMsg)(nil))
 		}
 		m.Props[k] = v
 	}
-	return nil
+	return m, nil
 }
 
 // malformed is the error of a message that cannot be decoded into v,

@@ -18,8 +18,8 @@ func TestVisitMessageCodec(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got visitMsg
-		if err := decodeVisit(data, &got); err != nil {
+		got, err := decodeVisit(data)
+		if err != nil {
 			t.Fatalf("%+v: %v", m, err)
 		}
 		if !reflect.DeepEqual(got, m) {
@@ -27,14 +27,12 @@ func TestVisitMessageCodec(t *testing.T) {
 		}
 	}
 	// Flags other than Stop and Begin are not a visitMsg.
-	var got visitMsg
-	if err := decodeVisit([]byte{1, 4, 1, 'v', 0}, &got); err == nil {
+	if got, err := decodeVisit([]byte{1, 4, 1, 'v', 0}); err == nil {
 		t.Errorf("flag 4: no error (%+v)", got)
 	}
 	good, _ := encodeVisit(visitMsg{Visit: "1001", Props: map[string]any{"filter": "r"}})
 	for i := 1; i < len(good); i++ {
-		var got visitMsg
-		if err := decodeVisit(good[:i], &got); err == nil {
+		if got, err := decodeVisit(good[:i]); err == nil {
 			t.Errorf("truncated to %d bytes: no error (%+v)", i, got)
 		}
 	}
