@@ -43,7 +43,6 @@ func runPipeline(ctx context.Context, cfg config, feed bool, visits []Visit) (*S
 	}
 	err := rankLoop(ctx, cfg)
 	sum.Elapsed = time.Since(start)
-	sum.sealStages()
 	switch {
 	case err != nil:
 		return sum, err

@@ -133,25 +133,20 @@ type Summary struct {
 	DataIDs           map[VisitOutcome]int               // data IDs by outcome, over the visits' attempts
 	FailedDataIDs     []SliceFailure                     // each failed data ID's first failure, at most maxKept
 	unended           map[string]map[string]SliceFailure // by visit and data ID: the first failures of visits not ended
-	// StageTime and StageCalls are each stage's total time and calls,
-	// by name, once Run has returned the Summary.
-	StageTime   map[string]time.Duration
-	StageCalls  map[string]int
-	stages      map[string]*stageTotal // as the stages end, by name (StageDone)
-	stageOrder  []string
-	Malformed   int // events dropped as malformed
-	Undecodable int // messages dropped because they were not events (did not decode)
-	Skipped     int // well-formed events passed over (not selected; visit already done)
-	Stopped     string
-	Elapsed     time.Duration
+	stages            map[string]*stageTotal             // by name (StageDone; Stage)
+	stageOrder        []string
+	Malformed         int // events dropped as malformed
+	Undecodable       int // messages dropped because they were not events (did not decode)
+	Skipped           int // well-formed events passed over (not selected; visit already done)
+	Stopped           string
+	Elapsed           time.Duration
 }
 
 const maxKept = 1000
 
 // newSummary returns an empty Summary.
 func newSummary() *Summary {
-	return &Summary{Reasons: map[string]string{}, DataIDs: map[VisitOutcome]int{}, StageTime: map[string]time.Duration{}, StageCalls: map[string]int{},
-		stages: map[string]*stageTotal{}}
+	return &Summary{Reasons: map[string]string{}, DataIDs: map[VisitOutcome]int{}, stages: map[string]*stageTotal{}}
 }
 
 func (s *Summary) VisitStarted(string, time.Time) error {
@@ -183,13 +178,15 @@ func (s *Summary) StageDone(_, stage string, took time.Duration) error {
 	return nil
 }
 
-// sealStages fills StageTime and StageCalls from the totals.
-func (s *Summary) sealStages() {
+// Stage is how many times the stage named name has ended so far (once
+// in each visit that ran it) and the total time it took.
+func (s *Summary) Stage(name string) (calls int, took time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for name, t := range s.stages {
-		s.StageTime[name], s.StageCalls[name] = t.took, t.calls
+	if t := s.stages[name]; t != nil {
+		return t.calls, t.took
 	}
+	return 0, 0
 }
 
 func (s *Summary) SliceFailed(f SliceFailure) error {
@@ -280,7 +277,7 @@ func (s *Summary) Print(w io.Writer) {
 	if len(s.stageOrder) > 0 {
 		fmt.Fprintln(w, "stages (mean time per visit):")
 		for _, st := range s.stageOrder {
-			fmt.Fprintf(w, "  %-20s %10s\n", st, (s.StageTime[st] / time.Duration(s.StageCalls[st])).Round(time.Microsecond))
+			fmt.Fprintf(w, "  %-20s %10s\n", st, (s.stages[st].took / time.Duration(s.stages[st].calls)).Round(time.Microsecond))
 		}
 	}
 	if len(s.FailedVisits) > 0 {

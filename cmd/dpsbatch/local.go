@@ -314,11 +314,10 @@ func summarize(runID, dir string, p *harness.Policy, s *harness.Summary) localRu
 		MalformedEvents: s.Malformed, UndecodableMessages: s.Undecodable, SkippedEvents: s.Skipped, Stopped: s.Stopped,
 		Elapsed: s.Elapsed.Seconds()}
 	for _, st := range p.Stages {
-		n := s.StageCalls[st.Name]
+		n, total := s.Stage(st.Name)
 		if n == 0 {
 			continue
 		}
-		total := s.StageTime[st.Name]
 		r.Stages = append(r.Stages, stageTimes{Stage: st.Name, Visits: n, Total: total.Seconds(), Mean: total.Seconds() / float64(n)})
 	}
 	for _, v := range s.FailedVisits {
