@@ -80,7 +80,7 @@ func (p *pipeline) known(done []string) map[string]bool {
 }
 
 // ranIDs is how many data IDs the visit runs: all but those it left out.
-func (p *pipeline) ranIDs(v *visitRun) int { return p.totalIDs - len(v.skip) }
+func (p *pipeline) ranIDs(v *visitRun) int { return len(p.allIDs) - len(v.skip) }
 
 // dataIDEarlier is a data ID's word in the KeyDataIDs item when an
 // earlier attempt of the visit did it.

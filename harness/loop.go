@@ -134,13 +134,12 @@ type rank struct {
 	stages   []*built
 	parallel []*built
 	cx       Context // reused for every stage call on this rank, unless concurrent
-	totalIDs int     // Pipeline: data IDs assigned over all slices
 	// concurrent: visits run concurrently (the policy's in_flight above
 	// 1): every stage call gets a Context of its own, and stages not
 	// declared safe for it are called one at a time (exclusive).
 	concurrent bool
 	fz         *freezer
-	allIDs     []string // Pipeline: the data IDs assigned (mapper.DataID.String)
+	allIDs     []string // Pipeline: the data IDs assigned over all slices (mapper.DataID.String)
 	// allDone: Pipeline: every data ID of allIDs done, the DataIDs of
 	// every visit that ran them all without a failure (dataIDOutcomes),
 	// one map for all such visits.
@@ -294,6 +293,7 @@ func (r *rank) assign() ([]mapper.DataID, []int, error) {
 			}
 		}
 		if assignErr == nil {
+			r.keepAssigned(ids)
 			r.logAssigned(ids)
 		}
 	}
@@ -334,10 +334,9 @@ func readAssignment(part []byte) ([]mapper.DataID, []int, error) {
 	return m.IDs, m.Neighbours, nil
 }
 
-// logAssigned notes the mapper's assignment, and warns when it leaves
-// slices without a data ID: they sit idle for the whole run.
-func (r *rank) logAssigned(ids [][]mapper.DataID) {
-	r.totalIDs = countIDs(ids)
+// keepAssigned keeps, on the Pipeline, the data IDs the mapper assigned
+// (allIDs) and the outcomes of a visit that did them all (allDone).
+func (r *rank) keepAssigned(ids [][]mapper.DataID) {
 	for _, s := range ids {
 		for _, id := range s {
 			r.allIDs = append(r.allIDs, id.String())
@@ -347,7 +346,12 @@ func (r *rank) logAssigned(ids [][]mapper.DataID) {
 	for _, id := range r.allIDs {
 		r.allDone[id] = VisitDone
 	}
-	r.log.Info("data assigned", "slices", len(ids), "dataIds", r.totalIDs)
+}
+
+// logAssigned notes the mapper's assignment, and warns when it leaves
+// slices without a data ID: they sit idle for the whole run.
+func (r *rank) logAssigned(ids [][]mapper.DataID) {
+	r.log.Info("data assigned", "slices", len(ids), "dataIds", len(r.allIDs))
 	idle := 0
 	for _, s := range ids {
 		if len(s) == 0 {
@@ -356,16 +360,8 @@ func (r *rank) logAssigned(ids [][]mapper.DataID) {
 	}
 	if idle > 0 {
 		r.log.Warn("slices have no data ID and stay idle for the whole run: ask for as many slices as the mapper has data IDs",
-			"idle", idle, "slices", len(ids), "dataIds", r.totalIDs)
+			"idle", idle, "slices", len(ids), "dataIds", len(r.allIDs))
 	}
-}
-
-func countIDs(ids [][]mapper.DataID) int {
-	n := 0
-	for _, s := range ids {
-		n += len(s)
-	}
-	return n
 }
 
 // ---- Pipeline (rank 0) ----
