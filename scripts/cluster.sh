@@ -80,7 +80,7 @@ readonly JWT_KEY=/var/spool/slurm/jwt_hs256.key
 readonly LOCK_FILE=/run/lock/dpsbatch-cluster.lock
 readonly KEEPER_PID_FILE=$RUN_DIR/slurmd-keeper.pid
 readonly KEEPER_LOG=$LOG_DIR/keeper.log
-SCRIPT=$(readlink -f "$0")
+SCRIPT=$(readlink -f "${BASH_SOURCE[0]}")
 readonly SCRIPT
 readonly WAIT_SECONDS=${CLUSTER_WAIT_SECONDS:-60}
 # Node states (sinfo %t) that count as "up".
@@ -1001,4 +1001,7 @@ main() {
 	esac
 }
 
-main "$@"
+# Sourced (scripts/cluster_keeper_test.sh), it only defines its functions.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+	main "$@"
+fi
