@@ -37,12 +37,16 @@ func TestInJobOutlastsBusyReader(t *testing.T) {
 	j := &injob.InJob{StatePath: l.State(), JobID: "1001", BusyTimeout: busy, Logger: slog.New(slog.NewTextHandler(&log, nil))}
 
 	// The reader: a status that holds its read transaction far too long.
+	// Its first hold, taken before the job starts, lasts until the job
+	// has found the file busy (or 30 s), so that the job meets the lock
+	// whatever the machine's load does to the timing; then it holds for
+	// twice the busy timeout, again and again.
 	db, err := sql.Open("sqlite3", "file:"+l.State()+"?mode=ro")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	quit, readerDone := make(chan struct{}), make(chan int)
+	quit, readerDone, holding := make(chan struct{}), make(chan int), make(chan struct{})
 	go func() {
 		holds := 0
 		defer func() { readerDone <- holds }()
@@ -55,16 +59,24 @@ func TestInJobOutlastsBusyReader(t *testing.T) {
 			tx, err := db.BeginTx(context.Background(), &sql.TxOptions{ReadOnly: true})
 			if err != nil {
 				t.Error(err)
+				close(holding)
 				return
 			}
 			if err := tx.QueryRow(`SELECT count(*) FROM visits`).Scan(new(int)); err == nil {
 				holds++
+				if holds == 1 {
+					close(holding)
+					for end := time.Now().Add(30 * time.Second); !strings.Contains(log.String(), "state file busy") && time.Now().Before(end); {
+						time.Sleep(10 * time.Millisecond)
+					}
+				}
 				time.Sleep(2 * busy)
 			}
 			tx.Rollback()
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
+	<-holding
 
 	dr := harness.RunOptions{PolicyPath: l.Policy(), VisitsPath: l.Visits(".csv"), RunID: "run1", RunDir: dir, Rank0: j.Hook}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
